@@ -1,0 +1,130 @@
+# relm — one plain Makefile.  `make` builds into build/, `make check` runs
+# the suite.  Missing Debian packages are installed by the build itself
+# (apt-get as root, or through sudo): see the `deps` rule.
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+BUILD      ?= build
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+CFLAGS     ?= -O2 -g
+V          ?= 0
+
+# Libraries every program links, and the Debian packages that provide them.
+PKGS      = libsodium libuv sqlite3 libcjson
+TEST_PKGS = check
+DEB_PKGS  = pkg-config libsodium-dev libuv1-dev libsqlite3-dev libcjson-dev \
+            check libsubunit-dev
+
+WARN = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
+       -Wmissing-prototypes -Wformat=2 -Wpointer-arith -Wcast-qual \
+       -Wundef -Wvla -Wno-missing-field-initializers
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+ifneq ($(WERROR),)
+WARN += -Werror
+endif
+
+# Recursive (=) so pkg-config runs only when a recipe needs it — after the
+# deps stamp below has installed what was missing.
+PKG_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS    = $(shell $(PKG_CONFIG) --libs $(PKGS))
+TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS))
+TEST_LIBS   = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+ALL_CFLAGS  = $(WARN) -D_GNU_SOURCE -Ilib -Idaemon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+
+ifeq ($(V),0)
+Q = @
+say = @printf '  %-7s %s\n' $(1) $(2);
+else
+Q =
+say =
+endif
+
+# ---- table of contents -------------------------------------------------
+# lib/: librelm, the pure engine (no I/O, clock or randomness of its own)
+LIB_SRC  = $(sort $(wildcard lib/*.c))
+# daemon/: the programs; every daemon/*.c that is not a program's main
+ALL_PROGRAMS = relmd relmctl relm-mailbox
+PROG_SRC = $(wildcard $(ALL_PROGRAMS:%=daemon/%.c))
+PROGRAMS = $(PROG_SRC:daemon/%.c=%)
+DMN_SRC  = $(filter-out $(ALL_PROGRAMS:%=daemon/%.c),$(sort $(wildcard daemon/*.c)))
+# tests/: one Check suite per module (tests/check_<module>.c), helpers in
+# tests/util_*.c, shell/integration drivers in tests/*.sh
+TEST_SRC = $(sort $(wildcard tests/check_*.c))
+TUTIL_SRC = $(sort $(wildcard tests/util_*.c))
+
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+DMN_OBJ  = $(DMN_SRC:%.c=$(BUILD)/%.o)
+TUTIL_OBJ = $(TUTIL_SRC:%.c=$(BUILD)/%.o)
+TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+PROGS    = $(PROGRAMS:%=$(BUILD)/%)
+DEPS_OK  = $(BUILD)/.deps-ok
+
+.PHONY: all check asan valgrind fuzz sim bench demo install clean deps
+all: $(PROGS) $(BUILD)/librelm.a
+
+# ---- dependencies: install missing Debian packages ----------------------
+deps: $(DEPS_OK)
+$(DEPS_OK):
+	$(Q)mkdir -p $(BUILD)
+	$(Q)if ! $(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) 2>/dev/null || \
+	     ! dpkg-query -W -f='$${Status}\n' $(DEB_PKGS) 2>/dev/null | grep -qv 'not-installed\|deinstall' ; then \
+	  missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "  DEPS    installing:" $$missing; \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	      { echo "error: could not install: $$missing (run as root or with sudo)" >&2; exit 1; }; \
+	  fi; \
+	fi
+	$(Q)$(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) || { echo "error: pkg-config cannot find $(PKGS) $(TEST_PKGS)" >&2; exit 1; }
+	$(Q)touch $@
+
+# ---- build rules ---------------------------------------------------------
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c | $(DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/librelm.a: $(LIB_OBJ)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libdaemon.a: $(DMN_OBJ) | $(DEPS_OK)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/daemon/%.o $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) -o $@
+
+$(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
+
+# ---- tests -----------------------------------------------------------------
+# Every suite runs even if an earlier one fails; the exit status is the OR.
+check: $(TESTS) $(PROGS)
+	$(Q)fail=0; for t in $(TESTS); do \
+	  echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; \
+	done; \
+	for s in $(sort $(wildcard tests/test_*.sh)); do \
+	  echo "== $$s"; BUILD=$(BUILD) sh $$s || fail=1; \
+	done; \
+	if [ $$fail = 0 ]; then echo "all suites passed"; else echo "SOME SUITES FAILED"; fi; exit $$fail
+
+# AddressSanitizer + UndefinedBehaviorSanitizer: the same suite, own build dir.
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
+
+clean:
+	rm -rf $(BUILD) build
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,3 @@
+build/lib/env.o: lib/env.c lib/env.h lib/limits.h
+lib/env.h:
+lib/limits.h:

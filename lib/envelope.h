@@ -1,0 +1,62 @@
+/*
+ * envelope.h — the envelope codec (proto/wire.md §Envelope).
+ *
+ *   header  = version(1) flags(1) dh_pub(32) pn(4, BE) n(4, BE) nonce(24)   66 bytes
+ *   [ext]   = ipk_b(32) ek_b(32) spk_id(4, BE) opk_id(4, BE)                 if flags & INITIAL
+ *   ct      = XChaCha20-Poly1305(padded payload) ‖ tag(16)
+ *
+ * The header bytes (with the extension) are the AEAD's associated data after
+ * the relationship AD.  Decoding checks everything that can be checked
+ * without keys: version, unknown flag bits, canonical public keys, lengths
+ * (ciphertext a positive multiple of RELM_PAD_BLOCK plus the tag, whole
+ * envelope ≤ RELM_ENVELOPE_MAX).  It never allocates.
+ */
+#ifndef RELM_ENVELOPE_H
+#define RELM_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "limits.h"
+
+enum relm_envelope_flags {
+	RELM_ENV_F_INITIAL = 0x01,   /* X3DH extension follows the header */
+	RELM_ENV_F_KNOWN   = 0x01,   /* every other bit must be zero */
+};
+
+struct relm_header {
+	uint8_t version;
+	uint8_t flags;
+	uint8_t dh_pub[RELM_KEY_LEN];
+	uint32_t pn;
+	uint32_t n;
+	uint8_t nonce[RELM_NONCE_LEN];
+};
+
+struct relm_initial_ext {
+	uint8_t ipk[RELM_SIGN_PK_LEN];   /* IPK_b, Ed25519 */
+	uint8_t ek[RELM_KEY_LEN];        /* EK_b, X25519 */
+	uint32_t spk_id;
+	uint32_t opk_id;                 /* 0 = no one-time prekey used */
+};
+
+/* A decoded envelope: views into the caller's buffer, valid while it lives. */
+struct relm_envelope {
+	struct relm_header h;
+	struct relm_initial_ext ext;     /* meaningful only if h.flags & RELM_ENV_F_INITIAL */
+	const uint8_t *hdr;              /* header (+ extension) bytes: AD */
+	size_t hdrlen;
+	const uint8_t *ct;               /* ciphertext ‖ tag */
+	size_t ctlen;
+};
+
+/* Decode and validate.  Returns 0, or RELM_ETRUNCATED / RELM_ETOOBIG /
+ * RELM_EVERSION / RELM_EMALFORMED / RELM_EBADKEY; out is untouched on error. */
+int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t len);
+
+/* Write header (+ ext if h->flags has INITIAL; ext must then be non-NULL)
+ * to out, which must hold RELM_HEADER_LEN + RELM_INITIAL_EXT_LEN bytes.
+ * Returns the number of bytes written. */
+size_t relm_header_encode(uint8_t *out, const struct relm_header *h,
+                          const struct relm_initial_ext *ext);
+
+#endif

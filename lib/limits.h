@@ -1,0 +1,54 @@
+/*
+ * limits.h — every protocol limit and default in one place, each with the
+ * reason it has the value it has (DESIGN §3–§8).  Wire-visible limits are
+ * part of proto/wire.md; changing one is a protocol change.
+ */
+#ifndef RELM_LIMITS_H
+#define RELM_LIMITS_H
+
+enum relm_limits {
+	/* --- sizes fixed by the primitives (DESIGN §3) --- */
+	RELM_KEY_LEN        = 32,   /* X25519 keys, root/chain/message keys */
+	RELM_SIGN_PK_LEN    = 32,   /* Ed25519 public key (IPK, mailbox key) */
+	RELM_SIGN_SK_LEN    = 64,   /* Ed25519 secret key (libsodium layout: seed||pk) */
+	RELM_SIG_LEN        = 64,   /* Ed25519 signature */
+	RELM_NONCE_LEN      = 24,   /* XChaCha20-Poly1305: random nonce, safe to draw */
+	RELM_TAG_LEN        = 16,   /* Poly1305 tag */
+	RELM_ID_LEN         = 16,   /* node ids, message ids, relationship ids: BLAKE2b-128 / random */
+
+	/* --- envelope (proto/wire.md) --- */
+	RELM_WIRE_VERSION   = 1,    /* first byte of every envelope and invite */
+	RELM_HEADER_LEN     = 66,   /* version(1) flags(1) dh_pub(32) pn(4) n(4) nonce(24) */
+	RELM_INITIAL_EXT_LEN = 72,  /* ipk_b(32) ek_b(32) spk_id(4) opk_id(4) */
+	RELM_PAD_BLOCK      = 64,   /* payloads padded to a multiple of this: sizes reveal little */
+	RELM_ENVELOPE_MAX   = 65536,/* mailbox limit; also bounds payloads */
+	RELM_PAYLOAD_MAX    = RELM_ENVELOPE_MAX - RELM_HEADER_LEN - RELM_INITIAL_EXT_LEN - RELM_TAG_LEN,
+	RELM_BODY_MAX       = 60000,/* a text body must fit one envelope with its JSON wrapping */
+	RELM_MAILBOX_ADDR_MAX = 255,/* host:port/id, length-prefixed by one byte in invites */
+
+	/* --- ratchet (DESIGN §5) --- */
+	RELM_MAX_SKIP       = 1000, /* message keys skipped in one chain: Signal's order of magnitude */
+	RELM_MAX_SKIPPED    = 2000, /* total stored skipped keys per relationship (memory / store bound) */
+	RELM_MAX_TRIAL      = 16,   /* ours nodes tried for an unknown remote key: bounds CPU per envelope */
+	RELM_MAX_PENDING    = 256,  /* pending envelopes per relationship; the oldest is reported beyond */
+	RELM_MAX_NODES      = 64,   /* retained nodes per relationship; pruning keeps far fewer */
+	RELM_PRUNE_W        = 2,    /* losing branch deleted once its deepest node is > W behind the chosen leaf */
+	RELM_RETAIN_R       = 4,    /* ours private keys kept at most R steps behind the chosen leaf */
+	RELM_KEEP_BACK      = 8,    /* single-child ancestors kept this far behind the chosen leaf (late messages) */
+	RELM_MAX_ACKS       = 64,   /* acks per receipt: keeps receipts one or two pad blocks */
+	RELM_MAX_OUTGOING   = 4096, /* unacknowledged outgoing messages per relationship */
+
+	/* --- timers, milliseconds (DESIGN §5) --- */
+	RELM_RECEIPT_DELAY_MIN_MS = 200,   /* automated replies wait 0.2–2 s: one device answers, */
+	RELM_RECEIPT_DELAY_MAX_MS = 2000,  /* and timing does not reveal how many there are */
+	RELM_RETX_BASE_MS   = 10000,       /* first retransmission after 10 s without a receipt */
+	RELM_RETX_CAP_MS    = 3600000,     /* backoff doubles up to one hour */
+	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about a day) */
+	RELM_PENDING_TTL_MS = 1800000,     /* pending envelopes reported undecryptable after 30 min */
+	RELM_SKIPPED_TTL_MS = 604800000,   /* skipped message keys expire after 7 days */
+
+	/* --- daemon / API (DESIGN §8) --- */
+	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */
+};
+
+#endif
