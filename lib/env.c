@@ -19,6 +19,7 @@ void relm_params_default(struct relm_params *p)
 	p->retx_max_tries = RELM_RETX_MAX_TRIES;
 	p->pending_ttl_ms = RELM_PENDING_TTL_MS;
 	p->skipped_ttl_ms = RELM_SKIPPED_TTL_MS;
+	p->used_key_ttl_ms = RELM_USED_KEY_TTL_MS;
 }
 
 static void sys_random(void *ctx, uint8_t *buf, size_t len)
@@ -41,6 +42,7 @@ void relm_env_init_system(struct relm_env *env)
 	env->random = sys_random;
 	env->now_ms = sys_now;
 	env->history_has = NULL;
+	env->history_ctx = NULL;
 	relm_params_default(&env->params);
 }
 

@@ -26,6 +26,7 @@ struct relm_params {
 	uint32_t retx_max_tries;
 	uint32_t pending_ttl_ms;
 	uint64_t skipped_ttl_ms;
+	uint32_t used_key_ttl_ms;     /* RELM_USED_KEY_TTL_MS */
 };
 
 struct relm_env {
@@ -37,7 +38,8 @@ struct relm_env {
 	/* Optional: has this relationship's history got message `id`?  Lets
 	 * de-duplication reach past what the engine keeps in memory (the store
 	 * answers from its history table).  NULL: the engine's own record only. */
-	int (*history_has)(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id[16]);
+	int (*history_has)(void *history_ctx, const uint8_t rel_id[16], const uint8_t msg_id[16]);
+	void *history_ctx;
 	struct relm_params params;
 };
 

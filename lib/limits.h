@@ -35,6 +35,7 @@ enum relm_limits {
 	RELM_PRUNE_W        = 2,    /* losing branch deleted once its deepest node is > W behind the chosen leaf */
 	RELM_RETAIN_R       = 4,    /* ours private keys kept at most R steps behind the chosen leaf */
 	RELM_KEEP_BACK      = 8,    /* single-child ancestors kept this far behind the chosen leaf (late messages) */
+	RELM_MAX_USED_KEYS  = 32,   /* used message keys kept for counter collisions (tree mode) */
 	RELM_MAX_ACKS       = 64,   /* acks per receipt: keeps receipts one or two pad blocks */
 	RELM_MAX_OUTGOING   = 4096, /* unacknowledged outgoing messages per relationship */
 
@@ -46,6 +47,7 @@ enum relm_limits {
 	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about a day) */
 	RELM_PENDING_TTL_MS = 1800000,     /* pending envelopes reported undecryptable after 30 min */
 	RELM_SKIPPED_TTL_MS = 604800000,   /* skipped message keys expire after 7 days */
+	RELM_USED_KEY_TTL_MS = 600000,     /* a used key decrypts a sibling's collision for 10 min, then goes (FS) */
 
 	/* --- daemon / API (DESIGN §8) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */

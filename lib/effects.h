@@ -1,0 +1,72 @@
+/*
+ * effects.h — what an engine step asks the outside world to do.
+ *
+ * The engine consumes one event (the user sent, an envelope arrived, a
+ * timer fired) and appends effects here; it performs none of them.  relmd
+ * writes them into the store in the same transaction as the new state and
+ * acts on them only after that transaction commits (DESIGN §8 durability
+ * rule); tests/sim routes them between simulated devices.
+ */
+#ifndef RELM_EFFECTS_H
+#define RELM_EFFECTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "limits.h"
+
+enum relm_fx_type {
+	RELM_FX_NONE = 0,
+	RELM_FX_POST,          /* post data (an envelope) to the remote side's mailbox */
+	RELM_FX_DELIVER,       /* a message to add to history (de-duplicated by id) */
+	RELM_FX_STATUS,        /* an outgoing message changed status */
+	RELM_FX_EVENT,         /* an event for subscribers (fork.detected, ...) */
+	RELM_FX_PENDING_ADD,   /* keep this envelope pending (data, hash) */
+	RELM_FX_PENDING_DEL,   /* drop the pending envelope with this hash */
+};
+
+enum relm_msg_status {
+	RELM_STATUS_NONE = 0,
+	RELM_STATUS_QUEUED,    /* accepted from the user, envelope produced */
+	RELM_STATUS_POSTED,    /* the mailbox acknowledged the envelope (set by relmd) */
+	RELM_STATUS_DELIVERED, /* the remote's receipt covers it */
+	RELM_STATUS_FAILED,    /* retry limit reached; reason says why */
+};
+
+enum relm_origin {
+	RELM_ORIGIN_SELF = 1,
+	RELM_ORIGIN_SIBLING,
+	RELM_ORIGIN_REMOTE,
+};
+
+struct relm_fx {
+	enum relm_fx_type type;
+	uint8_t msg_id[RELM_ID_LEN];   /* POST, DELIVER, STATUS: the message concerned */
+	uint8_t hash[RELM_ID_LEN];     /* PENDING_*: BLAKE2b-128 of the envelope */
+	uint8_t *data;                 /* POST/PENDING_ADD: envelope; DELIVER: body (owned) */
+	size_t len;
+	int kind;                      /* DELIVER: enum relm_kind; POST: kind of the payload */
+	uint64_t ts;                   /* DELIVER: sender's timestamp; PENDING_ADD: arrival */
+	int direction_in;              /* DELIVER: 1 received, 0 sent */
+	int origin;                    /* DELIVER: enum relm_origin */
+	int status;                    /* STATUS: enum relm_msg_status */
+	const char *event;             /* EVENT: type name (static string) */
+	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */
+	char detail[160];              /* EVENT/STATUS: reason or JSON fragment, no secrets */
+};
+
+struct relm_effects {
+	struct relm_fx *v;
+	size_t n, cap;
+};
+
+void relm_effects_init(struct relm_effects *fx);
+/* Wipes every owned buffer and empties the list (keeps the array). */
+void relm_effects_reset(struct relm_effects *fx);
+/* relm_effects_reset + frees the array. */
+void relm_effects_clear(struct relm_effects *fx);
+/* Appends a zeroed effect of the given type; NULL when out of memory. */
+struct relm_fx *relm__fx_push(struct relm_effects *fx, enum relm_fx_type type);
+/* Drop effects appended after mark (wiping them): undo on failure. */
+void relm__fx_truncate(struct relm_effects *fx, size_t mark);
+
+#endif

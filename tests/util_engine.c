@@ -1,0 +1,242 @@
+/* util_engine.c — see util_engine.h. */
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include "util_engine.h"
+#include "util_rand.h"
+#include "crypto.h"
+#include "error.h"
+#include "payload.h"
+
+static int hist_has_cb(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id[16])
+{
+	const struct tu_party *p = ctx;
+	(void)rel_id;
+	return tu_hist_has(p, msg_id, 1);
+}
+
+void tu_party_init(struct tu_party *p, uint64_t *clock, uint64_t stream)
+{
+	uint8_t seed[32];
+
+	memset(p, 0, sizeof *p);
+	tu_env_init_stream(&p->env, clock, stream);
+	p->env.history_has = hist_has_cb;
+	p->env.history_ctx = p;
+	p->env.random(p->env.ctx, seed, sizeof seed);
+	relm_sign_keypair_from_seed(p->ipk_pk, p->ipk_sk, seed);
+}
+
+void tu_party_free(struct tu_party *p)
+{
+	relm_rel_free(p->rel);
+	for (size_t i = 0; i < p->nout; i++)
+		free(p->outq[i].buf);
+	free(p->outq);
+	free(p->hist);
+	free(p->hist_in);
+	tu_env_free(&p->env);
+	memset(p, 0, sizeof *p);
+}
+
+int tu_hist_has(const struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in)
+{
+	for (size_t i = 0; i < p->nhist; i++)
+		if (p->hist_in[i] == in && memcmp(p->hist[i], id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+static void hist_add(struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in)
+{
+	if (tu_hist_has(p, id, in)) {
+		p->dup_deliveries++;
+		return;
+	}
+	if (p->nhist == p->caphist) {
+		p->caphist = p->caphist ? 2 * p->caphist : 64;
+		p->hist = realloc(p->hist, p->caphist * sizeof *p->hist);
+		p->hist_in = realloc(p->hist_in, p->caphist);
+		ck_assert(p->hist && p->hist_in);
+	}
+	memcpy(p->hist[p->nhist], id, RELM_ID_LEN);
+	p->hist_in[p->nhist++] = (uint8_t)in;
+}
+
+void tu_apply(struct tu_party *p, struct relm_effects *fx)
+{
+	for (size_t i = 0; i < fx->n; i++) {
+		struct relm_fx *f = &fx->v[i];
+		switch (f->type) {
+		case RELM_FX_POST:
+			if (p->nout == p->capout) {
+				p->capout = p->capout ? 2 * p->capout : 64;
+				p->outq = realloc(p->outq, p->capout * sizeof *p->outq);
+				ck_assert(p->outq);
+			}
+			p->outq[p->nout].buf = malloc(f->len);
+			ck_assert(p->outq[p->nout].buf);
+			memcpy(p->outq[p->nout].buf, f->data, f->len);
+			p->outq[p->nout++].len = f->len;
+			break;
+		case RELM_FX_DELIVER:
+			if (f->kind != RELM_KIND_RECEIPT)
+				hist_add(p, f->msg_id, f->direction_in);
+			break;
+		case RELM_FX_STATUS:
+			if (f->status == RELM_STATUS_DELIVERED)
+				p->delivered++;
+			else if (f->status == RELM_STATUS_FAILED)
+				p->failed++;
+			else if (f->status == RELM_STATUS_QUEUED)
+				p->queued++;
+			break;
+		case RELM_FX_EVENT:
+			if (strcmp(f->event, "fork.detected") == 0)
+				p->forks++;
+			else if (strcmp(f->event, "fork.resolved") == 0)
+				p->resolved++;
+			else if (strcmp(f->event, "envelope.undecryptable") == 0)
+				p->undecryptable++;
+			break;
+		case RELM_FX_PENDING_ADD:
+			p->pending_adds++;
+			break;
+		default:
+			break;
+		}
+	}
+	relm_effects_reset(fx);
+}
+
+struct tu_blob tu_take(struct tu_party *p, size_t i)
+{
+	struct tu_blob b;
+	ck_assert(i < p->nout);
+	b = p->outq[i];
+	memmove(&p->outq[i], &p->outq[i + 1], (p->nout - i - 1) * sizeof *p->outq);
+	p->nout--;
+	return b;
+}
+
+int tu_recv(struct tu_party *p, const uint8_t *buf, size_t len)
+{
+	struct relm_effects fx;
+	int rc;
+	relm_effects_init(&fx);
+	rc = relm_rel_receive(p->rel, &p->env, buf, len, &fx);
+	tu_apply(p, &fx);
+	relm_effects_clear(&fx);
+	return rc;
+}
+
+void tu_send(struct tu_party *p, const char *text, uint8_t *id_out)
+{
+	struct relm_effects fx;
+	uint8_t id[RELM_ID_LEN];
+	int rc;
+	relm_effects_init(&fx);
+	rc = relm_rel_send(p->rel, &p->env, text, strlen(text), NULL, id, &fx);
+	if (rc != 0) {
+		fprintf(stderr, "send failed: nodes %u out %u skipped %u\n", p->rel->tree.count, p->rel->nout, p->rel->nskipped);
+		for (uint32_t i = 0; i < p->rel->tree.count; i++) {
+			const struct relm_node *n = &p->rel->tree.nodes[i];
+			fprintf(stderr, "  node %s parent %s depth %u flags %x n %u\n", tu_hex(n->id, 4), tu_hex(n->parent, 4), n->depth, n->flags, n->n);
+		}
+	}
+	ck_assert_msg(rc == 0, "send: %s (" TU_SEED_FMT ")", relm_strerror(rc), TU_SEED_ARG);
+	tu_apply(p, &fx);
+	relm_effects_clear(&fx);
+	if (id_out)
+		memcpy(id_out, id, RELM_ID_LEN);
+}
+
+void tu_tick(struct tu_party *p)
+{
+	struct relm_effects fx;
+	int rc;
+	relm_effects_init(&fx);
+	rc = relm_rel_tick(p->rel, &p->env, &fx);
+	ck_assert_msg(rc == 0, "tick: %s (" TU_SEED_FMT ")", relm_strerror(rc), TU_SEED_ARG);
+	tu_apply(p, &fx);
+	relm_effects_clear(&fx);
+}
+
+void tu_pair(struct tu_party *a, struct tu_party *b, enum relm_mode ma, enum relm_mode mb,
+             int with_opk)
+{
+	struct relm_invite inv;
+	struct relm_invite_secrets sec;
+	struct relm_effects fx;
+	struct tu_blob init;
+	int rc;
+
+	memset(&inv, 0, sizeof inv);
+	memset(&sec, 0, sizeof sec);
+	inv.version = RELM_WIRE_VERSION;
+	memcpy(inv.ipk, a->ipk_pk, RELM_SIGN_PK_LEN);
+	inv.spk_id = 7;
+	a->env.random(a->env.ctx, sec.spk_priv, RELM_KEY_LEN);
+	relm_x25519_public(inv.spk, sec.spk_priv);
+	if (with_opk) {
+		inv.flags |= RELM_INVITE_F_OPK;
+		inv.opk_id = 9;
+		a->env.random(a->env.ctx, sec.opk_priv, RELM_KEY_LEN);
+		relm_x25519_public(inv.opk, sec.opk_priv);
+		sec.has_opk = 1;
+	}
+	inv.expires_ms = a->env.now_ms(a->env.ctx) + 86400000;
+	snprintf(inv.mailbox, sizeof inv.mailbox, "127.0.0.1:7427/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	ck_assert_int_eq(relm_invite_sign(&inv, a->ipk_sk), 0);
+	memcpy(sec.ipk_sk, a->ipk_sk, RELM_SIGN_SK_LEN);
+	snprintf(sec.mailbox_host, sizeof sec.mailbox_host, "127.0.0.1:7427");
+
+	relm_effects_init(&fx);
+	rc = relm_rel_accept(&b->rel, &b->env, mb, b->ipk_sk, &inv, "127.0.0.2:7427", &fx);
+	ck_assert_msg(rc == 0, "accept: %s", relm_strerror(rc));
+	tu_apply(b, &fx);
+	ck_assert_uint_eq(b->nout, 1);
+	init = tu_take(b, 0);
+	rc = relm_rel_open_initial(&a->rel, &a->env, ma, &sec, init.buf, init.len, &fx);
+	ck_assert_msg(rc == 0, "open_initial: %s", relm_strerror(rc));
+	tu_apply(a, &fx);
+	relm_effects_clear(&fx);
+	tu_blob_free(&init);
+	sodium_memzero(&sec, sizeof sec);
+}
+
+struct tu_blob tu_state(const struct tu_party *p)
+{
+	struct tu_blob b;
+	ck_assert_int_eq(relm_rel_encode(p->rel, &b.buf, &b.len), 0);
+	return b;
+}
+
+int tu_blob_eq(struct tu_blob x, struct tu_blob y)
+{
+	return x.len == y.len && memcmp(x.buf, y.buf, x.len) == 0;
+}
+
+void tu_blob_free(struct tu_blob *b)
+{
+	if (b->buf) {
+		sodium_memzero(b->buf, b->len);
+		free(b->buf);
+	}
+	b->buf = NULL;
+	b->len = 0;
+}
+
+void tu_clone(struct tu_party *q, const struct tu_party *p, uint64_t *clock, uint64_t stream)
+{
+	struct tu_blob s = tu_state(p);
+	tu_party_init(q, clock, stream);
+	memcpy(q->ipk_pk, p->ipk_pk, sizeof q->ipk_pk);
+	memcpy(q->ipk_sk, p->ipk_sk, sizeof q->ipk_sk);
+	ck_assert_int_eq(relm_rel_decode(&q->rel, s.buf, s.len), 0);
+	for (size_t i = 0; i < p->nhist; i++)
+		hist_add(q, p->hist[i], p->hist_in[i]);
+	tu_blob_free(&s);
+}

@@ -1,0 +1,71 @@
+/*
+ * util_engine.h — two (or more) parties of one relationship in one process,
+ * for engine tests: key set-up, invite, accept, and effect routing through
+ * the public engine API only.  Each party has its own seeded env stream and
+ * a history (the message ids it holds) that answers env->history_has.
+ */
+#ifndef RELM_TESTS_UTIL_ENGINE_H
+#define RELM_TESTS_UTIL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "rel.h"
+#include "invite.h"
+
+struct tu_blob {
+	uint8_t *buf;
+	size_t len;
+};
+
+struct tu_party {
+	struct relm_env env;
+	struct relm_rel *rel;
+	uint8_t ipk_pk[RELM_SIGN_PK_LEN];
+	uint8_t ipk_sk[RELM_SIGN_SK_LEN];
+	/* history: ids held (in and out) */
+	uint8_t (*hist)[RELM_ID_LEN];
+	uint8_t *hist_in;
+	size_t nhist, caphist;
+	size_t dup_deliveries;        /* DELIVER of an id already held: must stay 0 */
+	/* outgoing envelopes (POST effects), in order */
+	struct tu_blob *outq;
+	size_t nout, capout;
+	/* statuses seen */
+	size_t delivered, failed, queued;
+	size_t forks, resolved, undecryptable, pending_adds;
+};
+
+/* A party whose env draws from stream `stream` and reads *clock. */
+void tu_party_init(struct tu_party *p, uint64_t *clock, uint64_t stream);
+void tu_party_free(struct tu_party *p);
+
+/* Make proton keys for a and b, an invite from a (with a one-time prekey
+ * if with_opk), b accepts, a opens the initial envelope.  Asserts success. */
+void tu_pair(struct tu_party *a, struct tu_party *b, enum relm_mode ma, enum relm_mode mb,
+             int with_opk);
+
+/* Route effects into p: POST → p->outq, DELIVER → history, STATUS/EVENT counts. */
+void tu_apply(struct tu_party *p, struct relm_effects *fx);
+
+/* Take the oldest/any outgoing envelope of p (caller frees buf). */
+struct tu_blob tu_take(struct tu_party *p, size_t i);
+
+/* Receive one envelope into p; returns the engine's code. */
+int tu_recv(struct tu_party *p, const uint8_t *buf, size_t len);
+/* Send text from p; asserts success; returns nothing (id into id_out if non-NULL). */
+void tu_send(struct tu_party *p, const char *text, uint8_t *id_out);
+/* Tick p's timers. */
+void tu_tick(struct tu_party *p);
+
+int tu_hist_has(const struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in);
+
+/* The encoded state of p's relationship (for byte-for-byte comparisons). */
+struct tu_blob tu_state(const struct tu_party *p);
+int tu_blob_eq(struct tu_blob x, struct tu_blob y);
+void tu_blob_free(struct tu_blob *b);
+
+/* A deep copy of p's relationship (a second device holding the same state)
+ * into q, which gets stream `stream`. */
+void tu_clone(struct tu_party *q, const struct tu_party *p, uint64_t *clock, uint64_t stream);
+
+#endif
