@@ -120,6 +120,23 @@ asan:
 	  LDFLAGS="-fsanitize=address,undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
 
+# libFuzzer (clang): every fuzz/fuzz_*.c, FUZZ_SECONDS each, new inputs
+# into build/fuzz/corpus_<name> (the repo corpus is only read).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SRC      = $(sort $(wildcard fuzz/fuzz_*.c))
+fuzz: | $(DEPS_OK)
+	$(Q)command -v $(FUZZ_CC) >/dev/null || { echo "error: $(FUZZ_CC) not found (apt-get install clang)" >&2; exit 1; }
+	$(Q)mkdir -p $(BUILD)/fuzz; fail=0; for f in $(FUZZ_SRC); do \
+	  n=$$(basename $$f .c); n=$${n#fuzz_}; \
+	  echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib $$f $(LIB_SRC) \
+	    $$($(PKG_CONFIG) --cflags --libs $(PKGS)) -o $(BUILD)/fuzz/fuzz_$$n || { fail=1; continue; }; \
+	  mkdir -p $(BUILD)/fuzz/corpus_$$n; \
+	  $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    $(BUILD)/fuzz/corpus_$$n $$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ) 2>&1 | tail -2 || fail=1; \
+	done; exit $$fail
+
 clean:
 	rm -rf $(BUILD) build
 

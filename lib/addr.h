@@ -17,7 +17,9 @@ struct relm_addr {
 	int has_id;                       /* "host:port" alone parses with has_id = 0 */
 };
 
-/* Parse "host:port" or "host:port/<id>".  Returns 0 or RELM_EMALFORMED. */
+/* Parse "host:port" or "host:port/<id>" (strict: one spelling per address,
+ * see proto/wire.md §7).  An IPv6 host is stored without its brackets.
+ * Returns 0 or RELM_EMALFORMED; out is untouched on error. */
 int relm_addr_parse(struct relm_addr *out, const char *s, size_t len);
 /* Format; returns length written (without NUL) or RELM_EINVAL if cap is small. */
 int relm_addr_format(char *out, size_t cap, const struct relm_addr *a);

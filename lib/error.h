@@ -41,6 +41,7 @@
 	X(EPROTO,       -1028, "protocol",           "protocol error")                       \
 	X(ETIMEOUT,     -1029, "timeout",            "timed out")                            \
 	X(EUNKNOWN_KIND,-1030, "unknown_kind",       "unknown payload kind")                 \
+	X(ENOTIMPL,     -1040, "not_implemented",    "not implemented yet")                  \
 	X(EFULL,        -1031, "full",               "queue or disk full")
 
 enum relm_error {

@@ -56,8 +56,9 @@ enum relm_kind relm_kind_from_name(const char *s);
 int relm_payload_encode(uint8_t **out, size_t *outlen, const struct relm_payload *p);
 void relm_payload_buf_free(uint8_t *buf, size_t len);   /* wipes, then frees */
 
-/* Unpad and parse.  Returns 0 or RELM_EMALFORMED; out is zeroed on error.
- * On success release with relm_payload_clear. */
+/* Unpad and parse.  Returns 0 or RELM_EMALFORMED (RELM_ETOOBIG beyond
+ * RELM_PAYLOAD_MAX, RELM_ENOMEM); out is zeroed on error.  raw is set for
+ * every kind.  On success release with relm_payload_clear. */
 int relm_payload_decode(struct relm_payload *out, const uint8_t *buf, size_t len);
 /* Wipe and free every owned field; leaves *p zeroed.  NULL is a no-op. */
 void relm_payload_clear(struct relm_payload *p);

@@ -1,0 +1,112 @@
+/*
+ * events.h — relmd's event bus: numbered, retained, replayable.
+ *
+ * Every event gets the next per-daemon sequence number `seq` (1, 2, ...;
+ * continued from the persistence hook's last_seq across restarts) and is
+ * serialised once, when emitted, into its wire form — one JSON-RPC
+ * notification line:
+ *
+ *   {"jsonrpc":"2.0","method":"event","params":{"seq":N,"type":"...","ts":MS,...}}
+ *
+ * The last `retention` events stay in an in-memory ring so that
+ * `subscribe {since}` can replay what a client missed; older ones come from
+ * the optional persistence hook (the store will implement it), or are gone.
+ *
+ * This file is the bus only: no libuv, no connections.  Delivery to
+ * subscribers (paced by each connection's output queue) is in conn.c, and
+ * relmd_event_emit() in server.h ties the two together.
+ */
+#ifndef RELMD_EVENTS_H
+#define RELMD_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+/* The event types of DESIGN §8, in a fixed order: a subscription's type
+ * filter is a bit mask over this list (bit i = relmd_event_types[i]). */
+#define RELMD_EVENT_TYPES(X)                 \
+	X(MESSAGE_RECEIVED,    "message.received")    \
+	X(MESSAGE_SENT,        "message.sent")        \
+	X(MESSAGE_STATUS,      "message.status")      \
+	X(RELATIONSHIP_CREATED,"relationship.created") \
+	X(FORK_DETECTED,       "fork.detected")       \
+	X(FORK_RESOLVED,       "fork.resolved")       \
+	X(DEVICE_ADDED,        "device.added")        \
+	X(DEVICE_REMOVED,      "device.removed")      \
+	X(IDENTITY_ROTATED,    "identity.rotated")    \
+	X(IDENTITY_CONFLICT,   "identity.conflict")   \
+	X(ENVELOPE_UNDECRYPTABLE, "envelope.undecryptable") \
+	X(CLONE_SUSPECTED,     "clone.suspected")
+
+enum relmd_event_type {
+#define X(id, name) RELMD_EV_##id,
+	RELMD_EVENT_TYPES(X)
+#undef X
+	RELMD_EV_COUNT
+};
+#define RELMD_EV_ALL ((uint32_t)((1u << RELMD_EV_COUNT) - 1))
+
+extern const char *const relmd_event_types[RELMD_EV_COUNT];
+/* Index of a type name, or -1 if it is not one of the list. */
+int relmd_event_type_index(const char *name);
+
+/* Persistence hook (the store implements it; all members may be NULL).
+ * save:     called once per event, right after its seq is assigned; `line`
+ *           is the full notification without the trailing newline.  A
+ *           failure is logged and the event still goes out live.
+ * load:     fetch event `seq` for a replay older than the ring: 0 and
+ *           *line (malloc'd, the caller frees) / *len / *type set, or
+ *           RELM_ENOTFOUND if it is no longer retained.
+ * last_seq: the highest seq ever saved (0 if none), read once at init so
+ *           numbering continues across restarts. */
+struct relmd_event_store {
+	void *ctx;
+	int (*save)(void *ctx, uint64_t seq, int type, const char *line, size_t len);
+	int (*load)(void *ctx, uint64_t seq, char **line, size_t *len, int *type);
+	uint64_t (*last_seq)(void *ctx);
+};
+
+struct relmd_event {
+	uint64_t seq;
+	int type;                /* enum relmd_event_type */
+	size_t len;
+	char *line;              /* notification, no newline; owned by the ring */
+};
+
+struct relmd_events {
+	struct relmd_event *ring;   /* cap slots; slot = seq % cap */
+	size_t cap;
+	uint64_t first_seq;         /* oldest seq in the ring (0 when empty) */
+	uint64_t last_seq;          /* last assigned seq (0 when none yet) */
+	uint64_t boot_seq;          /* last_seq at init: replays of <= this need the store */
+	struct relmd_event_store store;
+};
+
+/* Set up an empty bus retaining `retention` (>= 1) events in memory.
+ * `store` may be NULL.  0 or RELM_ENOMEM. */
+int relmd_events_init(struct relmd_events *ev, size_t retention,
+		      const struct relmd_event_store *store);
+/* Free the ring; ev may be zeroed or initialised. */
+void relmd_events_clear(struct relmd_events *ev);
+
+/* Assign the next seq to an event of `type` (one of relmd_event_types:
+ * anything else is a programmer error and aborts) with extra `fields` (a
+ * cJSON object or NULL; always consumed, even on failure; it must not use
+ * the keys seq, type or ts), serialise it, retain it and persist it.
+ * On success 0 and *out (may be NULL) points at the retained event, valid
+ * until the next emit.  RELM_ENOMEM on allocation failure (no seq used). */
+int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
+		      uint64_t ts_ms, const struct relmd_event **out);
+
+/* Event `seq` for a replay: 0 and *line, *len, *type set (*line malloc'd only
+ * if *owned is set, else it points into the ring and is valid until the
+ * next emit), or RELM_ENOTFOUND if it is neither in the ring nor in the
+ * store.  seq must be in 1..last_seq. */
+int relmd_events_get(struct relmd_events *ev, uint64_t seq, const char **line,
+		     size_t *len, int *type, int *owned);
+
+/* Oldest seq a replay can still deliver (last_seq + 1 when nothing can). */
+uint64_t relmd_events_oldest(const struct relmd_events *ev);
+
+#endif

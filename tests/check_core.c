@@ -1,0 +1,279 @@
+/*
+ * check_core.c — the engine bound to the store (lib/core.h): whole daemons
+ * in one process over an in-memory mailbox network (tests/util_world.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include "util_rand.h"
+#include "util_world.h"
+#include "core.h"
+#include "invite.h"
+#include "error.h"
+
+static uint64_t clock_ms;
+static struct tu_daemon A, B;
+static struct tu_net net;
+static uint8_t pa[16], pb[16];
+
+static void setup(void)
+{
+	uint8_t ipk[32];
+	clock_ms = 1700000000000ull;
+	memset(&net, 0, sizeof net);
+	tu_daemon_mkdir(&A, "alice");
+	tu_daemon_mkdir(&B, "bob");
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 2, "127.0.0.2:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk), 0);
+	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
+}
+
+static void teardown(void)
+{
+	tu_daemon_close(&A);
+	tu_daemon_close(&B);
+	tu_daemon_rmdir(&A);
+	tu_daemon_rmdir(&B);
+	tu_net_free(&net);
+}
+
+static void connect_ab(uint8_t rel_b[16], int multi)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[2] = { &A, &B };
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, multi, 0, inv, sizeof inv, NULL), 0);
+	ck_assert(strncmp(inv, "relm:", 5) == 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rel_b), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+}
+
+static int count_rels_cb(void *ctx, const struct relm_store_rel *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int count_rels(struct tu_daemon *d, const uint8_t proton[16])
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_rel_list(d->st, proton, NULL, 0, count_rels_cb, &n), 0);
+	return n;
+}
+
+struct ev_count {
+	const char *type;
+	int n;
+	char last[256];
+};
+
+static int ev_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
+{
+	struct ev_count *e = ctx;
+	(void)seq;
+	(void)ts;
+	if (strcmp(type, e->type) == 0) {
+		e->n++;
+		snprintf(e->last, sizeof e->last, "%s", json);
+	}
+	return 0;
+}
+
+static int count_events(struct tu_daemon *d, const char *type, char *last)
+{
+	struct ev_count e = { type, 0, "" };
+	ck_assert_int_eq(relm_store_event_list(d->st, 0, 0, ev_cb, &e), 0);
+	if (last)
+		strcpy(last, e.last);
+	return e.n;
+}
+
+START_TEST(test_end_to_end)
+{
+	uint8_t rb[16], id[16];
+	struct tu_daemon *ds[2] = { &A, &B };
+	int was_new;
+
+	connect_ab(rb, 0);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	ck_assert_int_eq(count_events(&A, "relationship.created", NULL), 1);
+	ck_assert_int_eq(count_events(&B, "relationship.created", NULL), 1);
+	for (int k = 0; k < 20; k++) {
+		char body[32];
+		snprintf(body, sizeof body, "b to a %d", k);
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, body, strlen(body), NULL, id, &was_new), 0);
+		ck_assert_int_eq(was_new, 1);
+		if (k % 4 == 0)
+			tu_settle(ds, 2, &net, 1, 1000);
+	}
+	tu_settle(ds, 2, &net, 10, 3000);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 20);
+	ck_assert_int_eq(tu_history_count(&B, rb, 0), 20);
+	/* and back */
+	for (int k = 0; k < 20; k++)
+		ck_assert_int_eq(relm_core_message_send(A.core, rb, "a to b", 6, NULL, id, &was_new), 0);
+	tu_settle(ds, 2, &net, 10, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 20);
+	{
+		struct relm_store_msg m;
+		ck_assert_int_eq(relm_store_msg_get(A.st, rb, id, &m), 0);
+		ck_assert_int_eq(m.status, RELM_STATUS_DELIVERED);
+	}
+	ck_assert_int_ge(count_events(&A, "message.received", NULL), 20);
+}
+END_TEST
+
+START_TEST(test_idempotent_send)
+{
+	uint8_t rb[16], id[16], got[16];
+	int was_new;
+	struct tu_daemon *ds[2] = { &A, &B };
+
+	connect_ab(rb, 0);
+	memset(id, 0x42, sizeof id);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "once", 4, id, got, &was_new), 0);
+	ck_assert_int_eq(was_new, 1);
+	ck_assert(memcmp(id, got, 16) == 0);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "once", 4, id, got, &was_new), 0);
+	ck_assert_int_eq(was_new, 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "once", 4, id, got, &was_new), 0);
+	ck_assert_int_eq(was_new, 0);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 1);
+}
+END_TEST
+
+START_TEST(test_replayed_initial_makes_nothing)
+{
+	uint8_t rb[16];
+	struct tu_daemon *ds[2] = { &A, &B };
+	struct tu_mail first;
+
+	connect_ab(rb, 1);
+	/* the initial envelope is the first mail ever posted: replay it as is */
+	first = net.v[0];
+	for (int k = 0; k < 3; k++) {
+		struct tu_mail m = first;
+		m.buf = malloc(first.len);
+		memcpy(m.buf, first.buf, first.len);
+		if (k == 2)
+			m.buf[first.len - 20] ^= 1;   /* and altered */
+		m.seq = 100 + (uint64_t)k;
+		if (net.n == net.cap) {
+			net.cap *= 2;
+			net.v = realloc(net.v, net.cap * sizeof *net.v);
+		}
+		net.v[net.n++] = m;
+	}
+	tu_settle(ds, 2, &net, 3, 3000);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+}
+END_TEST
+
+START_TEST(test_single_use_invite)
+{
+	struct tu_daemon C;
+	uint8_t pc[16], ipk[32], rb[16], rc_[16];
+	char inv[RELM_INVITE_TEXT_MAX], last[256];
+	struct tu_daemon *ds[3] = { &A, &B, &C };
+
+	tu_daemon_mkdir(&C, "carol");
+	ck_assert_int_eq(tu_daemon_open(&C, &clock_ms, 3, "127.0.0.3:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(C.core, "carol", pc, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 60, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), NULL, rb), 0);
+	ck_assert_int_eq(relm_core_invite_accept(C.core, pc, inv, strlen(inv), NULL, rc_), 0);
+	tu_settle(ds, 3, &net, 5, 3000);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	/* carol's hello (and its retransmissions) are refused as replays */
+	ck_assert_int_ge(count_events(&A, "envelope.undecryptable", last), 1);
+	ck_assert_msg(strstr(last, "\"replay\"") != NULL, "%s", last);
+	/* an expired invite is refused by the accepter */
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 1, inv, sizeof inv, NULL), 0);
+	clock_ms += 2000;
+	ck_assert_int_eq(relm_core_invite_accept(C.core, pc, inv, strlen(inv), NULL, rc_), RELM_EEXPIRED);
+	tu_daemon_close(&C);
+	tu_daemon_rmdir(&C);
+}
+END_TEST
+
+START_TEST(test_bad_envelopes_advance_cursor)
+{
+	uint8_t rb[16], junk[300], mb[32];
+	struct relm_store_rel r;
+	uint64_t cur = 0;
+
+	connect_ab(rb, 0);
+	memset(&r, 0, sizeof r);
+	ck_assert_int_eq(relm_store_rel_get(A.st, rb, &r, 0), 0);
+	memcpy(mb, r.mailbox_id, 32);
+	relm_store_rel_clear(&r);
+	ck_assert_int_eq(relm_store_cursor_get(A.st, mb, &cur), 0);
+	int before = count_events(&A, "envelope.undecryptable", NULL);
+	for (size_t n = 0; n < sizeof junk; n += 37) {
+		tu_rand_bytes(junk, n);
+		ck_assert_int_eq(relm_core_envelope(A.core, mb, ++cur, junk, n), 0);
+	}
+	ck_assert_int_eq(count_events(&A, "envelope.undecryptable", NULL), before + 9);
+	{
+		uint64_t c2;
+		ck_assert_int_eq(relm_store_cursor_get(A.st, mb, &c2), 0);
+		ck_assert_uint_eq(c2, cur);
+	}
+	/* redelivery of an old position is ignored */
+	ck_assert_int_eq(relm_core_envelope(A.core, mb, 1, junk, 10), 0);
+	ck_assert_int_eq(count_events(&A, "envelope.undecryptable", NULL), before + 9);
+}
+END_TEST
+
+START_TEST(test_restart_midway)
+{
+	uint8_t rb[16], id[16];
+	int was_new;
+	struct tu_daemon *ds[2] = { &A, &B };
+
+	connect_ab(rb, 0);
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "before", 6, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	tu_daemon_close(&A);
+	tu_daemon_close(&B);
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 11, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 12, "127.0.0.2:7427"), 0);
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "after", 5, NULL, id, &was_new), 0);
+	tu_settle(ds, 2, &net, 10, 3000);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 20);
+}
+END_TEST
+
+static Suite *core_suite(void)
+{
+	Suite *s = suite_create("core");
+	TCase *tc = tcase_create("daemons");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_end_to_end);
+	tcase_add_test(tc, test_idempotent_send);
+	tcase_add_test(tc, test_replayed_initial_makes_nothing);
+	tcase_add_test(tc, test_single_use_invite);
+	tcase_add_test(tc, test_bad_envelopes_advance_cursor);
+	tcase_add_test(tc, test_restart_midway);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(core_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,520 @@
+/*
+ * check_jsonrpc.c — unit tests of the API's pure layers: JSON-RPC 2.0
+ * classification (jsonrpc.c), the method table and its parameter
+ * validation (methods.c), and the event bus ring (events.c).
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "events.h"
+#include "jsonrpc.h"
+#include "methods.h"
+#include "server.h"
+
+/* ---- a toy handler for the framing tests ---- */
+
+static int calls;
+
+static int toy(void *ctx, const char *method, const cJSON *params, int notification,
+	       cJSON **result, struct jsonrpc_error *err)
+{
+	(void)ctx;
+	(void)notification;
+	calls++;
+	if (!strcmp(method, "echo")) {
+		*result = params ? cJSON_Duplicate(params, 1) : NULL;
+		return 0;
+	}
+	if (!strcmp(method, "fail"))
+		return jsonrpc_error_set(err, JSONRPC_ENGINE_ERROR, "busy", "busy");
+	return jsonrpc_error_set(err, JSONRPC_METHOD_NOT_FOUND, NULL, "method not found: %s", method);
+}
+
+/* Process a line with `h`, return the parsed response (NULL if none). */
+static cJSON *run_h(jsonrpc_handler_fn h, void *ctx, const char *line)
+{
+	char *out = (char *)1;
+	ck_assert_int_eq(jsonrpc_process(line, strlen(line), h, ctx, &out), 0);
+	if (!out)
+		return NULL;
+	ck_assert_ptr_null(strchr(out, '\n'));
+	cJSON *j = cJSON_Parse(out);
+	ck_assert_msg(j != NULL, "response is not JSON: %s", out);
+	cJSON_free(out);
+	return j;
+}
+
+static cJSON *run(const char *line) { return run_h(toy, NULL, line); }
+
+static int err_code(const cJSON *resp)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
+	ck_assert_ptr_nonnull(e);
+	return (int)cJSON_GetObjectItemCaseSensitive(e, "code")->valuedouble;
+}
+
+static const char *err_msg(const cJSON *resp)
+{
+	return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "error"),
+						"message")->valuestring;
+}
+
+static const char *err_data(const cJSON *resp, const char *k)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(resp, "error"), "data");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int id_is_null(const cJSON *resp)
+{
+	return cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(resp, "id"));
+}
+
+START_TEST(parse_error)
+{
+	const char *bad[] = { "nope", "{", "{\"jsonrpc\":\"2.0\",}", "{} x", "[1,", "\"unterminated",
+			      "{\"a\":1}{\"b\":2}" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cJSON *r = run(bad[i]);
+		ck_assert_msg(r && err_code(r) == JSONRPC_PARSE_ERROR, "%s", bad[i]);
+		ck_assert(id_is_null(r));
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "jsonrpc")->valuestring, "2.0");
+		cJSON_Delete(r);
+	}
+	/* trailing white space is fine */
+	cJSON *r = run("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}  \r\t");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(invalid_request)
+{
+	static const struct { const char *line; int id_null; } cases[] = {
+		{ "1", 1 }, { "\"x\"", 1 }, { "null", 1 }, { "true", 1 },
+		{ "{\"id\":1,\"method\":\"echo\"}", 0 },                       /* no jsonrpc */
+		{ "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"echo\"}", 0 },   /* wrong version */
+		{ "{\"jsonrpc\":2.0,\"id\":1,\"method\":\"echo\"}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1}", 0 },                       /* no method */
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":1}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":\"x\"}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":null}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"echo\"}", 1 },  /* bad id type */
+		{ "{\"jsonrpc\":\"2.0\",\"id\":[1],\"method\":\"echo\"}", 1 },
+		{ "{\"jsonrpc\":\"2.0\",\"method\":1}", 1 },                   /* no id, still answered */
+	};
+	calls = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cJSON *r = run(cases[i].line);
+		ck_assert_msg(r && err_code(r) == JSONRPC_INVALID_REQUEST, "%s", cases[i].line);
+		ck_assert_msg(id_is_null(r) == cases[i].id_null, "%s", cases[i].line);
+		cJSON_Delete(r);
+	}
+	ck_assert_int_eq(calls, 0);     /* no handler ran */
+}
+END_TEST
+
+START_TEST(method_not_found_and_ids)
+{
+	cJSON *r = run("{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"method\":\"nosuch\"}");
+	ck_assert_int_eq(err_code(r), JSONRPC_METHOD_NOT_FOUND);
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "id")->valuestring, "abc");
+	cJSON_Delete(r);
+	r = run("{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"echo\",\"params\":[1]}");
+	ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(r, "id")->valuedouble, 42);
+	ck_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(r, "result")));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(r, "error"));
+	cJSON_Delete(r);
+	r = run("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"echo\"}");
+	ck_assert(id_is_null(r));
+	ck_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r, "result")));   /* NULL → {} */
+	cJSON_Delete(r);
+	r = run("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"fail\"}");
+	ck_assert_int_eq(err_code(r), JSONRPC_ENGINE_ERROR);
+	ck_assert_str_eq(err_data(r, "code"), "busy");
+	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(notifications)
+{
+	calls = 0;
+	ck_assert_ptr_null(run("{\"jsonrpc\":\"2.0\",\"method\":\"echo\"}"));
+	ck_assert_ptr_null(run("{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\"}"));
+	ck_assert_ptr_null(run("{\"jsonrpc\":\"2.0\",\"method\":\"fail\",\"params\":{}}"));
+	ck_assert_int_eq(calls, 3);
+}
+END_TEST
+
+START_TEST(batches)
+{
+	cJSON *r = run("[]");
+	ck_assert(cJSON_IsObject(r));
+	ck_assert_int_eq(err_code(r), JSONRPC_INVALID_REQUEST);
+	cJSON_Delete(r);
+
+	r = run("[1,2,3]");
+	ck_assert(cJSON_IsArray(r));
+	ck_assert_int_eq(cJSON_GetArraySize(r), 3);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(err_code(cJSON_GetArrayItem(r, i)), JSONRPC_INVALID_REQUEST);
+	cJSON_Delete(r);
+
+	/* the spec's mixed example */
+	r = run("[{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":[1,2,4],\"id\":\"1\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":[7]},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":[42,23],\"id\":\"2\"},"
+		"{\"foo\":\"boo\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"foo.get\",\"params\":{\"name\":\"myself\"},\"id\":\"5\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"id\":\"9\"}]");
+	ck_assert_int_eq(cJSON_GetArraySize(r), 5);
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(r, 0), "id")->valuestring, "1");
+	ck_assert_int_eq(err_code(cJSON_GetArrayItem(r, 2)), JSONRPC_INVALID_REQUEST);
+	ck_assert_int_eq(err_code(cJSON_GetArrayItem(r, 3)), JSONRPC_METHOD_NOT_FOUND);
+	cJSON_Delete(r);
+
+	/* all notifications: nothing at all */
+	ck_assert_ptr_null(run("[{\"jsonrpc\":\"2.0\",\"method\":\"echo\"},"
+			       "{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\"}]"));
+
+	/* too many calls in one batch */
+	size_t n = JSONRPC_BATCH_MAX + 1;
+	char *big = malloc(n * 4 + 8);
+	char *p = big;
+	*p++ = '[';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s1", i ? "," : "");
+	strcpy(p, "]");
+	r = run(big);
+	ck_assert(cJSON_IsObject(r));
+	ck_assert_int_eq(err_code(r), JSONRPC_INVALID_REQUEST);
+	cJSON_Delete(r);
+	free(big);
+}
+END_TEST
+
+/* ---- the method table ---- */
+
+static struct relmd_methods ms;
+static struct relmd_call_ctx cc;
+static int bound_calls;
+static char last_label[256];
+
+static int fake_proton_create(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	ck_assert_str_eq(call->method->name, "proton.create");
+	bound_calls++;
+	snprintf(last_label, sizeof last_label, "%s",
+		 cJSON_GetObjectItemCaseSensitive(params, "label")->valuestring);
+	*result = cJSON_CreateObject();
+	cJSON_AddStringToObject(*result, "proton", "00112233445566778899aabbccddeeff");
+	return 0;
+}
+
+static int fake_not_found(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	(void)call; (void)params; (void)result;
+	return RELM_ENOTFOUND;
+}
+
+static void table_setup(void)
+{
+	relmd_methods_init(&ms);
+	ck_assert_int_eq(relmd_methods_bind(&ms, "proton.create", fake_proton_create), 0);
+	ck_assert_int_eq(relmd_methods_bind(&ms, "relationship.show", fake_not_found), 0);
+	ck_assert_int_eq(relmd_methods_bind(&ms, "no.such", fake_not_found), RELM_ENOTFOUND);
+	cc.methods = &ms;
+	bound_calls = 0;
+}
+
+static cJSON *callm(const char *method, const char *params)
+{
+	char line[8192];
+	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\"%s%s}", method,
+		 params ? ",\"params\":" : "", params ? params : "");
+	return run_h(relmd_methods_call, &cc, line);
+}
+
+/* Expect -32602 naming `field`. */
+static void expect_bad(const char *method, const char *params, const char *field)
+{
+	cJSON *r = callm(method, params);
+	ck_assert_msg(err_code(r) == JSONRPC_INVALID_PARAMS, "%s %s", method, params);
+	char want[128];
+	snprintf(want, sizeof want, "invalid params: %s: ", field);
+	ck_assert_msg(strncmp(err_msg(r), want, strlen(want)) == 0, "%s: %s", params, err_msg(r));
+	ck_assert_str_eq(err_data(r, "field"), field);
+	ck_assert_str_eq(err_data(r, "code"), "invalid_argument");
+	cJSON_Delete(r);
+}
+
+START_TEST(table_complete)
+{
+	static const char *design[] = {
+		"daemon.status", "proton.create", "proton.list", "proton.set_strategy",
+		"invite.create", "invite.accept", "relationship.list", "relationship.show",
+		"message.send", "message.list", "subscribe", "device.list", "device.pair.begin",
+		"device.pair.join", "device.revoke", "identity.rotate",
+	};
+	ck_assert_uint_eq(relmd_method_count, sizeof design / sizeof design[0]);
+	for (size_t i = 0; i < sizeof design / sizeof design[0]; i++) {
+		const struct relmd_method *m = relmd_method_find(design[i]);
+		ck_assert_msg(m != NULL, "%s missing", design[i]);
+		ck_assert(m->help && *m->help);
+		/* every positional name is a declared param */
+		char buf[128];
+		snprintf(buf, sizeof buf, "%s", m->args);
+		for (char *t = strtok(buf, " "); t; t = strtok(NULL, " "))
+			ck_assert_msg(relmd_method_param_index(m, t) >= 0, "%s: %s", m->name, t);
+		for (int k = 0; m->params[k].name; k++)
+			ck_assert(m->params[k].type != RELMD_T_NONE && m->params[k].help);
+	}
+	ck_assert_ptr_null(relmd_method_find("nosuch"));
+	ck_assert_ptr_null(relmd_method_find(NULL));
+}
+END_TEST
+
+START_TEST(dispatch_classes)
+{
+	cJSON *r = callm("nosuch.method", NULL);
+	ck_assert_int_eq(err_code(r), JSONRPC_METHOD_NOT_FOUND);
+	cJSON_Delete(r);
+	/* unbound → not_implemented, after validation */
+	r = callm("proton.list", NULL);
+	ck_assert_int_eq(err_code(r), JSONRPC_ENGINE_ERROR);
+	ck_assert_str_eq(err_data(r, "code"), "not_implemented");
+	ck_assert_str_eq(err_msg(r), relm_strerror(RELM_ENOTIMPL));
+	cJSON_Delete(r);
+	expect_bad("message.send", "{}", "relationship");
+	/* engine error → -32000 with the stable name */
+	r = callm("relationship.show", "{\"relationship\":\"00112233445566778899aabbccddeeff\"}");
+	ck_assert_int_eq(err_code(r), JSONRPC_ENGINE_ERROR);
+	ck_assert_str_eq(err_data(r, "code"), "not_found");
+	ck_assert_str_eq(err_msg(r), "not found");
+	cJSON_Delete(r);
+	/* bound handler sees validated params */
+	r = callm("proton.create", "{\"label\":\"work\"}");
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "result"),
+							  "proton")->valuestring,
+			 "00112233445566778899aabbccddeeff");
+	ck_assert_str_eq(last_label, "work");
+	cJSON_Delete(r);
+	/* by position */
+	r = callm("proton.create", "[\"home\"]");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	ck_assert_str_eq(last_label, "home");
+	cJSON_Delete(r);
+	expect_bad("proton.create", "[\"a\",\"b\"]", "params[1]");
+	ck_assert_int_eq(bound_calls, 2);
+	/* a notification with bad params: no reply, no call */
+	ck_assert_ptr_null(run_h(relmd_methods_call, &cc,
+				 "{\"jsonrpc\":\"2.0\",\"method\":\"proton.create\",\"params\":{}}"));
+	ck_assert_int_eq(bound_calls, 2);
+}
+END_TEST
+
+START_TEST(param_validation)
+{
+	static const char *id = "00112233445566778899aabbccddeeff";
+	char p[8192];
+	expect_bad("proton.create", "{}", "label");
+	expect_bad("proton.create", "{\"label\":\"\"}", "label");
+	expect_bad("proton.create", "{\"label\":5}", "label");
+	expect_bad("proton.create", "{\"lable\":\"x\"}", "lable");               /* typo: unknown */
+	expect_bad("proton.create", "{\"label\":\"x\",\"label\":\"y\"}", "label");   /* duplicate */
+	expect_bad("proton.create", "{\"Label\":\"x\"}", "Label");                /* case-sensitive */
+	cJSON *ls = callm("proton.create", "{\"label\":\"\\udc00\"}");   /* lone surrogate: cJSON refuses */
+	ck_assert_int_eq(err_code(ls), JSONRPC_PARSE_ERROR);
+	cJSON_Delete(ls);
+	expect_bad("proton.create", "{\"label\":\"\xff\xfe\"}", "label");        /* not UTF-8 */
+	expect_bad("proton.create", "{\"label\":\"\xc0\xaf\"}", "label");        /* overlong */
+	memset(p, 0, sizeof p);
+	strcpy(p, "{\"label\":\"");
+	memset(p + strlen(p), 'x', RELMD_LABEL_MAX + 1);
+	strcat(p, "\"}");
+	expect_bad("proton.create", p, "label");
+	expect_bad("relationship.show", "{\"relationship\":\"00112233445566778899AABBCCDDEEFF\"}",
+		   "relationship");                                              /* uppercase */
+	expect_bad("relationship.show", "{\"relationship\":\"0011\"}", "relationship");
+	expect_bad("relationship.show", "{\"relationship\":\"0011223344556677889\xc3\xa9""aabbccddeeff\"}",
+		   "relationship");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"ttl_s\":1.5}", id);
+	expect_bad("invite.create", p, "ttl_s");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"ttl_s\":0}", id);
+	expect_bad("invite.create", p, "ttl_s");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"ttl_s\":1e300}", id);           /* valueint would saturate */
+	expect_bad("invite.create", p, "ttl_s");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"ttl_s\":\"60\"}", id);
+	expect_bad("invite.create", p, "ttl_s");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"multi_use\":1}", id);
+	expect_bad("invite.create", p, "multi_use");
+	snprintf(p, sizeof p, "{\"proton\":\"%s\",\"strategy\":\"chaos\"}", id);
+	expect_bad("proton.set_strategy", p, "strategy");
+	expect_bad("subscribe", "{\"events\":[\"message.sent\",\"nope\"]}", "events");
+	expect_bad("subscribe", "{\"events\":\"message.sent\"}", "events");
+	expect_bad("subscribe", "{\"since\":-1}", "since");
+	expect_bad("subscribe", "{\"since\":1e16}", "since");
+	snprintf(p, sizeof p, "{\"relationship\":\"%s\",\"limit\":1001}", id);
+	expect_bad("message.list", p, "limit");
+	snprintf(p, sizeof p, "{\"relationship\":\"%s\",\"body\":\"hi\",\"id\":\"xyz\"}", id);
+	expect_bad("message.send", p, "id");
+	expect_bad("daemon.status", "{\"verbose\":true}", "verbose");
+
+	/* valid shapes pass validation (then hit not_implemented) */
+	static const char *ok[][2] = {
+		{ "invite.create", "{\"proton\":\"00112233445566778899aabbccddeeff\",\"multi_use\":true,\"ttl_s\":3600}" },
+		{ "proton.set_strategy", "{\"proton\":\"00112233445566778899aabbccddeeff\",\"strategy\":\"leader\",\"leader\":\"ffeeddccbbaa99887766554433221100\"}" },
+		{ "message.send", "{\"relationship\":\"00112233445566778899aabbccddeeff\",\"body\":\"h\xc3\xa9llo \xf0\x9f\x98\x80\"}" },
+		{ "message.list", "{\"relationship\":\"00112233445566778899aabbccddeeff\",\"limit\":1000}" },
+		{ "device.revoke", "[\"00112233445566778899aabbccddeeff\",\"ffeeddccbbaa99887766554433221100\",true]" },
+		{ "device.pair.join", "{\"code\":\"abc\"}" },
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		cJSON *r = callm(ok[i][0], ok[i][1]);
+		ck_assert_msg(err_code(r) == JSONRPC_ENGINE_ERROR, "%s %s: %s", ok[i][0], ok[i][1],
+			      err_msg(r));
+		cJSON_Delete(r);
+	}
+	/* subscribe validates, then needs a connection: invalid_argument */
+	cJSON *r = callm("subscribe", "{\"events\":[\"message.sent\"],\"since\":9007199254740992}");
+	ck_assert_int_eq(err_code(r), JSONRPC_ENGINE_ERROR);
+	ck_assert_str_eq(err_data(r, "code"), "invalid_argument");
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- the event bus ---- */
+
+START_TEST(event_ring)
+{
+	struct relmd_events ev;
+	ck_assert_int_eq(relmd_events_init(&ev, 4, NULL), 0);
+	ck_assert_uint_eq(relmd_events_oldest(&ev), 1);
+	for (int i = 1; i <= 10; i++) {
+		cJSON *f = cJSON_CreateObject();
+		cJSON_AddNumberToObject(f, "n", i);
+		const struct relmd_event *e;
+		ck_assert_int_eq(relmd_events_emit(&ev, i % 2 ? "message.sent" : "fork.detected", f, 1000, &e), 0);
+		ck_assert_uint_eq(e->seq, (uint64_t)i);
+		cJSON *j = cJSON_Parse(e->line);
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "method")->valuestring, "event");
+		ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(p, "seq")->valuedouble, i);
+		ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(p, "n")->valuedouble, i);
+		ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(p, "ts")->valuedouble, 1000);
+		cJSON_Delete(j);
+	}
+	ck_assert_uint_eq(relmd_events_oldest(&ev), 7);
+	const char *line;
+	size_t len;
+	int type, owned;
+	ck_assert_int_eq(relmd_events_get(&ev, 6, &line, &len, &type, &owned), RELM_ENOTFOUND);
+	ck_assert_int_eq(relmd_events_get(&ev, 7, &line, &len, &type, &owned), 0);
+	ck_assert_int_eq(type, RELMD_EV_MESSAGE_SENT);
+	ck_assert(!owned && strstr(line, "\"seq\":7"));
+	ck_assert_int_eq(relmd_event_type_index("clone.suspected"), RELMD_EV_CLONE_SUSPECTED);
+	ck_assert_int_eq(relmd_event_type_index("x"), -1);
+	relmd_events_clear(&ev);
+}
+END_TEST
+
+/* A persistence hook continues numbering and serves old events. */
+static uint64_t saved_last;
+static int st_save(void *ctx, uint64_t seq, int type, const char *line, size_t len)
+{
+	(void)ctx; (void)type; (void)line; (void)len;
+	saved_last = seq;
+	return 0;
+}
+static int st_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
+{
+	(void)ctx;
+	if (seq < 50)
+		return RELM_ENOTFOUND;
+	char buf[64];
+	snprintf(buf, sizeof buf, "{\"old\":%llu}", (unsigned long long)seq);
+	*line = strdup(buf);
+	*len = strlen(buf);
+	*type = 0;
+	return 0;
+}
+static uint64_t st_last(void *ctx) { (void)ctx; return 100; }
+
+START_TEST(event_store_hook)
+{
+	struct relmd_event_store st = { NULL, st_save, st_load, st_last };
+	struct relmd_events ev;
+	ck_assert_int_eq(relmd_events_init(&ev, 2, &st), 0);
+	ck_assert_uint_eq(ev.last_seq, 100);
+	ck_assert_int_eq(relmd_events_emit(&ev, "device.added", NULL, 0, NULL), 0);
+	ck_assert_uint_eq(ev.last_seq, 101);
+	ck_assert_uint_eq(saved_last, 101);
+	const char *line;
+	size_t len;
+	int type, owned;
+	ck_assert_int_eq(relmd_events_get(&ev, 101, &line, &len, &type, &owned), 0);
+	ck_assert_int_eq(owned, 0);
+	ck_assert_int_eq(relmd_events_get(&ev, 60, &line, &len, &type, &owned), 0);
+	ck_assert_int_eq(owned, 1);
+	ck_assert_str_eq(line, "{\"old\":60}");
+	free((char *)(uintptr_t)line);
+	ck_assert_int_eq(relmd_events_get(&ev, 10, &line, &len, &type, &owned), RELM_ENOTFOUND);
+	relmd_events_clear(&ev);
+}
+END_TEST
+
+START_TEST(addr_parse)
+{
+	char host[300];
+	int port;
+	ck_assert_int_eq(relmd_addr_parse("127.0.0.1:7427", host, sizeof host, &port), 0);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 7427);
+	ck_assert_int_eq(relmd_addr_parse("[::1]:80", host, sizeof host, &port), 0);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(relmd_addr_parse("mail.example.org:65535", NULL, 0, NULL), 0);
+	const char *bad[] = { "", "host", ":80", "host:", "host:0", "host:65536", "host:8x",
+			      "::1:80", "[::1]80", "ho st:80", "host:123456" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(relmd_addr_parse(bad[i], NULL, 0, NULL) < 0, "%s", bad[i]);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("jsonrpc");
+	TCase *tc = tcase_create("framing");
+	tcase_add_test(tc, parse_error);
+	tcase_add_test(tc, invalid_request);
+	tcase_add_test(tc, method_not_found_and_ids);
+	tcase_add_test(tc, notifications);
+	tcase_add_test(tc, batches);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("methods");
+	tcase_add_checked_fixture(tc, table_setup, NULL);
+	tcase_add_test(tc, table_complete);
+	tcase_add_test(tc, dispatch_classes);
+	tcase_add_test(tc, param_validation);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("events");
+	tcase_add_test(tc, event_ring);
+	tcase_add_test(tc, event_store_hook);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("config");
+	tcase_add_test(tc, addr_parse);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
