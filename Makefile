@@ -62,7 +62,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PROGS    = $(PROGRAMS:%=$(BUILD)/%)
 DEPS_OK  = $(BUILD)/.deps-ok
 
-.PHONY: all check asan valgrind fuzz sim bench demo install clean deps
+.PHONY: all check asan valgrind fuzz sim bench demo install clean deps crash-long
 all: $(PROGS) $(BUILD)/librelm.a
 
 # ---- dependencies: install missing Debian packages ----------------------
@@ -119,6 +119,42 @@ asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
+
+# ---- benchmarks (bench/): libolm and valgrind only for `make bench` -------
+BENCH_PKGS     = olm
+BENCH_DEB_PKGS = libolm-dev valgrind
+BENCH_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(BENCH_PKGS))
+BENCH_LIBS     = $(shell $(PKG_CONFIG) --libs $(BENCH_PKGS))
+BENCH_DEPS_OK  = $(BUILD)/.bench-deps-ok
+
+$(BENCH_DEPS_OK): | $(DEPS_OK)
+	$(Q)missing=$$(for p in $(BENCH_DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "  DEPS    installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	    { echo "error: could not install: $$missing" >&2; exit 1; }; \
+	fi
+	$(Q)$(PKG_CONFIG) --exists $(BENCH_PKGS) || { echo "error: pkg-config cannot find $(BENCH_PKGS)" >&2; exit 1; }
+	$(Q)touch $@
+
+$(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
+
+$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) $(BENCH_LIBS) -o $@
+
+bench: $(BUILD)/bench_engine
+	$(Q)rm -f $(BUILD)/bench.json
+	$(Q)$(BUILD)/bench_engine --json $(BUILD)/bench.engine.json
+	$(Q)sh bench/bench_ir.sh $(BUILD)/bench_engine $(BUILD)/bench.ir.json 2000 200 20
+	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json
+	@echo "  BENCH   $(BUILD)/bench.json"
+
+# The crash test with many more kill points than `make check` runs.
+crash-long: $(BUILD)/tests/check_crash
+	$(Q)RELM_CRASH_POINTS=$${RELM_CRASH_POINTS:-5000} CK_DEFAULT_TIMEOUT=3600 $(BUILD)/tests/check_crash
 
 # libFuzzer (clang): every fuzz/fuzz_*.c, FUZZ_SECONDS each, new inputs
 # into build/fuzz/corpus_<name> (the repo corpus is only read).

@@ -73,12 +73,22 @@ void relm_kdf_ck(uint8_t mk[RELM_KEY_LEN], uint8_t ck_out[RELM_KEY_LEN],
                  const uint8_t ck[RELM_KEY_LEN])
 {
 	static const uint8_t one = 0x01, two = 0x02;
+	crypto_auth_hmacsha256_state keyed, st;
 	uint8_t next[RELM_KEY_LEN];
 
-	crypto_auth_hmacsha256(mk, &one, 1, ck);
-	crypto_auth_hmacsha256(next, &two, 1, ck);
+	/* Both HMACs share the key: absorb it once (the inner and outer pads,
+	 * two SHA-256 compressions) and copy the state — same output, six
+	 * compressions per step instead of eight. */
+	crypto_auth_hmacsha256_init(&keyed, ck, RELM_KEY_LEN);
+	st = keyed;
+	crypto_auth_hmacsha256_update(&st, &one, 1);
+	crypto_auth_hmacsha256_final(&st, mk);
+	crypto_auth_hmacsha256_update(&keyed, &two, 1);
+	crypto_auth_hmacsha256_final(&keyed, next);
 	memcpy(ck_out, next, RELM_KEY_LEN);
 	sodium_memzero(next, sizeof next);
+	sodium_memzero(&st, sizeof st);
+	sodium_memzero(&keyed, sizeof keyed);
 }
 
 void relm_x25519_public(uint8_t pub[RELM_KEY_LEN], const uint8_t priv[RELM_KEY_LEN])

@@ -153,12 +153,17 @@ static void jw_hex(struct jw *w, const uint8_t *b, size_t n)
 static void jw_str(struct jw *w, const char *s, size_t n)
 {
 	static const char hexd[] = "0123456789abcdef";
+	size_t run = 0;
 
 	jw_raw(w, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = (uint8_t)s[i];
 		char e[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
 
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;                /* copied with its run below */
+		jw_raw(w, s + run, i - run);
+		run = i + 1;
 		switch (c) {
 		case '"':  jw_raw(w, "\\\"", 2); break;
 		case '\\': jw_raw(w, "\\\\", 2); break;
@@ -167,13 +172,10 @@ static void jw_str(struct jw *w, const char *s, size_t n)
 		case '\n': jw_raw(w, "\\n", 2); break;
 		case '\r': jw_raw(w, "\\r", 2); break;
 		case '\t': jw_raw(w, "\\t", 2); break;
-		default:
-			if (c < 0x20)
-				jw_raw(w, e, sizeof e);
-			else
-				jw_raw(w, (const char *)&c, 1);
+		default:   jw_raw(w, e, sizeof e); break;
 		}
 	}
+	jw_raw(w, s + run, n - run);
 	jw_raw(w, "\"", 1);
 }
 

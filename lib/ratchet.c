@@ -293,16 +293,19 @@ static int reserve_skipped(struct relm_rel *rel, uint32_t more)
 	uint32_t need = rel->nskipped + more;
 	if (need <= rel->capskipped)
 		return 0;
-	uint32_t cap = rel->capskipped ? rel->capskipped : 16;
+	uint32_t cap = rel->capskipped ? rel->capskipped : 48;
 	while (cap < need)
 		cap *= 2;
-	struct relm_skipped *v = sodium_malloc(cap * sizeof *v);
+	/* Not realloc: the old block holds message keys and must be wiped. */
+	struct relm_skipped *v = malloc(cap * sizeof *v);
 	if (!v)
 		return RELM_ENOMEM;
 	if (rel->nskipped)
 		memcpy(v, rel->skipped, rel->nskipped * sizeof *v);
-	if (rel->skipped)
-		sodium_free(rel->skipped);   /* sodium_free wipes */
+	if (rel->skipped) {
+		sodium_memzero(rel->skipped, rel->capskipped * sizeof *v);
+		free(rel->skipped);
+	}
 	rel->skipped = v;
 	rel->capskipped = cap;
 	return 0;

@@ -307,10 +307,13 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 
 /* ---- receipts -------------------------------------------------------------- */
 
+/* check: the same envelope may already be acknowledged (only when it came
+ * through a stored key: a key used for the first time cannot have been). */
 static int ack_add(struct relm_rel *rel, const struct relm_env *env,
-                   const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n)
+                   const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n,
+                   int check)
 {
-	for (uint32_t i = 0; i < rel->nacks_due; i++)
+	for (uint32_t i = 0; check && i < rel->nacks_due; i++)
 		if (memcmp(rel->acks_due[i].id, id, RELM_ID_LEN) == 0 &&
 		    memcmp(rel->acks_due[i].dh, dh, RELM_KEY_LEN) == 0 && rel->acks_due[i].n == n)
 			return 0;
@@ -551,7 +554,7 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			on_receipt(rel, &p, fx);
 		}
 	} else {
-		ack_add(rel, env, p.id, e.h.dh_pub, e.h.n);
+		ack_add(rel, env, p.id, e.h.dh_pub, e.h.n, o.how == RELM__OPEN_SKIPPED);
 		if (dup) {
 			rel->stats.dups++;
 		} else {
@@ -710,8 +713,14 @@ void relm_rel_free(struct relm_rel *rel)
 	while (rel->npending)
 		pending_remove(rel, rel->npending - 1);
 	free(rel->pending);
-	if (rel->skipped)
-		sodium_free(rel->skipped);
+	if (rel->skipped) {
+		sodium_memzero(rel->skipped, rel->capskipped * sizeof *rel->skipped);
+		free(rel->skipped);
+	}
 	free(rel->acks_due);
-	sodium_free(rel);   /* wipes the tree, keys, everything */
+	/* Plain heap, wiped: a relationship lives for one engine step in relmd
+	 * (loaded, stepped, saved, freed), so sodium_malloc's guard pages and
+	 * mlock — several system calls per message — buy little here. */
+	sodium_memzero(rel, sizeof *rel);
+	free(rel);
 }

@@ -213,7 +213,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		return RELM_ESTATE;
 	if (r_u8(&r) != BLOB_VERSION)
 		return RELM_EVERSION;
-	rel = sodium_malloc(sizeof *rel);
+	rel = malloc(sizeof *rel);
 	if (!rel)
 		return RELM_ENOMEM;
 	memset(rel, 0, sizeof *rel);
@@ -266,7 +266,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	if (r.err || cnt > RELM_MAX_SKIPPED + RELM_MAX_USED_KEYS || (size_t)cnt * 77 > len - r.off)
 		goto fail;
 	if (cnt) {
-		rel->skipped = sodium_malloc(cnt * sizeof *rel->skipped);
+		rel->skipped = malloc(cnt * sizeof *rel->skipped);
 		if (!rel->skipped) {
 			rc = RELM_ENOMEM;
 			goto fail;

@@ -24,7 +24,7 @@ static const uint8_t zero_id[RELM_ID_LEN];
 
 static struct relm_rel *rel_alloc(void)
 {
-	struct relm_rel *rel = sodium_malloc(sizeof *rel);
+	struct relm_rel *rel = malloc(sizeof *rel);
 	if (rel)
 		memset(rel, 0, sizeof *rel);
 	return rel;

@@ -10,6 +10,7 @@
  * $BUILD (default "build").
  */
 #include <check.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -28,6 +29,7 @@
 
 #include "error.h"
 #include "limits.h"
+#include "sdnotify.h"
 #include "server.h"
 
 /* ---- the in-process daemon ---- */
@@ -267,7 +269,7 @@ START_TEST(status_happy)
 	srv_start();
 	struct stat st;
 	ck_assert_int_eq(stat(S.sock, &st), 0);
-	ck_assert_uint_eq(st.st_mode & 0777, 0700 & ~0100 ? (st.st_mode & 0777) : 0);
+	ck_assert(S_ISSOCK(st.st_mode));
 	ck_assert_uint_eq(st.st_mode & 0077, 0);                 /* nobody else */
 	char dir[128];
 	snprintf(dir, sizeof dir, "%s/relm", S.dir);
@@ -868,16 +870,29 @@ START_TEST(sigterm_exit)
 	char *toolong[] = { prog, "--socket", longsock, "-n", NULL };
 	ck_assert_int_eq(run_prog(toolong, out, sizeof out), 1);
 
+	/* sd_notify: a datagram socket standing in for systemd */
+	char nsock[96];
+	snprintf(nsock, sizeof nsock, "%s/notify", dir);
+	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un nsa = { .sun_family = AF_UNIX };
+	snprintf(nsa.sun_path, sizeof nsa.sun_path, "%s", nsock);
+	ck_assert_int_eq(bind(nfd, (struct sockaddr *)&nsa, sizeof nsa), 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(nfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
 	pid_t pid = fork();
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
 		if (!getenv("RELM_TEST_DEBUG"))
 			dup2(devnull, 2);
-		unsetenv("NOTIFY_SOCKET");
+		setenv("NOTIFY_SOCKET", nsock, 1);
 		execl(prog, prog, "--socket", sock, "--state", state, "--serve-mailbox",
 		      "127.0.0.1:1", (char *)NULL);
 		_exit(127);
 	}
+	char note[64] = { 0 };
+	ck_assert_int_gt(recv(nfd, note, sizeof note - 1, 0), 0);
+	ck_assert_str_eq(note, "READY=1");
 	struct cl c;
 	int ok = -1;
 	for (int i = 0; i < 200 && ok < 0; i++) {
@@ -896,12 +911,95 @@ START_TEST(sigterm_exit)
 	kill(pid, SIGTERM);
 	ck_assert(cl_eof(&c));
 	cl_close(&c);
+	memset(note, 0, sizeof note);
+	ck_assert_int_gt(recv(nfd, note, sizeof note - 1, 0), 0);
+	ck_assert_str_eq(note, "STOPPING=1");
+	close(nfd);
 	int ws;
 	waitpid(pid, &ws, 0);
 	ck_assert(WIFEXITED(ws));
 	ck_assert_int_eq(WEXITSTATUS(ws), 0);
 	ck_assert_int_ne(stat(sock, &st), 0);           /* socket removed */
 	rm_rf(dir);
+}
+END_TEST
+
+/* systemd socket activation: fd 3 + LISTEN_FDS/LISTEN_PID; relmd serves it
+ * and leaves the socket file (systemd's) in place at exit. */
+START_TEST(socket_activation)
+{
+	char prog[256];
+	snprintf(prog, sizeof prog, "%s/relmd", build_dir());
+	if (access(prog, X_OK) < 0) {
+		fprintf(stderr, "socket_activation: %s not built, skipped\n", prog);
+		return;
+	}
+	char dir[64], sock[96], state[96];
+	strcpy(dir, "/tmp/relmd-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock, sizeof sock, "%s/sd.sock", dir);
+	snprintf(state, sizeof state, "%s/state", dir);
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_eq(listen(lfd, 16), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		if (!getenv("RELM_TEST_DEBUG"))
+			dup2(devnull, 2);
+		if (lfd != 3) {
+			dup2(lfd, 3);
+			close(lfd);
+		}
+		char p[32];
+		snprintf(p, sizeof p, "%d", (int)getpid());
+		setenv("LISTEN_PID", p, 1);
+		setenv("LISTEN_FDS", "1", 1);
+		unsetenv("NOTIFY_SOCKET");
+		/* --socket names another path: the passed socket wins */
+		execl(prog, prog, "--state", state, "--socket", "/nonexistent/x.sock", (char *)NULL);
+		_exit(127);
+	}
+	close(lfd);
+	struct cl c;
+	ck_assert_int_eq(cl_open_path(&c, sock), 0);    /* backlog holds it until relmd accepts */
+	cJSON *r = rpc(&c, "daemon.status", NULL);
+	ck_assert_str_eq(res(r, "socket")->valuestring, sock);
+	cJSON_Delete(r);
+	cl_close(&c);
+	kill(pid, SIGTERM);
+	int ws;
+	waitpid(pid, &ws, 0);
+	ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	struct stat st;
+	ck_assert_int_eq(stat(sock, &st), 0);            /* systemd's file: left alone */
+	rm_rf(dir);
+}
+END_TEST
+
+START_TEST(sd_notify_abstract)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char name[64];
+	int n = snprintf(name, sizeof name, "relmd-test-%d", (int)getpid());
+	memcpy(sa.sun_path + 1, name, (size_t)n);       /* abstract: leading NUL */
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)), 0);
+	char env[80];
+	snprintf(env, sizeof env, "@%s", name);
+	setenv("NOTIFY_SOCKET", env, 1);
+	ck_assert_int_eq(relmd_sd_notify("READY=1"), 0);
+	char buf[32] = { 0 };
+	ck_assert_int_eq(recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT), 7);
+	ck_assert_str_eq(buf, "READY=1");
+	setenv("NOTIFY_SOCKET", "relative/path", 1);
+	ck_assert_int_lt(relmd_sd_notify("READY=1"), 0);
+	unsetenv("NOTIFY_SOCKET");
+	ck_assert_int_eq(relmd_sd_notify("READY=1"), 0);   /* not under systemd: no-op */
+	close(fd);
 }
 END_TEST
 
@@ -933,6 +1031,8 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, relmctl_cli);
 	tcase_add_test(tc, sigterm_exit);
+	tcase_add_test(tc, socket_activation);
+	tcase_add_test(tc, sd_notify_abstract);
 	suite_add_tcase(s, tc);
 	return s;
 }
