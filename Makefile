@@ -176,8 +176,15 @@ fuzz: | $(DEPS_OK)
 clean:
 	rm -rf $(BUILD) build
 
+UNITDIR_USER ?= $(PREFIX)/lib/systemd/user
+UNITDIR_SYS  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR_USER) $(DESTDIR)$(UNITDIR_SYS) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/user/relmd.service   > $(DESTDIR)$(UNITDIR_USER)/relmd.service
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/system/relmd.service > $(DESTDIR)$(UNITDIR_SYS)/relmd.service
+	install -m 0644 systemd/system/relmd.socket $(DESTDIR)$(UNITDIR_SYS)/
+	install -m 0644 systemd/system/relm.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/relm.conf
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

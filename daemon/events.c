@@ -54,17 +54,14 @@ void relmd_events_clear(struct relmd_events *ev)
 	memset(ev, 0, sizeof *ev);
 }
 
-int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
-		      uint64_t ts_ms, const struct relmd_event **out)
+char *relmd_event_line(uint64_t seq, int t, uint64_t ts_ms, cJSON *fields)
 {
-	int t = relmd_event_type_index(type);
-	assert(t >= 0 && "relmd_events_emit: unknown event type");
-	assert(!fields || cJSON_IsObject(fields));
-	int r = RELM_ENOMEM;
 	char *line = NULL;
 	cJSON *msg = cJSON_CreateObject();
 	cJSON *params = cJSON_CreateObject();
-	uint64_t seq = ev->last_seq + 1;
+
+	assert(t >= 0 && t < RELMD_EV_COUNT);
+	assert(!fields || cJSON_IsObject(fields));
 	if (!msg || !params)
 		goto out;
 	if (!cJSON_AddStringToObject(msg, "jsonrpc", "2.0") ||
@@ -74,17 +71,46 @@ int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
 	    !cJSON_AddNumberToObject(params, "ts", (double)ts_ms))
 		goto out;
 	if (fields) {
-		/* Move the caller's members after seq/type/ts. */
+		/* Move the caller's members after seq/type/ts (theirs never
+		 * override ours: a field of that name is dropped). */
 		while (fields->child) {
 			cJSON *it = cJSON_DetachItemViaPointer(fields, fields->child);
-			assert(strcmp(it->string, "seq") && strcmp(it->string, "type") &&
-			       strcmp(it->string, "ts"));
+			if (!strcmp(it->string, "seq") || !strcmp(it->string, "type") ||
+			    !strcmp(it->string, "ts")) {
+				cJSON_Delete(it);
+				continue;
+			}
 			cJSON_AddItemToObject(params, it->string, it);
 		}
 	}
 	cJSON_AddItemToObject(msg, "params", params);
 	params = NULL;
 	line = cJSON_PrintUnformatted(msg);
+out:
+	cJSON_Delete(params);
+	cJSON_Delete(msg);
+	return line;
+}
+
+int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
+		      uint64_t ts_ms, const struct relmd_event **out)
+{
+	return relmd_events_emit_at(ev, ev->last_seq + 1, type, fields, ts_ms, out);
+}
+
+int relmd_events_emit_at(struct relmd_events *ev, uint64_t seq, const char *type, cJSON *fields,
+			 uint64_t ts_ms, const struct relmd_event **out)
+{
+	int t = relmd_event_type_index(type);
+	assert(t >= 0 && "relmd_events_emit: unknown event type");
+	int r = RELM_ENOMEM;
+	char *line = NULL;
+
+	if (seq <= ev->last_seq) {
+		cJSON_Delete(fields);
+		return RELM_EINVAL;          /* numbering never goes back */
+	}
+	line = relmd_event_line(seq, t, ts_ms, fields);
 	if (!line)
 		goto out;
 
@@ -95,6 +121,10 @@ int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
 	slot->line = line;
 	slot->len = strlen(line);
 	line = NULL;
+	/* A jump (events the store trimmed or never gave us) empties the ring's
+	 * view of older seqs: they are replayed from the store, if at all. */
+	if (seq != ev->last_seq + 1)
+		ev->boot_seq = seq - 1;
 	ev->last_seq = seq;
 	/* The ring holds (boot_seq, last_seq], at most cap of them. */
 	ev->first_seq = seq >= ev->boot_seq + ev->cap ? seq - ev->cap + 1 : ev->boot_seq + 1;
@@ -109,8 +139,6 @@ int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
 	r = 0;
 out:
 	cJSON_Delete(fields);
-	cJSON_Delete(params);
-	cJSON_Delete(msg);
 	free(line);
 	return r;
 }

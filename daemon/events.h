@@ -99,6 +99,17 @@ void relmd_events_clear(struct relmd_events *ev);
 int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
 		      uint64_t ts_ms, const struct relmd_event **out);
 
+/* The same with an explicit seq (> last_seq; a gap is allowed): for events
+ * that were numbered by the store's event log in the transaction that made
+ * them.  fields is consumed.  0, RELM_EINVAL (seq not after last_seq) or
+ * RELM_ENOMEM. */
+int relmd_events_emit_at(struct relmd_events *ev, uint64_t seq, const char *type, cJSON *fields,
+			 uint64_t ts_ms, const struct relmd_event **out);
+
+/* The notification line of an event (malloc'd, no newline) or NULL;
+ * fields (may be NULL) is emptied but not freed.  t: enum relmd_event_type. */
+char *relmd_event_line(uint64_t seq, int t, uint64_t ts_ms, cJSON *fields);
+
 /* Event `seq` for a replay: 0 and *line, *len, *type set (*line malloc'd only
  * if *owned is set, else it points into the ring and is valid until the
  * next emit), or RELM_ENOTFOUND if it is neither in the ring nor in the

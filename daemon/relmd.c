@@ -21,6 +21,7 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "app.h"
 
 enum { EXIT_USAGE = 2 };
 
@@ -102,22 +103,6 @@ static int check_addr(const char *opt, const char *v)
 		fprintf(stderr, "relmd: %s %s: expected HOST:PORT (port 1-65535, IPv6 in [])\n", opt, v);
 		return -1;
 	}
-	return 0;
-}
-
-/*
- * THE HOOK for the engine, the store and the mailbox (bound by the lead):
- * fill `hooks` — ctx, start (open the store at cfg->store_path, start the
- * mailbox client on cfg->mailbox and, if cfg->serve_mailbox is set, the
- * embedded mailbox server), stop, commit, protons_count, mailbox_status,
- * events — and bind the engine-backed handlers into d->methods with
- * relmd_methods_bind() after relmd_init.  Until then relmd serves
- * daemon.status and subscribe, and answers the rest "not_implemented".
- */
-static int relmd_app_setup(const struct relmd_config *cfg, struct relmd_hooks *hooks)
-{
-	(void)cfg;
-	(void)hooks;
 	return 0;
 }
 
@@ -259,7 +244,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct relmd_hooks hooks = { 0 };
-	if ((r = relmd_app_setup(&cfg, &hooks)) < 0) {
+	struct relmd_app *app = NULL;
+	if ((r = relmd_app_setup(&app, &cfg, &hooks)) < 0) {
 		log_err("setup failed: %s", relm_strerror(r));
 		return 1;
 	}
@@ -267,8 +253,10 @@ int main(int argc, char **argv)
 	r = relmd_init(&d, &cfg, &hooks);
 	if (r < 0) {
 		log_err("init: %s", relm_strerror(r));
+		relmd_app_free(app);
 		return 1;
 	}
+	relmd_app_bind(app, &d);
 	int code;
 	if (relmd_start(&d) < 0) {
 		relmd_stop(&d, 1);
@@ -278,5 +266,6 @@ int main(int argc, char **argv)
 	}
 	if (relmd_clear(&d) != 0)
 		code = 1;
+	relmd_app_free(app);
 	return code;
 }

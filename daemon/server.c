@@ -400,7 +400,14 @@ static void on_flush(uv_prepare_t *h)
 
 int relmd_event_emit(struct relmd *d, const char *type, cJSON *fields)
 {
-	int r = relmd_events_emit(&d->events, type, fields, relmd_now_ms(), NULL);
+	return relmd_event_publish(d, 0, type, fields, relmd_now_ms());
+}
+
+int relmd_event_publish(struct relmd *d, uint64_t seq, const char *type, cJSON *fields,
+			uint64_t ts_ms)
+{
+	int r = seq ? relmd_events_emit_at(&d->events, seq, type, fields, ts_ms, NULL)
+		    : relmd_events_emit(&d->events, type, fields, ts_ms, NULL);
 	if (r < 0) {
 		log_err("event %s dropped: %s", type, relm_strerror(r));
 		return r;

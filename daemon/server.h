@@ -188,6 +188,11 @@ int relmd_clear(struct relmd *d);
  * matching subscriber.  0 or RELM_ENOMEM. */
 int relmd_event_emit(struct relmd *d, const char *type, cJSON *fields);
 
+/* The same with the seq and time the store's event log gave it (seq 0:
+ * the next one).  0, RELM_EINVAL (seq not after the last) or RELM_ENOMEM. */
+int relmd_event_publish(struct relmd *d, uint64_t seq, const char *type, cJSON *fields,
+			uint64_t ts_ms);
+
 /* Wall clock, milliseconds since the epoch. */
 uint64_t relmd_now_ms(void);
 

@@ -73,6 +73,7 @@ enum store_state {
 	X(MSG_INS, "INSERT OR IGNORE INTO messages(rel,id,direction,origin,kind,body,ts,status,reason,created,updated) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?10)") \
 	X(MSG_LIST, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND seq<?2 ORDER BY seq DESC LIMIT ?3") \
 	X(MSG_GET, "SELECT seq,rel,id,direction,origin,kind,NULL,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2") \
+	X(MSG_GET_BODY, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2") \
 	X(MSG_STATUS, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2") \
 	X(MSG_HAS, "SELECT 1 FROM messages WHERE rel=?1 AND id=?2") \
 	X(OUTBOX_ADD, "INSERT INTO outbox(rel,dest,bytes,msg_id,state,created) VALUES(?1,?2,?3,?4,'queued',?5)") \
@@ -1647,15 +1648,16 @@ int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 	return err;
 }
 
-int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
-                       const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out)
+static int msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                   const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                   uint8_t **body, size_t *body_len)
 {
 	struct relm_store_msg m;
 	sqlite3_stmt *s;
 	int err = 0, rc;
 
 	CHECK_USABLE(st);
-	if (!(s = get_stmt(st, S_MSG_GET, &err)))
+	if (!(s = get_stmt(st, body ? S_MSG_GET_BODY : S_MSG_GET, &err)))
 		return err;
 	BIND_BLOB(s, 1, rel, RELM_ID_LEN);
 	BIND_BLOB(s, 2, id, RELM_ID_LEN);
@@ -1664,6 +1666,19 @@ int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 		err = read_msg(s, &m);
 	else
 		err = rc == SQLITE_DONE ? RELM_ENOTFOUND : store_fail(st, rc, "message get");
+	if (!err && body) {
+		/* a copy with a NUL after it; the caller wipes it (relm_store_buf_free) */
+		uint8_t *b = malloc(m.body_len + 1);
+		if (!b) {
+			err = RELM_ENOMEM;
+		} else {
+			if (m.body_len)
+				memcpy(b, m.body, m.body_len);
+			b[m.body_len] = 0;
+			*body = b;
+			*body_len = m.body_len;
+		}
+	}
 	done(s);
 	if (!err) {
 		m.body = NULL;
@@ -1671,6 +1686,19 @@ int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 		*out = m;
 	}
 	return err;
+}
+
+int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out)
+{
+	return msg_get(st, rel, id, out, NULL, NULL);
+}
+
+int relm_store_msg_get_body(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                            uint8_t **body, size_t *body_len)
+{
+	return msg_get(st, rel, id, out, body, body_len);
 }
 
 int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],

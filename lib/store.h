@@ -376,6 +376,11 @@ int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 /* One message into *out (body not returned).  RELM_ENOTFOUND. */
 int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                        const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out);
+/* The same with the body: *body is a malloc'd copy with a NUL after
+ * body_len bytes (secret: release with relm_store_buf_free(*body, *body_len)). */
+int relm_store_msg_get_body(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                            uint8_t **body, size_t *body_len);
 /* Set status (+ reason, may be NULL) and updated.  RELM_ENOTFOUND. */
 int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                               const uint8_t id[RELM_ID_LEN], int status,

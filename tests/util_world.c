@@ -130,6 +130,8 @@ int tu_pump(struct tu_daemon *d, struct tu_net *net)
 			m->len = r->len;
 			r->buf = NULL;
 			net->n++;
+			if (net->on_post && (rc = net->on_post(net->post_ctx, m)) != 0)
+				break;
 		}
 		rc = relm_core_outbox_posted(d->core, r->seq, r->msg, r->rel, r->has_msg && r->has_rel);
 		d->outbox_after = r->seq;

@@ -25,6 +25,12 @@ struct tu_net {
 	struct tu_mail *v;
 	size_t n, cap;
 	size_t drop_next;          /* drop this many of the next posts (loss) */
+	/* Optional (NULL: memory only): tu_pump calls it for each mail once
+	 * it is in v, before relm_core_outbox_posted — a mailbox acks only what
+	 * it holds durably (tests/check_crash.c appends to a file).  A nonzero
+	 * return fails the pump with that code, the row left unposted. */
+	int (*on_post)(void *ctx, const struct tu_mail *m);
+	void *post_ctx;
 };
 
 struct tu_daemon {
