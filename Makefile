@@ -145,11 +145,15 @@ $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
 $(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) $(BENCH_LIBS) -o $@
 
-bench: $(BUILD)/bench_engine
+$(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(PKG_LIBS) -o $@
+
+bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(PROGS)
 	$(Q)rm -f $(BUILD)/bench.json
 	$(Q)$(BUILD)/bench_engine --json $(BUILD)/bench.engine.json
 	$(Q)sh bench/bench_ir.sh $(BUILD)/bench_engine $(BUILD)/bench.ir.json 2000 200 20
-	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json
+	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
+	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json $(BUILD)/bench.daemon.json
 	@echo "  BENCH   $(BUILD)/bench.json"
 
 # The crash test with many more kill points than `make check` runs.

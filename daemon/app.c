@@ -323,6 +323,26 @@ static cJSON *event_fields(struct relmd_app *app, const char *type, const char *
 		cJSON_Delete(f);
 		return cJSON_CreateObject();
 	}
+	if (!strcmp(type, "relationship.created")) {
+		/* The log names only the relationship (lib/core.c); api.md §6
+		 * promises proton, remote_ipk and label too, so a GUI can show it
+		 * without a second call.  Added here, so a replay has them too. */
+		struct relm_store_rel sr;
+		char hex[2 * RELM_SIGN_PK_LEN + 1];
+		memset(&sr, 0, sizeof sr);
+		r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
+		if (cJSON_IsString(r) &&
+		    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
+		    relm_store_rel_get(app->st, rel, &sr, 0) == 0) {
+			relm_hex(hex, sr.proton, RELM_ID_LEN);
+			cJSON_AddStringToObject(f, "proton", hex);
+			relm_hex(hex, sr.remote_ipk, RELM_SIGN_PK_LEN);
+			cJSON_AddStringToObject(f, "remote_ipk", hex);
+			cJSON_AddStringToObject(f, "label", sr.label);
+		}
+		relm_store_rel_clear(&sr);
+		return f;
+	}
 	if (strcmp(type, "message.received") && strcmp(type, "message.sent"))
 		return f;
 	/* The event log names the message; subscribers also get its content. */

@@ -93,8 +93,17 @@ static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_
 		relm_rel_free(rel);
 		return rc;
 	}
+	/* The retransmission queue stays in the store; relm_core_tick loads
+	 * what is due.  Receipts for the rest still reach the store. */
+	rel->out_partial = 1;
 	*out = rel;
 	return 0;
+}
+
+static int due_out_cb(void *ctx, const struct relm_store_outgoing *o)
+{
+	return relm_rel_outgoing_load(ctx, o->id, o->kind, o->ts, (const char *)o->body,
+	                              o->body_len, o->tries, o->next_ms, o->last_node);
 }
 
 static int save(struct relm_core *c, struct relm_rel *rel)
@@ -103,12 +112,39 @@ static int save(struct relm_core *c, struct relm_rel *rel)
 	size_t len = 0;
 	int rc;
 
+	uint64_t deadline, out_next = 0;
+
+	if (rel->out_unsaved) {
+		/* a v1 blob carried the queue: it moves to the store now */
+		for (uint32_t i = 0; i < rel->nout; i++) {
+			const struct relm_outgoing *o = &rel->out[i];
+			struct relm_store_outgoing so;
+			memset(&so, 0, sizeof so);
+			memcpy(so.rel, rel->id, RELM_ID_LEN);
+			memcpy(so.id, o->id, RELM_ID_LEN);
+			so.kind = o->kind;
+			so.ts = o->ts;
+			so.body = (const uint8_t *)o->body;
+			so.body_len = o->body_len;
+			so.tries = o->tries;
+			so.next_ms = o->next_ms;
+			memcpy(so.last_node, o->last_node, RELM_ID_LEN);
+			if ((rc = relm_store_outgoing_put(c->st, &so)) != 0)
+				return rc;
+		}
+		rel->out_unsaved = 0;
+	}
 	if ((rc = relm_rel_encode(rel, &blob, &len)) != 0)
 		return rc;
 	rc = relm_store_rel_set_state(c->st, rel->id, blob, len, now(c));
 	relm_rel_blob_free(blob, len);
 	if (rc == 0)
-		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
+		rc = relm_store_outgoing_next(c->st, rel->id, &out_next);
+	deadline = relm_rel_deadline(rel, c->env);
+	if (out_next && (!deadline || out_next < deadline))
+		deadline = out_next;
+	if (rc == 0)
+		rc = relm_store_rel_set_deadline(c->st, rel->id, deadline);
 	if (rc == 0 && rel->remote_mailbox[0])
 		rc = relm_store_rel_set_remote_addr(c->st, rel->id, rel->remote_mailbox);
 	return rc;
@@ -252,6 +288,12 @@ out:
 	return rc;
 }
 
+/* rel_list callback: stop (1) at a relationship with the remote IPK ctx. */
+static int same_remote_cb(void *ctx, const struct relm_store_rel *r)
+{
+	return sodium_memcmp(r->remote_ipk, ctx, RELM_SIGN_PK_LEN) == 0;
+}
+
 int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const char *text, size_t len, const char *label,
                             uint8_t rel_out[RELM_ID_LEN])
@@ -276,6 +318,15 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		return RELM_EEXPIRED;
 	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
 		return rc;
+	/* One relationship per pair of protons (DESIGN §1).  Without this check
+	 * accepting the same invite twice made a second relationship whose
+	 * initial envelope the inviter refuses (single use) or that duplicates
+	 * the first (multi use): a dead or doubled conversation, and no error. */
+	rc = relm_store_rel_list(c->st, proton, NULL, 0, same_remote_cb, inv.ipk);
+	if (rc != 0) {
+		rc = rc == 1 ? RELM_EEXIST : rc;
+		goto out;
+	}
 	if ((rc = relm_rel_accept(&rel, c->env, c->mode, p.isk, &inv, c->mailbox_host, &fx)) != 0)
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
@@ -335,6 +386,15 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 	}
 	if ((rc = relm_store_begin(c->st)) != 0)
 		return rc;
+	{
+		uint64_t outstanding = 0;
+		if ((rc = relm_store_outgoing_count(c->st, rel_id, &outstanding)) != 0)
+			goto done;
+		if (outstanding >= RELM_MAX_OUTGOING) {
+			rc = RELM_ELIMIT;     /* the remote is not receipting: back off */
+			goto done;
+		}
+	}
 	if ((rc = load(c, rel_id, &rel)) != 0)
 		goto done;
 	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
@@ -571,6 +631,8 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
 		rc = load(c, d.ids[i], &rel);
+		if (rc == 0)
+			rc = relm_store_outgoing_due(c->st, d.ids[i], now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
 		if (rc == 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "crypto.h"
+#include "ct.h"
 #include "error.h"
 
 int relm_crypto_init(void)
@@ -118,11 +119,16 @@ int relm_dh(uint8_t out[RELM_KEY_LEN], const uint8_t priv[RELM_KEY_LEN],
             const uint8_t pub[RELM_KEY_LEN])
 {
 	uint8_t s[RELM_KEY_LEN];
+	int r;
 
 	if (!relm_x25519_is_canonical(pub))
 		return RELM_EBADKEY;
-	/* crypto_scalarmult fails (-1) on an all-zero result: a low-order point. */
-	if (crypto_scalarmult(s, priv, pub) != 0) {
+	/* crypto_scalarmult fails (-1) on an all-zero result: a low-order point.
+	 * The verdict is computed from the shared secret but depends only on
+	 * pub (our scalar is clamped), so it is public (ct.h). */
+	r = crypto_scalarmult(s, priv, pub);
+	RELM_CT_PUBLIC(&r, sizeof r);
+	if (r != 0) {
 		sodium_memzero(s, sizeof s);
 		return RELM_EBADKEY;
 	}
@@ -164,13 +170,22 @@ int relm_aead_open(uint8_t *pt, const uint8_t *ct, size_t ctlen,
                    const uint8_t *ad, size_t adlen,
                    const uint8_t nonce[RELM_NONCE_LEN], const uint8_t key[RELM_KEY_LEN])
 {
+	int r;
+
 	if (ctlen < RELM_TAG_LEN)
 		return RELM_EAUTH;
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, ct, ctlen, ad, adlen,
-	                                               nonce, key) != 0) {
+	r = crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, ct, ctlen, ad, adlen,
+	                                               nonce, key);
+	/* whether the tag verified is public (the peer sees what we do next);
+	 * the comparison itself is libsodium's constant-time crypto_verify_16 */
+	RELM_CT_PUBLIC(&r, sizeof r);
+	if (r != 0) {
 		sodium_memzero(pt, ctlen - RELM_TAG_LEN);
 		return RELM_EAUTH;
 	}
+	/* What authenticated is message content, not key material: the payload
+	 * parser branches on it by nature.  The ct check is about keys (ct.h). */
+	RELM_CT_PUBLIC(pt, ctlen - RELM_TAG_LEN);
 	return 0;
 }
 
@@ -190,19 +205,35 @@ void relm_hex(char *out, const uint8_t *in, size_t len)
 	sodium_bin2hex(out, 2 * len + 1, in, len);
 }
 
+/* Constant time in the digits (make ct checks it): hex may spell a secret
+ * key, so no branch and no table index depends on a character — the
+ * arithmetic nibble decoder of libsodium's sodium_hex2bin, without its
+ * per-character "is this a digit?" branch (memcheck flags that one).  Only
+ * the length (public) and the final verdict decide anything; on failure
+ * out is wiped, so a bad spelling never leaves half a key behind. */
 int relm_unhex(uint8_t *out, size_t len, const char *hex, size_t hexlen)
 {
-	size_t got = 0;
-	const char *end = NULL;
+	unsigned bad = 0;     /* low byte 0xff once any character was not hex */
 
 	if (hexlen != 2 * len)
 		return RELM_EMALFORMED;
 	for (size_t i = 0; i < hexlen; i++) {
-		char c = hex[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-			return RELM_EMALFORMED;
+		unsigned c = (unsigned char)hex[i];
+		unsigned num = c ^ 48U;                              /* '0'..'9' → 0..9 */
+		unsigned num_ok = (num - 10U) >> 8;                  /* ~0 iff num < 10 */
+		unsigned alpha = (c & ~32U) - 55U;                   /* 'a'/'A' → 10 */
+		unsigned alpha_ok = ((alpha - 10U) ^ (alpha - 16U)) >> 8;   /* ~0 iff 10..15 */
+		unsigned v = (num_ok & num) | (alpha_ok & alpha);
+
+		bad |= ~(num_ok | alpha_ok) & 0xffU;
+		if (i & 1)
+			out[i / 2] = (uint8_t)(out[i / 2] | (v & 15U));
+		else
+			out[i / 2] = (uint8_t)((v & 15U) << 4);
 	}
-	if (sodium_hex2bin(out, len, hex, hexlen, NULL, &got, &end) != 0 || got != len)
-		return RELM_EMALFORMED;
-	return 0;
+	/* bad is 0 or 0xff: fold to 0/1 without a branch, then wipe on failure */
+	bad = (bad + 1U) >> 8;
+	for (size_t i = 0; i < len; i++)
+		out[i] = (uint8_t)(out[i] & (bad - 1U));
+	return (int)bad * RELM_EMALFORMED;
 }

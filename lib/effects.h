@@ -22,6 +22,9 @@ enum relm_fx_type {
 	RELM_FX_EVENT,         /* an event for subscribers (fork.detected, ...) */
 	RELM_FX_PENDING_ADD,   /* keep this envelope pending (data, hash) */
 	RELM_FX_PENDING_DEL,   /* drop the pending envelope with this hash */
+	RELM_FX_OUT_PUT,       /* the retransmission record of msg_id: kind, ts, data
+	                        * (body), tries, next_ms, node (last try) */
+	RELM_FX_OUT_DEL,       /* msg_id needs no more retransmission */
 };
 
 enum relm_msg_status {
@@ -42,13 +45,16 @@ struct relm_fx {
 	enum relm_fx_type type;
 	uint8_t msg_id[RELM_ID_LEN];   /* POST, DELIVER, STATUS: the message concerned */
 	uint8_t hash[RELM_ID_LEN];     /* PENDING_*: BLAKE2b-128 of the envelope */
-	uint8_t *data;                 /* POST/PENDING_ADD: envelope; DELIVER: body (owned) */
+	uint8_t *data;                 /* POST/PENDING_ADD: envelope; DELIVER/OUT_PUT: body (owned) */
 	size_t len;
-	int kind;                      /* DELIVER: enum relm_kind; POST: kind of the payload */
-	uint64_t ts;                   /* DELIVER: sender's timestamp; PENDING_ADD: arrival */
+	int kind;                      /* DELIVER, OUT_PUT: enum relm_kind; POST: kind of the payload */
+	uint64_t ts;                   /* DELIVER, OUT_PUT: sender's timestamp; PENDING_ADD: arrival */
 	int direction_in;              /* DELIVER: 1 received, 0 sent */
 	int origin;                    /* DELIVER: enum relm_origin */
 	int status;                    /* STATUS: enum relm_msg_status */
+	uint32_t tries;                /* OUT_PUT */
+	uint64_t next_ms;              /* OUT_PUT */
+	uint8_t node[RELM_ID_LEN];     /* OUT_PUT: node of the last try */
 	const char *event;             /* EVENT: type name (static string) */
 	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */
 	char detail[160];              /* EVENT/STATUS: reason or JSON fragment, no secrets */

@@ -95,6 +95,37 @@ static void outgoing_remove(struct relm_rel *rel, int i)
 	memset(&rel->out[rel->nout], 0, sizeof rel->out[0]);
 }
 
+/* The store keeps the retransmission queue (struct relm_outgoing) as rows:
+ * every change of a record is an effect. */
+static int emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o)
+{
+	struct relm_fx *f = relm__fx_push(fx, RELM_FX_OUT_PUT);
+	if (!f)
+		return RELM_ENOMEM;
+	memcpy(f->msg_id, o->id, RELM_ID_LEN);
+	f->kind = o->kind;
+	f->ts = o->ts;
+	f->tries = o->tries;
+	f->next_ms = o->next_ms;
+	memcpy(f->node, o->last_node, RELM_ID_LEN);
+	if (!(f->data = malloc(o->body_len + 1))) {
+		fx->n--;
+		return RELM_ENOMEM;
+	}
+	memcpy(f->data, o->body, o->body_len);
+	f->len = o->body_len;
+	return 0;
+}
+
+static int emit_out_del(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN])
+{
+	struct relm_fx *f = relm__fx_push(fx, RELM_FX_OUT_DEL);
+	if (!f)
+		return RELM_ENOMEM;
+	memcpy(f->msg_id, id, RELM_ID_LEN);
+	return 0;
+}
+
 static int seen_recent(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 {
 	for (uint32_t i = 0; i < RELM_RECENT_IDS; i++)
@@ -258,7 +289,8 @@ int relm__rel_send_tracked(struct relm_rel *rel, const struct relm_env *env,
 		goto fail;
 	if ((rc = outgoing_add(rel, env, p->id, p->kind, p->ts, body, len, on)) != 0)
 		goto fail;
-	if ((rc = emit_deliver(fx, p, 0, RELM_ORIGIN_SELF)) != 0 ||
+	if ((rc = emit_out_put(fx, &rel->out[rel->nout - 1])) != 0 ||
+	    (rc = emit_deliver(fx, p, 0, RELM_ORIGIN_SELF)) != 0 ||
 	    (rc = emit_status(fx, p->id, RELM_STATUS_QUEUED, NULL)) != 0) {
 		outgoing_remove(rel, find_outgoing(rel, p->id));
 		goto fail;
@@ -370,7 +402,14 @@ static void on_receipt(struct relm_rel *rel, const struct relm_payload *p, struc
 			rel->tree.nodes[n].flags |= RELM_NODE_ACKED;
 		if ((o = find_outgoing(rel, a->id)) >= 0) {
 			emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
+			emit_out_del(fx, a->id);
 			outgoing_remove(rel, o);
+		} else if (rel->out_partial) {
+			/* The queue lives in the store and only due records are
+			 * loaded: say it anyway; the store ignores ids that are not
+			 * ours or are already delivered. */
+			emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
+			emit_out_del(fx, a->id);
 		}
 	}
 }
@@ -410,6 +449,41 @@ static int pending_push(struct relm_rel *rel, const uint8_t *buf, size_t len, ui
 	pe->t_ms = t;
 	memcpy(pe->hash, hash, RELM_ID_LEN);
 	rel->npending++;
+	return 0;
+}
+
+int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+                           uint64_t ts, const char *body, size_t len, uint32_t tries,
+                           uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN])
+{
+	struct relm_outgoing *o;
+
+	if (len > RELM_BODY_MAX)
+		return RELM_ETOOBIG;
+	if (find_outgoing(rel, id) >= 0)
+		return RELM_EEXIST;
+	if (rel->nout == rel->capout) {
+		uint32_t cap = rel->capout ? 2 * rel->capout : 8;
+		struct relm_outgoing *v = realloc(rel->out, cap * sizeof *v);
+		if (!v)
+			return RELM_ENOMEM;
+		rel->out = v;
+		rel->capout = cap;
+	}
+	o = &rel->out[rel->nout];
+	memset(o, 0, sizeof *o);
+	if (!(o->body = malloc(len + 1)))
+		return RELM_ENOMEM;
+	memcpy(o->body, body, len);
+	o->body[len] = 0;
+	o->body_len = (uint32_t)len;
+	memcpy(o->id, id, RELM_ID_LEN);
+	o->kind = (uint8_t)kind;
+	o->ts = ts;
+	o->tries = tries;
+	o->next_ms = next_ms;
+	memcpy(o->last_node, last_node, RELM_ID_LEN);
+	rel->nout++;
 	return 0;
 }
 
@@ -638,6 +712,7 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 			char reason[96];
 			snprintf(reason, sizeof reason, "no receipt after %u tries", o->tries);
 			emit_status(fx, o->id, RELM_STATUS_FAILED, reason);
+			emit_out_del(fx, o->id);
 			outgoing_remove(rel, (int)i);
 			continue;
 		}
@@ -651,6 +726,8 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 			memcpy(o->last_node, on, RELM_ID_LEN);
 			rel->stats.retx++;
 		}
+		if ((rc = emit_out_put(fx, o)) != 0)
+			return rc;
 		i++;
 	}
 	/* expiry: pending envelopes and skipped keys */

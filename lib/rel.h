@@ -102,8 +102,16 @@ struct relm_rel {
 	struct relm_tree tree;
 	struct relm_skipped *skipped;   /* owned array */
 	uint32_t nskipped, capskipped;
+	/* The retransmission queue.  Not in the encoded state: every change is
+	 * also an effect (OUT_PUT / OUT_DEL) and the store keeps the records as
+	 * rows.  A relationship decoded from a blob holds none of them until
+	 * the caller loads the due ones (relm_rel_outgoing_load) and sets
+	 * out_partial, so that receipts for records not loaded still reach the
+	 * store.  Tests that keep a relationship in memory hold all of them. */
 	struct relm_outgoing *out;      /* owned array */
 	uint32_t nout, capout;
+	uint8_t out_partial;            /* out holds only some records */
+	uint8_t out_unsaved;            /* out came from a v1 blob: write it to the store */
 	struct relm_ack *acks_due;      /* receipt content waiting for its timer */
 	uint32_t nacks_due, capacks;
 	uint64_t receipt_due_ms;        /* 0 = no receipt armed */
@@ -122,13 +130,19 @@ struct relm_rel {
 /* Wipe every secret and free everything; NULL is a no-op. */
 void relm_rel_free(struct relm_rel *rel);
 
-/* Serialise the ratchet state (everything but the pending set) into a fresh
+/* Serialise the ratchet state (everything but the pending set and the
+ * retransmission queue) into a fresh
  * malloc'd buffer.  Returns 0 or RELM_ENOMEM.  Free with relm_rel_blob_free. */
 int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen);
 void relm_rel_blob_free(uint8_t *buf, size_t len);
 /* Parse a blob made by relm_rel_encode.  Returns 0, RELM_ESTATE (malformed,
  * never a crash), RELM_EVERSION, or RELM_ENOMEM. */
 int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len);
+/* Give back a retransmission record loaded from the store.  0,
+ * RELM_EEXIST, RELM_ETOOBIG or RELM_ENOMEM. */
+int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+                           uint64_t ts, const char *body, size_t len, uint32_t tries,
+                           uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN]);
 /* Give back a pending envelope loaded from the store. */
 int relm_rel_pending_load(struct relm_rel *rel, const uint8_t *buf, size_t len, uint64_t t_ms);
 

@@ -10,7 +10,8 @@
  *   str remote_mailbox, initial_pending(1), initial ext(72), str invite_mailbox
  *   u32 nodes   × { id(16) parent(16) depth(4) flags(1) pub(32) priv(32) rk(32) ck(32) n(4) pn(4) created(8) }
  *   u32 skipped × { dh(32) n(4) mk(32) t(8) used(1) }
- *   u32 out     × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
+ *   [v1 only: u32 out × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
+ *    — v2 keeps the retransmission queue in the store's `outgoing` table]
  *   u32 acks    × { id(16) dh(32) n(4) }   receipt_due(8)
  *   recent(64×16) recent_next(4)   stats(5×4)
  *   str = u16 length + bytes (no NUL)
@@ -24,7 +25,7 @@
 #include "rel.h"
 #include "error.h"
 
-enum { BLOB_VERSION = 1 };
+enum { BLOB_VERSION = 2 };   /* 2: no retransmission queue; 1 still decodes */
 
 struct wbuf {
 	uint8_t *p;
@@ -118,18 +119,6 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 		w_u64(&w, rel->skipped[i].t_ms);
 		w_u8(&w, rel->skipped[i].used);
 	}
-	w_u32(&w, rel->nout);
-	for (uint32_t i = 0; i < rel->nout; i++) {
-		const struct relm_outgoing *o = &rel->out[i];
-		w_put(&w, o->id, 16);
-		w_u8(&w, o->kind);
-		w_u64(&w, o->ts);
-		w_u32(&w, o->tries);
-		w_u64(&w, o->next_ms);
-		w_put(&w, o->last_node, 16);
-		w_u32(&w, o->body_len);
-		w_put(&w, o->body, o->body_len);
-	}
 	w_u32(&w, rel->nacks_due);
 	for (uint32_t i = 0; i < rel->nacks_due; i++) {
 		w_put(&w, rel->acks_due[i].id, 16);
@@ -211,7 +200,8 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	r_get(&r, magic, 3);
 	if (r.err || memcmp(magic, "RLS", 3) != 0)
 		return RELM_ESTATE;
-	if (r_u8(&r) != BLOB_VERSION)
+	uint8_t version = r_u8(&r);
+	if (version != BLOB_VERSION && version != 1)
 		return RELM_EVERSION;
 	rel = malloc(sizeof *rel);
 	if (!rel)
@@ -284,9 +274,10 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->nskipped = cnt;
 	}
 
-	cnt = r_u32(&r);
+	cnt = version == 1 ? r_u32(&r) : 0;
 	if (r.err || cnt > RELM_MAX_OUTGOING || (size_t)cnt * 57 > len - r.off)
 		goto fail;
+	rel->out_unsaved = cnt > 0;     /* a v1 blob: the caller moves them to the store */
 	if (cnt) {
 		rel->out = calloc(cnt, sizeof *rel->out);
 		if (!rel->out) {

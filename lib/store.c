@@ -39,6 +39,11 @@ enum store_state {
 /* ---- statements --------------------------------------------------------- */
 
 #define STMTS(X) \
+	X(OUT_PUT, "INSERT OR REPLACE INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)") \
+	X(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2") \
+	X(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3") \
+	X(OUT_NEXT, "SELECT min(next_ms) FROM outgoing WHERE rel=?1") \
+	X(OUT_COUNT, "SELECT count(*) FROM outgoing WHERE rel=?1") \
 	X(PROTON_PUT, "INSERT INTO protons(id,label,ipk,isk,strategy,created) VALUES(?1,?2,?3,?4,?5,?6)") \
 	X(PROTON_GET, "SELECT id,label,ipk,strategy,created,isk FROM protons WHERE id=?1") \
 	X(PROTON_LIST, "SELECT id,label,ipk,strategy,created FROM protons ORDER BY id") \
@@ -220,8 +225,26 @@ static const char schema_v1[] =
 	" json TEXT NOT NULL,"
 	" ts INTEGER NOT NULL);";
 
+/* v2: the retransmission queue (messages sent and not yet receipted) gets
+ * a table of its own instead of living in the relationship's state blob,
+ * which every engine step rewrites: with it inside, a busy relationship
+ * rewrote every unacknowledged message on every step (O(outstanding)). */
+static const char schema_v2[] =
+	"CREATE TABLE outgoing("
+	" rel BLOB NOT NULL REFERENCES relationships(id) ON DELETE CASCADE,"
+	" id BLOB NOT NULL CHECK(length(id)=16),"
+	" kind INTEGER NOT NULL,"
+	" ts INTEGER NOT NULL,"
+	" body BLOB NOT NULL,"
+	" tries INTEGER NOT NULL,"
+	" next_ms INTEGER NOT NULL,"
+	" last_node BLOB NOT NULL CHECK(length(last_node)=16),"
+	" PRIMARY KEY(rel, id)) WITHOUT ROWID;"
+	"CREATE INDEX outgoing_by_next ON outgoing(rel, next_ms);";
+
 static const char *const migrations[RELM_STORE_SCHEMA_VERSION] = {
 	schema_v1,      /* 0 → 1 */
+	schema_v2,      /* 1 → 2 */
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -1975,6 +1998,110 @@ int relm_store_event_trim(struct relm_store *st, uint32_t keep)
 
 /* ---- effects ------------------------------------------------------------------ */
 
+/* ---- outgoing: the retransmission queue (schema v2) ----------------------- */
+
+int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	sqlite3_stmt *s;
+	int err = 0;
+
+	CHECK_WRITABLE(st);
+	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
+		return RELM_EINVAL;
+	if (!(s = get_stmt(st, S_OUT_PUT, &err)))
+		return err;
+	BIND_BLOB(s, 1, o->rel, RELM_ID_LEN);
+	BIND_BLOB(s, 2, o->id, RELM_ID_LEN);
+	sqlite3_bind_int(s, 3, o->kind);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)o->ts);
+	sqlite3_bind_blob(s, 5, o->body ? (const void *)o->body : "", (int)o->body_len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, o->tries);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)o->next_ms);
+	BIND_BLOB(s, 8, o->last_node, RELM_ID_LEN);
+	return run_one(st, s, "outgoing put");
+}
+
+int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN])
+{
+	sqlite3_stmt *s;
+	int err = 0;
+
+	CHECK_WRITABLE(st);
+	if (!(s = get_stmt(st, S_OUT_DEL, &err)))
+		return err;
+	BIND_BLOB(s, 1, rel, RELM_ID_LEN);
+	BIND_BLOB(s, 2, id, RELM_ID_LEN);
+	if ((err = run_one(st, s, "outgoing del")) != 0)
+		return err;
+	return sqlite3_changes(st->db) ? 0 : RELM_ENOTFOUND;
+}
+
+int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            uint64_t now_ms, unsigned limit,
+                            int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx)
+{
+	sqlite3_stmt *s;
+	int err = 0, rc;
+
+	CHECK_USABLE(st);
+	if (!(s = get_stmt(st, S_OUT_DUE, &err)))
+		return err;
+	BIND_BLOB(s, 1, rel, RELM_ID_LEN);
+	sqlite3_bind_int64(s, 2, now_ms > INT64_MAX ? INT64_MAX : (sqlite3_int64)now_ms);
+	sqlite3_bind_int64(s, 3, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct relm_store_outgoing o;
+		memset(&o, 0, sizeof o);
+		memcpy(o.rel, rel, RELM_ID_LEN);
+		if (col_fixed(s, 0, o.id, RELM_ID_LEN) || col_fixed(s, 6, o.last_node, RELM_ID_LEN)) {
+			err = RELM_ESTATE;
+			break;
+		}
+		o.kind = sqlite3_column_int(s, 1);
+		o.ts = (uint64_t)sqlite3_column_int64(s, 2);
+		o.body = sqlite3_column_blob(s, 3);
+		o.body_len = (size_t)sqlite3_column_bytes(s, 3);
+		o.tries = (uint32_t)sqlite3_column_int64(s, 4);
+		o.next_ms = (uint64_t)sqlite3_column_int64(s, 5);
+		if ((err = cb(ctx, &o)) != 0)
+			break;
+	}
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = store_fail(st, rc, "outgoing due");
+	done(s);
+	return err;
+}
+
+static int out_scalar(struct relm_store *st, int which, const uint8_t rel[RELM_ID_LEN],
+                      uint64_t *out, const char *what)
+{
+	sqlite3_stmt *s;
+	int err = 0, rc;
+
+	CHECK_USABLE(st);
+	if (!(s = get_stmt(st, which, &err)))
+		return err;
+	BIND_BLOB(s, 1, rel, RELM_ID_LEN);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : (uint64_t)sqlite3_column_int64(s, 0);
+	else
+		err = store_fail(st, rc, what);
+	done(s);
+	return err;
+}
+
+int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next)
+{
+	return out_scalar(st, S_OUT_NEXT, rel, next, "outgoing next");
+}
+
+int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n)
+{
+	return out_scalar(st, S_OUT_COUNT, rel, n, "outgoing count");
+}
+
 /* Minimal JSON string escaping for a reason text (no secrets reach here). */
 static void json_escape(char *out, size_t cap, const char *in)
 {
@@ -2077,9 +2204,26 @@ int relm_store_apply_effects(struct relm_store *st, const uint8_t rel[RELM_ID_LE
 				err = RELM_EINVAL;
 				break;
 			}
+			{
+				/* Only our own messages move, and only forward: a receipt
+				 * naming an id we received, or naming one twice, changes
+				 * nothing and says nothing to subscribers. */
+				struct relm_store_msg cur;
+				int gerr = relm_store_msg_get(st, rel, f->msg_id, &cur);
+				if (gerr == RELM_ENOTFOUND)
+					break;   /* an automated message (receipt) has no history row */
+				if (gerr) {
+					err = gerr;
+					break;
+				}
+				if (cur.direction_in || cur.status == f->status ||
+				    cur.status == RELM_STATUS_DELIVERED || cur.status == RELM_STATUS_FAILED ||
+				    (f->status == RELM_STATUS_POSTED && cur.status != RELM_STATUS_QUEUED))
+					break;
+			}
 			err = relm_store_msg_set_status(st, rel, f->msg_id, f->status, f->detail, now_ms);
 			if (err == RELM_ENOTFOUND)
-				err = 0;   /* an automated message (receipt) has no history row */
+				err = 0;
 			if (err)
 				break;
 			json_escape(esc, sizeof esc, f->detail);
@@ -2112,6 +2256,26 @@ int relm_store_apply_effects(struct relm_store *st, const uint8_t rel[RELM_ID_LE
 			break;
 		case RELM_FX_PENDING_DEL:
 			err = relm_store_pending_del(st, rel, f->hash);
+			if (err == RELM_ENOTFOUND)
+				err = 0;
+			break;
+		case RELM_FX_OUT_PUT: {
+			struct relm_store_outgoing o;
+			memset(&o, 0, sizeof o);
+			memcpy(o.rel, rel, RELM_ID_LEN);
+			memcpy(o.id, f->msg_id, RELM_ID_LEN);
+			o.kind = f->kind;
+			o.ts = f->ts;
+			o.body = f->data;
+			o.body_len = f->len;
+			o.tries = f->tries;
+			o.next_ms = f->next_ms;
+			memcpy(o.last_node, f->node, RELM_ID_LEN);
+			err = relm_store_outgoing_put(st, &o);
+			break;
+		}
+		case RELM_FX_OUT_DEL:
+			err = relm_store_outgoing_del(st, rel, f->msg_id);
 			if (err == RELM_ENOTFOUND)
 				err = 0;
 			break;

@@ -103,6 +103,9 @@
  *           'queued'|'posted', created, posted)  seq = commit order since
  *           writers are serialised; partial index on unposted rows
  *   cursors(mailbox PK, cursor)                   mailbox id → last seq read
+ *   outgoing(rel→relationships, id, kind, ts, body[S], tries, next_ms,
+ *           last_node; PK(rel, id)) [v2]      sent, not yet receipted: the
+ *           retransmission queue (was inside the state blob in v1)
  *   events(seq INTEGER PK AUTOINCREMENT, type, json, ts)  seq never reused,
  *           so subscribe{since} is exact; trimmed to a retention count
  * All child tables cascade on delete of their relationship / proton.
@@ -116,7 +119,7 @@
 #include "effects.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 1,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 2,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -448,6 +451,34 @@ int relm_store_event_list(struct relm_store *st, int64_t since, unsigned limit,
 int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);
 /* Keep only the newest `keep` events; returns how many were deleted. */
 int relm_store_event_trim(struct relm_store *st, uint32_t keep);
+
+/* ---- outgoing: the retransmission queue (schema v2) -------------------- */
+
+/* A message sent and not yet covered by the remote's receipt: what a
+ * retransmission rebuilds its payload from, and when it is due. */
+struct relm_store_outgoing {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN];
+	int kind;                               /* enum relm_kind */
+	uint64_t ts;
+	const uint8_t *body;                    /* view (secret); valid during cb */
+	size_t body_len;
+	uint32_t tries;
+	uint64_t next_ms;
+	uint8_t last_node[RELM_ID_LEN];
+};
+/* Insert or replace (rel, id). */
+int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o);
+/* 0 or RELM_ENOTFOUND. */
+int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN]);
+/* Rows of rel with next_ms <= now_ms, earliest first, at most limit (0 = all). */
+int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            uint64_t now_ms, unsigned limit,
+                            int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx);
+/* Earliest next_ms of rel (0 if none) / how many rows rel has. */
+int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next);
+int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n);
 
 /* ---- effects of one engine step --------------------------------------- */
 

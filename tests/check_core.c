@@ -249,6 +249,35 @@ START_TEST(test_restart_midway)
 }
 END_TEST
 
+START_TEST(test_retransmit_from_the_store)
+{
+	uint8_t rb[16], id[16];
+	int was_new;
+	uint64_t n = 0;
+	struct tu_daemon *ds[2] = { &A, &B };
+
+	connect_ab(rb, 0);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "lost once", 9, NULL, id, &was_new), 0);
+	ck_assert_int_eq(relm_store_outgoing_count(B.st, rb, &n), 0);
+	ck_assert_uint_eq(n, 1);                      /* queued for retransmission, in the store */
+	net.drop_next = 1;                            /* the first envelope never arrives */
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 0);
+	/* a restart in between: the queue lives in the store, not in memory */
+	tu_daemon_close(&B);
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 22, "127.0.0.2:7427"), 0);
+	tu_settle(ds, 2, &net, 12, 3000);             /* > RETX_BASE: one retry */
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 1);
+	ck_assert_int_eq(relm_store_outgoing_count(B.st, rb, &n), 0);
+	ck_assert_uint_eq(n, 0);                      /* the receipt emptied it */
+	{
+		struct relm_store_msg m;
+		ck_assert_int_eq(relm_store_msg_get(B.st, rb, id, &m), 0);
+		ck_assert_int_eq(m.status, RELM_STATUS_DELIVERED);
+	}
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -261,6 +290,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_single_use_invite);
 	tcase_add_test(tc, test_bad_envelopes_advance_cursor);
 	tcase_add_test(tc, test_restart_midway);
+	tcase_add_test(tc, test_retransmit_from_the_store);
 	suite_add_tcase(s, tc);
 	return s;
 }

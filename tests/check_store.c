@@ -881,10 +881,21 @@ START_TEST(test_apply_effects)
 	f->data = malloc(64);
 	memset(f->data, 0xab, 64);
 	f->len = 64;
+	f = relm__fx_push(&fx, RELM_FX_DELIVER);   /* one of ours */
+	fill(f->msg_id, 16, 210);
+	f->data = malloc(3);
+	memcpy(f->data, "out", 3);
+	f->len = 3;
+	f->kind = 1;
+	f->direction_in = 0;
+	f->origin = RELM_ORIGIN_SELF;
 	f = relm__fx_push(&fx, RELM_FX_STATUS);
-	fill(f->msg_id, 16, 200);
+	fill(f->msg_id, 16, 210);
 	f->status = RELM_STATUS_FAILED;
 	snprintf(f->detail, sizeof f->detail, "a \"quoted\" reason");
+	f = relm__fx_push(&fx, RELM_FX_STATUS);    /* a status for a message we received: ignored */
+	fill(f->msg_id, 16, 200);
+	f->status = RELM_STATUS_DELIVERED;
 	f = relm__fx_push(&fx, RELM_FX_EVENT);
 	f->event = "fork.detected";
 	snprintf(f->detail, sizeof f->detail, "\"depth\":3");
@@ -905,7 +916,11 @@ START_TEST(test_apply_effects)
 	relm_effects_clear(&fx);
 
 	ck_assert_int_eq(relm_store_msg_get(st, r.id, (uint8_t[16]){200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215}, &g), 0);
+	ck_assert_int_eq(g.status, RELM_STATUS_NONE);
+	ck_assert_int_eq(relm_store_msg_get(st, r.id, (uint8_t[16]){210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225}, &g), 0);
 	ck_assert_int_eq(g.status, RELM_STATUS_FAILED);
+	ck_assert_str_eq(g.reason, "a \"quoted\" reason");
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM events WHERE type='message.status'"), 1);
 	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM outbox WHERE dest='mb.example:7427/abc' AND length(bytes)=64"), 1);
 	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM pending"), 1);
 	ck_assert_int_eq(exec_int(st, "SELECT unread FROM relationships WHERE label='rel 1'"), 1);
@@ -1113,7 +1128,9 @@ static const char *fixture_dir(void)
 	return d && *d ? d : "tests/fixtures";
 }
 
-START_TEST(test_fixture_v1)
+/* Load tests/fixtures/store-v<version>.sql and open it at the current
+ * version: the data of every table survives every migration. */
+static void check_fixture(int version)
 {
 	char fx[512], dir[300], *sql, *errmsg = NULL;
 	size_t n;
@@ -1124,7 +1141,7 @@ START_TEST(test_fixture_v1)
 	struct relm_store_invite inv;
 	uint8_t pid[16], rid[16];
 
-	snprintf(fx, sizeof fx, "%s/store-v1.sql", fixture_dir());
+	snprintf(fx, sizeof fx, "%s/store-v%d.sql", fixture_dir(), version);
 	sql = (char *)read_file(fx, &n);
 	ck_assert_msg(sql != NULL, "cannot read %s", fx);
 	sql[n] = '\0';
@@ -1162,10 +1179,96 @@ START_TEST(test_fixture_v1)
 		ck_assert_uint_eq(next, 1700000010000ULL);
 	}
 	ck_assert_int_eq(relm_store_history_has(st, rid, (uint8_t[16]){0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33,0x33}), 1);
+	{
+		/* v2's retransmission queue: empty after migrating v1, one row in v2 */
+		uint64_t count = 99, next = 0;
+		ck_assert_int_eq(relm_store_outgoing_count(st, rid, &count), 0);
+		ck_assert_uint_eq(count, version >= 2 ? 1 : 0);
+		ck_assert_int_eq(relm_store_outgoing_next(st, rid, &next), 0);
+		ck_assert_uint_eq(next, version >= 2 ? 1700000020000ULL : 0);
+	}
 	/* and it keeps working */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_event_append(st, "x", "{}", 1, NULL), 0);
 	ck_assert_int_eq(relm_store_commit(st), 0);
+	relm_store_close(st);
+}
+
+START_TEST(test_fixture_v1)
+{
+	check_fixture(1);
+}
+END_TEST
+
+START_TEST(test_fixture_v2)
+{
+	check_fixture(2);
+}
+END_TEST
+
+struct out_seen {
+	int n;
+	uint8_t first[16];
+	size_t body_len;
+};
+
+static int out_cb(void *ctx, const struct relm_store_outgoing *o)
+{
+	struct out_seen *os = ctx;
+	if (os->n++ == 0) {
+		memcpy(os->first, o->id, 16);
+		os->body_len = o->body_len;
+	}
+	return 0;
+}
+
+START_TEST(test_outgoing_queue)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_rel r;
+	struct relm_store_outgoing o;
+	struct out_seen seen;
+	uint8_t pid[16];
+	uint64_t n = 0, next = 0;
+
+	populate(st);
+	fill(pid, 16, 1);
+	mk_rel(&r, pid, 1, NULL, 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (int k = 0; k < 5; k++) {
+		memset(&o, 0, sizeof o);
+		memcpy(o.rel, r.id, 16);
+		fill(o.id, 16, (uint8_t)(100 + k));
+		o.kind = 1;
+		o.ts = 1000;
+		o.body = (const uint8_t *)"body";
+		o.body_len = 4;
+		o.tries = 1;
+		o.next_ms = 5000 - (uint64_t)k * 1000;   /* the last one is due first */
+		fill(o.last_node, 16, 7);
+		ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	}
+	o.next_ms = 100;                          /* replace: same (rel, id) */
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_count(st, r.id, &n), 0);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_int_eq(relm_store_outgoing_next(st, r.id, &next), 0);
+	ck_assert_uint_eq(next, 100);
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(relm_store_outgoing_due(st, r.id, 3000, 0, out_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 3);               /* 100, 2000, 3000 */
+	ck_assert(memcmp(seen.first, o.id, 16) == 0);
+	ck_assert_uint_eq(seen.body_len, 4);
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(relm_store_outgoing_due(st, r.id, 3000, 1, out_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r.id, o.id), 0);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r.id, o.id), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_count(st, r.id, &n), 0);
+	ck_assert_uint_eq(n, 4);
 	relm_store_close(st);
 }
 END_TEST
@@ -1433,6 +1536,8 @@ static Suite *store_suite(void)
 		{ "corrupt", test_corrupt_pages, 30 },
 		{ "newer_version", test_newer_version, 10 },
 		{ "fixture_v1", test_fixture_v1, 10 },
+		{ "fixture_v2", test_fixture_v2, 10 },
+		{ "outgoing_queue", test_outgoing_queue, 10 },
 		{ "disk_full", test_disk_full, 10 },
 		{ "fault_every_write", test_fault_every_write, 120 },
 		{ "lazy_100k", test_lazy_100k, 120 },

@@ -65,12 +65,12 @@ run_one() {
 	nosum=$(grep -L 'ERROR SUMMARY' "$d"/vg.*.log | wc -l)
 	verdict=ok
 	if [ "$rc" != 0 ] || [ "$errs" != 0 ] || [ "$sums" != 0 ]; then verdict=FAIL; fi
-	printf '%-22s %-4s exit=%s error-reports=%s processes=%s (killed, no summary: %s) %ss\n' \
+	printf '%-22s %-4s exit=%s error-reports=%s processes=%s (no exit summary, i.e. exec of sh/rm or killed on purpose: %s) %ss\n' \
 		"$s" "$verdict" "$rc" "$errs" "$procs" "$nosum" "$((t1 - t0))" >"$d/verdict"
 	cat "$d/verdict"
 	if [ "$verdict" = FAIL ]; then
 		tail -5 "$d/stdout"
-		grep -lE 'ERROR SUMMARY: [1-9]|(definitely|indirectly) lost' "$d"/vg.*.log | head -3 | sed 's/^/  see /'
+		grep -lE 'ERROR SUMMARY: [1-9]|are (definitely|indirectly) lost|^==[0-9]+== (Invalid|Conditional|Use of|Syscall)' "$d"/vg.*.log | head -3 | sed 's/^/  see /'
 	fi
 }
 

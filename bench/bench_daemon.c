@@ -1,0 +1,403 @@
+/*
+ * bench_daemon.c — the daemon end to end (issue 6): a relm-mailbox and two
+ * relmd on loopback, as a user runs them, durable (synchronous=FULL).
+ *
+ *   daemon.e2e.msgs_per_s   bob pipelines N message.send requests; time until
+ *                           alice's subscriber has seen N message.received
+ *   daemon.e2e.p50_ms/p99_ms  at a paced 1,000 messages/s (or --rate): from
+ *                           writing message.send on bob to the event on alice
+ *
+ * Usage: bench_daemon [--build DIR] [--n N] [--rate R] [--seconds S] [--quick]
+ *                     [--json PATH]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+static char build[256] = "build";
+static char tmp[256];
+static pid_t kids[3];
+static int nkids;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void cleanup(void)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0) {
+			kill(kids[i], SIGTERM);
+			waitpid(kids[i], NULL, 0);
+		}
+	nkids = 0;
+	if (tmp[0]) {
+		char cmd[400];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", tmp);
+		tmp[0] = 0;
+	}
+}
+
+static void die(const char *msg)
+{
+	fprintf(stderr, "bench_daemon: %s\n", msg);
+	cleanup();
+	exit(1);
+}
+
+static pid_t spawn(char *const argv[], int out_fd)
+{
+	pid_t p = fork();
+	if (p < 0)
+		die("fork");
+	if (p == 0) {
+		if (out_fd >= 0)
+			dup2(out_fd, 1);
+		int devnull = open("/dev/null", O_WRONLY);
+		if (devnull >= 0)
+			dup2(devnull, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	kids[nkids++] = p;
+	return p;
+}
+
+struct conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static int conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un a;
+	memset(c, 0, sizeof *c);
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (c->fd >= 0)
+			close(c->fd);
+		return -1;
+	}
+	c->cap = 1 << 16;
+	c->buf = malloc(c->cap);
+	return 0;
+}
+
+static void conn_send(struct conn *c, const char *line)
+{
+	size_t n = strlen(line), off = 0;
+	while (off < n) {
+		ssize_t w = write(c->fd, line + off, n - off);
+		if (w < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			die("write to relmd");
+		}
+		off += (size_t)w;
+	}
+}
+
+/* Next complete line (malloc'd), reading if needed; blocking. */
+static char *conn_line(struct conn *c)
+{
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		if (nl) {
+			size_t n = (size_t)(nl - c->buf);
+			char *l = malloc(n + 1);
+			memcpy(l, c->buf, n);
+			l[n] = 0;
+			memmove(c->buf, nl + 1, c->len - n - 1);
+			c->len -= n + 1;
+			return l;
+		}
+		if (c->len == c->cap) {
+			c->cap *= 2;
+			c->buf = realloc(c->buf, c->cap);
+		}
+		ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (r <= 0)
+			die("relmd closed the connection");
+		c->len += (size_t)r;
+	}
+}
+
+static int conn_has_line(struct conn *c)
+{
+	return memchr(c->buf, '\n', c->len) != NULL;
+}
+
+static void conn_fill(struct conn *c)
+{
+	if (c->len == c->cap) {
+		c->cap *= 2;
+		c->buf = realloc(c->buf, c->cap);
+	}
+	ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
+	if (r <= 0)
+		die("relmd closed the connection");
+	c->len += (size_t)r;
+}
+
+static cJSON *rpc(struct conn *c, const char *method, const char *params)
+{
+	static int id;
+	char line[8192];
+	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s\",\"params\":%s}\n",
+	         ++id, method, params);
+	conn_send(c, line);
+	for (;;) {
+		char *l = conn_line(c);
+		cJSON *j = cJSON_Parse(l);
+		free(l);
+		if (j && cJSON_GetObjectItem(j, "id")) {
+			cJSON *err = cJSON_GetObjectItem(j, "error");
+			if (err) {
+				char *s = cJSON_PrintUnformatted(err);
+				fprintf(stderr, "%s: %s\n", method, s);
+				die("rpc error");
+			}
+			return j;
+		}
+		cJSON_Delete(j);
+	}
+}
+
+static const char *res_str(cJSON *j, const char *k)
+{
+	cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), k);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int wait_socket(const char *path, struct conn *c)
+{
+	for (int i = 0; i < 200; i++) {
+		if (conn_open(c, path) == 0)
+			return 0;
+		usleep(20000);
+	}
+	return -1;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	int n = 2000, rate = 1000, seconds = 5;
+	const char *json = NULL;
+	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
+	struct conn a, b, ev;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--build") && i + 1 < argc)
+			snprintf(build, sizeof build, "%s", argv[++i]);
+		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
+			n = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--rate") && i + 1 < argc)
+			rate = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			seconds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+			json = argv[++i];
+		else if (!strcmp(argv[i], "--quick")) {
+			n = 200;
+			seconds = 1;
+		} else {
+			fprintf(stderr, "usage: bench_daemon [--build DIR] [--n N] [--rate R] "
+			        "[--seconds S] [--quick] [--json PATH]\n");
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(tmp, sizeof tmp, "/tmp/relm-bench-XXXXXX");
+	if (!mkdtemp(tmp))
+		die("mkdtemp");
+	atexit(cleanup);
+
+	/* the mailbox on a free port */
+	{
+		int fd[2];
+		char prog[600], st[300];
+		if (pipe(fd) != 0)
+			die("pipe");
+		snprintf(prog, sizeof prog, "%s/relm-mailbox", build);
+		snprintf(st, sizeof st, "%s/mbox", tmp);
+		char *av[] = { prog, "--listen", "127.0.0.1:0", "--state", st, NULL };
+		spawn(av, fd[1]);
+		close(fd[1]);
+		ssize_t r = read(fd[0], port, sizeof port - 1);
+		if (r <= 0)
+			die("relm-mailbox did not start");
+		port[r] = 0;
+		port[strcspn(port, "\r\n")] = 0;
+		snprintf(mb_addr, sizeof mb_addr, "127.0.0.1:%s", port);
+	}
+	snprintf(path_a, sizeof path_a, "%s/alice", tmp);
+	snprintf(path_b, sizeof path_b, "%s/bob", tmp);
+	snprintf(sa, sizeof sa, "%s/alice.sock", tmp);
+	snprintf(sb, sizeof sb, "%s/bob.sock", tmp);
+	snprintf(mbox, sizeof mbox, "%s/relmd", build);
+	{
+		char *av1[] = { mbox, "--state", path_a, "--socket", sa, "--mailbox", mb_addr,
+		                "--log-level", "err", NULL };
+		char *av2[] = { mbox, "--state", path_b, "--socket", sb, "--mailbox", mb_addr,
+		                "--log-level", "err", NULL };
+		spawn(av1, -1);
+		spawn(av2, -1);
+	}
+	if (wait_socket(sa, &a) || wait_socket(sb, &b) || conn_open(&ev, sa))
+		die("relmd did not start");
+
+	/* protons, invite, relationship */
+	cJSON *r = rpc(&a, "proton.create", "{\"label\":\"alice\"}");
+	char pa[64], pb[64], rel[64], params[8192];
+	snprintf(pa, sizeof pa, "%s", res_str(r, "proton"));
+	cJSON_Delete(r);
+	r = rpc(&b, "proton.create", "{\"label\":\"bob\"}");
+	snprintf(pb, sizeof pb, "%s", res_str(r, "proton"));
+	cJSON_Delete(r);
+	snprintf(params, sizeof params, "{\"proton\":\"%s\"}", pa);
+	r = rpc(&a, "invite.create", params);
+	snprintf(params, sizeof params, "{\"proton\":\"%s\",\"invite\":\"%s\"}", pb, res_str(r, "invite"));
+	cJSON_Delete(r);
+	r = rpc(&b, "invite.accept", params);
+	snprintf(rel, sizeof rel, "%s", res_str(r, "relationship"));
+	cJSON_Delete(r);
+	r = rpc(&ev, "subscribe", "{\"events\":[\"message.received\",\"relationship.created\"]}");
+	cJSON_Delete(r);
+	/* wait for alice to have the relationship (the hello arrives) */
+	for (;;) {
+		char *l = conn_line(&ev);
+		int got = strstr(l, "relationship.created") != NULL;
+		free(l);
+		if (got)
+			break;
+	}
+
+	/* ---- saturation: pipelined sends, until every event arrived ---- */
+	double t0 = now_ms();
+	int sent = 0, replies = 0, received = 0;
+	while (received < n) {
+		struct pollfd pf[2] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 } };
+		if (poll(pf, 2, 10000) <= 0)
+			die("no progress for 10 s");
+		if ((pf[0].revents & POLLOUT) && sent < n) {
+			for (int k = 0; k < 64 && sent < n; k++, sent++) {
+				snprintf(params, sizeof params,
+				         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
+				         "{\"relationship\":\"%s\",\"body\":\"saturation message %06d ..........."
+				         "...................................................\"}}\n",
+				         100000 + sent, rel, sent);
+				conn_send(&b, params);
+			}
+		}
+		if (pf[0].revents & POLLIN) {
+			conn_fill(&b);
+			while (conn_has_line(&b)) {
+				char *l = conn_line(&b);
+				if (strstr(l, "\"error\"")) {
+					fprintf(stderr, "%s\n", l);
+					die("message.send failed");
+				}
+				free(l);
+				replies++;
+			}
+		}
+		if (pf[1].revents & POLLIN) {
+			conn_fill(&ev);
+			while (conn_has_line(&ev)) {
+				char *l = conn_line(&ev);
+				received += strstr(l, "message.received") != NULL;
+				free(l);
+			}
+		}
+	}
+	double sat_ms = now_ms() - t0;
+	double msgs_per_s = n * 1000.0 / sat_ms;
+
+	/* ---- latency at a paced rate ---- */
+	int total = rate * seconds, next = 0, got = 0;
+	double *sent_at = calloc((size_t)total, sizeof *sent_at), *lat = calloc((size_t)total, sizeof *lat);
+	double start = now_ms();
+	while (got < total) {
+		double t = now_ms();
+		while (next < total && start + next * 1000.0 / rate <= t) {
+			snprintf(params, sizeof params,
+			         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
+			         "{\"relationship\":\"%s\",\"id\":\"%032x\",\"body\":\"paced %06d\"}}\n",
+			         200000 + next, rel, next + 1, next);
+			sent_at[next] = now_ms();
+			conn_send(&b, params);
+			next++;
+		}
+		double wait = next < total ? start + next * 1000.0 / rate - now_ms() : 1000;
+		struct pollfd pf[2] = { { b.fd, POLLIN, 0 }, { ev.fd, POLLIN, 0 } };
+		if (poll(pf, 2, wait < 0 ? 0 : (int)wait + 1) < 0)
+			die("poll");
+		if (pf[0].revents & POLLIN) {
+			conn_fill(&b);
+			while (conn_has_line(&b))
+				free(conn_line(&b));
+		}
+		if (pf[1].revents & POLLIN) {
+			conn_fill(&ev);
+			while (conn_has_line(&ev)) {
+				char *l = conn_line(&ev);
+				char *m = strstr(l, "\"message\":\"");
+				if (m && strstr(l, "message.received")) {
+					unsigned long k = strtoul(m + 11, NULL, 16);
+					if (k >= 1 && k <= (unsigned long)total && lat[k - 1] == 0) {
+						lat[k - 1] = now_ms() - sent_at[k - 1];
+						got++;
+					}
+				}
+				free(l);
+			}
+		}
+		if (now_ms() - start > seconds * 1000.0 + 30000)
+			die("paced run did not finish within 30 s of its end");
+	}
+	qsort(lat, (size_t)total, sizeof *lat, cmp_d);
+	double p50 = lat[total / 2], p99 = lat[(size_t)(total * 0.99)], pmax = lat[total - 1];
+
+	printf("relm daemon end to end: relm-mailbox + 2 relmd on loopback, durable (synchronous=FULL)\n");
+	printf("saturation: %d messages pipelined: %.0f ms -> %.0f messages/s\n", n, sat_ms, msgs_per_s);
+	printf("paced %d messages/s for %d s: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+	       rate, seconds, p50, p99, pmax);
+	if (json) {
+		FILE *f = fopen(json, "w");
+		if (!f)
+			die("cannot write the json file");
+		fprintf(f, "{\"daemon.e2e.msgs_per_s\":%.1f,\"daemon.e2e.p50_ms\":%.3f,"
+		        "\"daemon.e2e.p99_ms\":%.3f,\"daemon.e2e.max_ms\":%.3f,\"daemon.e2e.rate\":%d}\n",
+		        msgs_per_s, p50, p99, pmax, rate);
+		fclose(f);
+	}
+	free(sent_at);
+	free(lat);
+	return 0;
+}

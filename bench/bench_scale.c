@@ -1,0 +1,1396 @@
+/*
+ * bench_scale.c — relmd's store at scale (issue 6, "Scale"): a store with
+ * 100,000 relationships against one with 10.
+ *
+ *   startup   what relmd does with its store before it can handle a
+ *             message: relm_store_open (default PRAGMA quick_check), then
+ *             relm_core_new, relm_core_mailboxes (every mailbox it must
+ *             subscribe to, collected into an array as relmd must keep
+ *             them) and relm_store_next_deadline (to arm its timer).
+ *             Median of several close/reopen runs, warm (file in the page
+ *             cache) and cold (sync + drop_caches before each run, when we
+ *             may write /proc/sys/vm/drop_caches).  Signing one
+ *             subscription per mailbox (relm_core_mailbox_sign) is timed
+ *             apart: the mailbox client can spread it over time.
+ *   rss       a fresh process (this program exec'd again, so the build and
+ *             the other measurements do not pollute it) opens the B store,
+ *             does the start-up above, keeps the mailbox array, handles
+ *             envelopes the parent made on 20 random relationships, sends
+ *             on 20 more, runs the timers, and reports VmRSS and VmHWM.
+ *   msg       per message: relm_core_message_send on A on a random
+ *             existing relationship + relm_core_envelope of that envelope
+ *             on B (both durable, one transaction each, synchronous=FULL
+ *             as the store sets it).  "full" adds what a daemon does per
+ *             message around it: reading the outbox row, marking it posted,
+ *             B's receipt (the timer, its envelope to A, A's handling and
+ *             A's outbox marks) — so every trial leaves the relationship
+ *             quiescent, as it found it, and nothing accumulates in the
+ *             10-relationship store that would not in the big one.  The
+ *             two stores are measured interleaved, in rounds; every trial
+ *             checks that B's history holds the message.
+ *
+ * The stores (two daemons A and B, each with one proton, N relationships
+ * between them) are cached in DIR/<N>/ and rebuilt when missing or when
+ * the schema version or this program's build recipe changed (DIR/<N>/stamp).
+ *
+ * Building.  A relationship made through the core (invite.create on A,
+ * invite.accept on B, A opens the hello, receipts, then one message each
+ * way with their receipts: X3DH, two DH ratchet steps per side, ~6 history
+ * rows) costs what the "real ms/rel" line says.  When N of them would take
+ * over two minutes (or with --clone) we build TEMPLATES of them for real
+ * and fill the rest with clones: each clone copies one template's row on
+ * both sides — state blob, history rows, mailbox cursor, A's replay-guard
+ * row — with a fresh relationship id (the same on both sides, as real ids
+ * are), fresh mailbox key pairs on both sides, and the blob patched to
+ * match: id, mbox_pk/mbox_sk, remote_mbox_pk and the remote mailbox
+ * address.  A clone's ratchet keys are its template's (until its first
+ * message, after which its chains diverge).  This changes nothing the
+ * benchmark measures: every row, blob and index entry has the size and
+ * shape of a real one, every key column (ids, mailbox ids, replay EKs) is
+ * random as in real data, and the store never looks inside the blob; only
+ * the secret values repeat.  Each patched blob is decoded again with
+ * relm_rel_decode and checked before it is stored.  --real forces a full
+ * build through the core (for comparison).
+ *
+ * This file links librelm, libsodium, sqlite3 and libcjson; nothing in lib/
+ * knows about it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+#include "addr.h"
+#include "core.h"
+#include "env.h"
+#include "error.h"
+#include "invite.h"
+#include "rel.h"
+#include "store.h"
+
+enum {
+	RECIPE_VERSION = 2,         /* bump when the build below changes */
+	TEMPLATES      = 256,       /* real relationships cloned from */
+	REAL_BUDGET_S  = 120,       /* build for real when it fits in this */
+	BATCH          = 1000,      /* rows per group commit while building */
+	RSS_MSGS       = 20,        /* messages handled by the RSS child, each way */
+	TICK_STEP_MS   = 2100,      /* > RELM_RECEIPT_DELAY_MAX_MS: receipts fire */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static uint64_t g_clock = 1700000000000ull;    /* virtual clock of both daemons */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "bench_scale: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+#define CHECK(call) do { int rc_ = (call); \
+	if (rc_ != 0) die("%s:%d: %s: %s", __FILE__, __LINE__, #call, relm_strerror(rc_)); } while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of this process (user + system): the per-message cost without
+ * the wait for fsync, which dominates the wall time on this machine. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Median of v[0..n) (sorts v). */
+static double median(double *v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void env_random(void *ctx, uint8_t *buf, size_t len)
+{
+	(void)ctx;
+	randombytes_buf(buf, len);
+}
+
+static uint64_t env_now(void *ctx)
+{
+	(void)ctx;
+	return g_clock;
+}
+
+static void mkdir_p(const char *path, mode_t last_mode)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s", path);
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = '\0';
+			if (mkdir(p, 0755) != 0 && errno != EEXIST)
+				die("mkdir %s: %s", p, strerror(errno));
+			*s = '/';
+		}
+	if (mkdir(p, last_mode) != 0 && errno != EEXIST)
+		die("mkdir %s: %s", p, strerror(errno));
+	chmod(p, last_mode);
+}
+
+static long proc_status_kb(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+	size_t kl = strlen(key);
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static double file_mb(const char *path)
+{
+	struct stat sb;
+	char p[4200];
+	double mb = 0;
+	if (stat(path, &sb) == 0)
+		mb += (double)sb.st_size / 1048576.0;
+	snprintf(p, sizeof p, "%s-wal", path);
+	if (stat(p, &sb) == 0)
+		mb += (double)sb.st_size / 1048576.0;
+	return mb;
+}
+
+/* ---- a daemon: store + core + env ------------------------------------------ */
+
+struct daemon {
+	char dir[4096];
+	char path[4200];
+	const char *host;
+	struct relm_store *st;
+	struct relm_core *core;
+	struct relm_env env;
+	uint8_t proton[RELM_ID_LEN];
+};
+
+static int first_proton_cb(void *ctx, const struct relm_store_proton *p)
+{
+	memcpy(ctx, p->id, RELM_ID_LEN);
+	return 1;
+}
+
+static void daemon_open(struct daemon *d)
+{
+	char errbuf[256] = "";
+	struct relm_store_opts o = { .errbuf = errbuf, .errlen = sizeof errbuf };
+	int rc;
+
+	memset(&d->env, 0, sizeof d->env);
+	d->env.random = env_random;
+	d->env.now_ms = env_now;
+	relm_params_default(&d->env.params);
+	if ((rc = relm_store_open(&d->st, d->path, &o)) != 0)
+		die("open %s: %s (%s)", d->path, relm_strerror(rc), errbuf);
+	CHECK(relm_core_new(&d->core, d->st, &d->env, d->host, RELM_MODE_TREE));
+	memset(d->proton, 0, sizeof d->proton);
+	rc = relm_store_proton_list(d->st, first_proton_cb, d->proton);
+	if (rc < 0)
+		die("proton list: %s", relm_strerror(rc));
+}
+
+static void daemon_close(struct daemon *d)
+{
+	relm_core_free(d->core);
+	relm_store_close(d->st);
+	d->core = NULL;
+	d->st = NULL;
+}
+
+static void daemon_init(struct daemon *d, const char *base, const char *name, const char *host)
+{
+	memset(d, 0, sizeof *d);
+	snprintf(d->dir, sizeof d->dir, "%s/%s", base, name);
+	snprintf(d->path, sizeof d->path, "%s/relm.db", d->dir);
+	d->host = host;
+}
+
+/* ---- the mailbox network: outbox rows of one daemon into the other ------- */
+
+struct orow {
+	int64_t seq;
+	uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
+	int has_rel, has_msg;
+	char dest[RELM_MAILBOX_ADDR_MAX + 1];
+	uint8_t *buf;
+	size_t len;
+};
+
+struct orows {
+	struct orow *v;
+	size_t n, cap;
+};
+
+static int orow_cb(void *ctx, const struct relm_store_outbox *o)
+{
+	struct orows *l = ctx;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		if (!(l->v = realloc(l->v, l->cap * sizeof *l->v)))
+			die("out of memory");
+	}
+	struct orow *r = &l->v[l->n++];
+	r->seq = o->seq;
+	memcpy(r->rel, o->rel, RELM_ID_LEN);
+	memcpy(r->msg, o->msg_id, RELM_ID_LEN);
+	r->has_rel = o->has_rel;
+	r->has_msg = o->has_msg;
+	snprintf(r->dest, sizeof r->dest, "%s", o->dest);
+	if (!(r->buf = malloc(o->len ? o->len : 1)))
+		die("out of memory");
+	memcpy(r->buf, o->bytes, o->len);
+	r->len = o->len;
+	return 0;
+}
+
+static void orows_free(struct orows *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].buf);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+/* Deliver one envelope to `to` on `mailbox` at the next position, as a
+ * mailbox server would (positions per mailbox, past the stored cursor). */
+static void deliver(struct daemon *to, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                    const uint8_t *buf, size_t len)
+{
+	uint64_t cursor = 0;
+	CHECK(relm_store_cursor_get(to->st, mailbox, &cursor));
+	CHECK(relm_core_envelope(to->core, mailbox, cursor + 1, buf, len));
+}
+
+/* Post every queued outbox row of `from` to `to`.  Returns how many. */
+static size_t pump(struct daemon *from, struct daemon *to)
+{
+	struct orows l = { 0 };
+	CHECK(relm_store_outbox_next(from->st, 0, 0, orow_cb, &l));
+	for (size_t i = 0; i < l.n; i++) {
+		struct orow *r = &l.v[i];
+		struct relm_addr a;
+		if (relm_addr_parse(&a, r->dest, strlen(r->dest)) != 0 || !a.has_id)
+			die("outbox row with a bad destination: %s", r->dest);
+		deliver(to, a.id, r->buf, r->len);
+		CHECK(relm_core_outbox_posted(from->core, r->seq, r->msg, r->rel, r->has_msg && r->has_rel));
+	}
+	size_t n = l.n;
+	orows_free(&l);
+	return n;
+}
+
+/* Run every timer due now (relm_core_tick handles up to 256 per call). */
+static void tick_all(struct daemon *d)
+{
+	uint64_t next = 0;
+	do
+		CHECK(relm_core_tick(d->core, &next));
+	while (next && next <= g_clock);
+}
+
+/* Delete posted outbox rows, as relmd does. */
+static void purge(struct daemon *d)
+{
+	CHECK(relm_store_begin(d->st));
+	int n = relm_store_outbox_purge_posted(d->st);
+	if (n < 0)
+		die("outbox purge: %s", relm_strerror(n));
+	CHECK(relm_store_commit(d->st));
+}
+
+static void batch_begin(struct daemon *a, struct daemon *b)
+{
+	CHECK(relm_store_batch_begin(a->st));
+	CHECK(relm_store_batch_begin(b->st));
+}
+
+static void batch_commit(struct daemon *a, struct daemon *b)
+{
+	CHECK(relm_store_batch_commit(a->st));
+	CHECK(relm_store_batch_commit(b->st));
+}
+
+/* Pump both ways, moving the clock so receipts fire, until three clock
+ * steps in a row move nothing.  Group-committed per round. */
+static void settle(struct daemon *a, struct daemon *b)
+{
+	for (int quiet = 0; quiet < 3;) {
+		batch_begin(a, b);
+		size_t moved = 0, m;
+		do {
+			m = pump(a, b) + pump(b, a);
+			moved += m;
+		} while (m);
+		if (!moved) {
+			g_clock += TICK_STEP_MS;
+			tick_all(a);
+			tick_all(b);
+			if (pump(a, b) + pump(b, a) == 0)
+				quiet++;
+			else
+				quiet = 0;
+		}
+		batch_commit(a, b);
+	}
+}
+
+/* ---- building the stores ----------------------------------------------------- */
+
+struct idlist {
+	uint8_t (*id)[RELM_ID_LEN];
+	size_t n, cap;
+};
+
+static void idlist_push(struct idlist *l, const uint8_t id[RELM_ID_LEN])
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 1024;
+		if (!(l->id = realloc(l->id, l->cap * RELM_ID_LEN)))
+			die("out of memory");
+	}
+	memcpy(l->id[l->n++], id, RELM_ID_LEN);
+}
+
+static int rel_list_cb(void *ctx, const struct relm_store_rel *r)
+{
+	idlist_push(ctx, r->id);
+	return 0;
+}
+
+/* `count` relationships through the core, `chunk` at a time: invite on A,
+ * accept on B, settle (hello, receipts), one message A→B and one B→A,
+ * settle.  The new ids are appended to out. */
+static void build_real(struct daemon *a, struct daemon *b, size_t count, struct idlist *out)
+{
+	const size_t chunk = 500;
+	char inv[RELM_INVITE_TEXT_MAX];
+	uint8_t msg[RELM_ID_LEN];
+	int was_new;
+
+	for (size_t done = 0; done < count;) {
+		size_t k = count - done < chunk ? count - done : chunk, first = out->n;
+		batch_begin(a, b);
+		for (size_t i = 0; i < k; i++) {
+			uint8_t rel[RELM_ID_LEN];
+			CHECK(relm_core_invite_create(a->core, a->proton, 0, 0, inv, sizeof inv, NULL));
+			CHECK(relm_core_invite_accept(b->core, b->proton, inv, strlen(inv), "peer", rel));
+			idlist_push(out, rel);
+		}
+		batch_commit(a, b);
+		settle(a, b);
+		batch_begin(a, b);
+		for (size_t i = first; i < out->n; i++)
+			CHECK(relm_core_message_send(a->core, out->id[i], "hello from a", 12, NULL, msg, &was_new));
+		batch_commit(a, b);
+		settle(a, b);
+		batch_begin(a, b);
+		for (size_t i = first; i < out->n; i++)
+			CHECK(relm_core_message_send(b->core, out->id[i], "hello from b", 12, NULL, msg, &was_new));
+		batch_commit(a, b);
+		settle(a, b);
+		done += k;
+	}
+	purge(a);
+	purge(b);
+}
+
+/* One side of a template, read once. */
+struct side_tpl {
+	struct relm_store_rel row;                 /* with state and secrets */
+	uint64_t cursor;
+	struct relm_store_msg *msgs;               /* oldest first; bodies owned */
+	size_t nmsgs;
+	struct relm_addr remote;                   /* parsed row.remote_addr */
+};
+
+static int msg_copy_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct side_tpl *s = ctx;
+	if (!(s->msgs = realloc(s->msgs, (s->nmsgs + 1) * sizeof *s->msgs)))
+		die("out of memory");
+	struct relm_store_msg *c = &s->msgs[s->nmsgs++];
+	*c = *m;
+	uint8_t *b = malloc(m->body_len ? m->body_len : 1);
+	if (!b)
+		die("out of memory");
+	if (m->body_len)
+		memcpy(b, m->body, m->body_len);
+	c->body = b;
+	return 0;
+}
+
+static void side_tpl_load(struct side_tpl *s, struct daemon *d, const uint8_t id[RELM_ID_LEN])
+{
+	memset(s, 0, sizeof *s);
+	CHECK(relm_store_rel_get(d->st, id, &s->row, RELM_STORE_WITH_STATE | RELM_STORE_WITH_SECRETS));
+	CHECK(relm_store_cursor_get(d->st, s->row.mailbox_id, &s->cursor));
+	CHECK(relm_store_msg_list(d->st, id, 0, 0, msg_copy_cb, s));
+	{
+		/* quiescent: nothing waits for a receipt (the queue is not cloned) */
+		uint64_t n = 0;
+		CHECK(relm_store_outgoing_count(d->st, id, &n));
+		if (n != 0)
+			die("template relationship has %llu unreceipted messages", (unsigned long long)n);
+	}
+	for (size_t i = 0; i < s->nmsgs / 2; i++) {      /* newest first → oldest first */
+		struct relm_store_msg t = s->msgs[i];
+		s->msgs[i] = s->msgs[s->nmsgs - 1 - i];
+		s->msgs[s->nmsgs - 1 - i] = t;
+	}
+	if (relm_addr_parse(&s->remote, s->row.remote_addr, strlen(s->row.remote_addr)) != 0 ||
+	    !s->remote.has_id)
+		die("template without a remote mailbox address");
+}
+
+static void side_tpl_free(struct side_tpl *s)
+{
+	for (size_t i = 0; i < s->nmsgs; i++)
+		free((void *)(uintptr_t)s->msgs[i].body);
+	free(s->msgs);
+	relm_store_rel_clear(&s->row);
+}
+
+/* Blob layout (lib/rel_blob.c, versions 1 and 2): "RLS" v(1) id(16) mode(1)
+ * side(1) ad(64) ipk_self(32) ipk_remote(32) mbox_pk(32) mbox_sk(64)
+ * remote_mbox_pk(32) str remote_mailbox (u16 BE length + bytes) ... */
+enum {
+	BLOB_ID = 4, BLOB_MBOX_PK = 4 + 16 + 1 + 1 + 64 + 32 + 32,
+	BLOB_MBOX_SK = BLOB_MBOX_PK + 32, BLOB_REMOTE_PK = BLOB_MBOX_SK + 64,
+	BLOB_REMOTE_STR = BLOB_REMOTE_PK + 32,
+};
+
+/* A copy of template blob `t` with the clone's identity; checked by
+ * decoding it again.  *deadline gets the engine's next timer. */
+static uint8_t *patch_blob(const struct side_tpl *t, const uint8_t id[RELM_ID_LEN],
+                           const uint8_t mpk[RELM_SIGN_PK_LEN], const uint8_t msk[RELM_SIGN_SK_LEN],
+                           const uint8_t rpk[RELM_SIGN_PK_LEN], const char *raddr,
+                           size_t *outlen, uint64_t *deadline, const struct relm_env *env)
+{
+	const uint8_t *b = t->row.state;
+	size_t len = t->row.state_len, slen, nlen = strlen(raddr);
+	struct relm_rel *rel = NULL;
+	uint8_t *o;
+
+	/* the prefix up to remote_mailbox is the same in blob versions 1 and 2;
+	 * every field we overwrite must hold what the row says it holds */
+	if (len < BLOB_REMOTE_STR + 2 || memcmp(b, "RLS", 3) != 0 ||
+	    memcmp(b + BLOB_ID, t->row.id, RELM_ID_LEN) != 0 ||
+	    memcmp(b + BLOB_MBOX_PK, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||
+	    memcmp(b + BLOB_MBOX_SK, t->row.mailbox_sk, RELM_SIGN_SK_LEN) != 0 ||
+	    memcmp(b + BLOB_REMOTE_PK, t->remote.id, RELM_SIGN_PK_LEN) != 0)
+		die("state blob layout is not the one bench_scale knows (lib/rel_blob.c changed?)");
+	slen = (size_t)b[BLOB_REMOTE_STR] << 8 | b[BLOB_REMOTE_STR + 1];
+	if (BLOB_REMOTE_STR + 2 + slen > len || slen != strlen(t->row.remote_addr) ||
+	    memcmp(b + BLOB_REMOTE_STR + 2, t->row.remote_addr, slen) != 0)
+		die("state blob: remote mailbox is not where bench_scale expects it");
+	*outlen = len - slen + nlen;
+	if (!(o = malloc(*outlen)))
+		die("out of memory");
+	memcpy(o, b, BLOB_REMOTE_STR);
+	memcpy(o + BLOB_ID, id, RELM_ID_LEN);
+	memcpy(o + BLOB_MBOX_PK, mpk, RELM_SIGN_PK_LEN);
+	memcpy(o + BLOB_MBOX_SK, msk, RELM_SIGN_SK_LEN);
+	memcpy(o + BLOB_REMOTE_PK, rpk, RELM_SIGN_PK_LEN);
+	o[BLOB_REMOTE_STR] = (uint8_t)(nlen >> 8);
+	o[BLOB_REMOTE_STR + 1] = (uint8_t)nlen;
+	memcpy(o + BLOB_REMOTE_STR + 2, raddr, nlen);
+	memcpy(o + BLOB_REMOTE_STR + 2 + nlen, b + BLOB_REMOTE_STR + 2 + slen,
+	       len - BLOB_REMOTE_STR - 2 - slen);
+
+	CHECK(relm_rel_decode(&rel, o, *outlen));
+	if (memcmp(rel->id, id, RELM_ID_LEN) != 0 || memcmp(rel->mbox_pk, mpk, RELM_SIGN_PK_LEN) != 0 ||
+	    memcmp(rel->mbox_sk, msk, RELM_SIGN_SK_LEN) != 0 ||
+	    memcmp(rel->remote_mbox_pk, rpk, RELM_SIGN_PK_LEN) != 0 || strcmp(rel->remote_mailbox, raddr) != 0)
+		die("patched blob does not decode to the clone");
+	*deadline = relm_rel_deadline(rel, env);
+	relm_rel_free(rel);
+	return o;
+}
+
+/* Store one side of a clone. */
+static void clone_side(struct daemon *d, const struct side_tpl *t, const uint8_t id[RELM_ID_LEN],
+                       const uint8_t mpk[32], const uint8_t msk[64], const uint8_t rpk[32])
+{
+	struct relm_store_rel r = t->row;
+	struct relm_addr ra = t->remote;
+	char raddr[RELM_MAILBOX_ADDR_MAX + 1];
+	uint64_t deadline = 0;
+	size_t blen;
+
+	memcpy(ra.id, rpk, RELM_SIGN_PK_LEN);
+	if (relm_addr_format(raddr, sizeof raddr, &ra) < 0)
+		die("addr format");
+	uint8_t *blob = patch_blob(t, id, mpk, msk, rpk, raddr, &blen, &deadline, &d->env);
+	memcpy(r.id, id, RELM_ID_LEN);
+	memcpy(r.mailbox_id, mpk, RELM_SIGN_PK_LEN);
+	memcpy(r.mailbox_sk, msk, RELM_SIGN_SK_LEN);
+	snprintf(r.remote_addr, sizeof r.remote_addr, "%s", raddr);
+	r.state = blob;
+	r.state_len = blen;
+	CHECK(relm_store_rel_put(d->st, &r));
+	if (deadline)
+		CHECK(relm_store_rel_set_deadline(d->st, id, deadline));
+	if (t->cursor)
+		CHECK(relm_store_cursor_set(d->st, mpk, t->cursor));
+	for (size_t i = 0; i < t->nmsgs; i++) {
+		struct relm_store_msg m = t->msgs[i];
+		memcpy(m.rel, id, RELM_ID_LEN);
+		if (relm_store_msg_insert(d->st, &m) != 1)
+			die("clone: history insert failed");
+	}
+	relm_store_buf_free(blob, blen);
+	sodium_memzero(&r, sizeof r);
+}
+
+static void build_clones(struct daemon *a, struct daemon *b, const struct idlist *tpl, size_t count,
+                         struct idlist *out)
+{
+	const size_t nt = tpl->n;         /* out may be tpl: it grows below */
+	struct side_tpl *ta = calloc(nt, sizeof *ta), *tb = calloc(nt, sizeof *tb);
+	if (!ta || !tb)
+		die("out of memory");
+	for (size_t i = 0; i < nt; i++) {
+		side_tpl_load(&ta[i], a, tpl->id[i]);
+		side_tpl_load(&tb[i], b, tpl->id[i]);
+	}
+	for (size_t k = 0; k < count; k++) {
+		size_t t = k % nt;
+		uint8_t id[RELM_ID_LEN], apk[32], ask[64], bpk[32], bsk[64], ek[32];
+		if (k % BATCH == 0)
+			batch_begin(a, b);
+		CHECK(relm_store_begin(a->st));
+		CHECK(relm_store_begin(b->st));
+		randombytes_buf(id, sizeof id);
+		crypto_sign_keypair(apk, ask);
+		crypto_sign_keypair(bpk, bsk);
+		clone_side(a, &ta[t], id, apk, ask, bpk);
+		clone_side(b, &tb[t], id, bpk, bsk, apk);
+		/* A (the inviter) remembers the accepter's EK of every relationship */
+		randombytes_buf(ek, sizeof ek);
+		CHECK(relm_store_replay_check_insert(a->st, a->proton, ek, id, g_clock));
+		CHECK(relm_store_commit(a->st));
+		CHECK(relm_store_commit(b->st));
+		sodium_memzero(ask, sizeof ask);
+		sodium_memzero(bsk, sizeof bsk);
+		idlist_push(out, id);
+		if (k % BATCH == BATCH - 1 || k == count - 1) {
+			batch_commit(a, b);
+			fprintf(stderr, "\r  cloned %zu/%zu", k + 1, count);
+		}
+	}
+	fprintf(stderr, "\n");
+	for (size_t i = 0; i < nt; i++) {
+		side_tpl_free(&ta[i]);
+		side_tpl_free(&tb[i]);
+	}
+	free(ta);
+	free(tb);
+}
+
+struct build_info {
+	int cloned;
+	double real_ms_per_rel;     /* measured on the real part of the build */
+	double build_s;
+};
+
+static int read_stamp(const char *base, size_t n, struct build_info *bi)
+{
+	char p[4200], want[128], line[256];
+	FILE *f;
+	int ok = 0;
+	snprintf(p, sizeof p, "%s/stamp", base);
+	snprintf(want, sizeof want, "relm-bench-scale recipe=%d schema=%d n=%zu ",
+	         RECIPE_VERSION, RELM_STORE_SCHEMA_VERSION, n);
+	if (!(f = fopen(p, "r")))
+		return 0;
+	if (fgets(line, sizeof line, f) && strncmp(line, want, strlen(want)) == 0 &&
+	    sscanf(line + strlen(want), "cloned=%d real_ms_per_rel=%lf build_s=%lf",
+	           &bi->cloned, &bi->real_ms_per_rel, &bi->build_s) == 3)
+		ok = 1;
+	fclose(f);
+	return ok;
+}
+
+static void write_stamp(const char *base, size_t n, const struct build_info *bi)
+{
+	char p[4200];
+	FILE *f;
+	snprintf(p, sizeof p, "%s/stamp", base);
+	if (!(f = fopen(p, "w")))
+		die("write %s: %s", p, strerror(errno));
+	fprintf(f, "relm-bench-scale recipe=%d schema=%d n=%zu cloned=%d real_ms_per_rel=%.4f build_s=%.2f\n",
+	        RECIPE_VERSION, RELM_STORE_SCHEMA_VERSION, n, bi->cloned, bi->real_ms_per_rel, bi->build_s);
+	fclose(f);
+}
+
+static void rm_store(const struct daemon *d)
+{
+	char p[4300];
+	unlink(d->path);
+	snprintf(p, sizeof p, "%s-wal", d->path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", d->path);
+	unlink(p);
+}
+
+static void build_stores(const char *base, size_t n, int force, struct daemon *a, struct daemon *b,
+                         struct build_info *bi)
+{
+	fprintf(stderr, "bench_scale: building %zu relationships in %s\n", n, base);
+	mkdir_p(base, 0755);
+	mkdir_p(a->dir, 0700);
+	mkdir_p(b->dir, 0700);
+	rm_store(a);
+	rm_store(b);
+	daemon_open(a);
+	daemon_open(b);
+	uint8_t ipk[RELM_SIGN_PK_LEN];
+	CHECK(relm_core_proton_create(a->core, "a", a->proton, ipk));
+	CHECK(relm_core_proton_create(b->core, "b", b->proton, ipk));
+
+	struct idlist ids = { 0 };
+	double t0 = now_s();
+	size_t first = n < TEMPLATES ? n : TEMPLATES;
+	build_real(a, b, first, &ids);
+	double t1 = now_s();
+	bi->real_ms_per_rel = (t1 - t0) * 1000.0 / (double)first;
+	double est = bi->real_ms_per_rel * (double)n / 1000.0;
+	fprintf(stderr, "  %zu real relationships: %.2f ms each; all %zu for real: ~%.0f s\n",
+	        first, bi->real_ms_per_rel, n, est);
+	bi->cloned = force == 2 || (force == 0 && est > REAL_BUDGET_S);
+	if (n > first) {
+		if (bi->cloned) {
+			build_clones(a, b, &ids, n - first, &ids);
+		} else {
+			size_t step = 5000;
+			for (size_t d = first; d < n; d += step) {
+				build_real(a, b, n - d < step ? n - d : step, &ids);
+				fprintf(stderr, "\r  real %zu/%zu", ids.n, n);
+			}
+			fprintf(stderr, "\n");
+			bi->real_ms_per_rel = (now_s() - t0) * 1000.0 / (double)n;
+		}
+	}
+	free(ids.id);
+	/* leave the WAL checkpointed so every run starts from the same file */
+	daemon_close(a);
+	daemon_close(b);
+	bi->build_s = now_s() - t0;
+	write_stamp(base, n, bi);
+	fprintf(stderr, "  built in %.1f s (%s)\n", bi->build_s, bi->cloned ? "templates + clones" : "all real");
+}
+
+/* Make (or reuse) DIR/<n>/{a,b}/relm.db.  force: 0 auto, 1 real, 2 clone. */
+static void ensure_stores(const char *dir, size_t n, int force, int rebuild,
+                          struct daemon *a, struct daemon *b, struct build_info *bi)
+{
+	char base[4096];
+	snprintf(base, sizeof base, "%s/%zu", dir, n);
+	daemon_init(a, base, "a", "127.0.0.1:7427");
+	daemon_init(b, base, "b", "127.0.0.2:7427");
+	if (!rebuild && read_stamp(base, n, bi) && access(a->path, F_OK) == 0 &&
+	    access(b->path, F_OK) == 0 && (force == 0 || (force == 2) == bi->cloned))
+		return;
+
+	/* Build in a child process: its malloc is tuned never to give memory
+	 * back (on this VM every brk() shrink is a cross-CPU TLB shootdown,
+	 * 5× the build time), and nothing of the build stays in the process
+	 * that measures. */
+	pid_t pid = fork();
+	int status = 0;
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		mallopt(M_TRIM_THRESHOLD, 1 << 30);
+		mallopt(M_TOP_PAD, 64 << 20);
+		build_stores(base, n, force, a, b, bi);
+		fflush(NULL);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("building the %zu store failed", n);
+	if (!read_stamp(base, n, bi))
+		die("no stamp after building %s", base);
+}
+
+/* ---- start-up --------------------------------------------------------------- */
+
+struct mboxes {
+	uint8_t (*id)[RELM_SIGN_PK_LEN];
+	uint64_t *cursor;
+	size_t n, cap;
+};
+
+static int mbox_cb(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor)
+{
+	struct mboxes *m = ctx;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 1024;
+		m->id = realloc(m->id, m->cap * RELM_SIGN_PK_LEN);
+		m->cursor = realloc(m->cursor, m->cap * sizeof *m->cursor);
+		if (!m->id || !m->cursor)
+			return RELM_ENOMEM;
+	}
+	memcpy(m->id[m->n], id, RELM_SIGN_PK_LEN);
+	m->cursor[m->n++] = cursor;
+	return 0;
+}
+
+static void mboxes_free(struct mboxes *m)
+{
+	free(m->id);
+	free(m->cursor);
+	memset(m, 0, sizeof *m);
+}
+
+struct startup_t {
+	double open_ms, core_ms, mbox_ms, deadline_ms, total_ms;
+	size_t nmbox;
+};
+
+/* relmd's start-up on d's store; leaves d open and the mailboxes in *m. */
+static void startup(struct daemon *d, struct mboxes *m, struct startup_t *t)
+{
+	struct relm_store_opts o = { 0 };
+	uint64_t next = 0;
+	double t0 = now_s(), t1, t2, t3, t4;
+
+	memset(&d->env, 0, sizeof d->env);
+	d->env.random = env_random;
+	d->env.now_ms = env_now;
+	relm_params_default(&d->env.params);
+	CHECK(relm_store_open(&d->st, d->path, &o));
+	t1 = now_s();
+	CHECK(relm_core_new(&d->core, d->st, &d->env, d->host, RELM_MODE_TREE));
+	t2 = now_s();
+	CHECK(relm_core_mailboxes(d->core, mbox_cb, m));
+	t3 = now_s();
+	CHECK(relm_store_next_deadline(d->st, &next));
+	t4 = now_s();
+	t->open_ms = (t1 - t0) * 1e3;
+	t->core_ms = (t2 - t1) * 1e3;
+	t->mbox_ms = (t3 - t2) * 1e3;
+	t->deadline_ms = (t4 - t3) * 1e3;
+	t->total_ms = (t4 - t0) * 1e3;
+	t->nmbox = m->n;
+}
+
+static int drop_caches(void)
+{
+	int fd;
+	sync();
+	if ((fd = open("/proc/sys/vm/drop_caches", O_WRONLY)) < 0)
+		return -1;
+	int ok = write(fd, "1", 1) == 1;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+struct startup_res {
+	double open_ms, mbox_ms, total_ms;          /* warm medians */
+	double open_cold_ms, mbox_cold_ms, total_cold_ms;
+	int have_cold;
+	double sign_ms;                             /* sign one subscription per mailbox */
+	size_t nmbox;
+};
+
+static void measure_startup(struct daemon *d, int runs, int cold, struct startup_res *r)
+{
+	double open_v[32], mbox_v[32], tot_v[32];
+	struct startup_t t;
+
+	memset(r, 0, sizeof *r);
+	/* warm: one run to fill the page cache, then `runs`; the last one also
+	 * signs a subscription challenge for every mailbox */
+	for (int i = 0; i <= runs; i++) {
+		struct mboxes m = { 0 };
+		startup(d, &m, &t);
+		if (i == runs) {
+			uint8_t sig[RELM_SIG_LEN], chal[32] = { 1 };
+			double s0 = now_s();
+			for (size_t k = 0; k < m.n; k++)
+				CHECK(relm_core_mailbox_sign(d->core, m.id[k], chal, sizeof chal, sig));
+			r->sign_ms = (now_s() - s0) * 1e3;
+		}
+		daemon_close(d);
+		mboxes_free(&m);
+		if (i > 0) {
+			open_v[i - 1] = t.open_ms;
+			mbox_v[i - 1] = t.mbox_ms;
+			tot_v[i - 1] = t.total_ms;
+		}
+	}
+	r->open_ms = median(open_v, (size_t)runs);
+	r->mbox_ms = median(mbox_v, (size_t)runs);
+	r->total_ms = median(tot_v, (size_t)runs);
+	r->nmbox = t.nmbox;
+	if (!cold)
+		return;
+	for (int i = 0; i < runs; i++) {
+		struct mboxes m = { 0 };
+		if (drop_caches() != 0) {
+			fprintf(stderr, "  (cannot write /proc/sys/vm/drop_caches: no cold start-up)\n");
+			return;
+		}
+		startup(d, &m, &t);
+		daemon_close(d);
+		mboxes_free(&m);
+		open_v[i] = t.open_ms;
+		mbox_v[i] = t.mbox_ms;
+		tot_v[i] = t.total_ms;
+	}
+	r->open_cold_ms = median(open_v, (size_t)runs);
+	r->mbox_cold_ms = median(mbox_v, (size_t)runs);
+	r->total_cold_ms = median(tot_v, (size_t)runs);
+	r->have_cold = 1;
+}
+
+/* ---- RSS in a fresh process -------------------------------------------------- */
+
+/* The child: relmd's start-up on `path`, then envelopes from `envfile`
+ * (records: mailbox(32) u32 length, bytes), RSS_MSGS sends on random
+ * relationships, timers.  Prints "rss <startup_kb> <after_kb> <hwm_kb>". */
+static int child_rss(const char *path, const char *envfile)
+{
+	struct daemon d;
+	struct mboxes m = { 0 };
+	struct startup_t t;
+	long rss0, rss1, hwm;
+	FILE *f;
+
+	if (sodium_init() < 0)
+		die("sodium_init");
+	memset(&d, 0, sizeof d);
+	snprintf(d.path, sizeof d.path, "%s", path);
+	d.host = "127.0.0.2:7427";
+	startup(&d, &m, &t);
+	rss0 = proc_status_kb("VmRSS");
+	if (!(f = fopen(envfile, "rb")))
+		die("open %s", envfile);
+	for (;;) {
+		uint8_t mb[32], lb[4];
+		if (fread(mb, 1, 32, f) != 32 || fread(lb, 1, 4, f) != 4)
+			break;
+		size_t len = (size_t)lb[0] << 24 | (size_t)lb[1] << 16 | (size_t)lb[2] << 8 | lb[3];
+		uint8_t *buf = malloc(len);
+		if (!buf || fread(buf, 1, len, f) != len)
+			die("short envelope file");
+		deliver(&d, mb, buf, len);
+		free(buf);
+	}
+	fclose(f);
+	for (int sent = 0, tries = 0; sent < RSS_MSGS && tries < 1000 && m.n; tries++) {
+		uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
+		int was_new;
+		uint32_t k = randombytes_uniform((uint32_t)m.n);
+		if (relm_store_rel_by_mailbox(d.st, m.id[k], rel) != 0)
+			continue;                 /* an invite's mailbox */
+		CHECK(relm_core_message_send(d.core, rel, "rss probe", 9, NULL, msg, &was_new));
+		sent++;
+	}
+	g_clock += TICK_STEP_MS;
+	tick_all(&d);
+	rss1 = proc_status_kb("VmRSS");
+	hwm = proc_status_kb("VmHWM");
+	printf("rss %ld %ld %ld\n", rss0, rss1, hwm);
+	daemon_close(&d);
+	mboxes_free(&m);
+	return 0;
+}
+
+struct rss_res {
+	double startup_mb, after_mb, hwm_mb;
+};
+
+/* Make RSS_MSGS envelopes on A for random relationships, run the child on B. */
+static void measure_rss(struct daemon *a, struct daemon *b, const struct idlist *ids,
+                        const char *tmpdir, struct rss_res *r)
+{
+	char envfile[4200], self[4096], line[256];
+	struct orows l = { 0 };
+	FILE *f, *p;
+	ssize_t sl;
+
+	snprintf(envfile, sizeof envfile, "%s/rss-envelopes.bin", tmpdir);
+	if (!(f = fopen(envfile, "wb")))
+		die("write %s", envfile);
+	daemon_open(a);
+	for (int i = 0; i < RSS_MSGS; i++) {
+		uint8_t msg[RELM_ID_LEN];
+		int was_new;
+		const uint8_t *rel = ids->id[randombytes_uniform((uint32_t)ids->n)];
+		CHECK(relm_core_message_send(a->core, rel, "rss probe", 9, NULL, msg, &was_new));
+	}
+	CHECK(relm_store_outbox_next(a->st, 0, 0, orow_cb, &l));
+	for (size_t i = 0; i < l.n; i++) {
+		struct relm_addr ad;
+		uint8_t lb[4] = { (uint8_t)(l.v[i].len >> 24), (uint8_t)(l.v[i].len >> 16),
+		                  (uint8_t)(l.v[i].len >> 8), (uint8_t)l.v[i].len };
+		if (relm_addr_parse(&ad, l.v[i].dest, strlen(l.v[i].dest)) != 0)
+			die("bad dest");
+		fwrite(ad.id, 1, 32, f);
+		fwrite(lb, 1, 4, f);
+		fwrite(l.v[i].buf, 1, l.v[i].len, f);
+		CHECK(relm_core_outbox_posted(a->core, l.v[i].seq, l.v[i].msg, l.v[i].rel,
+		                              l.v[i].has_msg && l.v[i].has_rel));
+	}
+	orows_free(&l);
+	daemon_close(a);
+	if (fclose(f) != 0)
+		die("write %s", envfile);
+
+	if ((sl = readlink("/proc/self/exe", self, sizeof self - 1)) < 0)
+		die("readlink /proc/self/exe");
+	self[sl] = '\0';
+	int fds[2], status = 0;
+	pid_t pid;
+	if (pipe(fds) != 0 || (pid = fork()) < 0)
+		die("pipe/fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		execl(self, self, "--child-rss", b->path, envfile, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	if (!(p = fdopen(fds[0], "r")))
+		die("fdopen");
+	long k0 = -1, k1 = -1, k2 = -1;
+	while (fgets(line, sizeof line, p))
+		sscanf(line, "rss %ld %ld %ld", &k0, &k1, &k2);
+	fclose(p);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || k0 < 0)
+		die("rss child failed");
+	unlink(envfile);
+	r->startup_mb = (double)k0 / 1024.0;
+	r->after_mb = (double)k1 / 1024.0;
+	r->hwm_mb = (double)k2 / 1024.0;
+	/* the child's receipts are still in B's outbox: let A have them */
+	daemon_open(a);
+	daemon_open(b);
+	settle(a, b);
+	daemon_close(a);
+	daemon_close(b);
+}
+
+/* ---- per-message cost ------------------------------------------------------------ */
+
+struct samples {
+	double *send, *recv, *msg, *full, *cpu;
+	size_t n, cap;
+};
+
+static void samples_push(struct samples *s, double send, double recv, double full, double cpu)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 1024;
+		s->send = realloc(s->send, s->cap * sizeof(double));
+		s->recv = realloc(s->recv, s->cap * sizeof(double));
+		s->msg = realloc(s->msg, s->cap * sizeof(double));
+		s->full = realloc(s->full, s->cap * sizeof(double));
+		s->cpu = realloc(s->cpu, s->cap * sizeof(double));
+		if (!s->send || !s->recv || !s->msg || !s->full || !s->cpu)
+			die("out of memory");
+	}
+	s->send[s->n] = send;
+	s->recv[s->n] = recv;
+	s->msg[s->n] = send + recv;
+	s->full[s->n] = full;
+	s->cpu[s->n] = cpu;
+	s->n++;
+}
+
+static void samples_free(struct samples *s)
+{
+	free(s->send);
+	free(s->recv);
+	free(s->msg);
+	free(s->full);
+	free(s->cpu);
+	memset(s, 0, sizeof *s);
+}
+
+/* One message A→B on rel with its receipt; times in µs. */
+static void trial(struct daemon *a, struct daemon *b, const uint8_t rel[RELM_ID_LEN],
+                  struct samples *s, int record)
+{
+	uint8_t msg[RELM_ID_LEN];
+	int was_new = 0;
+	struct orows l = { 0 };
+	uint64_t t0, t1, t2 = 0, t3 = 0, tend, excl = 0, c0, c1, c2 = 0, c3 = 0;
+	char body[100];
+
+	memset(body, 'x', sizeof body);
+	c0 = cpu_ns();
+	t0 = now_ns();
+	CHECK(relm_core_message_send(a->core, rel, body, sizeof body, NULL, msg, &was_new));
+	t1 = now_ns();
+	c1 = cpu_ns();
+	if (!was_new)
+		die("message not sent");
+	CHECK(relm_store_outbox_next(a->st, 0, 0, orow_cb, &l));
+	if (l.n != 1)
+		die("expected one outbox row after a send, found %zu", l.n);
+	{
+		struct relm_addr ad;
+		uint64_t cursor = 0, x0 = now_ns();
+		if (relm_addr_parse(&ad, l.v[0].dest, strlen(l.v[0].dest)) != 0 || !ad.has_id)
+			die("bad dest");
+		CHECK(relm_store_cursor_get(b->st, ad.id, &cursor));   /* the server knows it */
+		excl += now_ns() - x0;
+		c2 = cpu_ns();
+		t2 = now_ns();
+		CHECK(relm_core_envelope(b->core, ad.id, cursor + 1, l.v[0].buf, l.v[0].len));
+		t3 = now_ns();
+		c3 = cpu_ns();
+		CHECK(relm_core_outbox_posted(a->core, l.v[0].seq, l.v[0].msg, l.v[0].rel,
+		                              l.v[0].has_msg && l.v[0].has_rel));
+	}
+	orows_free(&l);
+	/* the receipt: B's timer, B → A, both outboxes marked */
+	g_clock += TICK_STEP_MS;
+	tick_all(b);
+	pump(b, a);
+	tick_all(a);
+	pump(a, b);
+	tend = now_ns();
+	if (relm_store_history_has(b->st, rel, msg) != 1)
+		die("B did not receive the message");
+	if (record)
+		samples_push(s, (double)(t1 - t0) / 1e3, (double)(t3 - t2) / 1e3,
+		             (double)(tend - t0 - excl) / 1e3, (double)(c1 - c0 + c3 - c2) / 1e3);
+}
+
+struct msg_res {
+	double send_us, recv_us, msg_us, full_us, cpu_us;
+	double round_min, round_max;      /* per-round medians of msg_us */
+	size_t n;
+};
+
+static void summarise(struct samples *s, double *round_med, int rounds, struct msg_res *r)
+{
+	r->n = s->n;
+	r->send_us = median(s->send, s->n);
+	r->recv_us = median(s->recv, s->n);
+	r->msg_us = median(s->msg, s->n);
+	r->full_us = median(s->full, s->n);
+	r->cpu_us = median(s->cpu, s->n);
+	r->round_min = r->round_max = round_med[0];
+	for (int i = 1; i < rounds; i++) {
+		if (round_med[i] < r->round_min)
+			r->round_min = round_med[i];
+		if (round_med[i] > r->round_max)
+			r->round_max = round_med[i];
+	}
+}
+
+/* Interleaved rounds: `per` trials on the small pair, `per` on the big one,
+ * order alternating. */
+static void measure_msgs(struct daemon *sa, struct daemon *sb, const struct idlist *sids,
+                         struct daemon *ba, struct daemon *bb, const struct idlist *bids,
+                         int rounds, int per, struct msg_res *rs, struct msg_res *rb)
+{
+	struct samples ss = { 0 }, sbig = { 0 };
+	double med_s[64], med_b[64];
+
+	daemon_open(sa);
+	daemon_open(sb);
+	daemon_open(ba);
+	daemon_open(bb);
+	for (int i = 0; i < 20; i++) {          /* warm-up, not recorded */
+		trial(sa, sb, sids->id[randombytes_uniform((uint32_t)sids->n)], NULL, 0);
+		trial(ba, bb, bids->id[randombytes_uniform((uint32_t)bids->n)], NULL, 0);
+	}
+	for (int r = 0; r < rounds; r++) {
+		for (int half = 0; half < 2; half++) {
+			int big = (half + r) % 2;
+			struct samples *s = big ? &sbig : &ss, one = { 0 };
+			const struct idlist *ids = big ? bids : sids;
+			for (int i = 0; i < per; i++) {
+				const uint8_t *rel = ids->id[randombytes_uniform((uint32_t)ids->n)];
+				trial(big ? ba : sa, big ? bb : sb, rel, &one, 1);
+			}
+			for (size_t i = 0; i < one.n; i++)
+				samples_push(s, one.send[i], one.recv[i], one.full[i], one.cpu[i]);
+			(big ? med_b : med_s)[r] = median(one.msg, one.n);
+			samples_free(&one);
+		}
+		fprintf(stderr, "\r  round %d/%d", r + 1, rounds);
+		/* relmd purges posted outbox rows; not timed */
+		purge(sa);
+		purge(sb);
+		purge(ba);
+		purge(bb);
+	}
+	fprintf(stderr, "\n");
+	summarise(&ss, med_s, rounds, rs);
+	summarise(&sbig, med_b, rounds, rb);
+	samples_free(&ss);
+	samples_free(&sbig);
+	daemon_close(sa);
+	daemon_close(sb);
+	daemon_close(ba);
+	daemon_close(bb);
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+static void load_ids(struct daemon *a, struct idlist *ids)
+{
+	daemon_open(a);
+	CHECK(relm_store_rel_list(a->st, a->proton, NULL, 0, rel_list_cb, ids));
+	daemon_close(a);
+}
+
+static void label_for(char *out, size_t cap, size_t n)
+{
+	if (n >= 1000 && n % 1000 == 0)
+		snprintf(out, cap, "%zuk", n / 1000);
+	else
+		snprintf(out, cap, "%zu", n);
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: bench_scale [--quick] [--json PATH] [--dir DIR] [--n N] [--rounds R]\n"
+	        "                   [--per K] [--runs S] [--real|--clone] [--rebuild]\n"
+	        "                   [--only build|startup|rss|msg] [--no-cold]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *json = NULL, *dir = "build/bench-scale", *only = NULL;
+	size_t big_n = 100000, small_n = 10;
+	int rounds = 5, per = 200, runs = 7, force = 0, rebuild = 0, quick = 0, cold = 1;
+
+	if (argc == 4 && strcmp(argv[1], "--child-rss") == 0)
+		return child_rss(argv[2], argv[3]);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--quick")) {
+			quick = 1;
+		} else if (!strcmp(a, "--json") && v) {
+			json = v; i++;
+		} else if (!strcmp(a, "--dir") && v) {
+			dir = v; i++;
+		} else if (!strcmp(a, "--n") && v) {
+			big_n = strtoul(v, NULL, 10); i++;
+		} else if (!strcmp(a, "--rounds") && v) {
+			rounds = atoi(v); i++;
+		} else if (!strcmp(a, "--per") && v) {
+			per = atoi(v); i++;
+		} else if (!strcmp(a, "--runs") && v) {
+			runs = atoi(v); i++;
+		} else if (!strcmp(a, "--only") && v) {
+			only = v; i++;
+		} else if (!strcmp(a, "--real")) {
+			force = 1;
+		} else if (!strcmp(a, "--clone")) {
+			force = 2;
+		} else if (!strcmp(a, "--rebuild")) {
+			rebuild = 1;
+		} else if (!strcmp(a, "--no-cold")) {
+			cold = 0;
+		} else {
+			usage();
+		}
+	}
+	if (quick) {
+		big_n = 2000;
+		rounds = 3;
+		per = 50;
+		runs = 3;
+	}
+	if (rounds < 1 || rounds > 64 || per < 1 || runs < 1 || runs > 31 || big_n < small_n)
+		usage();
+	if (sodium_init() < 0)
+		die("sodium_init");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	struct daemon sa, sb, ba, bb;
+	struct build_info sbi, bbi;
+	char lbl[32], tmpdir[4200];
+	label_for(lbl, sizeof lbl, big_n);
+	mkdir_p(dir, 0755);
+	snprintf(tmpdir, sizeof tmpdir, "%s", dir);
+	ensure_stores(dir, small_n, 1, rebuild, &sa, &sb, &sbi);
+	ensure_stores(dir, big_n, force, rebuild, &ba, &bb, &bbi);
+	if (only && !strcmp(only, "build"))
+		return 0;
+
+	struct idlist sids = { 0 }, bids = { 0 };
+	load_ids(&sa, &sids);
+	load_ids(&ba, &bids);
+	if (sids.n != small_n || bids.n != big_n)
+		die("stores hold %zu and %zu relationships, expected %zu and %zu (try --rebuild)",
+		    sids.n, bids.n, small_n, big_n);
+
+	struct startup_res su_s = { 0 }, su_b = { 0 };
+	struct rss_res rss_s = { 0 }, rss_b = { 0 };
+	struct msg_res m_s = { 0 }, m_b = { 0 };
+	int do_all = !only;
+
+	if (do_all || !strcmp(only, "startup")) {
+		fprintf(stderr, "  start-up (%d runs warm%s)\n", runs, cold ? " and cold" : "");
+		measure_startup(&sa, runs, cold, &su_s);
+		measure_startup(&ba, runs, cold, &su_b);
+	}
+	if (do_all || !strcmp(only, "rss")) {
+		fprintf(stderr, "  RSS (fresh processes)\n");
+		measure_rss(&sa, &sb, &sids, tmpdir, &rss_s);
+		measure_rss(&ba, &bb, &bids, tmpdir, &rss_b);
+	}
+	if (do_all || !strcmp(only, "msg")) {
+		fprintf(stderr, "  messages (%d rounds × %d per store, interleaved)\n", rounds, per);
+		measure_msgs(&sa, &sb, &sids, &ba, &bb, &bids, rounds, per, &m_s, &m_b);
+	}
+
+	double store_mb_b = file_mb(ba.path), store_mb_s = file_mb(sa.path);
+	double ratio = m_s.msg_us > 0 ? m_b.msg_us / m_s.msg_us : 0;
+	double ratio_full = m_s.full_us > 0 ? m_b.full_us / m_s.full_us : 0;
+	double ratio_cpu = m_s.cpu_us > 0 ? m_b.cpu_us / m_s.cpu_us : 0;
+
+	printf("\nScale: relmd's store with %zu relationships vs %zu (A and B: one proton each)\n",
+	       big_n, small_n);
+	printf("  build of the %zu store: %s; real relationships cost %.2f ms each through the core\n",
+	       big_n, bbi.cloned ? "256 real + clones (see bench_scale.c)" : "all real",
+	       bbi.real_ms_per_rel);
+	printf("  %-40s %12s %12s\n", "", "10 rels", lbl);
+	printf("  %-40s %12.2f %12.2f\n", "store file (db + wal), MB", store_mb_s, store_mb_b);
+	if (do_all || !strcmp(only, "startup")) {
+		printf("  %-40s %12.2f %12.2f\n", "start-up, warm, ms (median)", su_s.total_ms, su_b.total_ms);
+		printf("  %-40s %12.2f %12.2f\n", "  of which store open + quick_check", su_s.open_ms, su_b.open_ms);
+		printf("  %-40s %12.2f %12.2f\n", "  of which mailbox list", su_s.mbox_ms, su_b.mbox_ms);
+		if (su_b.have_cold) {
+			printf("  %-40s %12.2f %12.2f\n", "start-up, cold (drop_caches), ms", su_s.total_cold_ms, su_b.total_cold_ms);
+			printf("  %-40s %12.2f %12.2f\n", "  of which store open + quick_check", su_s.open_cold_ms, su_b.open_cold_ms);
+			printf("  %-40s %12.2f %12.2f\n", "  of which mailbox list", su_s.mbox_cold_ms, su_b.mbox_cold_ms);
+		}
+		printf("  %-40s %12zu %12zu\n", "mailboxes to subscribe", su_s.nmbox, su_b.nmbox);
+		printf("  %-40s %12.2f %12.2f\n", "sign every subscription, ms (apart)", su_s.sign_ms, su_b.sign_ms);
+	}
+	if (do_all || !strcmp(only, "rss")) {
+		printf("  %-40s %12.2f %12.2f\n", "RSS after start-up, MB", rss_s.startup_mb, rss_b.startup_mb);
+		printf("  %-40s %12.2f %12.2f\n", "RSS after 20+20 messages, MB", rss_s.after_mb, rss_b.after_mb);
+		printf("  %-40s %12.2f %12.2f\n", "VmHWM (peak), MB", rss_s.hwm_mb, rss_b.hwm_mb);
+	}
+	if (do_all || !strcmp(only, "msg")) {
+		printf("  %-40s %12.1f %12.1f\n", "send on A, µs (median)", m_s.send_us, m_b.send_us);
+		printf("  %-40s %12.1f %12.1f\n", "envelope on B, µs (median)", m_s.recv_us, m_b.recv_us);
+		printf("  %-40s %12.1f %12.1f\n", "message = send + envelope, µs", m_s.msg_us, m_b.msg_us);
+		printf("  %-40s %5.0f–%-6.0f %5.0f–%-6.0f\n", "  min–max of round medians", m_s.round_min,
+		       m_s.round_max, m_b.round_min, m_b.round_max);
+		printf("  %-40s %12.1f %12.1f\n", "  CPU time of it (no fsync wait), µs", m_s.cpu_us, m_b.cpu_us);
+		printf("  %-40s %12.1f %12.1f\n", "full cycle incl. receipt, µs", m_s.full_us, m_b.full_us);
+		printf("  %-40s %12s %12.3f\n", "message cost ratio (big / 10)", "", ratio);
+		printf("  %-40s %12s %12.3f\n", "CPU cost ratio (big / 10)", "", ratio_cpu);
+		printf("  %-40s %12s %12.3f\n", "full cycle cost ratio (big / 10)", "", ratio_full);
+		printf("  (%zu and %zu trials; every step its own durable transaction)\n", m_s.n, m_b.n);
+	}
+
+	if (json) {
+		FILE *f = fopen(json, "w");
+		int first = 1;
+		if (!f)
+			die("write %s: %s", json, strerror(errno));
+		fprintf(f, "{");
+#define KV(key, fmt, v) do { fprintf(f, "%s\n  \"scale.%s\": " fmt, first ? "" : ",", key, v); first = 0; } while (0)
+		char k[96];
+#define K(suffix) (snprintf(k, sizeof k, "%s.%s", lbl, suffix), k)
+		KV(K("relationships"), "%zu", big_n);
+		KV(K("store_mb"), "%.2f", store_mb_b);
+		KV("build.cloned", "%d", bbi.cloned);
+		KV("build.real_ms_per_rel", "%.3f", bbi.real_ms_per_rel);
+		if (do_all || !strcmp(only, "startup")) {
+			KV(K("startup_ms"), "%.2f", su_b.total_ms);
+			KV(K("open_ms"), "%.2f", su_b.open_ms);
+			KV(K("mailboxes_ms"), "%.2f", su_b.mbox_ms);
+			if (su_b.have_cold) {
+				KV(K("startup_cold_ms"), "%.2f", su_b.total_cold_ms);
+				KV(K("open_cold_ms"), "%.2f", su_b.open_cold_ms);
+				KV(K("mailboxes_cold_ms"), "%.2f", su_b.mbox_cold_ms);
+			}
+			KV(K("subscribe_sign_ms"), "%.2f", su_b.sign_ms);
+			KV("10.startup_ms", "%.2f", su_s.total_ms);
+		}
+		if (do_all || !strcmp(only, "rss")) {
+			KV(K("rss_mb"), "%.2f", rss_b.after_mb);
+			KV(K("rss_startup_mb"), "%.2f", rss_b.startup_mb);
+			KV(K("rss_hwm_mb"), "%.2f", rss_b.hwm_mb);
+			KV("10.rss_mb", "%.2f", rss_s.after_mb);
+		}
+		if (do_all || !strcmp(only, "msg")) {
+			KV("10.msg_us", "%.2f", m_s.msg_us);
+			KV("10.msg_full_us", "%.2f", m_s.full_us);
+			KV(K("msg_us"), "%.2f", m_b.msg_us);
+			KV(K("msg_full_us"), "%.2f", m_b.full_us);
+			KV(K("msg_cost_ratio"), "%.4f", ratio);
+			KV(K("msg_full_cost_ratio"), "%.4f", ratio_full);
+			KV("10.msg_cpu_us", "%.2f", m_s.cpu_us);
+			KV(K("msg_cpu_us"), "%.2f", m_b.cpu_us);
+			KV(K("msg_cpu_cost_ratio"), "%.4f", ratio_cpu);
+		}
+		fprintf(f, "\n}\n");
+#undef K
+#undef KV
+		if (fclose(f) != 0)
+			die("write %s", json);
+	}
+	free(sids.id);
+	free(bids.id);
+	return 0;
+}

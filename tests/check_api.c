@@ -1,0 +1,590 @@
+/*
+ * check_api.c — every method relmd serves, through the real relmd (issue
+ * 4): happy paths with the result shapes of DESIGN §8 / proto/api.md, and
+ * the error paths with their stable data.code; the methods of later issues
+ * answer not_implemented; SIGTERM leaves a clean store with the right
+ * modes.  The programs come from $BUILD (util_daemon.h).
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sqlite3.h>
+#include <sodium.h>
+
+#include "limits.h"
+#include "store.h"
+#include "util_daemon.h"
+
+enum { MEET_MS = 20000 };
+
+static const char *const NOID = "00112233445566778899aabbccddeeff";
+
+struct world {
+	char dir[200];
+	struct td_mbox mb;
+	struct td_relmd a, b;
+	char pa[33], pb[33], rel[33], ipk_a[65], ipk_b[65];
+};
+
+static struct world W;
+
+static void setup(void) { memset(&W, 0, sizeof W); }
+static void teardown(void) { td_kill_all(); }
+
+static int is_hex(const char *s, size_t n)
+{
+	if (strlen(s) != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static const cJSON *get(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	ck_assert_msg(v != NULL, "no member \"%s\"", name);
+	return v;
+}
+
+static double num(const cJSON *o, const char *name)
+{
+	const cJSON *v = get(o, name);
+	ck_assert_msg(cJSON_IsNumber(v), "\"%s\" is not a number", name);
+	return v->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *name)
+{
+	const cJSON *v = get(o, name);
+	ck_assert_msg(cJSON_IsString(v), "\"%s\" is not a string", name);
+	return v->valuestring;
+}
+
+/* An error reply with this JSON-RPC code and data.code. */
+static void expect_err(cJSON *r, int code, const char *name, const char *what)
+{
+	char *s = r ? cJSON_PrintUnformatted(r) : NULL;
+	ck_assert_msg(r != NULL, "%s: no reply", what);
+	ck_assert_msg(td_err_code(r) == code && !strcmp(td_err_name(r), name),
+		      "%s: want %d %s, got %s", what, code, name, s ? s : "?");
+	free(s);
+	cJSON_Delete(r);
+}
+
+static void start_one(void)
+{
+	td_dir_new(W.dir, sizeof W.dir);
+	ck_assert_int_eq(td_mbox_start(&W.mb, W.dir, "mbox", 0), 0);
+	ck_assert_int_eq(td_relmd_start(&W.a, W.dir, "alice", W.mb.port), 0);
+}
+
+static void make_proton(struct td_relmd *d, const char *label, char id[33], char ipk[65])
+{
+	cJSON *r = td_must(d->sock, "proton.create", "{\"label\":\"%s\"}", label);
+	ck_assert(is_hex(str(td_res(r), "proton"), 32));
+	ck_assert(is_hex(str(td_res(r), "ipk"), 64));
+	memcpy(id, str(td_res(r), "proton"), 33);
+	memcpy(ipk, str(td_res(r), "ipk"), 65);
+	cJSON_Delete(r);
+}
+
+static char *make_invite(const char *extra)
+{
+	cJSON *r = td_must(W.a.sock, "invite.create", "{\"proton\":\"%s\"%s}", W.pa, extra ? extra : "");
+	char *inv = strdup(str(td_res(r), "invite"));
+	ck_assert_int_eq(strncmp(inv, "relm:", 5), 0);
+	cJSON_Delete(r);
+	return inv;
+}
+
+static int alice_has_rel(void *arg)
+{
+	(void)arg;
+	cJSON *r = td_callf(W.a.sock, "relationship.list", "{\"proton\":\"%s\"}", W.pa);
+	int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships"));
+	cJSON_Delete(r);
+	return n == 1;
+}
+
+/* alice and bob, a relationship between them that both know. */
+static void start_pair(void)
+{
+	char *inv;
+	cJSON *r;
+
+	start_one();
+	ck_assert_int_eq(td_relmd_start(&W.b, W.dir, "bob", W.mb.port), 0);
+	make_proton(&W.a, "alice", W.pa, W.ipk_a);
+	make_proton(&W.b, "bob", W.pb, W.ipk_b);
+	inv = make_invite(NULL);
+	r = td_must(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\",\"label\":\"Alice\"}",
+		    W.pb, inv);
+	ck_assert(is_hex(str(td_res(r), "relationship"), 32));
+	memcpy(W.rel, str(td_res(r), "relationship"), 33);
+	cJSON_Delete(r);
+	free(inv);
+	ck_assert_msg(td_wait(alice_has_rel, NULL, MEET_MS), "alice never saw bob's acceptance");
+}
+
+/* ---- daemon.status ---- */
+
+START_TEST(status_shape)
+{
+	start_one();
+	cJSON *r = td_must(W.a.sock, "daemon.status", NULL);
+	const cJSON *s = td_res(r), *mb;
+	ck_assert(strlen(str(s, "version")) > 0);
+	ck_assert_int_eq((int)num(s, "api"), 1);
+	ck_assert_int_eq((int)num(s, "protons"), 0);
+	ck_assert(num(s, "uptime_s") >= 0);
+	ck_assert(strstr(str(s, "store"), W.a.state) == str(s, "store"));
+	mb = get(s, "mailbox");
+	ck_assert(cJSON_IsBool(get(mb, "connected")));
+	ck_assert_str_eq(str(mb, "address"), W.a.mailbox);
+	cJSON_Delete(r);
+	make_proton(&W.a, "x", W.pa, W.ipk_a);
+	r = td_must(W.a.sock, "daemon.status", NULL);
+	ck_assert_int_eq((int)num(td_res(r), "protons"), 1);
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- protons and devices ---- */
+
+START_TEST(protons)
+{
+	cJSON *r;
+	const cJSON *l, *p, *d;
+
+	start_one();
+	r = td_must(W.a.sock, "proton.list", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "protons")), 0);
+	cJSON_Delete(r);
+	make_proton(&W.a, "work", W.pa, W.ipk_a);
+	make_proton(&W.a, "home \xc3\xa9t\xc3\xa9", W.pb, W.ipk_b);
+	ck_assert_str_ne(W.pa, W.pb);
+	ck_assert_str_ne(W.ipk_a, W.ipk_b);
+
+	r = td_must(W.a.sock, "proton.list", NULL);
+	l = get(td_res(r), "protons");
+	ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+	int seen = 0;
+	cJSON_ArrayForEach(p, l) {
+		const char *id = str(p, "proton");
+		ck_assert(!strcmp(id, W.pa) || !strcmp(id, W.pb));
+		if (!strcmp(id, W.pa)) {
+			ck_assert_str_eq(str(p, "label"), "work");
+			ck_assert_str_eq(str(p, "ipk"), W.ipk_a);
+			seen |= 1;
+		} else {
+			ck_assert_str_eq(str(p, "label"), "home \xc3\xa9t\xc3\xa9");
+			ck_assert_str_eq(str(p, "ipk"), W.ipk_b);
+			seen |= 2;
+		}
+		ck_assert_str_eq(str(p, "strategy"), "leaderless");
+		ck_assert_int_eq((int)num(p, "devices"), 1);
+	}
+	ck_assert_int_eq(seen, 3);
+	cJSON_Delete(r);
+
+	/* device.list: this device, self */
+	r = td_must(W.a.sock, "device.list", "{\"proton\":\"%s\"}", W.pa);
+	l = get(td_res(r), "devices");
+	ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+	d = cJSON_GetArrayItem(l, 0);
+	ck_assert(is_hex(str(d, "device"), 32));
+	ck_assert(cJSON_IsString(get(d, "label")));
+	ck_assert(cJSON_IsTrue(get(d, "self")));
+	ck_assert(num(d, "epoch") >= 0);
+	cJSON_Delete(r);
+
+	/* set_strategy: leaderless is served, the others come later */
+	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", W.pa);
+	cJSON_Delete(r);
+	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leader\"}", W.pa),
+		   -32000, "not_implemented", "set_strategy leader");
+	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"bogus\"}", W.pa),
+		   -32602, "invalid_argument", "set_strategy bogus");
+
+	/* parameter errors */
+	expect_err(td_call(W.a.sock, "proton.create", "{}"), -32602, "invalid_argument", "no label");
+	expect_err(td_call(W.a.sock, "proton.create", "{\"label\":\"\"}"), -32602, "invalid_argument",
+		   "empty label");
+	expect_err(td_call(W.a.sock, "proton.create", "{\"lable\":\"x\"}"), -32602, "invalid_argument",
+		   "typo");
+	expect_err(td_call(W.a.sock, "device.list", "{\"proton\":\"ABC\"}"), -32602, "invalid_argument",
+		   "bad id");
+	/* positional params work as in the table */
+	r = td_must(W.a.sock, "proton.create", "[\"third\"]");
+	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(not_found)
+{
+	start_one();
+	make_proton(&W.a, "alice", W.pa, W.ipk_a);
+	char *inv = make_invite(NULL);
+	expect_err(td_callf(W.a.sock, "invite.create", "{\"proton\":\"%s\"}", NOID), -32000, "not_found",
+		   "invite.create");
+	expect_err(td_callf(W.a.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", NOID, inv),
+		   -32000, "not_found", "invite.accept");
+	expect_err(td_callf(W.a.sock, "relationship.list", "{\"proton\":\"%s\"}", NOID), -32000,
+		   "not_found", "relationship.list");
+	expect_err(td_callf(W.a.sock, "relationship.show", "{\"relationship\":\"%s\"}", NOID), -32000,
+		   "not_found", "relationship.show");
+	expect_err(td_callf(W.a.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"x\"}", NOID),
+		   -32000, "not_found", "message.send");
+	expect_err(td_callf(W.a.sock, "message.list", "{\"relationship\":\"%s\"}", NOID), -32000,
+		   "not_found", "message.list");
+	expect_err(td_callf(W.a.sock, "device.list", "{\"proton\":\"%s\"}", NOID), -32000, "not_found",
+		   "device.list");
+	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}",
+			    NOID), -32000, "not_found", "set_strategy");
+	free(inv);
+}
+END_TEST
+
+/* ---- invites ---- */
+
+static char *tamper(const char *inv, size_t at)
+{
+	char *t = strdup(inv);
+	t[at] = t[at] == 'A' ? 'B' : 'A';
+	return t;
+}
+
+START_TEST(invites)
+{
+	cJSON *r;
+	char *inv, *t;
+
+	start_one();
+	ck_assert_int_eq(td_relmd_start(&W.b, W.dir, "bob", W.mb.port), 0);
+	make_proton(&W.a, "alice", W.pa, W.ipk_a);
+	make_proton(&W.b, "bob", W.pb, W.ipk_b);
+
+	r = td_must(W.a.sock, "invite.create", "{\"proton\":\"%s\",\"multi_use\":true,\"ttl_s\":3600}", W.pa);
+	ck_assert_int_eq(strncmp(str(td_res(r), "invite"), "relm:", 5), 0);
+	cJSON_Delete(r);
+
+	inv = make_invite(NULL);
+	/* undecodable, truncated, forged */
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"hello\"}", W.pb),
+		   -32000, "malformed", "not an invite");
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"relm:garbage!\"}", W.pb),
+		   -32000, "malformed", "bad base64");
+	r = td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%.40s\"}", W.pb, inv);
+	ck_assert_msg(!strcmp(td_err_name(r), "truncated") || !strcmp(td_err_name(r), "malformed"),
+		      "cut invite: %s", td_err_name(r));
+	cJSON_Delete(r);
+	t = tamper(inv, 60);
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", W.pb, t),
+		   -32000, "bad_signature", "tampered body");
+	free(t);
+	t = tamper(inv, strlen(inv) - 10);
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", W.pb, t),
+		   -32000, "bad_signature", "tampered signature");
+	free(t);
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"\"}", W.pb),
+		   -32602, "invalid_argument", "empty invite");
+	expect_err(td_callf(W.b.sock, "invite.create", "{\"proton\":\"%s\",\"ttl_s\":0}", W.pb),
+		   -32602, "invalid_argument", "ttl 0");
+
+	/* accepted once; the same invite again by the same proton: exists */
+	r = td_must(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", W.pb, inv);
+	ck_assert(is_hex(str(td_res(r), "relationship"), 32));
+	cJSON_Delete(r);
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", W.pb, inv),
+		   -32000, "exists", "accepted twice");
+	free(inv);
+
+	/* expired: ttl 1 s */
+	inv = make_invite(",\"ttl_s\":1");
+	td_sleep_ms(1200);
+	char other[33], oipk[65];
+	make_proton(&W.b, "bob2", other, oipk);
+	expect_err(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", other, inv),
+		   -32000, "expired", "expired invite");
+	free(inv);
+}
+END_TEST
+
+/* ---- relationships ---- */
+
+static void check_show(struct td_relmd *d, const char *remote_ipk)
+{
+	cJSON *r = td_must(d->sock, "relationship.show", "{\"relationship\":\"%s\"}", W.rel);
+	const cJSON *s = td_res(r), *tree = get(s, "tree"), *nodes = get(tree, "nodes"), *n;
+	int found_chosen = 0, roots = 0;
+	ck_assert_str_eq(str(s, "relationship"), W.rel);
+	ck_assert_str_eq(str(s, "remote_ipk"), remote_ipk);
+	ck_assert(cJSON_IsArray(nodes));
+	ck_assert_int_ge(cJSON_GetArraySize(nodes), 1);
+	cJSON_ArrayForEach(n, nodes) {
+		const cJSON *parent = get(n, "parent");
+		ck_assert(is_hex(str(n, "node"), 32));
+		if (cJSON_IsNull(parent))
+			roots++;
+		else
+			ck_assert(is_hex(parent->valuestring, 32));
+		ck_assert(!strcmp(str(n, "side"), "ours") || !strcmp(str(n, "side"), "theirs"));
+		ck_assert(num(n, "depth") >= 0);
+		ck_assert(cJSON_IsBool(get(n, "valid")));
+		if (cJSON_IsString(get(tree, "chosen")) && !strcmp(str(n, "node"), str(tree, "chosen")))
+			found_chosen = 1;
+	}
+	ck_assert_int_eq(roots, 1);
+	ck_assert_msg(found_chosen, "chosen is not one of the nodes");
+	ck_assert(num(tree, "pending") >= 0);
+	cJSON_Delete(r);
+}
+
+START_TEST(relationships)
+{
+	cJSON *r;
+	const cJSON *l, *x;
+
+	start_pair();
+	r = td_must(W.b.sock, "relationship.list", "{\"proton\":\"%s\"}", W.pb);
+	l = get(td_res(r), "relationships");
+	ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+	x = cJSON_GetArrayItem(l, 0);
+	ck_assert_str_eq(str(x, "relationship"), W.rel);
+	ck_assert_str_eq(str(x, "label"), "Alice");
+	ck_assert_str_eq(str(x, "remote_ipk"), W.ipk_a);
+	ck_assert(num(x, "last_activity") > 0);
+	ck_assert(num(x, "unread") >= 0);
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "relationship.list", "{\"proton\":\"%s\"}", W.pa);
+	x = cJSON_GetArrayItem(get(td_res(r), "relationships"), 0);
+	ck_assert_str_eq(str(x, "relationship"), W.rel);   /* one id, both sides */
+	ck_assert_str_eq(str(x, "remote_ipk"), W.ipk_b);
+	cJSON_Delete(r);
+	check_show(&W.a, W.ipk_b);
+	check_show(&W.b, W.ipk_a);
+	/* a proton with no relationships: an empty list, not an error */
+	char p2[33], k2[65];
+	make_proton(&W.a, "lonely", p2, k2);
+	r = td_must(W.a.sock, "relationship.list", "{\"proton\":\"%s\"}", p2);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "relationships")), 0);
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- messages ---- */
+
+START_TEST(messages)
+{
+	enum { N = 7 };
+	char ids[N][33];
+	cJSON *r, *all;
+	const cJSON *l, *m;
+	char big[RELM_BODY_MAX + 2];
+
+	start_pair();
+	for (int i = 0; i < N; i++) {
+		r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"m%d\"}", W.rel, i);
+		ck_assert(is_hex(str(td_res(r), "message"), 32));
+		ck_assert_str_eq(str(td_res(r), "status"), "queued");
+		memcpy(ids[i], str(td_res(r), "message"), 33);
+		cJSON_Delete(r);
+	}
+	/* the whole history, newest first */
+	all = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", W.rel);
+	l = get(td_res(all), "messages");
+	int total = cJSON_GetArraySize(l);
+	ck_assert_int_ge(total, N);
+	for (int i = 0; i < N; i++) {
+		m = cJSON_GetArrayItem(l, i);
+		ck_assert_str_eq(str(m, "message"), ids[N - 1 - i]);
+		char want[8];
+		snprintf(want, sizeof want, "m%d", N - 1 - i);
+		ck_assert_str_eq(str(m, "body"), want);
+		ck_assert_str_eq(str(m, "direction"), "out");
+		ck_assert_str_eq(str(m, "origin"), "self");
+		ck_assert(num(m, "ts") > 0);
+		const char *st = str(m, "status");
+		ck_assert(!strcmp(st, "queued") || !strcmp(st, "posted") || !strcmp(st, "delivered"));
+	}
+	/* pages of 3 with before: the same sequence, no overlap, no hole */
+	{
+		char before[33] = "";
+		int seen = 0;
+		for (int page = 0; page < 10 && seen < total; page++) {
+			if (before[0])
+				r = td_must(W.b.sock, "message.list",
+					    "{\"relationship\":\"%s\",\"limit\":3,\"before\":\"%s\"}", W.rel, before);
+			else
+				r = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"limit\":3}", W.rel);
+			const cJSON *pl = get(td_res(r), "messages");
+			int n = cJSON_GetArraySize(pl);
+			ck_assert_int_eq(n, total - seen < 3 ? total - seen : 3);
+			for (int i = 0; i < n; i++)
+				ck_assert_str_eq(str(cJSON_GetArrayItem(pl, i), "message"),
+						 str(cJSON_GetArrayItem(l, seen + i), "message"));
+			seen += n;
+			memcpy(before, str(cJSON_GetArrayItem(pl, n - 1), "message"), 33);
+			cJSON_Delete(r);
+		}
+		ck_assert_int_eq(seen, total);
+		r = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"before\":\"%s\"}", W.rel, before);
+		ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "messages")), 0);
+		cJSON_Delete(r);
+	}
+	cJSON_Delete(all);
+	/* default limit returns something, at most 1000 */
+	r = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\"}", W.rel);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "messages")), total);
+	cJSON_Delete(r);
+
+	/* errors */
+	expect_err(td_callf(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"before\":\"%s\"}", W.rel, NOID),
+		   -32000, "not_found", "before an unknown message");
+	expect_err(td_callf(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"limit\":0}", W.rel),
+		   -32602, "invalid_argument", "limit 0");
+	expect_err(td_callf(W.b.sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1001}", W.rel),
+		   -32602, "invalid_argument", "limit 1001");
+	expect_err(td_callf(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"\"}", W.rel),
+		   -32602, "invalid_argument", "empty body");
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	expect_err(td_callf(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", W.rel, big),
+		   -32602, "invalid_argument", "body too long");
+	expect_err(td_callf(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"x\",\"id\":\"XYZ\"}",
+			    W.rel), -32602, "invalid_argument", "bad client id");
+	/* the largest body goes through */
+	big[RELM_BODY_MAX] = 0;
+	r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", W.rel, big);
+	cJSON_Delete(r);
+	/* idempotent with a client id */
+	r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"once\",\"id\":\"%s\"}", W.rel, NOID);
+	ck_assert_str_eq(str(td_res(r), "message"), NOID);
+	ck_assert(cJSON_IsTrue(get(td_res(r), "new")));
+	cJSON_Delete(r);
+	r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"once\",\"id\":\"%s\"}", W.rel, NOID);
+	ck_assert_str_eq(str(td_res(r), "message"), NOID);
+	ck_assert(cJSON_IsFalse(get(td_res(r), "new")));
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- later issues ---- */
+
+START_TEST(not_implemented)
+{
+	start_one();
+	make_proton(&W.a, "alice", W.pa, W.ipk_a);
+	expect_err(td_callf(W.a.sock, "device.pair.begin", "{\"proton\":\"%s\"}", W.pa), -32000,
+		   "not_implemented", "device.pair.begin");
+	expect_err(td_call(W.a.sock, "device.pair.join", "{\"code\":\"x\"}"), -32000, "not_implemented",
+		   "device.pair.join");
+	expect_err(td_callf(W.a.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", W.pa, NOID),
+		   -32000, "not_implemented", "device.revoke");
+	expect_err(td_callf(W.a.sock, "identity.rotate", "{\"proton\":\"%s\"}", W.pa), -32000,
+		   "not_implemented", "identity.rotate");
+	/* validated before: a bad param is still -32602 */
+	expect_err(td_call(W.a.sock, "identity.rotate", "{}"), -32602, "invalid_argument",
+		   "identity.rotate without proton");
+	/* unknown method */
+	cJSON *r = td_call(W.a.sock, "proton.destroy", "{}");
+	ck_assert_int_eq(td_err_code(r), -32601);
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- SIGTERM and the store on disk ---- */
+
+START_TEST(sigterm_store)
+{
+	struct stat sb;
+	char path[300];
+	struct relm_store *st = NULL;
+	char errbuf[256] = "";
+	struct relm_store_opts opts = { .errbuf = errbuf, .errlen = sizeof errbuf };
+	sqlite3_stmt *q;
+	cJSON *r;
+
+	start_pair();
+	for (int i = 0; i < 5; i++) {
+		r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"bye %d\"}", W.rel, i);
+		cJSON_Delete(r);
+	}
+	int status = td_stop(&W.b.pid, SIGTERM, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "relmd: wait status %d on SIGTERM", status);
+	ck_assert_int_ne(stat(W.b.sock, &sb), 0);   /* socket removed */
+
+	ck_assert_int_eq(stat(W.b.state, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+	ck_assert_int_eq(sb.st_mode & 0777, 0700);
+	snprintf(path, sizeof path, "%s/relm.db", W.b.state);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
+
+	ck_assert_int_ge(sodium_init(), 0);
+	ck_assert_msg(relm_store_open(&st, path, &opts) == 0, "reopen: %s", errbuf);
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st), "PRAGMA integrity_check", -1, &q, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
+	sqlite3_finalize(q);
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st), "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	relm_store_close(st);
+
+	/* and relmd starts again on it, with the history intact */
+	ck_assert_int_eq(td_relmd_restart(&W.b), 0);
+	r = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\"}", W.rel);
+	int texts = 0;
+	const cJSON *m;
+	cJSON_ArrayForEach(m, get(td_res(r), "messages"))
+		texts += !strncmp(str(m, "body"), "bye ", 4);
+	ck_assert_int_eq(texts, 5);
+	cJSON_Delete(r);
+	status = td_stop(&W.b.pid, SIGTERM, 5000);
+	ck_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	status = td_stop(&W.a.pid, SIGINT, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGINT: %d", status);
+}
+END_TEST
+
+static void base_setup(void) { td_base_new("api"); }
+static void base_teardown(void) { td_base_free(); }
+
+static Suite *api_suite(void)
+{
+	Suite *s = suite_create("api");
+	TCase *tc = tcase_create("methods");
+	tcase_set_timeout(tc, 30);
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, status_shape);
+	tcase_add_test(tc, protons);
+	tcase_add_test(tc, not_found);
+	tcase_add_test(tc, invites);
+	tcase_add_test(tc, relationships);
+	tcase_add_test(tc, messages);
+	tcase_add_test(tc, not_implemented);
+	tcase_add_test(tc, sigterm_store);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(api_suite());
+	int failed;
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

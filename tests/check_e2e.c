@@ -1,0 +1,654 @@
+/*
+ * check_e2e.c — two real relmd processes and a real relm-mailbox on
+ * loopback, driven through relmd's socket as a client would (issue 5):
+ *
+ *   exchange     100 messages each way, each exactly once in both histories,
+ *                every one delivered
+ *   mbox_restart the same across a kill -9 of the mailbox, restarted on the
+ *                same port and state mid-stream
+ *   relmd_kill   kill -9 of either daemon mid-stream, restarted on its state
+ *   unreachable  a relmd whose mailbox is not there keeps accepting sends
+ *                (queued) and delivers when the mailbox comes
+ *   events       subscribe sees message.received with the body; `since`
+ *                replay after a restart gives the same seq numbers
+ *   idempotent   message.send with a client id twice → one message
+ *
+ * Programs come from $BUILD (util_daemon.h); every wait is bounded; every
+ * child dies with the test (PR_SET_PDEATHSIG, and td_kill_all in teardown).
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "util_daemon.h"
+
+enum {
+	N_EACH     = 100,    /* messages each way */
+	DELIVER_MS = 40000,  /* everything delivered within this (backoff ≤ 6.4 s at our outages) */
+	LIST_LIMIT = 1000,
+};
+
+struct sent {
+	char id[33];
+	char *body;        /* malloc'd; freed with the test process */
+};
+
+struct world {
+	char dir[200];
+	struct td_mbox mb;
+	struct td_relmd a, b;
+	char pa[33], pb[33], rel[33];
+	struct sent out_a[2 * N_EACH], out_b[2 * N_EACH];
+	int na, nb;
+};
+
+static struct world W;
+
+static void setup(void)
+{
+	memset(&W, 0, sizeof W);
+}
+
+static void teardown(void)
+{
+	td_kill_all();
+}
+
+static void copy_id(char out[33], const char *s)
+{
+	ck_assert_int_eq((int)strlen(s), 32);
+	memcpy(out, s, 33);
+}
+
+/* Protons, invite on alice, accepted by bob; waits until alice has the
+ * relationship too (bob's initial envelope arrived). */
+static int alice_has_rel(void *arg)
+{
+	(void)arg;
+	cJSON *r = td_callf(W.a.sock, "relationship.list", "{\"proton\":\"%s\"}", W.pa);
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships");
+	int ok = cJSON_GetArraySize(l) == 1 &&
+		 !strcmp(td_str(cJSON_GetArrayItem(l, 0), "relationship"), W.rel);
+	cJSON_Delete(r);
+	return ok;
+}
+
+static void introduce(void)
+{
+	cJSON *r;
+	r = td_must(W.a.sock, "proton.create", "{\"label\":\"alice\"}");
+	copy_id(W.pa, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(W.b.sock, "proton.create", "{\"label\":\"bob\"}");
+	copy_id(W.pb, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "invite.create", "{\"proton\":\"%s\"}", W.pa);
+	char *inv = strdup(td_str(td_res(r), "invite"));
+	cJSON_Delete(r);
+	ck_assert_int_eq(strncmp(inv, "relm:", 5), 0);
+	r = td_must(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\",\"label\":\"alice\"}",
+		    W.pb, inv);
+	free(inv);
+	copy_id(W.rel, td_str(td_res(r), "relationship"));
+	cJSON_Delete(r);
+	ck_assert_msg(td_wait(alice_has_rel, NULL, DELIVER_MS), "alice never saw bob's acceptance");
+}
+
+static void start_world(void)
+{
+	td_dir_new(W.dir, sizeof W.dir);
+	ck_assert_int_eq(td_mbox_start(&W.mb, W.dir, "mbox", 0), 0);
+	ck_assert_int_eq(td_relmd_start(&W.a, W.dir, "alice", W.mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&W.b, W.dir, "bob", W.mb.port), 0);
+	introduce();
+}
+
+/* Send one message from d; records its id.  want_status: NULL or the
+ * status the reply must carry. */
+static void send_body(struct td_relmd *d, struct sent *out, int *n, const char *body,
+                      const char *want_status)
+{
+	struct sent *s = &out[*n];
+	cJSON *r, *p = cJSON_CreateObject();
+	char *pj;
+	s->body = strdup(body);
+	cJSON_AddStringToObject(p, "relationship", W.rel);
+	cJSON_AddStringToObject(p, "body", body);
+	pj = cJSON_PrintUnformatted(p);
+	r = td_must(d->sock, "message.send", "%s", pj);
+	free(pj);
+	cJSON_Delete(p);
+	copy_id(s->id, td_str(td_res(r), "message"));
+	if (want_status)
+		ck_assert_str_eq(td_str(td_res(r), "status"), want_status);
+	cJSON_Delete(r);
+	(*n)++;
+}
+
+static void send_one(struct td_relmd *d, struct sent *out, int *n, const char *who, int i,
+                     const char *want_status)
+{
+	char body[64];
+	snprintf(body, sizeof body, "%s says %d", who, i);
+	send_body(d, out, n, body, want_status);
+}
+
+static void send_a(int i, const char *st) { send_one(&W.a, W.out_a, &W.na, "alice", i, st); }
+static void send_b(int i, const char *st) { send_one(&W.b, W.out_b, &W.nb, "bob", i, st); }
+
+static cJSON *history(struct td_relmd *d)
+{
+	return td_callf(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":%d}", W.rel,
+			LIST_LIMIT);
+}
+
+/* Check d's history against what was sent: every id of mine (direction
+ * out) and theirs (direction in) exactly once with its body, nothing else
+ * of kind text, no duplicate ids.  Returns 1 when it holds and, if
+ * need_delivered, every outgoing one is delivered; 0 when something is
+ * still missing; fails the test on a duplicate or a stranger. */
+static int history_ok(struct td_relmd *d, const struct sent *mine, int nmine,
+                      const struct sent *theirs, int ntheirs, int need_delivered, int final)
+{
+	cJSON *r = history(d);
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(td_res(r), "messages");
+	const cJSON *m;
+	int n = cJSON_GetArraySize(msgs), ok = 1, text = 0;
+	int *seen_mine = calloc((size_t)nmine + 1, sizeof(int));
+	int *seen_theirs = calloc((size_t)ntheirs + 1, sizeof(int));
+
+	ck_assert_msg(msgs != NULL, "%s: message.list failed", d->name);
+	ck_assert_int_lt(n, LIST_LIMIT);
+	/* no id twice, whatever its kind */
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			ck_assert_msg(strcmp(td_str(cJSON_GetArrayItem(msgs, i), "message"),
+					     td_str(cJSON_GetArrayItem(msgs, j), "message")) != 0,
+				      "%s: message %s twice in the history", d->name,
+				      td_str(cJSON_GetArrayItem(msgs, i), "message"));
+	cJSON_ArrayForEach(m, msgs) {
+		const char *id = td_str(m, "message"), *dir = td_str(m, "direction");
+		int found = 0;
+		if (strcmp(td_str(m, "kind"), "text") != 0)
+			continue;
+		text++;
+		for (int i = 0; i < nmine && !found; i++)
+			if (!strcmp(mine[i].id, id)) {
+				found = 1;
+				seen_mine[i]++;
+				ck_assert_str_eq(dir, "out");
+				ck_assert_str_eq(td_str(m, "body"), mine[i].body);
+				ck_assert_str_eq(td_str(m, "origin"), "self");
+				ck_assert_str_ne(td_str(m, "status"), "failed");
+				if (need_delivered && strcmp(td_str(m, "status"), "delivered") != 0)
+					ok = 0;
+			}
+		for (int i = 0; i < ntheirs && !found; i++)
+			if (!strcmp(theirs[i].id, id)) {
+				found = 1;
+				seen_theirs[i]++;
+				ck_assert_str_eq(dir, "in");
+				ck_assert_str_eq(td_str(m, "body"), theirs[i].body);
+				ck_assert_str_eq(td_str(m, "origin"), "remote");
+			}
+		ck_assert_msg(found, "%s: a text message nobody sent: %s \"%s\"", d->name, id,
+			      td_str(m, "body"));
+	}
+	for (int i = 0; i < nmine; i++) {
+		if (seen_mine[i] != 1) {
+			ok = 0;
+			if (final)
+				fprintf(stderr, "%s: own message %d (%s) seen %d times\n", d->name, i,
+					mine[i].id, seen_mine[i]);
+		}
+	}
+	for (int i = 0; i < ntheirs; i++) {
+		if (seen_theirs[i] != 1) {
+			ok = 0;
+			if (final)
+				fprintf(stderr, "%s: received message %d (%s) seen %d times\n", d->name,
+					i, theirs[i].id, seen_theirs[i]);
+		}
+	}
+	if (final && need_delivered && ok == 0)
+		fprintf(stderr, "%s: %d text messages in the history\n", d->name, text);
+	free(seen_mine);
+	free(seen_theirs);
+	cJSON_Delete(r);
+	return ok;
+}
+
+static int both_complete(void *arg)
+{
+	int final = arg != NULL;
+	return history_ok(&W.a, W.out_a, W.na, W.out_b, W.nb, 1, final) &&
+	       history_ok(&W.b, W.out_b, W.nb, W.out_a, W.na, 1, final);
+}
+
+static void wait_complete(void)
+{
+	long long t0 = td_now_ms();
+	if (!td_wait(both_complete, NULL, DELIVER_MS)) {
+		both_complete((void *)1);   /* say what is missing */
+		ck_abort_msg("not every message delivered exactly once within %d ms (logs in %s)",
+			     DELIVER_MS, W.dir);
+	}
+	/* quiescence: nothing may turn up twice a moment later either */
+	td_sleep_ms(300);
+	ck_assert(both_complete(NULL));
+	if (getenv("RELM_TEST_DEBUG"))
+		fprintf(stderr, "complete %lld ms after the last send\n", td_now_ms() - t0);
+}
+
+/* Both daemons still running, then SIGTERM: exit 0. */
+static void stop_all_clean(void)
+{
+	ck_assert_msg(td_alive(W.a.pid) && td_alive(W.b.pid), "a daemon died (logs in %s)", W.dir);
+	int st = td_stop(&W.a.pid, SIGTERM, 5000);
+	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "alice: exit status %d", st);
+	st = td_stop(&W.b.pid, SIGTERM, 5000);
+	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "bob: exit status %d", st);
+	td_stop(&W.mb.pid, SIGTERM, 5000);
+}
+
+/* ---- (a) ---- */
+
+START_TEST(exchange)
+{
+	start_world();
+	for (int i = 0; i < N_EACH; i++) {
+		send_a(i, "queued");
+		send_b(i, "queued");
+	}
+	wait_complete();
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (b) ---- */
+
+START_TEST(mbox_restart)
+{
+	start_world();
+	for (int i = 0; i < N_EACH / 2; i++) {
+		send_a(i, NULL);
+		send_b(i, NULL);
+	}
+	/* mid-stream: posts and deliveries are in flight */
+	td_stop(&W.mb.pid, SIGKILL, 1000);
+	for (int i = N_EACH / 2; i < 3 * N_EACH / 4; i++) {
+		send_a(i, "queued");
+		send_b(i, "queued");
+	}
+	td_sleep_ms(300);
+	ck_assert_int_eq(td_mbox_restart(&W.mb), 0);
+	for (int i = 3 * N_EACH / 4; i < N_EACH; i++) {
+		send_a(i, NULL);
+		send_b(i, NULL);
+	}
+	wait_complete();
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (c) ---- */
+
+START_TEST(relmd_kill)
+{
+	start_world();
+	for (int i = 0; i < 40; i++) {
+		send_a(i, NULL);
+		send_b(i, NULL);
+	}
+	/* bob dies while alice's messages stream in and his receipts go out */
+	td_stop(&W.b.pid, SIGKILL, 1000);
+	for (int i = 40; i < 60; i++)
+		send_a(i, "queued");
+	ck_assert_int_eq(td_relmd_restart(&W.b), 0);
+	for (int i = 40; i < 70; i++)
+		send_b(i, NULL);
+	for (int i = 60; i < 80; i++)
+		send_a(i, NULL);
+	/* alice dies right after her sends were acknowledged: each of them
+	 * was committed before its reply, so none may be lost */
+	td_stop(&W.a.pid, SIGKILL, 1000);
+	for (int i = 70; i < N_EACH; i++)
+		send_b(i, NULL);
+	ck_assert_int_eq(td_relmd_restart(&W.a), 0);
+	for (int i = 80; i < N_EACH; i++)
+		send_a(i, NULL);
+	wait_complete();
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (d) ---- */
+
+static int mailbox_connected(void *arg)
+{
+	struct td_relmd *d = arg;
+	cJSON *r = td_call(d->sock, "daemon.status", NULL);
+	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(td_res(r), "mailbox");
+	int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mb, "connected"));
+	cJSON_Delete(r);
+	return ok;
+}
+
+START_TEST(unreachable)
+{
+	int port;
+	cJSON *r;
+
+	td_dir_new(W.dir, sizeof W.dir);
+	/* learn a free port from a first run, then take the mailbox away */
+	ck_assert_int_eq(td_mbox_start(&W.mb, W.dir, "mbox", 0), 0);
+	port = W.mb.port;
+	td_stop(&W.mb.pid, SIGTERM, 5000);
+	ck_assert_int_eq(td_relmd_start(&W.a, W.dir, "alice", port), 0);
+	ck_assert_int_eq(td_relmd_start(&W.b, W.dir, "bob", port), 0);
+	ck_assert(!mailbox_connected(&W.a));
+	/* everything local works without a mailbox ... */
+	r = td_must(W.a.sock, "proton.create", "{\"label\":\"alice\"}");
+	copy_id(W.pa, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(W.b.sock, "proton.create", "{\"label\":\"bob\"}");
+	copy_id(W.pb, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "invite.create", "{\"proton\":\"%s\"}", W.pa);
+	char *inv = strdup(td_str(td_res(r), "invite"));
+	cJSON_Delete(r);
+	r = td_must(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\"}", W.pb, inv);
+	free(inv);
+	copy_id(W.rel, td_str(td_res(r), "relationship"));
+	cJSON_Delete(r);
+	/* ... and bob can send before anyone heard of him: queued */
+	for (int i = 0; i < 10; i++)
+		send_b(i, "queued");
+	td_sleep_ms(500);
+	r = history(&W.b);
+	const cJSON *m;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		ck_assert_str_eq(td_str(m, "status"), "queued");
+	cJSON_Delete(r);
+	/* the mailbox comes (same port, same state) */
+	ck_assert_int_eq(td_mbox_restart(&W.mb), 0);
+	ck_assert_msg(td_wait(mailbox_connected, &W.b, DELIVER_MS), "bob never reconnected");
+	ck_assert_msg(td_wait(alice_has_rel, NULL, DELIVER_MS), "alice never got the acceptance");
+	for (int i = 0; i < 10; i++)
+		send_a(i, "queued");
+	wait_complete();
+	/* and once more: stop it while both keep sending */
+	td_stop(&W.mb.pid, SIGTERM, 5000);
+	for (int i = 10; i < 20; i++) {
+		send_a(i, "queued");
+		send_b(i, "queued");
+	}
+	td_sleep_ms(1000);
+	ck_assert_int_eq(td_mbox_restart(&W.mb), 0);
+	wait_complete();
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (e) ---- */
+
+struct rx {
+	char id[33];
+	double seq;
+};
+
+/* Read message.received events from c until every one of alice's first n
+ * messages was seen; their seqs into rx.  Fails on a duplicate. */
+static void collect_received(struct td_conn *c, cJSON *early, struct rx *rx, int n)
+{
+	int got = 0;
+	long long end = td_now_ms() + DELIVER_MS;
+	cJSON *ev = NULL;
+	int early_i = 0;
+
+	for (int i = 0; i < n; i++)
+		rx[i].seq = -1;
+	while (got < n) {
+		if (early && early_i < cJSON_GetArraySize(early))
+			ev = cJSON_Duplicate(cJSON_GetArrayItem(early, early_i++), 1);
+		else
+			ev = td_conn_read(c, (int)(end - td_now_ms() > 0 ? end - td_now_ms() : 1));
+		ck_assert_msg(ev != NULL, "only %d of %d message.received events", got, n);
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "params");
+		if (!strcmp(td_str(ev, "method"), "event") && !strcmp(td_str(p, "type"), "message.received")) {
+			const char *id = td_str(p, "message");
+			int k;
+			for (k = 0; k < n; k++)
+				if (!strcmp(W.out_a[k].id, id))
+					break;
+			if (k < n) {
+				ck_assert_msg(rx[k].seq < 0, "message %s received twice", id);
+				ck_assert_str_eq(td_str(p, "relationship"), W.rel);
+				ck_assert_str_eq(td_str(p, "body"), W.out_a[k].body);
+				ck_assert_str_eq(td_str(p, "kind"), "text");
+				ck_assert_str_eq(td_str(p, "origin"), "remote");
+				ck_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(p, "sent_ts")));
+				memcpy(rx[k].id, id, 33);
+				rx[k].seq = cJSON_GetObjectItemCaseSensitive(p, "seq")->valuedouble;
+				got++;
+			}
+		}
+		cJSON_Delete(ev);
+	}
+}
+
+/* relationship.created, replayed from the start, names the proton, the
+ * remote IPK and the label on each side. */
+static void check_created(struct td_relmd *d, const char *proton, const char *label)
+{
+	struct td_conn c;
+	cJSON *early = cJSON_CreateArray(), *r, *ev;
+	ck_assert_int_eq(td_conn_open(&c, d->sock), 0);
+	r = td_conn_call(&c, "subscribe", "{\"since\":0,\"events\":[\"relationship.created\"]}", early);
+	ck_assert_ptr_nonnull(td_res(r));
+	cJSON_Delete(r);
+	ev = cJSON_GetArraySize(early) ? cJSON_DetachItemFromArray(early, 0) : td_conn_read(&c, 5000);
+	ck_assert_msg(ev != NULL, "%s: no relationship.created", d->name);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "params");
+	ck_assert_str_eq(td_str(p, "type"), "relationship.created");
+	ck_assert_str_eq(td_str(p, "relationship"), W.rel);
+	ck_assert_str_eq(td_str(p, "proton"), proton);
+	ck_assert_int_eq((int)strlen(td_str(p, "remote_ipk")), 64);
+	ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(p, "label")));
+	ck_assert_str_eq(td_str(p, "label"), label);
+	cJSON_Delete(ev);
+	cJSON_Delete(early);
+	td_conn_close(&c);
+}
+
+START_TEST(events)
+{
+	enum { N = 5 };
+	struct td_conn sb, sa;
+	struct rx rx[N], rx2[N];
+	cJSON *r, *early_b = cJSON_CreateArray(), *early_a = cJSON_CreateArray();
+	double min_seq = 1e18;
+
+	start_world();
+	ck_assert_int_eq(td_conn_open(&sb, W.b.sock), 0);
+	r = td_conn_call(&sb, "subscribe", "{}", early_b);
+	ck_assert_ptr_nonnull(td_res(r));
+	cJSON_Delete(r);
+	ck_assert_int_eq(td_conn_open(&sa, W.a.sock), 0);
+	r = td_conn_call(&sa, "subscribe", "{\"events\":[\"message.status\",\"message.sent\"]}", early_a);
+	ck_assert_ptr_nonnull(td_res(r));
+	cJSON_Delete(r);
+	for (int i = 0; i < N; i++)
+		send_a(i, "queued");
+	collect_received(&sb, early_b, rx, N);
+	for (int i = 0; i < N; i++)
+		if (rx[i].seq < min_seq)
+			min_seq = rx[i].seq;
+
+	/* alice's side: message.sent with the body, then statuses up to
+	 * delivered, for each of her messages */
+	{
+		int sent[N] = { 0 }, delivered[N] = { 0 }, nd = 0, ei = 0;
+		long long end = td_now_ms() + DELIVER_MS;
+		while (nd < N) {
+			cJSON *ev = ei < cJSON_GetArraySize(early_a)
+				    ? cJSON_Duplicate(cJSON_GetArrayItem(early_a, ei++), 1)
+				    : td_conn_read(&sa, (int)(end - td_now_ms() > 0 ? end - td_now_ms() : 1));
+			ck_assert_msg(ev != NULL, "alice: only %d of %d delivered statuses", nd, N);
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "params");
+			const char *type = td_str(p, "type");
+			int k;
+			for (k = 0; k < N; k++)
+				if (!strcmp(W.out_a[k].id, td_str(p, "message")))
+					break;
+			ck_assert_msg(strcmp(type, "message.received") != 0, "filter ignored");
+			if (k < N && !strcmp(type, "message.sent")) {
+				ck_assert_str_eq(td_str(p, "body"), W.out_a[k].body);
+				ck_assert_str_eq(td_str(p, "origin"), "self");
+				sent[k]++;
+			}
+			if (k < N && !strcmp(type, "message.status")) {
+				ck_assert_str_eq(td_str(p, "relationship"), W.rel);
+				ck_assert_str_ne(td_str(p, "status"), "failed");
+				if (!strcmp(td_str(p, "status"), "delivered")) {
+					ck_assert_int_eq(delivered[k], 0);
+					delivered[k] = 1;
+					nd++;
+				}
+			}
+			cJSON_Delete(ev);
+		}
+		for (int k = 0; k < N; k++)
+			ck_assert_int_eq(sent[k], 1);
+	}
+	td_conn_close(&sa);
+	td_conn_close(&sb);
+
+	/* restart bob (clean stop), then replay from before the first one */
+	int st = td_stop(&W.b.pid, SIGTERM, 5000);
+	ck_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(td_relmd_restart(&W.b), 0);
+	ck_assert_int_eq(td_conn_open(&sb, W.b.sock), 0);
+	char params[100];
+	snprintf(params, sizeof params, "{\"since\":%.0f,\"events\":[\"message.received\"]}", min_seq - 1);
+	cJSON *early2 = cJSON_CreateArray();
+	r = td_conn_call(&sb, "subscribe", params, early2);
+	ck_assert_ptr_nonnull(td_res(r));
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(td_res(r), "gap")));
+	ck_assert_int_ge((int)cJSON_GetObjectItemCaseSensitive(td_res(r), "replay")->valuedouble, N);
+	cJSON_Delete(r);
+	collect_received(&sb, early2, rx2, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(rx2[i].seq == rx[i].seq, "message %d: seq %.0f before the restart, %.0f after",
+			      i, rx[i].seq, rx2[i].seq);
+	td_conn_close(&sb);
+	check_created(&W.a, W.pa, "");
+	check_created(&W.b, W.pb, "alice");
+	cJSON_Delete(early_a);
+	cJSON_Delete(early_b);
+	cJSON_Delete(early2);
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (f) ---- */
+
+START_TEST(idempotent)
+{
+	const char *cid = "0123456789abcdef0123456789abcdef";
+	cJSON *r;
+
+	start_world();
+	for (int round = 0; round < 2; round++) {
+		r = td_must(W.a.sock, "message.send",
+			    "{\"relationship\":\"%s\",\"body\":\"once only\",\"id\":\"%s\"}", W.rel, cid);
+		ck_assert_str_eq(td_str(td_res(r), "message"), cid);
+		ck_assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(td_res(r), "new")));
+		ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(td_res(r), "new")),
+				 round == 0);
+		cJSON_Delete(r);
+	}
+	memcpy(W.out_a[0].id, cid, 33);
+	W.out_a[0].body = "once only";
+	W.na = 1;
+	wait_complete();
+	/* after delivery: still the same one, and the reply says where it is */
+	r = td_must(W.a.sock, "message.send",
+		    "{\"relationship\":\"%s\",\"body\":\"once only\",\"id\":\"%s\"}", W.rel, cid);
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(td_res(r), "new")));
+	ck_assert_str_eq(td_str(td_res(r), "status"), "delivered");
+	cJSON_Delete(r);
+	td_sleep_ms(500);
+	ck_assert(both_complete(NULL));
+	stop_all_clean();
+}
+END_TEST
+
+/* ---- (g) federation and limits ---- */
+
+/* alice's mailboxes live on one server, bob's on another: each posts to
+ * the other's server directly.  Bodies at the limit and with characters
+ * JSON must escape arrive byte for byte. */
+START_TEST(federation)
+{
+	struct td_mbox m2;
+	char *big = malloc(60000 + 1);
+
+	td_dir_new(W.dir, sizeof W.dir);
+	ck_assert_int_eq(td_mbox_start(&W.mb, W.dir, "mbox1", 0), 0);
+	ck_assert_int_eq(td_mbox_start(&m2, W.dir, "mbox2", 0), 0);
+	ck_assert_int_ne(W.mb.port, m2.port);
+	ck_assert_int_eq(td_relmd_start(&W.a, W.dir, "alice", W.mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&W.b, W.dir, "bob", m2.port), 0);
+	introduce();
+	for (int i = 0; i < 20; i++) {
+		send_a(i, "queued");
+		send_b(i, "queued");
+	}
+	for (int i = 0; i < 60000; i++)
+		big[i] = (char)('a' + i % 26);
+	big[60000] = 0;
+	send_body(&W.a, W.out_a, &W.na, big, "queued");
+	send_body(&W.b, W.out_b, &W.nb, big, "queued");
+	send_body(&W.a, W.out_a, &W.na, "quote \" backslash \\ newline \n tab \t \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "queued");
+	send_body(&W.b, W.out_b, &W.nb, "\x01 control and \x7f", "queued");
+	wait_complete();
+	free(big);
+	stop_all_clean();
+	td_stop(&m2.pid, SIGTERM, 5000);
+}
+END_TEST
+
+static void base_setup(void) { td_base_new("e2e"); }
+static void base_teardown(void) { td_base_free(); }
+
+static Suite *e2e_suite(void)
+{
+	Suite *s = suite_create("e2e");
+	TCase *tc = tcase_create("network");
+	tcase_set_timeout(tc, 60);
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, exchange);
+	tcase_add_test(tc, mbox_restart);
+	tcase_add_test(tc, relmd_kill);
+	tcase_add_test(tc, unreachable);
+	tcase_add_test(tc, events);
+	tcase_add_test(tc, idempotent);
+	tcase_add_test(tc, federation);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(e2e_suite());
+	int failed;
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,520 @@
+/*
+ * util_daemon.c — child processes and a JSON-RPC client for the
+ * integration suites (see util_daemon.h).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util_daemon.h"
+
+enum {
+	TD_KIDS_MAX = 32,
+	TD_CALL_MS  = 15000,   /* one request answers within 15 s (a turn fsyncs) */
+};
+
+static char base[200];
+static pid_t kids[TD_KIDS_MAX];
+
+/* ---- time ---- */
+
+long long td_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void td_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+int td_wait(int (*pred)(void *arg), void *arg, int timeout_ms)
+{
+	long long end = td_now_ms() + timeout_ms;
+	int v;
+	while (!(v = pred(arg)) && td_now_ms() < end)
+		td_sleep_ms(50);
+	return v;
+}
+
+/* ---- folders ---- */
+
+void td_base_new(const char *tag)
+{
+	snprintf(base, sizeof base, "/tmp/relm-%s-XXXXXX", tag);
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		base[0] = 0;
+	}
+}
+
+void td_base_free(void)
+{
+	char cmd[256];
+	if (!base[0] || getenv("RELM_TEST_KEEP"))
+		return;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", base);
+	base[0] = 0;
+}
+
+void td_dir_new(char *out, size_t cap)
+{
+	ck_assert_msg(base[0], "no base folder (td_base_new in an unchecked fixture)");
+	ck_assert_int_lt((int)strlen(base) + 8, (int)cap);
+	snprintf(out, cap, "%s/XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(out));
+	ck_assert_int_lt((int)strlen(out), TD_PATH_MAX - 32);
+}
+
+void td_prog(char *out, size_t cap, const char *prog)
+{
+	const char *b = getenv("BUILD");
+	snprintf(out, cap, "%s/%s", b && *b ? b : "build", prog);
+}
+
+/* ---- processes ---- */
+
+static void kid_add(pid_t pid)
+{
+	for (int i = 0; i < TD_KIDS_MAX; i++)
+		if (!kids[i]) {
+			kids[i] = pid;
+			return;
+		}
+	kill(pid, SIGKILL);
+	ck_abort_msg("too many children");
+}
+
+static void kid_del(pid_t pid)
+{
+	for (int i = 0; i < TD_KIDS_MAX; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+}
+
+/* fork + exec $BUILD/prog argv, stdout to out_path (or /dev/null), stderr to
+ * log_path (appended: a restart keeps the earlier log). */
+static pid_t spawn(const char *prog, char *const argv[], const char *out_path,
+                   const char *log_path)
+{
+	char path[512];
+	pid_t parent = getpid(), pid;
+
+	td_prog(path, sizeof path, prog);
+	if (access(path, X_OK) != 0) {
+		fprintf(stderr, "%s: not built (BUILD=%s)\n", path, getenv("BUILD"));
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int o, e;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);   /* the test dies → so do we */
+		if (getppid() != parent)
+			_exit(127);
+		o = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		e = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (o < 0 || e < 0)
+			_exit(127);
+		dup2(o, 1);
+		dup2(e, 2);
+		close(o);
+		close(e);
+		signal(SIGPIPE, SIG_DFL);
+		execv(path, argv);
+		_exit(127);
+	}
+	kid_add(pid);
+	return pid;
+}
+
+int td_alive(pid_t pid)
+{
+	int st;
+	if (pid <= 0)
+		return 0;
+	pid_t w = waitpid(pid, &st, WNOHANG);
+	if (w == 0)
+		return 1;
+	if (w == pid)
+		kid_del(pid);
+	return 0;
+}
+
+int td_stop(pid_t *pid, int sig, int timeout_ms)
+{
+	int st = -1;
+	long long end = td_now_ms() + timeout_ms;
+	if (*pid <= 0)
+		return -1;
+	kill(*pid, sig);
+	for (;;) {
+		pid_t w = waitpid(*pid, &st, WNOHANG);
+		if (w == *pid)
+			break;
+		if (w < 0) {
+			st = -1;
+			break;
+		}
+		if (td_now_ms() >= end) {
+			kill(*pid, SIGKILL);
+			waitpid(*pid, NULL, 0);
+			st = -1;
+			break;
+		}
+		td_sleep_ms(10);
+	}
+	kid_del(*pid);
+	*pid = 0;
+	return st;
+}
+
+void td_kill_all(void)
+{
+	for (int i = 0; i < TD_KIDS_MAX; i++)
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+			kids[i] = 0;
+		}
+}
+
+static int tcp_answers(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return 0;
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	close(fd);
+	return ok;
+}
+
+static int mbox_exec(struct td_mbox *m)
+{
+	char listen[64], out[300];
+	char *argv[] = { "relm-mailbox", "--listen", listen, "--state", m->state, NULL };
+	long long end;
+
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", m->port);
+	snprintf(out, sizeof out, "%s.port", m->state);
+	unlink(out);
+	if ((m->pid = spawn("relm-mailbox", argv, out, m->log)) < 0)
+		return -1;
+	end = td_now_ms() + TD_START_MS;
+	while (td_now_ms() < end) {
+		if (!td_alive(m->pid)) {
+			fprintf(stderr, "relm-mailbox exited at start (log %s)\n", m->log);
+			m->pid = 0;
+			return -1;
+		}
+		if (m->port == 0) {
+			FILE *f = fopen(out, "r");
+			int p = 0;
+			if (f) {
+				char line[32] = "";
+				if (fgets(line, sizeof line, f) && strchr(line, '\n'))
+					p = atoi(line);
+				fclose(f);
+			}
+			if (p > 0 && p < 65536)
+				m->port = p;
+		}
+		if (m->port && tcp_answers(m->port))
+			return 0;
+		td_sleep_ms(20);
+	}
+	fprintf(stderr, "relm-mailbox did not answer within %d ms\n", TD_START_MS);
+	td_stop(&m->pid, SIGKILL, 1000);
+	return -1;
+}
+
+int td_mbox_start(struct td_mbox *m, const char *dir, const char *name, int port)
+{
+	memset(m, 0, sizeof *m);
+	m->port = port;
+	snprintf(m->state, sizeof m->state, "%s/%s", dir, name);
+	snprintf(m->log, sizeof m->log, "%s/%s.log", dir, name);
+	return mbox_exec(m);
+}
+
+int td_mbox_restart(struct td_mbox *m)
+{
+	if (m->pid)
+		td_stop(&m->pid, SIGKILL, 1000);
+	return mbox_exec(m);
+}
+
+static int relmd_exec(struct td_relmd *d)
+{
+	char *argv[] = { "relmd", "--state", d->state, "--socket", d->sock, "--mailbox", d->mailbox,
+			 "--log-level", "info", NULL };
+	long long end;
+
+	if ((d->pid = spawn("relmd", argv, NULL, d->log)) < 0)
+		return -1;
+	end = td_now_ms() + TD_START_MS;
+	while (td_now_ms() < end) {
+		cJSON *r;
+		if (!td_alive(d->pid)) {
+			fprintf(stderr, "relmd %s exited at start (log %s)\n", d->name, d->log);
+			d->pid = 0;
+			return -1;
+		}
+		if ((r = td_call(d->sock, "daemon.status", NULL)) != NULL) {
+			int ok = td_res(r) != NULL &&
+				 cJSON_GetObjectItemCaseSensitive(td_res(r), "pid") &&
+				 cJSON_GetObjectItemCaseSensitive(td_res(r), "pid")->valuedouble == d->pid;
+			cJSON_Delete(r);
+			if (ok)
+				return 0;
+		}
+		td_sleep_ms(20);
+	}
+	fprintf(stderr, "relmd %s did not answer within %d ms\n", d->name, TD_START_MS);
+	td_stop(&d->pid, SIGKILL, 1000);
+	return -1;
+}
+
+int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port)
+{
+	memset(d, 0, sizeof *d);
+	snprintf(d->name, sizeof d->name, "%s", name);
+	snprintf(d->state, sizeof d->state, "%s/%s", dir, name);
+	snprintf(d->sock, sizeof d->sock, "%s/%s.sock", dir, name);
+	snprintf(d->log, sizeof d->log, "%s/%s.log", dir, name);
+	snprintf(d->mailbox, sizeof d->mailbox, "127.0.0.1:%d", port);
+	return relmd_exec(d);
+}
+
+int td_relmd_restart(struct td_relmd *d)
+{
+	if (d->pid)
+		td_stop(&d->pid, SIGKILL, 1000);
+	return relmd_exec(d);
+}
+
+/* ---- the client ---- */
+
+int td_conn_open(struct td_conn *c, const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+	if (strlen(sock) >= sizeof sa.sun_path)
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		int e = -errno;
+		close(c->fd);
+		c->fd = -1;
+		return e;
+	}
+	return 0;
+}
+
+void td_conn_close(struct td_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->buf);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int td_conn_send(struct td_conn *c, const char *line)
+{
+	int rc = send_all(c->fd, line, strlen(line));
+	return rc ? rc : send_all(c->fd, "\n", 1);
+}
+
+cJSON *td_conn_read(struct td_conn *c, int timeout_ms)
+{
+	long long end = td_now_ms() + timeout_ms;
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		if (nl) {
+			size_t n = (size_t)(nl - c->buf);
+			cJSON *j = cJSON_ParseWithLength(c->buf, n);
+			memmove(c->buf, nl + 1, c->len - n - 1);
+			c->len -= n + 1;
+			if (!j)
+				fprintf(stderr, "td_conn_read: a line that is not JSON\n");
+			return j;
+		}
+		if (c->cap - c->len < 65536) {
+			size_t cap = c->cap ? c->cap * 2 : 131072;
+			char *b = realloc(c->buf, cap);
+			if (!b)
+				return NULL;
+			c->buf = b;
+			c->cap = cap;
+		}
+		long long left = end - td_now_ms();
+		if (left <= 0)
+			return NULL;
+		struct pollfd p = { c->fd, POLLIN, 0 };
+		int pr = poll(&p, 1, (int)left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return NULL;
+		ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return NULL;
+		c->len += (size_t)r;
+	}
+}
+
+cJSON *td_conn_call(struct td_conn *c, const char *method, const char *params_json,
+                    cJSON *events)
+{
+	char *line;
+	size_t n = strlen(method) + (params_json ? strlen(params_json) : 0) + 100;
+	int id = ++c->next_id;
+	long long end = td_now_ms() + TD_CALL_MS;
+
+	if (!(line = malloc(n)))
+		return NULL;
+	if (params_json)
+		snprintf(line, n, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s\",\"params\":%s}", id,
+			 method, params_json);
+	else
+		snprintf(line, n, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s\"}", id, method);
+	if (td_conn_send(c, line) != 0) {
+		free(line);
+		return NULL;
+	}
+	free(line);
+	for (;;) {
+		long long left = end - td_now_ms();
+		cJSON *j = left > 0 ? td_conn_read(c, (int)left) : NULL;
+		const cJSON *jid;
+		if (!j)
+			return NULL;
+		jid = cJSON_GetObjectItemCaseSensitive(j, "id");
+		if (cJSON_IsNumber(jid) && jid->valuedouble == id)
+			return j;
+		if (events && cJSON_GetObjectItemCaseSensitive(j, "method"))
+			cJSON_AddItemToArray(events, j);
+		else
+			cJSON_Delete(j);
+	}
+}
+
+cJSON *td_call(const char *sock, const char *method, const char *params_json)
+{
+	struct td_conn c;
+	cJSON *r;
+	if (td_conn_open(&c, sock) != 0)
+		return NULL;
+	r = td_conn_call(&c, method, params_json, NULL);
+	td_conn_close(&c);
+	return r;
+}
+
+static cJSON *vcallf(const char *sock, const char *method, const char *fmt, va_list ap)
+{
+	char *p = NULL;
+	cJSON *r;
+	if (fmt && vasprintf(&p, fmt, ap) < 0)
+		return NULL;
+	r = td_call(sock, method, p);
+	free(p);
+	return r;
+}
+
+cJSON *td_callf(const char *sock, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	cJSON *r;
+	va_start(ap, fmt);
+	r = vcallf(sock, method, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+cJSON *td_must(const char *sock, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	cJSON *r;
+	va_start(ap, fmt);
+	r = vcallf(sock, method, fmt, ap);
+	va_end(ap);
+	ck_assert_msg(r != NULL, "%s: no reply from %s", method, sock);
+	if (!td_res(r)) {
+		char *s = cJSON_PrintUnformatted(r);
+		ck_abort_msg("%s: error reply %s", method, s ? s : "?");
+	}
+	return r;
+}
+
+const cJSON *td_res(const cJSON *reply)
+{
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(reply, "result");
+	return cJSON_IsObject(r) ? r : NULL;
+}
+
+const char *td_err_name(const cJSON *reply)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "data");
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "code");
+	return cJSON_IsString(c) ? c->valuestring : "";
+}
+
+int td_err_code(const cJSON *reply)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+	return cJSON_IsNumber(c) ? (int)c->valuedouble : 0;
+}
+
+const char *td_str(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}

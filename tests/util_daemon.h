@@ -1,0 +1,126 @@
+/*
+ * util_daemon.h — the real programs (relm-mailbox, relmd) as child
+ * processes of a test, and a blocking JSON-RPC client for relmd's socket.
+ *
+ * Programs come from $BUILD (default "build"), as `make check` exports it.
+ * Everything lives in one temporary folder per test (td_dir_new), made
+ * under a per-suite base folder (td_base_new / td_base_free, to be called
+ * from an *unchecked* fixture so the folder goes even when a test fails).
+ *
+ * Children never outlive the test: each is started with
+ * PR_SET_PDEATHSIG = SIGKILL (Check's forked test process dies → they die,
+ * even when a failed ck_assert _exits before any teardown), and
+ * td_kill_all() (checked teardown, and the end of each test) kills and
+ * reaps whatever is still running.
+ *
+ * Every wait is bounded: functions that wait take a timeout in ms and
+ * return an error (or fail the test, for the td_must_* forms) when it passes.
+ */
+#ifndef RELM_TESTS_UTIL_DAEMON_H
+#define RELM_TESTS_UTIL_DAEMON_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <cjson/cJSON.h>
+
+enum {
+	TD_PATH_MAX = 108,           /* sun_path: every socket path must fit */
+	TD_START_MS = 10000,         /* a program answers within 10 s of exec */
+};
+
+/* ---- folders ---- */
+
+/* The per-suite base folder (mkdtemp under $TMPDIR or /tmp).  Call from an
+ * unchecked setup/teardown: td_base_free removes it with all it holds. */
+void td_base_new(const char *tag);
+void td_base_free(void);
+/* A fresh folder under the base (mode 0700); out has TD_PATH_MAX - 32 room
+ * at most so "<dir>/<name>.sock" fits sun_path.  Fails the test on error. */
+void td_dir_new(char *out, size_t cap);
+/* $BUILD/<prog> */
+void td_prog(char *out, size_t cap, const char *prog);
+
+/* ---- processes ---- */
+
+struct td_mbox {
+	pid_t pid;
+	int port;
+	char state[256];
+	char log[256];
+};
+
+struct td_relmd {
+	pid_t pid;
+	char name[32];
+	char state[256];
+	char sock[TD_PATH_MAX];
+	char log[256];
+	char mailbox[64];            /* "127.0.0.1:PORT" */
+};
+
+/* Start relm-mailbox on 127.0.0.1:port (0: a free port, read back from
+ * its stdout) with its state in dir/<name>.  0 or -1 (message on stderr). */
+int td_mbox_start(struct td_mbox *m, const char *dir, const char *name, int port);
+/* Restart on the same port and state (after td_stop). */
+int td_mbox_restart(struct td_mbox *m);
+
+/* Start relmd with state dir/<name>, socket dir/<name>.sock, log
+ * dir/<name>.log, --mailbox 127.0.0.1:port, and wait until daemon.status
+ * answers.  0 or -1. */
+int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port);
+int td_relmd_restart(struct td_relmd *d);
+
+/* Send sig to pid and wait up to timeout_ms for it to exit.  Returns the
+ * wait status, or -1 (then it was SIGKILLed and reaped).  *pid = 0 after. */
+int td_stop(pid_t *pid, int sig, int timeout_ms);
+/* Kill (SIGKILL) and reap every child this process started. */
+void td_kill_all(void);
+/* 1 while pid runs (not reaped yet). */
+int td_alive(pid_t pid);
+
+/* ---- the client ---- */
+
+struct td_conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	int next_id;
+};
+
+int td_conn_open(struct td_conn *c, const char *sock);
+void td_conn_close(struct td_conn *c);
+/* Send one raw line (a "\n" is appended). */
+int td_conn_send(struct td_conn *c, const char *line);
+/* The next line as JSON, or NULL after timeout_ms / EOF. */
+cJSON *td_conn_read(struct td_conn *c, int timeout_ms);
+/* One request on c; events arriving before the reply are appended to
+ * *events if events != NULL (else dropped).  The whole reply object, or
+ * NULL (timeout, EOF). */
+cJSON *td_conn_call(struct td_conn *c, const char *method, const char *params_json,
+                    cJSON *events);
+
+/* One request on a fresh connection: the reply object or NULL. */
+cJSON *td_call(const char *sock, const char *method, const char *params_json);
+/* printf-style params. */
+cJSON *td_callf(const char *sock, const char *method, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The same, failing the test unless the reply has a "result"; returns the
+ * reply (free with cJSON_Delete) — use td_res() to reach the result. */
+cJSON *td_must(const char *sock, const char *method, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+const cJSON *td_res(const cJSON *reply);
+/* reply.error.data.code, or "" when there is none; reply.error.code, or 0. */
+const char *td_err_name(const cJSON *reply);
+int td_err_code(const cJSON *reply);
+/* obj[name] as a string, or "" */
+const char *td_str(const cJSON *obj, const char *name);
+
+/* ---- waiting ---- */
+
+/* Poll pred(arg) every 50 ms until it returns nonzero or timeout_ms pass.
+ * Returns the last value of pred (0 on timeout). */
+int td_wait(int (*pred)(void *arg), void *arg, int timeout_ms);
+long long td_now_ms(void);
+void td_sleep_ms(int ms);
+
+#endif
