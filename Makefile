@@ -170,7 +170,7 @@ fuzz: | $(DEPS_OK)
 	$(Q)mkdir -p $(BUILD)/fuzz; fail=0; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); n=$${n#fuzz_}; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
-	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib $$f $(LIB_SRC) \
+	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib -Idaemon $$f $(LIB_SRC) $(DMN_SRC) \
 	    $$($(PKG_CONFIG) --cflags --libs $(PKGS)) -o $(BUILD)/fuzz/fuzz_$$n || { fail=1; continue; }; \
 	  mkdir -p $(BUILD)/fuzz/corpus_$$n; \
 	  $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
