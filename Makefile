@@ -62,6 +62,7 @@ TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PROGS    = $(PROGRAMS:%=$(BUILD)/%)
 DEPS_OK  = $(BUILD)/.deps-ok
 
+.SECONDARY:
 .PHONY: all check asan valgrind fuzz sim bench demo install clean deps crash-long
 all: $(PROGS) $(BUILD)/librelm.a
 
@@ -176,6 +177,10 @@ fuzz: | $(DEPS_OK)
 	  $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    $(BUILD)/fuzz/corpus_$$n $$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ) 2>&1 | tail -2 || fail=1; \
 	done; exit $$fail
+
+# The README's first command: a mailbox and two daemons talk end to end.
+demo: all
+	$(Q)sh tests/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build

@@ -362,7 +362,10 @@ static int msg_cb(void *ctx, const struct relm_store_msg *m)
 		cJSON_Delete(o);
 		return RELM_ENOMEM;
 	}
-	memcpy(b, m->body, m->body_len);
+	/* an empty body (the hello message) comes as NULL, 0: memcpy from
+	 * NULL is undefined even for 0 bytes (UBSan stopped relmd here) */
+	if (m->body_len)
+		memcpy(b, m->body, m->body_len);
 	b[m->body_len] = 0;
 	cJSON *bs = cJSON_AddStringToObject(o, "body", b);
 	sodium_memzero(b, m->body_len);

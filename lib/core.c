@@ -346,16 +346,18 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	if ((rc = relm_store_begin(c->st)) != 0)
 		goto out;
 	rc = relm_store_rel_put(c->st, &sr);
-	if (rc == 0)
-		rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c));
-	if (rc == 0)
-		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
+	/* relationship.created first: subscribers hear of the relationship
+	 * before the message.sent of its first (hello) envelope. */
 	if (rc == 0) {
 		char json[96], h[33];
 		relm_hex(h, rel->id, RELM_ID_LEN);
 		snprintf(json, sizeof json, "{\"relationship\":\"%s\"}", h);
 		rc = relm_store_event_append(c->st, "relationship.created", json, now(c), NULL);
 	}
+	if (rc == 0)
+		rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c));
+	if (rc == 0)
+		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 	if ((rc = finish(c, rc)) == 0)
 		memcpy(rel_out, rel->id, RELM_ID_LEN);
 out:
@@ -538,16 +540,18 @@ static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 		goto out;
 	if ((rc = relm_store_invite_mark_used(c->st, proton, spk_id)) != 0)
 		goto out;
-	if ((rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c))) != 0)
-		goto out;
-	if ((rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env))) != 0)
-		goto out;
+	/* relationship.created before the effects' events: a subscriber must
+	 * learn of the relationship before its first message.received. */
 	{
 		char json[96], h[33];
 		relm_hex(h, rel->id, RELM_ID_LEN);
 		snprintf(json, sizeof json, "{\"relationship\":\"%s\"}", h);
-		rc = relm_store_event_append(c->st, "relationship.created", json, now(c), NULL);
+		if ((rc = relm_store_event_append(c->st, "relationship.created", json, now(c), NULL)) != 0)
+			goto out;
 	}
+	if ((rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c))) != 0)
+		goto out;
+	rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 out:
 	sr.state = NULL;
 	relm_store_rel_clear(&sr);
