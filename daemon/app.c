@@ -143,10 +143,11 @@ static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], ui
 	memmove(&app->infl[i], &app->infl[i + 1], (app->ninfl - i - 1) * sizeof f);
 	app->ninfl--;
 	if (err)
-		log_warn("mailbox %s refused outbox row %lld: %s (not retried)", p->hostport,
+		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
 			 (long long)f.seq, relm_strerror(err));
 	if ((rc = relmd_app_txn(app)) != 0 ||
-	    (rc = relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && !err)) != 0)
+	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
+	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0)
 		app_fatal(app, "recording a posted envelope", rc);
 	app->dirty = 1;   /* room in the window: pump more after the commit */
 }

@@ -656,8 +656,8 @@ out:
 	return rc;
 }
 
-int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
-                            const uint8_t rel[RELM_ID_LEN], int has_msg)
+static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                       const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
 {
 	int rc;
 
@@ -674,8 +674,14 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
 			relm_effects_init(&fx);
 			if ((f = relm__fx_push(&fx, RELM_FX_STATUS)) != NULL) {
 				memcpy(f->msg_id, msg_id, RELM_ID_LEN);
-				f->status = RELM_STATUS_POSTED;
-				rc = relm_store_apply_effects(c->st, rel, NULL, &fx, now(c));
+				f->status = refused ? RELM_STATUS_FAILED : RELM_STATUS_POSTED;
+				if (refused)
+					snprintf(f->detail, sizeof f->detail, "the mailbox server refused it: %s",
+					         relm_errname(refused));
+				/* refused for good (too big, bad mailbox): retrying cannot help */
+				if (refused && (f = relm__fx_push(&fx, RELM_FX_OUT_DEL)) != NULL)
+					memcpy(f->msg_id, msg_id, RELM_ID_LEN);
+				rc = f ? relm_store_apply_effects(c->st, rel, NULL, &fx, now(c)) : RELM_ENOMEM;
 			} else {
 				rc = RELM_ENOMEM;
 			}
@@ -683,6 +689,18 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
 		}
 	}
 	return finish(c, rc);
+}
+
+int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                            const uint8_t rel[RELM_ID_LEN], int has_msg)
+{
+	return outbox_done(c, seq, msg_id, rel, has_msg, 0);
+}
+
+int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                             const uint8_t rel[RELM_ID_LEN], int has_msg, int reason)
+{
+	return outbox_done(c, seq, msg_id, rel, has_msg, reason ? reason : RELM_EPROTO);
 }
 
 /* ---- mailboxes -------------------------------------------------------------- */

@@ -72,9 +72,15 @@ int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_L
  * expiry).  *next (may be NULL) gets the next deadline, 0 if none. */
 int relm_core_tick(struct relm_core *c, uint64_t *next);
 
-/* The outbox row seq was accepted by its mailbox server. */
+/* The outbox row seq was accepted by its mailbox server: the row is done
+ * and its message (if any, and still queued) becomes `posted`. */
 int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                             const uint8_t rel[RELM_ID_LEN], int has_msg);
+/* The server refused the row for good (reason < 0: too big, bad mailbox):
+ * the row is done; its message becomes `failed` with the reason and is no
+ * longer retransmitted. */
+int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                             const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
 
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,

@@ -278,6 +278,33 @@ START_TEST(test_retransmit_from_the_store)
 }
 END_TEST
 
+static int first_row_cb(void *ctx, const struct relm_store_outbox *o)
+{
+	*(int64_t *)ctx = o->seq;
+	return 1;
+}
+
+START_TEST(test_refused_post_fails_the_message)
+{
+	uint8_t rb[16], id[16];
+	int was_new;
+	int64_t seq = 0;
+	uint64_t n = 9;
+	struct relm_store_msg m;
+
+	connect_ab(rb, 0);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "refused", 7, NULL, id, &was_new), 0);
+	ck_assert_int_eq(relm_store_outbox_next(B.st, B.outbox_after, 1, first_row_cb, &seq), 1);
+	ck_assert_int_gt(seq, 0);
+	ck_assert_int_eq(relm_core_outbox_refused(B.core, seq, id, rb, 1, RELM_ETOOBIG), 0);
+	ck_assert_int_eq(relm_store_msg_get(B.st, rb, id, &m), 0);
+	ck_assert_int_eq(m.status, RELM_STATUS_FAILED);
+	ck_assert_msg(strstr(m.reason, "too_big") != NULL, "%s", m.reason);
+	ck_assert_int_eq(relm_store_outgoing_count(B.st, rb, &n), 0);
+	ck_assert_uint_eq(n, 0);                      /* not retransmitted */
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -291,6 +318,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_bad_envelopes_advance_cursor);
 	tcase_add_test(tc, test_restart_midway);
 	tcase_add_test(tc, test_retransmit_from_the_store);
+	tcase_add_test(tc, test_refused_post_fails_the_message);
 	suite_add_tcase(s, tc);
 	return s;
 }
