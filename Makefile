@@ -63,7 +63,7 @@ PROGS    = $(PROGRAMS:%=$(BUILD)/%)
 DEPS_OK  = $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: all check asan valgrind fuzz sim bench demo install clean deps crash-long
+.PHONY: all check asan valgrind fuzz sim bench demo install clean deps crash-long soak
 all: $(PROGS) $(BUILD)/librelm.a
 
 # ---- dependencies: install missing Debian packages ----------------------
@@ -156,6 +156,14 @@ bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(PROGS)
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
 	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json $(BUILD)/bench.daemon.json
 	@echo "  BENCH   $(BUILD)/bench.json"
+
+# Hours of traffic with random kill -9 of both daemons and the mailbox,
+# checked by the invariants, RSS and fds sampled (SOAK_SECONDS, RELM_SEED).
+SOAK_SECONDS ?= 3600
+$(BUILD)/tests/soak: $(BUILD)/tests/soak.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
+soak: $(BUILD)/tests/soak $(PROGS)
+	$(Q)BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) $(BUILD)/tests/soak
 
 # The crash test with many more kill points than `make check` runs.
 crash-long: $(BUILD)/tests/check_crash
