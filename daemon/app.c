@@ -73,6 +73,7 @@ struct relmd_app {
 	struct sub *subs;
 	int closing;
 	int closes;                     /* handles still closing */
+	uint64_t purge_at;              /* next outbox purge (uv_now) */
 };
 
 static void app_fatal(struct relmd_app *app, const char *what, int rc)
@@ -440,6 +441,18 @@ static void on_timer(uv_timer_t *t)
 	if ((rc = relmd_app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
 		app_fatal(app, "running timers", rc);
 		return;
+	}
+	/* Posted outbox rows are done (the mailbox has them): drop them at most
+	 * once a minute, so the outbox does not grow for ever. */
+	if (uv_now(&app->d->loop) >= app->purge_at) {
+		int n;
+		app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
+		if ((rc = relm_store_begin(app->st)) != 0 ||
+		    (n = relm_store_outbox_purge_posted(app->st)) < 0 ||
+		    (rc = relm_store_commit(app->st)) != 0) {
+			app_fatal(app, "purging the outbox", rc ? rc : n);
+			return;
+		}
 	}
 	app->dirty = 1;
 	/* the commit hook re-arms (the prepare handle runs next turn) */

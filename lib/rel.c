@@ -474,7 +474,11 @@ int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], 
 	memset(o, 0, sizeof *o);
 	if (!(o->body = malloc(len + 1)))
 		return RELM_ENOMEM;
-	memcpy(o->body, body, len);
+	/* An empty body comes back from the store as NULL (sqlite3_column_blob
+	 * of a zero-length blob): memcpy(dst, NULL, 0) is undefined (UBSan,
+	 * tests/check_crash.c). */
+	if (len)
+		memcpy(o->body, body, len);
 	o->body[len] = 0;
 	o->body_len = (uint32_t)len;
 	memcpy(o->id, id, RELM_ID_LEN);

@@ -675,8 +675,12 @@ int relm_store_open(struct relm_store **out, const char *path, const struct relm
 			goto fail;
 		}
 	}
+	/* journal_size_limit: after a checkpoint the WAL is truncated back to
+	 * 4 MiB, so a burst does not leave a large file that every later open
+	 * (and WAL recovery after a kill) has to read. */
 	err = exec(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
-	           "PRAGMA trusted_schema=OFF; PRAGMA cell_size_check=ON", "pragmas");
+	           "PRAGMA trusted_schema=OFF; PRAGMA cell_size_check=ON;"
+	           "PRAGMA journal_size_limit=4194304", "pragmas");
 	if (err)
 		goto fail;
 	err = migrate(st);
