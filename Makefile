@@ -63,7 +63,7 @@ PROGS    = $(PROGRAMS:%=$(BUILD)/%)
 DEPS_OK  = $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: all check asan valgrind fuzz sim bench demo install clean deps crash-long soak
+.PHONY: all check asan valgrind ct fuzz sim bench demo install clean deps crash-long soak
 all: $(PROGS) $(BUILD)/librelm.a
 
 # ---- dependencies: install missing Debian packages ----------------------
@@ -156,6 +156,40 @@ bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(PROGS)
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
 	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json $(BUILD)/bench.daemon.json
 	@echo "  BENCH   $(BUILD)/bench.json"
+
+# ---- valgrind: memcheck over the suite, and the constant-time check --------
+VG_DEPS_OK = $(BUILD)/.valgrind-deps-ok
+$(VG_DEPS_OK): | $(DEPS_OK)
+	$(Q)if ! dpkg-query -W -f='$${Status}\n' valgrind 2>/dev/null | grep -q '^install ok installed'; then \
+	  echo "  DEPS    installing: valgrind"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null || \
+	    { echo "error: could not install: valgrind" >&2; exit 1; }; \
+	fi
+	$(Q)touch $@
+
+# Every Check suite under memcheck, forked tests and the relmd / relmctl /
+# relm-mailbox it execs included (tests/valgrind.sh says how and why).
+# Not part of `make check`: ~10 minutes on 2 cores.
+valgrind: $(TESTS) $(PROGS) | $(VG_DEPS_OK)
+	$(Q)bash tests/valgrind.sh $(BUILD)
+
+# ctgrind-style: secrets marked undefined, memcheck reports every branch
+# and index on them (tests/ct_check.c lists what is checked and what not).
+# The selftest proves a planted secret branch is caught; then the real run
+# must be clean.  Built from source with -DRELM_CT_VALGRIND (lib/ct.h).
+CT_SRC = tests/ct_check.c tests/util_engine.c tests/util_rand.c
+$(BUILD)/ct_check: $(CT_SRC) $(LIB_SRC) $(wildcard lib/*.h tests/util_*.h) | $(VG_DEPS_OK)
+	$(call say,LD,$@)$(CC) $(WARN) -D_GNU_SOURCE -DRELM_CT_VALGRIND -Ilib -Itests \
+	  $(PKG_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) $(CT_SRC) $(LIB_SRC) \
+	  $(PKG_LIBS) $(TEST_LIBS) -o $@
+
+ct: $(BUILD)/ct_check
+	$(Q)valgrind -q --suppressions=tests/ct.supp $(BUILD)/ct_check --selftest >/dev/null 2>&1 || \
+	  { echo "error: ct selftest: memcheck did not catch the planted secret branch" >&2; exit 1; }
+	$(Q)valgrind -q --error-exitcode=1 --suppressions=tests/ct.supp $(BUILD)/ct_check
+	@echo "  CT      no branch or index on secret data"
 
 # Hours of traffic with random kill -9 of both daemons and the mailbox,
 # checked by the invariants, RSS and fds sampled (SOAK_SECONDS, RELM_SEED).

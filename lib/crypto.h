@@ -75,7 +75,9 @@ void relm_node_id(uint8_t id[RELM_ID_LEN], const uint8_t parent_id[RELM_ID_LEN],
 
 /* Lowercase hex; out must hold 2*len+1 bytes. */
 void relm_hex(char *out, const uint8_t *in, size_t len);
-/* Parse exactly 2*len hex chars into out.  Returns 0 or RELM_EMALFORMED. */
+/* Parse exactly 2*len hex chars (either case) into out, in constant time
+ * in the characters (fit for secret keys; make ct checks it).  Returns 0,
+ * or RELM_EMALFORMED with out zeroed (a wrong length leaves out untouched). */
 int relm_unhex(uint8_t *out, size_t len, const char *hex, size_t hexlen);
 
 #endif

@@ -8,18 +8,23 @@
  * from them.  Arithmetic on secrets is silent; only control flow and
  * addressing are reported — exactly the timing channels we care about.
  *
- * Run: valgrind --error-exitcode=1 build/ct_check (make ct).  Not under
- * valgrind the marks are no-ops and nothing is checked: the program says so
- * and fails, so it is never mistaken for a pass.  It prints, per check, how
- * many findings memcheck made while that check ran; any finding fails.
+ * Run: valgrind -q --error-exitcode=1 --suppressions=tests/ct.supp
+ * build/ct_check (make ct).  Not under valgrind the marks are no-ops and
+ * nothing is checked: the program says so and fails, so it is never
+ * mistaken for a pass.  It prints, per check, whether memcheck reported
+ * anything while that check ran; any report fails.  `--selftest` runs only
+ * a canary that does branch on secrets (a chain key of a marked state, and
+ * libsodium's branching sodium_hex2bin on a secret key) and passes only if
+ * memcheck catches it: proof that the marks reach the code.
  *
  * A result the protocol legitimately branches on is declassified
  * (VALGRIND_MAKE_MEM_DEFINED) first: whether an AEAD open succeeded,
- * whether a decode was well-formed.  Inside lib/ the two places that branch
- * on such a public verdict derived from secret inputs say so with
- * RELM_CT_PUBLIC (lib/ct.h; a no-op unless built with -DRELM_CT_VALGRIND,
- * as this program is): relm_aead_open (tag verified or not) and relm_dh
- * (all-zero output, i.e. a small-order public key).
+ * whether a decode was well-formed.  Inside lib/ the places that branch on
+ * such a public value derived from secret inputs say so with RELM_CT_PUBLIC
+ * (lib/ct.h; a no-op unless built with -DRELM_CT_VALGRIND, as this program
+ * is): relm_aead_open (tag verified or not; and the plaintext it returns —
+ * message content, not key material, which the payload parser must branch
+ * on) and relm_dh (all-zero output, i.e. a small-order public key).
  *
  * Checked, with these inputs secret:
  *   aead    relm_aead_open on a tampered and on an intact ciphertext (key
@@ -51,6 +56,9 @@
  *     carries ids and public DH keys); relm_unhex is nevertheless constant
  *     time so the pairing secret and any future key in hex can use it.  A
  *     secret in base64 would need a constant-time decoder first.
+ *   - X3DH set-up as a whole (relm_rel_accept / relm_rel_open_initial): it
+ *     runs in the clear here; its pieces (relm_dh, relm_hkdf, Ed25519
+ *     signing, the Ed25519 → X25519 conversion) are checked above.
  *   - The SQLite store: secrets are blob columns copied with memcpy (see
  *     blob above for the parsing); SQLite itself is not secret-aware.
  *   - libsodium internals beyond what the calls above run; its own branch
