@@ -13,7 +13,9 @@
  *   [v1 only: u32 out × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
  *    — v2 keeps the retransmission queue in the store's `outgoing` table]
  *   u32 acks    × { id(16) dh(32) n(4) }   receipt_due(8)
- *   recent(64×16) recent_next(4)   stats(5×4)
+ *   v3: u8 k, then the k ids of the recent ring that are in use, oldest
+ *       first (v1, v2: the whole ring, 64×16, and recent_next(4))
+ *   stats(5×4)
  *   str = u16 length + bytes (no NUL)
  *
  * Decoding never trusts a count: every one is range-checked against the
@@ -25,7 +27,9 @@
 #include "rel.h"
 #include "error.h"
 
-enum { BLOB_VERSION = 2 };   /* 2: no retransmission queue; 1 still decodes */
+/* 2: no retransmission queue; 3: only the used part of the recent-id ring
+ * (it was half of a typical blob).  1 and 2 still decode. */
+enum { BLOB_VERSION = 3 };
 
 struct wbuf {
 	uint8_t *p;
@@ -126,8 +130,19 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 		w_u32(&w, rel->acks_due[i].n);
 	}
 	w_u64(&w, rel->receipt_due_ms);
-	w_put(&w, rel->recent, sizeof rel->recent);
-	w_u32(&w, rel->recent_next);
+	{
+		static const uint8_t zero[RELM_ID_LEN];
+		uint8_t k = 0;
+		for (uint32_t i = 0; i < RELM_RECENT_IDS; i++)
+			k += memcmp(rel->recent[i], zero, RELM_ID_LEN) != 0;
+		w_u8(&w, k);
+		/* oldest first: the ring from recent_next around */
+		for (uint32_t i = 0; i < RELM_RECENT_IDS; i++) {
+			const uint8_t *id = rel->recent[(rel->recent_next + i) % RELM_RECENT_IDS];
+			if (memcmp(id, zero, RELM_ID_LEN) != 0)
+				w_put(&w, id, RELM_ID_LEN);
+		}
+	}
 	w_u32(&w, rel->stats.forks);
 	w_u32(&w, rel->stats.pruned);
 	w_u32(&w, rel->stats.retx);
@@ -201,7 +216,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	if (r.err || memcmp(magic, "RLS", 3) != 0)
 		return RELM_ESTATE;
 	uint8_t version = r_u8(&r);
-	if (version != BLOB_VERSION && version != 1)
+	if (version < 1 || version > BLOB_VERSION)
 		return RELM_EVERSION;
 	rel = malloc(sizeof *rel);
 	if (!rel)
@@ -329,8 +344,17 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->nacks_due = cnt;
 	}
 	rel->receipt_due_ms = r_u64(&r);
-	r_get(&r, rel->recent, sizeof rel->recent);
-	rel->recent_next = r_u32(&r);
+	if (version >= 3) {
+		uint8_t k = r_u8(&r);
+		if (k > RELM_RECENT_IDS)
+			goto fail;
+		for (uint32_t i = 0; i < k; i++)
+			r_get(&r, rel->recent[i], RELM_ID_LEN);
+		rel->recent_next = k % RELM_RECENT_IDS;
+	} else {
+		r_get(&r, rel->recent, sizeof rel->recent);
+		rel->recent_next = r_u32(&r);
+	}
 	rel->stats.forks = r_u32(&r);
 	rel->stats.pruned = r_u32(&r);
 	rel->stats.retx = r_u32(&r);
