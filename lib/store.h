@@ -126,6 +126,8 @@ enum relm_store_consts {
 	RELM_STORE_REASON_MAX     = 159,     /* failure reason (matches relm_fx.detail) */
 	RELM_STORE_EVENT_KEEP     = 10000,   /* events kept for subscribe{since}; TODO move to limits.h */
 	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
+	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
+	                                       * bigger ones only after an unclean close */
 };
 
 /* relm_store_opts.flags */
@@ -148,6 +150,7 @@ struct relm_store_opts {
 	unsigned flags;           /* RELM_STORE_F_*; unknown bits → RELM_EINVAL */
 	int busy_timeout_ms;      /* 0 = RELM_STORE_BUSY_MS */
 	uint32_t event_keep;      /* 0 = RELM_STORE_EVENT_KEEP */
+	uint64_t check_always_bytes; /* 0 = RELM_STORE_CHECK_ALWAYS_BYTES (tests lower it) */
 	char *errbuf;             /* optional: a sentence explaining a failed open */
 	size_t errlen;
 };
@@ -160,7 +163,9 @@ struct relm_store_opts {
  * symlink, or not a folder/regular file is refused with RELM_EPERM and
  * nothing is touched.  An existing non-empty file is first opened
  * read-only: a user_version newer than RELM_STORE_SCHEMA_VERSION gives
- * RELM_ESTORE_NEWER, a failed quick_check (or integrity_check, see flags)
+ * RELM_ESTORE_NEWER, a failed quick_check (or integrity_check, see flags;
+ * a store over RELM_STORE_CHECK_ALWAYS_BYTES that was closed cleanly is
+ * not checked — proto/store.md says why)
  * or a file that is not a database gives RELM_ECORRUPT — in both cases the
  * file, its WAL and its journal mode are left byte for byte as they were.
  * Only then is it opened read-write, switched to WAL and migrated forward

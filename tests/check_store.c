@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -1025,6 +1026,64 @@ static void make_closed_store(void)
 	relm_store_close(st);   /* last connection: checkpoints and removes the WAL */
 }
 
+/* Big stores (over check_always_bytes) skip quick_check at open only after
+ * a clean close; after a kill the damage is found at open as before. */
+START_TEST(test_check_skipped_only_after_clean_close)
+{
+	char copy[600];
+	size_t n;
+	uint8_t *orig;
+	struct relm_store *st = NULL;
+	struct relm_store_opts o = { .check_always_bytes = 1 };
+	pid_t pid;
+	int status;
+
+	make_closed_store();
+	orig = read_file(dbpath, &n);
+	snprintf(copy, sizeof copy, "%s/state/copy.db", tmpdir);
+	/* page 3 of a cleanly closed store, destroyed */
+	for (size_t i = 0; i < 4096; i++)
+		orig[2 * 4096 + i] ^= 0x5a;
+	write_file(copy, orig, n);
+	ck_assert_int_eq(relm_store_open(&st, copy, &o), 0);       /* no check: clean and big */
+	relm_store_close(st);
+	st = NULL;
+	/* the same damage after an unclean end: a child opens and is killed */
+	unlink(copy);
+	free(orig);
+	orig = read_file(dbpath, &n);
+	write_file(copy, orig, n);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct relm_store *cst = NULL;
+		_exit(relm_store_open(&cst, copy, NULL) == 0 ? 0 : 1);   /* never closed */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	{
+		/* the child's open left meta.clean = 0 in the WAL or the file */
+		sqlite3 *db;
+		ck_assert_int_eq(sqlite3_open_v2(copy, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_stmt *q;
+		ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='clean'", -1, &q, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+		ck_assert_int_eq(sqlite3_column_int(q, 0), 0);
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+	}
+	free(orig);
+	orig = read_file(copy, &n);
+	for (size_t i = 0; i < 4096; i++)
+		orig[2 * 4096 + i] ^= 0x5a;
+	write_file(copy, orig, n);
+	ck_assert_int_eq(relm_store_open(&st, copy, &o), RELM_ECORRUPT);
+	ck_assert_ptr_null(st);
+	free(orig);
+}
+END_TEST
+
 START_TEST(test_corrupt_pages)
 {
 	char copy[600], err[512];
@@ -1534,6 +1593,7 @@ static Suite *store_suite(void)
 		{ "apply_effects", test_apply_effects, 10 },
 		{ "timers_mailboxes", test_timers_mailboxes, 10 },
 		{ "corrupt", test_corrupt_pages, 30 },
+		{ "check_after_unclean_close", test_check_skipped_only_after_clean_close, 30 },
 		{ "newer_version", test_newer_version, 10 },
 		{ "fixture_v1", test_fixture_v1, 10 },
 		{ "fixture_v2", test_fixture_v2, 10 },
