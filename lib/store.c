@@ -713,8 +713,9 @@ int relm_store_open(struct relm_store **out, const char *path, const struct relm
 	           "PRAGMA trusted_schema=OFF; PRAGMA cell_size_check=ON;"
 	           "PRAGMA journal_size_limit=4194304;"
 	           /* a 16 MiB page cache keeps the B-tree interior pages of a
-	            * 100k-relationship store resident; mmap reads skip a copy */
-	           "PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456", "pragmas");
+	            * 100k-relationship store resident (no mmap: mapped pages
+	            * count as the daemon's resident memory) */
+	           "PRAGMA cache_size=-16384", "pragmas");
 	if (err)
 		goto fail;
 	err = migrate(st);
