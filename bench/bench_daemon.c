@@ -392,8 +392,10 @@ int main(int argc, char **argv)
 		FILE *f = fopen(json, "w");
 		if (!f)
 			die("cannot write the json file");
-		fprintf(f, "{\"daemon.e2e.msgs_per_s\":%.1f,\"daemon.e2e.p50_ms\":%.3f,"
-		        "\"daemon.e2e.p99_ms\":%.3f,\"daemon.e2e.max_ms\":%.3f,\"daemon.e2e.rate\":%d}\n",
+		/* one key per line: bench/json_merge.sh reads it so */
+		fprintf(f, "{\n  \"daemon.e2e.msgs_per_s\": %.1f,\n  \"daemon.e2e.p50_ms\": %.3f,\n"
+		        "  \"daemon.e2e.p99_ms\": %.3f,\n  \"daemon.e2e.max_ms\": %.3f,\n"
+		        "  \"daemon.e2e.rate\": %d\n}\n",
 		        msgs_per_s, p50, p99, pmax, rate);
 		fclose(f);
 	}
