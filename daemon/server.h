@@ -47,7 +47,7 @@ enum relmd_server_limits {
 	RELMD_CONN_MAX         = 256,      /* clients in total: each costs an fd and up to ~2 MiB of buffers; far below the usual 1024-fd limit */
 	RELMD_CONN_PER_UID_MAX = 128,      /* per uid: with a shared (0660) system socket one user cannot take every slot; still room for 100+ scripts */
 	RELMD_BACKLOG          = 128,      /* listen(2) backlog: bursts of connects (100 clients at once) are queued, not refused */
-	RELMD_REQ_PER_TURN     = 16,       /* requests run per connection per loop turn: a flooding client gets its share, not everyone's */
+	RELMD_REQ_PER_TURN     = 64,       /* requests run per connection per loop turn: a flooding client gets its share, not everyone's; 64 lets one commit (fsync) carry a pipelined burst */
 	RELMD_IN_CHUNK         = 65536,    /* bytes read per read callback at most */
 	RELMD_IN_INITIAL       = 16384,    /* initial input buffer; grows to RELM_LINE_MAX + 1 only for long lines */
 	RELMD_OUT_SOFT         = 1 << 20,  /* queued output above which a client's requests and events wait (reads stop) */
