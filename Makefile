@@ -215,8 +215,17 @@ crash-long: $(BUILD)/tests/check_crash
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_SRC      = $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_DEB_PKGS = clang libclang-rt-14-dev
 fuzz: | $(DEPS_OK)
-	$(Q)command -v $(FUZZ_CC) >/dev/null || { echo "error: $(FUZZ_CC) not found (apt-get install clang)" >&2; exit 1; }
+	$(Q)missing=$$(for p in $(FUZZ_DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "  DEPS    installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	    { echo "error: could not install: $$missing" >&2; exit 1; }; \
+	fi
+	$(Q)command -v $(FUZZ_CC) >/dev/null || { echo "error: $(FUZZ_CC) not found" >&2; exit 1; }
 	$(Q)mkdir -p $(BUILD)/fuzz; fail=0; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); n=$${n#fuzz_}; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
