@@ -158,6 +158,24 @@ static int finish(struct relm_core *c, int rc)
 	return rc;
 }
 
+/* The store row of a new relationship (state: the caller's blob). */
+static void rel_row(struct relm_core *c, struct relm_store_rel *sr, const struct relm_rel *rel,
+                    const uint8_t proton[RELM_ID_LEN], const char *label,
+                    uint8_t *blob, size_t blen)
+{
+	memcpy(sr->id, rel->id, RELM_ID_LEN);
+	memcpy(sr->proton, proton, RELM_ID_LEN);
+	snprintf(sr->label, sizeof sr->label, "%s", label ? label : "");
+	memcpy(sr->remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
+	sr->mode = rel->mode;
+	memcpy(sr->mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
+	memcpy(sr->mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
+	snprintf(sr->remote_addr, sizeof sr->remote_addr, "%s", rel->remote_mailbox);
+	sr->created = sr->last_activity = now(c);
+	sr->state = blob;
+	sr->state_len = blen;
+}
+
 /* ---- protons ------------------------------------------------------------ */
 
 int relm_core_proton_create(struct relm_core *c, const char *label,
@@ -331,17 +349,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		goto out;
-	memcpy(sr.id, rel->id, RELM_ID_LEN);
-	memcpy(sr.proton, proton, RELM_ID_LEN);
-	snprintf(sr.label, sizeof sr.label, "%s", label ? label : "");
-	memcpy(sr.remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
-	sr.mode = rel->mode;
-	memcpy(sr.mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr.mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	snprintf(sr.remote_addr, sizeof sr.remote_addr, "%s", rel->remote_mailbox);
-	sr.created = sr.last_activity = now(c);
-	sr.state = blob;
-	sr.state_len = blen;
+	rel_row(c, &sr, rel, proton, label, blob, blen);
 
 	if ((rc = relm_store_begin(c->st)) != 0)
 		goto out;
@@ -526,16 +534,7 @@ static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		goto out;
-	memcpy(sr.id, rel->id, RELM_ID_LEN);
-	memcpy(sr.proton, proton, RELM_ID_LEN);
-	memcpy(sr.remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
-	sr.mode = rel->mode;
-	memcpy(sr.mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr.mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	snprintf(sr.remote_addr, sizeof sr.remote_addr, "%s", rel->remote_mailbox);
-	sr.created = sr.last_activity = now(c);
-	sr.state = blob;
-	sr.state_len = blen;
+	rel_row(c, &sr, rel, proton, NULL, blob, blen);
 	if ((rc = relm_store_rel_put(c->st, &sr)) != 0)
 		goto out;
 	if ((rc = relm_store_invite_mark_used(c->st, proton, spk_id)) != 0)

@@ -247,32 +247,8 @@ static int outgoing_add(struct relm_rel *rel, const struct relm_env *env,
                         const uint8_t id[RELM_ID_LEN], enum relm_kind kind, uint64_t ts,
                         const char *body, size_t len, const uint8_t on[RELM_ID_LEN])
 {
-	struct relm_outgoing *o;
-
-	if (rel->nout == rel->capout) {
-		uint32_t cap = rel->capout ? 2 * rel->capout : 8;
-		struct relm_outgoing *v = realloc(rel->out, cap * sizeof *v);
-		if (!v)
-			return RELM_ENOMEM;
-		rel->out = v;
-		rel->capout = cap;
-	}
-	o = &rel->out[rel->nout];
-	memset(o, 0, sizeof *o);
-	o->body = malloc(len + 1);
-	if (!o->body)
-		return RELM_ENOMEM;
-	memcpy(o->body, body, len);
-	o->body[len] = 0;
-	o->body_len = (uint32_t)len;
-	memcpy(o->id, id, RELM_ID_LEN);
-	o->kind = (uint8_t)kind;
-	o->ts = ts;
-	o->tries = 1;
-	o->next_ms = relm__now(env) + backoff(env, 1);
-	memcpy(o->last_node, on, RELM_ID_LEN);
-	rel->nout++;
-	return 0;
+	return relm_rel_outgoing_load(rel, id, kind, ts, body, len, 1,
+	                              relm__now(env) + backoff(env, 1), on);
 }
 
 /* Send p non-automated and track it for retransmission until a receipt;
