@@ -306,6 +306,12 @@ out:
 	return rc;
 }
 
+/* proton_list callback: stop (1) at the proton whose IPK is ctx. */
+static int local_ipk_cb(void *ctx, const struct relm_store_proton *p)
+{
+	return sodium_memcmp(p->ipk, ctx, RELM_SIGN_PK_LEN) == 0;
+}
+
 /* rel_list callback: stop (1) at a relationship with the remote IPK ctx. */
 static int same_remote_cb(void *ctx, const struct relm_store_rel *r)
 {
@@ -340,6 +346,14 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	 * accepting the same invite twice made a second relationship whose
 	 * initial envelope the inviter refuses (single use) or that duplicates
 	 * the first (multi use): a dead or doubled conversation, and no error. */
+	/* Both ends of one relationship share its id (x3dh.h), and one store
+	 * holds one row per id: two protons of one daemon cannot be related.
+	 * Say so now rather than let the inviter's side fail later. */
+	rc = relm_store_proton_list(c->st, local_ipk_cb, inv.ipk);
+	if (rc != 0) {
+		rc = rc == 1 ? RELM_ESAMEDAEMON : rc;
+		goto out;
+	}
 	rc = relm_store_rel_list(c->st, proton, NULL, 0, same_remote_cb, inv.ipk);
 	if (rc != 0) {
 		rc = rc == 1 ? RELM_EEXIST : rc;

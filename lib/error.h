@@ -42,6 +42,7 @@
 	X(ETIMEOUT,     -1029, "timeout",            "timed out")                            \
 	X(EUNKNOWN_KIND,-1030, "unknown_kind",       "unknown payload kind")                 \
 	X(ENOTIMPL,     -1040, "not_implemented",    "not implemented yet")                  \
+	X(ESAMEDAEMON, -1041, "same_daemon",    "the invite is from a proton of this same daemon") \
 	X(EFULL,        -1031, "full",               "queue or disk full")
 
 enum relm_error {

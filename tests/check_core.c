@@ -305,6 +305,21 @@ START_TEST(test_refused_post_fails_the_message)
 }
 END_TEST
 
+START_TEST(test_two_protons_of_one_daemon_refused)
+{
+	uint8_t p2[16], ipk[32], rel[16];
+	char inv[RELM_INVITE_TEXT_MAX];
+	int before = count_rels(&A, pa);
+
+	ck_assert_int_eq(relm_core_proton_create(A.core, "alice at work", p2, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(A.core, p2, inv, strlen(inv), NULL, rel), RELM_ESAMEDAEMON);
+	ck_assert_int_eq(relm_core_invite_accept(A.core, pa, inv, strlen(inv), NULL, rel), RELM_ESAMEDAEMON);
+	ck_assert_int_eq(count_rels(&A, pa), before);
+	ck_assert_int_eq(count_rels(&A, p2), 0);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -319,6 +334,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_restart_midway);
 	tcase_add_test(tc, test_retransmit_from_the_store);
 	tcase_add_test(tc, test_refused_post_fails_the_message);
+	tcase_add_test(tc, test_two_protons_of_one_daemon_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
