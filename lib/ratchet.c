@@ -311,6 +311,20 @@ static int reserve_skipped(struct relm_rel *rel, uint32_t more)
 	return 0;
 }
 
+int relm__ratchet_reserve(struct relm_rel *rel, const struct relm__opened *o,
+                          const struct relm_envelope *e)
+{
+	uint32_t more = 1;                          /* the used key */
+
+	if (o->how == RELM__OPEN_CHAIN && e->h.n > rel->tree.nodes[o->node].n)
+		more += e->h.n - rel->tree.nodes[o->node].n;
+	else if (o->how == RELM__OPEN_NEW)
+		more += e->h.n;
+	if (o->strict_prev >= 0)
+		more += o->strict_pn - rel->tree.nodes[o->strict_prev].n;
+	return reserve_skipped(rel, more);
+}
+
 int relm__ratchet_commit(struct relm_rel *rel, const struct relm_env *env,
                          struct relm__opened *o, const struct relm_envelope *e)
 {

@@ -42,7 +42,13 @@ struct relm__opened {
 int relm__ratchet_open(const struct relm_rel *rel, const struct relm_env *env,
                        const struct relm_envelope *e, struct relm__opened *o);
 
-/* Apply o to rel (cannot fail: capacity was checked by open).  Returns the
+/* Make room for every key the commit of o will store, so that the commit
+ * cannot fail half-way and drop skipped keys.  Changes capacity only (the
+ * encoded state is unchanged).  0 or RELM_ENOMEM. */
+int relm__ratchet_reserve(struct relm_rel *rel, const struct relm__opened *o,
+                          const struct relm_envelope *e);
+
+/* Apply o to rel (cannot fail after relm__ratchet_reserve).  Returns the
  * index of the node the message was on. */
 int relm__ratchet_commit(struct relm_rel *rel, const struct relm_env *env,
                          struct relm__opened *o, const struct relm_envelope *e);

@@ -564,6 +564,9 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	if (!dup && p.kind != RELM_KIND_RECEIPT && (rc = emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE)) != 0)
 		goto fail;
 
+	if ((rc = relm__ratchet_reserve(rel, &o, &e)) != 0)
+		goto fail;
+
 	/* ---- commit ---- */
 	{
 		uint32_t before = rel->tree.count;
