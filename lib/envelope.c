@@ -26,7 +26,8 @@ static void put_be32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t len)
+static int decode(struct relm_envelope *out, const uint8_t *buf, size_t len,
+                  const uint8_t *known_ipk)
 {
 	struct relm_envelope e;
 	const uint8_t *p;
@@ -66,7 +67,11 @@ int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t l
 		memcpy(e.ext.ek, p + 32, RELM_KEY_LEN);
 		e.ext.spk_id = get_be32(p + 64);
 		e.ext.opk_id = get_be32(p + 68);
-		if (!relm_ed25519_is_valid(e.ext.ipk) || !relm_x25519_is_canonical(e.ext.ek))
+		/* public keys: a plain comparison is fine */
+		if ((!known_ipk || memcmp(known_ipk, e.ext.ipk, RELM_SIGN_PK_LEN) != 0) &&
+		    !relm_ed25519_is_valid(e.ext.ipk))
+			return RELM_EBADKEY;
+		if (!relm_x25519_is_canonical(e.ext.ek))
 			return RELM_EBADKEY;
 	}
 
@@ -82,6 +87,17 @@ int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t l
 
 	*out = e;
 	return 0;
+}
+
+int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t len)
+{
+	return decode(out, buf, len, NULL);
+}
+
+int relm_envelope_decode_known(struct relm_envelope *out, const uint8_t *buf, size_t len,
+                               const uint8_t known_ipk[RELM_SIGN_PK_LEN])
+{
+	return decode(out, buf, len, known_ipk);
 }
 
 size_t relm_header_encode(uint8_t *out, const struct relm_header *h,

@@ -53,6 +53,14 @@ struct relm_envelope {
  * RELM_EVERSION / RELM_EMALFORMED / RELM_EBADKEY; out is untouched on error. */
 int relm_envelope_decode(struct relm_envelope *out, const uint8_t *buf, size_t len);
 
+/* The same, on a relationship whose remote identity key is already known
+ * (and was validated when the relationship was made): an initial extension
+ * naming exactly that key skips the Ed25519 point check, which costs a
+ * scalar multiplication and dominated receiving while a peer still attaches
+ * the extension to every message.  Any other key is checked as above. */
+int relm_envelope_decode_known(struct relm_envelope *out, const uint8_t *buf, size_t len,
+                               const uint8_t known_ipk[RELM_SIGN_PK_LEN]);
+
 /* Write header (+ ext if h->flags has INITIAL; ext must then be non-NULL)
  * to out, which must hold RELM_HEADER_LEN + RELM_INITIAL_EXT_LEN bytes.
  * Returns the number of bytes written. */

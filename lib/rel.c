@@ -547,7 +547,7 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	int rc, node, dup;
 
 	memset(&p, 0, sizeof p);
-	if ((rc = relm_envelope_decode(&e, buf, len)) != 0)
+	if ((rc = relm_envelope_decode_known(&e, buf, len, rel->ipk_remote)) != 0)
 		return rc;
 	rc = relm__ratchet_open(rel, env, &e, &o);
 	if (rc != 0) {

@@ -31,6 +31,13 @@
  * (it was half of a typical blob).  1 and 2 still decode. */
 enum { BLOB_VERSION = 3 };
 
+/* Encoded sizes of the repeated records (layout above). */
+enum {
+	BLOB_NODE_LEN    = 16 + 16 + 4 + 1 + 4 * 32 + 4 + 4 + 8,
+	BLOB_SKIPPED_LEN = 32 + 4 + 32 + 8 + 1,
+	BLOB_ACK_LEN     = 16 + 32 + 4,
+};
+
 struct wbuf {
 	uint8_t *p;
 	size_t n, cap;
@@ -78,6 +85,16 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	struct wbuf w = { 0 };
 	uint8_t ext[RELM_INITIAL_EXT_LEN];
 
+	/* One allocation of the largest size this state can encode to: growing
+	 * by doubling meant three copies, each wiped, per engine step. */
+	w.cap = 4 + RELM_ID_LEN + 2 + RELM_AD_LEN + 4 * 32 + 64 + 2 + strlen(rel->remote_mailbox) +
+	        1 + RELM_INITIAL_EXT_LEN + 2 + strlen(rel->invite_mailbox) +
+	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
+	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
+	        4 + (size_t)rel->nacks_due * BLOB_ACK_LEN + 8 +
+	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4;
+	if (!(w.p = malloc(w.cap)))
+		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
 	w_u8(&w, BLOB_VERSION);
 	w_put(&w, rel->id, RELM_ID_LEN);

@@ -205,12 +205,14 @@ START_TEST(rejects_version_and_flags)
 }
 END_TEST
 
+/* 2^255 - 19 + 1 = p + 1: a non-canonical X25519 encoding */
+static const uint8_t p_plus_1[32] = {
+	0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+};
+
 START_TEST(rejects_bad_keys)
 {
-	static const uint8_t p_plus_1[32] = {
-		0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
-	};
 	struct relm_header h;
 	struct relm_initial_ext ext, ext2;
 	size_t len;
@@ -247,6 +249,41 @@ START_TEST(rejects_bad_keys)
 	/* the same envelope with good keys decodes */
 	len = make_envelope(buf, &h, &ext, 1);
 	ck_assert_int_eq(decode_untouched(buf, len), 0);
+}
+END_TEST
+
+/* decode_known skips the Ed25519 check only for the one key the caller
+ * already trusts; every other key, and every other check, still applies. */
+START_TEST(decode_known_checks_other_keys)
+{
+	struct relm_header h;
+	struct relm_initial_ext ext, bad;
+	struct relm_envelope e;
+	uint8_t other[32];
+	size_t len;
+
+	rand_header(&h, &ext, 1);
+	rand_ed25519_pub(other);
+	/* a valid key: decodes whether or not it is the known one */
+	len = make_envelope(buf, &h, &ext, 1);
+	ck_assert_int_eq(relm_envelope_decode_known(&e, buf, len, ext.ipk), 0);
+	ck_assert_mem_eq(e.ext.ipk, ext.ipk, 32);
+	ck_assert_int_eq(relm_envelope_decode_known(&e, buf, len, other), 0);
+	/* an invalid key that is not the known one is refused */
+	bad = ext;
+	memset(bad.ipk, 0, 32);
+	bad.ipk[0] = 1;                         /* the identity point */
+	len = make_envelope(buf, &h, &bad, 1);
+	ck_assert_int_eq(relm_envelope_decode_known(&e, buf, len, other), RELM_EBADKEY);
+	ck_assert_int_eq(relm_envelope_decode(&e, buf, len), RELM_EBADKEY);
+	/* the ephemeral key and the ratchet key are checked even for the known ipk */
+	bad = ext;
+	memcpy(bad.ek, p_plus_1, 32);
+	len = make_envelope(buf, &h, &bad, 1);
+	ck_assert_int_eq(relm_envelope_decode_known(&e, buf, len, ext.ipk), RELM_EBADKEY);
+	h.dh_pub[31] |= 0x80;
+	len = make_envelope(buf, &h, &ext, 1);
+	ck_assert_int_eq(relm_envelope_decode_known(&e, buf, len, ext.ipk), RELM_EBADKEY);
 }
 END_TEST
 
@@ -351,6 +388,7 @@ static Suite *envelope_suite(void)
 	tc = tcase_create("validation");
 	tcase_add_test(tc, rejects_version_and_flags);
 	tcase_add_test(tc, rejects_bad_keys);
+	tcase_add_test(tc, decode_known_checks_other_keys);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
