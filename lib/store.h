@@ -48,6 +48,20 @@
  *          store holds the old state or the new one, never a mix — and since
  *          nothing was posted before the commit returned 0, both are safe.
  *
+ * Staging.  The relationship columns an engine step changes — state and
+ * last_activity (rel_set_state), deadline, remote_addr, unread — are kept
+ * in the handle's memory while the transaction is open and written by ONE
+ * UPDATE per relationship just before its COMMIT (batch_commit, or commit
+ * of a standalone step), inside the same transaction: the durability rule
+ * is unchanged, only the number of row rewrites drops (a state blob of a
+ * few KB on overflow pages used to be rewritten 3–4 times per step, every
+ * step of a batch).  Staged values follow the steps exactly: a rolled-back
+ * step's are dropped, a released step's become the batch's, batch_rollback
+ * and the ERROR state drop everything (blobs wiped).  Every reader sees the
+ * staged values: rel_get (with or without the state), rel_list, rel_due,
+ * next_deadline.  A write-back that fails at commit ends like a failed
+ * COMMIT: ERROR, nothing of the transaction in the file.
+ *
  * Errors: 0 or a negative code from error.h.  RELM_ENOTFOUND for a missing
  * row, RELM_EEXIST for a duplicate key on insert, RELM_EINVAL for arguments
  * out of range (labels, sizes), RELM_EBUSY when another process holds the
@@ -68,7 +82,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v1
+ * ---------------------------------------------------------------- schema v3
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -105,7 +119,11 @@
  *   cursors(mailbox PK, cursor)                   mailbox id → last seq read
  *   outgoing(rel→relationships, id, kind, ts, body[S], tries, next_ms,
  *           last_node; PK(rel, id)) [v2]      sent, not yet receipted: the
- *           retransmission queue (was inside the state blob in v1)
+ *           retransmission queue (was inside the state blob in v1); written
+ *           by UPSERT, never INSERT OR REPLACE (whose delete fires no trigger)
+ *   outgoing_count(rel→relationships PK, n) [v3]  count(*) of outgoing per
+ *           relationship, kept by triggers on outgoing insert / delete, so
+ *           message.send checks RELM_MAX_OUTGOING with one probe
  *   events(seq INTEGER PK AUTOINCREMENT, type, json, ts)  seq never reused,
  *           so subscribe{since} is exact; trimmed to a retention count
  * All child tables cascade on delete of their relationship / proton.
@@ -119,7 +137,7 @@
 #include "effects.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 2,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 3,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -323,7 +341,9 @@ int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RE
 int relm_store_rel_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t after[RELM_ID_LEN], unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_rel *r), void *ctx);
-/* Replace the state blob and set last_activity.  RELM_ENOTFOUND. */
+/* Replace the state blob and set last_activity.  RELM_ENOTFOUND.  This and
+ * the three setters below stage (see "Staging" above): the file changes at
+ * commit. */
 int relm_store_rel_set_state(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                              const uint8_t *state, size_t len, uint64_t last_activity);
 int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
@@ -472,7 +492,7 @@ struct relm_store_outgoing {
 	uint64_t next_ms;
 	uint8_t last_node[RELM_ID_LEN];
 };
-/* Insert or replace (rel, id). */
+/* Insert, or update the row (rel, id) if it exists. */
 int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o);
 /* 0 or RELM_ENOTFOUND. */
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
@@ -481,7 +501,8 @@ int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN
 int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             uint64_t now_ms, unsigned limit,
                             int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx);
-/* Earliest next_ms of rel (0 if none) / how many rows rel has. */
+/* Earliest next_ms of rel (0 if none) / how many rows rel has (one probe
+ * of outgoing_count). */
 int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next);
 int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n);
 

@@ -4,8 +4,11 @@
  * batches, file modes and ownership, corrupt / truncated / newer files
  * left byte for byte untouched, a read-only folder, disk full and I/O
  * errors injected at every write of a representative sequence (through the
- * fault VFS, tests/util_faultvfs.c), the v1 fixture, and lazy loading with
- * 100,000 relationships.
+ * fault VFS, tests/util_faultvfs.c), the v1–v3 fixtures, the v2→v3 migration
+ * of the outgoing count, the staging of relationship columns inside a
+ * transaction (step rollback, batch rollback, readers, deadline queries, a
+ * failed write-back at commit), and lazy loading with 100,000
+ * relationships.
  *
  * Randomised tests take their seed from RELM_SEED (default below) and
  * print it in every failure message.
@@ -1265,6 +1268,193 @@ START_TEST(test_fixture_v2)
 }
 END_TEST
 
+START_TEST(test_fixture_v3)
+{
+	check_fixture(3);
+}
+END_TEST
+
+/* Rows of outgoing_count that disagree with count(*) of outgoing, counting
+ * a missing row as 0 and a row of a relationship with none as 0. */
+static int count_mismatches(struct relm_store *st)
+{
+	return exec_int(st, "SELECT count(*) FROM relationships r"
+	                    " LEFT JOIN outgoing_count c ON c.rel=r.id"
+	                    " WHERE coalesce(c.n,0) != (SELECT count(*) FROM outgoing o WHERE o.rel=r.id)") +
+	       exec_int(st, "SELECT count(*) FROM outgoing_count c WHERE NOT EXISTS"
+	                    " (SELECT 1 FROM relationships r WHERE r.id=c.rel)");
+}
+
+static uint64_t out_count(struct relm_store *st, const uint8_t rel[16])
+{
+	uint64_t n = 99;
+	ck_assert_int_eq(relm_store_outgoing_count(st, rel, &n), 0);
+	return n;
+}
+
+/* A v2 store (no count table) with outgoing rows on two relationships
+ * migrates to exact counts, and the triggers keep them so. */
+START_TEST(test_migrate_v2_counts)
+{
+	char fx[512], dir[300], *sql, *errmsg = NULL;
+	size_t n;
+	sqlite3 *db;
+	struct relm_store *st;
+	struct relm_store_outgoing o;
+	uint8_t r1[16], r2[16], r3[16];
+
+	snprintf(fx, sizeof fx, "%s/store-v2.sql", fixture_dir());
+	sql = (char *)read_file(fx, &n);
+	ck_assert_msg(sql != NULL, "cannot read %s", fx);
+	sql[n] = '\0';
+	snprintf(dir, sizeof dir, "%s/state", tmpdir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &errmsg) == SQLITE_OK, "%s", errmsg);
+	free(sql);
+	/* what a v2 relmd could have written: more rows on 0x22, a second
+	 * relationship 0x23 with two, a third 0x24 with none */
+	ck_assert_msg(sqlite3_exec(db,
+		"INSERT INTO relationships SELECT X'23232323232323232323232323232323', proton, 'carol', remote_ipk, mode,"
+		" X'c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2', mailbox_sk, remote_addr, created,"
+		" last_activity, 0, 0, state FROM relationships WHERE label='bob';"
+		"INSERT INTO relationships SELECT X'24242424242424242424242424242424', proton, 'dave', remote_ipk, mode,"
+		" X'd2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2', mailbox_sk, remote_addr, created,"
+		" last_activity, 0, 0, state FROM relationships WHERE label='bob';"
+		"INSERT INTO outgoing SELECT rel, X'35353535353535353535353535353535', kind, ts, body, tries, next_ms, last_node FROM outgoing;"
+		"INSERT INTO outgoing SELECT rel, X'36363636363636363636363636363636', kind, ts, body, tries, next_ms, last_node FROM outgoing WHERE id=X'34343434343434343434343434343434';"
+		"INSERT INTO outgoing SELECT rel, X'37373737373737373737373737373737', kind, ts, body, tries, next_ms, last_node FROM outgoing WHERE id=X'34343434343434343434343434343434';"
+		"INSERT INTO outgoing SELECT X'23232323232323232323232323232323', id, kind, ts, body, tries, next_ms, last_node FROM outgoing WHERE id IN (X'34343434343434343434343434343434', X'35353535353535353535353535353535');",
+		NULL, NULL, &errmsg) == SQLITE_OK, "%s", errmsg);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(dbpath, 0600), 0);
+
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(exec_int(st, "PRAGMA user_version"), RELM_STORE_SCHEMA_VERSION);
+	memset(r1, 0x22, 16);
+	memset(r2, 0x23, 16);
+	memset(r3, 0x24, 16);
+	ck_assert_uint_eq(out_count(st, r1), 4);
+	ck_assert_uint_eq(out_count(st, r2), 2);
+	ck_assert_uint_eq(out_count(st, r3), 0);
+	ck_assert_int_eq(count_mismatches(st), 0);
+	/* and the triggers take over from there */
+	memset(&o, 0, sizeof o);
+	memcpy(o.rel, r3, 16);
+	memset(o.id, 0x38, 16);
+	o.body = (const uint8_t *)"b";
+	o.body_len = 1;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	memcpy(o.rel, r1, 16);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r2, (uint8_t[16]){0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34,0x34}), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(out_count(st, r1), 5);
+	ck_assert_uint_eq(out_count(st, r2), 1);
+	ck_assert_uint_eq(out_count(st, r3), 1);
+	ck_assert_int_eq(count_mismatches(st), 0);
+	relm_store_close(st);
+}
+END_TEST
+
+/* outgoing_count through put (new), put (same id = update), delete, a
+ * rolled-back step, a rolled-back batched step, and relationship / proton
+ * deletion (cascades). */
+START_TEST(test_outgoing_count)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_rel r0, r1;
+	struct relm_store_outgoing o;
+	uint8_t pid[16];
+	uint64_t next = 0;
+
+	populate(st);
+	fill(pid, 16, 1);
+	mk_rel(&r0, pid, 0, NULL, 0);
+	mk_rel(&r1, pid, 1, NULL, 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 0);
+	memset(&o, 0, sizeof o);
+	o.body = (const uint8_t *)"body";
+	o.body_len = 4;
+	o.next_ms = 500;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (int k = 0; k < 7; k++) {
+		memcpy(o.rel, k < 5 ? r0.id : r1.id, 16);
+		fill(o.id, 16, (uint8_t)(40 + k));
+		ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	}
+	ck_assert_uint_eq(out_count(st, r0.id), 5);   /* visible inside the step */
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 5);
+	ck_assert_uint_eq(out_count(st, r1.id), 2);
+
+	/* the same (rel, id) again is an update: the count stays, the row changes */
+	memcpy(o.rel, r0.id, 16);
+	fill(o.id, 16, 40);
+	o.next_ms = 100;
+	o.tries = 3;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 5);
+	ck_assert_int_eq(relm_store_outgoing_next(st, r0.id, &next), 0);
+	ck_assert_uint_eq(next, 100);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM outgoing WHERE tries=3"), 1);
+
+	/* delete, and delete of a missing row */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r0.id, o.id), 0);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r0.id, o.id), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 4);
+
+	/* a rolled-back step, and a rolled-back step inside a batch */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	fill(o.id, 16, 90);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 4);
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	fill(o.id, 16, 91);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	fill(o.id, 16, 41);
+	ck_assert_int_eq(relm_store_outgoing_del(st, r0.id, o.id), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 5);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 5);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	ck_assert_uint_eq(out_count(st, r0.id), 5);
+	ck_assert_int_eq(count_mismatches(st), 0);
+
+	/* a relationship deleted (no API yet: what a later one will do) takes
+	 * its outgoing rows and its count row along */
+	{
+		sqlite3_stmt *q;
+		ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st), "DELETE FROM relationships WHERE id=?1",
+		                                    -1, &q, NULL), SQLITE_OK);
+		sqlite3_bind_blob(q, 1, r0.id, 16, SQLITE_STATIC);
+		ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
+		sqlite3_finalize(q);
+	}
+	ck_assert_uint_eq(out_count(st, r0.id), 0);
+	ck_assert_uint_eq(out_count(st, r1.id), 2);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM outgoing_count"), 1);
+	ck_assert_int_eq(count_mismatches(st), 0);
+	/* and a proton with it all */
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(st), "DELETE FROM protons", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_uint_eq(out_count(st, r1.id), 0);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM outgoing_count"), 0);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM outgoing"), 0);
+	relm_store_close(st);
+}
+END_TEST
+
 struct out_seen {
 	int n;
 	uint8_t first[16];
@@ -1328,6 +1518,395 @@ START_TEST(test_outgoing_queue)
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(relm_store_outgoing_count(st, r.id, &n), 0);
 	ck_assert_uint_eq(n, 4);
+	relm_store_close(st);
+}
+END_TEST
+
+/* ---- staging of relationship columns ------------------------------------------- */
+
+/* The state, remote address and unread of rel id as rel_get sees them. */
+static void expect_rel(struct relm_store *st, const uint8_t id[16], const char *state,
+                       const char *addr, uint32_t unread, uint64_t last_activity)
+{
+	struct relm_store_rel g;
+
+	ck_assert_int_eq(relm_store_rel_get(st, id, &g, RELM_STORE_WITH_STATE), 0);
+	ck_assert_uint_eq(g.state_len, strlen(state));
+	ck_assert_int_eq(memcmp(g.state, state, g.state_len), 0);
+	ck_assert_str_eq(g.remote_addr, addr);
+	ck_assert_uint_eq(g.unread, unread);
+	ck_assert_uint_eq(g.last_activity, last_activity);
+	relm_store_rel_clear(&g);
+}
+
+/* The same, read from the file by a second connection (committed data). */
+static void expect_file(const uint8_t id[16], const char *state, const char *addr,
+                        uint32_t unread, uint64_t deadline)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT state, remote_addr, unread, deadline FROM relationships WHERE id=?1",
+	                                    -1, &q, NULL), SQLITE_OK);
+	sqlite3_bind_blob(q, 1, id, 16, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_bytes(q, 0), (int)strlen(state));
+	ck_assert_int_eq(memcmp(sqlite3_column_blob(q, 0), state, strlen(state)), 0);
+	ck_assert_str_eq((const char *)sqlite3_column_text(q, 1), addr);
+	ck_assert_int_eq(sqlite3_column_int64(q, 2), unread);
+	ck_assert_int_eq(sqlite3_column_int64(q, 3), (sqlite3_int64)deadline);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+static void set_all(struct relm_store *st, const uint8_t id[16], const char *state,
+                    const char *addr, uint64_t deadline, uint64_t t)
+{
+	ck_assert_int_eq(relm_store_rel_set_state(st, id, (const uint8_t *)state, strlen(state), t), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id, deadline), 0);
+	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, id, addr), 0);
+}
+
+/* Inside a batch: a released step's values are what every reader sees and
+ * what the file gets at batch commit; a rolled-back step's are gone; the
+ * file sees nothing before the commit; batch rollback drops it all. */
+START_TEST(test_stage_steps)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_rel r;
+	struct list_acc acc;
+	uint8_t pid[16];
+	uint64_t next = 0;
+
+	populate(st);                    /* state 300 bytes, no address, deadline 0 */
+	fill(pid, 16, 1);
+	mk_rel(&r, pid, 0, NULL, 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S0", "h:1/a", 900, 10);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	expect_file(r.id, "S0", "h:1/a", 0, 900);
+
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	/* step 1: released */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S1-released", "h:1/b", 800, 11);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	/* step 2: everything changed, seen inside the step, then rolled back */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S2-rolled-back", "h:1/c", 700, 12);
+	ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"S2-again", 8, 13), 0);
+	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 42), 0);
+	expect_rel(st, r.id, "S2-again", "h:1/c", 42, 13);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 700);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 800);
+	/* a later step that touches the entry but not its state keeps the
+	 * released state (the undo log only borrowed it) */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, r.id, 800), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, "h:1/b"), 0);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	/* a step that touches only another relationship leaves this one be */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	{
+		struct relm_store_rel r1;
+		mk_rel(&r1, pid, 1, NULL, 0);
+		ck_assert_int_eq(relm_store_rel_set_deadline(st, r1.id, 850), 0);
+	}
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	/* the listing overlays the staged columns too */
+	memset(&acc, 0, sizeof acc);
+	ck_assert_int_eq(relm_store_rel_list(st, pid, NULL, 0, rel_cb, &acc), 0);
+	ck_assert_int_eq(acc.n, 2);
+	{
+		struct relm_store_rel g;
+		ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, 0), 0);
+		ck_assert_ptr_null(g.state);
+		ck_assert_str_eq(g.remote_addr, "h:1/b");
+		relm_store_rel_clear(&g);
+	}
+	/* nothing reached the file yet */
+	expect_file(r.id, "S0", "h:1/a", 0, 900);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	expect_file(r.id, "S1-released", "h:1/b", 0, 800);
+	relm_store_close(st);
+
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 800);
+
+	/* batch rollback drops released steps too */
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S3-batch-rolled-back", "h:1/d", 600, 14);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	expect_rel(st, r.id, "S3-batch-rolled-back", "h:1/d", 0, 14);
+	ck_assert_int_eq(relm_store_batch_rollback(st), 0);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 800);
+
+	/* a standalone step: staged until its commit, dropped by its rollback */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S4-standalone-rolled-back", "h:1/e", 500, 15);
+	expect_rel(st, r.id, "S4-standalone-rolled-back", "h:1/e", 0, 15);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	set_all(st, r.id, "S5", "h:1/f", 0, 16);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	expect_file(r.id, "S5", "h:1/f", 0, 0);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 0);
+	/* unknown relationships are refused as before, inside a batch too */
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, pid, 5), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_rel_set_state(st, pid, (const uint8_t *)"x", 1, 1), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	relm_store_close(st);
+}
+END_TEST
+
+struct due_acc { int n; uint8_t last[8]; };
+
+static int due_order_cb(void *ctx, const uint8_t id[16])
+{
+	struct due_acc *a = ctx;
+	if (a->n < 8)
+		a->last[a->n] = id[15];
+	a->n++;
+	return 0;
+}
+
+static void expect_due(struct relm_store *st, uint64_t now, unsigned limit, const char *want)
+{
+	struct due_acc a;
+	char got[16];
+
+	memset(&a, 0, sizeof a);
+	ck_assert_int_eq(relm_store_rel_due(st, now, limit, due_order_cb, &a), 0);
+	ck_assert_int_le(a.n, 8);
+	for (int i = 0; i < a.n; i++)
+		got[i] = (char)('0' + a.last[i]);
+	got[a.n] = '\0';
+	ck_assert_str_eq(got, want);
+}
+
+/* rel_due / next_deadline merge the file's deadlines with the staged ones,
+ * in order, with limits, inside a step and after its rollback. */
+START_TEST(test_stage_deadlines)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_proton p;
+	struct relm_store_rel r;
+	uint8_t id[5][16];
+	uint64_t next = 0;
+
+	mk_proton(&p, 1);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+	for (uint32_t i = 0; i < 5; i++) {
+		mk_rel(&r, p.id, i, (uint8_t *)"s", 1);
+		memcpy(id[i], r.id, 16);
+		ck_assert_int_eq(relm_store_rel_put(st, &r), 0);
+	}
+	/* in the file: 0 at 100, 1 at 200, 2 at 300, 3 and 4 none */
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[0], 100), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[1], 200), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[2], 300), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	expect_due(st, 1000, 0, "012");
+
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[0], 0), 0);     /* none now */
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[1], 50), 0);    /* earlier */
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[3], 250), 0);   /* new */
+	ck_assert_int_eq(relm_store_rel_set_state(st, id[4], (const uint8_t *)"t", 1, 2), 0);  /* no deadline */
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 50);
+	expect_due(st, 1000, 0, "132");
+	expect_due(st, 260, 0, "13");
+	expect_due(st, 49, 0, "");
+	expect_due(st, 1000, 2, "13");
+	/* inside an open step */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[2], 10), 0);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 10);
+	expect_due(st, 1000, 0, "213");
+	expect_due(st, 1000, 1, "2");
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	expect_due(st, 1000, 0, "132");
+	/* everything staged to none: the file's other rows still count */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[1], 0), 0);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[3], 0), 0);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 300);
+	ck_assert_int_eq(relm_store_rel_set_deadline(st, id[2], 0), 0);
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 0);
+	expect_due(st, 1000, 0, "");
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	ck_assert_int_eq(exec_int(st, "SELECT sum(deadline) FROM relationships"), 0 + 50 + 300 + 250 + 0);
+	relm_store_close(st);
+	st = open_ok(dbpath, 0, NULL);
+	expect_due(st, 1000, 0, "132");
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 50);
+	relm_store_close(st);
+}
+END_TEST
+
+/* A DELIVER effect of a received message adds one to unread. */
+static void deliver_in(struct relm_store *st, const uint8_t rel[16], uint8_t k)
+{
+	struct relm_effects fx;
+	struct relm_fx *f;
+
+	relm_effects_init(&fx);
+	f = relm__fx_push(&fx, RELM_FX_DELIVER);
+	ck_assert_ptr_nonnull(f);
+	fill(f->msg_id, 16, (uint8_t)(150 + k));
+	f->direction_in = 1;
+	f->kind = 1;
+	ck_assert_int_eq(relm_store_apply_effects(st, rel, "h:1/x", &fx, 1), 0);
+	relm_effects_clear(&fx);
+}
+
+/* Unread increments staged across steps sum; a rolled-back step's do not
+ * count; an absolute set in between restarts the sum. */
+START_TEST(test_stage_unread)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_rel r, g;
+	uint8_t pid[16];
+
+	populate(st);
+	fill(pid, 16, 1);
+	mk_rel(&r, pid, 1, NULL, 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 5), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	deliver_in(st, r.id, 0);
+	deliver_in(st, r.id, 1);
+	deliver_in(st, r.id, 1);                  /* duplicate: not counted */
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	deliver_in(st, r.id, 2);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	deliver_in(st, r.id, 3);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, 0), 0);
+	ck_assert_uint_eq(g.unread, 8);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	ck_assert_int_eq(exec_int(st, "SELECT unread FROM relationships WHERE label='rel 1'"), 8);
+
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	deliver_in(st, r.id, 4);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 0), 0);     /* read */
+	deliver_in(st, r.id, 5);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	deliver_in(st, r.id, 6);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, 0), 0);
+	ck_assert_uint_eq(g.unread, 2);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	relm_store_close(st);
+	st = open_ok(dbpath, 0, NULL);
+	ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, 0), 0);
+	ck_assert_uint_eq(g.unread, 2);
+	relm_store_close(st);
+}
+END_TEST
+
+/* One batch over 1,000 relationships (the staging table grows several
+ * times), every 7th step rolled back: after commit and reopen each holds
+ * its last released state, deadline and address. */
+START_TEST(test_stage_many)
+{
+	enum { N = 1000 };
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_store_proton p;
+	struct relm_store_rel r, g;
+	uint8_t state[600];
+	char addr[64];
+	uint64_t next = 0;
+	int n = 0;
+
+	mk_proton(&p, 1);
+	fill(state, sizeof state, 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		mk_rel(&r, p.id, i, state, 100);
+		ck_assert_int_eq(relm_store_rel_put(st, &r), 0);
+	}
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < N; i++) {
+			int drop = (i + (uint32_t)pass) % 7 == 0;
+			mk_rel(&r, p.id, i, NULL, 0);
+			fill(state, sizeof state, (uint8_t)(i + 31 * (uint32_t)pass + 100 * drop));
+			snprintf(addr, sizeof addr, "h:1/%u.%d.%d", i, pass, drop);
+			ck_assert_int_eq(relm_store_begin(st), 0);
+			ck_assert_int_eq(relm_store_rel_set_state(st, r.id, state, 200 + i % 300, 1000 + i), 0);
+			ck_assert_int_eq(relm_store_rel_set_deadline(st, r.id, 5000 + i + (uint64_t)pass), 0);
+			ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, addr), 0);
+			ck_assert_int_eq(drop ? relm_store_rollback(st) : relm_store_commit(st), 0);
+		}
+	}
+	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
+	ck_assert_uint_eq(next, 5001);            /* rel 0: pass 0 dropped, pass 1 kept */
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	relm_store_close(st);
+
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	for (uint32_t i = 0; i < N; i++) {
+		/* the last released of the two passes, or the original */
+		int pass = (i + 1) % 7 != 0 ? 1 : i % 7 != 0 ? 0 : -1;
+		mk_rel(&r, p.id, i, NULL, 0);
+		ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, RELM_STORE_WITH_STATE), 0);
+		if (pass < 0) {
+			ck_assert_uint_eq(g.state_len, 100);
+			ck_assert_str_eq(g.remote_addr, "");
+		} else {
+			fill(state, sizeof state, (uint8_t)(i + 31 * (uint32_t)pass));
+			snprintf(addr, sizeof addr, "h:1/%u.%d.0", i, pass);
+			ck_assert_uint_eq(g.state_len, 200 + i % 300);
+			ck_assert_int_eq(memcmp(g.state, state, g.state_len), 0);
+			ck_assert_str_eq(g.remote_addr, addr);
+			ck_assert_uint_eq(g.last_activity, 1000 + i);
+		}
+		relm_store_rel_clear(&g);
+	}
+	ck_assert_int_eq(relm_store_rel_due(st, 1000000, 0, due_cb, &n), 0);
+	ck_assert_int_eq(n, exec_int(st, "SELECT count(*) FROM relationships WHERE deadline>0"));
+	ck_assert_int_gt(n, N - N / 7 - 10);
 	relm_store_close(st);
 }
 END_TEST
@@ -1508,6 +2087,114 @@ START_TEST(test_fault_every_write)
 }
 END_TEST
 
+/* The write-back of staged columns fails at batch commit (disk full, I/O
+ * error), at every write op of the commit: the store goes to the sticky
+ * error as a failed COMMIT does, and reopens with the last committed state
+ * — never some relationships written and others not.  A tiny page cache
+ * makes the write-back spill pages to the WAL, so the faults reach it and
+ * not only the COMMIT's frames. */
+START_TEST(test_flush_fault)
+{
+	enum { NREL = 40 };
+	struct relm_store_proton p;
+	struct relm_store_rel r;
+	uint8_t before[32], after[32], got[32], state[3000];
+	char base[600], wal[600];
+	uint8_t *bb;
+	size_t bn;
+	long total = 0;
+	int in_flush = 0, points = 0;
+
+	{
+		struct relm_store *st = open_ok(dbpath, 0, NULL);
+		mk_proton(&p, 1);
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+		for (uint32_t i = 0; i < NREL; i++) {
+			fill(state, sizeof state, (uint8_t)i);
+			mk_rel(&r, p.id, i, state, sizeof state);
+			ck_assert_int_eq(relm_store_rel_put(st, &r), 0);
+		}
+		ck_assert_int_eq(relm_store_commit(st), 0);
+		digest(st, before);
+		relm_store_close(st);
+	}
+	snprintf(base, sizeof base, "%s/state/base.db", tmpdir);
+	snprintf(wal, sizeof wal, "%s-wal", dbpath);
+	bb = read_file(dbpath, &bn);
+	write_file(base, bb, bn);
+
+	/* nth = 0: the dry run, which also gives the op count of the commit */
+	for (long nth = 0; nth <= total + 1; nth++) {
+		int errs[2] = { SQLITE_IOERR, SQLITE_FULL };
+		for (int e = 0; e < (nth ? 2 : 1); e++) {
+			struct relm_store *st;
+			uint8_t mb[32];
+			int rc, wb;
+
+			write_file(dbpath, bb, bn);
+			unlink(wal);
+			tu_faultvfs_fail_after(0, 0);
+			st = open_ok(dbpath, RELM_STORE_F_NOCHECK, TU_FAULTVFS_NAME);
+			ck_assert_int_eq(sqlite3_exec(relm__store_db(st), "PRAGMA cache_size=8", NULL, NULL, NULL), SQLITE_OK);
+			ck_assert_int_eq(relm_store_batch_begin(st), 0);
+			for (uint32_t i = 0; i < NREL; i++) {
+				mk_rel(&r, p.id, i, NULL, 0);
+				fill(state, sizeof state, (uint8_t)(i + 77));
+				fill(mb, 32, (uint8_t)i);
+				ck_assert_int_eq(relm_store_begin(st), 0);
+				ck_assert_int_eq(relm_store_rel_set_state(st, r.id, state, sizeof state - i, 7), 0);
+				ck_assert_int_eq(relm_store_rel_set_deadline(st, r.id, 100 + i), 0);
+				ck_assert_int_eq(relm_store_cursor_set(st, mb, i), 0);
+				ck_assert_int_eq(relm_store_commit(st), 0);
+			}
+			tu_faultvfs_fail_after((int)nth, nth ? errs[e] : 0);
+			rc = relm_store_batch_commit(st);
+			if (!nth) {
+				ck_assert_int_eq(rc, 0);
+				total = tu_faultvfs_ops();
+				ck_assert_int_gt(total, 10);
+				digest(st, after);
+				relm_store_close(st);
+				continue;
+			}
+			if (tu_faultvfs_failures() == 0) {
+				ck_assert_int_eq(rc, 0);   /* nth past the last op */
+				relm_store_close(st);
+				continue;
+			}
+			points++;
+			ck_assert_msg(rc == RELM_EFULL || rc == RELM_ESTORE, "nth %ld: %s", nth, relm_strerror(rc));
+			ck_assert_int_eq(relm_store_error(st), rc);
+			ck_assert_int_eq(relm_store_in_txn(st), 0);
+			ck_assert_int_eq(relm_store_begin(st), rc);
+			ck_assert_int_eq(relm_store_next_deadline(st, &(uint64_t){0}), rc);
+			wb = strstr(relm_store_errmsg(st), "write-back") != NULL;
+			in_flush += wb;
+			relm_store_close(st);
+			tu_faultvfs_fail_after(0, 0);
+			st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+			digest(st, got);
+			/* the old state — or, when the COMMIT itself failed after its
+			 * frames were written, possibly the new one; never a mix */
+			ck_assert_msg(memcmp(got, before, 32) == 0 || memcmp(got, after, 32) == 0,
+			              "nth %ld err %d: neither the committed nor the new state", nth, errs[e]);
+			if (wb)      /* failed before COMMIT: certainly the old state */
+				ck_assert_msg(memcmp(got, before, 32) == 0, "nth %ld: write-back failed, yet changed", nth);
+			ck_assert_int_eq(relm_store_begin(st), 0);
+			ck_assert_int_eq(relm_store_event_append(st, "x", "{}", 1, NULL), 0);
+			ck_assert_int_eq(relm_store_commit(st), 0);
+			relm_store_close(st);
+		}
+	}
+	ck_assert_int_gt(in_flush, 0);
+	ck_assert_int_gt(points, 10);
+	fprintf(stderr, "  write-back faults: %ld write ops in the commit, %d failure points, %d in the write-back\n",
+	        total, points, in_flush);
+	free(bb);
+}
+END_TEST
+
 /* ---- lazy loading ---------------------------------------------------------------- */
 
 START_TEST(test_lazy_100k)
@@ -1597,9 +2284,17 @@ static Suite *store_suite(void)
 		{ "newer_version", test_newer_version, 10 },
 		{ "fixture_v1", test_fixture_v1, 10 },
 		{ "fixture_v2", test_fixture_v2, 10 },
+		{ "fixture_v3", test_fixture_v3, 10 },
+		{ "migrate_v2_counts", test_migrate_v2_counts, 10 },
 		{ "outgoing_queue", test_outgoing_queue, 10 },
+		{ "outgoing_count", test_outgoing_count, 10 },
+		{ "stage_steps", test_stage_steps, 10 },
+		{ "stage_deadlines", test_stage_deadlines, 10 },
+		{ "stage_unread", test_stage_unread, 10 },
+		{ "stage_many", test_stage_many, 30 },
 		{ "disk_full", test_disk_full, 10 },
 		{ "fault_every_write", test_fault_every_write, 120 },
+		{ "flush_fault", test_flush_fault, 120 },
 		{ "lazy_100k", test_lazy_100k, 120 },
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
