@@ -28,19 +28,25 @@ enum relmd_app_limits {
 	APP_TIMER_MAX_MS = 60000,  /* re-check deadlines at least every minute */
 };
 
+struct inflight {
+	uint64_t post_id;          /* 0: acknowledged out of order, waiting to be popped */
+	int64_t seq;
+	uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
+	int has_rel, has_msg;
+};
+
+/* Posts handed to a peer's client and not acknowledged yet, oldest first.
+ * The client numbers posts in the order we hand them over and the server
+ * acknowledges in that order, so an ack is nearly always the head: a ring
+ * makes it O(1) (a flat array shifted on each ack cost O(window) per ack),
+ * and the ids being increasing make any other one a binary search. */
 struct peer {
 	struct relmd_app *app;
 	char hostport[RELMD_ADDR_MAX];
 	struct relm_mbox_client *c;
 	int connected;
-};
-
-struct inflight {
-	uint64_t post_id;
-	struct peer *peer;
-	int64_t seq;
-	uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
-	int has_rel, has_msg;
+	struct inflight *q;        /* ring: q[(head + i) % cap], i < len */
+	size_t head, len, cap;
 };
 
 /* One per subscription: the signing callback's argument. */
@@ -65,9 +71,9 @@ struct relmd_app {
 	int batch;                      /* a store batch is open this turn */
 	int dirty;                      /* post-commit work is due even without a batch */
 	int64_t outbox_after;           /* last outbox seq handed to a client */
-	struct inflight *infl;
-	size_t ninfl, capinfl;
+	size_t ninfl;                   /* live entries over every peer's ring */
 	int64_t events_last;            /* last store event published */
+	unsigned published;             /* events recorded by this commit's publish */
 	uint8_t (*watch)[RELM_SIGN_PK_LEN];
 	size_t nwatch, capwatch;
 	struct sub *subs;
@@ -126,22 +132,77 @@ static void on_state(void *arg, int connected, int reason)
 		log_warn("mailbox %s: disconnected (%s); reconnecting", p->hostport, relm_strerror(reason));
 }
 
+static struct inflight *infl_at(struct peer *p, size_t i)
+{
+	return &p->q[(p->head + i) % p->cap];
+}
+
+static struct inflight *infl_push(struct peer *p)
+{
+	if (p->len == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 64;
+		struct inflight *q = malloc(cap * sizeof *q);
+		if (!q)
+			return NULL;
+		for (size_t i = 0; i < p->len; i++)
+			q[i] = *infl_at(p, i);
+		free(p->q);
+		p->q = q;
+		p->cap = cap;
+		p->head = 0;
+	}
+	return &p->q[(p->head + p->len++) % p->cap];
+}
+
+/* Take the entry of post_id out of p's ring into *out.  0 or RELM_ENOTFOUND. */
+static int infl_take(struct peer *p, uint64_t post_id, struct inflight *out)
+{
+	size_t lo = 0, hi = p->len;
+	struct inflight *f;
+
+	/* ids increase along the ring (taken ones keep their place as 0) */
+	if (p->len && infl_at(p, 0)->post_id == post_id) {
+		lo = 0;
+	} else {
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2, j = mid;
+			while (j < hi && !infl_at(p, j)->post_id)
+				j++;
+			if (j == hi) {
+				hi = mid;
+			} else if (infl_at(p, j)->post_id < post_id) {
+				lo = j + 1;
+			} else if (infl_at(p, j)->post_id > post_id) {
+				hi = mid;
+			} else {
+				lo = j;
+				break;
+			}
+		}
+		if (lo >= p->len || infl_at(p, lo)->post_id != post_id)
+			return RELM_ENOTFOUND;
+	}
+	f = infl_at(p, lo);
+	*out = *f;
+	f->post_id = 0;
+	while (p->len && !infl_at(p, 0)->post_id) {
+		p->head = (p->head + 1) % p->cap;
+		p->len--;
+	}
+	return 0;
+}
+
 static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], uint64_t seq, int err)
 {
 	struct peer *p = arg;
 	struct relmd_app *app = p->app;
-	size_t i;
+	struct inflight f;
 	int rc;
 
 	(void)mailbox;
 	(void)seq;
-	for (i = 0; i < app->ninfl; i++)   /* acks come in order: usually the first */
-		if (app->infl[i].peer == p && app->infl[i].post_id == post_id)
-			break;
-	if (i == app->ninfl)
+	if (infl_take(p, post_id, &f) != 0)
 		return;
-	struct inflight f = app->infl[i];
-	memmove(&app->infl[i], &app->infl[i + 1], (app->ninfl - i - 1) * sizeof f);
 	app->ninfl--;
 	if (err)
 		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
@@ -272,24 +333,20 @@ static int pump_cb(void *ctx, const struct relm_store_outbox *o)
 		pc->stop = 1;
 		return 1;
 	}
-	if (app->ninfl == app->capinfl) {
-		size_t cap = app->capinfl ? 2 * app->capinfl : 64;
-		void *v = realloc(app->infl, cap * sizeof *app->infl);
-		if (!v) {
-			pc->stop = 1;
-			return 1;
-		}
-		app->infl = v;
-		app->capinfl = cap;
-	}
-	if (relm_mbox_client_post(p->c, a.id, o->bytes, o->len, &post_id) != 0) {
+	/* the slot first: a post the client has cannot be left untracked */
+	struct inflight *f = infl_push(p);
+	if (!f) {
 		pc->stop = 1;
 		return 1;
 	}
-	struct inflight *f = &app->infl[app->ninfl++];
+	if (relm_mbox_client_post(p->c, a.id, o->bytes, o->len, &post_id) != 0) {
+		p->len--;
+		pc->stop = 1;
+		return 1;
+	}
+	app->ninfl++;
 	memset(f, 0, sizeof *f);
 	f->post_id = post_id;
-	f->peer = p;
 	f->seq = o->seq;
 	memcpy(f->rel, o->rel, RELM_ID_LEN);
 	memcpy(f->msg, o->msg_id, RELM_ID_LEN);
@@ -369,13 +426,132 @@ static cJSON *event_fields(struct relmd_app *app, const char *type, const char *
 	return f;
 }
 
+/* The store writes the message events as exactly
+ *   {"relationship":"<hex32>","message":"<hex32>"}            (received, sent)
+ *   {"relationship":"<hex32>","message":"<hex32>","status":"<s>"[,"reason":"<r>"]}
+ * (lib/store.c, relm_store_apply_effects).  Recognise that shape — nothing
+ * else: anything unexpected takes the cJSON path — so the line can be
+ * written without parsing and re-serialising.  A string is "plain" when
+ * parsing and printing it with cJSON gives it back unchanged: no quote,
+ * no backslash, no control byte. */
+struct msg_json {
+	char rel[2 * RELM_ID_LEN + 1], msg[2 * RELM_ID_LEN + 1];
+	char status[32];
+	char reason[256];
+	int has_reason;
+};
+
+static const char *lit(const char *p, const char *s)
+{
+	size_t n = strlen(s);
+	return p && !strncmp(p, s, n) ? p + n : NULL;
+}
+
+static const char *hex32(const char *p, char out[2 * RELM_ID_LEN + 1])
+{
+	if (!p)
+		return NULL;
+	for (int i = 0; i < 2 * RELM_ID_LEN; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return NULL;
+	memcpy(out, p, 2 * RELM_ID_LEN);
+	out[2 * RELM_ID_LEN] = '\0';
+	return p + 2 * RELM_ID_LEN;
+}
+
+static const char *plain(const char *p, char *out, size_t cap)
+{
+	size_t n = 0;
+	if (!p)
+		return NULL;
+	while (p[n] != '"') {
+		if (!p[n] || p[n] == '\\' || (unsigned char)p[n] < 0x20 || n + 1 >= cap)
+			return NULL;
+		n++;
+	}
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return p + n + 1;
+}
+
+static int msg_json_parse(struct msg_json *m, const char *json, int with_status)
+{
+	const char *p = lit(json, "{\"relationship\":\"");
+	p = lit(hex32(p, m->rel), "\",\"message\":\"");
+	p = lit(hex32(p, m->msg), "\"");
+	m->has_reason = 0;
+	if (with_status) {
+		p = plain(lit(p, ",\"status\":\""), m->status, sizeof m->status);
+		if (lit(p, ",\"reason\":\"")) {
+			p = plain(lit(p, ",\"reason\":\""), m->reason, sizeof m->reason);
+			m->has_reason = 1;
+		}
+	}
+	return p && p[0] == '}' && p[1] == '\0';
+}
+
+/* The notification line of store event seq (malloc'd, *len set), or NULL
+ * on ENOMEM.  Live publishing and replays both come here, so a replay
+ * carries the bytes a live subscriber got. */
+static char *event_line(struct relmd_app *app, int64_t seq, int t, const char *type,
+			const char *json, uint64_t ts, size_t *len)
+{
+	struct msg_json m;
+
+	if ((t == RELMD_EV_MESSAGE_RECEIVED || t == RELMD_EV_MESSAGE_SENT ||
+	     t == RELMD_EV_MESSAGE_STATUS) &&
+	    msg_json_parse(&m, json, t == RELMD_EV_MESSAGE_STATUS)) {
+		struct relmd_evline w;
+		char *line;
+
+		/* the members and their order event_fields() gives */
+		relmd_evline_begin(&w, (uint64_t)seq, t, ts);
+		relmd_evline_str(&w, "relationship", m.rel);
+		relmd_evline_str(&w, "message", m.msg);
+		if (t == RELMD_EV_MESSAGE_STATUS) {
+			relmd_evline_str(&w, "status", m.status);
+			if (m.has_reason)
+				relmd_evline_str(&w, "reason", m.reason);
+		} else {
+			static const char *const origins[] = { "", "self", "sibling", "remote" };
+			uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN];
+			struct relm_store_msg msg;
+			uint8_t *body = NULL;
+			size_t blen = 0;
+			if (relm_unhex(rel, sizeof rel, m.rel, strlen(m.rel)) == 0 &&
+			    relm_unhex(id, sizeof id, m.msg, strlen(m.msg)) == 0 &&
+			    relm_store_msg_get_body(app->st, rel, id, &msg, &body, &blen) == 0) {
+				relmd_evline_str(&w, "body", (const char *)body);
+				relmd_evline_str(&w, "kind", msg.kind);
+				relmd_evline_uint(&w, "sent_ts", msg.ts);
+				relmd_evline_str(&w, "origin", msg.origin >= 1 && msg.origin <= 3 ?
+						 origins[msg.origin] : "remote");
+				relm_store_buf_free(body, blen);
+			}
+		}
+		if ((line = relmd_evline_end(&w, len)) != NULL)
+			return line;
+		/* a number cJSON prints in its own way (or ENOMEM): its path */
+	}
+	cJSON *f = event_fields(app, type, json);
+	char *line = relmd_event_line((uint64_t)seq, t, ts, f);
+	cJSON_Delete(f);
+	if (line)
+		*len = strlen(line);
+	return line;
+}
+
 static int publish_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
 {
 	struct relmd_app *app = ctx;
+	int t = relmd_event_type_index(type);
+	char *line = NULL;
+	size_t len = 0;
+
 	app->events_last = seq;
-	if (relmd_event_type_index(type) < 0)
+	if (t < 0)
 		return 0;                   /* a type this API does not publish */
-	if (!strcmp(type, "relationship.created")) {
+	if (t == RELMD_EV_RELATIONSHIP_CREATED) {
 		cJSON *f = cJSON_Parse(json);
 		const cJSON *r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
 		uint8_t rel[RELM_ID_LEN];
@@ -388,7 +564,13 @@ static int publish_cb(void *ctx, int64_t seq, const char *type, const char *json
 		relm_store_rel_clear(&sr);
 		cJSON_Delete(f);
 	}
-	relmd_event_publish(app->d, (uint64_t)seq, type, event_fields(app, type, json), ts);
+	/* Nobody listening: keep seq/type/ts only; a later `subscribe {since}`
+	 * builds the line through ev_load, from the same store rows (so does a
+	 * subscriber's pump if building it here ran out of memory). */
+	if (relmd_event_wanted(app->d, t))
+		line = event_line(app, seq, t, type, json, ts, &len);
+	relmd_event_record(app->d, (uint64_t)seq, t, ts, line, len);
+	app->published++;
 	return 0;
 }
 
@@ -409,6 +591,7 @@ static void arm_timer(struct relmd_app *app)
 static int hook_commit(void *ctx)
 {
 	struct relmd_app *app = ctx;
+	size_t npeers;
 	int rc;
 
 	if (!app->batch && !app->dirty)
@@ -421,13 +604,25 @@ static int hook_commit(void *ctx)
 		}
 	}
 	app->dirty = 0;
-	/* Durable now: tell subscribers, read new mailboxes, post, re-arm. */
+	/* Durable now: tell subscribers, read new mailboxes, post, re-arm.
+	 * The subscriptions and posts of this commit leave in one write per
+	 * mailbox server (a client created meanwhile is not connected yet). */
+	app->published = 0;
 	if ((rc = relm_store_event_list(app->st, app->events_last, 0, publish_cb, app)) < 0)
 		log_err("reading events: %s", relm_strerror(rc));
+	/* Subscribers move only now: a replay may read the event log (ev_load),
+	 * which must not happen inside the iteration above (one statement). */
+	if (app->published)
+		relmd_event_deliver(app->d);
+	npeers = app->npeers;
+	for (size_t i = 0; i < npeers; i++)
+		relm_mbox_client_cork(app->peers[i]->c);
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;
 	pump(app);
+	for (size_t i = 0; i < npeers; i++)
+		relm_mbox_client_uncork(app->peers[i]->c);
 	arm_timer(app);
 	return 0;
 }
@@ -575,6 +770,7 @@ struct ev_load {
 	struct relmd_app *app;
 	int64_t want;
 	char *line;
+	size_t len;
 	int type;
 };
 
@@ -584,24 +780,21 @@ static int ev_load_cb(void *ctx, int64_t seq, const char *type, const char *json
 	if (seq != l->want)
 		return 1;
 	l->type = relmd_event_type_index(type);
-	if (l->type >= 0) {
-		cJSON *f = event_fields(l->app, type, json);
-		l->line = relmd_event_line((uint64_t)seq, l->type, ts, f);
-		cJSON_Delete(f);
-	}
+	if (l->type >= 0)
+		l->line = event_line(l->app, seq, l->type, type, json, ts, &l->len);
 	return 1;
 }
 
 static int ev_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 {
-	struct ev_load l = { ctx, (int64_t)seq, NULL, -1 };
+	struct ev_load l = { ctx, (int64_t)seq, NULL, 0, -1 };
 	int rc = relm_store_event_list(((struct relmd_app *)ctx)->st, (int64_t)seq - 1, 1, ev_load_cb, &l);
 	if (rc < 0)
 		return rc;
 	if (!l.line)
 		return RELM_ENOTFOUND;
 	*line = l.line;
-	*len = strlen(l.line);
+	*len = l.len;
 	*type = l.type;
 	return 0;
 }
@@ -669,14 +862,15 @@ void relmd_app_free(struct relmd_app *app)
 		return;
 	if (app->closes)
 		log_warn("%d mailbox handles were still closing", app->closes);
-	for (size_t i = 0; i < app->npeers; i++)
+	for (size_t i = 0; i < app->npeers; i++) {
+		free(app->peers[i]->q);
 		free(app->peers[i]);
+	}
 	while (app->subs) {
 		struct sub *s = app->subs;
 		app->subs = s->next;
 		free(s);
 	}
-	free(app->infl);
 	free(app->watch);
 	relm_core_free(app->core);
 	relm_store_close(app->st);

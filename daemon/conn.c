@@ -199,6 +199,13 @@ void relmd_conn_pump(struct relmd_conn *c)
 		const char *line;
 		size_t len;
 		int type, owned;
+		/* A type this subscriber filters out is skipped before its line
+		 * is fetched: an event nobody wanted may have none built. */
+		type = relmd_events_type(ev, c->sub_next);
+		if (type >= 0 && !(c->sub_mask & (1u << type))) {
+			c->sub_next++;
+			continue;
+		}
 		if (relmd_events_get(ev, c->sub_next, &line, &len, &type, &owned) < 0) {
 			log_warn("client %llu: subscriber fell behind the event retention "
 				 "(event %llu is gone): disconnecting", (unsigned long long)c->id,

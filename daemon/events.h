@@ -3,14 +3,22 @@
  *
  * Every event gets the next per-daemon sequence number `seq` (1, 2, ...;
  * continued from the persistence hook's last_seq across restarts) and is
- * serialised once, when emitted, into its wire form — one JSON-RPC
- * notification line:
+ * serialised at most once into its wire form — one JSON-RPC notification
+ * line:
  *
  *   {"jsonrpc":"2.0","method":"event","params":{"seq":N,"type":"...","ts":MS,...}}
  *
  * The last `retention` events stay in an in-memory ring so that
  * `subscribe {since}` can replay what a client missed; older ones come from
- * the optional persistence hook (the store will implement it), or are gone.
+ * the optional persistence hook (the store implements it), or are gone.
+ *
+ * Lazy lines: when the hook can rebuild any event from the store (`load`
+ * set, no `save`: the store's log is the record), an event nobody listens
+ * to is kept in the ring as seq, type and time only (relmd_events_put with
+ * no line) and its line is built through `load` the first time a replay
+ * asks for it, then cached in its slot.  An event with no listener thus
+ * costs no JSON work, and a replay still sees the same bytes a live
+ * subscriber would have.
  *
  * This file is the bus only: no libuv, no connections.  Delivery to
  * subscribers (paced by each connection's output queue) is in conn.c, and
@@ -70,8 +78,10 @@ struct relmd_event_store {
 struct relmd_event {
 	uint64_t seq;
 	int type;                /* enum relmd_event_type */
+	uint64_t ts;
 	size_t len;
-	char *line;              /* notification, no newline; owned by the ring */
+	char *line;              /* notification, no newline; owned by the ring;
+	                          * NULL: not built yet (built by store.load) */
 };
 
 struct relmd_events {
@@ -106,16 +116,50 @@ int relmd_events_emit(struct relmd_events *ev, const char *type, cJSON *fields,
 int relmd_events_emit_at(struct relmd_events *ev, uint64_t seq, const char *type, cJSON *fields,
 			 uint64_t ts_ms, const struct relmd_event **out);
 
+/* Retain event seq (> last_seq; a gap is allowed) of type t with its line
+ * (malloc'd, no newline, len bytes; the ring takes it) or line NULL: built
+ * later through store.load when a replay needs it — only allowed when
+ * relmd_events_lazy() says so.  0, RELM_EINVAL (seq not after last_seq,
+ * or a NULL line without a load hook; line is freed either way). */
+int relmd_events_put(struct relmd_events *ev, uint64_t seq, int t, uint64_t ts_ms,
+		     char *line, size_t len);
+
+/* 1 when events may be retained without their line (store.load can build
+ * any of them and there is no store.save wanting the line). */
+int relmd_events_lazy(const struct relmd_events *ev);
+
 /* The notification line of an event (malloc'd, no newline) or NULL;
  * fields (may be NULL) is emptied but not freed.  t: enum relmd_event_type. */
 char *relmd_event_line(uint64_t seq, int t, uint64_t ts_ms, cJSON *fields);
 
+/* The same line written directly, for the frequent event types: begin, then
+ * members in order (keys are not escaped: pass literals), then end.  The
+ * bytes are those relmd_event_line() prints for the same members (cJSON's
+ * escaping and number format).  Numbers are limited to integers below
+ * 10^15, which cJSON prints as plain digits; end() returns NULL for any
+ * other (and on ENOMEM): build the line with relmd_event_line() then. */
+struct relmd_evline {
+	char *p;
+	size_t len, cap;
+	int bad;
+};
+void relmd_evline_begin(struct relmd_evline *w, uint64_t seq, int t, uint64_t ts_ms);
+void relmd_evline_str(struct relmd_evline *w, const char *key, const char *val);
+void relmd_evline_uint(struct relmd_evline *w, const char *key, uint64_t v);
+/* The line (malloc'd, *len set) or NULL; w is reset either way. */
+char *relmd_evline_end(struct relmd_evline *w, size_t *len);
+
 /* Event `seq` for a replay: 0 and *line, *len, *type set (*line malloc'd only
  * if *owned is set, else it points into the ring and is valid until the
  * next emit), or RELM_ENOTFOUND if it is neither in the ring nor in the
- * store.  seq must be in 1..last_seq. */
+ * store (nor, for a line not built yet, buildable).  seq must be in
+ * 1..last_seq. */
 int relmd_events_get(struct relmd_events *ev, uint64_t seq, const char **line,
 		     size_t *len, int *type, int *owned);
+
+/* The type of event seq if the ring holds it (built or not), else -1:
+ * lets a filtered subscriber skip an event without building its line. */
+int relmd_events_type(const struct relmd_events *ev, uint64_t seq);
 
 /* Oldest seq a replay can still deliver (last_seq + 1 when nothing can). */
 uint64_t relmd_events_oldest(const struct relmd_events *ev);

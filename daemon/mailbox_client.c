@@ -21,6 +21,16 @@
  * Posts are one FIFO; `sent` counts how many at its front have been sent on
  * this connection.  The server acknowledges in order, but we match by tag
  * anyway so that an ERROR for one post cannot misattribute the rest.
+ *
+ * Output is coalesced: frames are encoded into one open buffer (`wout`)
+ * while the client is "corked" — during each of our own libuv callbacks,
+ * and between relm_mbox_client_cork/uncork — and the buffer goes to the
+ * kernel in one uv_write when the outermost cork is released.  Uncorked,
+ * a frame is written at once, as before.  So a read callback carrying 200
+ * acks that frees the window for 200 posts costs one write(2), not 200,
+ * and no frame ever waits for a timer or another loop turn.  Frames keep
+ * their order (one buffer, appended in order; buffers are written in
+ * order), and the bytes in flight are still bounded by the post window.
  */
 #include "mailbox_client.h"
 
@@ -78,7 +88,7 @@ struct clease {
 
 struct cwreq {
 	uv_write_t req;
-	size_t len;
+	size_t len, cap;
 	uint8_t data[];
 };
 
@@ -113,7 +123,11 @@ struct relm_mbox_client {
 	uint8_t *rbuf;
 	size_t rcap, rlen;
 
+	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */
+	unsigned corked;           /* nesting depth; wout is written when it drops to 0 */
+
 	struct cpost *posts, **posts_tail;
+	struct cpost *unsent;      /* the first post not sent on this connection (NULL: none) */
 	size_t nposts, sent;
 	uint64_t next_post_id;
 
@@ -158,29 +172,84 @@ static void on_write(uv_write_t *req, int status)
 		drop(c, status);
 }
 
-static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
+/* Hand the open buffer to libuv (one write for every frame queued since
+ * the last flush).  A failure drops the connection, as a failed write of
+ * any single frame did. */
+static void out_flush(struct relm_mbox_client *c)
 {
-	size_t n = relm_mbox_frame_size(f);
-	struct cwreq *w;
+	struct cwreq *w = c->wout;
 	uv_buf_t b;
 	int rc;
 
-	if (!n)
-		return RELM_EINVAL;
-	w = malloc(sizeof(*w) + n);
-	if (!w) {
-		drop(c, RELM_ENOMEM);
-		return RELM_ENOMEM;
+	if (!w)
+		return;
+	c->wout = NULL;
+	if (c->state != CS_HELLO && c->state != CS_READY) {
+		free(w);   /* connection gone: what it carried is re-sent on the next */
+		return;
 	}
-	w->len = n;
-	relm_mbox_frame_encode(w->data, n, f);
-	b = uv_buf_init((char *)w->data, (unsigned)n);
+	b = uv_buf_init((char *)w->data, (unsigned)w->len);
 	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 	if (rc) {
 		free(w);
 		drop(c, rc);
 	}
-	return rc;
+}
+
+/* Unsent frames die with their connection (posts are marked unsent and go
+ * again after the reconnect, like writes libuv cancels). */
+static void out_discard(struct relm_mbox_client *c)
+{
+	free(c->wout);
+	c->wout = NULL;
+}
+
+static void cork(struct relm_mbox_client *c)
+{
+	c->corked++;
+}
+
+static void uncork(struct relm_mbox_client *c)
+{
+	if (c->corked && --c->corked == 0)
+		out_flush(c);
+}
+
+/* Queue one frame behind the others of this turn; written at once when not
+ * corked.  Returns 0, or a negative code after which the connection is
+ * being dropped (or was not up). */
+static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
+{
+	size_t n = relm_mbox_frame_size(f);
+	struct cwreq *w = c->wout;
+
+	if (!n)
+		return RELM_EINVAL;
+	if (c->state != CS_HELLO && c->state != CS_READY)
+		return RELM_ECLOSED;   /* uv_write on the closing socket failed the same way */
+	if (!w || w->cap - w->len < n) {
+		size_t cap = w ? w->cap : 0, need = (w ? w->len : 0) + n;
+		struct cwreq *nw;
+
+		if (cap < 4096)
+			cap = 4096;
+		while (cap < need)
+			cap *= 2;
+		nw = realloc(w, sizeof(*nw) + cap);
+		if (!nw) {
+			drop(c, RELM_ENOMEM);
+			return RELM_ENOMEM;
+		}
+		if (!w)
+			nw->len = 0;
+		nw->cap = cap;
+		c->wout = w = nw;
+	}
+	relm_mbox_frame_encode(w->data + w->len, n, f);
+	w->len += n;
+	if (!c->corked)
+		out_flush(c);
+	return c->state == CS_HELLO || c->state == CS_READY ? 0 : RELM_ECLOSED;
 }
 
 static void frame_init(struct relm_mbox_frame *f, uint8_t type)
@@ -259,13 +328,14 @@ static void refill(struct relm_mbox_client *c)
 
 static void flush_posts(struct relm_mbox_client *c)
 {
-	struct cpost *p = c->posts;
+	struct cpost *p;
 
 	if (c->state != CS_READY)
 		return;
-	for (size_t i = 0; p && i < c->sent; i++)
-		p = p->next;
-	while (p && c->state == CS_READY && c->sent < c->cfg.post_window) {
+	/* the `sent` first posts are out: carry on from the first one that is
+	 * not (kept as a pointer: walking the window on each call was
+	 * O(window) per post and per ack) */
+	while ((p = c->unsent) && c->state == CS_READY && c->sent < c->cfg.post_window) {
 		struct relm_mbox_frame f;
 		uint32_t cost;
 
@@ -287,7 +357,7 @@ static void flush_posts(struct relm_mbox_client *c)
 		if (send_frame(c, &f) != 0)
 			return;
 		c->sent++;
-		p = p->next;
+		c->unsent = p->next;
 	}
 }
 
@@ -506,6 +576,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->rlen += (size_t)nread;
 	c->last_rx = uv_now(c->loop);
+	/* Everything the frames of this read make us send (posts the acks made
+	 * room for, resubscriptions, what the callbacks queue) leaves in one
+	 * write when the read is done. */
+	cork(c);
 	while (c->state == CS_HELLO || c->state == CS_READY) {
 		struct relm_mbox_frame f;
 		int rc = relm_mbox_frame_peek(&flen, c->rbuf + pos, c->rlen - pos);
@@ -516,7 +590,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			rc = relm_mbox_frame_decode(&f, c->rbuf + pos, flen);
 		if (rc) {
 			drop(c, RELM_EPROTO);
-			return;
+			break;
 		}
 		on_frame(c, &f);
 		pos += flen;
@@ -525,6 +599,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
 		c->rlen -= pos;
 	}
+	uncork(c);
 }
 
 /* ---- connection cycle ---- */
@@ -567,11 +642,13 @@ static void drop(struct relm_mbox_client *c, int reason)
 		return;
 	}
 	c->state = CS_DROP;
+	out_discard(c);
 	uv_timer_stop(&c->timer);
 	uv_timer_stop(&c->ping);
 	for (p = c->posts; p; p = p->next)
 		p->tag = 0;
 	c->sent = 0;
+	c->unsent = c->posts;
 	for (size_t i = 0; i < c->nsubs; i++) {
 		c->subs[i].active = 0;
 		c->subs[i].tag = 0;
@@ -609,7 +686,7 @@ static void on_connect(uv_connect_t *req, int status)
 	frame_init(&f, RELM_MBOX_HELLO);
 	f.u.hello.min_version = RELM_MBOX_VERSION;
 	f.u.hello.max_version = RELM_MBOX_VERSION;
-	send_frame(c, &f);
+	send_frame(c, &f);   /* uncorked: written now */
 }
 
 static void start_connect(struct relm_mbox_client *c, const struct sockaddr *sa)
@@ -691,7 +768,9 @@ static void on_timer(uv_timer_t *t)
 		drop(c, RELM_ETIMEOUT);
 		break;
 	case CS_READY:
+		cork(c);   /* the posts the bucket allows now: one write */
 		flush_posts(c);
+		uncork(c);
 		break;
 	default:
 		break;
@@ -777,6 +856,8 @@ int relm_mbox_client_post(struct relm_mbox_client *c, const uint8_t mailbox[RELM
 	memcpy(p->env, env, len);
 	*c->posts_tail = p;
 	c->posts_tail = &p->next;
+	if (!c->unsent)
+		c->unsent = p;
 	c->nposts++;
 	if (post_id)
 		*post_id = p->id;
@@ -921,6 +1002,16 @@ size_t relm_mbox_client_unacked(const struct relm_mbox_client *c)
 	return c->nposts;
 }
 
+void relm_mbox_client_cork(struct relm_mbox_client *c)
+{
+	cork(c);
+}
+
+void relm_mbox_client_uncork(struct relm_mbox_client *c)
+{
+	uncork(c);
+}
+
 static void maybe_done(struct relm_mbox_client *c)
 {
 	void (*cb)(void *);
@@ -931,6 +1022,7 @@ static void maybe_done(struct relm_mbox_client *c)
 	cb = c->close_cb;
 	arg = c->close_arg;
 	free(c->rbuf);
+	free(c->wout);
 	free(c->subs);
 	free(c);
 	if (cb)
@@ -962,6 +1054,7 @@ void relm_mbox_client_close(struct relm_mbox_client *c, void (*cb)(void *arg), v
 		free(p);
 	}
 	c->posts_tail = &c->posts;
+	c->unsent = NULL;
 	c->nposts = c->sent = 0;
 	while (c->nsubs)
 		sub_remove(c, c->nsubs - 1);

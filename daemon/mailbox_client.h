@@ -124,6 +124,15 @@ int relm_mbox_client_lease(struct relm_mbox_client *c, const uint8_t mailbox[REL
                            relm_mbox_sign_fn sign, void *sign_arg,
                            relm_mbox_lease_cb cb, void *cb_arg);
 
+/* Batch output: frames queued between cork and the matching uncork (posts,
+ * subscribes, ...) are handed to the kernel in one write at the uncork,
+ * in order, instead of one write each.  Corks nest; pair them within one
+ * callback of yours (an uncork must come before the loop runs again, or
+ * the frames wait).  The client corks itself around each of its own
+ * callbacks, so what your callbacks queue is batched already. */
+void relm_mbox_client_cork(struct relm_mbox_client *c);
+void relm_mbox_client_uncork(struct relm_mbox_client *c);
+
 /* 1 when connected (CHALLENGE received), else 0. */
 int relm_mbox_client_connected(const struct relm_mbox_client *c);
 /* Posts not yet acknowledged. */

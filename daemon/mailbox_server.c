@@ -30,6 +30,15 @@
  *    time only.
  *  - One periodic tick enforces the timeouts (HELLO, stalled half-frame,
  *    stalled writes, idle, closing).
+ *  - Output is coalesced per connection per callback: frames are encoded
+ *    into the connection's open buffer (`wout`) and every buffer filled
+ *    during one of our libuv callbacks (a read, a write completion, the
+ *    group commit, the tick) is handed to libuv in one uv_write when that
+ *    callback ends (server_hold/server_release).  The group commit of 200
+ *    posts thus costs one write of 200 POSTED to each poster and one of
+ *    the DELIVERs to each subscriber, not 400.  `outq` counts the open
+ *    buffer too, so the read pause, the pump's OUTQ_LOW and the write
+ *    stall timeout see exactly the bytes they saw before.
  */
 #include "mailbox_server.h"
 
@@ -94,6 +103,9 @@ struct conn {
 	unsigned nsubs;
 	unsigned rr;               /* round-robin start for the pump */
 	int in_pump;
+	struct wreq *wout;         /* frames queued in this callback, not yet written */
+	struct conn *dirty_next;   /* on srv->dirty (flushed when the callback ends) */
+	int dirty;
 };
 
 struct pending_post {
@@ -109,7 +121,7 @@ struct pending_post {
 struct wreq {
 	uv_write_t req;
 	struct conn *conn;
-	size_t len;
+	size_t len, cap;
 	uint8_t data[];
 };
 
@@ -152,6 +164,8 @@ struct relm_mbox_server {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	struct conn *conns;
+	struct conn *dirty;        /* connections with a wout to write at release */
+	unsigned hold;             /* inside one of our callbacks: output waits for its end */
 	struct pending_post *pend_head, **pend_tail;
 	int closing;
 	unsigned open_handles;     /* server-owned handles not yet closed */
@@ -163,6 +177,8 @@ struct relm_mbox_server {
 static void conn_pump(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_resume(struct conn *c);
+static void server_hold(struct relm_mbox_server *s);
+static void server_release(struct relm_mbox_server *s);
 static void server_maybe_done(struct relm_mbox_server *s);
 static void on_commit(uv_prepare_t *h);
 
@@ -395,45 +411,105 @@ static void on_write(uv_write_t *req, int status)
 	}
 	if (c->state == CONN_CLOSING || uv_is_closing((uv_handle_t *)&c->tcp))
 		return;
-	if (!c->reading && c->outq <= s->cfg.outq_max / 2) {
+	server_hold(s);
+	if (!c->reading && c->outq <= s->cfg.outq_max / 2)
 		conn_resume(c);
-		if (c->state != CONN_READY)
-			return;
-	}
-	conn_pump(c);
+	if (c->state == CONN_READY)
+		conn_pump(c);
+	server_release(s);
 }
 
-/* Queue one frame.  Returns 0 or a negative code (the connection is then
- * being closed). */
-static int conn_send(struct conn *c, const struct relm_mbox_frame *f)
+/* Hand the connection's open buffer to libuv.  0, or a negative code
+ * (the connection is then being closed). */
+static int conn_flush(struct conn *c)
 {
-	size_t n = relm_mbox_frame_size(f);
-	struct wreq *w;
+	struct wreq *w = c->wout;
 	uv_buf_t b;
 	int rc;
+
+	if (!w)
+		return 0;
+	c->wout = NULL;
+	if (uv_is_closing((uv_handle_t *)&c->tcp)) {
+		c->outq -= w->len;
+		free(w);
+		return RELM_ECLOSED;
+	}
+	w->conn = c;
+	b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (rc) {
+		c->outq -= w->len;
+		free(w);
+		conn_close(c);
+		return rc;
+	}
+	return 0;
+}
+
+/* Our callbacks hold the output while they run and release it when they
+ * end: every connection that got frames meanwhile is written once. */
+static void server_hold(struct relm_mbox_server *s)
+{
+	s->hold++;
+}
+
+static void server_release(struct relm_mbox_server *s)
+{
+	struct conn *c;
+
+	if (--s->hold)
+		return;
+	while ((c = s->dirty)) {
+		s->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->dirty = 0;
+		conn_flush(c);
+	}
+}
+
+/* Queue one frame behind those of this callback.  Returns 0 or a negative
+ * code (the connection is then being closed). */
+static int conn_send(struct conn *c, const struct relm_mbox_frame *f)
+{
+	struct relm_mbox_server *s = c->srv;
+	size_t n = relm_mbox_frame_size(f);
+	struct wreq *w = c->wout;
 
 	if (uv_is_closing((uv_handle_t *)&c->tcp))
 		return RELM_ECLOSED;
 	if (!n)
 		return RELM_EINVAL;   /* our own bug; never reached with valid frames */
-	w = malloc(sizeof(*w) + n);
-	if (!w) {
-		conn_close(c);
-		return RELM_ENOMEM;
+	if (!w || w->cap - w->len < n) {
+		size_t cap = w ? w->cap : 0, need = (w ? w->len : 0) + n;
+		struct wreq *nw;
+
+		if (cap < RBUF_INITIAL)
+			cap = RBUF_INITIAL;
+		while (cap < need)
+			cap *= 2;
+		nw = realloc(w, sizeof(*nw) + cap);
+		if (!nw) {
+			conn_close(c);
+			return RELM_ENOMEM;
+		}
+		if (!w)
+			nw->len = 0;
+		nw->cap = cap;
+		c->wout = w = nw;
 	}
-	w->conn = c;
-	w->len = n;
-	relm_mbox_frame_encode(w->data, n, f);
-	b = uv_buf_init((char *)w->data, (unsigned)n);
-	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-	if (rc) {
-		free(w);
-		conn_close(c);
-		return rc;
-	}
+	relm_mbox_frame_encode(w->data + w->len, n, f);
+	w->len += n;
 	if (c->outq == 0)
-		c->write_progress = uv_now(c->srv->loop);
+		c->write_progress = uv_now(s->loop);
 	c->outq += n;
+	if (!s->hold)
+		return conn_flush(c);
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->dirty_next = s->dirty;
+		s->dirty = c;
+	}
 	return 0;
 }
 
@@ -468,6 +544,9 @@ static void conn_error(struct conn *c, uint32_t tag, unsigned code, int fatal, c
 	log_debug("mailbox: conn %p: error %s%s", (void *)c, relm_mbox_errname(code),
 	          fatal ? " (closing)" : "");
 	if (conn_send(c, &f) != 0 || !fatal)
+		return;
+	/* uv_shutdown waits for the writes libuv has, not for our buffer */
+	if (conn_flush(c) != 0)
 		return;
 	c->state = CONN_CLOSING;
 	c->closing_since = uv_now(c->srv->loop);
@@ -508,6 +587,13 @@ static void conn_close(struct conn *c)
 	for (p = c->srv->pend_head; p; p = p->next)
 		if (p->conn == c)
 			p->conn = NULL;
+	if (c->wout) {
+		/* never handed to libuv: nothing to cancel (it may stay on
+		 * srv->dirty until the release; the flush skips it) */
+		c->outq -= c->wout->len;
+		free(c->wout);
+		c->wout = NULL;
+	}
 	c->state = CONN_CLOSING;
 	c->reading = 0;
 	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -973,7 +1059,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		return;
 	c->rlen += (size_t)nread;
 	c->last_rx = uv_now(c->srv->loop);
+	server_hold(c->srv);
 	conn_process(c);
+	server_release(c->srv);
 }
 
 /* Reads were paused for a full output queue: handle what was buffered
@@ -1018,7 +1106,7 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (s->stats.connections > s->cfg.max_conns) {
-		conn_error(c, 0, RELM_MBOX_E_OVERLOADED, 1, "too many connections");
+		conn_error(c, 0, RELM_MBOX_E_OVERLOADED, 1, "too many connections");   /* flushed: fatal */
 		return;
 	}
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
@@ -1084,6 +1172,7 @@ static void on_commit(uv_prepare_t *h)
 	if (!batch)
 		return;
 	rc = commit_batch(s, batch);
+	server_hold(s);   /* each poster's acks and each subscriber's DELIVERs: one write */
 
 	/* Acks strictly after the commit (the durability rule). */
 	for (p = batch; p; p = p->next) {
@@ -1120,6 +1209,7 @@ static void on_commit(uv_prepare_t *h)
 				conn_pump(c);
 		}
 	}
+	server_release(s);
 	for (p = batch; p; p = next) {
 		next = p->next;
 		if (!rc)
@@ -1137,6 +1227,7 @@ static void on_tick(uv_timer_t *t)
 	uint64_t now = uv_now(s->loop);
 	struct conn *c, *next;
 
+	server_hold(s);
 	for (c = s->conns; c; c = next) {
 		next = c->next;
 		if (uv_is_closing((uv_handle_t *)&c->tcp))
@@ -1158,6 +1249,7 @@ static void on_tick(uv_timer_t *t)
 			conn_error(c, 0, RELM_MBOX_E_TIMEOUT, 1, "idle for too long");
 		}
 	}
+	server_release(s);
 }
 
 int relm_mbox_server_sweep(struct relm_mbox_server *s)

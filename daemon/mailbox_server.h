@@ -9,7 +9,9 @@
  *
  * Durability: a POST is acknowledged (POSTED) only after the transaction
  * holding it has committed with synchronous=FULL; posts read during one
- * loop turn are committed together (group commit, uv_prepare_t).
+ * loop turn are committed together (group commit, uv_prepare_t), and what
+ * that commit answers to one connection (its POSTEDs, its DELIVERs) goes
+ * out in one write.
  */
 #ifndef RELM_MAILBOX_SERVER_H
 #define RELM_MAILBOX_SERVER_H

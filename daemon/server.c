@@ -412,6 +412,31 @@ int relmd_event_publish(struct relmd *d, uint64_t seq, const char *type, cJSON *
 		log_err("event %s dropped: %s", type, relm_strerror(r));
 		return r;
 	}
+	relmd_event_deliver(d);
+	return 0;
+}
+
+int relmd_event_wanted(const struct relmd *d, int type)
+{
+	if (!relmd_events_lazy(&d->events))
+		return 1;
+	for (const struct relmd_conn *c = d->conns; c; c = c->next)
+		if (c->subscribed && !c->closing && !c->draining && (c->sub_mask & (1u << type)))
+			return 1;
+	return 0;
+}
+
+int relmd_event_record(struct relmd *d, uint64_t seq, int type, uint64_t ts_ms,
+		       char *line, size_t len)
+{
+	int r = relmd_events_put(&d->events, seq, type, ts_ms, line, len);
+	if (r < 0)
+		log_err("event %s dropped: %s", relmd_event_types[type], relm_strerror(r));
+	return r;
+}
+
+void relmd_event_deliver(struct relmd *d)
+{
 	uint64_t oldest = relmd_events_oldest(&d->events);
 	for (struct relmd_conn *c = d->conns; c; c = c->next) {
 		if (!c->subscribed || c->closing)
@@ -424,7 +449,6 @@ int relmd_event_publish(struct relmd *d, uint64_t seq, const char *type, cJSON *
 		}
 		relmd_conn_pump(c);
 	}
-	return 0;
 }
 
 /* ---- daemon.status ------------------------------------------------------------------- */

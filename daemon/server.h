@@ -193,6 +193,23 @@ int relmd_event_emit(struct relmd *d, const char *type, cJSON *fields);
 int relmd_event_publish(struct relmd *d, uint64_t seq, const char *type, cJSON *fields,
 			uint64_t ts_ms);
 
+/* 1 when event line of `type` must be built now: a live subscription
+ * wants that type, or the event hook cannot build lines later (see
+ * relmd_events_lazy).  0: publish it without a line. */
+int relmd_event_wanted(const struct relmd *d, int type);
+
+/* Record event seq (numbered by the store's event log, > the last) of
+ * type t in the ring with its notification line (malloc'd, taken) or with
+ * line NULL when relmd_event_wanted() said 0: a replay builds it from the
+ * store.  Nothing is sent yet: call relmd_event_deliver() after a batch
+ * (so that no subscriber reads the store while the caller is still
+ * iterating the store's event log).  0 or RELM_EINVAL. */
+int relmd_event_record(struct relmd *d, uint64_t seq, int t, uint64_t ts_ms,
+		       char *line, size_t len);
+/* Move every subscriber along the ring (after relmd_event_record), and
+ * disconnect those whose next event is no longer retained. */
+void relmd_event_deliver(struct relmd *d);
+
 /* Wall clock, milliseconds since the epoch. */
 uint64_t relmd_now_ms(void);
 

@@ -11,6 +11,13 @@
  *                (queued) and delivers when the mailbox comes
  *   events       subscribe sees message.received with the body; `since`
  *                replay after a restart gives the same seq numbers
+ *   events_lazy  events published while nobody listened (kept without their
+ *                line) replay complete and numbered; a replayed line is
+ *                byte for byte the line a live subscriber got, before and
+ *                after a restart, hostile bodies included
+ *   replay_busy  a slow `since` replay of megabytes of such events while
+ *                new ones keep coming: every seq once, in order, the same
+ *                bytes as a live subscriber's
  *   idempotent   message.send with a client id twice → one message
  *
  * Programs come from $BUILD (util_daemon.h); every wait is bounded; every
@@ -556,6 +563,286 @@ START_TEST(events)
 }
 END_TEST
 
+/* ---- (e2) events nobody listened to ---- */
+
+enum { EVMAX = 1024 };
+
+/* Event lines of one connection by seq (line[0] unused), and the last seq
+ * it got: each must come after the one before. */
+struct evlog {
+	char *line[EVMAX];
+	double last;
+};
+
+/* seq and type of an event line; 0 for anything else (a reply) */
+static int line_event(const char *line, double *seq, char *type, size_t tcap)
+{
+	cJSON *j = cJSON_Parse(line);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+	int ok = j && !strcmp(td_str(j, "method"), "event") &&
+		 cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(p, "seq"));
+	ck_assert_msg(j != NULL, "a line that is not JSON: %s", line);
+	if (ok) {
+		*seq = cJSON_GetObjectItemCaseSensitive(p, "seq")->valuedouble;
+		snprintf(type, tcap, "%s", td_str(p, "type"));
+	}
+	/* the line is what cJSON prints for it: the writer of the frequent
+	 * events (daemon/events.c) escapes and prints numbers as cJSON does */
+	char *again = cJSON_PrintUnformatted(j);
+	ck_assert_msg(!strcmp(again, line), "not cJSON's bytes:\n%s\n%s", line, again);
+	free(again);
+	cJSON_Delete(j);
+	return ok;
+}
+
+/* Store an event line by seq (each seq once, in increasing order). */
+static void log_line(struct evlog *log, char *line)
+{
+	double seq;
+	char type[64];
+	if (!line_event(line, &seq, type, sizeof type)) {
+		free(line);
+		return;
+	}
+	ck_assert_msg(seq >= 1 && seq < EVMAX, "seq %.0f", seq);
+	ck_assert_msg(!log->line[(int)seq], "event %.0f twice", seq);
+	ck_assert_msg(seq > log->last, "event %.0f after %.0f", seq, log->last);
+	log->last = seq;
+	log->line[(int)seq] = line;
+}
+
+/* subscribe on a fresh connection; events are logged by seq as they come */
+static void sub_open(struct td_conn *c, const char *sock, const char *params, struct evlog *log,
+                     double *seq, double *replay)
+{
+	char req[256];
+	ck_assert_int_eq(td_conn_open(c, sock), 0);
+	snprintf(req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"method\":\"subscribe\",\"params\":%s}",
+		 params);
+	ck_assert_int_eq(td_conn_send(c, req), 0);
+	for (;;) {
+		char *line = td_conn_read_line(c, 5000);
+		ck_assert_msg(line != NULL, "no reply to subscribe");
+		cJSON *j = cJSON_Parse(line);
+		const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "result");
+		if (r) {
+			ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "gap")));
+			*seq = cJSON_GetObjectItemCaseSensitive(r, "seq")->valuedouble;
+			if (replay)
+				*replay = cJSON_GetObjectItemCaseSensitive(r, "replay")->valuedouble;
+			cJSON_Delete(j);
+			free(line);
+			return;
+		}
+		cJSON_Delete(j);
+		log_line(log, line);
+	}
+}
+
+/* Read from c until log holds every seq in (from, to]. */
+static void sub_collect(struct td_conn *c, struct evlog *log, double from, double to)
+{
+	for (int s = (int)from + 1; s <= (int)to; s++)
+		while (!log->line[s]) {
+			char *line = td_conn_read_line(c, DELIVER_MS);
+			ck_assert_msg(line != NULL, "event %d never came (log in %s)", s, W.dir);
+			log_line(log, line);
+		}
+}
+
+static double event_seq_now(struct td_relmd *d)
+{
+	cJSON *r = td_must(d->sock, "daemon.status", "{}");
+	double v = cJSON_GetObjectItemCaseSensitive(td_res(r), "event_seq")->valuedouble;
+	cJSON_Delete(r);
+	return v;
+}
+
+static void log_free(struct evlog *log)
+{
+	for (int i = 0; i < EVMAX; i++)
+		free(log->line[i]);
+	memset(log, 0, sizeof *log);
+}
+
+/* Replay everything from seq 0 on d (after a restart or not) into log;
+ * returns the last seq. */
+static double replay_all(struct td_relmd *d, struct evlog *log)
+{
+	struct td_conn c;
+	double seq, replay;
+	sub_open(&c, d->sock, "{\"since\":0}", log, &seq, &replay);
+	ck_assert_double_eq(replay, seq);
+	sub_collect(&c, log, 0, seq);
+	td_conn_close(&c);
+	return seq;
+}
+
+static const char *const lazy_bodies[] = {
+	"plain",
+	"quote \" backslash \\ slash / newline \n cr \r tab \t bs \b ff \f",
+	"\x01\x02\x1f control and del \x7f",
+	"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 and \xe2\x80\xa8 line separator </script>",
+	"{\"seq\":1,\"type\":\"x\",\"ts\":2}",
+};
+
+START_TEST(events_lazy)
+{
+	enum { NB = sizeof lazy_bodies / sizeof *lazy_bodies };
+	static struct evlog live_a, live_b, rep_a, rep_b, none, after;
+	struct td_conn la, lb, idle;
+	double la0, lb0, ea, eb, s;
+	char *big = malloc(5001);
+
+	for (int i = 0; i < 5000; i++)
+		big[i] = (char)(' ' + i % 95);
+	big[5000] = 0;
+	start_world();
+	/* (1) nobody listens to message events: bob's one subscriber wants
+	 * only relationship.created, so every message event on either side
+	 * is kept without its line */
+	sub_open(&idle, W.b.sock, "{\"events\":[\"relationship.created\"]}", &none, &s, NULL);
+	for (int i = 0; i < NB; i++)
+		send_body(&W.a, W.out_a, &W.na, lazy_bodies[i], "queued");
+	send_body(&W.a, W.out_a, &W.na, big, "queued");
+	wait_complete();
+
+	/* (2) live subscribers on both sides, then the same traffic both ways */
+	sub_open(&la, W.a.sock, "{}", &live_a, &la0, NULL);
+	sub_open(&lb, W.b.sock, "{}", &live_b, &lb0, NULL);
+	for (int i = 0; i < NB; i++) {
+		send_body(&W.a, W.out_a, &W.na, lazy_bodies[i], "queued");
+		send_body(&W.b, W.out_b, &W.nb, lazy_bodies[i], "queued");
+	}
+	send_body(&W.b, W.out_b, &W.nb, big, "queued");
+	wait_complete();
+	ea = event_seq_now(&W.a);
+	eb = event_seq_now(&W.b);
+	ck_assert(ea > la0 && eb > lb0 && ea < EVMAX && eb < EVMAX);
+	sub_collect(&la, &live_a, la0, ea);
+	sub_collect(&lb, &live_b, lb0, eb);
+	/* the filtered subscriber skipped every unbuilt event, and got nothing */
+	{
+		char *l = td_conn_read_line(&idle, 200);
+		ck_assert_msg(l == NULL, "filtered subscriber got: %s", l ? l : "");
+		for (int i = 0; i < EVMAX; i++)
+			ck_assert_ptr_null(none.line[i]);
+	}
+
+	/* (3) a late subscriber replays everything: each seq once, no hole;
+	 * what a live subscriber got, byte for byte; the events of (1) built
+	 * now from the store, with their bodies */
+	ck_assert_double_eq(replay_all(&W.a, &rep_a), ea);
+	ck_assert_double_eq(replay_all(&W.b, &rep_b), eb);
+	for (int i = (int)la0 + 1; i <= (int)ea; i++)
+		ck_assert_msg(!strcmp(live_a.line[i], rep_a.line[i]), "alice event %d: live\n%s\nreplayed\n%s",
+			      i, live_a.line[i], rep_a.line[i]);
+	for (int i = (int)lb0 + 1; i <= (int)eb; i++)
+		ck_assert_msg(!strcmp(live_b.line[i], rep_b.line[i]), "bob event %d: live\n%s\nreplayed\n%s",
+			      i, live_b.line[i], rep_b.line[i]);
+	{
+		int seen_rx = 0, seen_tx = 0;
+		for (int i = 1; i <= (int)lb0; i++) {
+			cJSON *j = cJSON_Parse(rep_b.line[i]);
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+			if (!strcmp(td_str(p, "type"), "message.received") &&
+			    !strcmp(td_str(p, "kind"), "text")) {
+				ck_assert_int_lt(seen_rx, NB + 1);
+				ck_assert_str_eq(td_str(p, "message"), W.out_a[seen_rx].id);
+				ck_assert_str_eq(td_str(p, "body"), W.out_a[seen_rx].body);
+				ck_assert_str_eq(td_str(p, "origin"), "remote");
+				seen_rx++;
+			}
+			cJSON_Delete(j);
+		}
+		for (int i = 1; i <= (int)la0; i++) {
+			cJSON *j = cJSON_Parse(rep_a.line[i]);
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+			if (!strcmp(td_str(p, "type"), "message.sent") &&
+			    !strcmp(td_str(p, "kind"), "text")) {
+				ck_assert_str_eq(td_str(p, "body"), W.out_a[seen_tx].body);
+				ck_assert_str_eq(td_str(p, "origin"), "self");
+				seen_tx++;
+			}
+			cJSON_Delete(j);
+		}
+		ck_assert_int_eq(seen_rx, NB + 1);
+		ck_assert_int_eq(seen_tx, NB + 1);
+	}
+
+	/* (4) the same bytes after a restart (the ring is gone: the store's
+	 * log rebuilds every line) */
+	td_conn_close(&la);
+	td_conn_close(&lb);
+	td_conn_close(&idle);
+	for (int k = 0; k < 2; k++) {
+		struct td_relmd *d = k ? &W.b : &W.a;
+		struct evlog *before = k ? &rep_b : &rep_a;
+		double e = k ? eb : ea;
+		int st = td_stop(&d->pid, SIGTERM, 5000);
+		ck_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		ck_assert_int_eq(td_relmd_restart(d), 0);
+		ck_assert_double_eq(replay_all(d, &after), e);
+		for (int i = 1; i <= (int)e; i++)
+			ck_assert_msg(!strcmp(before->line[i], after.line[i]),
+				      "%s event %d: before the restart\n%s\nafter\n%s",
+				      d->name, i, before->line[i], after.line[i]);
+		log_free(&after);
+	}
+	log_free(&live_a);
+	log_free(&live_b);
+	log_free(&rep_a);
+	log_free(&rep_b);
+	free(big);
+	stop_all_clean();
+}
+END_TEST
+
+START_TEST(replay_busy)
+{
+	enum { N1 = 40, N2 = 20, BODY = 30000 };
+	static struct evlog live, rep;
+	struct td_conn l, r;
+	double l0, r0, e;
+	char *body = malloc(BODY + 1);
+
+	start_world();
+	for (int i = 0; i < N1; i++) {
+		memset(body, 'a' + i % 26, BODY);
+		body[BODY] = 0;
+		send_body(&W.a, W.out_a, &W.na, body, "queued");
+	}
+	wait_complete();
+	/* > RELMD_OUT_SOFT of lines nobody has built yet; the replaying
+	 * client reads a line now and then while alice keeps sending */
+	sub_open(&l, W.a.sock, "{}", &live, &l0, NULL);
+	sub_open(&r, W.a.sock, "{\"since\":0}", &rep, &r0, NULL);
+	for (int i = 0; i < N2; i++) {
+		memset(body, 'A' + i % 26, BODY);
+		send_body(&W.a, W.out_a, &W.na, body, "queued");
+		for (int k = 0; k < 3; k++) {
+			char *line = td_conn_read_line(&r, 2000);
+			ck_assert_ptr_nonnull(line);
+			log_line(&rep, line);
+		}
+	}
+	wait_complete();
+	e = event_seq_now(&W.a);
+	ck_assert(e < EVMAX);
+	sub_collect(&l, &live, l0, e);
+	sub_collect(&r, &rep, 0, e);
+	for (int i = (int)l0 + 1; i <= (int)e; i++)
+		ck_assert_msg(!strcmp(live.line[i], rep.line[i]), "event %d: live\n%.200s\nreplayed\n%.200s",
+			      i, live.line[i], rep.line[i]);
+	td_conn_close(&l);
+	td_conn_close(&r);
+	log_free(&live);
+	log_free(&rep);
+	free(body);
+	stop_all_clean();
+}
+END_TEST
+
 /* ---- (f) ---- */
 
 START_TEST(idempotent)
@@ -639,6 +926,8 @@ static Suite *e2e_suite(void)
 	tcase_add_test(tc, relmd_kill);
 	tcase_add_test(tc, unreachable);
 	tcase_add_test(tc, events);
+	tcase_add_test(tc, events_lazy);
+	tcase_add_test(tc, replay_busy);
 	tcase_add_test(tc, idempotent);
 	tcase_add_test(tc, federation);
 	suite_add_tcase(s, tc);

@@ -467,6 +467,122 @@ START_TEST(event_store_hook)
 }
 END_TEST
 
+/* The direct writer prints what cJSON prints: every byte value in strings,
+ * integers up to 10^15 - 1; it refuses (NULL) what cJSON would print its
+ * own way. */
+START_TEST(event_writer_matches_cjson)
+{
+	static const uint64_t nums[] = { 0, 1, 9, 10, 2147483647ull, 2147483648ull,
+					 1764172800000ull, 999999999999999ull };
+	uint64_t rs = 0x5eed;
+	for (int round = 0; round < 300; round++) {
+		char s1[64], s2[300];
+		size_t n1 = (size_t)(round % 40), n2 = (size_t)(round * 7 % 290);
+		for (size_t i = 0; i < n1; i++) {
+			rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+			s1[i] = (char)(1 + (rs >> 33) % 255);        /* every byte but NUL */
+		}
+		s1[n1] = 0;
+		for (size_t i = 0; i < n2; i++)
+			s2[i] = (char)(1 + (i + (size_t)round) % 255);
+		s2[n2] = 0;
+		uint64_t seq = nums[round % 8], ts = nums[(round / 8) % 8], v = nums[(round / 3) % 8];
+		int t = round % RELMD_EV_COUNT;
+
+		cJSON *f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "relationship", s1);
+		cJSON_AddStringToObject(f, "body", s2);
+		cJSON_AddNumberToObject(f, "sent_ts", (double)v);
+		cJSON_AddStringToObject(f, "origin", "remote");
+		char *want = relmd_event_line(seq, t, ts, f);
+		cJSON_Delete(f);
+
+		struct relmd_evline w;
+		size_t len = 0;
+		relmd_evline_begin(&w, seq, t, ts);
+		relmd_evline_str(&w, "relationship", s1);
+		relmd_evline_str(&w, "body", s2);
+		relmd_evline_uint(&w, "sent_ts", v);
+		relmd_evline_str(&w, "origin", "remote");
+		char *got = relmd_evline_end(&w, &len);
+		ck_assert_ptr_nonnull(want);
+		ck_assert_ptr_nonnull(got);
+		ck_assert_msg(!strcmp(want, got), "round %d:\n%s\n%s", round, want, got);
+		ck_assert_uint_eq(len, strlen(want));
+		free(want);
+		free(got);
+	}
+	/* 10^15 and above: cJSON's float format, not ours */
+	struct relmd_evline w;
+	size_t len;
+	relmd_evline_begin(&w, 1, 0, 1000000000000000ull);
+	ck_assert_ptr_null(relmd_evline_end(&w, &len));
+	relmd_evline_begin(&w, 1, 0, 5);
+	relmd_evline_uint(&w, "sent_ts", UINT64_MAX);
+	ck_assert_ptr_null(relmd_evline_end(&w, &len));
+}
+END_TEST
+
+/* Events kept without their line are built once, through load, when a
+ * replay asks; a filter can skip them by type without building them. */
+static int lazy_loads;
+static int lz_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
+{
+	(void)ctx;
+	lazy_loads++;
+	char buf[64];
+	snprintf(buf, sizeof buf, "{\"built\":%llu}", (unsigned long long)seq);
+	*line = strdup(buf);
+	*len = strlen(buf);
+	*type = seq % 2 ? RELMD_EV_MESSAGE_SENT : RELMD_EV_MESSAGE_STATUS;
+	return 0;
+}
+static uint64_t lz_last(void *ctx) { (void)ctx; return 10; }
+
+START_TEST(event_lazy_lines)
+{
+	struct relmd_event_store st = { NULL, NULL, lz_load, lz_last };
+	struct relmd_events ev;
+	const char *line;
+	size_t len;
+	int type, owned;
+
+	ck_assert_int_eq(relmd_events_init(&ev, 4, &st), 0);
+	ck_assert(relmd_events_lazy(&ev));
+	for (uint64_t seq = 11; seq <= 14; seq++)
+		ck_assert_int_eq(relmd_events_put(&ev, seq, seq % 2 ? RELMD_EV_MESSAGE_SENT
+							  : RELMD_EV_MESSAGE_STATUS, 7, NULL, 0), 0);
+	ck_assert_int_eq(relmd_events_put(&ev, 14, RELMD_EV_MESSAGE_SENT, 7, NULL, 0), RELM_EINVAL);
+	ck_assert_int_eq(relmd_events_type(&ev, 12), RELMD_EV_MESSAGE_STATUS);
+	ck_assert_int_eq(relmd_events_type(&ev, 10), -1);   /* before the ring: unknown */
+	ck_assert_int_eq(lazy_loads, 0);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(relmd_events_get(&ev, 13, &line, &len, &type, &owned), 0);
+		ck_assert_str_eq(line, "{\"built\":13}");
+		ck_assert_int_eq(owned, 0);                 /* cached in the ring */
+		ck_assert_int_eq(type, RELMD_EV_MESSAGE_SENT);
+	}
+	ck_assert_int_eq(lazy_loads, 1);
+	/* a built line put directly is served as is */
+	ck_assert_int_eq(relmd_events_put(&ev, 15, RELMD_EV_MESSAGE_SENT, 7, strdup("{\"x\":1}"), 7), 0);
+	ck_assert_int_eq(relmd_events_get(&ev, 15, &line, &len, &type, &owned), 0);
+	ck_assert_str_eq(line, "{\"x\":1}");
+	ck_assert_int_eq(lazy_loads, 1);
+	relmd_events_clear(&ev);
+
+	/* without a load hook, or with a save hook wanting the line: never lazy */
+	struct relmd_event_store st2 = { NULL, st_save, lz_load, NULL };
+	ck_assert_int_eq(relmd_events_init(&ev, 4, NULL), 0);
+	ck_assert(!relmd_events_lazy(&ev));
+	ck_assert_int_eq(relmd_events_put(&ev, 1, 0, 7, NULL, 0), RELM_EINVAL);
+	relmd_events_clear(&ev);
+	ck_assert_int_eq(relmd_events_init(&ev, 4, &st2), 0);
+	ck_assert(!relmd_events_lazy(&ev));
+	ck_assert_int_eq(relmd_events_put(&ev, 1, 0, 7, NULL, 0), RELM_EINVAL);
+	relmd_events_clear(&ev);
+}
+END_TEST
+
 START_TEST(addr_parse)
 {
 	char host[300];
@@ -503,6 +619,8 @@ static Suite *suite(void)
 	tc = tcase_create("events");
 	tcase_add_test(tc, event_ring);
 	tcase_add_test(tc, event_store_hook);
+	tcase_add_test(tc, event_writer_matches_cjson);
+	tcase_add_test(tc, event_lazy_lines);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("config");
 	tcase_add_test(tc, addr_parse);

@@ -14,6 +14,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
@@ -1334,6 +1335,463 @@ END_TEST
 /* Server and client in one loop, as relmd --serve-mailbox runs them. */
 static void on_srv_closed(void *arg) { *(int *)arg = 1; }
 
+/* ---- output coalescing (one write per connection per callback) ---- */
+
+/* write-family syscalls made so far by pid (0: this process) */
+static uint64_t proc_syscw(pid_t pid)
+{
+	char path[64], line[128];
+	uint64_t v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), pid ? "/proc/%d/io" : "/proc/self/io", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "syscw: %llu", (unsigned long long *)&v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* A peer driven by the test on the client's own loop: frames are read from
+ * a non-blocking socket while the loop runs. */
+struct peer {
+	int fd;
+	uint8_t buf[1 << 20];
+	size_t len;
+	uint8_t cur[RELM_MBOX_FRAME_TOTAL_MAX];   /* the last frame returned */
+};
+
+/* Next frame from p (decoded, pointers into p->cur) within ms while
+ * running loop.  0, -1 on timeout, 1 on EOF / reset. */
+static int peer_frame(uv_loop_t *loop, struct peer *p, struct relm_mbox_frame *f, unsigned ms)
+{
+	uint64_t end = uv_hrtime() / 1000000 + ms;
+
+	for (;;) {
+		size_t flen;
+		if (relm_mbox_frame_peek(&flen, p->buf, p->len) == 0) {
+			memcpy(p->cur, p->buf, flen);
+			memmove(p->buf, p->buf + flen, p->len - flen);
+			p->len -= flen;
+			ck_assert_int_eq(relm_mbox_frame_decode(f, p->cur, flen), 0);
+			return 0;
+		}
+		ssize_t r = recv(p->fd, p->buf + p->len, sizeof(p->buf) - p->len, 0);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return 1;
+		if (r > 0) {
+			p->len += (size_t)r;
+			continue;
+		}
+		if (uv_hrtime() / 1000000 >= end)
+			return -1;
+		uv_run(loop, UV_RUN_NOWAIT);
+		poll(NULL, 0, 1);
+	}
+}
+
+static void nonblock(int fd)
+{
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+/* Accept one connection on lfd while running loop. */
+static int peer_accept(uv_loop_t *loop, int lfd)
+{
+	uint64_t end = uv_hrtime() / 1000000 + 5000;
+	int one = 1;
+
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		if (fd >= 0) {
+			nonblock(fd);
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			return fd;
+		}
+		ck_assert_msg(uv_hrtime() / 1000000 < end, "the client never connected");
+		uv_run(loop, UV_RUN_NOWAIT);
+		poll(NULL, 0, 1);
+	}
+}
+
+/* As a server: read HELLO, answer CHALLENGE with a generous bucket. */
+static void peer_handshake(uv_loop_t *loop, struct peer *p)
+{
+	struct relm_mbox_frame f;
+
+	ck_assert_int_eq(peer_frame(loop, p, &f, 5000), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_HELLO);
+	frame(&f, RELM_MBOX_CHALLENGE);
+	f.u.challenge.version = 1;
+	f.u.challenge.max_envelope = RELM_MBOX_ENVELOPE_MAX;
+	f.u.challenge.max_subs = 8;
+	f.u.challenge.rate = 1000000;
+	f.u.challenge.burst = 1000000;
+	f.u.challenge.retention_s = 60;
+	raw_send_frame(p->fd, &f);
+}
+
+/* As a server: the next POST (PINGs answered or, with pong 0, ignored);
+ * returns the int its envelope carries and its tag. */
+static int peer_post(uv_loop_t *loop, struct peer *p, uint32_t *tag, int pong, unsigned ms)
+{
+	struct relm_mbox_frame f;
+	int v;
+
+	for (;;) {
+		int rc = peer_frame(loop, p, &f, ms);
+		if (rc)
+			return rc < 0 ? -1 : -2;
+		if (f.type == RELM_MBOX_PING) {
+			if (pong) {
+				f.type = RELM_MBOX_PONG;
+				raw_send_frame(p->fd, &f);
+			}
+			continue;
+		}
+		ck_assert_uint_eq(f.type, RELM_MBOX_POST);
+		*tag = f.u.post.tag;
+		memcpy(&v, f.u.post.env, 4);
+		return v;
+	}
+}
+
+/* As a server: POSTED for tags[0..n) (seq = first + i) in one send.
+ * Asserts nothing (see proc_syscw's callers); 0 or -1. */
+static int peer_ack(struct peer *p, const uint32_t *tags, int n, uint64_t first)
+{
+	static uint8_t b[64 * 32];
+	struct relm_mbox_frame f;
+	size_t off = 0;
+
+	for (int i = 0; i < n; i++) {
+		frame(&f, RELM_MBOX_POSTED);
+		f.u.posted.tag = tags[i];
+		f.u.posted.seq = first + (uint64_t)i;
+		off += (size_t)relm_mbox_frame_encode(b + off, sizeof(b) - off, &f);
+	}
+	return send(p->fd, b, off, MSG_NOSIGNAL) == (ssize_t)off ? 0 : -1;
+}
+
+/* Buffer bytes from p until it holds n whole frames (or ms pass), running
+ * loop; asserts nothing.  The number of whole frames held. */
+static int peer_gather(uv_loop_t *loop, struct peer *p, int n, unsigned ms)
+{
+	uint64_t end = uv_hrtime() / 1000000 + ms;
+
+	for (;;) {
+		size_t off = 0, flen;
+		int have = 0;
+		while (have < n && relm_mbox_frame_peek(&flen, p->buf + off, p->len - off) == 0) {
+			off += flen;
+			have++;
+		}
+		if (have >= n || uv_hrtime() / 1000000 >= end)
+			return have;
+		ssize_t r = recv(p->fd, p->buf + p->len, sizeof(p->buf) - p->len, 0);
+		if (r > 0) {
+			p->len += (size_t)r;
+			continue;
+		}
+		if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return have;
+		uv_run(loop, UV_RUN_NOWAIT);
+		poll(NULL, 0, 1);
+	}
+}
+
+/* Many posts queued in one turn (corked) leave in one write and are
+ * acknowledged in order; the server answers a burst of POSTs read in one
+ * turn with one write of POSTED, in order. */
+START_TEST(test_coalesced_posts)
+{
+	enum { N = 200 };
+	uv_loop_t loop;
+	struct relm_mbox_client *a, *b;
+	struct rec ra, rb;
+	struct key mb;
+	uint16_t port;
+	uint64_t w0, w1;
+	pid_t pid = server_spawn(0, NULL, &port);
+
+	key_new(&mb);
+	uv_loop_init(&loop);
+	a = client_new(&loop, port, &ra);
+	RUN_UNTIL(&loop, ra.up, 5000);
+	ck_assert(ra.up);
+	/* no ck_assert until w1: in a forked test each one writes to Check's pipe */
+	{
+		static uint8_t envs[N][100];
+		int bad = 0;
+		for (int i = 0; i < N; i++)
+			memcpy(envs[i], &i, 4);
+		w0 = proc_syscw(0);
+		relm_mbox_client_cork(a);
+		for (int i = 0; i < N; i++)
+			bad |= relm_mbox_client_post(a, mb.pk, envs[i], sizeof(envs[i]), NULL);
+		relm_mbox_client_uncork(a);
+		RUN_UNTIL(&loop, ra.acked == N, 5000);
+		w1 = proc_syscw(0);
+		ck_assert_int_eq(bad, 0);
+	}
+	ck_assert_uint_eq(ra.acked, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(ra.ack_seq[i], (uint64_t)i + 1);
+	/* one write for the 200 POSTs (a frame at a time would be 200) */
+	ck_assert_msg(w1 - w0 <= 3, "%llu writes for %d posts", (unsigned long long)(w1 - w0), N);
+
+	/* they arrive in order at a subscriber */
+	b = client_new(&loop, port, &rb);
+	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rb.ndel >= N, 5000);
+	ck_assert_uint_eq(rb.ndel, N);
+	for (int i = 0; i < N; i++) {
+		ck_assert_uint_eq(rb.del_seq[i], (uint64_t)i + 1);
+		ck_assert_int_eq(rb.del_val[i], i);
+	}
+	client_close(&loop, a, &ra);
+	client_close(&loop, b, &rb);
+	loop_finish(&loop);
+
+	/* the server side: 200 POSTs in one send, 200 POSTED in order; the
+	 * server's writes are the acks' (one or two) and its store's */
+	{
+		static uint8_t burst[N * 200];
+		struct relm_mbox_frame f;
+		uint8_t env[100];
+		size_t off = 0;
+		int fd = raw_connect(port);
+
+		raw_hello(fd, NULL);
+		for (int i = 0; i < N; i++) {
+			memset(env, i, sizeof(env));
+			frame(&f, RELM_MBOX_POST);
+			f.u.post.tag = 1000 + (uint32_t)i;
+			memcpy(f.u.post.mailbox, mb.pk, 32);
+			f.u.post.env = env;
+			f.u.post.env_len = sizeof(env);
+			off += (size_t)relm_mbox_frame_encode(burst + off, sizeof(burst) - off, &f);
+		}
+		w0 = proc_syscw(pid);
+		raw_send(fd, burst, off);
+		for (int i = 0; i < N; i++) {
+			ck_assert_int_eq(raw_recv(fd, &f), 0);
+			ck_assert_uint_eq(f.type, RELM_MBOX_POSTED);
+			ck_assert_uint_eq(f.u.posted.tag, 1000 + (uint32_t)i);
+			ck_assert_uint_eq(f.u.posted.seq, (uint64_t)N + 1 + (uint64_t)i);
+		}
+		w1 = proc_syscw(pid);
+		ck_assert_msg(w1 - w0 < N / 2, "server: %llu writes for %d acks",
+		              (unsigned long long)(w1 - w0), N);
+		close(fd);
+	}
+	server_stop(pid);
+}
+END_TEST
+
+/* A server that stops reading: the client has at most its post window
+ * out, sends the next ones only as acks come (the posts an ack burst makes
+ * room for in one write), drops the silent connection after two ping
+ * periods and re-sends from the first unacknowledged post, in order. */
+START_TEST(test_client_window_bounded)
+{
+	enum { N = 50, WIN = 8 };
+	static struct peer p;
+	struct relm_mbox_client_cbs cbs;
+	struct relm_mbox_client_config cfg;
+	struct relm_mbox_client *c;
+	struct sockaddr_in sa;
+	socklen_t salen = sizeof(sa);
+	struct rec r;
+	struct key mb;
+	uv_loop_t loop;
+	uint32_t tags[WIN];
+	int lfd, next = 0;
+
+	key_new(&mb);
+	uv_loop_init(&loop);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+	nonblock(lfd);
+
+	memset(&r, 0, sizeof(r));
+	memset(&cbs, 0, sizeof(cbs));
+	cbs.arg = &r;
+	cbs.state = cb_state;
+	cbs.posted = cb_posted;
+	relm_mbox_client_config_default(&cfg);
+	cfg.backoff_min_ms = 20;
+	cfg.backoff_max_ms = 100;
+	cfg.post_window = WIN;
+	cfg.ping_ms = 300 * slow_factor();
+	ck_assert_int_eq(relm_mbox_client_new(&c, &loop, "127.0.0.1", ntohs(sa.sin_port), &cbs, &cfg), 0);
+	memset(&p, 0, sizeof(p));
+	p.fd = peer_accept(&loop, lfd);
+	peer_handshake(&loop, &p);
+	RUN_UNTIL(&loop, r.up, 5000);
+	ck_assert(r.up);
+	for (int i = 0; i < N; i++)
+		post_int(c, mb.pk, i, 64);
+
+	/* window by window: exactly WIN out, nothing more until acked; the
+	 * room an ack burst makes is filled with one write */
+	for (int k = 0; k < WIN; k++)
+		ck_assert_int_eq(peer_post(&loop, &p, &tags[k], 1, 2000), k);
+	while (next < 40) {
+		uint64_t w0, w1;
+		int acked, have;
+		ck_assert_int_eq(peer_post(&loop, &p, &tags[0], 1, 100), -1);
+		/* no ck_assert until w1: in a forked test each one writes to
+		 * Check's pipe */
+		w0 = proc_syscw(0);
+		acked = peer_ack(&p, tags, WIN, (uint64_t)next + 1);   /* one send: 8 acks */
+		next += WIN;
+		RUN_UNTIL(&loop, r.acked == (uint64_t)next, 2000);
+		have = next < 40 ? peer_gather(&loop, &p, WIN, 2000) : WIN;
+		w1 = proc_syscw(0);
+		ck_assert_int_eq(acked, 0);
+		ck_assert_uint_eq(r.acked, (uint64_t)next);
+		if (next == 40)
+			break;
+		ck_assert_int_eq(have, WIN);
+		for (int k = 0; k < WIN; k++)
+			ck_assert_int_eq(peer_post(&loop, &p, &tags[k], 1, 2000), next + k);
+		/* our send of the acks, then one write of the 8 POSTs (a PING the
+		 * client may have sent meanwhile is one more) */
+		ck_assert_msg(w1 - w0 <= 3, "%llu writes", (unsigned long long)(w1 - w0));
+	}
+	/* the peer goes silent: the window stays WIN, the client gives up on
+	 * the connection after two ping periods */
+	RUN_UNTIL(&loop, r.downs == 1, 3000 * slow_factor());
+	ck_assert_int_eq(r.downs, 1);
+	ck_assert_int_eq(r.last_reason, RELM_ETIMEOUT);
+	{
+		int n = 0, v;
+		uint32_t t;
+		while ((v = peer_post(&loop, &p, &t, 0, 500)) >= 0) {
+			ck_assert_int_eq(v, next + n);
+			n++;
+		}
+		ck_assert_int_eq(v, -2);          /* EOF: the client closed it */
+		ck_assert_int_eq(n, WIN);         /* 40..47, never 48 or 49 */
+	}
+	close(p.fd);
+	/* reconnect: from the first unacknowledged, in order */
+	memset(&p, 0, sizeof(p));
+	p.fd = peer_accept(&loop, lfd);
+	peer_handshake(&loop, &p);
+	for (int k = 0; k < WIN; k++)
+		ck_assert_int_eq(peer_post(&loop, &p, &tags[k], 1, 2000), next + k);
+	ck_assert_int_eq(peer_ack(&p, tags, WIN, (uint64_t)next + 1), 0);
+	next += WIN;
+	for (int k = 0; k < N - next; k++)
+		ck_assert_int_eq(peer_post(&loop, &p, &tags[k], 1, 2000), next + k);
+	ck_assert_int_eq(peer_ack(&p, tags, N - next, (uint64_t)next + 1), 0);
+	RUN_UNTIL(&loop, r.acked == N, 2000);
+	ck_assert_uint_eq(r.acked, N);
+	ck_assert_int_eq(r.post_err, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(r.ack_seq[i], (uint64_t)i + 1);
+	ck_assert_uint_eq(relm_mbox_client_unacked(c), 0);
+	client_close(&loop, c, &r);
+	close(p.fd);
+	close(lfd);
+	loop_finish(&loop);
+}
+END_TEST
+
+/* A subscriber that stops reading costs the server a bounded queue: the
+ * pump stops fetching for it (DELIVERs handed out stay far below what is
+ * stored) while the poster is served at full speed; when it reads again
+ * it gets everything, in order. */
+START_TEST(test_stalled_subscriber_bounded)
+{
+	enum { N = 200, LEN = 60000 };
+	struct relm_mbox_server_config scfg;
+	struct relm_mbox_server_stats st;
+	struct relm_mbox_server *srv;
+	struct relm_mbox_client *c;
+	struct relm_mbox_frame f;
+	static struct peer sub;
+	static uint8_t env[LEN];
+	struct rec r;
+	struct key mb;
+	uv_loop_t loop;
+	int srv_closed = 0, small = 4096;
+	uint8_t nonce[32];
+
+	key_new(&mb);
+	uv_loop_init(&loop);
+	test_config(&scfg);
+	scfg.rate = 1000000;
+	scfg.burst = 1000000;
+	ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, state_dir, &scfg), 0);
+
+	/* the subscriber: small receive buffer, handshake, then silence */
+	{
+		struct sockaddr_in sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons(relm_mbox_server_port(srv));
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		memset(&sub, 0, sizeof(sub));
+		sub.fd = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(sub.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		ck_assert_int_eq(connect(sub.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		nonblock(sub.fd);
+	}
+	frame(&f, RELM_MBOX_HELLO);
+	f.u.hello.min_version = f.u.hello.max_version = 1;
+	raw_send_frame(sub.fd, &f);
+	ck_assert_int_eq(peer_frame(&loop, &sub, &f, 5000), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_CHALLENGE);
+	memcpy(nonce, f.u.challenge.nonce, 32);
+	raw_subscribe_frame(&f, &mb, mb.pk, nonce, 0, 7);
+	raw_send_frame(sub.fd, &f);
+	ck_assert_int_eq(peer_frame(&loop, &sub, &f, 5000), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_SUBSCRIBED);
+
+	c = client_new(&loop, relm_mbox_server_port(srv), &r);
+	for (int i = 0; i < N; i++) {
+		memset(env, i, sizeof(env));
+		memcpy(env, &i, 4);
+		ck_assert_int_eq(relm_mbox_client_post(c, mb.pk, env, sizeof(env), NULL), 0);
+	}
+	RUN_UNTIL(&loop, r.acked == N, 20000);
+	ck_assert_uint_eq(r.acked, N);
+	RUN_UNTIL(&loop, 0, 200);
+	relm_mbox_server_get_stats(srv, &st);
+	ck_assert_uint_eq(st.posts, N);
+	/* 12 MB stored; handed out at most the queue (256 KiB + a batch) plus
+	 * what the kernel buffers hold (a few MB on loopback) */
+	ck_assert_msg(st.delivered < N / 2, "%llu of %d delivered to a reader that reads nothing",
+	              (unsigned long long)st.delivered, N);
+
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(peer_frame(&loop, &sub, &f, 10000), 0);
+		ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+		ck_assert_uint_eq(f.u.deliver.seq, (uint64_t)i + 1);
+		ck_assert_uint_eq(f.u.deliver.env_len, LEN);
+		ck_assert_uint_eq(f.u.deliver.env[LEN - 1], (uint8_t)i);
+	}
+	relm_mbox_server_get_stats(srv, &st);
+	ck_assert_uint_eq(st.delivered, N);
+	close(sub.fd);
+	client_close(&loop, c, &r);
+	relm_mbox_server_close(srv, on_srv_closed, &srv_closed);
+	RUN_UNTIL(&loop, srv_closed, 3000);
+	ck_assert(srv_closed);
+	loop_finish(&loop);
+}
+END_TEST
+
 START_TEST(test_embedded)
 {
 	uv_loop_t loop;
@@ -1398,6 +1856,14 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_post_then_subscribe_from_cursor);
 	tcase_add_test(tc, test_live_and_two_subscribers);
 	tcase_add_test(tc, test_embedded);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("coalescing");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_coalesced_posts);
+	tcase_add_test(tc, test_client_window_bounded);
+	tcase_add_test(tc, test_stalled_subscriber_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");

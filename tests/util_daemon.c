@@ -387,19 +387,21 @@ int td_conn_send(struct td_conn *c, const char *line)
 	return rc ? rc : send_all(c->fd, "\n", 1);
 }
 
-cJSON *td_conn_read(struct td_conn *c, int timeout_ms)
+char *td_conn_read_line(struct td_conn *c, int timeout_ms)
 {
 	long long end = td_now_ms() + timeout_ms;
 	for (;;) {
 		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
 		if (nl) {
 			size_t n = (size_t)(nl - c->buf);
-			cJSON *j = cJSON_ParseWithLength(c->buf, n);
+			char *line = malloc(n + 1);
+			if (!line)
+				return NULL;
+			memcpy(line, c->buf, n);
+			line[n] = '\0';
 			memmove(c->buf, nl + 1, c->len - n - 1);
 			c->len -= n + 1;
-			if (!j)
-				fprintf(stderr, "td_conn_read: a line that is not JSON\n");
-			return j;
+			return line;
 		}
 		if (c->cap - c->len < 65536) {
 			size_t cap = c->cap ? c->cap * 2 : 131072;
@@ -425,6 +427,19 @@ cJSON *td_conn_read(struct td_conn *c, int timeout_ms)
 			return NULL;
 		c->len += (size_t)r;
 	}
+}
+
+cJSON *td_conn_read(struct td_conn *c, int timeout_ms)
+{
+	char *line = td_conn_read_line(c, timeout_ms);
+	cJSON *j;
+	if (!line)
+		return NULL;
+	j = cJSON_Parse(line);
+	if (!j)
+		fprintf(stderr, "td_conn_read: a line that is not JSON\n");
+	free(line);
+	return j;
 }
 
 cJSON *td_conn_call(struct td_conn *c, const char *method, const char *params_json,

@@ -93,6 +93,9 @@ void td_conn_close(struct td_conn *c);
 int td_conn_send(struct td_conn *c, const char *line);
 /* The next line as JSON, or NULL after timeout_ms / EOF. */
 cJSON *td_conn_read(struct td_conn *c, int timeout_ms);
+/* The next line as sent (malloc'd, without its "\n"), or NULL after
+ * timeout_ms / EOF: for tests that compare bytes. */
+char *td_conn_read_line(struct td_conn *c, int timeout_ms);
 /* One request on c; events arriving before the reply are appended to
  * *events if events != NULL (else dropped).  The whole reply object, or
  * NULL (timeout, EOF). */
