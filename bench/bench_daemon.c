@@ -7,8 +7,15 @@
  *   daemon.e2e.p50_ms/p99_ms  at a paced 1,000 messages/s (or --rate): from
  *                           writing message.send on bob to the event on alice
  *
- * Usage: bench_daemon [--build DIR] [--n N] [--rate R] [--seconds S] [--quick]
- *                     [--json PATH]
+ *   daemon.e2e.cpu_us_per_msg.{sender,mailbox,receiver}  CPU time each
+ *                           process spent per message during saturation
+ *                           (/proc/PID/schedstat), median over rounds
+ *
+ * Saturation runs K rounds of N messages (median, min–max); each round
+ * waits for the previous one's receipts, so no round starts with a backlog.
+ *
+ * Usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] [--seconds S]
+ *                     [--quick] [--json PATH]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,9 +212,31 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* CPU time a process has run, in µs: /proc/PID/schedstat's first field is
+ * nanoseconds on a CPU (exact, unlike the 10 ms ticks of /proc/PID/stat). */
+static double cpu_us(pid_t pid)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+	snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	if (fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	fclose(f);
+	return ns / 1e3;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int main(int argc, char **argv)
 {
-	int n = 2000, rate = 1000, seconds = 5;
+	int n = 3000, rate = 1000, seconds = 5, rounds = 3;
 	const char *json = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
 	struct conn a, b, ev;
@@ -219,6 +248,8 @@ int main(int argc, char **argv)
 			n = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--rate") && i + 1 < argc)
 			rate = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -226,8 +257,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--quick")) {
 			n = 200;
 			seconds = 1;
+			rounds = 1;
 		} else {
-			fprintf(stderr, "usage: bench_daemon [--build DIR] [--n N] [--rate R] "
+			fprintf(stderr, "usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] "
 			        "[--seconds S] [--quick] [--json PATH]\n");
 			return 2;
 		}
@@ -299,45 +331,82 @@ int main(int argc, char **argv)
 	}
 
 	/* ---- saturation: pipelined sends, until every event arrived ---- */
-	double t0 = now_ms();
-	int sent = 0, replies = 0, received = 0;
-	while (received < n) {
-		struct pollfd pf[2] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 } };
-		if (poll(pf, 2, 10000) <= 0)
-			die("no progress for 10 s");
-		if ((pf[0].revents & POLLOUT) && sent < n) {
-			for (int k = 0; k < 64 && sent < n; k++, sent++) {
-				snprintf(params, sizeof params,
-				         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
-				         "{\"relationship\":\"%s\",\"body\":\"saturation message %06d ..........."
-				         "...................................................\"}}\n",
-				         100000 + sent, rel, sent);
-				conn_send(&b, params);
-			}
-		}
-		if (pf[0].revents & POLLIN) {
-			conn_fill(&b);
-			while (conn_has_line(&b)) {
-				char *l = conn_line(&b);
-				if (strstr(l, "\"error\"")) {
-					fprintf(stderr, "%s\n", l);
-					die("message.send failed");
+	if (n < 1 || rounds < 1 || rounds > 32)
+		die("--n and --rounds must be positive (rounds at most 32)");
+	double rate_r[32], cpu_r[3][32];
+	pid_t who[3] = { kids[2], kids[0], kids[1] };   /* bob sends, the mailbox, alice receives */
+	for (int round = 0; round < rounds; round++) {
+		double c0[3], t0 = now_ms();
+		int sent = 0, received = 0;
+		for (int k = 0; k < 3; k++)
+			c0[k] = cpu_us(who[k]);
+		while (received < n) {
+			struct pollfd pf[2] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 } };
+			if (poll(pf, 2, 10000) <= 0)
+				die("no progress for 10 s");
+			if ((pf[0].revents & POLLOUT) && sent < n) {
+				for (int k = 0; k < 64 && sent < n; k++, sent++) {
+					snprintf(params, sizeof params,
+					         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
+					         "{\"relationship\":\"%s\",\"body\":\"saturation message %06d ..........."
+					         "...................................................\"}}\n",
+					         100000 + sent, rel, sent);
+					conn_send(&b, params);
 				}
-				free(l);
-				replies++;
+			}
+			if (pf[0].revents & POLLIN) {
+				conn_fill(&b);
+				while (conn_has_line(&b)) {
+					char *l = conn_line(&b);
+					if (strstr(l, "\"error\"")) {
+						fprintf(stderr, "%s\n", l);
+						die("message.send failed");
+					}
+					free(l);
+				}
+			}
+			if (pf[1].revents & POLLIN) {
+				conn_fill(&ev);
+				while (conn_has_line(&ev)) {
+					char *l = conn_line(&ev);
+					received += strstr(l, "message.received") != NULL;
+					free(l);
+				}
 			}
 		}
-		if (pf[1].revents & POLLIN) {
-			conn_fill(&ev);
-			while (conn_has_line(&ev)) {
-				char *l = conn_line(&ev);
-				received += strstr(l, "message.received") != NULL;
-				free(l);
+		double ms = now_ms() - t0;
+		rate_r[round] = n * 1000.0 / ms;
+		for (int k = 0; k < 3; k++)
+			cpu_r[k][round] = (cpu_us(who[k]) - c0[k]) / n;
+		/* let the receipts of this round come back before the next */
+		if (round + 1 < rounds) {
+			double until = now_ms() + 1500;
+			while (now_ms() < until) {
+				struct pollfd pf[2] = { { b.fd, POLLIN, 0 }, { ev.fd, POLLIN, 0 } };
+				if (poll(pf, 2, 100) > 0) {
+					if (pf[0].revents & POLLIN) {
+						conn_fill(&b);
+						while (conn_has_line(&b))
+							free(conn_line(&b));
+					}
+					if (pf[1].revents & POLLIN) {
+						conn_fill(&ev);
+						while (conn_has_line(&ev))
+							free(conn_line(&ev));
+					}
+				}
 			}
 		}
 	}
-	double sat_ms = now_ms() - t0;
-	double msgs_per_s = n * 1000.0 / sat_ms;
+	double rate_min = rate_r[0], rate_max = rate_r[0];
+	for (int round = 1; round < rounds; round++) {
+		rate_min = rate_r[round] < rate_min ? rate_r[round] : rate_min;
+		rate_max = rate_r[round] > rate_max ? rate_r[round] : rate_max;
+	}
+	double msgs_per_s = median(rate_r, rounds);
+	double cpu_med[3];
+	for (int k = 0; k < 3; k++)
+		cpu_med[k] = median(cpu_r[k], rounds);
 
 	/* ---- latency at a paced rate ---- */
 	int total = rate * seconds, next = 0, got = 0;
@@ -385,7 +454,10 @@ int main(int argc, char **argv)
 	double p50 = lat[total / 2], p99 = lat[(size_t)(total * 0.99)], pmax = lat[total - 1];
 
 	printf("relm daemon end to end: relm-mailbox + 2 relmd on loopback, durable (synchronous=FULL)\n");
-	printf("saturation: %d messages pipelined: %.0f ms -> %.0f messages/s\n", n, sat_ms, msgs_per_s);
+	printf("saturation: %d rounds of %d messages pipelined: median %.0f messages/s (min %.0f, max %.0f)\n",
+	       rounds, n, msgs_per_s, rate_min, rate_max);
+	printf("CPU per message (median): sender relmd %.0f µs, relm-mailbox %.0f µs, receiver relmd %.0f µs\n",
+	       cpu_med[0], cpu_med[1], cpu_med[2]);
 	printf("paced %d messages/s for %d s: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       rate, seconds, p50, p99, pmax);
 	if (json) {
@@ -393,10 +465,15 @@ int main(int argc, char **argv)
 		if (!f)
 			die("cannot write the json file");
 		/* one key per line: bench/json_merge.sh reads it so */
-		fprintf(f, "{\n  \"daemon.e2e.msgs_per_s\": %.1f,\n  \"daemon.e2e.p50_ms\": %.3f,\n"
+		fprintf(f, "{\n  \"daemon.e2e.msgs_per_s\": %.1f,\n  \"daemon.e2e.msgs_per_s.min\": %.1f,\n"
+		        "  \"daemon.e2e.msgs_per_s.max\": %.1f,\n"
+		        "  \"daemon.e2e.cpu_us_per_msg.sender\": %.1f,\n"
+		        "  \"daemon.e2e.cpu_us_per_msg.mailbox\": %.1f,\n"
+		        "  \"daemon.e2e.cpu_us_per_msg.receiver\": %.1f,\n"
+		        "  \"daemon.e2e.p50_ms\": %.3f,\n"
 		        "  \"daemon.e2e.p99_ms\": %.3f,\n  \"daemon.e2e.max_ms\": %.3f,\n"
 		        "  \"daemon.e2e.rate\": %d\n}\n",
-		        msgs_per_s, p50, p99, pmax, rate);
+		        msgs_per_s, rate_min, rate_max, cpu_med[0], cpu_med[1], cpu_med[2], p50, p99, pmax, rate);
 		fclose(f);
 	}
 	free(sent_at);
