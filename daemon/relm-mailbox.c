@@ -2,7 +2,7 @@
  * relm-mailbox — the standalone mailbox server (proto/mailbox.md).
  *
  *   relm-mailbox --listen HOST:PORT --state DIR [--retention-days N]
- *                [--log-level L]
+ *                [--rate N] [--burst N] [--log-level L]
  *
  * A thin shell around daemon/mailbox_server.c, which relmd embeds too
  * (--serve-mailbox).  SIGTERM/SIGINT close the server cleanly (exit 0),
@@ -33,16 +33,20 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: relm-mailbox --state DIR [--listen HOST:PORT] [--retention-days N]\n"
-	    "                    [--log-level err|warn|info|debug]\n"
+	    "                    [--rate N] [--burst N] [--log-level err|warn|info|debug]\n"
 	    "\n"
 	    "Serve relm mailboxes (store-and-forward inboxes) over TCP.\n"
 	    "  --listen HOST:PORT   address to bind (IP literal; [v6]:port), default 127.0.0.1:%d;\n"
 	    "                       port 0 picks a free port (printed on stdout)\n"
 	    "  --state DIR          state directory (created 0700; holds mailbox.sqlite)\n"
 	    "  --retention-days N   keep envelopes N days (default %d); deletion is by time only\n"
+	    "  --rate N             requests per second per connection, in cost units of\n"
+	    "                       1 + frame_bytes/1024 (default %d; 1..%d)\n"
+	    "  --burst N            token bucket size per connection (default %d; 1..%d)\n"
 	    "  --log-level L        err, warn, info (default) or debug\n"
 	    "  --help               this text\n",
-	    RELM_MBOX_DEFAULT_PORT, RELM_MBOX_RETENTION_DAYS);
+	    RELM_MBOX_DEFAULT_PORT, RELM_MBOX_RETENTION_DAYS, RELM_MBOX_RATE, RELM_MBOX_RATE_MAX,
+	    RELM_MBOX_BURST, RELM_MBOX_RATE_MAX);
 }
 
 /* "host:port" or "[v6]:port" into host (cap bytes) and port. */
@@ -155,6 +159,17 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.retention_ms = (uint64_t)d * 86400000u;
+		} else if (!strcmp(o, "--rate") || !strcmp(o, "--burst")) {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || end == v || v[0] == '-' || n < 1 || n > RELM_MBOX_RATE_MAX) {
+				fprintf(stderr, "relm-mailbox: %s must be 1..%d\n", o, RELM_MBOX_RATE_MAX);
+				return 2;
+			}
+			*(o[2] == 'r' ? &cfg.rate : &cfg.burst) = (uint32_t)n;
 		} else if (!strcmp(o, "--log-level")) {
 			if (log_level_parse(v, &level) != 0) {
 				fprintf(stderr, "relm-mailbox: bad --log-level %s\n", v);

@@ -53,8 +53,12 @@ enum relm_mbox_limits {
 	RELM_MBOX_SWEEP_MS       = 600000, /* retention sweep every 10 min: deletion is not urgent */
 	RELM_MBOX_MAX_SUBS       = 256,    /* per connection: a device reads its relationships' mailboxes; more needs a second connection */
 	RELM_MBOX_MAX_CONNS      = 1024,   /* per server: bounds memory (each connection may buffer one 64 KiB frame) */
-	RELM_MBOX_RATE           = 2000,   /* cost units/s per connection: ~2 MB/s or 2000 small frames/s */
-	RELM_MBOX_BURST          = 4000,   /* bucket size: an outbox flush after a reconnect fits */
+	RELM_MBOX_RATE           = 16000,  /* cost units/s per connection: ~16 MB/s or 16000 small frames/s.
+	                                    * One connection carries a whole daemon (every proton and
+	                                    * relationship), so this sits above one relmd's durable
+	                                    * throughput; proto/mailbox.md §7 has the reasons */
+	RELM_MBOX_BURST          = 32000,  /* bucket size: an outbox flush after a reconnect fits */
+	RELM_MBOX_RATE_MAX       = 1000000,/* --rate / --burst ceiling of relm-mailbox */
 	RELM_MBOX_OUTQ_MAX       = 1 << 20,/* queued output bytes per connection before we stop reading it */
 	RELM_MBOX_OUTQ_LOW       = 256 << 10, /* deliveries are fetched from the store only below this */
 	RELM_MBOX_DELIVER_BATCH  = 32,     /* envelopes fetched per store query while catching up */

@@ -29,6 +29,7 @@
 
 #include "error.h"
 #include "limits.h"
+#include "mailbox_proto.h"
 #include "sdnotify.h"
 #include "server.h"
 
@@ -744,8 +745,9 @@ static const char *build_dir(void)
 	return b && *b ? b : "build";
 }
 
-/* Run argv with stdout captured into out (NUL-terminated); exit status. */
-static int run_prog(char *const argv[], char *out, size_t outn)
+/* Start argv with its stdout on a pipe (*out_fd, the read end) and its
+ * stderr on /dev/null (unless RELM_TEST_DEBUG); the pid. */
+static pid_t spawn_piped(char *const argv[], int *out_fd)
 {
 	int p[2];
 	ck_assert_int_eq(pipe(p), 0);
@@ -762,12 +764,21 @@ static int run_prog(char *const argv[], char *out, size_t outn)
 		_exit(127);
 	}
 	close(p[1]);
+	*out_fd = p[0];
+	return pid;
+}
+
+/* Run argv with stdout captured into out (NUL-terminated); exit status. */
+static int run_prog(char *const argv[], char *out, size_t outn)
+{
+	int fd;
+	pid_t pid = spawn_piped(argv, &fd);
 	size_t len = 0;
 	ssize_t r;
-	while ((r = read(p[0], out + len, outn - 1 - len)) > 0)
+	while ((r = read(fd, out + len, outn - 1 - len)) > 0)
 		len += (size_t)r;
 	out[len] = '\0';
-	close(p[0]);
+	close(fd);
 	int st;
 	waitpid(pid, &st, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -842,6 +853,106 @@ START_TEST(relmctl_cli)
 	waitpid(pid, &st, 0);
 	close(p[0]);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+END_TEST
+
+/* relm-mailbox --rate/--burst: out-of-range values exit 2 with nothing
+ * started; good ones are what CHALLENGE advertises (and so what the server
+ * enforces and the client paces by); without them the defaults. */
+static void mailbox_challenge(char *prog, char *rate, char *burst,
+                              uint32_t want_rate, uint32_t want_burst)
+{
+	char dir[] = "/tmp/relm-mbcli-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char state[128];
+	snprintf(state, sizeof state, "%s/state", dir);
+	char *argv[12] = { prog, "--listen", "127.0.0.1:0", "--state", state };
+	int n = 5;
+	if (rate) {
+		argv[n++] = "--rate";
+		argv[n++] = rate;
+	}
+	if (burst) {
+		argv[n++] = "--burst";
+		argv[n++] = burst;
+	}
+	argv[n] = NULL;
+	int out;
+	pid_t pid = spawn_piped(argv, &out);
+	char line[32];
+	size_t len = 0;
+	while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
+		ssize_t r = read(out, line + len, sizeof line - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	line[len] = '\0';
+	close(out);
+	int port = atoi(line);
+	ck_assert_msg(port > 0 && port < 65536, "relm-mailbox printed no port: \"%s\"", line);
+
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	struct relm_mbox_frame f;
+	memset(&f, 0, sizeof f);
+	f.version = RELM_MBOX_VERSION;
+	f.type = RELM_MBOX_HELLO;
+	f.u.hello.min_version = RELM_MBOX_VERSION;
+	f.u.hello.max_version = RELM_MBOX_VERSION;
+	uint8_t buf[512];
+	size_t fl = relm_mbox_frame_size(&f);
+	ck_assert_int_eq(relm_mbox_frame_encode(buf, sizeof buf, &f), (int)fl);
+	ck_assert_int_eq(write(fd, buf, fl), (ssize_t)fl);
+	len = 0;
+	size_t want = 0;
+	while (!want || len < want) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		ck_assert_int_eq(poll(&pf, 1, 5000), 1);
+		ssize_t r = read(fd, buf + len, sizeof buf - len);
+		ck_assert_int_gt(r, 0);
+		len += (size_t)r;
+		if (!want && relm_mbox_frame_peek(&want, buf, len) != 0)
+			want = 0;
+	}
+	ck_assert_int_eq(relm_mbox_frame_decode(&f, buf, want), 0);
+	ck_assert_int_eq(f.type, RELM_MBOX_CHALLENGE);
+	ck_assert_uint_eq(f.u.challenge.rate, want_rate);
+	ck_assert_uint_eq(f.u.challenge.burst, want_burst);
+	close(fd);
+	kill(pid, SIGTERM);
+	int st;
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(mailbox_cli_rate)
+{
+	char prog[256], out[4096];
+	snprintf(prog, sizeof prog, "%s/relm-mailbox", build_dir());
+	ck_assert_msg(access(prog, X_OK) == 0, "%s not built", prog);
+	static char bad[][24] = { "0", "-1", "1000001", "12x", "", "99999999999999999999" };
+	for (unsigned i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char *a[] = { prog, "--state", "/nonexistent/never-created", "--rate", bad[i], NULL };
+		ck_assert_int_eq(run_prog(a, out, sizeof out), 2);
+		char *b[] = { prog, "--state", "/nonexistent/never-created", "--burst", bad[i], NULL };
+		ck_assert_int_eq(run_prog(b, out, sizeof out), 2);
+	}
+	ck_assert_int_eq(access("/nonexistent/never-created", F_OK), -1);
+	char *h[] = { prog, "--help", NULL };
+	ck_assert_int_eq(run_prog(h, out, sizeof out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "--rate N"));
+	ck_assert_ptr_nonnull(strstr(out, "--burst N"));
+	char r5[] = "5", b7[] = "7", rmax[] = "1000000";
+	mailbox_challenge(prog, r5, b7, 5, 7);
+	mailbox_challenge(prog, rmax, NULL, 1000000, RELM_MBOX_BURST);
+	mailbox_challenge(prog, NULL, NULL, RELM_MBOX_RATE, RELM_MBOX_BURST);
 }
 END_TEST
 
@@ -1030,6 +1141,7 @@ static Suite *suite(void)
 	tc = tcase_create("programs");
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, relmctl_cli);
+	tcase_add_test(tc, mailbox_cli_rate);
 	tcase_add_test(tc, sigterm_exit);
 	tcase_add_test(tc, socket_activation);
 	tcase_add_test(tc, sd_notify_abstract);
