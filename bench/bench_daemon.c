@@ -234,12 +234,52 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Read bob's message.status events, counting deliveries. */
+static void drain_status(struct conn *evb, int *delivered)
+{
+	conn_fill(evb);
+	while (conn_has_line(evb)) {
+		char *l = conn_line(evb);
+		*delivered += strstr(l, "\"status\":\"delivered\"") != NULL;
+		free(l);
+	}
+}
+
+/* Read (and drop) everything from the three connections until bob has seen
+ * `target` messages delivered (message.status "delivered": the receipt came
+ * back), so a phase starts with no backlog of receipts or retransmissions.
+ * Dies after 60 s without reaching it. */
+static void wait_delivered(struct conn *b, struct conn *ev, struct conn *evb, int *delivered,
+                           int target)
+{
+	double until = now_ms() + 60000;
+	while (*delivered < target) {
+		struct pollfd pf[3] = { { b->fd, POLLIN, 0 }, { ev->fd, POLLIN, 0 }, { evb->fd, POLLIN, 0 } };
+		if (now_ms() > until)
+			die("receipts did not all come back within 60 s");
+		if (poll(pf, 3, 100) <= 0)
+			continue;
+		for (int i = 0; i < 3; i++) {
+			struct conn *c = i == 0 ? b : i == 1 ? ev : evb;
+			if (!(pf[i].revents & POLLIN))
+				continue;
+			if (c == evb) {
+				drain_status(evb, delivered);
+				continue;
+			}
+			conn_fill(c);
+			while (conn_has_line(c))
+				free(conn_line(c));
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	int n = 3000, rate = 1000, seconds = 5, rounds = 3;
 	const char *json = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
-	struct conn a, b, ev;
+	struct conn a, b, ev, evb;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--build") && i + 1 < argc)
@@ -301,7 +341,7 @@ int main(int argc, char **argv)
 		spawn(av1, -1);
 		spawn(av2, -1);
 	}
-	if (wait_socket(sa, &a) || wait_socket(sb, &b) || conn_open(&ev, sa))
+	if (wait_socket(sa, &a) || wait_socket(sb, &b) || conn_open(&ev, sa) || conn_open(&evb, sb))
 		die("relmd did not start");
 
 	/* protons, invite, relationship */
@@ -312,14 +352,19 @@ int main(int argc, char **argv)
 	r = rpc(&b, "proton.create", "{\"label\":\"bob\"}");
 	snprintf(pb, sizeof pb, "%s", res_str(r, "proton"));
 	cJSON_Delete(r);
+	/* subscribe before the invite is accepted, or relationship.created can
+	 * come and go before we listen; bob's delivery ticks tell when a
+	 * round's receipts are all back */
+	r = rpc(&ev, "subscribe", "{\"events\":[\"message.received\",\"relationship.created\"]}");
+	cJSON_Delete(r);
+	r = rpc(&evb, "subscribe", "{\"events\":[\"message.status\"]}");
+	cJSON_Delete(r);
 	snprintf(params, sizeof params, "{\"proton\":\"%s\"}", pa);
 	r = rpc(&a, "invite.create", params);
 	snprintf(params, sizeof params, "{\"proton\":\"%s\",\"invite\":\"%s\"}", pb, res_str(r, "invite"));
 	cJSON_Delete(r);
 	r = rpc(&b, "invite.accept", params);
 	snprintf(rel, sizeof rel, "%s", res_str(r, "relationship"));
-	cJSON_Delete(r);
-	r = rpc(&ev, "subscribe", "{\"events\":[\"message.received\",\"relationship.created\"]}");
 	cJSON_Delete(r);
 	/* wait for alice to have the relationship (the hello arrives) */
 	for (;;) {
@@ -334,6 +379,7 @@ int main(int argc, char **argv)
 	if (n < 1 || rounds < 1 || rounds > 32)
 		die("--n and --rounds must be positive (rounds at most 32)");
 	double rate_r[32], cpu_r[3][32];
+	int delivered = 0;
 	pid_t who[3] = { kids[2], kids[0], kids[1] };   /* bob sends, the mailbox, alice receives */
 	for (int round = 0; round < rounds; round++) {
 		double c0[3], t0 = now_ms();
@@ -341,8 +387,9 @@ int main(int argc, char **argv)
 		for (int k = 0; k < 3; k++)
 			c0[k] = cpu_us(who[k]);
 		while (received < n) {
-			struct pollfd pf[2] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 } };
-			if (poll(pf, 2, 10000) <= 0)
+			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
+			                        { evb.fd, POLLIN, 0 } };
+			if (poll(pf, 3, 10000) <= 0)
 				die("no progress for 10 s");
 			if ((pf[0].revents & POLLOUT) && sent < n) {
 				for (int k = 0; k < 64 && sent < n; k++, sent++) {
@@ -373,30 +420,15 @@ int main(int argc, char **argv)
 					free(l);
 				}
 			}
+			if (pf[2].revents & POLLIN)
+				drain_status(&evb, &delivered);
 		}
 		double ms = now_ms() - t0;
 		rate_r[round] = n * 1000.0 / ms;
 		for (int k = 0; k < 3; k++)
 			cpu_r[k][round] = (cpu_us(who[k]) - c0[k]) / n;
-		/* let the receipts of this round come back before the next */
-		if (round + 1 < rounds) {
-			double until = now_ms() + 1500;
-			while (now_ms() < until) {
-				struct pollfd pf[2] = { { b.fd, POLLIN, 0 }, { ev.fd, POLLIN, 0 } };
-				if (poll(pf, 2, 100) > 0) {
-					if (pf[0].revents & POLLIN) {
-						conn_fill(&b);
-						while (conn_has_line(&b))
-							free(conn_line(&b));
-					}
-					if (pf[1].revents & POLLIN) {
-						conn_fill(&ev);
-						while (conn_has_line(&ev))
-							free(conn_line(&ev));
-					}
-				}
-			}
-		}
+		/* the next round (and the paced run) starts with bob's queue empty */
+		wait_delivered(&b, &ev, &evb, &delivered, (round + 1) * n);
 	}
 	double rate_min = rate_r[0], rate_max = rate_r[0];
 	for (int round = 1; round < rounds; round++) {
@@ -424,9 +456,11 @@ int main(int argc, char **argv)
 			next++;
 		}
 		double wait = next < total ? start + next * 1000.0 / rate - now_ms() : 1000;
-		struct pollfd pf[2] = { { b.fd, POLLIN, 0 }, { ev.fd, POLLIN, 0 } };
-		if (poll(pf, 2, wait < 0 ? 0 : (int)wait + 1) < 0)
+		struct pollfd pf[3] = { { b.fd, POLLIN, 0 }, { ev.fd, POLLIN, 0 }, { evb.fd, POLLIN, 0 } };
+		if (poll(pf, 3, wait < 0 ? 0 : (int)wait + 1) < 0)
 			die("poll");
+		if (pf[2].revents & POLLIN)
+			drain_status(&evb, &delivered);
 		if (pf[0].revents & POLLIN) {
 			conn_fill(&b);
 			while (conn_has_line(&b))
