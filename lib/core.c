@@ -94,9 +94,32 @@ static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_
 		return rc;
 	}
 	/* The retransmission queue stays in the store; relm_core_tick loads
-	 * what is due.  Receipts for the rest still reach the store. */
+	 * what is due.  Receipts for the rest still reach the store.  So do
+	 * the acknowledgements waiting for the receipt timer: load_acks. */
 	rel->out_partial = 1;
+	rel->acks_partial = 1;
 	*out = rel;
+	return 0;
+}
+
+static int ack_cb(void *ctx, const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN],
+                  uint32_t n)
+{
+	return relm_rel_ack_load(ctx, id, dh, n);
+}
+
+/* Before a tick: when the receipt is due, every acknowledgement it owes
+ * comes back from the store (relm_rel_tick sends none while acks_partial
+ * is set, and the timer stays armed). */
+static int load_acks(struct relm_core *c, struct relm_rel *rel)
+{
+	int rc;
+
+	if (!rel->acks_partial || !rel->receipt_due_ms || rel->receipt_due_ms > now(c))
+		return 0;
+	if ((rc = relm_store_ack_list(c->st, rel->id, ack_cb, rel)) != 0)
+		return rc;
+	rel->acks_partial = 0;
 	return 0;
 }
 
@@ -133,6 +156,14 @@ static int save(struct relm_core *c, struct relm_rel *rel)
 				return rc;
 		}
 		rel->out_unsaved = 0;
+	}
+	if (rel->acks_unsaved) {
+		/* a v1–v3 blob carried the acknowledgements: they move too */
+		for (uint32_t i = 0; i < rel->nacks_due; i++)
+			if ((rc = relm_store_ack_put(c->st, rel->id, rel->acks_due[i].id,
+			                             rel->acks_due[i].dh, rel->acks_due[i].n)) != 0)
+				return rc;
+		rel->acks_unsaved = 0;
 	}
 	if ((rc = relm_rel_encode(rel, &blob, &len)) != 0)
 		return rc;
@@ -650,6 +681,8 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		rc = load(c, d.ids[i], &rel);
 		if (rc == 0)
 			rc = relm_store_outgoing_due(c->st, d.ids[i], now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
+		if (rc == 0)
+			rc = load_acks(c, rel);
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
 		if (rc == 0)

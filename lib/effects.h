@@ -25,7 +25,15 @@ enum relm_fx_type {
 	RELM_FX_OUT_PUT,       /* the retransmission record of msg_id: kind, ts, data
 	                        * (body), tries, next_ms, node (last try) */
 	RELM_FX_OUT_DEL,       /* msg_id needs no more retransmission */
+	RELM_FX_ACK_PUT,       /* acknowledgements waiting for the receipt timer: data
+	                        * holds len / RELM_FX_ACK_LEN records (below) */
+	RELM_FX_ACK_DEL,       /* these acknowledgements went out in a receipt (same data) */
 };
+
+/* One acknowledgement in ACK_PUT / ACK_DEL data: message id(16), the
+ * envelope's ratchet key dh(32), its counter n(4, big-endian) — a struct
+ * relm_ack (payload.h) laid out flat. */
+enum { RELM_FX_ACK_LEN = RELM_ID_LEN + RELM_KEY_LEN + 4 };
 
 enum relm_msg_status {
 	RELM_STATUS_NONE = 0,
@@ -45,7 +53,8 @@ struct relm_fx {
 	enum relm_fx_type type;
 	uint8_t msg_id[RELM_ID_LEN];   /* POST, DELIVER, STATUS: the message concerned */
 	uint8_t hash[RELM_ID_LEN];     /* PENDING_*: BLAKE2b-128 of the envelope */
-	uint8_t *data;                 /* POST/PENDING_ADD: envelope; DELIVER/OUT_PUT: body (owned) */
+	uint8_t *data;                 /* POST/PENDING_ADD: envelope; DELIVER/OUT_PUT: body;
+	                                * ACK_PUT/ACK_DEL: acknowledgements (owned) */
 	size_t len;
 	int kind;                      /* DELIVER, OUT_PUT: enum relm_kind; POST: kind of the payload */
 	uint64_t ts;                   /* DELIVER, OUT_PUT: sender's timestamp; PENDING_ADD: arrival */

@@ -315,16 +315,36 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 
 /* ---- receipts -------------------------------------------------------------- */
 
-/* check: the same envelope may already be acknowledged (only when it came
- * through a stored key: a key used for the first time cannot have been). */
-static int ack_add(struct relm_rel *rel, const struct relm_env *env,
-                   const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n,
-                   int check)
+static void ack_pack(uint8_t *p, const struct relm_ack *a)
 {
-	for (uint32_t i = 0; check && i < rel->nacks_due; i++)
-		if (memcmp(rel->acks_due[i].id, id, RELM_ID_LEN) == 0 &&
-		    memcmp(rel->acks_due[i].dh, dh, RELM_KEY_LEN) == 0 && rel->acks_due[i].n == n)
-			return 0;
+	memcpy(p, a->id, RELM_ID_LEN);
+	memcpy(p + RELM_ID_LEN, a->dh, RELM_KEY_LEN);
+	p[48] = (uint8_t)(a->n >> 24);
+	p[49] = (uint8_t)(a->n >> 16);
+	p[50] = (uint8_t)(a->n >> 8);
+	p[51] = (uint8_t)a->n;
+}
+
+/* An ACK_PUT or ACK_DEL effect for acks[0..k). */
+static int emit_acks(struct relm_effects *fx, enum relm_fx_type type,
+                     const struct relm_ack *acks, uint32_t k)
+{
+	struct relm_fx *f = relm__fx_push(fx, type);
+	if (!f)
+		return RELM_ENOMEM;
+	if (!(f->data = malloc((size_t)k * RELM_FX_ACK_LEN))) {
+		fx->n--;
+		return RELM_ENOMEM;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		ack_pack(f->data + (size_t)i * RELM_FX_ACK_LEN, &acks[i]);
+	f->len = (size_t)k * RELM_FX_ACK_LEN;
+	return 0;
+}
+
+static int ack_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN],
+                      const uint8_t dh[RELM_KEY_LEN], uint32_t n)
+{
 	if (rel->nacks_due == rel->capacks) {
 		uint32_t cap = rel->capacks ? 2 * rel->capacks : 8;
 		struct relm_ack *v = realloc(rel->acks_due, cap * sizeof *v);
@@ -337,6 +357,35 @@ static int ack_add(struct relm_rel *rel, const struct relm_env *env,
 	memcpy(rel->acks_due[rel->nacks_due].dh, dh, RELM_KEY_LEN);
 	rel->acks_due[rel->nacks_due].n = n;
 	rel->nacks_due++;
+	return 0;
+}
+
+int relm_rel_ack_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN],
+                      const uint8_t dh[RELM_KEY_LEN], uint32_t n)
+{
+	return ack_append(rel, id, dh, n);
+}
+
+/* check: the same envelope may already be acknowledged (only when it came
+ * through a stored key: a key used for the first time cannot have been).
+ * With acks_partial only the ones in memory are checked; the store ignores
+ * a row it already has. */
+static int ack_add(struct relm_rel *rel, const struct relm_env *env,
+                   const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n,
+                   int check, struct relm_effects *fx)
+{
+	int rc;
+
+	for (uint32_t i = 0; check && i < rel->nacks_due; i++)
+		if (memcmp(rel->acks_due[i].id, id, RELM_ID_LEN) == 0 &&
+		    memcmp(rel->acks_due[i].dh, dh, RELM_KEY_LEN) == 0 && rel->acks_due[i].n == n)
+			return 0;
+	if ((rc = ack_append(rel, id, dh, n)) != 0)
+		return rc;
+	if ((rc = emit_acks(fx, RELM_FX_ACK_PUT, &rel->acks_due[rel->nacks_due - 1], 1)) != 0) {
+		rel->nacks_due--;
+		return rc;
+	}
 	if (!rel->receipt_due_ms)
 		rel->receipt_due_ms = relm__now(env) +
 			relm__random_between(env, env->params.receipt_delay_min_ms,
@@ -349,6 +398,7 @@ static int send_receipts(struct relm_rel *rel, const struct relm_env *env, struc
 	while (rel->nacks_due > 0) {
 		struct relm_payload p;
 		uint32_t k = rel->nacks_due < RELM_MAX_ACKS ? rel->nacks_due : RELM_MAX_ACKS;
+		size_t mark = fx->n;
 		int rc;
 
 		memset(&p, 0, sizeof p);
@@ -358,8 +408,13 @@ static int send_receipts(struct relm_rel *rel, const struct relm_env *env, struc
 		p.ts = relm__now(env);
 		p.acks = rel->acks_due;
 		p.nacks = k;
-		if ((rc = send_payload(rel, env, &p, 1, NULL, NULL, fx)) != 0)
+		/* the rows go in the same transaction as the receipt */
+		if ((rc = emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, k)) != 0)
 			return rc;
+		if ((rc = send_payload(rel, env, &p, 1, NULL, NULL, fx)) != 0) {
+			relm__fx_truncate(fx, mark);
+			return rc;
+		}
 		memmove(rel->acks_due, rel->acks_due + k, (rel->nacks_due - k) * sizeof *rel->acks_due);
 		rel->nacks_due -= k;
 	}
@@ -611,7 +666,9 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			on_receipt(rel, &p, fx);
 		}
 	} else {
-		ack_add(rel, env, p.id, e.h.dh_pub, e.h.n, o.how == RELM__OPEN_SKIPPED);
+		/* Out of memory here loses the acknowledgement, not the message:
+		 * the sender retransmits and the duplicate is acknowledged. */
+		(void)ack_add(rel, env, p.id, e.h.dh_pub, e.h.n, o.how == RELM__OPEN_SKIPPED, fx);
 		if (dup) {
 			rel->stats.dups++;
 		} else {
@@ -679,7 +736,10 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 	uint64_t now = relm__now(env);
 	int rc = 0;
 
-	if (rel->receipt_due_ms && now >= rel->receipt_due_ms)
+	/* acks_partial: the caller has not loaded the stored ones; sending only
+	 * some and disarming the timer would strand the rest.  The timer stays
+	 * due, so the next tick (which loads them) sends everything. */
+	if (rel->receipt_due_ms && now >= rel->receipt_due_ms && !rel->acks_partial)
 		if ((rc = send_receipts(rel, env, fx)) != 0 && rc != RELM_ENOSEND)
 			return rc;
 	for (uint32_t i = 0; i < rel->nout; ) {

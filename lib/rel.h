@@ -112,8 +112,19 @@ struct relm_rel {
 	uint32_t nout, capout;
 	uint8_t out_partial;            /* out holds only some records */
 	uint8_t out_unsaved;            /* out came from a v1 blob: write it to the store */
-	struct relm_ack *acks_due;      /* receipt content waiting for its timer */
+	/* Receipt content waiting for its timer.  Not in the encoded state
+	 * either (since blob v4): every change is an effect (ACK_PUT /
+	 * ACK_DEL) and the store keeps them as rows, because a busy
+	 * relationship holds up to two seconds' worth of them and the blob is
+	 * rewritten at every step.  A relationship decoded from a blob holds
+	 * only those added since, with acks_partial set by the caller, and
+	 * sends no receipt until the caller has given back the rest
+	 * (relm_rel_ack_load) and cleared acks_partial — the timer stays
+	 * armed meanwhile.  Tests that keep a relationship in memory hold all. */
+	struct relm_ack *acks_due;
 	uint32_t nacks_due, capacks;
+	uint8_t acks_partial;           /* acks_due holds only some of them */
+	uint8_t acks_unsaved;           /* acks_due came from a v1–v3 blob: write them to the store */
 	uint64_t receipt_due_ms;        /* 0 = no receipt armed */
 	uint8_t recent[RELM_RECENT_IDS][RELM_ID_LEN];
 	uint32_t recent_next;
@@ -130,8 +141,9 @@ struct relm_rel {
 /* Wipe every secret and free everything; NULL is a no-op. */
 void relm_rel_free(struct relm_rel *rel);
 
-/* Serialise the ratchet state (everything but the pending set and the
- * retransmission queue) into a fresh
+/* Serialise the ratchet state (everything but the pending set, the
+ * retransmission queue and the acknowledgements waiting for the receipt
+ * timer — their deadline, receipt_due_ms, is in it) into a fresh
  * malloc'd buffer.  Returns 0 or RELM_ENOMEM.  Free with relm_rel_blob_free. */
 int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen);
 void relm_rel_blob_free(uint8_t *buf, size_t len);
@@ -143,6 +155,11 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len);
 int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
                            uint64_t ts, const char *body, size_t len, uint32_t tries,
                            uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN]);
+/* Give back an acknowledgement waiting for the receipt timer, loaded from
+ * the store (no duplicate check: the store's rows are unique).  0 or
+ * RELM_ENOMEM. */
+int relm_rel_ack_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN],
+                      const uint8_t dh[RELM_KEY_LEN], uint32_t n);
 /* Give back a pending envelope loaded from the store. */
 int relm_rel_pending_load(struct relm_rel *rel, const uint8_t *buf, size_t len, uint64_t t_ms);
 

@@ -1,10 +1,11 @@
 /*
  * rel_blob.c — the relationship's ratchet state as one versioned blob, for
  * the store (one row per relationship, loaded lazily) and for the sibling
- * `state` message later.  Everything but the pending set (rows of their
- * own).  Layout, all integers big-endian:
+ * `state` message later.  Everything but the pending set, the
+ * retransmission queue and the acknowledgements waiting for the receipt
+ * timer (rows of their own).  Layout, all integers big-endian:
  *
- *   "RLS" version(1)=1
+ *   "RLS" version(1)=4
  *   id(16) mode(1) side(1) ad(64) ipk_self(32) ipk_remote(32)
  *   mbox_pk(32) mbox_sk(64) remote_mbox_pk(32)
  *   str remote_mailbox, initial_pending(1), initial ext(72), str invite_mailbox
@@ -12,7 +13,9 @@
  *   u32 skipped × { dh(32) n(4) mk(32) t(8) used(1) }
  *   [v1 only: u32 out × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
  *    — v2 keeps the retransmission queue in the store's `outgoing` table]
- *   u32 acks    × { id(16) dh(32) n(4) }   receipt_due(8)
+ *   [v1–v3 only: u32 acks × { id(16) dh(32) n(4) }
+    — v4 keeps them in the store's `acks` table]
+   receipt_due(8)
  *   v3: u8 k, then the k ids of the recent ring that are in use, oldest
  *       first (v1, v2: the whole ring, 64×16, and recent_next(4))
  *   stats(5×4)
@@ -28,8 +31,10 @@
 #include "error.h"
 
 /* 2: no retransmission queue; 3: only the used part of the recent-id ring
- * (it was half of a typical blob).  1 and 2 still decode. */
-enum { BLOB_VERSION = 3 };
+ * (it was half of a typical blob); 4: no acknowledgements waiting for the
+ * receipt timer (a busy relationship held up to 4,096 of them, 52 bytes
+ * each, decoded and re-encoded at every step).  1 to 3 still decode. */
+enum { BLOB_VERSION = 4 };
 
 /* Encoded sizes of the repeated records (layout above). */
 enum {
@@ -91,7 +96,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	        1 + RELM_INITIAL_EXT_LEN + 2 + strlen(rel->invite_mailbox) +
 	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
-	        4 + (size_t)rel->nacks_due * BLOB_ACK_LEN + 8 +
+	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
@@ -139,12 +144,6 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 		w_put(&w, rel->skipped[i].mk, 32);
 		w_u64(&w, rel->skipped[i].t_ms);
 		w_u8(&w, rel->skipped[i].used);
-	}
-	w_u32(&w, rel->nacks_due);
-	for (uint32_t i = 0; i < rel->nacks_due; i++) {
-		w_put(&w, rel->acks_due[i].id, 16);
-		w_put(&w, rel->acks_due[i].dh, 32);
-		w_u32(&w, rel->acks_due[i].n);
 	}
 	w_u64(&w, rel->receipt_due_ms);
 	{
@@ -343,9 +342,10 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			goto fail;
 	}
 
-	cnt = r_u32(&r);
-	if (r.err || cnt > RELM_MAX_OUTGOING || (size_t)cnt * 52 > len - r.off)
+	cnt = version <= 3 ? r_u32(&r) : 0;
+	if (r.err || cnt > RELM_MAX_OUTGOING || (size_t)cnt * BLOB_ACK_LEN > len - r.off)
 		goto fail;
+	rel->acks_unsaved = cnt > 0;    /* v1–v3: the caller moves them to the store */
 	if (cnt) {
 		rel->acks_due = calloc(cnt, sizeof *rel->acks_due);
 		if (!rel->acks_due) {

@@ -82,7 +82,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v3
+ * ---------------------------------------------------------------- schema v4
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -124,6 +124,9 @@
  *   outgoing_count(rel→relationships PK, n) [v3]  count(*) of outgoing per
  *           relationship, kept by triggers on outgoing insert / delete, so
  *           message.send checks RELM_MAX_OUTGOING with one probe
+ *   acks(rel→relationships, dh, n, id; PK(rel, dh, n, id)) [v4]
+ *           acknowledgements waiting for the receipt timer (were inside
+ *           the state blob until v3, which every step rewrites)
  *   events(seq INTEGER PK AUTOINCREMENT, type, json, ts)  seq never reused,
  *           so subscribe{since} is exact; trimmed to a retention count
  * All child tables cascade on delete of their relationship / proton.
@@ -137,7 +140,7 @@
 #include "effects.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 3,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 4,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -506,6 +509,22 @@ int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN
 int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next);
 int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n);
 
+/* ---- acks: acknowledgements waiting for the receipt timer (schema v4) --- */
+
+/* Keep one: the message id, the ratchet key (dh) and counter (n) of the
+ * envelope that brought it.  A row already there is left as it is (0). */
+int relm_store_ack_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n);
+/* The acknowledgement went out in a receipt.  0 or RELM_ENOTFOUND. */
+int relm_store_ack_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n);
+/* Every row of rel, in key order (dh, n, id).  A nonzero return from cb
+ * stops the walk and is returned. */
+int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
+                                  const uint8_t dh[RELM_KEY_LEN], uint32_t n),
+                        void *ctx);
+
 /* ---- effects of one engine step --------------------------------------- */
 
 /* Write the effects of one engine step on relationship rel into the open
@@ -513,7 +532,8 @@ int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_L
  * is NULL), DELIVER → history (insert-or-ignore; a new one also appends a
  * message.received / message.sent event), STATUS → history status + a
  * message.status event, EVENT → event log, PENDING_ADD / PENDING_DEL →
- * pending.  Requires STEP.  The caller also stores the new state blob and
+ * pending, OUT_PUT / OUT_DEL → outgoing, ACK_PUT / ACK_DEL → acks.
+ * Requires STEP.  The caller also stores the new state blob and
  * the cursor in the same step, then commits.  Returns 0 or an error (the
  * caller then rolls the step back). */
 int relm_store_apply_effects(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],

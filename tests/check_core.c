@@ -11,6 +11,7 @@
 #include "core.h"
 #include "invite.h"
 #include "error.h"
+#include <sqlite3.h>
 
 static uint64_t clock_ms;
 static struct tu_daemon A, B;
@@ -320,6 +321,174 @@ START_TEST(test_two_protons_of_one_daemon_refused)
 }
 END_TEST
 
+/* ---- acknowledgements waiting for the receipt timer: rows (schema v4) ---- */
+
+struct acks_got {
+	size_t n, cap;
+	struct relm_ack *v;
+};
+
+static int acks_cb(void *ctx, const uint8_t id[16], const uint8_t dh[32], uint32_t n)
+{
+	struct acks_got *g = ctx;
+	if (g->n == g->cap) {
+		g->cap = g->cap ? 2 * g->cap : 16;
+		g->v = realloc(g->v, g->cap * sizeof *g->v);
+		ck_assert(g->v);
+	}
+	memcpy(g->v[g->n].id, id, 16);
+	memcpy(g->v[g->n].dh, dh, 32);
+	g->v[g->n++].n = n;
+	return 0;
+}
+
+static size_t ack_rows(struct tu_daemon *d, const uint8_t rel[16], struct acks_got *keep)
+{
+	struct acks_got g = { 0 };
+	ck_assert_int_eq(relm_store_ack_list(d->st, rel, acks_cb, &g), 0);
+	if (keep)
+		*keep = g;
+	else
+		free(g.v);
+	return g.n;
+}
+
+static int delivered_cb(void *ctx, const struct relm_store_msg *m)
+{
+	if (!m->direction_in && m->status == RELM_STATUS_DELIVERED)
+		(*(int *)ctx)++;
+	return 0;
+}
+
+static int delivered(struct tu_daemon *d, const uint8_t rel[16])
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_msg_list(d->st, rel, 0, 0, delivered_cb, &n), 0);
+	return n;
+}
+
+/* Receiving keeps each acknowledgement as a row, not in the state blob; the
+ * rows survive a restart; the receipt, when due, covers them all and
+ * removes them. */
+START_TEST(test_acks_are_rows)
+{
+	uint8_t rb[16], id[16];
+	int was_new;
+	struct relm_rel *r = NULL;
+	struct tu_daemon *ds[2] = { &A, &B };
+
+	int before;
+
+	connect_ab(rb, 0);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 0);
+	before = delivered(&B, rb);                   /* the hello */
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "ack me", 6, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 10);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 10);
+	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &r), 0);
+	ck_assert_uint_eq(r->nacks_due, 0);            /* not in the blob */
+	ck_assert_uint_ne(r->receipt_due_ms, 0);       /* but the timer is */
+	relm_rel_free(r);
+	/* a restart before the timer: nothing owed is forgotten */
+	tu_daemon_close(&A);
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 31, "127.0.0.1:7427"), 0);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 10);
+	ck_assert_int_eq(delivered(&B, rb), before);
+	tu_settle(ds, 2, &net, 3, RELM_RECEIPT_DELAY_MAX_MS);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 0);
+	ck_assert_int_eq(delivered(&B, rb), before + 10);
+}
+END_TEST
+
+/* A relationship whose blob is v3 (acknowledgements inside) and whose
+ * store has no rows, as a v3 relmd left it: the next step moves them to
+ * rows (with the new one), and the receipt covers old and new. */
+START_TEST(test_acks_move_out_of_a_v3_blob)
+{
+	uint8_t rb[16], id[16];
+	int was_new;
+	struct relm_store_rel sr;
+	struct relm_rel *r = NULL;
+	struct acks_got g;
+	struct tu_daemon *ds[2] = { &A, &B };
+	size_t k = 0, tail, at, len;
+	uint8_t *v3;
+	int before;
+
+	connect_ab(rb, 0);
+	before = delivered(&B, rb);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "ack me", 6, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	ck_assert_uint_eq(ack_rows(&A, rb, &g), 10);
+
+	/* the v3 form of A's state: "u32 n, n × {id dh n}" before receipt_due,
+	 * which the used recent ids (1 + 16k) and the stats (20) follow */
+	memset(&sr, 0, sizeof sr);
+	ck_assert_int_eq(relm_store_rel_get(A.st, rb, &sr, RELM_STORE_WITH_STATE), 0);
+	ck_assert_int_eq(relm_rel_decode(&r, sr.state, sr.state_len), 0);
+	for (size_t i = 0; i < RELM_RECENT_IDS; i++) {
+		static const uint8_t zero[16];
+		k += memcmp(r->recent[i], zero, 16) != 0;
+	}
+	relm_rel_free(r);
+	tail = 8 + 1 + 16 * k + 20;
+	at = sr.state_len - tail;
+	len = sr.state_len + 4 + g.n * 52;
+	ck_assert_ptr_nonnull(v3 = malloc(len));
+	memcpy(v3, sr.state, at);
+	v3[3] = 3;
+	v3[at] = 0; v3[at + 1] = 0; v3[at + 2] = 0; v3[at + 3] = (uint8_t)g.n;
+	for (size_t i = 0; i < g.n; i++) {
+		uint8_t *p = v3 + at + 4 + i * 52;
+		memcpy(p, g.v[i].id, 16);
+		memcpy(p + 16, g.v[i].dh, 32);
+		p[48] = (uint8_t)(g.v[i].n >> 24); p[49] = (uint8_t)(g.v[i].n >> 16);
+		p[50] = (uint8_t)(g.v[i].n >> 8);  p[51] = (uint8_t)g.v[i].n;
+	}
+	memcpy(v3 + at + 4 + g.n * 52, sr.state + at, tail);
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_rel_set_state(A.st, rb, v3, len, clock_ms), 0);
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(A.st), "DELETE FROM acks", NULL, NULL, NULL), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	relm_store_rel_clear(&sr);
+	free(v3);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 0);
+	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &r), 0);
+	ck_assert_uint_eq(r->nacks_due, 10);
+	ck_assert_uint_eq(r->acks_unsaved, 1);
+	relm_rel_free(r);
+
+	/* one more message: its step moves the ten and adds the eleventh */
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "ack me", 6, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	{
+		struct acks_got now;
+		ck_assert_uint_eq(ack_rows(&A, rb, &now), 11);
+		for (size_t i = 0; i < g.n; i++) {
+			int found = 0;
+			for (size_t j = 0; j < now.n; j++)
+				found |= memcmp(&now.v[j], &g.v[i], sizeof g.v[i]) == 0;
+			ck_assert(found);
+		}
+		free(now.v);
+	}
+	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &r), 0);
+	ck_assert_uint_eq(r->nacks_due, 0);
+	ck_assert_uint_eq(r->acks_unsaved, 0);
+	relm_rel_free(r);
+	free(g.v);
+	tu_settle(ds, 2, &net, 3, RELM_RECEIPT_DELAY_MAX_MS);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 0);
+	ck_assert_int_eq(delivered(&B, rb), before + 11);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -335,6 +504,8 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_retransmit_from_the_store);
 	tcase_add_test(tc, test_refused_post_fails_the_message);
 	tcase_add_test(tc, test_two_protons_of_one_daemon_refused);
+	tcase_add_test(tc, test_acks_are_rows);
+	tcase_add_test(tc, test_acks_move_out_of_a_v3_blob);
 	suite_add_tcase(s, tc);
 	return s;
 }

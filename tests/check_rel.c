@@ -14,6 +14,7 @@
 #include "rel.h"
 #include "error.h"
 #include "crypto.h"
+#include "envelope.h"
 
 static uint64_t clock_ms;
 
@@ -584,7 +585,7 @@ START_TEST(test_blob_roundtrip_and_garbage)
 	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
 	for (int k = 0; k < 5; k++)
 		tu_send(&a, "unacked", NULL);
-	s = tu_state(&a);
+	ck_assert_int_eq(relm_rel_encode(a.rel, &s.buf, &s.len), 0);   /* the blob alone */
 	ck_assert_int_eq(relm_rel_decode(&r, s.buf, s.len), 0);
 	ck_assert_int_eq(relm_rel_encode(r, &s2.buf, &s2.len), 0);
 	ck_assert(tu_blob_eq(s, s2));
@@ -599,6 +600,186 @@ START_TEST(test_blob_roundtrip_and_garbage)
 		s.buf[i] ^= 0xa5;
 	}
 	tu_blob_free(&s);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
+/* ---- acknowledgements waiting for the receipt timer ------------------------ */
+
+static const struct relm_fx *only_fx(const struct relm_effects *fx, enum relm_fx_type t, int *count)
+{
+	const struct relm_fx *f = NULL;
+	*count = 0;
+	for (size_t i = 0; i < fx->n; i++)
+		if (fx->v[i].type == t) {
+			f = &fx->v[i];
+			(*count)++;
+		}
+	return f;
+}
+
+static void ack_unpack(struct relm_ack *a, const uint8_t *p)
+{
+	memcpy(a->id, p, 16);
+	memcpy(a->dh, p + 16, 32);
+	a->n = (uint32_t)p[48] << 24 | (uint32_t)p[49] << 16 | (uint32_t)p[50] << 8 | p[51];
+}
+
+/* Each accepted message is one ACK_PUT naming (id, dh, n) of its envelope;
+ * the blob (v4) does not carry them; a relationship decoded from the blob
+ * with acks_partial sends no receipt and keeps its timer armed until the
+ * stored ones are given back (relm_rel_ack_load), then sends them all with
+ * an ACK_DEL of exactly those. */
+START_TEST(test_acks_out_of_the_blob)
+{
+	struct tu_party a, b;
+	struct relm_effects fx;
+	struct relm_rel *r = NULL;
+	struct tu_blob s;
+	uint64_t due;
+	int cnt;
+
+	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
+	relm_effects_init(&fx);
+	for (int k = 0; k < 3; k++) {
+		uint8_t id[16];
+		struct tu_blob e;
+		struct relm_envelope env;
+		struct relm_ack got;
+		const struct relm_fx *f;
+
+		tu_send(&a, "acknowledge me", id);
+		e = tu_take(&a, 0);
+		ck_assert_int_eq(relm_envelope_decode(&env, e.buf, e.len), 0);
+		ck_assert_int_eq(relm_rel_receive(b.rel, &b.env, e.buf, e.len, &fx), 0);
+		f = only_fx(&fx, RELM_FX_ACK_PUT, &cnt);
+		ck_assert_int_eq(cnt, 1);
+		ck_assert_uint_eq(f->len, RELM_FX_ACK_LEN);
+		ack_unpack(&got, f->data);
+		ck_assert(memcmp(got.id, id, 16) == 0);
+		ck_assert(memcmp(got.dh, env.h.dh_pub, 32) == 0);
+		ck_assert_uint_eq(got.n, env.h.n);
+		tu_apply(&b, &fx);
+		tu_blob_free(&e);
+	}
+	ck_assert_uint_eq(b.rel->nacks_due, 3);
+	due = b.rel->receipt_due_ms;
+	ck_assert_uint_ne(due, 0);
+
+	/* what the store holds: the blob without them, the timer with it */
+	ck_assert_int_eq(relm_rel_encode(b.rel, &s.buf, &s.len), 0);
+	ck_assert_int_eq(relm_rel_decode(&r, s.buf, s.len), 0);
+	tu_blob_free(&s);
+	ck_assert_uint_eq(r->nacks_due, 0);
+	ck_assert_uint_eq(r->acks_unsaved, 0);
+	ck_assert_uint_eq(r->receipt_due_ms, due);
+	r->acks_partial = 1;
+	advance(RELM_RECEIPT_DELAY_MAX_MS + 1);
+	ck_assert_int_eq(relm_rel_tick(r, &b.env, &fx), 0);
+	only_fx(&fx, RELM_FX_POST, &cnt);
+	ck_assert_int_eq(cnt, 0);                    /* no receipt of only some of them */
+	only_fx(&fx, RELM_FX_ACK_DEL, &cnt);
+	ck_assert_int_eq(cnt, 0);
+	ck_assert_uint_eq(r->receipt_due_ms, due);   /* still armed */
+	ck_assert_uint_eq(relm_rel_deadline(r, &b.env), due);
+
+	/* given back, they all go out, and exactly they leave the store */
+	for (uint32_t i = 0; i < b.rel->nacks_due; i++)
+		ck_assert_int_eq(relm_rel_ack_load(r, b.rel->acks_due[i].id, b.rel->acks_due[i].dh,
+		                                   b.rel->acks_due[i].n), 0);
+	r->acks_partial = 0;
+	ck_assert_int_eq(relm_rel_tick(r, &b.env, &fx), 0);
+	only_fx(&fx, RELM_FX_POST, &cnt);
+	ck_assert_int_eq(cnt, 1);
+	{
+		const struct relm_fx *f = only_fx(&fx, RELM_FX_ACK_DEL, &cnt);
+		ck_assert_int_eq(cnt, 1);
+		ck_assert_uint_eq(f->len, 3 * RELM_FX_ACK_LEN);
+		for (uint32_t i = 0; i < 3; i++) {
+			struct relm_ack got;
+			ack_unpack(&got, f->data + i * RELM_FX_ACK_LEN);
+			ck_assert(memcmp(&got, &b.rel->acks_due[i], sizeof got) == 0);
+		}
+	}
+	ck_assert_uint_eq(r->nacks_due, 0);
+	ck_assert_uint_eq(r->receipt_due_ms, 0);
+	/* and the receipt covers a's three messages */
+	{
+		size_t before = a.delivered;
+		tu_apply(&b, &fx);
+		ck_assert_uint_eq(b.nout, 1);
+		struct tu_blob e = tu_take(&b, 0);
+		ck_assert_int_eq(tu_recv(&a, e.buf, e.len), 0);
+		tu_blob_free(&e);
+		ck_assert_uint_eq(a.delivered, before + 3);
+	}
+	relm_effects_clear(&fx);
+	relm_rel_free(r);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
+/* A v3 blob carried the acknowledgements: they decode, marked unsaved (the
+ * caller moves them to the store), and the re-encoded v4 blob is the one
+ * the same state encodes to without them. */
+START_TEST(test_acks_in_a_v3_blob)
+{
+	struct tu_party a, b;
+	struct relm_rel *r = NULL;
+	struct tu_blob s, s2;
+	uint8_t *v3;
+	size_t k = 0, tail, v3len, at;
+
+	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
+	for (int i = 0; i < 3; i++)
+		tu_send(&a, "acknowledge me", NULL);
+	while (a.nout) {
+		struct tu_blob e = tu_take(&a, 0);
+		ck_assert_int_eq(tu_recv(&b, e.buf, e.len), 0);
+		tu_blob_free(&e);
+	}
+	ck_assert_uint_eq(b.rel->nacks_due, 3);
+	ck_assert_int_eq(relm_rel_encode(b.rel, &s.buf, &s.len), 0);
+	ck_assert_int_eq(s.buf[3], 4);
+	/* v3 = v4 with the version byte 3 and "u32 n, n × {id dh n}" before
+	 * receipt_due(8), which the recent ids (1 + 16k) and stats (20) follow */
+	for (size_t i = 0; i < RELM_RECENT_IDS; i++) {
+		static const uint8_t zero[16];
+		k += memcmp(b.rel->recent[i], zero, 16) != 0;
+	}
+	tail = 8 + 1 + 16 * k + 20;
+	at = s.len - tail;
+	v3len = s.len + 4 + 3 * 52;
+	v3 = malloc(v3len);
+	ck_assert(v3);
+	memcpy(v3, s.buf, at);
+	v3[3] = 3;
+	v3[at] = 0; v3[at + 1] = 0; v3[at + 2] = 0; v3[at + 3] = 3;
+	for (uint32_t i = 0; i < 3; i++) {
+		uint8_t *p = v3 + at + 4 + i * 52;
+		const struct relm_ack *x = &b.rel->acks_due[i];
+		memcpy(p, x->id, 16);
+		memcpy(p + 16, x->dh, 32);
+		p[48] = (uint8_t)(x->n >> 24); p[49] = (uint8_t)(x->n >> 16);
+		p[50] = (uint8_t)(x->n >> 8);  p[51] = (uint8_t)x->n;
+	}
+	memcpy(v3 + at + 4 + 3 * 52, s.buf + at, tail);
+	ck_assert_int_eq(relm_rel_decode(&r, v3, v3len), 0);
+	ck_assert_uint_eq(r->acks_unsaved, 1);
+	ck_assert_uint_eq(r->nacks_due, 3);
+	ck_assert(memcmp(r->acks_due, b.rel->acks_due, 3 * sizeof *r->acks_due) == 0);
+	ck_assert_uint_eq(r->receipt_due_ms, b.rel->receipt_due_ms);
+	ck_assert_int_eq(relm_rel_encode(r, &s2.buf, &s2.len), 0);
+	ck_assert(tu_blob_eq(s, s2));
+	relm_rel_free(r);
+	/* a count beyond the limit is a bad blob, not an allocation */
+	v3[at] = 0x7f;
+	ck_assert_int_eq(relm_rel_decode(&r, v3, v3len), RELM_ESTATE);
+	free(v3);
+	tu_blob_free(&s);
+	tu_blob_free(&s2);
 	tu_party_free(&a);
 	tu_party_free(&b);
 }
@@ -644,6 +825,8 @@ static Suite *rel_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_retransmit_then_fail);
 	tcase_add_test(tc, test_pending_then_undecryptable);
+	tcase_add_test(tc, test_acks_out_of_the_blob);
+	tcase_add_test(tc, test_acks_in_a_v3_blob);
 	suite_add_tcase(s, tc);
 	return s;
 }

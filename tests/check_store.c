@@ -4,8 +4,9 @@
  * batches, file modes and ownership, corrupt / truncated / newer files
  * left byte for byte untouched, a read-only folder, disk full and I/O
  * errors injected at every write of a representative sequence (through the
- * fault VFS, tests/util_faultvfs.c), the v1–v3 fixtures, the v2→v3 migration
- * of the outgoing count, the staging of relationship columns inside a
+ * fault VFS, tests/util_faultvfs.c), the v1–v4 fixtures, the v2→v3 migration
+ * of the outgoing count, the v3→v4 acks table and its rows through steps,
+ * batches, effects and cascades, the staging of relationship columns inside a
  * transaction (step rollback, batch rollback, readers, deadline queries, a
  * failed write-back at commit), and lazy loading with 100,000
  * relationships.
@@ -1190,18 +1191,13 @@ static const char *fixture_dir(void)
 	return d && *d ? d : "tests/fixtures";
 }
 
-/* Load tests/fixtures/store-v<version>.sql and open it at the current
- * version: the data of every table survives every migration. */
-static void check_fixture(int version)
+/* Write tests/fixtures/store-v<version>.sql into a fresh dbpath (state
+ * folder created) and return the raw connection, for extra rows. */
+static sqlite3 *fixture_db(int version)
 {
 	char fx[512], dir[300], *sql, *errmsg = NULL;
 	size_t n;
 	sqlite3 *db;
-	struct relm_store *st;
-	struct relm_store_proton p;
-	struct relm_store_rel r;
-	struct relm_store_invite inv;
-	uint8_t pid[16], rid[16];
 
 	snprintf(fx, sizeof fx, "%s/store-v%d.sql", fixture_dir(), version);
 	sql = (char *)read_file(fx, &n);
@@ -1211,8 +1207,55 @@ static void check_fixture(int version)
 	ck_assert_int_eq(mkdir(dir, 0700), 0);
 	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
 	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &errmsg) == SQLITE_OK, "%s", errmsg);
-	sqlite3_close(db);
 	free(sql);
+	return db;
+}
+
+struct ack_seen {
+	int n;
+	uint8_t id_first[16], dh_first[32];
+	uint32_t n_first;
+	uint32_t n_prev;
+	int ordered;                 /* counters came in ascending order (one dh) */
+};
+
+static int ack_cb(void *ctx, const uint8_t id[16], const uint8_t dh[32], uint32_t n)
+{
+	struct ack_seen *a = ctx;
+	if (a->n == 0) {
+		memcpy(a->id_first, id, 16);
+		memcpy(a->dh_first, dh, 32);
+		a->n_first = n;
+		a->ordered = 1;
+	} else if (n < a->n_prev) {
+		a->ordered = 0;
+	}
+	a->n_prev = n;
+	a->n++;
+	return 0;
+}
+
+static int ack_rows(struct relm_store *st, const uint8_t rel[16])
+{
+	struct ack_seen a;
+	memset(&a, 0, sizeof a);
+	ck_assert_int_eq(relm_store_ack_list(st, rel, ack_cb, &a), 0);
+	return a.n;
+}
+
+/* Load tests/fixtures/store-v<version>.sql and open it at the current
+ * version: the data of every table survives every migration. */
+static void check_fixture(int version)
+{
+	sqlite3 *db;
+	struct relm_store *st;
+	struct relm_store_proton p;
+	struct relm_store_rel r;
+	struct relm_store_invite inv;
+	uint8_t pid[16], rid[16];
+
+	db = fixture_db(version);
+	sqlite3_close(db);
 	ck_assert_int_eq(chmod(dbpath, 0600), 0);
 
 	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
@@ -1249,6 +1292,18 @@ static void check_fixture(int version)
 		ck_assert_int_eq(relm_store_outgoing_next(st, rid, &next), 0);
 		ck_assert_uint_eq(next, version >= 2 ? 1700000020000ULL : 0);
 	}
+	{
+		/* v4's acknowledgements: none after migrating v1–v3, one in v4 */
+		struct ack_seen a;
+		memset(&a, 0, sizeof a);
+		ck_assert_int_eq(relm_store_ack_list(st, rid, ack_cb, &a), 0);
+		ck_assert_int_eq(a.n, version >= 4 ? 1 : 0);
+		if (version >= 4) {
+			ck_assert_uint_eq(a.n_first, 7);
+			ck_assert_int_eq(a.dh_first[0], 0x57);
+			ck_assert_int_eq(a.id_first[0], 0x33);
+		}
+	}
 	/* and it keeps working */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_event_append(st, "x", "{}", 1, NULL), 0);
@@ -1274,6 +1329,128 @@ START_TEST(test_fixture_v3)
 }
 END_TEST
 
+START_TEST(test_fixture_v4)
+{
+	check_fixture(4);
+}
+END_TEST
+
+/* A v3 store migrates to an empty acks table that then works: rows through
+ * put (a duplicate ignored), del, list order, a rolled-back step, a
+ * rolled-back step inside a batch and a rolled-back batch, effects
+ * (ACK_PUT / ACK_DEL, a bad record length refused), and the cascade when
+ * the relationship goes. */
+START_TEST(test_migrate_v3_acks)
+{
+	sqlite3 *db;
+	struct relm_store *st;
+	struct ack_seen a;
+	uint8_t rid[16], id[16], dh[32];
+
+	db = fixture_db(3);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(dbpath, 0600), 0);
+
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(exec_int(st, "PRAGMA user_version"), RELM_STORE_SCHEMA_VERSION);
+	memset(rid, 0x22, 16);
+	ck_assert_int_eq(ack_rows(st, rid), 0);
+	memset(dh, 0x61, 32);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (uint32_t k = 0; k < 5; k++) {
+		fill(id, 16, (uint8_t)(10 + k));
+		ck_assert_int_eq(relm_store_ack_put(st, rid, id, dh, 9 - k), 0);   /* descending */
+	}
+	ck_assert_int_eq(relm_store_ack_put(st, rid, id, dh, 5), 0);          /* the same row: ignored */
+	ck_assert_int_eq(ack_rows(st, rid), 5);                                /* visible inside the step */
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	memset(&a, 0, sizeof a);
+	ck_assert_int_eq(relm_store_ack_list(st, rid, ack_cb, &a), 0);
+	ck_assert_int_eq(a.n, 5);
+	ck_assert_int_eq(a.ordered, 1);                                        /* key order: (dh, n) */
+	ck_assert_uint_eq(a.n_first, 5);
+	ck_assert_int_eq(a.id_first[0], 14);
+
+	/* delete, and delete of a missing row */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_ack_del(st, rid, id, dh, 5), 0);
+	ck_assert_int_eq(relm_store_ack_del(st, rid, id, dh, 5), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_ack_del(st, rid, id, dh, 6), RELM_ENOTFOUND);   /* (id, n) must both match */
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(ack_rows(st, rid), 4);
+
+	/* rolled back: a step, a step inside a batch, a whole batch */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_ack_put(st, rid, id, dh, 100), 0);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(ack_rows(st, rid), 4);
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_ack_put(st, rid, id, dh, 101), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_ack_put(st, rid, id, dh, 102), 0);
+	ck_assert_int_eq(ack_rows(st, rid), 6);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(ack_rows(st, rid), 5);
+	ck_assert_int_eq(relm_store_batch_rollback(st), 0);
+	ck_assert_int_eq(ack_rows(st, rid), 4);
+
+	/* effects: packed records (effects.h) */
+	{
+		struct relm_effects fxs;
+		struct relm_fx *f;
+		uint8_t rec[2 * RELM_FX_ACK_LEN];
+		relm_effects_init(&fxs);
+		for (int k = 0; k < 2; k++) {
+			uint8_t *p = rec + k * RELM_FX_ACK_LEN;
+			fill(p, 16, (uint8_t)(200 + k));
+			memset(p + 16, 0x62, 32);
+			p[48] = 0; p[49] = 0; p[50] = 1; p[51] = (uint8_t)k;   /* n = 256 + k */
+		}
+		f = relm__fx_push(&fxs, RELM_FX_ACK_PUT);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_ptr_nonnull(f->data = malloc(sizeof rec));
+		memcpy(f->data, rec, sizeof rec);
+		f->len = sizeof rec;
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_apply_effects(st, rid, NULL, &fxs, 1), 0);
+		ck_assert_int_eq(relm_store_commit(st), 0);
+		ck_assert_int_eq(ack_rows(st, rid), 6);
+		ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM acks WHERE n IN (256, 257)"), 2);
+		/* ACK_DEL of both, one of them twice: a row already gone is fine */
+		fxs.v[0].type = RELM_FX_ACK_DEL;
+		f = relm__fx_push(&fxs, RELM_FX_ACK_DEL);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_ptr_nonnull(f->data = malloc(RELM_FX_ACK_LEN));
+		memcpy(f->data, rec, RELM_FX_ACK_LEN);
+		f->len = RELM_FX_ACK_LEN;
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_apply_effects(st, rid, NULL, &fxs, 1), 0);
+		ck_assert_int_eq(relm_store_commit(st), 0);
+		ck_assert_int_eq(ack_rows(st, rid), 4);
+		/* a length that is not whole records */
+		relm_effects_reset(&fxs);
+		f = relm__fx_push(&fxs, RELM_FX_ACK_PUT);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_ptr_nonnull(f->data = malloc(RELM_FX_ACK_LEN));
+		memcpy(f->data, rec, RELM_FX_ACK_LEN);
+		f->len = RELM_FX_ACK_LEN - 1;
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_apply_effects(st, rid, NULL, &fxs, 1), RELM_EINVAL);
+		ck_assert_int_eq(relm_store_rollback(st), 0);
+		ck_assert_int_eq(ack_rows(st, rid), 4);
+		relm_effects_clear(&fxs);
+	}
+
+	/* the relationship goes, and its rows with it */
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(st), "DELETE FROM relationships", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM acks"), 0);
+	relm_store_close(st);
+}
+END_TEST
+
 /* Rows of outgoing_count that disagree with count(*) of outgoing, counting
  * a missing row as 0 and a row of a relationship with none as 0. */
 static int count_mismatches(struct relm_store *st)
@@ -1296,22 +1473,13 @@ static uint64_t out_count(struct relm_store *st, const uint8_t rel[16])
  * migrates to exact counts, and the triggers keep them so. */
 START_TEST(test_migrate_v2_counts)
 {
-	char fx[512], dir[300], *sql, *errmsg = NULL;
-	size_t n;
+	char *errmsg = NULL;
 	sqlite3 *db;
 	struct relm_store *st;
 	struct relm_store_outgoing o;
 	uint8_t r1[16], r2[16], r3[16];
 
-	snprintf(fx, sizeof fx, "%s/store-v2.sql", fixture_dir());
-	sql = (char *)read_file(fx, &n);
-	ck_assert_msg(sql != NULL, "cannot read %s", fx);
-	sql[n] = '\0';
-	snprintf(dir, sizeof dir, "%s/state", tmpdir);
-	ck_assert_int_eq(mkdir(dir, 0700), 0);
-	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &errmsg) == SQLITE_OK, "%s", errmsg);
-	free(sql);
+	db = fixture_db(2);
 	/* what a v2 relmd could have written: more rows on 0x22, a second
 	 * relationship 0x23 with two, a third 0x24 with none */
 	ck_assert_msg(sqlite3_exec(db,
@@ -2285,6 +2453,8 @@ static Suite *store_suite(void)
 		{ "fixture_v1", test_fixture_v1, 10 },
 		{ "fixture_v2", test_fixture_v2, 10 },
 		{ "fixture_v3", test_fixture_v3, 10 },
+		{ "fixture_v4", test_fixture_v4, 10 },
+		{ "migrate_v3_acks", test_migrate_v3_acks, 10 },
 		{ "migrate_v2_counts", test_migrate_v2_counts, 10 },
 		{ "outgoing_queue", test_outgoing_queue, 10 },
 		{ "outgoing_count", test_outgoing_count, 10 },
