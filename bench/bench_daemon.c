@@ -15,7 +15,10 @@
  * waits for the previous one's receipts, so no round starts with a backlog.
  *
  * Usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] [--seconds S]
- *                     [--quick] [--json PATH]
+ *                     [--quick] [--json PATH] [--trace PATH]
+ *
+ *   --trace PATH            the paced run's messages, one line each: ms from
+ *                           the start of the run when sent, latency in ms
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -277,7 +280,7 @@ static void wait_delivered(struct conn *b, struct conn *ev, struct conn *evb, in
 int main(int argc, char **argv)
 {
 	int n = 3000, rate = 1000, seconds = 5, rounds = 3;
-	const char *json = NULL;
+	const char *json = NULL, *trace = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
 	struct conn a, b, ev, evb;
 
@@ -294,13 +297,15 @@ int main(int argc, char **argv)
 			seconds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
+		else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
+			trace = argv[++i];
 		else if (!strcmp(argv[i], "--quick")) {
 			n = 200;
 			seconds = 1;
 			rounds = 1;
 		} else {
 			fprintf(stderr, "usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] "
-			        "[--seconds S] [--quick] [--json PATH]\n");
+			        "[--seconds S] [--quick] [--json PATH] [--trace PATH]\n");
 			return 2;
 		}
 	}
@@ -483,6 +488,14 @@ int main(int argc, char **argv)
 		}
 		if (now_ms() - start > seconds * 1000.0 + 30000)
 			die("paced run did not finish within 30 s of its end");
+	}
+	if (trace) {
+		FILE *f = fopen(trace, "w");
+		if (!f)
+			die("cannot write the trace file");
+		for (int k = 0; k < total; k++)
+			fprintf(f, "%.3f %.3f\n", sent_at[k] - start, lat[k]);
+		fclose(f);
 	}
 	qsort(lat, (size_t)total, sizeof *lat, cmp_d);
 	double p50 = lat[total / 2], p99 = lat[(size_t)(total * 0.99)], pmax = lat[total - 1];

@@ -102,7 +102,7 @@ struct relm_mbox_client {
 	enum cstate state;
 	int tcp_open, gai_busy;
 	int closing;
-	unsigned open_handles;     /* timer + ping */
+	unsigned open_handles;     /* timer + ping + resume */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 
@@ -122,6 +122,8 @@ struct relm_mbox_client {
 
 	uint8_t *rbuf;
 	size_t rcap, rlen;
+	uv_idle_t resume;          /* runs parse() next turn when a turn's budget ran out */
+	int paused;                /* reading stopped: rbuf holds frames for the next turn */
 
 	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */
 	unsigned corked;           /* nesting depth; wout is written when it drops to 0 */
@@ -151,6 +153,7 @@ void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg)
 	cfg->connect_timeout_ms = 10000;
 	cfg->ping_ms = RELM_MBOX_PING_MS;
 	cfg->post_window = RELM_MBOX_POST_WINDOW;
+	cfg->turn_budget_us = RELM_MBOX_TURN_BUDGET_US;
 }
 
 static uint32_t new_tag(struct relm_mbox_client *c)
@@ -564,21 +567,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_resume(uv_idle_t *h);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Handle the complete frames in rbuf until the turn's budget is spent;
+ * then stop reading and let on_resume go on next turn. */
+static void parse(struct relm_mbox_client *c)
 {
-	struct relm_mbox_client *c = container_of((uv_tcp_t *)s, struct relm_mbox_client, tcp);
+	uint64_t start = uv_hrtime(), budget = (uint64_t)c->cfg.turn_budget_us * 1000u;
 	size_t pos = 0, flen;
 
-	(void)buf;
-	if (nread < 0) {
-		drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
-		return;
-	}
-	c->rlen += (size_t)nread;
-	c->last_rx = uv_now(c->loop);
-	/* Everything the frames of this read make us send (posts the acks made
+	/* Everything the frames of this turn make us send (posts the acks made
 	 * room for, resubscriptions, what the callbacks queue) leaves in one
-	 * write when the read is done. */
+	 * write when the turn's share is done. */
 	cork(c);
 	while (c->state == CS_HELLO || c->state == CS_READY) {
 		struct relm_mbox_frame f;
@@ -586,6 +587,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 		if (rc == RELM_ETRUNCATED)
 			break;
+		if (budget && pos > 0 && uv_hrtime() - start >= budget) {
+			c->paused = 1;
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			uv_idle_start(&c->resume, on_resume);
+			break;
+		}
 		if (rc == 0)
 			rc = relm_mbox_frame_decode(&f, c->rbuf + pos, flen);
 		if (rc) {
@@ -600,6 +607,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->rlen -= pos;
 	}
 	uncork(c);
+}
+
+static void on_resume(uv_idle_t *h)
+{
+	struct relm_mbox_client *c = container_of(h, struct relm_mbox_client, resume);
+
+	uv_idle_stop(&c->resume);
+	if (!c->paused)
+		return;
+	c->paused = 0;
+	if (c->state != CS_HELLO && c->state != CS_READY)
+		return;
+	parse(c);
+	if (!c->paused && (c->state == CS_HELLO || c->state == CS_READY) &&
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+		drop(c, RELM_EPROTO);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct relm_mbox_client *c = container_of((uv_tcp_t *)s, struct relm_mbox_client, tcp);
+
+	(void)buf;
+	if (nread < 0) {
+		drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
+		return;
+	}
+	c->rlen += (size_t)nread;
+	c->last_rx = uv_now(c->loop);
+	parse(c);
 }
 
 /* ---- connection cycle ---- */
@@ -642,6 +679,8 @@ static void drop(struct relm_mbox_client *c, int reason)
 		return;
 	}
 	c->state = CS_DROP;
+	c->paused = 0;
+	uv_idle_stop(&c->resume);
 	out_discard(c);
 	uv_timer_stop(&c->timer);
 	uv_timer_stop(&c->ping);
@@ -829,7 +868,8 @@ int relm_mbox_client_new(struct relm_mbox_client **out, uv_loop_t *loop,
 	c->posts_tail = &c->posts;
 	uv_timer_init(loop, &c->timer);
 	uv_timer_init(loop, &c->ping);
-	c->open_handles = 2;
+	uv_idle_init(loop, &c->resume);
+	c->open_handles = 3;
 	c->state = CS_WAIT;
 	uv_timer_start(&c->timer, on_timer, 0, 0);
 	*out = c;
@@ -1058,7 +1098,8 @@ void relm_mbox_client_close(struct relm_mbox_client *c, void (*cb)(void *arg), v
 	c->nposts = c->sent = 0;
 	while (c->nsubs)
 		sub_remove(c, c->nsubs - 1);
-	c->timer.data = c->ping.data = c;
+	c->timer.data = c->ping.data = c->resume.data = c;
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->ping, on_handle_closed);
+	uv_close((uv_handle_t *)&c->resume, on_handle_closed);
 }

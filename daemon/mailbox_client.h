@@ -69,6 +69,14 @@ struct relm_mbox_client_config {
 	uint32_t connect_timeout_ms; /* TCP connect + HELLO/CHALLENGE */
 	uint32_t ping_ms;            /* keepalive period; 0 disables */
 	uint32_t post_window;        /* posts in flight */
+	/* Frames handled in one go (one read, or one resume): after one that
+	 * ends this many µs after the first, the rest wait in the buffer
+	 * (reading paused) for the next loop turn, so a burst — a receipt for
+	 * a thousand messages, a backlog after a reconnect — cannot hold the
+	 * loop: the caller's per-turn commit and its other work run in
+	 * between.  A turn can hold a resume and a read, so at most about
+	 * twice this.  0: no limit.  RELM_MBOX_TURN_BUDGET_US by default. */
+	uint32_t turn_budget_us;
 };
 
 void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg);

@@ -59,6 +59,7 @@ enum relm_mbox_limits {
 	                                    * throughput; proto/mailbox.md §7 has the reasons */
 	RELM_MBOX_BURST          = 32000,  /* bucket size: an outbox flush after a reconnect fits */
 	RELM_MBOX_RATE_MAX       = 1000000,/* --rate / --burst ceiling of relm-mailbox */
+	RELM_MBOX_TURN_BUDGET_US = 2000,   /* client: frames handled per loop turn stop after 2 ms (mailbox_client.h) */
 	RELM_MBOX_OUTQ_MAX       = 1 << 20,/* queued output bytes per connection before we stop reading it */
 	RELM_MBOX_OUTQ_LOW       = 256 << 10, /* deliveries are fetched from the store only below this */
 	RELM_MBOX_DELIVER_BATCH  = 32,     /* envelopes fetched per store query while catching up */

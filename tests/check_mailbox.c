@@ -1591,6 +1591,117 @@ START_TEST(test_coalesced_posts)
 }
 END_TEST
 
+/* The budget: with one smaller than one frame's handling, a backlog of N
+ * deliveries is spread over at least N/2 loop turns (one per resume, and a
+ * turn can hold a resume and a read), in order, none lost, while with no
+ * budget a turn handles what one read brings; closing a client while it is
+ * paused leaks nothing. */
+struct turns {
+	uint64_t iter;                /* loop turns seen by the check handle */
+	uint64_t last_iter;
+	unsigned in_turn, max_in_turn;
+	struct rec *r;
+};
+
+static void on_turn(uv_check_t *h)
+{
+	((struct turns *)h->data)->iter++;
+}
+
+static void cb_deliver_slow(void *arg, const uint8_t mb[32], uint64_t seq, const uint8_t *env,
+                            size_t len)
+{
+	struct turns *t = arg;
+	uint64_t t0 = uv_hrtime();
+
+	cb_deliver(t->r, mb, seq, env, len);
+	if (t->last_iter != t->iter || t->in_turn == 0) {
+		t->last_iter = t->iter;
+		t->in_turn = 0;
+	}
+	if (++t->in_turn > t->max_in_turn)
+		t->max_in_turn = t->in_turn;
+	while (uv_hrtime() - t0 < 20000)   /* 20 µs of work per envelope */
+		;
+}
+
+static struct relm_mbox_client *client_budget(uv_loop_t *loop, uint16_t port, struct rec *r,
+                                              struct turns *t, uint32_t budget_us)
+{
+	struct relm_mbox_client_cbs cbs = { t, NULL, NULL, cb_deliver_slow, NULL };
+	struct relm_mbox_client_config cfg;
+	struct relm_mbox_client *c;
+
+	memset(r, 0, sizeof(*r));
+	memset(t, 0, sizeof(*t));
+	t->r = r;
+	relm_mbox_client_config_default(&cfg);
+	cfg.turn_budget_us = budget_us;
+	ck_assert_int_eq(relm_mbox_client_new(&c, loop, "127.0.0.1", port, &cbs, &cfg), 0);
+	return c;
+}
+
+START_TEST(test_client_turn_budget)
+{
+	enum { N = 150 };
+	uv_loop_t loop;
+	uv_check_t chk;
+	struct relm_mbox_client *a, *b;
+	struct rec ra, rb;
+	struct turns tb;
+	struct key mb;
+	uint16_t port;
+	pid_t pid = server_spawn(0, NULL, &port);
+
+	ck_assert_uint_eq(RELM_MBOX_TURN_BUDGET_US, 2000);
+	key_new(&mb);
+	uv_loop_init(&loop);
+	uv_check_init(&loop, &chk);
+	chk.data = &tb;
+	uv_check_start(&chk, on_turn);
+	a = client_new(&loop, port, &ra);
+	for (int i = 0; i < N; i++)
+		post_int(a, mb.pk, i, 200);
+	RUN_UNTIL(&loop, ra.acked == N, 5000);
+	ck_assert_uint_eq(ra.acked, N);
+
+	/* budget 1 µs, 20 µs per envelope: one delivery per resume or read */
+	b = client_budget(&loop, port, &rb, &tb, 1);
+	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rb.ndel >= N, 10000);
+	ck_assert_uint_eq(rb.ndel, N);
+	for (int i = 0; i < N; i++) {
+		ck_assert_uint_eq(rb.del_seq[i], (uint64_t)i + 1);
+		ck_assert_int_eq(rb.del_val[i], i);
+	}
+	ck_assert_uint_le(tb.max_in_turn, 2);
+	client_close(&loop, b, &rb);
+
+	/* no budget: the backlog comes in a few reads, many per turn */
+	b = client_budget(&loop, port, &rb, &tb, 0);
+	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rb.ndel >= N, 10000);
+	ck_assert_uint_eq(rb.ndel, N);
+	ck_assert_uint_gt(tb.max_in_turn, 10);
+	client_close(&loop, b, &rb);
+
+	/* closed while paused: nothing more is delivered, nothing leaks */
+	b = client_budget(&loop, port, &rb, &tb, 1);
+	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rb.ndel >= 10, 10000);
+	ck_assert_uint_lt(rb.ndel, N);
+	{
+		size_t seen = rb.ndel;
+		client_close(&loop, b, &rb);
+		ck_assert_uint_le(rb.ndel, seen + 1);
+	}
+	client_close(&loop, a, &ra);
+	uv_close((uv_handle_t *)&chk, NULL);
+	loop_finish(&loop);
+	server_stop(pid);
+}
+END_TEST
+
 /* A server that stops reading: the client has at most its post window
  * out, sends the next ones only as acks come (the posts an ack burst makes
  * room for in one write), drops the silent connection after two ping
@@ -1889,6 +2000,7 @@ static Suite *mailbox_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 15);
 	tcase_add_test(tc, test_lease_cas);
+	tcase_add_test(tc, test_client_turn_budget);
 	suite_add_tcase(s, tc);
 	return s;
 }
