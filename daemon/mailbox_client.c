@@ -126,6 +126,7 @@ struct relm_mbox_client {
 	int paused;                /* reading stopped: rbuf holds frames for the next turn */
 
 	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */
+	uint64_t writes;           /* write requests handed to libuv, ever */
 	unsigned corked;           /* nesting depth; wout is written when it drops to 0 */
 
 	struct cpost *posts, **posts_tail;
@@ -193,6 +194,7 @@ static void out_flush(struct relm_mbox_client *c)
 	}
 	b = uv_buf_init((char *)w->data, (unsigned)w->len);
 	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	c->writes++;
 	if (rc) {
 		free(w);
 		drop(c, rc);
@@ -1040,6 +1042,11 @@ int relm_mbox_client_connected(const struct relm_mbox_client *c)
 size_t relm_mbox_client_unacked(const struct relm_mbox_client *c)
 {
 	return c->nposts;
+}
+
+uint64_t relm_mbox_client_writes(const struct relm_mbox_client *c)
+{
+	return c->writes;
 }
 
 void relm_mbox_client_cork(struct relm_mbox_client *c)

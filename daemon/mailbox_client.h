@@ -145,6 +145,9 @@ void relm_mbox_client_uncork(struct relm_mbox_client *c);
 int relm_mbox_client_connected(const struct relm_mbox_client *c);
 /* Posts not yet acknowledged. */
 size_t relm_mbox_client_unacked(const struct relm_mbox_client *c);
+/* Write requests this client has handed to libuv since it was created:
+ * one per flush of everything queued (corked) meanwhile. */
+uint64_t relm_mbox_client_writes(const struct relm_mbox_client *c);
 
 /* Close the connection, drop queued posts and subscriptions (wiping keys),
  * fail pending leases with RELM_ECLOSED, then call cb(arg) (may be NULL)

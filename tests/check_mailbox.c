@@ -1521,26 +1521,25 @@ START_TEST(test_coalesced_posts)
 	a = client_new(&loop, port, &ra);
 	RUN_UNTIL(&loop, ra.up, 5000);
 	ck_assert(ra.up);
-	/* no ck_assert until w1: in a forked test each one writes to Check's pipe */
 	{
 		static uint8_t envs[N][100];
 		int bad = 0;
 		for (int i = 0; i < N; i++)
 			memcpy(envs[i], &i, 4);
-		w0 = proc_syscw(0);
+		w0 = relm_mbox_client_writes(a);
 		relm_mbox_client_cork(a);
 		for (int i = 0; i < N; i++)
 			bad |= relm_mbox_client_post(a, mb.pk, envs[i], sizeof(envs[i]), NULL);
 		relm_mbox_client_uncork(a);
 		RUN_UNTIL(&loop, ra.acked == N, 5000);
-		w1 = proc_syscw(0);
+		w1 = relm_mbox_client_writes(a);
 		ck_assert_int_eq(bad, 0);
 	}
 	ck_assert_uint_eq(ra.acked, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_uint_eq(ra.ack_seq[i], (uint64_t)i + 1);
 	/* one write for the 200 POSTs (a frame at a time would be 200) */
-	ck_assert_msg(w1 - w0 <= 3, "%llu writes for %d posts", (unsigned long long)(w1 - w0), N);
+	ck_assert_msg(w1 - w0 == 1, "%llu writes for %d posts", (unsigned long long)(w1 - w0), N);
 
 	/* they arrive in order at a subscriber */
 	b = client_new(&loop, port, &rb);
@@ -1583,8 +1582,12 @@ START_TEST(test_coalesced_posts)
 			ck_assert_uint_eq(f.u.posted.seq, (uint64_t)N + 1 + (uint64_t)i);
 		}
 		w1 = proc_syscw(pid);
-		ck_assert_msg(w1 - w0 < N / 2, "server: %llu writes for %d acks",
-		              (unsigned long long)(w1 - w0), N);
+		/* Not under valgrind: its scheduler writes to a pipe of its own
+		 * around every blocking system call, and /proc/PID/io counts
+		 * those too (make check and make asan check this). */
+		if (slow_factor() == 1)
+			ck_assert_msg(w1 - w0 < N / 2, "server: %llu writes for %d acks",
+			              (unsigned long long)(w1 - w0), N);
 		close(fd);
 	}
 	server_stop(pid);
@@ -1742,6 +1745,7 @@ START_TEST(test_client_window_bounded)
 	cfg.backoff_max_ms = 100;
 	cfg.post_window = WIN;
 	cfg.ping_ms = 300 * slow_factor();
+	cfg.turn_budget_us = 0;     /* the 8 acks in one go, however slow the machine */
 	ck_assert_int_eq(relm_mbox_client_new(&c, &loop, "127.0.0.1", ntohs(sa.sin_port), &cbs, &cfg), 0);
 	memset(&p, 0, sizeof(p));
 	p.fd = peer_accept(&loop, lfd);
@@ -1759,14 +1763,12 @@ START_TEST(test_client_window_bounded)
 		uint64_t w0, w1;
 		int acked, have;
 		ck_assert_int_eq(peer_post(&loop, &p, &tags[0], 1, 100), -1);
-		/* no ck_assert until w1: in a forked test each one writes to
-		 * Check's pipe */
-		w0 = proc_syscw(0);
+		w0 = relm_mbox_client_writes(c);
 		acked = peer_ack(&p, tags, WIN, (uint64_t)next + 1);   /* one send: 8 acks */
 		next += WIN;
 		RUN_UNTIL(&loop, r.acked == (uint64_t)next, 2000);
 		have = next < 40 ? peer_gather(&loop, &p, WIN, 2000) : WIN;
-		w1 = proc_syscw(0);
+		w1 = relm_mbox_client_writes(c);
 		ck_assert_int_eq(acked, 0);
 		ck_assert_uint_eq(r.acked, (uint64_t)next);
 		if (next == 40)
@@ -1774,9 +1776,9 @@ START_TEST(test_client_window_bounded)
 		ck_assert_int_eq(have, WIN);
 		for (int k = 0; k < WIN; k++)
 			ck_assert_int_eq(peer_post(&loop, &p, &tags[k], 1, 2000), next + k);
-		/* our send of the acks, then one write of the 8 POSTs (a PING the
-		 * client may have sent meanwhile is one more) */
-		ck_assert_msg(w1 - w0 <= 3, "%llu writes", (unsigned long long)(w1 - w0));
+		/* one write of the 8 POSTs (a PING the client may have sent
+		 * meanwhile is one more) */
+		ck_assert_msg(w1 - w0 >= 1 && w1 - w0 <= 2, "%llu writes", (unsigned long long)(w1 - w0));
 	}
 	/* the peer goes silent: the window stays WIN, the client gives up on
 	 * the connection after two ping periods */
