@@ -713,8 +713,12 @@ static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RE
 	if (rc == 0 && has_msg) {
 		struct relm_store_msg m;
 		memset(&m, 0, sizeof m);
-		if (relm_store_msg_get(c->st, rel, msg_id, &m) == 0 && !m.direction_in &&
-		    m.status == RELM_STATUS_QUEUED) {
+		/* Only a queued message of ours moves.  For POSTED that is the
+		 * store's own rule for STATUS effects (relm_store_apply_effects),
+		 * so no read first; a refusal also drops the retransmission row,
+		 * which must stay for a message already posted (a refused retry). */
+		if (!refused || (relm_store_msg_get(c->st, rel, msg_id, &m) == 0 && !m.direction_in &&
+		                 m.status == RELM_STATUS_QUEUED)) {
 			struct relm_effects fx;
 			struct relm_fx *f;
 			relm_effects_init(&fx);

@@ -82,7 +82,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v4
+ * ---------------------------------------------------------------- schema v5
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -111,7 +111,10 @@
  *           origin 'self'|'sibling'|'remote', kind, body, ts, status
  *           'none'|'queued'|'posted'|'delivered'|'failed', reason, created,
  *           updated; UNIQUE(rel, id) = de-duplication by message id)
- *           index (rel, seq) for message.list pagination
+ *           index (rel, seq) for message.list pagination; the origin and
+ *           status CHECKs are `=` comparisons joined by OR [v5], not IN
+ *           lists, which SQLite built an ephemeral table for at every
+ *           insert and status update
  *   outbox(seq INTEGER PK AUTOINCREMENT, rel→relationships (NULL for
  *           sibling/device traffic), dest, bytes, msg_id, state
  *           'queued'|'posted', created, posted)  seq = commit order since
@@ -140,7 +143,7 @@
 #include "effects.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 4,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 5,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -192,7 +195,9 @@ struct relm_store_opts {
  * Only then is it opened read-write, switched to WAL and migrated forward
  * (each migration in one transaction).  A read-only folder or file gives
  * RELM_EPERM.  opts may be NULL.  On success *out is a handle in IDLE;
- * on failure *out is NULL and opts->errbuf (if given) explains. */
+ * on failure *out is NULL and opts->errbuf (if given) explains.  A handle
+ * may move between threads but is used by one at a time: its connection
+ * is opened without SQLite's per-connection mutex (SQLITE_OPEN_NOMUTEX). */
 int relm_store_open(struct relm_store **out, const char *path,
                     const struct relm_store_opts *opts);
 /* Roll back anything open and close.  NULL is a no-op. */
@@ -531,7 +536,10 @@ int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
  * step: POST → outbox (to dest, or the relationship's remote_addr if dest
  * is NULL), DELIVER → history (insert-or-ignore; a new one also appends a
  * message.received / message.sent event), STATUS → history status + a
- * message.status event, EVENT → event log, PENDING_ADD / PENDING_DEL →
+ * message.status event (only a message of ours moves, only forward: never
+ * out of delivered or failed, to posted only from queued; otherwise, or
+ * for an id with no history row, nothing happens and no event is written),
+ * EVENT → event log, PENDING_ADD / PENDING_DEL →
  * pending, OUT_PUT / OUT_DEL → outgoing, ACK_PUT / ACK_DEL → acks.
  * Requires STEP.  The caller also stores the new state blob and
  * the cursor in the same step, then commits.  Returns 0 or an error (the

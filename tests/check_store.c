@@ -4,9 +4,11 @@
  * batches, file modes and ownership, corrupt / truncated / newer files
  * left byte for byte untouched, a read-only folder, disk full and I/O
  * errors injected at every write of a representative sequence (through the
- * fault VFS, tests/util_faultvfs.c), the v1–v4 fixtures, the v2→v3 migration
+ * fault VFS, tests/util_faultvfs.c), the v1–v5 fixtures, the v2→v3 migration
  * of the outgoing count, the v3→v4 acks table and its rows through steps,
- * batches, effects and cascades, the staging of relationship columns inside a
+ * batches, effects and cascades, the v4→v5 rewrite of two CHECK constraints
+ * (same constraints, same rows, no ephemeral tables, the text of a fresh
+ * store; an unexpected table refused), the staging of relationship columns inside a
  * transaction (step rollback, batch rollback, readers, deadline queries, a
  * failed write-back at commit), and lazy loading with 100,000
  * relationships.
@@ -935,6 +937,80 @@ START_TEST(test_apply_effects)
 }
 END_TEST
 
+/* STATUS effects move only our own messages, only forward, in one probe:
+ * every (from, to) pair of an outgoing message, a received message, and an
+ * id with no history row (a receipt's), each checked for the row and for
+ * the message.status event that a move (and only a move) appends. */
+START_TEST(test_status_forward)
+{
+	struct relm_store *st = open_ok(dbpath, 0, NULL);
+	struct relm_effects fx;
+	struct relm_fx *f;
+	struct relm_store_rel r;
+	struct relm_store_msg m, g;
+	uint8_t pid[16];
+	int k = 0;
+
+	populate(st);
+	fill(pid, 16, 1);
+	mk_rel(&r, pid, 1, NULL, 0);
+	relm_effects_init(&fx);
+	for (int in = 0; in <= 1; in++)
+		for (int from = RELM_STATUS_NONE; from <= RELM_STATUS_FAILED; from++)
+			for (int to = RELM_STATUS_NONE; to <= RELM_STATUS_FAILED; to++, k++) {
+				int before, moves = !in && to != from && from != RELM_STATUS_DELIVERED &&
+				                    from != RELM_STATUS_FAILED &&
+				                    (to != RELM_STATUS_POSTED || from == RELM_STATUS_QUEUED);
+				memset(&m, 0, sizeof m);
+				memcpy(m.rel, r.id, 16);
+				fill(m.id, 16, (uint8_t)k);
+				m.id[15] = 0xfe;
+				m.direction_in = in;
+				m.origin = in ? RELM_ORIGIN_REMOTE : RELM_ORIGIN_SELF;
+				m.status = from;
+				m.created = 10;
+				ck_assert_int_eq(relm_store_begin(st), 0);
+				ck_assert_int_eq(relm_store_msg_insert(st, &m), 1);
+				ck_assert_int_eq(relm_store_commit(st), 0);
+				before = exec_int(st, "SELECT count(*) FROM events WHERE type='message.status'");
+				relm_effects_reset(&fx);
+				f = relm__fx_push(&fx, RELM_FX_STATUS);
+				ck_assert_ptr_nonnull(f);
+				memcpy(f->msg_id, m.id, 16);
+				f->status = to;
+				if (to == RELM_STATUS_FAILED)
+					snprintf(f->detail, sizeof f->detail, "why %d", k);
+				ck_assert_int_eq(relm_store_begin(st), 0);
+				ck_assert_int_eq(relm_store_apply_effects(st, r.id, "mb.example:7427/abc", &fx, 500), 0);
+				ck_assert_int_eq(relm_store_commit(st), 0);
+				ck_assert_int_eq(relm_store_msg_get(st, r.id, m.id, &g), 0);
+				ck_assert_msg(g.status == (moves ? to : from), "in %d from %d to %d: status %d", in, from, to, g.status);
+				ck_assert_uint_eq(g.updated, moves ? 500 : 10);
+				if (moves && to == RELM_STATUS_FAILED)
+					ck_assert_int_eq(atoi(g.reason + 4), k);
+				else
+					ck_assert_str_eq(g.reason, "");
+				ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM events WHERE type='message.status'"),
+				                 before + moves);
+			}
+	/* an id with no history row: nothing, and no error */
+	relm_effects_reset(&fx);
+	f = relm__fx_push(&fx, RELM_FX_STATUS);
+	ck_assert_ptr_nonnull(f);
+	memset(f->msg_id, 0x99, 16);
+	f->status = RELM_STATUS_DELIVERED;
+	{
+		int before = exec_int(st, "SELECT count(*) FROM events");
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_apply_effects(st, r.id, "mb.example:7427/abc", &fx, 600), 0);
+		ck_assert_int_eq(relm_store_commit(st), 0);
+		ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM events"), before);
+	}
+	relm_effects_clear(&fx);
+	relm_store_close(st);
+}
+END_TEST
+
 static int due_cb(void *ctx, const uint8_t id[16])
 {
 	(void)id;
@@ -1057,6 +1133,8 @@ START_TEST(test_check_skipped_only_after_clean_close)
 	free(orig);
 	orig = read_file(dbpath, &n);
 	write_file(copy, orig, n);
+	free(orig);          /* before the fork: the child ends with _exit */
+	orig = NULL;
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -1332,6 +1410,166 @@ END_TEST
 START_TEST(test_fixture_v4)
 {
 	check_fixture(4);
+}
+END_TEST
+
+START_TEST(test_fixture_v5)
+{
+	check_fixture(5);
+}
+END_TEST
+
+/* The text of a schema object of the handle's file, as a malloc'd string. */
+static char *schema_sql(struct relm_store *st, const char *name)
+{
+	sqlite3_stmt *s;
+	char *v = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st), "SELECT sql FROM sqlite_schema WHERE name=?1",
+	                                    -1, &s, NULL), SQLITE_OK);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	ck_assert_ptr_nonnull(v);
+	return v;
+}
+
+/* How many ephemeral tables a statement opens on the handle's connection. */
+static int ephemeral_tables(struct relm_store *st, const char *sql)
+{
+	char q[1024];
+	sqlite3_stmt *s;
+	int n = 0;
+	snprintf(q, sizeof q, "EXPLAIN %s", sql);
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st), q, -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		n += strcmp((const char *)sqlite3_column_text(s, 1), "OpenEphemeral") == 0;
+	sqlite3_finalize(s);
+	return n;
+}
+
+/* sqlite3_exec on the handle's connection (extended result codes on) */
+static int raw_exec(struct relm_store *st, const char *sql)
+{
+	return sqlite3_exec(relm__store_db(st), sql, NULL, NULL, NULL);
+}
+
+/* A v4 store migrates to v5: the rows of messages are intact, the CHECK
+ * constraints on origin and status still refuse what they refused (raw
+ * SQL, insert and update) and accept every name, the connection that ran
+ * the migration already uses the new text (no ephemeral table for a
+ * history insert or a status update), and the table reads exactly as in
+ * a store created fresh. */
+START_TEST(test_migrate_v4_checks)
+{
+	static const char *const status[] = { "none", "queued", "posted", "delivered", "failed" };
+	static const char *const origin[] = { "self", "sibling", "remote" };
+	static const char ins[] = "INSERT INTO messages(rel,id,direction,origin,kind,body,ts,status,reason,created,updated)"
+	                          " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?10)";
+	static const char upd[] = "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2";
+	char sql[512], fresh_path[300], *migrated, *fresh;
+	sqlite3 *db;
+	struct relm_store *st, *st2;
+	struct relm_store_msg m;
+	uint8_t rid[16], mid[16];
+
+	db = fixture_db(4);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(dbpath, 0600), 0);
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(exec_int(st, "PRAGMA user_version"), 5);
+	ck_assert_int_eq(RELM_STORE_SCHEMA_VERSION, 5);
+
+	/* rows intact */
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM messages"), 2);
+	memset(rid, 0x22, 16);
+	memset(mid, 0x34, 16);
+	ck_assert_int_eq(relm_store_msg_get(st, rid, mid, &m), 0);
+	ck_assert_int_eq(m.seq, 2);
+	ck_assert_int_eq(m.direction_in, 0);
+	ck_assert_int_eq(m.origin, RELM_ORIGIN_SELF);
+	ck_assert_int_eq(m.status, RELM_STATUS_POSTED);
+	ck_assert_uint_eq(m.updated, 1700000000005ULL);
+	memset(mid, 0x33, 16);
+	ck_assert_int_eq(relm_store_msg_get(st, rid, mid, &m), 0);
+	ck_assert_int_eq(m.direction_in, 1);
+	ck_assert_int_eq(m.origin, RELM_ORIGIN_REMOTE);
+	ck_assert_int_eq(m.status, RELM_STATUS_NONE);
+
+	/* the constraints: bad names refused, every good one accepted */
+	ck_assert_int_eq(raw_exec(st, "INSERT INTO messages(rel,id,direction,origin,kind,ts,status,created,updated)"
+	                              " VALUES(X'22222222222222222222222222222222',X'50505050505050505050505050505050',"
+	                              "'out','self','text',1,'bogus',1,1)"), SQLITE_CONSTRAINT_CHECK);
+	ck_assert_int_eq(raw_exec(st, "INSERT INTO messages(rel,id,direction,origin,kind,ts,status,created,updated)"
+	                              " VALUES(X'22222222222222222222222222222222',X'50505050505050505050505050505050',"
+	                              "'out','bogus','text',1,'queued',1,1)"), SQLITE_CONSTRAINT_CHECK);
+	ck_assert_int_eq(raw_exec(st, "UPDATE messages SET status='Posted' WHERE seq=2"), SQLITE_CONSTRAINT_CHECK);
+	ck_assert_int_eq(raw_exec(st, "UPDATE messages SET origin='' WHERE seq=2"), SQLITE_CONSTRAINT_CHECK);
+	ck_assert_int_eq(raw_exec(st, "UPDATE messages SET status=NULL WHERE seq=2"), SQLITE_CONSTRAINT_NOTNULL);   /* NOT NULL: why = and IN agree */
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM messages"), 2);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM messages WHERE seq=2 AND status='posted' AND origin='self'"), 1);
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 3; j++) {
+			snprintf(sql, sizeof sql, "INSERT INTO messages(rel,id,direction,origin,kind,ts,status,created,updated)"
+			         " VALUES(X'22222222222222222222222222222222',randomblob(16),'out','%s','text',1,'%s',1,1)",
+			         origin[j], status[i]);
+			ck_assert_int_eq(raw_exec(st, sql), SQLITE_OK);
+		}
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM messages"), 17);
+
+	/* this connection already codes them without ephemeral tables */
+	ck_assert_int_eq(ephemeral_tables(st, ins), 0);
+	ck_assert_int_eq(ephemeral_tables(st, upd), 0);
+
+	/* the same text as a fresh store's */
+	snprintf(fresh_path, sizeof fresh_path, "%s/state/fresh.db", tmpdir);
+	st2 = open_ok(fresh_path, 0, NULL);
+	ck_assert_int_eq(exec_int(st2, "PRAGMA user_version"), 5);
+	migrated = schema_sql(st, "messages");
+	fresh = schema_sql(st2, "messages");
+	ck_assert_str_eq(migrated, fresh);
+	ck_assert_ptr_null(strstr(fresh, "origin IN"));
+	ck_assert_ptr_null(strstr(fresh, "status IN"));
+	ck_assert_ptr_nonnull(strstr(fresh, "CHECK(status='none' OR status='queued'"));
+	ck_assert_int_eq(ephemeral_tables(st2, ins), 0);
+	free(migrated);
+	free(fresh);
+	relm_store_close(st2);
+	relm_store_close(st);
+
+	/* and it reopens at v5 with nothing to do */
+	st = open_ok(dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(exec_int(st, "PRAGMA user_version"), 5);
+	ck_assert_int_eq(exec_int(st, "SELECT count(*) FROM messages"), 17);
+	relm_store_close(st);
+}
+END_TEST
+
+/* A v4 store whose messages table does not carry the v4 constraints is
+ * refused by the v4 → v5 step, which leaves it at v4 with its text. */
+START_TEST(test_migrate_v4_unexpected)
+{
+	char err[512];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	db = fixture_db(4);
+	ck_assert_int_eq(sqlite3_exec(db, "PRAGMA writable_schema=ON;"
+	                                  "UPDATE sqlite_schema SET sql=replace(sql,'''sibling'',','') WHERE name='messages';"
+	                                  "PRAGMA writable_schema=OFF;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(dbpath, 0600), 0);
+	ck_assert_int_eq(open_err(dbpath, err, sizeof err), RELM_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(err, "v5"));
+	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+	                                        " (SELECT sql FROM sqlite_schema WHERE name='messages')",
+	                                    -1, &s, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(s, 0), 4);
+	ck_assert_ptr_nonnull(strstr((const char *)sqlite3_column_text(s, 1), "CHECK(origin IN ('self','remote'))"));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
 }
 END_TEST
 
@@ -2446,6 +2684,7 @@ static Suite *store_suite(void)
 		{ "events", test_events, 10 },
 		{ "transactions_batch", test_transactions_batch, 10 },
 		{ "apply_effects", test_apply_effects, 10 },
+		{ "status_forward", test_status_forward, 10 },
 		{ "timers_mailboxes", test_timers_mailboxes, 10 },
 		{ "corrupt", test_corrupt_pages, 30 },
 		{ "check_after_unclean_close", test_check_skipped_only_after_clean_close, 30 },
@@ -2454,6 +2693,9 @@ static Suite *store_suite(void)
 		{ "fixture_v2", test_fixture_v2, 10 },
 		{ "fixture_v3", test_fixture_v3, 10 },
 		{ "fixture_v4", test_fixture_v4, 10 },
+		{ "fixture_v5", test_fixture_v5, 10 },
+		{ "migrate_v4_checks", test_migrate_v4_checks, 10 },
+		{ "migrate_v4_unexpected", test_migrate_v4_unexpected, 10 },
 		{ "migrate_v3_acks", test_migrate_v3_acks, 10 },
 		{ "migrate_v2_counts", test_migrate_v2_counts, 10 },
 		{ "outgoing_queue", test_outgoing_queue, 10 },
