@@ -211,7 +211,9 @@ crash-long: $(BUILD)/tests/check_crash
 	$(Q)RELM_CRASH_POINTS=$${RELM_CRASH_POINTS:-5000} CK_DEFAULT_TIMEOUT=3600 $(BUILD)/tests/check_crash
 
 # libFuzzer (clang): every fuzz/fuzz_*.c, FUZZ_SECONDS each, new inputs
-# into build/fuzz/corpus_<name> (the repo corpus is only read).
+# into build/fuzz/corpus_<name> (the repo corpus is only read; crashers
+# found are kept there, fuzz/corpus/<name>/crash-*, so every run replays
+# them).  A crash fails the target, its input in build/fuzz/<name>-crash-*.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_SRC      = $(sort $(wildcard fuzz/fuzz_*.c))
@@ -233,7 +235,10 @@ fuzz: | $(DEPS_OK)
 	    $$($(PKG_CONFIG) --cflags --libs $(PKGS)) -o $(BUILD)/fuzz/fuzz_$$n || { fail=1; continue; }; \
 	  mkdir -p $(BUILD)/fuzz/corpus_$$n; \
 	  $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    $(BUILD)/fuzz/corpus_$$n $$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ) 2>&1 | tail -2 || fail=1; \
+	    -artifact_prefix=$(BUILD)/fuzz/$$n- \
+	    $(BUILD)/fuzz/corpus_$$n $$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ) \
+	    > $(BUILD)/fuzz/$$n.log 2>&1; st=$$?; tail -2 $(BUILD)/fuzz/$$n.log; \
+	  [ $$st = 0 ] || { echo "error: fuzz $$n failed: $(BUILD)/fuzz/$$n.log, input in $(BUILD)/fuzz/$$n-*" >&2; fail=1; }; \
 	done; exit $$fail
 
 # The README's first command: a mailbox and two daemons talk end to end.

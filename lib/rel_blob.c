@@ -17,7 +17,8 @@
     — v4 keeps them in the store's `acks` table]
    receipt_due(8)
  *   v3: u8 k, then the k ids of the recent ring that are in use, oldest
- *       first (v1, v2: the whole ring, 64×16, and recent_next(4))
+ *       first, none all-zero (the mark of an unused slot) (v1, v2: the
+ *       whole ring, 64×16, and recent_next(4))
  *   stats(5×4)
  *   str = u16 length + bytes (no NUL)
  *
@@ -365,8 +366,14 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		uint8_t k = r_u8(&r);
 		if (k > RELM_RECENT_IDS)
 			goto fail;
-		for (uint32_t i = 0; i < k; i++)
+		static const uint8_t zero[RELM_ID_LEN];
+		for (uint32_t i = 0; i < k; i++) {
 			r_get(&r, rel->recent[i], RELM_ID_LEN);
+			/* an unused slot is not stored, so a zero id is not one
+			 * (found by fuzz_rel_blob: it would not re-encode) */
+			if (!r.err && memcmp(rel->recent[i], zero, RELM_ID_LEN) == 0)
+				goto fail;
+		}
 		rel->recent_next = k % RELM_RECENT_IDS;
 	} else {
 		r_get(&r, rel->recent, sizeof rel->recent);
