@@ -19,12 +19,17 @@
  *    outq_max the connection's reads pause (TCP backpressure) until it
  *    drains to half.
  *  - POSTs are gathered into a pending list and committed together in a
- *    uv_prepare_t callback; only then are POSTED acks written and the
- *    mailbox's subscribers woken.  A woken subscription is served by
- *    "pumping": fetching the next batch with seq > sent from the store
- *    while the connection's output queue is below RELM_MBOX_OUTQ_LOW.
- *    Catch-up and live delivery are the same path, so order is by
- *    construction, and a huge backlog never sits in memory.
+ *    uv_prepare_t callback (seqs assigned per mailbox, one counter read
+ *    and write per mailbox per commit); only then are POSTED acks written
+ *    and the mailbox's subscribers served.  A subscription that was caught
+ *    up (not `dirty`: the store held nothing above `sent`) gets the
+ *    committed envelopes straight from the batch in memory — the very
+ *    rows the store would return, in the same seq order.  Anything else is
+ *    served by "pumping": fetching the next batch with seq > sent from the
+ *    store while the connection's output queue is below
+ *    RELM_MBOX_OUTQ_LOW; catch-up goes only this way, so a huge backlog
+ *    never sits in memory, and a live envelope that meets a full queue
+ *    marks its subscription dirty and is left to the pump.
  *  - Subscriptions live only as long as their connection.  Nothing about
  *    readers is stored, so the server cannot count them; retention is by
  *    time only.
@@ -75,8 +80,10 @@ enum conn_state {
 enum {
 	RBUF_INITIAL = 4096,
 	CLOSING_GRACE_MS = 2000,   /* a closing peer gets this long to take its ERROR */
-	SWEEP_CHUNK = 10000,       /* rows deleted per statement: short write transactions */
+	SWEEP_CHUNK = 10000,       /* rows looked at per statement: short write transactions */
+	STORE_VERSION = 2,         /* PRAGMA user_version of mailbox.sqlite (store_open) */
 	SWEEP_CHUNKS_MAX = 100,    /* per sweep run; the next run continues */
+	VALID_IDS = 1024,          /* mailbox ids remembered as valid keys: 32 KiB */
 };
 
 struct sub {
@@ -111,6 +118,7 @@ struct conn {
 struct pending_post {
 	struct pending_post *next;
 	struct conn *conn;         /* NULL once the poster has gone */
+	size_t ord;                /* position in its batch (commit_batch's sort) */
 	uint32_t tag;
 	uint64_t seq;
 	uint8_t mailbox[RELM_MBOX_ID_LEN];
@@ -127,7 +135,7 @@ struct wreq {
 
 enum stmt_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_NEXT_SEQ, ST_INSERT, ST_FETCH, ST_HEAD, ST_OLDEST,
+	ST_SET_SEQ, ST_INSERT, ST_FETCH, ST_HEAD, ST_OLDEST,
 	ST_LEASE_GET, ST_LEASE_PUT, ST_LEASE_DEL,
 	ST_SWEEP, ST_SWEEP_LEASES,
 	ST_COUNT
@@ -137,8 +145,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN]    = "BEGIN IMMEDIATE",
 	[ST_COMMIT]   = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_NEXT_SEQ] = "INSERT INTO mailbox(id, last_seq) VALUES(?1, 1) "
-	                "ON CONFLICT(id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+	/* No RETURNING: SQLite gathers RETURNING rows in an ephemeral table,
+	 * opened and closed per execution, which cost more than the insert. */
+	[ST_SET_SEQ]  = "INSERT INTO mailbox(id, last_seq) VALUES(?1, ?2) "
+	                "ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq",
 	[ST_INSERT]   = "INSERT INTO envelope(mailbox, seq, received_at, body) VALUES(?1, ?2, ?3, ?4)",
 	[ST_FETCH]    = "SELECT seq, body FROM envelope WHERE mailbox = ?1 AND seq > ?2 "
 	                "ORDER BY seq LIMIT ?3",
@@ -148,8 +158,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LEASE_PUT]= "INSERT OR REPLACE INTO lease(mailbox, name, holder, expires_at) "
 	                "VALUES(?1, ?2, ?3, ?4)",
 	[ST_LEASE_DEL]= "DELETE FROM lease WHERE mailbox = ?1 AND name = ?2",
+	/* Envelopes in rowid order are in commit order, so in received_at
+	 * order as long as the wall clock does not step back: the sweep looks
+	 * at the oldest rows only and needs no index on received_at (which
+	 * cost a quarter of a POST's instructions).  See store_open. */
 	[ST_SWEEP]    = "DELETE FROM envelope WHERE rowid IN "
-	                "(SELECT rowid FROM envelope WHERE received_at < ?1 LIMIT ?2)",
+	                "(SELECT rowid FROM envelope ORDER BY rowid LIMIT ?2) AND received_at < ?1",
 	[ST_SWEEP_LEASES] = "DELETE FROM lease WHERE expires_at <= ?1",
 };
 
@@ -167,11 +181,23 @@ struct relm_mbox_server {
 	struct conn *dirty;        /* connections with a wout to write at release */
 	unsigned hold;             /* inside one of our callbacks: output waits for its end */
 	struct pending_post *pend_head, **pend_tail;
+	struct pending_post **sorted;   /* commit_batch's scratch array */
+	size_t sorted_cap;
 	int closing;
 	unsigned open_handles;     /* server-owned handles not yet closed */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 	struct relm_mbox_server_stats stats;
+	/* Mailbox ids that passed relm_ed25519_is_valid, direct-mapped by their
+	 * first bytes.  The check (decompression and a multiplication by the
+	 * group order) was ~90 % of the server's instructions per POST, and a
+	 * relmd posts to the same few mailboxes over and over.  Validity is a
+	 * function of the 32 bytes alone, so a hit needs no check; a colliding
+	 * id only evicts. */
+	struct {
+		uint8_t id[RELM_MBOX_ID_LEN];
+		uint8_t used;      /* the all-zero id must not match an empty slot */
+	} valid_ids[VALID_IDS];
 };
 
 static void conn_pump(struct conn *c);
@@ -324,9 +350,23 @@ static int store_open(struct relm_mbox_server *s, const char *dir)
 	}
 	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (version > 1) {
+	if (version > STORE_VERSION) {
 		db_exec(s->db, "ROLLBACK");
 		return RELM_ESTORE_NEWER;
+	}
+	/* Version 2 dropped version 1's index on envelope(received_at).  New
+	 * rows get rowid = largest + 1 (no AUTOINCREMENT needed: the sweep
+	 * deletes from the low end, so the largest stays), hence rowid order
+	 * is commit order and the sweep walks it (ST_SWEEP).  A wall clock
+	 * stepped back by D delays the deletion of rows behind it by at most
+	 * D; nothing is ever deleted before its time. */
+	if (version == 1) {
+		rc = db_exec(s->db, "DROP INDEX IF EXISTS envelope_received;"
+		                    "PRAGMA user_version=2;");
+		if (rc) {
+			db_exec(s->db, "ROLLBACK");
+			return rc;
+		}
 	}
 	if (version == 0) {
 		/* mailbox.last_seq is kept even when retention has deleted every
@@ -336,11 +376,10 @@ static int store_open(struct relm_mbox_server *s, const char *dir)
 		    "CREATE TABLE mailbox(id BLOB PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;"
 		    "CREATE TABLE envelope(mailbox BLOB NOT NULL, seq INTEGER NOT NULL,"
 		    " received_at INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(mailbox, seq));"
-		    "CREATE INDEX envelope_received ON envelope(received_at);"
 		    "CREATE TABLE lease(mailbox BLOB NOT NULL, name BLOB NOT NULL,"
 		    " holder BLOB NOT NULL, expires_at INTEGER NOT NULL,"
 		    " PRIMARY KEY(mailbox, name)) WITHOUT ROWID;"
-		    "PRAGMA user_version=1;");
+		    "PRAGMA user_version=2;");
 		if (rc) {
 			db_exec(s->db, "ROLLBACK");
 			return rc;
@@ -607,6 +646,26 @@ static struct sub *sub_find(struct conn *c, const uint8_t mb[RELM_MBOX_ID_LEN])
 	return NULL;
 }
 
+/* One DELIVER on sb; sent advances even if the connection is going. */
+static int deliver(struct conn *c, struct sub *sb, uint64_t seq, const uint8_t *env, size_t len)
+{
+	struct relm_mbox_frame f;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	f.version = RELM_MBOX_VERSION;
+	f.type = RELM_MBOX_DELIVER;
+	memcpy(f.u.deliver.mailbox, sb->mailbox, RELM_MBOX_ID_LEN);
+	f.u.deliver.seq = seq;
+	f.u.deliver.env = env;
+	f.u.deliver.env_len = len;
+	sb->sent = seq;
+	rc = conn_send(c, &f);
+	if (rc == 0)
+		c->srv->stats.delivered++;
+	return rc;
+}
+
 /* Deliver stored envelopes to dirty subscriptions while the output queue
  * is short.  Round-robin over subscriptions, one batch each, so one huge
  * mailbox does not starve the others. */
@@ -634,21 +693,12 @@ static void conn_pump(struct conn *c)
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)sb->sent);
 		sqlite3_bind_int(st, 3, RELM_MBOX_DELIVER_BATCH);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			struct relm_mbox_frame f;
 			int n = sqlite3_column_bytes(st, 1);
 
-			memset(&f, 0, sizeof(f));
-			f.version = RELM_MBOX_VERSION;
-			f.type = RELM_MBOX_DELIVER;
-			memcpy(f.u.deliver.mailbox, sb->mailbox, RELM_MBOX_ID_LEN);
-			f.u.deliver.seq = (uint64_t)sqlite3_column_int64(st, 0);
-			f.u.deliver.env = sqlite3_column_blob(st, 1);
-			f.u.deliver.env_len = n > 0 ? (size_t)n : 0;
 			rows++;
-			sb->sent = f.u.deliver.seq;
-			if (conn_send(c, &f) != 0)
+			if (deliver(c, sb, (uint64_t)sqlite3_column_int64(st, 0),
+			            sqlite3_column_blob(st, 1), n > 0 ? (size_t)n : 0) != 0)
 				break;
-			s->stats.delivered++;
 		}
 		st_done(st);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -721,12 +771,26 @@ static void handle_hello(struct conn *c, const struct relm_mbox_hello *h)
 	conn_send(c, &f);
 }
 
+/* relm_ed25519_is_valid through the server's cache of valid ids. */
+static int mailbox_is_valid(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID_LEN])
+{
+	unsigned i = (mb[0] | (unsigned)mb[1] << 8) % VALID_IDS;
+
+	if (s->valid_ids[i].used && memcmp(s->valid_ids[i].id, mb, RELM_MBOX_ID_LEN) == 0)
+		return 1;
+	if (!relm_ed25519_is_valid(mb))
+		return 0;
+	memcpy(s->valid_ids[i].id, mb, RELM_MBOX_ID_LEN);
+	s->valid_ids[i].used = 1;
+	return 1;
+}
+
 static void handle_post(struct conn *c, const struct relm_mbox_post *p)
 {
 	struct relm_mbox_server *s = c->srv;
 	struct pending_post *pp;
 
-	if (!relm_ed25519_is_valid(p->mailbox)) {
+	if (!mailbox_is_valid(s, p->mailbox)) {
 		conn_error(c, p->tag, RELM_MBOX_E_BAD_MAILBOX, 0, "mailbox id is not an Ed25519 key");
 		return;
 	}
@@ -1124,30 +1188,74 @@ static void commit_schedule(struct relm_mbox_server *s)
 		uv_prepare_start(&s->commit, on_commit);
 }
 
+/* Batch order by mailbox, then by arrival: one mailbox's posts are
+ * contiguous and keep the order they were read in. */
+static int post_cmp(const void *a, const void *b)
+{
+	const struct pending_post *x = *(const struct pending_post *const *)a;
+	const struct pending_post *y = *(const struct pending_post *const *)b;
+	int d = memcmp(x->mailbox, y->mailbox, RELM_MBOX_ID_LEN);
+
+	if (d)
+		return d;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+/* Store the batch in one transaction.  Seqs are assigned here, per mailbox
+ * in arrival order: each mailbox in the batch costs one read of its
+ * counter and one write of the new value, each post one insert. */
 static int commit_batch(struct relm_mbox_server *s, struct pending_post *batch)
 {
 	uint64_t now = wall_ms(s);
-	struct pending_post *p;
+	struct pending_post *p, **v;
 	sqlite3_stmt *st;
+	size_t n = 0, i, j;
 	int rc;
+
+	for (p = batch; p; p = p->next)
+		p->ord = n++;
+	if (n > s->sorted_cap) {
+		v = realloc(s->sorted, n * sizeof(*v));
+		if (!v)
+			return RELM_ENOMEM;
+		s->sorted = v;
+		s->sorted_cap = n;
+	}
+	v = s->sorted;
+	for (p = batch; p; p = p->next)
+		v[p->ord] = p;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), post_cmp);
 
 	if ((rc = st_run(s, ST_BEGIN)))
 		return rc;
-	for (p = batch; p; p = p->next) {
-		st = s->st[ST_NEXT_SEQ];
-		sqlite3_bind_blob(st, 1, p->mailbox, RELM_MBOX_ID_LEN, SQLITE_STATIC);
+	for (i = 0; i < n; i = j) {
+		uint64_t last = 0;
+
+		st = s->st[ST_HEAD];
+		sqlite3_bind_blob(st, 1, v[i]->mailbox, RELM_MBOX_ID_LEN, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
-			p->seq = (uint64_t)sqlite3_column_int64(st, 0);
+			last = (uint64_t)sqlite3_column_int64(st, 0);
 		st_done(st);
-		if (rc != SQLITE_ROW)
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			goto fail;
-		st = s->st[ST_INSERT];
-		sqlite3_bind_blob(st, 1, p->mailbox, RELM_MBOX_ID_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)p->seq);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-		sqlite3_bind_blob(st, 4, p->env, (int)p->len, SQLITE_STATIC);
-		if (st_run(s, ST_INSERT))
+		for (j = i; j < n && (j == i || memcmp(v[j]->mailbox, v[i]->mailbox,
+		                                       RELM_MBOX_ID_LEN) == 0); j++) {
+			p = v[j];
+			p->seq = ++last;
+			st = s->st[ST_INSERT];
+			sqlite3_bind_blob(st, 1, p->mailbox, RELM_MBOX_ID_LEN, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (sqlite3_int64)p->seq);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
+			sqlite3_bind_blob(st, 4, p->env, (int)p->len, SQLITE_STATIC);
+			if (st_run(s, ST_INSERT))
+				goto fail;
+		}
+		st = s->st[ST_SET_SEQ];
+		sqlite3_bind_blob(st, 1, v[i]->mailbox, RELM_MBOX_ID_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+		if (st_run(s, ST_SET_SEQ))
 			goto fail;
 	}
 	if (st_run(s, ST_COMMIT))
@@ -1192,19 +1300,30 @@ static void on_commit(uv_prepare_t *h)
 		}
 	}
 	if (!rc) {
-		/* Wake the subscribers of every mailbox in the batch. */
+		/* The batch's envelopes to the subscribers of their mailboxes.  A
+		 * clean subscription (the store held nothing above `sent` before
+		 * this commit) is served from the batch in memory, in seq order —
+		 * exactly what the pump would read back.  A dirty one, or a full
+		 * output queue, leaves the rest to the pump. */
 		for (c = s->conns; c; c = c->next) {
 			int woke = 0;
 
 			if (c->state != CONN_READY)
 				continue;
-			for (unsigned i = 0; i < c->nsubs; i++)
-				for (p = batch; p; p = p->next)
-					if (memcmp(c->subs[i].mailbox, p->mailbox, RELM_MBOX_ID_LEN) == 0) {
-						c->subs[i].dirty = 1;
-						woke = 1;
-						break;
-					}
+			for (unsigned i = 0; i < c->nsubs; i++) {
+				struct sub *sb = &c->subs[i];
+
+				for (p = batch; p; p = p->next) {
+					if (p->seq <= sb->sent ||
+					    memcmp(sb->mailbox, p->mailbox, RELM_MBOX_ID_LEN) != 0)
+						continue;
+					if (!sb->dirty && c->outq < RELM_MBOX_OUTQ_LOW &&
+					    deliver(c, sb, p->seq, p->env, p->len) == 0)
+						continue;
+					sb->dirty = woke = 1;
+					break;
+				}
+			}
 			if (woke)
 				conn_pump(c);
 		}
@@ -1304,6 +1423,7 @@ static void server_maybe_done(struct relm_mbox_server *s)
 	if (!s->closing || s->open_handles || s->conns)
 		return;
 	store_close(s);
+	free(s->sorted);
 	cb = s->close_cb;
 	arg = s->close_arg;
 	free(s);

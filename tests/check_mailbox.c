@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 #include <uv.h>
 
 #include "error.h"
@@ -1958,6 +1959,305 @@ START_TEST(test_embedded)
 }
 END_TEST
 
+/* Posts to several mailboxes read in one turn share a commit: each
+ * mailbox's seqs follow the order the posts were sent, the acks keep the
+ * connection's order, and a subscriber whose cursor is ahead of head gets
+ * only what passes it, live (from memory) as from the store. */
+START_TEST(test_batch_many_mailboxes)
+{
+	static uint8_t buf[8 * 128];
+	struct relm_mbox_frame f;
+	struct key a, b;
+	uint8_t nonce[32];
+	uint16_t port;
+	pid_t pid = server_spawn(0, NULL, &port);
+	const uint8_t *to[6];
+	size_t len = 0;
+	int fd, sfd, n;
+
+	key_new(&a);
+	key_new(&b);
+	sfd = raw_connect(port);
+	raw_hello(sfd, nonce);
+	/* cursor 3 on an empty mailbox: seqs 1..3 must never be delivered */
+	raw_subscribe_frame(&f, &a, a.pk, nonce, 3, 1);
+	raw_send_frame(sfd, &f);
+	ck_assert_int_eq(raw_recv(sfd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_SUBSCRIBED);
+	ck_assert_uint_eq(f.u.subscribed.head, 0);
+
+	fd = raw_connect(port);
+	raw_hello(fd, NULL);
+	to[0] = a.pk; to[1] = b.pk; to[2] = a.pk; to[3] = b.pk; to[4] = a.pk; to[5] = a.pk;
+	for (int i = 0; i < 6; i++) {
+		uint8_t env[1] = { (uint8_t)('0' + i) };
+
+		frame(&f, RELM_MBOX_POST);
+		f.u.post.tag = 10 + (uint32_t)i;
+		memcpy(f.u.post.mailbox, to[i], 32);
+		f.u.post.env = env;
+		f.u.post.env_len = 1;
+		n = relm_mbox_frame_encode(buf + len, sizeof(buf) - len, &f);
+		ck_assert_int_gt(n, 0);
+		len += (size_t)n;
+	}
+	raw_send(fd, buf, len);   /* one write: very likely one commit */
+	{
+		const uint64_t want[6] = { 1, 1, 2, 2, 3, 4 };
+
+		for (int i = 0; i < 6; i++) {
+			ck_assert_int_eq(raw_recv(fd, &f), 0);
+			ck_assert_uint_eq(f.type, RELM_MBOX_POSTED);
+			ck_assert_uint_eq(f.u.posted.tag, 10 + (uint32_t)i);
+			ck_assert_uint_eq(f.u.posted.seq, want[i]);
+		}
+	}
+	/* the subscriber: a's seq 4 only (post 5), then a later one live */
+	ck_assert_int_eq(raw_recv(sfd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+	ck_assert_mem_eq(f.u.deliver.mailbox, a.pk, 32);
+	ck_assert_uint_eq(f.u.deliver.seq, 4);
+	ck_assert_uint_eq(f.u.deliver.env_len, 1);
+	ck_assert_int_eq(f.u.deliver.env[0], '5');
+	ck_assert_uint_eq(raw_post(fd, a.pk, "6", 1, 20), 5);
+	ck_assert_int_eq(raw_recv(sfd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+	ck_assert_uint_eq(f.u.deliver.seq, 5);
+	ck_assert_int_eq(f.u.deliver.env[0], '6');
+	/* from the store, the same envelopes in the same order */
+	raw_subscribe_frame(&f, &b, b.pk, nonce, 0, 2);
+	raw_send_frame(sfd, &f);
+	ck_assert_int_eq(raw_recv(sfd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_SUBSCRIBED);
+	ck_assert_uint_eq(f.u.subscribed.head, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(raw_recv(sfd, &f), 0);
+		ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+		ck_assert_uint_eq(f.u.deliver.seq, (uint64_t)i + 1);
+		ck_assert_int_eq(f.u.deliver.env[0], i ? '3' : '1');
+	}
+	close(fd);
+	close(sfd);
+	server_stop(pid);
+}
+END_TEST
+
+/* The server remembers which mailbox ids it found to be valid keys; that
+ * must never let an invalid id through: not one that differs from a
+ * remembered id in its last byte only, not the all-zero id, not after
+ * hundreds of ids have collided in what it remembers. */
+START_TEST(test_post_mailbox_always_checked)
+{
+	enum { NKEYS = 300 };
+	static struct key keys[NKEYS];
+	static uint8_t bad[NKEYS][32];
+	static uint8_t buf[NKEYS * 2 * 64];
+	static int answered[NKEYS * 2];
+	struct relm_mbox_frame f;
+	uint8_t zero[32] = { 0 };
+	uint16_t port;
+	pid_t pid = server_spawn(0, NULL, &port);
+	int fd;
+
+	fd = raw_connect(port);
+	raw_hello(fd, NULL);
+	/* the all-zero id, before anything is remembered and after */
+	frame(&f, RELM_MBOX_POST);
+	f.u.post.tag = 1;
+	f.u.post.env = (const uint8_t *)"x";
+	f.u.post.env_len = 1;
+	memcpy(f.u.post.mailbox, zero, 32);
+	raw_send_frame(fd, &f);
+	ck_assert_int_eq(raw_expect_error(fd, RELM_MBOX_E_BAD_MAILBOX, 1), 0);
+
+	for (int round = 1; round <= 2; round++) {
+		size_t len = 0;
+
+		for (int i = 0; i < NKEYS; i++) {
+			if (round == 1) {
+				key_new(&keys[i]);
+				memcpy(bad[i], keys[i].pk, 32);
+				for (unsigned v = 0; v < 256; v++) {
+					bad[i][31] = (uint8_t)v;
+					if (crypto_core_ed25519_is_valid_point(bad[i]) != 1)
+						break;
+				}
+				ck_seed(crypto_core_ed25519_is_valid_point(bad[i]) != 1);
+			}
+			for (int j = 0; j < 2; j++) {
+				int n;
+
+				frame(&f, RELM_MBOX_POST);
+				f.u.post.tag = 100 + (uint32_t)(2 * i + j);
+				memcpy(f.u.post.mailbox, j ? bad[i] : keys[i].pk, 32);
+				f.u.post.env = (const uint8_t *)"e";
+				f.u.post.env_len = 1;
+				n = relm_mbox_frame_encode(buf + len, sizeof(buf) - len, &f);
+				ck_assert_int_gt(n, 0);
+				len += (size_t)n;
+			}
+		}
+		raw_send(fd, buf, len);
+		memset(answered, 0, sizeof(answered));
+		for (int k = 0; k < 2 * NKEYS; k++) {
+			uint32_t tag;
+
+			ck_assert_int_eq(raw_recv(fd, &f), 0);
+			if (f.type == RELM_MBOX_POSTED) {
+				tag = f.u.posted.tag - 100;
+				ck_seed(tag < 2 * NKEYS && tag % 2 == 0);
+				ck_seed(f.u.posted.seq == (uint64_t)round);
+			} else {
+				ck_assert_uint_eq(f.type, RELM_MBOX_ERROR);
+				ck_assert_uint_eq(f.u.error.code, RELM_MBOX_E_BAD_MAILBOX);
+				tag = f.u.error.tag - 100;
+				ck_seed(tag < 2 * NKEYS && tag % 2 == 1);
+			}
+			ck_seed(!answered[tag]);
+			answered[tag] = 1;
+		}
+	}
+	frame(&f, RELM_MBOX_POST);
+	f.u.post.tag = 2;
+	f.u.post.env = (const uint8_t *)"x";
+	f.u.post.env_len = 1;
+	memcpy(f.u.post.mailbox, zero, 32);
+	raw_send_frame(fd, &f);
+	ck_assert_int_eq(raw_expect_error(fd, RELM_MBOX_E_BAD_MAILBOX, 2), 0);
+	close(fd);
+	server_stop(pid);
+}
+END_TEST
+
+/* A version 1 file (with its index on received_at) opens: its envelopes,
+ * seq counters and leases are served, retention still sweeps its old rows,
+ * and the file is migrated to version 2.  A file newer than the server
+ * knows is refused. */
+static void v1_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s: %s", sql,
+	              err ? err : "?");
+}
+
+static void v1_envelope(sqlite3 *db, const uint8_t mb[32], uint64_t seq, uint64_t at,
+                        const char *body)
+{
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO envelope VALUES(?1, ?2, ?3, ?4)",
+	                                    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, mb, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)at);
+	sqlite3_bind_blob(st, 4, body, (int)strlen(body), SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+static int db_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int v;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+START_TEST(test_store_v1_opens)
+{
+	char path[128];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	struct relm_mbox_frame f;
+	struct key mb;
+	uint8_t nonce[32];
+	uint64_t now = (uint64_t)time(NULL) * 1000u;
+	uint16_t port;
+	pid_t pid;
+	int fd;
+
+	key_new(&mb);
+	snprintf(path, sizeof(path), "%s/mailbox.sqlite", state_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	/* version 1's schema, verbatim */
+	v1_exec(db, "PRAGMA journal_mode=WAL;"
+	    "CREATE TABLE mailbox(id BLOB PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;"
+	    "CREATE TABLE envelope(mailbox BLOB NOT NULL, seq INTEGER NOT NULL,"
+	    " received_at INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(mailbox, seq));"
+	    "CREATE INDEX envelope_received ON envelope(received_at);"
+	    "CREATE TABLE lease(mailbox BLOB NOT NULL, name BLOB NOT NULL,"
+	    " holder BLOB NOT NULL, expires_at INTEGER NOT NULL,"
+	    " PRIMARY KEY(mailbox, name)) WITHOUT ROWID;"
+	    "PRAGMA user_version=1;");
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO mailbox VALUES(?1, 5)", -1, &st, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, mb.pk, 32, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	/* seqs 1..3 long past retention, 4..5 recent */
+	v1_envelope(db, mb.pk, 1, 1000, "one");
+	v1_envelope(db, mb.pk, 2, 2000, "two");
+	v1_envelope(db, mb.pk, 3, 3000, "three");
+	v1_envelope(db, mb.pk, 4, now - 1000, "four");
+	v1_envelope(db, mb.pk, 5, now, "five");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+
+	/* the sweep runs when the server starts, before it accepts */
+	pid = server_spawn(0, NULL, &port);
+	fd = raw_connect(port);
+	raw_hello(fd, nonce);
+	raw_subscribe_frame(&f, &mb, mb.pk, nonce, 0, 1);
+	raw_send_frame(fd, &f);
+	ck_assert_int_eq(raw_recv(fd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_SUBSCRIBED);
+	ck_assert_uint_eq(f.u.subscribed.head, 5);
+	ck_assert_uint_eq(f.u.subscribed.oldest, 4);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(raw_recv(fd, &f), 0);
+		ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+		ck_assert_uint_eq(f.u.deliver.seq, 4 + (uint64_t)i);
+		ck_assert_mem_eq(f.u.deliver.env, i ? "five" : "four", 4);
+	}
+	{
+		int fd2 = raw_connect(port);
+
+		raw_hello(fd2, NULL);
+		ck_assert_uint_eq(raw_post(fd2, mb.pk, "six", 3, 2), 6);   /* seqs continue */
+		close(fd2);
+	}
+	ck_assert_int_eq(raw_recv(fd, &f), 0);
+	ck_assert_uint_eq(f.type, RELM_MBOX_DELIVER);
+	ck_assert_uint_eq(f.u.deliver.seq, 6);
+	close(fd);
+	server_stop(pid);
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(db_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'envelope_received'"), 0);
+	ck_assert_int_eq(db_int(db, "SELECT count(*) FROM envelope"), 3);
+	/* a file from a newer server is refused, and left alone */
+	v1_exec(db, "PRAGMA user_version=3;");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	{
+		uv_loop_t loop;
+		struct relm_mbox_server *srv = NULL;
+
+		uv_loop_init(&loop);
+		ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, state_dir, NULL),
+		                 RELM_ESTORE_NEWER);
+		loop_finish(&loop);
+	}
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+END_TEST
+
 static Suite *mailbox_suite(void)
 {
 	Suite *s = suite_create("mailbox");
@@ -1969,6 +2269,7 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_post_then_subscribe_from_cursor);
 	tcase_add_test(tc, test_live_and_two_subscribers);
 	tcase_add_test(tc, test_embedded);
+	tcase_add_test(tc, test_batch_many_mailboxes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("coalescing");
@@ -1988,6 +2289,7 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_flood_rate_limited);
 	tcase_add_test(tc, test_subscription_limit);
 	tcase_add_test(tc, test_slow_reader_bounded);
+	tcase_add_test(tc, test_post_mailbox_always_checked);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("durability");
@@ -1996,6 +2298,7 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_restart_loses_nothing);
 	tcase_add_test(tc, test_client_reconnect_at_least_once);
 	tcase_add_test(tc, test_retention_by_time);
+	tcase_add_test(tc, test_store_v1_opens);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lease");
