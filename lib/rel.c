@@ -243,12 +243,21 @@ static void payload_of_outgoing(struct relm_payload *p, const struct relm_outgoi
 	}
 }
 
+static int outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+                           uint64_t ts, const char *body, size_t len, uint32_t tries,
+                           uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN]);
+
+/* A new message's record.  Its id is new: relm_rel_send refused a caller's
+ * id already queued, and the others are fresh random ids — so no linear
+ * search of the queue per send (it made a long unreceipted stream
+ * quadratic). */
 static int outgoing_add(struct relm_rel *rel, const struct relm_env *env,
                         const uint8_t id[RELM_ID_LEN], enum relm_kind kind, uint64_t ts,
                         const char *body, size_t len, const uint8_t on[RELM_ID_LEN])
 {
-	return relm_rel_outgoing_load(rel, id, kind, ts, body, len, 1,
-	                              relm__now(env) + backoff(env, 1), on);
+	if (len > RELM_BODY_MAX)
+		return RELM_ETOOBIG;
+	return outgoing_append(rel, id, kind, ts, body, len, 1, relm__now(env) + backoff(env, 1), on);
 }
 
 /* Send p non-automated and track it for retransmission until a receipt;
@@ -487,12 +496,21 @@ int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], 
                            uint64_t ts, const char *body, size_t len, uint32_t tries,
                            uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN])
 {
-	struct relm_outgoing *o;
-
 	if (len > RELM_BODY_MAX)
 		return RELM_ETOOBIG;
 	if (find_outgoing(rel, id) >= 0)
 		return RELM_EEXIST;
+	return outgoing_append(rel, id, kind, ts, body, len, tries, next_ms, last_node);
+}
+
+/* Append a record, without looking for its id (the caller knows it is
+ * new).  0 or RELM_ENOMEM, nothing changed on failure. */
+static int outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+                           uint64_t ts, const char *body, size_t len, uint32_t tries,
+                           uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN])
+{
+	struct relm_outgoing *o;
+
 	if (rel->nout == rel->capout) {
 		uint32_t cap = rel->capout ? 2 * rel->capout : 8;
 		struct relm_outgoing *v = realloc(rel->out, cap * sizeof *v);
