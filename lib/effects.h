@@ -33,7 +33,18 @@ enum relm_fx_type {
 /* One acknowledgement in ACK_PUT / ACK_DEL data: message id(16), the
  * envelope's ratchet key dh(32), its counter n(4, big-endian) — a struct
  * relm_ack (payload.h) laid out flat. */
-enum { RELM_FX_ACK_LEN = RELM_ID_LEN + RELM_KEY_LEN + 4 };
+enum {
+	RELM_FX_ACK_DH  = RELM_ID_LEN,                  /* offset of dh in a record */
+	RELM_FX_ACK_N   = RELM_ID_LEN + RELM_KEY_LEN,   /* offset of n */
+	RELM_FX_ACK_LEN = RELM_FX_ACK_N + 4,
+};
+
+/* n of the record at rec. */
+static inline uint32_t relm_fx_ack_n(const uint8_t *rec)
+{
+	const uint8_t *b = rec + RELM_FX_ACK_N;
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
 
 enum relm_msg_status {
 	RELM_STATUS_NONE = 0,

@@ -327,11 +327,11 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 static void ack_pack(uint8_t *p, const struct relm_ack *a)
 {
 	memcpy(p, a->id, RELM_ID_LEN);
-	memcpy(p + RELM_ID_LEN, a->dh, RELM_KEY_LEN);
-	p[48] = (uint8_t)(a->n >> 24);
-	p[49] = (uint8_t)(a->n >> 16);
-	p[50] = (uint8_t)(a->n >> 8);
-	p[51] = (uint8_t)a->n;
+	memcpy(p + RELM_FX_ACK_DH, a->dh, RELM_KEY_LEN);
+	p[RELM_FX_ACK_N] = (uint8_t)(a->n >> 24);
+	p[RELM_FX_ACK_N + 1] = (uint8_t)(a->n >> 16);
+	p[RELM_FX_ACK_N + 2] = (uint8_t)(a->n >> 8);
+	p[RELM_FX_ACK_N + 3] = (uint8_t)a->n;
 }
 
 /* An ACK_PUT or ACK_DEL effect for acks[0..k). */

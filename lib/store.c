@@ -2843,10 +2843,10 @@ static int apply_acks(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], con
 		return RELM_EINVAL;
 	for (size_t off = 0; off < f->len; off += RELM_FX_ACK_LEN) {
 		const uint8_t *p = f->data + off;
-		uint32_t n = (uint32_t)p[48] << 24 | (uint32_t)p[49] << 16 | (uint32_t)p[50] << 8 | p[51];
+		uint32_t n = relm_fx_ack_n(p);
 		int err = f->type == RELM_FX_ACK_PUT
-		        ? relm_store_ack_put(st, rel, p, p + RELM_ID_LEN, n)
-		        : relm_store_ack_del(st, rel, p, p + RELM_ID_LEN, n);
+		        ? relm_store_ack_put(st, rel, p, p + RELM_FX_ACK_DH, n)
+		        : relm_store_ack_del(st, rel, p, p + RELM_FX_ACK_DH, n);
 		if (err == RELM_ENOTFOUND)
 			err = 0;              /* never stored (out of memory at the time): nothing to do */
 		if (err)

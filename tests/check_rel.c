@@ -659,9 +659,9 @@ static const struct relm_fx *only_fx(const struct relm_effects *fx, enum relm_fx
 
 static void ack_unpack(struct relm_ack *a, const uint8_t *p)
 {
-	memcpy(a->id, p, 16);
-	memcpy(a->dh, p + 16, 32);
-	a->n = (uint32_t)p[48] << 24 | (uint32_t)p[49] << 16 | (uint32_t)p[50] << 8 | p[51];
+	memcpy(a->id, p, RELM_ID_LEN);
+	memcpy(a->dh, p + RELM_FX_ACK_DH, RELM_KEY_LEN);
+	a->n = relm_fx_ack_n(p);
 }
 
 /* Each accepted message is one ACK_PUT naming (id, dh, n) of its envelope;
