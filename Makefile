@@ -32,7 +32,11 @@ PKG_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS    = $(shell $(PKG_CONFIG) --libs $(PKGS))
 TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
-ALL_CFLAGS  = $(WARN) -D_GNU_SOURCE -Ilib -Idaemon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+# lib/ sees only its own headers; daemon/, tests/, bench/ and fuzz/ see both.
+# Includes name their folder: "engine/rel.h", "api/server.h".
+BASE_CFLAGS = $(WARN) -D_GNU_SOURCE $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LIB_CFLAGS  = -Ilib $(BASE_CFLAGS)
+ALL_CFLAGS  = -Ilib -Idaemon $(BASE_CFLAGS)
 
 ifeq ($(V),0)
 Q = @
@@ -44,12 +48,21 @@ endif
 
 # ---- table of contents -------------------------------------------------
 # lib/: librelm, the pure engine (no I/O, clock or randomness of its own)
-LIB_SRC  = $(sort $(wildcard lib/*.c))
-# daemon/: the programs; every daemon/*.c that is not a program's main
-ALL_PROGRAMS = relmd relmctl relm-mailbox
-PROG_SRC = $(wildcard $(ALL_PROGRAMS:%=daemon/%.c))
-PROGRAMS = $(PROG_SRC:daemon/%.c=%)
-DMN_SRC  = $(filter-out $(ALL_PROGRAMS:%=daemon/%.c),$(sort $(wildcard daemon/*.c)))
+#   lib/crypto   primitives, HKDF, X3DH
+#   lib/wire     codecs: envelopes, payloads, invites, addresses, mailbox frames
+#   lib/engine   the relationship engine: chain tree, fork rule, ratchet, steps
+#   lib/store    the SQLite store
+#   lib/core     the engine bound to the store: one step, one transaction
+LIB_SRC  = $(sort $(wildcard lib/*.c lib/*/*.c))
+# daemon/: the programs and what they share
+#   daemon/relmd           relmd's main, the application (store, timers, outbox pump)
+#   daemon/api             the JSON-RPC socket API: server, connections, methods, events
+#   daemon/mailbox_client  relmd's connection to mailbox servers
+#   daemon/mailbox_server  relm-mailbox (also embedded in relmd)
+#   daemon/relmctl         the command-line client
+PROG_MAIN = daemon/relmd/relmd.c daemon/relmctl/relmctl.c daemon/mailbox_server/relm-mailbox.c
+PROGRAMS = $(basename $(notdir $(PROG_MAIN)))
+DMN_SRC  = $(filter-out $(PROG_MAIN),$(sort $(wildcard daemon/*.c daemon/*/*.c)))
 # tests/: one Check suite per module (tests/check_<module>.c), helpers in
 # tests/util_*.c, shell/integration drivers in tests/*.sh
 TEST_SRC = $(sort $(wildcard tests/check_*.c))
@@ -63,28 +76,38 @@ PROGS    = $(PROGRAMS:%=$(BUILD)/%)
 DEPS_OK  = $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: all check asan valgrind ct fuzz sim bench demo install clean deps crash-long soak
+.PHONY: all check purity asan valgrind ct fuzz bench demo install clean deps crash-long soak
 all: $(PROGS) $(BUILD)/librelm.a
 
 # ---- dependencies: install missing Debian packages ----------------------
+# The one place that installs packages.  $(call need_debs,PKG ...) installs
+# those that are not installed — as root, or through sudo — after saying
+# which; every target that needs a package (build, bench, valgrind, fuzz)
+# goes through it, so a fresh Debian 12 machine needs only the README's two
+# commands.
+define need_debs
+	$(Q)missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "  DEPS    installing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	    { echo "error: could not install: $$missing (run as root or with sudo)" >&2; exit 1; }; \
+	fi
+endef
+
 deps: $(DEPS_OK)
 $(DEPS_OK):
 	$(Q)mkdir -p $(BUILD)
-	$(Q)if ! $(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) 2>/dev/null || \
-	     ! dpkg-query -W -f='$${Status}\n' $(DEB_PKGS) 2>/dev/null | grep -qv 'not-installed\|deinstall' ; then \
-	  missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	  if [ -n "$$missing" ]; then \
-	    echo "  DEPS    installing:" $$missing; \
-	    if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
-	      { echo "error: could not install: $$missing (run as root or with sudo)" >&2; exit 1; }; \
-	  fi; \
-	fi
+	$(call need_debs,$(DEB_PKGS))
 	$(Q)$(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) || { echo "error: pkg-config cannot find $(PKGS) $(TEST_PKGS)" >&2; exit 1; }
 	$(Q)touch $@
 
 # ---- build rules ---------------------------------------------------------
+$(BUILD)/lib/%.o: lib/%.c | $(DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(LIB_CFLAGS) -c $< -o $@
+
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -97,15 +120,18 @@ $(BUILD)/librelm.a: $(LIB_OBJ)
 $(BUILD)/libdaemon.a: $(DMN_OBJ) | $(DEPS_OK)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%: $(BUILD)/daemon/%.o $(BUILD)/libdaemon.a $(BUILD)/librelm.a
-	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) -o $@
+define program
+$(BUILD)/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$$(call say,LD,$$@)$$(CC) $$(CFLAGS) $$(LDFLAGS) $$< $(BUILD)/libdaemon.a $(BUILD)/librelm.a $$(PKG_LIBS) -o $$@
+endef
+$(foreach m,$(PROG_MAIN),$(eval $(call program,$(m))))
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # ---- tests -----------------------------------------------------------------
 # Every suite runs even if an earlier one fails; the exit status is the OR.
-check: $(TESTS) $(PROGS)
+check: $(TESTS) $(PROGS) purity
 	$(Q)fail=0; for t in $(TESTS); do \
 	  echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; \
 	done; \
@@ -113,6 +139,15 @@ check: $(TESTS) $(PROGS)
 	  echo "== $$s"; BUILD=$(BUILD) sh $$s || fail=1; \
 	done; \
 	if [ $$fail = 0 ]; then echo "all suites passed"; else echo "SOME SUITES FAILED"; fi; exit $$fail
+
+# The engine is pure: librelm.a calls no clock and no system randomness
+# (they come through struct relm_env; daemon/system_env.c has the real ones).
+PURE_FORBIDDEN = clock_gettime time gettimeofday getrandom randombytes_buf randombytes_random
+purity: $(BUILD)/librelm.a
+	$(Q)bad=$$(nm -u $(BUILD)/librelm.a | awk '{print $$NF}' | sort -u | \
+	  grep -xF $(PURE_FORBIDDEN:%=-e %)); \
+	if [ -n "$$bad" ]; then echo "error: librelm.a calls" $$bad "(the engine must take time and randomness from struct relm_env)" >&2; exit 1; fi; \
+	echo "  PURE    librelm.a calls no clock and no system randomness"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer: the same suite, own build dir.
 asan:
@@ -129,22 +164,15 @@ BENCH_LIBS     = $(shell $(PKG_CONFIG) --libs $(BENCH_PKGS))
 BENCH_DEPS_OK  = $(BUILD)/.bench-deps-ok
 
 $(BENCH_DEPS_OK): | $(DEPS_OK)
-	$(Q)missing=$$(for p in $(BENCH_DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "  DEPS    installing:" $$missing; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
-	    { echo "error: could not install: $$missing" >&2; exit 1; }; \
-	fi
+	$(call need_debs,$(BENCH_DEB_PKGS))
 	$(Q)$(PKG_CONFIG) --exists $(BENCH_PKGS) || { echo "error: pkg-config cannot find $(BENCH_PKGS)" >&2; exit 1; }
 	$(Q)touch $@
 
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
 	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
 
-$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/librelm.a
-	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) $(BENCH_LIBS) -o $@
+$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) $(BENCH_LIBS) -o $@
 
 $(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(PKG_LIBS) -o $@
@@ -167,13 +195,7 @@ bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(PROGS)
 # ---- valgrind: memcheck over the suite, and the constant-time check --------
 VG_DEPS_OK = $(BUILD)/.valgrind-deps-ok
 $(VG_DEPS_OK): | $(DEPS_OK)
-	$(Q)if ! dpkg-query -W -f='$${Status}\n' valgrind 2>/dev/null | grep -q '^install ok installed'; then \
-	  echo "  DEPS    installing: valgrind"; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null || \
-	    { echo "error: could not install: valgrind" >&2; exit 1; }; \
-	fi
+	$(call need_debs,valgrind)
 	$(Q)touch $@
 
 # Every Check suite under memcheck, forked tests and the relmd / relmctl /
@@ -185,7 +207,7 @@ valgrind: $(TESTS) $(PROGS) | $(VG_DEPS_OK)
 # ctgrind-style: secrets marked undefined, memcheck reports every branch
 # and index on them (tests/ct_check.c lists what is checked and what not).
 # The selftest proves a planted secret branch is caught; then the real run
-# must be clean.  Built from source with -DRELM_CT_VALGRIND (lib/ct.h).
+# must be clean.  Built from source with -DRELM_CT_VALGRIND (lib/crypto/ct.h).
 CT_SRC = tests/ct_check.c tests/util_engine.c tests/util_rand.c
 $(BUILD)/ct_check: $(CT_SRC) $(LIB_SRC) $(wildcard lib/*.h tests/util_*.h) | $(VG_DEPS_OK)
 	$(call say,LD,$@)$(CC) $(WARN) -D_GNU_SOURCE -DRELM_CT_VALGRIND -Ilib -Itests \
@@ -219,14 +241,7 @@ FUZZ_CC      ?= clang
 FUZZ_SRC      = $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_DEB_PKGS = clang libclang-rt-14-dev
 fuzz: | $(DEPS_OK)
-	$(Q)missing=$$(for p in $(FUZZ_DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "  DEPS    installing:" $$missing; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
-	    { echo "error: could not install: $$missing" >&2; exit 1; }; \
-	fi
+	$(call need_debs,$(FUZZ_DEB_PKGS))
 	$(Q)command -v $(FUZZ_CC) >/dev/null || { echo "error: $(FUZZ_CC) not found" >&2; exit 1; }
 	$(Q)mkdir -p $(BUILD)/fuzz; fail=0; for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); n=$${n#fuzz_}; \

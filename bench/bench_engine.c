@@ -55,11 +55,12 @@
 #include <time.h>
 #include <sodium.h>
 #include <olm/olm.h>
-#include "rel.h"
-#include "env.h"
-#include "effects.h"
-#include "invite.h"
-#include "crypto.h"
+#include "engine/rel.h"
+#include "engine/env.h"
+#include "system_env.h"
+#include "engine/effects.h"
+#include "wire/invite.h"
+#include "crypto/crypto.h"
 #include "error.h"
 #include "limits.h"
 

@@ -69,13 +69,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
-#include "addr.h"
-#include "core.h"
-#include "env.h"
+#include "wire/addr.h"
+#include "core/core.h"
+#include "engine/env.h"
 #include "error.h"
-#include "invite.h"
-#include "rel.h"
-#include "store.h"
+#include "wire/invite.h"
+#include "engine/rel.h"
+#include "store/store.h"
 
 enum {
 	RECIPE_VERSION = 2,         /* bump when the build below changes */
@@ -504,7 +504,7 @@ static void side_tpl_free(struct side_tpl *s)
 	relm_store_rel_clear(&s->row);
 }
 
-/* Blob layout (lib/rel_blob.c, versions 1 and 2): "RLS" v(1) id(16) mode(1)
+/* Blob layout (lib/engine/rel_blob.c, versions 1 and 2): "RLS" v(1) id(16) mode(1)
  * side(1) ad(64) ipk_self(32) ipk_remote(32) mbox_pk(32) mbox_sk(64)
  * remote_mbox_pk(32) str remote_mailbox (u16 BE length + bytes) ... */
 enum {
@@ -532,7 +532,7 @@ static uint8_t *patch_blob(const struct side_tpl *t, const uint8_t id[RELM_ID_LE
 	    memcmp(b + BLOB_MBOX_PK, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||
 	    memcmp(b + BLOB_MBOX_SK, t->row.mailbox_sk, RELM_SIGN_SK_LEN) != 0 ||
 	    memcmp(b + BLOB_REMOTE_PK, t->remote.id, RELM_SIGN_PK_LEN) != 0)
-		die("state blob layout is not the one bench_scale knows (lib/rel_blob.c changed?)");
+		die("state blob layout is not the one bench_scale knows (lib/engine/rel_blob.c changed?)");
 	slen = (size_t)b[BLOB_REMOTE_STR] << 8 | b[BLOB_REMOTE_STR + 1];
 	if (BLOB_REMOTE_STR + 2 + slen > len || slen != strlen(t->row.remote_addr) ||
 	    memcmp(b + BLOB_REMOTE_STR + 2, t->row.remote_addr, slen) != 0)

@@ -2,7 +2,7 @@
  * one spelling per address: whatever parses must format back to the input. */
 #include <stdlib.h>
 #include <string.h>
-#include "addr.h"
+#include "wire/addr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -2,7 +2,7 @@
  * decodes must re-encode to the same header bytes. */
 #include <stdlib.h>
 #include <string.h>
-#include "envelope.h"
+#include "wire/envelope.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -2,8 +2,8 @@
  * decodes must re-encode and decode to the same invite. */
 #include <stdlib.h>
 #include <string.h>
-#include "invite.h"
-#include "crypto.h"
+#include "wire/invite.h"
+#include "crypto/crypto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

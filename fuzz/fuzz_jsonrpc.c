@@ -5,8 +5,8 @@
  * crash. */
 #include <stdlib.h>
 #include <string.h>
-#include "jsonrpc.h"
-#include "methods.h"
+#include "api/jsonrpc.h"
+#include "api/methods.h"
 
 static int handler(void *ctx, const char *method, const cJSON *params, int notification,
                    cJSON **result, struct jsonrpc_error *err)

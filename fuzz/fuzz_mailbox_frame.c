@@ -1,9 +1,9 @@
-/* libFuzzer harness for the mailbox frame decoder (lib/mailbox_proto.c):
+/* libFuzzer harness for the mailbox frame decoder (lib/wire/mailbox_proto.c):
  * decode must never crash, and whatever decodes must re-encode to the
  * same bytes.  Build: clang -fsanitize=fuzzer,address -Ilib ... */
 #include <stdlib.h>
 #include <string.h>
-#include "mailbox_proto.h"
+#include "wire/mailbox_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

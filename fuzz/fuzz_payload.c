@@ -2,7 +2,7 @@
  * known kind must re-encode and decode to the same fields. */
 #include <stdlib.h>
 #include <string.h>
-#include "payload.h"
+#include "wire/payload.h"
 #include "error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -2,7 +2,7 @@
  * the store hands back).  A current-version blob that decodes must re-encode to itself. */
 #include <stdlib.h>
 #include <string.h>
-#include "rel.h"
+#include "engine/rel.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

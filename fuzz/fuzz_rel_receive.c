@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "rel.h"
-#include "invite.h"
-#include "crypto.h"
+#include "engine/rel.h"
+#include "wire/invite.h"
+#include "crypto/crypto.h"
 
 enum { NENV = 8 };
 static uint8_t *blob;

@@ -11,11 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sodium.h>
-#include "addr.h"
-#include "crypto.h"
-#include "envelope.h"
-#include "invite.h"
-#include "payload.h"
+#include "wire/addr.h"
+#include "crypto/crypto.h"
+#include "wire/envelope.h"
+#include "wire/invite.h"
+#include "wire/payload.h"
 
 static const char *root;
 

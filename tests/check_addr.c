@@ -1,5 +1,5 @@
 /*
- * check_addr.c — mailbox addresses (lib/addr.h): table-driven good and bad
+ * check_addr.c — mailbox addresses (lib/wire/addr.h): table-driven good and bad
  * spellings, parse ∘ format identity, every truncation, random garbage.
  */
 #include <check.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "addr.h"
+#include "wire/addr.h"
 #include "error.h"
 #include "util_rand.h"
 

@@ -16,7 +16,7 @@
 #include <sodium.h>
 
 #include "limits.h"
-#include "store.h"
+#include "store/store.h"
 #include "util_daemon.h"
 
 enum { MEET_MS = 20000 };

@@ -1,5 +1,5 @@
 /*
- * check_core.c — the engine bound to the store (lib/core.h): whole daemons
+ * check_core.c — the engine bound to the store (lib/core/core.h): whole daemons
  * in one process over an in-memory mailbox network (tests/util_world.c).
  */
 #include <stdlib.h>
@@ -8,8 +8,8 @@
 #include <sodium.h>
 #include "util_rand.h"
 #include "util_world.h"
-#include "core.h"
-#include "invite.h"
+#include "core/core.h"
+#include "wire/invite.h"
 #include "error.h"
 #include <sqlite3.h>
 

@@ -3,7 +3,7 @@
  * (DESIGN §8 durability rule, §9 invariants 1, 2 and 6; issue 3).
  *
  * Two daemons, alice (A, the inviter) and bob (B, the accepter), each with
- * its own store file, driven only through lib/core.h as relmd drives it
+ * its own store file, driven only through lib/core/core.h as relmd drives it
  * (tests/util_world.h gives the daemon handles).  The parent makes the
  * protons, the invite and bob's acceptance (bob's hello is committed but not
  * posted: the relationship's setup happens under fire too), then forks a
@@ -101,11 +101,11 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include <sodium.h>
-#include "addr.h"
-#include "core.h"
+#include "wire/addr.h"
+#include "core/core.h"
 #include "error.h"
-#include "invite.h"
-#include "store.h"
+#include "wire/invite.h"
+#include "store/store.h"
 #include "util_rand.h"
 #include "util_world.h"
 
@@ -758,7 +758,7 @@ static void op_reopen(struct kid *k, int s)
 }
 
 /* Drop posted outbox rows, as a daemon must now and then (nothing in
- * lib/core.c does it yet): keeps the stores, and the checks, small. */
+ * lib/core/core.c does it yet): keeps the stores, and the checks, small. */
 static void op_purge(struct kid *k, int s)
 {
 	int rc;

@@ -587,7 +587,7 @@ static int line_event(const char *line, double *seq, char *type, size_t tcap)
 		snprintf(type, tcap, "%s", td_str(p, "type"));
 	}
 	/* the line is what cJSON prints for it: the writer of the frequent
-	 * events (daemon/events.c) escapes and prints numbers as cJSON does */
+	 * events (daemon/api/events.c) escapes and prints numbers as cJSON does */
 	char *again = cJSON_PrintUnformatted(j);
 	ck_assert_msg(!strcmp(again, line), "not cJSON's bytes:\n%s\n%s", line, again);
 	free(again);

@@ -7,7 +7,8 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <check.h>
-#include "env.h"
+#include "engine/env.h"
+#include "system_env.h"
 #include "limits.h"
 #include "util_rand.h"
 

@@ -1,13 +1,13 @@
 /*
- * check_envelope.c — the envelope codec (lib/envelope.h): round trips,
+ * check_envelope.c — the envelope codec (lib/wire/envelope.h): round trips,
  * every rejection rule, every truncation and random garbage.
  */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "envelope.h"
-#include "crypto.h"
+#include "wire/envelope.h"
+#include "crypto/crypto.h"
 #include "error.h"
 #include "util_rand.h"
 

@@ -1,5 +1,5 @@
 /*
- * check_invite.c — invites (lib/invite.h): a fixed vector (also in
+ * check_invite.c — invites (lib/wire/invite.h): a fixed vector (also in
  * proto/wire.md), round trips, each rejection rule on re-signed hand-built
  * invites, every truncation, random garbage, flip every byte.
  */
@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "invite.h"
-#include "addr.h"
-#include "crypto.h"
+#include "wire/invite.h"
+#include "wire/addr.h"
+#include "crypto/crypto.h"
 #include "error.h"
 #include "util_rand.h"
 

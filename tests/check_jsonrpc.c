@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "error.h"
-#include "events.h"
-#include "jsonrpc.h"
-#include "methods.h"
-#include "server.h"
+#include "api/events.h"
+#include "api/jsonrpc.h"
+#include "api/methods.h"
+#include "api/server.h"
 
 /* ---- a toy handler for the framing tests ---- */
 

@@ -1,6 +1,6 @@
 /*
- * check_mailbox.c — integration of daemon/mailbox_server.c and
- * daemon/mailbox_client.c on loopback (127.0.0.1, ephemeral ports).
+ * check_mailbox.c — integration of daemon/mailbox_server/mailbox_server.c and
+ * daemon/mailbox_client/mailbox_client.c on loopback (127.0.0.1, ephemeral ports).
  *
  * Most tests run the server in a forked child (its own libuv loop, killed
  * with SIGTERM for a clean stop that must end in uv_loop_close() == 0, or
@@ -36,9 +36,9 @@
 
 #include "error.h"
 #include "log.h"
-#include "mailbox_client.h"
-#include "mailbox_proto.h"
-#include "mailbox_server.h"
+#include "mailbox_client/mailbox_client.h"
+#include "wire/mailbox_proto.h"
+#include "mailbox_server/mailbox_server.h"
 
 /* ---- seed ---- */
 

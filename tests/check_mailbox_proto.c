@@ -14,7 +14,7 @@
 #include <sodium.h>
 
 #include "error.h"
-#include "mailbox_proto.h"
+#include "wire/mailbox_proto.h"
 
 /* ---- seeded PRNG (splitmix64) ---- */
 

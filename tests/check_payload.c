@@ -1,5 +1,5 @@
 /*
- * check_payload.c — the payload codec (lib/payload.h): exact encodings,
+ * check_payload.c — the payload codec (lib/wire/payload.h): exact encodings,
  * round trips per kind, padding, each rejection rule, every truncation and
  * random garbage.
  */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "payload.h"
+#include "wire/payload.h"
 #include "error.h"
 #include "util_rand.h"
 

@@ -11,10 +11,10 @@
 #include <sodium.h>
 #include "util_rand.h"
 #include "util_engine.h"
-#include "rel.h"
+#include "engine/rel.h"
 #include "error.h"
-#include "crypto.h"
-#include "envelope.h"
+#include "crypto/crypto.h"
+#include "wire/envelope.h"
 
 static uint64_t clock_ms;
 

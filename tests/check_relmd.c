@@ -29,9 +29,9 @@
 
 #include "error.h"
 #include "limits.h"
-#include "mailbox_proto.h"
-#include "sdnotify.h"
-#include "server.h"
+#include "wire/mailbox_proto.h"
+#include "relmd/sdnotify.h"
+#include "api/server.h"
 
 /* ---- the in-process daemon ---- */
 

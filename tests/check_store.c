@@ -1,5 +1,5 @@
 /*
- * check_store.c — the SQLite store (lib/store.h): every API round trip,
+ * check_store.c — the SQLite store (lib/store/store.h): every API round trip,
  * de-duplication, the replay guard, the event log, transactions and
  * batches, file modes and ownership, corrupt / truncated / newer files
  * left byte for byte untouched, a read-only folder, disk full and I/O
@@ -30,7 +30,7 @@
 #include <sqlite3.h>
 #include <sodium.h>
 #include "error.h"
-#include "store.h"
+#include "store/store.h"
 #include "util_faultvfs.h"
 
 static unsigned long long seed = 0x5eed5eedULL;

@@ -6,7 +6,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
-#include "env.h"
+#include "engine/env.h"
 #include "limits.h"
 #include "util_rand.h"
 

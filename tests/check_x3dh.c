@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "x3dh.h"
-#include "invite.h"
-#include "crypto.h"
+#include "crypto/x3dh.h"
+#include "wire/invite.h"
+#include "crypto/crypto.h"
 #include "error.h"
 #include "util_rand.h"
 

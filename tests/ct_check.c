@@ -21,7 +21,7 @@
  * (VALGRIND_MAKE_MEM_DEFINED) first: whether an AEAD open succeeded,
  * whether a decode was well-formed.  Inside lib/ the places that branch on
  * such a public value derived from secret inputs say so with RELM_CT_PUBLIC
- * (lib/ct.h; a no-op unless built with -DRELM_CT_VALGRIND, as this program
+ * (lib/crypto/ct.h; a no-op unless built with -DRELM_CT_VALGRIND, as this program
  * is): relm_aead_open (tag verified or not; and the plaintext it returns —
  * message content, not key material, which the payload parser must branch
  * on) and relm_dh (all-zero output, i.e. a small-order public key).
@@ -48,7 +48,7 @@
  *           secret — chain step, message key, DH step and AEAD together.
  *
  * Not checked, and why:
- *   - base64url decoding (lib/addr.c, lib/invite.c: an alphabet check, then
+ *   - base64url decoding (lib/wire/addr.c, lib/wire/invite.c: an alphabet check, then
  *     sodium_base642bin) branches on every character (both ours and
  *     libsodium's loop) — and may: it only ever decodes public data
  *     (mailbox ids are Ed25519 public keys, invites carry public keys).  No
@@ -75,11 +75,11 @@
 #include <valgrind/memcheck.h>
 #include <check.h>
 
-#include "crypto.h"
-#include "env.h"
+#include "crypto/crypto.h"
+#include "engine/env.h"
 #include "error.h"
-#include "invite.h"
-#include "rel.h"
+#include "wire/invite.h"
+#include "engine/rel.h"
 #include "util_engine.h"
 
 #define SECRET(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))

@@ -6,9 +6,9 @@
 #include <sodium.h>
 #include "util_engine.h"
 #include "util_rand.h"
-#include "crypto.h"
+#include "crypto/crypto.h"
 #include "error.h"
-#include "payload.h"
+#include "wire/payload.h"
 
 static int hist_has_cb(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id[16])
 {

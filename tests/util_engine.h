@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "rel.h"
-#include "invite.h"
+#include "engine/rel.h"
+#include "wire/invite.h"
 
 struct tu_blob {
 	uint8_t *buf;

@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "env.h"
+#include "engine/env.h"
 
 #define TU_SEED_DEFAULT 1
 #define TU_SEED_FMT "RELM_SEED=%llu"

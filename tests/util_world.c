@@ -6,7 +6,7 @@
 #include <check.h>
 #include "util_world.h"
 #include "util_rand.h"
-#include "addr.h"
+#include "wire/addr.h"
 #include "error.h"
 
 void tu_daemon_mkdir(struct tu_daemon *d, const char *name)

@@ -1,6 +1,6 @@
 /*
  * util_world.h — whole daemons (store + core) in one process, joined by an
- * in-memory mailbox network, driven only through lib/core.h.  Each daemon
+ * in-memory mailbox network, driven only through lib/core/core.h.  Each daemon
  * has its own store file in a temporary folder, its own seeded env stream,
  * and a shared virtual clock.  The network keeps every envelope ever posted
  * per mailbox with sequence numbers, like relm-mailbox does, so a daemon
@@ -11,8 +11,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "core.h"
-#include "store.h"
+#include "core/core.h"
+#include "store/store.h"
 
 struct tu_mail {
 	uint8_t mailbox[RELM_SIGN_PK_LEN];

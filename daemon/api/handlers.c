@@ -1,0 +1,473 @@
+/*
+ * api.c — the engine-backed methods of the socket API (DESIGN §8,
+ * proto/api.md), one handler per method, named after it.  Parameters arrive
+ * validated against the method table (methods.c): ids are 32 lowercase hex
+ * characters, strings are UTF-8 within their limits, unknown fields were
+ * refused.  A handler that writes opens the turn's store batch first; its
+ * reply is written only after that batch commits (app.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "relmd/app.h"
+#include "core/core.h"
+#include "crypto/crypto.h"
+#include "error.h"
+#include "wire/invite.h"
+#include "store/store.h"
+
+static struct relmd_app *app_of(struct relmd_call *call)
+{
+	return call->app;
+}
+
+/* A validated hex id param: 1 present (out written), 0 absent. */
+static int param_id(const cJSON *params, const char *name, uint8_t out[RELM_ID_LEN])
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, name);
+	if (!cJSON_IsString(v))
+		return 0;
+	return relm_unhex(out, RELM_ID_LEN, v->valuestring, strlen(v->valuestring)) == 0;
+}
+
+static const char *param_str(const cJSON *params, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, name);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int add_hex(cJSON *o, const char *name, const uint8_t *b, size_t n)
+{
+	char hex[2 * 64 + 1];
+	relm_hex(hex, b, n);
+	return cJSON_AddStringToObject(o, name, hex) != NULL;
+}
+
+static int nomem(cJSON *r)
+{
+	cJSON_Delete(r);
+	return RELM_ENOMEM;
+}
+
+static const char *const status_names[] = { "none", "queued", "posted", "delivered", "failed" };
+static const char *const origin_names[] = { "", "self", "sibling", "remote" };
+
+/* ---- protons ------------------------------------------------------------- */
+
+static int api_proton_create(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t id[RELM_ID_LEN], ipk[RELM_SIGN_PK_LEN];
+	cJSON *r;
+	int rc;
+
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = relm_core_proton_create(relmd_app_core(app), param_str(params, "label"), id, ipk)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "proton", id, sizeof id) ||
+	    !add_hex(r, "ipk", ipk, sizeof ipk))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+struct list_ctx {
+	struct relmd_app *app;
+	cJSON *arr;
+	int n;
+};
+
+static int count_dev_cb(void *ctx, const struct relm_store_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int proton_cb(void *ctx, const struct relm_store_proton *p)
+{
+	struct list_ctx *lc = ctx;
+	cJSON *o = cJSON_CreateObject();
+	int devices = 0;
+
+	relm_store_device_list(relmd_app_store(lc->app), p->id, count_dev_cb, &devices);
+	if (!o || !add_hex(o, "proton", p->id, RELM_ID_LEN) ||
+	    !cJSON_AddStringToObject(o, "label", p->label) ||
+	    !add_hex(o, "ipk", p->ipk, RELM_SIGN_PK_LEN) ||
+	    !cJSON_AddStringToObject(o, "strategy", p->strategy) ||
+	    !cJSON_AddNumberToObject(o, "devices", devices) ||
+	    !cJSON_AddNumberToObject(o, "created", (double)p->created)) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	cJSON_AddItemToArray(lc->arr, o);
+	return 0;
+}
+
+static int api_proton_list(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct list_ctx lc = { app_of(call), NULL, 0 };
+	cJSON *r = cJSON_CreateObject();
+	int rc;
+
+	(void)params;
+	if (!r || !(lc.arr = cJSON_AddArrayToObject(r, "protons")))
+		return nomem(r);
+	if ((rc = relm_store_proton_list(relmd_app_store(lc.app), proton_cb, &lc)) != 0) {
+		cJSON_Delete(r);
+		return rc;
+	}
+	*result = r;
+	return 0;
+}
+
+static int proton_exists(struct relmd_app *app, const uint8_t id[RELM_ID_LEN])
+{
+	struct relm_store_proton p;
+	int rc = relm_store_proton_get(relmd_app_store(app), id, &p, 0);
+	relm_store_proton_clear(&p);
+	return rc;
+}
+
+static int api_proton_set_strategy(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t id[RELM_ID_LEN];
+	const char *strategy = param_str(params, "strategy");
+	int rc;
+
+	param_id(params, "proton", id);
+	if ((rc = proton_exists(app, id)) != 0)
+		return rc;
+	/* Only leaderless exists until the strategies issue: refuse the others
+	 * rather than record a choice the daemon would not honour. */
+	if (strcmp(strategy, "leaderless") != 0)
+		return RELM_ENOTIMPL;
+	if ((rc = relmd_app_txn(app)) != 0)
+		return rc;
+	if ((rc = relm_store_begin(relmd_app_store(app))) != 0)
+		return rc;
+	rc = relm_store_proton_set_strategy(relmd_app_store(app), id, strategy);
+	if (rc == 0)
+		rc = relm_store_commit(relmd_app_store(app));
+	else
+		relm_store_rollback(relmd_app_store(app));
+	if (rc)
+		return rc;
+	*result = cJSON_CreateObject();
+	if (!*result || !cJSON_AddStringToObject(*result, "strategy", strategy))
+		return nomem(*result);
+	return 0;
+}
+
+/* ---- invites ------------------------------------------------------------- */
+
+static int api_invite_create(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t proton[RELM_ID_LEN], mbox[RELM_SIGN_PK_LEN];
+	char text[RELM_INVITE_TEXT_MAX];
+	const cJSON *mu = cJSON_GetObjectItemCaseSensitive(params, "multi_use");
+	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(params, "ttl_s");
+	struct relm_invite inv;
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = relm_core_invite_create(relmd_app_core(app), proton, cJSON_IsTrue(mu),
+	                                  cJSON_IsNumber(ttl) ? (uint64_t)ttl->valuedouble : 0,
+	                                  text, sizeof text, mbox)) != 0)
+		return rc;
+	relmd_app_watch_mailbox(app, mbox);
+	if ((rc = relm_invite_decode(&inv, text, strlen(text))) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !cJSON_AddStringToObject(r, "invite", text) ||
+	    !cJSON_AddNumberToObject(r, "expires_at", (double)inv.expires_ms) ||
+	    !cJSON_AddBoolToObject(r, "multi_use", cJSON_IsTrue(mu)))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+static int api_invite_accept(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t proton[RELM_ID_LEN], rel[RELM_ID_LEN];
+	const char *text = param_str(params, "invite");
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = relm_core_invite_accept(relmd_app_core(app), proton, text, strlen(text),
+	                                  param_str(params, "label"), rel)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "relationship", rel, sizeof rel))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+/* ---- relationships --------------------------------------------------------- */
+
+static int rel_cb(void *ctx, const struct relm_store_rel *sr)
+{
+	struct list_ctx *lc = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !add_hex(o, "relationship", sr->id, RELM_ID_LEN) ||
+	    !cJSON_AddStringToObject(o, "label", sr->label) ||
+	    !add_hex(o, "remote_ipk", sr->remote_ipk, RELM_SIGN_PK_LEN) ||
+	    !cJSON_AddNumberToObject(o, "last_activity", (double)sr->last_activity) ||
+	    !cJSON_AddNumberToObject(o, "unread", sr->unread) ||
+	    !cJSON_AddNumberToObject(o, "created", (double)sr->created)) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	cJSON_AddItemToArray(lc->arr, o);
+	return 0;
+}
+
+static int api_relationship_list(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct list_ctx lc = { app_of(call), NULL, 0 };
+	uint8_t proton[RELM_ID_LEN];
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = proton_exists(lc.app, proton)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !(lc.arr = cJSON_AddArrayToObject(r, "relationships")))
+		return nomem(r);
+	if ((rc = relm_store_rel_list(relmd_app_store(lc.app), proton, NULL, 0, rel_cb, &lc)) != 0) {
+		cJSON_Delete(r);
+		return rc;
+	}
+	*result = r;
+	return 0;
+}
+
+static int api_relationship_show(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t id[RELM_ID_LEN];
+	struct relm_store_rel sr;
+	struct relm_rel *rel = NULL;
+	cJSON *r = NULL, *tree, *nodes;
+	int rc, chosen;
+
+	memset(&sr, 0, sizeof sr);
+	param_id(params, "relationship", id);
+	if ((rc = relm_store_rel_get(relmd_app_store(app), id, &sr, 0)) != 0)
+		return rc;
+	if ((rc = relm_core_rel_load(relmd_app_core(app), id, &rel)) != 0)
+		goto out;
+	rc = RELM_ENOMEM;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "relationship", id, sizeof id) ||
+	    !add_hex(r, "proton", sr.proton, RELM_ID_LEN) ||
+	    !cJSON_AddStringToObject(r, "label", sr.label) ||
+	    !add_hex(r, "remote_ipk", sr.remote_ipk, RELM_SIGN_PK_LEN) ||
+	    !cJSON_AddStringToObject(r, "mode", rel->mode == RELM_MODE_STRICT ? "strict" : "tree") ||
+	    !cJSON_AddStringToObject(r, "remote_mailbox", sr.remote_addr) ||
+	    !(tree = cJSON_AddObjectToObject(r, "tree")) ||
+	    !(nodes = cJSON_AddArrayToObject(tree, "nodes")))
+		goto out;
+	for (uint32_t i = 0; i < rel->tree.count; i++) {
+		const struct relm_node *n = &rel->tree.nodes[i];
+		int p = relm_tree_parent(&rel->tree, (int)i);
+		cJSON *o = cJSON_CreateObject();
+		if (!o)
+			goto out;
+		cJSON_AddItemToArray(nodes, o);
+		if (!add_hex(o, "node", n->id, RELM_ID_LEN) ||
+		    !(p >= 0 ? add_hex(o, "parent", n->parent, RELM_ID_LEN)
+		             : cJSON_AddNullToObject(o, "parent") != NULL) ||
+		    !cJSON_AddStringToObject(o, "side", (n->flags & RELM_NODE_OURS) ? "ours" : "theirs") ||
+		    !cJSON_AddNumberToObject(o, "depth", n->depth) ||
+		    !cJSON_AddBoolToObject(o, "valid", relm_tree_is_valid(&rel->tree, (int)i)) ||
+		    !cJSON_AddNumberToObject(o, "n", n->n) ||
+		    !cJSON_AddBoolToObject(o, "has_private_key", (n->flags & RELM_NODE_PRIV) != 0))
+			goto out;
+	}
+	chosen = relm_rel_chosen(rel);
+	if (!(chosen >= 0 ? add_hex(tree, "chosen", rel->tree.nodes[chosen].id, RELM_ID_LEN)
+	                  : cJSON_AddNullToObject(tree, "chosen") != NULL) ||
+	    !cJSON_AddNumberToObject(tree, "pending", rel->npending) ||
+	    !cJSON_AddNumberToObject(r, "unacknowledged", rel->nout) ||
+	    !cJSON_AddNumberToObject(r, "forks", rel->stats.forks) ||
+	    !cJSON_AddNumberToObject(r, "pruned", rel->stats.pruned))
+		goto out;
+	*result = r;
+	r = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(r);
+	relm_rel_free(rel);
+	relm_store_rel_clear(&sr);
+	return rc;
+}
+
+/* ---- messages -------------------------------------------------------------- */
+
+static int api_message_send(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_app *app = app_of(call);
+	uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN], got[RELM_ID_LEN];
+	const char *body = param_str(params, "body");
+	int has_id, was_new = 0, rc, status = RELM_STATUS_QUEUED;
+	cJSON *r;
+
+	param_id(params, "relationship", rel);
+	has_id = param_id(params, "id", id);
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = relm_core_message_send(relmd_app_core(app), rel, body, strlen(body),
+	                                 has_id ? id : NULL, got, &was_new)) != 0)
+		return rc;
+	if (!was_new) {
+		/* idempotent repeat: report where the first one is */
+		struct relm_store_msg m;
+		if (relm_store_msg_get(relmd_app_store(app), rel, got, &m) == 0)
+			status = m.status;
+	}
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "message", got, sizeof got) ||
+	    !cJSON_AddStringToObject(r, "status", status_names[status]) ||
+	    !cJSON_AddBoolToObject(r, "new", was_new))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+static int msg_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct list_ctx *lc = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !add_hex(o, "message", m->id, RELM_ID_LEN) ||
+	    !cJSON_AddStringToObject(o, "direction", m->direction_in ? "in" : "out") ||
+	    !cJSON_AddStringToObject(o, "kind", m->kind) ||
+	    !cJSON_AddNumberToObject(o, "ts", (double)m->ts) ||
+	    !cJSON_AddStringToObject(o, "status", status_names[m->status]) ||
+	    !cJSON_AddStringToObject(o, "origin", m->origin >= 1 && m->origin <= 3 ?
+	                             origin_names[m->origin] : "remote") ||
+	    !cJSON_AddNumberToObject(o, "seq", (double)m->seq)) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	/* bodies are UTF-8 (checked on the wire); show exactly those bytes */
+	char *b = malloc(m->body_len + 1);
+	if (!b) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	/* an empty body (the hello message) comes as NULL, 0: memcpy from
+	 * NULL is undefined even for 0 bytes (UBSan stopped relmd here) */
+	if (m->body_len)
+		memcpy(b, m->body, m->body_len);
+	b[m->body_len] = 0;
+	cJSON *bs = cJSON_AddStringToObject(o, "body", b);
+	sodium_memzero(b, m->body_len);
+	free(b);
+	if (!bs || (m->reason[0] && !cJSON_AddStringToObject(o, "reason", m->reason))) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	cJSON_AddItemToArray(lc->arr, o);
+	return 0;
+}
+
+static int api_message_list(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct list_ctx lc = { app_of(call), NULL, 0 };
+	struct relm_store *st = relmd_app_store(lc.app);
+	uint8_t rel[RELM_ID_LEN], before[RELM_ID_LEN];
+	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(params, "limit");
+	struct relm_store_rel sr;
+	int64_t before_seq = 0;
+	cJSON *r;
+	int rc;
+
+	param_id(params, "relationship", rel);
+	memset(&sr, 0, sizeof sr);
+	if ((rc = relm_store_rel_get(st, rel, &sr, 0)) != 0)
+		return rc;
+	relm_store_rel_clear(&sr);
+	if (param_id(params, "before", before)) {
+		struct relm_store_msg m;
+		if ((rc = relm_store_msg_get(st, rel, before, &m)) != 0)
+			return rc;
+		before_seq = m.seq;
+	}
+	if (!(r = cJSON_CreateObject()) || !(lc.arr = cJSON_AddArrayToObject(r, "messages")))
+		return nomem(r);
+	rc = relm_store_msg_list(st, rel, before_seq, cJSON_IsNumber(lim) ? (unsigned)lim->valuedouble : 50,
+	                         msg_cb, &lc);
+	if (rc != 0) {
+		cJSON_Delete(r);
+		return rc;
+	}
+	*result = r;
+	return 0;
+}
+
+/* ---- devices --------------------------------------------------------------- */
+
+static int dev_cb(void *ctx, const struct relm_store_device *d)
+{
+	struct list_ctx *lc = ctx;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !add_hex(o, "device", d->device, RELM_ID_LEN) ||
+	    !cJSON_AddStringToObject(o, "label", d->label) ||
+	    !cJSON_AddBoolToObject(o, "self", d->self) ||
+	    !cJSON_AddNumberToObject(o, "epoch", (double)d->epoch)) {
+		cJSON_Delete(o);
+		return RELM_ENOMEM;
+	}
+	cJSON_AddItemToArray(lc->arr, o);
+	return 0;
+}
+
+static int api_device_list(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct list_ctx lc = { app_of(call), NULL, 0 };
+	uint8_t proton[RELM_ID_LEN];
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = proton_exists(lc.app, proton)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !(lc.arr = cJSON_AddArrayToObject(r, "devices")))
+		return nomem(r);
+	if ((rc = relm_store_device_list(relmd_app_store(lc.app), proton, dev_cb, &lc)) != 0) {
+		cJSON_Delete(r);
+		return rc;
+	}
+	*result = r;
+	return 0;
+}
+
+int relmd_api_bind(struct relmd *d)
+{
+	static const struct {
+		const char *name;
+		relmd_handler_fn fn;
+	} tab[] = {
+		{ "proton.create", api_proton_create },
+		{ "proton.list", api_proton_list },
+		{ "proton.set_strategy", api_proton_set_strategy },
+		{ "invite.create", api_invite_create },
+		{ "invite.accept", api_invite_accept },
+		{ "relationship.list", api_relationship_list },
+		{ "relationship.show", api_relationship_show },
+		{ "message.send", api_message_send },
+		{ "message.list", api_message_list },
+		{ "device.list", api_device_list },
+	};
+	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+		if (relmd_methods_bind(&d->methods, tab[i].name, tab[i].fn) != 0)
+			return RELM_ENOTFOUND;
+	return 0;
+}

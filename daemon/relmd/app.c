@@ -1,0 +1,880 @@
+/*
+ * app.c — relmd's application (see app.h for the turn model): the store and
+ * the engine bound to it, the mailbox clients (one per mailbox server we
+ * post to or read from: federation), the embedded mailbox server, the
+ * engine's timer, the outbox pump and the event publisher.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sodium.h>
+
+#include "relmd/app.h"
+#include "wire/addr.h"
+#include "core/core.h"
+#include "crypto/crypto.h"
+#include "error.h"
+#include "log.h"
+#include "mailbox_client/mailbox_client.h"
+#include "mailbox_server/mailbox_server.h"
+#include "store/store.h"
+#include "system_env.h"
+
+enum relmd_app_limits {
+	APP_INFLIGHT_MAX = 4096,   /* posts handed to clients, not yet acked: bounds client queues */
+	APP_PUMP_BATCH   = 512,    /* outbox rows read per pump */
+	APP_PEERS_MAX    = 64,     /* mailbox servers we talk to at once */
+	APP_TIMER_MAX_MS = 60000,  /* re-check deadlines at least every minute */
+};
+
+struct inflight {
+	uint64_t post_id;          /* 0: acknowledged out of order, waiting to be popped */
+	int64_t seq;
+	uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
+	int has_rel, has_msg;
+};
+
+/* Posts handed to a peer's client and not acknowledged yet, oldest first.
+ * The client numbers posts in the order we hand them over and the server
+ * acknowledges in that order, so an ack is nearly always the head: a ring
+ * makes it O(1) (a flat array shifted on each ack cost O(window) per ack),
+ * and the ids being increasing make any other one a binary search. */
+struct peer {
+	struct relmd_app *app;
+	char hostport[RELMD_ADDR_MAX];
+	struct relm_mbox_client *c;
+	int connected;
+	struct inflight *q;        /* ring: q[(head + i) % cap], i < len */
+	size_t head, len, cap;
+};
+
+/* One per subscription: the signing callback's argument. */
+struct sub {
+	struct relmd_app *app;
+	uint8_t id[RELM_SIGN_PK_LEN];
+	struct sub *next;
+};
+
+struct relmd_app {
+	struct relmd *d;
+	struct relmd_config cfg;
+	struct relm_env env;
+	struct relm_store *st;
+	struct relm_core *core;
+	struct relm_mbox_server *server;
+	struct peer *peers[APP_PEERS_MAX];
+	size_t npeers;
+	struct peer *home;              /* the server our mailboxes live on */
+	uv_timer_t timer;
+	int timer_init;
+	int batch;                      /* a store batch is open this turn */
+	int dirty;                      /* post-commit work is due even without a batch */
+	int64_t outbox_after;           /* last outbox seq handed to a client */
+	size_t ninfl;                   /* live entries over every peer's ring */
+	int64_t events_last;            /* last store event published */
+	unsigned published;             /* events recorded by this commit's publish */
+	uint8_t (*watch)[RELM_SIGN_PK_LEN];
+	size_t nwatch, capwatch;
+	struct sub *subs;
+	int closing;
+	int closes;                     /* handles still closing */
+	uint64_t purge_at;              /* next outbox purge (uv_now) */
+};
+
+static void app_fatal(struct relmd_app *app, const char *what, int rc)
+{
+	log_err("%s: %s — stopping (the store is unchanged since the last commit)",
+		what, relm_strerror(rc));
+	if (app->d)
+		relmd_stop(app->d, 1);
+}
+
+int relmd_app_txn(struct relmd_app *app)
+{
+	int rc;
+	if (app->batch)
+		return 0;
+	if ((rc = relm_store_batch_begin(app->st)) != 0)
+		return rc;
+	app->batch = 1;
+	return 0;
+}
+
+struct relm_core *relmd_app_core(struct relmd_app *app) { return app->core; }
+struct relm_store *relmd_app_store(struct relmd_app *app) { return app->st; }
+
+void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32])
+{
+	if (app->nwatch == app->capwatch) {
+		size_t cap = app->capwatch ? 2 * app->capwatch : 8;
+		void *v = realloc(app->watch, cap * sizeof *app->watch);
+		if (!v) {
+			log_err("out of memory: mailbox not watched until restart");
+			return;
+		}
+		app->watch = v;
+		app->capwatch = cap;
+	}
+	memcpy(app->watch[app->nwatch++], id, 32);
+	app->dirty = 1;
+}
+
+/* ---- mailbox clients --------------------------------------------------- */
+
+static void on_state(void *arg, int connected, int reason)
+{
+	struct peer *p = arg;
+	p->connected = connected;
+	if (connected)
+		log_info("mailbox %s: connected", p->hostport);
+	else
+		log_warn("mailbox %s: disconnected (%s); reconnecting", p->hostport, relm_strerror(reason));
+}
+
+static struct inflight *infl_at(struct peer *p, size_t i)
+{
+	return &p->q[(p->head + i) % p->cap];
+}
+
+static struct inflight *infl_push(struct peer *p)
+{
+	if (p->len == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 64;
+		struct inflight *q = malloc(cap * sizeof *q);
+		if (!q)
+			return NULL;
+		for (size_t i = 0; i < p->len; i++)
+			q[i] = *infl_at(p, i);
+		free(p->q);
+		p->q = q;
+		p->cap = cap;
+		p->head = 0;
+	}
+	return &p->q[(p->head + p->len++) % p->cap];
+}
+
+/* Take the entry of post_id out of p's ring into *out.  0 or RELM_ENOTFOUND. */
+static int infl_take(struct peer *p, uint64_t post_id, struct inflight *out)
+{
+	size_t lo = 0, hi = p->len;
+	struct inflight *f;
+
+	/* ids increase along the ring (taken ones keep their place as 0) */
+	if (p->len && infl_at(p, 0)->post_id == post_id) {
+		lo = 0;
+	} else {
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2, j = mid;
+			while (j < hi && !infl_at(p, j)->post_id)
+				j++;
+			if (j == hi) {
+				hi = mid;
+			} else if (infl_at(p, j)->post_id < post_id) {
+				lo = j + 1;
+			} else if (infl_at(p, j)->post_id > post_id) {
+				hi = mid;
+			} else {
+				lo = j;
+				break;
+			}
+		}
+		if (lo >= p->len || infl_at(p, lo)->post_id != post_id)
+			return RELM_ENOTFOUND;
+	}
+	f = infl_at(p, lo);
+	*out = *f;
+	f->post_id = 0;
+	while (p->len && !infl_at(p, 0)->post_id) {
+		p->head = (p->head + 1) % p->cap;
+		p->len--;
+	}
+	return 0;
+}
+
+static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], uint64_t seq, int err)
+{
+	struct peer *p = arg;
+	struct relmd_app *app = p->app;
+	struct inflight f;
+	int rc;
+
+	(void)mailbox;
+	(void)seq;
+	if (infl_take(p, post_id, &f) != 0)
+		return;
+	app->ninfl--;
+	if (err)
+		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
+			 (long long)f.seq, relm_strerror(err));
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
+	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0)
+		app_fatal(app, "recording a posted envelope", rc);
+	app->dirty = 1;   /* room in the window: pump more after the commit */
+}
+
+static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
+                       const uint8_t *env, size_t len)
+{
+	struct peer *p = arg;
+	struct relmd_app *app = p->app;
+	int rc;
+
+	if ((rc = relmd_app_txn(app)) != 0 ||
+	    (rc = relm_core_envelope(app->core, mailbox, seq, env, len)) != 0)
+		app_fatal(app, "processing an envelope", rc);
+}
+
+static void on_subscribed(void *arg, const uint8_t mailbox[32], int err, uint64_t head,
+                          uint64_t oldest)
+{
+	struct peer *p = arg;
+	char hex[65];
+	(void)head;
+	(void)oldest;
+	if (err) {
+		relm_hex(hex, mailbox, 32);
+		log_warn("mailbox %s refused subscription to %.16s…: %s", p->hostport, hex,
+			 relm_strerror(err));
+	}
+}
+
+static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t port)
+{
+	char hp[RELMD_ADDR_MAX];
+	struct relm_mbox_client_cbs cbs;
+	struct peer *p;
+
+	if (strchr(host, ':'))
+		snprintf(hp, sizeof hp, "[%s]:%u", host, port);
+	else
+		snprintf(hp, sizeof hp, "%s:%u", host, port);
+	for (size_t i = 0; i < app->npeers; i++)
+		if (strcmp(app->peers[i]->hostport, hp) == 0)
+			return app->peers[i];
+	if (app->npeers == APP_PEERS_MAX || app->closing)
+		return NULL;
+	if (!(p = calloc(1, sizeof *p)))
+		return NULL;
+	p->app = app;
+	snprintf(p->hostport, sizeof p->hostport, "%s", hp);
+	memset(&cbs, 0, sizeof cbs);
+	cbs.arg = p;
+	cbs.state = on_state;
+	cbs.posted = on_posted;
+	cbs.deliver = on_deliver;
+	cbs.subscribed = on_subscribed;
+	if (relm_mbox_client_new(&p->c, &app->d->loop, host, port, &cbs, NULL) != 0) {
+		free(p);
+		return NULL;
+	}
+	app->peers[app->npeers++] = p;
+	return p;
+}
+
+static int sub_sign(void *arg, uint8_t sig[RELM_SIG_LEN], const uint8_t *msg, size_t len)
+{
+	struct sub *s = arg;
+	return relm_core_mailbox_sign(s->app->core, s->id, msg, len, sig);
+}
+
+static int subscribe(struct relmd_app *app, const uint8_t id[32], uint64_t cursor)
+{
+	uint64_t have;
+	struct sub *s;
+
+	if (!app->home)
+		return RELM_ECLOSED;
+	if (relm_mbox_client_cursor(app->home->c, id, &have) == 0)
+		return 0;                  /* already reading it: never rewind */
+	if (!(s = calloc(1, sizeof *s)))
+		return RELM_ENOMEM;
+	s->app = app;
+	memcpy(s->id, id, 32);
+	s->next = app->subs;
+	app->subs = s;
+	return relm_mbox_client_subscribe(app->home->c, id, cursor, NULL, sub_sign, s);
+}
+
+static int subscribe_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	int rc = subscribe(ctx, id, cursor);
+	if (rc)
+		log_warn("cannot read a mailbox: %s", relm_strerror(rc));
+	return 0;
+}
+
+/* ---- after each commit --------------------------------------------------- */
+
+struct pump_ctx {
+	struct relmd_app *app;
+	int stop;
+};
+
+static int pump_cb(void *ctx, const struct relm_store_outbox *o)
+{
+	struct pump_ctx *pc = ctx;
+	struct relmd_app *app = pc->app;
+	struct relm_addr a;
+	struct peer *p;
+	uint64_t post_id = 0;
+
+	if (app->ninfl >= APP_INFLIGHT_MAX) {
+		pc->stop = 1;
+		return 1;
+	}
+	if (relm_addr_parse(&a, o->dest, strlen(o->dest)) != 0 || !a.has_id) {
+		log_err("outbox row %lld has a bad destination; dropped", (long long)o->seq);
+		app->outbox_after = o->seq;
+		return 0;
+	}
+	if (!(p = peer_get(app, a.host, a.port))) {
+		pc->stop = 1;
+		return 1;
+	}
+	/* the slot first: a post the client has cannot be left untracked */
+	struct inflight *f = infl_push(p);
+	if (!f) {
+		pc->stop = 1;
+		return 1;
+	}
+	if (relm_mbox_client_post(p->c, a.id, o->bytes, o->len, &post_id) != 0) {
+		p->len--;
+		pc->stop = 1;
+		return 1;
+	}
+	app->ninfl++;
+	memset(f, 0, sizeof *f);
+	f->post_id = post_id;
+	f->seq = o->seq;
+	memcpy(f->rel, o->rel, RELM_ID_LEN);
+	memcpy(f->msg, o->msg_id, RELM_ID_LEN);
+	f->has_rel = o->has_rel;
+	f->has_msg = o->has_msg;
+	app->outbox_after = o->seq;
+	return 0;
+}
+
+static void pump(struct relmd_app *app)
+{
+	struct pump_ctx pc = { app, 0 };
+	int rc;
+	while (!pc.stop && app->ninfl < APP_INFLIGHT_MAX) {
+		int64_t before = app->outbox_after;
+		rc = relm_store_outbox_next(app->st, app->outbox_after, APP_PUMP_BATCH, pump_cb, &pc);
+		if (rc < 0) {
+			app_fatal(app, "reading the outbox", rc);
+			return;
+		}
+		if (app->outbox_after == before)
+			break;
+	}
+}
+
+static cJSON *event_fields(struct relmd_app *app, const char *type, const char *json)
+{
+	cJSON *f = cJSON_Parse(json);   /* the store wrote it: one NUL-terminated object */
+	const cJSON *r, *m;
+	uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN];
+
+	if (!f || !cJSON_IsObject(f)) {
+		cJSON_Delete(f);
+		return cJSON_CreateObject();
+	}
+	if (!strcmp(type, "relationship.created")) {
+		/* The log names only the relationship (lib/core/core.c); api.md §6
+		 * promises proton, remote_ipk and label too, so a GUI can show it
+		 * without a second call.  Added here, so a replay has them too. */
+		struct relm_store_rel sr;
+		char hex[2 * RELM_SIGN_PK_LEN + 1];
+		memset(&sr, 0, sizeof sr);
+		r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
+		if (cJSON_IsString(r) &&
+		    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
+		    relm_store_rel_get(app->st, rel, &sr, 0) == 0) {
+			relm_hex(hex, sr.proton, RELM_ID_LEN);
+			cJSON_AddStringToObject(f, "proton", hex);
+			relm_hex(hex, sr.remote_ipk, RELM_SIGN_PK_LEN);
+			cJSON_AddStringToObject(f, "remote_ipk", hex);
+			cJSON_AddStringToObject(f, "label", sr.label);
+		}
+		relm_store_rel_clear(&sr);
+		return f;
+	}
+	if (strcmp(type, "message.received") && strcmp(type, "message.sent"))
+		return f;
+	/* The event log names the message; subscribers also get its content. */
+	r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
+	m = cJSON_GetObjectItemCaseSensitive(f, "message");
+	if (cJSON_IsString(r) && cJSON_IsString(m) &&
+	    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
+	    relm_unhex(id, sizeof id, m->valuestring, strlen(m->valuestring)) == 0) {
+		struct relm_store_msg msg;
+		uint8_t *body = NULL;
+		size_t len = 0;
+		if (relm_store_msg_get_body(app->st, rel, id, &msg, &body, &len) == 0) {
+			static const char *const origins[] = { "", "self", "sibling", "remote" };
+			cJSON_AddStringToObject(f, "body", (const char *)body);
+			cJSON_AddStringToObject(f, "kind", msg.kind);
+			cJSON_AddNumberToObject(f, "sent_ts", (double)msg.ts);
+			cJSON_AddStringToObject(f, "origin", msg.origin >= 1 && msg.origin <= 3 ?
+						origins[msg.origin] : "remote");
+			relm_store_buf_free(body, len);
+		}
+	}
+	return f;
+}
+
+/* The store writes the message events as exactly
+ *   {"relationship":"<hex32>","message":"<hex32>"}            (received, sent)
+ *   {"relationship":"<hex32>","message":"<hex32>","status":"<s>"[,"reason":"<r>"]}
+ * (lib/store/store.c, relm_store_apply_effects).  Recognise that shape — nothing
+ * else: anything unexpected takes the cJSON path — so the line can be
+ * written without parsing and re-serialising.  A string is "plain" when
+ * parsing and printing it with cJSON gives it back unchanged: no quote,
+ * no backslash, no control byte. */
+struct msg_json {
+	char rel[2 * RELM_ID_LEN + 1], msg[2 * RELM_ID_LEN + 1];
+	char status[32];
+	char reason[256];
+	int has_reason;
+};
+
+static const char *lit(const char *p, const char *s)
+{
+	size_t n = strlen(s);
+	return p && !strncmp(p, s, n) ? p + n : NULL;
+}
+
+static const char *hex32(const char *p, char out[2 * RELM_ID_LEN + 1])
+{
+	if (!p)
+		return NULL;
+	for (int i = 0; i < 2 * RELM_ID_LEN; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return NULL;
+	memcpy(out, p, 2 * RELM_ID_LEN);
+	out[2 * RELM_ID_LEN] = '\0';
+	return p + 2 * RELM_ID_LEN;
+}
+
+static const char *plain(const char *p, char *out, size_t cap)
+{
+	size_t n = 0;
+	if (!p)
+		return NULL;
+	while (p[n] != '"') {
+		if (!p[n] || p[n] == '\\' || (unsigned char)p[n] < 0x20 || n + 1 >= cap)
+			return NULL;
+		n++;
+	}
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return p + n + 1;
+}
+
+static int msg_json_parse(struct msg_json *m, const char *json, int with_status)
+{
+	const char *p = lit(json, "{\"relationship\":\"");
+	p = lit(hex32(p, m->rel), "\",\"message\":\"");
+	p = lit(hex32(p, m->msg), "\"");
+	m->has_reason = 0;
+	if (with_status) {
+		p = plain(lit(p, ",\"status\":\""), m->status, sizeof m->status);
+		if (lit(p, ",\"reason\":\"")) {
+			p = plain(lit(p, ",\"reason\":\""), m->reason, sizeof m->reason);
+			m->has_reason = 1;
+		}
+	}
+	return p && p[0] == '}' && p[1] == '\0';
+}
+
+/* The notification line of store event seq (malloc'd, *len set), or NULL
+ * on ENOMEM.  Live publishing and replays both come here, so a replay
+ * carries the bytes a live subscriber got. */
+static char *event_line(struct relmd_app *app, int64_t seq, int t, const char *type,
+			const char *json, uint64_t ts, size_t *len)
+{
+	struct msg_json m;
+
+	if ((t == RELMD_EV_MESSAGE_RECEIVED || t == RELMD_EV_MESSAGE_SENT ||
+	     t == RELMD_EV_MESSAGE_STATUS) &&
+	    msg_json_parse(&m, json, t == RELMD_EV_MESSAGE_STATUS)) {
+		struct relmd_evline w;
+		char *line;
+
+		/* the members and their order event_fields() gives */
+		relmd_evline_begin(&w, (uint64_t)seq, t, ts);
+		relmd_evline_str(&w, "relationship", m.rel);
+		relmd_evline_str(&w, "message", m.msg);
+		if (t == RELMD_EV_MESSAGE_STATUS) {
+			relmd_evline_str(&w, "status", m.status);
+			if (m.has_reason)
+				relmd_evline_str(&w, "reason", m.reason);
+		} else {
+			static const char *const origins[] = { "", "self", "sibling", "remote" };
+			uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN];
+			struct relm_store_msg msg;
+			uint8_t *body = NULL;
+			size_t blen = 0;
+			if (relm_unhex(rel, sizeof rel, m.rel, strlen(m.rel)) == 0 &&
+			    relm_unhex(id, sizeof id, m.msg, strlen(m.msg)) == 0 &&
+			    relm_store_msg_get_body(app->st, rel, id, &msg, &body, &blen) == 0) {
+				relmd_evline_str(&w, "body", (const char *)body);
+				relmd_evline_str(&w, "kind", msg.kind);
+				relmd_evline_uint(&w, "sent_ts", msg.ts);
+				relmd_evline_str(&w, "origin", msg.origin >= 1 && msg.origin <= 3 ?
+						 origins[msg.origin] : "remote");
+				relm_store_buf_free(body, blen);
+			}
+		}
+		if ((line = relmd_evline_end(&w, len)) != NULL)
+			return line;
+		/* a number cJSON prints in its own way (or ENOMEM): its path */
+	}
+	cJSON *f = event_fields(app, type, json);
+	char *line = relmd_event_line((uint64_t)seq, t, ts, f);
+	cJSON_Delete(f);
+	if (line)
+		*len = strlen(line);
+	return line;
+}
+
+static int publish_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
+{
+	struct relmd_app *app = ctx;
+	int t = relmd_event_type_index(type);
+	char *line = NULL;
+	size_t len = 0;
+
+	app->events_last = seq;
+	if (t < 0)
+		return 0;                   /* a type this API does not publish */
+	if (t == RELMD_EV_RELATIONSHIP_CREATED) {
+		cJSON *f = cJSON_Parse(json);
+		const cJSON *r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
+		uint8_t rel[RELM_ID_LEN];
+		struct relm_store_rel sr;
+		memset(&sr, 0, sizeof sr);
+		if (cJSON_IsString(r) &&
+		    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
+		    relm_store_rel_get(app->st, rel, &sr, 0) == 0)
+			relmd_app_watch_mailbox(app, sr.mailbox_id);
+		relm_store_rel_clear(&sr);
+		cJSON_Delete(f);
+	}
+	/* Nobody listening: keep seq/type/ts only; a later `subscribe {since}`
+	 * builds the line through ev_load, from the same store rows (so does a
+	 * subscriber's pump if building it here ran out of memory). */
+	if (relmd_event_wanted(app->d, t))
+		line = event_line(app, seq, t, type, json, ts, &len);
+	relmd_event_record(app->d, (uint64_t)seq, t, ts, line, len);
+	app->published++;
+	return 0;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(struct relmd_app *app)
+{
+	uint64_t next = 0, now = relm__now(&app->env), delay = APP_TIMER_MAX_MS;
+	if (app->closing || !app->timer_init)
+		return;
+	if (relm_store_next_deadline(app->st, &next) == 0 && next)
+		delay = next > now ? next - now : 0;
+	if (delay > APP_TIMER_MAX_MS)
+		delay = APP_TIMER_MAX_MS;
+	uv_timer_start(&app->timer, on_timer, delay, 0);
+}
+
+static int hook_commit(void *ctx)
+{
+	struct relmd_app *app = ctx;
+	size_t npeers;
+	int rc;
+
+	if (!app->batch && !app->dirty)
+		return 0;
+	if (app->batch) {
+		app->batch = 0;
+		if ((rc = relm_store_batch_commit(app->st)) != 0) {
+			log_err("commit failed: %s (%s)", relm_strerror(rc), relm_store_errmsg(app->st));
+			return rc;
+		}
+	}
+	app->dirty = 0;
+	/* Durable now: tell subscribers, read new mailboxes, post, re-arm.
+	 * The subscriptions and posts of this commit leave in one write per
+	 * mailbox server (a client created meanwhile is not connected yet). */
+	app->published = 0;
+	if ((rc = relm_store_event_list(app->st, app->events_last, 0, publish_cb, app)) < 0)
+		log_err("reading events: %s", relm_strerror(rc));
+	/* Subscribers move only now: a replay may read the event log (ev_load),
+	 * which must not happen inside the iteration above (one statement). */
+	if (app->published)
+		relmd_event_deliver(app->d);
+	npeers = app->npeers;
+	for (size_t i = 0; i < npeers; i++)
+		relm_mbox_client_cork(app->peers[i]->c);
+	for (size_t i = 0; i < app->nwatch; i++)
+		subscribe(app, app->watch[i], 0);
+	app->nwatch = 0;
+	pump(app);
+	for (size_t i = 0; i < npeers; i++)
+		relm_mbox_client_uncork(app->peers[i]->c);
+	arm_timer(app);
+	return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct relmd_app *app = t->data;
+	uint64_t next = 0;
+	int rc;
+
+	if ((rc = relmd_app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
+		app_fatal(app, "running timers", rc);
+		return;
+	}
+	/* Posted outbox rows are done (the mailbox has them): drop them at most
+	 * once a minute, so the outbox does not grow for ever. */
+	if (uv_now(&app->d->loop) >= app->purge_at) {
+		int n;
+		app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
+		if ((rc = relm_store_begin(app->st)) != 0 ||
+		    (n = relm_store_outbox_purge_posted(app->st)) < 0 ||
+		    (rc = relm_store_commit(app->st)) != 0) {
+			app_fatal(app, "purging the outbox", rc ? rc : n);
+			return;
+		}
+	}
+	app->dirty = 1;
+	/* the commit hook re-arms (the prepare handle runs next turn) */
+	uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
+}
+
+/* ---- hooks --------------------------------------------------------------- */
+
+static int hook_start(struct relmd *d, void *ctx)
+{
+	struct relmd_app *app = ctx;
+	char host[256], dir[PATH_MAX + 16];
+	int port, rc;
+
+	app->d = d;
+	if (app->cfg.serve_mailbox[0]) {
+		if (relmd_addr_parse(app->cfg.serve_mailbox, host, sizeof host, &port) != 0)
+			return RELM_EINVAL;
+		snprintf(dir, sizeof dir, "%s/mailbox", app->cfg.state_dir);
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			log_err("mailbox folder %s: %s", dir, strerror(errno));
+			return -errno;
+		}
+		if ((rc = relm_mbox_server_start(&app->server, &d->loop, host, (uint16_t)port, dir,
+						 NULL)) != 0) {
+			log_err("cannot serve the mailbox on %s: %s", app->cfg.serve_mailbox,
+				relm_strerror(rc));
+			return rc;
+		}
+		log_info("serving the mailbox on %s", app->cfg.serve_mailbox);
+	}
+	if (relmd_addr_parse(app->cfg.mailbox, host, sizeof host, &port) != 0)
+		return RELM_EINVAL;
+	if (!(app->home = peer_get(app, host, (uint16_t)port)))
+		return RELM_ENOMEM;
+	if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
+		return rc;
+	uv_timer_init(&d->loop, &app->timer);
+	app->timer.data = app;
+	app->timer_init = 1;
+	uv_timer_start(&app->timer, on_timer, 0, 0);   /* catch up on missed deadlines */
+	{
+		int64_t oldest = 0;
+		relm_store_event_bounds(app->st, &oldest, &app->events_last);
+	}
+	pump(app);                                      /* committed before a crash, not posted */
+	return 0;
+}
+
+static void closed_one(void *arg)
+{
+	struct relmd_app *app = arg;
+	app->closes--;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	closed_one(h->data);
+}
+
+static void hook_stop(struct relmd *d, void *ctx)
+{
+	struct relmd_app *app = ctx;
+	(void)d;
+	app->closing = 1;
+	if (app->batch) {
+		int rc;
+		app->batch = 0;
+		if ((rc = relm_store_batch_commit(app->st)) != 0)
+			log_err("final commit failed: %s", relm_strerror(rc));
+	}
+	if (app->timer_init) {
+		app->closes++;
+		uv_close((uv_handle_t *)&app->timer, timer_closed);
+	}
+	for (size_t i = 0; i < app->npeers; i++) {
+		app->closes++;
+		relm_mbox_client_close(app->peers[i]->c, closed_one, app);
+	}
+	if (app->server) {
+		app->closes++;
+		relm_mbox_server_close(app->server, closed_one, app);
+		app->server = NULL;
+	}
+}
+
+static int count_cb(void *c, const struct relm_store_proton *pp)
+{
+	(void)pp;
+	(*(int *)c)++;
+	return 0;
+}
+
+static int hook_protons_count(void *ctx)
+{
+	struct relmd_app *app = ctx;
+	int n = 0;
+	relm_store_proton_list(app->st, count_cb, &n);
+	return n;
+}
+
+static void hook_mailbox_status(void *ctx, int *connected, const char **address)
+{
+	struct relmd_app *app = ctx;
+	*connected = app->home && app->home->connected;
+	*address = app->cfg.mailbox;
+}
+
+/* Events: the store's log numbers them (in the transaction that made them);
+ * the shell's ring only caches.  Replays older than the ring come from here. */
+static uint64_t ev_last_seq(void *ctx)
+{
+	struct relmd_app *app = ctx;
+	int64_t oldest = 0, last = 0;
+	relm_store_event_bounds(app->st, &oldest, &last);
+	return last > 0 ? (uint64_t)last : 0;
+}
+
+struct ev_load {
+	struct relmd_app *app;
+	int64_t want;
+	char *line;
+	size_t len;
+	int type;
+};
+
+static int ev_load_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
+{
+	struct ev_load *l = ctx;
+	if (seq != l->want)
+		return 1;
+	l->type = relmd_event_type_index(type);
+	if (l->type >= 0)
+		l->line = event_line(l->app, seq, l->type, type, json, ts, &l->len);
+	return 1;
+}
+
+static int ev_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
+{
+	struct ev_load l = { ctx, (int64_t)seq, NULL, 0, -1 };
+	int rc = relm_store_event_list(((struct relmd_app *)ctx)->st, (int64_t)seq - 1, 1, ev_load_cb, &l);
+	if (rc < 0)
+		return rc;
+	if (!l.line)
+		return RELM_ENOTFOUND;
+	*line = l.line;
+	*len = l.len;
+	*type = l.type;
+	return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
+                    struct relmd_hooks *hooks)
+{
+	struct relmd_app *app;
+	char errbuf[256] = "";
+	struct relm_store_opts opts = { .errbuf = errbuf, .errlen = sizeof errbuf };
+	struct relm_addr a;
+	char mailbox_host[RELMD_ADDR_MAX];
+	int rc;
+
+	if ((rc = relm_crypto_init()) != 0)
+		return rc;
+	if (!(app = calloc(1, sizeof *app)))
+		return RELM_ENOMEM;
+	app->cfg = *cfg;
+	relm_env_init_system(&app->env);
+	if ((rc = relm_store_open(&app->st, cfg->store_path, &opts)) != 0) {
+		log_err("store %s: %s%s%s", cfg->store_path, relm_strerror(rc),
+			errbuf[0] ? ": " : "", errbuf);
+		free(app);
+		return rc;
+	}
+	/* Our mailboxes live on cfg->mailbox; normalise it as lib/wire/addr.h spells it. */
+	if (relm_addr_parse(&a, cfg->mailbox, strlen(cfg->mailbox)) != 0 || a.has_id ||
+	    relm_addr_format(mailbox_host, sizeof mailbox_host, &a) < 0) {
+		log_err("--mailbox %s: not HOST:PORT", cfg->mailbox);
+		relm_store_close(app->st);
+		free(app);
+		return RELM_EINVAL;
+	}
+	if ((rc = relm_core_new(&app->core, app->st, &app->env, mailbox_host, RELM_MODE_TREE)) != 0) {
+		relm_store_close(app->st);
+		free(app);
+		return rc;
+	}
+	hooks->ctx = app;
+	hooks->start = hook_start;
+	hooks->stop = hook_stop;
+	hooks->commit = hook_commit;
+	hooks->protons_count = hook_protons_count;
+	hooks->mailbox_status = hook_mailbox_status;
+	hooks->events.ctx = app;
+	hooks->events.save = NULL;          /* the store's log already has it */
+	hooks->events.load = ev_load;
+	hooks->events.last_seq = ev_last_seq;
+	*out = app;
+	return 0;
+}
+
+void relmd_app_bind(struct relmd_app *app, struct relmd *d)
+{
+	app->d = d;
+	relmd_api_bind(d);
+}
+
+void relmd_app_free(struct relmd_app *app)
+{
+	if (!app)
+		return;
+	if (app->closes)
+		log_warn("%d mailbox handles were still closing", app->closes);
+	for (size_t i = 0; i < app->npeers; i++) {
+		free(app->peers[i]->q);
+		free(app->peers[i]);
+	}
+	while (app->subs) {
+		struct sub *s = app->subs;
+		app->subs = s->next;
+		free(s);
+	}
+	free(app->watch);
+	relm_core_free(app->core);
+	relm_store_close(app->st);
+	sodium_memzero(app, sizeof *app);
+	free(app);
+}

@@ -1,0 +1,45 @@
+/*
+ * app.h — relmd's application: the store, the engine bound to it (lib/core),
+ * the mailbox clients and the embedded mailbox server, plugged into the
+ * daemon shell (server.h) through struct relmd_hooks.
+ *
+ * Turn model (DESIGN §8 durability rule, group commit):
+ *
+ *   loop turn N: requests, mailbox deliveries, acks and timers each run one
+ *                engine step as a step of one open store batch
+ *   prepare of turn N+1 (hooks.commit): commit the batch, then — and only
+ *                then — publish its events, post its outbox rows, subscribe
+ *                to mailboxes it created, re-arm the timer; the shell writes
+ *                the turn's replies after this returns.
+ *
+ * So nothing reaches a client or the network before the transaction that
+ * produced it is durable, and a kill -9 at any instant loses nothing that
+ * was acknowledged.  A failed commit stops the daemon (exit 1): the store is
+ * in its sticky error state and the in-memory view may be ahead of it.
+ */
+#ifndef RELMD_APP_H
+#define RELMD_APP_H
+
+#include "api/server.h"
+
+struct relmd_app;
+
+/* Open the store of cfg->store_path and fill hooks.  0 or a negative code
+ * (logged).  The app lives until relmd_app_free, after relmd_clear. */
+int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
+                    struct relmd_hooks *hooks);
+/* Bind the engine-backed API handlers into d (after relmd_init). */
+void relmd_app_bind(struct relmd_app *app, struct relmd *d);
+void relmd_app_free(struct relmd_app *app);
+
+/* api.c: the handlers, one per method (`message.send` → api_message_send). */
+int relmd_api_bind(struct relmd *d);
+
+/* For api.c: open the turn's batch before a write (idempotent). */
+int relmd_app_txn(struct relmd_app *app);
+struct relm_core *relmd_app_core(struct relmd_app *app);
+struct relm_store *relmd_app_store(struct relmd_app *app);
+/* Read our new mailbox after the commit (invite.create). */
+void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32]);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * core.h — the engine bound to the store: every operation of the daemon's
+ * API that changes state is one engine step inside one store step
+ * (DESIGN §8 durability rule): load the relationship (lazily, one row),
+ * run the step, write the new state, the effects (outbox rows, history,
+ * events, pending rows) and the mailbox cursor, commit.  Nothing is sent
+ * here: the daemon posts outbox rows only after the commit.
+ *
+ * No network, no clock and no randomness of its own: the store handle and
+ * struct relm_env come from the caller, like every other part of lib/.
+ * Wrap several calls in relm_store_batch_begin/commit for group commit.
+ *
+ * Every function returns 0 or a negative RELM_E* / -errno code; on error
+ * the store is as it was before the call (the step was rolled back).
+ */
+#ifndef RELM_CORE_H
+#define RELM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "limits.h"
+#include "engine/env.h"
+#include "store/store.h"
+#include "engine/rel.h"
+
+struct relm_core;
+
+enum relm_core_limits {
+	RELM_INVITE_TTL_DEFAULT_S = 7 * 86400,   /* an invite is good for a week */
+	RELM_INVITE_TTL_MAX_S     = 365 * 86400, /* and never more than a year */
+};
+
+/* mailbox_host: "host:port" of the mailbox server where this daemon's
+ * mailboxes live (the embedded one by default).  mode: RELM_MODE_TREE for
+ * the product; RELM_MODE_STRICT makes this daemon a plain single-device
+ * Double Ratchet peer (tests).  The core keeps pointers to st and env. */
+int relm_core_new(struct relm_core **out, struct relm_store *st, struct relm_env *env,
+                  const char *mailbox_host, enum relm_mode mode);
+void relm_core_free(struct relm_core *c);
+const char *relm_core_mailbox_host(const struct relm_core *c);
+
+/* proton.create: fresh identity key and this device's keys. */
+int relm_core_proton_create(struct relm_core *c, const char *label,
+                            uint8_t id[RELM_ID_LEN], uint8_t ipk[RELM_SIGN_PK_LEN]);
+
+/* invite.create: ttl_s 0 = default.  text receives "relm:..." (cap ≥
+ * RELM_INVITE_TEXT_MAX).  mailbox_id (may be NULL): the invite's mailbox,
+ * which the daemon must now read. */
+int relm_core_invite_create(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            int multi_use, uint64_t ttl_s, char *text, size_t cap,
+                            uint8_t mailbox_id[RELM_SIGN_PK_LEN]);
+
+/* invite.accept: a new relationship; its initial envelope is in the outbox. */
+int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const char *invite, size_t len, const char *label,
+                            uint8_t rel[RELM_ID_LEN]);
+
+/* message.send.  id: client-chosen id or NULL.  An id already sent in this
+ * relationship returns 0 with *was_new = 0 (idempotent; nothing sent). */
+int relm_core_message_send(struct relm_core *c, const uint8_t rel[RELM_ID_LEN],
+                           const char *body, size_t len, const uint8_t *id,
+                           uint8_t id_out[RELM_ID_LEN], int *was_new);
+
+/* An envelope read from one of our mailboxes at position seq.  Redelivered
+ * positions (seq ≤ the stored cursor) are ignored.  A bad envelope advances
+ * the cursor and is reported (envelope.undecryptable); only store failures
+ * return an error (then nothing advanced, and redelivery retries). */
+int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                       uint64_t seq, const uint8_t *buf, size_t len);
+
+/* Run every relationship timer that is due (receipts, retransmissions,
+ * expiry).  *next (may be NULL) gets the next deadline, 0 if none. */
+int relm_core_tick(struct relm_core *c, uint64_t *next);
+
+/* The outbox row seq was accepted by its mailbox server: the row is done
+ * and its message (if any, and still queued) becomes `posted`. */
+int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                            const uint8_t rel[RELM_ID_LEN], int has_msg);
+/* The server refused the row for good (reason < 0: too big, bad mailbox):
+ * the row is done; its message becomes `failed` with the reason and is no
+ * longer retransmitted. */
+int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                             const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
+
+/* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
+int relm_core_mailboxes(struct relm_core *c,
+                        int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
+                        void *ctx);
+/* Sign data with the secret key of one of our mailboxes (subscription
+ * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */
+int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                           const uint8_t *data, size_t len, uint8_t sig[RELM_SIG_LEN]);
+
+/* Read access for relationship.show: the decoded relationship (free with
+ * relm_rel_free). */
+int relm_core_rel_load(struct relm_core *c, const uint8_t rel[RELM_ID_LEN], struct relm_rel **out);
+
+#endif

@@ -1,0 +1,46 @@
+/* env.c — the engine's defaults and its only doors to the outside world:
+ * every clock reading and every random byte of lib/ goes through the
+ * functions at the bottom, which call what the caller put in struct
+ * relm_env.  The system clock and randomness live in daemon/system_env.c. */
+#include <string.h>
+#include "engine/env.h"
+#include "limits.h"
+
+void relm_params_default(struct relm_params *p)
+{
+	p->max_skip = RELM_MAX_SKIP;
+	p->max_skipped = RELM_MAX_SKIPPED;
+	p->prune_w = RELM_PRUNE_W;
+	p->retain_r = RELM_RETAIN_R;
+	p->receipt_delay_min_ms = RELM_RECEIPT_DELAY_MIN_MS;
+	p->receipt_delay_max_ms = RELM_RECEIPT_DELAY_MAX_MS;
+	p->retx_base_ms = RELM_RETX_BASE_MS;
+	p->retx_cap_ms = RELM_RETX_CAP_MS;
+	p->retx_max_tries = RELM_RETX_MAX_TRIES;
+	p->pending_ttl_ms = RELM_PENDING_TTL_MS;
+	p->skipped_ttl_ms = RELM_SKIPPED_TTL_MS;
+	p->used_key_ttl_ms = RELM_USED_KEY_TTL_MS;
+}
+
+uint64_t relm__now(const struct relm_env *env)
+{
+	return env->now_ms(env->ctx);
+}
+
+void relm__random(const struct relm_env *env, uint8_t *buf, size_t len)
+{
+	env->random(env->ctx, buf, len);
+}
+
+uint32_t relm__random_between(const struct relm_env *env, uint32_t lo, uint32_t hi)
+{
+	uint8_t b[8];
+	uint64_t x = 0;
+
+	if (hi <= lo)
+		return lo;
+	relm__random(env, b, sizeof b);
+	for (int i = 0; i < 8; i++)
+		x = (x << 8) | b[i];
+	return lo + (uint32_t)(x % ((uint64_t)hi - lo + 1));
+}

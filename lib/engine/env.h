@@ -1,0 +1,55 @@
+/*
+ * env.h — everything the pure engine needs from the outside world.
+ *
+ * lib/ never reads the clock, draws randomness or touches the network on
+ * its own: the caller passes one struct relm_env into every engine step.
+ * relmd fills it with randombytes_buf and the real clock; tests/sim fills it
+ * with a seeded PRNG and a virtual clock, so a whole multi-device schedule
+ * replays bit for bit from its seed.
+ */
+#ifndef RELM_ENV_H
+#define RELM_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Tunables with defaults in limits.h; the simulator shortens them. */
+struct relm_params {
+	uint32_t max_skip;           /* RELM_MAX_SKIP */
+	uint32_t max_skipped;        /* RELM_MAX_SKIPPED */
+	uint32_t prune_w;            /* RELM_PRUNE_W */
+	uint32_t retain_r;           /* RELM_RETAIN_R */
+	uint32_t receipt_delay_min_ms;
+	uint32_t receipt_delay_max_ms;
+	uint32_t retx_base_ms;
+	uint32_t retx_cap_ms;
+	uint32_t retx_max_tries;
+	uint32_t pending_ttl_ms;
+	uint64_t skipped_ttl_ms;
+	uint32_t used_key_ttl_ms;     /* RELM_USED_KEY_TTL_MS */
+};
+
+struct relm_env {
+	void *ctx;
+	/* Fill buf with len bytes of cryptographically secure randomness. */
+	void (*random)(void *ctx, uint8_t *buf, size_t len);
+	/* Milliseconds since the Unix epoch (or the simulator's virtual clock). */
+	uint64_t (*now_ms)(void *ctx);
+	/* Optional: has this relationship's history got message `id`?  Lets
+	 * de-duplication reach past what the engine keeps in memory (the store
+	 * answers from its history table).  NULL: the engine's own record only. */
+	int (*history_has)(void *history_ctx, const uint8_t rel_id[16], const uint8_t msg_id[16]);
+	void *history_ctx;
+	struct relm_params params;
+};
+
+/* Defaults from limits.h. */
+void relm_params_default(struct relm_params *p);
+
+/* Helpers the engine uses. */
+uint64_t relm__now(const struct relm_env *env);
+void relm__random(const struct relm_env *env, uint8_t *buf, size_t len);
+/* Uniform in [lo, hi] from env randomness. */
+uint32_t relm__random_between(const struct relm_env *env, uint32_t lo, uint32_t hi);
+
+#endif

@@ -1,0 +1,558 @@
+/*
+ * store.h — relmd's one SQLite file (DESIGN §8 durability rule, §9 inv. 6).
+ *
+ * Everything a daemon must not lose lives here: protons and their keys, the
+ * circle, invites and their prekeys, the replay guard, relationships (the
+ * engine's ratchet state as an opaque versioned BLOB — the store never looks
+ * inside it, so the chain tree, receiving chains and skipped keys are
+ * wherever lib/engine/rel.c puts them in its encoding), pending envelopes, message
+ * history, the outbox, mailbox cursors and the event log.
+ *
+ * Durability.  WAL, synchronous=FULL, foreign keys on, BEGIN IMMEDIATE for
+ * every writing transaction.  ONE transaction per engine step holds the new
+ * state, the outbox rows it produced and the mailbox cursor advance; nothing
+ * reaches the network before it commits.  Group commit (the batch API) is
+ * how it gets fast — never weaker sync.
+ *
+ * Transactions — a state machine in the manner of SQLite's pager.c:
+ *
+ *        relm_store_open                      any SQLite I/O error, disk
+ *              |                               full, corruption, NOMEM
+ *              v                                        |
+ *   +-------> IDLE --batch_begin--> BATCH               v
+ *   |          |  ^                  |  ^             ERROR ---close---> (gone)
+ *   |       begin |commit/        begin | commit/
+ *   |          v  |rollback          v  | rollback
+ *   |         STEP                  STEP (a SAVEPOINT inside the batch)
+ *   |                                         BATCH --batch_commit/--> IDLE
+ *   +---------------------------------------------------batch_rollback
+ *
+ *   IDLE   no transaction is open; reads run in their own implicit read txn.
+ *   BATCH  BEGIN IMMEDIATE done; we hold the write lock; no step is open.
+ *   STEP   a step is open: outside a batch it is its own BEGIN IMMEDIATE
+ *          transaction, inside a batch it is SAVEPOINT "step" so that a
+ *          failed step rolls back alone and the batch goes on.  Every typed
+ *          write function requires STEP (calling one elsewhere is a
+ *          programmer error and aborts).
+ *   ERROR  sticky.  Entered on SQLITE_IOERR*, SQLITE_FULL, SQLITE_CORRUPT,
+ *          SQLITE_NOTADB, SQLITE_NOMEM, SQLITE_READONLY*, SQLITE_CANTOPEN,
+ *          SQLITE_PROTOCOL from any statement.  Every later call (reads too)
+ *          returns the code that caused it (RELM_EFULL for a full disk,
+ *          RELM_ECORRUPT, RELM_ESTORE otherwise) until relm_store_close;
+ *          the caller reopens.  Why sticky rather than "retry": SQLite has
+ *          rolled back (all of the batch, not only the failing step), so the
+ *          engine's in-memory state is now AHEAD of the file; the only safe
+ *          continuation is to reload relationships from the store after a
+ *          reopen.  A failed COMMIT is ambiguous (a failed fsync of the WAL
+ *          may still leave the frames in the OS cache): after reopen the
+ *          store holds the old state or the new one, never a mix — and since
+ *          nothing was posted before the commit returned 0, both are safe.
+ *
+ * Staging.  The relationship columns an engine step changes — state and
+ * last_activity (rel_set_state), deadline, remote_addr, unread — are kept
+ * in the handle's memory while the transaction is open and written by ONE
+ * UPDATE per relationship just before its COMMIT (batch_commit, or commit
+ * of a standalone step), inside the same transaction: the durability rule
+ * is unchanged, only the number of row rewrites drops (a state blob of a
+ * few KB on overflow pages used to be rewritten 3–4 times per step, every
+ * step of a batch).  Staged values follow the steps exactly: a rolled-back
+ * step's are dropped, a released step's become the batch's, batch_rollback
+ * and the ERROR state drop everything (blobs wiped).  Every reader sees the
+ * staged values: rel_get (with or without the state), rel_list, rel_due,
+ * next_deadline.  A write-back that fails at commit ends like a failed
+ * COMMIT: ERROR, nothing of the transaction in the file.
+ *
+ * Errors: 0 or a negative code from error.h.  RELM_ENOTFOUND for a missing
+ * row, RELM_EEXIST for a duplicate key on insert, RELM_EINVAL for arguments
+ * out of range (labels, sizes), RELM_EBUSY when another process holds the
+ * write lock past busy_timeout (not sticky), RELM_EPERM for permissions and
+ * read-only folders, RELM_ECORRUPT, RELM_ESTORE_NEWER, RELM_EFULL,
+ * RELM_ESTORE for any other SQLite failure.  relm_store_errmsg() says more.
+ *
+ * Secrets (identity keys, device keys, prekeys, mailbox keys, ratchet state)
+ * are never logged: the store does not log at all and its error messages
+ * never contain row data.  Structs that carry secrets read from the file
+ * have a wiping clear function; call it on every path.  secure_delete is on,
+ * so deleted or overwritten secrets are zeroed in the database file (the
+ * WAL keeps old page images until the next checkpoint; doubts: SQLite's page
+ * cache and statement buffers are not wiped — they are freed memory of this
+ * process only).
+ *
+ * Lazy loading: nothing is read at open beyond the schema and the integrity
+ * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
+ * lists are paginated or callback-driven.
+ *
+ * ---------------------------------------------------------------- schema v5
+ * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
+ * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
+ * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
+ * layout), times are ms since the epoch.  [S] marks a secret column.
+ *
+ *   meta(key TEXT PK, value)                      free-form store metadata
+ *   protons(id PK, label, ipk UNIQUE, isk[S], strategy, leader, created)
+ *   devices(proton→protons, device, label, self, pk, sk[S] (self only),
+ *           session[S] (sibling ratchet session, later), epoch, added;
+ *           PK(proton, device))                   this device and siblings
+ *   circles(proton→protons, epoch, signed; PK(proton, epoch))
+ *   invites(proton→protons, spk_id, spk_priv[S], opk_id, opk_priv[S] (NULL
+ *           once used), multi_use, expires, mailbox_id UNIQUE,
+ *           mailbox_sk[S], used, created; PK(proton, spk_id))
+ *   replay_guard(proton, ek, rel, seen; PK(proton, ek))   an initial envelope
+ *           whose EK was seen never creates a second relationship
+ *   relationships(id PK, proton→protons, label, remote_ipk, mode,
+ *           mailbox_id UNIQUE, mailbox_sk[S], remote_addr, created,
+ *           last_activity, unread, deadline (engine timer, 0 = none),
+ *           state[S] BLOB — last, so that reading the other columns never
+ *           touches its overflow pages)
+ *           index (proton, id) for pagination, (proton, remote_ipk),
+ *           partial index (deadline) WHERE deadline > 0 for timers
+ *   pending(rel→relationships, hash, bytes, received_ms; PK(rel, hash))
+ *   messages(seq INTEGER PK, rel→relationships, id, direction 'in'|'out',
+ *           origin 'self'|'sibling'|'remote', kind, body, ts, status
+ *           'none'|'queued'|'posted'|'delivered'|'failed', reason, created,
+ *           updated; UNIQUE(rel, id) = de-duplication by message id)
+ *           index (rel, seq) for message.list pagination; the origin and
+ *           status CHECKs are `=` comparisons joined by OR [v5], not IN
+ *           lists, which SQLite built an ephemeral table for at every
+ *           insert and status update
+ *   outbox(seq INTEGER PK AUTOINCREMENT, rel→relationships (NULL for
+ *           sibling/device traffic), dest, bytes, msg_id, state
+ *           'queued'|'posted', created, posted)  seq = commit order since
+ *           writers are serialised; partial index on unposted rows
+ *   cursors(mailbox PK, cursor)                   mailbox id → last seq read
+ *   outgoing(rel→relationships, id, kind, ts, body[S], tries, next_ms,
+ *           last_node; PK(rel, id)) [v2]      sent, not yet receipted: the
+ *           retransmission queue (was inside the state blob in v1); written
+ *           by UPSERT, never INSERT OR REPLACE (whose delete fires no trigger)
+ *   outgoing_count(rel→relationships PK, n) [v3]  count(*) of outgoing per
+ *           relationship, kept by triggers on outgoing insert / delete, so
+ *           message.send checks RELM_MAX_OUTGOING with one probe
+ *   acks(rel→relationships, dh, n, id; PK(rel, dh, n, id)) [v4]
+ *           acknowledgements waiting for the receipt timer (were inside
+ *           the state blob until v3, which every step rewrites)
+ *   events(seq INTEGER PK AUTOINCREMENT, type, json, ts)  seq never reused,
+ *           so subscribe{since} is exact; trimmed to a retention count
+ * All child tables cascade on delete of their relationship / proton.
+ */
+#ifndef RELM_STORE_H
+#define RELM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "limits.h"
+#include "engine/effects.h"
+
+enum relm_store_consts {
+	RELM_STORE_SCHEMA_VERSION = 5,       /* PRAGMA user_version written by this build */
+	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
+	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
+	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
+	RELM_STORE_REASON_MAX     = 159,     /* failure reason (matches relm_fx.detail) */
+	RELM_STORE_EVENT_KEEP     = 10000,   /* events kept for subscribe{since}; TODO move to limits.h */
+	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
+	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
+	                                       * bigger ones only after an unclean close */
+};
+
+/* relm_store_opts.flags */
+enum relm_store_flags {
+	RELM_STORE_F_INTEGRITY = 1u << 0,    /* PRAGMA integrity_check at open instead of quick_check */
+	RELM_STORE_F_NOCHECK   = 1u << 1,    /* skip the check at open (tests measuring lazy loading) */
+	RELM_STORE_F_KNOWN     = 0x3u,
+};
+
+/* relm_store_rel_get flags */
+enum relm_store_get_flags {
+	RELM_STORE_WITH_STATE   = 1u << 0,   /* also read the state BLOB (secret) */
+	RELM_STORE_WITH_SECRETS = 1u << 1,   /* also read mailbox_sk / isk / sk (secret) */
+};
+
+struct relm_store;
+
+struct relm_store_opts {
+	const char *vfs;          /* SQLite VFS name; NULL = the default ("unix") */
+	unsigned flags;           /* RELM_STORE_F_*; unknown bits → RELM_EINVAL */
+	int busy_timeout_ms;      /* 0 = RELM_STORE_BUSY_MS */
+	uint32_t event_keep;      /* 0 = RELM_STORE_EVENT_KEEP */
+	uint64_t check_always_bytes; /* 0 = RELM_STORE_CHECK_ALWAYS_BYTES (tests lower it) */
+	char *errbuf;             /* optional: a sentence explaining a failed open */
+	size_t errlen;
+};
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+/* Open or create the store file `path`.  Its folder is created with mode
+ * 0700 if missing (only the last component); the file is created 0600.  A
+ * folder or file that is group/world accessible, owned by another uid, a
+ * symlink, or not a folder/regular file is refused with RELM_EPERM and
+ * nothing is touched.  An existing non-empty file is first opened
+ * read-only: a user_version newer than RELM_STORE_SCHEMA_VERSION gives
+ * RELM_ESTORE_NEWER, a failed quick_check (or integrity_check, see flags;
+ * a store over RELM_STORE_CHECK_ALWAYS_BYTES that was closed cleanly is
+ * not checked — proto/store.md says why)
+ * or a file that is not a database gives RELM_ECORRUPT — in both cases the
+ * file, its WAL and its journal mode are left byte for byte as they were.
+ * Only then is it opened read-write, switched to WAL and migrated forward
+ * (each migration in one transaction).  A read-only folder or file gives
+ * RELM_EPERM.  opts may be NULL.  On success *out is a handle in IDLE;
+ * on failure *out is NULL and opts->errbuf (if given) explains.  A handle
+ * may move between threads but is used by one at a time: its connection
+ * is opened without SQLite's per-connection mutex (SQLITE_OPEN_NOMUTEX). */
+int relm_store_open(struct relm_store **out, const char *path,
+                    const struct relm_store_opts *opts);
+/* Roll back anything open and close.  NULL is a no-op. */
+void relm_store_close(struct relm_store *st);
+/* The sticky error (0 if none) and the last error message (never NULL,
+ * never containing row data). */
+int relm_store_error(const struct relm_store *st);
+const char *relm_store_errmsg(const struct relm_store *st);
+
+/* ---- transactions (see the state diagram above) ----------------------- */
+
+/* IDLE → STEP (BEGIN IMMEDIATE) or BATCH → STEP (SAVEPOINT).
+ * Returns 0, RELM_EBUSY (state unchanged), or the sticky error. */
+int relm_store_begin(struct relm_store *st);
+/* STEP → IDLE (COMMIT: durable when it returns 0) or STEP → BATCH (RELEASE:
+ * durable only when the batch commits).  On failure the store is in ERROR
+ * (COMMIT) — see "A failed COMMIT is ambiguous" above. */
+int relm_store_commit(struct relm_store *st);
+/* STEP → IDLE / BATCH, undoing only the step.  Always leaves the step;
+ * returns 0 or the sticky error. */
+int relm_store_rollback(struct relm_store *st);
+/* IDLE → BATCH; BATCH → IDLE.  Everything committed by the steps inside a
+ * batch becomes durable together at relm_store_batch_commit. */
+int relm_store_batch_begin(struct relm_store *st);
+int relm_store_batch_commit(struct relm_store *st);
+int relm_store_batch_rollback(struct relm_store *st);
+/* 1 while a step or batch is open. */
+int relm_store_in_txn(const struct relm_store *st);
+
+/* ---- protons ---------------------------------------------------------- */
+
+struct relm_store_proton {
+	uint8_t id[RELM_ID_LEN];
+	char label[RELM_STORE_LABEL_MAX + 1];
+	uint8_t ipk[RELM_SIGN_PK_LEN];
+	uint8_t isk[RELM_SIGN_SK_LEN];          /* secret; zero unless asked for */
+	char strategy[RELM_STORE_STRATEGY_MAX + 1];
+	uint64_t created;
+};
+/* Insert.  RELM_EEXIST if the id or IPK exists, RELM_EINVAL for a label /
+ * strategy too long. */
+int relm_store_proton_put(struct relm_store *st, const struct relm_store_proton *p);
+/* Read one (flags: RELM_STORE_WITH_SECRETS for isk).  RELM_ENOTFOUND. */
+int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                          struct relm_store_proton *out, unsigned flags);
+int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                   const char *strategy);
+/* Calls cb for every proton in id order, without secrets.  A nonzero
+ * return from cb stops the walk and is returned. */
+int relm_store_proton_list(struct relm_store *st,
+                           int (*cb)(void *ctx, const struct relm_store_proton *p), void *ctx);
+void relm_store_proton_clear(struct relm_store_proton *p);   /* wipes */
+
+/* ---- devices (the circle; columns now, used by pairing later) --------- */
+
+struct relm_store_device {
+	uint8_t proton[RELM_ID_LEN];
+	uint8_t device[RELM_ID_LEN];
+	char label[RELM_STORE_LABEL_MAX + 1];
+	int self;                               /* 1 = this device */
+	uint8_t pk[RELM_SIGN_PK_LEN];
+	uint8_t sk[RELM_SIGN_SK_LEN];           /* secret, this device only; zero unless asked */
+	int has_sk;
+	uint64_t epoch;                         /* circle epoch it was added in */
+	uint64_t added;
+};
+/* Insert or replace. */
+int relm_store_device_put(struct relm_store *st, const struct relm_store_device *d);
+/* Calls cb for every device of a proton (no secrets). */
+int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                           int (*cb)(void *ctx, const struct relm_store_device *d), void *ctx);
+/* This device of the proton, with its secret key.  RELM_ENOTFOUND. */
+int relm_store_device_get_self(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                               struct relm_store_device *out);
+void relm_store_device_clear(struct relm_store_device *d);   /* wipes */
+
+/* ---- invites and their prekeys ---------------------------------------- */
+
+struct relm_store_invite {
+	uint8_t proton[RELM_ID_LEN];
+	uint32_t spk_id;
+	uint8_t spk_priv[RELM_KEY_LEN];         /* secret */
+	uint32_t opk_id;                        /* 0 = no one-time prekey (as on the wire) */
+	uint8_t opk_priv[RELM_KEY_LEN];         /* secret; zero when opk_id == 0 or used */
+	int multi_use;
+	uint64_t expires;
+	uint8_t mailbox_id[RELM_SIGN_PK_LEN];
+	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];   /* secret */
+	uint32_t used;                          /* times accepted */
+	uint64_t created;
+};
+/* Insert.  RELM_EEXIST for a duplicate (proton, spk_id) or mailbox id. */
+int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv);
+/* With secrets.  RELM_ENOTFOUND.  Wipe with relm_store_invite_clear. */
+int relm_store_invite_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                          uint32_t spk_id, struct relm_store_invite *out);
+/* Which invite owns a mailbox (an initial envelope arrived there).
+ * Writes proton and spk_id only.  RELM_ENOTFOUND. */
+int relm_store_invite_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                 uint8_t proton[RELM_ID_LEN], uint32_t *spk_id);
+/* used += 1 and the one-time prekey's private half is deleted (secure_delete
+ * zeroes it in the file).  RELM_ENOTFOUND. */
+int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                                uint32_t spk_id);
+/* Delete invites that expired before now_ms; returns how many (≥ 0). */
+int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms);
+void relm_store_invite_clear(struct relm_store_invite *inv);   /* wipes */
+
+/* ---- replay guard (DESIGN §4) ----------------------------------------- */
+
+/* Records (proton, EK) → rel.  Returns 0 if it was new, RELM_EREPLAY if this
+ * EK was seen before for this proton (nothing changes then). */
+int relm_store_replay_check_insert(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                                   const uint8_t ek[RELM_KEY_LEN],
+                                   const uint8_t rel[RELM_ID_LEN], uint64_t now_ms);
+
+/* ---- relationships ---------------------------------------------------- */
+
+struct relm_store_rel {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t proton[RELM_ID_LEN];
+	char label[RELM_STORE_LABEL_MAX + 1];
+	uint8_t remote_ipk[RELM_SIGN_PK_LEN];
+	int mode;                               /* the engine's mode (tree / strict), opaque here */
+	uint8_t mailbox_id[RELM_SIGN_PK_LEN];   /* our mailbox for this relationship */
+	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];   /* secret; zero unless RELM_STORE_WITH_SECRETS */
+	char remote_addr[RELM_MAILBOX_ADDR_MAX + 1];   /* "" = not known yet */
+	uint64_t created;
+	uint64_t last_activity;
+	uint32_t unread;
+	uint8_t *state;                         /* secret, malloc'd (WITH_STATE) or the caller's (put) */
+	size_t state_len;
+};
+/* Insert (state, state_len taken from r; the caller keeps ownership).
+ * RELM_EEXIST, RELM_EINVAL (label/addr too long), RELM_ESTORE (unknown proton:
+ * foreign key). */
+int relm_store_rel_put(struct relm_store *st, const struct relm_store_rel *r);
+/* One row by id — one index probe, nothing else read.  flags:
+ * RELM_STORE_WITH_STATE, RELM_STORE_WITH_SECRETS.  RELM_ENOTFOUND.  Release
+ * with relm_store_rel_clear (wipes secrets, wipes and frees state). */
+int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                       struct relm_store_rel *out, unsigned flags);
+/* Which relationship owns our mailbox `mailbox_id`.  RELM_ENOTFOUND. */
+int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                              uint8_t rel[RELM_ID_LEN]);
+/* Relationships of a proton in id order, starting after `after` (NULL =
+ * from the start), at most `limit` rows (0 = no limit), without secrets or
+ * state.  A nonzero return from cb stops the walk and is returned. */
+int relm_store_rel_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                        const uint8_t after[RELM_ID_LEN], unsigned limit,
+                        int (*cb)(void *ctx, const struct relm_store_rel *r), void *ctx);
+/* Replace the state blob and set last_activity.  RELM_ENOTFOUND.  This and
+ * the three setters below stage (see "Staging" above): the file changes at
+ * commit. */
+int relm_store_rel_set_state(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                             const uint8_t *state, size_t len, uint64_t last_activity);
+int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                   const char *addr);
+int relm_store_rel_set_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN], uint32_t unread);
+/* Timers: the engine's next deadline for this relationship (relm_rel_deadline;
+ * 0 = none).  RELM_ENOTFOUND. */
+int relm_store_rel_set_deadline(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                uint64_t deadline_ms);
+/* Relationships whose deadline is due (0 < deadline <= now), earliest first,
+ * at most limit (0 = all). */
+int relm_store_rel_due(struct relm_store *st, uint64_t now_ms, unsigned limit,
+                       int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN]), void *ctx);
+/* *next = the earliest deadline of any relationship, 0 if none. */
+int relm_store_next_deadline(struct relm_store *st, uint64_t *next);
+void relm_store_rel_clear(struct relm_store_rel *r);   /* wipes, frees state */
+/* Wipe and free a buffer the store handed out (len bytes).  NULL is a no-op. */
+void relm_store_buf_free(uint8_t *buf, size_t len);
+
+/* ---- pending envelopes (DESIGN §5.2) ---------------------------------- */
+
+/* Returns 0 when added, RELM_EDUP when (rel, hash) is already pending. */
+int relm_store_pending_add(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t hash[RELM_ID_LEN], const uint8_t *bytes, size_t len,
+                           uint64_t received_ms);
+/* Returns 0, or RELM_ENOTFOUND. */
+int relm_store_pending_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t hash[RELM_ID_LEN]);
+/* Pending envelopes of a relationship, oldest first; bytes valid during cb. */
+int relm_store_pending_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            int (*cb)(void *ctx, const uint8_t hash[RELM_ID_LEN],
+                                      const uint8_t *bytes, size_t len, uint64_t received_ms),
+                            void *ctx);
+
+/* ---- message history -------------------------------------------------- */
+
+struct relm_store_msg {
+	int64_t seq;                            /* local order (out: set by the store) */
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN];
+	int direction_in;                       /* 1 received, 0 sent */
+	int origin;                             /* enum relm_origin */
+	char kind[RELM_STORE_KIND_MAX + 1];
+	const uint8_t *body;                    /* view: the caller's (insert) or valid during cb */
+	size_t body_len;
+	uint64_t ts;                            /* sender's clock */
+	int status;                             /* enum relm_msg_status */
+	char reason[RELM_STORE_REASON_MAX + 1];
+	uint64_t created, updated;              /* local clock */
+};
+/* Insert unless (rel, id) exists: returns 1 if inserted, 0 if it was a
+ * duplicate (nothing changed), or a negative error. */
+int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m);
+/* Newest first, seq < before (0 = from the newest), at most limit (0 = all). */
+int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        int64_t before, unsigned limit,
+                        int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
+/* One message into *out (body not returned).  RELM_ENOTFOUND. */
+int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out);
+/* The same with the body: *body is a malloc'd copy with a NUL after
+ * body_len bytes (secret: release with relm_store_buf_free(*body, *body_len)). */
+int relm_store_msg_get_body(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                            uint8_t **body, size_t *body_len);
+/* Set status (+ reason, may be NULL) and updated.  RELM_ENOTFOUND. */
+int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                              const uint8_t id[RELM_ID_LEN], int status,
+                              const char *reason, uint64_t now_ms);
+/* 1 if the history of rel has message id, 0 if not, or a negative error. */
+int relm_store_history_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN]);
+/* The same, shaped for struct relm_env.history_has (ctx = the store). */
+int relm_store_history_has_cb(void *ctx, const uint8_t rel[16], const uint8_t msg_id[16]);
+
+/* ---- outbox ------------------------------------------------------------ */
+
+struct relm_store_outbox {
+	int64_t seq;                            /* commit order (out) */
+	uint8_t rel[RELM_ID_LEN];
+	int has_rel;                            /* 0 for sibling/device traffic */
+	char dest[RELM_MAILBOX_ADDR_MAX + 1];   /* mailbox address to POST to */
+	const uint8_t *bytes;                   /* view */
+	size_t len;
+	uint8_t msg_id[RELM_ID_LEN];
+	int has_msg;
+	int posted;
+	uint64_t created;
+};
+/* Append; *seq_out (may be NULL) gets its sequence number. */
+int relm_store_outbox_add(struct relm_store *st, const struct relm_store_outbox *o, int64_t *seq_out);
+/* Unposted rows with seq > after, in commit order, at most limit (0 = all). */
+int relm_store_outbox_next(struct relm_store *st, int64_t after, unsigned limit,
+                           int (*cb)(void *ctx, const struct relm_store_outbox *o), void *ctx);
+/* Mark posted (idempotent).  RELM_ENOTFOUND for an unknown seq. */
+int relm_store_outbox_mark_posted(struct relm_store *st, int64_t seq, uint64_t now_ms);
+/* Delete posted rows; returns how many. */
+int relm_store_outbox_purge_posted(struct relm_store *st);
+
+/* ---- mailbox cursors --------------------------------------------------- */
+
+/* *cursor = last position read from that mailbox, 0 if never read. */
+int relm_store_cursor_get(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint64_t *cursor);
+int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint64_t cursor);
+
+/* Every mailbox this daemon reads — relationships' own mailboxes and the
+ * mailboxes of invites not expired at now_ms — with its cursor (0 if none). */
+int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
+                            int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
+                            void *ctx);
+/* The secret key of one of those mailboxes (to sign subscriptions).
+ * RELM_ENOTFOUND.  The caller wipes sk. */
+int relm_store_mailbox_secret(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                              uint8_t sk[RELM_SIGN_SK_LEN]);
+
+/* ---- event log (subscribe {since}) ------------------------------------ */
+
+/* Append (json: a JSON object, no secrets); *seq_out may be NULL.  Trims the
+ * log to the retention count in the same transaction. */
+int relm_store_event_append(struct relm_store *st, const char *type, const char *json,
+                            uint64_t ts, int64_t *seq_out);
+/* Events with seq > since, oldest first, at most limit (0 = all). */
+int relm_store_event_list(struct relm_store *st, int64_t since, unsigned limit,
+                          int (*cb)(void *ctx, int64_t seq, const char *type,
+                                    const char *json, uint64_t ts), void *ctx);
+/* Oldest retained seq and the last seq ever given (0, 0 when empty): a
+ * subscriber with since < oldest - 1 missed events that were trimmed. */
+int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);
+/* Keep only the newest `keep` events; returns how many were deleted. */
+int relm_store_event_trim(struct relm_store *st, uint32_t keep);
+
+/* ---- outgoing: the retransmission queue (schema v2) -------------------- */
+
+/* A message sent and not yet covered by the remote's receipt: what a
+ * retransmission rebuilds its payload from, and when it is due. */
+struct relm_store_outgoing {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN];
+	int kind;                               /* enum relm_kind */
+	uint64_t ts;
+	const uint8_t *body;                    /* view (secret); valid during cb */
+	size_t body_len;
+	uint32_t tries;
+	uint64_t next_ms;
+	uint8_t last_node[RELM_ID_LEN];
+};
+/* Insert, or update the row (rel, id) if it exists. */
+int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o);
+/* 0 or RELM_ENOTFOUND. */
+int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN]);
+/* Rows of rel with next_ms <= now_ms, earliest first, at most limit (0 = all). */
+int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            uint64_t now_ms, unsigned limit,
+                            int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx);
+/* Earliest next_ms of rel (0 if none) / how many rows rel has (one probe
+ * of outgoing_count). */
+int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next);
+int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n);
+
+/* ---- acks: acknowledgements waiting for the receipt timer (schema v4) --- */
+
+/* Keep one: the message id, the ratchet key (dh) and counter (n) of the
+ * envelope that brought it.  A row already there is left as it is (0). */
+int relm_store_ack_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n);
+/* The acknowledgement went out in a receipt.  0 or RELM_ENOTFOUND. */
+int relm_store_ack_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n);
+/* Every row of rel, in key order (dh, n, id).  A nonzero return from cb
+ * stops the walk and is returned. */
+int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
+                                  const uint8_t dh[RELM_KEY_LEN], uint32_t n),
+                        void *ctx);
+
+/* ---- effects of one engine step --------------------------------------- */
+
+/* Write the effects of one engine step on relationship rel into the open
+ * step: POST → outbox (to dest, or the relationship's remote_addr if dest
+ * is NULL), DELIVER → history (insert-or-ignore; a new one also appends a
+ * message.received / message.sent event), STATUS → history status + a
+ * message.status event (only a message of ours moves, only forward: never
+ * out of delivered or failed, to posted only from queued; otherwise, or
+ * for an id with no history row, nothing happens and no event is written),
+ * EVENT → event log, PENDING_ADD / PENDING_DEL →
+ * pending, OUT_PUT / OUT_DEL → outgoing, ACK_PUT / ACK_DEL → acks.
+ * Requires STEP.  The caller also stores the new state blob and
+ * the cursor in the same step, then commits.  Returns 0 or an error (the
+ * caller then rolls the step back). */
+int relm_store_apply_effects(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                             const char *dest, const struct relm_effects *fx, uint64_t now_ms);
+
+/* ---- internals for tests ---------------------------------------------- */
+struct sqlite3;
+/* The connection (tests run PRAGMA integrity_check and count rows). */
+struct sqlite3 *relm__store_db(struct relm_store *st);
+/* Sum of SQLITE_STMTSTATUS_VM_STEP over the cached statements since the
+ * last reset (a row-touch counter for the lazy-loading test). */
+uint64_t relm__store_vm_steps(struct relm_store *st, int reset);
+
+#endif

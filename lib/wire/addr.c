@@ -1,0 +1,125 @@
+/*
+ * addr.c — mailbox addresses (addr.h, proto/wire.md §Mailbox address).
+ *
+ *   addr = host ":" port [ "/" id ]
+ *   host = 1*255 ( ALPHA / DIGIT / "." / "-" )  |  "[" IPv6 literal "]"
+ *   port = 1..65535 in decimal, no sign, no leading zero
+ *   id   = 43 base64url chars (no padding) = 32-byte Ed25519 public key
+ *
+ * The grammar is strict so that parse ∘ format is the identity: one
+ * address, one spelling.  An IPv6 host is stored without its brackets (the
+ * form the socket layer wants) and formatted back with them.  Pure: the
+ * only library call beyond libsodium is inet_pton, which does no I/O.
+ */
+#include <string.h>
+#include <stdio.h>
+#include <arpa/inet.h>
+#include <sodium.h>
+#include "wire/addr.h"
+#include "error.h"
+
+#define ID_B64_LEN 43   /* base64url, no padding, of 32 bytes */
+
+static int is_dns_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+static int is_v6_char(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	       (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+}
+
+/* Checked before sodium_base642bin: libsodium 1.0.18 maps some bytes
+ * ≥ 0x80 (a negative char) onto alphabet values. */
+static int is_b64url_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+int relm_addr_parse(struct relm_addr *out, const char *s, size_t len)
+{
+	struct relm_addr a;
+	size_t i = 0, hlen, plen = 0;
+	uint32_t port = 0;
+	const char *b64_end = NULL;
+	size_t idlen = 0;
+	uint8_t v6[16];
+
+	memset(&a, 0, sizeof a);
+	if (len > 0 && s[0] == '[') {
+		const char *close = memchr(s, ']', len);
+		if (close == NULL)
+			return RELM_EMALFORMED;
+		hlen = (size_t)(close - s) - 1;
+		if (hlen == 0 || hlen >= sizeof a.host)
+			return RELM_EMALFORMED;
+		for (size_t k = 0; k < hlen; k++)
+			if (!is_v6_char(s[1 + k]))
+				return RELM_EMALFORMED;
+		memcpy(a.host, s + 1, hlen);
+		if (inet_pton(AF_INET6, a.host, v6) != 1)
+			return RELM_EMALFORMED;
+		i = hlen + 2;
+	} else {
+		while (i < len && is_dns_char(s[i]))
+			i++;
+		hlen = i;
+		if (hlen == 0 || hlen >= sizeof a.host)
+			return RELM_EMALFORMED;
+		memcpy(a.host, s, hlen);
+	}
+
+	if (i >= len || s[i] != ':')
+		return RELM_EMALFORMED;
+	i++;
+	if (i >= len || s[i] == '0')     /* no port, or a leading zero (or port 0) */
+		return RELM_EMALFORMED;
+	while (i < len && s[i] >= '0' && s[i] <= '9' && plen < 5) {
+		port = port * 10 + (uint32_t)(s[i] - '0');
+		i++;
+		plen++;
+	}
+	if (plen == 0 || port > 65535)
+		return RELM_EMALFORMED;
+	a.port = (uint16_t)port;
+
+	if (i < len) {
+		if (s[i] != '/' || len - i - 1 != ID_B64_LEN)
+			return RELM_EMALFORMED;
+		i++;
+		for (size_t k = i; k < len; k++)
+			if (!is_b64url_char(s[k]))
+				return RELM_EMALFORMED;
+		if (sodium_base642bin(a.id, sizeof a.id, s + i, ID_B64_LEN, NULL, &idlen,
+		                      &b64_end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+		    idlen != sizeof a.id || b64_end != s + len)
+			return RELM_EMALFORMED;
+		a.has_id = 1;
+	}
+
+	*out = a;
+	return 0;
+}
+
+int relm_addr_format(char *out, size_t cap, const struct relm_addr *a)
+{
+	char id[ID_B64_LEN + 1] = "";
+	size_t hlen = strnlen(a->host, sizeof a->host);
+	int v6, n;
+
+	if (hlen == 0 || hlen == sizeof a->host || a->port == 0)
+		return RELM_EINVAL;
+	v6 = memchr(a->host, ':', hlen) != NULL;
+	if (a->has_id)
+		sodium_bin2base64(id, sizeof id, a->id, sizeof a->id,
+		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	n = snprintf(out, cap, "%s%s%s:%u%s%s", v6 ? "[" : "", a->host, v6 ? "]" : "",
+	             (unsigned)a->port, a->has_id ? "/" : "", id);
+	if (n < 0 || (size_t)n >= cap)
+		return RELM_EINVAL;
+	return n;
+}
