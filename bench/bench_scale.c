@@ -504,13 +504,15 @@ static void side_tpl_free(struct side_tpl *s)
 	relm_store_rel_clear(&s->row);
 }
 
-/* Blob layout (lib/engine/rel_blob.c, versions 1 and 2): "RLS" v(1) id(16) mode(1)
+/* Blob layout (lib/engine/rel_blob.c): "RLS" v(1) id(16) mode(1)
  * side(1) ad(64) ipk_self(32) ipk_remote(32) mbox_pk(32) mbox_sk(64)
- * remote_mbox_pk(32) str remote_mailbox (u16 BE length + bytes) ... */
+ * remote_mbox_pk(32) [v5: has_gate(1) gate_key(32)] str remote_mailbox
+ * (u16 BE length + bytes) ...  The clones keep the template's gate key:
+ * both sides' templates share it, as both sides of one relationship do. */
 enum {
 	BLOB_ID = 4, BLOB_MBOX_PK = 4 + 16 + 1 + 1 + 64 + 32 + 32,
 	BLOB_MBOX_SK = BLOB_MBOX_PK + 32, BLOB_REMOTE_PK = BLOB_MBOX_SK + 64,
-	BLOB_REMOTE_STR = BLOB_REMOTE_PK + 32,
+	BLOB_GATE = BLOB_REMOTE_PK + 32, BLOB_GATE_LEN = 1 + 32,
 };
 
 /* A copy of template blob `t` with the clone's identity; checked by
@@ -522,11 +524,11 @@ static uint8_t *patch_blob(const struct side_tpl *t, const uint8_t id[RELM_ID_LE
 {
 	const uint8_t *b = t->row.state;
 	size_t len = t->row.state_len, slen, nlen = strlen(raddr);
+	size_t BLOB_REMOTE_STR = BLOB_GATE + (len > 3 && b[3] >= 5 ? BLOB_GATE_LEN : 0);
 	struct relm_rel *rel = NULL;
 	uint8_t *o;
 
-	/* the prefix up to remote_mailbox is the same in blob versions 1 and 2;
-	 * every field we overwrite must hold what the row says it holds */
+	/* every field we overwrite must hold what the row says it holds */
 	if (len < BLOB_REMOTE_STR + 2 || memcmp(b, "RLS", 3) != 0 ||
 	    memcmp(b + BLOB_ID, t->row.id, RELM_ID_LEN) != 0 ||
 	    memcmp(b + BLOB_MBOX_PK, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||

@@ -20,9 +20,10 @@ enum relm_limits {
 	RELM_WIRE_VERSION   = 1,    /* first byte of every envelope and invite */
 	RELM_HEADER_LEN     = 66,   /* version(1) flags(1) dh_pub(32) pn(4) n(4) nonce(24) */
 	RELM_INITIAL_EXT_LEN = 72,  /* ipk_b(32) ek_b(32) spk_id(4) opk_id(4) */
+	RELM_GATE_LEN       = 16,   /* gate tag ending an envelope: junk is refused before it is kept */
 	RELM_PAD_BLOCK      = 64,   /* payloads padded to a multiple of this: sizes reveal little */
 	RELM_ENVELOPE_MAX   = 65536,/* mailbox limit; also bounds payloads */
-	RELM_PAYLOAD_MAX    = RELM_ENVELOPE_MAX - RELM_HEADER_LEN - RELM_INITIAL_EXT_LEN - RELM_TAG_LEN,
+	RELM_PAYLOAD_MAX    = RELM_ENVELOPE_MAX - RELM_HEADER_LEN - RELM_INITIAL_EXT_LEN - RELM_TAG_LEN - RELM_GATE_LEN,
 	RELM_BODY_MAX       = 60000,/* a text body must fit one envelope with its JSON wrapping */
 	RELM_MAILBOX_ADDR_MAX = 255,/* host:port/id, length-prefixed by one byte in invites */
 

@@ -403,6 +403,33 @@ START_TEST(test_acks_are_rows)
 }
 END_TEST
 
+/* "RLS" v id mode side ad ipk_self ipk_remote mbox_pk mbox_sk remote_mbox_pk,
+ * then (v5) has_gate(1) gate_key(32), which v3 does not have */
+enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
+
+/* B's side of rb as a relationship from before the gate (both sides of
+ * such a relationship have none). */
+static void ungate(struct tu_daemon *d, const uint8_t rb[16])
+{
+	struct relm_store_rel sr;
+	struct relm_rel *r = NULL;
+	uint8_t *blob;
+	size_t len;
+
+	memset(&sr, 0, sizeof sr);
+	ck_assert_int_eq(relm_store_rel_get(d->st, rb, &sr, RELM_STORE_WITH_STATE), 0);
+	ck_assert_int_eq(relm_rel_decode(&r, sr.state, sr.state_len), 0);
+	r->has_gate = 0;
+	sodium_memzero(r->gate_key, sizeof r->gate_key);
+	ck_assert_int_eq(relm_rel_encode(r, &blob, &len), 0);
+	ck_assert_int_eq(relm_store_begin(d->st), 0);
+	ck_assert_int_eq(relm_store_rel_set_state(d->st, rb, blob, len, clock_ms), 0);
+	ck_assert_int_eq(relm_store_commit(d->st), 0);
+	relm_rel_blob_free(blob, len);
+	relm_rel_free(r);
+	relm_store_rel_clear(&sr);
+}
+
 /* A relationship whose blob is v3 (acknowledgements inside) and whose
  * store has no rows, as a v3 relmd left it: the next step moves them to
  * rows (with the new one), and the receipt covers old and new. */
@@ -426,8 +453,10 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 	ck_assert_int_eq(tu_deliver(&A, &net), 0);
 	ck_assert_uint_eq(ack_rows(&A, rb, &g), 10);
 
-	/* the v3 form of A's state: "u32 n, n × {id dh n}" before receipt_due,
-	 * which the used recent ids (1 + 16k) and the stats (20) follow */
+	/* the v3 form of A's state: no gate fields, and "u32 n, n × {id dh n}"
+	 * before receipt_due, which the used recent ids (1 + 16k) and the
+	 * stats (20) follow */
+	ungate(&B, rb);
 	memset(&sr, 0, sizeof sr);
 	ck_assert_int_eq(relm_store_rel_get(A.st, rb, &sr, RELM_STORE_WITH_STATE), 0);
 	ck_assert_int_eq(relm_rel_decode(&r, sr.state, sr.state_len), 0);
@@ -437,10 +466,11 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 	}
 	relm_rel_free(r);
 	tail = 8 + 1 + 16 * k + 20;
-	at = sr.state_len - tail;
-	len = sr.state_len + 4 + g.n * 52;
+	at = sr.state_len - tail - GATE_FIELDS;
+	len = sr.state_len - GATE_FIELDS + 4 + g.n * 52;
 	ck_assert_ptr_nonnull(v3 = malloc(len));
-	memcpy(v3, sr.state, at);
+	memcpy(v3, sr.state, GATE_AT);
+	memcpy(v3 + GATE_AT, sr.state + GATE_AT + GATE_FIELDS, at - GATE_AT);
 	v3[3] = 3;
 	v3[at] = 0; v3[at + 1] = 0; v3[at + 2] = 0; v3[at + 3] = (uint8_t)g.n;
 	for (size_t i = 0; i < g.n; i++) {
@@ -450,7 +480,7 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 		p[48] = (uint8_t)(g.v[i].n >> 24); p[49] = (uint8_t)(g.v[i].n >> 16);
 		p[50] = (uint8_t)(g.v[i].n >> 8);  p[51] = (uint8_t)g.v[i].n;
 	}
-	memcpy(v3 + at + 4 + g.n * 52, sr.state + at, tail);
+	memcpy(v3 + at + 4 + g.n * 52, sr.state + at + GATE_FIELDS, tail);
 	ck_assert_int_eq(relm_store_begin(A.st), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(A.st, rb, v3, len, clock_ms), 0);
 	ck_assert_int_eq(sqlite3_exec(relm__store_db(A.st), "DELETE FROM acks", NULL, NULL, NULL), 0);

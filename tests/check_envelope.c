@@ -196,7 +196,7 @@ START_TEST(rejects_version_and_flags)
 		ck_assert_int_eq(decode_untouched(buf, 1), RELM_EVERSION);
 	}
 	buf[0] = 1;
-	for (int bit = 1; bit < 8; bit++) {
+	for (int bit = 2; bit < 8; bit++) {
 		buf[1] = (uint8_t)(1u << bit);
 		ck_assert_int_eq(decode_untouched(buf, len), RELM_EMALFORMED);
 		buf[1] = (uint8_t)(1u << bit | RELM_ENV_F_INITIAL);

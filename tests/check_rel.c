@@ -760,8 +760,12 @@ START_TEST(test_acks_out_of_the_blob)
 END_TEST
 
 /* A v3 blob carried the acknowledgements: they decode, marked unsaved (the
- * caller moves them to the store), and the re-encoded v4 blob is the one
- * the same state encodes to without them. */
+ * caller moves them to the store), and the re-encoded blob is the one the
+ * same state encodes to without them.  A v3 relationship has no gate key
+ * (v5 added it after remote_mbox_pk: has_gate(1) gate_key(32)). */
+/* "RLS" v id mode side ad ipk_self ipk_remote mbox_pk mbox_sk remote_mbox_pk */
+enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
+
 START_TEST(test_acks_in_a_v3_blob)
 {
 	struct tu_party a, b;
@@ -779,20 +783,26 @@ START_TEST(test_acks_in_a_v3_blob)
 		tu_blob_free(&e);
 	}
 	ck_assert_uint_eq(b.rel->nacks_due, 3);
+	b.rel->has_gate = 0;
+	sodium_memzero(b.rel->gate_key, sizeof b.rel->gate_key);
 	ck_assert_int_eq(relm_rel_encode(b.rel, &s.buf, &s.len), 0);
-	ck_assert_int_eq(s.buf[3], 4);
-	/* v3 = v4 with the version byte 3 and "u32 n, n × {id dh n}" before
-	 * receipt_due(8), which the recent ids (1 + 16k) and stats (20) follow */
+	ck_assert_int_eq(s.buf[3], 5);
+	ck_assert_int_eq(s.buf[GATE_AT], 0);
+	/* v3 = v5 without the gate fields, with the version byte 3 and
+	 * "u32 n, n × {id dh n}" before receipt_due(8), which the recent ids
+	 * (1 + 16k) and stats (20) follow */
 	for (size_t i = 0; i < RELM_RECENT_IDS; i++) {
 		static const uint8_t zero[16];
 		k += memcmp(b.rel->recent[i], zero, 16) != 0;
 	}
 	tail = 8 + 1 + 16 * k + 20;
 	at = s.len - tail;
-	v3len = s.len + 4 + 3 * 52;
+	v3len = s.len - GATE_FIELDS + 4 + 3 * 52;
 	v3 = malloc(v3len);
 	ck_assert(v3);
-	memcpy(v3, s.buf, at);
+	memcpy(v3, s.buf, GATE_AT);
+	memcpy(v3 + GATE_AT, s.buf + GATE_AT + GATE_FIELDS, at - GATE_AT - GATE_FIELDS);
+	at -= GATE_FIELDS;
 	v3[3] = 3;
 	v3[at] = 0; v3[at + 1] = 0; v3[at + 2] = 0; v3[at + 3] = 3;
 	for (uint32_t i = 0; i < 3; i++) {
@@ -803,8 +813,9 @@ START_TEST(test_acks_in_a_v3_blob)
 		p[48] = (uint8_t)(x->n >> 24); p[49] = (uint8_t)(x->n >> 16);
 		p[50] = (uint8_t)(x->n >> 8);  p[51] = (uint8_t)x->n;
 	}
-	memcpy(v3 + at + 4 + 3 * 52, s.buf + at, tail);
+	memcpy(v3 + at + 4 + 3 * 52, s.buf + at + GATE_FIELDS, tail);
 	ck_assert_int_eq(relm_rel_decode(&r, v3, v3len), 0);
+	ck_assert_uint_eq(r->has_gate, 0);
 	ck_assert_uint_eq(r->acks_unsaved, 1);
 	ck_assert_uint_eq(r->nacks_due, 3);
 	ck_assert(memcmp(r->acks_due, b.rel->acks_due, 3 * sizeof *r->acks_due) == 0);

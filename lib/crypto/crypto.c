@@ -189,6 +189,24 @@ int relm_aead_open(uint8_t *pt, const uint8_t *ct, size_t ctlen,
 	return 0;
 }
 
+void relm_gate_tag(uint8_t tag[RELM_GATE_LEN], const uint8_t gk[RELM_KEY_LEN],
+                   const uint8_t *m, size_t len)
+{
+	crypto_generichash(tag, RELM_GATE_LEN, m, len, gk, RELM_KEY_LEN);
+}
+
+int relm_gate_check(const uint8_t tag[RELM_GATE_LEN], const uint8_t gk[RELM_KEY_LEN],
+                    const uint8_t *m, size_t len)
+{
+	uint8_t want[RELM_GATE_LEN];
+	int ok;
+
+	relm_gate_tag(want, gk, m, len);
+	ok = sodium_memcmp(want, tag, RELM_GATE_LEN) == 0;
+	sodium_memzero(want, sizeof want);
+	return ok;
+}
+
 void relm_node_id(uint8_t id[RELM_ID_LEN], const uint8_t parent_id[RELM_ID_LEN],
                   const uint8_t dh_pub[RELM_KEY_LEN])
 {

@@ -73,6 +73,14 @@ int relm_aead_open(uint8_t *pt, const uint8_t *ct, size_t ctlen,
 void relm_node_id(uint8_t id[RELM_ID_LEN], const uint8_t parent_id[RELM_ID_LEN],
                   const uint8_t dh_pub[RELM_KEY_LEN]);
 
+/* gate = BLAKE2b-128 keyed with the relationship's gate key over every
+ * byte of the envelope before the tag (proto/wire.md §5.1). */
+void relm_gate_tag(uint8_t tag[RELM_GATE_LEN], const uint8_t gk[RELM_KEY_LEN],
+                   const uint8_t *m, size_t len);
+/* 1 if tag is the gate tag of m under gk (constant-time comparison), else 0. */
+int relm_gate_check(const uint8_t tag[RELM_GATE_LEN], const uint8_t gk[RELM_KEY_LEN],
+                    const uint8_t *m, size_t len);
+
 /* Lowercase hex; out must hold 2*len+1 bytes. */
 void relm_hex(char *out, const uint8_t *in, size_t len);
 /* Parse exactly 2*len hex chars (either case) into out, in constant time

@@ -17,6 +17,7 @@
 #define X3DH_INFO      "relm/v1/x3dh"
 #define REL_ID_LABEL   "relm/v1/rel"
 #define MAILBOX_INFO   "relm/v1/mailbox/"
+#define GATE_INFO      "relm/v1/gate"
 
 enum {
 	F_LEN = 32,                           /* 0xFF * 32: X3DH's F for X25519 */
@@ -136,4 +137,10 @@ void relm_mailbox_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_
 	relm_hkdf(seed, sizeof seed, NULL, 0, shared, RELM_KEY_LEN, info, sizeof info);
 	relm_sign_keypair_from_seed(pk, sk, seed);
 	sodium_memzero(seed, sizeof seed);
+}
+
+void relm_gate_key(uint8_t gk[RELM_KEY_LEN], const uint8_t shared[RELM_KEY_LEN])
+{
+	relm_hkdf(gk, RELM_KEY_LEN, NULL, 0, shared, RELM_KEY_LEN,
+	          (const uint8_t *)GATE_INFO, sizeof GATE_INFO - 1);
 }

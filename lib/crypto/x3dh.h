@@ -14,6 +14,8 @@
  *   AD     = IPK_a ‖ IPK_b                                 (64 bytes)
  *   mailbox seed(side) = HKDF(salt = none, ikm = SK, info = "relm/v1/mailbox/" ‖ side, 32)
  *            side = 'a' | 'b'; key pair = Ed25519 from that seed; id = its public key.
+ *   gate key = HKDF(salt = none, ikm = SK, info = "relm/v1/gate", 32): the key of
+ *            the tag that ends every envelope of the relationship (proto/wire.md §5.1).
  */
 #ifndef RELM_X3DH_H
 #define RELM_X3DH_H
@@ -49,5 +51,8 @@ void relm_rel_ad(uint8_t ad[RELM_AD_LEN], const uint8_t ipk_a[RELM_SIGN_PK_LEN],
 /* The derived mailbox key pair of one side ('a' or 'b'). */
 void relm_mailbox_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_LEN],
                           const uint8_t shared[RELM_KEY_LEN], char side);
+
+/* The relationship's gate key (shared by every device of both sides). */
+void relm_gate_key(uint8_t gk[RELM_KEY_LEN], const uint8_t shared[RELM_KEY_LEN]);
 
 #endif

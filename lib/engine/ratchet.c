@@ -445,7 +445,8 @@ int relm__ratchet_seal(const struct relm_rel *rel, const struct relm_env *env,
 
 	memset(&h, 0, sizeof h);
 	h.version = RELM_WIRE_VERSION;
-	h.flags = rel->initial_pending ? RELM_ENV_F_INITIAL : 0;
+	h.flags = (uint8_t)((rel->initial_pending ? RELM_ENV_F_INITIAL : 0) |
+	                    (rel->has_gate ? RELM_ENV_F_GATE : 0));
 	memcpy(h.dh_pub, node->pub, RELM_KEY_LEN);
 	h.n = node->n;
 	/* pn: count of our previous sending chain, if we still hold it. */
@@ -455,7 +456,8 @@ int relm__ratchet_seal(const struct relm_rel *rel, const struct relm_env *env,
 	h.pn = gp >= 0 && (rel->tree.nodes[gp].flags & RELM_NODE_OURS) ? rel->tree.nodes[gp].n : node->pn;
 	relm__random(env, h.nonce, RELM_NONCE_LEN);
 
-	total = RELM_HEADER_LEN + (rel->initial_pending ? RELM_INITIAL_EXT_LEN : 0) + ptlen + RELM_TAG_LEN;
+	total = RELM_HEADER_LEN + (rel->initial_pending ? RELM_INITIAL_EXT_LEN : 0) + ptlen +
+	        RELM_TAG_LEN + (rel->has_gate ? RELM_GATE_LEN : 0);
 	if (total > RELM_ENVELOPE_MAX)
 		return RELM_ETOOBIG;
 	buf = malloc(total);
@@ -467,7 +469,9 @@ int relm__ratchet_seal(const struct relm_rel *rel, const struct relm_env *env,
 	chain_to(mk, ck_next, node->ck, node->n, node->n);
 	relm_aead_seal(buf + hl, pt, ptlen, ad, RELM_AD_LEN + hl, h.nonce, mk);
 	sodium_memzero(mk, sizeof mk);
+	if (rel->has_gate)
+		relm_gate_tag(buf + hl + ptlen + RELM_TAG_LEN, rel->gate_key, buf, hl + ptlen + RELM_TAG_LEN);
 	*out = buf;
-	*outlen = hl + ptlen + RELM_TAG_LEN;
+	*outlen = total;
 	return 0;
 }

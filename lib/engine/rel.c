@@ -622,6 +622,11 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	memset(&p, 0, sizeof p);
 	if ((rc = relm_envelope_decode_known(&e, buf, len, rel->ipk_remote)) != 0)
 		return rc;
+	/* The gate first: an envelope from anyone but the remote party is
+	 * refused here, before any key is tried and before it could take a
+	 * slot of the pending set (proto/wire.md §5.1). */
+	if (rel->has_gate && (!e.gate || !relm_gate_check(e.gate, rel->gate_key, buf, e.gated_len)))
+		return RELM_EAUTH;
 	rc = relm__ratchet_open(rel, env, &e, &o);
 	if (rc != 0) {
 		relm__opened_wipe(&o);

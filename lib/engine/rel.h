@@ -91,6 +91,12 @@ struct relm_rel {
 	uint8_t mbox_pk[RELM_SIGN_PK_LEN];
 	uint8_t mbox_sk[RELM_SIGN_SK_LEN];   /* secret */
 	uint8_t remote_mbox_pk[RELM_SIGN_PK_LEN];      /* the mailbox the other side reads */
+	/* The gate key (proto/wire.md §5.1): every envelope of the relationship
+	 * ends with a tag under it, checked before anything is kept.
+	 * Relationships made before it existed (state blob v4 and older) have
+	 * none and send and accept envelopes without the tag. */
+	uint8_t has_gate;
+	uint8_t gate_key[RELM_KEY_LEN];      /* secret */
 	char remote_mailbox[RELM_MAILBOX_ADDR_MAX + 1]; /* "" until known (a: from hello) */
 	/* Accepter only, until the first envelope from 'a' authenticates:
 	 * every envelope carries the X3DH extension, and the hello goes to the

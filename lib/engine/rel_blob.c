@@ -8,6 +8,7 @@
  *   "RLS" version(1)=4
  *   id(16) mode(1) side(1) ad(64) ipk_self(32) ipk_remote(32)
  *   mbox_pk(32) mbox_sk(64) remote_mbox_pk(32)
+ *   [v5: has_gate(1) gate_key(32) — v1–v4 relationships have no gate key]
  *   str remote_mailbox, initial_pending(1), initial ext(72), str invite_mailbox
  *   u32 nodes   × { id(16) parent(16) depth(4) flags(1) pub(32) priv(32) rk(32) ck(32) n(4) pn(4) created(8) }
  *   u32 skipped × { dh(32) n(4) mk(32) t(8) used(1) }
@@ -34,8 +35,9 @@
 /* 2: no retransmission queue; 3: only the used part of the recent-id ring
  * (it was half of a typical blob); 4: no acknowledgements waiting for the
  * receipt timer (a busy relationship held up to 4,096 of them, 52 bytes
- * each, decoded and re-encoded at every step).  1 to 3 still decode. */
-enum { BLOB_VERSION = 4 };
+ * each, decoded and re-encoded at every step); 5: the gate key (proto/wire.md
+ * §5.1).  1 to 4 still decode, without a gate key. */
+enum { BLOB_VERSION = 5 };
 
 /* Encoded sizes of the repeated records (layout above). */
 enum {
@@ -93,7 +95,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 
 	/* One allocation of the largest size this state can encode to: growing
 	 * by doubling meant three copies, each wiped, per engine step. */
-	w.cap = 4 + RELM_ID_LEN + 2 + RELM_AD_LEN + 4 * 32 + 64 + 2 + strlen(rel->remote_mailbox) +
+	w.cap = 4 + RELM_ID_LEN + 2 + RELM_AD_LEN + 4 * 32 + 64 + 1 + 32 + 2 + strlen(rel->remote_mailbox) +
 	        1 + RELM_INITIAL_EXT_LEN + 2 + strlen(rel->invite_mailbox) +
 	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
@@ -112,6 +114,8 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	w_put(&w, rel->mbox_pk, 32);
 	w_put(&w, rel->mbox_sk, 64);
 	w_put(&w, rel->remote_mbox_pk, 32);
+	w_u8(&w, rel->has_gate);
+	w_put(&w, rel->gate_key, 32);
 	w_str(&w, rel->remote_mailbox);
 	w_u8(&w, rel->initial_pending);
 	memcpy(ext, rel->initial.ipk, 32);
@@ -251,6 +255,12 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	r_get(&r, rel->mbox_pk, 32);
 	r_get(&r, rel->mbox_sk, 64);
 	r_get(&r, rel->remote_mbox_pk, 32);
+	if (version >= 5) {
+		rel->has_gate = r_u8(&r);
+		r_get(&r, rel->gate_key, 32);
+		if (rel->has_gate > 1)
+			goto fail;
+	}
 	r_str(&r, rel->remote_mailbox, sizeof rel->remote_mailbox);
 	rel->initial_pending = r_u8(&r);
 	r_get(&r, ext, sizeof ext);

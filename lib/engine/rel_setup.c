@@ -93,6 +93,8 @@ int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm
 	relm_mailbox_keypair(rel->mbox_pk, rel->mbox_sk, sk, 'b');
 	relm_mailbox_keypair(mpk, msk, sk, 'a');
 	memcpy(rel->remote_mbox_pk, mpk, RELM_SIGN_PK_LEN);
+	relm_gate_key(rel->gate_key, sk);
+	rel->has_gate = 1;
 	{
 		/* 'a' reads its relationship mailbox on the invite's server. */
 		struct relm_addr ia;
@@ -190,6 +192,8 @@ int relm_rel_open_initial(struct relm_rel **out, const struct relm_env *env, enu
 	relm_mailbox_keypair(rel->mbox_pk, rel->mbox_sk, sk, 'a');
 	relm_mailbox_keypair(mpk, msk, sk, 'b');
 	memcpy(rel->remote_mbox_pk, mpk, RELM_SIGN_PK_LEN);
+	relm_gate_key(rel->gate_key, sk);
+	rel->has_gate = 1;
 
 	relm_x25519_public(spk_pub, sec->spk_priv);
 	genesis(&g, spk_pub, sk, relm__now(env));

@@ -3,7 +3,9 @@
  *
  * Decoding checks, in wire order, everything that needs no key: size cap,
  * version, flag bits, canonical public keys, and the ciphertext length
- * (k·RELM_PAD_BLOCK + tag, k ≥ 1, since every payload is padded).  The
+ * (k·RELM_PAD_BLOCK + tag, k ≥ 1, since every payload is padded, then
+ * the gate tag if the GATE flag says so; it is checked by the engine,
+ * which holds the key).  The
  * result points into the caller's buffer; nothing is allocated, and *out is
  * written only once every check has passed.
  */
@@ -79,6 +81,13 @@ static int decode(struct relm_envelope *out, const uint8_t *buf, size_t len,
 	e.hdrlen = hdrlen;
 	e.ct = buf + hdrlen;
 	e.ctlen = len - hdrlen;
+	if (e.h.flags & RELM_ENV_F_GATE) {
+		if (e.ctlen < RELM_PAD_BLOCK + RELM_TAG_LEN + RELM_GATE_LEN)
+			return RELM_ETRUNCATED;
+		e.ctlen -= RELM_GATE_LEN;
+		e.gated_len = len - RELM_GATE_LEN;
+		e.gate = buf + e.gated_len;
+	}
 	/* Every payload is padded to at least one block (payload.h). */
 	if (e.ctlen < RELM_PAD_BLOCK + RELM_TAG_LEN)
 		return RELM_ETRUNCATED;

@@ -4,6 +4,7 @@
  *   header  = version(1) flags(1) dh_pub(32) pn(4, BE) n(4, BE) nonce(24)   66 bytes
  *   [ext]   = ipk_b(32) ek_b(32) spk_id(4, BE) opk_id(4, BE)                 if flags & INITIAL
  *   ct      = XChaCha20-Poly1305(padded payload) ‖ tag(16)
+ *   [gate]  = BLAKE2b-128 under the relationship's gate key of all the above  if flags & GATE
  *
  * The header bytes (with the extension) are the AEAD's associated data after
  * the relationship AD.  Decoding checks everything that can be checked
@@ -20,7 +21,8 @@
 
 enum relm_envelope_flags {
 	RELM_ENV_F_INITIAL = 0x01,   /* X3DH extension follows the header */
-	RELM_ENV_F_KNOWN   = 0x01,   /* every other bit must be zero */
+	RELM_ENV_F_GATE    = 0x02,   /* a gate tag ends the envelope (wire.md §5.1) */
+	RELM_ENV_F_KNOWN   = 0x03,   /* every other bit must be zero */
 };
 
 struct relm_header {
@@ -47,6 +49,8 @@ struct relm_envelope {
 	size_t hdrlen;
 	const uint8_t *ct;               /* ciphertext ‖ tag */
 	size_t ctlen;
+	const uint8_t *gate;             /* the gate tag, or NULL without GATE */
+	size_t gated_len;                /* bytes the gate tag covers (all before it) */
 };
 
 /* Decode and validate.  Returns 0, or RELM_ETRUNCATED / RELM_ETOOBIG /
