@@ -126,6 +126,28 @@ START_TEST(test_end_to_end)
 }
 END_TEST
 
+/* The engine never writes into the environment it is given: two daemons
+ * whose steps run on the same struct relm_env leave it byte for byte as
+ * it was (it is shared by simulated devices in one process). */
+START_TEST(test_env_is_not_modified)
+{
+	struct relm_env before = A.env;
+	struct relm_core *c2 = NULL;
+	uint8_t rb[16], id[16];
+	int was_new;
+
+	ck_assert_int_eq(relm_core_new(&c2, A.st, &A.env, "127.0.0.1:7427", RELM_MODE_TREE), 0);
+	ck_assert(memcmp(&before, &A.env, sizeof before) == 0);
+	connect_ab(rb, 0);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "hi", 2, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	ck_assert(memcmp(&before, &A.env, sizeof before) == 0);
+	ck_assert_ptr_null(A.env.history_has);
+	relm_core_free(c2);
+}
+END_TEST
+
 START_TEST(test_idempotent_send)
 {
 	uint8_t rb[16], id[16], got[16];
@@ -526,6 +548,7 @@ static Suite *core_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_end_to_end);
+	tcase_add_test(tc, test_env_is_not_modified);
 	tcase_add_test(tc, test_idempotent_send);
 	tcase_add_test(tc, test_replayed_initial_makes_nothing);
 	tcase_add_test(tc, test_single_use_invite);

@@ -24,12 +24,16 @@
 
 struct relm_core {
 	struct relm_store *st;
-	struct relm_env *env;
+	/* The caller's environment, copied: the engine never writes into what
+	 * it is given (several simulated devices may share one), and the copy
+	 * adds de-duplication through the store's history. */
+	struct relm_env env_own;
+	const struct relm_env *env;
 	enum relm_mode mode;
 	char mailbox_host[RELM_MAILBOX_ADDR_MAX + 1];
 };
 
-int relm_core_new(struct relm_core **out, struct relm_store *st, struct relm_env *env,
+int relm_core_new(struct relm_core **out, struct relm_store *st, const struct relm_env *env,
                   const char *mailbox_host, enum relm_mode mode)
 {
 	struct relm_core *c;
@@ -42,12 +46,13 @@ int relm_core_new(struct relm_core **out, struct relm_store *st, struct relm_env
 	if (!(c = calloc(1, sizeof *c)))
 		return RELM_ENOMEM;
 	c->st = st;
-	c->env = env;
+	c->env_own = *env;
+	/* de-duplication reaches the whole history through the store */
+	c->env_own.history_has = relm_store_history_has_cb;
+	c->env_own.history_ctx = st;
+	c->env = &c->env_own;
 	c->mode = mode;
 	snprintf(c->mailbox_host, sizeof c->mailbox_host, "%s", mailbox_host);
-	/* de-duplication reaches the whole history through the store */
-	env->history_has = relm_store_history_has_cb;
-	env->history_ctx = st;
 	*out = c;
 	return 0;
 }

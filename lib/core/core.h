@@ -33,8 +33,10 @@ enum relm_core_limits {
 /* mailbox_host: "host:port" of the mailbox server where this daemon's
  * mailboxes live (the embedded one by default).  mode: RELM_MODE_TREE for
  * the product; RELM_MODE_STRICT makes this daemon a plain single-device
- * Double Ratchet peer (tests).  The core keeps pointers to st and env. */
-int relm_core_new(struct relm_core **out, struct relm_store *st, struct relm_env *env,
+ * Double Ratchet peer (tests).  The core keeps a pointer to st and a copy
+ * of *env (which it never modifies: env->ctx, random and now_ms are used
+ * as given; env->params are read once, here). */
+int relm_core_new(struct relm_core **out, struct relm_store *st, const struct relm_env *env,
                   const char *mailbox_host, enum relm_mode mode);
 void relm_core_free(struct relm_core *c);
 const char *relm_core_mailbox_host(const struct relm_core *c);
