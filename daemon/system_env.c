@@ -93,5 +93,6 @@ void relm_env_init_system(struct relm_env *env)
 	env->now_ms = sys_now;
 	env->history_has = NULL;
 	env->history_ctx = NULL;
+	env->devices = NULL;
 	relm_params_default(&env->params);
 }

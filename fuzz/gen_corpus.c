@@ -3,7 +3,7 @@
  * valid encodings per decoder, from fixed keys, so every run of this
  * program writes the same files.
  *
- *   cc -Ilib fuzz/gen_corpus.c lib/[a-z]*.c $(pkg-config --cflags --libs libsodium libcjson) \
+ *   cc -Ilib fuzz/gen_corpus.c $(find lib -name '*.c') $(pkg-config --cflags --libs libsodium libcjson sqlite3) \
  *      -o /tmp/gen_corpus && /tmp/gen_corpus fuzz/corpus
  */
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include "wire/envelope.h"
 #include "wire/invite.h"
 #include "wire/payload.h"
+#include "wire/sibling.h"
 
 static const char *root;
 
@@ -164,6 +165,38 @@ static void addrs(void)
 	}
 }
 
+static void siblings(void)
+{
+	static const char pl[] = "{\"id\":\"00112233445566778899aabbccddeeff\",\"kind\":\"text\",\"ts\":1,\"body\":\"hi\"}";
+	struct relm_sib_copy c;
+	uint8_t *buf;
+	size_t len;
+
+	memset(&c, 0, sizeof c);
+	fill(c.rel, 16, 1);
+	fill(c.parent, 16, 2);
+	fill(c.priv, 32, 3);
+	relm_x25519_public(c.pub, c.priv);
+	relm_node_id(c.node, c.parent, c.pub);
+	c.flags = RELM_SIB_F_CREATED;
+	c.n = 3;
+	c.payload = (const uint8_t *)pl;
+	c.payload_len = sizeof pl - 1;
+	if (relm_sib_copy_encode(&buf, &len, &c) == 0) {
+		put("sibling", "copy_created", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+	if (relm_sib_carry_new(&buf, &len, c.rel) == 0 &&
+	    relm_sib_carry_append(&buf, &len, (const uint8_t *)pl, sizeof pl - 1) == 0) {
+		put("sibling", "carry", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+	if (relm_sib_state_req_encode(&buf, &len, c.rel) == 0) {
+		put("sibling", "state_req", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2 || relm_crypto_init() != 0) {
@@ -176,5 +209,6 @@ int main(int argc, char **argv)
 	envelopes();
 	payloads();
 	addrs();
+	siblings();
 	return 0;
 }

@@ -40,6 +40,13 @@ enum relm_limits {
 	RELM_MAX_ACKS       = 64,   /* acks per receipt: keeps receipts one or two pad blocks */
 	RELM_MAX_OUTGOING   = 4096, /* unacknowledged outgoing messages per relationship */
 
+	/* --- devices of one proton (proto/devices.md) --- */
+	RELM_MAX_DEVICES    = 16,   /* devices in a circle: a person's phones, laptops, tablets */
+	RELM_SIBLING_MAX    = 65200,/* binary sibling message: fits a sibling envelope with its framing */
+	RELM_COPY_PAYLOAD_MAX = RELM_SIBLING_MAX - 126, /* a payload must fit a copy (devices.md §4.2) */
+	RELM_MAX_PENDING_COPIES = 32, /* sibling nodes waiting for their parent; beyond, repair by state */
+	RELM_PRUNED_RING    = 32,   /* ids of pruned nodes remembered: a sibling on one triggers repair */
+
 	/* --- timers, milliseconds (DESIGN §5) --- */
 	RELM_RECEIPT_DELAY_MIN_MS = 200,   /* automated replies wait 0.2–2 s: one device answers, */
 	RELM_RECEIPT_DELAY_MAX_MS = 2000,  /* and timing does not reveal how many there are */
@@ -49,6 +56,10 @@ enum relm_limits {
 	RELM_PENDING_TTL_MS = 1800000,     /* pending envelopes reported undecryptable after 30 min */
 	RELM_SKIPPED_TTL_MS = 604800000,   /* skipped message keys expire after 7 days */
 	RELM_USED_KEY_TTL_MS = 600000,     /* a used key decrypts a sibling's collision for 10 min, then goes (FS) */
+	RELM_RECEIPT_STAGGER_MS = 3000,    /* a sibling of rank k answers k × 3 s after the first would have */
+	RELM_RETX_TAKEOVER_MS = 600000,    /* a sibling's unreceipted message: another device retransmits after 10 min */
+	RELM_REPAIR_AFTER_MS = 60000,      /* a sibling's node unplaced this long: ask it for its state */
+	RELM_REPAIR_GAP_MS  = 30000,       /* at most one state request per sibling and relationship this often */
 
 	/* --- daemon / API (DESIGN §8) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */

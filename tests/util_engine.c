@@ -14,7 +14,8 @@ static int hist_has_cb(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id
 {
 	const struct tu_party *p = ctx;
 	(void)rel_id;
-	return tu_hist_has(p, msg_id, 1);
+	/* as the store's history: one row per (relationship, id), either way */
+	return tu_hist_has(p, msg_id, 1) || tu_hist_has(p, msg_id, 0);
 }
 
 void tu_party_init(struct tu_party *p, uint64_t *clock, uint64_t stream)
@@ -35,6 +36,9 @@ void tu_party_free(struct tu_party *p)
 	for (size_t i = 0; i < p->nout; i++)
 		free(p->outq[i].buf);
 	free(p->outq);
+	for (size_t i = 0; i < p->ncopy; i++)
+		tu_blob_free(&p->copyq[i]);
+	free(p->copyq);
 	free(p->hist);
 	free(p->hist_in);
 	tu_env_free(&p->env);
@@ -84,6 +88,8 @@ void tu_apply(struct tu_party *p, struct relm_effects *fx)
 		case RELM_FX_DELIVER:
 			if (f->kind != RELM_KIND_RECEIPT)
 				hist_add(p, f->msg_id, f->direction_in);
+			if (f->origin == RELM_ORIGIN_SIBLING)
+				p->sibling_deliveries++;
 			break;
 		case RELM_FX_STATUS:
 			if (f->status == RELM_STATUS_DELIVERED)
@@ -103,6 +109,21 @@ void tu_apply(struct tu_party *p, struct relm_effects *fx)
 			break;
 		case RELM_FX_PENDING_ADD:
 			p->pending_adds++;
+			break;
+		case RELM_FX_COPY:
+			if (p->ncopy == p->capcopy) {
+				p->capcopy = p->capcopy ? 2 * p->capcopy : 64;
+				p->copyq = realloc(p->copyq, p->capcopy * sizeof *p->copyq);
+				ck_assert(p->copyq);
+			}
+			p->copyq[p->ncopy].buf = malloc(f->len);
+			ck_assert(p->copyq[p->ncopy].buf);
+			memcpy(p->copyq[p->ncopy].buf, f->data, f->len);
+			p->copyq[p->ncopy++].len = f->len;
+			break;
+		case RELM_FX_STATE_REQ:
+			p->state_reqs++;
+			memcpy(p->state_req_dev, f->dev, RELM_ID_LEN);
 			break;
 		default:
 			break;
@@ -259,4 +280,55 @@ void tu_clone(struct tu_party *q, const struct tu_party *p, uint64_t *clock, uin
 	for (size_t i = 0; i < p->nhist; i++)
 		hist_add(q, p->hist[i], p->hist_in[i]);
 	tu_blob_free(&s);
+}
+
+void tu_devices(struct tu_party **parties, size_t n)
+{
+	struct relm_devices d;
+
+	ck_assert_uint_le(n, RELM_MAX_DEVICES);
+	memset(&d, 0, sizeof d);
+	d.count = (uint32_t)n;
+	for (size_t i = 0; i < n; i++)
+		d.ids[i][0] = (uint8_t)(i + 1);
+	for (size_t i = 0; i < n; i++) {
+		parties[i]->devs = d;
+		parties[i]->devs.self[0] = (uint8_t)(i + 1);
+		parties[i]->env.devices = &parties[i]->devs;
+	}
+}
+
+int tu_copy_in(struct tu_party *p, const struct tu_party *from, const uint8_t *buf, size_t len)
+{
+	struct relm_effects fx;
+	int rc;
+
+	relm_effects_init(&fx);
+	rc = len && buf[0] == 7 ? relm_rel_carry(p->rel, &p->env, buf, len, &fx)
+	                        : relm_rel_copy(p->rel, &p->env, from->devs.self, buf, len, &fx);
+	tu_apply(p, &fx);
+	relm_effects_clear(&fx);
+	return rc;
+}
+
+struct tu_blob tu_take_copy(struct tu_party *p)
+{
+	struct tu_blob b;
+
+	ck_assert_uint_gt(p->ncopy, 0);
+	b = p->copyq[0];
+	memmove(&p->copyq[0], &p->copyq[1], (p->ncopy - 1) * sizeof *p->copyq);
+	p->ncopy--;
+	return b;
+}
+
+void tu_copies_to(struct tu_party *p, struct tu_party **sibs, size_t n)
+{
+	while (p->ncopy) {
+		struct tu_blob c = tu_take_copy(p);
+		for (size_t i = 0; i < n; i++)
+			if (sibs[i] != p)
+				ck_assert_int_eq(tu_copy_in(sibs[i], p, c.buf, c.len), 0);
+		tu_blob_free(&c);
+	}
 }

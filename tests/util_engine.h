@@ -2,7 +2,8 @@
  * util_engine.h — two (or more) parties of one relationship in one process,
  * for engine tests: key set-up, invite, accept, and effect routing through
  * the public engine API only.  Each party has its own seeded env stream and
- * a history (the message ids it holds) that answers env->history_has.
+ * a history (the message ids it holds, either direction) that answers
+ * env->history_has.
  */
 #ifndef RELM_TESTS_UTIL_ENGINE_H
 #define RELM_TESTS_UTIL_ENGINE_H
@@ -33,6 +34,15 @@ struct tu_party {
 	/* statuses seen */
 	size_t delivered, failed, queued;
 	size_t forks, resolved, undecryptable, pending_adds;
+	/* several devices: this device's view of the circle (env.devices
+	 * points here once tu_devices set it), the copies it made (COPY
+	 * effects, in order) and the state requests it asked */
+	struct relm_devices devs;
+	struct tu_blob *copyq;
+	size_t ncopy, capcopy;
+	size_t state_reqs;
+	uint8_t state_req_dev[RELM_ID_LEN];
+	size_t sibling_deliveries;     /* DELIVER with origin sibling */
 };
 
 /* A party whose env draws from stream `stream` and reads *clock. */
@@ -63,6 +73,16 @@ int tu_hist_has(const struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in)
 struct tu_blob tu_state(const struct tu_party *p);
 int tu_blob_eq(struct tu_blob x, struct tu_blob y);
 void tu_blob_free(struct tu_blob *b);
+
+/* Make parties[0..n) devices of one proton: device ids 1, 2, ... (first
+ * byte), every party's env.devices names them all. */
+void tu_devices(struct tu_party **parties, size_t n);
+/* Apply a copy (or carry) made by device `from` to p; returns the engine's code. */
+int tu_copy_in(struct tu_party *p, const struct tu_party *from, const uint8_t *buf, size_t len);
+/* Take p's oldest copy (caller frees). */
+struct tu_blob tu_take_copy(struct tu_party *p);
+/* Deliver every copy p made to each of its siblings (in order). */
+void tu_copies_to(struct tu_party *p, struct tu_party **sibs, size_t n);
 
 /* A deep copy of p's relationship (a second device holding the same state)
  * into q, which gets stream `stream`. */

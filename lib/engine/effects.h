@@ -28,6 +28,9 @@ enum relm_fx_type {
 	RELM_FX_ACK_PUT,       /* acknowledgements waiting for the receipt timer: data
 	                        * holds len / RELM_FX_ACK_LEN records (below) */
 	RELM_FX_ACK_DEL,       /* these acknowledgements went out in a receipt (same data) */
+	RELM_FX_COPY,          /* send every sibling this copy (data: a binary sibling
+	                        * message, proto/devices.md §4.2; kind, msg_id: the payload's) */
+	RELM_FX_STATE_REQ,     /* ask sibling device `dev` for its state of the relationship */
 };
 
 /* One acknowledgement in ACK_PUT / ACK_DEL data: message id(16), the
@@ -75,6 +78,9 @@ struct relm_fx {
 	uint32_t tries;                /* OUT_PUT */
 	uint64_t next_ms;              /* OUT_PUT */
 	uint8_t node[RELM_ID_LEN];     /* OUT_PUT: node of the last try */
+	int sibling;                   /* OUT_PUT: a sibling's message (retransmitted here
+	                                * only after the takeover time) */
+	uint8_t dev[RELM_ID_LEN];      /* STATE_REQ: the sibling to ask */
 	const char *event;             /* EVENT: type name (static string) */
 	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */
 	char detail[160];              /* EVENT/STATUS: reason or JSON fragment, no secrets */

@@ -20,6 +20,10 @@ void relm_params_default(struct relm_params *p)
 	p->pending_ttl_ms = RELM_PENDING_TTL_MS;
 	p->skipped_ttl_ms = RELM_SKIPPED_TTL_MS;
 	p->used_key_ttl_ms = RELM_USED_KEY_TTL_MS;
+	p->receipt_stagger_ms = RELM_RECEIPT_STAGGER_MS;
+	p->retx_takeover_ms = RELM_RETX_TAKEOVER_MS;
+	p->repair_after_ms = RELM_REPAIR_AFTER_MS;
+	p->repair_gap_ms = RELM_REPAIR_GAP_MS;
 }
 
 uint64_t relm__now(const struct relm_env *env)

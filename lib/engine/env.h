@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "limits.h"
 
 /* Tunables with defaults in limits.h; the simulator shortens them. */
 struct relm_params {
@@ -27,6 +28,19 @@ struct relm_params {
 	uint32_t pending_ttl_ms;
 	uint64_t skipped_ttl_ms;
 	uint32_t used_key_ttl_ms;     /* RELM_USED_KEY_TTL_MS */
+	uint32_t receipt_stagger_ms;  /* RELM_RECEIPT_STAGGER_MS */
+	uint32_t retx_takeover_ms;    /* RELM_RETX_TAKEOVER_MS */
+	uint32_t repair_after_ms;     /* RELM_REPAIR_AFTER_MS */
+	uint32_t repair_gap_ms;       /* RELM_REPAIR_GAP_MS */
+};
+
+/* The devices of this proton as the engine needs them (proto/devices.md
+ * §5): this device's id and the ids of the current circle, sorted.  With
+ * count ≤ 1 the engine behaves as the only device (no copies). */
+struct relm_devices {
+	uint8_t self[RELM_ID_LEN];
+	uint32_t count;
+	uint8_t ids[RELM_MAX_DEVICES][RELM_ID_LEN];
 };
 
 struct relm_env {
@@ -40,6 +54,8 @@ struct relm_env {
 	 * answers from its history table).  NULL: the engine's own record only. */
 	int (*history_has)(void *history_ctx, const uint8_t rel_id[16], const uint8_t msg_id[16]);
 	void *history_ctx;
+	/* The circle (NULL: a single device).  Read, never written. */
+	const struct relm_devices *devices;
 	struct relm_params params;
 };
 

@@ -29,6 +29,17 @@ static void chain_to(uint8_t mk[RELM_KEY_LEN], uint8_t ck_out[RELM_KEY_LEN],
 	sodium_memzero(m, sizeof m);
 }
 
+void relm__chain_advance(struct relm_node *node, uint32_t to)
+{
+	uint8_t mk[RELM_KEY_LEN];
+
+	if (to <= node->n)
+		return;
+	chain_to(mk, node->ck, node->ck, node->n, to - 1);
+	node->n = to;
+	sodium_memzero(mk, sizeof mk);
+}
+
 static int decrypt_with(const struct relm_rel *rel, const struct relm_envelope *e,
                         const uint8_t mk[RELM_KEY_LEN], uint8_t **pt, size_t *ptlen)
 {

@@ -55,6 +55,11 @@ int relm__ratchet_commit(struct relm_rel *rel, const struct relm_env *env,
 
 void relm__opened_wipe(struct relm__opened *o);
 
+/* Advance node's chain to counter `to` (ck stepped, n = to); nothing if
+ * it is already there or past it.  For the sending counters siblings
+ * share (devices.md §5.1). */
+void relm__chain_advance(struct relm_node *node, uint32_t to);
+
 /* A new ours node under theirs node `parent` with a fresh key pair from env.
  * Returns 0 or RELM_EBADKEY. */
 int relm__make_ours_node(const struct relm_rel *rel, const struct relm_env *env,

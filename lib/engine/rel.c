@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sodium.h>
 #include "engine/rel.h"
+#include "engine/rel_int.h"
 #include "engine/ratchet.h"
 #include "wire/payload.h"
 #include "crypto/crypto.h"
@@ -25,7 +26,7 @@ static void hex_id(char out[2 * RELM_ID_LEN + 1], const uint8_t id[RELM_ID_LEN])
 	relm_hex(out, id, RELM_ID_LEN);
 }
 
-static int emit_event(struct relm_effects *fx, const char *type, const char *detail)
+int relm__emit_event(struct relm_effects *fx, const char *type, const char *detail)
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_EVENT);
 	if (!f)
@@ -35,7 +36,7 @@ static int emit_event(struct relm_effects *fx, const char *type, const char *det
 	return 0;
 }
 
-static int emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], int status,
+int relm__emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], int status,
                        const char *reason)
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_STATUS);
@@ -47,7 +48,7 @@ static int emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], i
 	return 0;
 }
 
-static int emit_deliver(struct relm_effects *fx, const struct relm_payload *p, int in, int origin)
+int relm__emit_deliver(struct relm_effects *fx, const struct relm_payload *p, int in, int origin)
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_DELIVER);
 	const char *body = p->kind == RELM_KIND_UNKNOWN ? p->raw : p->body;
@@ -76,7 +77,7 @@ static int emit_deliver(struct relm_effects *fx, const struct relm_payload *p, i
 
 /* ---- outgoing bookkeeping ------------------------------------------------ */
 
-static int find_outgoing(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+int relm__find_outgoing(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 {
 	for (uint32_t i = 0; i < rel->nout; i++)
 		if (memcmp(rel->out[i].id, id, RELM_ID_LEN) == 0)
@@ -84,7 +85,7 @@ static int find_outgoing(const struct relm_rel *rel, const uint8_t id[RELM_ID_LE
 	return -1;
 }
 
-static void outgoing_remove(struct relm_rel *rel, int i)
+void relm__outgoing_remove(struct relm_rel *rel, int i)
 {
 	struct relm_outgoing *o = &rel->out[i];
 	if (o->body) {
@@ -97,7 +98,7 @@ static void outgoing_remove(struct relm_rel *rel, int i)
 
 /* The store keeps the retransmission queue (struct relm_outgoing) as rows:
  * every change of a record is an effect. */
-static int emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o)
+int relm__emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o)
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_OUT_PUT);
 	if (!f)
@@ -108,6 +109,7 @@ static int emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o)
 	f->tries = o->tries;
 	f->next_ms = o->next_ms;
 	memcpy(f->node, o->last_node, RELM_ID_LEN);
+	f->sibling = o->sibling;
 	if (!(f->data = malloc(o->body_len + 1))) {
 		fx->n--;
 		return RELM_ENOMEM;
@@ -117,7 +119,7 @@ static int emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o)
 	return 0;
 }
 
-static int emit_out_del(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN])
+int relm__emit_out_del(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN])
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_OUT_DEL);
 	if (!f)
@@ -126,7 +128,7 @@ static int emit_out_del(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN])
 	return 0;
 }
 
-static int seen_recent(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+int relm__seen_recent(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 {
 	for (uint32_t i = 0; i < RELM_RECENT_IDS; i++)
 		if (memcmp(rel->recent[i], id, RELM_ID_LEN) == 0)
@@ -134,7 +136,7 @@ static int seen_recent(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN]
 	return 0;
 }
 
-static void note_recent(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+void relm__note_recent(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 {
 	memcpy(rel->recent[rel->recent_next % RELM_RECENT_IDS], id, RELM_ID_LEN);
 	rel->recent_next = (rel->recent_next + 1) % RELM_RECENT_IDS;
@@ -142,7 +144,7 @@ static void note_recent(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 
 /* ---- sending ------------------------------------------------------------- */
 
-static uint64_t backoff(const struct relm_env *env, uint32_t tries)
+uint64_t relm__backoff(const struct relm_env *env, uint32_t tries)
 {
 	uint64_t d = env->params.retx_base_ms;
 	for (uint32_t i = 1; i < tries && d < env->params.retx_cap_ms; i++)
@@ -165,6 +167,7 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 	uint8_t *pt = NULL, *envl = NULL;
 	size_t ptlen = 0, envlen = 0;
 	int idx, create = 0, rc;
+	size_t mark = fx->n;
 	struct relm_fx *f;
 
 	memset(&fresh, 0, sizeof fresh);
@@ -186,6 +189,16 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 	node = create ? &fresh : &rel->tree.nodes[idx];
 	if ((rc = relm_payload_encode(&pt, &ptlen, p)) != 0)
 		goto out;
+	{
+		/* Every payload must fit a sibling's copy too (devices.md §4.2),
+		 * whatever the device count, so that what is sendable does not
+		 * depend on it. */
+		size_t ulen;
+		if (sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK) != 0 || ulen > RELM_COPY_PAYLOAD_MAX) {
+			rc = RELM_ETOOBIG;
+			goto out;
+		}
+	}
 	if ((rc = relm__ratchet_seal(rel, env, node, pt, ptlen, &envl, &envlen, ck_next)) != 0)
 		goto out;
 	f = relm__fx_push(fx, RELM_FX_POST);
@@ -202,6 +215,12 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 	snprintf(f->to, sizeof f->to, "%s",
 	         rel->initial_pending && p->kind == RELM_KIND_HELLO ? rel->invite_mailbox
 	                                                             : rel->remote_mailbox);
+	if (relm__multi(rel, env) &&
+	    (rc = relm__emit_copy(rel, create ? &fresh : NULL, node->id, node->n, pt, ptlen,
+	                          p->kind, p->id, fx)) != 0) {
+		relm__fx_truncate(fx, mark);   /* the POST: nothing is committed yet */
+		goto out;
+	}
 	if (create) {
 		int parent = idx, kids;
 		kids = relm_tree_children(&rel->tree, parent, NULL, NULL);
@@ -210,7 +229,7 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 			char h[33];
 			hex_id(h, rel->tree.nodes[parent].id);
 			rel->stats.forks++;
-			emit_event(fx, "fork.detected", h);
+			relm__emit_event(fx, "fork.detected", h);
 		}
 		node = &rel->tree.nodes[idx];
 	}
@@ -243,7 +262,7 @@ static void payload_of_outgoing(struct relm_payload *p, const struct relm_outgoi
 	}
 }
 
-static int outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+int relm__outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
                            uint64_t ts, const char *body, size_t len, uint32_t tries,
                            uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN]);
 
@@ -257,7 +276,7 @@ static int outgoing_add(struct relm_rel *rel, const struct relm_env *env,
 {
 	if (len > RELM_BODY_MAX)
 		return RELM_ETOOBIG;
-	return outgoing_append(rel, id, kind, ts, body, len, 1, relm__now(env) + backoff(env, 1), on);
+	return relm__outgoing_append(rel, id, kind, ts, body, len, 1, relm__now(env) + relm__backoff(env, 1), on);
 }
 
 /* Send p non-automated and track it for retransmission until a receipt;
@@ -274,10 +293,10 @@ int relm__rel_send_tracked(struct relm_rel *rel, const struct relm_env *env,
 		goto fail;
 	if ((rc = outgoing_add(rel, env, p->id, p->kind, p->ts, body, len, on)) != 0)
 		goto fail;
-	if ((rc = emit_out_put(fx, &rel->out[rel->nout - 1])) != 0 ||
-	    (rc = emit_deliver(fx, p, 0, RELM_ORIGIN_SELF)) != 0 ||
-	    (rc = emit_status(fx, p->id, RELM_STATUS_QUEUED, NULL)) != 0) {
-		outgoing_remove(rel, find_outgoing(rel, p->id));
+	if ((rc = relm__emit_out_put(fx, &rel->out[rel->nout - 1])) != 0 ||
+	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SELF)) != 0 ||
+	    (rc = relm__emit_status(fx, p->id, RELM_STATUS_QUEUED, NULL)) != 0) {
+		relm__outgoing_remove(rel, relm__find_outgoing(rel, p->id));
 		goto fail;
 	}
 	return 0;
@@ -300,7 +319,7 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 		return RELM_EINVAL;
 	if (body_len > RELM_BODY_MAX)
 		return RELM_ETOOBIG;
-	if (id && find_outgoing(rel, id) >= 0) {
+	if (id && relm__find_outgoing(rel, id) >= 0) {
 		memcpy(id_out, id, RELM_ID_LEN);
 		return RELM_EEXIST;
 	}
@@ -335,7 +354,7 @@ static void ack_pack(uint8_t *p, const struct relm_ack *a)
 }
 
 /* An ACK_PUT or ACK_DEL effect for acks[0..k). */
-static int emit_acks(struct relm_effects *fx, enum relm_fx_type type,
+int relm__emit_acks(struct relm_effects *fx, enum relm_fx_type type,
                      const struct relm_ack *acks, uint32_t k)
 {
 	struct relm_fx *f = relm__fx_push(fx, type);
@@ -391,14 +410,19 @@ static int ack_add(struct relm_rel *rel, const struct relm_env *env,
 			return 0;
 	if ((rc = ack_append(rel, id, dh, n)) != 0)
 		return rc;
-	if ((rc = emit_acks(fx, RELM_FX_ACK_PUT, &rel->acks_due[rel->nacks_due - 1], 1)) != 0) {
+	if ((rc = relm__emit_acks(fx, RELM_FX_ACK_PUT, &rel->acks_due[rel->nacks_due - 1], 1)) != 0) {
 		rel->nacks_due--;
 		return rc;
 	}
-	if (!rel->receipt_due_ms)
+	if (!rel->receipt_due_ms) {
+		/* A new batch: one device answers it first, the others later
+		 * unless its copy reaches them (proto/devices.md §5.2). */
+		memcpy(rel->batch_first, id, RELM_ID_LEN);
 		rel->receipt_due_ms = relm__now(env) +
 			relm__random_between(env, env->params.receipt_delay_min_ms,
-			                     env->params.receipt_delay_max_ms);
+			                     env->params.receipt_delay_max_ms) +
+			(uint64_t)relm__receipt_rank(rel, env, id) * env->params.receipt_stagger_ms;
+	}
 	return 0;
 }
 
@@ -418,7 +442,7 @@ static int send_receipts(struct relm_rel *rel, const struct relm_env *env, struc
 		p.acks = rel->acks_due;
 		p.nacks = k;
 		/* the rows go in the same transaction as the receipt */
-		if ((rc = emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, k)) != 0)
+		if ((rc = relm__emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, k)) != 0)
 			return rc;
 		if ((rc = send_payload(rel, env, &p, 1, NULL, NULL, fx)) != 0) {
 			relm__fx_truncate(fx, mark);
@@ -431,25 +455,27 @@ static int send_receipts(struct relm_rel *rel, const struct relm_env *env, struc
 	return 0;
 }
 
-static void on_receipt(struct relm_rel *rel, const struct relm_payload *p, struct relm_effects *fx)
+static void on_receipt(struct relm_rel *rel, const struct relm_env *env,
+                       const struct relm_payload *p, struct relm_effects *fx)
 {
 	for (size_t i = 0; i < p->nacks; i++) {
 		const struct relm_ack *a = &p->acks[i];
 		int n = relm_tree_find_pub(&rel->tree, a->dh, 1), o;
+		relm__note_acked(rel, env, a->id);
 		/* The receipt names the envelope: only the node it was accepted
 		 * on becomes valid (FINDINGS F7), not every node the id was sent on. */
 		if (n >= 0)
 			rel->tree.nodes[n].flags |= RELM_NODE_ACKED;
-		if ((o = find_outgoing(rel, a->id)) >= 0) {
-			emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
-			emit_out_del(fx, a->id);
-			outgoing_remove(rel, o);
+		if ((o = relm__find_outgoing(rel, a->id)) >= 0) {
+			relm__emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
+			relm__emit_out_del(fx, a->id);
+			relm__outgoing_remove(rel, o);
 		} else if (rel->out_partial) {
 			/* The queue lives in the store and only due records are
 			 * loaded: say it anyway; the store ignores ids that are not
 			 * ours or are already delivered. */
-			emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
-			emit_out_del(fx, a->id);
+			relm__emit_status(fx, a->id, RELM_STATUS_DELIVERED, NULL);
+			relm__emit_out_del(fx, a->id);
 		}
 	}
 }
@@ -498,14 +524,14 @@ int relm_rel_outgoing_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], 
 {
 	if (len > RELM_BODY_MAX)
 		return RELM_ETOOBIG;
-	if (find_outgoing(rel, id) >= 0)
+	if (relm__find_outgoing(rel, id) >= 0)
 		return RELM_EEXIST;
-	return outgoing_append(rel, id, kind, ts, body, len, tries, next_ms, last_node);
+	return relm__outgoing_append(rel, id, kind, ts, body, len, tries, next_ms, last_node);
 }
 
 /* Append a record, without looking for its id (the caller knows it is
  * new).  0 or RELM_ENOMEM, nothing changed on failure. */
-static int outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+int relm__outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
                            uint64_t ts, const char *body, size_t len, uint32_t tries,
                            uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN])
 {
@@ -555,12 +581,12 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 
 /* Fork rule bookkeeping after any change: pending retries until nothing
  * more decrypts, then prune. */
-static void changed(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+void relm__rel_changed(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
 {
 	int progress = 1, pruned = 0;
 
 	while (progress && rel->mode == RELM_MODE_TREE) {
-		progress = 0;
+		progress = relm__place_pcopies(rel, env, fx);
 		for (uint32_t i = 0; i < rel->npending; ) {
 			struct relm_pending pe = rel->pending[i];
 			size_t mark = fx->n;
@@ -573,7 +599,7 @@ static void changed(struct relm_rel *rel, const struct relm_env *env, struct rel
 				char h[33];
 				relm__fx_truncate(fx, mark);
 				hex_id(h, pe.hash);
-				emit_event(fx, "envelope.undecryptable", h);
+				relm__emit_event(fx, "envelope.undecryptable", h);
 			}
 			struct relm_fx *f = relm__fx_push(fx, RELM_FX_PENDING_DEL);
 			if (f)
@@ -589,18 +615,24 @@ static void changed(struct relm_rel *rel, const struct relm_env *env, struct rel
 		}
 	}
 	if (rel->mode == RELM_MODE_TREE) {
+		uint8_t before[RELM_MAX_NODES][RELM_ID_LEN];
+		uint32_t nbefore = rel->tree.count;
+		for (uint32_t i = 0; i < nbefore; i++)
+			memcpy(before[i], rel->tree.nodes[i].id, RELM_ID_LEN);
 		relm_tree_prune(&rel->tree, env->params.prune_w, env->params.retain_r, &pruned);
+		if (rel->tree.count < nbefore)
+			relm__note_pruned(rel, (const uint8_t (*)[RELM_ID_LEN])before, nbefore);
 		if (pruned) {
 			rel->stats.pruned += (uint32_t)pruned;
-			emit_event(fx, "fork.resolved", "");
+			relm__emit_event(fx, "fork.resolved", "");
 		}
 	}
 }
 
-static int is_dup(const struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN],
+int relm__is_dup(const struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN],
                   const struct relm_effects *fx)
 {
-	if (seen_recent(rel, id))
+	if (relm__seen_recent(rel, id))
 		return 1;
 	for (size_t i = 0; i < fx->n; i++)
 		if (fx->v[i].type == RELM_FX_DELIVER && fx->v[i].direction_in &&
@@ -637,9 +669,9 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 		return rc;
 	}
 	/* Receipts are not history: their ids are only in the recent ring. */
-	dup = p.kind == RELM_KIND_RECEIPT ? seen_recent(rel, p.id) : is_dup(rel, env, p.id, fx);
+	dup = p.kind == RELM_KIND_RECEIPT ? relm__seen_recent(rel, p.id) : relm__is_dup(rel, env, p.id, fx);
 	/* Reserve what the commit needs before committing. */
-	if (!dup && p.kind != RELM_KIND_RECEIPT && (rc = emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE)) != 0)
+	if (!dup && p.kind != RELM_KIND_RECEIPT && (rc = relm__emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE)) != 0)
 		goto fail;
 
 	if ((rc = relm__ratchet_reserve(rel, &o, &e)) != 0)
@@ -656,7 +688,7 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			char h[33];
 			hex_id(h, rel->tree.nodes[parent].id);
 			rel->stats.forks++;
-			emit_event(fx, "fork.detected", h);
+			relm__emit_event(fx, "fork.detected", h);
 		}
 	}
 	if (rel->mode == RELM_MODE_STRICT && o.how == RELM__OPEN_NEW && node >= 0) {
@@ -685,8 +717,8 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	}
 	if (p.kind == RELM_KIND_RECEIPT) {
 		if (!dup) {
-			note_recent(rel, p.id);
-			on_receipt(rel, &p, fx);
+			relm__note_recent(rel, p.id);
+			on_receipt(rel, env, &p, fx);
 		}
 	} else {
 		/* Out of memory here loses the acknowledgement, not the message:
@@ -695,7 +727,7 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 		if (dup) {
 			rel->stats.dups++;
 		} else {
-			note_recent(rel, p.id);
+			relm__note_recent(rel, p.id);
 			if (p.kind == RELM_KIND_HELLO && rel->side == 'a' && !rel->remote_mailbox[0] &&
 			    p.mailbox) {
 				char b64[64];
@@ -708,7 +740,7 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	relm__opened_wipe(&o);
 	relm_payload_clear(&p);
 	if (!from_pending)
-		changed(rel, env, fx);
+		relm__rel_changed(rel, env, fx);
 	return dup ? RELM_EDUP : 0;
 fail:
 	relm__fx_truncate(fx, mark);
@@ -736,7 +768,7 @@ int relm_rel_receive(struct relm_rel *rel, const struct relm_env *env,
 			f = relm__fx_push(fx, RELM_FX_PENDING_DEL);
 			if (f)
 				memcpy(f->hash, rel->pending[0].hash, RELM_ID_LEN);
-			emit_event(fx, "envelope.undecryptable", hx);
+			relm__emit_event(fx, "envelope.undecryptable", hx);
 			pending_remove(rel, 0);
 		}
 		f = relm__fx_push(fx, RELM_FX_PENDING_ADD);
@@ -777,25 +809,29 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		if (o->tries >= env->params.retx_max_tries) {
 			char reason[96];
 			snprintf(reason, sizeof reason, "no receipt after %u tries", o->tries);
-			emit_status(fx, o->id, RELM_STATUS_FAILED, reason);
-			emit_out_del(fx, o->id);
-			outgoing_remove(rel, (int)i);
+			relm__emit_status(fx, o->id, RELM_STATUS_FAILED, reason);
+			relm__emit_out_del(fx, o->id);
+			relm__outgoing_remove(rel, (int)i);
 			continue;
 		}
+		/* A sibling's message left without a receipt past the takeover
+		 * time: this device retransmits it from now on (devices.md §5.3). */
+		o->sibling = 0;
 		payload_of_outgoing(&p, o);
 		rc = send_payload(rel, env, &p, 0, o->last_node, on, fx);
 		if (rc != 0 && rc != RELM_ENOSEND)
 			return rc;
 		o->tries++;
-		o->next_ms = now + backoff(env, o->tries);
+		o->next_ms = now + relm__backoff(env, o->tries);
 		if (rc == 0) {
 			memcpy(o->last_node, on, RELM_ID_LEN);
 			rel->stats.retx++;
 		}
-		if ((rc = emit_out_put(fx, o)) != 0)
+		if ((rc = relm__emit_out_put(fx, o)) != 0)
 			return rc;
 		i++;
 	}
+	relm__tick_pcopies(rel, env, fx);
 	/* expiry: pending envelopes and skipped keys */
 	for (uint32_t i = 0; i < rel->npending; ) {
 		if (rel->pending[i].t_ms + env->params.pending_ttl_ms <= now) {
@@ -804,7 +840,7 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 			if (f)
 				memcpy(f->hash, rel->pending[i].hash, RELM_ID_LEN);
 			hex_id(h, rel->pending[i].hash);
-			emit_event(fx, "envelope.undecryptable", h);
+			relm__emit_event(fx, "envelope.undecryptable", h);
 			pending_remove(rel, i);
 		} else {
 			i++;
@@ -835,6 +871,7 @@ uint64_t relm_rel_deadline(const struct relm_rel *rel, const struct relm_env *en
 	for (uint32_t i = 0; i < rel->nskipped; i++)
 		MIN_D(rel->skipped[i].t_ms + (rel->skipped[i].used ? env->params.used_key_ttl_ms
 		                                                    : env->params.skipped_ttl_ms));
+	MIN_D(relm__pcopies_deadline(rel, env));
 #undef MIN_D
 	return d;
 }
@@ -851,7 +888,7 @@ void relm_rel_free(struct relm_rel *rel)
 	if (!rel)
 		return;
 	while (rel->nout)
-		outgoing_remove(rel, 0);
+		relm__outgoing_remove(rel, 0);
 	free(rel->out);
 	while (rel->npending)
 		pending_remove(rel, rel->npending - 1);

@@ -61,6 +61,21 @@ struct relm_outgoing {
 	uint32_t tries;
 	uint64_t next_ms;               /* next retransmission */
 	uint8_t last_node[RELM_ID_LEN]; /* node of the last try (F2 probe) */
+	uint8_t sibling;                /* a sibling's message: retransmitted here only
+	                                 * once next_ms (the takeover time) passes */
+};
+
+/* A sibling's new node whose parent is not in the tree yet (a pending
+ * copy, proto/devices.md §5.1). */
+struct relm_pcopy {
+	uint8_t from[RELM_ID_LEN];      /* the sibling device that sent the copy */
+	uint8_t node[RELM_ID_LEN];
+	uint32_t n;                     /* counter the sibling used on it */
+	uint8_t parent[RELM_ID_LEN];
+	uint8_t pub[RELM_KEY_LEN];
+	uint8_t priv[RELM_KEY_LEN];     /* secret */
+	uint32_t pn;
+	uint64_t t_ms;                  /* arrival */
 };
 
 struct relm_pending {
@@ -70,7 +85,10 @@ struct relm_pending {
 	uint8_t hash[RELM_ID_LEN];
 };
 
-enum { RELM_RECENT_IDS = 64 };      /* accepted incoming ids kept in the state */
+enum {
+	RELM_RECENT_IDS = 64,           /* accepted incoming ids kept in the state */
+	RELM_ACKED_RING = 16,           /* ids the remote receipted lately (multi-device) */
+};
 
 struct relm_rel_stats {
 	uint32_t forks;                 /* fork.detected events */
@@ -135,6 +153,16 @@ struct relm_rel {
 	uint8_t recent[RELM_RECENT_IDS][RELM_ID_LEN];
 	uint32_t recent_next;
 	struct relm_rel_stats stats;
+
+	/* Multi-device (proto/devices.md §5); all empty for a single device. */
+	struct relm_pcopy pcopies[RELM_MAX_PENDING_COPIES];
+	uint32_t npcopies;
+	uint8_t pruned[RELM_PRUNED_RING][RELM_ID_LEN];   /* nodes pruned lately, oldest first */
+	uint32_t npruned;
+	uint8_t acked[RELM_ACKED_RING][RELM_ID_LEN];     /* ids receipted lately, oldest first */
+	uint32_t nacked;
+	uint8_t batch_first[RELM_ID_LEN]; /* first acknowledgement of the receipt batch */
+	uint64_t repair_ms;             /* when this device last asked a sibling for state */
 
 	/* Not part of the encoded state: the store keeps them as rows and puts
 	 * them back with relm_rel_pending_load(). */
@@ -219,6 +247,29 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 
 /* The earliest time relm_rel_tick has work, or 0 if none. */
 uint64_t relm_rel_deadline(const struct relm_rel *rel, const struct relm_env *env);
+
+/* ---- several devices of one proton (proto/devices.md §5) ---------------- */
+
+/* A sibling's copy of one of its sends (buf: the binary sibling message,
+ * type byte included; from: the sibling's device id).  Places the node it
+ * made (or keeps it pending), advances counters, records the message or
+ * drops the acknowledgements its receipt covers.  Returns 0 or an error
+ * with the state unchanged: RELM_EMALFORMED (bad copy or payload),
+ * RELM_EINVAL (another relationship's copy), RELM_ENOMEM. */
+int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
+                  const uint8_t from[RELM_ID_LEN], const uint8_t *buf, size_t len,
+                  struct relm_effects *fx);
+
+/* Payloads a sibling accepted (a carry message, type byte included): each
+ * one this device does not hold goes to its history.  0 or as above. */
+int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
+                   const uint8_t *buf, size_t len, struct relm_effects *fx);
+
+/* Merge a sibling's state of the same relationship (repair, devices.md
+ * §5.6).  other is not modified.  0, RELM_EINVAL (another relationship),
+ * RELM_ENOMEM (state unchanged). */
+int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
+                   const struct relm_rel *other, struct relm_effects *fx);
 
 /* The node the fork rule chooses (index into rel->tree.nodes) or -1. */
 int relm_rel_chosen(const struct relm_rel *rel);

@@ -21,6 +21,9 @@
  *       first, none all-zero (the mark of an unused slot) (v1, v2: the
  *       whole ring, 64×16, and recent_next(4))
  *   stats(5×4)
+ *   [v5: the multi-device tail (proto/devices.md §8):
+ *        u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
+ *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8)]
  *   str = u16 length + bytes (no NUL)
  *
  * Decoding never trusts a count: every one is range-checked against the
@@ -44,6 +47,7 @@ enum {
 	BLOB_NODE_LEN    = 16 + 16 + 4 + 1 + 4 * 32 + 4 + 4 + 8,
 	BLOB_SKIPPED_LEN = 32 + 4 + 32 + 8 + 1,
 	BLOB_ACK_LEN     = 16 + 32 + 4,
+	BLOB_PCOPY_LEN   = 16 + 16 + 4 + 16 + 32 + 32 + 4 + 8,
 };
 
 struct wbuf {
@@ -100,7 +104,9 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
 	        8 +
-	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4;
+	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
+	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)(rel->npruned + rel->nacked) * 16 +
+	        16 + 8;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
@@ -169,6 +175,24 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	w_u32(&w, rel->stats.retx);
 	w_u32(&w, rel->stats.dups);
 	w_u32(&w, rel->stats.trials);
+	w_u8(&w, (uint8_t)rel->npcopies);
+	for (uint32_t i = 0; i < rel->npcopies; i++) {
+		const struct relm_pcopy *pc = &rel->pcopies[i];
+		w_put(&w, pc->from, 16);
+		w_put(&w, pc->node, 16);
+		w_u32(&w, pc->n);
+		w_put(&w, pc->parent, 16);
+		w_put(&w, pc->pub, 32);
+		w_put(&w, pc->priv, 32);
+		w_u32(&w, pc->pn);
+		w_u64(&w, pc->t_ms);
+	}
+	w_u8(&w, (uint8_t)rel->npruned);
+	w_put(&w, rel->pruned, (size_t)rel->npruned * RELM_ID_LEN);
+	w_u8(&w, (uint8_t)rel->nacked);
+	w_put(&w, rel->acked, (size_t)rel->nacked * RELM_ID_LEN);
+	w_put(&w, rel->batch_first, RELM_ID_LEN);
+	w_u64(&w, rel->repair_ms);
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
@@ -394,6 +418,33 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	rel->stats.retx = r_u32(&r);
 	rel->stats.dups = r_u32(&r);
 	rel->stats.trials = r_u32(&r);
+	if (version >= 5) {
+		uint8_t k = r_u8(&r);
+		if (k > RELM_MAX_PENDING_COPIES)
+			goto fail;
+		for (uint32_t i = 0; i < k; i++) {
+			struct relm_pcopy *pc = &rel->pcopies[i];
+			r_get(&r, pc->from, 16);
+			r_get(&r, pc->node, 16);
+			pc->n = r_u32(&r);
+			r_get(&r, pc->parent, 16);
+			r_get(&r, pc->pub, 32);
+			r_get(&r, pc->priv, 32);
+			pc->pn = r_u32(&r);
+			pc->t_ms = r_u64(&r);
+		}
+		rel->npcopies = k;
+		if ((k = r_u8(&r)) > RELM_PRUNED_RING)
+			goto fail;
+		r_get(&r, rel->pruned, (size_t)k * RELM_ID_LEN);
+		rel->npruned = k;
+		if ((k = r_u8(&r)) > RELM_ACKED_RING)
+			goto fail;
+		r_get(&r, rel->acked, (size_t)k * RELM_ID_LEN);
+		rel->nacked = k;
+		r_get(&r, rel->batch_first, RELM_ID_LEN);
+		rel->repair_ms = r_u64(&r);
+	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
 		goto fail;
 	*out = rel;

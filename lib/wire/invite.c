@@ -82,6 +82,8 @@ static int fields_check(const struct relm_invite *inv)
 	return (int)mlen;
 }
 
+_Static_assert(INVITE_BIN_MAX == RELM_INVITE_BIN_MAX, "invite.h states the binary maximum");
+
 /* Serialise everything before sig into out (INVITE_BODY_MAX bytes); returns
  * the length or RELM_EINVAL. */
 static int invite_body(uint8_t out[INVITE_BODY_MAX], const struct relm_invite *inv)
@@ -141,16 +143,24 @@ int relm_invite_sign(struct relm_invite *inv, const uint8_t ipk_sk[RELM_SIGN_SK_
 	return 0;
 }
 
+int relm_invite_to_bin(uint8_t *out, const struct relm_invite *inv)
+{
+	int n = invite_body(out, inv);
+
+	if (n < 0)
+		return n;
+	memcpy(out + n, inv->sig, RELM_SIG_LEN);
+	return n + RELM_SIG_LEN;
+}
+
 int relm_invite_encode(char *out, size_t cap, const struct relm_invite *inv)
 {
 	uint8_t bin[INVITE_BIN_MAX];
 	size_t need;
-	int n = invite_body(bin, inv);
+	int n = relm_invite_to_bin(bin, inv);
 
 	if (n < 0)
 		return n;
-	memcpy(bin + n, inv->sig, RELM_SIG_LEN);
-	n += RELM_SIG_LEN;
 	need = PREFIX_LEN + sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	if (cap < need)
 		return RELM_EINVAL;
@@ -180,12 +190,9 @@ static int is_space(char c)
 
 int relm_invite_decode(struct relm_invite *out, const char *text, size_t len)
 {
-	struct relm_invite inv;
 	uint8_t bin[INVITE_BIN_MAX];
-	uint8_t msg[SIG_LABEL_LEN + INVITE_BODY_MAX];
-	const uint8_t *p, *end;
 	const char *b64_end = NULL;
-	size_t binlen = 0, b64len, mlen;
+	size_t binlen = 0, b64len;
 
 	while (len > 0 && is_space(text[0])) {
 		text++;
@@ -211,6 +218,18 @@ int relm_invite_decode(struct relm_invite *out, const char *text, size_t len)
 	    b64_end != text + b64len)
 		return RELM_EMALFORMED;
 
+	return relm_invite_from_bin(out, bin, binlen);
+}
+
+int relm_invite_from_bin(struct relm_invite *out, const uint8_t *bin, size_t binlen)
+{
+	struct relm_invite inv;
+	uint8_t msg[SIG_LABEL_LEN + INVITE_BODY_MAX];
+	const uint8_t *p, *end;
+	size_t mlen;
+
+	if (binlen > INVITE_BIN_MAX)
+		return RELM_EMALFORMED;
 	memset(&inv, 0, sizeof inv);
 	p = bin;
 	end = bin + binlen;

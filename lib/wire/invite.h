@@ -54,4 +54,12 @@ int relm_invite_encode(char *out, size_t cap, const struct relm_invite *inv);
  * RELM_EBADKEY / RELM_EBADSIG; out is untouched on error. */
 int relm_invite_decode(struct relm_invite *out, const char *text, size_t len);
 
+/* The binary form (what the text form base64url-encodes; a circle carries
+ * device invites so).  to_bin: out must hold RELM_INVITE_BIN_MAX bytes;
+ * returns the length or RELM_EINVAL.  from_bin: as relm_invite_decode,
+ * after the base64url step. */
+#define RELM_INVITE_BIN_MAX 434
+int relm_invite_to_bin(uint8_t *out, const struct relm_invite *inv);
+int relm_invite_from_bin(struct relm_invite *out, const uint8_t *buf, size_t len);
+
 #endif

@@ -440,20 +440,27 @@ static int decode_fields(struct relm_payload *p, const cJSON *root)
 
 int relm_payload_decode(struct relm_payload *out, const uint8_t *buf, size_t len)
 {
+	size_t jlen = 0;
+
+	memset(out, 0, sizeof *out);
+	if (len > RELM_PAYLOAD_MAX)
+		return RELM_ETOOBIG;
+	if (len == 0 || len % RELM_PAD_BLOCK != 0 ||
+	    sodium_unpad(&jlen, buf, len, RELM_PAD_BLOCK) != 0 || jlen == 0)
+		return RELM_EMALFORMED;
+	return relm_payload_decode_json(out, buf, jlen);
+}
+
+int relm_payload_decode_json(struct relm_payload *out, const uint8_t *buf, size_t jlen)
+{
 	struct relm_payload p;
 	cJSON *root = NULL;
 	const char *end = NULL;
-	size_t jlen = 0;
 	int err;
 
 	memset(&p, 0, sizeof p);
-	if (len > RELM_PAYLOAD_MAX) {
-		err = RELM_ETOOBIG;
-		goto fail;
-	}
-	if (len == 0 || len % RELM_PAD_BLOCK != 0 ||
-	    sodium_unpad(&jlen, buf, len, RELM_PAD_BLOCK) != 0 || jlen == 0) {
-		err = RELM_EMALFORMED;
+	if (jlen == 0 || jlen > RELM_PAYLOAD_MAX) {
+		err = jlen ? RELM_ETOOBIG : RELM_EMALFORMED;
 		goto fail;
 	}
 	/* raw doubles as cJSON's input: a NUL-terminated copy of exactly the

@@ -60,6 +60,8 @@ void relm_payload_buf_free(uint8_t *buf, size_t len);   /* wipes, then frees */
  * RELM_PAYLOAD_MAX, RELM_ENOMEM); out is zeroed on error.  raw is set for
  * every kind.  On success release with relm_payload_clear. */
 int relm_payload_decode(struct relm_payload *out, const uint8_t *buf, size_t len);
+/* The same on unpadded JSON (a sibling's copy carries payloads so). */
+int relm_payload_decode_json(struct relm_payload *out, const uint8_t *buf, size_t len);
 /* Wipe and free every owned field; leaves *p zeroed.  NULL is a no-op. */
 void relm_payload_clear(struct relm_payload *p);
 

@@ -1,0 +1,68 @@
+/*
+ * rel_int.h — what the files of the relationship engine share (rel.c, the
+ * single-party rules; rel_sibling.c, what several devices of one proton
+ * add).  Internal to lib/engine.
+ */
+#ifndef RELM_REL_INT_H
+#define RELM_REL_INT_H
+
+#include "engine/rel.h"
+#include "wire/payload.h"
+
+/* Effects (each returns 0 or RELM_ENOMEM, leaving fx as it was). */
+int relm__emit_event(struct relm_effects *fx, const char *type, const char *detail);
+int relm__emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], int status,
+                      const char *reason);
+int relm__emit_deliver(struct relm_effects *fx, const struct relm_payload *p, int in, int origin);
+int relm__emit_out_put(struct relm_effects *fx, const struct relm_outgoing *o);
+int relm__emit_out_del(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN]);
+int relm__emit_acks(struct relm_effects *fx, enum relm_fx_type type,
+                    const struct relm_ack *acks, uint32_t k);
+
+/* The retransmission queue. */
+int relm__find_outgoing(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN]);
+void relm__outgoing_remove(struct relm_rel *rel, int i);
+int relm__outgoing_append(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN], int kind,
+                          uint64_t ts, const char *body, size_t len, uint32_t tries,
+                          uint64_t next_ms, const uint8_t last_node[RELM_ID_LEN]);
+uint64_t relm__backoff(const struct relm_env *env, uint32_t tries);
+
+/* De-duplication by message id. */
+int relm__seen_recent(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN]);
+void relm__note_recent(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN]);
+int relm__is_dup(const struct relm_rel *rel, const struct relm_env *env,
+                 const uint8_t id[RELM_ID_LEN], const struct relm_effects *fx);
+
+/* After any change of the tree: pending copies, pending set, fork rule,
+ * pruning. */
+void relm__rel_changed(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+
+/* ---- rel_sibling.c ----------------------------------------------------- */
+
+/* 1 when this device has siblings and the relationship is a tree (copies
+ * go out; a sibling session, strict, never copies). */
+int relm__multi(const struct relm_rel *rel, const struct relm_env *env);
+/* The copy of a send, as a COPY effect (devices.md §4.2).  created: the
+ * new node (NULL if none); node, n: where and with which counter it went;
+ * pt/ptlen: the padded payload.  0 or RELM_ENOMEM (fx unchanged). */
+int relm__emit_copy(struct relm_rel *rel, const struct relm_node *created,
+                    const uint8_t node[RELM_ID_LEN], uint32_t n,
+                    const uint8_t *pt, size_t ptlen, int kind,
+                    const uint8_t msg_id[RELM_ID_LEN], struct relm_effects *fx);
+/* Place every pending copy whose parent is now in the tree; 1 if any was. */
+int relm__place_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+/* Remember ids of nodes about to be deleted (a sibling building on one
+ * triggers repair).  before: the ids present before the deletion. */
+void relm__note_pruned(struct relm_rel *rel, const uint8_t (*before)[RELM_ID_LEN], uint32_t nbefore);
+/* Remember an id the remote receipted. */
+void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN]);
+/* The receipt delay rank of this device for a batch starting with ack id
+ * (devices.md §5.2): 0 for a single device. */
+uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *env,
+                            const uint8_t first_ack[RELM_ID_LEN]);
+/* Timers of pending copies: ask for state, drop the expired. */
+void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+/* Earliest pending-copy deadline, 0 if none. */
+uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env);
+
+#endif

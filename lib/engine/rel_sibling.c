@@ -1,0 +1,551 @@
+/*
+ * rel_sibling.c — what several devices of one proton add to the
+ * relationship engine (proto/devices.md §5): copies of every send out,
+ * siblings' copies in (their nodes placed or kept pending, counters,
+ * messages, receipts that answer for us), the payloads siblings accepted,
+ * which device answers a receipt batch first, and repair by merging a
+ * sibling's state.
+ *
+ * Like every engine step these are copy-verify-commit: everything that can
+ * fail (decoding, allocation, effects) happens before the first change of
+ * the relationship, so an error leaves it byte for byte as it was.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sodium.h>
+#include "engine/rel_int.h"
+#include "engine/ratchet.h"
+#include "wire/sibling.h"
+#include "crypto/crypto.h"
+#include "error.h"
+
+int relm__multi(const struct relm_rel *rel, const struct relm_env *env)
+{
+	return rel->mode == RELM_MODE_TREE && env->devices && env->devices->count > 1;
+}
+
+/* ---- copies out ----------------------------------------------------------- */
+
+int relm__emit_copy(struct relm_rel *rel, const struct relm_node *created,
+                    const uint8_t node[RELM_ID_LEN], uint32_t n,
+                    const uint8_t *pt, size_t ptlen, int kind,
+                    const uint8_t msg_id[RELM_ID_LEN], struct relm_effects *fx)
+{
+	struct relm_sib_copy c;
+	struct relm_fx *f;
+	size_t ulen = 0;
+	int rc;
+
+	memset(&c, 0, sizeof c);
+	if (sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK) != 0)
+		return RELM_EINVAL;
+	memcpy(c.rel, rel->id, RELM_ID_LEN);
+	memcpy(c.node, node, RELM_ID_LEN);
+	c.n = n;
+	if (created) {
+		c.flags = RELM_SIB_F_CREATED;
+		memcpy(c.parent, created->parent, RELM_ID_LEN);
+		memcpy(c.pub, created->pub, RELM_KEY_LEN);
+		memcpy(c.priv, created->priv, RELM_KEY_LEN);
+		c.pn = created->pn;
+	}
+	c.payload = pt;
+	c.payload_len = ulen;
+	if (!(f = relm__fx_push(fx, RELM_FX_COPY))) {
+		rc = RELM_ENOMEM;
+		goto out;
+	}
+	if ((rc = relm_sib_copy_encode(&f->data, &f->len, &c)) != 0) {
+		fx->n--;
+		goto out;
+	}
+	f->kind = kind;
+	memcpy(f->msg_id, msg_id, RELM_ID_LEN);
+out:
+	sodium_memzero(&c, sizeof c);
+	return rc;
+}
+
+/* ---- who answers a receipt batch ----------------------------------------- */
+
+static void rank_hash(uint8_t h[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
+                      const uint8_t first[RELM_ID_LEN], const uint8_t dev[RELM_ID_LEN])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, RELM_ID_LEN);
+	crypto_generichash_update(&st, rel, RELM_ID_LEN);
+	crypto_generichash_update(&st, first, RELM_ID_LEN);
+	crypto_generichash_update(&st, dev, RELM_ID_LEN);
+	crypto_generichash_final(&st, h, RELM_ID_LEN);
+}
+
+uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *env,
+                            const uint8_t first_ack[RELM_ID_LEN])
+{
+	uint8_t mine[RELM_ID_LEN], h[RELM_ID_LEN];
+	uint32_t rank = 0;
+
+	if (!relm__multi(rel, env))
+		return 0;
+	rank_hash(mine, rel->id, first_ack, env->devices->self);
+	for (uint32_t i = 0; i < env->devices->count; i++) {
+		if (memcmp(env->devices->ids[i], env->devices->self, RELM_ID_LEN) == 0)
+			continue;
+		rank_hash(h, rel->id, first_ack, env->devices->ids[i]);
+		rank += memcmp(h, mine, RELM_ID_LEN) < 0;
+	}
+	return rank;
+}
+
+/* ---- small rings ------------------------------------------------------------ */
+
+static void ring_push(uint8_t (*ring)[RELM_ID_LEN], uint32_t *n, uint32_t cap,
+                      const uint8_t id[RELM_ID_LEN])
+{
+	for (uint32_t i = 0; i < *n; i++)
+		if (memcmp(ring[i], id, RELM_ID_LEN) == 0)
+			return;
+	if (*n == cap) {
+		memmove(ring[0], ring[1], (size_t)(cap - 1) * RELM_ID_LEN);
+		(*n)--;
+	}
+	memcpy(ring[(*n)++], id, RELM_ID_LEN);
+}
+
+static int ring_has(const uint8_t (*ring)[RELM_ID_LEN], uint32_t n, const uint8_t id[RELM_ID_LEN])
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (memcmp(ring[i], id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN])
+{
+	if (relm__multi(rel, env))
+		ring_push(rel->acked, &rel->nacked, RELM_ACKED_RING, id);
+}
+
+void relm__note_pruned(struct relm_rel *rel, const uint8_t (*before)[RELM_ID_LEN], uint32_t nbefore)
+{
+	for (uint32_t i = 0; i < nbefore; i++)
+		if (relm_tree_find(&rel->tree, before[i]) < 0)
+			ring_push(rel->pruned, &rel->npruned, RELM_PRUNED_RING, before[i]);
+}
+
+static int was_pruned(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+{
+	return ring_has((const uint8_t (*)[RELM_ID_LEN])rel->pruned, rel->npruned, id);
+}
+
+/* ---- repair requests ---------------------------------------------------------- */
+
+/* May this device ask a sibling for state now?  At most once per repair
+ * gap (devices.md §4.3). */
+static int ask_due(const struct relm_rel *rel, const struct relm_env *env)
+{
+	return !rel->repair_ms || relm__now(env) >= rel->repair_ms + env->params.repair_gap_ms;
+}
+
+/* The request itself; the caller sets repair_ms when it commits. */
+static int emit_state_req(struct relm_effects *fx, const uint8_t from[RELM_ID_LEN])
+{
+	struct relm_fx *f = relm__fx_push(fx, RELM_FX_STATE_REQ);
+	if (!f)
+		return RELM_ENOMEM;
+	memcpy(f->dev, from, RELM_ID_LEN);
+	return 0;
+}
+
+/* ---- placing a sibling's node ------------------------------------------------ */
+
+/* Make the ours node a sibling created under theirs node `parent` (index).
+ * Returns its index, or RELM_ELIMIT / RELM_EBADKEY / RELM_EMALFORMED with
+ * the tree unchanged. */
+static int place_node(struct relm_rel *rel, const struct relm_env *env, int parent,
+                      const uint8_t pub[RELM_KEY_LEN], const uint8_t priv[RELM_KEY_LEN],
+                      uint32_t pn, uint32_t used_n, struct relm_effects *fx)
+{
+	const struct relm_node *par = &rel->tree.nodes[parent];
+	struct relm_node nd;
+	uint8_t dh[RELM_KEY_LEN], check[RELM_KEY_LEN];
+	int kids, idx, rc;
+
+	/* an ours node is made under a theirs node, from its own key pair */
+	if (par->flags & RELM_NODE_OURS)
+		return RELM_EMALFORMED;
+	relm_x25519_public(check, priv);
+	if (sodium_memcmp(check, pub, RELM_KEY_LEN) != 0)
+		return RELM_EMALFORMED;
+	if (rel->tree.count >= RELM_MAX_NODES)
+		return RELM_ELIMIT;
+	memset(&nd, 0, sizeof nd);
+	if ((rc = relm_dh(dh, priv, par->pub)) != 0)
+		goto out;
+	relm_kdf_rk(nd.rk, nd.ck, par->rk, dh);
+	memcpy(nd.parent, par->id, RELM_ID_LEN);
+	memcpy(nd.pub, pub, RELM_KEY_LEN);
+	memcpy(nd.priv, priv, RELM_KEY_LEN);
+	relm_node_id(nd.id, par->id, pub);
+	nd.depth = par->depth + 1;
+	nd.flags = RELM_NODE_OURS | RELM_NODE_PRIV | RELM_NODE_CHAIN;
+	nd.pn = pn;
+	nd.created_ms = relm__now(env);
+	relm__chain_advance(&nd, used_n + 1);
+	kids = relm_tree_children(&rel->tree, parent, NULL, NULL);
+	idx = relm_tree_add(&rel->tree, &nd);
+	if (kids > 0) {
+		char h[2 * RELM_ID_LEN + 1];
+		relm_hex(h, rel->tree.nodes[parent].id, RELM_ID_LEN);
+		rel->stats.forks++;
+		relm__emit_event(fx, "fork.detected", h);
+	}
+	rc = idx;
+out:
+	sodium_memzero(dh, sizeof dh);
+	sodium_memzero(&nd, sizeof nd);
+	return rc;
+}
+
+static void pcopy_remove(struct relm_rel *rel, uint32_t i)
+{
+	sodium_memzero(&rel->pcopies[i], sizeof rel->pcopies[i]);
+	memmove(&rel->pcopies[i], &rel->pcopies[i + 1],
+	        (rel->npcopies - i - 1) * sizeof rel->pcopies[0]);
+	rel->npcopies--;
+	sodium_memzero(&rel->pcopies[rel->npcopies], sizeof rel->pcopies[0]);
+}
+
+int relm__place_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+{
+	int placed = 0;
+
+	for (uint32_t i = 0; i < rel->npcopies; ) {
+		struct relm_pcopy *pc = &rel->pcopies[i];
+		int have = relm_tree_find(&rel->tree, pc->node), par;
+		if (have >= 0) {
+			relm__chain_advance(&rel->tree.nodes[have], pc->n + 1);
+			pcopy_remove(rel, i);
+			continue;
+		}
+		if ((par = relm_tree_find(&rel->tree, pc->parent)) < 0) {
+			i++;
+			continue;
+		}
+		if (place_node(rel, env, par, pc->pub, pc->priv, pc->pn, pc->n, fx) >= 0)
+			placed = 1;
+		/* placed, or unplaceable for good (bad key, full tree): gone */
+		pcopy_remove(rel, i);
+	}
+	return placed;
+}
+
+static void pcopy_add(struct relm_rel *rel, const struct relm_env *env,
+                      const uint8_t from[RELM_ID_LEN], const struct relm_sib_copy *c)
+{
+	struct relm_pcopy *pc;
+
+	for (uint32_t i = 0; i < rel->npcopies; i++)
+		if (memcmp(rel->pcopies[i].node, c->node, RELM_ID_LEN) == 0) {
+			if (rel->pcopies[i].n < c->n)
+				rel->pcopies[i].n = c->n;
+			return;
+		}
+	if (rel->npcopies == RELM_MAX_PENDING_COPIES)
+		pcopy_remove(rel, 0);          /* the oldest; repair will bring it back */
+	pc = &rel->pcopies[rel->npcopies++];
+	memcpy(pc->from, from, RELM_ID_LEN);
+	memcpy(pc->node, c->node, RELM_ID_LEN);
+	pc->n = c->n;
+	memcpy(pc->parent, c->parent, RELM_ID_LEN);
+	memcpy(pc->pub, c->pub, RELM_KEY_LEN);
+	memcpy(pc->priv, c->priv, RELM_KEY_LEN);
+	pc->pn = c->pn;
+	pc->t_ms = relm__now(env);
+}
+
+void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+{
+	uint64_t now = relm__now(env);
+
+	for (uint32_t i = 0; i < rel->npcopies; ) {
+		struct relm_pcopy *pc = &rel->pcopies[i];
+		if (pc->t_ms + env->params.pending_ttl_ms <= now) {
+			pcopy_remove(rel, i);
+			continue;
+		}
+		if (pc->t_ms + env->params.repair_after_ms <= now && ask_due(rel, env) &&
+		    emit_state_req(fx, pc->from) == 0)
+			rel->repair_ms = now;
+		i++;
+	}
+}
+
+uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env)
+{
+	uint64_t d = 0;
+
+	for (uint32_t i = 0; i < rel->npcopies; i++) {
+		const struct relm_pcopy *pc = &rel->pcopies[i];
+		uint64_t ask = pc->t_ms + env->params.repair_after_ms;
+		if (rel->repair_ms && ask < rel->repair_ms + env->params.repair_gap_ms)
+			ask = rel->repair_ms + env->params.repair_gap_ms;
+		if (ask > pc->t_ms + env->params.pending_ttl_ms)
+			ask = pc->t_ms + env->params.pending_ttl_ms;
+		if (!d || ask < d)
+			d = ask;
+	}
+	return d;
+}
+
+/* ---- a sibling's copy in ------------------------------------------------------ */
+
+/* The acknowledgements a sibling's receipt answered for us leave our due
+ * list (ACK_DEL first, so that nothing changes if it fails). */
+static int suppress_acks(struct relm_rel *rel, const struct relm_env *env,
+                         const struct relm_payload *p, struct relm_effects *fx)
+{
+	uint32_t keep = 0;
+	int rc;
+
+	/* the store's rows too, even those not loaded (it ignores the others) */
+	if (p->nacks && (rc = relm__emit_acks(fx, RELM_FX_ACK_DEL, p->acks, (uint32_t)p->nacks)) != 0)
+		return rc;
+	for (uint32_t i = 0; i < rel->nacks_due; i++) {
+		int covered = 0;
+		for (size_t k = 0; k < p->nacks && !covered; k++)
+			covered = memcmp(rel->acks_due[i].id, p->acks[k].id, RELM_ID_LEN) == 0 &&
+			          memcmp(rel->acks_due[i].dh, p->acks[k].dh, RELM_KEY_LEN) == 0 &&
+			          rel->acks_due[i].n == p->acks[k].n;
+		if (!covered)
+			rel->acks_due[keep++] = rel->acks_due[i];
+	}
+	if (keep == rel->nacks_due)
+		return 0;
+	sodium_memzero(&rel->acks_due[keep], (rel->nacks_due - keep) * sizeof rel->acks_due[0]);
+	rel->nacks_due = keep;
+	if (keep == 0 && !rel->acks_partial) {
+		rel->receipt_due_ms = 0;       /* the batch is answered */
+	} else if (keep > 0) {
+		/* what is left is a new batch, ranked afresh */
+		memcpy(rel->batch_first, rel->acks_due[0].id, RELM_ID_LEN);
+		rel->receipt_due_ms = relm__now(env) +
+			relm__random_between(env, env->params.receipt_delay_min_ms,
+			                     env->params.receipt_delay_max_ms) +
+			(uint64_t)relm__receipt_rank(rel, env, rel->batch_first) *
+			env->params.receipt_stagger_ms;
+	}
+	return 0;
+}
+
+/* A sibling's message: history (origin sibling) and a retransmission
+ * record that this device acts on only after the takeover time. */
+static int record_sibling_message(struct relm_rel *rel, const struct relm_env *env,
+                                  const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
+                                  struct relm_effects *fx)
+{
+	const char *body = p->kind == RELM_KIND_HELLO ? p->mailbox : p->body;
+	size_t blen = p->kind == RELM_KIND_HELLO ? (body ? strlen(body) : 0) : p->body_len;
+	size_t mark = fx->n;
+	uint64_t next = relm__now(env) + env->params.retx_takeover_ms;
+	int o, rc;
+
+	if (p->kind != RELM_KIND_TEXT && p->kind != RELM_KIND_HEAL &&
+	    p->kind != RELM_KIND_IDENTITY && p->kind != RELM_KIND_HELLO)
+		return 0;                      /* we never send other kinds */
+	if (!relm__is_dup(rel, env, p->id, fx) &&
+	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SIBLING)) != 0)
+		return rc;
+	if (ring_has((const uint8_t (*)[RELM_ID_LEN])rel->acked, rel->nacked, p->id))
+		return 0;                      /* the remote receipted it already */
+	if ((o = relm__find_outgoing(rel, p->id)) >= 0) {
+		struct relm_outgoing *out = &rel->out[o], was = *out;
+		if (!out->sibling)
+			return 0;              /* ours (or taken over): we retransmit it */
+		/* the sibling tried again: the takeover waits from now */
+		out->next_ms = next;
+		memcpy(out->last_node, node, RELM_ID_LEN);
+		if ((rc = relm__emit_out_put(fx, out)) != 0) {
+			*out = was;
+			goto fail;
+		}
+		return 0;
+	}
+	if (rel->nout >= RELM_MAX_OUTGOING)
+		return 0;                      /* the sender retransmits it; we only cannot take over */
+	if ((rc = relm__outgoing_append(rel, p->id, p->kind, p->ts, body, blen, 1, next, node)) != 0)
+		goto fail;
+	rel->out[rel->nout - 1].sibling = 1;
+	if ((rc = relm__emit_out_put(fx, &rel->out[rel->nout - 1])) != 0) {
+		relm__outgoing_remove(rel, (int)rel->nout - 1);
+		goto fail;
+	}
+	return 0;
+fail:
+	relm__fx_truncate(fx, mark);
+	return rc;
+}
+
+int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
+                  const uint8_t from[RELM_ID_LEN], const uint8_t *buf, size_t len,
+                  struct relm_effects *fx)
+{
+	struct relm_sib_msg m;
+	struct relm_payload p;
+	const struct relm_sib_copy *c = &m.u.copy;
+	size_t mark = fx->n;
+	int rc, have, par = -1, ask;
+
+	memset(&p, 0, sizeof p);
+	if (rel->mode != RELM_MODE_TREE)
+		return RELM_EINVAL;
+	if ((rc = relm_sib_decode(&m, buf, len)) != 0)
+		return rc;
+	if (m.type != RELM_SIB_COPY || memcmp(c->rel, rel->id, RELM_ID_LEN) != 0) {
+		rc = RELM_EINVAL;
+		goto out;
+	}
+	if ((rc = relm_payload_decode_json(&p, c->payload, c->payload_len)) != 0)
+		goto out;
+	have = relm_tree_find(&rel->tree, c->node);
+	if ((c->flags & RELM_SIB_F_CREATED) && have < 0)
+		par = relm_tree_find(&rel->tree, c->parent);
+
+	/* a sibling builds on a branch this device deleted: its state has
+	 * what we need (devices.md §5.6) */
+	ask = have < 0 && ask_due(rel, env) &&
+	      (was_pruned(rel, c->node) ||
+	       ((c->flags & RELM_SIB_F_CREATED) && par < 0 && was_pruned(rel, c->parent)));
+
+	/* ---- effects first (may fail; each undoes itself) ---- */
+	if (ask && (rc = emit_state_req(fx, from)) != 0)
+		goto fail;
+	if (p.kind == RELM_KIND_RECEIPT) {
+		if ((rc = suppress_acks(rel, env, &p, fx)) != 0)
+			goto fail;
+	} else if ((rc = record_sibling_message(rel, env, &p, c->node, fx)) != 0) {
+		goto fail;
+	}
+
+	/* ---- commit (cannot fail) ---- */
+	if (ask)
+		rel->repair_ms = relm__now(env);
+	if (have >= 0) {
+		relm__chain_advance(&rel->tree.nodes[have], c->n + 1);
+	} else if (c->flags & RELM_SIB_F_CREATED) {
+		if (par < 0 || place_node(rel, env, par, c->pub, c->priv, c->pn, c->n, fx) < 0)
+			pcopy_add(rel, env, from, c);
+	}
+	relm__rel_changed(rel, env, fx);
+	rc = 0;
+	goto out;
+fail:
+	relm__fx_truncate(fx, mark);
+out:
+	relm_payload_clear(&p);
+	sodium_memzero(&m, sizeof m);
+	return rc;
+}
+
+/* ---- payloads a sibling accepted ---------------------------------------------- */
+
+int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
+                   const uint8_t *buf, size_t len, struct relm_effects *fx)
+{
+	struct relm_sib_msg m;
+	const uint8_t *pl;
+	size_t it = 0, plen, mark = fx->n;
+	int rc;
+
+	if ((rc = relm_sib_decode(&m, buf, len)) != 0)
+		return rc;
+	if (m.type != RELM_SIB_CARRY || memcmp(m.u.carry.rel, rel->id, RELM_ID_LEN) != 0)
+		return RELM_EINVAL;
+	while (relm_sib_carry_next(&m.u.carry, &it, &pl, &plen)) {
+		struct relm_payload p;
+		if ((rc = relm_payload_decode_json(&p, pl, plen)) != 0)
+			goto fail;
+		if (p.kind != RELM_KIND_RECEIPT && !relm__is_dup(rel, env, p.id, fx))
+			rc = relm__emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE);
+		relm_payload_clear(&p);
+		if (rc != 0)
+			goto fail;
+	}
+	/* commit: the ids join the ring that de-duplicates what the remote
+	 * sends again */
+	for (size_t i = mark; i < fx->n; i++)
+		if (fx->v[i].type == RELM_FX_DELIVER)
+			relm__note_recent(rel, fx->v[i].msg_id);
+	return 0;
+fail:
+	relm__fx_truncate(fx, mark);
+	return rc;
+}
+
+/* ---- repair: merging a sibling's state ------------------------------------------ */
+
+/* Add other's node o under our node `parent`.  Ours nodes are taken as
+ * the sibling holds them (the sending chain is shared); theirs nodes are
+ * derived afresh when we hold the parent's private key — this device reads
+ * every envelope itself, from counter 0 — else taken as they are. */
+static int merge_node(struct relm_rel *rel, int parent, const struct relm_node *o)
+{
+	const struct relm_node *par = &rel->tree.nodes[parent];
+	struct relm_node nd = *o;
+	uint8_t dh[RELM_KEY_LEN];
+	int rc;
+
+	if (rel->tree.count >= RELM_MAX_NODES)
+		return RELM_ELIMIT;
+	nd.flags &= (uint8_t)~RELM_NODE_OWN;
+	if (!(o->flags & RELM_NODE_OURS) && (par->flags & RELM_NODE_PRIV) &&
+	    relm_dh(dh, par->priv, o->pub) == 0) {
+		relm_kdf_rk(nd.rk, nd.ck, par->rk, dh);
+		nd.n = 0;
+		sodium_memzero(dh, sizeof dh);
+	}
+	rc = relm_tree_add(&rel->tree, &nd);
+	sodium_memzero(&nd, sizeof nd);
+	return rc;
+}
+
+int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
+                   const struct relm_rel *other, struct relm_effects *fx)
+{
+	int progress = 1;
+
+	if (memcmp(rel->id, other->id, RELM_ID_LEN) != 0 || rel->mode != RELM_MODE_TREE ||
+	    other->mode != RELM_MODE_TREE)
+		return RELM_EINVAL;
+	/* nodes both hold: acknowledgements and sending counters */
+	for (uint32_t i = 0; i < other->tree.count; i++) {
+		const struct relm_node *o = &other->tree.nodes[i];
+		int k = relm_tree_find(&rel->tree, o->id);
+		if (k < 0)
+			continue;
+		rel->tree.nodes[k].flags |= (uint8_t)(o->flags & RELM_NODE_ACKED);
+		if ((o->flags & RELM_NODE_OURS) && (o->flags & RELM_NODE_CHAIN) &&
+		    o->n > rel->tree.nodes[k].n) {
+			memcpy(rel->tree.nodes[k].ck, o->ck, RELM_KEY_LEN);
+			rel->tree.nodes[k].n = o->n;
+		}
+	}
+	/* nodes only the sibling holds, each once its parent is here */
+	while (progress) {
+		progress = 0;
+		for (uint32_t i = 0; i < other->tree.count; i++) {
+			const struct relm_node *o = &other->tree.nodes[i];
+			int par;
+			if (relm_tree_find(&rel->tree, o->id) >= 0 ||
+			    (par = relm_tree_find(&rel->tree, o->parent)) < 0)
+				continue;
+			if (merge_node(rel, par, o) < 0)
+				break;                 /* the tree is full: take what fits */
+			progress = 1;
+		}
+	}
+	relm__rel_changed(rel, env, fx);
+	return 0;
+}

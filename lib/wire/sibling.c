@@ -1,0 +1,362 @@
+/*
+ * sibling.c — the sibling message codec (sibling.h, proto/devices.md §4).
+ *
+ * Decoding reads in wire order with a cursor that refuses to run past the
+ * end, checks every count and length before use, and writes *out only
+ * when everything passed.  Encoders size their buffer exactly first.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "wire/sibling.h"
+#include "crypto/crypto.h"
+#include "error.h"
+
+struct rd {
+	const uint8_t *p;
+	size_t len, off;
+	int err;
+};
+
+static const uint8_t *take(struct rd *r, size_t n)
+{
+	const uint8_t *q;
+
+	if (r->err || r->len - r->off < n) {
+		r->err = 1;
+		return NULL;
+	}
+	q = r->p + r->off;
+	r->off += n;
+	return q;
+}
+
+static void get(struct rd *r, void *out, size_t n)
+{
+	const uint8_t *q = take(r, n);
+	if (q)
+		memcpy(out, q, n);
+	else
+		memset(out, 0, n);
+}
+
+static uint32_t get32(struct rd *r)
+{
+	const uint8_t *q = take(r, 4);
+	return q ? (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3] : 0;
+}
+
+static uint16_t get16(struct rd *r)
+{
+	const uint8_t *q = take(r, 2);
+	return q ? (uint16_t)(q[0] << 8 | q[1]) : 0;
+}
+
+static uint8_t *put(uint8_t *p, const void *d, size_t n)
+{
+	memcpy(p, d, n);
+	return p + n;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+	return p + 4;
+}
+
+static uint8_t *put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	uint8_t acc = 0;
+	for (size_t i = 0; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+static int decode_copy(struct relm_sib_copy *c, struct rd *r)
+{
+	memset(c, 0, sizeof *c);
+	get(r, c->rel, RELM_ID_LEN);
+	c->flags = take(r, 1) ? r->p[r->off - 1] : 0;
+	get(r, c->node, RELM_ID_LEN);
+	c->n = get32(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (c->flags & ~(unsigned)RELM_SIB_F_KNOWN)
+		return RELM_EMALFORMED;
+	if (c->flags & RELM_SIB_F_CREATED) {
+		uint8_t want[RELM_ID_LEN];
+		get(r, c->parent, RELM_ID_LEN);
+		get(r, c->pub, RELM_KEY_LEN);
+		get(r, c->priv, RELM_KEY_LEN);
+		c->pn = get32(r);
+		if (r->err)
+			return RELM_ETRUNCATED;
+		if (!relm_x25519_is_canonical(c->pub))
+			return RELM_EBADKEY;
+		relm_node_id(want, c->parent, c->pub);
+		if (memcmp(want, c->node, RELM_ID_LEN) != 0)
+			return RELM_EMALFORMED;
+	}
+	c->payload_len = get32(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (c->payload_len == 0 || c->payload_len > RELM_PAYLOAD_MAX)
+		return RELM_EMALFORMED;
+	if (!(c->payload = take(r, c->payload_len)))
+		return RELM_ETRUNCATED;
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+static int decode_carry(struct relm_sib_carry *c, struct rd *r)
+{
+	memset(c, 0, sizeof *c);
+	get(r, c->rel, RELM_ID_LEN);
+	c->count = get16(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (c->count > RELM_MAX_ACKS)
+		return RELM_EMALFORMED;
+	c->list = r->p + r->off;
+	for (uint16_t i = 0; i < c->count; i++) {
+		uint32_t l = get32(r);
+		if (r->err)
+			return RELM_ETRUNCATED;
+		if (l == 0 || l > RELM_PAYLOAD_MAX)
+			return RELM_EMALFORMED;
+		if (!take(r, l))
+			return RELM_ETRUNCATED;
+	}
+	c->list_len = (size_t)(r->p + r->off - c->list);
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+static int decode_state(struct relm_sib_state *s, struct rd *r)
+{
+	memset(s, 0, sizeof *s);
+	get(r, s->rel, RELM_ID_LEN);
+	get(r, s->xfer, RELM_ID_LEN);
+	s->part = get16(r);
+	s->parts = get16(r);
+	s->total = get32(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (s->parts == 0 || s->parts > RELM_SIB_STATE_PARTS || s->part >= s->parts ||
+	    s->total == 0 || s->total > (uint32_t)s->parts * RELM_SIB_STATE_CHUNK ||
+	    s->total <= (uint32_t)(s->parts - 1) * RELM_SIB_STATE_CHUNK)
+		return RELM_EMALFORMED;
+	s->chunk_len = s->part + 1 < s->parts ? RELM_SIB_STATE_CHUNK
+	                                      : s->total - (size_t)s->part * RELM_SIB_STATE_CHUNK;
+	if (!(s->chunk = take(r, s->chunk_len)))
+		return RELM_ETRUNCATED;
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+int relm_sib_decode(struct relm_sib_msg *out, const uint8_t *buf, size_t len)
+{
+	struct relm_sib_msg m;
+	struct rd r = { buf, len, 1, 0 };
+	int rc = 0;
+
+	if (len > RELM_SIBLING_MAX)
+		return RELM_ETOOBIG;
+	if (len < 1)
+		return RELM_ETRUNCATED;
+	memset(&m, 0, sizeof m);
+	m.type = (enum relm_sib_type)buf[0];
+	switch (m.type) {
+	case RELM_SIB_COPY:
+		rc = decode_copy(&m.u.copy, &r);
+		break;
+	case RELM_SIB_CARRY:
+		rc = decode_carry(&m.u.carry, &r);
+		break;
+	case RELM_SIB_STATE:
+		rc = decode_state(&m.u.state, &r);
+		break;
+	case RELM_SIB_STATE_REQ:
+		get(&r, m.u.state_req.rel, RELM_ID_LEN);
+		rc = r.err ? RELM_ETRUNCATED : r.off == len ? 0 : RELM_EMALFORMED;
+		break;
+	case RELM_SIB_CIRCLE:
+		if (len < 2)
+			return RELM_ETRUNCATED;
+		m.u.circle.buf = buf + 1;
+		m.u.circle.len = len - 1;
+		break;
+	default:
+		m.u.raw.buf = buf + 1;
+		m.u.raw.len = len - 1;
+		break;
+	}
+	if (rc == 0 && m.type == RELM_SIB_COPY && is_zero(m.u.copy.rel, RELM_ID_LEN))
+		rc = RELM_EMALFORMED;
+	if (rc != 0) {
+		sodium_memzero(&m, sizeof m);
+		return rc;
+	}
+	*out = m;
+	sodium_memzero(&m, sizeof m);
+	return 0;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static int alloc(uint8_t **out, size_t *outlen, size_t n)
+{
+	if (n > RELM_SIBLING_MAX)
+		return RELM_ETOOBIG;
+	if (!(*out = malloc(n)))
+		return RELM_ENOMEM;
+	*outlen = n;
+	return 0;
+}
+
+int relm_sib_copy_encode(uint8_t **out, size_t *outlen, const struct relm_sib_copy *c)
+{
+	int created = (c->flags & RELM_SIB_F_CREATED) != 0;
+	size_t n = 1 + 16 + 1 + 16 + 4 + (created ? 16 + 32 + 32 + 4 : 0) + 4 + c->payload_len;
+	uint8_t *p;
+	int rc;
+
+	if (c->payload_len == 0 || c->payload_len > RELM_PAYLOAD_MAX ||
+	    (c->flags & ~(unsigned)RELM_SIB_F_KNOWN))
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, n)) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_COPY;
+	p = put(p, c->rel, RELM_ID_LEN);
+	*p++ = c->flags;
+	p = put(p, c->node, RELM_ID_LEN);
+	p = put32(p, c->n);
+	if (created) {
+		p = put(p, c->parent, RELM_ID_LEN);
+		p = put(p, c->pub, RELM_KEY_LEN);
+		p = put(p, c->priv, RELM_KEY_LEN);
+		p = put32(p, c->pn);
+	}
+	p = put32(p, (uint32_t)c->payload_len);
+	put(p, c->payload, c->payload_len);
+	return 0;
+}
+
+enum { CARRY_HDR = 1 + RELM_ID_LEN + 2 };
+
+int relm_sib_carry_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN])
+{
+	int rc = alloc(out, outlen, CARRY_HDR);
+	if (rc)
+		return rc;
+	(*out)[0] = RELM_SIB_CARRY;
+	memcpy(*out + 1, rel, RELM_ID_LEN);
+	put16(*out + 1 + RELM_ID_LEN, 0);
+	return 0;
+}
+
+int relm_sib_carry_append(uint8_t **buf, size_t *len, const uint8_t *payload, size_t plen)
+{
+	uint8_t *nb;
+	uint16_t count;
+
+	if (*len < CARRY_HDR || (*buf)[0] != RELM_SIB_CARRY || plen == 0 || plen > RELM_PAYLOAD_MAX)
+		return RELM_EINVAL;
+	count = (uint16_t)((*buf)[1 + RELM_ID_LEN] << 8 | (*buf)[2 + RELM_ID_LEN]);
+	if (count >= RELM_MAX_ACKS || *len + 4 + plen > RELM_SIBLING_MAX)
+		return RELM_ETOOBIG;
+	if (!(nb = malloc(*len + 4 + plen)))
+		return RELM_ENOMEM;
+	memcpy(nb, *buf, *len);
+	put(put32(nb + *len, (uint32_t)plen), payload, plen);
+	put16(nb + 1 + RELM_ID_LEN, (uint16_t)(count + 1));
+	relm_sib_buf_free(*buf, *len);
+	*buf = nb;
+	*len += 4 + plen;
+	return 0;
+}
+
+int relm_sib_carry_next(const struct relm_sib_carry *c, size_t *it,
+                        const uint8_t **p, size_t *plen)
+{
+	const uint8_t *q;
+	uint32_t l;
+
+	/* the framing was checked by relm_sib_decode */
+	if (*it + 4 > c->list_len)
+		return 0;
+	q = c->list + *it;
+	l = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
+	*p = q + 4;
+	*plen = l;
+	*it += 4 + (size_t)l;
+	return 1;
+}
+
+int relm_sib_state_req_encode(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN])
+{
+	int rc = alloc(out, outlen, 1 + RELM_ID_LEN);
+	if (rc)
+		return rc;
+	(*out)[0] = RELM_SIB_STATE_REQ;
+	memcpy(*out + 1, rel, RELM_ID_LEN);
+	return 0;
+}
+
+int relm_sib_state_encode(uint8_t **out, size_t *outlen, const struct relm_sib_state *s)
+{
+	uint8_t *p;
+	size_t want;
+	int rc;
+
+	if (s->parts == 0 || s->parts > RELM_SIB_STATE_PARTS || s->part >= s->parts ||
+	    s->total == 0 || s->total > (uint32_t)s->parts * RELM_SIB_STATE_CHUNK ||
+	    s->total <= (uint32_t)(s->parts - 1) * RELM_SIB_STATE_CHUNK)
+		return RELM_EINVAL;
+	want = s->part + 1 < s->parts ? RELM_SIB_STATE_CHUNK
+	                              : s->total - (size_t)s->part * RELM_SIB_STATE_CHUNK;
+	if (s->chunk_len != want)
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 1 + 16 + 16 + 2 + 2 + 4 + want)) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_STATE;
+	p = put(p, s->rel, RELM_ID_LEN);
+	p = put(p, s->xfer, RELM_ID_LEN);
+	p = put16(p, s->part);
+	p = put16(p, s->parts);
+	p = put32(p, s->total);
+	put(p, s->chunk, want);
+	return 0;
+}
+
+int relm_sib_circle_encode(uint8_t **out, size_t *outlen, const uint8_t *circle, size_t len)
+{
+	int rc;
+
+	if (len == 0)
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 1 + len)) != 0)
+		return rc;
+	(*out)[0] = RELM_SIB_CIRCLE;
+	memcpy(*out + 1, circle, len);
+	return 0;
+}
+
+void relm_sib_buf_free(uint8_t *buf, size_t len)
+{
+	if (!buf)
+		return;
+	sodium_memzero(buf, len);
+	free(buf);
+}

@@ -1,0 +1,121 @@
+/*
+ * sibling.h — the messages devices of one proton send each other through
+ * their sibling sessions (proto/devices.md §4): type(1) ‖ body, carried in
+ * the padded plaintext of a sibling session's envelope as
+ * 0x00 ‖ id(16) ‖ type(1) ‖ body (the 0x00 tells it from a JSON payload).
+ *
+ *   copy       rel(16) flags(1) node(16) n(4) [parent(16) pub(32) priv(32) pn(4)]
+ *              u32 payload_len, payload
+ *   circle     the circle (circle.h)
+ *   state_req  rel(16)
+ *   state      rel(16) xfer(16) part(2) parts(2) total(4) chunk
+ *   carry      rel(16) u16 count, count × (u32 len, payload)
+ *
+ * Decoders take bytes and return views into them (nothing is allocated);
+ * every length is checked before it is used.
+ */
+#ifndef RELM_SIBLING_H
+#define RELM_SIBLING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "limits.h"
+
+enum relm_sib_type {
+	RELM_SIB_NONE      = 0,
+	RELM_SIB_COPY      = 1,
+	RELM_SIB_CIRCLE    = 2,
+	RELM_SIB_STATE_REQ = 3,
+	RELM_SIB_STATE     = 4,
+	RELM_SIB_REQUEST   = 5,
+	RELM_SIB_DELIVER   = 6,
+	RELM_SIB_CARRY     = 7,
+};
+
+enum relm_sib_copy_flags {
+	RELM_SIB_F_CREATED = 0x01,
+	RELM_SIB_F_KNOWN   = 0x01,
+};
+
+enum {
+	RELM_SIB_STATE_CHUNK = 43000,   /* bytes of state per part (all but the last) */
+	RELM_SIB_STATE_PARTS = 64,      /* parts per transfer: states up to 2.7 MB */
+};
+
+/* A copy of one send (devices.md §4.2).  payload is a view (the unpadded
+ * JSON payload that was sent, wire.md §6). */
+struct relm_sib_copy {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t flags;
+	uint8_t node[RELM_ID_LEN];
+	uint32_t n;
+	/* with RELM_SIB_F_CREATED */
+	uint8_t parent[RELM_ID_LEN];
+	uint8_t pub[RELM_KEY_LEN];
+	uint8_t priv[RELM_KEY_LEN];          /* secret */
+	uint32_t pn;
+	const uint8_t *payload;
+	size_t payload_len;
+};
+
+/* Payloads a sibling accepted (devices.md §5.4): views, checked framing. */
+struct relm_sib_carry {
+	uint8_t rel[RELM_ID_LEN];
+	uint16_t count;
+	const uint8_t *list;                 /* count × (u32 len, bytes) */
+	size_t list_len;
+};
+
+struct relm_sib_state {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t xfer[RELM_ID_LEN];
+	uint16_t part, parts;
+	uint32_t total;
+	const uint8_t *chunk;
+	size_t chunk_len;
+};
+
+struct relm_sib_msg {
+	enum relm_sib_type type;
+	union {
+		struct relm_sib_copy copy;
+		struct { const uint8_t *buf; size_t len; } circle;
+		struct { uint8_t rel[RELM_ID_LEN]; } state_req;
+		struct relm_sib_state state;
+		struct relm_sib_carry carry;
+		struct { const uint8_t *buf; size_t len; } raw;   /* request, deliver, unknown */
+	} u;
+};
+
+/* Decode one binary sibling message.  Returns 0, or RELM_ETRUNCATED /
+ * RELM_ETOOBIG / RELM_EMALFORMED; out is untouched on error.  An unknown
+ * type decodes (type as read, u.raw = body) so that the caller can ignore
+ * it.  A copy's node id must match parent and pub when CREATED. */
+int relm_sib_decode(struct relm_sib_msg *out, const uint8_t *buf, size_t len);
+
+/* Encode a copy into a fresh malloc'd buffer (*out, *outlen).  Returns 0,
+ * RELM_ETOOBIG (over RELM_SIBLING_MAX) or RELM_ENOMEM.  Free with
+ * relm_sib_buf_free (the copy holds a private key). */
+int relm_sib_copy_encode(uint8_t **out, size_t *outlen, const struct relm_sib_copy *c);
+
+/* A carry message for rel, empty; relm_sib_carry_append adds one payload
+ * (reallocating *buf).  Append returns RELM_ETOOBIG when the payload would
+ * take the message past RELM_SIBLING_MAX (start another) or past
+ * RELM_MAX_ACKS payloads; *buf is unchanged then. */
+int relm_sib_carry_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN]);
+int relm_sib_carry_append(uint8_t **buf, size_t *len, const uint8_t *payload, size_t plen);
+/* Iterate a decoded carry: *it starts at 0; returns 1 with *p, *plen set,
+ * or 0 at the end. */
+int relm_sib_carry_next(const struct relm_sib_carry *c, size_t *it,
+                        const uint8_t **p, size_t *plen);
+
+/* state_req and one part of a state transfer, and a circle, into fresh
+ * buffers.  0, RELM_EINVAL (part out of range), RELM_ETOOBIG or RELM_ENOMEM. */
+int relm_sib_state_req_encode(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN]);
+int relm_sib_state_encode(uint8_t **out, size_t *outlen, const struct relm_sib_state *s);
+int relm_sib_circle_encode(uint8_t **out, size_t *outlen, const uint8_t *circle, size_t len);
+
+/* Wipe and free a buffer made here.  NULL is a no-op. */
+void relm_sib_buf_free(uint8_t *buf, size_t len);
+
+#endif

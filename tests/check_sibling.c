@@ -1,0 +1,430 @@
+/*
+ * check_sibling.c — the sibling message codec (wire/sibling.h) and the
+ * circle (wire/circle.h), proto/devices.md §2 and §4: round trips, every
+ * truncation refused, flipped bytes refused where the format can tell,
+ * limits, and the circle's acceptance rule (epochs, conflicts).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include "util_rand.h"
+#include "wire/sibling.h"
+#include "wire/circle.h"
+#include "wire/invite.h"
+#include "crypto/crypto.h"
+#include "error.h"
+
+/* ---- copy ----------------------------------------------------------------- */
+
+static void sample_copy(struct relm_sib_copy *c, int created, const uint8_t *payload, size_t plen)
+{
+	memset(c, 0, sizeof *c);
+	tu_rand_bytes(c->rel, RELM_ID_LEN);
+	c->n = (uint32_t)tu_rand64();
+	if (created) {
+		c->flags = RELM_SIB_F_CREATED;
+		tu_rand_bytes(c->parent, RELM_ID_LEN);
+		tu_rand_bytes(c->priv, RELM_KEY_LEN);
+		relm_x25519_public(c->pub, c->priv);
+		relm_node_id(c->node, c->parent, c->pub);
+		c->pn = 7;
+	} else {
+		tu_rand_bytes(c->node, RELM_ID_LEN);
+	}
+	c->payload = payload;
+	c->payload_len = plen;
+}
+
+START_TEST(test_copy_round_trip)
+{
+	static const uint8_t pl[] = "{\"id\":\"00112233445566778899aabbccddeeff\",\"kind\":\"text\",\"ts\":1,\"body\":\"x\"}";
+	struct relm_sib_copy c;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len;
+
+	sample_copy(&c, _i, pl, sizeof pl - 1);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), 0);
+	ck_assert_uint_eq(len, 1 + 16 + 1 + 16 + 4 + (_i ? 84 : 0) + 4 + sizeof pl - 1);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_COPY);
+	ck_assert(memcmp(m.u.copy.rel, c.rel, 16) == 0);
+	ck_assert(memcmp(m.u.copy.node, c.node, 16) == 0);
+	ck_assert_uint_eq(m.u.copy.n, c.n);
+	ck_assert_uint_eq(m.u.copy.flags, c.flags);
+	if (_i) {
+		ck_assert(memcmp(m.u.copy.priv, c.priv, 32) == 0);
+		ck_assert(memcmp(m.u.copy.pub, c.pub, 32) == 0);
+		ck_assert(memcmp(m.u.copy.parent, c.parent, 16) == 0);
+		ck_assert_uint_eq(m.u.copy.pn, 7);
+	}
+	ck_assert_uint_eq(m.u.copy.payload_len, sizeof pl - 1);
+	ck_assert(memcmp(m.u.copy.payload, pl, sizeof pl - 1) == 0);
+	/* every truncation is refused */
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_ne(relm_sib_decode(&m, buf, cut), 0);
+	/* a trailing byte too */
+	{
+		uint8_t *longer = malloc(len + 1);
+		memcpy(longer, buf, len);
+		longer[len] = 0;
+		ck_assert_int_eq(relm_sib_decode(&m, longer, len + 1), RELM_EMALFORMED);
+		free(longer);
+	}
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+/* Flipping any bit of the fixed part of a CREATED copy's node, parent or
+ * public key breaks node = node_id(parent, pub): refused.  Unknown flags
+ * are refused.  Flips elsewhere (the counter, the payload, the private
+ * key) decode, with exactly that field changed; a flipped type byte is
+ * another type. */
+START_TEST(test_copy_bitflips)
+{
+	static const uint8_t pl[] = "{}";
+	struct relm_sib_copy c;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len;
+	enum { NODE = 18, N = 34, PARENT = 38, PUB = 54, PRIV = 86, PN = 118, PLEN = 122 };
+
+	sample_copy(&c, 1, pl, 2);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), 0);
+	for (size_t i = 0; i < len; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			int rc;
+			buf[i] ^= (uint8_t)(1u << bit);
+			rc = relm_sib_decode(&m, buf, len);
+			if (i == 0)
+				/* another type: refused, or not a copy any more */
+				ck_assert(rc != 0 || m.type != RELM_SIB_COPY);
+			else if (i == 17 || (i >= NODE && i < N) || (i >= PARENT && i < PRIV) ||
+			    (i >= PLEN && i < PLEN + 4))
+				ck_assert_msg(rc != 0, "flip of byte %zu bit %d accepted", i, bit);
+			else if (i >= 1 && i < 17)
+				/* the relationship id: any non-zero one decodes */
+				ck_assert_int_eq(rc, 0);
+			else
+				ck_assert_msg(rc == 0, "flip of byte %zu bit %d refused", i, bit);
+			buf[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+START_TEST(test_copy_limits)
+{
+	static uint8_t big[RELM_SIBLING_MAX];
+	struct relm_sib_copy c;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len;
+
+	memset(big, 'a', sizeof big);
+	sample_copy(&c, 1, big, RELM_COPY_PAYLOAD_MAX);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), 0);
+	ck_assert_uint_eq(len, RELM_SIBLING_MAX);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	relm_sib_buf_free(buf, len);
+	sample_copy(&c, 1, big, RELM_COPY_PAYLOAD_MAX + 1);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), RELM_ETOOBIG);
+	sample_copy(&c, 0, big, 0);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), RELM_EINVAL);
+	/* a zero relationship id is not one */
+	sample_copy(&c, 0, big, 2);
+	memset(c.rel, 0, 16);
+	ck_assert_int_eq(relm_sib_copy_encode(&buf, &len, &c), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+	ck_assert_int_eq(relm_sib_decode(&m, big, RELM_SIBLING_MAX + 1), RELM_ETOOBIG);
+}
+END_TEST
+
+/* ---- carry, state, state_req, unknown types -------------------------------------- */
+
+START_TEST(test_carry)
+{
+	uint8_t rel[16], *buf = NULL, p1[] = "{\"a\":1}", p2[300];
+	struct relm_sib_msg m;
+	const uint8_t *p;
+	size_t len, it = 0, plen;
+
+	tu_rand_bytes(rel, sizeof rel);
+	memset(p2, 'x', sizeof p2);
+	ck_assert_int_eq(relm_sib_carry_new(&buf, &len, rel), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_uint_eq(m.u.carry.count, 0);
+	ck_assert_int_eq(relm_sib_carry_append(&buf, &len, p1, sizeof p1 - 1), 0);
+	ck_assert_int_eq(relm_sib_carry_append(&buf, &len, p2, sizeof p2), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_CARRY);
+	ck_assert_uint_eq(m.u.carry.count, 2);
+	ck_assert(relm_sib_carry_next(&m.u.carry, &it, &p, &plen));
+	ck_assert_uint_eq(plen, sizeof p1 - 1);
+	ck_assert(memcmp(p, p1, plen) == 0);
+	ck_assert(relm_sib_carry_next(&m.u.carry, &it, &p, &plen));
+	ck_assert_uint_eq(plen, sizeof p2);
+	ck_assert(!relm_sib_carry_next(&m.u.carry, &it, &p, &plen));
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_ne(relm_sib_decode(&m, buf, cut), 0);
+	/* a count that claims one more payload than there is */
+	buf[18]++;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_ETRUNCATED);
+	buf[18]--;
+	/* at most RELM_MAX_ACKS payloads */
+	for (int i = 2; i < RELM_MAX_ACKS; i++)
+		ck_assert_int_eq(relm_sib_carry_append(&buf, &len, p1, sizeof p1 - 1), 0);
+	ck_assert_int_eq(relm_sib_carry_append(&buf, &len, p1, sizeof p1 - 1), RELM_ETOOBIG);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_uint_eq(m.u.carry.count, RELM_MAX_ACKS);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+START_TEST(test_state_parts)
+{
+	static uint8_t state[2 * RELM_SIB_STATE_CHUNK + 1000];
+	struct relm_sib_state s;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len;
+
+	tu_rand_bytes(state, sizeof state);
+	memset(&s, 0, sizeof s);
+	tu_rand_bytes(s.rel, 16);
+	tu_rand_bytes(s.xfer, 16);
+	s.parts = 3;
+	s.total = sizeof state;
+	for (uint16_t part = 0; part < 3; part++) {
+		s.part = part;
+		s.chunk = state + (size_t)part * RELM_SIB_STATE_CHUNK;
+		s.chunk_len = part < 2 ? RELM_SIB_STATE_CHUNK : 1000;
+		ck_assert_int_eq(relm_sib_state_encode(&buf, &len, &s), 0);
+		ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+		ck_assert_int_eq(m.type, RELM_SIB_STATE);
+		ck_assert_uint_eq(m.u.state.part, part);
+		ck_assert_uint_eq(m.u.state.chunk_len, s.chunk_len);
+		ck_assert(memcmp(m.u.state.chunk, s.chunk, s.chunk_len) == 0);
+		ck_assert_int_eq(relm_sib_decode(&m, buf, len - 1), RELM_ETRUNCATED);
+		relm_sib_buf_free(buf, len);
+	}
+	/* wrong chunk length, part past parts, a total the parts cannot hold */
+	s.part = 0;
+	s.chunk_len = 10;
+	ck_assert_int_eq(relm_sib_state_encode(&buf, &len, &s), RELM_EINVAL);
+	s.part = 3;
+	ck_assert_int_eq(relm_sib_state_encode(&buf, &len, &s), RELM_EINVAL);
+	s.part = 0;
+	s.parts = 1;
+	s.chunk_len = RELM_SIB_STATE_CHUNK;
+	ck_assert_int_eq(relm_sib_state_encode(&buf, &len, &s), RELM_EINVAL);
+}
+END_TEST
+
+START_TEST(test_state_req_and_unknown)
+{
+	uint8_t rel[16], *buf, unknown[] = { 99, 1, 2, 3 };
+	struct relm_sib_msg m;
+	size_t len;
+
+	tu_rand_bytes(rel, sizeof rel);
+	ck_assert_int_eq(relm_sib_state_req_encode(&buf, &len, rel), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_STATE_REQ);
+	ck_assert(memcmp(m.u.state_req.rel, rel, 16) == 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len - 1), RELM_ETRUNCATED);
+	relm_sib_buf_free(buf, len);
+	/* unknown types decode, so that later versions can add them */
+	ck_assert_int_eq(relm_sib_decode(&m, unknown, sizeof unknown), 0);
+	ck_assert_int_eq(m.type, 99);
+	ck_assert_uint_eq(m.u.raw.len, 3);
+	ck_assert_int_eq(relm_sib_decode(&m, unknown, 0), RELM_ETRUNCATED);
+}
+END_TEST
+
+/* ---- the circle -------------------------------------------------------------------- */
+
+static uint8_t ipk_pk[32], ipk_sk[64];
+
+static void device(struct relm_circle_device *d, uint8_t first, uint64_t added, const char *label)
+{
+	uint8_t dsk[64], seed[32], spk_priv[32];
+
+	memset(d, 0, sizeof *d);
+	tu_rand_bytes(d->id, 16);
+	d->id[0] = first;
+	tu_rand_bytes(seed, 32);
+	relm_sign_keypair_from_seed(d->dpk, dsk, seed);
+	d->added = added;
+	snprintf(d->label, sizeof d->label, "%s", label);
+	d->invite.version = RELM_WIRE_VERSION;
+	d->invite.flags = RELM_INVITE_F_MULTI;
+	memcpy(d->invite.ipk, d->dpk, 32);
+	d->invite.spk_id = 1;
+	tu_rand_bytes(spk_priv, 32);
+	relm_x25519_public(d->invite.spk, spk_priv);
+	snprintf(d->invite.mailbox, sizeof d->invite.mailbox,
+	         "127.0.0.1:7427/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	ck_assert_int_eq(relm_invite_sign(&d->invite, dsk), 0);
+	sodium_memzero(dsk, sizeof dsk);
+}
+
+static void circle_setup(void)
+{
+	uint8_t seed[32];
+	tu_rand_bytes(seed, 32);
+	relm_sign_keypair_from_seed(ipk_pk, ipk_sk, seed);
+}
+
+START_TEST(test_circle_round_trip)
+{
+	static struct relm_circle c, d;
+	uint8_t buf[RELM_CIRCLE_MAX];
+	int len;
+
+	memset(&c, 0, sizeof c);
+	memcpy(c.ipk, ipk_pk, 32);
+	c.epoch = 3;
+	c.count = 3;
+	device(&c.dev[0], 0xc0, 3, "tablet");
+	device(&c.dev[1], 0x10, 1, "phone");
+	device(&c.dev[2], 0x80, 2, "laptop \xc3\xa9t\xc3\xa9");
+	len = relm_circle_sign(buf, sizeof buf, &c, ipk_sk);
+	ck_assert_int_gt(len, 0);
+	ck_assert_int_eq(relm_circle_decode(&d, buf, (size_t)len), 0);
+	ck_assert_uint_eq(d.count, 3);
+	ck_assert_uint_eq(d.epoch, 3);
+	/* sorted by device id */
+	ck_assert_str_eq(d.dev[0].label, "phone");
+	ck_assert_str_eq(d.dev[1].label, "laptop \xc3\xa9t\xc3\xa9");
+	ck_assert_str_eq(d.dev[2].label, "tablet");
+	ck_assert_int_eq(relm_circle_find(&d, c.dev[1].id), 1);
+	for (int cut = 0; cut < len; cut++)
+		ck_assert_int_ne(relm_circle_decode(&d, buf, (size_t)cut), 0);
+	/* every flipped byte is refused (the signature covers all) */
+	for (int i = 0; i < len; i++) {
+		buf[i] ^= 0x40;
+		ck_assert_msg(relm_circle_decode(&d, buf, (size_t)len) != 0, "flip at %d accepted", i);
+		buf[i] ^= 0x40;
+	}
+}
+END_TEST
+
+START_TEST(test_circle_refuses_bad_fields)
+{
+	static struct relm_circle c;
+	uint8_t buf[RELM_CIRCLE_MAX], other_pk[32], other_sk[64], seed[32];
+
+	memset(&c, 0, sizeof c);
+	memcpy(c.ipk, ipk_pk, 32);
+	c.epoch = 1;
+	c.count = 2;
+	device(&c.dev[0], 1, 1, "a");
+	device(&c.dev[1], 2, 1, "b");
+	/* a duplicate id */
+	memcpy(c.dev[1].id, c.dev[0].id, 16);
+	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), RELM_EINVAL);
+	c.dev[1].id[0] = 2;
+	/* a label with a control character */
+	strcpy(c.dev[1].label, "tab\there");
+	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), RELM_EINVAL);
+	strcpy(c.dev[1].label, "b");
+	/* added after the circle's epoch */
+	c.dev[1].added = 2;
+	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), RELM_EINVAL);
+	c.dev[1].added = 1;
+	/* an invite that is not the device's own */
+	memcpy(c.dev[1].invite.ipk, c.dev[0].dpk, 32);
+	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), RELM_EINVAL);
+	memcpy(c.dev[1].invite.ipk, c.dev[1].dpk, 32);
+	/* the wrong signer */
+	tu_rand_bytes(seed, 32);
+	relm_sign_keypair_from_seed(other_pk, other_sk, seed);
+	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, other_sk), RELM_EINVAL);
+	ck_assert_int_gt(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), 0);
+}
+END_TEST
+
+START_TEST(test_circle_acceptance)
+{
+	static struct relm_circle c1, c2, c2b, d1, d2, d2b;
+	uint8_t b1[RELM_CIRCLE_MAX], b2[RELM_CIRCLE_MAX], b2b[RELM_CIRCLE_MAX];
+	int l1, l2, l2b;
+
+	memset(&c1, 0, sizeof c1);
+	memcpy(c1.ipk, ipk_pk, 32);
+	c1.epoch = 1;
+	c1.count = 1;
+	device(&c1.dev[0], 1, 1, "one");
+	c2 = c1;
+	c2.epoch = 2;
+	c2.count = 2;
+	device(&c2.dev[1], 2, 2, "two");
+	c2b = c1;                       /* a concurrent epoch 2 with another device */
+	c2b.epoch = 2;
+	c2b.count = 2;
+	device(&c2b.dev[1], 3, 2, "three");
+	ck_assert_int_gt(l1 = relm_circle_sign(b1, sizeof b1, &c1, ipk_sk), 0);
+	ck_assert_int_gt(l2 = relm_circle_sign(b2, sizeof b2, &c2, ipk_sk), 0);
+	ck_assert_int_gt(l2b = relm_circle_sign(b2b, sizeof b2b, &c2b, ipk_sk), 0);
+	ck_assert_int_eq(relm_circle_decode(&d1, b1, (size_t)l1), 0);
+	ck_assert_int_eq(relm_circle_decode(&d2, b2, (size_t)l2), 0);
+	ck_assert_int_eq(relm_circle_decode(&d2b, b2b, (size_t)l2b), 0);
+	/* nothing held: accept; newer: accept; older or the same: not */
+	ck_assert_int_eq(relm_circle_accept(NULL, NULL, 0, &d1, b1, (size_t)l1, ipk_pk), 1);
+	ck_assert_int_eq(relm_circle_accept(&d1, b1, (size_t)l1, &d2, b2, (size_t)l2, ipk_pk), 1);
+	ck_assert_int_eq(relm_circle_accept(&d2, b2, (size_t)l2, &d1, b1, (size_t)l1, ipk_pk), 0);
+	ck_assert_int_eq(relm_circle_accept(&d2, b2, (size_t)l2, &d2, b2, (size_t)l2, ipk_pk), 0);
+	/* a conflict: exactly one of the two wins, whichever is held */
+	ck_assert_int_eq(relm_circle_accept(&d2, b2, (size_t)l2, &d2b, b2b, (size_t)l2b, ipk_pk) +
+	                 relm_circle_accept(&d2b, b2b, (size_t)l2b, &d2, b2, (size_t)l2, ipk_pk), 1);
+	/* another proton's circle */
+	{
+		uint8_t other[32];
+		tu_rand_bytes(other, 32);
+		ck_assert_int_eq(relm_circle_accept(NULL, NULL, 0, &d1, b1, (size_t)l1, other), RELM_EINVAL);
+	}
+}
+END_TEST
+
+static Suite *sibling_suite(void)
+{
+	Suite *s = suite_create("sibling");
+	TCase *tc;
+
+	tc = tcase_create("copy");
+	tcase_add_loop_test(tc, test_copy_round_trip, 0, 2);
+	tcase_add_test(tc, test_copy_bitflips);
+	tcase_add_test(tc, test_copy_limits);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("others");
+	tcase_add_test(tc, test_carry);
+	tcase_add_test(tc, test_state_parts);
+	tcase_add_test(tc, test_state_req_and_unknown);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("circle");
+	tcase_add_checked_fixture(tc, circle_setup, NULL);
+	tcase_add_test(tc, test_circle_round_trip);
+	tcase_add_test(tc, test_circle_refuses_bad_fields);
+	tcase_add_test(tc, test_circle_acceptance);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(sibling_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
