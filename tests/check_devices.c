@@ -434,6 +434,80 @@ START_TEST(test_bad_copies_change_nothing)
 }
 END_TEST
 
+/* ---- sibling sessions ------------------------------------------------------------- */
+
+static int sibling_frames(struct relm_effects *fx, uint8_t *out, size_t cap, size_t *len)
+{
+	int n = 0;
+	for (size_t i = 0; i < fx->n; i++)
+		if (fx->v[i].type == RELM_FX_SIBLING) {
+			ck_assert_uint_le(fx->v[i].len, cap);
+			memcpy(out, fx->v[i].data, fx->v[i].len);
+			*len = fx->v[i].len;
+			n++;
+		}
+	return n;
+}
+
+/* Two devices' session: strict, carrying binary frames both ways, never
+ * acknowledged; a frame is refused on a relationship that is not a
+ * sibling session. */
+START_TEST(test_sibling_session_frames)
+{
+	struct tu_party x, y;
+	struct relm_effects fx;
+	static uint8_t frame[RELM_SIBLING_MAX], got[RELM_SIBLING_MAX];
+	size_t len = 0;
+
+	tu_party_init(&x, &clock_ms, 11);
+	tu_party_init(&y, &clock_ms, 12);
+	tu_pair(&x, &y, RELM_MODE_STRICT, RELM_MODE_STRICT, 0);
+	x.rel->sibling_session = y.rel->sibling_session = 1;
+	relm_effects_init(&fx);
+	tu_rand_bytes(frame, sizeof frame);
+	frame[0] = RELM_SIB_STATE_REQ;
+	/* y (the accepter) may send at once; x (the inviter) once y's hello is in */
+	for (int round = 0; round < 3; round++) {
+		struct tu_party *from = round % 2 ? &x : &y, *to = from == &x ? &y : &x;
+		size_t flen = round == 2 ? sizeof frame : (size_t)(17 + round);
+		ck_assert_int_eq(relm_rel_send_sibling(from->rel, &from->env, frame, flen, &fx), 0);
+		tu_apply(from, &fx);
+		ck_assert_uint_eq(from->nout, 1);
+		{
+			struct tu_blob e = tu_take(from, 0);
+			uint32_t owed = to->rel->nacks_due;   /* x owes the hello's */
+			ck_assert_int_eq(relm_rel_receive(to->rel, &to->env, e.buf, e.len, &fx), 0);
+			ck_assert_int_eq(sibling_frames(&fx, got, sizeof got, &len), 1);
+			ck_assert_uint_eq(len, flen);
+			ck_assert(memcmp(got, frame, flen) == 0);
+			/* a frame is not a message: no acknowledgement owed */
+			ck_assert_uint_eq(to->rel->nacks_due, owed);
+			tu_apply(to, &fx);
+			tu_blob_free(&e);
+		}
+	}
+	ck_assert_int_eq(relm_rel_send_sibling(x.rel, &x.env, frame, RELM_SIBLING_MAX + 1, &fx), RELM_EINVAL);
+	ck_assert_int_eq(relm_rel_send_sibling(x.rel, &x.env, frame, 0, &fx), RELM_EINVAL);
+	/* a relationship with a remote proton never carries frames */
+	ck_assert_int_eq(relm_rel_send_sibling(a1.rel, &a1.env, frame, 20, &fx), RELM_EINVAL);
+	x.rel->sibling_session = 0;
+	ck_assert_int_eq(relm_rel_send_sibling(y.rel, &y.env, frame, 20, &fx), 0);
+	tu_apply(&y, &fx);
+	{
+		struct tu_blob e = tu_take(&y, 0), before = tu_state(&x), after;
+		ck_assert_int_eq(relm_rel_receive(x.rel, &x.env, e.buf, e.len, &fx), RELM_EMALFORMED);
+		after = tu_state(&x);
+		ck_assert(tu_blob_eq(before, after));
+		tu_blob_free(&e);
+		tu_blob_free(&before);
+		tu_blob_free(&after);
+	}
+	relm_effects_clear(&fx);
+	tu_party_free(&x);
+	tu_party_free(&y);
+}
+END_TEST
+
 static Suite *devices_suite(void)
 {
 	Suite *s = suite_create("devices");
@@ -444,6 +518,11 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_every_send_is_copied);
 	tcase_add_test(tc, test_copy_unblocks_pending);
 	tcase_add_test(tc, test_bad_copies_change_nothing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sessions");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_sibling_session_frames);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("receipts");

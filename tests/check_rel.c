@@ -21,8 +21,8 @@
  * mbox_sk remote_mbox_pk, then (v5) has_gate gate_key ... */
 enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
 /* ... and (v5) ends with the multi-device tail; empty for one device: three
- * zero counts, batch_first(16), repair_ms(8) */
-enum { MULTI_TAIL = 3 + 16 + 8 };
+ * zero counts, batch_first(16), repair_ms(8), sibling_session(1) */
+enum { MULTI_TAIL = 3 + 16 + 8 + 1 };
 
 static uint64_t clock_ms;
 

@@ -31,6 +31,7 @@ enum relm_fx_type {
 	RELM_FX_COPY,          /* send every sibling this copy (data: a binary sibling
 	                        * message, proto/devices.md §4.2; kind, msg_id: the payload's) */
 	RELM_FX_STATE_REQ,     /* ask sibling device `dev` for its state of the relationship */
+	RELM_FX_SIBLING,       /* a sibling session delivered a sibling frame (data; msg_id: its id) */
 };
 
 /* One acknowledgement in ACK_PUT / ACK_DEL data: message id(16), the

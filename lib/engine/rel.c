@@ -153,19 +153,21 @@ uint64_t relm__backoff(const struct relm_env *env, uint32_t tries)
 }
 
 /*
- * Encrypt payload p for the remote and emit the POST.  Chooses the node by
- * the fork rule (creating an ours node if it must), commits the chain step
- * only after the envelope is complete.  *on receives the node id used.
+ * Encrypt the padded plaintext pt for the remote and emit the POST (and,
+ * with siblings, the copy).  Chooses the node by the fork rule (creating
+ * an ours node if it must), commits the chain step only after the envelope
+ * is complete.  *on receives the node id used.  kind and msg_id label the
+ * effects.
  */
-static int send_payload(struct relm_rel *rel, const struct relm_env *env,
-                        const struct relm_payload *p, int automated,
-                        const uint8_t *prev_try, uint8_t on[RELM_ID_LEN],
-                        struct relm_effects *fx)
+static int send_pt(struct relm_rel *rel, const struct relm_env *env,
+                   const uint8_t *pt, size_t ptlen, int kind, const uint8_t msg_id[RELM_ID_LEN],
+                   int automated, const uint8_t *prev_try, uint8_t on[RELM_ID_LEN],
+                   struct relm_effects *fx)
 {
 	struct relm_node fresh, *node;
 	uint8_t ck_next[RELM_KEY_LEN];
-	uint8_t *pt = NULL, *envl = NULL;
-	size_t ptlen = 0, envlen = 0;
+	uint8_t *envl = NULL;
+	size_t envlen = 0;
 	int idx, create = 0, rc;
 	size_t mark = fx->n;
 	struct relm_fx *f;
@@ -187,18 +189,6 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 		}
 	}
 	node = create ? &fresh : &rel->tree.nodes[idx];
-	if ((rc = relm_payload_encode(&pt, &ptlen, p)) != 0)
-		goto out;
-	{
-		/* Every payload must fit a sibling's copy too (devices.md §4.2),
-		 * whatever the device count, so that what is sendable does not
-		 * depend on it. */
-		size_t ulen;
-		if (sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK) != 0 || ulen > RELM_COPY_PAYLOAD_MAX) {
-			rc = RELM_ETOOBIG;
-			goto out;
-		}
-	}
 	if ((rc = relm__ratchet_seal(rel, env, node, pt, ptlen, &envl, &envlen, ck_next)) != 0)
 		goto out;
 	f = relm__fx_push(fx, RELM_FX_POST);
@@ -210,14 +200,14 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 	f->data = envl;
 	f->len = envlen;
 	envl = NULL;
-	f->kind = p->kind;
-	memcpy(f->msg_id, p->id, RELM_ID_LEN);
+	f->kind = kind;
+	memcpy(f->msg_id, msg_id, RELM_ID_LEN);
 	snprintf(f->to, sizeof f->to, "%s",
-	         rel->initial_pending && p->kind == RELM_KIND_HELLO ? rel->invite_mailbox
-	                                                             : rel->remote_mailbox);
+	         rel->initial_pending && kind == RELM_KIND_HELLO ? rel->invite_mailbox
+	                                                          : rel->remote_mailbox);
 	if (relm__multi(rel, env) &&
 	    (rc = relm__emit_copy(rel, create ? &fresh : NULL, node->id, node->n, pt, ptlen,
-	                          p->kind, p->id, fx)) != 0) {
+	                          kind, msg_id, fx)) != 0) {
 		relm__fx_truncate(fx, mark);   /* the POST: nothing is committed yet */
 		goto out;
 	}
@@ -241,9 +231,54 @@ static int send_payload(struct relm_rel *rel, const struct relm_env *env,
 out:
 	sodium_memzero(ck_next, sizeof ck_next);
 	sodium_memzero(&fresh, sizeof fresh);
-	if (pt)
-		relm_payload_buf_free(pt, ptlen);
 	free(envl);
+	return rc;
+}
+
+/* Encode payload p and send it (send_pt). */
+static int send_payload(struct relm_rel *rel, const struct relm_env *env,
+                        const struct relm_payload *p, int automated,
+                        const uint8_t *prev_try, uint8_t on[RELM_ID_LEN],
+                        struct relm_effects *fx)
+{
+	uint8_t *pt = NULL;
+	size_t ptlen = 0, ulen;
+	int rc;
+
+	if ((rc = relm_payload_encode(&pt, &ptlen, p)) != 0)
+		return rc;
+	/* Every payload must fit a sibling's copy too (devices.md §4.2),
+	 * whatever the device count, so that what is sendable does not
+	 * depend on it. */
+	if (sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK) != 0 || ulen > RELM_COPY_PAYLOAD_MAX)
+		rc = RELM_ETOOBIG;
+	else
+		rc = send_pt(rel, env, pt, ptlen, p->kind, p->id, automated, prev_try, on, fx);
+	relm_payload_buf_free(pt, ptlen);
+	return rc;
+}
+
+int relm_rel_send_sibling(struct relm_rel *rel, const struct relm_env *env,
+                          const uint8_t *frame, size_t len, struct relm_effects *fx)
+{
+	uint8_t id[RELM_ID_LEN], *pt;
+	size_t cap = 1 + RELM_ID_LEN + len + RELM_PAD_BLOCK, ptlen = 0;
+	int rc;
+
+	if (!rel->sibling_session || len == 0 || len > RELM_SIBLING_MAX)
+		return RELM_EINVAL;
+	if (!(pt = malloc(cap)))
+		return RELM_ENOMEM;
+	relm__random(env, id, RELM_ID_LEN);
+	pt[0] = 0x00;                      /* not JSON: a sibling frame (devices.md §4.1) */
+	memcpy(pt + 1, id, RELM_ID_LEN);
+	memcpy(pt + 1 + RELM_ID_LEN, frame, len);
+	if (sodium_pad(&ptlen, pt, 1 + RELM_ID_LEN + len, RELM_PAD_BLOCK, cap) != 0)
+		rc = RELM_ETOOBIG;
+	else
+		rc = send_pt(rel, env, pt, ptlen, RELM_KIND_UNKNOWN, id, 1, NULL, NULL, fx);
+	sodium_memzero(pt, cap);
+	free(pt);
 	return rc;
 }
 
@@ -649,7 +684,8 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 	struct relm__opened o;
 	struct relm_payload p;
 	size_t mark = fx->n;
-	int rc, node, dup;
+	int rc, node, dup, sib;
+	uint8_t sib_id[RELM_ID_LEN];
 
 	memset(&p, 0, sizeof p);
 	if ((rc = relm_envelope_decode_known(&e, buf, len, rel->ipk_remote)) != 0)
@@ -664,15 +700,39 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 		relm__opened_wipe(&o);
 		return rc;
 	}
-	if ((rc = relm_payload_decode(&p, o.pt, o.ptlen)) != 0) {
-		relm__opened_wipe(&o);
-		return rc;
+	/* A sibling session carries sibling frames: 0x00 ‖ id ‖ frame, never
+	 * JSON (whose first byte is '{'); devices.md §4.1. */
+	sib = rel->sibling_session && o.ptlen > 0 && o.pt[0] == 0x00;
+	if (sib) {
+		size_t ulen = 0;
+		struct relm_fx *f;
+		if (sodium_unpad(&ulen, o.pt, o.ptlen, RELM_PAD_BLOCK) != 0 || ulen < 1 + RELM_ID_LEN + 1) {
+			relm__opened_wipe(&o);
+			return RELM_EMALFORMED;
+		}
+		memcpy(sib_id, o.pt + 1, RELM_ID_LEN);
+		dup = relm__seen_recent(rel, sib_id);
+		if (!dup) {
+			if (!(f = relm__fx_push(fx, RELM_FX_SIBLING)) ||
+			    !(f->data = malloc(ulen - 1 - RELM_ID_LEN))) {
+				rc = RELM_ENOMEM;
+				goto fail;
+			}
+			f->len = ulen - 1 - RELM_ID_LEN;
+			memcpy(f->data, o.pt + 1 + RELM_ID_LEN, f->len);
+			memcpy(f->msg_id, sib_id, RELM_ID_LEN);
+		}
+	} else {
+		if ((rc = relm_payload_decode(&p, o.pt, o.ptlen)) != 0) {
+			relm__opened_wipe(&o);
+			return rc;
+		}
+		/* Receipts are not history: their ids are only in the recent ring. */
+		dup = p.kind == RELM_KIND_RECEIPT ? relm__seen_recent(rel, p.id) : relm__is_dup(rel, env, p.id, fx);
+		/* Reserve what the commit needs before committing. */
+		if (!dup && p.kind != RELM_KIND_RECEIPT && (rc = relm__emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE)) != 0)
+			goto fail;
 	}
-	/* Receipts are not history: their ids are only in the recent ring. */
-	dup = p.kind == RELM_KIND_RECEIPT ? relm__seen_recent(rel, p.id) : relm__is_dup(rel, env, p.id, fx);
-	/* Reserve what the commit needs before committing. */
-	if (!dup && p.kind != RELM_KIND_RECEIPT && (rc = relm__emit_deliver(fx, &p, 1, RELM_ORIGIN_REMOTE)) != 0)
-		goto fail;
 
 	if ((rc = relm__ratchet_reserve(rel, &o, &e)) != 0)
 		goto fail;
@@ -715,7 +775,10 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 		/* Anything authenticated from 'a' proves it holds the relationship. */
 		rel->initial_pending = 0;
 	}
-	if (p.kind == RELM_KIND_RECEIPT) {
+	if (sib) {
+		if (!dup)
+			relm__note_recent(rel, sib_id);
+	} else if (p.kind == RELM_KIND_RECEIPT) {
 		if (!dup) {
 			relm__note_recent(rel, p.id);
 			on_receipt(rel, env, &p, fx);

@@ -163,6 +163,9 @@ struct relm_rel {
 	uint32_t nacked;
 	uint8_t batch_first[RELM_ID_LEN]; /* first acknowledgement of the receipt batch */
 	uint64_t repair_ms;             /* when this device last asked a sibling for state */
+	/* A sibling session (devices.md §3): a strict relationship between two
+	 * devices of one proton, carrying sibling frames. */
+	uint8_t sibling_session;
 
 	/* Not part of the encoded state: the store keeps them as rows and puts
 	 * them back with relm_rel_pending_load(). */
@@ -270,6 +273,14 @@ int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
  * RELM_ENOMEM (state unchanged). */
 int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
                    const struct relm_rel *other, struct relm_effects *fx);
+
+/* Send one sibling frame (a binary sibling message, devices.md §4) on a
+ * sibling session: automated, never acknowledged.  The receiving side's
+ * relm_rel_receive emits it as a SIBLING effect.  Returns 0, RELM_EINVAL
+ * (not a sibling session, empty or over RELM_SIBLING_MAX), RELM_ENOSEND,
+ * RELM_ENOMEM. */
+int relm_rel_send_sibling(struct relm_rel *rel, const struct relm_env *env,
+                          const uint8_t *frame, size_t len, struct relm_effects *fx);
 
 /* The node the fork rule chooses (index into rel->tree.nodes) or -1. */
 int relm_rel_chosen(const struct relm_rel *rel);

@@ -23,7 +23,8 @@
  *   stats(5×4)
  *   [v5: the multi-device tail (proto/devices.md §8):
  *        u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
- *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8)]
+ *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8),
+ *        sibling_session(1)]
  *   str = u16 length + bytes (no NUL)
  *
  * Decoding never trusts a count: every one is range-checked against the
@@ -106,7 +107,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
 	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)(rel->npruned + rel->nacked) * 16 +
-	        16 + 8;
+	        16 + 8 + 1;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
@@ -193,6 +194,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	w_put(&w, rel->acked, (size_t)rel->nacked * RELM_ID_LEN);
 	w_put(&w, rel->batch_first, RELM_ID_LEN);
 	w_u64(&w, rel->repair_ms);
+	w_u8(&w, rel->sibling_session);
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
@@ -444,6 +446,8 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->nacked = k;
 		r_get(&r, rel->batch_first, RELM_ID_LEN);
 		rel->repair_ms = r_u64(&r);
+		if ((rel->sibling_session = r_u8(&r)) > 1)
+			goto fail;
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
 		goto fail;
