@@ -53,9 +53,24 @@ struct relm_env {
 	 * de-duplication reach past what the engine keeps in memory (the store
 	 * answers from its history table).  NULL: the engine's own record only. */
 	int (*history_has)(void *history_ctx, const uint8_t rel_id[16], const uint8_t msg_id[16]);
+	/* Optional: message `id` of the relationship's history — its kind
+	 * (enum relm_kind), the sender's ts and its body (*body malloc'd, the
+	 * caller wipes and frees it; NULL with *len 0 for an empty one).
+	 * Returns 0 or RELM_ENOTFOUND.  With it a device shares with its
+	 * siblings the messages its receipts acknowledge (proto/devices.md
+	 * §5.4); NULL: it shares nothing. */
+	int (*history_get)(void *history_ctx, const uint8_t rel_id[16], const uint8_t msg_id[16],
+	                   int *kind, uint64_t *ts, uint8_t **body, size_t *len);
 	void *history_ctx;
 	/* The circle (NULL: a single device).  Read, never written. */
 	const struct relm_devices *devices;
+	/* Optional observer of what crosses the wire (tests/sim measures
+	 * privacy with it): called with every envelope this device seals and
+	 * its padded plaintext (the header holds the key and counter).  It
+	 * must not keep the plaintext.  NULL in relmd. */
+	void (*observe_sent)(void *observe_ctx, const uint8_t *envelope, size_t len,
+	                     const uint8_t *pt, size_t ptlen);
+	void *observe_ctx;
 	struct relm_params params;
 };
 

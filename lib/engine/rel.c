@@ -191,6 +191,8 @@ static int send_pt(struct relm_rel *rel, const struct relm_env *env,
 	node = create ? &fresh : &rel->tree.nodes[idx];
 	if ((rc = relm__ratchet_seal(rel, env, node, pt, ptlen, &envl, &envlen, ck_next)) != 0)
 		goto out;
+	if (env->observe_sent)
+		env->observe_sent(env->observe_ctx, envl, envlen, pt, ptlen);
 	f = relm__fx_push(fx, RELM_FX_POST);
 	if (!f) {
 		rc = RELM_ENOMEM;
@@ -479,7 +481,8 @@ static int send_receipts(struct relm_rel *rel, const struct relm_env *env, struc
 		/* the rows go in the same transaction as the receipt */
 		if ((rc = relm__emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, k)) != 0)
 			return rc;
-		if ((rc = send_payload(rel, env, &p, 1, NULL, NULL, fx)) != 0) {
+		if ((rc = send_payload(rel, env, &p, 1, NULL, NULL, fx)) != 0 ||
+		    (relm__multi(rel, env) && (rc = relm__emit_carry(rel, env, rel->acks_due, k, fx)) != 0)) {
 			relm__fx_truncate(fx, mark);
 			return rc;
 		}

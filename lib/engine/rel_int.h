@@ -49,6 +49,11 @@ int relm__emit_copy(struct relm_rel *rel, const struct relm_node *created,
                     const uint8_t node[RELM_ID_LEN], uint32_t n,
                     const uint8_t *pt, size_t ptlen, int kind,
                     const uint8_t msg_id[RELM_ID_LEN], struct relm_effects *fx);
+/* The payloads of the messages acks[0..k) acknowledge that this device
+ * holds (env->history_get), as carry messages to every sibling (COPY
+ * effects whose data is a carry).  0 or RELM_ENOMEM (fx unchanged). */
+int relm__emit_carry(const struct relm_rel *rel, const struct relm_env *env,
+                     const struct relm_ack *acks, uint32_t k, struct relm_effects *fx);
 /* Place every pending copy whose parent is now in the tree; 1 if any was. */
 int relm__place_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
 /* Remember ids of nodes about to be deleted (a sibling building on one

@@ -67,6 +67,87 @@ out:
 	return rc;
 }
 
+/* ---- what this device accepted, for its siblings ---------------------------- */
+
+static int push_sibling_msg(struct relm_effects *fx, uint8_t *buf, size_t len)
+{
+	struct relm_fx *f = relm__fx_push(fx, RELM_FX_COPY);
+
+	if (!f) {
+		relm_sib_buf_free(buf, len);
+		return RELM_ENOMEM;
+	}
+	f->data = buf;
+	f->len = len;
+	f->kind = RELM_KIND_RECEIPT;
+	return 0;
+}
+
+int relm__emit_carry(const struct relm_rel *rel, const struct relm_env *env,
+                     const struct relm_ack *acks, uint32_t k, struct relm_effects *fx)
+{
+	uint8_t *msg = NULL;
+	size_t len = 0, mark = fx->n, n = 0;
+	int rc = 0;
+
+	if (!env->history_get)
+		return 0;
+	for (uint32_t i = 0; i < k && rc == 0; i++) {
+		struct relm_payload p;
+		uint8_t *body = NULL, *pt = NULL;
+		size_t blen = 0, ptlen = 0, ulen = 0;
+		int kind, dup = 0;
+
+		for (uint32_t j = 0; j < i; j++)
+			dup |= memcmp(acks[j].id, acks[i].id, RELM_ID_LEN) == 0;
+		memset(&p, 0, sizeof p);
+		if (dup || env->history_get(env->history_ctx, rel->id, acks[i].id, &kind, &p.ts,
+		                            &body, &blen) != 0)
+			continue;
+		if (kind == RELM_KIND_TEXT || kind == RELM_KIND_HEAL || kind == RELM_KIND_IDENTITY) {
+			memcpy(p.id, acks[i].id, RELM_ID_LEN);
+			p.kind = (enum relm_kind)kind;
+			snprintf(p.kind_str, sizeof p.kind_str, "%s", relm_kind_name(p.kind));
+			p.body = (char *)body;
+			p.body_len = blen;
+			if (relm_payload_encode(&pt, &ptlen, &p) == 0 &&
+			    sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK) == 0) {
+				if (!msg && (rc = relm_sib_carry_new(&msg, &len, rel->id)) != 0)
+					goto next;
+				rc = relm_sib_carry_append(&msg, &len, pt, ulen);
+				if (rc == RELM_ETOOBIG && n > 0) {
+					/* full: send it, and start another */
+					if ((rc = push_sibling_msg(fx, msg, len)) == 0 &&
+					    (rc = relm_sib_carry_new(&msg, &len, rel->id)) == 0)
+						rc = relm_sib_carry_append(&msg, &len, pt, ulen);
+					else
+						msg = NULL;
+					n = 0;
+				}
+				if (rc == RELM_ETOOBIG)
+					rc = 0;            /* cannot be carried at all: skipped */
+				else
+					n += rc == 0;
+			}
+		}
+next:
+		if (pt)
+			relm_payload_buf_free(pt, ptlen);
+		if (body) {
+			sodium_memzero(body, blen);
+			free(body);
+		}
+	}
+	if (rc == 0 && n > 0) {
+		rc = push_sibling_msg(fx, msg, len);
+		msg = NULL;
+	}
+	relm_sib_buf_free(msg, len);
+	if (rc != 0)
+		relm__fx_truncate(fx, mark);
+	return rc;
+}
+
 /* ---- who answers a receipt batch ----------------------------------------- */
 
 static void rank_hash(uint8_t h[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
