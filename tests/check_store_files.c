@@ -947,6 +947,25 @@ START_TEST(test_migrate_v5_events)
 }
 END_TEST
 
+/* A v5 store whose events were all trimmed keeps numbering after the
+ * migration: seq is never reused. */
+START_TEST(test_migrate_v5_trimmed)
+{
+	struct relm_store *st;
+	sqlite3 *db = ts_fixture_db(5);
+
+	ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM events; UPDATE sqlite_sequence SET seq=41 WHERE name='events'",
+	                              NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(ts_dbpath, 0600), 0);
+	st = ts_open_ok(ts_dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), 0);
+	ck_assert_int_eq(ts_event_add(st, ts_any_event(), 1), 42);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM sqlite_sequence WHERE name<>'outbox'"), 1);
+	relm_store_close(st);
+}
+END_TEST
+
 /* ---- lazy loading ---------------------------------------------------------------- */
 
 START_TEST(test_lazy_100k)
@@ -1031,6 +1050,7 @@ int main(void)
 		{ "migrations", test_fixture_v5, 10 },
 		{ "migrations", test_fixture_v6, 10 },
 		{ "migrations", test_migrate_v5_events, 10 },
+		{ "migrations", test_migrate_v5_trimmed, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },
 		{ "migrations", test_migrate_v4_unexpected, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
