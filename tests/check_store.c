@@ -6,7 +6,8 @@
  * its count, and an engine step's effects written through lib/core/apply.
  *
  * Transactions, staging and injected faults are in check_store_txn.c;
- * files, corruption, migrations and lazy loading in check_store_files.c;
+ * files, corruption and lazy loading in check_store_files.c; schema
+ * versions and migrations in check_store_migrate.c;
  * the shared helpers in util_store.c.  Randomised tests take their seed
  * from RELM_SEED (default 0x5eed5eed) and print it in every failure.
  */

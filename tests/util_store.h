@@ -1,7 +1,8 @@
 /*
  * util_store.h — what the store's test programs share (check_store.c: the
  * typed functions; check_store_txn.c: transactions, staging, faults;
- * check_store_files.c: files, corruption, migrations, lazy loading).
+ * check_store_files.c: files, corruption, lazy loading;
+ * check_store_migrate.c: fixtures and migrations).
  *
  * Every test runs in a fresh mkdtemp folder (ts_setup / ts_teardown as a
  * checked fixture); the store lives at ts_dbpath, in a "state" folder that
