@@ -40,3 +40,11 @@ const char *relm_errname(int err)
 	}
 	return "unknown";
 }
+
+int relm_errcode(const char *name)
+{
+#define X(n, val, str, msg) if (name && strcmp(name, str) == 0) return RELM_##n;
+	RELM_ERRORS(X)
+#undef X
+	return 0;
+}

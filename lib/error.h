@@ -43,6 +43,8 @@
 	X(EUNKNOWN_KIND,-1030, "unknown_kind",       "unknown payload kind")                 \
 	X(ENOTIMPL,     -1040, "not_implemented",    "not implemented yet")                  \
 	X(ESAMEDAEMON, -1041, "same_daemon",    "the invite is from a proton of this same daemon") \
+	X(EPENDING_EXPIRED, -1042, "pending_expired", "kept pending until it expired: the node it builds on never came") \
+	X(EPENDING_FULL, -1043, "pending_full",  "dropped from the pending set, which was full") \
 	X(EFULL,        -1031, "full",               "queue or disk full")
 
 enum relm_error {
@@ -57,5 +59,8 @@ const char *relm_strerror(int err);
 /* Stable snake_case name for the API's data.code ("errno_<n>" for -errno,
  * "ok" for 0); never NULL. */
 const char *relm_errname(int err);
+/* The RELM_E* code of a stable name (relm_errname's inverse for those),
+ * or 0 for a name that is not one. */
+int relm_errcode(const char *name);
 
 #endif

@@ -414,9 +414,9 @@ START_TEST(event_ring)
 	int type, owned;
 	ck_assert_int_eq(relmd_events_get(&ev, 6, &line, &len, &type, &owned), RELM_ENOTFOUND);
 	ck_assert_int_eq(relmd_events_get(&ev, 7, &line, &len, &type, &owned), 0);
-	ck_assert_int_eq(type, RELMD_EV_MESSAGE_SENT);
+	ck_assert_int_eq(type, RELM_EV_MESSAGE_SENT);
 	ck_assert(!owned && strstr(line, "\"seq\":7"));
-	ck_assert_int_eq(relmd_event_type_index("clone.suspected"), RELMD_EV_CLONE_SUSPECTED);
+	ck_assert_int_eq(relmd_event_type_index("clone.suspected"), RELM_EV_CLONE_SUSPECTED);
 	ck_assert_int_eq(relmd_event_type_index("x"), -1);
 	relmd_events_clear(&ev);
 }
@@ -439,7 +439,7 @@ static int st_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 	snprintf(buf, sizeof buf, "{\"old\":%llu}", (unsigned long long)seq);
 	*line = strdup(buf);
 	*len = strlen(buf);
-	*type = 0;
+	*type = RELM_EV_MESSAGE_RECEIVED;
 	return 0;
 }
 static uint64_t st_last(void *ctx) { (void)ctx; return 100; }
@@ -487,7 +487,7 @@ START_TEST(event_writer_matches_cjson)
 			s2[i] = (char)(1 + (i + (size_t)round) % 255);
 		s2[n2] = 0;
 		uint64_t seq = nums[round % 8], ts = nums[(round / 8) % 8], v = nums[(round / 3) % 8];
-		int t = round % RELMD_EV_COUNT;
+		int t = 1 + round % (RELM_EV_COUNT - 1);
 
 		cJSON *f = cJSON_CreateObject();
 		cJSON_AddStringToObject(f, "relationship", s1);
@@ -515,9 +515,9 @@ START_TEST(event_writer_matches_cjson)
 	/* 10^15 and above: cJSON's float format, not ours */
 	struct relmd_evline w;
 	size_t len;
-	relmd_evline_begin(&w, 1, 0, 1000000000000000ull);
+	relmd_evline_begin(&w, 1, RELM_EV_MESSAGE_RECEIVED, 1000000000000000ull);
 	ck_assert_ptr_null(relmd_evline_end(&w, &len));
-	relmd_evline_begin(&w, 1, 0, 5);
+	relmd_evline_begin(&w, 1, RELM_EV_MESSAGE_RECEIVED, 5);
 	relmd_evline_uint(&w, "sent_ts", UINT64_MAX);
 	ck_assert_ptr_null(relmd_evline_end(&w, &len));
 }
@@ -534,7 +534,7 @@ static int lz_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 	snprintf(buf, sizeof buf, "{\"built\":%llu}", (unsigned long long)seq);
 	*line = strdup(buf);
 	*len = strlen(buf);
-	*type = seq % 2 ? RELMD_EV_MESSAGE_SENT : RELMD_EV_MESSAGE_STATUS;
+	*type = seq % 2 ? RELM_EV_MESSAGE_SENT : RELM_EV_MESSAGE_STATUS;
 	return 0;
 }
 static uint64_t lz_last(void *ctx) { (void)ctx; return 10; }
@@ -550,21 +550,21 @@ START_TEST(event_lazy_lines)
 	ck_assert_int_eq(relmd_events_init(&ev, 4, &st), 0);
 	ck_assert(relmd_events_lazy(&ev));
 	for (uint64_t seq = 11; seq <= 14; seq++)
-		ck_assert_int_eq(relmd_events_put(&ev, seq, seq % 2 ? RELMD_EV_MESSAGE_SENT
-							  : RELMD_EV_MESSAGE_STATUS, 7, NULL, 0), 0);
-	ck_assert_int_eq(relmd_events_put(&ev, 14, RELMD_EV_MESSAGE_SENT, 7, NULL, 0), RELM_EINVAL);
-	ck_assert_int_eq(relmd_events_type(&ev, 12), RELMD_EV_MESSAGE_STATUS);
+		ck_assert_int_eq(relmd_events_put(&ev, seq, seq % 2 ? RELM_EV_MESSAGE_SENT
+							  : RELM_EV_MESSAGE_STATUS, 7, NULL, 0), 0);
+	ck_assert_int_eq(relmd_events_put(&ev, 14, RELM_EV_MESSAGE_SENT, 7, NULL, 0), RELM_EINVAL);
+	ck_assert_int_eq(relmd_events_type(&ev, 12), RELM_EV_MESSAGE_STATUS);
 	ck_assert_int_eq(relmd_events_type(&ev, 10), -1);   /* before the ring: unknown */
 	ck_assert_int_eq(lazy_loads, 0);
 	for (int k = 0; k < 2; k++) {
 		ck_assert_int_eq(relmd_events_get(&ev, 13, &line, &len, &type, &owned), 0);
 		ck_assert_str_eq(line, "{\"built\":13}");
 		ck_assert_int_eq(owned, 0);                 /* cached in the ring */
-		ck_assert_int_eq(type, RELMD_EV_MESSAGE_SENT);
+		ck_assert_int_eq(type, RELM_EV_MESSAGE_SENT);
 	}
 	ck_assert_int_eq(lazy_loads, 1);
 	/* a built line put directly is served as is */
-	ck_assert_int_eq(relmd_events_put(&ev, 15, RELMD_EV_MESSAGE_SENT, 7, strdup("{\"x\":1}"), 7), 0);
+	ck_assert_int_eq(relmd_events_put(&ev, 15, RELM_EV_MESSAGE_SENT, 7, strdup("{\"x\":1}"), 7), 0);
 	ck_assert_int_eq(relmd_events_get(&ev, 15, &line, &len, &type, &owned), 0);
 	ck_assert_str_eq(line, "{\"x\":1}");
 	ck_assert_int_eq(lazy_loads, 1);
@@ -574,11 +574,11 @@ START_TEST(event_lazy_lines)
 	struct relmd_event_store st2 = { NULL, st_save, lz_load, NULL };
 	ck_assert_int_eq(relmd_events_init(&ev, 4, NULL), 0);
 	ck_assert(!relmd_events_lazy(&ev));
-	ck_assert_int_eq(relmd_events_put(&ev, 1, 0, 7, NULL, 0), RELM_EINVAL);
+	ck_assert_int_eq(relmd_events_put(&ev, 1, RELM_EV_MESSAGE_RECEIVED, 7, NULL, 0), RELM_EINVAL);
 	relmd_events_clear(&ev);
 	ck_assert_int_eq(relmd_events_init(&ev, 4, &st2), 0);
 	ck_assert(!relmd_events_lazy(&ev));
-	ck_assert_int_eq(relmd_events_put(&ev, 1, 0, 7, NULL, 0), RELM_EINVAL);
+	ck_assert_int_eq(relmd_events_put(&ev, 1, RELM_EV_MESSAGE_RECEIVED, 7, NULL, 0), RELM_EINVAL);
 	relmd_events_clear(&ev);
 }
 END_TEST

@@ -100,11 +100,11 @@ void tu_apply(struct tu_party *p, struct relm_effects *fx)
 				p->queued++;
 			break;
 		case RELM_FX_EVENT:
-			if (strcmp(f->event, "fork.detected") == 0)
+			if (f->ev.type == RELM_EV_FORK_DETECTED)
 				p->forks++;
-			else if (strcmp(f->event, "fork.resolved") == 0)
+			else if (f->ev.type == RELM_EV_FORK_RESOLVED)
 				p->resolved++;
-			else if (strcmp(f->event, "envelope.undecryptable") == 0)
+			else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE)
 				p->undecryptable++;
 			break;
 		case RELM_FX_PENDING_ADD:

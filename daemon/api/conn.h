@@ -72,7 +72,7 @@ struct relmd_conn {
 	unsigned closing : 1;       /* uv_close called */
 
 	unsigned subscribed : 1;
-	uint32_t sub_mask;          /* bit i: relmd_event_types[i] */
+	uint32_t sub_mask;          /* bit t: event type t (engine/event.h) */
 	uint64_t sub_next;          /* next seq to deliver */
 };
 

@@ -16,18 +16,9 @@
 #include "api/events.h"
 #include "log.h"
 
-const char *const relmd_event_types[RELMD_EV_COUNT] = {
-#define X(id, name) name,
-	RELMD_EVENT_TYPES(X)
-#undef X
-};
-
 int relmd_event_type_index(const char *name)
 {
-	for (int i = 0; name && i < RELMD_EV_COUNT; i++)
-		if (strcmp(name, relmd_event_types[i]) == 0)
-			return i;
-	return -1;
+	return relm_event_type(name);
 }
 
 int relmd_events_init(struct relmd_events *ev, size_t retention,
@@ -62,14 +53,14 @@ char *relmd_event_line(uint64_t seq, int t, uint64_t ts_ms, cJSON *fields)
 	cJSON *msg = cJSON_CreateObject();
 	cJSON *params = cJSON_CreateObject();
 
-	assert(t >= 0 && t < RELMD_EV_COUNT);
+	assert(relm_event_name(t) != NULL);
 	assert(!fields || cJSON_IsObject(fields));
 	if (!msg || !params)
 		goto out;
 	if (!cJSON_AddStringToObject(msg, "jsonrpc", "2.0") ||
 	    !cJSON_AddStringToObject(msg, "method", "event") ||
 	    !cJSON_AddNumberToObject(params, "seq", (double)seq) ||
-	    !cJSON_AddStringToObject(params, "type", relmd_event_types[t]) ||
+	    !cJSON_AddStringToObject(params, "type", relm_event_name(t)) ||
 	    !cJSON_AddNumberToObject(params, "ts", (double)ts_ms))
 		goto out;
 	if (fields) {
@@ -108,7 +99,7 @@ int relmd_events_lazy(const struct relmd_events *ev)
 int relmd_events_put(struct relmd_events *ev, uint64_t seq, int t, uint64_t ts_ms,
 		     char *line, size_t len)
 {
-	assert(t >= 0 && t < RELMD_EV_COUNT);
+	assert(relm_event_name(t) != NULL);
 	if (seq <= ev->last_seq || (!line && !relmd_events_lazy(ev))) {
 		free(line);
 		return RELM_EINVAL;          /* numbering never goes back */
@@ -131,7 +122,7 @@ int relmd_events_put(struct relmd_events *ev, uint64_t seq, int t, uint64_t ts_m
 		int s = ev->store.save(ev->store.ctx, seq, t, slot->line, slot->len);
 		if (s < 0)
 			log_warn("event %llu (%s) not persisted: %s",
-				 (unsigned long long)seq, relmd_event_types[t], relm_strerror(s));
+				 (unsigned long long)seq, relm_event_name(t), relm_strerror(s));
 	}
 	return 0;
 }
@@ -244,12 +235,12 @@ void relmd_evline_begin(struct relmd_evline *w, uint64_t seq, int t, uint64_t ts
 {
 	static const char head[] = "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"seq\":";
 
-	assert(t >= 0 && t < RELMD_EV_COUNT);
+	assert(relm_event_name(t) != NULL);
 	memset(w, 0, sizeof *w);
 	w_put(w, head, sizeof head - 1);
 	w_uint(w, seq);
 	w_key(w, "type");
-	w_string(w, relmd_event_types[t]);
+	w_string(w, relm_event_name(t));
 	w_key(w, "ts");
 	w_uint(w, ts_ms);
 }
@@ -324,7 +315,7 @@ int relmd_events_get(struct relmd_events *ev, uint64_t seq, const char **line,
 		if (r < 0)
 			return r == RELM_ENOTFOUND ? r : (log_warn("event %llu: load failed: %s",
 						(unsigned long long)seq, relm_strerror(r)), RELM_ENOTFOUND);
-		if (t < 0 || t >= RELMD_EV_COUNT) {
+		if (!relm_event_name(t)) {
 			free(l);
 			return RELM_ENOTFOUND;
 		}

@@ -30,33 +30,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "engine/event.h"
 
-/* The event types of DESIGN §8, in a fixed order: a subscription's type
- * filter is a bit mask over this list (bit i = relmd_event_types[i]). */
-#define RELMD_EVENT_TYPES(X)                 \
-	X(MESSAGE_RECEIVED,    "message.received")    \
-	X(MESSAGE_SENT,        "message.sent")        \
-	X(MESSAGE_STATUS,      "message.status")      \
-	X(RELATIONSHIP_CREATED,"relationship.created") \
-	X(FORK_DETECTED,       "fork.detected")       \
-	X(FORK_RESOLVED,       "fork.resolved")       \
-	X(DEVICE_ADDED,        "device.added")        \
-	X(DEVICE_REMOVED,      "device.removed")      \
-	X(IDENTITY_ROTATED,    "identity.rotated")    \
-	X(IDENTITY_CONFLICT,   "identity.conflict")   \
-	X(ENVELOPE_UNDECRYPTABLE, "envelope.undecryptable") \
-	X(CLONE_SUSPECTED,     "clone.suspected")
+/* The event types are lib/engine/event.h's (enum relm_event_type, 1 ..
+ * RELM_EV_COUNT - 1, names from relm_event_name): a subscription's type
+ * filter is a bit mask over them (bit t = type t; bit 0, RELM_EV_NONE, is
+ * never set). */
+#define RELMD_EV_ALL ((uint32_t)(((1u << RELM_EV_COUNT) - 1) & ~1u))
 
-enum relmd_event_type {
-#define X(id, name) RELMD_EV_##id,
-	RELMD_EVENT_TYPES(X)
-#undef X
-	RELMD_EV_COUNT
-};
-#define RELMD_EV_ALL ((uint32_t)((1u << RELMD_EV_COUNT) - 1))
-
-extern const char *const relmd_event_types[RELMD_EV_COUNT];
-/* Index of a type name, or -1 if it is not one of the list. */
+/* The type of a name, or -1 if it is not one of the list. */
 int relmd_event_type_index(const char *name);
 
 /* Persistence hook (the store implements it; all members may be NULL).
@@ -77,7 +59,7 @@ struct relmd_event_store {
 
 struct relmd_event {
 	uint64_t seq;
-	int type;                /* enum relmd_event_type */
+	int type;                /* enum relm_event_type */
 	uint64_t ts;
 	size_t len;
 	char *line;              /* notification, no newline; owned by the ring;
@@ -100,7 +82,7 @@ int relmd_events_init(struct relmd_events *ev, size_t retention,
 /* Free the ring; ev may be zeroed or initialised. */
 void relmd_events_clear(struct relmd_events *ev);
 
-/* Assign the next seq to an event of `type` (one of relmd_event_types:
+/* Assign the next seq to an event of `type` (a relm_event_name:
  * anything else is a programmer error and aborts) with extra `fields` (a
  * cJSON object or NULL; always consumed, even on failure; it must not use
  * the keys seq, type or ts), serialise it, retain it and persist it.
@@ -129,7 +111,7 @@ int relmd_events_put(struct relmd_events *ev, uint64_t seq, int t, uint64_t ts_m
 int relmd_events_lazy(const struct relmd_events *ev);
 
 /* The notification line of an event (malloc'd, no newline) or NULL;
- * fields (may be NULL) is emptied but not freed.  t: enum relmd_event_type. */
+ * fields (may be NULL) is emptied but not freed.  t: enum relm_event_type. */
 char *relmd_event_line(uint64_t seq, int t, uint64_t ts_ms, cJSON *fields);
 
 /* The same line written directly, for the frequent event types: begin, then

@@ -52,9 +52,6 @@ static int nomem(cJSON *r)
 	return RELM_ENOMEM;
 }
 
-static const char *const status_names[] = { "none", "queued", "posted", "delivered", "failed" };
-static const char *const origin_names[] = { "", "self", "sibling", "remote" };
-
 /* ---- protons ------------------------------------------------------------- */
 
 static int api_proton_create(struct relmd_call *call, const cJSON *params, cJSON **result)
@@ -334,7 +331,7 @@ static int api_message_send(struct relmd_call *call, const cJSON *params, cJSON 
 			status = m.status;
 	}
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "message", got, sizeof got) ||
-	    !cJSON_AddStringToObject(r, "status", status_names[status]) ||
+	    !cJSON_AddStringToObject(r, "status", relm_status_name(status)) ||
 	    !cJSON_AddBoolToObject(r, "new", was_new))
 		return nomem(r);
 	*result = r;
@@ -349,9 +346,8 @@ static int msg_cb(void *ctx, const struct relm_store_msg *m)
 	    !cJSON_AddStringToObject(o, "direction", m->direction_in ? "in" : "out") ||
 	    !cJSON_AddStringToObject(o, "kind", m->kind) ||
 	    !cJSON_AddNumberToObject(o, "ts", (double)m->ts) ||
-	    !cJSON_AddStringToObject(o, "status", status_names[m->status]) ||
-	    !cJSON_AddStringToObject(o, "origin", m->origin >= 1 && m->origin <= 3 ?
-	                             origin_names[m->origin] : "remote") ||
+	    !cJSON_AddStringToObject(o, "status", relm_status_name(m->status)) ||
+	    !cJSON_AddStringToObject(o, "origin", relm_origin_name(m->origin)) ||
 	    !cJSON_AddNumberToObject(o, "seq", (double)m->seq)) {
 		cJSON_Delete(o);
 		return RELM_ENOMEM;

@@ -30,8 +30,8 @@
 
 static const char *const strategies[] = { "leaderless", "leader", "fanout", NULL };
 static const char *const event_names[] = {
-#define X(id, name) name,
-	RELMD_EVENT_TYPES(X)
+#define X(id, name, need, may) name,
+	RELM_EVENT_TYPES(X)
 #undef X
 	NULL
 };

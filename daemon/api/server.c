@@ -431,7 +431,7 @@ int relmd_event_record(struct relmd *d, uint64_t seq, int type, uint64_t ts_ms,
 {
 	int r = relmd_events_put(&d->events, seq, type, ts_ms, line, len);
 	if (r < 0)
-		log_err("event %s dropped: %s", relmd_event_types[type], relm_strerror(r));
+		log_err("event %s dropped: %s", relm_event_name(type), relm_strerror(r));
 	return r;
 }
 

@@ -182,8 +182,8 @@ void relmd_stop_async(struct relmd *d);
  * return uv_loop_close()'s result (0 when nothing leaked). */
 int relmd_clear(struct relmd *d);
 
-/* Emit an event (engine → subscribers).  `type` is one of
- * relmd_event_types; `fields` (object or NULL) is consumed.  Assigns the
+/* Emit an event (engine → subscribers).  `type` is a relm_event_name
+ * (engine/event.h); `fields` (object or NULL) is consumed.  Assigns the
  * seq, persists it through hooks.events.save, and queues it to every
  * matching subscriber.  0 or RELM_ENOMEM. */
 int relmd_event_emit(struct relmd *d, const char *type, cJSON *fields);

@@ -678,8 +678,8 @@ static int cmd_listen(struct client *cl, int argc, char **argv)
 		       "Subscribe and print each event's params as one JSON line until relmd\n"
 		       "closes the connection.  --since N first replays events after seq N.\n"
 		       "Types:", prog);
-		for (int i = 0; i < RELMD_EV_COUNT; i++)
-			printf(" %s", relmd_event_types[i]);
+		for (int t = RELM_EV_NONE + 1; t < RELM_EV_COUNT; t++)
+			printf(" %s", relm_event_name(t));
 		printf("\n");
 		cJSON_Delete(params);
 		return 0;

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "relmd/app.h"
+#include "relmd/event_json.h"
 #include "wire/addr.h"
 #include "core/core.h"
 #include "crypto/crypto.h"
@@ -373,204 +374,28 @@ static void pump(struct relmd_app *app)
 	}
 }
 
-static cJSON *event_fields(struct relmd_app *app, const char *type, const char *json)
-{
-	cJSON *f = cJSON_Parse(json);   /* the store wrote it: one NUL-terminated object */
-	const cJSON *r, *m;
-	uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN];
-
-	if (!f || !cJSON_IsObject(f)) {
-		cJSON_Delete(f);
-		return cJSON_CreateObject();
-	}
-	if (!strcmp(type, "relationship.created")) {
-		/* The log names only the relationship (lib/core/core.c); api.md §6
-		 * promises proton, remote_ipk and label too, so a GUI can show it
-		 * without a second call.  Added here, so a replay has them too. */
-		struct relm_store_rel sr;
-		char hex[2 * RELM_SIGN_PK_LEN + 1];
-		memset(&sr, 0, sizeof sr);
-		r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
-		if (cJSON_IsString(r) &&
-		    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
-		    relm_store_rel_get(app->st, rel, &sr, 0) == 0) {
-			relm_hex(hex, sr.proton, RELM_ID_LEN);
-			cJSON_AddStringToObject(f, "proton", hex);
-			relm_hex(hex, sr.remote_ipk, RELM_SIGN_PK_LEN);
-			cJSON_AddStringToObject(f, "remote_ipk", hex);
-			cJSON_AddStringToObject(f, "label", sr.label);
-		}
-		relm_store_rel_clear(&sr);
-		return f;
-	}
-	if (strcmp(type, "message.received") && strcmp(type, "message.sent"))
-		return f;
-	/* The event log names the message; subscribers also get its content. */
-	r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
-	m = cJSON_GetObjectItemCaseSensitive(f, "message");
-	if (cJSON_IsString(r) && cJSON_IsString(m) &&
-	    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
-	    relm_unhex(id, sizeof id, m->valuestring, strlen(m->valuestring)) == 0) {
-		struct relm_store_msg msg;
-		uint8_t *body = NULL;
-		size_t len = 0;
-		if (relm_store_msg_get_body(app->st, rel, id, &msg, &body, &len) == 0) {
-			static const char *const origins[] = { "", "self", "sibling", "remote" };
-			cJSON_AddStringToObject(f, "body", (const char *)body);
-			cJSON_AddStringToObject(f, "kind", msg.kind);
-			cJSON_AddNumberToObject(f, "sent_ts", (double)msg.ts);
-			cJSON_AddStringToObject(f, "origin", msg.origin >= 1 && msg.origin <= 3 ?
-						origins[msg.origin] : "remote");
-			relm_store_buf_free(body, len);
-		}
-	}
-	return f;
-}
-
-/* The store writes the message events as exactly
- *   {"relationship":"<hex32>","message":"<hex32>"}            (received, sent)
- *   {"relationship":"<hex32>","message":"<hex32>","status":"<s>"[,"reason":"<r>"]}
- * (lib/store/store.c, relm_store_apply_effects).  Recognise that shape — nothing
- * else: anything unexpected takes the cJSON path — so the line can be
- * written without parsing and re-serialising.  A string is "plain" when
- * parsing and printing it with cJSON gives it back unchanged: no quote,
- * no backslash, no control byte. */
-struct msg_json {
-	char rel[2 * RELM_ID_LEN + 1], msg[2 * RELM_ID_LEN + 1];
-	char status[32];
-	char reason[256];
-	int has_reason;
-};
-
-static const char *lit(const char *p, const char *s)
-{
-	size_t n = strlen(s);
-	return p && !strncmp(p, s, n) ? p + n : NULL;
-}
-
-static const char *hex32(const char *p, char out[2 * RELM_ID_LEN + 1])
-{
-	if (!p)
-		return NULL;
-	for (int i = 0; i < 2 * RELM_ID_LEN; i++)
-		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-			return NULL;
-	memcpy(out, p, 2 * RELM_ID_LEN);
-	out[2 * RELM_ID_LEN] = '\0';
-	return p + 2 * RELM_ID_LEN;
-}
-
-static const char *plain(const char *p, char *out, size_t cap)
-{
-	size_t n = 0;
-	if (!p)
-		return NULL;
-	while (p[n] != '"') {
-		if (!p[n] || p[n] == '\\' || (unsigned char)p[n] < 0x20 || n + 1 >= cap)
-			return NULL;
-		n++;
-	}
-	memcpy(out, p, n);
-	out[n] = '\0';
-	return p + n + 1;
-}
-
-static int msg_json_parse(struct msg_json *m, const char *json, int with_status)
-{
-	const char *p = lit(json, "{\"relationship\":\"");
-	p = lit(hex32(p, m->rel), "\",\"message\":\"");
-	p = lit(hex32(p, m->msg), "\"");
-	m->has_reason = 0;
-	if (with_status) {
-		p = plain(lit(p, ",\"status\":\""), m->status, sizeof m->status);
-		if (lit(p, ",\"reason\":\"")) {
-			p = plain(lit(p, ",\"reason\":\""), m->reason, sizeof m->reason);
-			m->has_reason = 1;
-		}
-	}
-	return p && p[0] == '}' && p[1] == '\0';
-}
-
-/* The notification line of store event seq (malloc'd, *len set), or NULL
- * on ENOMEM.  Live publishing and replays both come here, so a replay
- * carries the bytes a live subscriber got. */
-static char *event_line(struct relmd_app *app, int64_t seq, int t, const char *type,
-			const char *json, uint64_t ts, size_t *len)
-{
-	struct msg_json m;
-
-	if ((t == RELMD_EV_MESSAGE_RECEIVED || t == RELMD_EV_MESSAGE_SENT ||
-	     t == RELMD_EV_MESSAGE_STATUS) &&
-	    msg_json_parse(&m, json, t == RELMD_EV_MESSAGE_STATUS)) {
-		struct relmd_evline w;
-		char *line;
-
-		/* the members and their order event_fields() gives */
-		relmd_evline_begin(&w, (uint64_t)seq, t, ts);
-		relmd_evline_str(&w, "relationship", m.rel);
-		relmd_evline_str(&w, "message", m.msg);
-		if (t == RELMD_EV_MESSAGE_STATUS) {
-			relmd_evline_str(&w, "status", m.status);
-			if (m.has_reason)
-				relmd_evline_str(&w, "reason", m.reason);
-		} else {
-			static const char *const origins[] = { "", "self", "sibling", "remote" };
-			uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN];
-			struct relm_store_msg msg;
-			uint8_t *body = NULL;
-			size_t blen = 0;
-			if (relm_unhex(rel, sizeof rel, m.rel, strlen(m.rel)) == 0 &&
-			    relm_unhex(id, sizeof id, m.msg, strlen(m.msg)) == 0 &&
-			    relm_store_msg_get_body(app->st, rel, id, &msg, &body, &blen) == 0) {
-				relmd_evline_str(&w, "body", (const char *)body);
-				relmd_evline_str(&w, "kind", msg.kind);
-				relmd_evline_uint(&w, "sent_ts", msg.ts);
-				relmd_evline_str(&w, "origin", msg.origin >= 1 && msg.origin <= 3 ?
-						 origins[msg.origin] : "remote");
-				relm_store_buf_free(body, blen);
-			}
-		}
-		if ((line = relmd_evline_end(&w, len)) != NULL)
-			return line;
-		/* a number cJSON prints in its own way (or ENOMEM): its path */
-	}
-	cJSON *f = event_fields(app, type, json);
-	char *line = relmd_event_line((uint64_t)seq, t, ts, f);
-	cJSON_Delete(f);
-	if (line)
-		*len = strlen(line);
-	return line;
-}
-
-static int publish_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
+static int publish_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
 {
 	struct relmd_app *app = ctx;
-	int t = relmd_event_type_index(type);
 	char *line = NULL;
 	size_t len = 0;
 
 	app->events_last = seq;
-	if (t < 0)
-		return 0;                   /* a type this API does not publish */
-	if (t == RELMD_EV_RELATIONSHIP_CREATED) {
-		cJSON *f = cJSON_Parse(json);
-		const cJSON *r = cJSON_GetObjectItemCaseSensitive(f, "relationship");
-		uint8_t rel[RELM_ID_LEN];
+	if (ev->type == RELM_EV_NONE)
+		return 0;                   /* a type this build does not know */
+	if (ev->type == RELM_EV_RELATIONSHIP_CREATED && (ev->has & RELM_EVF_REL)) {
 		struct relm_store_rel sr;
 		memset(&sr, 0, sizeof sr);
-		if (cJSON_IsString(r) &&
-		    relm_unhex(rel, sizeof rel, r->valuestring, strlen(r->valuestring)) == 0 &&
-		    relm_store_rel_get(app->st, rel, &sr, 0) == 0)
+		if (relm_store_rel_get(app->st, ev->rel, &sr, 0) == 0)
 			relmd_app_watch_mailbox(app, sr.mailbox_id);
 		relm_store_rel_clear(&sr);
-		cJSON_Delete(f);
 	}
 	/* Nobody listening: keep seq/type/ts only; a later `subscribe {since}`
 	 * builds the line through ev_load, from the same store rows (so does a
 	 * subscriber's pump if building it here ran out of memory). */
-	if (relmd_event_wanted(app->d, t))
-		line = event_line(app, seq, t, type, json, ts, &len);
-	relmd_event_record(app->d, (uint64_t)seq, t, ts, line, len);
+	if (relmd_event_wanted(app->d, ev->type))
+		line = relmd_event_json(app->st, seq, ts, ev, &len);
+	relmd_event_record(app->d, (uint64_t)seq, ev->type, ts, line, len);
 	app->published++;
 	return 0;
 }
@@ -775,14 +600,14 @@ struct ev_load {
 	int type;
 };
 
-static int ev_load_cb(void *ctx, int64_t seq, const char *type, const char *json, uint64_t ts)
+static int ev_load_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
 {
 	struct ev_load *l = ctx;
 	if (seq != l->want)
 		return 1;
-	l->type = relmd_event_type_index(type);
+	l->type = ev->type == RELM_EV_NONE ? -1 : ev->type;
 	if (l->type >= 0)
-		l->line = event_line(l->app, seq, l->type, type, json, ts, &l->len);
+		l->line = relmd_event_json(l->app->st, seq, ts, ev, &l->len);
 	return 1;
 }
 

@@ -1,37 +1,20 @@
 /*
- * core.c — one engine step inside one store step (see core.h).
- *
- * Shape of every state-changing call:
- *
- *     begin ── load (one row + its pending rows) ── engine step ──
- *     apply effects ── save state (+ deadline) ── [cursor] ── commit
- *                 └──────────── any error: rollback ────────────┘
- *
- * The relationship is decoded fresh for each step and freed (wiped) after:
- * nothing secret outlives the call, and a failed step cannot leave an
- * in-memory state ahead of the file.
+ * core.c — the engine bound to the store (see core.h): the handle,
+ * protons, invites, and relationships being made — by invite.accept on the
+ * accepter's side, by the first envelope on the inviter's.  Steps on a
+ * relationship that exists follow the durability rule in durability.c.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <sodium.h>
-#include "core/core.h"
+#include "core/core_int.h"
+#include "core/apply.h"
 #include "wire/invite.h"
 #include "wire/addr.h"
 #include "crypto/crypto.h"
 #include "wire/envelope.h"
 #include "error.h"
-
-struct relm_core {
-	struct relm_store *st;
-	/* The caller's environment, copied: the engine never writes into what
-	 * it is given (several simulated devices may share one), and the copy
-	 * adds de-duplication through the store's history. */
-	struct relm_env env_own;
-	const struct relm_env *env;
-	enum relm_mode mode;
-	char mailbox_host[RELM_MAILBOX_ADDR_MAX + 1];
-};
 
 int relm_core_new(struct relm_core **out, struct relm_store *st, const struct relm_env *env,
                   const char *mailbox_host, enum relm_mode mode)
@@ -67,133 +50,6 @@ const char *relm_core_mailbox_host(const struct relm_core *c)
 	return c->mailbox_host;
 }
 
-static uint64_t now(const struct relm_core *c)
-{
-	return relm__now(c->env);
-}
-
-/* ---- loading and saving a relationship ------------------------------- */
-
-static int pending_cb(void *ctx, const uint8_t hash[RELM_ID_LEN], const uint8_t *bytes,
-                      size_t len, uint64_t received_ms)
-{
-	(void)hash;
-	return relm_rel_pending_load(ctx, bytes, len, received_ms);
-}
-
-static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
-{
-	struct relm_store_rel r;
-	struct relm_rel *rel = NULL;
-	int rc;
-
-	memset(&r, 0, sizeof r);
-	if ((rc = relm_store_rel_get(c->st, id, &r, RELM_STORE_WITH_STATE)) != 0)
-		return rc;
-	rc = relm_rel_decode(&rel, r.state, r.state_len);
-	relm_store_rel_clear(&r);
-	if (rc != 0)
-		return rc == RELM_ENOMEM ? rc : RELM_ESTATE;
-	if ((rc = relm_store_pending_list(c->st, id, pending_cb, rel)) != 0) {
-		relm_rel_free(rel);
-		return rc;
-	}
-	/* The retransmission queue stays in the store; relm_core_tick loads
-	 * what is due.  Receipts for the rest still reach the store.  So do
-	 * the acknowledgements waiting for the receipt timer: load_acks. */
-	rel->out_partial = 1;
-	rel->acks_partial = 1;
-	*out = rel;
-	return 0;
-}
-
-static int ack_cb(void *ctx, const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN],
-                  uint32_t n)
-{
-	return relm_rel_ack_load(ctx, id, dh, n);
-}
-
-/* Before a tick: when the receipt is due, every acknowledgement it owes
- * comes back from the store (relm_rel_tick sends none while acks_partial
- * is set, and the timer stays armed). */
-static int load_acks(struct relm_core *c, struct relm_rel *rel)
-{
-	int rc;
-
-	if (!rel->acks_partial || !rel->receipt_due_ms || rel->receipt_due_ms > now(c))
-		return 0;
-	if ((rc = relm_store_ack_list(c->st, rel->id, ack_cb, rel)) != 0)
-		return rc;
-	rel->acks_partial = 0;
-	return 0;
-}
-
-static int due_out_cb(void *ctx, const struct relm_store_outgoing *o)
-{
-	return relm_rel_outgoing_load(ctx, o->id, o->kind, o->ts, (const char *)o->body,
-	                              o->body_len, o->tries, o->next_ms, o->last_node);
-}
-
-static int save(struct relm_core *c, struct relm_rel *rel)
-{
-	uint8_t *blob = NULL;
-	size_t len = 0;
-	int rc;
-
-	uint64_t deadline, out_next = 0;
-
-	if (rel->out_unsaved) {
-		/* a v1 blob carried the queue: it moves to the store now */
-		for (uint32_t i = 0; i < rel->nout; i++) {
-			const struct relm_outgoing *o = &rel->out[i];
-			struct relm_store_outgoing so;
-			memset(&so, 0, sizeof so);
-			memcpy(so.rel, rel->id, RELM_ID_LEN);
-			memcpy(so.id, o->id, RELM_ID_LEN);
-			so.kind = o->kind;
-			so.ts = o->ts;
-			so.body = (const uint8_t *)o->body;
-			so.body_len = o->body_len;
-			so.tries = o->tries;
-			so.next_ms = o->next_ms;
-			memcpy(so.last_node, o->last_node, RELM_ID_LEN);
-			if ((rc = relm_store_outgoing_put(c->st, &so)) != 0)
-				return rc;
-		}
-		rel->out_unsaved = 0;
-	}
-	if (rel->acks_unsaved) {
-		/* a v1–v3 blob carried the acknowledgements: they move too */
-		for (uint32_t i = 0; i < rel->nacks_due; i++)
-			if ((rc = relm_store_ack_put(c->st, rel->id, rel->acks_due[i].id,
-			                             rel->acks_due[i].dh, rel->acks_due[i].n)) != 0)
-				return rc;
-		rel->acks_unsaved = 0;
-	}
-	if ((rc = relm_rel_encode(rel, &blob, &len)) != 0)
-		return rc;
-	rc = relm_store_rel_set_state(c->st, rel->id, blob, len, now(c));
-	relm_rel_blob_free(blob, len);
-	if (rc == 0)
-		rc = relm_store_outgoing_next(c->st, rel->id, &out_next);
-	deadline = relm_rel_deadline(rel, c->env);
-	if (out_next && (!deadline || out_next < deadline))
-		deadline = out_next;
-	if (rc == 0)
-		rc = relm_store_rel_set_deadline(c->st, rel->id, deadline);
-	if (rc == 0 && rel->remote_mailbox[0])
-		rc = relm_store_rel_set_remote_addr(c->st, rel->id, rel->remote_mailbox);
-	return rc;
-}
-
-static int finish(struct relm_core *c, int rc)
-{
-	if (rc == 0)
-		return relm_store_commit(c->st);
-	relm_store_rollback(c->st);
-	return rc;
-}
-
 /* The store row of a new relationship (state: the caller's blob). */
 static void rel_row(struct relm_core *c, struct relm_store_rel *sr, const struct relm_rel *rel,
                     const uint8_t proton[RELM_ID_LEN], const char *label,
@@ -207,9 +63,22 @@ static void rel_row(struct relm_core *c, struct relm_store_rel *sr, const struct
 	memcpy(sr->mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
 	memcpy(sr->mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
 	snprintf(sr->remote_addr, sizeof sr->remote_addr, "%s", rel->remote_mailbox);
-	sr->created = sr->last_activity = now(c);
+	sr->created = sr->last_activity = relm__core_now(c);
 	sr->state = blob;
 	sr->state_len = blen;
+}
+
+/* relationship.created, in the transaction that stores the relationship,
+ * before its first effects: a subscriber hears of the relationship before
+ * its first message event. */
+static int created(struct relm_core *c, const uint8_t rel[RELM_ID_LEN])
+{
+	struct relm_event ev;
+
+	relm_event_init(&ev, RELM_EV_RELATIONSHIP_CREATED);
+	ev.has = RELM_EVF_REL;
+	memcpy(ev.rel, rel, RELM_ID_LEN);
+	return relm_store_event_append(c->st, &ev, relm__core_now(c), NULL);
 }
 
 /* ---- protons ------------------------------------------------------------ */
@@ -231,7 +100,7 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
 	relm_sign_keypair_from_seed(p.ipk, p.isk, seed);
 	snprintf(p.label, sizeof p.label, "%s", label);
 	snprintf(p.strategy, sizeof p.strategy, "leaderless");
-	p.created = now(c);
+	p.created = relm__core_now(c);
 
 	memcpy(d.proton, p.id, RELM_ID_LEN);
 	relm__random(c->env, d.device, RELM_ID_LEN);
@@ -248,7 +117,7 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
 	rc = relm_store_proton_put(c->st, &p);
 	if (rc == 0)
 		rc = relm_store_device_put(c->st, &d);
-	if ((rc = finish(c, rc)) == 0) {
+	if ((rc = relm__core_finish(c, rc)) == 0) {
 		memcpy(id, p.id, RELM_ID_LEN);
 		memcpy(ipk, p.ipk, RELM_SIGN_PK_LEN);
 	}
@@ -299,7 +168,7 @@ int relm_core_invite_create(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		si.opk_id = random_id32(c);
 		relm__random(c->env, si.opk_priv, RELM_KEY_LEN);
 	}
-	si.created = now(c);
+	si.created = relm__core_now(c);
 	si.expires = si.created + ttl_s * 1000u;
 	relm__random(c->env, seed, sizeof seed);
 	relm_sign_keypair_from_seed(si.mailbox_id, si.mailbox_sk, seed);
@@ -332,7 +201,7 @@ int relm_core_invite_create(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	}
 	if ((rc = relm_store_begin(c->st)) != 0)
 		goto out;
-	rc = finish(c, relm_store_invite_put(c->st, &si));
+	rc = relm__core_finish(c, relm_store_invite_put(c->st, &si));
 	if (rc == 0 && mailbox_id)
 		memcpy(mailbox_id, si.mailbox_id, RELM_SIGN_PK_LEN);
 out:
@@ -374,7 +243,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		return RELM_EINVAL;
 	if ((rc = relm_invite_decode(&inv, text, len)) != 0)
 		return rc;
-	if (inv.expires_ms && inv.expires_ms <= now(c))
+	if (inv.expires_ms && inv.expires_ms <= relm__core_now(c))
 		return RELM_EEXPIRED;
 	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
 		return rc;
@@ -406,17 +275,13 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	rc = relm_store_rel_put(c->st, &sr);
 	/* relationship.created first: subscribers hear of the relationship
 	 * before the message.sent of its first (hello) envelope. */
-	if (rc == 0) {
-		char json[96], h[33];
-		relm_hex(h, rel->id, RELM_ID_LEN);
-		snprintf(json, sizeof json, "{\"relationship\":\"%s\"}", h);
-		rc = relm_store_event_append(c->st, "relationship.created", json, now(c), NULL);
-	}
 	if (rc == 0)
-		rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c));
+		rc = created(c, rel->id);
+	if (rc == 0)
+		rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c));
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
-	if ((rc = finish(c, rc)) == 0)
+	if ((rc = relm__core_finish(c, rc)) == 0)
 		memcpy(rel_out, rel->id, RELM_ID_LEN);
 out:
 	sr.state = NULL;
@@ -428,104 +293,10 @@ out:
 	return rc;
 }
 
-/* ---- messages ------------------------------------------------------------ */
+/* ---- the inviter's side: the first envelope makes the relationship ---- */
 
-int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
-                           const char *body, size_t len, const uint8_t *id,
-                           uint8_t id_out[RELM_ID_LEN], int *was_new)
-{
-	struct relm_effects fx;
-	struct relm_rel *rel = NULL;
-	int rc;
-
-	relm_effects_init(&fx);
-	*was_new = 0;
-	if (id && relm_store_history_has(c->st, rel_id, id) > 0) {
-		memcpy(id_out, id, RELM_ID_LEN);   /* idempotent: already sent */
-		return 0;
-	}
-	if ((rc = relm_store_begin(c->st)) != 0)
-		return rc;
-	{
-		uint64_t outstanding = 0;
-		if ((rc = relm_store_outgoing_count(c->st, rel_id, &outstanding)) != 0)
-			goto done;
-		if (outstanding >= RELM_MAX_OUTGOING) {
-			rc = RELM_ELIMIT;     /* the remote is not receipting: back off */
-			goto done;
-		}
-	}
-	if ((rc = load(c, rel_id, &rel)) != 0)
-		goto done;
-	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
-	if (rc == RELM_EEXIST) {
-		rc = 0;
-		goto done;
-	}
-	if (rc == 0)
-		rc = relm_store_apply_effects(c->st, rel_id, NULL, &fx, now(c));
-	if (rc == 0)
-		rc = save(c, rel);
-	if (rc == 0)
-		*was_new = 1;
-done:
-	rc = finish(c, rc);
-	relm_effects_clear(&fx);
-	relm_rel_free(rel);
-	return rc;
-}
-
-/* ---- envelopes from our mailboxes ---------------------------------------- */
-
-static int report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
-                      uint64_t seq, int why)
-{
-	char json[256], h[65];
-	relm_hex(h, mailbox, RELM_SIGN_PK_LEN);
-	snprintf(json, sizeof json, "{\"mailbox\":\"%s\",\"seq\":%llu,\"reason\":\"%s\"}", h,
-	         (unsigned long long)seq, relm_errname(why));
-	return relm_store_event_append(c->st, "envelope.undecryptable", json, now(c), NULL);
-}
-
-/* The envelope could not be used, for a reason that retrying will not fix. */
-static int is_final(int rc)
-{
-	switch (rc) {
-	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EFULL: case RELM_ECORRUPT: case RELM_EBUSY:
-		return 0;              /* the store or memory failed: retry on redelivery */
-	default:
-		return rc <= -1000;    /* a protocol verdict on these bytes */
-	}
-}
-
-static int receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
-                      const uint8_t *buf, size_t len)
-{
-	struct relm_effects fx;
-	struct relm_rel *rel = NULL;
-	int rc;
-
-	relm_effects_init(&fx);
-	if ((rc = load(c, rel_id, &rel)) != 0)
-		goto out;
-	rc = relm_rel_receive(rel, c->env, buf, len, &fx);
-	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING) {
-		int r2 = relm_store_apply_effects(c->st, rel_id, NULL, &fx, now(c));
-		if (r2 == 0)
-			r2 = save(c, rel);
-		if (r2 != 0)
-			rc = r2;
-		else
-			rc = 0;
-	}
-out:
-	relm_effects_clear(&fx);
-	relm_rel_free(rel);
-	return rc;
-}
-
-static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint32_t spk_id,
-                        const uint8_t *buf, size_t len)
+int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            uint32_t spk_id, const uint8_t *buf, size_t len)
 {
 	struct relm_store_invite si;
 	struct relm_store_proton p;
@@ -554,12 +325,12 @@ static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 	relm_rel_id(rel_id, p.ipk, e.ext.ipk, e.ext.ek);
 	if (relm_store_rel_get(c->st, rel_id, &sr, 0) == 0) {
 		relm_store_rel_clear(&sr);
-		rc = receive_on(c, rel_id, buf, len);
+		rc = relm__core_receive_on(c, rel_id, buf, len);
 		goto out;
 	}
 	if ((rc = relm_store_invite_get(c->st, proton, spk_id, &si)) != 0)
 		goto out;
-	if (si.expires && si.expires <= now(c)) {
+	if (si.expires && si.expires <= relm__core_now(c)) {
 		rc = RELM_EEXPIRED;
 		goto out;
 	}
@@ -580,7 +351,7 @@ static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 	snprintf(sec.mailbox_host, sizeof sec.mailbox_host, "%s", c->mailbox_host);
 	if ((rc = relm_rel_open_initial(&rel, c->env, c->mode, &sec, buf, len, &fx)) != 0)
 		goto out;
-	if ((rc = relm_store_replay_check_insert(c->st, proton, e.ext.ek, rel->id, now(c))) != 0)
+	if ((rc = relm_store_replay_check_insert(c->st, proton, e.ext.ek, rel->id, relm__core_now(c))) != 0)
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		goto out;
@@ -591,14 +362,9 @@ static int open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 		goto out;
 	/* relationship.created before the effects' events: a subscriber must
 	 * learn of the relationship before its first message.received. */
-	{
-		char json[96], h[33];
-		relm_hex(h, rel->id, RELM_ID_LEN);
-		snprintf(json, sizeof json, "{\"relationship\":\"%s\"}", h);
-		if ((rc = relm_store_event_append(c->st, "relationship.created", json, now(c), NULL)) != 0)
-			goto out;
-	}
-	if ((rc = relm_store_apply_effects(c->st, rel->id, NULL, &fx, now(c))) != 0)
+	if ((rc = created(c, rel->id)) != 0)
+		goto out;
+	if ((rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c))) != 0)
 		goto out;
 	rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 out:
@@ -613,158 +379,13 @@ out:
 	return rc;
 }
 
-int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
-                       uint64_t seq, const uint8_t *buf, size_t len)
-{
-	uint8_t rel_id[RELM_ID_LEN], proton[RELM_ID_LEN];
-	uint64_t cursor = 0;
-	uint32_t spk_id = 0;
-	int rc;
-
-	if ((rc = relm_store_begin(c->st)) != 0)
-		return rc;
-	if ((rc = relm_store_cursor_get(c->st, mailbox, &cursor)) != 0)
-		goto done;
-	if (seq <= cursor)
-		goto done;                       /* redelivered: already processed */
-	if (relm_store_rel_by_mailbox(c->st, mailbox, rel_id) == 0)
-		rc = receive_on(c, rel_id, buf, len);
-	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
-		rc = open_initial(c, proton, spk_id, buf, len);
-	else
-		rc = RELM_ENOTFOUND;
-	if (rc != 0 && is_final(rc)) {
-		/* Bad bytes are bad forever: report, and move past them. */
-		int why = rc;
-		relm_store_rollback(c->st);
-		if ((rc = relm_store_begin(c->st)) != 0)
-			return rc;
-		rc = report_bad(c, mailbox, seq, why);
-	}
-	if (rc == 0)
-		rc = relm_store_cursor_set(c->st, mailbox, seq);
-done:
-	return finish(c, rc);
-}
-
-/* ---- timers ---------------------------------------------------------------- */
-
-struct due {
-	uint8_t (*ids)[RELM_ID_LEN];
-	size_t n, cap;
-};
-
-static int due_cb(void *ctx, const uint8_t id[RELM_ID_LEN])
-{
-	struct due *d = ctx;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16;
-		void *v = realloc(d->ids, cap * RELM_ID_LEN);
-		if (!v)
-			return RELM_ENOMEM;
-		d->ids = v;
-		d->cap = cap;
-	}
-	memcpy(d->ids[d->n++], id, RELM_ID_LEN);
-	return 0;
-}
-
-int relm_core_tick(struct relm_core *c, uint64_t *next)
-{
-	struct due d = { 0 };
-	int rc;
-
-	if ((rc = relm_store_rel_due(c->st, now(c), 256, due_cb, &d)) != 0)
-		goto out;
-	for (size_t i = 0; i < d.n; i++) {
-		struct relm_effects fx;
-		struct relm_rel *rel = NULL;
-
-		relm_effects_init(&fx);
-		if ((rc = relm_store_begin(c->st)) != 0)
-			goto out;
-		rc = load(c, d.ids[i], &rel);
-		if (rc == 0)
-			rc = relm_store_outgoing_due(c->st, d.ids[i], now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
-		if (rc == 0)
-			rc = load_acks(c, rel);
-		if (rc == 0)
-			rc = relm_rel_tick(rel, c->env, &fx);
-		if (rc == 0)
-			rc = relm_store_apply_effects(c->st, d.ids[i], NULL, &fx, now(c));
-		if (rc == 0)
-			rc = save(c, rel);
-		rc = finish(c, rc);
-		relm_effects_clear(&fx);
-		relm_rel_free(rel);
-		if (rc != 0)
-			goto out;
-	}
-	if (next)
-		rc = relm_store_next_deadline(c->st, next);
-out:
-	free(d.ids);
-	return rc;
-}
-
-static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
-                       const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
-{
-	int rc;
-
-	if ((rc = relm_store_begin(c->st)) != 0)
-		return rc;
-	rc = relm_store_outbox_mark_posted(c->st, seq, now(c));
-	if (rc == 0 && has_msg) {
-		struct relm_store_msg m;
-		memset(&m, 0, sizeof m);
-		/* Only a queued message of ours moves.  For POSTED that is the
-		 * store's own rule for STATUS effects (relm_store_apply_effects),
-		 * so no read first; a refusal also drops the retransmission row,
-		 * which must stay for a message already posted (a refused retry). */
-		if (!refused || (relm_store_msg_get(c->st, rel, msg_id, &m) == 0 && !m.direction_in &&
-		                 m.status == RELM_STATUS_QUEUED)) {
-			struct relm_effects fx;
-			struct relm_fx *f;
-			relm_effects_init(&fx);
-			if ((f = relm__fx_push(&fx, RELM_FX_STATUS)) != NULL) {
-				memcpy(f->msg_id, msg_id, RELM_ID_LEN);
-				f->status = refused ? RELM_STATUS_FAILED : RELM_STATUS_POSTED;
-				if (refused)
-					snprintf(f->detail, sizeof f->detail, "the mailbox server refused it: %s",
-					         relm_errname(refused));
-				/* refused for good (too big, bad mailbox): retrying cannot help */
-				if (refused && (f = relm__fx_push(&fx, RELM_FX_OUT_DEL)) != NULL)
-					memcpy(f->msg_id, msg_id, RELM_ID_LEN);
-				rc = f ? relm_store_apply_effects(c->st, rel, NULL, &fx, now(c)) : RELM_ENOMEM;
-			} else {
-				rc = RELM_ENOMEM;
-			}
-			relm_effects_clear(&fx);
-		}
-	}
-	return finish(c, rc);
-}
-
-int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
-                            const uint8_t rel[RELM_ID_LEN], int has_msg)
-{
-	return outbox_done(c, seq, msg_id, rel, has_msg, 0);
-}
-
-int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
-                             const uint8_t rel[RELM_ID_LEN], int has_msg, int reason)
-{
-	return outbox_done(c, seq, msg_id, rel, has_msg, reason ? reason : RELM_EPROTO);
-}
-
 /* ---- mailboxes -------------------------------------------------------------- */
 
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                         void *ctx)
 {
-	return relm_store_mailbox_list(c->st, now(c), cb, ctx);
+	return relm_store_mailbox_list(c->st, relm__core_now(c), cb, ctx);
 }
 
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
@@ -780,7 +401,3 @@ int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_
 	return 0;
 }
 
-int relm_core_rel_load(struct relm_core *c, const uint8_t rel[RELM_ID_LEN], struct relm_rel **out)
-{
-	return load(c, rel, out);
-}

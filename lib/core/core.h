@@ -1,7 +1,8 @@
 /*
  * core.h — the engine bound to the store: every operation of the daemon's
- * API that changes state is one engine step inside one store step
- * (DESIGN §8 durability rule): load the relationship (lazily, one row),
+ * API that changes state is one engine step inside one store step (the
+ * durability rule: lib/core/durability.c, proto/store.md): load the
+ * relationship (lazily, one row),
  * run the step, write the new state, the effects (outbox rows, history,
  * events, pending rows) and the mailbox cursor, commit.  Nothing is sent
  * here: the daemon posts outbox rows only after the commit.

@@ -13,13 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "limits.h"
+#include "engine/event.h"
 
 enum relm_fx_type {
 	RELM_FX_NONE = 0,
 	RELM_FX_POST,          /* post data (an envelope) to the remote side's mailbox */
 	RELM_FX_DELIVER,       /* a message to add to history (de-duplicated by id) */
 	RELM_FX_STATUS,        /* an outgoing message changed status */
-	RELM_FX_EVENT,         /* an event for subscribers (fork.detected, ...) */
+	RELM_FX_EVENT,         /* an event for subscribers (fork.detected, ...): ev */
 	RELM_FX_PENDING_ADD,   /* keep this envelope pending (data, hash) */
 	RELM_FX_PENDING_DEL,   /* drop the pending envelope with this hash */
 	RELM_FX_OUT_PUT,       /* the retransmission record of msg_id: kind, ts, data
@@ -50,20 +51,6 @@ static inline uint32_t relm_fx_ack_n(const uint8_t *rec)
 	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-enum relm_msg_status {
-	RELM_STATUS_NONE = 0,
-	RELM_STATUS_QUEUED,    /* accepted from the user, envelope produced */
-	RELM_STATUS_POSTED,    /* the mailbox acknowledged the envelope (set by relmd) */
-	RELM_STATUS_DELIVERED, /* the remote's receipt covers it */
-	RELM_STATUS_FAILED,    /* retry limit reached; reason says why */
-};
-
-enum relm_origin {
-	RELM_ORIGIN_SELF = 1,
-	RELM_ORIGIN_SIBLING,
-	RELM_ORIGIN_REMOTE,
-};
-
 struct relm_fx {
 	enum relm_fx_type type;
 	uint8_t msg_id[RELM_ID_LEN];   /* POST, DELIVER, STATUS: the message concerned */
@@ -82,9 +69,10 @@ struct relm_fx {
 	int sibling;                   /* OUT_PUT: a sibling's message (retransmitted here
 	                                * only after the takeover time) */
 	uint8_t dev[RELM_ID_LEN];      /* STATE_REQ: the sibling to ask */
-	const char *event;             /* EVENT: type name (static string) */
+	struct relm_event ev;          /* EVENT: the record (ev.reason unused) */
 	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */
-	char detail[160];              /* EVENT/STATUS: reason or JSON fragment, no secrets */
+	char detail[RELM_EVENT_REASON_MAX + 1]; /* STATUS: reason text; DELIVER: an unknown
+	                                * kind's name; no secrets */
 };
 
 struct relm_effects {

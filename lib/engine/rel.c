@@ -21,19 +21,41 @@
 #include "crypto/crypto.h"
 #include "error.h"
 
-static void hex_id(char out[2 * RELM_ID_LEN + 1], const uint8_t id[RELM_ID_LEN])
-{
-	relm_hex(out, id, RELM_ID_LEN);
-}
-
-int relm__emit_event(struct relm_effects *fx, const char *type, const char *detail)
+/* An event about this relationship (its other fields: the caller's). */
+struct relm_fx *relm__emit_rel_event(struct relm_effects *fx, const struct relm_rel *rel, int type)
 {
 	struct relm_fx *f = relm__fx_push(fx, RELM_FX_EVENT);
-	if (!f)
-		return RELM_ENOMEM;
-	f->event = type;
-	snprintf(f->detail, sizeof f->detail, "%s", detail ? detail : "");
-	return 0;
+
+	if (f) {
+		relm_event_init(&f->ev, type);
+		f->ev.has = RELM_EVF_REL;
+		memcpy(f->ev.rel, rel->id, RELM_ID_LEN);
+	}
+	return f;
+}
+
+/* fork.detected: a second child was added under node. */
+void relm__emit_fork(struct relm_effects *fx, const struct relm_rel *rel, const uint8_t node[RELM_ID_LEN])
+{
+	struct relm_fx *f = relm__emit_rel_event(fx, rel, RELM_EV_FORK_DETECTED);
+
+	if (f) {
+		memcpy(f->ev.node, node, RELM_ID_LEN);
+		f->ev.has |= RELM_EVF_NODE;
+	}
+}
+
+/* envelope.undecryptable: the envelope with this hash is given up, why. */
+static void emit_undecryptable(struct relm_effects *fx, const struct relm_rel *rel,
+                               const uint8_t hash[RELM_ID_LEN], int why)
+{
+	struct relm_fx *f = relm__emit_rel_event(fx, rel, RELM_EV_ENVELOPE_UNDECRYPTABLE);
+
+	if (f) {
+		memcpy(f->ev.envelope, hash, RELM_ID_LEN);
+		f->ev.code = why;
+		f->ev.has |= RELM_EVF_ENVELOPE | RELM_EVF_CODE;
+	}
 }
 
 int relm__emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], int status,
@@ -218,10 +240,8 @@ static int send_pt(struct relm_rel *rel, const struct relm_env *env,
 		kids = relm_tree_children(&rel->tree, parent, NULL, NULL);
 		idx = relm_tree_add(&rel->tree, &fresh);
 		if (kids > 0) {
-			char h[33];
-			hex_id(h, rel->tree.nodes[parent].id);
 			rel->stats.forks++;
-			relm__emit_event(fx, "fork.detected", h);
+			relm__emit_fork(fx, rel, rel->tree.nodes[parent].id);
 		}
 		node = &rel->tree.nodes[idx];
 	}
@@ -634,10 +654,8 @@ void relm__rel_changed(struct relm_rel *rel, const struct relm_env *env, struct 
 				continue;
 			}
 			if (rc != 0 && rc != RELM_EDUP) {
-				char h[33];
 				relm__fx_truncate(fx, mark);
-				hex_id(h, pe.hash);
-				relm__emit_event(fx, "envelope.undecryptable", h);
+				emit_undecryptable(fx, rel, pe.hash, rc);
 			}
 			struct relm_fx *f = relm__fx_push(fx, RELM_FX_PENDING_DEL);
 			if (f)
@@ -661,8 +679,12 @@ void relm__rel_changed(struct relm_rel *rel, const struct relm_env *env, struct 
 		if (rel->tree.count < nbefore)
 			relm__note_pruned(rel, (const uint8_t (*)[RELM_ID_LEN])before, nbefore);
 		if (pruned) {
+			struct relm_fx *f = relm__emit_rel_event(fx, rel, RELM_EV_FORK_RESOLVED);
 			rel->stats.pruned += (uint32_t)pruned;
-			relm__emit_event(fx, "fork.resolved", "");
+			if (f) {
+				f->ev.pruned = (uint32_t)pruned;
+				f->ev.has |= RELM_EVF_PRUNED;
+			}
 		}
 	}
 }
@@ -748,10 +770,8 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			kids = relm_tree_children(&rel->tree, parent, NULL, NULL);
 		node = relm__ratchet_commit(rel, env, &o, &e);
 		if (rel->tree.count > before && kids > 0 && rel->mode == RELM_MODE_TREE) {
-			char h[33];
-			hex_id(h, rel->tree.nodes[parent].id);
 			rel->stats.forks++;
-			relm__emit_event(fx, "fork.detected", h);
+			relm__emit_fork(fx, rel, rel->tree.nodes[parent].id);
 		}
 	}
 	if (rel->mode == RELM_MODE_STRICT && o.how == RELM__OPEN_NEW && node >= 0) {
@@ -829,12 +849,10 @@ int relm_rel_receive(struct relm_rel *rel, const struct relm_env *env,
 			if (memcmp(rel->pending[i].hash, h, RELM_ID_LEN) == 0)
 				return RELM_EPENDING;      /* already held */
 		if (rel->npending >= RELM_MAX_PENDING) {
-			char hx[33];
-			hex_id(hx, rel->pending[0].hash);
 			f = relm__fx_push(fx, RELM_FX_PENDING_DEL);
 			if (f)
 				memcpy(f->hash, rel->pending[0].hash, RELM_ID_LEN);
-			relm__emit_event(fx, "envelope.undecryptable", hx);
+			emit_undecryptable(fx, rel, rel->pending[0].hash, RELM_EPENDING_FULL);
 			pending_remove(rel, 0);
 		}
 		f = relm__fx_push(fx, RELM_FX_PENDING_ADD);
@@ -901,12 +919,10 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 	/* expiry: pending envelopes and skipped keys */
 	for (uint32_t i = 0; i < rel->npending; ) {
 		if (rel->pending[i].t_ms + env->params.pending_ttl_ms <= now) {
-			char h[33];
 			struct relm_fx *f = relm__fx_push(fx, RELM_FX_PENDING_DEL);
 			if (f)
 				memcpy(f->hash, rel->pending[i].hash, RELM_ID_LEN);
-			hex_id(h, rel->pending[i].hash);
-			relm__emit_event(fx, "envelope.undecryptable", h);
+			emit_undecryptable(fx, rel, rel->pending[i].hash, RELM_EPENDING_EXPIRED);
 			pending_remove(rel, i);
 		} else {
 			i++;

@@ -10,7 +10,10 @@
 #include "wire/payload.h"
 
 /* Effects (each returns 0 or RELM_ENOMEM, leaving fx as it was). */
-int relm__emit_event(struct relm_effects *fx, const char *type, const char *detail);
+/* An event about rel (its other fields: the caller's); NULL when full. */
+struct relm_fx *relm__emit_rel_event(struct relm_effects *fx, const struct relm_rel *rel, int type);
+/* fork.detected: a second child was added under node. */
+void relm__emit_fork(struct relm_effects *fx, const struct relm_rel *rel, const uint8_t node[RELM_ID_LEN]);
 int relm__emit_status(struct relm_effects *fx, const uint8_t id[RELM_ID_LEN], int status,
                       const char *reason);
 int relm__emit_deliver(struct relm_effects *fx, const struct relm_payload *p, int in, int origin);

@@ -278,10 +278,8 @@ static int place_node(struct relm_rel *rel, const struct relm_env *env, int pare
 	kids = relm_tree_children(&rel->tree, parent, NULL, NULL);
 	idx = relm_tree_add(&rel->tree, &nd);
 	if (kids > 0) {
-		char h[2 * RELM_ID_LEN + 1];
-		relm_hex(h, rel->tree.nodes[parent].id, RELM_ID_LEN);
 		rel->stats.forks++;
-		relm__emit_event(fx, "fork.detected", h);
+		relm__emit_fork(fx, rel, rel->tree.nodes[parent].id);
 	}
 	rc = idx;
 out:

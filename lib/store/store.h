@@ -1,5 +1,9 @@
 /*
- * store.h — relmd's one SQLite file (DESIGN §8 durability rule, §9 inv. 6).
+ * store.h — relmd's one SQLite file (proto/store.md: the schema, the
+ * durability rule and the reasons for both).
+ *
+ * This header is the whole contract; lib/store/store_int.h says how the
+ * files behind it divide the work.
  *
  * Everything a daemon must not lose lives here: protons and their keys, the
  * circle, invites and their prekeys, the replay guard, relationships (the
@@ -14,29 +18,44 @@
  * reaches the network before it commits.  Group commit (the batch API) is
  * how it gets fast — never weaker sync.
  *
- * Transactions — a state machine in the manner of SQLite's pager.c:
+ * Transactions — a state machine in the manner of SQLite's pager.c.  Every
+ * change of state goes through one checked function (db.c, enter_state);
+ * a call made in a state that does not allow it (begin inside a step,
+ * batch_commit inside a step, a write outside a step) is a programmer
+ * error and aborts.
  *
- *        relm_store_open                      any SQLite I/O error, disk
- *              |                               full, corruption, NOMEM
- *              v                                        |
- *   +-------> IDLE --batch_begin--> BATCH               v
- *   |          |  ^                  |  ^             ERROR ---close---> (gone)
- *   |       begin |commit/        begin | commit/
- *   |          v  |rollback          v  | rollback
- *   |         STEP                  STEP (a SAVEPOINT inside the batch)
- *   |                                         BATCH --batch_commit/--> IDLE
- *   +---------------------------------------------------batch_rollback
+ *            relm_store_open
+ *                  |
+ *                  v        begin (BEGIN IMMEDIATE)
+ *   +---------->  IDLE  -------------------------------->  STEP
+ *   |              |  ^  <--------------------------------   |
+ *   |  batch_begin |  |        commit (COMMIT) / rollback    |
+ *   |  (BEGIN      |  |                                      |
+ *   |  IMMEDIATE)  v  | batch_commit / batch_rollback        |
+ *   |            BATCH                                       |
+ *   |              |  ^                                      |
+ *   |        begin |  | commit (RELEASE) /                   |
+ *   |  (SAVEPOINT) v  | rollback (ROLLBACK TO + RELEASE)     |
+ *   |          BATCH_STEP                                    |
+ *   |                                                        |
+ *   |   IDLE, STEP, BATCH, BATCH_STEP --- sticky failure ---> ERROR --close--> (gone)
  *
- *   IDLE   no transaction is open; reads run in their own implicit read txn.
- *   BATCH  BEGIN IMMEDIATE done; we hold the write lock; no step is open.
- *   STEP   a step is open: outside a batch it is its own BEGIN IMMEDIATE
- *          transaction, inside a batch it is SAVEPOINT "step" so that a
- *          failed step rolls back alone and the batch goes on.  Every typed
- *          write function requires STEP (calling one elsewhere is a
- *          programmer error and aborts).
+ *   IDLE        no transaction is open; reads run in their own implicit
+ *               read transaction; nothing is staged.
+ *   STEP        a step that is its own BEGIN IMMEDIATE transaction: we hold
+ *               the write lock; typed writes are allowed; commit makes it
+ *               durable.
+ *   BATCH       BEGIN IMMEDIATE done, no step open: we hold the write lock;
+ *               writes are refused (they belong in a step); what released
+ *               steps staged is the batch's.
+ *   BATCH_STEP  a step inside a batch, SAVEPOINT "step": writes allowed; a
+ *               failed step rolls back alone (its staged values too) and
+ *               the batch goes on; its changes are durable only when the
+ *               batch commits.
  *   ERROR  sticky.  Entered on SQLITE_IOERR*, SQLITE_FULL, SQLITE_CORRUPT,
  *          SQLITE_NOTADB, SQLITE_NOMEM, SQLITE_READONLY*, SQLITE_CANTOPEN,
- *          SQLITE_PROTOCOL from any statement.  Every later call (reads too)
+ *          SQLITE_PROTOCOL from any statement, and on any failed COMMIT.
+ *          Every later call (reads too)
  *          returns the code that caused it (RELM_EFULL for a full disk,
  *          RELM_ECORRUPT, RELM_ESTORE otherwise) until relm_store_close;
  *          the caller reopens.  Why sticky rather than "retry": SQLite has
@@ -82,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v5
+ * ---------------------------------------------------------------- schema v6
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -130,8 +149,12 @@
  *   acks(rel→relationships, dh, n, id; PK(rel, dh, n, id)) [v4]
  *           acknowledgements waiting for the receipt timer (were inside
  *           the state blob until v3, which every step rewrites)
- *   events(seq INTEGER PK AUTOINCREMENT, type, json, ts)  seq never reused,
- *           so subscribe{since} is exact; trimmed to a retention count
+ *   events(seq INTEGER PK AUTOINCREMENT, type, ts, rel, msg, node, proton,
+ *           device, ipk, mailbox, mailbox_seq, envelope, epoch, pruned,
+ *           status, code, reason) [v6]  one typed column per field of a
+ *           struct relm_event (NULL = not carried; v5 had a json column);
+ *           seq never reused, so subscribe{since} is exact; trimmed to a
+ *           retention count
  * All child tables cascade on delete of their relationship / proton.
  */
 #ifndef RELM_STORE_H
@@ -141,13 +164,14 @@
 #include <stdint.h>
 #include "limits.h"
 #include "engine/effects.h"
+#include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 5,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 6,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
-	RELM_STORE_REASON_MAX     = 159,     /* failure reason (matches relm_fx.detail) */
+	RELM_STORE_REASON_MAX     = RELM_EVENT_REASON_MAX, /* failure reason (as relm_fx.detail) */
 	RELM_STORE_EVENT_KEEP     = 10000,   /* events kept for subscribe{since}; TODO move to limits.h */
 	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
 	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
@@ -306,7 +330,7 @@ int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM
 int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms);
 void relm_store_invite_clear(struct relm_store_invite *inv);   /* wipes */
 
-/* ---- replay guard (DESIGN §4) ----------------------------------------- */
+/* ---- replay guard ------------------------------------------------------ */
 
 /* Records (proton, EK) → rel.  Returns 0 if it was new, RELM_EREPLAY if this
  * EK was seen before for this proton (nothing changes then). */
@@ -357,6 +381,8 @@ int relm_store_rel_set_state(struct relm_store *st, const uint8_t id[RELM_ID_LEN
 int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                                    const char *addr);
 int relm_store_rel_set_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN], uint32_t unread);
+/* unread += 1 (a message received), staged the same way. */
+int relm_store_rel_inc_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN]);
 /* Timers: the engine's next deadline for this relationship (relm_rel_deadline;
  * 0 = none).  RELM_ENOTFOUND. */
 int relm_store_rel_set_deadline(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
@@ -371,7 +397,7 @@ void relm_store_rel_clear(struct relm_store_rel *r);   /* wipes, frees state */
 /* Wipe and free a buffer the store handed out (len bytes).  NULL is a no-op. */
 void relm_store_buf_free(uint8_t *buf, size_t len);
 
-/* ---- pending envelopes (DESIGN §5.2) ---------------------------------- */
+/* ---- pending envelopes (a parent node not known yet) ------------------ */
 
 /* Returns 0 when added, RELM_EDUP when (rel, hash) is already pending. */
 int relm_store_pending_add(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
@@ -421,6 +447,16 @@ int relm_store_msg_get_body(struct relm_store *st, const uint8_t rel[RELM_ID_LEN
 int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                               const uint8_t id[RELM_ID_LEN], int status,
                               const char *reason, uint64_t now_ms);
+/* The forward-only status change of one of our messages (a STATUS effect):
+ * the row moves only if it is ours ('out'), its status is not already
+ * `status`, not delivered and not failed, and — to become posted — it is
+ * queued.  A receipt naming an id we received, or naming one twice, or an
+ * id with no history row (automated messages have none) changes nothing.
+ * Returns 1 if the row changed, 0 if not, or an error (RELM_EINVAL for a
+ * status or reason out of range). */
+int relm_store_msg_advance(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN], int status, const char *reason,
+                           uint64_t now_ms);
 /* 1 if the history of rel has message id, 0 if not, or a negative error. */
 int relm_store_history_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                            const uint8_t id[RELM_ID_LEN]);
@@ -471,14 +507,18 @@ int relm_store_mailbox_secret(struct relm_store *st, const uint8_t mailbox[RELM_
 
 /* ---- event log (subscribe {since}) ------------------------------------ */
 
-/* Append (json: a JSON object, no secrets); *seq_out may be NULL.  Trims the
- * log to the retention count in the same transaction. */
-int relm_store_event_append(struct relm_store *st, const char *type, const char *json,
+/* Append a typed record (engine/event.h; reason is copied, no secrets) at
+ * time ts; *seq_out may be NULL.  RELM_EINVAL if relm_event_check refuses
+ * it.  Trims the log to the retention count in the same transaction. */
+int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
                             uint64_t ts, int64_t *seq_out);
-/* Events with seq > since, oldest first, at most limit (0 = all). */
+/* Events with seq > since, oldest first, at most limit (0 = all).  ev is
+ * valid during cb (ev->reason points into the row); its type is
+ * RELM_EV_NONE for a type this build does not know, and it carries only
+ * fields its type allows (a column that cannot be read is left out). */
 int relm_store_event_list(struct relm_store *st, int64_t since, unsigned limit,
-                          int (*cb)(void *ctx, int64_t seq, const char *type,
-                                    const char *json, uint64_t ts), void *ctx);
+                          int (*cb)(void *ctx, int64_t seq, uint64_t ts,
+                                    const struct relm_event *ev), void *ctx);
 /* Oldest retained seq and the last seq ever given (0, 0 when empty): a
  * subscriber with since < oldest - 1 missed events that were trimmed. */
 int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);
@@ -529,23 +569,6 @@ int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
                                   const uint8_t dh[RELM_KEY_LEN], uint32_t n),
                         void *ctx);
-
-/* ---- effects of one engine step --------------------------------------- */
-
-/* Write the effects of one engine step on relationship rel into the open
- * step: POST → outbox (to dest, or the relationship's remote_addr if dest
- * is NULL), DELIVER → history (insert-or-ignore; a new one also appends a
- * message.received / message.sent event), STATUS → history status + a
- * message.status event (only a message of ours moves, only forward: never
- * out of delivered or failed, to posted only from queued; otherwise, or
- * for an id with no history row, nothing happens and no event is written),
- * EVENT → event log, PENDING_ADD / PENDING_DEL →
- * pending, OUT_PUT / OUT_DEL → outgoing, ACK_PUT / ACK_DEL → acks.
- * Requires STEP.  The caller also stores the new state blob and
- * the cursor in the same step, then commits.  Returns 0 or an error (the
- * caller then rolls the step back). */
-int relm_store_apply_effects(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
-                             const char *dest, const struct relm_effects *fx, uint64_t now_ms);
 
 /* ---- internals for tests ---------------------------------------------- */
 struct sqlite3;

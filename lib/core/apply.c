@@ -1,0 +1,201 @@
+/*
+ * apply.c — an engine step's effects into the store (see apply.h).
+ *
+ * Built only on the store's public typed functions: the store knows tables,
+ * not engine steps.  Each effect type has its function below.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sodium.h>
+#include "core/apply.h"
+#include "wire/payload.h"
+#include "error.h"
+
+struct apply {
+	struct relm_store *st;
+	const uint8_t *rel;
+	const char *dest;              /* NULL until known */
+	struct relm_store_rel row;     /* the relationship, read for its remote_addr */
+	uint64_t now;
+};
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	uint8_t acc = 0;
+	for (size_t i = 0; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+static int event(struct apply *a, int type, const uint8_t msg[RELM_ID_LEN], unsigned more,
+                 int status, const char *reason)
+{
+	struct relm_event ev;
+
+	relm_event_init(&ev, type);
+	ev.has = RELM_EVF_REL | RELM_EVF_MSG | more;
+	memcpy(ev.rel, a->rel, RELM_ID_LEN);
+	memcpy(ev.msg, msg, RELM_ID_LEN);
+	ev.status = status;
+	ev.reason = reason;
+	return relm_store_event_append(a->st, &ev, a->now, NULL);
+}
+
+static int post(struct apply *a, const struct relm_fx *f)
+{
+	struct relm_store_outbox o;
+	int rc;
+
+	memset(&o, 0, sizeof o);
+	if (!f->to[0] && !a->dest) {      /* the engine's own choice wins */
+		if ((rc = relm_store_rel_get(a->st, a->rel, &a->row, 0)) != 0)
+			return rc;
+		if (!a->row.remote_addr[0])
+			return RELM_ESTATE;
+		a->dest = a->row.remote_addr;
+	}
+	memcpy(o.rel, a->rel, RELM_ID_LEN);
+	o.has_rel = 1;
+	snprintf(o.dest, sizeof o.dest, "%s", f->to[0] ? f->to : a->dest);
+	o.bytes = f->data;
+	o.len = f->len;
+	memcpy(o.msg_id, f->msg_id, RELM_ID_LEN);
+	o.has_msg = !is_zero(f->msg_id, RELM_ID_LEN);
+	o.created = a->now;
+	return relm_store_outbox_add(a->st, &o, NULL);
+}
+
+static int deliver(struct apply *a, const struct relm_fx *f)
+{
+	struct relm_store_msg m;
+	int rc;
+
+	memset(&m, 0, sizeof m);
+	memcpy(m.rel, a->rel, RELM_ID_LEN);
+	memcpy(m.id, f->msg_id, RELM_ID_LEN);
+	m.direction_in = !!f->direction_in;
+	m.origin = f->origin ? f->origin : (f->direction_in ? RELM_ORIGIN_REMOTE : RELM_ORIGIN_SELF);
+	/* unknown kinds keep the name they had on the wire (rel.c puts it in detail) */
+	snprintf(m.kind, sizeof m.kind, "%.*s", (int)sizeof m.kind - 1,
+	         f->kind == RELM_KIND_UNKNOWN && f->detail[0] ? f->detail : relm_kind_name(f->kind));
+	m.body = f->data;
+	m.body_len = f->len;
+	m.ts = f->ts;
+	m.status = f->direction_in ? RELM_STATUS_NONE : RELM_STATUS_QUEUED;
+	m.created = a->now;
+	if ((rc = relm_store_msg_insert(a->st, &m)) <= 0)
+		return rc;                    /* a duplicate (0): nothing new to say */
+	if (f->direction_in && (rc = relm_store_rel_inc_unread(a->st, a->rel)) != 0)
+		return rc;
+	return event(a, f->direction_in ? RELM_EV_MESSAGE_RECEIVED : RELM_EV_MESSAGE_SENT,
+	             f->msg_id, 0, 0, NULL);
+}
+
+static int status(struct apply *a, const struct relm_fx *f)
+{
+	int moved = relm_store_msg_advance(a->st, a->rel, f->msg_id, f->status, f->detail, a->now);
+
+	if (moved <= 0)
+		return moved;
+	return event(a, RELM_EV_MESSAGE_STATUS, f->msg_id,
+	             RELM_EVF_STATUS | (f->detail[0] ? RELM_EVF_REASON : 0), f->status, f->detail);
+}
+
+static int engine_event(struct apply *a, const struct relm_fx *f)
+{
+	struct relm_event ev = f->ev;
+	unsigned need, may;
+
+	relm_event_fields(ev.type, &need, &may);
+	if (((need | may) & RELM_EVF_REL) && !(ev.has & RELM_EVF_REL)) {
+		memcpy(ev.rel, a->rel, RELM_ID_LEN);
+		ev.has |= RELM_EVF_REL;
+	}
+	ev.reason = NULL;
+	ev.has &= ~RELM_EVF_REASON;
+	return relm_store_event_append(a->st, &ev, a->now, NULL);
+}
+
+/* ACK_PUT / ACK_DEL data: records of RELM_FX_ACK_LEN bytes (effects.h). */
+static int acks(struct apply *a, const struct relm_fx *f)
+{
+	if (f->len % RELM_FX_ACK_LEN != 0 || (f->len && !f->data))
+		return RELM_EINVAL;
+	for (size_t off = 0; off < f->len; off += RELM_FX_ACK_LEN) {
+		const uint8_t *p = f->data + off;
+		uint32_t n = relm_fx_ack_n(p);
+		int rc = f->type == RELM_FX_ACK_PUT
+		       ? relm_store_ack_put(a->st, a->rel, p, p + RELM_FX_ACK_DH, n)
+		       : relm_store_ack_del(a->st, a->rel, p, p + RELM_FX_ACK_DH, n);
+		if (rc != 0 && rc != RELM_ENOTFOUND)   /* never stored (out of memory then): done */
+			return rc;
+	}
+	return 0;
+}
+
+static int out_put(struct apply *a, const struct relm_fx *f)
+{
+	struct relm_store_outgoing o = { .kind = f->kind, .ts = f->ts, .body = f->data, .body_len = f->len,
+	                                 .tries = f->tries, .next_ms = f->next_ms };
+
+	memcpy(o.rel, a->rel, RELM_ID_LEN);
+	memcpy(o.id, f->msg_id, RELM_ID_LEN);
+	memcpy(o.last_node, f->node, RELM_ID_LEN);
+	return relm_store_outgoing_put(a->st, &o);
+}
+
+/* A duplicate add or the delete of a row already gone is no error: the
+ * engine's view and the file's agree again. */
+static int tolerate(int rc, int ok)
+{
+	return rc == ok ? 0 : rc;
+}
+
+static int apply_one(struct apply *a, const struct relm_fx *f)
+{
+	switch (f->type) {
+	case RELM_FX_POST:
+		return post(a, f);
+	case RELM_FX_DELIVER:
+		return deliver(a, f);
+	case RELM_FX_STATUS:
+		return status(a, f);
+	case RELM_FX_EVENT:
+		return engine_event(a, f);
+	case RELM_FX_PENDING_ADD:
+		return tolerate(relm_store_pending_add(a->st, a->rel, f->hash, f->data, f->len,
+		                                       f->ts ? f->ts : a->now), RELM_EDUP);
+	case RELM_FX_PENDING_DEL:
+		return tolerate(relm_store_pending_del(a->st, a->rel, f->hash), RELM_ENOTFOUND);
+	case RELM_FX_OUT_PUT:
+		return out_put(a, f);
+	case RELM_FX_OUT_DEL:
+		return tolerate(relm_store_outgoing_del(a->st, a->rel, f->msg_id), RELM_ENOTFOUND);
+	case RELM_FX_ACK_PUT:
+	case RELM_FX_ACK_DEL:
+		return acks(a, f);
+	case RELM_FX_NONE:
+		return 0;
+	case RELM_FX_COPY:
+	case RELM_FX_STATE_REQ:
+	case RELM_FX_SIBLING:
+		/* Sibling traffic: the engine emits it only for a relationship
+		 * whose environment names sibling devices, which this store
+		 * does not route yet; refusing it rolls the step back rather
+		 * than drop a copy a sibling needs. */
+		return RELM_EINVAL;
+	}
+	return RELM_EINVAL;
+}
+
+int relm_core_apply(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], const char *dest,
+                    const struct relm_effects *fx, uint64_t now_ms)
+{
+	struct apply a = { .st = st, .rel = rel, .dest = dest, .now = now_ms };
+	int rc = 0;
+
+	for (size_t i = 0; i < fx->n && !rc; i++)
+		rc = apply_one(&a, &fx->v[i]);
+	relm_store_rel_clear(&a.row);
+	return rc;
+}

@@ -1,0 +1,45 @@
+/*
+ * core_int.h — what the files of lib/core share (core.h is the contract).
+ *
+ *   core.c        the handle, protons, invites, relationships being made
+ *                 (both ends: invite.accept and the inviter's first envelope)
+ *   durability.c  the durability rule: one engine step in one store step
+ *   apply.c       an engine step's effects written into that store step
+ */
+#ifndef RELM_CORE_INT_H
+#define RELM_CORE_INT_H
+
+#include "core/core.h"
+
+struct relm_core {
+	struct relm_store *st;
+	/* The caller's environment, copied: the engine never writes into what
+	 * it is given (several simulated devices may share one), and the copy
+	 * adds de-duplication through the store's history. */
+	struct relm_env env_own;
+	const struct relm_env *env;
+	enum relm_mode mode;
+	char mailbox_host[RELM_MAILBOX_ADDR_MAX + 1];
+};
+
+static inline uint64_t relm__core_now(const struct relm_core *c)
+{
+	return relm__now(c->env);
+}
+
+/* durability.c */
+/* Commit the open step if rc is 0, else roll it back; the result. */
+int relm__core_finish(struct relm_core *c, int rc);
+/* A received envelope on an existing relationship, inside the open step:
+ * load, engine step, effects, save.  0 (also for a duplicate or an envelope
+ * kept pending) or an error. */
+int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
+                          const uint8_t *buf, size_t len);
+
+/* core.c */
+/* The inviter's side: an initial envelope at invite (proton, spk_id)'s
+ * mailbox makes the relationship, inside the open step. */
+int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            uint32_t spk_id, const uint8_t *buf, size_t len);
+
+#endif

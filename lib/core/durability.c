@@ -1,0 +1,403 @@
+/*
+ * durability.c — the durability rule: every state change is one engine
+ * step inside one store step, and nothing leaves before it commits.
+ *
+ *     begin ── load (one row + its pending rows) ── engine step ──
+ *     apply effects ── save state (+ deadline) ── [cursor] ── commit
+ *                 └──────────── any error: rollback ────────────┘
+ *
+ * The new state, the outbox rows the step produced, its history rows and
+ * events, and the mailbox cursor advance are written in that one
+ * transaction (proto/store.md); the daemon posts outbox rows only after the
+ * commit returned.  A step that fails rolls back whole: the file holds the
+ * state before it, and the relationship in memory is thrown away.
+ *
+ * The relationship is decoded fresh for each step and freed (wiped) after:
+ * nothing secret outlives the call, and a failed step cannot leave an
+ * in-memory state ahead of the file.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sodium.h>
+#include "core/core_int.h"
+#include "core/apply.h"
+#include "error.h"
+
+/* ---- loading and saving a relationship ------------------------------- */
+
+static int pending_cb(void *ctx, const uint8_t hash[RELM_ID_LEN], const uint8_t *bytes,
+                      size_t len, uint64_t received_ms)
+{
+	(void)hash;
+	return relm_rel_pending_load(ctx, bytes, len, received_ms);
+}
+
+static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
+{
+	struct relm_store_rel r;
+	struct relm_rel *rel = NULL;
+	int rc;
+
+	memset(&r, 0, sizeof r);
+	if ((rc = relm_store_rel_get(c->st, id, &r, RELM_STORE_WITH_STATE)) != 0)
+		return rc;
+	rc = relm_rel_decode(&rel, r.state, r.state_len);
+	relm_store_rel_clear(&r);
+	if (rc != 0)
+		return rc == RELM_ENOMEM ? rc : RELM_ESTATE;
+	if ((rc = relm_store_pending_list(c->st, id, pending_cb, rel)) != 0) {
+		relm_rel_free(rel);
+		return rc;
+	}
+	/* The retransmission queue stays in the store; relm_core_tick loads
+	 * what is due.  Receipts for the rest still reach the store.  So do
+	 * the acknowledgements waiting for the receipt timer: load_acks. */
+	rel->out_partial = 1;
+	rel->acks_partial = 1;
+	*out = rel;
+	return 0;
+}
+
+static int ack_cb(void *ctx, const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN],
+                  uint32_t n)
+{
+	return relm_rel_ack_load(ctx, id, dh, n);
+}
+
+/* Before a tick: when the receipt is due, every acknowledgement it owes
+ * comes back from the store (relm_rel_tick sends none while acks_partial
+ * is set, and the timer stays armed). */
+static int load_acks(struct relm_core *c, struct relm_rel *rel)
+{
+	int rc;
+
+	if (!rel->acks_partial || !rel->receipt_due_ms || rel->receipt_due_ms > relm__core_now(c))
+		return 0;
+	if ((rc = relm_store_ack_list(c->st, rel->id, ack_cb, rel)) != 0)
+		return rc;
+	rel->acks_partial = 0;
+	return 0;
+}
+
+static int due_out_cb(void *ctx, const struct relm_store_outgoing *o)
+{
+	return relm_rel_outgoing_load(ctx, o->id, o->kind, o->ts, (const char *)o->body,
+	                              o->body_len, o->tries, o->next_ms, o->last_node);
+}
+
+static int save(struct relm_core *c, struct relm_rel *rel)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int rc;
+
+	uint64_t deadline, out_next = 0;
+
+	if (rel->out_unsaved) {
+		/* a v1 blob carried the queue: it moves to the store now */
+		for (uint32_t i = 0; i < rel->nout; i++) {
+			const struct relm_outgoing *o = &rel->out[i];
+			struct relm_store_outgoing so;
+			memset(&so, 0, sizeof so);
+			memcpy(so.rel, rel->id, RELM_ID_LEN);
+			memcpy(so.id, o->id, RELM_ID_LEN);
+			so.kind = o->kind;
+			so.ts = o->ts;
+			so.body = (const uint8_t *)o->body;
+			so.body_len = o->body_len;
+			so.tries = o->tries;
+			so.next_ms = o->next_ms;
+			memcpy(so.last_node, o->last_node, RELM_ID_LEN);
+			if ((rc = relm_store_outgoing_put(c->st, &so)) != 0)
+				return rc;
+		}
+		rel->out_unsaved = 0;
+	}
+	if (rel->acks_unsaved) {
+		/* a v1–v3 blob carried the acknowledgements: they move too */
+		for (uint32_t i = 0; i < rel->nacks_due; i++)
+			if ((rc = relm_store_ack_put(c->st, rel->id, rel->acks_due[i].id,
+			                             rel->acks_due[i].dh, rel->acks_due[i].n)) != 0)
+				return rc;
+		rel->acks_unsaved = 0;
+	}
+	if ((rc = relm_rel_encode(rel, &blob, &len)) != 0)
+		return rc;
+	rc = relm_store_rel_set_state(c->st, rel->id, blob, len, relm__core_now(c));
+	relm_rel_blob_free(blob, len);
+	if (rc == 0)
+		rc = relm_store_outgoing_next(c->st, rel->id, &out_next);
+	deadline = relm_rel_deadline(rel, c->env);
+	if (out_next && (!deadline || out_next < deadline))
+		deadline = out_next;
+	if (rc == 0)
+		rc = relm_store_rel_set_deadline(c->st, rel->id, deadline);
+	if (rc == 0 && rel->remote_mailbox[0])
+		rc = relm_store_rel_set_remote_addr(c->st, rel->id, rel->remote_mailbox);
+	return rc;
+}
+
+int relm__core_finish(struct relm_core *c, int rc)
+{
+	if (rc == 0)
+		return relm_store_commit(c->st);
+	relm_store_rollback(c->st);
+	return rc;
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
+                           const char *body, size_t len, const uint8_t *id,
+                           uint8_t id_out[RELM_ID_LEN], int *was_new)
+{
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	int rc;
+
+	relm_effects_init(&fx);
+	*was_new = 0;
+	if (id && relm_store_history_has(c->st, rel_id, id) > 0) {
+		memcpy(id_out, id, RELM_ID_LEN);   /* idempotent: already sent */
+		return 0;
+	}
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	{
+		uint64_t outstanding = 0;
+		if ((rc = relm_store_outgoing_count(c->st, rel_id, &outstanding)) != 0)
+			goto done;
+		if (outstanding >= RELM_MAX_OUTGOING) {
+			rc = RELM_ELIMIT;     /* the remote is not receipting: back off */
+			goto done;
+		}
+	}
+	if ((rc = load(c, rel_id, &rel)) != 0)
+		goto done;
+	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
+	if (rc == RELM_EEXIST) {
+		rc = 0;
+		goto done;
+	}
+	if (rc == 0)
+		rc = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+	if (rc == 0)
+		rc = save(c, rel);
+	if (rc == 0)
+		*was_new = 1;
+done:
+	rc = relm__core_finish(c, rc);
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	return rc;
+}
+
+/* ---- envelopes from our mailboxes ---------------------------------------- */
+
+/* envelope.undecryptable for bytes refused at (mailbox, seq): why, and the
+ * relationship when the mailbox is one's. */
+static int report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                      const uint8_t *rel, const uint8_t *buf, size_t len, int why)
+{
+	struct relm_event ev;
+
+	relm_event_init(&ev, RELM_EV_ENVELOPE_UNDECRYPTABLE);
+	ev.has = RELM_EVF_MAILBOX | RELM_EVF_MBOX_SEQ | RELM_EVF_ENVELOPE | RELM_EVF_CODE;
+	memcpy(ev.mailbox, mailbox, RELM_SIGN_PK_LEN);
+	ev.mailbox_seq = seq;
+	crypto_generichash(ev.envelope, RELM_ID_LEN, buf, len, NULL, 0);
+	ev.code = why;
+	if (rel) {
+		memcpy(ev.rel, rel, RELM_ID_LEN);
+		ev.has |= RELM_EVF_REL;
+	}
+	return relm_store_event_append(c->st, &ev, relm__core_now(c), NULL);
+}
+
+/* The envelope could not be used, for a reason that retrying will not fix. */
+static int is_final(int rc)
+{
+	switch (rc) {
+	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EFULL: case RELM_ECORRUPT: case RELM_EBUSY:
+		return 0;              /* the store or memory failed: retry on redelivery */
+	default:
+		return rc <= -1000;    /* a protocol verdict on these bytes */
+	}
+}
+
+int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
+                          const uint8_t *buf, size_t len)
+{
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	int rc;
+
+	relm_effects_init(&fx);
+	if ((rc = load(c, rel_id, &rel)) != 0)
+		goto out;
+	rc = relm_rel_receive(rel, c->env, buf, len, &fx);
+	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING) {
+		int r2 = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+		if (r2 == 0)
+			r2 = save(c, rel);
+		if (r2 != 0)
+			rc = r2;
+		else
+			rc = 0;
+	}
+out:
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	return rc;
+}
+
+int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                       uint64_t seq, const uint8_t *buf, size_t len)
+{
+	uint8_t rel_id[RELM_ID_LEN], proton[RELM_ID_LEN];
+	uint64_t cursor = 0;
+	uint32_t spk_id = 0;
+	int rc, have_rel = 0;
+
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	if ((rc = relm_store_cursor_get(c->st, mailbox, &cursor)) != 0)
+		goto done;
+	if (seq <= cursor)
+		goto done;                       /* redelivered: already processed */
+	if ((have_rel = relm_store_rel_by_mailbox(c->st, mailbox, rel_id) == 0))
+		rc = relm__core_receive_on(c, rel_id, buf, len);
+	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
+		rc = relm__core_open_initial(c, proton, spk_id, buf, len);
+	else
+		rc = RELM_ENOTFOUND;
+	if (rc != 0 && is_final(rc)) {
+		/* Bad bytes are bad forever: report, and move past them. */
+		int why = rc;
+		relm_store_rollback(c->st);
+		if ((rc = relm_store_begin(c->st)) != 0)
+			return rc;
+		rc = report_bad(c, mailbox, seq, have_rel ? rel_id : NULL, buf, len, why);
+	}
+	if (rc == 0)
+		rc = relm_store_cursor_set(c->st, mailbox, seq);
+done:
+	return relm__core_finish(c, rc);
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+struct due {
+	uint8_t (*ids)[RELM_ID_LEN];
+	size_t n, cap;
+};
+
+static int due_cb(void *ctx, const uint8_t id[RELM_ID_LEN])
+{
+	struct due *d = ctx;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		void *v = realloc(d->ids, cap * RELM_ID_LEN);
+		if (!v)
+			return RELM_ENOMEM;
+		d->ids = v;
+		d->cap = cap;
+	}
+	memcpy(d->ids[d->n++], id, RELM_ID_LEN);
+	return 0;
+}
+
+int relm_core_tick(struct relm_core *c, uint64_t *next)
+{
+	struct due d = { 0 };
+	int rc;
+
+	if ((rc = relm_store_rel_due(c->st, relm__core_now(c), 256, due_cb, &d)) != 0)
+		goto out;
+	for (size_t i = 0; i < d.n; i++) {
+		struct relm_effects fx;
+		struct relm_rel *rel = NULL;
+
+		relm_effects_init(&fx);
+		if ((rc = relm_store_begin(c->st)) != 0)
+			goto out;
+		rc = load(c, d.ids[i], &rel);
+		if (rc == 0)
+			rc = relm_store_outgoing_due(c->st, d.ids[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
+		if (rc == 0)
+			rc = load_acks(c, rel);
+		if (rc == 0)
+			rc = relm_rel_tick(rel, c->env, &fx);
+		if (rc == 0)
+			rc = relm_core_apply(c->st, d.ids[i], NULL, &fx, relm__core_now(c));
+		if (rc == 0)
+			rc = save(c, rel);
+		rc = relm__core_finish(c, rc);
+		relm_effects_clear(&fx);
+		relm_rel_free(rel);
+		if (rc != 0)
+			goto out;
+	}
+	if (next)
+		rc = relm_store_next_deadline(c->st, next);
+out:
+	free(d.ids);
+	return rc;
+}
+
+static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                       const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
+{
+	int rc;
+
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c));
+	if (rc == 0 && has_msg) {
+		struct relm_store_msg m;
+		memset(&m, 0, sizeof m);
+		/* Only a queued message of ours moves.  For POSTED that is the
+		 * store's own rule for STATUS effects (relm_store_msg_advance),
+		 * so no read first; a refusal also drops the retransmission row,
+		 * which must stay for a message already posted (a refused retry). */
+		if (!refused || (relm_store_msg_get(c->st, rel, msg_id, &m) == 0 && !m.direction_in &&
+		                 m.status == RELM_STATUS_QUEUED)) {
+			struct relm_effects fx;
+			struct relm_fx *f;
+			relm_effects_init(&fx);
+			if ((f = relm__fx_push(&fx, RELM_FX_STATUS)) != NULL) {
+				memcpy(f->msg_id, msg_id, RELM_ID_LEN);
+				f->status = refused ? RELM_STATUS_FAILED : RELM_STATUS_POSTED;
+				if (refused)
+					snprintf(f->detail, sizeof f->detail, "the mailbox server refused it: %s",
+					         relm_errname(refused));
+				/* refused for good (too big, bad mailbox): retrying cannot help */
+				if (refused && (f = relm__fx_push(&fx, RELM_FX_OUT_DEL)) != NULL)
+					memcpy(f->msg_id, msg_id, RELM_ID_LEN);
+				rc = f ? relm_core_apply(c->st, rel, NULL, &fx, relm__core_now(c)) : RELM_ENOMEM;
+			} else {
+				rc = RELM_ENOMEM;
+			}
+			relm_effects_clear(&fx);
+		}
+	}
+	return relm__core_finish(c, rc);
+}
+
+int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                            const uint8_t rel[RELM_ID_LEN], int has_msg)
+{
+	return outbox_done(c, seq, msg_id, rel, has_msg, 0);
+}
+
+int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                             const uint8_t rel[RELM_ID_LEN], int has_msg, int reason)
+{
+	return outbox_done(c, seq, msg_id, rel, has_msg, reason ? reason : RELM_EPROTO);
+}
+
+int relm_core_rel_load(struct relm_core *c, const uint8_t rel[RELM_ID_LEN], struct relm_rel **out)
+{
+	return load(c, rel, out);
+}

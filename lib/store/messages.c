@@ -1,0 +1,177 @@
+/*
+ * messages.c — the message history: de-duplicated by (relationship, id),
+ * paginated by local seq, with the forward-only status of our messages.
+ *
+ * Statuses and origins are stored by name (engine/event.h's table), so the
+ * file reads plainly and renumbering an enum cannot change what a row means.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "store/store_int.h"
+
+RELM__SQL(MSG_INS, "INSERT OR IGNORE INTO messages(rel,id,direction,origin,kind,body,ts,status,reason,created,updated) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?10)");
+RELM__SQL(MSG_LIST, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND seq<?2 ORDER BY seq DESC LIMIT ?3");
+RELM__SQL(MSG_GET, "SELECT seq,rel,id,direction,origin,kind,NULL,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2");
+RELM__SQL(MSG_GET_BODY, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2");
+RELM__SQL(MSG_STATUS, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2");
+/* the forward-only rule of relm_store_msg_advance in the WHERE clause:
+ * one probe instead of a read and then an update */
+RELM__SQL(MSG_ADVANCE, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2"
+          " AND direction='out' AND status<>?3 AND status<>'delivered' AND status<>'failed'"
+          " AND (?3<>'posted' OR status='queued')");
+RELM__SQL(MSG_HAS, "SELECT 1 FROM messages WHERE rel=?1 AND id=?2");
+
+int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m)
+{
+	const char *status = relm_status_name(m->status), *origin = relm_origin_name(m->origin);
+	int rc;
+
+	CHECK_WRITABLE(st);
+	if (!status || !origin || !relm__store_text_ok(m->kind, RELM_STORE_KIND_MAX) ||
+	    !relm__store_text_ok(m->reason, RELM_STORE_REASON_MAX) || m->body_len > INT32_MAX)
+		return RELM_EINVAL;
+	rc = Q_CHANGES(st, MSG_INS, A_ID(m->rel), A_ID(m->id), A_TEXT(m->direction_in ? "in" : "out"),
+	               A_TEXT(origin), A_TEXT(m->kind[0] ? m->kind : "text"),
+	               A_BLOB_IF(m->body != NULL, m->body, m->body_len), A_INT(m->ts), A_TEXT(status),
+	               A_TEXT(m->reason[0] ? m->reason : NULL), A_INT(m->created));
+	return rc < 0 ? rc : rc == 1;
+}
+
+static int read_msg(const struct relm__q *q, struct relm_store_msg *m)
+{
+	const char *dir = q_str(q, 3);
+	int o, s;
+
+	memset(m, 0, sizeof *m);
+	m->seq = q_i64(q, 0);
+	if (q_fixed(q, 1, m->rel, RELM_ID_LEN) || q_fixed(q, 2, m->id, RELM_ID_LEN))
+		return RELM_ESTATE;
+	o = relm_origin_from_name(q_str(q, 4));
+	s = relm_status_from_name(q_str(q, 8));
+	if (!dir || o < 0 || s < 0)
+		return RELM_ESTATE;
+	m->direction_in = strcmp(dir, "in") == 0;
+	m->origin = o;
+	m->status = s;
+	q_textcpy(q, 5, m->kind, sizeof m->kind);
+	m->body = q_blobv(q, 6, &m->body_len);
+	m->ts = q_col_u64(q, 7);
+	q_textcpy(q, 9, m->reason, sizeof m->reason);
+	m->created = q_col_u64(q, 10);
+	m->updated = q_col_u64(q, 11);
+	return 0;
+}
+
+int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        int64_t before, unsigned limit,
+                        int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx)
+{
+	struct relm_store_msg m;
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, MSG_LIST, A_ID(rel), A_INT(before > 0 ? before : INT64_MAX),
+	       A_INT(limit ? (int64_t)limit : -1));
+	while ((rc = q_step(&q)) > 0)
+		if ((rc = read_msg(&q, &m)) != 0 || (rc = cb(ctx, &m)) != 0)
+			break;
+	return q_end(&q, rc);
+}
+
+/* With body: *body is a copy with a NUL after it; the caller wipes it
+ * (relm_store_buf_free). */
+static int msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                   const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                   uint8_t **body, size_t *body_len)
+{
+	struct relm_store_msg m;
+	struct relm__q q;
+	uint8_t *b;
+	int rc;
+
+	CHECK_USABLE(st);
+	if (body)
+		Q_OPEN(&q, st, MSG_GET_BODY, A_ID(rel), A_ID(id));
+	else
+		Q_OPEN(&q, st, MSG_GET, A_ID(rel), A_ID(id));
+	if ((rc = q_row(&q)) == 0)
+		rc = read_msg(&q, &m);
+	if (rc == 0 && body) {
+		if (!(b = malloc(m.body_len + 1))) {
+			rc = RELM_ENOMEM;
+		} else {
+			if (m.body_len)
+				memcpy(b, m.body, m.body_len);
+			b[m.body_len] = 0;
+			*body = b;
+			*body_len = m.body_len;
+		}
+	}
+	if ((rc = q_end(&q, rc)) == 0) {
+		m.body = NULL;
+		m.body_len = 0;
+		*out = m;
+	}
+	return rc;
+}
+
+int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out)
+{
+	return msg_get(st, rel, id, out, NULL, NULL);
+}
+
+int relm_store_msg_get_body(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out,
+                            uint8_t **body, size_t *body_len)
+{
+	return msg_get(st, rel, id, out, body, body_len);
+}
+
+/* MSG_STATUS or MSG_ADVANCE, run with (rel, id, status, reason, now): the
+ * rows changed, or an error (RELM_EINVAL for a status or reason out of
+ * range). */
+static int set_status(struct relm_store *st, const struct relm__sql *sql,
+                      const uint8_t rel[RELM_ID_LEN], const uint8_t id[RELM_ID_LEN],
+                      int status, const char *reason, uint64_t now_ms)
+{
+	const char *name = relm_status_name(status);
+
+	CHECK_WRITABLE(st);
+	if (!name || (reason && !relm__store_text_ok(reason, RELM_STORE_REASON_MAX)))
+		return RELM_EINVAL;
+	return q_run(st, sql, Q_ARGS(A_ID(rel), A_ID(id), A_TEXT(name),
+	                             A_TEXT(reason && reason[0] ? reason : NULL), A_INT(now_ms)), 2);
+}
+
+int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                              const uint8_t id[RELM_ID_LEN], int status,
+                              const char *reason, uint64_t now_ms)
+{
+	int rc = set_status(st, &sql_MSG_STATUS, rel, id, status, reason, now_ms);
+	return rc == 0 ? RELM_ENOTFOUND : rc < 0 ? rc : 0;
+}
+
+int relm_store_msg_advance(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN], int status, const char *reason,
+                           uint64_t now_ms)
+{
+	int rc = set_status(st, &sql_MSG_ADVANCE, rel, id, status, reason, now_ms);
+	return rc < 0 ? rc : rc == 1;
+}
+
+int relm_store_history_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN])
+{
+	struct relm__q q;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, MSG_HAS, A_ID(rel), A_ID(id));
+	return q_end(&q, q_step(&q));        /* 1 a row, 0 none, or an error */
+}
+
+int relm_store_history_has_cb(void *ctx, const uint8_t rel[16], const uint8_t msg_id[16])
+{
+	return relm_store_history_has(ctx, rel, msg_id);
+}

@@ -1,0 +1,137 @@
+/*
+ * outgoing.c — the retransmission queue (messages sent and not yet covered
+ * by the remote's receipt; schema v2, counted per relationship since v3)
+ * and the acknowledgements waiting for the receipt timer (schema v4).
+ */
+#include <string.h>
+#include "store/store_int.h"
+
+/* an UPSERT, not INSERT OR REPLACE: REPLACE's implicit delete fires no
+ * delete trigger (recursive_triggers is off), so outgoing_count would drift */
+RELM__SQL(OUT_PUT, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET kind=excluded.kind, ts=excluded.ts, body=excluded.body, tries=excluded.tries, next_ms=excluded.next_ms, last_node=excluded.last_node");
+RELM__SQL(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2");
+RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
+RELM__SQL(OUT_NEXT, "SELECT min(next_ms) FROM outgoing WHERE rel=?1");
+RELM__SQL(OUT_COUNT, "SELECT n FROM outgoing_count WHERE rel=?1");
+RELM__SQL(ACK_PUT, "INSERT OR IGNORE INTO acks(rel,dh,n,id) VALUES(?1,?2,?3,?4)");
+RELM__SQL(ACK_DEL, "DELETE FROM acks WHERE rel=?1 AND dh=?2 AND n=?3 AND id=?4");
+RELM__SQL(ACK_LIST, "SELECT dh,n,id FROM acks WHERE rel=?1 ORDER BY dh,n,id");
+
+/* ---- outgoing ---------------------------------------------------------- */
+
+int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	CHECK_WRITABLE(st);
+	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
+		return RELM_EINVAL;
+	return Q_EXEC_ONE(st, OUT_PUT, A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
+	                  A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms),
+	                  A_ID(o->last_node));
+}
+
+int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            const uint8_t id[RELM_ID_LEN])
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC_ONE(st, OUT_DEL, A_ID(rel), A_ID(id));
+}
+
+int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                            uint64_t now_ms, unsigned limit,
+                            int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx)
+{
+	struct relm_store_outgoing o;
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, OUT_DUE, A_ID(rel), A_INT(now_ms > INT64_MAX ? INT64_MAX : now_ms),
+	       A_INT(limit ? (int64_t)limit : -1));
+	while ((rc = q_step(&q)) > 0) {
+		memset(&o, 0, sizeof o);
+		memcpy(o.rel, rel, RELM_ID_LEN);
+		if (q_fixed(&q, 0, o.id, RELM_ID_LEN) || q_fixed(&q, 6, o.last_node, RELM_ID_LEN)) {
+			rc = RELM_ESTATE;
+			break;
+		}
+		o.kind = (int)q_i64(&q, 1);
+		o.ts = q_col_u64(&q, 2);
+		o.body = q_blobv(&q, 3, &o.body_len);
+		o.tries = (uint32_t)q_i64(&q, 4);
+		o.next_ms = q_col_u64(&q, 5);
+		if ((rc = cb(ctx, &o)) != 0)
+			break;
+	}
+	return q_end(&q, rc);
+}
+
+/* One number for rel: a row's column 0 (NULL reads as 0), 0 if no row. */
+static int scalar(struct relm_store *st, const struct relm__sql *sql,
+                  const uint8_t rel[RELM_ID_LEN], uint64_t *out)
+{
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	q_begin_(&q, st, sql);
+	q_args(&q, Q_ARGS(A_ID(rel)));
+	if ((rc = q_step(&q)) >= 0) {
+		*out = rc ? q_col_u64(&q, 0) : 0;   /* outgoing_count: no row yet */
+		rc = 0;
+	}
+	return q_end(&q, rc);
+}
+
+int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next)
+{
+	return scalar(st, &sql_OUT_NEXT, rel, next);
+}
+
+int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n)
+{
+	return scalar(st, &sql_OUT_COUNT, rel, n);
+}
+
+/* ---- acks ------------------------------------------------------------------ */
+
+/* The key of a row, the parameters of ACK_PUT and ACK_DEL. */
+#define ACK_KEY(rel, id, dh, n) A_ID(rel), A_BLOB(dh, RELM_KEY_LEN), A_INT(n), A_ID(id)
+
+int relm_store_ack_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n)
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC(st, ACK_PUT, ACK_KEY(rel, id, dh, n));   /* an ignored duplicate: fine */
+}
+
+int relm_store_ack_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint32_t n)
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC_ONE(st, ACK_DEL, ACK_KEY(rel, id, dh, n));
+}
+
+int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
+                                  const uint8_t dh[RELM_KEY_LEN], uint32_t n),
+                        void *ctx)
+{
+	uint8_t dh[RELM_KEY_LEN], id[RELM_ID_LEN];
+	struct relm__q q;
+	int64_t n;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, ACK_LIST, A_ID(rel));
+	while ((rc = q_step(&q)) > 0) {
+		n = q_i64(&q, 1);
+		if (q_fixed(&q, 0, dh, RELM_KEY_LEN) || q_fixed(&q, 2, id, RELM_ID_LEN) ||
+		    n < 0 || n > UINT32_MAX) {
+			rc = RELM_ESTATE;
+			break;
+		}
+		if ((rc = cb(ctx, id, dh, (uint32_t)n)) != 0)
+			break;
+	}
+	return q_end(&q, rc);
+}
