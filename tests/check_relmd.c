@@ -85,7 +85,7 @@ static void srv_start_cfg(void (*tweak)(struct relmd_config *))
 		tweak(&cfg);
 	log_set_level(getenv("RELM_TEST_DEBUG") ? LOGL_DEBUG : LOGL_ERR);
 	ck_assert_int_eq(relmd_init(&S.d, &cfg, NULL), 0);
-	ck_assert_int_eq(relmd_methods_bind(&S.d.methods, "message.send", fake_send), 0);
+	ck_assert_int_eq(relmd_methods_bind(&S.d.methods, "message.send", fake_send, NULL), 0);
 	ck_assert_int_eq(relmd_start(&S.d), 0);
 	ck_assert_int_eq(pthread_create(&S.th, NULL, loop_main, &S), 0);
 }

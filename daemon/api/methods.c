@@ -23,7 +23,6 @@
 #include "limits.h"
 #include "log.h"
 #include "api/methods.h"
-#include "api/server.h"
 
 #define HEXID(n, fl, h)  { n, RELMD_T_HEXID, fl, RELMD_HEXID_LEN, RELMD_HEXID_LEN, NULL, h }
 #define END              { NULL, RELMD_T_NONE, 0, 0, 0, NULL, NULL }
@@ -97,27 +96,26 @@ static const struct relmd_param p_revoke[] = {
 };
 
 const struct relmd_method relmd_method_table[] = {
-	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox",
-	  relmd_api_daemon_status, 0 },
-	{ "proton.create", p_proton_create, "label", "create a proton (a contextual identity)", NULL, 0 },
-	{ "proton.list", p_none, "", "list protons", NULL, 0 },
+	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox", 0 },
+	{ "proton.create", p_proton_create, "label", "create a proton (a contextual identity)", 0 },
+	{ "proton.list", p_none, "", "list protons", 0 },
 	{ "proton.set_strategy", p_set_strategy, "proton strategy leader",
-	  "choose how a proton's devices share sending", NULL, 0 },
-	{ "invite.create", p_invite_create, "proton", "make an invite for a proton", NULL, 0 },
+	  "choose how a proton's devices share sending", 0 },
+	{ "invite.create", p_invite_create, "proton", "make an invite for a proton", 0 },
 	{ "invite.accept", p_invite_accept, "proton invite label",
-	  "accept an invite: start a relationship", NULL, 0 },
-	{ "relationship.list", p_proton_only, "proton", "list a proton's relationships", NULL, 0 },
+	  "accept an invite: start a relationship", 0 },
+	{ "relationship.list", p_proton_only, "proton", "list a proton's relationships", 0 },
 	{ "relationship.show", p_rel_only, "relationship",
-	  "show a relationship with its chain tree", NULL, 0 },
-	{ "message.send", p_message_send, "relationship body", "send a message", NULL, 0 },
-	{ "message.list", p_message_list, "relationship", "list messages, newest first", NULL, 0 },
+	  "show a relationship with its chain tree", 0 },
+	{ "message.send", p_message_send, "relationship body", "send a message", 0 },
+	{ "message.list", p_message_list, "relationship", "list messages, newest first", 0 },
 	{ "subscribe", p_subscribe, "", "receive events on this connection (relmctl listen)",
-	  relmd_api_subscribe, RELMD_M_STREAM },
-	{ "device.list", p_proton_only, "proton", "list a proton's devices", NULL, 0 },
-	{ "device.pair.begin", p_proton_only, "proton", "start pairing a new device: prints a code", NULL, 0 },
-	{ "device.pair.join", p_pair_join, "code label", "join a proton with a pairing code", NULL, 0 },
-	{ "device.revoke", p_revoke, "proton device", "remove a device from a proton", NULL, 0 },
-	{ "identity.rotate", p_proton_only, "proton", "replace a proton's identity key", NULL, 0 },
+	  RELMD_M_STREAM },
+	{ "device.list", p_proton_only, "proton", "list a proton's devices", 0 },
+	{ "device.pair.begin", p_proton_only, "proton", "start pairing a new device: prints a code", 0 },
+	{ "device.pair.join", p_pair_join, "code label", "join a proton with a pairing code", 0 },
+	{ "device.revoke", p_revoke, "proton device", "remove a device from a proton", 0 },
+	{ "identity.rotate", p_proton_only, "proton", "replace a proton's identity key", 0 },
 };
 const unsigned relmd_method_count = sizeof relmd_method_table / sizeof relmd_method_table[0];
 
@@ -143,16 +141,16 @@ int relmd_method_param_index(const struct relmd_method *m, const char *name)
 void relmd_methods_init(struct relmd_methods *ms)
 {
 	memset(ms, 0, sizeof *ms);
-	for (unsigned i = 0; i < relmd_method_count; i++)
-		ms->fn[i] = relmd_method_table[i].handler;
 }
 
-int relmd_methods_bind(struct relmd_methods *ms, const char *name, relmd_handler_fn fn)
+int relmd_methods_bind(struct relmd_methods *ms, const char *name, relmd_handler_fn fn,
+		       void *ctx)
 {
 	const struct relmd_method *m = relmd_method_find(name);
 	if (!m)
 		return RELM_ENOTFOUND;
 	ms->fn[m - relmd_method_table] = fn;
+	ms->ctx[m - relmd_method_table] = fn ? ctx : NULL;
 	return 0;
 }
 
@@ -383,6 +381,7 @@ int relmd_methods_call(void *ctx, const char *method, const cJSON *params,
 					 "%s", relm_strerror(RELM_ENOTIMPL));
 	}
 	struct relmd_call call = cc->base;
+	call.app = cc->methods->ctx[m - relmd_method_table];
 	call.method = m;
 	call.notification = notification;
 	cJSON *res = NULL;

@@ -271,9 +271,10 @@ int main(int argc, char **argv)
 		relmd_app_free(app);
 		return 1;
 	}
-	relmd_app_bind(app, &d);
 	int code;
-	if (relmd_start(&d) < 0) {
+	if ((r = relmd_app_bind(app, &d)) < 0 || relmd_start(&d) < 0) {
+		if (r < 0)
+			log_err("binding the API: %s", relm_strerror(r));
 		relmd_stop(&d, 1);
 		code = 1;
 	} else {
