@@ -38,6 +38,8 @@
 #include "wire/mailbox_proto.h"
 #include "relmd/sdnotify.h"
 #include "api/server.h"
+#include "util_rand.h"
+#include "util_text.h"
 
 /* ---- the in-process daemon ---- */
 
@@ -49,6 +51,8 @@ struct srv {
 };
 
 static struct srv S;
+
+#define REL "00112233445566778899aabbccddeeff"
 
 /* The gate, in the commit hook (which runs once per loop turn, before the
  * turn's replies are written):
@@ -116,6 +120,25 @@ static int fake_send(struct relmd_call *call, const cJSON *params, cJSON **resul
 	return 0;
 }
 
+/* As a corrupt store row would: an event whose body is not UTF-8, then a
+ * good one.  Bound to device.list. */
+static int fake_bad_event(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	(void)params;
+	cJSON *f = cJSON_CreateObject();
+	cJSON_AddStringToObject(f, "relationship", REL);
+	cJSON_AddStringToObject(f, "body", "t\x9axt");
+	if (relmd_event_emit(call->d, "message.sent", f) < 0)
+		return RELM_ENOMEM;
+	f = cJSON_CreateObject();
+	cJSON_AddStringToObject(f, "relationship", REL);
+	cJSON_AddStringToObject(f, "body", "text");
+	if (relmd_event_emit(call->d, "message.sent", f) < 0)
+		return RELM_ENOMEM;
+	*result = cJSON_CreateObject();
+	return 0;
+}
+
 static void *loop_main(void *a)
 {
 	struct srv *s = a;
@@ -144,6 +167,7 @@ static void srv_start_cfg(void (*tweak)(struct relmd_config *))
 	ck_assert_int_eq(relmd_init(&S.d, &cfg, &hooks), 0);
 	ck_assert_int_eq(relmd_methods_bind(&S.d.methods, "message.send", fake_send, NULL), 0);
 	ck_assert_int_eq(relmd_methods_bind(&S.d.methods, "proton.list", fake_hold, NULL), 0);
+	ck_assert_int_eq(relmd_methods_bind(&S.d.methods, "device.list", fake_bad_event, NULL), 0);
 	ck_assert_int_eq(relmd_start(&S.d), 0);
 	ck_assert_int_eq(pthread_create(&S.th, NULL, loop_main, &S), 0);
 }
@@ -254,6 +278,18 @@ static char *cl_line(struct cl *c)
 	}
 }
 
+/* The next line, which must be valid UTF-8 JSON with no raw control
+ * byte (what relmd promises for every line it writes). */
+static cJSON *cl_json_strict(struct cl *c)
+{
+	char *l = cl_line(c);
+	ck_assert_msg(l != NULL, "no reply (EOF or timeout)");
+	ck_assert_msg(tu_json_line_ok(l, strlen(l)), "not UTF-8 JSON: %.200s", l);
+	cJSON *j = cJSON_Parse(l);
+	free(l);
+	return j;
+}
+
 static cJSON *cl_json(struct cl *c)
 {
 	char *l = cl_line(c);
@@ -342,7 +378,6 @@ static void status_ok(struct cl *c)
 	cJSON_Delete(r);
 }
 
-#define REL "00112233445566778899aabbccddeeff"
 
 /* ---- tests ---- */
 
@@ -1309,6 +1344,107 @@ START_TEST(sd_notify_abstract)
 }
 END_TEST
 
+/* ---- text: every byte relmd writes is valid UTF-8 JSON ---- */
+
+/* The attack's own example: an id of invalid bytes gets -32700, id null —
+ * not the bytes echoed; a good multi-byte id comes back exactly. */
+START_TEST(bad_utf8_request)
+{
+	srv_start();
+	struct cl c;
+	cl_open(&c);
+	cl_send(&c, "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\xfe\",\"method\":\"daemon.status\"}\n");
+	cJSON *r = cl_json_strict(&c);
+	ck_assert_int_eq(err_code(r), -32700);
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "id")));
+	cJSON_Delete(r);
+	cl_send(&c, "{\"jsonrpc\":\"2.0\",\"id\":\"r\xc3\xa9q\",\"method\":\"daemon.status\"}\n");
+	r = cl_json_strict(&c);
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "id")->valuestring, "r\xc3\xa9q");
+	ck_assert_ptr_nonnull(res(r, "version"));
+	cJSON_Delete(r);
+	cl_close(&c);
+	srv_stop();
+}
+END_TEST
+
+/* An event whose line is not valid UTF-8 is not written to a subscriber
+ * (it gets the next one, and its connection stays); the request that
+ * caused it is answered. */
+START_TEST(bad_utf8_event_withheld)
+{
+	srv_start();
+	struct cl sub, c;
+	cl_open(&sub);
+	cl_open(&c);
+	cJSON *r = rpc(&sub, "subscribe", NULL);
+	uint64_t seq0 = (uint64_t)res(r, "seq")->valuedouble;
+	cJSON_Delete(r);
+	r = rpc(&c, "device.list", "{\"proton\":\"" REL "\"}");   /* fake_bad_event */
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	cJSON_Delete(r);
+	r = cl_json_strict(&sub);
+	ck_assert_uint_eq(event_seq(r, NULL), seq0 + 2);          /* seq0 + 1 withheld */
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "params"),
+							  "body")->valuestring, "text");
+	cJSON_Delete(r);
+	r = rpc(&sub, "daemon.status", NULL);                     /* still served */
+	ck_assert_double_eq(res(r, "event_seq")->valuedouble, (double)(seq0 + 2));
+	cJSON_Delete(r);
+	cl_close(&sub);
+	cl_close(&c);
+	srv_stop();
+}
+END_TEST
+
+/* Randomised (RELM_SEED): damaged requests of every method over the
+ * socket, each followed by a sentinel request; every line relmd writes
+ * back, up to the sentinel's reply, is valid UTF-8 JSON. */
+START_TEST(fuzz_socket_replies)
+{
+	static const char *const templates[] = {
+		"{\"jsonrpc\":\"2.0\",\"id\":\"r\xc3\xa9q\",\"method\":\"daemon.status\"}",
+		"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"proton.create\",\"params\":{\"label\":\"w\xc3\xb6rk\"}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"proton.set_strategy\",\"params\":{\"proton\":\"" REL "\",\"strategy\":\"leader\"}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"message.send\",\"params\":{\"relationship\":\"" REL "\",\"body\":\"h\xc3\xa9llo\"}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"method\":\"subscribe\",\"params\":{\"events\":[\"message.sent\"],\"since\":0}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"invite.accept\",\"params\":[\"" REL "\",\"relm:abc\",\"\xe2\x82\xac\"]}",
+		"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message.list\",\"params\":{\"relationship\":\"" REL "\",\"limit\":5}},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"no.such\"}]",
+	};
+	srv_start();
+	struct cl c;
+	cl_open(&c);
+	char buf[1024], sentinel[96];
+	int lines = 0;
+	for (int i = 0; i < 1500; i++) {
+		const char *t = templates[tu_rand_below(sizeof templates / sizeof templates[0])];
+		size_t len = strlen(t);
+		memcpy(buf, t, len);
+		len = tu_json_mutate(buf, len, sizeof buf - 1);
+		buf[len++] = '\n';
+		ck_assert_int_eq(cl_write(&c, buf, len), 0);
+		snprintf(sentinel, sizeof sentinel,
+			 "{\"jsonrpc\":\"2.0\",\"id\":\"sentinel-%d\",\"method\":\"daemon.status\"}\n", i);
+		cl_send(&c, sentinel);
+		for (;;) {
+			char *l = cl_line(&c);
+			ck_assert_msg(l != NULL, "iteration %d (" TU_SEED_FMT "): no reply", i, TU_SEED_ARG);
+			ck_assert_msg(tu_json_line_ok(l, strlen(l)), "iteration %d (" TU_SEED_FMT "): "
+				      "request %.*s got a line that is not UTF-8 JSON: %.300s", i, TU_SEED_ARG,
+				      (int)len - 1, buf, l);
+			lines++;
+			int done = strstr(l, "\"sentinel-") != NULL;
+			free(l);
+			if (done)
+				break;
+		}
+	}
+	ck_assert_int_gt(lines, 1500);
+	cl_close(&c);
+	srv_stop();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("relmd");
@@ -1328,6 +1464,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, caps);
 	tcase_add_test(tc, retention_gap_and_slow_subscriber);
 	suite_add_tcase(s, tc);
+	tc = tcase_create("text");
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, bad_utf8_request);
+	tcase_add_test(tc, bad_utf8_event_withheld);
+	tcase_add_test(tc, fuzz_socket_replies);
+	suite_add_tcase(s, tc);
 	tc = tcase_create("socket");
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, peer_uid);
@@ -1346,6 +1488,7 @@ static Suite *suite(void)
 
 int main(void)
 {
+	tu_seed_from_env();
 	SRunner *sr = srunner_create(suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -14,6 +14,7 @@
 #include "api/conn.h"
 #include "api/events.h"
 #include "api/jsonrpc.h"
+#include "api/utf8.h"
 #include "error.h"
 #include "limits.h"
 #include "log.h"
@@ -214,6 +215,13 @@ int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len)
 	conn_check(c);
 	if (c->state == RELMD_CONN_CLOSING)
 		return RELM_ECLOSED;
+	/* The last gate before the socket: whatever built the line (a reply,
+	 * an event made from store rows), a client never gets invalid UTF-8. */
+	if (!relmd_utf8_valid(line, len)) {
+		log_err("client %llu: a %zu-byte line is not valid UTF-8: not sent",
+			(unsigned long long)c->id, len);
+		return RELM_EMALFORMED;
+	}
 	if (relmd_conn_queued(c) + len + 1 > RELMD_OUT_MAX) {
 		log_warn("client %llu: output queue over %d bytes: closing",
 			 (unsigned long long)c->id, RELMD_OUT_MAX);
@@ -335,9 +343,9 @@ void relmd_conn_pump(struct relmd_conn *c)
 			r = relmd_conn_send(c, line, len);
 		if (owned)
 			free((char *)(uintptr_t)line);
-		if (r < 0)
+		if (r < 0 && r != RELM_EMALFORMED)
 			return;
-		c->sub_next++;
+		c->sub_next++;                /* sent, filtered out, or withheld */
 	}
 }
 
@@ -353,8 +361,19 @@ static void handle_line(struct relmd_conn *c, const char *line, size_t len)
 		return;
 	}
 	if (resp) {
-		relmd_conn_send(c, resp, strlen(resp));
+		int r = relmd_conn_send(c, resp, strlen(resp));
 		cJSON_free(resp);
+		if (r == RELM_EMALFORMED) {
+			/* The owner promised valid replies; a broken promise still
+			 * gets the client an answer it can parse. */
+			char *e = jsonrpc_error_line(NULL, JSONRPC_INTERNAL_ERROR,
+						     "internal error: the reply would not be valid UTF-8",
+						     relm_errname(RELM_ESTATE));
+			if (e) {
+				relmd_conn_send(c, e, strlen(e));
+				cJSON_free(e);
+			}
+		}
 	}
 	relmd_conn_pump(c);
 }

@@ -25,7 +25,10 @@
  *
  * Output: replies and events are appended to `out` and handed to the
  * kernel by the owner's once-per-turn relmd_conn_flush (after the turn's
- * commit), one write request in flight per client.
+ * commit), one write request in flight per client.  Every line is checked
+ * to be valid UTF-8 before it is queued: one that is not is refused and
+ * logged, never sent (an event is then skipped; a reply is replaced by a
+ * -32603 error).
  *
  * Events: a subscriber has a cursor (next seq) and a type mask; events are
  * copied from the bus while its output queue is below RELMD_OUT_SOFT, so a
@@ -165,9 +168,10 @@ void relmd_conn_close(struct relmd_conn *c);
 /* Stop taking requests; close once queued output is written (idempotent;
  * a no-op once closing). */
 void relmd_conn_drain(struct relmd_conn *c);
-/* Queue one line (a '\n' is appended).  0; -ENOBUFS when the client's
- * queue would pass RELMD_OUT_MAX (the client is then closed); RELM_ECLOSED
- * for a closing client; RELM_ENOMEM. */
+/* Queue one line (a '\n' is appended).  0; RELM_EMALFORMED when the line
+ * is not valid UTF-8 (nothing queued, the connection stays open);
+ * -ENOBUFS when the client's queue would pass RELMD_OUT_MAX (the client is
+ * then closed); RELM_ECLOSED for a closing client; RELM_ENOMEM. */
 int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len);
 /* Hand queued output to the kernel if no write is in flight. */
 void relmd_conn_flush(struct relmd_conn *c);

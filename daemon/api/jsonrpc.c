@@ -2,6 +2,14 @@
  * jsonrpc.c — see jsonrpc.h.  Follows https://www.jsonrpc.org/specification
  * section by section: 4 (request/notification), 5 (response), 5.1 (error
  * codes), 6 (batch).
+ *
+ * Text: a line is checked before cJSON sees it (line_ok: well-formed
+ * UTF-8, no raw control byte), because cJSON takes invalid bytes and raw
+ * control characters inside strings and would hand them on — to be echoed
+ * in an id, a method name or an error message.  And every response is
+ * checked before it is printed (tree_utf8_ok), because a handler's result
+ * may carry bytes from elsewhere (the store): one that is not valid UTF-8
+ * is replaced by an internal error rather than written.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +18,7 @@
 
 #include "error.h"
 #include "api/jsonrpc.h"
+#include "api/utf8.h"
 
 int jsonrpc_error_set(struct jsonrpc_error *err, int code, const char *data_code,
 		      const char *fmt, ...)
@@ -17,8 +26,16 @@ int jsonrpc_error_set(struct jsonrpc_error *err, int code, const char *data_code
 	va_list ap;
 	err->code = code;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	int w = vsnprintf(err->message, sizeof err->message, fmt, ap);
 	va_end(ap);
+	if (w >= (int)sizeof err->message) {
+		/* Cut by the buffer: drop a character left incomplete. */
+		size_t n = strlen(err->message), k = n;
+		while (k > 0 && ((unsigned char)err->message[k - 1] & 0xc0) == 0x80)
+			k--;
+		if (k > 0 && !relmd_utf8_valid(err->message + k - 1, n - k + 1))
+			err->message[k - 1] = '\0';
+	}
 	cJSON_Delete(err->data);
 	err->data = NULL;
 	if (data_code) {
@@ -68,6 +85,22 @@ static cJSON *invalid_request(const cJSON *id, const char *why)
 	char msg[JSONRPC_MSG_MAX];
 	snprintf(msg, sizeof msg, "invalid request: %s", why);
 	return error_response(id, JSONRPC_INVALID_REQUEST, msg, NULL);
+}
+
+/* Every member name and string of v and its siblings and children is
+ * well-formed UTF-8 (numbers, literals and punctuation print as ASCII). */
+static int tree_utf8_ok(const cJSON *v)
+{
+	for (; v; v = v->next) {
+		if (v->string && !relmd_utf8_valid(v->string, strlen(v->string)))
+			return 0;
+		if ((cJSON_IsString(v) || cJSON_IsRaw(v)) && v->valuestring &&
+		    !relmd_utf8_valid(v->valuestring, strlen(v->valuestring)))
+			return 0;
+		if (v->child && !tree_utf8_ok(v->child))
+			return 0;
+	}
+	return 1;
 }
 
 /* One call.  Returns the response object, or NULL with *nomem clear for a
@@ -125,6 +158,19 @@ static cJSON *process_one(const cJSON *req, jsonrpc_handler_fn h, void *ctx, int
 		cJSON_Delete(result);
 		resp = error_response(id, err.code, err.message, err.data);
 	}
+	if (resp && !tree_utf8_ok(resp)) {
+		/* The id is from a checked line: only what the handler added can
+		 * be at fault (a stored value that is not UTF-8). */
+		cJSON_Delete(resp);
+		cJSON *data = cJSON_CreateObject();
+		if (data && !cJSON_AddStringToObject(data, "code", relm_errname(RELM_ESTATE))) {
+			cJSON_Delete(data);
+			data = NULL;
+		}
+		resp = data ? error_response(id, JSONRPC_INTERNAL_ERROR,
+					     "internal error: the reply would not be valid UTF-8", data)
+			    : NULL;
+	}
 out:
 	if (!resp)
 		*nomem = 1;
@@ -138,12 +184,39 @@ static int print_out(cJSON *resp, char **out)
 	return *out ? 0 : RELM_ENOMEM;
 }
 
+/* May cJSON parse this line?  It must be well-formed UTF-8, with no raw
+ * control byte (U+0000-U+001F) inside a string — JSON wants them escaped;
+ * cJSON would take them, and a raw NUL cuts a string short — and none
+ * between tokens but the white space JSON allows (cJSON would skip any
+ * byte up to 0x20).  What else makes the line invalid JSON is cJSON's to
+ * find. */
+static int line_ok(const char *line, size_t len)
+{
+	int in_str = 0, esc = 0;
+	if (!relmd_utf8_valid(line, len))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+		if (c < 0x20) {
+			if (in_str || (c != '\t' && c != '\n' && c != '\r'))
+				return 0;
+		} else if (esc) {
+			esc = 0;
+		} else if (c == '\\') {
+			esc = in_str;
+		} else if (c == '"') {
+			in_str = !in_str;
+		}
+	}
+	return 1;
+}
+
 int jsonrpc_process(const char *line, size_t len, jsonrpc_handler_fn h, void *ctx,
 		    char **out)
 {
 	*out = NULL;
 	const char *end = NULL;
-	cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+	cJSON *req = line_ok(line, len) ? cJSON_ParseWithLengthOpts(line, len, &end, 0) : NULL;
 	if (req) {
 		/* cJSON stops after the first value: anything but white space
 		 * after it makes the line unparseable as one JSON text. */
