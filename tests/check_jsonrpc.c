@@ -731,6 +731,158 @@ START_TEST(messages_cut_whole_characters)
 }
 END_TEST
 
+/* U+0000 (a "\u0000" escape; raw NULs are -32700) is refused wherever it
+ * is — cJSON would cut the string there — and the handler never runs: in
+ * a parameter (value, name, nested item; by name or by position) -32602
+ * naming the parameter; in the id (then id null), the method, "jsonrpc" or
+ * a member name -32600. */
+START_TEST(nul_refused)
+{
+	static const struct { const char *params; const char *field; } in_params[] = {
+		{ "{\"label\":\"be\\u0000fore\"}", "label" },
+		{ "{\"label\":\"\\u0000\"}", "label" },
+		{ "{\"label\":\"x\\u0000\"}", "label" },
+		{ "{\"lab\\u0000el\":\"x\"}", "lab" },                   /* the cut name */
+		{ "[\"a\\u0000b\"]", "params[0]" },
+		{ "{\"label\":\"ok\",\"x\":{\"y\":[1,\"\\u0000\"]}}", "x" },   /* deep inside */
+	};
+	for (size_t i = 0; i < sizeof in_params / sizeof in_params[0]; i++) {
+		cJSON *r = callm("proton.create", in_params[i].params);
+		ck_assert_msg(err_code(r) == JSONRPC_INVALID_PARAMS, "%s", in_params[i].params);
+		ck_assert_str_eq(err_data(r, "field"), in_params[i].field);
+		ck_assert_str_eq(err_data(r, "code"), "invalid_argument");
+		ck_assert_ptr_nonnull(strstr(err_msg(r), "U+0000"));
+		cJSON_Delete(r);
+	}
+	cJSON *r = callm("subscribe", "{\"events\":[\"message.sent\\u0000x\"]}");
+	ck_assert_int_eq(err_code(r), JSONRPC_INVALID_PARAMS);
+	ck_assert_str_eq(err_data(r, "field"), "events");
+	cJSON_Delete(r);
+	static const struct { const char *line; int id_null; } elsewhere[] = {
+		{ "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"proton.create\",\"params\":[\"w\"]}", 1 },
+		{ "{\"jsonrpc\":\"1.0\",\"id\":\"a\\u0000b\",\"method\":\"proton.create\"}", 1 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"proton.create\\u0000x\",\"params\":[\"w\"]}", 0 },
+		{ "{\"jsonrpc\":\"2.0\\u0000\",\"id\":1,\"method\":\"proton.create\",\"params\":[\"w\"]}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"proton.create\",\"params\":[\"w\"],\"x\\u0000\":1}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\\u0000\":\"fake\",\"id\":1,\"method\":\"proton.create\",\"params\":[\"w\"]}", 1 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"params\\u0000\":[\"w\"],\"method\":\"proton.create\"}", 0 },
+		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"proton.create\",\"params\":[\"w\"],\"note\":\"\\u0000\"}", 0 },
+	};
+	for (size_t i = 0; i < sizeof elsewhere / sizeof elsewhere[0]; i++) {
+		r = run_h(relmd_methods_call, &cc, elsewhere[i].line);
+		ck_assert_msg(err_code(r) == JSONRPC_INVALID_REQUEST, "%s", elsewhere[i].line);
+		ck_assert_msg(id_is_null(r) == elsewhere[i].id_null, "%s", elsewhere[i].line);
+		if (!elsewhere[i].id_null)
+			ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(r, "id")->valuedouble, 1);
+		cJSON_Delete(r);
+	}
+	ck_assert_int_eq(bound_calls, 0);
+	/* a notification: no reply and no call */
+	ck_assert_ptr_null(run_h(relmd_methods_call, &cc, "{\"jsonrpc\":\"2.0\",\"method\":\"proton.create\","
+				 "\"params\":[\"a\\u0000\"]}"));
+	ck_assert_int_eq(bound_calls, 0);
+	/* a batch: the refusal is that call's alone, counted across the calls
+	 * before it */
+	r = run_h(relmd_methods_call, &cc,
+		  "[{\"jsonrpc\":\"2.0\",\"id\":\"p\\u00e9\",\"method\":\"proton.create\",\"params\":{\"label\":\"one\"}},"
+		  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"proton.create\",\"params\":{\"label\":\"t\\u0000wo\"}},"
+		  "\"\\u0000\","
+		  "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"proton.create\",\"params\":{\"label\":\"three\"}}]");
+	ck_assert_int_eq(cJSON_GetArraySize(r), 4);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(r, 0), "result"));
+	ck_assert_int_eq(err_code(cJSON_GetArrayItem(r, 1)), JSONRPC_INVALID_PARAMS);
+	ck_assert_int_eq(err_code(cJSON_GetArrayItem(r, 2)), JSONRPC_INVALID_REQUEST);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(r, 3), "result"));
+	ck_assert_str_eq(last_label, "three");
+	ck_assert_int_eq(bound_calls, 2);
+	cJSON_Delete(r);
+	/* not U+0000: an escaped backslash before "u0000", and U+0001 */
+	r = callm("proton.create", "{\"label\":\"a\\\\u0000b\"}");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	ck_assert_str_eq(last_label, "a\\u0000b");
+	cJSON_Delete(r);
+	r = callm("proton.create", "{\"label\":\"a\\u0001\\u00000\"}");
+	ck_assert_int_eq(err_code(r), JSONRPC_INVALID_PARAMS);           /* the U+0000 before '0' */
+	cJSON_Delete(r);
+	r = callm("proton.create", "{\"label\":\"a\\u0001b\"}");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	ck_assert_str_eq(last_label, "a\x01" "b");
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* Randomised (RELM_SEED): requests whose params hold strings with every
+ * kind of escape around (\", \\, \\u0000 spelled with an escaped
+ * backslash, \u00e9), nested at random, with at most one real U+0000 —
+ * in a value, an item or a nested member's name of one parameter.  The
+ * refusal names exactly that parameter; without one the call runs. */
+START_TEST(nul_field_random)
+{
+	static const char *const pool[] = {
+		"plain", "a\\\"b", "\\\\u0000", "\\u00e9t\\u00e9", "x\\\\", "\\\\", "\\\"", "",
+		"\\u0001", "\\ud83d\\ude00",
+	};
+	enum { POOL = sizeof pool / sizeof pool[0] };
+	static const struct { const char *raw, *decoded; } suffix[] = {
+		{ "", "" }, { "\\u00e9", "\xc3\xa9" }, { "\\\"q", "\"q" }, { "\\\\u0000", "\\u0000" },
+	};
+	char line[8192], want[64];
+	for (int iter = 0; iter < 3000; iter++) {
+		int np = 1 + (int)tu_rand_below(6);
+		int target = tu_rand_below(10) < 7 ? (int)tu_rand_below((uint64_t)np) : -1;
+		size_t n = (size_t)snprintf(line, sizeof line,
+					    "{\"jsonrpc\":\"2.0\",\"id\":\"i\\\\u0000-%d\",\"method\":\"echo\","
+					    "\"params\":{", iter);
+		for (int k = 0; k < np; k++) {
+			int sx = (int)tu_rand_below(4);
+			n += (size_t)snprintf(line + n, sizeof line - n, "%s\"p%d%s\":", k ? "," : "", k,
+					      suffix[sx].raw);
+			if (k == target)
+				snprintf(want, sizeof want, "p%d%s", k, suffix[sx].decoded);
+			/* the value: a string, an array of strings, or an object */
+			int shape = (int)tu_rand_below(3);
+			int items = shape == 0 ? 1 : 1 + (int)tu_rand_below(4);
+			int nul_at = k == target ? (int)tu_rand_below((uint64_t)items) : -1;
+			int nul_in_name = shape == 2 && tu_rand_below(2);
+			n += (size_t)snprintf(line + n, sizeof line - n, "%s", shape == 1 ? "[" : shape == 2 ? "{" : "");
+			for (int j = 0; j < items; j++) {
+				const char *v = pool[tu_rand_below(POOL)];
+				int nul = j == nul_at;
+				if (shape == 2)
+					n += (size_t)snprintf(line + n, sizeof line - n, "%s\"k%d%s%s\":", j ? "," : "",
+							      j, pool[tu_rand_below(POOL)],
+							      nul && nul_in_name ? "\\u0000" : "");
+				else if (j)
+					line[n++] = ',';
+				n += (size_t)snprintf(line + n, sizeof line - n, "\"%s%s\"", v,
+						      nul && !nul_in_name ? "z\\u0000z" : "");
+			}
+			n += (size_t)snprintf(line + n, sizeof line - n, "%s", shape == 1 ? "]" : shape == 2 ? "}" : "");
+		}
+		n += (size_t)snprintf(line + n, sizeof line - n, "}}");
+		ck_assert_uint_lt(n, sizeof line);
+		calls = 0;
+		cJSON *r = run(line);
+		if (target < 0) {
+			ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL,
+				      "%s (" TU_SEED_FMT ")", line, TU_SEED_ARG);
+			ck_assert_int_eq(calls, 1);
+		} else {
+			ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "error") &&
+				      err_code(r) == JSONRPC_INVALID_PARAMS, "%s (" TU_SEED_FMT ")", line,
+				      TU_SEED_ARG);
+			ck_assert_msg(!strcmp(err_data(r, "field"), want), "%s: field %s, want %s ("
+				      TU_SEED_FMT ")", line, err_data(r, "field"), want, TU_SEED_ARG);
+			ck_assert_int_eq(calls, 0);
+		}
+		char id[32];
+		snprintf(id, sizeof id, "i\\u0000-%d", iter);
+		ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "id")->valuestring, id);
+		cJSON_Delete(r);
+	}
+}
+END_TEST
+
 static const char *const fuzz_templates[] = {
 	"{\"jsonrpc\":\"2.0\",\"id\":\"r\xc3\xa9q-1\",\"method\":\"daemon.status\"}",
 	"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"proton.create\",\"params\":{\"label\":\"w\xc3\xb6rk\"}}",
@@ -793,6 +945,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_lines);
 	tcase_add_test(tc, reply_writer_refuses);
 	tcase_add_test(tc, messages_cut_whole_characters);
+	tcase_add_test(tc, nul_refused);
+	tcase_add_test(tc, nul_field_random);
 	tcase_add_test(tc, fuzz_replies_are_utf8_json);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("config");

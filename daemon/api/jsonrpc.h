@@ -9,6 +9,10 @@
  *   not UTF-8, raw control bytes     -32700 Parse error, id null
  *   not a request object             -32600 Invalid Request (id echoed when
  *                                    it was readable, else null)
+ *   U+0000 in the id                 -32600, id null
+ *   U+0000 in another member         -32600 (id echoed)
+ *   U+0000 in params                 -32602 naming the parameter (the handler
+ *                                    never sees text cJSON would cut short)
  *   handler: unknown method          -32601 (the handler says so)
  *   handler: bad params              -32602
  *   handler: engine error            -32000 with data.code
