@@ -354,10 +354,11 @@ void tr_status_ok(struct tr_cl *c)
 
 /* A message.send line with this message id (fake_send makes it the event's
  * "message"), the id "1". */
-int tr_send_line(char *buf, size_t cap, const char *msg_id)
+int tr_send_line(char *buf, size_t cap, const char *msg_id, int body_len)
 {
 	return snprintf(buf, cap, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message.send\",\"params\":"
-			"{\"relationship\":\"%s\",\"body\":\"x\",\"id\":\"%s\"}}\n", TR_REL, msg_id);
+			"{\"relationship\":\"%s\",\"body\":\"%0*d\",\"id\":\"%s\"}}\n", TR_REL,
+			body_len, 0, msg_id);
 }
 
 uint64_t tr_event_seq(const cJSON *ev, const char **type)

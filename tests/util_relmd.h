@@ -99,8 +99,9 @@ void tr_ticks(int on);
 
 /* ---- messages and events ---- */
 
-/* A message.send line (with its '\n') whose message id is msg_id. */
-int tr_send_line(char *buf, size_t cap, const char *msg_id);
+/* A message.send line (with its '\n') whose message id is msg_id and
+ * whose body is body_len (>= 1) zeros.  Its length, as snprintf's. */
+int tr_send_line(char *buf, size_t cap, const char *msg_id, int body_len);
 /* message.send of a body of bodylen 'b's (and i), skipping events before
  * the reply, which must say "queued". */
 void tr_send_msg(struct tr_cl *c, int i, size_t bodylen);

@@ -170,9 +170,10 @@ static void reschedule(struct relmd_conn *c)
 		return;
 	int room = relmd_conn_queued(c) < RELMD_OUT_SOFT;
 	int live = c->state == RELMD_CONN_OPEN;
+	int budget = c->turn_ran < RELMD_REQ_PER_TURN;   /* else: wait for the next turn */
 	int lines = live && has_line(c);
-	set_runnable(c, live && room && lines);
-	int want_read = live && room && !lines && !c->eof;
+	set_runnable(c, live && room && lines && budget);
+	int want_read = live && room && !lines && !c->eof && budget;
 	if (want_read && !c->reading) {
 		read_start(c);
 	} else if (!want_read && c->reading) {
@@ -274,7 +275,14 @@ static void on_write(uv_write_t *req, int status)
 void relmd_conn_flush(struct relmd_conn *c)
 {
 	conn_check(c);
-	if (c->state == RELMD_CONN_CLOSING || c->writing || c->out.len == 0)
+	if (c->state == RELMD_CONN_CLOSING)
+		return;
+	if (c->turn_ran) {
+		/* A new turn: a new budget of requests (reading may resume). */
+		c->turn_ran = 0;
+		reschedule(c);
+	}
+	if (c->writing || c->out.len == 0)
 		return;
 	struct relmd_buf t = c->wbuf;
 	c->wbuf = c->out;
@@ -403,10 +411,12 @@ static int blank(const char *s, size_t n)
 void relmd_conn_process(struct relmd_conn *c)
 {
 	size_t off = 0;
-	int n = 0;
 	conn_check(c);
+	/* The budget is per turn, not per call: libuv calls on_read several
+	 * times in one turn while a socket has data, and the owner's idle may
+	 * call this too; relmd_conn_flush starts the next turn's budget. */
 	while (c->state == RELMD_CONN_OPEN &&
-	       n < RELMD_REQ_PER_TURN && relmd_conn_queued(c) < RELMD_OUT_SOFT) {
+	       c->turn_ran < RELMD_REQ_PER_TURN && relmd_conn_queued(c) < RELMD_OUT_SOFT) {
 		size_t from = c->in_scan > off ? c->in_scan : off;
 		char *nl = memchr(c->in + from, '\n', c->in_len - from);
 		if (!nl) {
@@ -426,8 +436,8 @@ void relmd_conn_process(struct relmd_conn *c)
 			len--;
 		if (blank(c->in + start, len))
 			continue;
+		c->turn_ran++;
 		handle_line(c, c->in + start, len);
-		n++;
 	}
 	if (c->state != RELMD_CONN_OPEN)
 		return;
@@ -443,8 +453,10 @@ void relmd_conn_process(struct relmd_conn *c)
 		}
 		if (c->eof) {
 			/* EOF: an unterminated last line still counts. */
-			if (c->in_len && !blank(c->in, c->in_len))
+			if (c->in_len && !blank(c->in, c->in_len)) {
+				c->turn_ran++;
 				handle_line(c, c->in, c->in_len);
+			}
 			if (c->state == RELMD_CONN_OPEN) {
 				c->in_len = c->in_scan = 0;
 				relmd_conn_drain(c);

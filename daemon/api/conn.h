@@ -16,9 +16,11 @@
  * after the reply is flushed.  Blank lines are ignored; a trailing "\r" is
  * stripped; an unterminated last line before EOF is handled as a line.
  *
- * Scheduling: at most RELMD_REQ_PER_TURN requests per loop turn; the rest
- * waits (reading stopped) until the owner calls relmd_conn_process again
- * (next turn), so one flooding client cannot starve others.  Reading also
+ * Scheduling: at most RELMD_REQ_PER_TURN requests per loop turn, counted
+ * across every read callback and relmd_conn_process call of the turn (a
+ * turn ends with the owner's relmd_conn_flush); the rest waits, reading
+ * stopped, for the next turn, so one flooding client cannot starve
+ * others.  Reading also
  * stops while more than RELMD_OUT_SOFT bytes of output wait for the client
  * (a client that sends requests but does not read replies only hurts
  * itself), and resumes when a write drains the queue.
@@ -102,7 +104,8 @@ struct relmd_conn_owner {
 	int (*request)(struct relmd_conn_owner *o, struct relmd_conn *c, const char *line,
 		       size_t len, char **reply);
 	/* c has (1) or no longer has (0) requests waiting to run: while it
-	 * has, the owner calls relmd_conn_process(c) once per loop turn. */
+	 * has, the owner calls relmd_conn_process(c) once per loop turn
+	 * (before that turn's relmd_conn_flush). */
 	void (*runnable)(struct relmd_conn_owner *o, struct relmd_conn *c, int runnable);
 	/* c's handle is closed: forget c, whose memory is freed when this
 	 * returns. */
@@ -147,6 +150,7 @@ struct relmd_conn {
 	unsigned writing : 1;       /* wreq in flight */
 	unsigned eof : 1;           /* peer finished sending */
 	unsigned runnable : 1;      /* told the owner it has requests to run */
+	unsigned turn_ran;          /* requests run this turn (reset by relmd_conn_flush) */
 
 	unsigned subscribed : 1;
 	uint32_t sub_mask;          /* bit i: relmd_event_types[i] */
@@ -173,9 +177,11 @@ void relmd_conn_drain(struct relmd_conn *c);
  * -ENOBUFS when the client's queue would pass RELMD_OUT_MAX (the client is
  * then closed); RELM_ECLOSED for a closing client; RELM_ENOMEM. */
 int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len);
-/* Hand queued output to the kernel if no write is in flight. */
+/* Once per loop turn, after the turn's commit: hand queued output to the
+ * kernel if no write is in flight, and start the connection's next turn
+ * (a fresh budget of RELMD_REQ_PER_TURN requests). */
 void relmd_conn_flush(struct relmd_conn *c);
-/* Run up to RELMD_REQ_PER_TURN waiting requests. */
+/* Run waiting requests, as many as this turn's budget still allows. */
 void relmd_conn_process(struct relmd_conn *c);
 
 /* Deliver events from seq `next` on, of the types in `mask` (bit i:
