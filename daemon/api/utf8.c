@@ -91,15 +91,23 @@ int relmd_utf8_valid(const void *s, size_t n)
 	unsigned st = S_START;
 
 	while (p < end) {
-		/* Between characters, skip ASCII eight bytes at a time. */
+		/* Between characters, skip ASCII: eight bytes at a time, then
+		 * to the first byte with its high bit set. */
 		if (st == S_START) {
 			while (end - p >= 8) {
-				uint64_t w;
+				uint64_t w, hi;
 				memcpy(&w, p, 8);
-				if (w & UINT64_C(0x8080808080808080))
+				hi = w & UINT64_C(0x8080808080808080);
+				if (hi) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+					p += __builtin_ctzll(hi) >> 3;   /* the first such byte */
+#endif
 					break;
+				}
 				p += 8;
 			}
+			while (p < end && *p < 0x80)
+				p++;
 			if (p == end)
 				break;
 		}
