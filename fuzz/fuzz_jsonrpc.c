@@ -2,11 +2,13 @@
  * it: jsonrpc_process with a handler that validates params against the
  * method table (relmd_params_validate), as the dispatcher does before any
  * handler runs.  Every line must produce a response or nothing, never a
- * crash. */
+ * crash, and every response must be valid UTF-8 with no raw control byte
+ * (proto/api.md §1): the harness aborts on one that is not. */
 #include <stdlib.h>
 #include <string.h>
 #include "api/jsonrpc.h"
 #include "api/methods.h"
+#include "api/utf8.h"
 
 static int handler(void *ctx, const char *method, const cJSON *params, int notification,
                    cJSON **result, struct jsonrpc_error *err)
@@ -30,6 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *out = NULL;
 	jsonrpc_process((const char *)data, size, handler, NULL, &out);
+	if (out) {
+		size_t n = strlen(out);
+		if (!relmd_utf8_valid(out, n))
+			abort();
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)out[i] < 0x20)
+				abort();
+	}
 	free(out);
 	return 0;
 }

@@ -486,6 +486,103 @@ START_TEST(messages)
 }
 END_TEST
 
+/* ---- text holding U+0000 ---- */
+
+/* -32602 naming the field, and not merely the code: the field is how a
+ * client learns what to fix. */
+static void expect_field(cJSON *r, const char *field, const char *what)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "error"),
+							  "data");
+	ck_assert_msg(r && td_err_code(r) == -32602, "%s: not -32602", what);
+	ck_assert_str_eq(td_err_name(r), "invalid_argument");
+	ck_assert_str_eq(td_str(d, "field"), field);
+	cJSON_Delete(r);
+}
+
+/* kind "text" messages of a list, and the body of the last one seen */
+static int texts(const cJSON *list, const char **body)
+{
+	const cJSON *m;
+	int n = 0;
+	cJSON_ArrayForEach(m, get(list, "messages"))
+		if (!strcmp(str(m, "kind"), "text")) {
+			n++;
+			*body = str(m, "body");
+		}
+	return n;
+}
+
+static int alice_has_text(void *arg)
+{
+	(void)arg;
+	const char *body = NULL;
+	cJSON *r = td_callf(W.a.sock, "message.list", "{\"relationship\":\"%s\"}", W.rel);
+	int n = r ? texts(td_res(r), &body) : 0;
+	cJSON_Delete(r);
+	return n > 0;
+}
+
+/* U+0000 cannot be carried (a payload holds no NUL and no \u0000:
+ * proto/wire.md), so text holding it is refused where it enters — never
+ * accepted and cut: a body (neither side stores or shows anything; the
+ * next message arrives alone), a proton label, a relationship label, and
+ * a request id (which would be echoed cut short). */
+START_TEST(nul_refused)
+{
+	const char *body = NULL;
+	start_pair();
+	expect_field(td_callf(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"before\\u0000after\"}",
+			      W.rel), "body", "a body with U+0000");
+	expect_field(td_callf(W.b.sock, "message.send", "[\"%s\",\"\\u0000\"]", W.rel), "params[1]",
+		     "a positional body that is only U+0000");
+	cJSON *r = td_must(W.b.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"after\"}", W.rel);
+	cJSON_Delete(r);
+	ck_assert_msg(td_wait(alice_has_text, NULL, MEET_MS), "alice never got bob's message");
+	r = td_must(W.a.sock, "message.list", "{\"relationship\":\"%s\"}", W.rel);
+	ck_assert_int_eq(texts(td_res(r), &body), 1);                  /* the receiver */
+	ck_assert_str_eq(body, "after");
+	cJSON_Delete(r);
+	r = td_must(W.b.sock, "message.list", "{\"relationship\":\"%s\"}", W.rel);
+	ck_assert_int_eq(texts(td_res(r), &body), 1);                  /* the sender */
+	ck_assert_str_eq(body, "after");
+	cJSON_Delete(r);
+
+	/* labels */
+	expect_field(td_callf(W.a.sock, "proton.create", "{\"label\":\"be\\u0000fore\"}"), "label",
+		     "a proton label");
+	expect_field(td_callf(W.a.sock, "proton.create", "{\"la\\u0000bel\":\"x\"}"), "la",
+		     "a parameter name");
+	r = td_must(W.a.sock, "proton.list", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "protons")), 1);
+	ck_assert_str_eq(str(cJSON_GetArrayItem(get(td_res(r), "protons"), 0), "label"), "alice");
+	cJSON_Delete(r);
+	char *inv = make_invite(NULL);
+	expect_field(td_callf(W.b.sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\",\"label\":\"A\\u0000x\"}",
+			      W.pb, inv), "label", "a relationship label");
+	free(inv);
+	r = td_must(W.b.sock, "relationship.list", "{\"proton\":\"%s\"}", W.pb);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "relationships")), 1);
+	ck_assert_str_eq(str(cJSON_GetArrayItem(get(td_res(r), "relationships"), 0), "label"), "Alice");
+	cJSON_Delete(r);
+
+	/* an id: not echoed cut short, nor run */
+	struct td_conn c;
+	ck_assert_int_eq(td_conn_open(&c, W.a.sock), 0);
+	ck_assert_int_eq(td_conn_send(&c, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"proton.create\","
+				      "\"params\":{\"label\":\"sneaky\"}}"), 0);
+	r = td_conn_read(&c, 5000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(td_err_code(r), -32600);
+	ck_assert(cJSON_IsNull(get(r, "id")));
+	cJSON_Delete(r);
+	td_conn_close(&c);
+	r = td_must(W.a.sock, "proton.list", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(get(td_res(r), "protons")), 1);
+	cJSON_Delete(r);
+}
+END_TEST
+
 /* ---- later issues ---- */
 
 START_TEST(not_implemented)
@@ -822,6 +919,7 @@ static Suite *api_suite(void)
 	tcase_add_test(tc, invites);
 	tcase_add_test(tc, relationships);
 	tcase_add_test(tc, messages);
+	tcase_add_test(tc, nul_refused);
 	tcase_add_test(tc, not_implemented);
 	tcase_add_test(tc, sigterm_store);
 	tcase_add_test(tc, event_shapes);

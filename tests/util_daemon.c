@@ -158,6 +158,91 @@ static pid_t spawn(const char *prog, char *const argv[], const char *out_path,
 	return pid;
 }
 
+pid_t td_spawn_piped(char *const argv[], int *out_fd, int *err_fd)
+{
+	int po[2], pe[2] = { -1, -1 };
+	pid_t parent = getpid(), pid;
+
+	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+	if (err_fd)
+		ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(po[1], 1);
+		if (err_fd) {
+			dup2(pe[1], 2);
+		} else if (!getenv("RELM_TEST_DEBUG")) {
+			int devnull = open("/dev/null", O_WRONLY);
+			dup2(devnull, 2);
+		}
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	kid_add(pid);
+	close(po[1]);
+	*out_fd = po[0];
+	if (err_fd) {
+		close(pe[1]);
+		*err_fd = pe[0];
+	}
+	return pid;
+}
+
+int td_run(char *const argv[], char *out, size_t outn, char *err, size_t errn, int timeout_ms)
+{
+	struct { int fd; char *buf; size_t cap, len; } p[2];
+	char sink[512];
+	long long end = td_now_ms() + timeout_ms;
+	int st, status = -1;
+
+	p[1].fd = -1;
+	pid_t pid = td_spawn_piped(argv, &p[0].fd, err ? &p[1].fd : NULL);
+	p[0].buf = out; p[0].cap = out ? outn : 0; p[0].len = 0;
+	p[1].buf = err; p[1].cap = err ? errn : 0; p[1].len = 0;
+	/* both pipes at once: a child filling one while we wait on the other
+	 * would never finish */
+	while ((p[0].fd >= 0 || p[1].fd >= 0) && td_now_ms() < end) {
+		struct pollfd pf[2] = { { p[0].fd, POLLIN, 0 }, { p[1].fd, POLLIN, 0 } };
+		if (poll(pf, 2, (int)(end - td_now_ms())) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd < 0 || !pf[i].revents)
+				continue;
+			int room = p[i].cap > p[i].len + 1;
+			ssize_t r = read(p[i].fd, room ? p[i].buf + p[i].len : sink,
+					 room ? p[i].cap - p[i].len - 1 : sizeof sink);
+			if (r <= 0) {
+				close(p[i].fd);
+				p[i].fd = -1;
+			} else if (room) {
+				p[i].len += (size_t)r;
+			}
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		if (p[i].fd >= 0)
+			close(p[i].fd);
+		if (p[i].buf && p[i].cap)
+			p[i].buf[p[i].len] = '\0';
+	}
+	while (td_now_ms() < end) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid) {
+			kid_del(pid);
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		td_sleep_ms(10);
+	}
+	td_stop(&pid, SIGKILL, 1000);
+	return status;
+}
+
 int td_alive(pid_t pid)
 {
 	int st;

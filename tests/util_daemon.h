@@ -70,6 +70,17 @@ int td_mbox_restart(struct td_mbox *m);
 int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port);
 int td_relmd_restart(struct td_relmd *d);
 
+/* fork + exec argv[0] (a path) with its stdout on a pipe (*out_fd, the
+ * read end) and its stderr on another (*err_fd) — or, with err_fd NULL,
+ * on /dev/null unless RELM_TEST_DEBUG.  Dies with the test, like every
+ * child here.  The pid. */
+pid_t td_spawn_piped(char *const argv[], int *out_fd, int *err_fd);
+/* Run argv to its end, its stdout into out and its stderr into err (each
+ * NUL-terminated, cut to its size; either may be NULL: stderr then as
+ * td_spawn_piped).  Its exit status (0..255, or 128 + the signal), or -1
+ * when it was still running after timeout_ms (it is then killed). */
+int td_run(char *const argv[], char *out, size_t outn, char *err, size_t errn, int timeout_ms);
+
 /* Send sig to pid and wait up to timeout_ms for it to exit.  Returns the
  * wait status, or -1 (then it was SIGKILLed and reaped).  *pid = 0 after. */
 int td_stop(pid_t *pid, int sig, int timeout_ms);

@@ -1,30 +1,97 @@
 /*
  * conn.c — one client connection: see conn.h for the framing, scheduling,
- * backpressure and event-delivery rules.
+ * backpressure and event-delivery rules, and for the state diagram that
+ * conn_enter_state() enforces.
  */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 
 #include "api/conn.h"
-#include "error.h"
+#include "api/events.h"
 #include "api/jsonrpc.h"
+#include "api/utf8.h"
+#include "error.h"
 #include "limits.h"
 #include "log.h"
-#include "api/server.h"
+
+#define conn_of(ptr, member) \
+	((struct relmd_conn *)(void *)((char *)(ptr) - offsetof(struct relmd_conn, member)))
 
 static void read_start(struct relmd_conn *c);
 
-struct relmd_conn *relmd_conn_new(struct relmd *d)
+/* ---- the state machine --------------------------------------------------- */
+
+static const char *const state_names[] = {
+	[RELMD_CONN_NONE] = "none",
+	[RELMD_CONN_OPEN] = "open",
+	[RELMD_CONN_DRAINING] = "draining",
+	[RELMD_CONN_CLOSING] = "closing",
+	[RELMD_CONN_CLOSED] = "closed",
+};
+
+/* The only place c->state changes.  A transition the diagram in conn.h
+ * does not draw is a bug in this file or in its owner: abort rather than
+ * serve a connection whose state nobody can reason about. */
+static void conn_enter_state(struct relmd_conn *c, enum relmd_conn_state to)
+{
+	static const unsigned legal[] = {
+		[RELMD_CONN_NONE]     = 1u << RELMD_CONN_OPEN | 1u << RELMD_CONN_CLOSING,
+		[RELMD_CONN_OPEN]     = 1u << RELMD_CONN_DRAINING | 1u << RELMD_CONN_CLOSING,
+		[RELMD_CONN_DRAINING] = 1u << RELMD_CONN_CLOSING,
+		[RELMD_CONN_CLOSING]  = 1u << RELMD_CONN_CLOSED,
+		[RELMD_CONN_CLOSED]   = 0,
+	};
+	if ((unsigned)c->state > RELMD_CONN_CLOSED || !(legal[c->state] & (1u << to))) {
+		log_err("client %llu: impossible state change %s -> %s", (unsigned long long)c->id,
+			(unsigned)c->state <= RELMD_CONN_CLOSED ? state_names[c->state] : "?",
+			state_names[to]);
+		abort();
+	}
+	c->state = to;
+}
+
+/* What is true in each state (conn.h), checked at every entry point. */
+#ifdef NDEBUG
+#define conn_check(c) ((void)(c))
+#else
+static void conn_check(const struct relmd_conn *c)
+{
+	assert(c->state < RELMD_CONN_CLOSED);          /* never used after its close callback */
+	assert(c->in_scan <= c->in_len && c->in_len <= c->in_cap);
+	assert(c->in_len <= (size_t)RELM_LINE_MAX + 1);
+	assert(c->writing == (c->wbuf.len > 0));
+	switch (c->state) {
+	case RELMD_CONN_NONE:
+		assert(!c->reading && !c->writing && !c->runnable && !c->subscribed);
+		assert(c->in_len == 0 && c->out.len == 0);
+		break;
+	case RELMD_CONN_OPEN:
+		break;
+	case RELMD_CONN_DRAINING:
+		assert(!c->reading && !c->runnable && c->in_len == 0);
+		break;
+	case RELMD_CONN_CLOSING:
+	case RELMD_CONN_CLOSED:
+		assert(!c->reading && !c->runnable);
+		break;
+	}
+}
+#endif
+
+struct relmd_conn *relmd_conn_new(struct relmd_conn_owner *o, uint64_t id)
 {
 	struct relmd_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	c->d = d;
-	c->id = ++d->next_conn_id;
-	if (uv_pipe_init(&d->loop, &c->pipe, 0) < 0) {
+	c->owner = o;
+	c->id = id;
+	c->state = RELMD_CONN_NONE;
+	if (uv_pipe_init(o->loop, &c->pipe, 0) < 0) {
 		free(c);
 		return NULL;
 	}
@@ -36,28 +103,54 @@ size_t relmd_conn_queued(const struct relmd_conn *c)
 	return c->out.len + c->wbuf.len;
 }
 
+/* Tell the owner when c starts or stops having requests to run. */
+static void set_runnable(struct relmd_conn *c, int want)
+{
+	if (want == (int)c->runnable)
+		return;
+	c->runnable = want ? 1 : 0;
+	c->owner->runnable(c->owner, c, c->runnable);
+}
+
 /* ---- closing ----------------------------------------------------------- */
 
 static void on_close(uv_handle_t *h)
 {
-	struct relmd_conn *c = relmd_container_of(h, struct relmd_conn, pipe);
-	struct relmd *d = c->d;
+	struct relmd_conn *c = conn_of(h, pipe);
+	conn_enter_state(c, RELMD_CONN_CLOSED);
 	free(c->in);
 	free(c->out.p);
 	free(c->wbuf.p);
-	relmd__conn_closed(d, c);     /* unlinks; may finish a shutdown */
+	c->owner->closed(c->owner, c);     /* unlinks; may finish a shutdown */
 	free(c);
 }
 
 void relmd_conn_close(struct relmd_conn *c)
 {
-	if (c->closing)
+	conn_check(c);
+	if (c->state == RELMD_CONN_CLOSING)
 		return;
-	c->closing = 1;
-	c->reading = 0;
-	relmd__queue_update(c->d, c, 0);
+	conn_enter_state(c, RELMD_CONN_CLOSING);
+	c->reading = 0;                    /* uv_close stops the read */
+	set_runnable(c, 0);
 	/* Pending writes complete with UV_ECANCELED before on_close. */
 	uv_close((uv_handle_t *)&c->pipe, on_close);
+}
+
+void relmd_conn_refuse(struct relmd_conn *c, const char *line)
+{
+	conn_check(c);
+	assert(c->state == RELMD_CONN_NONE);
+	size_t n = strlen(line);
+	char *nl = malloc(n + 1);
+	if (nl) {
+		memcpy(nl, line, n);
+		nl[n] = '\n';
+		uv_buf_t b = uv_buf_init(nl, (unsigned)n + 1);
+		uv_try_write((uv_stream_t *)&c->pipe, &b, 1);   /* best effort */
+		free(nl);
+	}
+	relmd_conn_close(c);
 }
 
 static int has_line(struct relmd_conn *c)
@@ -73,13 +166,14 @@ static int has_line(struct relmd_conn *c)
 /* Re-evaluate whether to read and whether requests are runnable. */
 static void reschedule(struct relmd_conn *c)
 {
-	if (c->closing)
+	if (c->state == RELMD_CONN_CLOSING)
 		return;
 	int room = relmd_conn_queued(c) < RELMD_OUT_SOFT;
-	int live = !c->draining && c->d->state == RELMD_RUNNING;
+	int live = c->state == RELMD_CONN_OPEN;
+	int budget = c->turn_ran < RELMD_REQ_PER_TURN;   /* else: wait for the next turn */
 	int lines = live && has_line(c);
-	relmd__queue_update(c->d, c, live && room && lines);
-	int want_read = live && room && !lines && !c->eof;
+	set_runnable(c, live && room && lines && budget);
+	int want_read = live && room && !lines && !c->eof && budget;
 	if (want_read && !c->reading) {
 		read_start(c);
 	} else if (!want_read && c->reading) {
@@ -90,9 +184,10 @@ static void reschedule(struct relmd_conn *c)
 
 void relmd_conn_drain(struct relmd_conn *c)
 {
-	if (c->closing)
+	conn_check(c);
+	if (c->state == RELMD_CONN_DRAINING || c->state == RELMD_CONN_CLOSING)
 		return;
-	c->draining = 1;
+	conn_enter_state(c, RELMD_CONN_DRAINING);
 	c->in_len = c->in_scan = 0;
 	reschedule(c);
 	if (relmd_conn_queued(c) == 0)
@@ -118,8 +213,16 @@ static int buf_reserve(struct relmd_buf *b, size_t more)
 
 int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len)
 {
-	if (c->closing)
+	conn_check(c);
+	if (c->state == RELMD_CONN_CLOSING)
 		return RELM_ECLOSED;
+	/* The last gate before the socket: whatever built the line (a reply,
+	 * an event made from store rows), a client never gets invalid UTF-8. */
+	if (!relmd_utf8_valid(line, len)) {
+		log_err("client %llu: a %zu-byte line is not valid UTF-8: not sent",
+			(unsigned long long)c->id, len);
+		return RELM_EMALFORMED;
+	}
 	if (relmd_conn_queued(c) + len + 1 > RELMD_OUT_MAX) {
 		log_warn("client %llu: output queue over %d bytes: closing",
 			 (unsigned long long)c->id, RELMD_OUT_MAX);
@@ -140,10 +243,11 @@ int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len)
 
 static void on_write(uv_write_t *req, int status)
 {
-	struct relmd_conn *c = relmd_container_of(req, struct relmd_conn, wreq);
+	struct relmd_conn *c = conn_of(req, wreq);
 	c->writing = 0;
 	c->wbuf.len = 0;
-	if (c->closing)
+	conn_check(c);
+	if (c->state == RELMD_CONN_CLOSING)
 		return;                 /* UV_ECANCELED: on_close frees */
 	if (status < 0) {
 		/* The client went away mid-reply: its loss only. */
@@ -158,20 +262,27 @@ static void on_write(uv_write_t *req, int status)
 		c->wbuf.p = NULL;
 		c->wbuf.cap = 0;
 	}
-	if (c->draining && relmd_conn_queued(c) == 0) {
+	if (c->state == RELMD_CONN_DRAINING && relmd_conn_queued(c) == 0) {
 		relmd_conn_close(c);
 		return;
 	}
 	/* Room again: pending events, then requests (the next turn's flush
 	 * writes whatever this queues). */
 	relmd_conn_pump(c);
-	if (!c->closing)
-		reschedule(c);
+	reschedule(c);
 }
 
 void relmd_conn_flush(struct relmd_conn *c)
 {
-	if (c->closing || c->writing || c->out.len == 0)
+	conn_check(c);
+	if (c->state == RELMD_CONN_CLOSING)
+		return;
+	if (c->turn_ran) {
+		/* A new turn: a new budget of requests (reading may resume). */
+		c->turn_ran = 0;
+		reschedule(c);
+	}
+	if (c->writing || c->out.len == 0)
 		return;
 	struct relmd_buf t = c->wbuf;
 	c->wbuf = c->out;
@@ -190,10 +301,32 @@ void relmd_conn_flush(struct relmd_conn *c)
 
 /* ---- events ---------------------------------------------------------------- */
 
+void relmd_conn_subscribe(struct relmd_conn *c, uint32_t mask, uint64_t next)
+{
+	conn_check(c);
+	c->subscribed = 1;
+	c->sub_mask = mask;
+	c->sub_next = next;
+}
+
+int relmd_conn_wants(const struct relmd_conn *c, int t)
+{
+	return c->subscribed && c->state == RELMD_CONN_OPEN && (c->sub_mask & (1u << t));
+}
+
 void relmd_conn_pump(struct relmd_conn *c)
 {
-	struct relmd_events *ev = &c->d->events;
-	if (!c->subscribed || c->closing || c->draining)
+	struct relmd_events *ev = c->owner->events;
+	conn_check(c);
+	if (!c->subscribed || c->state == RELMD_CONN_CLOSING)
+		return;
+	if (c->sub_next < relmd_events_oldest(ev)) {
+		log_warn("client %llu: subscriber more than %zu events behind: disconnecting",
+			 (unsigned long long)c->id, ev->cap);
+		relmd_conn_close(c);
+		return;
+	}
+	if (c->state != RELMD_CONN_OPEN)
 		return;
 	while (c->sub_next <= ev->last_seq && relmd_conn_queued(c) < RELMD_OUT_SOFT) {
 		const char *line;
@@ -218,78 +351,37 @@ void relmd_conn_pump(struct relmd_conn *c)
 			r = relmd_conn_send(c, line, len);
 		if (owned)
 			free((char *)(uintptr_t)line);
-		if (r < 0)
+		if (r < 0 && r != RELM_EMALFORMED)
 			return;
-		c->sub_next++;
+		c->sub_next++;                /* sent, filtered out, or withheld */
 	}
-}
-
-int relmd_api_subscribe(struct relmd_call *call, const cJSON *params, cJSON **result)
-{
-	struct relmd_conn *c = call->conn;
-	if (!c)
-		return RELM_EINVAL;
-	struct relmd_events *ev = &c->d->events;
-	uint32_t mask = RELMD_EV_ALL;
-	const cJSON *types = cJSON_GetObjectItemCaseSensitive(params, "events");
-	if (types) {
-		const cJSON *it;
-		mask = 0;
-		cJSON_ArrayForEach(it, types)
-			mask |= 1u << relmd_event_type_index(it->valuestring);  /* validated */
-	}
-	const cJSON *since = cJSON_GetObjectItemCaseSensitive(params, "since");
-	uint64_t oldest = relmd_events_oldest(ev);
-	int gap = 0;
-	uint64_t next = ev->last_seq + 1;
-	if (since) {
-		uint64_t s = (uint64_t)since->valuedouble;   /* validated: integer in [0, 2^53] */
-		if (s > ev->last_seq) {
-			/* The client saw seqs we never issued: this daemon's
-			 * numbering restarted (no persistence).  Say so. */
-			gap = 1;
-		} else if (s + 1 < oldest) {
-			gap = 1;
-			next = oldest;
-		} else {
-			next = s + 1;
-		}
-	}
-	cJSON *res = cJSON_CreateObject();
-	if (!res || !cJSON_AddNumberToObject(res, "seq", (double)ev->last_seq) ||
-	    !cJSON_AddNumberToObject(res, "oldest", (double)oldest) ||
-	    !cJSON_AddNumberToObject(res, "replay", (double)(ev->last_seq + 1 - next)) ||
-	    !cJSON_AddBoolToObject(res, "gap", gap)) {
-		cJSON_Delete(res);
-		return RELM_ENOMEM;
-	}
-	c->subscribed = 1;
-	c->sub_mask = mask;
-	c->sub_next = next;
-	/* The replay starts after this reply is queued (handle_line pumps). */
-	*result = res;
-	return 0;
 }
 
 /* ---- input -------------------------------------------------------------------- */
 
 static void handle_line(struct relmd_conn *c, const char *line, size_t len)
 {
-	struct relmd *d = c->d;
-	struct relmd_call_ctx cc = {
-		.methods = &d->methods,
-		.base = { .d = d, .conn = c, .app = d->hooks.ctx },
-	};
 	char *resp = NULL;
-	if (jsonrpc_process(line, len, relmd_methods_call, &cc, &resp) < 0) {
+	if (c->owner->request(c->owner, c, line, len, &resp) < 0) {
 		log_err("client %llu: out of memory handling a request: closing",
 			(unsigned long long)c->id);
 		relmd_conn_close(c);
 		return;
 	}
 	if (resp) {
-		relmd_conn_send(c, resp, strlen(resp));
+		int r = relmd_conn_send(c, resp, strlen(resp));
 		cJSON_free(resp);
+		if (r == RELM_EMALFORMED) {
+			/* The owner promised valid replies; a broken promise still
+			 * gets the client an answer it can parse. */
+			char *e = jsonrpc_error_line(NULL, JSONRPC_INTERNAL_ERROR,
+						     "internal error: the reply would not be valid UTF-8",
+						     relm_errname(RELM_ESTATE));
+			if (e) {
+				relmd_conn_send(c, e, strlen(e));
+				cJSON_free(e);
+			}
+		}
 	}
 	relmd_conn_pump(c);
 }
@@ -319,9 +411,12 @@ static int blank(const char *s, size_t n)
 void relmd_conn_process(struct relmd_conn *c)
 {
 	size_t off = 0;
-	int n = 0;
-	while (!c->closing && !c->draining && c->d->state == RELMD_RUNNING &&
-	       n < RELMD_REQ_PER_TURN && relmd_conn_queued(c) < RELMD_OUT_SOFT) {
+	conn_check(c);
+	/* The budget is per turn, not per call: libuv calls on_read several
+	 * times in one turn while a socket has data, and the owner's idle may
+	 * call this too; relmd_conn_flush starts the next turn's budget. */
+	while (c->state == RELMD_CONN_OPEN &&
+	       c->turn_ran < RELMD_REQ_PER_TURN && relmd_conn_queued(c) < RELMD_OUT_SOFT) {
 		size_t from = c->in_scan > off ? c->in_scan : off;
 		char *nl = memchr(c->in + from, '\n', c->in_len - from);
 		if (!nl) {
@@ -341,10 +436,10 @@ void relmd_conn_process(struct relmd_conn *c)
 			len--;
 		if (blank(c->in + start, len))
 			continue;
+		c->turn_ran++;
 		handle_line(c, c->in + start, len);
-		n++;
 	}
-	if (c->closing || c->draining)
+	if (c->state != RELMD_CONN_OPEN)
 		return;
 	if (off) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -358,11 +453,14 @@ void relmd_conn_process(struct relmd_conn *c)
 		}
 		if (c->eof) {
 			/* EOF: an unterminated last line still counts. */
-			if (c->in_len && !blank(c->in, c->in_len) && c->d->state == RELMD_RUNNING)
+			if (c->in_len && !blank(c->in, c->in_len)) {
+				c->turn_ran++;
 				handle_line(c, c->in, c->in_len);
-			c->in_len = c->in_scan = 0;
-			if (!c->closing)
+			}
+			if (c->state == RELMD_CONN_OPEN) {
+				c->in_len = c->in_scan = 0;
 				relmd_conn_drain(c);
+			}
 			return;
 		}
 		/* Idle client: give back a buffer grown for a long line. */
@@ -378,7 +476,7 @@ void relmd_conn_process(struct relmd_conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	(void)suggested;
-	struct relmd_conn *c = relmd_container_of(h, struct relmd_conn, pipe);
+	struct relmd_conn *c = conn_of(h, pipe);
 	const size_t max = (size_t)RELM_LINE_MAX + 1;   /* a full line and its '\n' */
 	*buf = uv_buf_init(NULL, 0);                     /* → UV_ENOBUFS in on_read */
 	size_t want = max - c->in_len < RELMD_IN_CHUNK ? max - c->in_len : RELMD_IN_CHUNK;
@@ -403,8 +501,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	(void)buf;
-	struct relmd_conn *c = relmd_container_of(s, struct relmd_conn, pipe);
-	if (c->closing)
+	struct relmd_conn *c = conn_of(s, pipe);
+	conn_check(c);
+	if (c->state != RELMD_CONN_OPEN)
 		return;
 	if (nread > 0) {
 		c->in_len += (size_t)nread;
@@ -433,5 +532,7 @@ static void read_start(struct relmd_conn *c)
 
 void relmd_conn_start(struct relmd_conn *c)
 {
+	conn_check(c);
+	conn_enter_state(c, RELMD_CONN_OPEN);
 	reschedule(c);
 }

@@ -1,10 +1,11 @@
 /*
- * api.c — the engine-backed methods of the socket API (DESIGN §8,
- * proto/api.md), one handler per method, named after it.  Parameters arrive
- * validated against the method table (methods.c): ids are 32 lowercase hex
- * characters, strings are UTF-8 within their limits, unknown fields were
- * refused.  A handler that writes opens the turn's store batch first; its
- * reply is written only after that batch commits (app.c).
+ * handlers.c — the engine-backed methods of the socket API (proto/api.md),
+ * one handler per method, named after it (see handlers.h for how they
+ * reach the application).  Parameters arrive validated against the method
+ * table (methods.c): ids are 32 lowercase hex characters, strings are
+ * UTF-8 within their limits, unknown fields were refused.  A handler that
+ * writes opens the turn's store batch first (backend->txn); its reply is
+ * written only after that batch commits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,16 +13,21 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
-#include "relmd/app.h"
+#include "api/handlers.h"
 #include "core/core.h"
 #include "crypto/crypto.h"
 #include "error.h"
 #include "wire/invite.h"
 #include "store/store.h"
 
-static struct relmd_app *app_of(struct relmd_call *call)
+static struct relmd_api_backend *backend_of(struct relmd_call *call)
 {
 	return call->app;
+}
+
+static int begin_txn(struct relmd_api_backend *b)
+{
+	return b->txn(b->ctx);
 }
 
 /* A validated hex id param: 1 present (out written), 0 absent. */
@@ -56,13 +62,13 @@ static int nomem(cJSON *r)
 
 static int api_proton_create(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t id[RELM_ID_LEN], ipk[RELM_SIGN_PK_LEN];
 	cJSON *r;
 	int rc;
 
-	if ((rc = relmd_app_txn(app)) != 0 ||
-	    (rc = relm_core_proton_create(relmd_app_core(app), param_str(params, "label"), id, ipk)) != 0)
+	if ((rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_proton_create(be->core, param_str(params, "label"), id, ipk)) != 0)
 		return rc;
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "proton", id, sizeof id) ||
 	    !add_hex(r, "ipk", ipk, sizeof ipk))
@@ -72,7 +78,7 @@ static int api_proton_create(struct relmd_call *call, const cJSON *params, cJSON
 }
 
 struct list_ctx {
-	struct relmd_app *app;
+	struct relmd_api_backend *be;
 	cJSON *arr;
 	int n;
 };
@@ -90,7 +96,7 @@ static int proton_cb(void *ctx, const struct relm_store_proton *p)
 	cJSON *o = cJSON_CreateObject();
 	int devices = 0;
 
-	relm_store_device_list(relmd_app_store(lc->app), p->id, count_dev_cb, &devices);
+	relm_store_device_list(lc->be->store, p->id, count_dev_cb, &devices);
 	if (!o || !add_hex(o, "proton", p->id, RELM_ID_LEN) ||
 	    !cJSON_AddStringToObject(o, "label", p->label) ||
 	    !add_hex(o, "ipk", p->ipk, RELM_SIGN_PK_LEN) ||
@@ -106,14 +112,14 @@ static int proton_cb(void *ctx, const struct relm_store_proton *p)
 
 static int api_proton_list(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct list_ctx lc = { app_of(call), NULL, 0 };
+	struct list_ctx lc = { backend_of(call), NULL, 0 };
 	cJSON *r = cJSON_CreateObject();
 	int rc;
 
 	(void)params;
 	if (!r || !(lc.arr = cJSON_AddArrayToObject(r, "protons")))
 		return nomem(r);
-	if ((rc = relm_store_proton_list(relmd_app_store(lc.app), proton_cb, &lc)) != 0) {
+	if ((rc = relm_store_proton_list(lc.be->store, proton_cb, &lc)) != 0) {
 		cJSON_Delete(r);
 		return rc;
 	}
@@ -121,37 +127,37 @@ static int api_proton_list(struct relmd_call *call, const cJSON *params, cJSON *
 	return 0;
 }
 
-static int proton_exists(struct relmd_app *app, const uint8_t id[RELM_ID_LEN])
+static int proton_exists(struct relmd_api_backend *be, const uint8_t id[RELM_ID_LEN])
 {
 	struct relm_store_proton p;
-	int rc = relm_store_proton_get(relmd_app_store(app), id, &p, 0);
+	int rc = relm_store_proton_get(be->store, id, &p, 0);
 	relm_store_proton_clear(&p);
 	return rc;
 }
 
 static int api_proton_set_strategy(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t id[RELM_ID_LEN];
 	const char *strategy = param_str(params, "strategy");
 	int rc;
 
 	param_id(params, "proton", id);
-	if ((rc = proton_exists(app, id)) != 0)
+	if ((rc = proton_exists(be, id)) != 0)
 		return rc;
 	/* Only leaderless exists until the strategies issue: refuse the others
 	 * rather than record a choice the daemon would not honour. */
 	if (strcmp(strategy, "leaderless") != 0)
 		return RELM_ENOTIMPL;
-	if ((rc = relmd_app_txn(app)) != 0)
+	if ((rc = begin_txn(be)) != 0)
 		return rc;
-	if ((rc = relm_store_begin(relmd_app_store(app))) != 0)
+	if ((rc = relm_store_begin(be->store)) != 0)
 		return rc;
-	rc = relm_store_proton_set_strategy(relmd_app_store(app), id, strategy);
+	rc = relm_store_proton_set_strategy(be->store, id, strategy);
 	if (rc == 0)
-		rc = relm_store_commit(relmd_app_store(app));
+		rc = relm_store_commit(be->store);
 	else
-		relm_store_rollback(relmd_app_store(app));
+		relm_store_rollback(be->store);
 	if (rc)
 		return rc;
 	*result = cJSON_CreateObject();
@@ -164,7 +170,7 @@ static int api_proton_set_strategy(struct relmd_call *call, const cJSON *params,
 
 static int api_invite_create(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t proton[RELM_ID_LEN], mbox[RELM_SIGN_PK_LEN];
 	char text[RELM_INVITE_TEXT_MAX];
 	const cJSON *mu = cJSON_GetObjectItemCaseSensitive(params, "multi_use");
@@ -174,12 +180,12 @@ static int api_invite_create(struct relmd_call *call, const cJSON *params, cJSON
 	int rc;
 
 	param_id(params, "proton", proton);
-	if ((rc = relmd_app_txn(app)) != 0 ||
-	    (rc = relm_core_invite_create(relmd_app_core(app), proton, cJSON_IsTrue(mu),
+	if ((rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_invite_create(be->core, proton, cJSON_IsTrue(mu),
 	                                  cJSON_IsNumber(ttl) ? (uint64_t)ttl->valuedouble : 0,
 	                                  text, sizeof text, mbox)) != 0)
 		return rc;
-	relmd_app_watch_mailbox(app, mbox);
+	be->watch_mailbox(be->ctx, mbox);
 	if ((rc = relm_invite_decode(&inv, text, strlen(text))) != 0)
 		return rc;
 	if (!(r = cJSON_CreateObject()) || !cJSON_AddStringToObject(r, "invite", text) ||
@@ -192,15 +198,15 @@ static int api_invite_create(struct relmd_call *call, const cJSON *params, cJSON
 
 static int api_invite_accept(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t proton[RELM_ID_LEN], rel[RELM_ID_LEN];
 	const char *text = param_str(params, "invite");
 	cJSON *r;
 	int rc;
 
 	param_id(params, "proton", proton);
-	if ((rc = relmd_app_txn(app)) != 0 ||
-	    (rc = relm_core_invite_accept(relmd_app_core(app), proton, text, strlen(text),
+	if ((rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_invite_accept(be->core, proton, text, strlen(text),
 	                                  param_str(params, "label"), rel)) != 0)
 		return rc;
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "relationship", rel, sizeof rel))
@@ -230,17 +236,17 @@ static int rel_cb(void *ctx, const struct relm_store_rel *sr)
 
 static int api_relationship_list(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct list_ctx lc = { app_of(call), NULL, 0 };
+	struct list_ctx lc = { backend_of(call), NULL, 0 };
 	uint8_t proton[RELM_ID_LEN];
 	cJSON *r;
 	int rc;
 
 	param_id(params, "proton", proton);
-	if ((rc = proton_exists(lc.app, proton)) != 0)
+	if ((rc = proton_exists(lc.be, proton)) != 0)
 		return rc;
 	if (!(r = cJSON_CreateObject()) || !(lc.arr = cJSON_AddArrayToObject(r, "relationships")))
 		return nomem(r);
-	if ((rc = relm_store_rel_list(relmd_app_store(lc.app), proton, NULL, 0, rel_cb, &lc)) != 0) {
+	if ((rc = relm_store_rel_list(lc.be->store, proton, NULL, 0, rel_cb, &lc)) != 0) {
 		cJSON_Delete(r);
 		return rc;
 	}
@@ -250,7 +256,7 @@ static int api_relationship_list(struct relmd_call *call, const cJSON *params, c
 
 static int api_relationship_show(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t id[RELM_ID_LEN];
 	struct relm_store_rel sr;
 	struct relm_rel *rel = NULL;
@@ -259,9 +265,9 @@ static int api_relationship_show(struct relmd_call *call, const cJSON *params, c
 
 	memset(&sr, 0, sizeof sr);
 	param_id(params, "relationship", id);
-	if ((rc = relm_store_rel_get(relmd_app_store(app), id, &sr, 0)) != 0)
+	if ((rc = relm_store_rel_get(be->store, id, &sr, 0)) != 0)
 		return rc;
-	if ((rc = relm_core_rel_load(relmd_app_core(app), id, &rel)) != 0)
+	if ((rc = relm_core_rel_load(be->core, id, &rel)) != 0)
 		goto out;
 	rc = RELM_ENOMEM;
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "relationship", id, sizeof id) ||
@@ -312,7 +318,7 @@ out:
 
 static int api_message_send(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct relmd_app *app = app_of(call);
+	struct relmd_api_backend *be = backend_of(call);
 	uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN], got[RELM_ID_LEN];
 	const char *body = param_str(params, "body");
 	int has_id, was_new = 0, rc, status = RELM_STATUS_QUEUED;
@@ -320,14 +326,14 @@ static int api_message_send(struct relmd_call *call, const cJSON *params, cJSON 
 
 	param_id(params, "relationship", rel);
 	has_id = param_id(params, "id", id);
-	if ((rc = relmd_app_txn(app)) != 0 ||
-	    (rc = relm_core_message_send(relmd_app_core(app), rel, body, strlen(body),
+	if ((rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_message_send(be->core, rel, body, strlen(body),
 	                                 has_id ? id : NULL, got, &was_new)) != 0)
 		return rc;
 	if (!was_new) {
 		/* idempotent repeat: report where the first one is */
 		struct relm_store_msg m;
-		if (relm_store_msg_get(relmd_app_store(app), rel, got, &m) == 0)
+		if (relm_store_msg_get(be->store, rel, got, &m) == 0)
 			status = m.status;
 	}
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "message", got, sizeof got) ||
@@ -376,8 +382,8 @@ static int msg_cb(void *ctx, const struct relm_store_msg *m)
 
 static int api_message_list(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct list_ctx lc = { app_of(call), NULL, 0 };
-	struct relm_store *st = relmd_app_store(lc.app);
+	struct list_ctx lc = { backend_of(call), NULL, 0 };
+	struct relm_store *st = lc.be->store;
 	uint8_t rel[RELM_ID_LEN], before[RELM_ID_LEN];
 	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(params, "limit");
 	struct relm_store_rel sr;
@@ -427,17 +433,17 @@ static int dev_cb(void *ctx, const struct relm_store_device *d)
 
 static int api_device_list(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	struct list_ctx lc = { app_of(call), NULL, 0 };
+	struct list_ctx lc = { backend_of(call), NULL, 0 };
 	uint8_t proton[RELM_ID_LEN];
 	cJSON *r;
 	int rc;
 
 	param_id(params, "proton", proton);
-	if ((rc = proton_exists(lc.app, proton)) != 0)
+	if ((rc = proton_exists(lc.be, proton)) != 0)
 		return rc;
 	if (!(r = cJSON_CreateObject()) || !(lc.arr = cJSON_AddArrayToObject(r, "devices")))
 		return nomem(r);
-	if ((rc = relm_store_device_list(relmd_app_store(lc.app), proton, dev_cb, &lc)) != 0) {
+	if ((rc = relm_store_device_list(lc.be->store, proton, dev_cb, &lc)) != 0) {
 		cJSON_Delete(r);
 		return rc;
 	}
@@ -445,7 +451,7 @@ static int api_device_list(struct relmd_call *call, const cJSON *params, cJSON *
 	return 0;
 }
 
-int relmd_api_bind(struct relmd *d)
+int relmd_api_bind(struct relmd_methods *ms, struct relmd_api_backend *b)
 {
 	static const struct {
 		const char *name;
@@ -463,7 +469,7 @@ int relmd_api_bind(struct relmd *d)
 		{ "device.list", api_device_list },
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-		if (relmd_methods_bind(&d->methods, tab[i].name, tab[i].fn) != 0)
+		if (relmd_methods_bind(ms, tab[i].name, tab[i].fn, b) != 0)
 			return RELM_ENOTFOUND;
 	return 0;
 }

@@ -6,8 +6,13 @@
  * a handler for every well-formed call, and returns the response line:
  *
  *   not JSON / trailing garbage      -32700 Parse error, id null
+ *   not UTF-8, raw control bytes     -32700 Parse error, id null
  *   not a request object             -32600 Invalid Request (id echoed when
  *                                    it was readable, else null)
+ *   U+0000 in the id                 -32600, id null
+ *   U+0000 in another member         -32600 (id echoed)
+ *   U+0000 in params                 -32602 naming the parameter (the handler
+ *                                    never sees text cJSON would cut short)
  *   handler: unknown method          -32601 (the handler says so)
  *   handler: bad params              -32602
  *   handler: engine error            -32000 with data.code
@@ -20,6 +25,10 @@
  * Ids may be strings, numbers or null and are echoed as given (numbers
  * are re-printed by cJSON, so integers beyond 2^53 lose precision: use
  * strings for big ids).
+ *
+ * Every response line is valid UTF-8: a response whose result or error
+ * (as a handler built it) holds a string that is not becomes -32603 with
+ * data.code "bad_state" for that call.
  */
 #ifndef RELMD_JSONRPC_H
 #define RELMD_JSONRPC_H

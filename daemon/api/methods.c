@@ -23,7 +23,7 @@
 #include "limits.h"
 #include "log.h"
 #include "api/methods.h"
-#include "api/server.h"
+#include "api/utf8.h"
 
 #define HEXID(n, fl, h)  { n, RELMD_T_HEXID, fl, RELMD_HEXID_LEN, RELMD_HEXID_LEN, NULL, h }
 #define END              { NULL, RELMD_T_NONE, 0, 0, 0, NULL, NULL }
@@ -97,27 +97,26 @@ static const struct relmd_param p_revoke[] = {
 };
 
 const struct relmd_method relmd_method_table[] = {
-	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox",
-	  relmd_api_daemon_status, 0 },
-	{ "proton.create", p_proton_create, "label", "create a proton (a contextual identity)", NULL, 0 },
-	{ "proton.list", p_none, "", "list protons", NULL, 0 },
+	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox", 0 },
+	{ "proton.create", p_proton_create, "label", "create a proton (a contextual identity)", 0 },
+	{ "proton.list", p_none, "", "list protons", 0 },
 	{ "proton.set_strategy", p_set_strategy, "proton strategy leader",
-	  "choose how a proton's devices share sending", NULL, 0 },
-	{ "invite.create", p_invite_create, "proton", "make an invite for a proton", NULL, 0 },
+	  "choose how a proton's devices share sending", 0 },
+	{ "invite.create", p_invite_create, "proton", "make an invite for a proton", 0 },
 	{ "invite.accept", p_invite_accept, "proton invite label",
-	  "accept an invite: start a relationship", NULL, 0 },
-	{ "relationship.list", p_proton_only, "proton", "list a proton's relationships", NULL, 0 },
+	  "accept an invite: start a relationship", 0 },
+	{ "relationship.list", p_proton_only, "proton", "list a proton's relationships", 0 },
 	{ "relationship.show", p_rel_only, "relationship",
-	  "show a relationship with its chain tree", NULL, 0 },
-	{ "message.send", p_message_send, "relationship body", "send a message", NULL, 0 },
-	{ "message.list", p_message_list, "relationship", "list messages, newest first", NULL, 0 },
+	  "show a relationship with its chain tree", 0 },
+	{ "message.send", p_message_send, "relationship body", "send a message", 0 },
+	{ "message.list", p_message_list, "relationship", "list messages, newest first", 0 },
 	{ "subscribe", p_subscribe, "", "receive events on this connection (relmctl listen)",
-	  relmd_api_subscribe, RELMD_M_STREAM },
-	{ "device.list", p_proton_only, "proton", "list a proton's devices", NULL, 0 },
-	{ "device.pair.begin", p_proton_only, "proton", "start pairing a new device: prints a code", NULL, 0 },
-	{ "device.pair.join", p_pair_join, "code label", "join a proton with a pairing code", NULL, 0 },
-	{ "device.revoke", p_revoke, "proton device", "remove a device from a proton", NULL, 0 },
-	{ "identity.rotate", p_proton_only, "proton", "replace a proton's identity key", NULL, 0 },
+	  RELMD_M_STREAM },
+	{ "device.list", p_proton_only, "proton", "list a proton's devices", 0 },
+	{ "device.pair.begin", p_proton_only, "proton", "start pairing a new device: prints a code", 0 },
+	{ "device.pair.join", p_pair_join, "code label", "join a proton with a pairing code", 0 },
+	{ "device.revoke", p_revoke, "proton device", "remove a device from a proton", 0 },
+	{ "identity.rotate", p_proton_only, "proton", "replace a proton's identity key", 0 },
 };
 const unsigned relmd_method_count = sizeof relmd_method_table / sizeof relmd_method_table[0];
 
@@ -143,53 +142,20 @@ int relmd_method_param_index(const struct relmd_method *m, const char *name)
 void relmd_methods_init(struct relmd_methods *ms)
 {
 	memset(ms, 0, sizeof *ms);
-	for (unsigned i = 0; i < relmd_method_count; i++)
-		ms->fn[i] = relmd_method_table[i].handler;
 }
 
-int relmd_methods_bind(struct relmd_methods *ms, const char *name, relmd_handler_fn fn)
+int relmd_methods_bind(struct relmd_methods *ms, const char *name, relmd_handler_fn fn,
+		       void *ctx)
 {
 	const struct relmd_method *m = relmd_method_find(name);
 	if (!m)
 		return RELM_ENOTFOUND;
 	ms->fn[m - relmd_method_table] = fn;
+	ms->ctx[m - relmd_method_table] = fn ? ctx : NULL;
 	return 0;
 }
 
 /* ---- validation ---------------------------------------------------------- */
-
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned c = s[i];
-		size_t k;
-		unsigned cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1; cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2; cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3; cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		for (size_t j = 1; j <= k; j++) {
-			if (i + j >= n || (s[i + j] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		/* overlong, surrogates, beyond U+10FFFF */
-		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return 0;
-		i += k + 1;
-	}
-	return 1;
-}
 
 static int bad(struct jsonrpc_error *err, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -201,7 +167,7 @@ static int bad(struct jsonrpc_error *err, const char *field, const char *fmt, ..
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
 	jsonrpc_error_set(err, JSONRPC_INVALID_PARAMS, "invalid_argument",
-			  "invalid params: %.64s: %s", field, why);
+			  "invalid params: %.*s: %s", relmd_utf8_cut(field, 64), field, why);
 	if (err->data)
 		cJSON_AddStringToObject(err->data, "field", field);
 	return -1;
@@ -227,10 +193,11 @@ static int check_value(const struct relmd_param *p, const cJSON *v, struct jsonr
 				   "must be at least %lld bytes", (long long)p->min);
 		if ((int64_t)n > p->max)
 			return bad(err, p->name, "longer than %lld bytes", (long long)p->max);
-		if (!utf8_valid((const unsigned char *)v->valuestring, n))
+		if (!relmd_utf8_valid(v->valuestring, n))
 			return bad(err, p->name, "not valid UTF-8");
 		if (p->choices && !in_choices(p->choices, v->valuestring))
-			return bad(err, p->name, "unknown value \"%.32s\"", v->valuestring);
+			return bad(err, p->name, "unknown value \"%.*s\"",
+				   relmd_utf8_cut(v->valuestring, 32), v->valuestring);
 		return 0;
 	}
 	case RELMD_T_HEXID: {
@@ -276,8 +243,8 @@ static int check_value(const struct relmd_param *p, const cJSON *v, struct jsonr
 			if (!cJSON_IsString(it))
 				return bad(err, p->name, "item %d must be a string", i);
 			if (p->choices && !in_choices(p->choices, it->valuestring))
-				return bad(err, p->name, "item %d: unknown value \"%.32s\"", i,
-					   it->valuestring);
+				return bad(err, p->name, "item %d: unknown value \"%.*s\"", i,
+					   relmd_utf8_cut(it->valuestring, 32), it->valuestring);
 			i++;
 		}
 		return 0;
@@ -332,14 +299,14 @@ int relmd_params_validate(const struct relmd_method *m, const cJSON *params,
 	cJSON_ArrayForEach(it, obj) {
 		if (relmd_method_param_index(m, it->string) < 0) {
 			char f[72];
-			snprintf(f, sizeof f, "%.64s", it->string);
+			snprintf(f, sizeof f, "%.*s", relmd_utf8_cut(it->string, 64), it->string);
 			cJSON_Delete(obj);
 			return bad(err, f, "unknown parameter for %s", m->name);
 		}
 		for (const cJSON *o = it->next; o; o = o->next)
 			if (strcmp(o->string, it->string) == 0) {
 				char f[72];
-				snprintf(f, sizeof f, "%.64s", it->string);
+				snprintf(f, sizeof f, "%.*s", relmd_utf8_cut(it->string, 64), it->string);
 				cJSON_Delete(obj);
 				return bad(err, f, "given twice");
 			}
@@ -372,7 +339,7 @@ int relmd_methods_call(void *ctx, const char *method, const cJSON *params,
 	const struct relmd_method *m = relmd_method_find(method);
 	if (!m)
 		return jsonrpc_error_set(err, JSONRPC_METHOD_NOT_FOUND, NULL,
-					 "method not found: %.64s", method);
+					 "method not found: %.*s", relmd_utf8_cut(method, 64), method);
 	cJSON *norm = NULL;
 	if (relmd_params_validate(m, params, &norm, err) < 0)
 		return -1;
@@ -383,6 +350,7 @@ int relmd_methods_call(void *ctx, const char *method, const cJSON *params,
 					 "%s", relm_strerror(RELM_ENOTIMPL));
 	}
 	struct relmd_call call = cc->base;
+	call.app = cc->methods->ctx[m - relmd_method_table];
 	call.method = m;
 	call.notification = notification;
 	cJSON *res = NULL;

@@ -149,6 +149,12 @@ static void close_handle(uv_handle_t *h)
 static void on_flush(uv_prepare_t *h);
 static void on_work(uv_idle_t *h);
 static void on_wake(uv_async_t *h);
+static int conn_request(struct relmd_conn_owner *o, struct relmd_conn *c, const char *line,
+			size_t len, char **reply);
+static void conn_runnable(struct relmd_conn_owner *o, struct relmd_conn *c, int runnable);
+static void conn_closed(struct relmd_conn_owner *o, struct relmd_conn *c);
+static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON **result);
+static int api_subscribe(struct relmd_call *call, const cJSON *params, cJSON **result);
 
 int relmd_init(struct relmd *d, const struct relmd_config *cfg, const struct relmd_hooks *hooks)
 {
@@ -158,7 +164,14 @@ int relmd_init(struct relmd *d, const struct relmd_config *cfg, const struct rel
 		d->hooks = *hooks;
 	d->lock_fd = -1;
 	d->uid = geteuid();
+	d->owner.loop = &d->loop;
+	d->owner.events = &d->events;
+	d->owner.request = conn_request;
+	d->owner.runnable = conn_runnable;
+	d->owner.closed = conn_closed;
 	relmd_methods_init(&d->methods);
+	relmd_methods_bind(&d->methods, "daemon.status", api_daemon_status, NULL);
+	relmd_methods_bind(&d->methods, "subscribe", api_subscribe, NULL);
 	int r = relmd_events_init(&d->events, cfg->event_retention ? cfg->event_retention
 								 : RELMD_EVENT_RETENTION,
 				  &d->hooks.events);
@@ -263,18 +276,11 @@ static void refuse(struct relmd_conn *c, int err, const char *why)
 {
 	char *e = jsonrpc_error_line(NULL, JSONRPC_ENGINE_ERROR, why, relm_errname(err));
 	if (e) {
-		char *nl = malloc(strlen(e) + 2);
-		if (nl) {
-			size_t n = strlen(e);
-			memcpy(nl, e, n);
-			nl[n] = '\n';
-			uv_buf_t b = uv_buf_init(nl, (unsigned)n + 1);
-			uv_try_write((uv_stream_t *)&c->pipe, &b, 1);   /* best effort */
-			free(nl);
-		}
+		relmd_conn_refuse(c, e);
 		cJSON_free(e);
+	} else {
+		relmd_conn_close(c);
 	}
-	relmd_conn_close(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -284,7 +290,7 @@ static void on_connection(uv_stream_t *server, int status)
 		log_warn("accept: %s", uv_strerror(status));
 		return;
 	}
-	struct relmd_conn *c = relmd_conn_new(d);
+	struct relmd_conn *c = relmd_conn_new(&d->owner, ++d->next_conn_id);
 	if (!c) {
 		log_err("accept: out of memory");
 		return;
@@ -346,11 +352,24 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- per-turn work ----------------------------------------------------------------- */
 
-void relmd__queue_update(struct relmd *d, struct relmd_conn *c, int want)
+/* ---- what connections call back ---------------------------------------------------- */
+
+static int conn_request(struct relmd_conn_owner *o, struct relmd_conn *c, const char *line,
+			size_t len, char **reply)
 {
-	if (want == (int)c->queued)
-		return;
-	c->queued = want ? 1 : 0;
+	struct relmd *d = relmd_container_of(o, struct relmd, owner);
+	struct relmd_call_ctx cc = {
+		.methods = &d->methods,
+		.base = { .d = d, .conn = c },
+	};
+	return jsonrpc_process(line, len, relmd_methods_call, &cc, reply);
+}
+
+/* The work idle runs while any client has runnable requests. */
+static void conn_runnable(struct relmd_conn_owner *o, struct relmd_conn *c, int want)
+{
+	struct relmd *d = relmd_container_of(o, struct relmd, owner);
+	(void)c;
 	if (want) {
 		if (d->nqueued++ == 0)
 			uv_idle_start(&d->work, on_work);
@@ -368,7 +387,7 @@ static void on_work(uv_idle_t *h)
 {
 	struct relmd *d = relmd_container_of(h, struct relmd, work);
 	for (struct relmd_conn *c = d->conns; c; c = c->next)
-		if (c->queued)
+		if (c->runnable)
 			relmd_conn_process(c);
 }
 
@@ -384,10 +403,8 @@ static void on_flush(uv_prepare_t *h)
 		if (r < 0) {
 			log_err("commit failed: %s; withholding replies and stopping",
 				relm_strerror(r));
-			for (struct relmd_conn *c = d->conns; c; c = c->next) {
-				c->out.len = 0;
-				relmd_conn_close(c);
-			}
+			for (struct relmd_conn *c = d->conns; c; c = c->next)
+				relmd_conn_close(c);     /* queued replies are dropped unsent */
 			relmd_stop(d, 1);
 			return;
 		}
@@ -421,7 +438,7 @@ int relmd_event_wanted(const struct relmd *d, int type)
 	if (!relmd_events_lazy(&d->events))
 		return 1;
 	for (const struct relmd_conn *c = d->conns; c; c = c->next)
-		if (c->subscribed && !c->closing && !c->draining && (c->sub_mask & (1u << type)))
+		if (relmd_conn_wants(c, type))
 			return 1;
 	return 0;
 }
@@ -437,23 +454,15 @@ int relmd_event_record(struct relmd *d, uint64_t seq, int type, uint64_t ts_ms,
 
 void relmd_event_deliver(struct relmd *d)
 {
-	uint64_t oldest = relmd_events_oldest(&d->events);
-	for (struct relmd_conn *c = d->conns; c; c = c->next) {
-		if (!c->subscribed || c->closing)
-			continue;
-		if (c->sub_next < oldest) {
-			log_warn("client %llu: subscriber more than %zu events behind: disconnecting",
-				 (unsigned long long)c->id, d->events.cap);
-			relmd_conn_close(c);
-			continue;
-		}
+	/* A pump may close its subscriber; unlinking waits for the close
+	 * callback, so the list stays walkable. */
+	for (struct relmd_conn *c = d->conns; c; c = c->next)
 		relmd_conn_pump(c);
-	}
 }
 
-/* ---- daemon.status ------------------------------------------------------------------- */
+/* ---- the methods the shell serves ------------------------------------------------------ */
 
-int relmd_api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON **result)
+static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
 	(void)params;
 	struct relmd *d = call->d;
@@ -498,6 +507,52 @@ nomem:
 	cJSON_Delete(mb);
 	cJSON_Delete(r);
 	return RELM_ENOMEM;
+}
+
+static int api_subscribe(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_conn *c = call->conn;
+	if (!c || !call->d)
+		return RELM_EINVAL;
+	struct relmd_events *ev = &call->d->events;
+	uint32_t mask = RELMD_EV_ALL;
+	const cJSON *types = cJSON_GetObjectItemCaseSensitive(params, "events");
+	if (types) {
+		const cJSON *it;
+		mask = 0;
+		cJSON_ArrayForEach(it, types)
+			mask |= 1u << relmd_event_type_index(it->valuestring);  /* validated */
+	}
+	const cJSON *since = cJSON_GetObjectItemCaseSensitive(params, "since");
+	uint64_t oldest = relmd_events_oldest(ev);
+	int gap = 0;
+	uint64_t next = ev->last_seq + 1;
+	if (since) {
+		uint64_t s = (uint64_t)since->valuedouble;   /* validated: integer in [0, 2^53] */
+		if (s > ev->last_seq) {
+			/* The client saw seqs we never issued: this daemon's
+			 * numbering restarted (no persistence).  Say so. */
+			gap = 1;
+		} else if (s + 1 < oldest) {
+			gap = 1;
+			next = oldest;
+		} else {
+			next = s + 1;
+		}
+	}
+	cJSON *res = cJSON_CreateObject();
+	if (!res || !cJSON_AddNumberToObject(res, "seq", (double)ev->last_seq) ||
+	    !cJSON_AddNumberToObject(res, "oldest", (double)oldest) ||
+	    !cJSON_AddNumberToObject(res, "replay", (double)(ev->last_seq + 1 - next)) ||
+	    !cJSON_AddBoolToObject(res, "gap", gap)) {
+		cJSON_Delete(res);
+		return RELM_ENOMEM;
+	}
+	relmd_conn_subscribe(c, mask, next);
+	/* The replay starts after this reply is queued (the connection pumps
+	 * after each reply). */
+	*result = res;
+	return 0;
 }
 
 /* ---- listening ----------------------------------------------------------------------- */
@@ -729,8 +784,9 @@ static void on_grace(uv_timer_t *h)
 		relmd_conn_close(c);
 }
 
-void relmd__conn_closed(struct relmd *d, struct relmd_conn *c)
+static void conn_closed(struct relmd_conn_owner *o, struct relmd_conn *c)
 {
+	struct relmd *d = relmd_container_of(o, struct relmd, owner);
 	if (c->linked) {
 		if (c->prev)
 			c->prev->next = c->next;

@@ -33,43 +33,31 @@
 #include <sys/un.h>
 #include <uv.h>
 
+#include "api/conn.h"
 #include "api/events.h"
-#include "log.h"
 #include "api/methods.h"
 #include "limits.h"
+#include "log.h"
 
 #define RELMD_VERSION         "0.1.0"
 #define RELMD_DEFAULT_MAILBOX "127.0.0.1:7427"  /* DESIGN §8: embedded mailbox when no --mailbox */
 
-/* The shell's limits (the protocol-wide ones are in lib/limits.h). */
+/* The shell's limits (a connection's are in conn.h, the method table's in
+ * methods.h, the protocol-wide ones in lib/limits.h). */
 enum relmd_server_limits {
 	RELMD_API_VERSION      = 1,        /* daemon.status.api; bumped on incompatible API changes */
 	RELMD_CONN_MAX         = 256,      /* clients in total: each costs an fd and up to ~2 MiB of buffers; far below the usual 1024-fd limit */
 	RELMD_CONN_PER_UID_MAX = 128,      /* per uid: with a shared (0660) system socket one user cannot take every slot; still room for 100+ scripts */
 	RELMD_BACKLOG          = 128,      /* listen(2) backlog: bursts of connects (100 clients at once) are queued, not refused */
-	RELMD_REQ_PER_TURN     = 64,       /* requests run per connection per loop turn: a flooding client gets its share, not everyone's; 64 lets one commit (fsync) carry a pipelined burst */
-	RELMD_IN_CHUNK         = 65536,    /* bytes read per read callback at most */
-	RELMD_IN_INITIAL       = 16384,    /* initial input buffer; grows to RELM_LINE_MAX + 1 only for long lines */
-	RELMD_OUT_SOFT         = 1 << 20,  /* queued output above which a client's requests and events wait (reads stop) */
-	RELMD_OUT_MAX          = 64 << 20, /* hard cap on one client's queued output (a batch of huge results): closed beyond */
 	RELMD_EVENT_RETENTION  = 4096,     /* events kept in memory for subscribe {since}; a subscriber further behind is dropped */
 	RELMD_SHUTDOWN_GRACE_MS = 2000,    /* at shutdown, time clients get to read queued replies before being cut */
-	RELMD_LABEL_MAX        = 128,      /* bytes of a label (proton, relationship, device): a name, not a document */
-	RELMD_INVITE_MAX       = 4096,     /* bytes of an invite text: relm: + base64url of well under 1 KiB */
-	RELMD_PAIR_CODE_MAX    = 1024,     /* bytes of a pairing code (mailbox address + 32-byte secret, encoded) */
-	RELMD_HEXID_LEN        = 2 * RELM_ID_LEN, /* ids in the API: 16 bytes as lowercase hex */
-	RELMD_MESSAGE_LIST_MAX = 1000,     /* message.list limit: one reply stays well under RELMD_OUT_SOFT per KiB body */
-	RELMD_INVITE_TTL_MAX   = 31536000, /* invite.create ttl_s: one year at most */
-	RELMD_SUBSCRIBE_TYPES_MAX = 32,    /* subscribe.events items */
 	RELMD_ADDR_MAX         = 262,      /* HOST:PORT: 253-byte DNS name or [v6], ':' and 5 digits, NUL */
 };
-#define RELMD_SEQ_MAX 9007199254740992LL  /* 2^53: the largest seq a JSON double carries exactly */
 
 #define relmd_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 struct relmd;
-struct relmd_conn;
 
 struct relmd_config {
 	char state_dir[PATH_MAX];
@@ -87,10 +75,11 @@ struct relmd_config {
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
 };
 
-/* How the lead plugs the engine, store and mailbox in.  Every member may
- * be NULL/0.  All run on the loop thread. */
+/* How the application plugs the engine, store and mailbox in.  Every
+ * member may be NULL/0.  All run on the loop thread.  (The API handlers
+ * are bound separately, into relmd.methods: methods.h.) */
 struct relmd_hooks {
-	void *ctx;                                   /* passed back; also relmd_call.app */
+	void *ctx;                                   /* passed back */
 	/* After the socket listens, before READY=1: start the mailbox client
 	 * (d->cfg.mailbox) and/or embedded server (d->cfg.serve_mailbox), open
 	 * timers...  A negative return aborts the start. */
@@ -134,6 +123,7 @@ struct relmd {
 	struct relmd_hooks hooks;
 	struct relmd_methods methods;
 	struct relmd_events events;
+	struct relmd_conn_owner owner; /* what our connections call back (server.c) */
 
 	struct relmd_conn *conns;    /* every accepted client, until its close callback */
 	unsigned nconns;
@@ -212,9 +202,5 @@ void relmd_event_deliver(struct relmd *d);
 
 /* Wall clock, milliseconds since the epoch. */
 uint64_t relmd_now_ms(void);
-
-/* Internal (conn.c ↔ server.c). */
-void relmd__conn_closed(struct relmd *d, struct relmd_conn *c);
-void relmd__queue_update(struct relmd *d, struct relmd_conn *c, int want);
 
 #endif

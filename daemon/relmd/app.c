@@ -13,6 +13,7 @@
 
 #include "relmd/app.h"
 #include "relmd/event_json.h"
+#include "api/handlers.h"
 #include "wire/addr.h"
 #include "core/core.h"
 #include "crypto/crypto.h"
@@ -65,6 +66,7 @@ struct relmd_app {
 	struct relm_store *st;
 	struct relm_core *core;
 	struct relm_mbox_server *server;
+	struct relmd_api_backend api;   /* what the API handlers reach us through */
 	struct peer *peers[APP_PEERS_MAX];
 	size_t npeers;
 	struct peer *home;              /* the server our mailboxes live on */
@@ -92,7 +94,8 @@ static void app_fatal(struct relmd_app *app, const char *what, int rc)
 		relmd_stop(app->d, 1);
 }
 
-int relmd_app_txn(struct relmd_app *app)
+/* Open the turn's batch before a write (idempotent). */
+static int relmd_app_txn(struct relmd_app *app)
 {
 	int rc;
 	if (app->batch)
@@ -103,10 +106,8 @@ int relmd_app_txn(struct relmd_app *app)
 	return 0;
 }
 
-struct relm_core *relmd_app_core(struct relmd_app *app) { return app->core; }
-struct relm_store *relmd_app_store(struct relmd_app *app) { return app->st; }
-
-void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32])
+/* Read mailbox id after the commit (our new ones: invites, relationships). */
+static void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32])
 {
 	if (app->nwatch == app->capwatch) {
 		size_t cap = app->capwatch ? 2 * app->capwatch : 8;
@@ -625,6 +626,18 @@ static int ev_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 	return 0;
 }
 
+/* ---- the API handlers' backend (api/handlers.h) ---------------------------- */
+
+static int api_txn(void *ctx)
+{
+	return relmd_app_txn(ctx);
+}
+
+static void api_watch_mailbox(void *ctx, const uint8_t id[32])
+{
+	relmd_app_watch_mailbox(ctx, id);
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
@@ -662,6 +675,11 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 		free(app);
 		return rc;
 	}
+	app->api.core = app->core;
+	app->api.store = app->st;
+	app->api.ctx = app;
+	app->api.txn = api_txn;
+	app->api.watch_mailbox = api_watch_mailbox;
 	hooks->ctx = app;
 	hooks->start = hook_start;
 	hooks->stop = hook_stop;
@@ -676,10 +694,10 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	return 0;
 }
 
-void relmd_app_bind(struct relmd_app *app, struct relmd *d)
+int relmd_app_bind(struct relmd_app *app, struct relmd *d)
 {
 	app->d = d;
-	relmd_api_bind(d);
+	return relmd_api_bind(&d->methods, &app->api);
 }
 
 void relmd_app_free(struct relmd_app *app)

@@ -28,18 +28,9 @@ struct relmd_app;
  * (logged).  The app lives until relmd_app_free, after relmd_clear. */
 int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
                     struct relmd_hooks *hooks);
-/* Bind the engine-backed API handlers into d (after relmd_init). */
-void relmd_app_bind(struct relmd_app *app, struct relmd *d);
+/* Bind the engine-backed API handlers (api/handlers.h) into d, with this
+ * app as their backend (after relmd_init).  0 or RELM_ENOTFOUND. */
+int relmd_app_bind(struct relmd_app *app, struct relmd *d);
 void relmd_app_free(struct relmd_app *app);
-
-/* api.c: the handlers, one per method (`message.send` → api_message_send). */
-int relmd_api_bind(struct relmd *d);
-
-/* For api.c: open the turn's batch before a write (idempotent). */
-int relmd_app_txn(struct relmd_app *app);
-struct relm_core *relmd_app_core(struct relmd_app *app);
-struct relm_store *relmd_app_store(struct relmd_app *app);
-/* Read our new mailbox after the commit (invite.create). */
-void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32]);
 
 #endif

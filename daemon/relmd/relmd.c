@@ -22,6 +22,7 @@
 #include "error.h"
 #include "log.h"
 #include "relmd/sdnotify.h"
+#include "relmd/state_lock.h"
 #include "api/server.h"
 #include "relmd/app.h"
 
@@ -37,7 +38,9 @@ static void usage(FILE *f)
 		"talk to it over JSON-RPC on a Unix socket; see proto/api.md.\n"
 		"\n"
 		"  --state DIR        state folder (default $XDG_STATE_HOME/relm,\n"
-		"                     else ~/.local/state/relm; created 0700)\n"
+		"                     else ~/.local/state/relm; created 0700).  One relmd\n"
+		"                     per folder: it is locked (DIR/relmd.lock) and a\n"
+		"                     second relmd on it exits 1 naming the first's pid\n"
 		"  --socket PATH      API socket (default $XDG_RUNTIME_DIR/relm/relmd.sock,\n"
 		"                     /run/relm/relmd.sock for root); ignored when systemd\n"
 		"                     passes a socket (LISTEN_FDS)\n"
@@ -258,10 +261,29 @@ int main(int argc, char **argv)
 		log_err("state folder %s: %s", cfg.state_dir, strerror(-r));
 		return 1;
 	}
+	/* One relmd per state folder, before the store is opened. */
+	int lock_fd = -1;
+	pid_t holder = 0;
+	r = relmd_state_lock(cfg.state_dir, &lock_fd, &holder);
+	if (r == -EWOULDBLOCK) {
+		if (holder > 0)
+			log_err("state folder %s is in use by another relmd (pid %d): not starting",
+				cfg.state_dir, (int)holder);
+		else
+			log_err("state folder %s is in use by another relmd (%s/%s is locked): not starting",
+				cfg.state_dir, cfg.state_dir, RELMD_STATE_LOCK_FILE);
+		return 1;
+	}
+	if (r < 0) {
+		log_err("cannot lock the state folder %s (%s/%s): %s", cfg.state_dir, cfg.state_dir,
+			RELMD_STATE_LOCK_FILE, strerror(-r));
+		return 1;
+	}
 	struct relmd_hooks hooks = { 0 };
 	struct relmd_app *app = NULL;
 	if ((r = relmd_app_setup(&app, &cfg, &hooks)) < 0) {
 		log_err("setup failed: %s", relm_strerror(r));
+		relmd_state_unlock(lock_fd);
 		return 1;
 	}
 	static struct relmd d;     /* large (paths): not on the stack */
@@ -269,11 +291,13 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		log_err("init: %s", relm_strerror(r));
 		relmd_app_free(app);
+		relmd_state_unlock(lock_fd);
 		return 1;
 	}
-	relmd_app_bind(app, &d);
 	int code;
-	if (relmd_start(&d) < 0) {
+	if ((r = relmd_app_bind(app, &d)) < 0 || relmd_start(&d) < 0) {
+		if (r < 0)
+			log_err("binding the API: %s", relm_strerror(r));
 		relmd_stop(&d, 1);
 		code = 1;
 	} else {
@@ -281,6 +305,7 @@ int main(int argc, char **argv)
 	}
 	if (relmd_clear(&d) != 0)
 		code = 1;
-	relmd_app_free(app);
+	relmd_app_free(app);             /* the store is closed: the folder is free */
+	relmd_state_unlock(lock_fd);
 	return code;
 }

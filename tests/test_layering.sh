@@ -1,0 +1,77 @@
+#!/bin/sh
+# test_layering.sh — the daemon's modules depend one way: no cycle among
+# the objects of libdaemon.a.  An object depends on another when it uses a
+# symbol the other defines; a cycle (conn.o uses server.o and server.o uses
+# conn.o, or a longer ring) fails the test and names the objects and the
+# symbols that close it.  `make check` runs it (tests/test_*.sh).
+#
+#   sh tests/test_layering.sh            BUILD: where libdaemon.a is (default build)
+#
+# POSIX sh, nm and awk only.
+set -u
+
+B=${BUILD:-build}
+LIB=$B/libdaemon.a
+if [ ! -f "$LIB" ]; then
+	echo "test_layering: $LIB not built" >&2
+	exit 1
+fi
+
+nm -A "$LIB" | awk '
+{
+	# archive:member:rest — rest is "VALUE TYPE NAME" or "U NAME"
+	n = split($0, f, ":")
+	obj = f[2]
+	rest = f[3]
+	for (i = 4; i <= n; i++)
+		rest = rest ":" f[i]
+	m = split(rest, w, " ")
+	if (m == 2 && w[1] == "U") {
+		uses[obj, w[2]] = 1
+		objs[obj] = 1
+	} else if (m == 3 && w[2] ~ /^[TDBRC]$/) {
+		def[w[3]] = obj
+		objs[obj] = 1
+	}
+}
+END {
+	for (k in uses) {
+		split(k, p, SUBSEP)
+		if ((p[2] in def) && def[p[2]] != p[1]) {
+			edge[p[1], def[p[2]]] = 1
+			why[p[1], def[p[2]]] = why[p[1], def[p[2]]] " " p[2]
+		}
+	}
+	no = 0
+	for (o in objs)
+		names[++no] = o
+	for (i = 1; i <= no; i++)
+		for (j = 1; j <= no; j++)
+			reach[names[i], names[j]] = ((names[i], names[j]) in edge)
+	for (k = 1; k <= no; k++)
+		for (i = 1; i <= no; i++)
+			if (reach[names[i], names[k]])
+				for (j = 1; j <= no; j++)
+					if (reach[names[k], names[j]])
+						reach[names[i], names[j]] = 1
+	bad = 0
+	for (i = 1; i <= no; i++)
+		for (j = 1; j <= no; j++) {
+			a = names[i]; b = names[j]
+			if (a < b && reach[a, b] && reach[b, a]) {
+				printf "test_layering: %s and %s depend on each other", a, b
+				if ((a, b) in edge)
+					printf " (%s uses%s;", a, why[a, b]
+				else
+					printf " (%s reaches %s through others;", a, b
+				if ((b, a) in edge)
+					printf " %s uses%s)\n", b, why[b, a]
+				else
+					printf " %s reaches %s through others)\n", b, a
+				bad = 1
+			}
+		}
+	if (bad)
+		exit 1
+	printf "test_layering: %d objects of libdaemon.a, no dependency cycle\n", no
+}'
