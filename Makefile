@@ -166,8 +166,9 @@ $(BUILD)/tests/check_web: $(BUILD)/tests/check_web.o $(BUILD)/daemon/web/guard.o
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/daemon/web/guard.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # The browser test (tests/test_web.sh): Debian's Chromium, its driver and
-# Selenium, installed like every other dependency.
-BROWSER_DEB_PKGS = chromium chromium-driver python3-selenium
+# Selenium, and zbarimg to read the QR codes back; installed like every
+# other dependency.
+BROWSER_DEB_PKGS = chromium chromium-driver python3-selenium zbar-tools
 BROWSER_DEPS_OK  = $(BUILD)/.browser-deps-ok
 $(BROWSER_DEPS_OK): | $(DEPS_OK)
 	$(call need_debs,$(BROWSER_DEB_PKGS))
