@@ -70,6 +70,12 @@ int td_mbox_restart(struct td_mbox *m);
 int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port);
 int td_relmd_restart(struct td_relmd *d);
 
+/* fork + exec $BUILD/<prog> with argv (argv[0] included), stdout to
+ * out_path (or /dev/null), stderr appended to log_path; the child dies with
+ * the test and td_kill_all() reaps it.  The pid, or -1 (not built, fork
+ * failed). */
+pid_t td_spawn(const char *prog, char *const argv[], const char *out_path, const char *log_path);
+
 /* Send sig to pid and wait up to timeout_ms for it to exit.  Returns the
  * wait status, or -1 (then it was SIGKILLed and reaped).  *pid = 0 after. */
 int td_stop(pid_t *pid, int sig, int timeout_ms);
