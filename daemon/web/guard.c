@@ -106,24 +106,23 @@ void web_guard_clear(struct web_guard *g)
 	sodium_memzero(g->token, sizeof g->token);
 }
 
-int web_host_ok(const struct web_guard *g, const char *host)
+/* v is one of list[0..n) (case-insensitive: host names are)?  NULL is not. */
+static int listed(const char (*list)[WEB_HOST_MAX + 8], int n, const char *v)
 {
-	if (!host)
-		return 0;
-	for (int i = 0; i < g->nhosts; i++)
-		if (!strcasecmp(host, g->hosts[i]))
+	for (int i = 0; v && i < n; i++)
+		if (!strcasecmp(v, list[i]))
 			return 1;
 	return 0;
 }
 
+int web_host_ok(const struct web_guard *g, const char *host)
+{
+	return listed(g->hosts, g->nhosts, host);
+}
+
 int web_origin_ok(const struct web_guard *g, const char *origin)
 {
-	if (!origin)
-		return 0;
-	for (int i = 0; i < g->nhosts; i++)
-		if (!strcasecmp(origin, g->origins[i]))
-			return 1;
-	return 0;
+	return listed(g->origins, g->nhosts, origin);
 }
 
 int web_token_ok(const struct web_guard *g, const char *presented)

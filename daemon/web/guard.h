@@ -54,7 +54,7 @@ int web_listen_parse(const char *spec, struct web_listen *out, const char **why)
 /* What requests are checked against, fixed once the port is bound. */
 struct web_guard {
 	char token[WEB_TOKEN_LEN + 1];
-	char hosts[WEB_HOSTS][WEB_HOST_MAX];       /* accepted Host values */
+	char hosts[WEB_HOSTS][WEB_HOST_MAX + 8];   /* accepted Host values */
 	char origins[WEB_HOSTS][WEB_HOST_MAX + 8]; /* "http://" + each */
 	int nhosts;
 	char cookie[32];                /* relm_web_<port>: one per instance */

@@ -117,7 +117,7 @@ function deviceItem(d) {
   const li = h('li.device', { dataset: { device: d.device } },
     h('span.device-icon', { 'aria-hidden': 'true' }, d.self ? '●' : '○'),
     h('span.device-label', {}, name),
-    d.self ? h('span.pill', {}, 'this device') : null,
+    d.self && name !== 'this device' ? h('span.pill', {}, 'this device') : null,
     h('span.muted.small', {}, `added in epoch ${d.epoch}`));
   if (!d.self) {
     li.append(h('button.danger.small', {
