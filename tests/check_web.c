@@ -1081,7 +1081,7 @@ static long long read_until(struct sse_client *c, const char *message, long long
 {
 	struct sse_event ev;
 	while (sse_next(c, &ev, 10000)) {
-		ck_assert_msg(ev.id >= 0 && !ev.type[0], "an event without id: %s", ev.data);
+		ck_assert_msg(ev.id >= 0 && !ev.type[0], "not an event of relmd's: %s", ev.data);
 		ids[(*nids)++] = ev.id;
 		int hit = strstr(ev.data, message) != NULL;
 		free(ev.data);
@@ -1105,8 +1105,13 @@ START_TEST(sse_resume)
 	sse_connect(&c, &w, "/events", NULL);
 	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
 	ck_assert_str_eq(ev.type, "subscribed");
-	ck_assert_int_eq(ev.id, -1);
 	ck_assert_ptr_nonnull(strstr(ev.data, "\"gap\":false"));
+	{
+		/* Its id: the last seq issued, where this stream takes over. */
+		cJSON *j = cJSON_Parse(ev.data);
+		ck_assert_int_eq(ev.id, (long long)cJSON_GetObjectItemCaseSensitive(j, "seq")->valuedouble);
+		cJSON_Delete(j);
+	}
 	free(ev.data);
 	long long ids[256];
 	int nids = 0;
@@ -1130,6 +1135,7 @@ START_TEST(sse_resume)
 	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
 	ck_assert_str_eq(ev.type, "subscribed");
 	ck_assert_ptr_nonnull(strstr(ev.data, "\"gap\":false"));
+	ck_assert_int_eq(ev.id, last);                     /* resumes after `last` */
 	free(ev.data);
 	nids = 0;
 	read_until(&c, m4, ids, &nids);

@@ -145,8 +145,14 @@ struct sse *sse_open(const char *sock, long long since, int keepalive_ms, int wa
 	n = snprintf(retry, sizeof retry, "%d\n", SSE_RETRY_MS);
 	if (!r)
 		r = out_add(s, retry, (size_t)n);
+	/* Its id is where the stream takes over: `since` when resuming, else
+	 * the last seq issued.  A browser that loses the stream before any
+	 * event then still reconnects with a Last-Event-ID, and misses nothing
+	 * (a replay not yet delivered is asked for again). */
+	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(res, "seq");
+	long long from = since >= 0 ? since : cJSON_IsNumber(seq) ? (long long)seq->valuedouble : -1;
 	if (!r)
-		r = out_event(s, "subscribed", -1, res);
+		r = out_event(s, "subscribed", from, res);
 	cJSON_Delete(j);
 	if (r) {
 		*err = r;

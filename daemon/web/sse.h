@@ -7,8 +7,10 @@
  * it missed that relmd still retains, in order, with no duplicates.  Each
  * relmd event becomes one SSE event: `id:` is the event's seq, `data:` its
  * params as one line of JSON.  Before any event the stream carries
- * `event: subscribed` with subscribe's result (seq, oldest, replay, gap):
- * `gap: true` tells the page to re-read its state.
+ * `event: subscribed` with subscribe's result (seq, oldest, replay, gap)
+ * and, as its id, the seq the stream starts after (`since`, else the last
+ * seq issued), so even a stream that drops before its first event resumes
+ * where it began.  `gap: true` tells the page to re-read its state.
  *
  * The stream is pulled by libmicrohttpd's connection thread through
  * sse_read(), which blocks until relmd writes, a keepalive is due, or

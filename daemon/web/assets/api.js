@@ -95,13 +95,15 @@ export class EventStream {
     const es = new EventSource(url);
     this.es = es;
     es.addEventListener('subscribed', (e) => {
+      const seq = Number(e.lastEventId);
+      if (e.lastEventId !== '' && Number.isFinite(seq)) this.lastSeq = seq;
       this.delay = 1000;
       this.h.state('live');
       this.h.subscribed(JSON.parse(e.data));
     });
     es.onmessage = (e) => {
       const seq = Number(e.lastEventId);
-      if (Number.isFinite(seq)) this.lastSeq = seq;
+      if (e.lastEventId !== '' && Number.isFinite(seq)) this.lastSeq = seq;
       this.h.event(JSON.parse(e.data));
     };
     es.onerror = () => {
