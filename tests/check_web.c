@@ -28,254 +28,8 @@
 #include <cjson/cJSON.h>
 
 #include "util_daemon.h"
+#include "util_web.h"
 #include "web/guard.h"
-
-/* ---- a relm-web under test ---------------------------------------------------- */
-
-struct web {
-	char dir[TD_PATH_MAX];
-	struct td_mbox mbox;
-	struct td_relmd relmd;
-	pid_t pid;
-	int port;
-	char token[WEB_TOKEN_LEN + 1];
-	char url[160];
-	char out[300], log[300];
-};
-
-/* Start relm-web for relmd's socket; fills port, token, url.  0 or -1. */
-static int web_exec(struct web *w, const char *sock, const char *idle, const char *listen)
-{
-	char s[TD_PATH_MAX + 16], i[16], l[64];
-	snprintf(s, sizeof s, "%s", sock);
-	snprintf(i, sizeof i, "%s", idle);
-	snprintf(l, sizeof l, "%s", listen);
-	char *argv[] = { "relm-web", "--socket", s, "--idle-timeout", i, "--listen", l, NULL };
-	snprintf(w->out, sizeof w->out, "%s/web.out", w->dir);
-	snprintf(w->log, sizeof w->log, "%s/web.log", w->dir);
-	unlink(w->out);
-	w->pid = td_spawn("relm-web", argv, w->out, w->log);
-	if (w->pid < 0)
-		return -1;
-	long long end = td_now_ms() + TD_START_MS;
-	while (td_now_ms() < end) {
-		FILE *f = fopen(w->out, "r");
-		char line[200] = "";
-		if (f) {
-			if (!fgets(line, sizeof line, f))
-				line[0] = '\0';
-			fclose(f);
-		}
-		char *nl = strchr(line, '\n');
-		if (nl) {
-			*nl = '\0';
-			snprintf(w->url, sizeof w->url, "%s", line);
-			const char *t = strstr(line, "/?token=");
-			if (sscanf(line, "http://127.0.0.1:%d/", &w->port) != 1 || !t)
-				return -1;
-			snprintf(w->token, sizeof w->token, "%s", t + 8);
-			return 0;
-		}
-		if (!td_alive(w->pid))
-			return -1;
-		td_sleep_ms(20);
-	}
-	return -1;
-}
-
-/* A mailbox, relmd "alice" and relm-web in front of it. */
-static void web_start(struct web *w, const char *idle)
-{
-	memset(w, 0, sizeof *w);
-	td_dir_new(w->dir, sizeof w->dir);
-	ck_assert_int_eq(td_mbox_start(&w->mbox, w->dir, "mailbox", 0), 0);
-	ck_assert_int_eq(td_relmd_start(&w->relmd, w->dir, "alice", w->mbox.port), 0);
-	ck_assert_msg(web_exec(w, w->relmd.sock, idle, "127.0.0.1:0") == 0, "relm-web did not start");
-}
-
-/* ---- a raw HTTP client ---------------------------------------------------------- */
-
-static int tcp_connect(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
-	return fd;
-}
-
-static void send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;            /* the server closed: the reply says why */
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-/* Read until EOF or timeout; returns bytes (NUL-terminated, malloc'd). */
-static char *read_all(int fd, int timeout_ms, size_t *len, int *eof)
-{
-	size_t cap = 65536, n = 0;
-	char *b = malloc(cap + 1);
-	long long end = td_now_ms() + timeout_ms;
-	*eof = 0;
-	ck_assert_ptr_nonnull(b);
-	for (;;) {
-		long long left = end - td_now_ms();
-		if (left <= 0)
-			break;
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		if (cap - n < 4096) {
-			cap *= 2;
-			b = realloc(b, cap + 1);
-			ck_assert_ptr_nonnull(b);
-		}
-		ssize_t r = read(fd, b + n, cap - n);       /* a socket or a log file */
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			*eof = 1;
-			break;
-		}
-		n += (size_t)r;
-	}
-	b[n] = '\0';
-	*len = n;
-	return b;
-}
-
-struct resp {
-	int status;                     /* 0: no response at all */
-	char *raw;
-	const char *body;
-	size_t body_len;
-	int eof;
-};
-
-static void resp_free(struct resp *r)
-{
-	free(r->raw);
-	memset(r, 0, sizeof *r);
-}
-
-static void parse_resp(struct resp *r, char *raw, size_t n)
-{
-	r->raw = raw;
-	r->status = 0;
-	sscanf(raw, "HTTP/1.%*d %d", &r->status);
-	char *e = strstr(raw, "\r\n\r\n");
-	r->body = e ? e + 4 : raw + n;
-	r->body_len = (size_t)(raw + n - r->body);
-}
-
-/* The value of header name in r (first match), or NULL.  Points into a
- * static copy: use before the next call. */
-static const char *hdr(const struct resp *r, const char *name)
-{
-	static char v[1024];
-	size_t nl = strlen(name);
-	for (const char *p = strstr(r->raw, "\r\n"); p && p < r->body; p = strstr(p + 2, "\r\n")) {
-		const char *line = p + 2;
-		if (!strncasecmp(line, name, nl) && line[nl] == ':') {
-			const char *s = line + nl + 1, *end = strstr(s, "\r\n");
-			while (*s == ' ')
-				s++;
-			snprintf(v, sizeof v, "%.*s", (int)(end - s), s);
-			return v;
-		}
-	}
-	return NULL;
-}
-
-enum {
-	COOKIE = 1 << 0,                /* the right cookie */
-	ORIGIN = 1 << 1,                /* the page's own Origin */
-	JSON = 1 << 2,                  /* Content-Type: application/json */
-	TEXT = 1 << 3,                  /* Content-Type: text/plain */
-};
-
-/* One request on a fresh connection ("Connection: close"), the whole
- * response read.  extra: more header lines, each ending "\r\n". */
-static struct resp request(const struct web *w, const char *method, const char *path,
-			   unsigned flags, const char *extra, const char *body, size_t body_len)
-{
-	char head[4096];
-	int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n",
-			 method, path, w->port);
-	if (flags & COOKIE)
-		n += snprintf(head + n, sizeof head - (size_t)n, "Cookie: relm_web_%d=%s\r\n", w->port, w->token);
-	if (flags & ORIGIN)
-		n += snprintf(head + n, sizeof head - (size_t)n, "Origin: http://127.0.0.1:%d\r\n", w->port);
-	if (flags & JSON)
-		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: application/json\r\n");
-	if (flags & TEXT)
-		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: text/plain\r\n");
-	if (body)
-		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
-	n += snprintf(head + n, sizeof head - (size_t)n, "%s\r\n", extra ? extra : "");
-	ck_assert_int_lt(n, (int)sizeof head);
-	int fd = tcp_connect(w->port);
-	send_all(fd, head, (size_t)n);
-	if (body)
-		send_all(fd, body, body_len);
-	struct resp r = { 0 };
-	size_t len;
-	char *raw = read_all(fd, 10000, &len, &r.eof);
-	close(fd);
-	parse_resp(&r, raw, len);
-	return r;
-}
-
-static struct resp api(const struct web *w, unsigned flags, const char *body)
-{
-	return request(w, "POST", "/api", flags, NULL, body, strlen(body));
-}
-
-#define GOOD (COOKIE | ORIGIN | JSON)
-
-/* reply.error.data.code of a JSON body, "" when none. */
-static const char *err_name(const struct resp *r, char *buf, size_t n)
-{
-	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
-	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "data"), "code");
-	snprintf(buf, n, "%s", cJSON_IsString(c) ? c->valuestring : "");
-	cJSON_Delete(j);
-	return buf;
-}
-
-static int err_code(const struct resp *r)
-{
-	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
-	const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
-	int v = cJSON_IsNumber(c) ? c->valueint : 0;
-	cJSON_Delete(j);
-	return v;
-}
-
-static void assert_refused(const struct resp *r, int status, const char *name)
-{
-	char b[64];
-	ck_assert_msg(r->status == status, "status %d, want %d: %s", r->status, status, r->raw);
-	ck_assert_str_eq(err_name(r, b, sizeof b), name);
-}
-
-/* How many protons relmd holds: a refused request must have changed nothing. */
-static int protons(const struct web *w)
-{
-	cJSON *r = td_must(w->relmd.sock, "proton.list", "{}");
-	int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "protons"));
-	cJSON_Delete(r);
-	return n;
-}
 
 static const char create_req[] =
 	"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"proton.create\",\"params\":{\"label\":\"work\"}}";
@@ -380,17 +134,17 @@ END_TEST
 
 START_TEST(startup_line)
 {
-	struct web w;
-	web_start(&w, "30");
+	struct tw_web w;
+	tw_web_start(&w, "30");
 	/* http://127.0.0.1:PORT/?token=<43 base64url> and nothing else. */
 	char want[80];
 	snprintf(want, sizeof want, "http://127.0.0.1:%d/?token=", w.port);
 	ck_assert_int_eq(strncmp(w.url, want, strlen(want)), 0);
 	ck_assert_uint_eq(strlen(w.token), WEB_TOKEN_LEN);
 	/* A second relm-web: another port, another token. */
-	struct web w2 = w;
+	struct tw_web w2 = w;
 	td_dir_new(w2.dir, sizeof w2.dir);
-	ck_assert_int_eq(web_exec(&w2, w.relmd.sock, "30", "127.0.0.1:0"), 0);
+	ck_assert_int_eq(tw_web_exec(&w2, w.relmd.sock, "30", "127.0.0.1:0"), 0);
 	ck_assert_int_ne(w2.port, w.port);
 	ck_assert_str_ne(w2.token, w.token);
 	/* SIGTERM: exit 0, and stdout held the one line only. */
@@ -407,7 +161,7 @@ START_TEST(startup_line)
 	size_t n;
 	int eof;
 	int fd = open(w.log, O_RDONLY);
-	char *log = read_all(fd, 200, &n, &eof);
+	char *log = tw_read_all(fd, 200, &n, &eof);
 	close(fd);
 	ck_assert_ptr_null(strstr(log, w.token));
 	free(log);
@@ -415,30 +169,16 @@ START_TEST(startup_line)
 }
 END_TEST
 
-/* Run relm-web expecting it to exit by itself: its wait status. */
-static int web_status(struct web *w, const char *sock, const char *listen)
-{
-	char s[TD_PATH_MAX + 16], l[64];
-	snprintf(s, sizeof s, "%s", sock);
-	snprintf(l, sizeof l, "%s", listen);
-	char *argv[] = { "relm-web", "--socket", s, "--listen", l, NULL };
-	snprintf(w->out, sizeof w->out, "%s/web.out", w->dir);
-	snprintf(w->log, sizeof w->log, "%s/web.log", w->dir);
-	w->pid = td_spawn("relm-web", argv, w->out, w->log);
-	ck_assert_int_gt(w->pid, 0);
-	return td_stop(&w->pid, 0, 5000);      /* signal 0: only wait */
-}
-
 START_TEST(startup_refusals)
 {
-	struct web w;
+	struct tw_web w;
 	memset(&w, 0, sizeof w);
 	td_dir_new(w.dir, sizeof w.dir);
 	ck_assert_int_eq(td_mbox_start(&w.mbox, w.dir, "mailbox", 0), 0);
 	ck_assert_int_eq(td_relmd_start(&w.relmd, w.dir, "alice", w.mbox.port), 0);
 	static const char *bad[] = { "0.0.0.0:0", "192.168.1.10:0", "[::]:0", "example.com:0" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		int st = web_status(&w, w.relmd.sock, bad[i]);
+		int st = tw_web_status(&w, w.relmd.sock, bad[i]);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "--listen %s: status %d", bad[i], st);
 		struct stat sb;
 		ck_assert_int_eq(stat(w.out, &sb), 0);
@@ -447,7 +187,7 @@ START_TEST(startup_refusals)
 	/* No relmd there: exit 1, no URL. */
 	char nosock[TD_PATH_MAX + 16];
 	snprintf(nosock, sizeof nosock, "%s/none.sock", w.dir);
-	int st = web_status(&w, nosock, "127.0.0.1:0");
+	int st = tw_web_status(&w, nosock, "127.0.0.1:0");
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	td_kill_all();
 }
@@ -457,65 +197,65 @@ END_TEST
 
 START_TEST(token_required)
 {
-	struct web w;
-	web_start(&w, "30");
+	struct tw_web w;
+	tw_web_start(&w, "30");
 	/* The page without the token, or with a wrong one: refused, and says why. */
-	struct resp r = request(&w, "GET", "/", 0, NULL, NULL, 0);
+	struct tw_resp r = tw_request(&w, "GET", "/", 0, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 403);
 	ck_assert_ptr_nonnull(strstr(r.body, "Access token needed"));
-	ck_assert_ptr_null(hdr(&r, "Set-Cookie"));
-	resp_free(&r);
-	r = request(&w, "GET", "/?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 0, NULL, NULL, 0);
+	ck_assert_ptr_null(tw_hdr(&r, "Set-Cookie"));
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 0, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 403);
-	ck_assert_ptr_null(hdr(&r, "Set-Cookie"));
-	resp_free(&r);
+	ck_assert_ptr_null(tw_hdr(&r, "Set-Cookie"));
+	tw_resp_free(&r);
 
 	/* With it: the page and the cookie. */
 	char path[80], want[120];
 	snprintf(path, sizeof path, "/?token=%s", w.token);
-	r = request(&w, "GET", path, 0, NULL, NULL, 0);
+	r = tw_request(&w, "GET", path, 0, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body, "<script type=\"module\" src=\"/app.js\">"));
 	snprintf(want, sizeof want, "relm_web_%d=%s; Path=/; HttpOnly; SameSite=Strict", w.port, w.token);
-	ck_assert_str_eq(hdr(&r, "Set-Cookie"), want);
-	resp_free(&r);
+	ck_assert_str_eq(tw_hdr(&r, "Set-Cookie"), want);
+	tw_resp_free(&r);
 
 	/* Everything else needs the cookie; the token in the URL is for / only. */
-	r = request(&w, "GET", "/app.js", 0, NULL, NULL, 0);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
+	r = tw_request(&w, "GET", "/app.js", 0, NULL, NULL, 0);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
 	snprintf(path, sizeof path, "/app.js?token=%s", w.token);
-	r = request(&w, "GET", path, 0, NULL, NULL, 0);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
-	r = request(&w, "GET", "/app.js", 0, "Cookie: relm_web_1=x\r\n", NULL, 0);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
+	r = tw_request(&w, "GET", path, 0, NULL, NULL, 0);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/app.js", 0, "Cookie: relm_web_1=x\r\n", NULL, 0);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
 	char other[120];
 	snprintf(other, sizeof other, "Cookie: relm_web_%d=%.42sB\r\n", w.port, w.token);
 	if (w.token[42] == 'B')
 		other[strlen(other) - 3] = 'C';
-	r = request(&w, "GET", "/app.js", 0, other, NULL, 0);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
-	r = request(&w, "GET", "/app.js", COOKIE, NULL, NULL, 0);
+	r = tw_request(&w, "GET", "/app.js", 0, other, NULL, 0);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/app.js", TW_COOKIE, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_str_eq(hdr(&r, "Content-Type"), "text/javascript; charset=utf-8");
-	resp_free(&r);
+	ck_assert_str_eq(tw_hdr(&r, "Content-Type"), "text/javascript; charset=utf-8");
+	tw_resp_free(&r);
 
 	/* A call without the cookie does nothing. */
-	r = api(&w, ORIGIN | JSON, create_req);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
-	r = request(&w, "GET", "/events", 0, NULL, NULL, 0);
-	assert_refused(&r, 403, "token");
-	resp_free(&r);
-	ck_assert_int_eq(protons(&w), 0);
-	r = api(&w, GOOD, create_req);
+	r = tw_api(&w, TW_ORIGIN | TW_JSON, create_req);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/events", 0, NULL, NULL, 0);
+	tw_assert_refused(&r, 403, "token");
+	tw_resp_free(&r);
+	ck_assert_int_eq(tw_protons(&w), 0);
+	r = tw_api(&w, TW_GOOD, create_req);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"result\":{\"proton\":"));
-	resp_free(&r);
-	ck_assert_int_eq(protons(&w), 1);
+	tw_resp_free(&r);
+	ck_assert_int_eq(tw_protons(&w), 1);
 	td_kill_all();
 }
 END_TEST
@@ -523,52 +263,52 @@ END_TEST
 /* ---- Host and Origin ---------------------------------------------------------------------------- */
 
 /* A GET with a Host line of our own choosing. */
-static struct resp get_host(const struct web *w, const char *host)
+static struct tw_resp get_host(const struct tw_web *w, const char *host)
 {
 	char head[512];
 	int n = snprintf(head, sizeof head, "GET /app.js HTTP/1.1\r\n%s%s%sCookie: relm_web_%d=%s\r\n"
 			 "Connection: close\r\n\r\n", host ? "Host: " : "", host ? host : "",
 			 host ? "\r\n" : "", w->port, w->token);
-	int fd = tcp_connect(w->port);
-	send_all(fd, head, (size_t)n);
-	struct resp r = { 0 };
+	int fd = tw_tcp_connect(w->port);
+	tw_send_all(fd, head, (size_t)n);
+	struct tw_resp r = { 0 };
 	size_t len;
-	char *raw = read_all(fd, 10000, &len, &r.eof);
+	char *raw = tw_read_all(fd, 10000, &len, &r.eof);
 	close(fd);
-	parse_resp(&r, raw, len);
+	tw_parse_resp(&r, raw, len);
 	return r;
 }
 
 START_TEST(host_checked)
 {
-	struct web w;
-	web_start(&w, "30");
+	struct tw_web w;
+	tw_web_start(&w, "30");
 	char h[80];
 	snprintf(h, sizeof h, "evil.example:%d", w.port);
-	struct resp r = get_host(&w, h);
-	assert_refused(&r, 403, "host");
-	resp_free(&r);
+	struct tw_resp r = get_host(&w, h);
+	tw_assert_refused(&r, 403, "host");
+	tw_resp_free(&r);
 	snprintf(h, sizeof h, "127.0.0.1:%d", w.port + 1);
 	r = get_host(&w, h);
-	assert_refused(&r, 403, "host");
-	resp_free(&r);
+	tw_assert_refused(&r, 403, "host");
+	tw_resp_free(&r);
 	r = get_host(&w, "127.0.0.1");
-	assert_refused(&r, 403, "host");
-	resp_free(&r);
+	tw_assert_refused(&r, 403, "host");
+	tw_resp_free(&r);
 	/* HTTP/1.1 without Host is malformed: refused either way. */
 	r = get_host(&w, NULL);
 	ck_assert_msg(r.status == 400 || r.status == 403, "%s", r.raw);
-	resp_free(&r);
+	tw_resp_free(&r);
 	snprintf(h, sizeof h, "localhost:%d", w.port);
 	r = get_host(&w, h);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	tw_resp_free(&r);
 
 	/* The refusal is logged with the foreign value, made printable. */
 	size_t n;
 	int eof;
 	int fd = open(w.log, O_RDONLY);
-	char *log = read_all(fd, 200, &n, &eof);
+	char *log = tw_read_all(fd, 200, &n, &eof);
 	close(fd);
 	snprintf(h, sizeof h, "foreign Host (DNS rebinding?) (evil.example:%d)", w.port);
 	ck_assert_ptr_nonnull(strstr(log, h));
@@ -579,11 +319,11 @@ END_TEST
 
 START_TEST(origin_checked)
 {
-	struct web w;
-	web_start(&w, "30");
-	struct resp r = api(&w, COOKIE | JSON, create_req);    /* no Origin */
-	assert_refused(&r, 403, "origin");
-	resp_free(&r);
+	struct tw_web w;
+	tw_web_start(&w, "30");
+	struct tw_resp r = tw_api(&w, TW_COOKIE | TW_JSON, create_req);    /* no Origin */
+	tw_assert_refused(&r, 403, "origin");
+	tw_resp_free(&r);
 	char foreign[5][80];
 	snprintf(foreign[0], sizeof foreign[0], "http://127.0.0.1:1");
 	snprintf(foreign[1], sizeof foreign[1], "null");
@@ -593,22 +333,22 @@ START_TEST(origin_checked)
 	for (size_t i = 0; i < sizeof foreign / sizeof *foreign; i++) {
 		char line[sizeof foreign[i] + 16];
 		snprintf(line, sizeof line, "Origin: %.79s\r\n", foreign[i]);
-		r = request(&w, "POST", "/api", COOKIE | JSON, line, create_req, strlen(create_req));
-		assert_refused(&r, 403, "origin");
-		resp_free(&r);
+		r = tw_request(&w, "POST", "/api", TW_COOKIE | TW_JSON, line, create_req, strlen(create_req));
+		tw_assert_refused(&r, 403, "origin");
+		tw_resp_free(&r);
 		/* Any request that names another origin, not only a POST. */
-		r = request(&w, "GET", "/events", COOKIE, line, NULL, 0);
-		assert_refused(&r, 403, "origin");
-		resp_free(&r);
+		r = tw_request(&w, "GET", "/events", TW_COOKIE, line, NULL, 0);
+		tw_assert_refused(&r, 403, "origin");
+		tw_resp_free(&r);
 	}
-	ck_assert_int_eq(protons(&w), 0);
+	ck_assert_int_eq(tw_protons(&w), 0);
 	/* localhost is the page's origin too. */
 	char line[120];
 	snprintf(line, sizeof line, "Origin: http://localhost:%d\r\n", w.port);
-	r = request(&w, "POST", "/api", COOKIE | JSON, line, create_req, strlen(create_req));
+	r = tw_request(&w, "POST", "/api", TW_COOKIE | TW_JSON, line, create_req, strlen(create_req));
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
-	ck_assert_int_eq(protons(&w), 1);
+	tw_resp_free(&r);
+	ck_assert_int_eq(tw_protons(&w), 1);
 	td_kill_all();
 }
 END_TEST
@@ -617,9 +357,9 @@ END_TEST
 
 START_TEST(bad_requests)
 {
-	struct web w;
-	web_start(&w, "30");
-	struct resp r;
+	struct tw_web w;
+	tw_web_start(&w, "30");
+	struct tw_resp r;
 	static const struct { const char *body; int code; } bad[] = {
 		{ "", -32700 },
 		{ "{\"jsonrpc\":", -32700 },
@@ -631,76 +371,76 @@ START_TEST(bad_requests)
 		{ "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}", -32600 },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		r = api(&w, GOOD, bad[i].body);
+		r = tw_api(&w, TW_GOOD, bad[i].body);
 		ck_assert_msg(r.status == 400, "%s: %s", bad[i].body, r.raw);
-		ck_assert_int_eq(err_code(&r), bad[i].code);
-		resp_free(&r);
+		ck_assert_int_eq(tw_err_code(&r), bad[i].code);
+		tw_resp_free(&r);
 	}
-	ck_assert_int_eq(protons(&w), 0);      /* the notification did not run */
+	ck_assert_int_eq(tw_protons(&w), 0);      /* the notification did not run */
 
 	/* relmd's own errors pass through as its replies. */
-	r = api(&w, GOOD, "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"no.such\"}");
+	r = tw_api(&w, TW_GOOD, "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"no.such\"}");
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_int_eq(err_code(&r), -32601);
+	ck_assert_int_eq(tw_err_code(&r), -32601);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"id\":\"x\""));
-	resp_free(&r);
-	r = api(&w, GOOD, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"proton.create\",\"params\":{\"lable\":\"x\"}}");
+	tw_resp_free(&r);
+	r = tw_api(&w, TW_GOOD, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"proton.create\",\"params\":{\"lable\":\"x\"}}");
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_int_eq(err_code(&r), -32602);
-	resp_free(&r);
+	ck_assert_int_eq(tw_err_code(&r), -32602);
+	tw_resp_free(&r);
 	/* A body laid out over several lines still makes one request line. */
-	r = api(&w, GOOD, "{\n \"jsonrpc\": \"2.0\",\n \"id\": 3,\n \"method\": \"daemon.status\"\n}\n");
+	r = tw_api(&w, TW_GOOD, "{\n \"jsonrpc\": \"2.0\",\n \"id\": 3,\n \"method\": \"daemon.status\"\n}\n");
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"api\":1"));
-	resp_free(&r);
+	tw_resp_free(&r);
 
 	/* Wrong type, method, path. */
-	r = api(&w, COOKIE | ORIGIN | TEXT, create_req);
-	assert_refused(&r, 415, "content_type");
-	resp_free(&r);
-	r = api(&w, COOKIE | ORIGIN, create_req);
-	assert_refused(&r, 415, "content_type");
-	resp_free(&r);
-	r = request(&w, "GET", "/api", COOKIE, NULL, NULL, 0);
-	assert_refused(&r, 405, "method");
-	ck_assert_ptr_nonnull(hdr(&r, "Allow"));
-	resp_free(&r);
+	r = tw_api(&w, TW_COOKIE | TW_ORIGIN | TW_TEXT, create_req);
+	tw_assert_refused(&r, 415, "content_type");
+	tw_resp_free(&r);
+	r = tw_api(&w, TW_COOKIE | TW_ORIGIN, create_req);
+	tw_assert_refused(&r, 415, "content_type");
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/api", TW_COOKIE, NULL, NULL, 0);
+	tw_assert_refused(&r, 405, "method");
+	ck_assert_ptr_nonnull(tw_hdr(&r, "Allow"));
+	tw_resp_free(&r);
 	static const char *meth[] = { "PUT", "DELETE", "OPTIONS", "PATCH" };
 	for (size_t i = 0; i < sizeof meth / sizeof *meth; i++) {
-		r = request(&w, meth[i], "/api", COOKIE | ORIGIN, NULL, NULL, 0);
-		assert_refused(&r, 405, "method");
-		resp_free(&r);
+		r = tw_request(&w, meth[i], "/api", TW_COOKIE | TW_ORIGIN, NULL, NULL, 0);
+		tw_assert_refused(&r, 405, "method");
+		tw_resp_free(&r);
 	}
-	r = request(&w, "POST", "/", GOOD, NULL, "{}", 2);
-	assert_refused(&r, 405, "method");
-	resp_free(&r);
-	r = request(&w, "POST", "/events", GOOD, NULL, "{}", 2);
-	assert_refused(&r, 405, "method");
-	resp_free(&r);
+	r = tw_request(&w, "POST", "/", TW_GOOD, NULL, "{}", 2);
+	tw_assert_refused(&r, 405, "method");
+	tw_resp_free(&r);
+	r = tw_request(&w, "POST", "/events", TW_GOOD, NULL, "{}", 2);
+	tw_assert_refused(&r, 405, "method");
+	tw_resp_free(&r);
 	static const char *nope[] = { "/nope", "/api/", "/../etc/passwd", "/index.html", "/app.js/x" };
 	for (size_t i = 0; i < sizeof nope / sizeof *nope; i++) {
-		r = request(&w, "GET", nope[i], COOKIE, NULL, NULL, 0);
-		assert_refused(&r, 404, "not_found");
-		resp_free(&r);
+		r = tw_request(&w, "GET", nope[i], TW_COOKIE, NULL, NULL, 0);
+		tw_assert_refused(&r, 404, "not_found");
+		tw_resp_free(&r);
 	}
 
 	/* A huge body announced: refused before it is read. */
-	r = request(&w, "POST", "/api", GOOD, "Content-Length: 2000000\r\n", NULL, 0);
-	assert_refused(&r, 413, "too_big");
-	resp_free(&r);
-	/* Exactly at the limit is read (and then is not JSON). */
+	r = tw_request(&w, "POST", "/api", TW_GOOD, "Content-Length: 2000000\r\n", NULL, 0);
+	tw_assert_refused(&r, 413, "too_big");
+	tw_resp_free(&r);
+	/* Exactly at the limit is read (and then is not TW_JSON). */
 	char *big = malloc(WEB_BODY_MAX + 2);
 	ck_assert_ptr_nonnull(big);
 	memset(big, ' ', WEB_BODY_MAX + 1);
 	big[WEB_BODY_MAX + 1] = '\0';
 	big[0] = 'x';
-	r = request(&w, "POST", "/api", GOOD, NULL, big, WEB_BODY_MAX);
+	r = tw_request(&w, "POST", "/api", TW_GOOD, NULL, big, WEB_BODY_MAX);
 	ck_assert_int_eq(r.status, 400);
-	ck_assert_int_eq(err_code(&r), -32700);
-	resp_free(&r);
-	r = request(&w, "POST", "/api", GOOD, NULL, big, WEB_BODY_MAX + 1);
-	assert_refused(&r, 413, "too_big");
-	resp_free(&r);
+	ck_assert_int_eq(tw_err_code(&r), -32700);
+	tw_resp_free(&r);
+	r = tw_request(&w, "POST", "/api", TW_GOOD, NULL, big, WEB_BODY_MAX + 1);
+	tw_assert_refused(&r, 413, "too_big");
+	tw_resp_free(&r);
 	/* Chunked, with no length, past the limit: the connection is closed. */
 	{
 		char head[512];
@@ -708,39 +448,39 @@ START_TEST(bad_requests)
 				 "POST /api HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: relm_web_%d=%s\r\n"
 				 "Origin: http://127.0.0.1:%d\r\nContent-Type: application/json\r\n"
 				 "Transfer-Encoding: chunked\r\n\r\n", w.port, w.port, w.token, w.port);
-		int fd = tcp_connect(w.port);
-		send_all(fd, head, (size_t)n);
+		int fd = tw_tcp_connect(w.port);
+		tw_send_all(fd, head, (size_t)n);
 		for (int i = 0; i < 20; i++) {             /* 20 × 64 KiB + ... */
 			char ch[16];
 			int k = snprintf(ch, sizeof ch, "%x\r\n", 65536);
-			send_all(fd, ch, (size_t)k);
-			send_all(fd, big, 65536);
-			send_all(fd, "\r\n", 2);
+			tw_send_all(fd, ch, (size_t)k);
+			tw_send_all(fd, big, 65536);
+			tw_send_all(fd, "\r\n", 2);
 		}
-		struct resp c = { 0 };
+		struct tw_resp c = { 0 };
 		size_t len;
-		char *raw = read_all(fd, 10000, &len, &c.eof);
+		char *raw = tw_read_all(fd, 10000, &len, &c.eof);
 		close(fd);
-		parse_resp(&c, raw, len);
+		tw_parse_resp(&c, raw, len);
 		ck_assert_msg(c.eof, "the connection stayed open");
 		ck_assert_int_ne(c.status, 200);
-		resp_free(&c);
+		tw_resp_free(&c);
 	}
 	free(big);
 	/* ... and relm-web goes on serving. */
-	r = api(&w, GOOD, create_req);
+	r = tw_api(&w, TW_GOOD, create_req);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
-	ck_assert_int_eq(protons(&w), 1);
+	tw_resp_free(&r);
+	ck_assert_int_eq(tw_protons(&w), 1);
 	td_kill_all();
 }
 END_TEST
 
 /* ---- security headers --------------------------------------------------------------------------------- */
 
-static void assert_headers(const struct resp *r)
+static void assert_headers(const struct tw_resp *r)
 {
-	const char *csp = hdr(r, "Content-Security-Policy");
+	const char *csp = tw_hdr(r, "Content-Security-Policy");
 	ck_assert_msg(csp, "no CSP: %.300s", r->raw);
 	ck_assert_ptr_nonnull(strstr(csp, "default-src 'self'"));
 	ck_assert_ptr_nonnull(strstr(csp, "script-src 'self'"));
@@ -749,15 +489,15 @@ static void assert_headers(const struct resp *r)
 	ck_assert_ptr_null(strstr(csp, "unsafe-eval"));
 	ck_assert_ptr_null(strstr(csp, "http"));
 	ck_assert_ptr_null(strstr(csp, "*"));
-	ck_assert_str_eq(hdr(r, "X-Content-Type-Options"), "nosniff");
-	ck_assert_str_eq(hdr(r, "Referrer-Policy"), "no-referrer");
-	ck_assert_str_eq(hdr(r, "Cache-Control"), "no-store");
-	ck_assert_ptr_null(hdr(r, "Access-Control-Allow-Origin"));
+	ck_assert_str_eq(tw_hdr(r, "X-Content-Type-Options"), "nosniff");
+	ck_assert_str_eq(tw_hdr(r, "Referrer-Policy"), "no-referrer");
+	ck_assert_str_eq(tw_hdr(r, "Cache-Control"), "no-store");
+	ck_assert_ptr_null(tw_hdr(r, "Access-Control-Allow-Origin"));
 }
 
 /* No address outside relm-web in what it serves (the SVG namespace is a
  * name, not a resource). */
-static void assert_self_contained(const struct resp *r)
+static void assert_self_contained(const struct tw_resp *r)
 {
 	const char *p = r->body;
 	while ((p = strstr(p, "http"))) {
@@ -775,64 +515,64 @@ static void assert_self_contained(const struct resp *r)
 
 START_TEST(security_headers)
 {
-	struct web w;
-	web_start(&w, "30");
+	struct tw_web w;
+	tw_web_start(&w, "30");
 	char path[80];
 	snprintf(path, sizeof path, "/?token=%s", w.token);
-	struct resp r = request(&w, "GET", path, 0, NULL, NULL, 0);
+	struct tw_resp r = tw_request(&w, "GET", path, 0, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 200);
 	assert_headers(&r);
 	assert_self_contained(&r);
 	ck_assert_ptr_null(strstr(r.body, "<script>"));          /* nothing inline */
 	ck_assert_ptr_null(strstr(r.body, " style="));
 	ck_assert_ptr_null(strstr(r.body, " onclick="));
-	resp_free(&r);
+	tw_resp_free(&r);
 	static const char *assets[] = { "/app.js", "/api.js", "/ui.js", "/conversation.js",
 					"/proton_views.js", "/tree.js", "/tree_view.js", "/app.css",
 					"/icon.svg" };
 	for (size_t i = 0; i < sizeof assets / sizeof *assets; i++) {
-		r = request(&w, "GET", assets[i], COOKIE, NULL, NULL, 0);
+		r = tw_request(&w, "GET", assets[i], TW_COOKIE, NULL, NULL, 0);
 		ck_assert_msg(r.status == 200, "%s: %d", assets[i], r.status);
 		assert_headers(&r);
 		assert_self_contained(&r);
 		ck_assert_ptr_null(strstr(r.body, "eval("));
 		ck_assert_ptr_null(strstr(r.body, "innerHTML"));
 		ck_assert_ptr_null(strstr(r.body, "new Function"));
-		resp_free(&r);
+		tw_resp_free(&r);
 	}
-	r = request(&w, "GET", "/", 0, NULL, NULL, 0);           /* 403 page */
+	r = tw_request(&w, "GET", "/", 0, NULL, NULL, 0);           /* 403 page */
 	assert_headers(&r);
-	resp_free(&r);
-	r = request(&w, "GET", "/nope", COOKIE, NULL, NULL, 0);
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/nope", TW_COOKIE, NULL, NULL, 0);
 	assert_headers(&r);
-	resp_free(&r);
-	r = api(&w, GOOD, create_req);
+	tw_resp_free(&r);
+	r = tw_api(&w, TW_GOOD, create_req);
 	assert_headers(&r);
-	resp_free(&r);
-	r = api(&w, GOOD, "nope");
+	tw_resp_free(&r);
+	r = tw_api(&w, TW_GOOD, "nope");
 	assert_headers(&r);
-	resp_free(&r);
-	r = request(&w, "POST", "/api", GOOD, "Content-Length: 9999999\r\n", NULL, 0);
+	tw_resp_free(&r);
+	r = tw_request(&w, "POST", "/api", TW_GOOD, "Content-Length: 9999999\r\n", NULL, 0);
 	assert_headers(&r);
-	resp_free(&r);
-	r = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, "relm:x", 6);
+	tw_resp_free(&r);
+	r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, "relm:x", 6);
 	assert_headers(&r);
-	resp_free(&r);
+	tw_resp_free(&r);
 	/* The event stream's headers (read with the first event, then closed). */
-	int fd = tcp_connect(w.port);
+	int fd = tw_tcp_connect(w.port);
 	char head[300];
 	int n = snprintf(head, sizeof head, "GET /events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 			 "Cookie: relm_web_%d=%s\r\n\r\n", w.port, w.port, w.token);
-	send_all(fd, head, (size_t)n);
+	tw_send_all(fd, head, (size_t)n);
 	size_t len;
 	int eof;
-	char *raw = read_all(fd, 1500, &len, &eof);
+	char *raw = tw_read_all(fd, 1500, &len, &eof);
 	close(fd);
-	parse_resp(&r, raw, len);
+	tw_parse_resp(&r, raw, len);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_str_eq(hdr(&r, "Content-Type"), "text/event-stream; charset=utf-8");
+	ck_assert_str_eq(tw_hdr(&r, "Content-Type"), "text/event-stream; charset=utf-8");
 	assert_headers(&r);
-	resp_free(&r);
+	tw_resp_free(&r);
 	td_kill_all();
 }
 END_TEST
@@ -841,30 +581,30 @@ END_TEST
 
 START_TEST(slow_clients)
 {
-	struct web w;
-	web_start(&w, "1");
+	struct tw_web w;
+	tw_web_start(&w, "1");
 	/* Half a request line, then silence. */
-	int slow = tcp_connect(w.port);
-	send_all(slow, "GET /app.js HT", 14);
+	int slow = tw_tcp_connect(w.port);
+	tw_send_all(slow, "GET /app.js HT", 14);
 	/* Others are served meanwhile. */
-	struct resp r = request(&w, "GET", "/app.js", COOKIE, NULL, NULL, 0);
+	struct tw_resp r = tw_request(&w, "GET", "/app.js", TW_COOKIE, NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	tw_resp_free(&r);
 	/* The silent one is closed by the idle timeout, without a response. */
 	size_t len;
 	int eof;
-	char *got = read_all(slow, 15000, &len, &eof);
+	char *got = tw_read_all(slow, 15000, &len, &eof);
 	ck_assert_msg(eof, "a silent client was not closed");
 	ck_assert_ptr_null(strstr(got, "200 OK"));
 	free(got);
 	close(slow);
 
 	/* Headers sent a byte at a time, slower than the timeout: closed too. */
-	slow = tcp_connect(w.port);
+	slow = tw_tcp_connect(w.port);
 	const char *req = "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n";
 	int closed = 0;
 	for (size_t i = 0; req[i] && !closed; i++) {
-		send_all(slow, req + i, 1);
+		tw_send_all(slow, req + i, 1);
 		struct pollfd p = { .fd = slow, .events = POLLIN };
 		if (poll(&p, 1, 1500) > 0)
 			closed = 1;       /* closed (or refused) before the request ended */
@@ -877,15 +617,15 @@ START_TEST(slow_clients)
 	 * served again. */
 	int fds[WEB_CONN_MAX];
 	for (int i = 0; i < WEB_CONN_MAX; i++) {
-		fds[i] = tcp_connect(w.port);
-		send_all(fds[i], "G", 1);
+		fds[i] = tw_tcp_connect(w.port);
+		tw_send_all(fds[i], "G", 1);
 	}
 	td_sleep_ms(200);
-	r = request(&w, "GET", "/app.js", COOKIE, NULL, NULL, 0);
+	r = tw_request(&w, "GET", "/app.js", TW_COOKIE, NULL, NULL, 0);
 	ck_assert_msg(r.status != 200 && r.eof, "a connection over the cap was served: %d", r.status);
-	resp_free(&r);
+	tw_resp_free(&r);
 	for (int i = 0; i < WEB_CONN_MAX; i++) {
-		got = read_all(fds[i], 15000, &len, &eof);
+		got = tw_read_all(fds[i], 15000, &len, &eof);
 		ck_assert(eof);
 		free(got);
 		close(fds[i]);
@@ -893,9 +633,9 @@ START_TEST(slow_clients)
 	long long end = td_now_ms() + 10000;
 	int served = 0;
 	while (!served && td_now_ms() < end) {
-		r = request(&w, "GET", "/app.js", COOKIE, NULL, NULL, 0);
+		r = tw_request(&w, "GET", "/app.js", TW_COOKIE, NULL, NULL, 0);
 		served = r.status == 200;
-		resp_free(&r);
+		tw_resp_free(&r);
 		if (!served)
 			td_sleep_ms(100);
 	}
@@ -906,154 +646,9 @@ END_TEST
 
 /* ---- the event stream ----------------------------------------------------------------------------------- */
 
-/* An SSE client over a raw socket: de-chunks the body and splits events. */
-struct sse_client {
-	int fd;
-	char *raw;                      /* bytes received, not yet de-chunked */
-	size_t raw_len;
-	char *body;                     /* de-chunked, not yet parsed into events */
-	size_t body_len;
-	int in_body;
-	int eof;
-	long chunk_left;                /* bytes of the current chunk still to come */
-};
-
-struct sse_event {
-	long long id;                   /* -1 when the event has no id: */
-	char type[32];
-	char *data;
-};
-
-static void sse_connect(struct sse_client *c, const struct web *w, const char *path, const char *extra)
-{
-	memset(c, 0, sizeof *c);
-	c->fd = tcp_connect(w->port);
-	char head[512];
-	int n = snprintf(head, sizeof head, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-			 "Cookie: relm_web_%d=%s\r\nAccept: text/event-stream\r\n%s\r\n",
-			 path, w->port, w->port, w->token, extra ? extra : "");
-	send_all(c->fd, head, (size_t)n);
-}
-
-static void sse_close(struct sse_client *c)
-{
-	close(c->fd);
-	free(c->raw);
-	free(c->body);
-}
-
-static void append(char **buf, size_t *len, const char *p, size_t n)
-{
-	*buf = realloc(*buf, *len + n + 1);
-	ck_assert_ptr_nonnull(*buf);
-	memcpy(*buf + *len, p, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-}
-
-/* Move what raw holds through the chunked decoding into body. */
-static void dechunk(struct sse_client *c)
-{
-	if (!c->in_body) {
-		char *e = c->raw ? strstr(c->raw, "\r\n\r\n") : NULL;
-		if (!e)
-			return;
-		ck_assert_msg(!strncmp(c->raw, "HTTP/1.1 200", 12), "%.200s", c->raw);
-		ck_assert_ptr_nonnull(strcasestr(c->raw, "Transfer-Encoding: chunked"));
-		size_t h = (size_t)(e + 4 - c->raw);
-		memmove(c->raw, c->raw + h, c->raw_len - h);
-		c->raw_len -= h;
-		c->in_body = 1;
-	}
-	for (;;) {
-		if (c->chunk_left > 0) {
-			size_t n = c->raw_len < (size_t)c->chunk_left ? c->raw_len : (size_t)c->chunk_left;
-			if (!n)
-				return;
-			append(&c->body, &c->body_len, c->raw, n);
-			memmove(c->raw, c->raw + n, c->raw_len - n);
-			c->raw_len -= n;
-			c->chunk_left -= (long)n;
-			if (c->chunk_left)
-				return;
-			c->chunk_left = -2;             /* the CRLF after the data */
-		}
-		if (c->chunk_left == -2) {
-			if (c->raw_len < 2)
-				return;
-			memmove(c->raw, c->raw + 2, c->raw_len - 2);
-			c->raw_len -= 2;
-			c->chunk_left = 0;
-		}
-		char *nl = c->raw_len ? memmem(c->raw, c->raw_len, "\r\n", 2) : NULL;
-		if (!nl)
-			return;
-		long size = strtol(c->raw, NULL, 16);
-		size_t h = (size_t)(nl + 2 - c->raw);
-		memmove(c->raw, c->raw + h, c->raw_len - h);
-		c->raw_len -= h;
-		if (size == 0) {
-			c->eof = 1;
-			return;
-		}
-		c->chunk_left = size;
-	}
-}
-
-/* The next event (comments skipped), or 0 after timeout_ms / the end. */
-static int sse_next(struct sse_client *c, struct sse_event *ev, int timeout_ms)
-{
-	long long end = td_now_ms() + timeout_ms;
-	for (;;) {
-		char *sep = c->body ? strstr(c->body, "\n\n") : NULL;
-		while (sep) {
-			size_t n = (size_t)(sep + 2 - c->body);
-			char *block = strndup(c->body, n);
-			memmove(c->body, c->body + n, c->body_len - n + 1);
-			c->body_len -= n;
-			memset(ev, 0, sizeof *ev);
-			ev->id = -1;
-			int fields = 0;
-			for (char *line = strtok(block, "\n"); line; line = strtok(NULL, "\n")) {
-				if (!strncmp(line, "id: ", 4)) {
-					ev->id = atoll(line + 4);
-					fields++;
-				} else if (!strncmp(line, "event: ", 7)) {
-					snprintf(ev->type, sizeof ev->type, "%s", line + 7);
-					fields++;
-				} else if (!strncmp(line, "data: ", 6)) {
-					ev->data = strdup(line + 6);
-					fields++;
-				}
-			}
-			free(block);
-			if (ev->data)
-				return 1;
-			(void)fields;                   /* a comment or retry: next */
-			sep = strstr(c->body, "\n\n");
-		}
-		if (c->eof)
-			return 0;
-		long long left = end - td_now_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		char buf[65536];
-		ssize_t r = recv(c->fd, buf, sizeof buf, 0);
-		if (r <= 0) {
-			c->eof = 1;
-			continue;
-		}
-		append(&c->raw, &c->raw_len, buf, (size_t)r);
-		dechunk(c);
-	}
-}
-
 /* Alice's relmd with relm-web in front, and bob's relmd: bob accepts
  * alice's invite, so alice has a relationship to send on. */
-static const char *relate(struct web *w, struct td_relmd *bob, char *rel, size_t n)
+static const char *relate(struct tw_web *w, struct td_relmd *bob, char *rel, size_t n)
 {
 	ck_assert_int_eq(td_relmd_start(bob, w->dir, "bob", w->mbox.port), 0);
 	cJSON *pa = td_must(w->relmd.sock, "proton.create", "{\"label\":\"alice\"}");
@@ -1069,7 +664,7 @@ static const char *relate(struct web *w, struct td_relmd *bob, char *rel, size_t
 	return rel;
 }
 
-static void send_text(const struct web *w, const char *rel, const char *body, char *id, size_t n)
+static void send_text(const struct tw_web *w, const char *rel, const char *body, char *id, size_t n)
 {
 	cJSON *r = td_must(w->relmd.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", rel, body);
 	snprintf(id, n, "%s", td_str(td_res(r), "message"));
@@ -1077,10 +672,10 @@ static void send_text(const struct web *w, const char *rel, const char *body, ch
 }
 
 /* Read events until one carries message id (and remember every id seen). */
-static long long read_until(struct sse_client *c, const char *message, long long *ids, int *nids)
+static long long read_until(struct tw_sse *c, const char *message, long long *ids, int *nids)
 {
-	struct sse_event ev;
-	while (sse_next(c, &ev, 10000)) {
+	struct tw_event ev;
+	while (tw_sse_next(c, &ev, 10000)) {
 		ck_assert_msg(ev.id >= 0 && !ev.type[0], "not an event of relmd's: %s", ev.data);
 		ids[(*nids)++] = ev.id;
 		int hit = strstr(ev.data, message) != NULL;
@@ -1094,16 +689,16 @@ static long long read_until(struct sse_client *c, const char *message, long long
 
 START_TEST(sse_resume)
 {
-	struct web w;
+	struct tw_web w;
 	struct td_relmd bob;
 	char rel[40], m1[40], m2[40], m3[40], m4[40];
-	web_start(&w, "30");
+	tw_web_start(&w, "30");
 	relate(&w, &bob, rel, sizeof rel);
 
-	struct sse_client c;
-	struct sse_event ev;
-	sse_connect(&c, &w, "/events", NULL);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	struct tw_sse c;
+	struct tw_event ev;
+	tw_sse_connect(&c, &w, "/events", NULL);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	ck_assert_str_eq(ev.type, "subscribed");
 	ck_assert_ptr_nonnull(strstr(ev.data, "\"gap\":false"));
 	{
@@ -1121,7 +716,7 @@ START_TEST(sse_resume)
 	long long last = read_until(&c, m2, ids, &nids);
 	for (int i = 1; i < nids; i++)
 		ck_assert_int_gt(ids[i], ids[i - 1]);
-	sse_close(&c);
+	tw_sse_close(&c);
 
 	/* Away: two more messages (each makes several events). */
 	send_text(&w, rel, "three", m3, sizeof m3);
@@ -1131,8 +726,8 @@ START_TEST(sse_resume)
 	 * once; no event at or before it. */
 	char extra[64];
 	snprintf(extra, sizeof extra, "Last-Event-ID: %lld\r\n", last);
-	sse_connect(&c, &w, "/events", extra);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	tw_sse_connect(&c, &w, "/events", extra);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	ck_assert_str_eq(ev.type, "subscribed");
 	ck_assert_ptr_nonnull(strstr(ev.data, "\"gap\":false"));
 	ck_assert_int_eq(ev.id, last);                     /* resumes after `last` */
@@ -1142,46 +737,46 @@ START_TEST(sse_resume)
 	ck_assert_int_eq(ids[0], last + 1);                 /* nothing missed... */
 	for (int i = 1; i < nids; i++)
 		ck_assert_int_eq(ids[i], ids[i - 1] + 1);   /* ...or repeated */
-	sse_close(&c);
+	tw_sse_close(&c);
 
 	/* The same with ?since=, and the header wins over it. */
 	char path[64];
 	snprintf(path, sizeof path, "/events?since=%lld", last);
-	sse_connect(&c, &w, path, NULL);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	tw_sse_connect(&c, &w, path, NULL);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	free(ev.data);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	ck_assert_int_eq(ev.id, last + 1);
 	free(ev.data);
-	sse_close(&c);
+	tw_sse_close(&c);
 	snprintf(extra, sizeof extra, "Last-Event-ID: %lld\r\n", ids[nids - 1] - 1);
-	sse_connect(&c, &w, "/events?since=0", extra);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	tw_sse_connect(&c, &w, "/events?since=0", extra);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	free(ev.data);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	ck_assert_int_eq(ev.id, ids[nids - 1]);
 	ck_assert_ptr_nonnull(strstr(ev.data, m4));
 	free(ev.data);
-	sse_close(&c);
+	tw_sse_close(&c);
 
 	/* Not a seq: refused. */
 	static const char *bad[] = { "Last-Event-ID: x\r\n", "Last-Event-ID: -1\r\n",
 				     "Last-Event-ID: 99999999999999999\r\n" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		struct resp r = request(&w, "GET", "/events", COOKIE, bad[i], NULL, 0);
-		assert_refused(&r, 400, "bad_request");
-		resp_free(&r);
+		struct tw_resp r = tw_request(&w, "GET", "/events", TW_COOKIE, bad[i], NULL, 0);
+		tw_assert_refused(&r, 400, "bad_request");
+		tw_resp_free(&r);
 	}
 
 	/* A quiet stream gets keepalives; relm-web stops promptly with a
 	 * stream open (SIGTERM: exit 0), and the stream ends. */
-	sse_connect(&c, &w, "/events", NULL);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	tw_sse_connect(&c, &w, "/events", NULL);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	free(ev.data);
 	ck_assert_int_eq(td_stop(&w.pid, SIGTERM, 5000), 0);
-	ck_assert_int_eq(sse_next(&c, &ev, 5000), 0);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 5000), 0);
 	ck_assert(c.eof);
-	sse_close(&c);
+	tw_sse_close(&c);
 	td_kill_all();
 }
 END_TEST
@@ -1190,32 +785,32 @@ END_TEST
 
 START_TEST(relmd_away)
 {
-	struct web w;
-	web_start(&w, "30");
-	struct sse_client c;
-	struct sse_event ev;
-	sse_connect(&c, &w, "/events", NULL);
-	ck_assert_int_eq(sse_next(&c, &ev, 10000), 1);
+	struct tw_web w;
+	tw_web_start(&w, "30");
+	struct tw_sse c;
+	struct tw_event ev;
+	tw_sse_connect(&c, &w, "/events", NULL);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 10000), 1);
 	free(ev.data);
 	ck_assert_int_eq(td_stop(&w.relmd.pid, SIGTERM, 5000), 0);
 	/* The stream ends (the browser would reconnect)... */
-	ck_assert_int_eq(sse_next(&c, &ev, 5000), 0);
+	ck_assert_int_eq(tw_sse_next(&c, &ev, 5000), 0);
 	ck_assert(c.eof);
-	sse_close(&c);
+	tw_sse_close(&c);
 	/* ...calls and new streams get a clear error... */
-	struct resp r = api(&w, GOOD, create_req);
-	assert_refused(&r, 502, "relmd_unavailable");
+	struct tw_resp r = tw_api(&w, TW_GOOD, create_req);
+	tw_assert_refused(&r, 502, "relmd_unavailable");
 	ck_assert_ptr_nonnull(strstr(r.body, w.relmd.sock));
-	resp_free(&r);
-	r = request(&w, "GET", "/events", COOKIE, NULL, NULL, 0);
-	assert_refused(&r, 503, "relmd_unavailable");
-	resp_free(&r);
+	tw_resp_free(&r);
+	r = tw_request(&w, "GET", "/events", TW_COOKIE, NULL, NULL, 0);
+	tw_assert_refused(&r, 503, "relmd_unavailable");
+	tw_resp_free(&r);
 	/* ...and when relmd is back, everything works again. */
 	ck_assert_int_eq(td_relmd_restart(&w.relmd), 0);
-	r = api(&w, GOOD, create_req);
+	r = tw_api(&w, TW_GOOD, create_req);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"result\""));
-	resp_free(&r);
+	tw_resp_free(&r);
 	td_kill_all();
 }
 END_TEST
@@ -1224,12 +819,12 @@ END_TEST
 
 START_TEST(qr_codes)
 {
-	struct web w;
-	web_start(&w, "30");
+	struct tw_web w;
+	tw_web_start(&w, "30");
 	const char *text = "relm:AAAAexample-invite-text";
-	struct resp r = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, text, strlen(text));
+	struct tw_resp r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, text, strlen(text));
 	ck_assert_int_eq(r.status, 200);
-	ck_assert_str_eq(hdr(&r, "Content-Type"), "image/svg+xml");
+	ck_assert_str_eq(tw_hdr(&r, "Content-Type"), "image/svg+xml");
 	ck_assert_int_eq(strncmp(r.body, "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ", 53), 0);
 	int size = atoi(r.body + 53);
 	/* A version-v code is 17 + 4v modules wide, plus 4 of quiet zone a side. */
@@ -1237,29 +832,29 @@ START_TEST(qr_codes)
 	ck_assert_int_ge(size, 29);
 	ck_assert_ptr_nonnull(strstr(r.body, "<path fill=\"#000\" d=\"M"));
 	ck_assert_ptr_null(strstr(r.body, text));           /* drawn, not written */
-	resp_free(&r);
+	tw_resp_free(&r);
 	/* The same text, the same picture. */
-	struct resp r2 = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, text, strlen(text));
-	struct resp r3 = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, text, strlen(text));
+	struct tw_resp r2 = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, text, strlen(text));
+	struct tw_resp r3 = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, text, strlen(text));
 	ck_assert_str_eq(r2.body, r3.body);
-	resp_free(&r2);
-	resp_free(&r3);
+	tw_resp_free(&r2);
+	tw_resp_free(&r3);
 	/* Empty, too long, wrong type, no Origin. */
-	r = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, "", 0);
-	assert_refused(&r, 400, "invalid_argument");
-	resp_free(&r);
+	r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, "", 0);
+	tw_assert_refused(&r, 400, "invalid_argument");
+	tw_resp_free(&r);
 	char *lng = malloc(WEB_QR_TEXT_MAX + 2);
 	memset(lng, 'a', WEB_QR_TEXT_MAX + 1);
-	r = request(&w, "POST", "/qr", COOKIE | ORIGIN | TEXT, NULL, lng, WEB_QR_TEXT_MAX + 1);
-	assert_refused(&r, 400, "invalid_argument");
-	resp_free(&r);
+	r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_TEXT, NULL, lng, WEB_QR_TEXT_MAX + 1);
+	tw_assert_refused(&r, 400, "invalid_argument");
+	tw_resp_free(&r);
 	free(lng);
-	r = request(&w, "POST", "/qr", COOKIE | ORIGIN | JSON, NULL, "{}", 2);
-	assert_refused(&r, 415, "content_type");
-	resp_free(&r);
-	r = request(&w, "POST", "/qr", COOKIE | TEXT, NULL, "x", 1);
-	assert_refused(&r, 403, "origin");
-	resp_free(&r);
+	r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_ORIGIN | TW_JSON, NULL, "{}", 2);
+	tw_assert_refused(&r, 415, "content_type");
+	tw_resp_free(&r);
+	r = tw_request(&w, "POST", "/qr", TW_COOKIE | TW_TEXT, NULL, "x", 1);
+	tw_assert_refused(&r, 403, "origin");
+	tw_resp_free(&r);
 	td_kill_all();
 }
 END_TEST
