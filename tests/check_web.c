@@ -269,14 +269,7 @@ static struct tw_resp get_host(const struct tw_web *w, const char *host)
 	int n = snprintf(head, sizeof head, "GET /app.js HTTP/1.1\r\n%s%s%sCookie: relm_web_%d=%s\r\n"
 			 "Connection: close\r\n\r\n", host ? "Host: " : "", host ? host : "",
 			 host ? "\r\n" : "", w->port, w->token);
-	int fd = tw_tcp_connect(w->port);
-	tw_send_all(fd, head, (size_t)n);
-	struct tw_resp r = { 0 };
-	size_t len;
-	char *raw = tw_read_all(fd, 10000, &len, &r.eof);
-	close(fd);
-	tw_parse_resp(&r, raw, len);
-	return r;
+	return tw_exchange(w->port, head, (size_t)n, NULL, 0);
 }
 
 START_TEST(host_checked)

@@ -167,6 +167,21 @@ const char *tw_hdr(const struct tw_resp *r, const char *name)
 }
 
 
+struct tw_resp tw_exchange(int port, const char *head, size_t head_len, const char *body,
+			   size_t body_len)
+{
+	int fd = tw_tcp_connect(port);
+	tw_send_all(fd, head, head_len);
+	if (body)
+		tw_send_all(fd, body, body_len);
+	struct tw_resp r = { 0 };
+	size_t len;
+	char *raw = tw_read_all(fd, 10000, &len, &r.eof);
+	close(fd);
+	tw_parse_resp(&r, raw, len);
+	return r;
+}
+
 /* One request on a fresh connection ("Connection: close"), the whole
  * response read.  extra: more header lines, each ending "\r\n". */
 struct tw_resp tw_request(const struct tw_web *w, const char *method, const char *path,
@@ -187,16 +202,7 @@ struct tw_resp tw_request(const struct tw_web *w, const char *method, const char
 		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
 	n += snprintf(head + n, sizeof head - (size_t)n, "%s\r\n", extra ? extra : "");
 	ck_assert_int_lt(n, (int)sizeof head);
-	int fd = tw_tcp_connect(w->port);
-	tw_send_all(fd, head, (size_t)n);
-	if (body)
-		tw_send_all(fd, body, body_len);
-	struct tw_resp r = { 0 };
-	size_t len;
-	char *raw = tw_read_all(fd, 10000, &len, &r.eof);
-	close(fd);
-	tw_parse_resp(&r, raw, len);
-	return r;
+	return tw_exchange(w->port, head, (size_t)n, body, body_len);
 }
 
 struct tw_resp tw_api(const struct tw_web *w, unsigned flags, const char *body)

@@ -86,6 +86,10 @@ void tw_parse_resp(struct tw_resp *r, char *raw, size_t n);
  * static copy: use before the next call. */
 const char *tw_hdr(const struct tw_resp *r, const char *name);
 
+/* head (and body, if not NULL) on a fresh connection; the whole response. */
+struct tw_resp tw_exchange(int port, const char *head, size_t head_len, const char *body,
+			   size_t body_len);
+
 /* One request on a fresh connection ("Connection: close"), the whole
  * response read.  extra: more header lines, each ending "\r\n". */
 struct tw_resp tw_request(const struct tw_web *w, const char *method, const char *path,
