@@ -62,7 +62,9 @@ LIB_SRC  = $(sort $(wildcard lib/*.c lib/*/*.c))
 #   daemon/relmctl         the command-line client
 PROG_MAIN = daemon/relmd/relmd.c daemon/relmctl/relmctl.c daemon/mailbox_server/relm-mailbox.c
 PROGRAMS = $(basename $(notdir $(PROG_MAIN)))
-DMN_SRC  = $(filter-out $(PROG_MAIN),$(sort $(wildcard daemon/*.c daemon/*/*.c)))
+#   daemon/web             relm-web, the browser front end (its own libraries:
+#                          libmicrohttpd, libqrencode; see the relm-web section)
+DMN_SRC  = $(filter-out $(PROG_MAIN) daemon/web/%,$(sort $(wildcard daemon/*.c daemon/*/*.c)))
 # tests/: one Check suite per module (tests/check_<module>.c), helpers in
 # tests/util_*.c, shell/integration drivers in tests/*.sh
 TEST_SRC = $(sort $(wildcard tests/check_*.c))
@@ -72,7 +74,7 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 DMN_OBJ  = $(DMN_SRC:%.c=$(BUILD)/%.o)
 TUTIL_OBJ = $(TUTIL_SRC:%.c=$(BUILD)/%.o)
 TESTS    = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-PROGS    = $(PROGRAMS:%=$(BUILD)/%)
+PROGS    = $(PROGRAMS:%=$(BUILD)/%) $(BUILD)/relm-web
 DEPS_OK  = $(BUILD)/.deps-ok
 
 .SECONDARY:
@@ -129,9 +131,52 @@ $(foreach m,$(PROG_MAIN),$(eval $(call program,$(m))))
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
+# ---- relm-web: the browser front end (daemon/web, proto/web.md) ------------
+# HTTP through libmicrohttpd, QR codes through libqrencode; the page's files
+# (daemon/web/assets/) are compiled into the binary by embed.sh (xxd -i), so
+# relm-web serves nothing from outside itself.
+WEB_PKGS      = libmicrohttpd libqrencode
+WEB_DEB_PKGS  = libmicrohttpd-dev libqrencode-dev xxd
+WEB_CFLAGS    = $(shell $(PKG_CONFIG) --cflags $(WEB_PKGS))
+WEB_LIBS      = $(shell $(PKG_CONFIG) --libs $(WEB_PKGS)) -lpthread
+WEB_DEPS_OK   = $(BUILD)/.web-deps-ok
+WEB_SRC       = $(sort $(wildcard daemon/web/*.c))
+WEB_OBJ       = $(WEB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o
+WEB_ASSETS    = $(sort $(wildcard daemon/web/assets/*))
+
+$(WEB_DEPS_OK): | $(DEPS_OK)
+	$(call need_debs,$(WEB_DEB_PKGS))
+	$(Q)$(PKG_CONFIG) --exists $(WEB_PKGS) || { echo "error: pkg-config cannot find $(WEB_PKGS)" >&2; exit 1; }
+	$(Q)touch $@
+
+$(BUILD)/daemon/web/%.o: daemon/web/%.c | $(WEB_DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(WEB_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/web_assets.c: daemon/web/embed.sh $(WEB_ASSETS) | $(WEB_DEPS_OK)
+	$(call say,GEN,$@)mkdir -p $(dir $@) && sh daemon/web/embed.sh $@.tmp $(WEB_ASSETS) && mv $@.tmp $@
+
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/relm-web: $(WEB_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $(WEB_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(WEB_LIBS) -o $@
+
+# check_web also links relm-web's pure checks (guard.c) to test them directly.
+$(BUILD)/tests/check_web: $(BUILD)/tests/check_web.o $(BUILD)/daemon/web/guard.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/daemon/web/guard.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
+
+# The browser test (tests/test_web.sh): Debian's Chromium, its driver and
+# Selenium, and zbarimg to read the QR codes back; installed like every
+# other dependency.
+BROWSER_DEB_PKGS = chromium chromium-driver python3-selenium zbar-tools
+BROWSER_DEPS_OK  = $(BUILD)/.browser-deps-ok
+$(BROWSER_DEPS_OK): | $(DEPS_OK)
+	$(call need_debs,$(BROWSER_DEB_PKGS))
+	$(Q)touch $@
+
 # ---- tests -----------------------------------------------------------------
 # Every suite runs even if an earlier one fails; the exit status is the OR.
-check: $(TESTS) $(PROGS) purity
+check: $(TESTS) $(PROGS) purity | $(BROWSER_DEPS_OK)
 	$(Q)fail=0; for t in $(TESTS); do \
 	  echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; \
 	done; \

@@ -120,6 +120,14 @@ static void kid_del(pid_t pid)
 			kids[i] = 0;
 }
 
+static pid_t spawn(const char *prog, char *const argv[], const char *out_path,
+                   const char *log_path);
+
+pid_t td_spawn(const char *prog, char *const argv[], const char *out_path, const char *log_path)
+{
+	return spawn(prog, argv, out_path, log_path);
+}
+
 /* fork + exec $BUILD/prog argv, stdout to out_path (or /dev/null), stderr to
  * log_path (appended: a restart keeps the earlier log). */
 static pid_t spawn(const char *prog, char *const argv[], const char *out_path,

@@ -80,6 +80,11 @@ pid_t td_spawn_piped(char *const argv[], int *out_fd, int *err_fd);
  * td_spawn_piped).  Its exit status (0..255, or 128 + the signal), or -1
  * when it was still running after timeout_ms (it is then killed). */
 int td_run(char *const argv[], char *out, size_t outn, char *err, size_t errn, int timeout_ms);
+/* fork + exec $BUILD/<prog> with argv (argv[0] included), stdout to
+ * out_path (or /dev/null), stderr appended to log_path; the child dies with
+ * the test and td_kill_all() reaps it.  The pid, or -1 (not built, fork
+ * failed). */
+pid_t td_spawn(const char *prog, char *const argv[], const char *out_path, const char *log_path);
 
 /* Send sig to pid and wait up to timeout_ms for it to exit.  Returns the
  * wait status, or -1 (then it was SIGKILLed and reaped).  *pid = 0 after. */
