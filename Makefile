@@ -78,7 +78,7 @@ PROGS    = $(PROGRAMS:%=$(BUILD)/%) $(BUILD)/relm-web
 DEPS_OK  = $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: all check purity asan valgrind ct fuzz bench demo install clean deps crash-long soak
+.PHONY: all check purity asan sim valgrind ct fuzz bench demo install clean deps crash-long soak
 all: $(PROGS) $(BUILD)/librelm.a
 
 # ---- dependencies: install missing Debian packages ----------------------
@@ -128,6 +128,21 @@ $(BUILD)/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/libdaemon.a $(
 endef
 $(foreach m,$(PROG_MAIN),$(eval $(call program,$(m))))
 
+# ---- the deterministic simulator (tests/sim, proto/invariants.md) ---------
+# Many devices of two protons in one process, on the real engine; `make
+# check` runs a few thousand schedules, `make sim` the big grid.
+SIM_SRC   = $(sort $(wildcard tests/sim/*.c))
+SIM_OBJ   = $(SIM_SRC:%.c=$(BUILD)/%.o)
+SIM_SEEDS ?= 100000
+SIM_SEED  ?= 1
+$(BUILD)/relm-sim: $(SIM_OBJ) $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
+
+sim: $(BUILD)/relm-sim
+	$(Q)$(BUILD)/relm-sim --seeds $(SIM_SEEDS) --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --scenario all --seeds 2000 --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --seeds 20000 --seed $(SIM_SEED) --crash 0.02
+
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
@@ -176,10 +191,20 @@ $(BROWSER_DEPS_OK): | $(DEPS_OK)
 
 # ---- tests -----------------------------------------------------------------
 # Every suite runs even if an earlier one fails; the exit status is the OR.
-check: $(TESTS) $(PROGS) purity | $(BROWSER_DEPS_OK)
+check: $(TESTS) $(PROGS) $(BUILD)/relm-sim purity | $(BROWSER_DEPS_OK)
 	$(Q)fail=0; for t in $(TESTS); do \
 	  echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; \
 	done; \
+	seed=$${RELM_SEED:-$(SIM_SEED)}; \
+	echo "== relm-sim (seed $$seed)"; \
+	$(BUILD)/relm-sim --seeds 2000 --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --scenario all --seeds 40 --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --seeds 200 --seed $$seed --crash 0.02 || fail=1; \
+	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
+	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --scenario ce4 --seeds 300 --mutate no-carry --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --seeds 40 --no-clock-sync --expect-fail >/dev/null || fail=1; \
 	for s in $(sort $(wildcard tests/test_*.sh)); do \
 	  echo "== $$s"; BUILD=$(BUILD) sh $$s || fail=1; \
 	done; \

@@ -519,7 +519,7 @@ static void on_receipt(struct relm_rel *rel, const struct relm_env *env,
 	for (size_t i = 0; i < p->nacks; i++) {
 		const struct relm_ack *a = &p->acks[i];
 		int n = relm_tree_find_pub(&rel->tree, a->dh, 1), o;
-		relm__note_acked(rel, env, a->id);
+		relm__note_acked(rel, env, a->id, a->dh);
 		/* The receipt names the envelope: only the node it was accepted
 		 * on becomes valid (FINDINGS F7), not every node the id was sent on. */
 		if (n >= 0)

@@ -87,7 +87,7 @@ struct relm_pending {
 
 enum {
 	RELM_RECENT_IDS = 64,           /* accepted incoming ids kept in the state */
-	RELM_ACKED_RING = 16,           /* ids the remote receipted lately (multi-device) */
+	RELM_ACKED_RING = 16,           /* acks the remote sent lately (multi-device) */
 };
 
 struct relm_rel_stats {
@@ -159,7 +159,14 @@ struct relm_rel {
 	uint32_t npcopies;
 	uint8_t pruned[RELM_PRUNED_RING][RELM_ID_LEN];   /* nodes pruned lately, oldest first */
 	uint32_t npruned;
-	uint8_t acked[RELM_ACKED_RING][RELM_ID_LEN];     /* ids receipted lately, oldest first */
+	/* Acknowledgements the remote's receipts carried lately, oldest first:
+	 * the message id and the ratchet key it was accepted on.  A sibling's
+	 * node placed after the receipt was read is valid from the start
+	 * (proto/devices.md §5.3). */
+	struct relm_acked {
+		uint8_t id[RELM_ID_LEN];
+		uint8_t dh[RELM_KEY_LEN];
+	} acked[RELM_ACKED_RING];
 	uint32_t nacked;
 	uint8_t batch_first[RELM_ID_LEN]; /* first acknowledgement of the receipt batch */
 	uint64_t repair_ms;             /* when this device last asked a sibling for state */

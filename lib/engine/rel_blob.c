@@ -106,7 +106,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
-	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)(rel->npruned + rel->nacked) * 16 +
+	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)rel->npruned * 16 + (size_t)rel->nacked * 48 +
 	        16 + 8 + 1;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
@@ -191,7 +191,10 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	w_u8(&w, (uint8_t)rel->npruned);
 	w_put(&w, rel->pruned, (size_t)rel->npruned * RELM_ID_LEN);
 	w_u8(&w, (uint8_t)rel->nacked);
-	w_put(&w, rel->acked, (size_t)rel->nacked * RELM_ID_LEN);
+	for (uint32_t i = 0; i < rel->nacked; i++) {
+		w_put(&w, rel->acked[i].id, RELM_ID_LEN);
+		w_put(&w, rel->acked[i].dh, RELM_KEY_LEN);
+	}
 	w_put(&w, rel->batch_first, RELM_ID_LEN);
 	w_u64(&w, rel->repair_ms);
 	w_u8(&w, rel->sibling_session);
@@ -442,7 +445,10 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->npruned = k;
 		if ((k = r_u8(&r)) > RELM_ACKED_RING)
 			goto fail;
-		r_get(&r, rel->acked, (size_t)k * RELM_ID_LEN);
+		for (uint32_t i = 0; i < k; i++) {
+			r_get(&r, rel->acked[i].id, RELM_ID_LEN);
+			r_get(&r, rel->acked[i].dh, RELM_KEY_LEN);
+		}
 		rel->nacked = k;
 		r_get(&r, rel->batch_first, RELM_ID_LEN);
 		rel->repair_ms = r_u64(&r);

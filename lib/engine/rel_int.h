@@ -63,7 +63,8 @@ int relm__place_pcopies(struct relm_rel *rel, const struct relm_env *env, struct
  * triggers repair).  before: the ids present before the deletion. */
 void relm__note_pruned(struct relm_rel *rel, const uint8_t (*before)[RELM_ID_LEN], uint32_t nbefore);
 /* Remember an id the remote receipted. */
-void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN]);
+void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN],
+                      const uint8_t dh[RELM_KEY_LEN]);
 /* The receipt delay rank of this device for a batch starting with ack id
  * (devices.md §5.2): 0 for a single device. */
 uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *env,

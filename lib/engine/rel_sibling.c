@@ -203,10 +203,33 @@ static int ring_has(const uint8_t (*ring)[RELM_ID_LEN], uint32_t n, const uint8_
 	return 0;
 }
 
-void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN])
+void relm__note_acked(struct relm_rel *rel, const struct relm_env *env, const uint8_t id[RELM_ID_LEN],
+                      const uint8_t dh[RELM_KEY_LEN])
 {
-	if (relm__multi(rel, env))
-		ring_push(rel->acked, &rel->nacked, RELM_ACKED_RING, id);
+	struct relm_acked a;
+
+	if (!relm__multi(rel, env))
+		return;
+	for (uint32_t i = 0; i < rel->nacked; i++)
+		if (!memcmp(rel->acked[i].id, id, RELM_ID_LEN) && !memcmp(rel->acked[i].dh, dh, RELM_KEY_LEN))
+			return;
+	memcpy(a.id, id, RELM_ID_LEN);
+	memcpy(a.dh, dh, RELM_KEY_LEN);
+	if (rel->nacked == RELM_ACKED_RING) {
+		memmove(&rel->acked[0], &rel->acked[1], (RELM_ACKED_RING - 1) * sizeof a);
+		rel->nacked--;
+	}
+	rel->acked[rel->nacked++] = a;
+}
+
+/* Did a receipt read lately acknowledge message id (any key), or anything
+ * on ratchet key dh (id NULL)? */
+static int acked_has(const struct relm_rel *rel, const uint8_t *id, const uint8_t *dh)
+{
+	for (uint32_t i = 0; i < rel->nacked; i++)
+		if (id ? !memcmp(rel->acked[i].id, id, RELM_ID_LEN) : !memcmp(rel->acked[i].dh, dh, RELM_KEY_LEN))
+			return 1;
+	return 0;
 }
 
 void relm__note_pruned(struct relm_rel *rel, const uint8_t (*before)[RELM_ID_LEN], uint32_t nbefore)
@@ -272,6 +295,9 @@ static int place_node(struct relm_rel *rel, const struct relm_env *env, int pare
 	relm_node_id(nd.id, par->id, pub);
 	nd.depth = par->depth + 1;
 	nd.flags = RELM_NODE_OURS | RELM_NODE_PRIV | RELM_NODE_CHAIN;
+	/* the remote's receipt for a message on it came first */
+	if (acked_has(rel, NULL, pub))
+		nd.flags |= RELM_NODE_ACKED;
 	nd.pn = pn;
 	nd.created_ms = relm__now(env);
 	relm__chain_advance(&nd, used_n + 1);
@@ -437,7 +463,7 @@ static int record_sibling_message(struct relm_rel *rel, const struct relm_env *e
 	if (!relm__is_dup(rel, env, p->id, fx) &&
 	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SIBLING)) != 0)
 		return rc;
-	if (ring_has((const uint8_t (*)[RELM_ID_LEN])rel->acked, rel->nacked, p->id))
+	if (acked_has(rel, p->id, NULL))
 		return 0;                      /* the remote receipted it already */
 	if ((o = relm__find_outgoing(rel, p->id)) >= 0) {
 		struct relm_outgoing *out = &rel->out[o], was = *out;

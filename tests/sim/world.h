@@ -1,0 +1,248 @@
+/*
+ * world.h — the simulated world's insides, shared by the files of
+ * tests/sim (sim.h is what the command line sees).
+ */
+#ifndef RELM_SIM_WORLD_H
+#define RELM_SIM_WORLD_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include "sim.h"
+#include "engine/rel.h"
+#include "engine/env.h"
+#include "engine/effects.h"
+
+/* Event types of the queue. */
+enum {
+	SIM_EV_ARRIVE = 1,   /* a post reaches a side's mailbox (arg: transit index) */
+	SIM_EV_READ,         /* a sibling frame became readable for (side, dev) */
+	SIM_EV_DOREAD,       /* the device reads what it can */
+	SIM_EV_TICK,         /* the device's engine timer */
+	SIM_EV_SEND,         /* the user types (waits while the device is down) */
+	SIM_EV_SEND_ONLINE,  /* the user types the moment the device is on line */
+	SIM_EV_OFFLINE,      /* the device goes off-line for arg ms */
+	SIM_EV_ONLINE,
+	SIM_EV_RESTART       /* a crashed device comes back */
+};
+
+/* Frames on a sibling channel. */
+enum {
+	SIM_F_SIB = 1,       /* a sibling message (copy or carry, type byte first) */
+	SIM_F_STATE_REQ,     /* "send me your state" */
+	SIM_F_STATE          /* SIM_F_STATE ‖ a state blob (relm_rel_encode) */
+};
+
+/* step() when the device crashed inside the step. */
+enum { SIM_CRASHED = -100000 };
+
+struct sim_ev {
+	uint64_t t;
+	uint64_t seq;        /* insertion order: ties keep it */
+	int type;
+	int side, dev;
+	intptr_t arg;
+};
+
+/* A post on its way to, or stored in, a side's mailbox. */
+struct sim_mail {
+	uint8_t *buf;
+	size_t len;
+	int to;
+};
+
+/* A side's relationship mailbox: an append-only log. */
+struct sim_box {
+	struct sim_mail *v;
+	size_t n, cap;
+};
+
+struct sim_frame {
+	uint8_t *buf;
+	size_t len;
+	int kind;            /* SIM_F_* */
+	uint64_t avail;      /* readable from (world time) */
+};
+
+/* One ordered pair of siblings: frames in order. */
+struct sim_chan {
+	struct sim_frame *v;
+	size_t n, cap;
+};
+
+/* Committed, not yet posted. */
+struct sim_post {
+	int sib;             /* -1: the remote's mailbox, else the sibling's index */
+	int kind;
+	uint8_t *buf;
+	size_t len;
+};
+
+/* An envelope this device sealed in the step, with its plaintext (the
+ * observe hook), to tell the checker what the remote will see. */
+struct sim_obs {
+	uint8_t hash[32];
+	uint8_t *pt;
+	size_t ptlen;
+	uint64_t at;
+};
+
+/* A history row. */
+struct sim_msg {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t in, origin;
+	int kind;
+	uint64_t ts;
+	uint8_t *body;
+	size_t len;
+	int delivered, failed;
+};
+
+/* A row of the retransmission queue (the store's `outgoing`). */
+struct sim_outrec {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t *body;
+	size_t len;
+	int kind;
+	uint64_t ts;
+	uint32_t tries;
+	uint64_t next_ms;
+	int sibling;
+	uint8_t last_node[RELM_ID_LEN];
+};
+
+/* A row of the store's `acks`. */
+struct sim_ack {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t dh[RELM_KEY_LEN];
+	uint32_t n;
+};
+
+/* A row of the store's `pending`. */
+struct sim_pend {
+	uint8_t hash[RELM_ID_LEN];
+	uint8_t *buf;
+	size_t len;
+	uint64_t t;
+};
+
+struct sim_world;
+
+struct sim_dev {
+	struct sim_world *w;
+	int side, idx;
+	char name[16];
+	struct relm_env env;
+	uint64_t clock;                    /* the device's own time (env reads it) */
+	int64_t skew, corr;                /* clock = world + skew + corr */
+	struct relm_devices devs;
+	struct relm_rel *rel;              /* live state */
+	uint8_t *saved;                    /* committed state */
+	size_t saved_len;
+	struct sim_msg *hist;
+	size_t nhist, caphist;
+	struct sim_outrec *outrec;
+	size_t nout, capout;
+	struct sim_ack *acks;
+	size_t nacks, capacks;
+	struct sim_pend *pend;
+	size_t npend, cappend;
+	struct sim_post *outbox;
+	size_t noutbox, capoutbox;
+	struct sim_obs *obs;
+	size_t nobs, capobs;
+	uint8_t (*retry)[RELM_ID_LEN];     /* sends a crash interrupted */
+	size_t nretry, capretry;
+	int online, down, read_armed;
+	int send_when_online;
+	double pace_ms;                    /* how soon it reads after new mail */
+	uint64_t tick_at;                  /* the queued timer, 0: none */
+	size_t cursor;                     /* in its side's mailbox */
+	size_t sib_cursor[SIM_MAX_DEV];    /* in each sibling's channel to it */
+	uint64_t dup_deliveries, undecryptable;
+};
+
+/* A message a user typed. */
+struct sim_sent {
+	uint8_t id[RELM_ID_LEN];
+	int side;
+	uint64_t t;                        /* world time it was typed */
+};
+
+/* What one side's remote received (privacy measurements, check.c). */
+struct sim_seen {
+	uint8_t dh[RELM_KEY_LEN];
+	uint32_t n;
+	uint8_t nonce[RELM_NONCE_LEN];
+	uint8_t hash[32];                  /* of the envelope */
+};
+
+struct sim_remote {
+	struct sim_seen *v;
+	size_t n, cap;
+	uint64_t bad_size, id_leak;
+	/* acknowledgements by message id: how often each id was acknowledged */
+	struct { uint8_t id[RELM_ID_LEN]; uint32_t count; } *acked;
+	size_t nacked, capacked;
+};
+
+struct sim_world {
+	struct sim_cfg cfg;
+	struct sim_result *res;
+	uint64_t rng;
+	uint64_t now;
+	struct sim_ev *ev;
+	size_t nev, capev;
+	uint64_t evseq;
+	struct sim_dev dev[SIM_SIDES][SIM_MAX_DEV];
+	struct sim_chan chan[SIM_SIDES][SIM_MAX_DEV][SIM_MAX_DEV];  /* [side][from][to] */
+	struct sim_box box[SIM_SIDES];
+	struct sim_mail *transit;
+	size_t ntransit, captransit;
+	uint64_t typed;
+	struct sim_sent *sent_ids;
+	size_t nsent, capsent;
+	uint64_t forks;                    /* fork.detected on A1 */
+	uint64_t t0;                       /* the set-up is done: schedules start here */
+	uint64_t sched_end;                /* the last scheduled user action ends */
+	size_t in_transit;                 /* posts not yet in a mailbox */
+	int crashy;                        /* the schedule crashes devices */
+	struct sim_remote remote[SIM_SIDES];  /* [s]: what side s sent to the other */
+};
+
+/* Make room for one more element of a growing array (abort on no memory). */
+#define GROW(v, n, cap) do { \
+	if ((n) == (cap)) { \
+		(cap) = (cap) ? 2 * (cap) : 16; \
+		if (!((v) = realloc((v), (cap) * sizeof *(v)))) \
+			abort(); \
+	} \
+} while (0)
+
+/* world.c */
+void sim_trace(struct sim_world *w, const struct sim_dev *d, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+const char *sim_short(const uint8_t *id);
+void sim_push(struct sim_world *w, uint64_t t, int type, int side, int dev, intptr_t arg);
+void sim_dev_clock(struct sim_dev *d);
+struct sim_msg *sim_hist_find(struct sim_dev *d, const uint8_t id[RELM_ID_LEN]);
+void sim_crash(struct sim_dev *d);
+void sim_fail(struct sim_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sim_event(struct sim_world *w);
+void sim_world_init(struct sim_world *w, const struct sim_cfg *cfg, struct sim_result *res);
+void sim_world_free(struct sim_world *w);
+void sim_world_pair(struct sim_world *w);
+/* The user of d types a message now (an id from the world). */
+void sim_type_now(struct sim_world *w, struct sim_dev *d);
+
+/* check.c */
+/* d posts an envelope to the remote: record what the remote learns. */
+void sim_record_remote(struct sim_world *w, const struct sim_dev *d, const uint8_t *env, size_t len,
+                       const uint8_t *pt, size_t ptlen, uint64_t sealed_at);
+void sim_remote_free(struct sim_world *w);
+/* After the drain: the invariants, convergence and the metrics into w->res. */
+void sim_check(struct sim_world *w);
+/* 1 when both sides' devices choose one chain; else 0 and why. */
+int sim_converged(struct sim_world *w, char *why, size_t n);
+
+#endif
