@@ -1,8 +1,8 @@
 /*
- * check_api.c — every method relmd serves, through the real relmd (issue
- * 4): happy paths with the result shapes of DESIGN §8 / proto/api.md, and
- * the error paths with their stable data.code; the methods of later issues
- * answer not_implemented; SIGTERM leaves a clean store with the right
+ * check_api.c — every method relmd serves, through the real relmd:
+ * happy paths with the result shapes of proto/api.md §4, and the error
+ * paths with their stable data.code; the methods not yet served answer
+ * not_implemented; SIGTERM leaves a clean store with the right
  * modes; every event type with exactly the members proto/api.md §6 lists,
  * live and replayed alike.  The programs come from $BUILD (util_daemon.h).
  */

@@ -353,7 +353,7 @@ START_TEST(test_skip_total_cap)
 }
 END_TEST
 
-/* ---- synchronous send conflicts (seed, DESIGN §5) ------------------------ */
+/* ---- synchronous send conflicts (proto/ratchet.md §3, §5.3, §7) ----------- */
 
 START_TEST(test_conflict_same_counter)
 {
@@ -377,7 +377,7 @@ START_TEST(test_conflict_same_counter)
 	ck_assert(memcmp(e1.buf + 2, e2.buf + 2, 40) == 0);  /* same key, pn and n */
 	ck_assert_int_eq(tu_recv(&b, e1.buf, e1.len), 0);
 	if (strict) {
-		ck_assert_int_ne(tu_recv(&b, e2.buf, e2.len), 0);   /* the seed: reject the second */
+		ck_assert_int_ne(tu_recv(&b, e2.buf, e2.len), 0);   /* strict: reject the second (proto/ratchet.md §7) */
 		ck_assert(!tu_hist_has(&b, id2, 1));
 	} else {
 		ck_assert_int_eq(tu_recv(&b, e2.buf, e2.len), 0);   /* tree: accepts both */

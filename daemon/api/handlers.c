@@ -1,5 +1,5 @@
 /*
- * handlers.c — the engine-backed methods of the socket API (proto/api.md),
+ * handlers.c — the engine-backed methods of the socket API (proto/api.md §4),
  * one handler per method, named after it (see handlers.h for how they
  * reach the application).  Parameters arrive validated against the method
  * table (methods.c): ids are 32 lowercase hex characters, strings are

@@ -1,5 +1,5 @@
 /*
- * rel.h — one relationship: the double ratchet as a tree (DESIGN §5), with
+ * rel.h — one relationship: the double ratchet as a tree (proto/ratchet.md), with
  * receipts, retransmission until receipt, de-duplication by message id and
  * the pending set.  This is the engine step API:
  *
@@ -16,8 +16,8 @@
  *                     nodes, trial decryption, pending set, fork rule.
  *   RELM_MODE_STRICT  a plain single-device Double Ratchet (Signal, 2016):
  *                     eager DH step, one state, rejects anything else.  It
- *                     is the remote party of the seed's "recipient with a
- *                     single device", used in tests against the tree.
+ *                     is the plain single-device remote of proto/ratchet.md
+ *                     §7, used in tests against the tree.
  * Both modes produce the same wire format; a strict peer cannot tell.
  *
  * Sides: 'a' is the inviter, 'b' the accepter (x3dh.h).
@@ -60,7 +60,7 @@ struct relm_outgoing {
 	uint32_t body_len;
 	uint32_t tries;
 	uint64_t next_ms;               /* next retransmission */
-	uint8_t last_node[RELM_ID_LEN]; /* node of the last try (F2 probe) */
+	uint8_t last_node[RELM_ID_LEN]; /* node of the last try (rotation, proto/ratchet.md §6.3) */
 	uint8_t sibling;                /* a sibling's message: retransmitted here only
 	                                 * once next_ms (the takeover time) passes */
 };
@@ -105,7 +105,7 @@ struct relm_rel {
 	uint8_t ad[RELM_AD_LEN];
 	uint8_t ipk_self[RELM_SIGN_PK_LEN];
 	uint8_t ipk_remote[RELM_SIGN_PK_LEN];
-	/* The mailbox this side reads (derived, DESIGN §4) and its key. */
+	/* The mailbox this side reads (derived, proto/wire.md §4.1) and its key. */
 	uint8_t mbox_pk[RELM_SIGN_PK_LEN];
 	uint8_t mbox_sk[RELM_SIGN_SK_LEN];   /* secret */
 	uint8_t remote_mbox_pk[RELM_SIGN_PK_LEN];      /* the mailbox the other side reads */
@@ -200,7 +200,7 @@ int relm_rel_ack_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN],
 /* Give back a pending envelope loaded from the store. */
 int relm_rel_pending_load(struct relm_rel *rel, const uint8_t *buf, size_t len, uint64_t t_ms);
 
-/* ---- setup (DESIGN §4) ---------------------------------------------------
+/* ---- setup (proto/ratchet.md §8, proto/wire.md §4) ------------------------
  * Accepter: run X3DH against inv, make the relationship and its first
  * (initial) envelope, a `hello` carrying my_mailbox_host ("host:port" of the
  * server where this side's mailbox lives), posted to the invite's mailbox.
