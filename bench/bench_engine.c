@@ -61,6 +61,7 @@
 #include "engine/effects.h"
 #include "wire/invite.h"
 #include "crypto/crypto.h"
+#include "crypto/x3dh.h"
 #include "error.h"
 #include "limits.h"
 

@@ -74,7 +74,7 @@
 #include "engine/env.h"
 #include "error.h"
 #include "wire/invite.h"
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "store/store.h"
 
 enum {

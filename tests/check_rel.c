@@ -41,21 +41,7 @@ static void advance(uint64_t ms)
 static void settle(struct tu_party *a, struct tu_party *b, int rounds)
 {
 	for (int r = 0; r < rounds; r++) {
-		while (a->nout || b->nout) {
-			while (a->nout) {
-				struct tu_blob e = tu_take(a, 0);
-				tu_recv(b, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-			while (b->nout) {
-				struct tu_blob e = tu_take(b, 0);
-				tu_recv(a, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-		}
-		advance(3000);
-		tu_tick(a);
-		tu_tick(b);
+		tu_exchange(a, b, &clock_ms, 1);
 		if (!a->nout && !b->nout && a->rel->nout == 0 && b->rel->nout == 0 &&
 		    a->rel->nacks_due == 0 && b->rel->nacks_due == 0)
 			return;

@@ -13,6 +13,7 @@
 #include "wire/invite.h"
 #include "wire/addr.h"
 #include "crypto/crypto.h"
+#include "crypto/x3dh.h"
 #include "wire/envelope.h"
 #include "error.h"
 

@@ -10,7 +10,7 @@
 #ifndef RELM_RATCHET_H
 #define RELM_RATCHET_H
 
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "wire/payload.h"
 
 enum relm__open_how {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <sodium.h>
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "engine/ratchet.h"
 #include "wire/payload.h"
 #include "wire/addr.h"
