@@ -1,5 +1,5 @@
 /*
- * bench_daemon.c — the daemon end to end (issue 6): a relm-mailbox and two
+ * bench_daemon.c — the daemon end to end (README.md, Performance): a relm-mailbox and two
  * relmd on loopback, as a user runs them, durable (synchronous=FULL).
  *
  *   daemon.e2e.msgs_per_s   bob pipelines N message.send requests; time until

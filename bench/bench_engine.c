@@ -1,6 +1,6 @@
 /*
  * bench_engine.c — the relm engine against libolm 3.2.13, side by side in
- * one process run (issue 6, "Engine vs libolm").
+ * one process run (README.md, Performance, "Engine vs libolm").
  *
  * Scenarios, each measured per message (or per session) as encrypt on one
  * party plus decrypt on the other, both sides' work counted:
@@ -61,6 +61,7 @@
 #include "engine/effects.h"
 #include "wire/invite.h"
 #include "crypto/crypto.h"
+#include "crypto/x3dh.h"
 #include "error.h"
 #include "limits.h"
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench_ir.sh — instructions per message under callgrind (issue 6): counts
+# bench_ir.sh — instructions per message under callgrind (README.md, Performance): counts
 # that repeat to a fraction of a percent on a noisy machine, where wall
 # time does not.
 #

@@ -1,5 +1,5 @@
 /*
- * bench_scale.c — relmd's store at scale (issue 6, "Scale"): a store with
+ * bench_scale.c — relmd's store at scale (README.md, Performance, "Scale"): a store with
  * 100,000 relationships against one with 10.
  *
  *   startup   what relmd does with its store before it can handle a
@@ -74,7 +74,7 @@
 #include "engine/env.h"
 #include "error.h"
 #include "wire/invite.h"
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "store/store.h"
 
 enum {

@@ -1,13 +1,13 @@
 /*
  * limits.h — every protocol limit and default in one place, each with the
- * reason it has the value it has (DESIGN §3–§8).  Wire-visible limits are
+ * reason it has the value it has (proto/wire.md §2, §8; proto/ratchet.md).  Wire-visible limits are
  * part of proto/wire.md; changing one is a protocol change.
  */
 #ifndef RELM_LIMITS_H
 #define RELM_LIMITS_H
 
 enum relm_limits {
-	/* --- sizes fixed by the primitives (DESIGN §3) --- */
+	/* --- sizes fixed by the primitives (proto/wire.md §2) --- */
 	RELM_KEY_LEN        = 32,   /* X25519 keys, root/chain/message keys */
 	RELM_SIGN_PK_LEN    = 32,   /* Ed25519 public key (IPK, mailbox key) */
 	RELM_SIGN_SK_LEN    = 64,   /* Ed25519 secret key (libsodium layout: seed||pk) */
@@ -27,7 +27,7 @@ enum relm_limits {
 	RELM_BODY_MAX       = 60000,/* a text body must fit one envelope with its JSON wrapping */
 	RELM_MAILBOX_ADDR_MAX = 255,/* host:port/id, length-prefixed by one byte in invites */
 
-	/* --- ratchet (DESIGN §5) --- */
+	/* --- ratchet (proto/ratchet.md §2–§5) --- */
 	RELM_MAX_SKIP       = 1000, /* message keys skipped in one chain: Signal's order of magnitude */
 	RELM_MAX_SKIPPED    = 2000, /* total stored skipped keys per relationship (memory / store bound) */
 	RELM_MAX_TRIAL      = 16,   /* ours nodes tried for an unknown remote key: bounds CPU per envelope */
@@ -47,12 +47,12 @@ enum relm_limits {
 	RELM_MAX_PENDING_COPIES = 32, /* sibling nodes waiting for their parent; beyond, repair by state */
 	RELM_PRUNED_RING    = 32,   /* ids of pruned nodes remembered: a sibling on one triggers repair */
 
-	/* --- timers, milliseconds (DESIGN §5) --- */
+	/* --- timers, milliseconds (proto/ratchet.md §2.2, §4.4, §5.3, §6.2; proto/devices.md §5) --- */
 	RELM_RECEIPT_DELAY_MIN_MS = 200,   /* automated replies wait 0.2–2 s: one device answers, */
 	RELM_RECEIPT_DELAY_MAX_MS = 2000,  /* and timing does not reveal how many there are */
 	RELM_RETX_BASE_MS   = 10000,       /* first retransmission after 10 s without a receipt */
 	RELM_RETX_CAP_MS    = 3600000,     /* backoff doubles up to one hour */
-	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about a day) */
+	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about 16 hours) */
 	RELM_PENDING_TTL_MS = 1800000,     /* pending envelopes reported undecryptable after 30 min */
 	RELM_SKIPPED_TTL_MS = 604800000,   /* skipped message keys expire after 7 days */
 	RELM_USED_KEY_TTL_MS = 600000,     /* a used key decrypts a sibling's collision for 10 min, then goes (FS) */
@@ -61,7 +61,7 @@ enum relm_limits {
 	RELM_REPAIR_AFTER_MS = 60000,      /* a sibling's node unplaced this long: ask it for its state */
 	RELM_REPAIR_GAP_MS  = 30000,       /* at most one state request per sibling and relationship this often */
 
-	/* --- daemon / API (DESIGN §8) --- */
+	/* --- daemon / API (proto/api.md §1) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */
 };
 

@@ -9,6 +9,7 @@
 #include "util_rand.h"
 #include "util_world.h"
 #include "core/core.h"
+#include "engine/rel_state.h"
 #include "wire/invite.h"
 #include "error.h"
 #include <sqlite3.h>

@@ -1,6 +1,6 @@
 /*
  * check_crash.c — kill -9 at random instants on the real product path
- * (DESIGN §8 durability rule, §9 invariants 1, 2 and 6; issue 3).
+ * (the durability rule, proto/store.md §2; proto/invariants.md §1, §2, §6).
  *
  * Two daemons, alice (A, the inviter) and bob (B, the accepter), each with
  * its own store file, driven only through lib/core/core.h as relmd drives it

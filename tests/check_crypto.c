@@ -1,5 +1,5 @@
 /*
- * check_crypto.c — the primitives of DESIGN §3 (lib/crypto/crypto.h): HKDF against
+ * check_crypto.c — the primitives of proto/wire.md §2 (lib/crypto/crypto.h): HKDF against
  * RFC 5869, KDF_RK/KDF_CK against their definitions, AEAD round trip and
  * tamper, DH key checks, hex.
  */

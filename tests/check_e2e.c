@@ -1,6 +1,6 @@
 /*
  * check_e2e.c — two real relmd processes and a real relm-mailbox on
- * loopback, driven through relmd's socket as a client would (issue 5):
+ * loopback, driven through relmd's socket as a client would:
  *
  *   exchange     100 messages each way, each exactly once in both histories,
  *                every one delivered

@@ -27,23 +27,7 @@ static void setup(void)
 /* Deliver everything in flight both ways, then tick past the receipt delay. */
 static void settle(struct tu_party *a, struct tu_party *b)
 {
-	for (int r = 0; r < 4; r++) {
-		while (a->nout || b->nout) {
-			while (a->nout) {
-				struct tu_blob e = tu_take(a, 0);
-				tu_recv(b, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-			while (b->nout) {
-				struct tu_blob e = tu_take(b, 0);
-				tu_recv(a, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-		}
-		clock_ms += 3000;
-		tu_tick(a);
-		tu_tick(b);
-	}
+	tu_exchange(a, b, &clock_ms, 4);
 }
 
 /* ---- the codec ------------------------------------------------------------ */

@@ -19,7 +19,7 @@ static void seq(uint8_t *b, size_t n, uint8_t start)
 		b[i] = (uint8_t)(start + i);
 }
 
-/* The worked example of proto/wire.md §Invite. */
+/* The worked example of proto/wire.md §9.1. */
 static void vector_invite(struct relm_invite *inv, uint8_t sk[64])
 {
 	uint8_t seed[32], priv[32], mb_pk[32], mb_sk[64];

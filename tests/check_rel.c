@@ -41,21 +41,7 @@ static void advance(uint64_t ms)
 static void settle(struct tu_party *a, struct tu_party *b, int rounds)
 {
 	for (int r = 0; r < rounds; r++) {
-		while (a->nout || b->nout) {
-			while (a->nout) {
-				struct tu_blob e = tu_take(a, 0);
-				tu_recv(b, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-			while (b->nout) {
-				struct tu_blob e = tu_take(b, 0);
-				tu_recv(a, e.buf, e.len);
-				tu_blob_free(&e);
-			}
-		}
-		advance(3000);
-		tu_tick(a);
-		tu_tick(b);
+		tu_exchange(a, b, &clock_ms, 1);
 		if (!a->nout && !b->nout && a->rel->nout == 0 && b->rel->nout == 0 &&
 		    a->rel->nacks_due == 0 && b->rel->nacks_due == 0)
 			return;
@@ -353,7 +339,7 @@ START_TEST(test_skip_total_cap)
 }
 END_TEST
 
-/* ---- synchronous send conflicts (seed, DESIGN §5) ------------------------ */
+/* ---- synchronous send conflicts (proto/ratchet.md §3, §5.3, §7) ----------- */
 
 START_TEST(test_conflict_same_counter)
 {
@@ -377,7 +363,7 @@ START_TEST(test_conflict_same_counter)
 	ck_assert(memcmp(e1.buf + 2, e2.buf + 2, 40) == 0);  /* same key, pn and n */
 	ck_assert_int_eq(tu_recv(&b, e1.buf, e1.len), 0);
 	if (strict) {
-		ck_assert_int_ne(tu_recv(&b, e2.buf, e2.len), 0);   /* the seed: reject the second */
+		ck_assert_int_ne(tu_recv(&b, e2.buf, e2.len), 0);   /* strict: reject the second (proto/ratchet.md §7) */
 		ck_assert(!tu_hist_has(&b, id2, 1));
 	} else {
 		ck_assert_int_eq(tu_recv(&b, e2.buf, e2.len), 0);   /* tree: accepts both */

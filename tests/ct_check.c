@@ -96,7 +96,7 @@ static unsigned long errors_now(void)
 static void report(const char *name, unsigned long before)
 {
 	unsigned long n = errors_now() - before;
-	printf("ct: %-8s %s", name, n ? "FINDINGS" : "ok");
+	printf("ct: %-8s %s", name, n ? "reported" : "ok");
 	if (n)
 		printf(" (%lu reports above)", n);
 	printf("\n");

@@ -1,7 +1,7 @@
 /*
  * soak.c — `make soak`: hours of traffic between two relmd through one
  * relm-mailbox, with random kill -9 of every process, checked by the
- * invariants of DESIGN §9 at the end, with RSS and open file descriptors
+ * invariants of proto/invariants.md at the end, with RSS and open file descriptors
  * sampled along the way (they must stay flat).  Not part of `make check`.
  *
  *   SOAK_SECONDS  how long the traffic runs (default 3600)
@@ -15,7 +15,7 @@
  *
  * At the end: every message either side sent is in the other side's
  * history exactly once and `delivered` on the sender (no loss, no
- * duplicates, invariants 1, 2, 6), and for each process instance that ran
+ * duplicates, proto/invariants.md §1, §2, §6), and for each process instance that ran
  * long enough its RSS and fd count late in life are within bounds of what
  * they were early on.
  */

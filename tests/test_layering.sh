@@ -1,13 +1,24 @@
 #!/bin/sh
-# test_layering.sh — the daemon's modules depend one way: no cycle among
-# the objects of libdaemon.a.  An object depends on another when it uses a
-# symbol the other defines; a cycle (conn.o uses server.o and server.o uses
-# conn.o, or a longer ring) fails the test and names the objects and the
-# symbols that close it.  `make check` runs it (tests/test_*.sh).
+# test_layering.sh — the layers of the code hold:
+#
+#  1. daemon/ sees no internal header of lib/: the relationship's state
+#     (engine/rel_state.h: daemon/ holds struct relm_rel only as an opaque
+#     handle and shows it through relm_rel_describe), the ratchet's steps
+#     (engine/ratchet.h) and the files' shared internals (*_int.h).  Checked
+#     in the sources (an #include in any file under daemon/) and in the
+#     compiler's dependency files of every daemon object (an include
+#     reached through another header); either names the file.
+#  2. the daemon's modules depend one way: no cycle among the objects of
+#     libdaemon.a.  An object depends on another when it uses a symbol the
+#     other defines; a cycle (conn.o uses server.o and server.o uses
+#     conn.o, or a longer ring) fails the test and names the objects and
+#     the symbols that close it.
+#
+# `make check` runs it (tests/test_*.sh), from the top of the repository.
 #
 #   sh tests/test_layering.sh            BUILD: where libdaemon.a is (default build)
 #
-# POSIX sh, nm and awk only.
+# POSIX sh, grep, find, nm and awk only.
 set -u
 
 B=${BUILD:-build}
@@ -17,6 +28,30 @@ if [ ! -f "$LIB" ]; then
 	exit 1
 fi
 
+# 1. No internal header of lib/ under daemon/.
+INTERNAL='(rel_state|ratchet|[a-z_]+_int)\.h'
+fail=0
+if grep -rn -E "^[[:space:]]*#[[:space:]]*include[[:space:]]*[\"<]([a-z_]+/)*$INTERNAL[\">]" daemon; then
+	echo "test_layering: a file under daemon/ includes an internal header of lib/ (above)"
+	fail=1
+fi
+ndeps=0
+for d in $(find "$B/daemon" -name '*.d' 2>/dev/null); do
+	ndeps=$((ndeps + 1))
+	if grep -q -E "(^|[ /])lib/([a-z_]+/)*$INTERNAL" "$d"; then
+		echo "test_layering: $d reaches an internal header of lib/:" \
+			$(grep -o -E "lib/([a-z_]+/)*$INTERNAL" "$d" | sort -u)
+		fail=1
+	fi
+done
+if [ "$ndeps" = 0 ]; then
+	echo "test_layering: no dependency files under $B/daemon" >&2
+	exit 1
+fi
+[ $fail = 0 ] || exit 1
+echo "test_layering: daemon/ includes no internal header of lib/ ($ndeps objects checked)"
+
+# 2. No dependency cycle among the daemon's objects.
 nm -A "$LIB" | awk '
 {
 	# archive:member:rest — rest is "VALUE TYPE NAME" or "U NAME"

@@ -185,6 +185,27 @@ void tu_tick(struct tu_party *p)
 	relm_effects_clear(&fx);
 }
 
+void tu_exchange(struct tu_party *a, struct tu_party *b, uint64_t *clock, int rounds)
+{
+	for (int r = 0; r < rounds; r++) {
+		while (a->nout || b->nout) {
+			while (a->nout) {
+				struct tu_blob e = tu_take(a, 0);
+				tu_recv(b, e.buf, e.len);
+				tu_blob_free(&e);
+			}
+			while (b->nout) {
+				struct tu_blob e = tu_take(b, 0);
+				tu_recv(a, e.buf, e.len);
+				tu_blob_free(&e);
+			}
+		}
+		*clock += 3000;
+		tu_tick(a);
+		tu_tick(b);
+	}
+}
+
 void tu_pair(struct tu_party *a, struct tu_party *b, enum relm_mode ma, enum relm_mode mb,
              int with_opk)
 {

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "wire/invite.h"
 
 struct tu_blob {
@@ -66,6 +66,10 @@ int tu_recv(struct tu_party *p, const uint8_t *buf, size_t len);
 void tu_send(struct tu_party *p, const char *text, uint8_t *id_out);
 /* Tick p's timers. */
 void tu_tick(struct tu_party *p);
+/* rounds times: deliver everything in flight both ways (whatever each
+ * receive returns), then move *clock 3 s (past the receipt delay) and tick
+ * both. */
+void tu_exchange(struct tu_party *a, struct tu_party *b, uint64_t *clock, int rounds);
 
 int tu_hist_has(const struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in);
 

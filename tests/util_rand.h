@@ -1,7 +1,7 @@
 /*
- * util_rand.h — deterministic randomness for tests (STYLE: every
- * randomised test reads RELM_SEED, defaults to a fixed seed, and prints it
- * on failure).
+ * util_rand.h — deterministic randomness for tests (every randomised test
+ * reads RELM_SEED, defaults to a fixed seed, and prints it on failure:
+ * proto/invariants.md, README.md "Make targets").
  *
  * Two kinds of streams, both pure functions of the seed:
  *  - the global test stream (tu_rand64, tu_rand_bytes): xoshiro256**

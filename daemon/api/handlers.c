@@ -1,5 +1,5 @@
 /*
- * handlers.c — the engine-backed methods of the socket API (proto/api.md),
+ * handlers.c — the engine-backed methods of the socket API (proto/api.md §4),
  * one handler per method, named after it (see handlers.h for how they
  * reach the application).  Parameters arrive validated against the method
  * table (methods.c): ids are 32 lowercase hex characters, strings are
@@ -260,56 +260,66 @@ static int api_relationship_show(struct relmd_call *call, const cJSON *params, c
 	uint8_t id[RELM_ID_LEN];
 	struct relm_store_rel sr;
 	struct relm_rel *rel = NULL;
+	struct relm_rel_info *info = NULL;
+	uint64_t unacked;
 	cJSON *r = NULL, *tree, *nodes;
-	int rc, chosen;
+	int rc;
 
 	memset(&sr, 0, sizeof sr);
 	param_id(params, "relationship", id);
 	if ((rc = relm_store_rel_get(be->store, id, &sr, 0)) != 0)
 		return rc;
+	if (!(info = malloc(sizeof *info))) {
+		rc = RELM_ENOMEM;
+		goto out;
+	}
 	if ((rc = relm_core_rel_load(be->core, id, &rel)) != 0)
+		goto out;
+	relm_rel_describe(rel, info);
+	relm_rel_free(rel);
+	unacked = info->unacknowledged;
+	if (info->unacknowledged_partial &&
+	    (rc = relm_store_outgoing_count(be->store, id, &unacked)) != 0)
 		goto out;
 	rc = RELM_ENOMEM;
 	if (!(r = cJSON_CreateObject()) || !add_hex(r, "relationship", id, sizeof id) ||
 	    !add_hex(r, "proton", sr.proton, RELM_ID_LEN) ||
 	    !cJSON_AddStringToObject(r, "label", sr.label) ||
 	    !add_hex(r, "remote_ipk", sr.remote_ipk, RELM_SIGN_PK_LEN) ||
-	    !cJSON_AddStringToObject(r, "mode", rel->mode == RELM_MODE_STRICT ? "strict" : "tree") ||
+	    !cJSON_AddStringToObject(r, "mode", info->mode == RELM_MODE_STRICT ? "strict" : "tree") ||
 	    !cJSON_AddStringToObject(r, "remote_mailbox", sr.remote_addr) ||
 	    !(tree = cJSON_AddObjectToObject(r, "tree")) ||
 	    !(nodes = cJSON_AddArrayToObject(tree, "nodes")))
 		goto out;
-	for (uint32_t i = 0; i < rel->tree.count; i++) {
-		const struct relm_node *n = &rel->tree.nodes[i];
-		int p = relm_tree_parent(&rel->tree, (int)i);
+	for (uint32_t i = 0; i < info->nnodes; i++) {
+		const struct relm_rel_node_info *n = &info->nodes[i];
 		cJSON *o = cJSON_CreateObject();
 		if (!o)
 			goto out;
 		cJSON_AddItemToArray(nodes, o);
 		if (!add_hex(o, "node", n->id, RELM_ID_LEN) ||
-		    !(p >= 0 ? add_hex(o, "parent", n->parent, RELM_ID_LEN)
-		             : cJSON_AddNullToObject(o, "parent") != NULL) ||
-		    !cJSON_AddStringToObject(o, "side", (n->flags & RELM_NODE_OURS) ? "ours" : "theirs") ||
+		    !(n->parent_index >= 0 ? add_hex(o, "parent", n->parent, RELM_ID_LEN)
+		                           : cJSON_AddNullToObject(o, "parent") != NULL) ||
+		    !cJSON_AddStringToObject(o, "side", n->ours ? "ours" : "theirs") ||
 		    !cJSON_AddNumberToObject(o, "depth", n->depth) ||
-		    !cJSON_AddBoolToObject(o, "valid", relm_tree_is_valid(&rel->tree, (int)i)) ||
+		    !cJSON_AddBoolToObject(o, "valid", n->valid) ||
 		    !cJSON_AddNumberToObject(o, "n", n->n) ||
-		    !cJSON_AddBoolToObject(o, "has_private_key", (n->flags & RELM_NODE_PRIV) != 0))
+		    !cJSON_AddBoolToObject(o, "has_private_key", n->has_private_key))
 			goto out;
 	}
-	chosen = relm_rel_chosen(rel);
-	if (!(chosen >= 0 ? add_hex(tree, "chosen", rel->tree.nodes[chosen].id, RELM_ID_LEN)
-	                  : cJSON_AddNullToObject(tree, "chosen") != NULL) ||
-	    !cJSON_AddNumberToObject(tree, "pending", rel->npending) ||
-	    !cJSON_AddNumberToObject(r, "unacknowledged", rel->nout) ||
-	    !cJSON_AddNumberToObject(r, "forks", rel->stats.forks) ||
-	    !cJSON_AddNumberToObject(r, "pruned", rel->stats.pruned))
+	if (!(info->chosen >= 0 ? add_hex(tree, "chosen", info->nodes[info->chosen].id, RELM_ID_LEN)
+	                        : cJSON_AddNullToObject(tree, "chosen") != NULL) ||
+	    !cJSON_AddNumberToObject(tree, "pending", info->pending) ||
+	    !cJSON_AddNumberToObject(r, "unacknowledged", (double)unacked) ||
+	    !cJSON_AddNumberToObject(r, "forks", info->forks) ||
+	    !cJSON_AddNumberToObject(r, "pruned", info->pruned))
 		goto out;
 	*result = r;
 	r = NULL;
 	rc = 0;
 out:
 	cJSON_Delete(r);
-	relm_rel_free(rel);
+	free(info);
 	relm_store_rel_clear(&sr);
 	return rc;
 }

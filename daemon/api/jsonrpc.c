@@ -442,7 +442,7 @@ int jsonrpc_process(const char *line, size_t len, jsonrpc_handler_fn h, void *ct
 		goto done;
 	}
 
-	/* Batch (spec §6). */
+	/* Batch (JSON-RPC 2.0 specification §6, proto/api.md §2). */
 	int n = cJSON_GetArraySize(req);
 	if (n == 0 || n > JSONRPC_BATCH_MAX) {
 		char why[64];

@@ -1,5 +1,5 @@
 /*
- * methods.c — the method table (DESIGN §8), parameter validation and the
+ * methods.c — the method table (proto/api.md §4), parameter validation and the
  * dispatcher.  See methods.h.
  *
  * Validation rules, each with its reason:

@@ -1,5 +1,5 @@
 /*
- * methods.h — the one method table of the socket API (DESIGN §8).
+ * methods.h — the one method table of the socket API (proto/api.md §4).
  *
  * Every method is declared once here: name, parameter shape, one-line
  * help and relmctl's positional argument order.  The

@@ -393,8 +393,8 @@ static void on_work(uv_idle_t *h)
 
 /* Prepare (just before the loop polls): commit, then write.  Every reply
  * queued during this turn — by requests, timers, the mailbox — leaves only
- * after hooks.commit succeeded (DESIGN §8 durability, STYLE "persist
- * before send, and batch"). */
+ * after hooks.commit succeeded: persist before send, and batch (the
+ * durability rule and group commit, proto/store.md §2, §3). */
 static void on_flush(uv_prepare_t *h)
 {
 	struct relmd *d = relmd_container_of(h, struct relmd, flush);

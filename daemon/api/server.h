@@ -3,7 +3,7 @@
  * JSON-RPC server, the event bus, signals, and the hooks through which the
  * engine, the store and the mailbox plug in.
  *
- * Ownership (libuv rules, STYLE "daemon shell"): every handle is embedded
+ * Ownership (libuv rules): every handle is embedded
  * in its owner — the loop and the daemon-wide handles in struct relmd, each
  * client's pipe and write request in its struct relmd_conn — the owner is
  * recovered with relmd_container_of, and memory is freed only in close
@@ -40,7 +40,7 @@
 #include "log.h"
 
 #define RELMD_VERSION         "0.1.0"
-#define RELMD_DEFAULT_MAILBOX "127.0.0.1:7427"  /* DESIGN §8: embedded mailbox when no --mailbox */
+#define RELMD_DEFAULT_MAILBOX "127.0.0.1:7427"  /* proto/mailbox.md §1: embedded mailbox when no --mailbox */
 
 /* The shell's limits (a connection's are in conn.h, the method table's in
  * methods.h, the protocol-wide ones in lib/limits.h). */

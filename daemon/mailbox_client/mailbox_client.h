@@ -17,7 +17,7 @@
  *  - subscribe: deliveries come in seq order per mailbox, each seq at most
  *    once per client lifetime (seqs ≤ the cursor are dropped).  The client
  *    advances its in-memory cursor before calling back; the caller persists
- *    its own cursor (in the same transaction as processing, DESIGN §8) and
+ *    its own cursor (in the same transaction as processing, proto/store.md §2) and
  *    passes it to relm_mbox_client_subscribe() after its own restart.
  *
  * Callbacks may call any function of this API, including

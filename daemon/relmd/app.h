@@ -3,7 +3,7 @@
  * the mailbox clients and the embedded mailbox server, plugged into the
  * daemon shell (server.h) through struct relmd_hooks.
  *
- * Turn model (DESIGN §8 durability rule, group commit):
+ * Turn model (the durability rule and group commit, proto/store.md §2, §3):
  *
  *   loop turn N: requests, mailbox deliveries, acks and timers each run one
  *                engine step as a step of one open store batch

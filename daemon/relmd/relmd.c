@@ -1,7 +1,8 @@
 /*
- * relmd.c — the relationship-manager daemon's main: command line (DESIGN
- * §8), configuration check (-n), state folder, socket activation, then the
- * loop of server.h until SIGTERM/SIGINT.
+ * relmd.c — the relationship-manager daemon's main: command line (below;
+ * defaults in README.md, the socket in proto/api.md §1), configuration
+ * check (-n), state folder, socket activation, then the loop of server.h
+ * until SIGTERM/SIGINT.
  *
  *   relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]
  *         [--serve-mailbox HOST:PORT] [--log-level L] [-n] [--help] [--version]

@@ -13,6 +13,7 @@
 #include "wire/invite.h"
 #include "wire/addr.h"
 #include "crypto/crypto.h"
+#include "crypto/x3dh.h"
 #include "wire/envelope.h"
 #include "error.h"
 
@@ -247,7 +248,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		return RELM_EEXPIRED;
 	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
 		return rc;
-	/* One relationship per pair of protons (DESIGN §1).  Without this check
+	/* One relationship per pair of protons (proto/ratchet.md §8.1).  Without this check
 	 * accepting the same invite twice made a second relationship whose
 	 * initial envelope the inviter refuses (single use) or that duplicates
 	 * the first (multi use): a dead or doubled conversation, and no error. */

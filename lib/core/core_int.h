@@ -10,6 +10,7 @@
 #define RELM_CORE_INT_H
 
 #include "core/core.h"
+#include "engine/rel_state.h"
 
 struct relm_core {
 	struct relm_store *st;

@@ -1,6 +1,6 @@
 /*
- * crypto.c — DESIGN §3 on libsodium 1.0.18.  Each function reads like its
- * line of the design table; temporaries that hold secrets are wiped before
+ * crypto.c — the primitives of proto/wire.md §2 on libsodium 1.0.18.  Each
+ * function reads like its line of that section's table; temporaries that hold secrets are wiped before
  * return.
  */
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * crypto.h — the primitives of DESIGN §3, each named as the spec names it.
+ * crypto.h — the primitives of proto/wire.md §2, each named as it names them.
  *
  * Everything here is a thin, hard-to-misuse layer over libsodium 1.0.18:
  * fixed-size arrays in prototypes, out-params written only on success,
@@ -49,7 +49,7 @@ int relm_x25519_is_canonical(const uint8_t pub[RELM_KEY_LEN]);
 /* 1 if pk is a canonical Ed25519 point of the main subgroup, else 0. */
 int relm_ed25519_is_valid(const uint8_t pk[RELM_SIGN_PK_LEN]);
 
-/* Ed25519 → X25519 conversion for the identity DH key (DESIGN §3).
+/* Ed25519 → X25519 conversion for the identity DH key (proto/wire.md §2, §4).
  * Return 0 or RELM_EBADKEY. */
 int relm_ed25519_pk_to_x25519(uint8_t x_pk[RELM_KEY_LEN], const uint8_t ed_pk[RELM_SIGN_PK_LEN]);
 int relm_ed25519_sk_to_x25519(uint8_t x_sk[RELM_KEY_LEN], const uint8_t ed_sk[RELM_SIGN_SK_LEN]);
@@ -69,7 +69,7 @@ int relm_aead_open(uint8_t *pt, const uint8_t *ct, size_t ctlen,
                    const uint8_t *ad, size_t adlen,
                    const uint8_t nonce[RELM_NONCE_LEN], const uint8_t key[RELM_KEY_LEN]);
 
-/* node_id = BLAKE2b-128(parent_id ‖ dh_pub) (DESIGN §5). */
+/* node_id = BLAKE2b-128(parent_id ‖ dh_pub) (proto/wire.md §2.3). */
 void relm_node_id(uint8_t id[RELM_ID_LEN], const uint8_t parent_id[RELM_ID_LEN],
                   const uint8_t dh_pub[RELM_KEY_LEN]);
 

@@ -1,5 +1,5 @@
 /*
- * x3dh.c — relationship setup (x3dh.h, DESIGN §4, proto/wire.md §X3DH).
+ * x3dh.c — relationship setup (x3dh.h, proto/wire.md §4).
  *
  * Both sides fill the same HKDF input, F ‖ DH1 ‖ DH2 ‖ DH3 [‖ DH4], each
  * DH written straight into its slot so that no DH output lives anywhere

@@ -1,5 +1,5 @@
 /*
- * x3dh.h — relationship setup (DESIGN §4, proto/wire.md §X3DH).
+ * x3dh.h — relationship setup (proto/wire.md §4).
  *
  * Roles: side A is the inviter (published the invite; the "responder" of
  * X3DH), side B the accepter (the X3DH "initiator").

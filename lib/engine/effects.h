@@ -4,8 +4,8 @@
  * The engine consumes one event (the user sent, an envelope arrived, a
  * timer fired) and appends effects here; it performs none of them.  relmd
  * writes them into the store in the same transaction as the new state and
- * acts on them only after that transaction commits (DESIGN §8 durability
- * rule); tests/sim routes them between simulated devices.
+ * acts on them only after that transaction commits (the durability rule,
+ * proto/store.md §2); tests/sim routes them between simulated devices.
  */
 #ifndef RELM_EFFECTS_H
 #define RELM_EFFECTS_H

@@ -95,7 +95,7 @@ int relm_tree_pick(const struct relm_tree *t, int automated,
 	} else if (automated && (p = relm_tree_parent(t, leaf)) >= 0 &&
 	           (t->nodes[p].flags & RELM_NODE_CHAIN)) {
 		/* An automated message never creates a node: it goes on the ours
-		 * node the chosen leaf was built on (DESIGN §5). */
+		 * node the chosen leaf was built on (proto/ratchet.md §4.3). */
 		return p;
 	} else {
 		/* Non-automated, or the inviter's first reply: its genesis node has
@@ -103,9 +103,9 @@ int relm_tree_pick(const struct relm_tree *t, int automated,
 		*create = 1;
 		return leaf;
 	}
-	/* F2 probe: a retry steps to the next sibling ours node in node_id
+	/* Rotation: a retry steps to the next sibling ours node in node_id
 	 * order after the one its previous try used, so a strict remote that
-	 * accepted only one of them is reached on it (FINDINGS CE3). */
+	 * accepted only one of them is reached on it (proto/ratchet.md §6.3). */
 	if (prev_try && !automated && (p = relm_tree_parent(t, node)) >= 0 &&
 	    (nk = ours_children(t, p, kids)) >= 2) {
 		for (int k = 0; k < nk; k++)
@@ -142,7 +142,7 @@ void relm_tree_prune(struct relm_tree *t, uint32_t w, uint32_t r, int *pruned_br
 	/* Losing branches: at each fork on the chosen path at least W above the
 	 * chosen node, a losing child subtree goes once its deepest node is
 	 * more than W shallower than the chosen node — never while it is still
-	 * being extended (FINDINGS F6; pruning "W past the fork" is unsafe). */
+	 * being extended (proto/ratchet.md §5.1: pruning "W past the fork" is unsafe). */
 	for (x = c; (p = relm_tree_parent(t, x)) >= 0; x = p) {
 		if (cd - t->nodes[p].depth < w)
 			continue;

@@ -1,5 +1,5 @@
 /*
- * ratchet.c — message keys on the tree (DESIGN §5): symmetric chains,
+ * ratchet.c — message keys on the tree (proto/ratchet.md §2, §5.3, §7): symmetric chains,
  * skipped keys with MAX_SKIP and a total cap, trial decryption of unknown
  * remote keys against the retained ours nodes, and the strict single-state
  * ratchet.  Nothing here changes a relationship except relm__ratchet_commit.
@@ -389,7 +389,7 @@ int relm__ratchet_commit(struct relm_rel *rel, const struct relm_env *env,
 	t->n = e->h.n + 1;
 	if (rel->mode == RELM_MODE_TREE && reserve_skipped(rel, 1) == 0) {
 		/* keep the used key briefly: a sibling of the sender may have sent
-		 * another message with this counter (DESIGN §3, random nonces) */
+		 * another message with this counter (proto/ratchet.md §4.5, §5.3) */
 		struct relm_skipped *s = &rel->skipped[rel->nskipped++];
 		memcpy(s->dh, t->pub, RELM_KEY_LEN);
 		s->n = e->h.n;

@@ -1,6 +1,6 @@
 /*
  * ratchet.h — the cryptographic steps of the tree-shaped Double Ratchet
- * (DESIGN §3, §5), internal to lib/.  Split in two so that every receive is
+ * (proto/wire.md §2, proto/ratchet.md §1–§2), internal to lib/.  Split in two so that every receive is
  * copy-verify-commit: relm__ratchet_open() finds the message key and
  * decrypts without touching the relationship; relm__ratchet_commit() then
  * applies exactly what open found (consumed key, advanced chain, new node,
@@ -10,7 +10,7 @@
 #ifndef RELM_RATCHET_H
 #define RELM_RATCHET_H
 
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "wire/payload.h"
 
 enum relm__open_how {

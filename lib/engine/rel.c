@@ -1,5 +1,5 @@
 /*
- * rel.c — the relationship engine step (DESIGN §5–§6): send, receive, tick.
+ * rel.c — the relationship engine step (proto/ratchet.md §2–§6): send, receive, tick.
  *
  * Receive is copy-verify-commit.  relm__ratchet_open finds the key and
  * decrypts without touching state; the payload is parsed; only then is
@@ -521,7 +521,7 @@ static void on_receipt(struct relm_rel *rel, const struct relm_env *env,
 		int n = relm_tree_find_pub(&rel->tree, a->dh, 1), o;
 		relm__note_acked(rel, env, a->id, a->dh);
 		/* The receipt names the envelope: only the node it was accepted
-		 * on becomes valid (FINDINGS F7), not every node the id was sent on. */
+		 * on becomes valid (proto/ratchet.md §3.1), not every node the id was sent on. */
 		if (n >= 0)
 			rel->tree.nodes[n].flags |= RELM_NODE_ACKED;
 		if ((o = relm__find_outgoing(rel, a->id)) >= 0) {

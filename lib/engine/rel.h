@@ -1,5 +1,5 @@
 /*
- * rel.h — one relationship: the double ratchet as a tree (DESIGN §5), with
+ * rel.h — one relationship: the double ratchet as a tree (proto/ratchet.md), with
  * receipts, retransmission until receipt, de-duplication by message id and
  * the pending set.  This is the engine step API:
  *
@@ -16,8 +16,8 @@
  *                     nodes, trial decryption, pending set, fork rule.
  *   RELM_MODE_STRICT  a plain single-device Double Ratchet (Signal, 2016):
  *                     eager DH step, one state, rejects anything else.  It
- *                     is the remote party of the seed's "recipient with a
- *                     single device", used in tests against the tree.
+ *                     is the plain single-device remote of proto/ratchet.md
+ *                     §7, used in tests against the tree.
  * Both modes produce the same wire format; a strict peer cannot tell.
  *
  * Sides: 'a' is the inviter, 'b' the accepter (x3dh.h).
@@ -30,10 +30,7 @@
 #include "limits.h"
 #include "engine/env.h"
 #include "engine/effects.h"
-#include "engine/fork_rule.h"
-#include "wire/envelope.h"
-#include "crypto/x3dh.h"
-#include "wire/payload.h"
+#include "wire/invite.h"
 
 enum relm_mode {
 	RELM_MODE_NONE = 0,
@@ -41,144 +38,56 @@ enum relm_mode {
 	RELM_MODE_STRICT = 2,
 };
 
-struct relm_skipped {
-	uint8_t dh[RELM_KEY_LEN];
-	uint32_t n;
-	uint8_t mk[RELM_KEY_LEN];       /* secret */
-	uint64_t t_ms;                  /* when stored: expiry */
-	uint8_t used;                   /* tree: a key already used, kept briefly so a
-	                                 * sibling's colliding message (same counter,
-	                                 * another id) still decrypts */
-};
+/* The state of one relationship.  Opaque outside lib/: its definition is
+ * in engine/rel_state.h, which only the engine, the core and the tests
+ * include.  What may be shown of it (never key material) comes out through
+ * relm_rel_describe(). */
+struct relm_rel;
 
-/* A non-automated message waiting for the remote's receipt. */
-struct relm_outgoing {
+/* ---- what may be shown ------------------------------------------------ */
+
+/* One node of the tree (proto/ratchet.md §1), as relm_rel_describe gives
+ * it: ids, shape and flags, no key. */
+struct relm_rel_node_info {
 	uint8_t id[RELM_ID_LEN];
-	uint8_t kind;                   /* enum relm_kind */
-	uint64_t ts;
-	char *body;                     /* owned, secret (wiped on free) */
-	uint32_t body_len;
-	uint32_t tries;
-	uint64_t next_ms;               /* next retransmission */
-	uint8_t last_node[RELM_ID_LEN]; /* node of the last try (F2 probe) */
-	uint8_t sibling;                /* a sibling's message: retransmitted here only
-	                                 * once next_ms (the takeover time) passes */
+	uint8_t parent[RELM_ID_LEN];    /* all zero for the genesis node */
+	int parent_index;               /* index into nodes, or -1: the root (its
+	                                 * parent is genesis's zero id or was deleted) */
+	uint32_t depth;                 /* genesis = 0 */
+	uint32_t n;                     /* next counter on its chain */
+	uint8_t ours;                   /* made by this proton's side (some device) */
+	uint8_t own;                    /* made by this device */
+	uint8_t valid;                  /* as the fork rule judges it (proto/ratchet.md §3.1) */
+	uint8_t chosen;                 /* the chosen node (§3.2) */
+	uint8_t has_chain;              /* holds a message chain (not the genesis node) */
+	uint8_t has_private_key;        /* an ours node whose private key is still held */
 };
 
-/* A sibling's new node whose parent is not in the tree yet (a pending
- * copy, proto/devices.md §5.1). */
-struct relm_pcopy {
-	uint8_t from[RELM_ID_LEN];      /* the sibling device that sent the copy */
-	uint8_t node[RELM_ID_LEN];
-	uint32_t n;                     /* counter the sibling used on it */
-	uint8_t parent[RELM_ID_LEN];
-	uint8_t pub[RELM_KEY_LEN];
-	uint8_t priv[RELM_KEY_LEN];     /* secret */
-	uint32_t pn;
-	uint64_t t_ms;                  /* arrival */
-};
-
-struct relm_pending {
-	uint8_t *buf;                   /* the envelope, owned */
-	uint32_t len;
-	uint64_t t_ms;                  /* arrival */
-	uint8_t hash[RELM_ID_LEN];
-};
-
-enum {
-	RELM_RECENT_IDS = 64,           /* accepted incoming ids kept in the state */
-	RELM_ACKED_RING = 16,           /* acks the remote sent lately (multi-device) */
-};
-
-struct relm_rel_stats {
-	uint32_t forks;                 /* fork.detected events */
+/* A relationship's state as it may be shown to its user (relationship.show,
+ * proto/api.md §4): the tree's shape and counters. */
+struct relm_rel_info {
+	uint8_t id[RELM_ID_LEN];
+	int mode;                       /* enum relm_mode */
+	char side;                      /* 'a' (inviter) or 'b' (accepter) */
+	uint8_t initial_phase;          /* b before a's first envelope (proto/ratchet.md §8.2) */
+	uint8_t sibling_session;        /* a session between two devices of one proton */
+	uint32_t nnodes;
+	struct relm_rel_node_info nodes[RELM_MAX_NODES];
+	int chosen;                     /* index into nodes, or -1 */
+	uint32_t pending;               /* envelopes in the pending set (§2.2) */
+	uint32_t unacknowledged;        /* retransmission records held by the state */
+	uint8_t unacknowledged_partial; /* the state holds only some of them: the
+	                                 * store's count is the whole (relm_core loads
+	                                 * the queue lazily) */
+	uint32_t forks;                 /* forks detected */
 	uint32_t pruned;                /* losing branches deleted */
-	uint32_t retx;                  /* retransmissions */
-	uint32_t dups;                  /* duplicates received */
-	uint32_t trials;                /* trial decryptions attempted */
+	uint32_t retransmissions;
+	uint32_t duplicates;            /* duplicates received */
 };
 
-struct relm_rel {
-	uint8_t id[RELM_ID_LEN];
-	uint8_t mode;                   /* enum relm_mode */
-	uint8_t side;                   /* 'a' or 'b' */
-	uint8_t ad[RELM_AD_LEN];
-	uint8_t ipk_self[RELM_SIGN_PK_LEN];
-	uint8_t ipk_remote[RELM_SIGN_PK_LEN];
-	/* The mailbox this side reads (derived, DESIGN §4) and its key. */
-	uint8_t mbox_pk[RELM_SIGN_PK_LEN];
-	uint8_t mbox_sk[RELM_SIGN_SK_LEN];   /* secret */
-	uint8_t remote_mbox_pk[RELM_SIGN_PK_LEN];      /* the mailbox the other side reads */
-	/* The gate key (proto/wire.md §5.1): every envelope of the relationship
-	 * ends with a tag under it, checked before anything is kept.
-	 * Relationships made before it existed (state blob v4 and older) have
-	 * none and send and accept envelopes without the tag. */
-	uint8_t has_gate;
-	uint8_t gate_key[RELM_KEY_LEN];      /* secret */
-	char remote_mailbox[RELM_MAILBOX_ADDR_MAX + 1]; /* "" until known (a: from hello) */
-	/* Accepter only, until the first envelope from 'a' authenticates:
-	 * every envelope carries the X3DH extension, and the hello goes to the
-	 * invite's mailbox. */
-	uint8_t initial_pending;
-	struct relm_initial_ext initial;
-	char invite_mailbox[RELM_MAILBOX_ADDR_MAX + 1];
-
-	struct relm_tree tree;
-	struct relm_skipped *skipped;   /* owned array */
-	uint32_t nskipped, capskipped;
-	/* The retransmission queue.  Not in the encoded state: every change is
-	 * also an effect (OUT_PUT / OUT_DEL) and the store keeps the records as
-	 * rows.  A relationship decoded from a blob holds none of them until
-	 * the caller loads the due ones (relm_rel_outgoing_load) and sets
-	 * out_partial, so that receipts for records not loaded still reach the
-	 * store.  Tests that keep a relationship in memory hold all of them. */
-	struct relm_outgoing *out;      /* owned array */
-	uint32_t nout, capout;
-	uint8_t out_partial;            /* out holds only some records */
-	uint8_t out_unsaved;            /* out came from a v1 blob: write it to the store */
-	/* Receipt content waiting for its timer.  Not in the encoded state
-	 * either (since blob v4): every change is an effect (ACK_PUT /
-	 * ACK_DEL) and the store keeps them as rows, because a busy
-	 * relationship holds up to two seconds' worth of them and the blob is
-	 * rewritten at every step.  A relationship decoded from a blob holds
-	 * only those added since, with acks_partial set by the caller, and
-	 * sends no receipt until the caller has given back the rest
-	 * (relm_rel_ack_load) and cleared acks_partial — the timer stays
-	 * armed meanwhile.  Tests that keep a relationship in memory hold all. */
-	struct relm_ack *acks_due;
-	uint32_t nacks_due, capacks;
-	uint8_t acks_partial;           /* acks_due holds only some of them */
-	uint8_t acks_unsaved;           /* acks_due came from a v1–v3 blob: write them to the store */
-	uint64_t receipt_due_ms;        /* 0 = no receipt armed */
-	uint8_t recent[RELM_RECENT_IDS][RELM_ID_LEN];
-	uint32_t recent_next;
-	struct relm_rel_stats stats;
-
-	/* Multi-device (proto/devices.md §5); all empty for a single device. */
-	struct relm_pcopy pcopies[RELM_MAX_PENDING_COPIES];
-	uint32_t npcopies;
-	uint8_t pruned[RELM_PRUNED_RING][RELM_ID_LEN];   /* nodes pruned lately, oldest first */
-	uint32_t npruned;
-	/* Acknowledgements the remote's receipts carried lately, oldest first:
-	 * the message id and the ratchet key it was accepted on.  A sibling's
-	 * node placed after the receipt was read is valid from the start
-	 * (proto/devices.md §5.3). */
-	struct relm_acked {
-		uint8_t id[RELM_ID_LEN];
-		uint8_t dh[RELM_KEY_LEN];
-	} acked[RELM_ACKED_RING];
-	uint32_t nacked;
-	uint8_t batch_first[RELM_ID_LEN]; /* first acknowledgement of the receipt batch */
-	uint64_t repair_ms;             /* when this device last asked a sibling for state */
-	/* A sibling session (devices.md §3): a strict relationship between two
-	 * devices of one proton, carrying sibling frames. */
-	uint8_t sibling_session;
-
-	/* Not part of the encoded state: the store keeps them as rows and puts
-	 * them back with relm_rel_pending_load(). */
-	struct relm_pending *pending;
-	uint32_t npending, cappending;
-};
+/* Fill *info from rel: no key, no message content, no mailbox key.  Never
+ * fails; rel is not modified. */
+void relm_rel_describe(const struct relm_rel *rel, struct relm_rel_info *info);
 
 /* ---- life cycle ------------------------------------------------------- */
 
@@ -207,7 +116,7 @@ int relm_rel_ack_load(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN],
 /* Give back a pending envelope loaded from the store. */
 int relm_rel_pending_load(struct relm_rel *rel, const uint8_t *buf, size_t len, uint64_t t_ms);
 
-/* ---- setup (DESIGN §4) ---------------------------------------------------
+/* ---- setup (proto/ratchet.md §8, proto/wire.md §4) ------------------------
  * Accepter: run X3DH against inv, make the relationship and its first
  * (initial) envelope, a `hello` carrying my_mailbox_host ("host:port" of the
  * server where this side's mailbox lives), posted to the invite's mailbox.
@@ -289,7 +198,8 @@ int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
 int relm_rel_send_sibling(struct relm_rel *rel, const struct relm_env *env,
                           const uint8_t *frame, size_t len, struct relm_effects *fx);
 
-/* The node the fork rule chooses (index into rel->tree.nodes) or -1. */
+/* The node the fork rule chooses (index into rel->tree.nodes, see
+ * engine/rel_state.h) or -1. */
 int relm_rel_chosen(const struct relm_rel *rel);
 
 #endif

@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "error.h"
 
 /* 2: no retransmission queue; 3: only the used part of the recent-id ring

@@ -6,7 +6,7 @@
 #ifndef RELM_REL_INT_H
 #define RELM_REL_INT_H
 
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "wire/payload.h"
 
 /* Effects (each returns 0 or RELM_ENOMEM, leaving fx as it was). */

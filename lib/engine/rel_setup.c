@@ -1,5 +1,5 @@
 /*
- * rel_setup.c — making a relationship (DESIGN §4): the accepter runs X3DH
+ * rel_setup.c — making a relationship (proto/ratchet.md §8): the accepter runs X3DH
  * against an invite and sends the initial envelope (a `hello`); the inviter
  * opens it.  The tree starts from the genesis node: the invite's signed
  * prekey SPK_a as a node of side 'a' with root key SK, exactly Signal's
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <sodium.h>
-#include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "engine/ratchet.h"
 #include "wire/payload.h"
 #include "wire/addr.h"

@@ -1,5 +1,5 @@
 /*
- * addr.c — mailbox addresses (addr.h, proto/wire.md §Mailbox address).
+ * addr.c — mailbox addresses (addr.h, proto/wire.md §7).
  *
  *   addr = host ":" port [ "/" id ]
  *   host = 1*255 ( ALPHA / DIGIT / "." / "-" )  |  "[" IPv6 literal "]"

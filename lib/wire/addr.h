@@ -1,5 +1,5 @@
 /*
- * addr.h — mailbox addresses "host:port/<id>" (DESIGN §1), id = base64url
+ * addr.h — mailbox addresses "host:port/<id>" (proto/wire.md §7), id = base64url
  * (no padding, 43 chars) of the mailbox's Ed25519 public key.  host is a
  * DNS name, an IPv4 literal, or an IPv6 literal in brackets.
  */

@@ -1,5 +1,5 @@
 /*
- * envelope.c — the envelope codec (envelope.h, proto/wire.md §Envelope).
+ * envelope.c — the envelope codec (envelope.h, proto/wire.md §5).
  *
  * Decoding checks, in wire order, everything that needs no key: size cap,
  * version, flag bits, canonical public keys, and the ciphertext length

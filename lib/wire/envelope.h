@@ -1,5 +1,5 @@
 /*
- * envelope.h — the envelope codec (proto/wire.md §Envelope).
+ * envelope.h — the envelope codec (proto/wire.md §5).
  *
  *   header  = version(1) flags(1) dh_pub(32) pn(4, BE) n(4, BE) nonce(24)   66 bytes
  *   [ext]   = ipk_b(32) ek_b(32) spk_id(4, BE) opk_id(4, BE)                 if flags & INITIAL

@@ -1,5 +1,5 @@
 /*
- * invite.c — invites (invite.h, DESIGN §4, proto/wire.md §Invite).
+ * invite.c — invites (invite.h, proto/wire.md §3).
  *
  * One serialiser (invite_body) produces the bytes that are both signed and
  * sent, so the signature input and the wire cannot drift apart.  Decoding

@@ -1,5 +1,5 @@
 /*
- * invite.h — invites (DESIGN §4, proto/wire.md §Invite): "relm:" followed
+ * invite.h — invites (proto/wire.md §3; their use: proto/ratchet.md §8): "relm:" followed
  * by the base64url (no padding) of
  *
  *   version(1)=1 flags(1) ipk(32) spk_id(4) spk(32) [opk_id(4) opk(32)]

@@ -35,7 +35,7 @@ enum relm_mbox_limits {
 	RELM_MBOX_ID_LEN         = 32,     /* wire: mailbox id = Ed25519 public key */
 	RELM_MBOX_NONCE_LEN      = 32,     /* wire: per-connection challenge, 256 bits never repeat */
 	RELM_MBOX_TOKEN_LEN      = 16,     /* wire: lease holder token, random 128 bits */
-	RELM_MBOX_ENVELOPE_MAX   = RELM_ENVELOPE_MAX, /* wire: 64 KiB, DESIGN §1 / limits.h */
+	RELM_MBOX_ENVELOPE_MAX   = RELM_ENVELOPE_MAX, /* wire: 64 KiB, proto/wire.md §8, proto/mailbox.md §7 */
 	RELM_MBOX_LEASE_NAME_MAX = 64,     /* wire: lease names are short labels ("leader") */
 	RELM_MBOX_ERROR_TEXT_MAX = 255,    /* wire: one length byte; text is for humans only */
 	RELM_MBOX_HDR_LEN        = 6,      /* wire: u32 length + u8 version + u8 type */
@@ -48,7 +48,7 @@ enum relm_mbox_limits {
 	RELM_MBOX_FRAME_TOTAL_MAX = 4 + RELM_MBOX_FRAME_MAX,
 	RELM_MBOX_COST_UNIT      = 1024,   /* wire: rate cost = 1 + frame bytes / 1 KiB, so bytes and frames both count */
 
-	RELM_MBOX_DEFAULT_PORT   = 7427,   /* DESIGN §8: zero-configuration default on 127.0.0.1 */
+	RELM_MBOX_DEFAULT_PORT   = 7427,   /* proto/mailbox.md §1: zero-configuration default on 127.0.0.1 */
 	RELM_MBOX_RETENTION_DAYS = 14,     /* time-based retention: a device offline two weeks still catches up */
 	RELM_MBOX_SWEEP_MS       = 600000, /* retention sweep every 10 min: deletion is not urgent */
 	RELM_MBOX_MAX_SUBS       = 256,    /* per connection: a device reads its relationships' mailboxes; more needs a second connection */

@@ -1,6 +1,6 @@
 /*
- * payload.c — the plaintext inside every envelope (payload.h, DESIGN §6,
- * proto/wire.md §Payload).
+ * payload.c — the plaintext inside every envelope (payload.h,
+ * proto/wire.md §6).
  *
  * Encoding is done by hand, not with cJSON_Print: the bytes must be
  * deterministic (fixed key order, one escaping rule, exact integers —

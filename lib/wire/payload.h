@@ -1,6 +1,5 @@
 /*
- * payload.h — the plaintext inside every envelope (DESIGN §6, proto/wire.md
- * §Payload): UTF-8 JSON, padded to a multiple of RELM_PAD_BLOCK with
+ * payload.h — the plaintext inside every envelope (proto/wire.md §6): UTF-8 JSON, padded to a multiple of RELM_PAD_BLOCK with
  * ISO/IEC 7816-4 padding (sodium_pad).
  *
  *   {"id":"<32 hex>","kind":"text","ts":<ms>,"body":"..."}

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include "sim.h"
 #include "engine/rel.h"
+#include "engine/rel_state.h"
+#include "engine/chain_tree.h"
+#include "engine/fork_rule.h"
 #include "engine/env.h"
 #include "engine/effects.h"
 
