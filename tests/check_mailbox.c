@@ -846,6 +846,111 @@ START_TEST(test_stalled_half_frame)
 }
 END_TEST
 
+/* A frame trickled one byte at a time must still complete within the
+ * frame deadline, counted from its first byte (proto/mailbox.md §7): every
+ * byte that arrives must not restart the clock, or ~1,024 such clients
+ * hold the server full for ever.  The shortened timer (600 ms) against a
+ * frame that would take 10 s to trickle: the server must close the
+ * connection with a fatal `timeout` long before the frame is complete. */
+START_TEST(test_trickled_frame)
+{
+	struct relm_mbox_server_config cfg;
+	struct relm_mbox_frame f;
+	struct key mb;
+	uint8_t frame_buf[100];
+	uint16_t port;
+	pid_t pid;
+	int fd, sent = 0, got_timeout = 0;
+
+	test_config(&cfg);
+	cfg.frame_timeout_ms = 600;
+	cfg.idle_timeout_ms = 60000;
+	pid = server_spawn(0, &cfg, &port);
+	key_new(&mb);
+	fd = raw_connect(port);
+	raw_hello(fd, NULL);
+	frame(&f, RELM_MBOX_POST);
+	f.u.post.tag = 9;
+	memcpy(f.u.post.mailbox, mb.pk, 32);
+	f.u.post.env = frame_buf;
+	f.u.post.env_len = sizeof(frame_buf) - 6 - 36;
+	memset(frame_buf, 0x42, sizeof(frame_buf));
+	{
+		uint8_t enc[100];
+		ck_assert_int_eq(relm_mbox_frame_encode(enc, sizeof(enc), &f), (int)sizeof(enc));
+		for (sent = 0; sent < (int)sizeof(enc); sent++) {
+			struct pollfd p = { fd, POLLIN, 0 };
+
+			if (poll(&p, 1, 100) == 1) {   /* one byte per 100 ms, and the server's answer */
+				ck_assert_int_eq(raw_expect_error(fd, RELM_MBOX_E_TIMEOUT, 0), RELM_MBOX_ERRF_FATAL);
+				ck_assert(raw_closed(fd));
+				got_timeout = 1;
+				break;
+			}
+			if (send(fd, enc + sent, 1, MSG_NOSIGNAL) != 1)
+				break;
+		}
+	}
+	ck_assert_msg(got_timeout, "no timeout after %d of 100 bytes", sent);
+	ck_assert_int_lt(sent, 100);      /* the frame never completed */
+	close(fd);
+	/* a frame sent whole right after is served */
+	fd = raw_connect(port);
+	raw_hello(fd, NULL);
+	ck_assert_uint_eq(raw_post(fd, mb.pk, "ok", 2, 1), 1);
+	close(fd);
+	server_stop(pid);
+}
+END_TEST
+
+/* Connections per client address are capped (127.0.0.1 here): the one
+ * over the cap gets a fatal `overloaded`; closing one makes room. */
+START_TEST(test_per_address_cap)
+{
+	struct relm_mbox_server_config cfg;
+	uint16_t port;
+	pid_t pid;
+	int fd[3], extra;
+
+	test_config(&cfg);
+	cfg.max_conns_per_addr = 3;
+	pid = server_spawn(0, &cfg, &port);
+	for (int i = 0; i < 3; i++) {
+		fd[i] = raw_connect(port);
+		raw_hello(fd[i], NULL);
+	}
+	extra = raw_connect(port);
+	ck_assert_int_eq(raw_expect_error(extra, RELM_MBOX_E_OVERLOADED, 0), RELM_MBOX_ERRF_FATAL);
+	ck_assert(raw_closed(extra));
+	close(extra);
+	for (int i = 0; i < 3; i++)
+		raw_ping(fd[i], (uint32_t)i + 1);   /* the three are unaffected */
+	close(fd[0]);
+	/* the server sees the close when it reads the EOF: retry briefly */
+	for (int tries = 0;; tries++) {
+		struct relm_mbox_frame f;
+
+		extra = raw_connect(port);
+		frame(&f, RELM_MBOX_HELLO);
+		f.u.hello.min_version = f.u.hello.max_version = 1;
+		raw_send_frame(extra, &f);
+		ck_assert_int_eq(raw_recv(extra, &f), 0);
+		if (f.type == RELM_MBOX_CHALLENGE)
+			break;
+		ck_assert_uint_eq(f.type, RELM_MBOX_ERROR);
+		ck_assert_uint_eq(f.u.error.code, RELM_MBOX_E_OVERLOADED);
+		close(extra);
+		ck_assert_int_lt(tries, 50);
+		msleep(20);
+	}
+	raw_ping(extra, 9);
+	close(extra);
+	close(fd[1]);
+	close(fd[2]);
+	server_stop(pid);
+}
+END_TEST
+
 START_TEST(test_flood_rate_limited)
 {
 	struct relm_mbox_server_config cfg;
@@ -2286,6 +2391,8 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_wrong_signature_refused);
 	tcase_add_test(tc, test_bad_frames);
 	tcase_add_test(tc, test_stalled_half_frame);
+	tcase_add_test(tc, test_trickled_frame);
+	tcase_add_test(tc, test_per_address_cap);
 	tcase_add_test(tc, test_flood_rate_limited);
 	tcase_add_test(tc, test_subscription_limit);
 	tcase_add_test(tc, test_slow_reader_bounded);

@@ -113,6 +113,7 @@ struct conn {
 	struct wreq *wout;         /* frames queued in this callback, not yet written */
 	struct conn *dirty_next;   /* on srv->dirty (flushed when the callback ends) */
 	int dirty;
+	uint8_t addr[16];          /* the peer's address as counted by the per-address cap */
 };
 
 struct pending_post {
@@ -230,6 +231,7 @@ void relm_mbox_server_config_default(struct relm_mbox_server_config *cfg)
 	cfg->retention_ms = (uint64_t)RELM_MBOX_RETENTION_DAYS * 86400000u;
 	cfg->sweep_ms = RELM_MBOX_SWEEP_MS;
 	cfg->max_conns = RELM_MBOX_MAX_CONNS;
+	cfg->max_conns_per_addr = RELM_MBOX_MAX_CONNS_PER_ADDR;
 	cfg->max_subs = RELM_MBOX_MAX_SUBS;
 	cfg->rate = RELM_MBOX_RATE;
 	cfg->burst = RELM_MBOX_BURST;
@@ -1004,6 +1006,8 @@ static void handle_frame(struct conn *c, const uint8_t *buf, size_t len)
 		           "rate limit: request dropped");
 		return;
 	}
+	if (rc == 0 && f.version != RELM_MBOX_VERSION)
+		rc = RELM_EVERSION;
 	switch (rc) {
 	case 0:
 		break;
@@ -1074,7 +1078,13 @@ static void conn_process(struct conn *c)
 		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
 		c->rlen -= pos;
 	}
-	c->frame_started = c->rlen ? uv_now(s->loop) : 0;
+	/* The frame deadline counts from a frame's first byte: a new partial
+	 * frame starts the clock, more bytes of the same one do not (a frame
+	 * trickled a byte at a time must not hold the connection for ever). */
+	if (!c->rlen)
+		c->frame_started = 0;
+	else if (pos || !c->frame_started)
+		c->frame_started = uv_now(s->loop);
 	if (c->outq > s->cfg.outq_max && c->reading && c->state != CONN_CLOSING) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;
@@ -1143,6 +1153,40 @@ static void conn_resume(struct conn *c)
 		conn_close(c);
 }
 
+/* The key the per-address cap counts by: an IPv4 address as ::ffff:a.b.c.d,
+ * an IPv6 address by its /64 (one subscriber usually holds a whole /64,
+ * so per /128 would cap nothing). */
+static void peer_key(uv_tcp_t *tcp, uint8_t key[16])
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	memset(key, 0, 16);
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+		static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+		memcpy(key, a, memcmp(a, v4mapped, 12) == 0 ? 16 : 8);
+	}
+}
+
+/* Open connections from c's address, c included.  A walk of the list:
+ * at most max_conns entries, once per accepted connection. */
+static uint32_t conns_from(const struct relm_mbox_server *s, const struct conn *c)
+{
+	uint32_t n = 0;
+
+	for (const struct conn *o = s->conns; o; o = o->next)
+		if (!uv_is_closing((const uv_handle_t *)&o->tcp) && memcmp(o->addr, c->addr, 16) == 0)
+			n++;
+	return n;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct relm_mbox_server *s = container_of((uv_tcp_t *)server, struct relm_mbox_server, listener);
@@ -1171,6 +1215,11 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (s->stats.connections > s->cfg.max_conns) {
 		conn_error(c, 0, RELM_MBOX_E_OVERLOADED, 1, "too many connections");   /* flushed: fatal */
+		return;
+	}
+	peer_key(&c->tcp, c->addr);
+	if (s->cfg.max_conns_per_addr && conns_from(s, c) > s->cfg.max_conns_per_addr) {
+		conn_error(c, 0, RELM_MBOX_E_OVERLOADED, 1, "too many connections from this address");
 		return;
 	}
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {

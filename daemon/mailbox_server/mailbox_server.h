@@ -27,6 +27,7 @@ struct relm_mbox_server_config {
 	uint64_t retention_ms;      /* envelopes older than this are deleted (time only, never on read) */
 	uint32_t sweep_ms;          /* retention sweep period */
 	uint32_t max_conns;
+	uint32_t max_conns_per_addr; /* per client address (IPv6: per /64); 0: no cap */
 	uint32_t max_subs;          /* per connection, ≤ what CHALLENGE advertises */
 	uint32_t rate, burst;       /* token bucket per connection, cost units (relm_mbox_cost) */
 	uint32_t outq_max;          /* queued output bytes before the connection's reads pause */

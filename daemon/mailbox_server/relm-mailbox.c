@@ -159,6 +159,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.retention_ms = (uint64_t)d * 86400000u;
+		} else if (!strcmp(o, "--max-conns-per-addr")) {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || end == v || v[0] == '-' || n > RELM_MBOX_MAX_CONNS) {
+				fprintf(stderr, "relm-mailbox: --max-conns-per-addr must be 0..%d\n",
+				        RELM_MBOX_MAX_CONNS);
+				return 2;
+			}
+			cfg.max_conns_per_addr = (uint32_t)n;
 		} else if (!strcmp(o, "--rate") || !strcmp(o, "--burst")) {
 			char *end;
 			unsigned long n;
