@@ -757,7 +757,7 @@ START_TEST(test_bad_frames)
 	/* no common version */
 	fd = raw_connect(port);
 	frame(&f, RELM_MBOX_HELLO);
-	f.u.hello.min_version = 2;
+	f.u.hello.min_version = RELM_MBOX_VERSION_MAX + 1;
 	f.u.hello.max_version = 9;
 	raw_send_frame(fd, &f);
 	ck_assert_int_eq(raw_expect_error(fd, RELM_MBOX_E_VERSION, 0), RELM_MBOX_ERRF_FATAL);
@@ -2236,8 +2236,8 @@ END_TEST
 
 /* A version 1 file (with its index on received_at) opens: its envelopes,
  * seq counters and leases are served, retention still sweeps its old rows,
- * and the file is migrated to version 2.  A file newer than the server
- * knows is refused. */
+ * and the file is migrated to version 3 (no index, read keys, a realm).  A
+ * file newer than the server knows is refused. */
 static void v1_exec(sqlite3 *db, const char *sql)
 {
 	char *err = NULL;
@@ -2342,11 +2342,12 @@ START_TEST(test_store_v1_opens)
 	server_stop(pid);
 
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 3);
 	ck_assert_int_eq(db_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'envelope_received'"), 0);
+	ck_assert_int_eq(db_int(db, "SELECT length(value) FROM meta WHERE name = 'realm'"), 32);
 	ck_assert_int_eq(db_int(db, "SELECT count(*) FROM envelope"), 3);
 	/* a file from a newer server is refused, and left alone */
-	v1_exec(db, "PRAGMA user_version=3;");
+	v1_exec(db, "PRAGMA user_version=4;");
 	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 	{
 		uv_loop_t loop;
@@ -2358,7 +2359,7 @@ START_TEST(test_store_v1_opens)
 		loop_finish(&loop);
 	}
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(db_int(db, "PRAGMA user_version"), 4);
 	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 }
 END_TEST

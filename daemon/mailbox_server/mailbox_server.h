@@ -29,12 +29,16 @@ struct relm_mbox_server_config {
 	uint32_t max_conns;
 	uint32_t max_conns_per_addr; /* per client address (IPv6: per /64); 0: no cap */
 	uint32_t max_subs;          /* per connection, ≤ what CHALLENGE advertises */
+	uint32_t max_subs_total;    /* per server */
 	uint32_t rate, burst;       /* token bucket per connection, cost units (relm_mbox_cost) */
 	uint32_t outq_max;          /* queued output bytes before the connection's reads pause */
 	uint32_t hello_timeout_ms;
 	uint32_t frame_timeout_ms;  /* a started frame must complete within this */
 	uint32_t write_timeout_ms;  /* output pending with no progress this long: drop */
 	uint32_t idle_timeout_ms;   /* nothing received this long: drop */
+	/* PostgreSQL database (a postgresql:// URI or a libpq connection
+	 * string; proto/mailbox.md §9.2); NULL: SQLite in state_dir.  Copied. */
+	const char *db;
 	/* Wall clock in ms since the epoch, for received_at and lease expiry
 	 * (both must survive a restart, so not uv_now).  NULL: the real clock. */
 	uint64_t (*now_ms)(void *ctx);
