@@ -11,9 +11,9 @@ CFLAGS     ?= -O2 -g
 V          ?= 0
 
 # Libraries every program links, and the Debian packages that provide them.
-PKGS      = libsodium libuv sqlite3 libcjson
+PKGS      = libsodium libuv sqlite3 libcjson libpq
 TEST_PKGS = check
-DEB_PKGS  = pkg-config libsodium-dev libuv1-dev libsqlite3-dev libcjson-dev \
+DEB_PKGS  = pkg-config libsodium-dev libuv1-dev libsqlite3-dev libcjson-dev libpq-dev postgresql-15 \
             check libsubunit-dev
 
 WARN = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \

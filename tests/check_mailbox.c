@@ -39,6 +39,7 @@
 #include "mailbox_client/mailbox_client.h"
 #include "wire/mailbox_proto.h"
 #include "mailbox_server/mailbox_server.h"
+#include "util_pg.h"
 
 /* ---- seed ---- */
 
@@ -68,9 +69,13 @@ static void key_new(struct key *k)
 	crypto_sign_seed_keypair(k->pk, k->sk, seed);
 }
 
-/* ---- state dir ---- */
+/* ---- state dir, and the backend under test ---- */
 
 static char state_dir[64];
+/* The suite runs twice: SQLite in state_dir, then PostgreSQL (a database
+ * of its own per test, in the binary's private server: util_pg.h). */
+static int use_pg;
+static char test_db[256];
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -89,6 +94,12 @@ static void setup(void)
 	log_set_level(getenv("RELM_TEST_VERBOSE") ? LOGL_DEBUG : LOGL_ERR);
 	snprintf(state_dir, sizeof(state_dir), "/tmp/relm-mbox-test-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(state_dir));
+	if (use_pg) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "t_%s", state_dir + strlen("/tmp/relm-mbox-test-"));
+		ck_assert_int_eq(upg_new_db(name, test_db, sizeof(test_db)), 0);
+	}
 }
 
 static void teardown(void)
@@ -117,9 +128,11 @@ static void child_on_term(uv_signal_t *h, int signum)
 	relm_mbox_server_close(cs->srv, child_server_closed, cs);
 }
 
+/* The defaults, on the backend under test. */
 static void test_config(struct relm_mbox_server_config *cfg)
 {
 	relm_mbox_server_config_default(cfg);
+	cfg->db = use_pg ? test_db : NULL;
 }
 
 /* Fork a server on 127.0.0.1:port with state_dir; returns its pid and the
@@ -127,10 +140,15 @@ static void test_config(struct relm_mbox_server_config *cfg)
 static pid_t server_spawn(uint16_t port, const struct relm_mbox_server_config *cfg,
                           uint16_t *bound)
 {
+	struct relm_mbox_server_config def;
 	int fds[2];
 	pid_t pid;
 	uint16_t p = 0;
 
+	if (!cfg) {
+		test_config(&def);
+		cfg = &def;
+	}
 	ck_assert_int_eq(pipe(fds), 0);
 	fflush(NULL);
 	pid = fork();
@@ -2013,6 +2031,7 @@ END_TEST
 
 START_TEST(test_embedded)
 {
+	struct relm_mbox_server_config cfg;
 	uv_loop_t loop;
 	struct relm_mbox_server *srv;
 	struct relm_mbox_server_stats st;
@@ -2023,7 +2042,8 @@ START_TEST(test_embedded)
 
 	key_new(&mb);
 	uv_loop_init(&loop);
-	ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, state_dir, NULL), 0);
+	test_config(&cfg);
+	ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, state_dir, &cfg), 0);
 	ck_assert_uint_ne(relm_mbox_server_port(srv), 0);
 	c = client_new(&loop, relm_mbox_server_port(srv), &r);
 	ck_assert_int_eq(relm_mbox_client_subscribe(c, mb.pk, 0, mb.sk, NULL, NULL), 0);
@@ -2044,7 +2064,7 @@ START_TEST(test_embedded)
 	{
 		struct relm_mbox_server *srv2 = NULL;
 		ck_assert_int_lt(relm_mbox_server_start(&srv2, &loop, "127.0.0.1",
-		                                        relm_mbox_server_port(srv), state_dir, NULL), 0);
+		                                        relm_mbox_server_port(srv), state_dir, &cfg), 0);
 		ck_assert_ptr_null(srv2);
 	}
 
@@ -2058,8 +2078,14 @@ START_TEST(test_embedded)
 
 	/* bad arguments */
 	uv_loop_init(&loop);
-	ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "not-an-ip", 0, state_dir, NULL), RELM_EINVAL);
-	ck_assert_int_lt(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, "/proc/nope/x", NULL), 0);
+	ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "not-an-ip", 0, state_dir, &cfg), RELM_EINVAL);
+	if (use_pg) {
+		/* a database that is not there: refused at start, nothing left open */
+		cfg.db = "host=/nonexistent-relm-test user=relm dbname=none connect_timeout=2";
+		ck_assert_int_eq(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, NULL, &cfg), RELM_ESTORE);
+	} else {
+		ck_assert_int_lt(relm_mbox_server_start(&srv, &loop, "127.0.0.1", 0, "/proc/nope/x", &cfg), 0);
+	}
 	loop_finish(&loop);
 }
 END_TEST
@@ -2364,9 +2390,9 @@ START_TEST(test_store_v1_opens)
 }
 END_TEST
 
-static Suite *mailbox_suite(void)
+static Suite *mailbox_suite(const char *name)
 {
-	Suite *s = suite_create("mailbox");
+	Suite *s = suite_create(name);
 	TCase *tc;
 
 	tc = tcase_create("delivery");
@@ -2406,7 +2432,8 @@ static Suite *mailbox_suite(void)
 	tcase_add_test(tc, test_restart_loses_nothing);
 	tcase_add_test(tc, test_client_reconnect_at_least_once);
 	tcase_add_test(tc, test_retention_by_time);
-	tcase_add_test(tc, test_store_v1_opens);
+	if (!use_pg)
+		tcase_add_test(tc, test_store_v1_opens);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lease");
@@ -2418,13 +2445,26 @@ static Suite *mailbox_suite(void)
 	return s;
 }
 
+/* The suite on SQLite, then on PostgreSQL (skipped, and said so, only
+ * where the server binaries are not installed). */
 int main(void)
 {
-	SRunner *sr = srunner_create(mailbox_suite());
+	char why[256];
 	int failed;
+	SRunner *sr = srunner_create(mailbox_suite("mailbox (sqlite)"));
 
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if (upg_start(why, sizeof(why), 0) != 0) {
+		printf("SKIP: mailbox (postgresql): %s\n", why);
+	} else {
+		use_pg = 1;
+		sr = srunner_create(mailbox_suite("mailbox (postgresql)"));
+		srunner_run_all(sr, CK_NORMAL);
+		failed += srunner_ntests_failed(sr);
+		srunner_free(sr);
+		upg_stop();
+	}
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

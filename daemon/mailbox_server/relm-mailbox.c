@@ -21,6 +21,7 @@
 #include "log.h"
 #include "wire/mailbox_proto.h"
 #include "mailbox_server/mailbox_server.h"
+#include "mailbox_server/store.h"
 
 struct app {
 	uv_loop_t loop;
@@ -148,6 +149,13 @@ int main(int argc, char **argv)
 			listen = v;
 		} else if (!strcmp(o, "--state")) {
 			state = v;
+		} else if (!strcmp(o, "--db")) {
+			if (!mbs_store_is_pg(v)) {
+				fprintf(stderr, "relm-mailbox: --db wants a postgresql:// URI or a libpq "
+				        "connection string (key=value ...)\n");
+				return 2;
+			}
+			cfg.db = v;
 		} else if (!strcmp(o, "--retention-days")) {
 			char *end;
 			unsigned long d;
@@ -193,8 +201,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!state) {
-		fprintf(stderr, "relm-mailbox: --state DIR is required\n");
+	if (!state == !cfg.db) {
+		fprintf(stderr, "relm-mailbox: give --state DIR (SQLite) or --db DATABASE (PostgreSQL)\n");
 		usage(stderr);
 		return 2;
 	}
@@ -213,8 +221,9 @@ int main(int argc, char **argv)
 	}
 	rc = relm_mbox_server_start(&a.srv, &a.loop, host, port, state, &cfg);
 	if (rc) {
-		log_err("mailbox: cannot start on %s:%u with state %s: %s", host, (unsigned)port,
-		        state, rc < -1000 ? relm_strerror(rc) : uv_strerror(rc));
+		log_err("mailbox: cannot start on %s:%u with %s %s: %s", host, (unsigned)port,
+		        state ? "state" : "database", state ? state : "(--db)",
+		        rc < -1000 ? relm_strerror(rc) : uv_strerror(rc));
 		uv_run(&a.loop, UV_RUN_DEFAULT);   /* let the undo close its handles */
 		uv_loop_close(&a.loop);
 		return 1;
