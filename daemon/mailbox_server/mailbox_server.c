@@ -307,6 +307,7 @@ static void on_swept(void *ctx, int rc)
 
 	s->sweeping = 0;
 	s->sweep_rc = rc;
+	log_debug("mailbox: sweep answered %d", rc);
 	if (rc > 0) {
 		s->stats.swept += (uint64_t)rc;
 		log_info("mailbox: retention removed %d envelope(s)", rc);

@@ -132,12 +132,18 @@ static void cmd_read(struct pg_store *st)
 	struct pg_link *l = &st->cmd;
 	PGnotify *n;
 
+	int nulls = 0;
+
 	while (st->sent && l->state == L_UP && !st->closing && !PQisBusy(l->conn)) {
 		struct pg_op *op = st->sent;
 		PGresult *res = PQgetResult(l->conn);
 
-		if (!res)
-			continue;   /* the end of op's statement: its sync follows */
+		if (!res) {
+			if (++nulls > 1)
+				break;   /* nothing more to read now */
+			continue;    /* the end of op's statement: its sync follows */
+		}
+		nulls = 0;
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
 			st->sent = op->next;
@@ -276,14 +282,29 @@ static int link_watch(struct pg_link *l, int fd, int ev)
 	return 0;
 }
 
+static void on_kick(uv_timer_t *t)
+{
+	struct pg_store *st = t->data;
+
+	if (st->closing || st->cmd.state != L_UP)
+		return;
+	cmd_read(st);
+	if (!st->closing && st->cmd.state == L_UP)
+		poll_update(&st->cmd);
+}
+
 static void poll_update(struct pg_link *l)
 {
+	struct pg_store *st = l->st;
 	int ev = UV_READABLE;
 
 	if (l->state != L_UP)
 		return;
 	if (PQflush(l->conn) == 1)
 		ev |= UV_WRITABLE;   /* more to send: say when the socket takes it */
+	/* answers already read into libpq's buffer wake no poll: go and get them */
+	if (l == &st->cmd && st->sent && !PQisBusy(l->conn) && !uv_is_active((uv_handle_t *)&st->kick))
+		uv_timer_start(&st->kick, on_kick, 0, 0);
 	if (link_watch(l, PQsocket(l->conn), ev) != 0)
 		link_fail(l, "cannot poll its socket");
 }
@@ -457,6 +478,8 @@ static void pg_close(struct mbs_store *base, void (*cb)(void *arg), void *arg)
 	fail_sent(st, RELM_ECLOSED);
 	link_close(&st->cmd);
 	link_close(&st->lst);
+	uv_timer_stop(&st->kick);
+	uv_close((uv_handle_t *)&st->kick, on_handle_closed);
 	store_maybe_freed(st);
 }
 
@@ -508,6 +531,9 @@ int mbs_store_pg_open(struct mbs_store **out, uv_loop_t *loop, const char *conni
 	}
 	link_init(st, &st->cmd, "command");
 	link_init(st, &st->lst, "listening");
+	uv_timer_init(loop, &st->kick);
+	st->kick.data = st;
+	st->handles++;
 	/* from here on, failures are handled on the loop (reconnecting) */
 	st->cmd.state = st->lst.state = L_CONNECTING;
 	if (link_ready(&st->cmd, 0) != 0)

@@ -97,6 +97,10 @@ struct pg_store {
 	struct pg_op *sent, **sent_tail;   /* cmd: sent, answer pending, in order */
 	int cmd_pid;               /* cmd's backend: its notifications are ours */
 	int closing;
+	/* Answers libpq has read already (PQflush reads too, so the socket
+	 * need not become readable again for them) are handled from here on
+	 * the next loop turn. */
+	uv_timer_t kick;
 	unsigned handles;          /* uv handles not yet closed */
 	void (*close_cb)(void *);
 	void *close_arg;
