@@ -77,6 +77,7 @@ struct relm_mbox_server_stats {
 	uint64_t delivered;         /* DELIVER frames sent */
 	uint64_t errors;            /* ERROR frames sent */
 	uint64_t swept;             /* envelopes deleted by retention */
+	uint64_t registered;        /* read keys stored by registrations (version 2) */
 };
 void relm_mbox_server_get_stats(const struct relm_mbox_server *s,
                                 struct relm_mbox_server_stats *out);

@@ -511,6 +511,8 @@ static void on_looked_up(void *ctx, int rc)
 
 	mbs_hold(s);
 	s->lookups--;
+	if (!rc && op->batch && op->kind == RELM_MBOX_BATCH_REGISTER)
+		s->stats.registered += op->nlk;
 	if (mbs_conn_live(c)) {
 		for (size_t k = 0; k < op->nlk; k++) {
 			struct mbs_lookup *l = &op->lk[k];
