@@ -1831,26 +1831,7 @@ static Suite *mailbox_suite(const char *name)
 	return s;
 }
 
-/* The suite on SQLite, then on PostgreSQL (skipped, and said so, only
- * where the server binaries are not installed). */
 int main(void)
 {
-	char why[256];
-	int failed;
-	SRunner *sr = srunner_create(mailbox_suite("mailbox (sqlite)"));
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (upg_start(why, sizeof(why), 0) != 0) {
-		printf("SKIP: mailbox (postgresql): %s\n", why);
-	} else {
-		use_pg = 1;
-		sr = srunner_create(mailbox_suite("mailbox (postgresql)"));
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
-		upg_stop();
-	}
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_on_both(mailbox_suite, "mailbox", 0);
 }

@@ -547,22 +547,5 @@ static Suite *batch_suite(const char *name)
 
 int main(void)
 {
-	char why[256];
-	int failed;
-	SRunner *sr = srunner_create(batch_suite("mailbox_batch (sqlite)"));
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (upg_start(why, sizeof(why), 0) != 0) {
-		printf("SKIP: mailbox_batch (postgresql): %s\n", why);
-	} else {
-		use_pg = 1;
-		sr = srunner_create(batch_suite("mailbox_batch (postgresql)"));
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
-		upg_stop();
-	}
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_on_both(batch_suite, "mailbox_batch", 0);
 }

@@ -616,3 +616,32 @@ int peer_gather(uv_loop_t *loop, struct peer *p, int n, unsigned ms)
 	}
 }
 
+
+/* ---- running a suite on both backends ---- */
+
+int run_on_both(Suite *(*make)(const char *name), const char *base, int pg_only)
+{
+	char name[128], why[256];
+	int failed = 0;
+	SRunner *sr;
+
+	if (!pg_only) {
+		snprintf(name, sizeof(name), "%s (sqlite)", base);
+		sr = srunner_create(make(name));
+		srunner_run_all(sr, CK_NORMAL);
+		failed = srunner_ntests_failed(sr);
+		srunner_free(sr);
+	}
+	if (upg_start(why, sizeof(why), 0) != 0) {
+		printf("SKIP: %s (postgresql): %s\n", base, why);
+	} else {
+		use_pg = 1;
+		snprintf(name, sizeof(name), "%s (postgresql)", base);
+		sr = srunner_create(make(name));
+		srunner_run_all(sr, CK_NORMAL);
+		failed += srunner_ntests_failed(sr);
+		srunner_free(sr);
+		upg_stop();
+	}
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -118,6 +118,12 @@ void client_close(uv_loop_t *loop, struct relm_mbox_client *c, struct rec *r);
 void post_int(struct relm_mbox_client *c, const uint8_t mb[32], int v, size_t len);
 void loop_finish(uv_loop_t *loop);
 
+/* ---- running a suite ---- */
+/* Run make(name) on SQLite, then (use_pg = 1) on a private PostgreSQL
+ * started for it — skipped, and said so, only where PostgreSQL's binaries
+ * are missing; pg_only: PostgreSQL alone.  EXIT_SUCCESS or EXIT_FAILURE. */
+int run_on_both(Suite *(*make)(const char *name), const char *base, int pg_only);
+
 /* ---- a peer in place of a server or client ---- */
 /* A peer driven by the test on the client's own loop: frames are read from
  * a non-blocking socket while the loop runs. */
