@@ -64,7 +64,7 @@ static void op_complete(struct pg_store *st, struct pg_op *op)
 			return;
 		}
 		rc = RELM_ESTORE;
-	} else if ((rc = mbspg_op_parse(st, op)) == 1) {
+	} else if (mbspg_op_parse(st, op, &rc)) {
 		return;   /* sent again */
 	}
 	if (op->done)

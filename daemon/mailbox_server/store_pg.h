@@ -112,9 +112,10 @@ int mbspg_schema_open(struct pg_store *st, PGconn *c);
 int mbspg_exec_ok(PGconn *c, const char *sql, ExecStatusType want);
 struct pg_op *mbspg_op_new(enum op_kind kind, int stmt, size_t bufsize, mbs_done_fn done, void *ctx);
 void mbspg_op_free(struct pg_op *op);
-/* Read op's answer into its caller's buffers: 0 or a negative code; 1 when
- * op was sent again (a sweep's next chunk) and is not complete. */
-int mbspg_op_parse(struct pg_store *st, struct pg_op *op);
+/* Read op's answer into its caller's buffers and its result into *rc (0,
+ * a count, or a negative code); returns 0, or 1 when op was sent again (a
+ * sweep's next chunk) and is not complete. */
+int mbspg_op_parse(struct pg_store *st, struct pg_op *op, int *rc);
 void mbspg_commit(struct mbs_store *st, struct mbs_post **v, size_t n, uint64_t now,
                   mbs_done_fn done, void *ctx);
 void mbspg_lookup(struct mbs_store *st, struct mbs_lookup *v, size_t n, mbs_done_fn done, void *ctx);

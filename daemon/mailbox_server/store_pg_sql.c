@@ -281,7 +281,7 @@ static int parse_lease(struct pg_op *op)
 
 static int sweep_more(struct pg_store *st, struct pg_op *op);
 
-int mbspg_op_parse(struct pg_store *st, struct pg_op *op)
+int mbspg_op_parse(struct pg_store *st, struct pg_op *op, int *rcp)
 {
 	int rc = 0;
 
@@ -293,8 +293,10 @@ int mbspg_op_parse(struct pg_store *st, struct pg_op *op)
 	case OP_LEASE:   rc = parse_lease(op); break;
 	case OP_FETCH:
 		for (int i = 0; i < PQntuples(op->res); i++) {
-			if (PQgetlength(op->res, i, 0) != 8)
-				return RELM_ESTORE;
+			if (PQgetlength(op->res, i, 0) != 8) {
+				rc = RELM_ESTORE;
+				break;
+			}
 			op->u.fetch.row(op->ctx, get64(PQgetvalue(op->res, i, 0)),
 			                (const uint8_t *)PQgetvalue(op->res, i, 1),
 			                (size_t)PQgetlength(op->res, i, 1));
@@ -306,7 +308,8 @@ int mbspg_op_parse(struct pg_store *st, struct pg_op *op)
 		rc = op->u.sweep.total;
 		break;
 	}
-	return rc;
+	*rcp = rc;
+	return 0;
 }
 
 /* ---- the schema (blocking, at open) ---- */
