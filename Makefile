@@ -169,7 +169,7 @@ $(BENCH_DEPS_OK): | $(DEPS_OK)
 	$(Q)touch $@
 
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
-	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -Itests $(BENCH_CFLAGS) -c $< -o $@
 
 $(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) $(BENCH_LIBS) -o $@
@@ -180,16 +180,21 @@ $(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
 $(BUILD)/bench_scale: $(BUILD)/bench/bench_scale.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) -o $@
 
+$(BUILD)/bench_mailbox: $(BUILD)/bench/bench_mailbox.o $(BUILD)/tests/util_pg.o $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
+
 # The first run builds 100k-relationship stores under $(BUILD)/bench-scale
 # (about 1 GB, a few minutes); later runs reuse them.
-bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(PROGS)
+bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(BUILD)/bench_mailbox $(PROGS)
 	$(Q)rm -f $(BUILD)/bench.json
 	$(Q)$(BUILD)/bench_engine --json $(BUILD)/bench.engine.json
 	$(Q)sh bench/bench_ir.sh $(BUILD)/bench_engine $(BUILD)/bench.ir.json 2000 200 20
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
 	$(Q)$(BUILD)/bench_scale --no-cold --dir $(BUILD)/bench-scale --json $(BUILD)/bench.scale.json
+	$(Q)$(BUILD)/bench_mailbox --build $(BUILD) --json $(BUILD)/bench.mailbox.json \
+	  $$( [ -f $(BUILD)/bench-scale/100000/b/relm.db ] && echo --relmd-store $(BUILD)/bench-scale/100000/b/relm.db )
 	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json \
-	  $(BUILD)/bench.daemon.json $(BUILD)/bench.scale.json
+	  $(BUILD)/bench.daemon.json $(BUILD)/bench.scale.json $(BUILD)/bench.mailbox.json
 	@echo "  BENCH   $(BUILD)/bench.json"
 
 # ---- valgrind: memcheck over the suite, and the constant-time check --------

@@ -159,9 +159,10 @@ struct relm_mbox_client {
 	size_t nsubs, subs_cap;
 	uint32_t *index;           /* open addressing by mailbox: subs index + 1, 0 empty */
 	size_t index_mask;
+	unsigned index_shift;      /* 64 - log2(slots) */
 	uint64_t index_seed;
 	struct cqueue q_mac, q_reg;
-	struct cbatch *batches;
+	struct cbatch *batches, **batches_tail;   /* in flight, oldest first (answers come in order) */
 
 	struct clease *leases;
 };

@@ -130,6 +130,8 @@ static void cork(struct relm_mbox_client *c)
 
 static void uncork(struct relm_mbox_client *c)
 {
+	if (c->corked == 1 && c->state == CS_READY)
+		mbc_flush_subs(c);   /* subscriptions made while corked, batched */
 	if (c->corked && --c->corked == 0)
 		out_flush(c);
 }

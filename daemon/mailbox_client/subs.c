@@ -34,10 +34,11 @@ static size_t slot_of(const struct relm_mbox_client *c, const uint8_t mb[RELM_MB
 {
 	uint64_t v;
 
+	/* Fibonacci hashing: the top bits of the product mix every input bit */
 	memcpy(&v, mb, sizeof(v));
 	v ^= c->index_seed;
 	v *= 0x9e3779b97f4a7c15ull;
-	return (size_t)(v >> 17) & c->index_mask;
+	return (size_t)(v >> c->index_shift);
 }
 
 struct csub *mbc_sub_find(const struct relm_mbox_client *c, const uint8_t mb[RELM_MBOX_ID_LEN],
@@ -83,6 +84,9 @@ static int index_reserve(struct relm_mbox_client *c)
 	free(c->index);
 	c->index = ni;
 	c->index_mask = want - 1;
+	c->index_shift = 64;
+	for (size_t w = want; w > 1; w >>= 1)
+		c->index_shift--;
 	if (!c->index_seed)
 		randombytes_buf(&c->index_seed, sizeof(c->index_seed));
 	for (size_t i = 0; i < c->nsubs; i++)
@@ -269,6 +273,7 @@ void mbc_subs_dropped(struct relm_mbox_client *c)
 		free(b->mb);
 		free(b);
 	}
+	c->batches_tail = &c->batches;
 }
 
 /* ---- version 2: batches ---- */
@@ -371,8 +376,11 @@ static int flush_one(struct relm_mbox_client *c, struct cqueue *q, uint8_t kind)
 		b->tag = tag;
 		b->kind = kind;
 		b->n = n;
-		b->next = c->batches;
-		c->batches = b;
+		b->next = NULL;
+		if (!c->batches_tail)
+			c->batches_tail = &c->batches;
+		*c->batches_tail = b;
+		c->batches_tail = &b->next;
 		b = NULL;
 		mbc_send_frame(c, &f);
 	}
@@ -400,6 +408,8 @@ static struct cbatch *batch_take(struct relm_mbox_client *c, uint32_t tag)
 
 		if (b->tag == tag) {
 			*pp = b->next;
+			if (c->batches_tail == &b->next)
+				c->batches_tail = pp;
 			return b;
 		}
 	}
@@ -570,7 +580,10 @@ int relm_mbox_client_subscribe(struct relm_mbox_client *c, const uint8_t mailbox
 	sb->tag = 0;
 	if (c->state == CS_READY) {
 		sub_send(c, idx);
-		mbc_flush_subs(c);
+		/* corked, the caller is subscribing many: they go in full
+		 * batches at the uncork */
+		if (!c->corked)
+			mbc_flush_subs(c);
 	}
 	return 0;
 }

@@ -29,7 +29,7 @@ enum {
 };
 
 enum stmt_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
 	ST_SET_SEQ, ST_INSERT, ST_FETCH, ST_HEAD, ST_OLDEST, ST_LOOKUP, ST_SET_KEY,
 	ST_LEASE_GET, ST_LEASE_PUT, ST_LEASE_DEL,
 	ST_SWEEP, ST_SWEEP_LEASES,
@@ -38,6 +38,8 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN]    = "BEGIN IMMEDIATE",
+	/* many reads in one transaction: one file lock, not two per statement */
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT]   = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	/* No RETURNING: SQLite gathers RETURNING rows in an ephemeral table,
@@ -370,10 +372,12 @@ static void sq_lookup(struct mbs_store *st, struct mbs_lookup *v, size_t n,
                       mbs_done_fn done, void *ctx)
 {
 	struct sq_store *q = (struct sq_store *)st;
-	int rc = 0;
+	int rc = n > 1 ? st_run(q, ST_BEGIN_READ) : 0;
 
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = lookup_one(q, &v[i]);
+	if (n > 1 && st_run(q, rc ? ST_ROLLBACK : ST_COMMIT) != 0 && !rc)
+		rc = RELM_ESTORE;
 	done(ctx, rc);
 }
 
@@ -394,13 +398,14 @@ static void sq_set_keys(struct mbs_store *st, struct mbs_lookup *v, size_t n,
 		sqlite3_bind_blob(s, 2, v[i].read_key, RELM_MBOX_READ_KEY_LEN, SQLITE_STATIC);
 		rc = st_run(q, ST_SET_KEY);
 	}
+	/* the lookups in the same transaction, before it commits */
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = lookup_one(q, &v[i]);
 	if (rc || (rc = st_run(q, ST_COMMIT))) {
 		st_run(q, ST_ROLLBACK);
 		done(ctx, rc);
 		return;
 	}
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = lookup_one(q, &v[i]);
 	done(ctx, rc);
 }
 
