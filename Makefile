@@ -277,6 +277,7 @@ install: all
 	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/user/relmd.service   > $(DESTDIR)$(UNITDIR_USER)/relmd.service
 	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/system/relmd.service > $(DESTDIR)$(UNITDIR_SYS)/relmd.service
 	install -m 0644 systemd/system/relmd.socket $(DESTDIR)$(UNITDIR_SYS)/
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/system/relm-mailbox@.service > $(DESTDIR)$(UNITDIR_SYS)/relm-mailbox@.service
 	install -m 0644 systemd/system/relm.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/relm.conf
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,9 +1,13 @@
 /*
  * relm-mailbox — the standalone mailbox server (proto/mailbox.md).
  *
- *   relm-mailbox --listen HOST:PORT --state DIR [--retention-days N]
- *                [--rate N] [--burst N] [--log-level L]
+ *   relm-mailbox --listen HOST:PORT (--state DIR | --db DATABASE) [--retention-days N]
+ *                [--rate N] [--burst N] [--max-subs N] [--max-conns-per-addr N]
+ *                [--log-level L]
  *
+ * --state keeps everything in one SQLite file (one instance); --db in a
+ * PostgreSQL database that any number of instances may share
+ * (proto/mailbox.md §9).
  * A thin shell around daemon/mailbox_server/mailbox_server.c, which relmd embeds too
  * (--serve-mailbox).  SIGTERM/SIGINT close the server cleanly (exit 0),
  * SIGHUP reopens the log file.
@@ -33,21 +37,37 @@ struct app {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: relm-mailbox --state DIR [--listen HOST:PORT] [--retention-days N]\n"
-	    "                    [--rate N] [--burst N] [--log-level err|warn|info|debug]\n"
+	    "usage: relm-mailbox (--state DIR | --db DATABASE) [--listen HOST:PORT]\n"
+	    "                    [--retention-days N] [--rate N] [--burst N] [--max-subs N]\n"
+	    "                    [--max-conns-per-addr N] [--log-level err|warn|info|debug]\n"
 	    "\n"
 	    "Serve relm mailboxes (store-and-forward inboxes) over TCP.\n"
+	    "\n"
+	    "Where the mailboxes are kept (one of):\n"
+	    "  --state DIR          SQLite: DIR/mailbox.sqlite (DIR created 0700). One instance.\n"
+	    "  --db DATABASE        PostgreSQL: a postgresql://user@host/dbname URI or a libpq\n"
+	    "                       connection string (\"host=... dbname=...\"); postgresql://\n"
+	    "                       alone takes everything from PGHOST, PGDATABASE, PGUSER,\n"
+	    "                       PGPASSWORD, ... (and ~/.pgpass).  Any number of instances\n"
+	    "                       may serve one database: put them behind one address list;\n"
+	    "                       each creates or upgrades the schema as needed.\n"
+	    "\n"
 	    "  --listen HOST:PORT   address to bind (IP literal; [v6]:port), default 127.0.0.1:%d;\n"
 	    "                       port 0 picks a free port (printed on stdout)\n"
-	    "  --state DIR          state directory (created 0700; holds mailbox.sqlite)\n"
 	    "  --retention-days N   keep envelopes N days (default %d); deletion is by time only\n"
 	    "  --rate N             requests per second per connection, in cost units of\n"
 	    "                       1 + frame_bytes/1024 (default %d; 1..%d)\n"
 	    "  --burst N            token bucket size per connection (default %d; 1..%d)\n"
+	    "  --max-subs N         subscriptions per connection (default %d)\n"
+	    "  --max-conns-per-addr N  connections per client address, IPv6 per /64\n"
+	    "                       (default %d; 0: no cap, e.g. behind a TLS proxy)\n"
 	    "  --log-level L        err, warn, info (default) or debug\n"
-	    "  --help               this text\n",
+	    "  --help               this text\n"
+	    "\n"
+	    "SIGTERM or SIGINT: stop cleanly (nothing acknowledged is lost at any stop).\n"
+	    "SIGHUP: reopen the log file ($RELM_LOG_FILE).\n",
 	    RELM_MBOX_DEFAULT_PORT, RELM_MBOX_RETENTION_DAYS, RELM_MBOX_RATE, RELM_MBOX_RATE_MAX,
-	    RELM_MBOX_BURST, RELM_MBOX_RATE_MAX);
+	    RELM_MBOX_BURST, RELM_MBOX_RATE_MAX, RELM_MBOX_MAX_SUBS, RELM_MBOX_MAX_CONNS_PER_ADDR);
 }
 
 /* "host:port" or "[v6]:port" into host (cap bytes) and port. */
@@ -167,6 +187,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.retention_ms = (uint64_t)d * 86400000u;
+		} else if (!strcmp(o, "--max-subs")) {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || end == v || v[0] == '-' || n < 1 || n > RELM_MBOX_MAX_SUBS_TOTAL) {
+				fprintf(stderr, "relm-mailbox: --max-subs must be 1..%d\n",
+				        RELM_MBOX_MAX_SUBS_TOTAL);
+				return 2;
+			}
+			cfg.max_subs = (uint32_t)n;
 		} else if (!strcmp(o, "--max-conns-per-addr")) {
 			char *end;
 			unsigned long n;
