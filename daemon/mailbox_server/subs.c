@@ -249,7 +249,9 @@ static void on_fetch_row(void *ctx, uint64_t seq, const uint8_t *env, size_t len
 	struct mbs_conn *c = ctx;
 	struct mbs_sub *sb = c->fetching;
 
-	c->fetch_rows++;
+	/* the rows of one answer leave in one write (released when done) */
+	if (c->fetch_rows++ == 0)
+		mbs_hold(c->srv);
 	if (!sb || sb->gen != c->fetch_gen || seq <= sb->sent || !mbs_conn_live(c))
 		return;
 	deliver(c, sb, seq, env, len);
@@ -260,6 +262,7 @@ static void on_fetch_done(void *ctx, int rc)
 	struct mbs_conn *c = ctx;
 	struct relm_mbox_server *s = c->srv;
 	struct mbs_sub *sb = c->fetching;
+	unsigned rows = c->fetch_rows;   /* the next fetch resets it */
 
 	mbs_hold(s);
 	c->in_fetch = 0;
@@ -269,13 +272,15 @@ static void on_fetch_done(void *ctx, int rc)
 		mbs_conn_error(c, 0, RELM_MBOX_E_STORE, 1, "store read failed");
 	} else if (sb && sb->gen == c->fetch_gen) {
 		/* all there was, and nothing new meanwhile: clean */
-		if (c->fetch_rows < RELM_MBOX_DELIVER_BATCH && sb->wake == c->fetch_wake)
+		if (rows < RELM_MBOX_DELIVER_BATCH && sb->wake == c->fetch_wake)
 			sb->dirty = 0;
 		else
 			queue_push(c, sb);
 	}
 	if (!c->in_pump && mbs_conn_live(c))
 		mbs_pump(c);    /* answered later (PostgreSQL): carry on */
+	if (rows)
+		mbs_release(s);   /* on_fetch_row's */
 	mbs_release(s);
 	mbs_conn_unref(c);
 }
