@@ -235,7 +235,10 @@ static int sqlite_open(struct sq_store *q, const char *dir)
 	}
 	sqlite3_busy_timeout(q->db, RELM_MBOX_BUSY_TIMEOUT_MS);
 	if ((rc = db_exec(q->db, "PRAGMA journal_mode=WAL")) ||
-	    (rc = db_exec(q->db, "PRAGMA synchronous=FULL")))
+	    (rc = db_exec(q->db, "PRAGMA synchronous=FULL")) ||
+	    /* up to 64 MiB of pages (default 2 MiB): a million mailboxes' rows and
+	     * their index stay in memory for subscriptions; taken only as used */
+	    (rc = db_exec(q->db, "PRAGMA cache_size=-65536")))
 		return rc;
 
 	if ((rc = db_exec(q->db, "BEGIN IMMEDIATE")))
