@@ -11,6 +11,8 @@
  *  - a client resumes from its cursor on another instance;
  *  - leases are one compare-and-set across instances: of three takes sent
  *    at once through three instances exactly one wins;
+ *  - an instance whose database connections are dropped reconnects, and
+ *    its readers miss nothing;
  *  - one schema and realm for all, a newer schema refused.
  * PostgreSQL only: skipped (and said so) where it is not installed.
  */
@@ -373,6 +375,92 @@ START_TEST(test_lease_across)
 }
 END_TEST
 
+/* The database drops an instance's connections (a failover, a restart,
+ * pg_terminate_backend): the instance reconnects on its own, a reader on
+ * it misses nothing posted through another meanwhile (its listening
+ * connection, back, makes every subscription read again), and posting
+ * through it works again. */
+START_TEST(test_database_reconnect)
+{
+	struct relm_mbox_client *rd, *w;
+	struct rec rr, rw;
+	struct key mb;
+	uv_loop_t loop;
+	uint16_t pa, pb;
+	pid_t a, b;
+	PGconn *db;
+	int fd;
+
+	key_new(&mb);
+	a = server_spawn(0, NULL, &pa);
+	b = server_spawn(0, NULL, &pb);
+	uv_loop_init(&loop);
+	rd = client_new(&loop, pa, &rr);
+	ck_assert_int_eq(relm_mbox_client_subscribe(rd, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rr.subscribed == 1, 5000);
+	ck_assert_int_eq(rr.subscribed, 1);
+
+	/* every backend of the test database but ours: both instances' */
+	db = PQconnectdb(test_db);
+	ck_assert_int_eq(PQstatus(db), CONNECTION_OK);
+	{
+		PGresult *r = PQexec(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+		                         "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+		ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+		ck_assert_int_ge(atoi(PQgetvalue(r, 0, 0)), 4);   /* two per instance */
+		PQclear(r);
+	}
+	PQfinish(db);
+
+	/* posts through B (its own connections back after a retry or two) */
+	fd = -1;
+	for (int i = 0; i < 10; i++) {
+		for (int tries = 0;; tries++) {
+			struct relm_mbox_frame f;
+
+			if (fd < 0) {
+				fd = raw_connect(pb);
+				raw_hello(fd, NULL);
+			}
+			frame(&f, RELM_MBOX_POST);
+			f.u.post.tag = (uint32_t)i + 1;
+			memcpy(f.u.post.mailbox, mb.pk, 32);
+			f.u.post.env = (const uint8_t *)&i;
+			f.u.post.env_len = sizeof(i);
+			raw_send_frame(fd, &f);
+			ck_assert_int_eq(raw_recv(fd, &f), 0);
+			if (f.type == RELM_MBOX_POSTED)
+				break;
+			ck_assert_uint_eq(f.type, RELM_MBOX_ERROR);
+			ck_assert_uint_eq(f.u.error.code, RELM_MBOX_E_STORE);   /* retry later */
+			ck_assert_int_lt(tries, 100);
+			msleep(50);
+		}
+	}
+	close(fd);
+	/* the reader on A gets all ten, in order, once */
+	RUN_UNTIL(&loop, rr.ndel >= 10, 10000);
+	RUN_UNTIL(&loop, 0, 200);
+	ck_assert_uint_eq(rr.ndel, 10);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_uint_eq(rr.del_seq[i], (uint64_t)i + 1);
+		ck_assert_int_eq(rr.del_val[i], i);
+	}
+	/* and posts through A go through again (the client retries for us) */
+	w = client_new(&loop, pa, &rw);
+	post_int(w, mb.pk, 10, 64);
+	RUN_UNTIL(&loop, rw.acked == 1 && rr.ndel == 11, 10000);
+	ck_assert_uint_eq(rw.acked, 1);
+	ck_assert_uint_eq(rw.ack_seq[0], 11);
+	ck_assert_uint_eq(rr.ndel, 11);
+	client_close(&loop, w, &rw);
+	client_close(&loop, rd, &rr);
+	loop_finish(&loop);
+	server_stop(a);
+	server_stop(b);
+}
+END_TEST
+
 /* One realm for every instance; a schema newer than the server refused. */
 START_TEST(test_schema_shared)
 {
@@ -435,6 +523,7 @@ static Suite *multi_suite(const char *name)
 	tcase_add_test(tc, test_kill_mid_post);
 	tcase_add_test(tc, test_resume_elsewhere);
 	tcase_add_test(tc, test_lease_across);
+	tcase_add_test(tc, test_database_reconnect);
 	tcase_add_test(tc, test_schema_shared);
 	suite_add_tcase(s, tc);
 	return s;

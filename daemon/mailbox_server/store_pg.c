@@ -300,6 +300,12 @@ static void poll_update(struct pg_link *l)
 
 	if (l->state != L_UP)
 		return;
+	/* libpq closes its socket itself when the connection breaks: stop
+	 * polling it at once */
+	if (PQstatus(l->conn) == CONNECTION_BAD || PQsocket(l->conn) < 0) {
+		link_fail(l, "the connection was lost");
+		return;
+	}
 	if (PQflush(l->conn) == 1)
 		ev |= UV_WRITABLE;   /* more to send: say when the socket takes it */
 	/* answers already read into libpq's buffer wake no poll: go and get them */
