@@ -1,6 +1,8 @@
 /*
  * mailbox_server.h — relm-mailbox as a library: a libuv TCP server for the
- * mailbox protocol (proto/mailbox.md) with its own SQLite file.
+ * mailbox protocol (proto/mailbox.md, versions 1 and 2) keeping its
+ * mailboxes in its own SQLite file or in a PostgreSQL database that
+ * several instances share (store.h; proto/mailbox.md §9).
  *
  * It runs inside a loop the caller owns, so relm-mailbox (daemon/
  * relm-mailbox.c) and relmd (--serve-mailbox) embed the same code.  The
@@ -8,7 +10,7 @@
  * the clients', so it cannot count how many devices read a mailbox.
  *
  * Durability: a POST is acknowledged (POSTED) only after the transaction
- * holding it has committed with synchronous=FULL; posts read during one
+ * holding it has committed (SQLite: synchronous=FULL); posts read during one
  * loop turn are committed together (group commit, uv_prepare_t), and what
  * that commit answers to one connection (its POSTEDs, its DELIVERs) goes
  * out in one write.
@@ -47,8 +49,10 @@ struct relm_mbox_server_config {
 
 void relm_mbox_server_config_default(struct relm_mbox_server_config *cfg);
 
-/* Open (creating if needed) state_dir (mode 0700) and its mailbox.sqlite
- * (0600), bind host:port (an IPv4 or IPv6 literal; port 0 picks an
+/* Open the store — with cfg->db, that PostgreSQL database (connecting,
+ * creating or migrating its schema; state_dir unused and may be NULL);
+ * else state_dir (created, mode 0700) and its mailbox.sqlite (0600) — bind
+ * host:port (an IPv4 or IPv6 literal; port 0 picks an
  * ephemeral port, see relm_mbox_server_port) and start serving on loop.
  * cfg may be NULL for the defaults; it is copied.
  * Returns 0 and *out, or a negative code (-errno from libuv or the system,
@@ -82,8 +86,10 @@ struct relm_mbox_server_stats {
 void relm_mbox_server_get_stats(const struct relm_mbox_server *s,
                                 struct relm_mbox_server_stats *out);
 
-/* Run the retention sweep now (also runs on its timer).  Returns the number
- * of envelopes deleted or a negative code. */
+/* Run the retention sweep now (also runs on its timer).  With SQLite it
+ * completes before returning: the number of envelopes deleted or a
+ * negative code.  With PostgreSQL it runs in the background and 0 is
+ * returned; stats.swept counts what either deleted. */
 int relm_mbox_server_sweep(struct relm_mbox_server *s);
 
 #endif
