@@ -5,15 +5,37 @@
 # conn.o, or a longer ring) fails the test and names the objects and the
 # symbols that close it.  `make check` runs it (tests/test_*.sh).
 #
+# Objects are known by their member names, which are the sources' base
+# names: two sources with the same base name (api/conn.c and another
+# conn.c) would be one object here, so the test first refuses an archive
+# in which two members share a name.
+#
 #   sh tests/test_layering.sh            BUILD: where libdaemon.a is (default build)
 #
-# POSIX sh, nm and awk only.
+# POSIX sh, ar, nm, sort, uniq, find, paste and awk only.
 set -u
 
 B=${BUILD:-build}
 LIB=$B/libdaemon.a
 if [ ! -f "$LIB" ]; then
 	echo "test_layering: $LIB not built" >&2
+	exit 1
+fi
+
+members=$(ar t "$LIB") || {
+	echo "test_layering: cannot list the members of $LIB" >&2
+	exit 1
+}
+if [ -z "$members" ]; then
+	echo "test_layering: $LIB has no members" >&2
+	exit 1
+fi
+dups=$(printf '%s\n' "$members" | sort | uniq -d)
+if [ -n "$dups" ]; then
+	for m in $dups; do
+		srcs=$(find daemon -name "${m%.o}.c" 2>/dev/null | sort | paste -s -d ' ' -)
+		echo "test_layering: $LIB has more than one member named $m${srcs:+ (from $srcs)}: give each source file a name of its own" >&2
+	done
 	exit 1
 fi
 
