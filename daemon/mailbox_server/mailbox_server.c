@@ -1,16 +1,17 @@
 /*
  * mailbox_server.c — the mailbox protocol server (proto/mailbox.md) on
- * libuv: its lifecycle, the listener and its caps, the group commit, what
- * other instances tell us through the store, and the timers.  See
- * mailbox_server.h for the contract and internal.h for how the files
- * divide the work.
+ * libuv: its lifecycle, the listener and its caps, the owner of the
+ * connections (the requests they hand up: POST and LEASE here, the
+ * subscriptions to mbs_subs.c), the group commit, what other instances
+ * tell us through the store, and the timers.  See mailbox_server.h for the
+ * contract and internal.h for how the files divide the work.
  *
  * Group commit: POSTs are gathered into a pending list and committed
  * together in a uv_prepare_t callback — at most one commit in the store at
  * a time, so a connection's acks keep its order — sorted by mailbox, so
  * seqs are assigned per mailbox in arrival order; only when the store says
  * the commit is durable are the POSTED acks queued and the mailboxes'
- * subscribers served (subs.c).  What one commit answers to one connection
+ * subscribers served (mbs_subs.c).  What one commit answers to one connection
  * (its POSTEDs, its DELIVERs) goes out in one write.
  */
 #include "mailbox_server/internal.h"
@@ -27,6 +28,7 @@
 #include "log.h"
 
 static void on_commit(uv_prepare_t *h);
+static void maybe_done(struct relm_mbox_server *s);
 
 /* ---- clock ---- */
 
@@ -39,7 +41,7 @@ static uint64_t real_now_ms(void *ctx)
 	return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-uint64_t mbs_wall_ms(const struct relm_mbox_server *s)
+static uint64_t wall_ms(const struct relm_mbox_server *s)
 {
 	return s->cfg.now_ms(s->cfg.clock_ctx);
 }
@@ -63,10 +65,10 @@ void relm_mbox_server_config_default(struct relm_mbox_server_config *cfg)
 	cfg->now_ms = real_now_ms;
 }
 
-/* ---- shared helpers ---- */
+/* ---- mailbox ids ---- */
 
 /* relm_ed25519_is_valid through the server's cache of valid ids. */
-int mbs_mailbox_is_valid(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID_LEN])
+static int mailbox_is_valid(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID_LEN])
 {
 	unsigned i = (mb[0] | (unsigned)mb[1] << 8) % MBS_VALID_IDS;
 
@@ -79,18 +81,9 @@ int mbs_mailbox_is_valid(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_
 	return 1;
 }
 
-void mbs_note(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID_LEN], uint64_t seq)
-{
-	if (!s->lookups)
-		return;    /* nobody to tell */
-	memcpy(s->note[s->notes % MBS_NOTE_RING].mailbox, mb, RELM_MBOX_ID_LEN);
-	s->note[s->notes % MBS_NOTE_RING].seq = seq;
-	s->notes++;
-}
-
 /* ---- group commit ---- */
 
-void mbs_commit_schedule(struct relm_mbox_server *s)
+static void commit_schedule(struct relm_mbox_server *s)
 {
 	if (!s->closing && !uv_is_active((uv_handle_t *)&s->commit))
 		uv_prepare_start(&s->commit, on_commit);
@@ -115,7 +108,7 @@ static void on_committed(void *ctx, int rc)
 	struct mbs_post *batch = s->in_commit, *p, *next;
 	size_t n = 0;
 
-	mbs_hold(s);   /* each poster's acks and each subscriber's DELIVERs: one write */
+	mbs_hold(&s->owner);   /* each poster's acks and each subscriber's DELIVERs: one write */
 	/* Acks strictly after the commit (the durability rule). */
 	for (p = batch; p; p = p->next) {
 		n++;
@@ -136,7 +129,7 @@ static void on_committed(void *ctx, int rc)
 		s->stats.posts += n;
 		mbs_fanout_commit(s, s->sorted, n);
 	}
-	mbs_release(s);
+	mbs_release(&s->owner);
 	s->in_commit = NULL;
 	for (p = batch; p; p = next) {
 		next = p->next;
@@ -144,8 +137,8 @@ static void on_committed(void *ctx, int rc)
 		free(p);
 	}
 	if (s->pend_head)
-		mbs_commit_schedule(s);
-	mbs_maybe_done(s);
+		commit_schedule(s);
+	maybe_done(s);
 }
 
 static void on_commit(uv_prepare_t *h)
@@ -162,7 +155,7 @@ static void on_commit(uv_prepare_t *h)
 	if (n > s->sorted_cap) {
 		v = realloc(s->sorted, n * sizeof(*v));
 		if (!v) {
-			mbs_commit_schedule(s);   /* try again next turn */
+			commit_schedule(s);   /* try again next turn */
 			return;
 		}
 		s->sorted = v;
@@ -176,7 +169,106 @@ static void on_commit(uv_prepare_t *h)
 		v[p->ord] = p;
 	if (n > 1)
 		qsort(v, n, sizeof(*v), post_cmp);
-	s->store->ops->commit(s->store, v, n, mbs_wall_ms(s), on_committed, s);
+	s->store->ops->commit(s->store, v, n, wall_ms(s), on_committed, s);
+}
+
+/* ---- requests ---- */
+
+static void handle_post(struct mbs_conn *c, const struct relm_mbox_post *p)
+{
+	struct relm_mbox_server *s = mbs_srv(c);
+	struct mbs_post *pp;
+
+	if (!mailbox_is_valid(s, p->mailbox)) {
+		mbs_conn_error(c, p->tag, RELM_MBOX_E_BAD_MAILBOX, 0, "mailbox id is not an Ed25519 key");
+		return;
+	}
+	pp = malloc(sizeof(*pp) + p->env_len);
+	if (!pp) {
+		mbs_conn_error(c, p->tag, RELM_MBOX_E_STORE, 0, "out of memory");
+		return;
+	}
+	pp->next = NULL;
+	pp->conn = c;
+	pp->tag = p->tag;
+	pp->seq = 0;
+	memcpy(pp->mailbox, p->mailbox, RELM_MBOX_ID_LEN);
+	pp->len = p->env_len;
+	memcpy(pp->env, p->env, p->env_len);
+	*s->pend_tail = pp;
+	s->pend_tail = &pp->next;
+	commit_schedule(s);
+}
+
+struct lease_op {
+	struct mbs_conn *conn;
+	struct mbs_lease_req req;
+};
+
+static void on_leased(void *ctx, int rc)
+{
+	struct lease_op *op = ctx;
+	struct mbs_conn *c = op->conn;
+	struct relm_mbox_server *s = mbs_srv(c);
+
+	mbs_hold(&s->owner);
+	if (!mbs_conn_live(c)) {
+		/* gone meanwhile (it was READY when it asked): nothing to answer */
+	} else if (rc) {
+		mbs_conn_error(c, op->req.tag, RELM_MBOX_E_STORE, 0, "store write failed");
+	} else {
+		struct relm_mbox_frame f;
+
+		mbs_frame_init(c, &f, RELM_MBOX_LEASE_RESULT);
+		f.u.lease_result = op->req.res;
+		mbs_conn_send(c, &f);
+	}
+	free(op);
+	mbs_conn_unblock(c);
+	mbs_conn_unref(c);
+	mbs_release(&s->owner);
+}
+
+static void handle_lease(struct mbs_conn *c, const struct relm_mbox_lease *l)
+{
+	struct relm_mbox_server *s = mbs_srv(c);
+	int release = sodium_is_zero(l->holder, RELM_MBOX_TOKEN_LEN);
+	struct lease_op *op;
+	int rc;
+
+	if (release ? l->ttl_ms != 0 : (l->ttl_ms < 1 || l->ttl_ms > RELM_MBOX_LEASE_TTL_MAX_MS)) {
+		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_REQUEST, 0,
+		               "ttl_ms must be 1..600000 to hold, 0 to release");
+		return;
+	}
+	rc = relm_mbox_lease_verify(l, c->nonce);
+	if (rc == RELM_EBADKEY) {
+		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_MAILBOX, 0, "mailbox id is not an Ed25519 key");
+		return;
+	}
+	if (rc) {
+		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_SIGNATURE, 0,
+		               "lease not signed by the mailbox key over this connection's nonce");
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		mbs_conn_error(c, l->tag, RELM_MBOX_E_STORE, 0, "out of memory");
+		return;
+	}
+	op->conn = c;
+	op->req.tag = l->tag;
+	memcpy(op->req.mailbox, l->mailbox, RELM_MBOX_ID_LEN);
+	memcpy(op->req.name, l->name, l->name_len);
+	op->req.name_len = l->name_len;
+	memcpy(op->req.expected, l->expected, RELM_MBOX_TOKEN_LEN);
+	memcpy(op->req.holder, l->holder, RELM_MBOX_TOKEN_LEN);
+	op->req.ttl_ms = l->ttl_ms;
+	op->req.now = wall_ms(s);
+	/* the answer comes before any later frame's */
+	mbs_conn_ref(c);
+	mbs_conn_block(c);
+	s->store->ops->lease(s->store, &op->req, on_leased, op);
 }
 
 /* ---- what other instances committed ---- */
@@ -187,9 +279,9 @@ static void on_store_notify(void *ctx, const uint8_t mailbox[RELM_MBOX_ID_LEN], 
 
 	if (s->closing)
 		return;
-	mbs_hold(s);
+	mbs_hold(&s->owner);
 	mbs_fanout_notify(s, mailbox, seq);
-	mbs_release(s);
+	mbs_release(&s->owner);
 }
 
 static void on_store_lost(void *ctx)
@@ -198,12 +290,61 @@ static void on_store_lost(void *ctx)
 
 	if (s->closing)
 		return;
-	mbs_hold(s);
+	mbs_hold(&s->owner);
 	mbs_wake_all(s);
-	mbs_release(s);
+	mbs_release(&s->owner);
 }
 
-/* ---- connections ---- */
+/* ---- connections: what they tell their owner (mbs_conn.h) ---- */
+
+static void conn_request(struct mbs_conn_owner *o, struct mbs_conn *c, const struct relm_mbox_frame *f)
+{
+	(void)o;
+	switch (f->type) {
+	case RELM_MBOX_POST:            handle_post(c, &f->u.post); break;
+	case RELM_MBOX_SUBSCRIBE:       mbs_handle_subscribe(c, &f->u.subscribe); break;
+	case RELM_MBOX_SUBSCRIBE_BATCH: mbs_handle_sub_batch(c, &f->u.sub_batch); break;
+	case RELM_MBOX_UNSUBSCRIBE:     mbs_handle_unsubscribe(c, &f->u.unsub); break;
+	case RELM_MBOX_LEASE:           handle_lease(c, &f->u.lease); break;
+	default:
+		log_err("mailbox: a connection handed up frame type %u", (unsigned)f->type);
+		abort();   /* mbs_conn.c hands up exactly the types above */
+	}
+}
+
+static void conn_written(struct mbs_conn_owner *o, struct mbs_conn *c)
+{
+	(void)o;
+	mbs_pump(c);
+}
+
+/* Its posts waiting for a commit are acknowledged to nobody. */
+static void conn_closing(struct mbs_conn_owner *o, struct mbs_conn *c)
+{
+	struct relm_mbox_server *s = container_of(o, struct relm_mbox_server, owner);
+	struct mbs_post *p;
+
+	for (p = s->pend_head; p; p = p->next)
+		if (p->conn == c)
+			p->conn = NULL;
+	for (p = s->in_commit; p; p = p->next)
+		if (p->conn == c)
+			p->conn = NULL;
+}
+
+static void conn_closed(struct mbs_conn_owner *o, struct mbs_conn *c)
+{
+	struct relm_mbox_server *s = container_of(o, struct relm_mbox_server, owner);
+
+	mbs_subs_drop_all(c);
+	s->stats.connections--;
+}
+
+static void conn_gone(struct mbs_conn_owner *o)
+{
+	maybe_done(container_of(o, struct relm_mbox_server, owner));
+}
+
 
 /* The key the per-address cap counts by: an IPv4 address as ::ffff:a.b.c.d,
  * an IPv6 address by its /64 (one subscriber usually holds a whole /64,
@@ -233,7 +374,7 @@ static uint32_t conns_from(const struct relm_mbox_server *s, const struct mbs_co
 {
 	uint32_t n = 0;
 
-	for (const struct mbs_conn *o = s->conns; o; o = o->next)
+	for (const struct mbs_conn *o = s->owner.conns; o; o = o->next)
 		if (o->state != MBS_CONN_CLOSED && memcmp(o->addr, c->addr, 16) == 0)
 			n++;
 	return n;
@@ -246,9 +387,11 @@ static void on_connection(uv_stream_t *server, int status)
 
 	if (status < 0 || s->closing)
 		return;
-	c = mbs_conn_new(s);
+	c = mbs_conn_new(&s->owner);
 	if (!c)
 		return;   /* the pending connection stays in the backlog; retried on the next event */
+	s->stats.connections++;
+	s->stats.accepted++;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		mbs_conn_close(c);
 		return;
@@ -276,8 +419,8 @@ static void on_tick(uv_timer_t *t)
 	uint64_t now = uv_now(s->loop);
 	struct mbs_conn *c, *next;
 
-	mbs_hold(s);
-	for (c = s->conns; c; c = next) {
+	mbs_hold(&s->owner);
+	for (c = s->owner.conns; c; c = next) {
 		next = c->next;
 		if (c->state == MBS_CONN_CLOSED)
 			continue;
@@ -298,7 +441,7 @@ static void on_tick(uv_timer_t *t)
 			mbs_conn_error(c, 0, RELM_MBOX_E_TIMEOUT, 1, "idle for too long");
 		}
 	}
-	mbs_release(s);
+	mbs_release(&s->owner);
 }
 
 static void on_swept(void *ctx, int rc)
@@ -312,12 +455,12 @@ static void on_swept(void *ctx, int rc)
 		s->stats.swept += (uint64_t)rc;
 		log_info("mailbox: retention removed %d envelope(s)", rc);
 	}
-	mbs_maybe_done(s);
+	maybe_done(s);
 }
 
 int relm_mbox_server_sweep(struct relm_mbox_server *s)
 {
-	uint64_t now = mbs_wall_ms(s);
+	uint64_t now = wall_ms(s);
 	uint64_t cutoff = now > s->cfg.retention_ms ? now - s->cfg.retention_ms : 0;
 
 	if (s->sweeping || s->closing)
@@ -343,14 +486,14 @@ static void on_store_closed(void *arg)
 
 	s->store = NULL;
 	s->store_closed = 1;
-	mbs_maybe_done(s);
+	maybe_done(s);
 }
 
 /* The last steps of relm_mbox_server_close: once every handle and every
  * connection has closed, close the store (which answers what it still
  * holds: the last connections go with those answers), then free s and
  * tell the caller. */
-void mbs_maybe_done(struct relm_mbox_server *s)
+static void maybe_done(struct relm_mbox_server *s)
 {
 	void (*cb)(void *);
 	void *arg;
@@ -362,7 +505,7 @@ void mbs_maybe_done(struct relm_mbox_server *s)
 		s->store->ops->close(s->store, on_store_closed, s);
 		return;    /* s may be gone */
 	}
-	if (!s->store_closed || s->conns || s->in_commit || s->sweeping)
+	if (!s->store_closed || s->owner.conns || s->in_commit || s->sweeping)
 		return;
 	mbs_subtab_free(&s->subs);
 	free(s->sorted);
@@ -380,7 +523,7 @@ static void on_server_handle_closed(uv_handle_t *h)
 	struct relm_mbox_server *s = h->data;
 
 	s->open_handles--;
-	mbs_maybe_done(s);
+	maybe_done(s);
 }
 
 static int parse_host(struct sockaddr_storage *ss, const char *host, uint16_t port)
@@ -460,6 +603,15 @@ int relm_mbox_server_start(struct relm_mbox_server **out, uv_loop_t *loop,
 		free(s);
 		return rc;
 	}
+	s->owner.loop = loop;
+	s->owner.cfg = &s->cfg;
+	memcpy(s->owner.realm, s->store->realm, RELM_MBOX_REALM_LEN);
+	s->owner.stats = &s->stats;
+	s->owner.request = conn_request;
+	s->owner.written = conn_written;
+	s->owner.closing = conn_closing;
+	s->owner.closed = conn_closed;
+	s->owner.gone = conn_gone;
 
 	uv_tcp_init(loop, &s->listener);
 	uv_timer_init(loop, &s->tick);
@@ -528,7 +680,7 @@ void relm_mbox_server_close(struct relm_mbox_server *s, void (*cb)(void *arg), v
 	}
 	s->pend_head = NULL;
 	s->pend_tail = &s->pend_head;
-	for (c = s->conns; c; c = cn) {
+	for (c = s->owner.conns; c; c = cn) {
 		cn = c->next;
 		mbs_conn_close(c);
 	}

@@ -1,24 +1,12 @@
 /*
- * conn.c — one client connection of the mailbox server: its state machine
- * (internal.h draws it), reading and framing, coalesced output, and the
- * requests that are not about subscriptions (HELLO, POST, LEASE, PING).
- *
- * Reading: a per-connection buffer grown up to one maximal frame; the
- * declared length is bounded (relm_mbox_frame_peek) before the buffer
- * grows, so a hostile length costs nothing.  Frames are handled in order.
- * Reading pauses (TCP backpressure) while queued output is above outq_max,
- * until it drains to half, and while a request whose answer must come
- * before later frames' waits for the store (`blocked`: a lookup, a lease —
- * with SQLite the store answers at once and nothing ever waits).
- *
- * Output is coalesced per connection per callback: frames are encoded into
- * the connection's open buffer (`wout`) and every buffer filled during one
- * of the server's libuv callbacks is handed to libuv in one uv_write when
- * that callback ends (mbs_hold / mbs_release).  `outq` counts the open
- * buffer too, so the read pause, the pump's OUTQ_LOW and the write stall
- * timeout see every byte queued.
+ * mbs_conn.c — one client connection of the mailbox server: its state
+ * machine, reading and framing, coalesced output, and the frames the
+ * connection answers itself (HELLO, PING, and the refusals); every other
+ * request goes to the owner.  mbs_conn.h has the contract, the state
+ * diagram and how output is coalesced; this file includes nothing of the
+ * server's.
  */
-#include "mailbox_server/internal.h"
+#include "mailbox_server/mbs_conn.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +16,21 @@
 #include "error.h"
 #include "log.h"
 
+/* One write: the frames of one callback, handed to libuv together. */
+struct mbs_wreq {
+	uv_write_t req;
+	struct mbs_conn *conn;
+	size_t len, cap;
+	uint8_t data[];
+};
+
 static void conn_process(struct mbs_conn *c);
 static void conn_resume(struct mbs_conn *c);
 
 /* ---- state ---- */
 
-void mbs_conn_enter(struct mbs_conn *c, enum mbs_conn_state to)
+/* The one place the state changes (mbs_conn.h draws the machine). */
+static void conn_enter(struct mbs_conn *c, enum mbs_conn_state to)
 {
 	enum mbs_conn_state from = c->state;
 	int ok;
@@ -72,60 +69,59 @@ void mbs_frame_init(const struct mbs_conn *c, struct relm_mbox_frame *f, uint8_t
 
 /* ---- lifetime ---- */
 
-struct mbs_conn *mbs_conn_new(struct relm_mbox_server *s)
+struct mbs_conn *mbs_conn_new(struct mbs_conn_owner *o)
 {
 	struct mbs_conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
-	c->srv = s;
-	uv_tcp_init(s->loop, &c->tcp);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->stats.connections++;
-	s->stats.accepted++;
+	c->owner = o;
+	uv_tcp_init(o->loop, &c->tcp);
+	c->next = o->conns;
+	if (o->conns)
+		o->conns->prev = c;
+	o->conns = c;
 	return c;
 }
 
 void mbs_conn_accepted(struct mbs_conn *c)
 {
-	uint64_t now = uv_now(c->srv->loop);
+	uint64_t now = uv_now(c->owner->loop);
 
-	mbs_conn_enter(c, MBS_CONN_HELLO);
+	conn_enter(c, MBS_CONN_HELLO);
 	c->accepted_at = c->last_rx = c->write_progress = now;
 }
 
 static void conn_free(struct mbs_conn *c)
 {
-	struct relm_mbox_server *s = c->srv;
+	struct mbs_conn_owner *o = c->owner;
 
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		s->conns = c->next;
+		o->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
 	sodium_memzero(c->kx_sk, sizeof(c->kx_sk));
 	free(c->rbuf);
 	free(c);
-	mbs_maybe_done(s);
+	o->gone(o);
 }
 
 static void on_conn_closed(uv_handle_t *h)
 {
 	struct mbs_conn *c = container_of((uv_tcp_t *)h, struct mbs_conn, tcp);
+	struct mbs_conn_owner *o = c->owner;
 
-	/* Subscriptions go here, never while a walk of the table may be on
-	 * the stack (a delivery that fails closes the connection). */
-	mbs_subs_drop_all(c);
+	/* What c holds goes here (its subscriptions), never while a walk of
+	 * the owner's tables may be on the stack (a delivery that fails
+	 * closes the connection). */
+	o->closed(o, c);
 	c->closed_cb_done = 1;
-	c->srv->stats.connections--;
 	if (c->refs == 0)
 		conn_free(c);
 	else
-		mbs_maybe_done(c->srv);
+		o->gone(o);
 }
 
 void mbs_conn_ref(struct mbs_conn *c)
@@ -147,33 +143,25 @@ void mbs_conn_block(struct mbs_conn *c)
 void mbs_conn_unblock(struct mbs_conn *c)
 {
 	if (--c->blocked == 0 && conn_open(c)) {
-		mbs_hold(c->srv);
+		mbs_hold(c->owner);
 		conn_resume(c);
-		mbs_release(c->srv);
+		mbs_release(c->owner);
 	}
 }
 
 void mbs_conn_close(struct mbs_conn *c)
 {
-	struct mbs_post *p;
-	struct relm_mbox_server *s = c->srv;
-
 	if (c->state == MBS_CONN_CLOSED)
 		return;
-	for (p = s->pend_head; p; p = p->next)
-		if (p->conn == c)
-			p->conn = NULL;
-	for (p = s->in_commit; p; p = p->next)
-		if (p->conn == c)
-			p->conn = NULL;
+	c->owner->closing(c->owner, c);
 	if (c->wout) {
 		/* never handed to libuv: nothing to cancel (it may stay on
-		 * srv->dirty until the release; the flush skips it) */
+		 * owner->dirty until the release; the flush skips it) */
 		c->outq -= c->wout->len;
 		free(c->wout);
 		c->wout = NULL;
 	}
-	mbs_conn_enter(c, MBS_CONN_CLOSED);
+	conn_enter(c, MBS_CONN_CLOSED);
 	c->reading = 0;
 	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
@@ -184,10 +172,10 @@ static void on_write(uv_write_t *req, int status)
 {
 	struct mbs_wreq *w = container_of(req, struct mbs_wreq, req);
 	struct mbs_conn *c = w->conn;
-	struct relm_mbox_server *s = c->srv;
+	struct mbs_conn_owner *o = c->owner;
 
 	c->outq -= w->len;
-	c->write_progress = uv_now(s->loop);
+	c->write_progress = uv_now(o->loop);
 	free(w);
 	if (status < 0) {
 		mbs_conn_close(c);
@@ -195,12 +183,12 @@ static void on_write(uv_write_t *req, int status)
 	}
 	if (!conn_open(c))
 		return;
-	mbs_hold(s);
-	if (!c->reading && c->outq <= s->cfg.outq_max / 2)
+	mbs_hold(o);
+	if (!c->reading && c->outq <= o->cfg->outq_max / 2)
 		conn_resume(c);
 	if (mbs_conn_live(c))
-		mbs_pump(c);
-	mbs_release(s);
+		o->written(o, c);
+	mbs_release(o);
 }
 
 /* Hand the connection's open buffer to libuv.  0, or a negative code
@@ -231,32 +219,28 @@ static int conn_flush(struct mbs_conn *c)
 	return 0;
 }
 
-/* Our callbacks hold the output while they run and release it when they
- * end: every connection that got frames meanwhile is written once. */
-void mbs_hold(struct relm_mbox_server *s)
+void mbs_hold(struct mbs_conn_owner *o)
 {
-	s->hold++;
+	o->hold++;
 }
 
-void mbs_release(struct relm_mbox_server *s)
+void mbs_release(struct mbs_conn_owner *o)
 {
 	struct mbs_conn *c;
 
-	if (--s->hold)
+	if (--o->hold)
 		return;
-	while ((c = s->dirty)) {
-		s->dirty = c->dirty_next;
+	while ((c = o->dirty)) {
+		o->dirty = c->dirty_next;
 		c->dirty_next = NULL;
 		c->dirty = 0;
 		conn_flush(c);
 	}
 }
 
-/* Queue one frame behind those of this callback.  Returns 0 or a negative
- * code (the connection is then being closed). */
 int mbs_conn_send(struct mbs_conn *c, const struct relm_mbox_frame *f)
 {
-	struct relm_mbox_server *s = c->srv;
+	struct mbs_conn_owner *o = c->owner;
 	size_t n = relm_mbox_frame_size(f);
 	struct mbs_wreq *w = c->wout;
 
@@ -285,14 +269,14 @@ int mbs_conn_send(struct mbs_conn *c, const struct relm_mbox_frame *f)
 	relm_mbox_frame_encode(w->data + w->len, n, f);
 	w->len += n;
 	if (c->outq == 0)
-		c->write_progress = uv_now(s->loop);
+		c->write_progress = uv_now(o->loop);
 	c->outq += n;
-	if (!s->hold)
+	if (!o->hold)
 		return conn_flush(c);
 	if (!c->dirty) {
 		c->dirty = 1;
-		c->dirty_next = s->dirty;
-		s->dirty = c;
+		c->dirty_next = o->dirty;
+		o->dirty = c;
 	}
 	return 0;
 }
@@ -305,7 +289,6 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 	mbs_conn_close(c);
 }
 
-/* Send ERROR; if fatal, stop reading and close once it has drained. */
 void mbs_conn_error(struct mbs_conn *c, uint32_t tag, unsigned code, int fatal, const char *text)
 {
 	struct relm_mbox_frame f;
@@ -320,7 +303,7 @@ void mbs_conn_error(struct mbs_conn *c, uint32_t tag, unsigned code, int fatal, 
 	f.u.error.text_len = text ? strlen(text) : 0;
 	if (f.u.error.text_len > RELM_MBOX_ERROR_TEXT_MAX)
 		f.u.error.text_len = RELM_MBOX_ERROR_TEXT_MAX;
-	c->srv->stats.errors++;
+	c->owner->stats->errors++;
 	log_debug("mailbox: conn %p: error %s%s", (void *)c, relm_mbox_errname(code),
 	          fatal ? " (closing)" : "");
 	if (mbs_conn_send(c, &f) != 0 || !fatal)
@@ -328,8 +311,8 @@ void mbs_conn_error(struct mbs_conn *c, uint32_t tag, unsigned code, int fatal, 
 	/* uv_shutdown waits for the writes libuv has, not for our buffer */
 	if (conn_flush(c) != 0)
 		return;
-	mbs_conn_enter(c, MBS_CONN_CLOSING);
-	c->closing_since = uv_now(c->srv->loop);
+	conn_enter(c, MBS_CONN_CLOSING);
+	c->closing_since = uv_now(c->owner->loop);
 	if (c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;
@@ -338,17 +321,17 @@ void mbs_conn_error(struct mbs_conn *c, uint32_t tag, unsigned code, int fatal, 
 		mbs_conn_close(c);
 }
 
-/* ---- requests other than subscriptions ---- */
+/* ---- the frames the connection answers itself ---- */
 
 /* Token bucket: refill by elapsed loop time, then take cost if there. */
 static int conn_take_tokens(struct mbs_conn *c, uint32_t cost)
 {
-	struct relm_mbox_server *s = c->srv;
-	uint64_t now = uv_now(s->loop);
+	const struct relm_mbox_server_config *cfg = c->owner->cfg;
+	uint64_t now = uv_now(c->owner->loop);
 
-	c->tokens += (double)(now - c->tokens_at) * s->cfg.rate / 1000.0;
-	if (c->tokens > s->cfg.burst)
-		c->tokens = s->cfg.burst;
+	c->tokens += (double)(now - c->tokens_at) * cfg->rate / 1000.0;
+	if (c->tokens > cfg->burst)
+		c->tokens = cfg->burst;
 	c->tokens_at = now;
 	if (c->tokens < cost)
 		return 0;
@@ -368,7 +351,8 @@ static uint32_t guess_tag(const uint8_t *buf, size_t len)
 
 static void handle_hello(struct mbs_conn *c, const struct relm_mbox_hello *h)
 {
-	struct relm_mbox_server *s = c->srv;
+	struct mbs_conn_owner *o = c->owner;
+	const struct relm_mbox_server_config *cfg = o->cfg;
 	struct relm_mbox_frame f;
 	uint8_t v;
 
@@ -387,119 +371,22 @@ static void handle_hello(struct mbs_conn *c, const struct relm_mbox_hello *h)
 	f.u.challenge.version = v;
 	memcpy(f.u.challenge.nonce, c->nonce, sizeof(c->nonce));
 	f.u.challenge.max_envelope = RELM_MBOX_ENVELOPE_MAX;
-	f.u.challenge.max_subs = s->cfg.max_subs;
-	f.u.challenge.rate = s->cfg.rate;
-	f.u.challenge.burst = s->cfg.burst;
-	f.u.challenge.retention_s = (uint32_t)(s->cfg.retention_ms / 1000u > UINT32_MAX ?
-	                                       UINT32_MAX : s->cfg.retention_ms / 1000u);
+	f.u.challenge.max_subs = cfg->max_subs;
+	f.u.challenge.rate = cfg->rate;
+	f.u.challenge.burst = cfg->burst;
+	f.u.challenge.retention_s = (uint32_t)(cfg->retention_ms / 1000u > UINT32_MAX ?
+	                                       UINT32_MAX : cfg->retention_ms / 1000u);
 	if (v >= RELM_MBOX_VERSION_2) {
 		/* this connection's exchange key, for key registrations */
 		randombytes_buf(c->kx_sk, sizeof(c->kx_sk));
 		crypto_scalarmult_base(c->kx_pk, c->kx_sk);
-		memcpy(f.u.challenge.realm, s->store->realm, RELM_MBOX_REALM_LEN);
+		memcpy(f.u.challenge.realm, o->realm, RELM_MBOX_REALM_LEN);
 		memcpy(f.u.challenge.kx, c->kx_pk, RELM_MBOX_KX_LEN);
 	}
-	mbs_conn_enter(c, MBS_CONN_READY);
-	c->tokens = s->cfg.burst;
-	c->tokens_at = uv_now(s->loop);
+	conn_enter(c, MBS_CONN_READY);
+	c->tokens = cfg->burst;
+	c->tokens_at = uv_now(o->loop);
 	mbs_conn_send(c, &f);
-}
-
-static void handle_post(struct mbs_conn *c, const struct relm_mbox_post *p)
-{
-	struct relm_mbox_server *s = c->srv;
-	struct mbs_post *pp;
-
-	if (!mbs_mailbox_is_valid(s, p->mailbox)) {
-		mbs_conn_error(c, p->tag, RELM_MBOX_E_BAD_MAILBOX, 0, "mailbox id is not an Ed25519 key");
-		return;
-	}
-	pp = malloc(sizeof(*pp) + p->env_len);
-	if (!pp) {
-		mbs_conn_error(c, p->tag, RELM_MBOX_E_STORE, 0, "out of memory");
-		return;
-	}
-	pp->next = NULL;
-	pp->conn = c;
-	pp->tag = p->tag;
-	pp->seq = 0;
-	memcpy(pp->mailbox, p->mailbox, RELM_MBOX_ID_LEN);
-	pp->len = p->env_len;
-	memcpy(pp->env, p->env, p->env_len);
-	*s->pend_tail = pp;
-	s->pend_tail = &pp->next;
-	mbs_commit_schedule(s);
-}
-
-struct lease_op {
-	struct mbs_conn *conn;
-	struct mbs_lease_req req;
-};
-
-static void on_leased(void *ctx, int rc)
-{
-	struct lease_op *op = ctx;
-	struct mbs_conn *c = op->conn;
-	struct relm_mbox_server *s = c->srv;
-
-	mbs_hold(s);
-	if (!conn_open(c)) {
-		/* gone meanwhile: nothing to answer */
-	} else if (rc) {
-		mbs_conn_error(c, op->req.tag, RELM_MBOX_E_STORE, 0, "store write failed");
-	} else {
-		struct relm_mbox_frame f;
-
-		mbs_frame_init(c, &f, RELM_MBOX_LEASE_RESULT);
-		f.u.lease_result = op->req.res;
-		mbs_conn_send(c, &f);
-	}
-	free(op);
-	mbs_conn_unblock(c);
-	mbs_conn_unref(c);
-	mbs_release(s);
-}
-
-static void handle_lease(struct mbs_conn *c, const struct relm_mbox_lease *l)
-{
-	struct relm_mbox_server *s = c->srv;
-	int release = sodium_is_zero(l->holder, RELM_MBOX_TOKEN_LEN);
-	struct lease_op *op;
-	int rc;
-
-	if (release ? l->ttl_ms != 0 : (l->ttl_ms < 1 || l->ttl_ms > RELM_MBOX_LEASE_TTL_MAX_MS)) {
-		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_REQUEST, 0,
-		               "ttl_ms must be 1..600000 to hold, 0 to release");
-		return;
-	}
-	rc = relm_mbox_lease_verify(l, c->nonce);
-	if (rc == RELM_EBADKEY) {
-		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_MAILBOX, 0, "mailbox id is not an Ed25519 key");
-		return;
-	}
-	if (rc) {
-		mbs_conn_error(c, l->tag, RELM_MBOX_E_BAD_SIGNATURE, 0,
-		               "lease not signed by the mailbox key over this connection's nonce");
-		return;
-	}
-	op = calloc(1, sizeof(*op));
-	if (!op) {
-		mbs_conn_error(c, l->tag, RELM_MBOX_E_STORE, 0, "out of memory");
-		return;
-	}
-	op->conn = c;
-	op->req.tag = l->tag;
-	memcpy(op->req.mailbox, l->mailbox, RELM_MBOX_ID_LEN);
-	memcpy(op->req.name, l->name, l->name_len);
-	op->req.name_len = l->name_len;
-	memcpy(op->req.expected, l->expected, RELM_MBOX_TOKEN_LEN);
-	memcpy(op->req.holder, l->holder, RELM_MBOX_TOKEN_LEN);
-	op->req.ttl_ms = l->ttl_ms;
-	op->req.now = mbs_wall_ms(s);
-	/* the answer comes before any later frame's */
-	mbs_conn_ref(c);
-	mbs_conn_block(c);
-	s->store->ops->lease(s->store, &op->req, on_leased, op);
 }
 
 static void handle_frame(struct mbs_conn *c, const uint8_t *buf, size_t len)
@@ -546,11 +433,13 @@ static void handle_frame(struct mbs_conn *c, const uint8_t *buf, size_t len)
 	}
 
 	switch (f.type) {
-	case RELM_MBOX_POST:            handle_post(c, &f.u.post); break;
-	case RELM_MBOX_SUBSCRIBE:       mbs_handle_subscribe(c, &f.u.subscribe); break;
-	case RELM_MBOX_SUBSCRIBE_BATCH: mbs_handle_sub_batch(c, &f.u.sub_batch); break;
-	case RELM_MBOX_UNSUBSCRIBE:     mbs_handle_unsubscribe(c, &f.u.unsub); break;
-	case RELM_MBOX_LEASE:           handle_lease(c, &f.u.lease); break;
+	case RELM_MBOX_POST:
+	case RELM_MBOX_SUBSCRIBE:
+	case RELM_MBOX_SUBSCRIBE_BATCH:
+	case RELM_MBOX_UNSUBSCRIBE:
+	case RELM_MBOX_LEASE:
+		c->owner->request(c->owner, c, &f);
+		break;
 	case RELM_MBOX_PING: {
 		struct relm_mbox_frame pong;
 
@@ -603,13 +492,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* Reading may go on: neither the output queue nor a waiting request says stop. */
 static int conn_can_read(const struct mbs_conn *c)
 {
-	return conn_open(c) && !c->blocked && c->outq <= c->srv->cfg.outq_max;
+	return conn_open(c) && !c->blocked && c->outq <= c->owner->cfg->outq_max;
 }
 
 /* Handle every complete frame in the read buffer, then compact it. */
 static void conn_process(struct mbs_conn *c)
 {
-	struct relm_mbox_server *s = c->srv;
 	size_t pos = 0, flen;
 	int rc;
 
@@ -646,7 +534,7 @@ static void conn_process(struct mbs_conn *c)
 	if (!c->rlen)
 		c->frame_started = 0;
 	else if (pos || !c->frame_started)
-		c->frame_started = uv_now(s->loop);
+		c->frame_started = uv_now(c->owner->loop);
 	if (!conn_can_read(c) && c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;
@@ -665,10 +553,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	c->rlen += (size_t)nread;
-	c->last_rx = uv_now(c->srv->loop);
-	mbs_hold(c->srv);
+	c->last_rx = uv_now(c->owner->loop);
+	mbs_hold(c->owner);
 	conn_process(c);
-	mbs_release(c->srv);
+	mbs_release(c->owner);
 }
 
 /* Reads were paused (full output queue, or a request waiting for the

@@ -1,5 +1,5 @@
 /*
- * subs.c — subscriptions of the mailbox server: the server-wide table,
+ * mbs_subs.c — subscriptions of the mailbox server: the server-wide table,
  * SUBSCRIBE (version 1) and SUBSCRIBE_BATCH (version 2, proto/mailbox.md
  * §5.7), UNSUBSCRIBE, and delivery.
  *
@@ -23,6 +23,11 @@
  * on resubscription, so a fetch for the old subscription is dropped; and a
  * lookup notes the commits that arrive while it is in flight (the server's
  * note ring), which the subscriptions it creates then replay.
+ *
+ * Layering: the server (mailbox_server.c) calls in here — the requests,
+ * the commits, what other instances committed — and this file calls the
+ * connections (mbs_conn.h), never the server: what it needs of the server
+ * is its data (the table, the store, the limits), reached with mbs_srv().
  */
 #include "mailbox_server/internal.h"
 
@@ -103,6 +108,19 @@ static struct mbs_sub *tab_find(const struct mbs_subtab *t, const struct mbs_con
 	return NULL;
 }
 
+/* ---- commits seen while lookups are in flight ---- */
+
+/* Remember that mailbox's seqs up to seq are committed (for lookups in
+ * flight: replay_notes). */
+static void note(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID_LEN], uint64_t seq)
+{
+	if (!s->lookups)
+		return;    /* nobody to tell */
+	memcpy(s->note[s->notes % MBS_NOTE_RING].mailbox, mb, RELM_MBOX_ID_LEN);
+	s->note[s->notes % MBS_NOTE_RING].seq = seq;
+	s->notes++;
+}
+
 /* ---- a connection's pump queue ---- */
 
 static void queue_push(struct mbs_conn *c, struct mbs_sub *sb)
@@ -147,7 +165,7 @@ static void mark_dirty(struct mbs_sub *sb)
 
 static struct mbs_sub *sub_new(struct mbs_conn *c, const uint8_t mb[RELM_MBOX_ID_LEN])
 {
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 	struct mbs_subtab *t = &s->subs;
 	struct mbs_sub *sb = calloc(1, sizeof(*sb));
 	size_t k;
@@ -173,7 +191,7 @@ static struct mbs_sub *sub_new(struct mbs_conn *c, const uint8_t mb[RELM_MBOX_ID
 static void sub_free(struct mbs_sub *sb)
 {
 	struct mbs_conn *c = sb->conn;
-	struct mbs_subtab *t = &c->srv->subs;
+	struct mbs_subtab *t = &mbs_srv(c)->subs;
 	struct mbs_sub **pp = &t->b[bucket_of(t, sb->mailbox)];
 
 	while (*pp != sb)
@@ -204,7 +222,7 @@ void mbs_subs_drop_all(struct mbs_conn *c)
 static unsigned sub_install(struct mbs_conn *c, const uint8_t mb[RELM_MBOX_ID_LEN],
                             uint64_t cursor, uint64_t head)
 {
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 	struct mbs_sub *sb = tab_find(&s->subs, c, mb);
 
 	if (!sb) {
@@ -240,7 +258,7 @@ static int deliver(struct mbs_conn *c, struct mbs_sub *sb, uint64_t seq, const u
 	sb->sent = seq;
 	rc = mbs_conn_send(c, &f);
 	if (rc == 0)
-		c->srv->stats.delivered++;
+		mbs_srv(c)->stats.delivered++;
 	return rc;
 }
 
@@ -251,7 +269,7 @@ static void on_fetch_row(void *ctx, uint64_t seq, const uint8_t *env, size_t len
 
 	/* the rows of one answer leave in one write (released when done) */
 	if (c->fetch_rows++ == 0)
-		mbs_hold(c->srv);
+		mbs_hold(c->owner);
 	if (!sb || sb->gen != c->fetch_gen || seq <= sb->sent || !mbs_conn_live(c))
 		return;
 	deliver(c, sb, seq, env, len);
@@ -260,11 +278,11 @@ static void on_fetch_row(void *ctx, uint64_t seq, const uint8_t *env, size_t len
 static void on_fetch_done(void *ctx, int rc)
 {
 	struct mbs_conn *c = ctx;
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 	struct mbs_sub *sb = c->fetching;
 	unsigned rows = c->fetch_rows;   /* the next fetch resets it */
 
-	mbs_hold(s);
+	mbs_hold(&s->owner);
 	c->in_fetch = 0;
 	c->fetching = NULL;
 	if (rc && mbs_conn_live(c)) {
@@ -280,8 +298,8 @@ static void on_fetch_done(void *ctx, int rc)
 	if (!c->in_pump && mbs_conn_live(c))
 		mbs_pump(c);    /* answered later (PostgreSQL): carry on */
 	if (rows)
-		mbs_release(s);   /* on_fetch_row's */
-	mbs_release(s);
+		mbs_release(&s->owner);   /* on_fetch_row's */
+	mbs_release(&s->owner);
 	mbs_conn_unref(c);
 }
 
@@ -290,7 +308,7 @@ static void on_fetch_done(void *ctx, int rc)
  * mailbox does not starve the others. */
 void mbs_pump(struct mbs_conn *c)
 {
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 	struct mbs_sub *sb;
 
 	if (c->in_pump || c->in_fetch)
@@ -321,7 +339,7 @@ static void fanout_group(struct relm_mbox_server *s, struct mbs_post **v, size_t
 	uint64_t first = v[0]->seq, last = v[n - 1]->seq;
 	struct mbs_sub *sb = s->subs.b[bucket_of(&s->subs, mb)], *next;
 
-	mbs_note(s, mb, last);
+	note(s, mb, last);
 	for (; sb; sb = next) {
 		struct mbs_conn *c = sb->conn;
 		size_t i;
@@ -360,7 +378,7 @@ void mbs_fanout_notify(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID
 {
 	struct mbs_sub *sb = s->subs.b[bucket_of(&s->subs, mb)], *next;
 
-	mbs_note(s, mb, seq);
+	note(s, mb, seq);
 	for (; sb; sb = next) {
 		next = sb->hnext;
 		if (memcmp(sb->mailbox, mb, RELM_MBOX_ID_LEN) != 0 || !mbs_conn_live(sb->conn) ||
@@ -373,7 +391,7 @@ void mbs_fanout_notify(struct relm_mbox_server *s, const uint8_t mb[RELM_MBOX_ID
 
 void mbs_wake_all(struct relm_mbox_server *s)
 {
-	for (struct mbs_conn *c = s->conns; c; c = c->next) {
+	for (struct mbs_conn *c = s->owner.conns; c; c = c->next) {
 		if (!mbs_conn_live(c))
 			continue;
 		for (struct mbs_sub *sb = c->subs; sb; sb = sb->cnext)
@@ -437,7 +455,7 @@ static struct sub_op *op_new(struct mbs_conn *c, uint32_t tag, int batch, size_t
 static void replay_notes(struct sub_op *op)
 {
 	struct mbs_conn *c = op->conn;
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 
 	if (s->notes - op->notes0 > MBS_NOTE_RING) {
 		/* too many to tell: every subscription of this request reads */
@@ -512,9 +530,9 @@ static void on_looked_up(void *ctx, int rc)
 {
 	struct sub_op *op = ctx;
 	struct mbs_conn *c = op->conn;
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 
-	mbs_hold(s);
+	mbs_hold(&s->owner);
 	s->lookups--;
 	if (!rc && op->batch && op->kind == RELM_MBOX_BATCH_REGISTER)
 		s->stats.registered += op->nlk;
@@ -546,7 +564,7 @@ static void on_looked_up(void *ctx, int rc)
 	}
 	op_free(op);
 	mbs_conn_unblock(c);
-	mbs_release(s);
+	mbs_release(&s->owner);
 	mbs_conn_unref(c);
 }
 
@@ -554,7 +572,7 @@ static void on_looked_up(void *ctx, int rc)
 static void op_submit(struct sub_op *op, int set_keys)
 {
 	struct mbs_conn *c = op->conn;
-	struct relm_mbox_server *s = c->srv;
+	struct relm_mbox_server *s = mbs_srv(c);
 
 	mbs_conn_ref(c);
 	mbs_conn_block(c);
@@ -631,8 +649,8 @@ void mbs_handle_sub_batch(struct mbs_conn *c, const struct relm_mbox_sub_batch *
 		/* every entry refused already: answer without the store */
 		mbs_conn_ref(c);
 		mbs_conn_block(c);
-		c->srv->lookups++;
-		op->notes0 = c->srv->notes;
+		mbs_srv(c)->lookups++;
+		op->notes0 = mbs_srv(c)->notes;
 		on_looked_up(op, 0);
 		return;
 	}
@@ -642,7 +660,7 @@ void mbs_handle_sub_batch(struct mbs_conn *c, const struct relm_mbox_sub_batch *
 void mbs_handle_unsubscribe(struct mbs_conn *c, const struct relm_mbox_unsub *r)
 {
 	struct relm_mbox_frame f;
-	struct mbs_sub *sb = tab_find(&c->srv->subs, c, r->mailbox);
+	struct mbs_sub *sb = tab_find(&mbs_srv(c)->subs, c, r->mailbox);
 
 	if (!sb) {
 		mbs_conn_error(c, r->tag, RELM_MBOX_E_NOT_SUBSCRIBED, 0, "not subscribed");
