@@ -1,13 +1,19 @@
 /*
  * internal.h — what the two files of relmd's mailbox client share:
  * mailbox_client.c (the connection cycle, output, posts, leases) and
- * subs.c (subscriptions: their index, SUBSCRIBE for version 1 servers,
+ * mbc_subs.c (subscriptions: their index, SUBSCRIBE for version 1 servers,
  * SUBSCRIBE_BATCH with read keys for version 2, and the answers).  Names
  * shared between them begin with mbc_.
  *
+ * They depend on each other one way (tests/test_layering.sh): the
+ * connection calls the subscriptions by name; the subscriptions reach the
+ * connection (send a frame, pace, drop it) only through the three
+ * pointers of struct mbc_subs_owner, and share the small helpers below
+ * (inline here, so neither file defines them for the other).
+ *
  * Connection state machine (the client lives in this cycle until
- * relm_mbox_client_close; every change goes through mbc_enter(), which
- * aborts on a transition not drawn here):
+ * relm_mbox_client_close; every change goes through conn_enter() in
+ * mailbox_client.c, which aborts on a transition not drawn here):
  *
  *   WAIT --timer--> RESOLVE --addr--> CONNECT --tcp up--> HELLO --CHALLENGE--> READY
  *    ^  \              |  \              |                  |                    |
@@ -35,7 +41,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
+
+#include <sodium.h>
 
 #include "mailbox_client/mailbox_client.h"
 
@@ -108,8 +117,24 @@ struct cwreq {
 	uint8_t data[];
 };
 
+/* What the subscriptions need from the connection that owns them
+ * (mailbox_client.c fills it in; mbc_subs.c never calls the connection by
+ * name). */
+struct mbc_subs_owner {
+	/* Queue one frame (written at once unless corked).  0, or a negative
+	 * code after which the connection is being dropped (or was not up). */
+	int (*send)(struct relm_mbox_client *c, const struct relm_mbox_frame *f);
+	/* Take cost from the pacing bucket; when it is short, arm the pacing
+	 * timer (which calls mbc_flush_subs) and return 0. */
+	int (*take_tokens)(struct relm_mbox_client *c, uint32_t cost);
+	/* Tear the connection down (idempotent); it reconnects unless the
+	 * client is closing. */
+	void (*drop)(struct relm_mbox_client *c, int reason);
+};
+
 struct relm_mbox_client {
 	uv_loop_t *loop;
+	const struct mbc_subs_owner *owner;   /* for mbc_subs.c */
 	uv_tcp_t tcp;
 	uv_connect_t connect_req;
 	uv_getaddrinfo_t gai;
@@ -167,21 +192,35 @@ struct relm_mbox_client {
 	struct clease *leases;
 };
 
-/* ---- mailbox_client.c ---- */
-void mbc_enter(struct relm_mbox_client *c, enum mbc_state to);
-void mbc_drop(struct relm_mbox_client *c, int reason);
-uint32_t mbc_new_tag(struct relm_mbox_client *c);
-void mbc_frame_init(const struct relm_mbox_client *c, struct relm_mbox_frame *f, uint8_t type);
-/* Queue one frame (written at once unless corked).  0, or a negative code
- * after which the connection is being dropped (or was not up). */
-int mbc_send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f);
-/* Take cost from the pacing bucket; when it is short, arm the pacing timer
- * and return 0. */
-int mbc_take_tokens(struct relm_mbox_client *c, uint32_t cost);
-int mbc_sign(uint8_t sig[RELM_SIG_LEN], const uint8_t *sk, relm_mbox_sign_fn sign,
-             void *sign_arg, const uint8_t *m, size_t n);
+/* ---- shared helpers ---- */
 
-/* ---- subs.c ---- */
+static inline uint32_t mbc_new_tag(struct relm_mbox_client *c)
+{
+	if (++c->next_tag == 0)
+		c->next_tag = 1;
+	return c->next_tag;
+}
+
+static inline void mbc_frame_init(const struct relm_mbox_client *c, struct relm_mbox_frame *f,
+                                  uint8_t type)
+{
+	memset(f, 0, sizeof(*f));
+	f->version = c->state == CS_READY ? c->version : RELM_MBOX_VERSION;
+	f->type = type;
+}
+
+/* Sign m with sk, or with sign(sign_arg, ...) when sk is NULL. */
+static inline int mbc_sign(uint8_t sig[RELM_SIG_LEN], const uint8_t *sk, relm_mbox_sign_fn sign,
+                           void *sign_arg, const uint8_t *m, size_t n)
+{
+	if (sk) {
+		crypto_sign_detached(sig, NULL, m, n, sk);
+		return 0;
+	}
+	return sign(sign_arg, sig, m, n);
+}
+
+/* ---- mbc_subs.c ---- */
 struct csub *mbc_sub_find(const struct relm_mbox_client *c, const uint8_t mb[RELM_MBOX_ID_LEN],
                           size_t *idx);
 /* READY: (re)subscribe everything, in batches when the server speaks 2. */

@@ -2,7 +2,8 @@
  * mailbox_client.c — see mailbox_client.h.
  *
  * The connection's state machine is drawn in internal.h; subscriptions
- * live in subs.c.
+ * live in mbc_subs.c, which this file calls and which reaches back only
+ * through struct mbc_subs_owner (subs_owner below).
  *
  * Posts are one FIFO; `sent` counts how many at its front have been sent on
  * this connection.  The server acknowledges in order, but we match by tag
@@ -35,6 +36,16 @@ static void maybe_done(struct relm_mbox_client *c);
 static void flush_posts(struct relm_mbox_client *c);
 static void on_timer(uv_timer_t *t);
 static void on_ping(uv_timer_t *t);
+static void conn_drop(struct relm_mbox_client *c, int reason);
+static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f);
+static int take_tokens(struct relm_mbox_client *c, uint32_t cost);
+
+/* What the subscriptions may ask of the connection. */
+static const struct mbc_subs_owner subs_owner = {
+	.send = send_frame,
+	.take_tokens = take_tokens,
+	.drop = conn_drop,
+};
 
 void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg)
 {
@@ -49,7 +60,7 @@ void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg)
 
 /* The one place the connection's state changes (internal.h draws the
  * machine); a transition not drawn there is a bug and aborts. */
-void mbc_enter(struct relm_mbox_client *c, enum mbc_state to)
+static void conn_enter(struct relm_mbox_client *c, enum mbc_state to)
 {
 	enum mbc_state from = c->state;
 	int ok;
@@ -71,13 +82,6 @@ void mbc_enter(struct relm_mbox_client *c, enum mbc_state to)
 	c->state = to;
 }
 
-uint32_t mbc_new_tag(struct relm_mbox_client *c)
-{
-	if (++c->next_tag == 0)
-		c->next_tag = 1;
-	return c->next_tag;
-}
-
 /* ---- output ---- */
 
 static void on_write(uv_write_t *req, int status)
@@ -87,7 +91,7 @@ static void on_write(uv_write_t *req, int status)
 
 	free(w);
 	if (status < 0 && status != UV_ECANCELED)
-		mbc_drop(c, status);
+		conn_drop(c, status);
 }
 
 /* Hand the open buffer to libuv (one write for every frame queued since
@@ -111,7 +115,7 @@ static void out_flush(struct relm_mbox_client *c)
 	c->writes++;
 	if (rc) {
 		free(w);
-		mbc_drop(c, rc);
+		conn_drop(c, rc);
 	}
 }
 
@@ -139,7 +143,7 @@ static void uncork(struct relm_mbox_client *c)
 /* Queue one frame behind the others of this turn; written at once when not
  * corked.  Returns 0, or a negative code after which the connection is
  * being dropped (or was not up). */
-int mbc_send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
+static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
 {
 	size_t n = relm_mbox_frame_size(f);
 	struct cwreq *w = c->wout;
@@ -158,7 +162,7 @@ int mbc_send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
 			cap *= 2;
 		nw = realloc(w, sizeof(*nw) + cap);
 		if (!nw) {
-			mbc_drop(c, RELM_ENOMEM);
+			conn_drop(c, RELM_ENOMEM);
 			return RELM_ENOMEM;
 		}
 		if (!w)
@@ -171,25 +175,6 @@ int mbc_send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f)
 	if (!c->corked)
 		out_flush(c);
 	return c->state == CS_HELLO || c->state == CS_READY ? 0 : RELM_ECLOSED;
-}
-
-void mbc_frame_init(const struct relm_mbox_client *c, struct relm_mbox_frame *f, uint8_t type)
-{
-	memset(f, 0, sizeof(*f));
-	f->version = c->state == CS_READY ? c->version : RELM_MBOX_VERSION;
-	f->type = type;
-}
-
-/* ---- signing ---- */
-
-int mbc_sign(uint8_t sig[RELM_SIG_LEN], const uint8_t *sk, relm_mbox_sign_fn sign,
-             void *sign_arg, const uint8_t *m, size_t n)
-{
-	if (sk) {
-		crypto_sign_detached(sig, NULL, m, n, sk);
-		return 0;
-	}
-	return sign(sign_arg, sig, m, n);
 }
 
 /* ---- posts ---- */
@@ -208,7 +193,7 @@ static void refill(struct relm_mbox_client *c)
 	c->tokens_at = now;
 }
 
-int mbc_take_tokens(struct relm_mbox_client *c, uint32_t cost)
+static int take_tokens(struct relm_mbox_client *c, uint32_t cost)
 {
 	refill(c);
 	if (c->tokens < cost) {
@@ -240,10 +225,10 @@ static void flush_posts(struct relm_mbox_client *c)
 		f.u.post.env = p->env;
 		f.u.post.env_len = p->len;
 		cost = relm_mbox_cost(relm_mbox_frame_size(&f));
-		if (!mbc_take_tokens(c, cost))
+		if (!take_tokens(c, cost))
 			return;
 		f.u.post.tag = p->tag = mbc_new_tag(c);
-		if (mbc_send_frame(c, &f) != 0)
+		if (send_frame(c, &f) != 0)
 			return;
 		c->sent++;
 		c->unsent = p->next;
@@ -301,7 +286,7 @@ static int error_matches(struct relm_mbox_client *c, const struct relm_mbox_erro
 		/* Transient.  Re-sending just this one would reorder it after the
 		 * posts behind it, so reconnect and re-send from the first unacked
 		 * (at-least-once: the receiver de-duplicates). */
-		mbc_drop(c, err);
+		conn_drop(c, err);
 		return 1;
 	}
 	p = post_take(c, e->tag);
@@ -323,7 +308,7 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 
 		if (c->state != CS_HELLO || ch->version < RELM_MBOX_VERSION || ch->version > offered ||
 		    f->version != ch->version || !ch->rate || !ch->burst) {
-			mbc_drop(c, RELM_EPROTO);
+			conn_drop(c, RELM_EPROTO);
 			return;
 		}
 		memcpy(c->nonce, ch->nonce, RELM_MBOX_NONCE_LEN);
@@ -340,7 +325,7 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		c->burst = ch->burst;
 		c->tokens = ch->burst / 2.0;
 		c->tokens_at = uv_now(c->loop);
-		mbc_enter(c, CS_READY);
+		conn_enter(c, CS_READY);
 		c->backoff_ms = c->cfg.backoff_min_ms;
 		uv_timer_stop(&c->timer);
 		if (c->cfg.ping_ms)
@@ -357,7 +342,7 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		struct cpost *p = post_take(c, f->u.posted.tag);
 
 		if (!p) {
-			mbc_drop(c, RELM_EPROTO);
+			conn_drop(c, RELM_EPROTO);
 			return;
 		}
 		if (c->cbs.posted)
@@ -409,14 +394,14 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		log_warn("mailbox %s:%u: error %s (%.*s)", c->host, (unsigned)c->port,
 		         relm_mbox_errname(e->code), (int)e->text_len, e->text ? e->text : "");
 		if (e->flags & RELM_MBOX_ERRF_FATAL) {
-			mbc_drop(c, relm_mbox_err_to_relm(e->code));
+			conn_drop(c, relm_mbox_err_to_relm(e->code));
 			return;
 		}
 		error_matches(c, e);
 		return;
 	}
 	default:
-		mbc_drop(c, RELM_EPROTO);   /* a client-to-server type from the server */
+		conn_drop(c, RELM_EPROTO);   /* a client-to-server type from the server */
 		return;
 	}
 }
@@ -471,7 +456,7 @@ static void parse(struct relm_mbox_client *c)
 		if (rc == 0 && c->state == CS_READY && f.version != c->version)
 			rc = RELM_EVERSION;
 		if (rc) {
-			mbc_drop(c, RELM_EPROTO);
+			conn_drop(c, RELM_EPROTO);
 			break;
 		}
 		on_frame(c, &f);
@@ -497,7 +482,7 @@ static void on_resume(uv_idle_t *h)
 	parse(c);
 	if (!c->paused && (c->state == CS_HELLO || c->state == CS_READY) &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-		mbc_drop(c, RELM_EPROTO);
+		conn_drop(c, RELM_EPROTO);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -506,7 +491,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	(void)buf;
 	if (nread < 0) {
-		mbc_drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
+		conn_drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
 		return;
 	}
 	c->rlen += (size_t)nread;
@@ -533,14 +518,14 @@ static void on_tcp_closed(uv_handle_t *h)
 		maybe_done(c);
 		return;
 	}
-	mbc_enter(c, CS_WAIT);
+	conn_enter(c, CS_WAIT);
 	uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 	c->backoff_ms = c->backoff_ms >= c->cfg.backoff_max_ms / 2 ? c->cfg.backoff_max_ms
 	                                                           : c->backoff_ms * 2;
 }
 
 /* Tear the connection down (idempotent); reconnect follows unless closing. */
-void mbc_drop(struct relm_mbox_client *c, int reason)
+static void conn_drop(struct relm_mbox_client *c, int reason)
 {
 	struct clease *l;
 	struct cpost *p;
@@ -550,10 +535,10 @@ void mbc_drop(struct relm_mbox_client *c, int reason)
 		return;
 	if (c->state == CS_RESOLVE) {
 		uv_cancel((uv_req_t *)&c->gai);   /* its callback sees the state and backs off */
-		mbc_enter(c, CS_DROP);
+		conn_enter(c, CS_DROP);
 		return;
 	}
-	mbc_enter(c, CS_DROP);
+	conn_enter(c, CS_DROP);
 	c->paused = 0;
 	uv_idle_stop(&c->resume);
 	out_discard(c);
@@ -587,20 +572,20 @@ static void on_connect(uv_connect_t *req, int status)
 	if (c->state != CS_CONNECT)
 		return;   /* dropped meanwhile; the close callback carries on */
 	if (status < 0) {
-		mbc_drop(c, status);
+		conn_drop(c, status);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-		mbc_drop(c, RELM_EPROTO);
+		conn_drop(c, RELM_EPROTO);
 		return;
 	}
-	mbc_enter(c, CS_HELLO);
+	conn_enter(c, CS_HELLO);
 	c->last_rx = uv_now(c->loop);
 	mbc_frame_init(c, &f, RELM_MBOX_HELLO);
 	f.u.hello.min_version = RELM_MBOX_VERSION;
 	f.u.hello.max_version = c->cfg.max_version ? c->cfg.max_version : RELM_MBOX_VERSION_MAX;
-	mbc_send_frame(c, &f);   /* uncorked: written now */
+	send_frame(c, &f);   /* uncorked: written now */
 }
 
 static void start_connect(struct relm_mbox_client *c, const struct sockaddr *sa)
@@ -609,10 +594,10 @@ static void start_connect(struct relm_mbox_client *c, const struct sockaddr *sa)
 
 	uv_tcp_init(c->loop, &c->tcp);
 	c->tcp_open = 1;
-	mbc_enter(c, CS_CONNECT);
+	conn_enter(c, CS_CONNECT);
 	rc = uv_tcp_connect(&c->connect_req, &c->tcp, sa, on_connect);
 	if (rc) {
-		mbc_drop(c, rc);
+		conn_drop(c, rc);
 		return;
 	}
 	uv_timer_start(&c->timer, on_timer, c->cfg.connect_timeout_ms, 0);
@@ -632,7 +617,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		uv_freeaddrinfo(res);
 		if (status < 0)
 			log_warn("mailbox %s: cannot resolve: %s", c->host, uv_strerror(status));
-		mbc_enter(c, CS_WAIT);
+		conn_enter(c, CS_WAIT);
 		uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 		c->backoff_ms = c->backoff_ms >= c->cfg.backoff_max_ms / 2 ? c->cfg.backoff_max_ms
 		                                                           : c->backoff_ms * 2;
@@ -659,10 +644,10 @@ static void begin(struct relm_mbox_client *c)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%u", (unsigned)c->port);
-	mbc_enter(c, CS_RESOLVE);
+	conn_enter(c, CS_RESOLVE);
 	rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, port, &hints);
 	if (rc) {
-		mbc_enter(c, CS_WAIT);
+		conn_enter(c, CS_WAIT);
 		uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 		return;
 	}
@@ -679,7 +664,7 @@ static void on_timer(uv_timer_t *t)
 		break;
 	case CS_CONNECT:
 	case CS_HELLO:
-		mbc_drop(c, RELM_ETIMEOUT);
+		conn_drop(c, RELM_ETIMEOUT);
 		break;
 	case CS_READY:
 		cork(c);   /* the batches and posts the bucket allows now: one write */
@@ -700,12 +685,12 @@ static void on_ping(uv_timer_t *t)
 	if (c->state != CS_READY)
 		return;
 	if (uv_now(c->loop) - c->last_rx >= 2ull * c->cfg.ping_ms) {
-		mbc_drop(c, RELM_ETIMEOUT);
+		conn_drop(c, RELM_ETIMEOUT);
 		return;
 	}
 	mbc_frame_init(c, &f, RELM_MBOX_PING);
 	f.u.ping.tag = mbc_new_tag(c);
-	mbc_send_frame(c, &f);
+	send_frame(c, &f);
 }
 
 /* ---- public API ---- */
@@ -725,6 +710,7 @@ int relm_mbox_client_new(struct relm_mbox_client **out, uv_loop_t *loop,
 	if (!c)
 		return RELM_ENOMEM;
 	c->loop = loop;
+	c->owner = &subs_owner;
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	c->port = port;
 	c->cbs = *cbs;
@@ -746,7 +732,7 @@ int relm_mbox_client_new(struct relm_mbox_client **out, uv_loop_t *loop,
 	uv_timer_init(loop, &c->ping);
 	uv_idle_init(loop, &c->resume);
 	c->open_handles = 3;
-	mbc_enter(c, CS_WAIT);
+	conn_enter(c, CS_WAIT);
 	uv_timer_start(&c->timer, on_timer, 0, 0);
 	*out = c;
 	return 0;
@@ -817,9 +803,9 @@ int relm_mbox_client_lease(struct relm_mbox_client *c, const uint8_t mailbox[REL
 	l->tag = f.u.lease.tag = mbc_new_tag(c);
 	l->cb = cb;
 	l->arg = cb_arg;
-	rc = mbc_send_frame(c, &f);
+	rc = send_frame(c, &f);
 	if (rc) {
-		/* mbc_drop() already failed the other leases; this one was not listed */
+		/* conn_drop() already failed the other leases; this one was not listed */
 		free(l);
 		return RELM_ECLOSED;
 	}
@@ -887,7 +873,7 @@ void relm_mbox_client_close(struct relm_mbox_client *c, void (*cb)(void *arg), v
 	c->closing = 1;
 	c->close_cb = cb;
 	c->close_arg = arg;
-	mbc_drop(c, RELM_ECLOSED);   /* fails leases; no state callback while closing */
+	conn_drop(c, RELM_ECLOSED);   /* fails leases; no state callback while closing */
 	if (c->gai_busy)
 		uv_cancel((uv_req_t *)&c->gai);
 	while ((p = c->posts)) {

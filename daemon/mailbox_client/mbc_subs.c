@@ -1,5 +1,5 @@
 /*
- * subs.c — the mailbox client's subscriptions (see mailbox_client.h and
+ * mbc_subs.c — the mailbox client's subscriptions (see mailbox_client.h and
  * internal.h): an array found through an open-addressing index by mailbox
  * (a daemon with 100,000 relationships subscribes 100,000 mailboxes, and
  * every DELIVER looks one up), and the two ways of sending them:
@@ -13,6 +13,9 @@
  *    `bad_signature` is registered once on that connection (REGISTER
  *    entries, signed, the read key sealed under an X25519 exchange with the
  *    connection's key).
+ *
+ * The connection (mailbox_client.c) calls in here; this file reaches the
+ * connection only through c->owner (send, pace, drop), never by name.
  */
 #include "mailbox_client/internal.h"
 
@@ -205,7 +208,7 @@ static int send_subscribe(struct relm_mbox_client *c, size_t i)
 	rc = mbc_sign(f.u.subscribe.sig, sb->sk, sb->sign, sb->sign_arg, m, n);
 	if (rc)
 		return rc;
-	return mbc_send_frame(c, &f);
+	return c->owner->send(c, &f);
 }
 
 /* The read key of sb for this connection's realm: 0, or non-zero when it
@@ -321,10 +324,10 @@ static int flush_one(struct relm_mbox_client *c, struct cqueue *q, uint8_t kind)
 	if (!take)
 		return 0;
 	/* pace: what a frame of `take` entries costs */
-	if (!mbc_take_tokens(c, relm_mbox_cost(RELM_MBOX_HDR_LEN + 37 + take * esz)))
+	if (!c->owner->take_tokens(c, relm_mbox_cost(RELM_MBOX_HDR_LEN + 37 + take * esz)))
 		return 1;
 	if (kind == RELM_MBOX_BATCH_REGISTER && kx_ready(c) != 0) {
-		mbc_drop(c, RELM_EPROTO);
+		c->owner->drop(c, RELM_EPROTO);
 		return 0;
 	}
 	ent = malloc(take * esz);
@@ -336,7 +339,7 @@ static int flush_one(struct relm_mbox_client *c, struct cqueue *q, uint8_t kind)
 		if (b)
 			free(b->mb);
 		free(b);
-		mbc_drop(c, RELM_ENOMEM);
+		c->owner->drop(c, RELM_ENOMEM);
 		return 0;
 	}
 	tag = mbc_new_tag(c);
@@ -382,7 +385,7 @@ static int flush_one(struct relm_mbox_client *c, struct cqueue *q, uint8_t kind)
 		*c->batches_tail = b;
 		c->batches_tail = &b->next;
 		b = NULL;
-		mbc_send_frame(c, &f);
+		c->owner->send(c, &f);
 	}
 	free(ent);
 	if (b) {
@@ -433,7 +436,7 @@ static void entry_answer(struct relm_mbox_client *c, const struct cbatch *b,
 		return;
 	}
 	if (code == RELM_MBOX_E_RATE_LIMITED || code == RELM_MBOX_E_STORE) {
-		mbc_drop(c, relm_mbox_err_to_relm(code));   /* transient: again after reconnecting */
+		c->owner->drop(c, relm_mbox_err_to_relm(code));   /* transient: again after reconnecting */
 		return;
 	}
 	/* no key there yet, or another one: register ours, once per connection */
@@ -458,7 +461,7 @@ void mbc_on_subed_batch(struct relm_mbox_client *c, const struct relm_mbox_subed
 	if (a->count != b->n) {
 		free(b->mb);
 		free(b);
-		mbc_drop(c, RELM_EPROTO);
+		c->owner->drop(c, RELM_EPROTO);
 		return;
 	}
 	for (size_t i = 0; i < b->n && c->state == CS_READY; i++) {
@@ -503,7 +506,7 @@ int mbc_subs_error(struct relm_mbox_client *c, const struct relm_mbox_error *e)
 		if (c->subs[i].tag != e->tag)
 			continue;
 		if (e->code == RELM_MBOX_E_RATE_LIMITED || e->code == RELM_MBOX_E_STORE) {
-			mbc_drop(c, err);   /* transient: resubscribed after reconnect */
+			c->owner->drop(c, err);   /* transient: resubscribed after reconnect */
 			return 1;
 		}
 		sub_refused(c, i, err);
@@ -600,7 +603,7 @@ int relm_mbox_client_unsubscribe(struct relm_mbox_client *c, const uint8_t mailb
 		mbc_frame_init(c, &f, RELM_MBOX_UNSUBSCRIBE);
 		f.u.unsub.tag = mbc_new_tag(c);
 		memcpy(f.u.unsub.mailbox, mailbox, RELM_MBOX_ID_LEN);
-		mbc_send_frame(c, &f);
+		c->owner->send(c, &f);
 	}
 	return 0;
 }
