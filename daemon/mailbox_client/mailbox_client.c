@@ -193,6 +193,8 @@ static void refill(struct relm_mbox_client *c)
 	c->tokens_at = now;
 }
 
+/* Take cost from the pacing bucket; when it is short, arm the pacing timer
+ * (on_timer sends what waits) and return 0. */
 static int take_tokens(struct relm_mbox_client *c, uint32_t cost)
 {
 	refill(c);
