@@ -11,9 +11,9 @@ CFLAGS     ?= -O2 -g
 V          ?= 0
 
 # Libraries every program links, and the Debian packages that provide them.
-PKGS      = libsodium libuv sqlite3 libcjson
+PKGS      = libsodium libuv sqlite3 libcjson libpq
 TEST_PKGS = check
-DEB_PKGS  = pkg-config libsodium-dev libuv1-dev libsqlite3-dev libcjson-dev \
+DEB_PKGS  = pkg-config libsodium-dev libuv1-dev libsqlite3-dev libcjson-dev libpq-dev postgresql-15 \
             check libsubunit-dev
 
 WARN = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
@@ -239,7 +239,7 @@ $(BENCH_DEPS_OK): | $(DEPS_OK)
 	$(Q)touch $@
 
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
-	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -Itests $(BENCH_CFLAGS) -c $< -o $@
 
 $(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) $(BENCH_LIBS) -o $@
@@ -250,16 +250,21 @@ $(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
 $(BUILD)/bench_scale: $(BUILD)/bench/bench_scale.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) -o $@
 
+$(BUILD)/bench_mailbox: $(BUILD)/bench/bench_mailbox.o $(BUILD)/tests/util_pg.o $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
+
 # The first run builds 100k-relationship stores under $(BUILD)/bench-scale
 # (about 1 GB, a few minutes); later runs reuse them.
-bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(PROGS)
+bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(BUILD)/bench_mailbox $(PROGS)
 	$(Q)rm -f $(BUILD)/bench.json
 	$(Q)$(BUILD)/bench_engine --json $(BUILD)/bench.engine.json
 	$(Q)sh bench/bench_ir.sh $(BUILD)/bench_engine $(BUILD)/bench.ir.json 2000 200 20
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
 	$(Q)$(BUILD)/bench_scale --no-cold --dir $(BUILD)/bench-scale --json $(BUILD)/bench.scale.json
+	$(Q)$(BUILD)/bench_mailbox --build $(BUILD) --json $(BUILD)/bench.mailbox.json \
+	  $$( [ -f $(BUILD)/bench-scale/100000/b/relm.db ] && echo --relmd-store $(BUILD)/bench-scale/100000/b/relm.db )
 	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json \
-	  $(BUILD)/bench.daemon.json $(BUILD)/bench.scale.json
+	  $(BUILD)/bench.daemon.json $(BUILD)/bench.scale.json $(BUILD)/bench.mailbox.json
 	@echo "  BENCH   $(BUILD)/bench.json"
 
 # ---- valgrind: memcheck over the suite, and the constant-time check --------
@@ -342,6 +347,7 @@ install: all
 	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/user/relmd.service   > $(DESTDIR)$(UNITDIR_USER)/relmd.service
 	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/system/relmd.service > $(DESTDIR)$(UNITDIR_SYS)/relmd.service
 	install -m 0644 systemd/system/relmd.socket $(DESTDIR)$(UNITDIR_SYS)/
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' systemd/system/relm-mailbox@.service > $(DESTDIR)$(UNITDIR_SYS)/relm-mailbox@.service
 	install -m 0644 systemd/system/relm.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/relm.conf
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

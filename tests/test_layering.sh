@@ -16,9 +16,14 @@
 #
 # `make check` runs it (tests/test_*.sh), from the top of the repository.
 #
+# Objects are known by their member names, which are the sources' base
+# names: two sources with the same base name (api/conn.c and another
+# conn.c) would be one object here, so the test first refuses an archive
+# in which two members share a name.
+#
 #   sh tests/test_layering.sh            BUILD: where libdaemon.a is (default build)
 #
-# POSIX sh, grep, find, nm and awk only.
+# POSIX sh, ar, grep, nm, sort, uniq, find, paste and awk only.
 set -u
 
 B=${BUILD:-build}
@@ -52,6 +57,24 @@ fi
 echo "test_layering: daemon/ includes no internal header of lib/ ($ndeps objects checked)"
 
 # 2. No dependency cycle among the daemon's objects.
+
+members=$(ar t "$LIB") || {
+	echo "test_layering: cannot list the members of $LIB" >&2
+	exit 1
+}
+if [ -z "$members" ]; then
+	echo "test_layering: $LIB has no members" >&2
+	exit 1
+fi
+dups=$(printf '%s\n' "$members" | sort | uniq -d)
+if [ -n "$dups" ]; then
+	for m in $dups; do
+		srcs=$(find daemon -name "${m%.o}.c" 2>/dev/null | sort | paste -s -d ' ' -)
+		echo "test_layering: $LIB has more than one member named $m${srcs:+ (from $srcs)}: give each source file a name of its own" >&2
+	done
+	exit 1
+fi
+
 nm -A "$LIB" | awk '
 {
 	# archive:member:rest — rest is "VALUE TYPE NAME" or "U NAME"

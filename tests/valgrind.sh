@@ -11,7 +11,8 @@
 #     suite's exit status already carries the verdict.
 #   - --trace-children=yes: the programs the tests exec (relmd, relmctl from
 #     $BUILD) run under memcheck too.  Only /bin/sh and rm (the tests'
-#     `system("rm -rf …")` clean-up) are skipped: they are not our code.
+#     `system("rm -rf …")` clean-up) and PostgreSQL (initdb, postgres: the
+#     private server of the mailbox suites) are skipped: they are not our code.
 #   - Every process writes its own log ($BUILD/valgrind/<suite>/vg.<pid>.log)
 #     and the logs are scanned as well as the exit codes: a process the test
 #     kills on purpose (SIGKILL in check_crash and check_mailbox) never
@@ -52,7 +53,7 @@ run_one() {
 	t0=$(date +%s)
 	valgrind --tool=memcheck --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-		--trace-children=yes --trace-children-skip='*/sh,*/bash,*/rm' \
+		--trace-children=yes --trace-children-skip='*/sh,*/bash,*/rm,*/initdb,*/postgres,*/pg_ctl' \
 		--suppressions=tests/valgrind.supp \
 		--log-file="$d/vg.%p.log" \
 		"$BUILD/tests/$s" >"$d/stdout" 2>&1

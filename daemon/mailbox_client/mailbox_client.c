@@ -1,22 +1,9 @@
 /*
  * mailbox_client.c — see mailbox_client.h.
  *
- * Connection state machine (the client lives forever in this cycle until
- * relm_mbox_client_close):
- *
- *   WAIT --timer--> RESOLVE --addr--> CONNECT --tcp up--> HELLO --CHALLENGE--> READY
- *    ^                 |                 |                  |                    |
- *    +---- backoff ----+---- DROP <------+------------------+--------------------+
- *                        (tcp closing; on close: WAIT with the next backoff)
- *
- *   WAIT:    no socket; `timer` is the backoff.
- *   RESOLVE: uv_getaddrinfo in flight (host is not an IP literal).
- *   CONNECT: uv_tcp_connect in flight; `timer` is the connect timeout.
- *   HELLO:   HELLO sent; `timer` still the connect timeout.
- *   READY:   nonce known; posts and subscriptions flow; `timer` paces posts
- *            by the server's advertised token bucket; `ping` keeps alive.
- *   DROP:    uv_close(tcp) issued; every sent-but-unacked post is marked
- *            unsent, every subscription unconfirmed, every lease failed.
+ * The connection's state machine is drawn in internal.h; subscriptions
+ * live in mbc_subs.c, which this file calls and which reaches back only
+ * through struct mbc_subs_owner (subs_owner below).
  *
  * Posts are one FIFO; `sent` counts how many at its front have been sent on
  * this connection.  The server acknowledges in order, but we match by tag
@@ -32,7 +19,7 @@
  * their order (one buffer, appended in order; buffers are written in
  * order), and the bytes in flight are still bounded by the post window.
  */
-#include "mailbox_client/mailbox_client.h"
+#include "mailbox_client/internal.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -45,106 +32,20 @@
 #include "error.h"
 #include "log.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-#endif
-
-enum cstate {
-	CS_NONE = 0,
-	CS_WAIT,
-	CS_RESOLVE,
-	CS_CONNECT,
-	CS_HELLO,
-	CS_READY,
-	CS_DROP,
-};
-
-struct cpost {
-	struct cpost *next;
-	uint64_t id;
-	uint32_t tag;              /* 0: not sent on this connection */
-	uint8_t mailbox[RELM_MBOX_ID_LEN];
-	size_t len;
-	uint8_t env[];
-};
-
-struct csub {
-	uint8_t mailbox[RELM_MBOX_ID_LEN];
-	uint64_t cursor;
-	uint32_t tag;              /* tag of the SUBSCRIBE in flight / accepted */
-	int active;                /* SUBSCRIBED seen on this connection */
-	uint8_t *sk;               /* sodium_malloc'd, or NULL with sign */
-	relm_mbox_sign_fn sign;
-	void *sign_arg;
-};
-
-struct clease {
-	struct clease *next;
-	uint32_t tag;
-	relm_mbox_lease_cb cb;
-	void *arg;
-};
-
-struct cwreq {
-	uv_write_t req;
-	size_t len, cap;
-	uint8_t data[];
-};
-
-struct relm_mbox_client {
-	uv_loop_t *loop;
-	uv_tcp_t tcp;
-	uv_connect_t connect_req;
-	uv_getaddrinfo_t gai;
-	uv_timer_t timer;
-	uv_timer_t ping;
-	enum cstate state;
-	int tcp_open, gai_busy;
-	int closing;
-	unsigned open_handles;     /* timer + ping + resume */
-	void (*close_cb)(void *arg);
-	void *close_arg;
-
-	char host[256];
-	uint16_t port;
-	struct relm_mbox_client_cbs cbs;
-	struct relm_mbox_client_config cfg;
-	uint32_t backoff_ms;
-	int was_up;                /* state callback said "connected" */
-
-	uint8_t nonce[RELM_MBOX_NONCE_LEN];
-	uint32_t rate, burst;
-	double tokens;
-	uint64_t tokens_at;
-	uint64_t last_rx;
-	uint32_t next_tag;
-
-	uint8_t *rbuf;
-	size_t rcap, rlen;
-	uv_idle_t resume;          /* runs parse() next turn when a turn's budget ran out */
-	int paused;                /* reading stopped: rbuf holds frames for the next turn */
-
-	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */
-	uint64_t writes;           /* write requests handed to libuv, ever */
-	unsigned corked;           /* nesting depth; wout is written when it drops to 0 */
-
-	struct cpost *posts, **posts_tail;
-	struct cpost *unsent;      /* the first post not sent on this connection (NULL: none) */
-	size_t nposts, sent;
-	uint64_t next_post_id;
-
-	struct csub *subs;
-	size_t nsubs, subs_cap;
-
-	struct clease *leases;
-};
-
-static void drop(struct relm_mbox_client *c, int reason);
 static void maybe_done(struct relm_mbox_client *c);
 static void flush_posts(struct relm_mbox_client *c);
 static void on_timer(uv_timer_t *t);
 static void on_ping(uv_timer_t *t);
+static void conn_drop(struct relm_mbox_client *c, int reason);
+static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f);
+static int take_tokens(struct relm_mbox_client *c, uint32_t cost);
+
+/* What the subscriptions may ask of the connection. */
+static const struct mbc_subs_owner subs_owner = {
+	.send = send_frame,
+	.take_tokens = take_tokens,
+	.drop = conn_drop,
+};
 
 void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg)
 {
@@ -157,11 +58,28 @@ void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg)
 	cfg->turn_budget_us = RELM_MBOX_TURN_BUDGET_US;
 }
 
-static uint32_t new_tag(struct relm_mbox_client *c)
+/* The one place the connection's state changes (internal.h draws the
+ * machine); a transition not drawn there is a bug and aborts. */
+static void conn_enter(struct relm_mbox_client *c, enum mbc_state to)
 {
-	if (++c->next_tag == 0)
-		c->next_tag = 1;
-	return c->next_tag;
+	enum mbc_state from = c->state;
+	int ok;
+
+	switch (to) {
+	case CS_WAIT:    ok = from == CS_NONE || from == CS_RESOLVE || from == CS_DROP; break;
+	case CS_RESOLVE: ok = from == CS_WAIT; break;
+	case CS_CONNECT: ok = from == CS_WAIT || from == CS_RESOLVE; break;
+	case CS_HELLO:   ok = from == CS_CONNECT; break;
+	case CS_READY:   ok = from == CS_HELLO; break;
+	case CS_DROP:    ok = from == CS_RESOLVE || from == CS_CONNECT || from == CS_HELLO ||
+	                      from == CS_READY; break;
+	default:         ok = 0; break;
+	}
+	if (!ok) {
+		log_err("mailbox client: state %d -> %d is impossible", (int)from, (int)to);
+		abort();
+	}
+	c->state = to;
 }
 
 /* ---- output ---- */
@@ -173,7 +91,7 @@ static void on_write(uv_write_t *req, int status)
 
 	free(w);
 	if (status < 0 && status != UV_ECANCELED)
-		drop(c, status);
+		conn_drop(c, status);
 }
 
 /* Hand the open buffer to libuv (one write for every frame queued since
@@ -197,7 +115,7 @@ static void out_flush(struct relm_mbox_client *c)
 	c->writes++;
 	if (rc) {
 		free(w);
-		drop(c, rc);
+		conn_drop(c, rc);
 	}
 }
 
@@ -216,6 +134,8 @@ static void cork(struct relm_mbox_client *c)
 
 static void uncork(struct relm_mbox_client *c)
 {
+	if (c->corked == 1 && c->state == CS_READY)
+		mbc_flush_subs(c);   /* subscriptions made while corked, batched */
 	if (c->corked && --c->corked == 0)
 		out_flush(c);
 }
@@ -242,7 +162,7 @@ static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *
 			cap *= 2;
 		nw = realloc(w, sizeof(*nw) + cap);
 		if (!nw) {
-			drop(c, RELM_ENOMEM);
+			conn_drop(c, RELM_ENOMEM);
 			return RELM_ENOMEM;
 		}
 		if (!w)
@@ -255,64 +175,6 @@ static int send_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *
 	if (!c->corked)
 		out_flush(c);
 	return c->state == CS_HELLO || c->state == CS_READY ? 0 : RELM_ECLOSED;
-}
-
-static void frame_init(struct relm_mbox_frame *f, uint8_t type)
-{
-	memset(f, 0, sizeof(*f));
-	f->version = RELM_MBOX_VERSION;
-	f->type = type;
-}
-
-/* ---- signing ---- */
-
-static int do_sign(uint8_t sig[RELM_SIG_LEN], const uint8_t *sk, relm_mbox_sign_fn sign,
-                   void *sign_arg, const uint8_t *m, size_t n)
-{
-	if (sk) {
-		crypto_sign_detached(sig, NULL, m, n, sk);
-		return 0;
-	}
-	return sign(sign_arg, sig, m, n);
-}
-
-static int send_subscribe(struct relm_mbox_client *c, size_t i)
-{
-	struct csub *sb = &c->subs[i];
-	struct relm_mbox_frame f;
-	uint8_t m[RELM_MBOX_SUB_SIG_INPUT_LEN];
-	size_t n;
-	int rc;
-
-	frame_init(&f, RELM_MBOX_SUBSCRIBE);
-	f.u.subscribe.tag = sb->tag = new_tag(c);
-	memcpy(f.u.subscribe.mailbox, sb->mailbox, RELM_MBOX_ID_LEN);
-	f.u.subscribe.cursor = sb->cursor;
-	sb->active = 0;
-	n = relm_mbox_sub_sig_input(m, c->nonce, sb->mailbox, sb->cursor);
-	rc = do_sign(f.u.subscribe.sig, sb->sk, sb->sign, sb->sign_arg, m, n);
-	if (rc)
-		return rc;
-	return send_frame(c, &f);
-}
-
-static void sub_remove(struct relm_mbox_client *c, size_t i)
-{
-	if (c->subs[i].sk)
-		sodium_free(c->subs[i].sk);
-	c->subs[i] = c->subs[--c->nsubs];
-}
-
-static struct csub *sub_find(const struct relm_mbox_client *c, const uint8_t mb[RELM_MBOX_ID_LEN],
-                             size_t *idx)
-{
-	for (size_t i = 0; i < c->nsubs; i++)
-		if (memcmp(c->subs[i].mailbox, mb, RELM_MBOX_ID_LEN) == 0) {
-			if (idx)
-				*idx = i;
-			return &c->subs[i];
-		}
-	return NULL;
 }
 
 /* ---- posts ---- */
@@ -331,6 +193,22 @@ static void refill(struct relm_mbox_client *c)
 	c->tokens_at = now;
 }
 
+/* Take cost from the pacing bucket; when it is short, arm the pacing timer
+ * (on_timer sends what waits) and return 0. */
+static int take_tokens(struct relm_mbox_client *c, uint32_t cost)
+{
+	refill(c);
+	if (c->tokens < cost) {
+		double need = (cost - c->tokens) * 1000.0 / (c->rate * 0.8);
+
+		/* in READY, `timer` paces posts and batches (on_timer calls back) */
+		uv_timer_start(&c->timer, on_timer, (uint64_t)need + 1, 0);
+		return 0;
+	}
+	c->tokens -= cost;
+	return 1;
+}
+
 static void flush_posts(struct relm_mbox_client *c)
 {
 	struct cpost *p;
@@ -344,21 +222,14 @@ static void flush_posts(struct relm_mbox_client *c)
 		struct relm_mbox_frame f;
 		uint32_t cost;
 
-		frame_init(&f, RELM_MBOX_POST);
+		mbc_frame_init(c, &f, RELM_MBOX_POST);
 		memcpy(f.u.post.mailbox, p->mailbox, RELM_MBOX_ID_LEN);
 		f.u.post.env = p->env;
 		f.u.post.env_len = p->len;
 		cost = relm_mbox_cost(relm_mbox_frame_size(&f));
-		refill(c);
-		if (c->tokens < cost) {
-			double need = (cost - c->tokens) * 1000.0 / (c->rate * 0.8);
-
-			/* in READY, `timer` paces posts (on_timer calls us back) */
-			uv_timer_start(&c->timer, on_timer, (uint64_t)need + 1, 0);
+		if (!take_tokens(c, cost))
 			return;
-		}
-		c->tokens -= cost;
-		f.u.post.tag = p->tag = new_tag(c);
+		f.u.post.tag = p->tag = mbc_new_tag(c);
 		if (send_frame(c, &f) != 0)
 			return;
 		c->sent++;
@@ -396,20 +267,8 @@ static int error_matches(struct relm_mbox_client *c, const struct relm_mbox_erro
 
 	if (!e->tag)
 		return 0;
-	for (size_t i = 0; i < c->nsubs; i++) {
-		if (c->subs[i].tag != e->tag)
-			continue;
-		uint8_t mb[RELM_MBOX_ID_LEN];
-		memcpy(mb, c->subs[i].mailbox, RELM_MBOX_ID_LEN);
-		if (e->code == RELM_MBOX_E_RATE_LIMITED || e->code == RELM_MBOX_E_STORE) {
-			drop(c, err);   /* transient: resubscribed after reconnect */
-			return 1;
-		}
-		sub_remove(c, i);
-		if (c->cbs.subscribed)
-			c->cbs.subscribed(c->cbs.arg, mb, err, 0, 0);
+	if (mbc_subs_error(c, e))
 		return 1;
-	}
 	for (lp = &c->leases; *lp; lp = &(*lp)->next) {
 		struct clease *l = *lp;
 
@@ -429,7 +288,7 @@ static int error_matches(struct relm_mbox_client *c, const struct relm_mbox_erro
 		/* Transient.  Re-sending just this one would reorder it after the
 		 * posts behind it, so reconnect and re-send from the first unacked
 		 * (at-least-once: the receiver de-duplicates). */
-		drop(c, err);
+		conn_drop(c, err);
 		return 1;
 	}
 	p = post_take(c, e->tag);
@@ -447,17 +306,28 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 	switch (f->type) {
 	case RELM_MBOX_CHALLENGE: {
 		const struct relm_mbox_challenge *ch = &f->u.challenge;
+		uint8_t offered = c->cfg.max_version ? c->cfg.max_version : RELM_MBOX_VERSION_MAX;
 
-		if (c->state != CS_HELLO || ch->version != RELM_MBOX_VERSION || !ch->rate || !ch->burst) {
-			drop(c, RELM_EPROTO);
+		if (c->state != CS_HELLO || ch->version < RELM_MBOX_VERSION || ch->version > offered ||
+		    f->version != ch->version || !ch->rate || !ch->burst) {
+			conn_drop(c, RELM_EPROTO);
 			return;
 		}
 		memcpy(c->nonce, ch->nonce, RELM_MBOX_NONCE_LEN);
+		c->version = ch->version;
+		if (c->version >= RELM_MBOX_VERSION_2) {
+			if (c->have_realm && memcmp(c->realm, ch->realm, RELM_MBOX_REALM_LEN) != 0)
+				for (size_t i = 0; i < c->nsubs; i++)
+					c->subs[i].has_rkey = 0;   /* another database: other read keys */
+			memcpy(c->realm, ch->realm, RELM_MBOX_REALM_LEN);
+			c->have_realm = 1;
+			memcpy(c->kx_server, ch->kx, RELM_MBOX_KX_LEN);
+		}
 		c->rate = ch->rate;
 		c->burst = ch->burst;
 		c->tokens = ch->burst / 2.0;
 		c->tokens_at = uv_now(c->loop);
-		c->state = CS_READY;
+		conn_enter(c, CS_READY);
 		c->backoff_ms = c->cfg.backoff_min_ms;
 		uv_timer_stop(&c->timer);
 		if (c->cfg.ping_ms)
@@ -465,16 +335,8 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		c->was_up = 1;
 		if (c->cbs.state)
 			c->cbs.state(c->cbs.arg, 1, 0);
-		for (size_t i = 0; i < c->nsubs && c->state == CS_READY; i++) {
-			int rc = send_subscribe(c, i);
-			if (rc && c->state == CS_READY) {
-				uint8_t mb[RELM_MBOX_ID_LEN];
-				memcpy(mb, c->subs[i].mailbox, RELM_MBOX_ID_LEN);
-				sub_remove(c, i--);
-				if (c->cbs.subscribed)
-					c->cbs.subscribed(c->cbs.arg, mb, rc, 0, 0);
-			}
-		}
+		if (c->state == CS_READY)
+			mbc_subs_ready(c);
 		flush_posts(c);
 		return;
 	}
@@ -482,7 +344,7 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		struct cpost *p = post_take(c, f->u.posted.tag);
 
 		if (!p) {
-			drop(c, RELM_EPROTO);
+			conn_drop(c, RELM_EPROTO);
 			return;
 		}
 		if (c->cbs.posted)
@@ -491,19 +353,14 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		flush_posts(c);
 		return;
 	}
-	case RELM_MBOX_SUBSCRIBED: {
-		struct csub *sb = sub_find(c, f->u.subscribed.mailbox, NULL);
-
-		if (!sb || sb->tag != f->u.subscribed.tag)
-			return;   /* unsubscribed or re-subscribed meanwhile */
-		sb->active = 1;
-		if (c->cbs.subscribed)
-			c->cbs.subscribed(c->cbs.arg, f->u.subscribed.mailbox, 0,
-			                  f->u.subscribed.head, f->u.subscribed.oldest);
+	case RELM_MBOX_SUBSCRIBED:
+		mbc_on_subscribed(c, &f->u.subscribed);
 		return;
-	}
+	case RELM_MBOX_SUBSCRIBED_BATCH:
+		mbc_on_subed_batch(c, &f->u.subed_batch);
+		return;
 	case RELM_MBOX_DELIVER: {
-		struct csub *sb = sub_find(c, f->u.deliver.mailbox, NULL);
+		struct csub *sb = mbc_sub_find(c, f->u.deliver.mailbox, NULL);
 
 		/* Deliveries of a superseded subscription (before its SUBSCRIBED)
 		 * and duplicates (seq ≤ cursor) are dropped. */
@@ -539,14 +396,14 @@ static void on_frame(struct relm_mbox_client *c, const struct relm_mbox_frame *f
 		log_warn("mailbox %s:%u: error %s (%.*s)", c->host, (unsigned)c->port,
 		         relm_mbox_errname(e->code), (int)e->text_len, e->text ? e->text : "");
 		if (e->flags & RELM_MBOX_ERRF_FATAL) {
-			drop(c, relm_mbox_err_to_relm(e->code));
+			conn_drop(c, relm_mbox_err_to_relm(e->code));
 			return;
 		}
 		error_matches(c, e);
 		return;
 	}
 	default:
-		drop(c, RELM_EPROTO);   /* a client-to-server type from the server */
+		conn_drop(c, RELM_EPROTO);   /* a client-to-server type from the server */
 		return;
 	}
 }
@@ -597,8 +454,11 @@ static void parse(struct relm_mbox_client *c)
 		}
 		if (rc == 0)
 			rc = relm_mbox_frame_decode(&f, c->rbuf + pos, flen);
+		/* after CHALLENGE, every frame carries the version it chose */
+		if (rc == 0 && c->state == CS_READY && f.version != c->version)
+			rc = RELM_EVERSION;
 		if (rc) {
-			drop(c, RELM_EPROTO);
+			conn_drop(c, RELM_EPROTO);
 			break;
 		}
 		on_frame(c, &f);
@@ -624,7 +484,7 @@ static void on_resume(uv_idle_t *h)
 	parse(c);
 	if (!c->paused && (c->state == CS_HELLO || c->state == CS_READY) &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-		drop(c, RELM_EPROTO);
+		conn_drop(c, RELM_EPROTO);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -633,7 +493,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	(void)buf;
 	if (nread < 0) {
-		drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
+		conn_drop(c, nread == UV_EOF ? RELM_ECLOSED : (int)nread);
 		return;
 	}
 	c->rlen += (size_t)nread;
@@ -660,14 +520,14 @@ static void on_tcp_closed(uv_handle_t *h)
 		maybe_done(c);
 		return;
 	}
-	c->state = CS_WAIT;
+	conn_enter(c, CS_WAIT);
 	uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 	c->backoff_ms = c->backoff_ms >= c->cfg.backoff_max_ms / 2 ? c->cfg.backoff_max_ms
 	                                                           : c->backoff_ms * 2;
 }
 
 /* Tear the connection down (idempotent); reconnect follows unless closing. */
-static void drop(struct relm_mbox_client *c, int reason)
+static void conn_drop(struct relm_mbox_client *c, int reason)
 {
 	struct clease *l;
 	struct cpost *p;
@@ -677,10 +537,10 @@ static void drop(struct relm_mbox_client *c, int reason)
 		return;
 	if (c->state == CS_RESOLVE) {
 		uv_cancel((uv_req_t *)&c->gai);   /* its callback sees the state and backs off */
-		c->state = CS_DROP;
+		conn_enter(c, CS_DROP);
 		return;
 	}
-	c->state = CS_DROP;
+	conn_enter(c, CS_DROP);
 	c->paused = 0;
 	uv_idle_stop(&c->resume);
 	out_discard(c);
@@ -690,10 +550,10 @@ static void drop(struct relm_mbox_client *c, int reason)
 		p->tag = 0;
 	c->sent = 0;
 	c->unsent = c->posts;
-	for (size_t i = 0; i < c->nsubs; i++) {
-		c->subs[i].active = 0;
-		c->subs[i].tag = 0;
-	}
+	mbc_subs_dropped(c);
+	sodium_memzero(c->kx_sk, sizeof(c->kx_sk));
+	sodium_memzero(c->seal_k, sizeof(c->seal_k));
+	c->have_kx = 0;
 	c->was_up = 0;
 	if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
 		uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
@@ -714,19 +574,19 @@ static void on_connect(uv_connect_t *req, int status)
 	if (c->state != CS_CONNECT)
 		return;   /* dropped meanwhile; the close callback carries on */
 	if (status < 0) {
-		drop(c, status);
+		conn_drop(c, status);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-		drop(c, RELM_EPROTO);
+		conn_drop(c, RELM_EPROTO);
 		return;
 	}
-	c->state = CS_HELLO;
+	conn_enter(c, CS_HELLO);
 	c->last_rx = uv_now(c->loop);
-	frame_init(&f, RELM_MBOX_HELLO);
+	mbc_frame_init(c, &f, RELM_MBOX_HELLO);
 	f.u.hello.min_version = RELM_MBOX_VERSION;
-	f.u.hello.max_version = RELM_MBOX_VERSION;
+	f.u.hello.max_version = c->cfg.max_version ? c->cfg.max_version : RELM_MBOX_VERSION_MAX;
 	send_frame(c, &f);   /* uncorked: written now */
 }
 
@@ -736,10 +596,10 @@ static void start_connect(struct relm_mbox_client *c, const struct sockaddr *sa)
 
 	uv_tcp_init(c->loop, &c->tcp);
 	c->tcp_open = 1;
-	c->state = CS_CONNECT;
+	conn_enter(c, CS_CONNECT);
 	rc = uv_tcp_connect(&c->connect_req, &c->tcp, sa, on_connect);
 	if (rc) {
-		drop(c, rc);
+		conn_drop(c, rc);
 		return;
 	}
 	uv_timer_start(&c->timer, on_timer, c->cfg.connect_timeout_ms, 0);
@@ -759,7 +619,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		uv_freeaddrinfo(res);
 		if (status < 0)
 			log_warn("mailbox %s: cannot resolve: %s", c->host, uv_strerror(status));
-		c->state = CS_WAIT;
+		conn_enter(c, CS_WAIT);
 		uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 		c->backoff_ms = c->backoff_ms >= c->cfg.backoff_max_ms / 2 ? c->cfg.backoff_max_ms
 		                                                           : c->backoff_ms * 2;
@@ -786,10 +646,10 @@ static void begin(struct relm_mbox_client *c)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%u", (unsigned)c->port);
-	c->state = CS_RESOLVE;
+	conn_enter(c, CS_RESOLVE);
 	rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, port, &hints);
 	if (rc) {
-		c->state = CS_WAIT;
+		conn_enter(c, CS_WAIT);
 		uv_timer_start(&c->timer, on_timer, jitter(c->backoff_ms), 0);
 		return;
 	}
@@ -806,10 +666,11 @@ static void on_timer(uv_timer_t *t)
 		break;
 	case CS_CONNECT:
 	case CS_HELLO:
-		drop(c, RELM_ETIMEOUT);
+		conn_drop(c, RELM_ETIMEOUT);
 		break;
 	case CS_READY:
-		cork(c);   /* the posts the bucket allows now: one write */
+		cork(c);   /* the batches and posts the bucket allows now: one write */
+		mbc_flush_subs(c);
 		flush_posts(c);
 		uncork(c);
 		break;
@@ -826,11 +687,11 @@ static void on_ping(uv_timer_t *t)
 	if (c->state != CS_READY)
 		return;
 	if (uv_now(c->loop) - c->last_rx >= 2ull * c->cfg.ping_ms) {
-		drop(c, RELM_ETIMEOUT);
+		conn_drop(c, RELM_ETIMEOUT);
 		return;
 	}
-	frame_init(&f, RELM_MBOX_PING);
-	f.u.ping.tag = new_tag(c);
+	mbc_frame_init(c, &f, RELM_MBOX_PING);
+	f.u.ping.tag = mbc_new_tag(c);
 	send_frame(c, &f);
 }
 
@@ -851,6 +712,7 @@ int relm_mbox_client_new(struct relm_mbox_client **out, uv_loop_t *loop,
 	if (!c)
 		return RELM_ENOMEM;
 	c->loop = loop;
+	c->owner = &subs_owner;
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	c->port = port;
 	c->cbs = *cbs;
@@ -872,7 +734,7 @@ int relm_mbox_client_new(struct relm_mbox_client **out, uv_loop_t *loop,
 	uv_timer_init(loop, &c->ping);
 	uv_idle_init(loop, &c->resume);
 	c->open_handles = 3;
-	c->state = CS_WAIT;
+	conn_enter(c, CS_WAIT);
 	uv_timer_start(&c->timer, on_timer, 0, 0);
 	*out = c;
 	return 0;
@@ -907,86 +769,6 @@ int relm_mbox_client_post(struct relm_mbox_client *c, const uint8_t mailbox[RELM
 	return 0;
 }
 
-int relm_mbox_client_subscribe(struct relm_mbox_client *c, const uint8_t mailbox[RELM_MBOX_ID_LEN],
-                               uint64_t cursor, const uint8_t sk[RELM_SIGN_SK_LEN],
-                               relm_mbox_sign_fn sign, void *sign_arg)
-{
-	struct csub *sb;
-	size_t idx;
-	uint8_t *key = NULL;
-
-	if (c->closing || (!sk == !sign))
-		return RELM_EINVAL;
-	if (sk) {
-		key = sodium_malloc(RELM_SIGN_SK_LEN);
-		if (!key)
-			return RELM_ENOMEM;
-		memcpy(key, sk, RELM_SIGN_SK_LEN);
-	}
-	sb = sub_find(c, mailbox, &idx);
-	if (!sb) {
-		if (c->nsubs == c->subs_cap) {
-			size_t ncap = c->subs_cap ? 2 * c->subs_cap : 8;
-			struct csub *ns = realloc(c->subs, ncap * sizeof(*ns));
-			if (!ns) {
-				if (key)
-					sodium_free(key);
-				return RELM_ENOMEM;
-			}
-			c->subs = ns;
-			c->subs_cap = ncap;
-		}
-		idx = c->nsubs++;
-		sb = &c->subs[idx];
-		memset(sb, 0, sizeof(*sb));
-		memcpy(sb->mailbox, mailbox, RELM_MBOX_ID_LEN);
-	}
-	if (sb->sk)
-		sodium_free(sb->sk);
-	sb->sk = key;
-	sb->sign = sign;
-	sb->sign_arg = sign_arg;
-	sb->cursor = cursor;
-	sb->active = 0;
-	sb->tag = 0;
-	if (c->state == CS_READY) {
-		int rc = send_subscribe(c, idx);
-		if (rc && c->state == CS_READY) {
-			sub_remove(c, idx);
-			return rc;
-		}
-	}
-	return 0;
-}
-
-int relm_mbox_client_unsubscribe(struct relm_mbox_client *c, const uint8_t mailbox[RELM_MBOX_ID_LEN])
-{
-	size_t idx;
-	struct relm_mbox_frame f;
-
-	if (!sub_find(c, mailbox, &idx))
-		return RELM_ENOTFOUND;
-	sub_remove(c, idx);
-	if (c->state == CS_READY) {
-		frame_init(&f, RELM_MBOX_UNSUBSCRIBE);
-		f.u.unsub.tag = new_tag(c);
-		memcpy(f.u.unsub.mailbox, mailbox, RELM_MBOX_ID_LEN);
-		send_frame(c, &f);
-	}
-	return 0;
-}
-
-int relm_mbox_client_cursor(const struct relm_mbox_client *c,
-                            const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t *cursor)
-{
-	const struct csub *sb = sub_find(c, mailbox, NULL);
-
-	if (!sb)
-		return RELM_ENOTFOUND;
-	*cursor = sb->cursor;
-	return 0;
-}
-
 int relm_mbox_client_lease(struct relm_mbox_client *c, const uint8_t mailbox[RELM_MBOX_ID_LEN],
                            const char *name, size_t name_len,
                            const uint8_t expected[RELM_MBOX_TOKEN_LEN],
@@ -1006,7 +788,7 @@ int relm_mbox_client_lease(struct relm_mbox_client *c, const uint8_t mailbox[REL
 		return RELM_EINVAL;
 	if (c->state != CS_READY)
 		return RELM_ECLOSED;
-	frame_init(&f, RELM_MBOX_LEASE);
+	mbc_frame_init(c, &f, RELM_MBOX_LEASE);
 	memcpy(f.u.lease.mailbox, mailbox, RELM_MBOX_ID_LEN);
 	f.u.lease.name = (const uint8_t *)name;
 	f.u.lease.name_len = name_len;
@@ -1014,18 +796,18 @@ int relm_mbox_client_lease(struct relm_mbox_client *c, const uint8_t mailbox[REL
 	memcpy(f.u.lease.holder, holder, RELM_MBOX_TOKEN_LEN);
 	f.u.lease.ttl_ms = ttl_ms;
 	n = relm_mbox_lease_sig_input(m, c->nonce, &f.u.lease);
-	rc = do_sign(f.u.lease.sig, sk, sign, sign_arg, m, n);
+	rc = mbc_sign(f.u.lease.sig, sk, sign, sign_arg, m, n);
 	if (rc)
 		return rc;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return RELM_ENOMEM;
-	l->tag = f.u.lease.tag = new_tag(c);
+	l->tag = f.u.lease.tag = mbc_new_tag(c);
 	l->cb = cb;
 	l->arg = cb_arg;
 	rc = send_frame(c, &f);
 	if (rc) {
-		/* drop() already failed the other leases; this one was not listed */
+		/* conn_drop() already failed the other leases; this one was not listed */
 		free(l);
 		return RELM_ECLOSED;
 	}
@@ -1070,7 +852,7 @@ static void maybe_done(struct relm_mbox_client *c)
 	arg = c->close_arg;
 	free(c->rbuf);
 	free(c->wout);
-	free(c->subs);
+	mbc_subs_free(c);
 	free(c);
 	if (cb)
 		cb(arg);
@@ -1093,7 +875,7 @@ void relm_mbox_client_close(struct relm_mbox_client *c, void (*cb)(void *arg), v
 	c->closing = 1;
 	c->close_cb = cb;
 	c->close_arg = arg;
-	drop(c, RELM_ECLOSED);   /* fails leases; no state callback while closing */
+	conn_drop(c, RELM_ECLOSED);   /* fails leases; no state callback while closing */
 	if (c->gai_busy)
 		uv_cancel((uv_req_t *)&c->gai);
 	while ((p = c->posts)) {
@@ -1103,8 +885,7 @@ void relm_mbox_client_close(struct relm_mbox_client *c, void (*cb)(void *arg), v
 	c->posts_tail = &c->posts;
 	c->unsent = NULL;
 	c->nposts = c->sent = 0;
-	while (c->nsubs)
-		sub_remove(c, c->nsubs - 1);
+	mbc_subs_free(c);
 	c->timer.data = c->ping.data = c->resume.data = c;
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->ping, on_handle_closed);

@@ -15,7 +15,12 @@
  *    engine does, by message id).  The posted callback reports each ack with
  *    the server's seq, or a permanent refusal.
  *  - subscribe: deliveries come in seq order per mailbox, each seq at most
- *    once per client lifetime (seqs ≤ the cursor are dropped).  The client
+ *    once per client lifetime (seqs ≤ the cursor are dropped).  To a
+ *    version 2 server, subscriptions go in batches of up to 1024 per frame,
+ *    each proven by a MAC under its read key, registered once per mailbox
+ *    and server with a signature (proto/mailbox.md §5.7); a version 1
+ *    server gets one signed SUBSCRIBE per mailbox.  Either way they are
+ *    paced by the server's token bucket, like posts.  The client
  *    advances its in-memory cursor before calling back; the caller persists
  *    its own cursor (in the same transaction as processing, proto/store.md §2) and
  *    passes it to relm_mbox_client_subscribe() after its own restart.
@@ -61,6 +66,14 @@ struct relm_mbox_client_cbs {
 	 * signature, bad mailbox, too many; the subscription is then removed). */
 	void (*subscribed)(void *arg, const uint8_t mailbox[RELM_MBOX_ID_LEN], int err,
 	                   uint64_t head, uint64_t oldest);
+	/* Optional: the read key of mailbox for realm (relm_mbox_read_key(),
+	 * proto/mailbox.md §5.7), for subscriptions made with a sign callback
+	 * instead of a key.  With it, a version 2 server gets them in batches
+	 * (one keyed hash each); without it, or when it fails (non-zero), as
+	 * one signed SUBSCRIBE each.  key is wiped by the client when done. */
+	int (*read_key)(void *arg, const uint8_t mailbox[RELM_MBOX_ID_LEN],
+	                const uint8_t realm[RELM_MBOX_REALM_LEN],
+	                uint8_t key[RELM_MBOX_READ_KEY_LEN]);
 };
 
 struct relm_mbox_client_config {
@@ -77,6 +90,8 @@ struct relm_mbox_client_config {
 	 * between.  A turn can hold a resume and a read, so at most about
 	 * twice this.  0: no limit.  RELM_MBOX_TURN_BUDGET_US by default. */
 	uint32_t turn_budget_us;
+	/* Highest protocol version to offer (1 or 2); 0: RELM_MBOX_VERSION_MAX. */
+	uint8_t max_version;
 };
 
 void relm_mbox_client_config_default(struct relm_mbox_client_config *cfg);

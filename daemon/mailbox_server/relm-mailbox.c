@@ -1,9 +1,13 @@
 /*
  * relm-mailbox — the standalone mailbox server (proto/mailbox.md).
  *
- *   relm-mailbox --listen HOST:PORT --state DIR [--retention-days N]
- *                [--rate N] [--burst N] [--log-level L]
+ *   relm-mailbox --listen HOST:PORT (--state DIR | --db DATABASE) [--retention-days N]
+ *                [--rate N] [--burst N] [--max-subs N] [--max-conns-per-addr N]
+ *                [--log-level L]
  *
+ * --state keeps everything in one SQLite file (one instance); --db in a
+ * PostgreSQL database that any number of instances may share
+ * (proto/mailbox.md §9).
  * A thin shell around daemon/mailbox_server/mailbox_server.c, which relmd embeds too
  * (--serve-mailbox).  SIGTERM/SIGINT close the server cleanly (exit 0),
  * SIGHUP reopens the log file.
@@ -21,6 +25,7 @@
 #include "log.h"
 #include "wire/mailbox_proto.h"
 #include "mailbox_server/mailbox_server.h"
+#include "mailbox_server/store.h"
 
 struct app {
 	uv_loop_t loop;
@@ -32,21 +37,37 @@ struct app {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: relm-mailbox --state DIR [--listen HOST:PORT] [--retention-days N]\n"
-	    "                    [--rate N] [--burst N] [--log-level err|warn|info|debug]\n"
+	    "usage: relm-mailbox (--state DIR | --db DATABASE) [--listen HOST:PORT]\n"
+	    "                    [--retention-days N] [--rate N] [--burst N] [--max-subs N]\n"
+	    "                    [--max-conns-per-addr N] [--log-level err|warn|info|debug]\n"
 	    "\n"
 	    "Serve relm mailboxes (store-and-forward inboxes) over TCP.\n"
+	    "\n"
+	    "Where the mailboxes are kept (one of):\n"
+	    "  --state DIR          SQLite: DIR/mailbox.sqlite (DIR created 0700). One instance.\n"
+	    "  --db DATABASE        PostgreSQL: a postgresql://user@host/dbname URI or a libpq\n"
+	    "                       connection string (\"host=... dbname=...\"); postgresql://\n"
+	    "                       alone takes everything from PGHOST, PGDATABASE, PGUSER,\n"
+	    "                       PGPASSWORD, ... (and ~/.pgpass).  Any number of instances\n"
+	    "                       may serve one database: put them behind one address list;\n"
+	    "                       each creates or upgrades the schema as needed.\n"
+	    "\n"
 	    "  --listen HOST:PORT   address to bind (IP literal; [v6]:port), default 127.0.0.1:%d;\n"
 	    "                       port 0 picks a free port (printed on stdout)\n"
-	    "  --state DIR          state directory (created 0700; holds mailbox.sqlite)\n"
 	    "  --retention-days N   keep envelopes N days (default %d); deletion is by time only\n"
 	    "  --rate N             requests per second per connection, in cost units of\n"
 	    "                       1 + frame_bytes/1024 (default %d; 1..%d)\n"
 	    "  --burst N            token bucket size per connection (default %d; 1..%d)\n"
+	    "  --max-subs N         subscriptions per connection (default %d)\n"
+	    "  --max-conns-per-addr N  connections per client address, IPv6 per /64\n"
+	    "                       (default %d; 0: no cap, e.g. behind a TLS proxy)\n"
 	    "  --log-level L        err, warn, info (default) or debug\n"
-	    "  --help               this text\n",
+	    "  --help               this text\n"
+	    "\n"
+	    "SIGTERM or SIGINT: stop cleanly (nothing acknowledged is lost at any stop).\n"
+	    "SIGHUP: reopen the log file ($RELM_LOG_FILE).\n",
 	    RELM_MBOX_DEFAULT_PORT, RELM_MBOX_RETENTION_DAYS, RELM_MBOX_RATE, RELM_MBOX_RATE_MAX,
-	    RELM_MBOX_BURST, RELM_MBOX_RATE_MAX);
+	    RELM_MBOX_BURST, RELM_MBOX_RATE_MAX, RELM_MBOX_MAX_SUBS, RELM_MBOX_MAX_CONNS_PER_ADDR);
 }
 
 /* "host:port" or "[v6]:port" into host (cap bytes) and port. */
@@ -148,6 +169,13 @@ int main(int argc, char **argv)
 			listen = v;
 		} else if (!strcmp(o, "--state")) {
 			state = v;
+		} else if (!strcmp(o, "--db")) {
+			if (!mbs_store_is_pg(v)) {
+				fprintf(stderr, "relm-mailbox: --db wants a postgresql:// URI or a libpq "
+				        "connection string (key=value ...)\n");
+				return 2;
+			}
+			cfg.db = v;
 		} else if (!strcmp(o, "--retention-days")) {
 			char *end;
 			unsigned long d;
@@ -159,6 +187,30 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.retention_ms = (uint64_t)d * 86400000u;
+		} else if (!strcmp(o, "--max-subs")) {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || end == v || v[0] == '-' || n < 1 || n > RELM_MBOX_MAX_SUBS_TOTAL) {
+				fprintf(stderr, "relm-mailbox: --max-subs must be 1..%d\n",
+				        RELM_MBOX_MAX_SUBS_TOTAL);
+				return 2;
+			}
+			cfg.max_subs = (uint32_t)n;
+		} else if (!strcmp(o, "--max-conns-per-addr")) {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || end == v || v[0] == '-' || n > RELM_MBOX_MAX_CONNS) {
+				fprintf(stderr, "relm-mailbox: --max-conns-per-addr must be 0..%d\n",
+				        RELM_MBOX_MAX_CONNS);
+				return 2;
+			}
+			cfg.max_conns_per_addr = (uint32_t)n;
 		} else if (!strcmp(o, "--rate") || !strcmp(o, "--burst")) {
 			char *end;
 			unsigned long n;
@@ -181,8 +233,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!state) {
-		fprintf(stderr, "relm-mailbox: --state DIR is required\n");
+	if (!state == !cfg.db) {
+		fprintf(stderr, "relm-mailbox: give --state DIR (SQLite) or --db DATABASE (PostgreSQL)\n");
 		usage(stderr);
 		return 2;
 	}
@@ -201,8 +253,9 @@ int main(int argc, char **argv)
 	}
 	rc = relm_mbox_server_start(&a.srv, &a.loop, host, port, state, &cfg);
 	if (rc) {
-		log_err("mailbox: cannot start on %s:%u with state %s: %s", host, (unsigned)port,
-		        state, rc < -1000 ? relm_strerror(rc) : uv_strerror(rc));
+		log_err("mailbox: cannot start on %s:%u with %s %s: %s", host, (unsigned)port,
+		        state ? "state" : "database", state ? state : "(--db)",
+		        rc < -1000 ? relm_strerror(rc) : uv_strerror(rc));
 		uv_run(&a.loop, UV_RUN_DEFAULT);   /* let the undo close its handles */
 		uv_loop_close(&a.loop);
 		return 1;

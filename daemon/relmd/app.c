@@ -243,6 +243,21 @@ static void on_subscribed(void *arg, const uint8_t mailbox[32], int err, uint64_
 	}
 }
 
+/* A mailbox's read key for a version 2 server (batched subscription,
+ * proto/mailbox.md §5.7): from the mailbox's secret key, wiped at once. */
+static int on_read_key(void *arg, const uint8_t mailbox[32], const uint8_t realm[RELM_MBOX_REALM_LEN],
+                       uint8_t key[RELM_MBOX_READ_KEY_LEN])
+{
+	struct peer *p = arg;
+	uint8_t sk[RELM_SIGN_SK_LEN];
+	int rc = relm_store_mailbox_secret(p->app->st, mailbox, sk);
+
+	if (rc == 0)
+		relm_mbox_read_key(key, sk, realm);
+	sodium_memzero(sk, sizeof sk);
+	return rc;
+}
+
 static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t port)
 {
 	char hp[RELMD_ADDR_MAX];
@@ -268,6 +283,7 @@ static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t p
 	cbs.posted = on_posted;
 	cbs.deliver = on_deliver;
 	cbs.subscribed = on_subscribed;
+	cbs.read_key = on_read_key;
 	if (relm_mbox_client_new(&p->c, &app->d->loop, host, port, &cbs, NULL) != 0) {
 		free(p);
 		return NULL;

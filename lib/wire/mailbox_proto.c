@@ -38,6 +38,7 @@ int relm_mbox_err_to_relm(unsigned code)
 	case RELM_MBOX_E_OVERLOADED:    return RELM_EBUSY;
 	case RELM_MBOX_E_NOT_SUBSCRIBED:return RELM_ENOTFOUND;
 	case RELM_MBOX_E_SHUTDOWN:      return RELM_ECLOSED;
+	case RELM_MBOX_E_UNKNOWN_KEY:   return RELM_ENOTFOUND;
 	default:                        return RELM_EPROTO;
 	}
 }
@@ -120,12 +121,24 @@ static void wr_bytes(struct wr *w, const void *src, size_t n)
 
 /* ---- sizes ---- */
 
+static size_t batch_entry_size(uint8_t kind)
+{
+	return kind == RELM_MBOX_BATCH_MAC ? RELM_MBOX_BATCH_MAC_ENTRY :
+	       kind == RELM_MBOX_BATCH_REGISTER ? RELM_MBOX_BATCH_REG_ENTRY : 0;
+}
+
 /* Body size of f, or 0 if it cannot be encoded. */
 static size_t body_size(const struct relm_mbox_frame *f)
 {
+	if (f->version < 1 || f->version > RELM_MBOX_VERSION_MAX)
+		return 0;
+	if (f->version == RELM_MBOX_VERSION && f->type > RELM_MBOX_TYPE_MAX_V1)
+		return 0;
 	switch (f->type) {
 	case RELM_MBOX_HELLO:        return 6;
-	case RELM_MBOX_CHALLENGE:    return 1 + 4 + RELM_MBOX_NONCE_LEN + 5 * 4;
+	case RELM_MBOX_CHALLENGE:
+		return 1 + 4 + RELM_MBOX_NONCE_LEN + 5 * 4 +
+		       (f->version >= RELM_MBOX_VERSION_2 ? RELM_MBOX_REALM_LEN + RELM_MBOX_KX_LEN : 0);
 	case RELM_MBOX_POST:
 		if (f->u.post.env_len < 1 || f->u.post.env_len > RELM_MBOX_ENVELOPE_MAX ||
 		    !f->u.post.env)
@@ -155,6 +168,20 @@ static size_t body_size(const struct relm_mbox_frame *f)
 		    (f->u.error.text_len && !f->u.error.text))
 			return 0;
 		return 4 + 2 + 1 + 1 + f->u.error.text_len;
+	case RELM_MBOX_SUBSCRIBE_BATCH: {
+		size_t es = batch_entry_size(f->u.sub_batch.kind);
+		if (!es || f->u.sub_batch.count < 1 || f->u.sub_batch.count > RELM_MBOX_BATCH_MAX ||
+		    !f->u.sub_batch.entries)
+			return 0;
+		if (4 + 1 + RELM_MBOX_KX_LEN + es * f->u.sub_batch.count > RELM_MBOX_BODY_MAX)
+			return 0;
+		return 4 + 1 + RELM_MBOX_KX_LEN + es * f->u.sub_batch.count;
+	}
+	case RELM_MBOX_SUBSCRIBED_BATCH:
+		if (f->u.subed_batch.count < 1 || f->u.subed_batch.count > RELM_MBOX_BATCH_MAX ||
+		    !f->u.subed_batch.entries)
+			return 0;
+		return 4 + RELM_MBOX_BATCHED_ENTRY * f->u.subed_batch.count;
 	default:
 		return 0;
 	}
@@ -201,6 +228,10 @@ int relm_mbox_frame_encode(uint8_t *out, size_t cap, const struct relm_mbox_fram
 		wr_u32(&w, f->u.challenge.rate);
 		wr_u32(&w, f->u.challenge.burst);
 		wr_u32(&w, f->u.challenge.retention_s);
+		if (f->version >= RELM_MBOX_VERSION_2) {
+			wr_bytes(&w, f->u.challenge.realm, RELM_MBOX_REALM_LEN);
+			wr_bytes(&w, f->u.challenge.kx, RELM_MBOX_KX_LEN);
+		}
 		break;
 	case RELM_MBOX_POST:
 		wr_u32(&w, f->u.post.tag);
@@ -260,6 +291,17 @@ int relm_mbox_frame_encode(uint8_t *out, size_t cap, const struct relm_mbox_fram
 		wr_u8(&w, (uint8_t)f->u.error.text_len);
 		wr_bytes(&w, f->u.error.text, f->u.error.text_len);
 		break;
+	case RELM_MBOX_SUBSCRIBE_BATCH:
+		wr_u32(&w, f->u.sub_batch.tag);
+		wr_u8(&w, f->u.sub_batch.kind);
+		wr_bytes(&w, f->u.sub_batch.kx, RELM_MBOX_KX_LEN);
+		wr_bytes(&w, f->u.sub_batch.entries,
+		         batch_entry_size(f->u.sub_batch.kind) * f->u.sub_batch.count);
+		break;
+	case RELM_MBOX_SUBSCRIBED_BATCH:
+		wr_u32(&w, f->u.subed_batch.tag);
+		wr_bytes(&w, f->u.subed_batch.entries, RELM_MBOX_BATCHED_ENTRY * f->u.subed_batch.count);
+		break;
 	}
 	return (int)total;
 }
@@ -305,8 +347,10 @@ int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size
 	f.type = buf[5];
 	out->version = f.version;
 	out->type = f.type;
-	if (f.version != RELM_MBOX_VERSION)
+	if (f.version < 1 || f.version > RELM_MBOX_VERSION_MAX)
 		return RELM_EVERSION;
+	if (f.version == RELM_MBOX_VERSION && f.type > RELM_MBOX_TYPE_MAX_V1)
+		return RELM_ENOTFOUND;
 	r.p = buf + RELM_MBOX_HDR_LEN;
 	r.left = len - RELM_MBOX_HDR_LEN;
 	r.bad = 0;
@@ -328,6 +372,10 @@ int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size
 		f.u.challenge.rate = rd_u32(&r);
 		f.u.challenge.burst = rd_u32(&r);
 		f.u.challenge.retention_s = rd_u32(&r);
+		if (f.version >= RELM_MBOX_VERSION_2) {
+			rd_copy(&r, f.u.challenge.realm, RELM_MBOX_REALM_LEN);
+			rd_copy(&r, f.u.challenge.kx, RELM_MBOX_KX_LEN);
+		}
 		break;
 	case RELM_MBOX_POST:
 		f.u.post.tag = rd_u32(&r);
@@ -407,6 +455,33 @@ int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size
 		f.u.error.text = (const char *)rd_take(&r, n);
 		f.u.error.text_len = n;
 		break;
+	case RELM_MBOX_SUBSCRIBE_BATCH: {
+		size_t es;
+
+		f.u.sub_batch.tag = rd_u32(&r);
+		f.u.sub_batch.kind = rd_u8(&r);
+		rd_copy(&r, f.u.sub_batch.kx, RELM_MBOX_KX_LEN);
+		es = batch_entry_size(f.u.sub_batch.kind);
+		if (r.bad || !es || r.left % es != 0 || r.left / es < 1 ||
+		    r.left / es > RELM_MBOX_BATCH_MAX)
+			return RELM_EMALFORMED;
+		/* a MAC batch carries no key: the field must be zero */
+		if (f.u.sub_batch.kind == RELM_MBOX_BATCH_MAC &&
+		    !sodium_is_zero(f.u.sub_batch.kx, RELM_MBOX_KX_LEN))
+			return RELM_EMALFORMED;
+		f.u.sub_batch.count = r.left / es;
+		f.u.sub_batch.entries = rd_take(&r, r.left);
+		break;
+	}
+	case RELM_MBOX_SUBSCRIBED_BATCH:
+		f.u.subed_batch.tag = rd_u32(&r);
+		if (r.bad || r.left % RELM_MBOX_BATCHED_ENTRY != 0 ||
+		    r.left / RELM_MBOX_BATCHED_ENTRY < 1 ||
+		    r.left / RELM_MBOX_BATCHED_ENTRY > RELM_MBOX_BATCH_MAX)
+			return RELM_EMALFORMED;
+		f.u.subed_batch.count = r.left / RELM_MBOX_BATCHED_ENTRY;
+		f.u.subed_batch.entries = rd_take(&r, r.left);
+		break;
 	default:
 		return RELM_ENOTFOUND;
 	}
@@ -418,17 +493,27 @@ int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size
 
 /* ---- signature inputs ---- */
 
-size_t relm_mbox_sub_sig_input(uint8_t out[RELM_MBOX_SUB_SIG_INPUT_LEN],
-                               const uint8_t nonce[RELM_MBOX_NONCE_LEN],
-                               const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor)
+/* context ‖ nonce ‖ mailbox ‖ u64be cursor: what a subscription's
+ * signature (v1) and MAC (v2) cover, each under its own context. */
+static size_t sub_input(uint8_t *out, const char *ctx, size_t ctx_len,
+                        const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                        const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor)
 {
 	struct wr w = { out };
 
-	wr_bytes(&w, RELM_MBOX_SUB_CONTEXT, sizeof(RELM_MBOX_SUB_CONTEXT) - 1);
+	wr_bytes(&w, ctx, ctx_len);
 	wr_bytes(&w, nonce, RELM_MBOX_NONCE_LEN);
 	wr_bytes(&w, mailbox, RELM_MBOX_ID_LEN);
 	wr_u64(&w, cursor);
 	return (size_t)(w.p - out);
+}
+
+size_t relm_mbox_sub_sig_input(uint8_t out[RELM_MBOX_SUB_SIG_INPUT_LEN],
+                               const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                               const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor)
+{
+	return sub_input(out, RELM_MBOX_SUB_CONTEXT, sizeof(RELM_MBOX_SUB_CONTEXT) - 1,
+	                 nonce, mailbox, cursor);
 }
 
 size_t relm_mbox_lease_sig_input(uint8_t out[RELM_MBOX_LEASE_SIG_INPUT_MAX],
@@ -502,4 +587,181 @@ int relm_mbox_lease_verify(const struct relm_mbox_lease *l,
 	if (!n)
 		return RELM_EBADSIG;
 	return verify(l->sig, m, n, l->mailbox);
+}
+
+/* ---- batched subscription (version 2) ---- */
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+void relm_mbox_batch_entry(const struct relm_mbox_sub_batch *b, size_t i,
+                           struct relm_mbox_batch_entry *e)
+{
+	const uint8_t *p = b->entries + i * batch_entry_size(b->kind);
+
+	memset(e, 0, sizeof(*e));
+	e->mailbox = p;
+	e->cursor = be64(p + RELM_MBOX_ID_LEN);
+	p += RELM_MBOX_ID_LEN + 8;
+	if (b->kind == RELM_MBOX_BATCH_MAC) {
+		e->mac = p;
+	} else {
+		e->sealed = p;
+		e->sig = p + RELM_MBOX_READ_KEY_LEN;
+	}
+}
+
+void relm_mbox_batch_put_mac(uint8_t *dst, const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                             uint64_t cursor, const uint8_t mac[RELM_MBOX_MAC_LEN])
+{
+	struct wr w = { dst };
+
+	wr_bytes(&w, mailbox, RELM_MBOX_ID_LEN);
+	wr_u64(&w, cursor);
+	wr_bytes(&w, mac, RELM_MBOX_MAC_LEN);
+}
+
+void relm_mbox_batch_put_reg(uint8_t *dst, const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                             uint64_t cursor, const uint8_t sealed[RELM_MBOX_READ_KEY_LEN],
+                             const uint8_t sig[RELM_SIG_LEN])
+{
+	struct wr w = { dst };
+
+	wr_bytes(&w, mailbox, RELM_MBOX_ID_LEN);
+	wr_u64(&w, cursor);
+	wr_bytes(&w, sealed, RELM_MBOX_READ_KEY_LEN);
+	wr_bytes(&w, sig, RELM_SIG_LEN);
+}
+
+void relm_mbox_subed_entry(const struct relm_mbox_subed_batch *b, size_t i,
+                           unsigned *code, uint64_t *head, uint64_t *oldest)
+{
+	const uint8_t *p = b->entries + i * RELM_MBOX_BATCHED_ENTRY;
+
+	*code = (unsigned)p[0] << 8 | p[1];
+	*head = be64(p + 2);
+	*oldest = be64(p + 10);
+}
+
+void relm_mbox_subed_put(uint8_t *dst, unsigned code, uint64_t head, uint64_t oldest)
+{
+	struct wr w = { dst };
+
+	wr_u16(&w, (uint16_t)code);
+	wr_u64(&w, head);
+	wr_u64(&w, oldest);
+}
+
+void relm_mbox_read_key(uint8_t key[RELM_MBOX_READ_KEY_LEN], const uint8_t sk[RELM_SIGN_SK_LEN],
+                        const uint8_t realm[RELM_MBOX_REALM_LEN])
+{
+	crypto_generichash_state st;
+
+	/* sk[0..32) is the Ed25519 seed (libsodium's layout: seed ‖ pk) */
+	crypto_generichash_init(&st, sk, 32, RELM_MBOX_READ_KEY_LEN);
+	crypto_generichash_update(&st, (const uint8_t *)RELM_MBOX_READ_KEY_CONTEXT,
+	                          sizeof(RELM_MBOX_READ_KEY_CONTEXT) - 1);
+	crypto_generichash_update(&st, realm, RELM_MBOX_REALM_LEN);
+	crypto_generichash_final(&st, key, RELM_MBOX_READ_KEY_LEN);
+	sodium_memzero(&st, sizeof(st));
+}
+
+void relm_mbox_sub_mac(uint8_t mac[RELM_MBOX_MAC_LEN], const uint8_t key[RELM_MBOX_READ_KEY_LEN],
+                       const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                       const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor)
+{
+	uint8_t m[RELM_MBOX_MAC_INPUT_LEN];
+
+	sub_input(m, RELM_MBOX_MAC_CONTEXT, sizeof(RELM_MBOX_MAC_CONTEXT) - 1, nonce, mailbox, cursor);
+	crypto_generichash(mac, RELM_MBOX_MAC_LEN, m, sizeof(m), key, RELM_MBOX_READ_KEY_LEN);
+}
+
+int relm_mbox_sub_mac_verify(const uint8_t mac[RELM_MBOX_MAC_LEN],
+                             const uint8_t key[RELM_MBOX_READ_KEY_LEN],
+                             const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                             const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor)
+{
+	uint8_t want[RELM_MBOX_MAC_LEN];
+	int ok;
+
+	relm_mbox_sub_mac(want, key, nonce, mailbox, cursor);
+	ok = sodium_memcmp(want, mac, RELM_MBOX_MAC_LEN) == 0;
+	sodium_memzero(want, sizeof(want));
+	return ok ? 0 : RELM_EBADSIG;
+}
+
+int relm_mbox_seal_key(uint8_t k[32], const uint8_t my_sk[32], const uint8_t their_kx[32],
+                       const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                       const uint8_t kx_client[RELM_MBOX_KX_LEN])
+{
+	uint8_t dh[32];
+	crypto_generichash_state st;
+	int rc = 0;
+
+	/* crypto_scalarmult fails on an all-zero output (a low-order point) */
+	if (crypto_scalarmult(dh, my_sk, their_kx) != 0) {
+		rc = RELM_EBADKEY;
+		goto out;
+	}
+	crypto_generichash_init(&st, NULL, 0, 32);
+	crypto_generichash_update(&st, dh, sizeof(dh));
+	crypto_generichash_update(&st, kx_server, RELM_MBOX_KX_LEN);
+	crypto_generichash_update(&st, kx_client, RELM_MBOX_KX_LEN);
+	crypto_generichash_final(&st, k, 32);
+	sodium_memzero(&st, sizeof(st));
+out:
+	sodium_memzero(dh, sizeof(dh));
+	return rc;
+}
+
+void relm_mbox_seal(uint8_t out[RELM_MBOX_READ_KEY_LEN], const uint8_t k[32],
+                    const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                    const uint8_t in[RELM_MBOX_READ_KEY_LEN])
+{
+	uint8_t m[sizeof(RELM_MBOX_SEAL_CONTEXT) - 1 + RELM_MBOX_ID_LEN], pad[RELM_MBOX_READ_KEY_LEN];
+
+	memcpy(m, RELM_MBOX_SEAL_CONTEXT, sizeof(RELM_MBOX_SEAL_CONTEXT) - 1);
+	memcpy(m + sizeof(RELM_MBOX_SEAL_CONTEXT) - 1, mailbox, RELM_MBOX_ID_LEN);
+	crypto_generichash(pad, sizeof(pad), m, sizeof(m), k, 32);
+	for (size_t i = 0; i < RELM_MBOX_READ_KEY_LEN; i++)
+		out[i] = in[i] ^ pad[i];
+	sodium_memzero(pad, sizeof(pad));
+}
+
+size_t relm_mbox_reg_sig_input(uint8_t out[RELM_MBOX_REG_SIG_INPUT_LEN],
+                               const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                               const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                               const uint8_t kx_client[RELM_MBOX_KX_LEN],
+                               const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor,
+                               const uint8_t sealed[RELM_MBOX_READ_KEY_LEN])
+{
+	struct wr w = { out };
+
+	wr_bytes(&w, RELM_MBOX_REG_CONTEXT, sizeof(RELM_MBOX_REG_CONTEXT) - 1);
+	wr_bytes(&w, nonce, RELM_MBOX_NONCE_LEN);
+	wr_bytes(&w, kx_server, RELM_MBOX_KX_LEN);
+	wr_bytes(&w, kx_client, RELM_MBOX_KX_LEN);
+	wr_bytes(&w, mailbox, RELM_MBOX_ID_LEN);
+	wr_u64(&w, cursor);
+	wr_bytes(&w, sealed, RELM_MBOX_READ_KEY_LEN);
+	return (size_t)(w.p - out);
+}
+
+int relm_mbox_reg_verify(const uint8_t sig[RELM_SIG_LEN],
+                         const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                         const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                         const uint8_t kx_client[RELM_MBOX_KX_LEN],
+                         const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor,
+                         const uint8_t sealed[RELM_MBOX_READ_KEY_LEN])
+{
+	uint8_t m[RELM_MBOX_REG_SIG_INPUT_LEN];
+	size_t n = relm_mbox_reg_sig_input(m, nonce, kx_server, kx_client, mailbox, cursor, sealed);
+
+	return verify(sig, m, n, mailbox);
 }

@@ -31,7 +31,9 @@
  * (They live here rather than in limits.h only to keep this change inside
  * the files of one module; moving them is a pure refactor.) */
 enum relm_mbox_limits {
-	RELM_MBOX_VERSION        = 1,      /* wire: the only version so far */
+	RELM_MBOX_VERSION        = 1,      /* wire: version 1; HELLO is always sent with this version byte */
+	RELM_MBOX_VERSION_2      = 2,      /* wire: version 2 adds batched subscription (SUBSCRIBE_BATCH) */
+	RELM_MBOX_VERSION_MAX    = 2,      /* wire: the highest version this code speaks */
 	RELM_MBOX_ID_LEN         = 32,     /* wire: mailbox id = Ed25519 public key */
 	RELM_MBOX_NONCE_LEN      = 32,     /* wire: per-connection challenge, 256 bits never repeat */
 	RELM_MBOX_TOKEN_LEN      = 16,     /* wire: lease holder token, random 128 bits */
@@ -39,6 +41,14 @@ enum relm_mbox_limits {
 	RELM_MBOX_LEASE_NAME_MAX = 64,     /* wire: lease names are short labels ("leader") */
 	RELM_MBOX_ERROR_TEXT_MAX = 255,    /* wire: one length byte; text is for humans only */
 	RELM_MBOX_HDR_LEN        = 6,      /* wire: u32 length + u8 version + u8 type */
+	RELM_MBOX_REALM_LEN      = 32,     /* wire v2: the server's realm id (random per database) */
+	RELM_MBOX_KX_LEN         = 32,     /* wire v2: X25519 public keys of the key registration */
+	RELM_MBOX_READ_KEY_LEN   = 32,     /* wire v2: a mailbox's read key (relm_mbox_read_key) */
+	RELM_MBOX_MAC_LEN        = 16,     /* wire v2: subscription MAC, 128 bits */
+	RELM_MBOX_BATCH_MAX      = 1024,   /* wire v2: entries per SUBSCRIBE_BATCH (a MAC batch is 57 KiB) */
+	RELM_MBOX_BATCH_MAC_ENTRY = 32 + 8 + 16,       /* wire v2: mailbox, cursor, mac */
+	RELM_MBOX_BATCH_REG_ENTRY = 32 + 8 + 32 + 64,  /* wire v2: mailbox, cursor, sealed key, sig */
+	RELM_MBOX_BATCHED_ENTRY  = 2 + 8 + 8,          /* wire v2: code, head, oldest */
 	/* wire: largest body is DELIVER: mailbox(32) seq(8) envelope */
 	RELM_MBOX_BODY_MAX       = 40 + RELM_MBOX_ENVELOPE_MAX,
 	/* wire: largest value of the length field (version + type + body) */
@@ -51,8 +61,10 @@ enum relm_mbox_limits {
 	RELM_MBOX_DEFAULT_PORT   = 7427,   /* proto/mailbox.md §1: zero-configuration default on 127.0.0.1 */
 	RELM_MBOX_RETENTION_DAYS = 14,     /* time-based retention: a device offline two weeks still catches up */
 	RELM_MBOX_SWEEP_MS       = 600000, /* retention sweep every 10 min: deletion is not urgent */
-	RELM_MBOX_MAX_SUBS       = 256,    /* per connection: a device reads its relationships' mailboxes; more needs a second connection */
+	RELM_MBOX_MAX_SUBS       = 1 << 20,/* per connection: one relmd reads all its relationships' mailboxes on one connection */
+	RELM_MBOX_MAX_SUBS_TOTAL = 1 << 22,/* per server: ~100 bytes each, so at most ~400 MB of subscriptions */
 	RELM_MBOX_MAX_CONNS      = 1024,   /* per server: bounds memory (each connection may buffer one 64 KiB frame) */
+	RELM_MBOX_MAX_CONNS_PER_ADDR = 64, /* per client address (IPv6: per /64): one address cannot hold the server full */
 	RELM_MBOX_RATE           = 16000,  /* cost units/s per connection: ~16 MB/s or 16000 small frames/s.
 	                                    * One connection carries a whole daemon (every proton and
 	                                    * relationship), so this sits above one relmd's durable
@@ -94,7 +106,16 @@ enum relm_mbox_type {
 	RELM_MBOX_PING         = 0x0c, /* c→s  tag */
 	RELM_MBOX_PONG         = 0x0d, /* s→c  tag */
 	RELM_MBOX_ERROR        = 0x0e, /* s→c  tag, code, flags, text */
-	RELM_MBOX_TYPE_MAX     = 0x0e,
+	RELM_MBOX_TYPE_MAX_V1  = 0x0e,
+	RELM_MBOX_SUBSCRIBE_BATCH  = 0x0f, /* c→s  v2: tag, kind, kx, entries */
+	RELM_MBOX_SUBSCRIBED_BATCH = 0x10, /* s→c  v2: tag, one answer per entry */
+	RELM_MBOX_TYPE_MAX     = 0x10,
+};
+
+/* SUBSCRIBE_BATCH kinds (wire v2). */
+enum relm_mbox_batch_kind {
+	RELM_MBOX_BATCH_MAC = 0,       /* entries proven with the read key's MAC */
+	RELM_MBOX_BATCH_REGISTER = 1,  /* entries signed, registering the read key */
 };
 
 /* Wire error codes carried by ERROR frames (u16).  Local functions return
@@ -114,7 +135,8 @@ enum relm_mbox_type {
 	X(STORE,         12, "store",          "server storage failed; retry later")           \
 	X(OVERLOADED,    13, "overloaded",     "server has too many connections")              \
 	X(NOT_SUBSCRIBED,14, "not_subscribed", "no such subscription on this connection")      \
-	X(SHUTDOWN,      15, "shutdown",       "server is shutting down")
+	X(SHUTDOWN,      15, "shutdown",       "server is shutting down")                      \
+	X(UNKNOWN_KEY,   16, "unknown_key",    "no read key registered for this mailbox")
 
 enum relm_mbox_err {
 #define X(name, val, str, msg) RELM_MBOX_E_##name = (val),
@@ -145,6 +167,9 @@ struct relm_mbox_challenge {
 	uint32_t rate;                         /* cost units per second */
 	uint32_t burst;                        /* token bucket size */
 	uint32_t retention_s;
+	/* version 2 only (zero in version 1) */
+	uint8_t realm[RELM_MBOX_REALM_LEN];    /* the server's realm: read keys are per realm */
+	uint8_t kx[RELM_MBOX_KX_LEN];          /* this connection's X25519 key for registrations */
 };
 
 struct relm_mbox_post {
@@ -204,6 +229,32 @@ struct relm_mbox_lease_result {
 	uint32_t remaining_ms;                 /* its remaining time (0 when free) */
 };
 
+/* SUBSCRIBE_BATCH (v2): count entries of one kind, back to back; read them
+ * with relm_mbox_batch_entry(), write them with relm_mbox_batch_put_*(). */
+struct relm_mbox_sub_batch {
+	uint32_t tag;
+	uint8_t kind;                          /* enum relm_mbox_batch_kind */
+	uint8_t kx[RELM_MBOX_KX_LEN];          /* REGISTER: the client's X25519 key; MAC: zero */
+	const uint8_t *entries;
+	size_t count;                          /* 1..RELM_MBOX_BATCH_MAX */
+};
+
+/* One entry of a SUBSCRIBE_BATCH, pointers into the frame. */
+struct relm_mbox_batch_entry {
+	const uint8_t *mailbox;                /* 32 bytes */
+	uint64_t cursor;
+	const uint8_t *mac;                    /* MAC: 16 bytes; REGISTER: NULL */
+	const uint8_t *sealed;                 /* REGISTER: 32 bytes; MAC: NULL */
+	const uint8_t *sig;                    /* REGISTER: 64 bytes; MAC: NULL */
+};
+
+/* SUBSCRIBED_BATCH (v2): one answer per entry of the request, in its order. */
+struct relm_mbox_subed_batch {
+	uint32_t tag;
+	const uint8_t *entries;                /* count × (u16 code, u64 head, u64 oldest) */
+	size_t count;
+};
+
 /* PING and PONG */
 struct relm_mbox_ping {
 	uint32_t tag;
@@ -233,6 +284,8 @@ struct relm_mbox_frame {
 		struct relm_mbox_lease_result lease_result;
 		struct relm_mbox_ping ping;        /* PING, PONG */
 		struct relm_mbox_error error;
+		struct relm_mbox_sub_batch sub_batch;
+		struct relm_mbox_subed_batch subed_batch;
 	} u;
 };
 
@@ -246,15 +299,17 @@ struct relm_mbox_frame {
 int relm_mbox_frame_peek(size_t *frame_len, const uint8_t *buf, size_t len);
 
 /* Decode exactly one whole frame (length field included; len must equal
- * the declared length + 4).  Returns 0, or
+ * the declared length + 4).  Any version this code speaks (1..
+ * RELM_MBOX_VERSION_MAX) decodes, by that version's layouts; the caller
+ * checks out->version against the version it negotiated.  Returns 0, or
  *   RELM_ETRUNCATED  len < 6 or shorter than declared,
  *   RELM_ETOOBIG     declared length above the limit (stream lost), or a
  *                    POST/DELIVER envelope above RELM_MBOX_ENVELOPE_MAX in a
  *                    well-framed frame (stream intact),
  *   RELM_EMALFORMED  trailing bytes, wrong body size, field out of range,
- *   RELM_EVERSION    version byte is not RELM_MBOX_VERSION,
- *   RELM_ENOTFOUND   unknown type (out->version/type are still set, so the
- *                    caller can answer UNKNOWN_TYPE).
+ *   RELM_EVERSION    version byte is 0 or above RELM_MBOX_VERSION_MAX,
+ *   RELM_ENOTFOUND   unknown type in that version (out->version/type are
+ *                    still set, so the caller can answer UNKNOWN_TYPE).
  * Pure: reads only buf; pointers in *out alias buf.  On error *out holds
  * no pointers into buf except as noted. */
 int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size_t len);
@@ -263,8 +318,8 @@ int relm_mbox_frame_decode(struct relm_mbox_frame *out, const uint8_t *buf, size
  * encoded (unknown type, a variable part out of range). */
 size_t relm_mbox_frame_size(const struct relm_mbox_frame *f);
 
-/* Encode f into out (cap bytes).  f->version is written as given (use
- * RELM_MBOX_VERSION).  Returns the number of bytes written, RELM_EINVAL if
+/* Encode f into out (cap bytes).  f->version is written as given and
+ * selects the layout (the negotiated version; HELLO always 1).  Returns the number of bytes written, RELM_EINVAL if
  * f cannot be encoded (see relm_mbox_frame_size), or RELM_ETOOBIG if cap is
  * smaller than relm_mbox_frame_size(f).  out is untouched on error. */
 int relm_mbox_frame_encode(uint8_t *out, size_t cap, const struct relm_mbox_frame *f);
@@ -310,5 +365,77 @@ int relm_mbox_lease_sign(struct relm_mbox_lease *l, const uint8_t sk[RELM_SIGN_S
                          const uint8_t nonce[RELM_MBOX_NONCE_LEN]);
 int relm_mbox_lease_verify(const struct relm_mbox_lease *l,
                            const uint8_t nonce[RELM_MBOX_NONCE_LEN]);
+
+/* ---- batched subscription (version 2, proto/mailbox.md §5.7) ---- */
+
+/* Entry i (< b->count) of a decoded SUBSCRIBE_BATCH into *e (pointers
+ * into the frame). */
+void relm_mbox_batch_entry(const struct relm_mbox_sub_batch *b, size_t i,
+                           struct relm_mbox_batch_entry *e);
+/* Write one entry at dst (RELM_MBOX_BATCH_MAC_ENTRY / _REG_ENTRY bytes). */
+void relm_mbox_batch_put_mac(uint8_t *dst, const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                             uint64_t cursor, const uint8_t mac[RELM_MBOX_MAC_LEN]);
+void relm_mbox_batch_put_reg(uint8_t *dst, const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                             uint64_t cursor, const uint8_t sealed[RELM_MBOX_READ_KEY_LEN],
+                             const uint8_t sig[RELM_SIG_LEN]);
+/* Answer i of a SUBSCRIBED_BATCH; put writes one (RELM_MBOX_BATCHED_ENTRY bytes). */
+void relm_mbox_subed_entry(const struct relm_mbox_subed_batch *b, size_t i,
+                           unsigned *code, uint64_t *head, uint64_t *oldest);
+void relm_mbox_subed_put(uint8_t *dst, unsigned code, uint64_t head, uint64_t oldest);
+
+#define RELM_MBOX_READ_KEY_CONTEXT "relm/v2/mailbox-read-key"
+#define RELM_MBOX_MAC_CONTEXT      "relm/v2/mailbox-sub"
+#define RELM_MBOX_REG_CONTEXT      "relm/v2/mailbox-register"
+#define RELM_MBOX_SEAL_CONTEXT     "relm/v2/mailbox-seal"
+enum {
+	RELM_MBOX_MAC_INPUT_LEN = 19 + RELM_MBOX_NONCE_LEN + RELM_MBOX_ID_LEN + 8,
+	RELM_MBOX_REG_SIG_INPUT_LEN = 24 + RELM_MBOX_NONCE_LEN + 2 * RELM_MBOX_KX_LEN +
+	                              RELM_MBOX_ID_LEN + 8 + RELM_MBOX_READ_KEY_LEN,
+};
+
+/* The read key of a mailbox in a realm: BLAKE2b-256 keyed with the
+ * Ed25519 seed (the first 32 bytes of sk) over "relm/v2/mailbox-read-key"
+ * ‖ realm.  Every holder of the mailbox key derives the same one. */
+void relm_mbox_read_key(uint8_t key[RELM_MBOX_READ_KEY_LEN], const uint8_t sk[RELM_SIGN_SK_LEN],
+                        const uint8_t realm[RELM_MBOX_REALM_LEN]);
+
+/* A subscription's MAC: BLAKE2b-128 keyed with the read key over
+ * "relm/v2/mailbox-sub" ‖ nonce ‖ mailbox ‖ u64be cursor.  Verify returns
+ * 0 or RELM_EBADSIG (constant-time comparison). */
+void relm_mbox_sub_mac(uint8_t mac[RELM_MBOX_MAC_LEN], const uint8_t key[RELM_MBOX_READ_KEY_LEN],
+                       const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                       const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor);
+int relm_mbox_sub_mac_verify(const uint8_t mac[RELM_MBOX_MAC_LEN],
+                             const uint8_t key[RELM_MBOX_READ_KEY_LEN],
+                             const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                             const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor);
+
+/* The registration's sealing key: BLAKE2b-256 of X25519(my_sk, their_kx)
+ * ‖ kx_server ‖ kx_client.  my_sk is either side's X25519 secret, their_kx
+ * the other side's public key.  Returns 0, or RELM_EBADKEY when the DH
+ * output is all zero (a low-order point). */
+int relm_mbox_seal_key(uint8_t k[32], const uint8_t my_sk[32], const uint8_t their_kx[32],
+                       const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                       const uint8_t kx_client[RELM_MBOX_KX_LEN]);
+/* out = in XOR BLAKE2b-256(key = k, "relm/v2/mailbox-seal" ‖ mailbox):
+ * seals a read key for one mailbox, and opens it again. */
+void relm_mbox_seal(uint8_t out[RELM_MBOX_READ_KEY_LEN], const uint8_t k[32],
+                    const uint8_t mailbox[RELM_MBOX_ID_LEN],
+                    const uint8_t in[RELM_MBOX_READ_KEY_LEN]);
+/* "relm/v2/mailbox-register" ‖ nonce ‖ kx_server ‖ kx_client ‖ mailbox ‖
+ * u64be cursor ‖ sealed: what a REGISTER entry's signature covers. */
+size_t relm_mbox_reg_sig_input(uint8_t out[RELM_MBOX_REG_SIG_INPUT_LEN],
+                               const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                               const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                               const uint8_t kx_client[RELM_MBOX_KX_LEN],
+                               const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor,
+                               const uint8_t sealed[RELM_MBOX_READ_KEY_LEN]);
+/* Verify a REGISTER entry's signature: 0, RELM_EBADKEY or RELM_EBADSIG. */
+int relm_mbox_reg_verify(const uint8_t sig[RELM_SIG_LEN],
+                         const uint8_t nonce[RELM_MBOX_NONCE_LEN],
+                         const uint8_t kx_server[RELM_MBOX_KX_LEN],
+                         const uint8_t kx_client[RELM_MBOX_KX_LEN],
+                         const uint8_t mailbox[RELM_MBOX_ID_LEN], uint64_t cursor,
+                         const uint8_t sealed[RELM_MBOX_READ_KEY_LEN]);
 
 #endif
