@@ -102,11 +102,14 @@ void sim_record_remote(struct sim_world *w, const struct sim_dev *d, const uint8
 			if (memcmp(r->v[i].nonce, e.h.nonce, RELM_NONCE_LEN) == 0)
 				sim_fail(w, "%s sealed two envelopes with one key and one nonce", d->name);
 			w->res->counter_repeats[d->side]++;
+			sim_trace(w, d, "repeated counter %s/%u (first sent by %s)", sim_short(e.h.dh_pub), e.h.n,
+			          w->dev[d->side][r->v[i].dev].name);
 		}
 	GROW(r->v, r->n, r->cap);
 	memcpy(r->v[r->n].dh, e.h.dh_pub, RELM_KEY_LEN);
 	memcpy(r->v[r->n].nonce, e.h.nonce, RELM_NONCE_LEN);
 	r->v[r->n].n = e.h.n;
+	r->v[r->n].dev = d->idx;
 	memcpy(r->v[r->n++].hash, h, sizeof h);
 
 	if (ptlen % RELM_PAD_BLOCK != 0)
@@ -240,6 +243,33 @@ static void check_devices(struct sim_world *w)
 		}
 }
 
+static int holds(const uint8_t *buf, size_t n, const uint8_t key[RELM_KEY_LEN])
+{
+	return contains(buf, n, key, RELM_KEY_LEN);
+}
+
+/* Forward secrecy: a private key the tree no longer holds is gone from the
+ * committed state (the store) and the live one. */
+static void check_wiped(struct sim_world *w)
+{
+	for (int s = 0; s < SIM_SIDES; s++)
+		for (int i = 0; i < w->cfg.n[s]; i++) {
+			struct sim_dev *d = &w->dev[s][i];
+			uint8_t *blob;
+			size_t len;
+			if (relm_rel_encode(d->rel, &blob, &len) != 0)
+				abort();
+			for (size_t k = 0; k < d->nkeys; k++)
+				if (!d->keys[k].held && (holds(d->saved, d->saved_len, d->keys[k].priv) ||
+				                         holds(blob, len, d->keys[k].priv))) {
+					sim_fail(w, "forward secrecy: %s still holds the private key of %s, "
+					         "deleted from its tree", d->name, sim_short(d->keys[k].pub));
+					break;
+				}
+			relm_rel_blob_free(blob, len);
+		}
+}
+
 static void check_privacy(struct sim_world *w)
 {
 	for (int s = 0; s < SIM_SIDES; s++) {
@@ -269,4 +299,5 @@ void sim_check(struct sim_world *w)
 	check_devices(w);
 	check_histories(w);
 	check_privacy(w);
+	check_wiped(w);
 }

@@ -127,8 +127,11 @@ int sim_run(const struct sim_cfg *cfg, struct sim_result *r)
 	}
 	if (r->ok)
 		sim_check(w);
+	if (!r->ok && cfg->trace)
+		sim_dump_trees(w);
 	r->user_msgs = w->nsent;
-	r->forks = w->forks;
+	for (size_t i = 0; i < w->nsent; i++)
+		r->typed[w->sent_ids[i].side]++;
 	sim_world_free(w);
 	free(w);
 	return r->ok ? 0 : -1;
@@ -141,7 +144,7 @@ struct cell {
 	double loss;
 	int runs, failing;
 	int *rounds, *branches, *priv;
-	uint64_t msgs, forks, retx, acks, dup_acks, keys, repairs, crashes;
+	uint64_t msgs, msgs_a, forks_a, reps_a, retx, acks, dup_acks, keys, repairs, crashes;
 	double ts_err;
 	char first[600];
 };
@@ -190,10 +193,11 @@ static void print_cell(const struct cell *c, int show_loss)
 	printf("%-9s", dev);
 	if (show_loss)
 		printf(" %4.0f%%", c->loss * 100);
-	printf(" %6d %5d  %d/%d/%d   %2d/%-2d  %2d/%-2d  %6.3f %6.3f %6.3f  %6.3f %5.0f\n", c->runs, c->failing,
+	printf(" %6d %5d  %d/%d/%d   %2d/%-2d  %2d/%-2d  %6.3f %6.3f %6.3f %6.3f  %6.3f %5.0f\n", c->runs, c->failing,
 	       pct(c->rounds, ok, 0.5), pct(c->rounds, ok, 0.99), pct(c->rounds, ok, 1.0),
 	       pct(c->branches, c->runs, 0.99), pct(c->branches, c->runs, 1.0), pct(c->priv, c->runs, 0.99),
-	       pct(c->priv, c->runs, 1.0), c->msgs ? (double)c->forks / (double)c->msgs : 0,
+	       pct(c->priv, c->runs, 1.0), c->msgs_a ? (double)c->forks_a / (double)c->msgs_a : 0,
+	       c->msgs_a ? (double)c->reps_a / (double)c->msgs_a : 0,
 	       c->msgs ? (double)c->retx / (double)c->msgs : 0,
 	       c->msgs ? (double)c->keys / (double)c->msgs : 0,
 	       c->acks ? (double)c->dup_acks / (double)c->acks : 0, c->ts_err);
@@ -218,7 +222,7 @@ int main(int argc, char **argv)
 			if (sscanf(arg(argc, argv, &i), "%d,%d", &dev_a, &dev_b) != 2 || dev_a < 1 ||
 			    dev_a > SIM_MAX_DEV || dev_b < 1 || dev_b > SIM_MAX_DEV)
 				usage();
-		} else if (!strcmp(a, "--strict"))
+		} else if (!strcmp(a, "--strict") || !strcmp(a, "--strict-remote"))
 			base.strict = 1;
 		else if (!strcmp(a, "--loss")) {
 			base.loss = atof(arg(argc, argv, &i));
@@ -321,14 +325,16 @@ int main(int argc, char **argv)
 				printf("seed %llu: %s, %d exchange(s) to converge, %llu messages, %llu forks, "
 				       "%llu retransmissions, %llu repairs, %llu crashes\n",
 				       (unsigned long long)cfg.seed, r.ok ? "ok" : "FAILED", r.rounds,
-				       (unsigned long long)r.user_msgs, (unsigned long long)r.forks,
+				       (unsigned long long)r.user_msgs, (unsigned long long)(r.forks_by[0] + r.forks_by[1]),
 				       (unsigned long long)r.retx, (unsigned long long)r.repairs,
 				       (unsigned long long)r.crashes);
 			cl->branches[cl->runs] = (int)r.max_branches;
 			cl->priv[cl->runs] = (int)r.max_priv;
 			cl->runs++;
 			cl->msgs += r.user_msgs;
-			cl->forks += r.forks;
+			cl->msgs_a += r.typed[0];
+			cl->forks_a += r.forks_by[0];
+			cl->reps_a += r.counter_repeats[0];
 			cl->retx += r.retx;
 			cl->keys += r.keys_seen[0] + r.keys_seen[1];
 			cl->acks += r.acks[0] + r.acks[1];
@@ -342,10 +348,10 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 
 	long total = 0;
-	uint64_t repairs = 0, crashes = 0;
-	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s  %6s %6s %6s  %6s %5s\n", scenario ? "scenario" : "devices",
-	       "loss ", "runs", "fail", "rounds", "branch", "keys", "fork/m", "retx/m", "env/m", "dupack",
-	       "ts-err");
+	uint64_t repairs = 0, crashes = 0, msgs = 0;
+	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s  %6s %6s %6s %6s  %6s %5s\n", scenario ? "scenario" : "devices",
+	       "loss ", "runs", "fail", "rounds", "branch", "keys", "fork/m", "rep/m", "retx/m", "env/m",
+	       "dupack", "ts-err");
 	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s\n", "", "     ", "", "", "med/99/max", "p99/max",
 	       "p99/max");
 	for (int c = 0; c < ncells; c++) {
@@ -354,14 +360,16 @@ int main(int argc, char **argv)
 		print_cell(&cells[c], 1);
 		total += cells[c].runs;
 		repairs += cells[c].repairs;
+		msgs += cells[c].msgs;
 		crashes += cells[c].crashes;
 		free(cells[c].rounds);
 		free(cells[c].branches);
 		free(cells[c].priv);
 	}
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	printf("%ld schedules, %d failing, %.1f s, %.0f schedules/s (seed %llu); %llu repairs by state, "
-	       "%llu crashes\n", total, failed, secs, secs > 0 ? (double)total / secs : 0,
+	printf("%ld schedules, %d failing, %.1f s, %.0f schedules/s, %.0f messages/s (seed %llu); "
+	       "%llu repairs by state, %llu crashes\n", total, failed, secs, secs > 0 ? (double)total / secs : 0,
+	       secs > 0 ? (double)msgs / secs : 0,
 	       (unsigned long long)base.seed, (unsigned long long)repairs, (unsigned long long)crashes);
 	if (expect_fail) {
 		/* a mutation run: the checks must have noticed */

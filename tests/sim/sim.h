@@ -74,7 +74,8 @@ struct sim_result {
 	uint64_t user_msgs;           /* messages typed */
 	uint64_t sent_to_remote[SIM_SIDES];  /* envelopes side s posted (all kinds) */
 	uint64_t keys_seen[SIM_SIDES];       /* envelopes side s showed the remote, distinct (key, counter) */
-	uint64_t forks;                      /* fork.detected on any device */
+	uint64_t forks_by[SIM_SIDES];        /* forks side s's devices made that reached the remote */
+	uint64_t typed[SIM_SIDES];           /* user messages typed on side s */
 	uint64_t counter_repeats[SIM_SIDES]; /* (key, counter) side s used twice */
 	uint64_t acks[SIM_SIDES], dup_acks[SIM_SIDES]; /* acknowledgements, and repeats */
 	uint64_t steps;               /* engine steps */
@@ -98,6 +99,8 @@ void sim_workload(struct sim_world *w, const struct sim_cfg *cfg);
 void sim_at_send(struct sim_world *w, uint64_t t, int side, int dev, int until_online);
 /* world.c: device (side, i) is off-line from t for ms. */
 void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t ms);
+/* world.c: from t, for ms, nothing posted between the protons arrives. */
+void sim_at_partition(struct sim_world *w, uint64_t t, uint64_t ms);
 /* world.c: random numbers of the world (not of any device). */
 uint64_t sim_rand(struct sim_world *w);
 double sim_uniform(struct sim_world *w, double lo, double hi);

@@ -115,6 +115,9 @@ void sim_workload(struct sim_world *w, const struct sim_cfg *cfg)
 		}
 		if (pick(w, 10) == 0)
 			gap += (uint64_t)sim_uniform(w, 60000, 400000);
+		if (pick(w, 12) == 0)
+			sim_at_partition(w, t + (uint64_t)sim_uniform(w, 0, 3000),
+			                 (uint64_t)sim_uniform(w, 5000, 120000));
 		t += gap;
 	}
 }

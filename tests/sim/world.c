@@ -420,9 +420,14 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 			status(d, f);
 			break;
 		case RELM_FX_EVENT:
-			if (f->ev.type == RELM_EV_FORK_DETECTED && d->side == 0 && d->idx == 0)
-				d->w->forks++;          /* each fork once: as A1 sees it */
-			else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE)
+			if (f->ev.type == RELM_EV_FORK_DETECTED && d->idx == 0) {
+				/* a fork under one of our nodes: the other side's
+				 * devices made it, and it reached us (each once, as
+				 * the first device sees it) */
+				int p = relm_tree_find(&d->rel->tree, f->ev.node);
+				if (p >= 0 && (d->rel->tree.nodes[p].flags & RELM_NODE_OURS))
+					d->w->res->forks_by[1 - d->side]++;
+			} else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE)
 				d->undecryptable++;
 			break;
 		case RELM_FX_PENDING_ADD:
@@ -446,6 +451,47 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 		}
 	}
 	relm_effects_reset(fx);
+}
+
+/* Which ours private keys the device holds now, and which it no longer does. */
+static void note_keys(struct sim_dev *d)
+{
+	for (size_t k = 0; k < d->nkeys; k++)
+		d->keys[k].held = 0;
+	for (uint32_t i = 0; i < d->rel->tree.count; i++) {
+		const struct relm_node *n = &d->rel->tree.nodes[i];
+		size_t k;
+		if (!(n->flags & RELM_NODE_PRIV))
+			continue;
+		for (k = 0; k < d->nkeys; k++)
+			if (memcmp(d->keys[k].pub, n->pub, RELM_KEY_LEN) == 0)
+				break;
+		if (k == d->nkeys) {
+			GROW(d->keys, d->nkeys, d->capkeys);
+			memcpy(d->keys[k].pub, n->pub, RELM_KEY_LEN);
+			d->nkeys++;
+		}
+		memcpy(d->keys[k].priv, n->priv, RELM_KEY_LEN);
+		d->keys[k].held = 1;
+	}
+}
+
+void sim_dump_trees(struct sim_world *w)
+{
+	for (int s = 0; s < SIM_SIDES; s++)
+		for (int i = 0; i < w->cfg.n[s]; i++) {
+			const struct sim_dev *d = &w->dev[s][i];
+			int c = relm_rel_chosen(d->rel);
+			printf("  %s's tree (%u nodes; O ours, T theirs, P private key, V valid, * chosen):\n",
+			       d->name, d->rel->tree.count);
+			for (uint32_t k = 0; k < d->rel->tree.count; k++) {
+				const struct relm_node *n = &d->rel->tree.nodes[k];
+				printf("    %*s%s %c%s%s%s n=%u\n", (int)(2 * n->depth), "", sim_short(n->id),
+				       n->flags & RELM_NODE_OURS ? 'O' : 'T', n->flags & RELM_NODE_PRIV ? "P" : "",
+				       relm_tree_is_valid(&d->rel->tree, (int)k) ? "V" : "", (int)k == c ? " *" : "",
+				       n->n);
+			}
+		}
 }
 
 /* ---- one step ---------------------------------------------------------------------- */
@@ -472,6 +518,7 @@ static void after_commit(struct sim_dev *d)
 		w->res->max_branches = leaves;
 	if (priv > w->res->max_priv)
 		w->res->max_priv = priv;
+	note_keys(d);
 	commit(d);
 	schedule_tick(d);
 	if (d->online && !d->down)
@@ -560,7 +607,8 @@ static void post_remote(struct sim_dev *d, const struct sim_post *p)
 		m->len = p->len;
 		m->to = to;
 		w->in_transit++;
-		sim_push(w, w->now + net_delay(w, 20, 1500), SIM_EV_ARRIVE, to, 0, (intptr_t)(w->ntransit - 1));
+		sim_push(w, (w->now < w->partition_until ? w->partition_until : w->now) + net_delay(w, 20, 1500),
+		         SIM_EV_ARRIVE, to, 0, (intptr_t)(w->ntransit - 1));
 	}
 }
 
@@ -738,6 +786,12 @@ void sim_at_send(struct sim_world *w, uint64_t t, int side, int dev, int until_o
 	sim_push(w, w->t0 + t, until_online ? SIM_EV_SEND_ONLINE : SIM_EV_SEND, side, dev, 0);
 }
 
+void sim_at_partition(struct sim_world *w, uint64_t t, uint64_t ms)
+{
+	sched(w, t + ms);
+	sim_push(w, w->t0 + t, SIM_EV_PARTITION, 0, 0, (intptr_t)ms);
+}
+
 void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t ms)
 {
 	sched(w, t + ms);
@@ -805,6 +859,11 @@ int sim_event(struct sim_world *w)
 			break;
 		}
 		sim_type_now(w, d);
+		break;
+	case SIM_EV_PARTITION:
+		if (w->now + (uint64_t)e.arg > w->partition_until)
+			w->partition_until = w->now + (uint64_t)e.arg;
+		sim_trace(w, NULL, "partition for %.0f s", (double)e.arg / 1000.0);
 		break;
 	case SIM_EV_OFFLINE:
 		if (!d->online)
@@ -931,6 +990,9 @@ void sim_world_free(struct sim_world *w)
 				free(d->obs[k].pt);
 			free(d->obs);
 			free(d->retry);
+			if (d->keys)
+				sodium_memzero(d->keys, d->capkeys * sizeof *d->keys);
+			free(d->keys);
 			if (d->env.ctx)
 				tu_env_free(&d->env);
 			for (int j = 0; j < SIM_MAX_DEV; j++) {

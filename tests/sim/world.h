@@ -26,7 +26,8 @@ enum {
 	SIM_EV_SEND_ONLINE,  /* the user types the moment the device is on line */
 	SIM_EV_OFFLINE,      /* the device goes off-line for arg ms */
 	SIM_EV_ONLINE,
-	SIM_EV_RESTART       /* a crashed device comes back */
+	SIM_EV_RESTART,      /* a crashed device comes back */
+	SIM_EV_PARTITION     /* the protons cannot reach each other for arg ms */
 };
 
 /* Frames on a sibling channel. */
@@ -163,6 +164,15 @@ struct sim_dev {
 	size_t cursor;                     /* in its side's mailbox */
 	size_t sib_cursor[SIM_MAX_DEV];    /* in each sibling's channel to it */
 	uint64_t dup_deliveries, undecryptable;
+	/* every ours private key the device held, and whether it still does
+	 * (forward secrecy: a key gone from the tree must be gone from the
+	 * committed state too) */
+	struct sim_key {
+		uint8_t pub[RELM_KEY_LEN];
+		uint8_t priv[RELM_KEY_LEN];
+		int held;
+	} *keys;
+	size_t nkeys, capkeys;
 };
 
 /* A message a user typed. */
@@ -177,6 +187,7 @@ struct sim_seen {
 	uint8_t dh[RELM_KEY_LEN];
 	uint32_t n;
 	uint8_t nonce[RELM_NONCE_LEN];
+	int dev;                           /* the device that sealed it first */
 	uint8_t hash[32];                  /* of the envelope */
 };
 
@@ -205,11 +216,11 @@ struct sim_world {
 	uint64_t typed;
 	struct sim_sent *sent_ids;
 	size_t nsent, capsent;
-	uint64_t forks;                    /* fork.detected on A1 */
 	uint64_t t0;                       /* the set-up is done: schedules start here */
 	uint64_t sched_end;                /* the last scheduled user action ends */
 	size_t in_transit;                 /* posts not yet in a mailbox */
 	int crashy;                        /* the schedule crashes devices */
+	uint64_t partition_until;          /* posts between the protons wait until then */
 	struct sim_remote remote[SIM_SIDES];  /* [s]: what side s sent to the other */
 };
 
@@ -235,6 +246,8 @@ int sim_event(struct sim_world *w);
 void sim_world_init(struct sim_world *w, const struct sim_cfg *cfg, struct sim_result *res);
 void sim_world_free(struct sim_world *w);
 void sim_world_pair(struct sim_world *w);
+/* Print every device's tree (a failing schedule's trace ends with it). */
+void sim_dump_trees(struct sim_world *w);
 /* The user of d types a message now (an id from the world). */
 void sim_type_now(struct sim_world *w, struct sim_dev *d);
 
