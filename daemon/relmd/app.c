@@ -657,8 +657,11 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	app->cfg = *cfg;
 	relm_env_init_system(&app->env);
 	if ((rc = relm_store_open(&app->st, cfg->store_path, &opts)) != 0) {
-		log_err("store %s: %s%s%s", cfg->store_path, relm_strerror(rc),
-			errbuf[0] ? ": " : "", errbuf);
+		/* the store's sentence names the file and what to do */
+		if (errbuf[0])
+			log_err("store: %s", errbuf);
+		else
+			log_err("store %s: %s", cfg->store_path, relm_strerror(rc));
 		free(app);
 		return rc;
 	}

@@ -219,7 +219,7 @@ static int report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LE
 static int is_final(int rc)
 {
 	switch (rc) {
-	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EFULL: case RELM_ECORRUPT: case RELM_EBUSY:
+	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EDISKFULL: case RELM_ECORRUPT: case RELM_EBUSY:
 		return 0;              /* the store or memory failed: retry on redelivery */
 	default:
 		return rc <= -1000;    /* a protocol verdict on these bytes */

@@ -56,7 +56,7 @@
  *          SQLITE_NOTADB, SQLITE_NOMEM, SQLITE_READONLY*, SQLITE_CANTOPEN,
  *          SQLITE_PROTOCOL from any statement, and on any failed COMMIT.
  *          Every later call (reads too)
- *          returns the code that caused it (RELM_EFULL for a full disk,
+ *          returns the code that caused it (RELM_EDISKFULL for a full disk,
  *          RELM_ECORRUPT, RELM_ESTORE otherwise) until relm_store_close;
  *          the caller reopens.  Why sticky rather than "retry": SQLite has
  *          rolled back (all of the batch, not only the failing step), so the
@@ -85,7 +85,7 @@
  * row, RELM_EEXIST for a duplicate key on insert, RELM_EINVAL for arguments
  * out of range (labels, sizes), RELM_EBUSY when another process holds the
  * write lock past busy_timeout (not sticky), RELM_EPERM for permissions and
- * read-only folders, RELM_ECORRUPT, RELM_ESTORE_NEWER, RELM_EFULL,
+ * read-only folders, RELM_ECORRUPT, RELM_ESTORE_NEWER, RELM_EDISKFULL, RELM_ENOTSTORE,
  * RELM_ESTORE for any other SQLite failure.  relm_store_errmsg() says more.
  *
  * Secrets (identity keys, device keys, prekeys, mailbox keys, ratchet state)
@@ -176,6 +176,7 @@ enum relm_store_consts {
 	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
 	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
 	                                       * bigger ones only after an unclean close */
+	RELM_STORE_APPLICATION_ID = 0x72656c6d, /* PRAGMA application_id of a relm store: "relm" */
 };
 
 /* relm_store_opts.flags */
@@ -206,7 +207,10 @@ struct relm_store_opts {
 /* ---- lifecycle ------------------------------------------------------- */
 
 /* Open or create the store file `path`.  Its folder is created with mode
- * 0700 if missing (only the last component); the file is created 0600.  A
+ * 0700 if missing (only the last component).  A store is created only
+ * where no file exists, whole: made as `<path>.new` (0600), then linked to
+ * `path` (proto/store.md §1).  An existing file that is empty or another
+ * program's SQLite database gives RELM_ENOTSTORE, untouched.  A
  * folder or file that is group/world accessible, owned by another uid, a
  * symlink, or not a folder/regular file is refused with RELM_EPERM and
  * nothing is touched.  An existing non-empty file is first opened
