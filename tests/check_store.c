@@ -143,8 +143,8 @@ START_TEST(test_invites_replay)
 	st = ts_open_ok(ts_dbpath, 0, NULL);
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 7), RELM_EREPLAY);
-	ck_assert_int_eq(relm_store_invite_expire(st, 9999), 0);
-	ck_assert_int_eq(relm_store_invite_expire(st, 10001), 1);
+	ck_assert_int_eq(relm_store_invite_expire(st, 9999, NULL, NULL), 0);
+	ck_assert_int_eq(relm_store_invite_expire(st, 10001, NULL, NULL), 1);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(relm_store_invite_get(st, p.id, 77, &got), RELM_ENOTFOUND);
 	relm_store_close(st);

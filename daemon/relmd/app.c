@@ -454,6 +454,15 @@ static int hook_commit(void *ctx)
 	return 0;
 }
 
+/* An expired invite's mailbox: nobody reads it any more. */
+static int unwatch_cb(void *ctx, const uint8_t id[32])
+{
+	struct relmd_app *app = ctx;
+	if (app->home)
+		relm_mbox_client_unsubscribe(app->home->c, id);
+	return 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct relmd_app *app = t->data;
@@ -465,7 +474,9 @@ static void on_timer(uv_timer_t *t)
 		return;
 	}
 	/* Posted outbox rows are done (the mailbox has them): drop them at most
-	 * once a minute, so the outbox does not grow for ever. */
+	 * once a minute, so the outbox does not grow for ever.  Expired invites
+	 * go too, their secrets with them, and their mailboxes are no longer
+	 * read (the first run is at start). */
 	if (uv_now(&app->d->loop) >= app->purge_at) {
 		int n;
 		app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
@@ -475,6 +486,12 @@ static void on_timer(uv_timer_t *t)
 			app_fatal(app, "purging the outbox", rc ? rc : n);
 			return;
 		}
+		if ((n = relm_core_invites_expire(app->core, unwatch_cb, app)) < 0) {
+			app_fatal(app, "deleting expired invites", n);
+			return;
+		}
+		if (n > 0)
+			log_info("%d expired invite%s deleted", n, n == 1 ? "" : "s");
 	}
 	app->dirty = 1;
 	/* the commit hook re-arms (the prepare handle runs next turn) */

@@ -255,6 +255,12 @@ out:
 int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                        uint64_t seq, const uint8_t *buf, size_t len)
 {
+	return relm_core_envelope_at(c, mailbox, seq, buf, len, 0);
+}
+
+int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint64_t seq, const uint8_t *buf, size_t len, uint64_t arrived_ms)
+{
 	uint8_t rel_id[RELM_ID_LEN], proton[RELM_ID_LEN];
 	uint64_t cursor = 0;
 	uint32_t spk_id = 0;
@@ -269,7 +275,7 @@ int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_L
 	if ((have_rel = relm_store_rel_by_mailbox(c->st, mailbox, rel_id) == 0))
 		rc = relm__core_receive_on(c, rel_id, buf, len);
 	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
-		rc = relm__core_open_initial(c, proton, spk_id, buf, len);
+		rc = relm__core_open_initial(c, proton, spk_id, buf, len, arrived_ms);
 	else
 		rc = RELM_ENOTFOUND;
 	if (rc != 0 && is_final(rc)) {

@@ -330,8 +330,14 @@ int relm_store_invite_by_mailbox(struct relm_store *st, const uint8_t mailbox_id
  * zeroes it in the file).  RELM_ENOTFOUND. */
 int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                                 uint32_t spk_id);
-/* Delete invites that expired before now_ms; returns how many (≥ 0). */
-int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms);
+/* Delete the invites expired at now_ms (expires <= now_ms: the moment
+ * they stop working) with every secret of theirs (secure_delete zeroes
+ * them in the file); cb (may be NULL) is first told each one's mailbox id,
+ * which nobody needs to read any more (a nonzero return stops and is
+ * returned, nothing deleted).  Returns how many were deleted (≥ 0). */
+int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms,
+                             int (*cb)(void *ctx, const uint8_t mailbox_id[RELM_SIGN_PK_LEN]),
+                             void *ctx);
 void relm_store_invite_clear(struct relm_store_invite *inv);   /* wipes */
 
 /* ---- replay guard ------------------------------------------------------ */

@@ -107,7 +107,7 @@ struct relm__stage {
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
 	                 X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF)                  \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
-	                 X(INVITE_EXPIRE) X(REPLAY_INS)                               \
+	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
 	                 X(REL_BY_MBOX) X(REL_LIST) X(REL_DUE) X(REL_NEXT_DEADLINE)   \
