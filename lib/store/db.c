@@ -759,6 +759,24 @@ int relm_store_in_txn(const struct relm_store *st)
 	       st->state == RELM__ST_BATCH_STEP;
 }
 
+int relm_store_probe_write(struct relm_store *st, uint64_t now_ms)
+{
+	char sql[96];
+
+	CHECK_USABLE(st);
+	require_state(st, IN(IDLE), "relm_store_probe_write");
+	snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta(key, value) VALUES('probe', %llu)",
+	         (unsigned long long)now_ms);
+	if (relm_store_begin(st) != 0)
+		return relm_store_error(st) ? relm_store_error(st) : RELM_EBUSY;
+	if (relm__store_exec(st, sql, "probe") != 0) {
+		if (st->state == RELM__ST_STEP)
+			relm_store_rollback(st);
+		return relm_store_error(st) ? relm_store_error(st) : RELM_ESTORE;
+	}
+	return relm_store_commit(st);
+}
+
 /* ---- buffers and test internals ---------------------------------------------- */
 
 void relm_store_buf_free(uint8_t *buf, size_t len)

@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v6
+ * ---------------------------------------------------------------- schema v7
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -151,7 +151,7 @@
  *           the state blob until v3, which every step rewrites)
  *   events(seq INTEGER PK AUTOINCREMENT, type, ts, rel, msg, node, proton,
  *           device, ipk, mailbox, mailbox_seq, envelope, epoch, pruned,
- *           status, code, reason) [v6]  one typed column per field of a
+ *           status, code, reason [v6], tbl, row [v7])  one typed column per field of a
  *           struct relm_event (NULL = not carried; v5 had a json column);
  *           seq never reused, so subscribe{since} is exact; trimmed to a
  *           retention count
@@ -167,7 +167,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 6,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 7,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -254,6 +254,10 @@ int relm_store_batch_commit(struct relm_store *st);
 int relm_store_batch_rollback(struct relm_store *st);
 /* 1 while a step or batch is open. */
 int relm_store_in_txn(const struct relm_store *st);
+/* A write of one small row (meta 'probe' = now_ms) in a transaction of
+ * its own (IDLE only): does the file take writes again (after a full
+ * disk)?  0, or the error (a failure is sticky like any other). */
+int relm_store_probe_write(struct relm_store *st, uint64_t now_ms);
 
 /* ---- protons ---------------------------------------------------------- */
 
@@ -579,6 +583,31 @@ int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
                                   const uint8_t dh[RELM_KEY_LEN], uint32_t n),
                         void *ctx);
+
+/* ---- checking what is read back (proto/store.md §5.1) ------------------- */
+
+/* Every reader of history, protons, devices and relationships checks the
+ * values it is about to return as input is checked — text is strict UTF-8
+ * without NUL and within its length, names are of their enumerations, ids
+ * and keys of their size, numbers integers.  A row that fails is left out
+ * of lists and refused by getters (RELM_EBADROW), and reported: fn is
+ * called with a store.corrupt_row record (engine/event.h: table, row when
+ * the table has row numbers, reason, and the ids that could be read),
+ * valid during the call.  It may be called from any reader, inside or
+ * outside a transaction, and must not call the store.  NULL: not told. */
+typedef void (*relm_store_bad_row_fn)(void *ctx, const struct relm_event *ev);
+void relm_store_on_bad_row(struct relm_store *st, relm_store_bad_row_fn fn, void *ctx);
+
+/* On-demand check: PRAGMA integrity_check (or quick_check when quick),
+ * then every row of the tables above through its reader.  integrity(ctx,
+ * line) is called for each problem SQLite names (at most 100; none when
+ * the file is sound); bad(ctx, ev) for each row that fails (the hook of
+ * relm_store_on_bad_row is told too).  Either may be NULL.  Reads only
+ * (a whole pass over the file: seconds on a big store).  0, or an error
+ * of the store (the sticky one included). */
+int relm_store_check(struct relm_store *st, int quick,
+                     void (*integrity)(void *ctx, const char *line), relm_store_bad_row_fn bad,
+                     void *ctx);
 
 /* ---- internals for tests ---------------------------------------------- */
 struct sqlite3;
