@@ -49,7 +49,9 @@ static void step_failed(struct relmd_app *app, const char *what, int rc)
 	app_fatal(app, what, rc);
 }
 
-int relmd__app_txn(struct relmd_app *app)
+/* Open the turn's batch before a write (idempotent): 0, RELM_EDISKFULL
+ * while the disk is full, or the store's error. */
+static int app_txn(struct relmd_app *app)
 {
 	int rc;
 	if ((rc = relmd__store_writable(app)) != 0)
@@ -174,7 +176,7 @@ static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], ui
 	if (err)
 		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
 			 (long long)f.seq, relm_strerror(err));
-	if ((rc = relmd__app_txn(app)) != 0 ||
+	if ((rc = app_txn(app)) != 0 ||
 	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
 	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0) {
 		step_failed(app, "recording a posted envelope", rc);
@@ -195,7 +197,7 @@ static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
 		app->rewind = 1;          /* dropped unread: the mailbox delivers it again */
 		return;
 	}
-	if ((rc = relmd__app_txn(app)) != 0 ||
+	if ((rc = app_txn(app)) != 0 ||
 	    (rc = relm_core_envelope(app->core, mailbox, seq, env, len)) != 0)
 		step_failed(app, "processing an envelope", rc);
 }
@@ -396,7 +398,8 @@ static int hook_commit(void *ctx)
 		return 0;
 	if (relmd__store_writable(app) == 0) {
 		/* rows found damaged this turn: their events join it */
-		if ((rc = relmd__store_report_rows(app)) != 0 && relm_store_error(app->st))
+		if (app->nqueue && ((rc = app_txn(app)) != 0 ||
+		                    (rc = relmd__store_report_rows(app)) != 0) && relm_store_error(app->st))
 			return relmd__store_failed(app, rc, "recording damaged rows");
 		/* a step failed on a full disk with no batch to commit (its
 		 * begin, or a read, met it) */
@@ -452,11 +455,11 @@ static void on_timer(uv_timer_t *t)
 	int rc;
 
 	if (relmd__store_writable(app) != 0) {
-		/* the deadlines are stored: relmd__app_resume runs them */
+		/* the deadlines are stored: app_resume runs them */
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
 	}
-	if ((rc = relmd__app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
+	if ((rc = app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
 		step_failed(app, "running timers", rc);
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
@@ -512,7 +515,11 @@ static int rewind_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
 	return 0;
 }
 
-void relmd__app_resume(struct relmd_app *app)
+/* The store stopped refusing writes (app_store.c calls it): mailboxes
+ * that were read meanwhile are read again from the stored cursors, posts
+ * whose acknowledgement was not recorded are posted again, the timers
+ * run. */
+static void app_resume(struct relmd_app *app)
 {
 	int rc;
 
@@ -683,7 +690,7 @@ static int ev_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 
 static int api_txn(void *ctx)
 {
-	return relmd__app_txn(ctx);
+	return app_txn(ctx);
 }
 
 static void api_watch_mailbox(void *ctx, const uint8_t id[32])
@@ -705,6 +712,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	if (!(app = calloc(1, sizeof *app)))
 		return RELM_ENOMEM;
 	app->cfg = *cfg;
+	app->resume = app_resume;
 	relm_env_init_system(&app->env);
 	/* Our mailboxes live on cfg->mailbox; normalise it as lib/wire/addr.h spells it. */
 	if (relm_addr_parse(&a, cfg->mailbox, strlen(cfg->mailbox)) != 0 || a.has_id ||

@@ -133,18 +133,12 @@ struct relmd_app {
 	struct relm_event *bad_queue;   /* store.corrupt_row records not in the log yet */
 	char (*bad_reason)[RELM_EVENT_REASON_MAX + 1];
 	size_t nqueue, capqueue;
+	/* app.c's, called by app_store.c when the disk takes writes again
+	 * (a pointer: app_store.c depends on nothing of app.c) */
+	void (*resume)(struct relmd_app *app);
 };
 
-/* ---- app.c ---- */
-/* Open the turn's batch before a write (idempotent): 0, RELM_EDISKFULL
- * while the disk is full, or the store's error. */
-int relmd__app_txn(struct relmd_app *app);
-/* The store stopped refusing writes: mailboxes that were read meanwhile
- * are read again from the stored cursors, posts whose acknowledgement was
- * not recorded are posted again, the timers run. */
-void relmd__app_resume(struct relmd_app *app);
-
-/* ---- app_store.c ---- */
+/* ---- app_store.c (app.c uses it; it uses nothing of app.c) ---- */
 /* Open the store (cfg->store_path) and the engine bound to it; the API
  * backend points at them.  0 or a negative code (logged). */
 int relmd__store_open(struct relmd_app *app);
@@ -160,7 +154,8 @@ int relmd__store_writable(const struct relmd_app *app);
  * rc, which stops relmd. */
 int relmd__store_failed(struct relmd_app *app, int rc, const char *what);
 /* store.corrupt_row records waiting for the log go into the open batch
- * (before the turn's commit).  0 or the store's error. */
+ * (the caller opened it; before the turn's commit).  0 or the store's
+ * error. */
 int relmd__store_report_rows(struct relmd_app *app);
 /* daemon.status */
 void relmd__store_status(void *ctx, struct relmd_store_status *out);

@@ -118,7 +118,7 @@ int relmd__store_report_rows(struct relmd_app *app)
 
 	if (!app->nqueue || app->store_state != APP_STORE_OK)
 		return 0;
-	if ((rc = relmd__app_txn(app)) != 0 || (rc = relm_store_begin(app->st)) != 0)
+	if ((rc = relm_store_begin(app->st)) != 0)
 		return rc;
 	for (size_t i = 0; i < app->nqueue && rc == 0; i++)
 		rc = relm_store_event_append(app->st, &app->bad_queue[i], relm__now(&app->env), NULL);
@@ -263,7 +263,7 @@ static void on_retry(uv_timer_t *t)
 	app->retry_at = 0;
 	log_info("the store takes writes again: back to normal (reading the mailboxes from the "
 		 "stored cursors, posting what is not recorded as posted)");
-	relmd__app_resume(app);
+	app->resume(app);
 }
 
 static void retry_closed(uv_handle_t *h)
