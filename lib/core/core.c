@@ -217,12 +217,6 @@ static int local_ipk_cb(void *ctx, const struct relm_store_proton *p)
 	return sodium_memcmp(p->ipk, ctx, RELM_SIGN_PK_LEN) == 0;
 }
 
-/* rel_list callback: stop (1) at a relationship with the remote IPK ctx. */
-static int same_remote_cb(void *ctx, const struct relm_store_rel *r)
-{
-	return sodium_memcmp(r->remote_ipk, ctx, RELM_SIGN_PK_LEN) == 0;
-}
-
 int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const char *text, size_t len, const char *label,
                             uint8_t rel_out[RELM_ID_LEN])
@@ -232,7 +226,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	struct relm_invite inv;
 	struct relm_effects fx;
 	struct relm_rel *rel = NULL;
-	uint8_t *blob = NULL;
+	uint8_t *blob = NULL, rel_out_probe[RELM_ID_LEN];
 	size_t blen = 0;
 	int rc;
 
@@ -259,9 +253,9 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		rc = rc == 1 ? RELM_ESAMEDAEMON : rc;
 		goto out;
 	}
-	rc = relm_store_rel_list(c->st, proton, NULL, 0, same_remote_cb, inv.ipk);
-	if (rc != 0) {
-		rc = rc == 1 ? RELM_EEXIST : rc;
+	rc = relm_store_rel_by_remote(c->st, proton, inv.ipk, rel_out_probe);
+	if (rc != RELM_ENOTFOUND) {
+		rc = rc == 0 ? RELM_EEXIST : rc;
 		goto out;
 	}
 	if ((rc = relm_rel_accept(&rel, c->env, c->mode, p.isk, &inv, c->mailbox_host, &fx)) != 0)
@@ -305,7 +299,7 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	struct relm_envelope e;
 	struct relm_effects fx;
 	struct relm_rel *rel = NULL;
-	uint8_t rel_id[RELM_ID_LEN], *blob = NULL;
+	uint8_t rel_id[RELM_ID_LEN], other[RELM_ID_LEN], *blob = NULL;
 	size_t blen = 0;
 	int rc;
 
@@ -346,9 +340,9 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	 * checks it in relm_core_invite_accept): another accepter's hello with
 	 * the identity key of a proton this one is already related to — its
 	 * second device, or a client that does not check — makes none. */
-	rc = relm_store_rel_list(c->st, proton, NULL, 0, same_remote_cb, e.ext.ipk);
-	if (rc != 0) {
-		rc = rc == 1 ? RELM_EEXIST : rc;
+	rc = relm_store_rel_by_remote(c->st, proton, e.ext.ipk, other);
+	if (rc != RELM_ENOTFOUND) {
+		rc = rc == 0 ? RELM_EEXIST : rc;
 		goto out;
 	}
 	/* the invite's one-time prekey, or 0 exactly when it has none */

@@ -20,6 +20,7 @@ RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_add
 RELM__SQL(REL_GET_SECRET, "SELECT mailbox_sk FROM relationships WHERE id=?1");
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
+RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2 LIMIT 1");
 RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2 ORDER BY proton,id LIMIT ?3");
 RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships");
 RELM__SQL(REL_DUE, "SELECT id,deadline FROM relationships WHERE deadline>0 AND deadline<=?1 ORDER BY deadline LIMIT ?2");
@@ -185,6 +186,20 @@ int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RE
 
 	CHECK_USABLE(st);
 	Q_OPEN(&q, st, REL_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0)
+		memcpy(rel, id, RELM_ID_LEN);
+	return q_end(&q, rc);
+}
+
+int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t remote_ipk[RELM_SIGN_PK_LEN], uint8_t rel[RELM_ID_LEN])
+{
+	uint8_t id[RELM_ID_LEN];
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, REL_BY_REMOTE, A_ID(proton), A_BLOB(remote_ipk, RELM_SIGN_PK_LEN));
 	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0)
 		memcpy(rel, id, RELM_ID_LEN);
 	return q_end(&q, rc);

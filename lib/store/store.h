@@ -381,6 +381,10 @@ int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 /* Which relationship owns our mailbox `mailbox_id`.  RELM_ENOTFOUND. */
 int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
                               uint8_t rel[RELM_ID_LEN]);
+/* A relationship of proton with the remote identity key remote_ipk (one
+ * index probe: relationships_by_remote).  RELM_ENOTFOUND. */
+int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t remote_ipk[RELM_SIGN_PK_LEN], uint8_t rel[RELM_ID_LEN]);
 /* Relationships of a proton in id order, starting after `after` (NULL =
  * from the start), at most `limit` rows (0 = no limit), without secrets or
  * state.  A nonzero return from cb stops the walk and is returned. */

@@ -110,7 +110,7 @@ struct relm__stage {
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
-	                 X(REL_BY_MBOX) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
+	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_GET) X(MSG_GET_BODY)           \
 	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
