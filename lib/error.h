@@ -45,7 +45,10 @@
 	X(ESAMEDAEMON, -1041, "same_daemon",    "the invite is from a proton of this same daemon") \
 	X(EPENDING_EXPIRED, -1042, "pending_expired", "kept pending until it expired: the node it builds on never came") \
 	X(EPENDING_FULL, -1043, "pending_full",  "dropped from the pending set, which was full") \
-	X(EFULL,        -1031, "full",               "queue or disk full")
+	X(EFULL,        -1031, "full",               "queue or disk full")                   \
+	X(ENOTSTORE,    -1050, "not_a_store",        "not a relm store (an empty file, or another program's)") \
+	X(EDISKFULL,    -1051, "disk_full",          "the store's disk is full: nothing was stored") \
+	X(EBADROW,      -1052, "corrupt_row",        "a stored row fails its check (reported; left out)")
 
 enum relm_error {
 	RELM_OK = 0,

@@ -52,7 +52,8 @@ enum relm_limits {
 	RELM_RECEIPT_DELAY_MAX_MS = 2000,  /* and timing does not reveal how many there are */
 	RELM_RETX_BASE_MS   = 10000,       /* first retransmission after 10 s without a receipt */
 	RELM_RETX_CAP_MS    = 3600000,     /* backoff doubles up to one hour */
-	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about 16 hours) */
+	RELM_RETX_MAX_TRIES = 24,          /* then `failed` with a reason (about 16 hours of backoff) */
+	RELM_RETX_MAX_AGE_MS = 86400000,   /* and never tried 24 h after it was first sent, by any device (a sibling's takeover included) */
 	RELM_PENDING_TTL_MS = 1800000,     /* pending envelopes reported undecryptable after 30 min */
 	RELM_SKIPPED_TTL_MS = 604800000,   /* skipped message keys expire after 7 days */
 	RELM_USED_KEY_TTL_MS = 600000,     /* a used key decrypts a sibling's collision for 10 min, then goes (FS) */

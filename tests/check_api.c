@@ -710,6 +710,7 @@ static const struct {
 	{ "identity.rotated", "proton ipk", "" },
 	{ "identity.conflict", "relationship ipk", "" },
 	{ "clone.suspected", "proton relationship node", "" },
+	{ "store.corrupt_row", "table reason", "row relationship message proton device" },
 };
 enum { NSHAPES = sizeof documented / sizeof documented[0], EVLINES = 64 };
 
@@ -822,6 +823,9 @@ static void full_event(struct relm_event *ev, int type, const uint8_t rel[16])
 	memset(ev->ipk, 0x49, 32);
 	ev->epoch = 2;
 	ev->pruned = 1;
+	ev->reason = "kind is not UTF-8";
+	ev->table = "messages";
+	ev->row = 12;
 }
 
 /* Live lines of the served events, a junk envelope's report among them;

@@ -2,6 +2,7 @@
  * check_core.c — the engine bound to the store (lib/core/core.h): whole daemons
  * in one process over an in-memory mailbox network (tests/util_world.c).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <check.h>
@@ -346,6 +347,158 @@ START_TEST(test_two_protons_of_one_daemon_refused)
 }
 END_TEST
 
+/* ---- invites: expiry, one relationship per pair ------------------------------ */
+
+struct mb_seen {
+	uint8_t id[8][32];
+	int n;
+};
+
+static int mb_seen_cb(void *ctx, const uint8_t id[32])
+{
+	struct mb_seen *m = ctx;
+	if (m->n < 8)
+		memcpy(m->id[m->n], id, 32);
+	m->n++;
+	return 0;
+}
+
+/* Does the file hold these bytes anywhere (the store closed: no WAL)? */
+static int file_holds(const char *path, const uint8_t *b, size_t n)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+	long len;
+	int found = 0;
+
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)len);
+	ck_assert_int_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	for (long i = 0; i + (long)n <= len && !found; i++)
+		found = memcmp(buf + i, b, n) == 0;
+	free(buf);
+	return found;
+}
+
+/* An invite that expired is deleted with its secrets — the signed prekey,
+ * the one-time prekey, the mailbox key — and its mailbox is named so the
+ * daemon stops reading it.  Nothing else goes. */
+START_TEST(test_expired_invites_deleted)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	uint8_t mb_old[32], mb_new[32], proton[16];
+	uint32_t spk_id;
+	struct relm_store_invite si;
+	struct mb_seen seen = { 0 };
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 60, inv, sizeof inv, mb_old), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 3600, inv, sizeof inv, mb_new), 0);
+	ck_assert_int_eq(relm_store_invite_by_mailbox(A.st, mb_old, proton, &spk_id), 0);
+	ck_assert_int_eq(relm_store_invite_get(A.st, pa, spk_id, &si), 0);
+	ck_assert_uint_ne(si.opk_id, 0);
+	ck_assert_int_eq(relm_core_invites_expire(A.core, mb_seen_cb, &seen), 0);   /* none yet */
+	ck_assert_int_eq(seen.n, 0);
+	clock_ms += 60 * 1000;                         /* expires <= now: it stops working now */
+	ck_assert_int_eq(relm_core_invites_expire(A.core, mb_seen_cb, &seen), 1);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert(memcmp(seen.id[0], mb_old, 32) == 0);
+	ck_assert_int_eq(relm_store_invite_by_mailbox(A.st, mb_old, proton, &spk_id), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_invite_by_mailbox(A.st, mb_new, proton, &spk_id), 0);
+	/* the secrets are gone from the file (secure_delete zeroes freed cells) */
+	tu_daemon_close(&A);
+	ck_assert(!file_holds(A.path, si.spk_priv, 32));
+	ck_assert(!file_holds(A.path, si.opk_priv, 32));
+	ck_assert(!file_holds(A.path, si.mailbox_sk, 64));
+	relm_store_invite_clear(&si);
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 31, "127.0.0.1:7427"), 0);
+}
+END_TEST
+
+/* Copy d's store to a new daemon (a second device of d's protons, as far
+ * as keys go). */
+static void clone_daemon(struct tu_daemon *to, struct tu_daemon *from, const char *name,
+                         uint64_t stream, const char *host)
+{
+	char cmd[800], host_from[64];
+	snprintf(host_from, sizeof host_from, "%s", from->host);
+	tu_daemon_close(from);
+	tu_daemon_mkdir(to, name);
+	snprintf(cmd, sizeof cmd, "cp -a '%s/state' '%s/state'", from->dir, to->dir);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(tu_daemon_open(from, &clock_ms, from->stream + 100, host_from), 0);
+	ck_assert_int_eq(tu_daemon_open(to, &clock_ms, stream, host), 0);
+}
+
+/* One relationship per pair of protons, on the inviter's side too: a
+ * second accepter with the identity key of a proton already related —
+ * here a copy of bob's store, which does not know bob accepted — gets no
+ * second relationship from a multi-use invite; its hello is refused as
+ * `exists`. */
+START_TEST(test_inviter_one_relationship_per_pair)
+{
+	struct tu_daemon B2;
+	uint8_t r1[16], r2[16];
+	char inv[RELM_INVITE_TEXT_MAX], last[256];
+	struct tu_daemon *ds[3] = { &A, &B, &B2 };
+
+	clone_daemon(&B2, &B, "bob2", 4, "127.0.0.4:7427");
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), NULL, r1), 0);
+	tu_settle(ds, 3, &net, 5, 3000);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	ck_assert_int_eq(relm_core_invite_accept(B2.core, pb, inv, strlen(inv), NULL, r2), 0);
+	ck_assert(memcmp(r1, r2, 16) != 0);
+	tu_settle(ds, 3, &net, 5, 3000);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	ck_assert_int_ge(count_events(&A, "envelope.undecryptable", last), 1);
+	ck_assert_str_eq(last, "exists");
+	tu_daemon_close(&B2);
+	tu_daemon_rmdir(&B2);
+}
+END_TEST
+
+/* An invite's expiry is judged at the envelope's arrival when that is
+ * known: a hello that reached the mailbox in time, read after the
+ * expiry, makes the relationship; one whose arrival is not known is
+ * judged now and refused. */
+START_TEST(test_expiry_at_arrival)
+{
+	struct tu_daemon C;
+	uint8_t pc[16], ipk[32], rb[16], rc_[16];
+	char inv[RELM_INVITE_TEXT_MAX], last[256];
+	uint64_t in_time;
+	size_t first;
+
+	tu_daemon_mkdir(&C, "carol");
+	ck_assert_int_eq(tu_daemon_open(&C, &clock_ms, 3, "127.0.0.3:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(C.core, "carol", pc, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 10, inv, sizeof inv, NULL), 0);
+	first = net.n;
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), NULL, rb), 0);
+	ck_assert_int_eq(relm_core_invite_accept(C.core, pc, inv, strlen(inv), NULL, rc_), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_pump(&C, &net), 0);
+	ck_assert_uint_eq(net.n, first + 2);           /* the two hellos, in the mailbox in time */
+	in_time = clock_ms;
+	clock_ms += 60 * 1000;                         /* A reads them after the invite expired */
+	ck_assert_int_eq(relm_core_envelope(A.core, net.v[first].mailbox, net.v[first].seq,
+	                                    net.v[first].buf, net.v[first].len), 0);
+	ck_assert_int_eq(count_rels(&A, pa), 0);
+	ck_assert_int_ge(count_events(&A, "envelope.undecryptable", last), 1);
+	ck_assert_str_eq(last, "expired");
+	ck_assert_int_eq(relm_core_envelope_at(A.core, net.v[first + 1].mailbox, net.v[first + 1].seq,
+	                                       net.v[first + 1].buf, net.v[first + 1].len, in_time), 0);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	/* an arrival time after now counts as now: no later expiry is bought */
+	tu_daemon_close(&C);
+	tu_daemon_rmdir(&C);
+}
+END_TEST
+
 /* ---- acknowledgements waiting for the receipt timer: rows (schema v4) ---- */
 
 struct acks_got {
@@ -563,6 +716,9 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_retransmit_from_the_store);
 	tcase_add_test(tc, test_refused_post_fails_the_message);
 	tcase_add_test(tc, test_two_protons_of_one_daemon_refused);
+	tcase_add_test(tc, test_expired_invites_deleted);
+	tcase_add_test(tc, test_inviter_one_relationship_per_pair);
+	tcase_add_test(tc, test_expiry_at_arrival);
 	tcase_add_test(tc, test_acks_are_rows);
 	tcase_add_test(tc, test_acks_move_out_of_a_v3_blob);
 	suite_add_tcase(s, tc);

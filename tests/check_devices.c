@@ -305,6 +305,45 @@ START_TEST(test_sibling_takes_over_a_silent_senders_message)
 }
 END_TEST
 
+/* A message no receipt ever covers ends `failed` on every device, and is
+ * then sent by nobody.  Before, a sibling that was off-line while the
+ * sender made its 24 tries took over afterwards with a count of its own —
+ * a second round of tries — and the sender, its record gone, adopted the
+ * sibling's retries and took over in turn: the message went round for
+ * ever.  Now a copy of each try counts at the sibling too, and the
+ * message's age (its timestamp, the same on every device) bounds every
+ * device's tries (RELM_RETX_MAX_AGE_MS, proto/ratchet.md §6.4). */
+START_TEST(test_retransmission_ends_across_siblings)
+{
+	uint8_t id[RELM_ID_LEN];
+	uint64_t sent = clock_ms, last_post = 0;
+
+	tu_send(&a1, "nobody receipts this", id);
+	for (int m = 0; m < 4 * 1440; m++) {           /* four days, a minute at a time */
+		for (int i = 0; i < 2; i++) {
+			while (A[i]->nout) {             /* every envelope lost: no receipt */
+				struct tu_blob e = tu_take(A[i], 0);
+				tu_blob_free(&e);
+				last_post = clock_ms;
+			}
+			if (A[i]->ncopy)
+				tu_copies_to(A[i], A, 2);
+		}
+		clock_ms += 60 * 1000;
+		tu_tick(&a1);
+		if (m >= 20 * 60)                      /* a2 is off-line the first 20 hours */
+			tu_tick(&a2);
+	}
+	ck_assert_int_lt(outgoing_index(a1.rel, id), 0);
+	ck_assert_int_lt(outgoing_index(a2.rel, id), 0);
+	ck_assert_uint_eq(a1.failed, 1);
+	ck_assert_uint_le(a2.failed, 1);
+	ck_assert_msg(last_post <= sent + RELM_RETX_MAX_AGE_MS + 60 * 1000,
+		      "sent again %llu min after the first send",
+		      (unsigned long long)((last_post - sent) / 60000));
+}
+END_TEST
+
 /* ---- pending copies and repair ------------------------------------------------------ */
 
 /* A copy whose parent a2 does not hold waits; after the repair time a2 asks
@@ -534,6 +573,7 @@ static Suite *devices_suite(void)
 	tc = tcase_create("retransmission");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_sibling_takes_over_a_silent_senders_message);
+	tcase_add_test(tc, test_retransmission_ends_across_siblings);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("repair");

@@ -266,7 +266,7 @@ static void expect_bad(const char *method, const char *params, const char *field
 START_TEST(table_complete)
 {
 	static const char *design[] = {
-		"daemon.status", "proton.create", "proton.list", "proton.set_strategy",
+		"daemon.status", "store.check", "proton.create", "proton.list", "proton.set_strategy",
 		"invite.create", "invite.accept", "relationship.list", "relationship.show",
 		"message.send", "message.list", "subscribe", "device.list", "device.pair.begin",
 		"device.pair.join", "device.revoke", "identity.rotate",

@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "wire/mailbox_proto.h"
 #include "relmd/sdnotify.h"
 #include "util_daemon.h"
@@ -323,6 +325,51 @@ START_TEST(state_folder_locked)
 }
 END_TEST
 
+/* issue 13 item 5: relmd creates a store only where no file exists.  A
+ * store truncated to 0 bytes, or a database of another program at the
+ * store's path, is not taken for a fresh start: relmd exits 1 with a
+ * message that names the file and says how to start afresh, and leaves
+ * the file as it was.  Moved away, a new store is made. */
+START_TEST(empty_store_refused)
+{
+	char dir[TD_PATH_MAX - 32], prog[256], sock[TD_PATH_MAX], state[TD_PATH_MAX], db[TD_PATH_MAX + 16];
+	char out[4096], err[4096];
+	struct stat st;
+	int fd, rc;
+
+	relmd_paths(prog, dir, sock, "r.sock", state);
+	ck_assert_int_eq(mkdir(state, 0700), 0);
+	snprintf(db, sizeof db, "%s/relm.db", state);
+	for (int round = 0; round < 2; round++) {
+		fd = open(db, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		if (round == 1) {    /* another program's database */
+			sqlite3 *h;
+			ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+			ck_assert_int_eq(sqlite3_exec(h, "CREATE TABLE notes(t)", NULL, NULL, NULL), SQLITE_OK);
+			sqlite3_close(h);
+		}
+		size_t size0 = stat(db, &st) == 0 ? (size_t)st.st_size : 0;
+		char *argv[] = { prog, "--state", state, "--socket", sock, "--mailbox", "127.0.0.1:9", NULL };
+		rc = td_run(argv, out, sizeof out, err, sizeof err, TD_START_MS);
+		ck_assert_msg(rc == 1, "relmd on a %s store: exit %d (-1: still running), stderr: %s",
+			      round ? "foreign" : "0-byte", rc, err);
+		ck_assert_msg(strstr(err, db) != NULL, "the message does not name the file: %s", err);
+		ck_assert_msg(strstr(err, "move it away") != NULL, "no way to start afresh: %s", err);
+		ck_assert_int_eq(stat(db, &st), 0);
+		ck_assert_uint_eq((size_t)st.st_size, size0);     /* untouched */
+		ck_assert_int_ne(stat(sock, &st), 0);             /* it never served */
+	}
+	ck_assert_int_eq(unlink(db), 0);
+	struct td_relmd d;
+	ck_assert_int_eq(td_relmd_start(&d, dir, "fresh", 9), 0);
+	cJSON *r = td_must(d.sock, "proton.list", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "protons")), 0);
+	cJSON_Delete(r);
+}
+END_TEST
+
 static void base_setup(void) { td_base_new("programs"); }
 static void base_teardown(void) { td_base_free(); }
 static void teardown(void) { td_kill_all(); }
@@ -338,6 +385,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, socket_activation);
 	tcase_add_test(tc, sd_notify_abstract);
 	tcase_add_test(tc, state_folder_locked);
+	tcase_add_test(tc, empty_store_refused);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("relm_mailbox");
 	tcase_set_timeout(tc, 30);

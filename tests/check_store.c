@@ -143,8 +143,8 @@ START_TEST(test_invites_replay)
 	st = ts_open_ok(ts_dbpath, 0, NULL);
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 7), RELM_EREPLAY);
-	ck_assert_int_eq(relm_store_invite_expire(st, 9999), 0);
-	ck_assert_int_eq(relm_store_invite_expire(st, 10001), 1);
+	ck_assert_int_eq(relm_store_invite_expire(st, 9999, NULL, NULL), 0);
+	ck_assert_int_eq(relm_store_invite_expire(st, 10001, NULL, NULL), 1);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(relm_store_invite_get(st, p.id, 77, &got), RELM_ENOTFOUND);
 	relm_store_close(st);
@@ -476,12 +476,15 @@ static void full_record(struct relm_event *ev, int type)
 	ev->status = RELM_STATUS_FAILED;
 	ev->code = RELM_EPENDING_EXPIRED;
 	ev->reason = "a \"quoted\"\nreason";
+	ev->table = "messages";
+	ev->row = 1ull << 33;
 }
 
 struct ev_got {
 	int n;
 	struct relm_event ev[RELM_EV_COUNT];
 	char reason[RELM_EV_COUNT][RELM_EVENT_REASON_MAX + 1];
+	char table[RELM_EV_COUNT][RELM_EVENT_TABLE_MAX + 1];
 };
 
 static int got_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
@@ -492,6 +495,8 @@ static int got_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *
 	ck_assert_int_lt(g->n, RELM_EV_COUNT);
 	g->ev[g->n] = *ev;
 	snprintf(g->reason[g->n], sizeof g->reason[0], "%s", ev->reason ? ev->reason : "");
+	snprintf(g->table[g->n], sizeof g->table[0], "%s", ev->table ? ev->table : "");
+	g->ev[g->n].table = g->table[g->n];
 	g->n++;
 	return 0;
 }
@@ -506,10 +511,12 @@ static void same_record(const struct relm_event *a, const struct relm_event *b, 
 	FIELD(RELM_EVF_PROTON, proton) FIELD(RELM_EVF_DEVICE, device) FIELD(RELM_EVF_ENVELOPE, envelope)
 	FIELD(RELM_EVF_IPK, ipk) FIELD(RELM_EVF_MAILBOX, mailbox) FIELD(RELM_EVF_MBOX_SEQ, mailbox_seq)
 	FIELD(RELM_EVF_EPOCH, epoch) FIELD(RELM_EVF_PRUNED, pruned) FIELD(RELM_EVF_STATUS, status)
-	FIELD(RELM_EVF_CODE, code)
+	FIELD(RELM_EVF_CODE, code) FIELD(RELM_EVF_ROW, row)
 #undef FIELD
 	if (a->has & RELM_EVF_REASON)
 		ck_assert_str_eq(reason, b->reason);
+	if (a->has & RELM_EVF_TABLE)
+		ck_assert_str_eq(a->table, b->table);
 }
 
 /* Every type round trips with every field it may carry; a record of a
@@ -553,7 +560,7 @@ START_TEST(test_event_records)
 	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
 	for (int t = RELM_EV_NONE + 1; t < RELM_EV_COUNT; t++) {
 		relm_event_fields(t, &need, &may);
-		for (unsigned bit = 1; bit <= RELM_EVF_CODE; bit <<= 1) {
+		for (unsigned bit = 1; bit <= RELM_EVF_ROW; bit <<= 1) {
 			full_record(&ev, t);
 			if (need & bit)
 				ev.has &= ~bit;                 /* a field it must carry, missing */
@@ -580,6 +587,13 @@ START_TEST(test_event_records)
 	full_record(&ev, RELM_EV_ENVELOPE_UNDECRYPTABLE);
 	ev.code = 0;
 	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	/* a table is one of the store's names, [a-z_] */
+	full_record(&ev, RELM_EV_STORE_CORRUPT_ROW);
+	for (int k = 0; k < 4; k++) {
+		static const char *const bad[] = { "", "Messages", "messages; DROP", NULL };
+		ev.table = bad[k];
+		ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	}
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), RELM_EV_COUNT);
 

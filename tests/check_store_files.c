@@ -6,6 +6,7 @@
  * and migrations are in check_store_migrate.c.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,17 +249,145 @@ START_TEST(test_corrupt_pages)
 	after = ts_read_file(copy, &n2);
 	ck_assert_uint_eq(n2, 120);
 	free(after);
-	/* Someone else's SQLite database (user_version 0 with tables). */
+	free(orig);
+}
+END_TEST
+
+/* Make `path` (mode 0600) an SQLite database by running sql in it. */
+static void foreign_db(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	unlink(path);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+}
+
+/* The file, byte for byte, and no -wal / -shm made beside it. */
+static void assert_untouched(const char *path, const uint8_t *before, size_t n)
+{
+	char side[600];
+	size_t n2;
+	uint8_t *after = ts_read_file(path, &n2);
+	ck_assert_uint_eq(n2, n);
+	ck_assert(n == 0 || memcmp(after, before, n) == 0);
+	free(after);
+	snprintf(side, sizeof side, "%s-wal", path);
+	ck_assert(!ts_file_exists(side));
+	snprintf(side, sizeof side, "%s-shm", path);
+	ck_assert(!ts_file_exists(side));
+}
+
+/* issue 13 item 5: a store is created only where no file exists.  An
+ * existing file that is empty, or an SQLite database that is not relm's,
+ * is refused with RELM_ENOTSTORE and a sentence that names the file and
+ * says how to start afresh — and is left byte for byte as it was. */
+START_TEST(test_empty_or_foreign_refused)
+{
+	static const char *const foreign[] = {
+		"CREATE TABLE t(x)",                                           /* user_version 0 */
+		"CREATE TABLE t(x); PRAGMA user_version=3",                    /* a version, not our tables */
+		"CREATE TABLE meta(k); CREATE TABLE protons(x); CREATE TABLE relationships(x);"
+		" CREATE TABLE messages(x); PRAGMA user_version=6; PRAGMA application_id=42", /* another program's id */
+		"PRAGMA user_version=0",                                       /* an empty SQLite database */
+	};
+	char err[512], path[600];
+	size_t n;
+	uint8_t *b;
+	struct stat sb;
+
+	snprintf(path, sizeof path, "%s/state/relm.db", ts_tmpdir);
+	ck_assert_int_eq(mkdir(ts_tmpdir, 0700) == 0 || errno == EEXIST, 1);
+	ck_assert_int_eq(mkdir(strcat(strcpy(err, ts_tmpdir), "/state"), 0700) == 0 || errno == EEXIST, 1);
+	/* truncated to 0 bytes: every identity would be gone without a word */
+	ts_write_file(path, (const uint8_t *)"", 0);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	ck_assert_int_eq(ts_open_err(path, err, sizeof err), RELM_ENOTSTORE);
+	ck_assert_msg(strstr(err, path) && strstr(err, "empty") && strstr(err, "move it away"), "%s", err);
+	assert_untouched(path, NULL, 0);
+	for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+		foreign_db(path, foreign[i]);
+		b = ts_read_file(path, &n);
+		ck_assert_msg(ts_open_err(path, err, sizeof err) == RELM_ENOTSTORE, "%s", foreign[i]);
+		ck_assert_msg(strstr(err, path) && strstr(err, "move it away"), "%s", err);
+		assert_untouched(path, b, n);
+		free(b);
+	}
+	/* moved away: a store is made, with relm's application_id */
+	unlink(path);
+	{
+		struct relm_store *st = ts_open_ok(path, 0, NULL);
+		ck_assert_int_eq(ts_exec_int(st, "PRAGMA application_id"), RELM_STORE_APPLICATION_ID);
+		relm_store_close(st);
+	}
+	/* a store made before application_id existed (0) still opens */
 	{
 		sqlite3 *db;
-		unlink(copy);
-		ck_assert_int_eq(sqlite3_open(copy, &db), SQLITE_OK);
-		ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_exec(db, "PRAGMA application_id=0", NULL, NULL, NULL), SQLITE_OK);
 		sqlite3_close(db);
-		chmod(copy, 0600);
-		ck_assert_int_eq(ts_open_err(copy, err, sizeof err), RELM_ECORRUPT);
+		relm_store_close(ts_open_ok(path, 0, NULL));
 	}
-	free(orig);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
+}
+END_TEST
+
+/* A store is made whole beside its name and linked in place: an open that
+ * fails at any write while making it (a full disk, a dying one — and so a
+ * crash at that instant) leaves no file at the store's name, never an
+ * empty one that the next start would have to refuse; the next open makes
+ * the store.  A `.new` left by a crash is removed first. */
+START_TEST(test_create_is_atomic)
+{
+	char path[600], tmp[620], err[512];
+	long total, nth, creations_failed = 0, creations_failed_late = 0;
+	struct relm_store *st = NULL;
+	struct relm_store_opts o = { .vfs = TU_FAULTVFS_NAME, .errbuf = err, .errlen = sizeof err };
+
+	ck_assert_int_eq(tu_faultvfs_register(), SQLITE_OK);
+	snprintf(path, sizeof path, "%s/state/relm.db", ts_tmpdir);
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	tu_faultvfs_fail_after(0, 0);
+	relm_store_close(ts_open_ok(path, 0, TU_FAULTVFS_NAME));
+	total = tu_faultvfs_ops();
+	ck_assert_int_gt(total, 5);
+	unlink(path);
+	for (nth = 1; nth <= total; nth++) {
+		tu_faultvfs_fail_after((int)nth, nth % 2 ? SQLITE_FULL : SQLITE_IOERR);
+		int r = relm_store_open(&st, path, &o);
+		long failed = tu_faultvfs_failures();
+		tu_faultvfs_fail_after(0, 0);
+		relm_store_close(st);
+		st = NULL;
+		ck_assert_msg(r == 0 || failed > 0, "nth %ld: %s without a fault", nth, relm_strerror(r));
+		ck_assert_msg(r == 0 || r == RELM_EDISKFULL || r == RELM_ESTORE, "nth %ld: %s", nth,
+		              relm_strerror(r));
+		ck_assert(!ts_file_exists(tmp));
+		if (ts_file_exists(path)) {
+			/* in place before the fault (a write of the open after
+			 * the link): then it is a whole store */
+			st = ts_open_ok(path, RELM_STORE_F_INTEGRITY, NULL);
+			ck_assert_int_eq(ts_exec_int(st, "PRAGMA user_version"), RELM_STORE_SCHEMA_VERSION);
+			relm_store_close(st);
+			st = NULL;
+			creations_failed_late++;
+			unlink(path);
+		} else {
+			ck_assert_msg(r != 0, "nth %ld: opened, and no file", nth);
+			creations_failed += 1;
+		}
+	}
+	/* both kinds were met: faults while the store was being made, and after */
+	ck_assert_int_gt(creations_failed, 5);
+	ck_assert_int_gt(creations_failed_late, 0);
+	/* a crash's leftover under the temporary name is not in the way */
+	ts_write_file(tmp, (const uint8_t *)"half", 4);
+	st = ts_open_ok(path, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(ts_exec_int(st, "PRAGMA user_version"), RELM_STORE_SCHEMA_VERSION);
+	relm_store_close(st);
+	ck_assert(!ts_file_exists(tmp));
 }
 END_TEST
 
@@ -380,6 +509,8 @@ int main(void)
 		{ "corruption", test_corrupt_pages, 30 },
 		{ "corruption", test_check_skipped_only_after_clean_close, 30 },
 		{ "corruption", test_newer_version, 10 },
+		{ "not_a_store", test_empty_or_foreign_refused, 10 },
+		{ "not_a_store", test_create_is_atomic, 30 },
 		{ "lazy", test_lazy_100k, 120 },
 	};
 	return ts_run("store_files", tests, sizeof tests / sizeof tests[0]);

@@ -56,6 +56,7 @@ struct fx_events {
 	struct relm_event ev[8];
 	uint64_t ts[8];
 	char reason3[64];
+	char table7[32];
 };
 
 static int fx_event_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
@@ -65,6 +66,8 @@ static int fx_event_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_ev
 	ck_assert_int_lt(fe->n, 8);
 	if (fe->n == 3)
 		snprintf(fe->reason3, sizeof fe->reason3, "%s", ev->reason ? ev->reason : "");
+	if (fe->n == 7)
+		snprintf(fe->table7, sizeof fe->table7, "%s", ev->table ? ev->table : "");
 	fe->ts[fe->n] = ts;
 	fe->ev[fe->n++] = *ev;
 	return 0;
@@ -103,13 +106,13 @@ static void check_fixture(int version)
 	relm_store_invite_clear(&inv);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM messages"), 2);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox WHERE state='queued'"), 1);
-	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), version >= 6 ? 7 : 2);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), version >= 7 ? 8 : version >= 6 ? 7 : 2);
 	{
 		/* the two events every fixture has, typed (JSON text up to v5) */
 		struct fx_events fe;
 		memset(&fe, 0, sizeof fe);
 		ck_assert_int_eq(relm_store_event_list(st, 0, 0, fx_event_cb, &fe), 0);
-		ck_assert_int_eq(fe.n, version >= 6 ? 7 : 2);
+		ck_assert_int_eq(fe.n, version >= 7 ? 8 : version >= 6 ? 7 : 2);
 		ck_assert_int_eq(fe.ev[0].type, RELM_EV_RELATIONSHIP_CREATED);
 		ck_assert_uint_eq(fe.ev[0].has, RELM_EVF_REL);
 		ck_assert_int_eq(memcmp(fe.ev[0].rel, rid, 16), 0);
@@ -124,6 +127,12 @@ static void check_fixture(int version)
 			ck_assert_uint_eq(fe.ev[4].mailbox_seq, 13);
 			ck_assert_int_eq(fe.ev[5].node[0], 0x56);
 			ck_assert_uint_eq(fe.ev[6].pruned, 1);
+		}
+		if (version >= 7) {
+			ck_assert_int_eq(fe.ev[7].type, RELM_EV_STORE_CORRUPT_ROW);
+			ck_assert_str_eq(fe.table7, "messages");
+			ck_assert_uint_eq(fe.ev[7].row, 2);
+			ck_assert(fe.ev[7].has & RELM_EVF_MSG);
 		}
 	}
 	ck_assert_int_eq(ts_exec_int(st, "SELECT cursor FROM cursors"), 12);
@@ -193,6 +202,12 @@ END_TEST
 START_TEST(test_fixture_v6)
 {
 	check_fixture(6);
+}
+END_TEST
+
+START_TEST(test_fixture_v7)
+{
+	check_fixture(7);
 }
 END_TEST
 
@@ -689,6 +704,7 @@ int main(void)
 		{ "fixtures", test_fixture_v4, 10 },
 		{ "fixtures", test_fixture_v5, 10 },
 		{ "fixtures", test_fixture_v6, 10 },
+		{ "fixtures", test_fixture_v7, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

@@ -577,12 +577,12 @@ START_TEST(test_disk_full)
 	ck_assert_int_eq(relm_store_outbox_add(st, &o, NULL), 0);
 	ck_assert_int_eq(relm_store_cursor_set(st, mb, 9), 0);
 	tu_faultvfs_fail_after(1, SQLITE_FULL);
-	ck_assert_int_eq(relm_store_commit(st), RELM_EFULL);
+	ck_assert_int_eq(relm_store_commit(st), RELM_EDISKFULL);
 	ck_assert_int_ge(tu_faultvfs_failures(), 1);
 	/* Sticky: nothing more until reopened. */
-	ck_assert_int_eq(relm_store_error(st), RELM_EFULL);
-	ck_assert_int_eq(relm_store_begin(st), RELM_EFULL);
-	ck_assert_int_eq(relm_store_cursor_get(st, mb, &c), RELM_EFULL);
+	ck_assert_int_eq(relm_store_error(st), RELM_EDISKFULL);
+	ck_assert_int_eq(relm_store_begin(st), RELM_EDISKFULL);
+	ck_assert_int_eq(relm_store_cursor_get(st, mb, &c), RELM_EDISKFULL);
 	ck_assert_ptr_nonnull(strstr(relm_store_errmsg(st), "full"));
 	relm_store_close(st);
 	tu_faultvfs_fail_after(0, 0);
@@ -703,7 +703,7 @@ START_TEST(test_fault_every_write)
 						break;
 				}
 				if (r) {
-					ck_assert_msg(r == RELM_EFULL || r == RELM_ESTORE,
+					ck_assert_msg(r == RELM_EDISKFULL || r == RELM_ESTORE,
 					              "nth %ld: %s", nth, relm_strerror(r));
 					/* sticky: refuses cleanly */
 					ck_assert_int_eq(relm_store_error(st), r);
@@ -711,7 +711,7 @@ START_TEST(test_fault_every_write)
 				}
 				relm_store_close(st);
 			} else {
-				ck_assert_msg(r == RELM_EFULL || r == RELM_ESTORE, "open at nth %ld: %s", nth, relm_strerror(r));
+				ck_assert_msg(r == RELM_EDISKFULL || r == RELM_ESTORE, "open at nth %ld: %s", nth, relm_strerror(r));
 			}
 			points += tu_faultvfs_failures() > 0;
 			tu_faultvfs_fail_after(0, 0);
@@ -816,7 +816,7 @@ START_TEST(test_flush_fault)
 				continue;
 			}
 			points++;
-			ck_assert_msg(rc == RELM_EFULL || rc == RELM_ESTORE, "nth %ld: %s", nth, relm_strerror(rc));
+			ck_assert_msg(rc == RELM_EDISKFULL || rc == RELM_ESTORE, "nth %ld: %s", nth, relm_strerror(rc));
 			ck_assert_int_eq(relm_store_error(st), rc);
 			ck_assert_int_eq(relm_store_in_txn(st), 0);
 			ck_assert_int_eq(relm_store_begin(st), rc);

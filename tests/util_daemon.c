@@ -644,3 +644,51 @@ const char *td_str(const cJSON *obj, const char *name)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 	return cJSON_IsString(v) ? v->valuestring : "";
 }
+
+/* ---- two related daemons ---- */
+
+void td_copy_id(char out[33], const char *s)
+{
+	ck_assert_int_eq((int)strlen(s), 32);
+	memcpy(out, s, 33);
+}
+
+struct relate_wait {
+	const char *sock, *proton, *rel;
+};
+
+static int has_rel(void *arg)
+{
+	struct relate_wait *w = arg;
+	cJSON *r = td_callf(w->sock, "relationship.list", "{\"proton\":\"%s\"}", w->proton);
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships");
+	int ok = cJSON_GetArraySize(l) == 1 &&
+		 !strcmp(td_str(cJSON_GetArrayItem(l, 0), "relationship"), w->rel);
+	cJSON_Delete(r);
+	return ok;
+}
+
+void td_relate(const char *a_sock, const char *b_sock, char pa[33], char pb[33], char rel[33],
+               int timeout_ms)
+{
+	struct relate_wait w = { a_sock, pa, rel };
+	cJSON *r;
+	char *inv;
+
+	r = td_must(a_sock, "proton.create", "{\"label\":\"alice\"}");
+	td_copy_id(pa, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(b_sock, "proton.create", "{\"label\":\"bob\"}");
+	td_copy_id(pb, td_str(td_res(r), "proton"));
+	cJSON_Delete(r);
+	r = td_must(a_sock, "invite.create", "{\"proton\":\"%s\"}", pa);
+	inv = strdup(td_str(td_res(r), "invite"));
+	cJSON_Delete(r);
+	ck_assert_int_eq(strncmp(inv, "relm:", 5), 0);
+	r = td_must(b_sock, "invite.accept", "{\"proton\":\"%s\",\"invite\":\"%s\",\"label\":\"alice\"}",
+		    pb, inv);
+	free(inv);
+	td_copy_id(rel, td_str(td_res(r), "relationship"));
+	cJSON_Delete(r);
+	ck_assert_msg(td_wait(has_rel, &w, timeout_ms), "alice never saw bob's acceptance");
+}

@@ -134,6 +134,17 @@ int td_err_code(const cJSON *reply);
 /* obj[name] as a string, or "" */
 const char *td_str(const cJSON *obj, const char *name);
 
+/* ---- two related daemons ---- */
+
+/* s (32 lowercase hex characters, checked) into out. */
+void td_copy_id(char out[33], const char *s);
+/* A proton "alice" on a_sock and "bob" on b_sock; an invite of alice's,
+ * accepted by bob (relationship label "alice"); then wait (timeout_ms,
+ * failing the test) until alice has the relationship too — bob's first
+ * envelope arrived.  The ids into pa, pb, rel. */
+void td_relate(const char *a_sock, const char *b_sock, char pa[33], char pb[33], char rel[33],
+               int timeout_ms);
+
 /* ---- waiting ---- */
 
 /* Poll pred(arg) every 50 ms until it returns nonzero or timeout_ms pass.

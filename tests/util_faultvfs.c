@@ -10,9 +10,11 @@ struct fault_file {
 
 static sqlite3_vfs fault_vfs;
 static sqlite3_vfs *parent;
-static int fail_at;           /* 0: off */
-static int fail_err;
-static long ops, failures, reads;
+/* Atomic: a test arms and clears the fault while a daemon's thread writes
+ * (tests/check_diskfull.c). */
+static _Atomic int fail_at;   /* 0: off */
+static _Atomic int fail_err;
+static _Atomic long ops, failures, reads;
 
 static int inject(int ioerr_code)
 {

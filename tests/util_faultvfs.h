@@ -10,7 +10,8 @@
  * that died or filled up and stays so.  It also counts xRead calls, which
  * the lazy-loading test uses as a page-touch counter.
  *
- * Not thread-safe (the counters are plain globals): one test, one thread.
+ * The counters are atomic: one thread may arm or clear the fault while
+ * another's store writes (check_diskfull arms it under a running relmd).
  */
 #ifndef TU_FAULTVFS_H
 #define TU_FAULTVFS_H

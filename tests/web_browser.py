@@ -346,9 +346,17 @@ class WebTest(unittest.TestCase):
 
     def test_07_chain_tree(self):
         a = self.a
+
+        def show():
+            return result(self.alice_sock, 'relationship.show', {'relationship': self.rel})
+
+        # A receipt still on its way changes which node is chosen: compare
+        # once the relationship has nothing in flight.
+        wait_for('alice\'s relationship settled', lambda: show()['unacknowledged'] == 0 and
+                 show()['tree']['pending'] == 0)
         self.go(a, self.alice_base, f'#/p/{self.pa}/r/{self.rel}/tree')
         svg = self.visible(a, '#tree-figure svg.tree-svg')
-        tree = result(self.alice_sock, 'relationship.show', {'relationship': self.rel})['tree']
+        tree = show()['tree']
         nodes = a.find_elements(By.CSS_SELECTOR, '#tree-figure g.node')
         self.assertEqual(sorted(n.get_attribute('data-node') for n in nodes),
                          sorted(n['node'] for n in tree['nodes']))

@@ -282,12 +282,15 @@ void relmd_conn_flush(struct relmd_conn *c)
 		c->turn_ran = 0;
 		reschedule(c);
 	}
+	c->sub_turn = 0;
+	c->out_mark = c->out.len;          /* all of it committed (the commit came first) */
 	if (c->writing || c->out.len == 0)
 		return;
 	struct relmd_buf t = c->wbuf;
 	c->wbuf = c->out;
 	c->out = t;
 	c->out.len = 0;
+	c->out_mark = 0;
 	uv_buf_t b = uv_buf_init(c->wbuf.p, (unsigned)c->wbuf.len);
 	int r = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, on_write);
 	if (r < 0) {
@@ -299,12 +302,57 @@ void relmd_conn_flush(struct relmd_conn *c)
 	c->writing = 1;
 }
 
+void relmd_conn_retract_turn(struct relmd_conn *c, const char *message, const char *data_code)
+{
+	struct relmd_buf nb = { 0 };
+	size_t at;
+
+	conn_check(c);
+	if (c->state == RELMD_CONN_CLOSING)
+		return;
+	if (c->sub_turn)
+		c->subscribed = 0;
+	if (c->out.len == c->out_mark)
+		return;
+	if (buf_reserve(&nb, c->out.len + 64) < 0)
+		goto nomem;
+	memcpy(nb.p, c->out.p, c->out_mark);
+	nb.len = c->out_mark;
+	for (at = c->out_mark; at < c->out.len; ) {
+		const char *line = c->out.p + at;
+		const char *nl = memchr(line, '\n', c->out.len - at);
+		size_t n = (size_t)(nl - line);       /* every queued line ends with '\n' */
+		char *r = NULL;
+		if (jsonrpc_retract(line, n, JSONRPC_ENGINE_ERROR, message, data_code, &r) < 0)
+			goto nomem;
+		if (buf_reserve(&nb, (r ? strlen(r) : n) + 1) < 0) {
+			cJSON_free(r);
+			goto nomem;
+		}
+		memcpy(nb.p + nb.len, r ? r : line, r ? strlen(r) : n);
+		nb.len += r ? strlen(r) : n;
+		nb.p[nb.len++] = '\n';
+		cJSON_free(r);
+		at += n + 1;
+	}
+	free(c->out.p);
+	c->out = nb;
+	c->out_mark = nb.len;
+	return;
+nomem:
+	free(nb.p);
+	log_err("client %llu: out of memory withdrawing the replies of a lost turn: closing",
+		(unsigned long long)c->id);
+	relmd_conn_close(c);
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 void relmd_conn_subscribe(struct relmd_conn *c, uint32_t mask, uint64_t next)
 {
 	conn_check(c);
 	c->subscribed = 1;
+	c->sub_turn = 1;
 	c->sub_mask = mask;
 	c->sub_next = next;
 }

@@ -144,6 +144,7 @@ struct relmd_conn {
 	size_t in_scan;             /* in[0, in_scan) holds no '\n' */
 
 	struct relmd_buf out;       /* queued, not yet handed to the kernel */
+	size_t out_mark;            /* out[0, out_mark) was queued before this turn: committed */
 	struct relmd_buf wbuf;      /* being written */
 
 	unsigned reading : 1;       /* uv_read_start active */
@@ -152,6 +153,7 @@ struct relmd_conn {
 	unsigned runnable : 1;      /* told the owner it has requests to run */
 	unsigned turn_ran;          /* requests run this turn (reset by relmd_conn_flush) */
 
+	unsigned sub_turn : 1;      /* subscribed during this turn */
 	unsigned subscribed : 1;
 	uint32_t sub_mask;          /* bit t: event type t (engine/event.h) */
 	uint64_t sub_next;          /* next seq to deliver */
@@ -183,6 +185,13 @@ int relmd_conn_send(struct relmd_conn *c, const char *line, size_t len);
 void relmd_conn_flush(struct relmd_conn *c);
 /* Run waiting requests, as many as this turn's budget still allows. */
 void relmd_conn_process(struct relmd_conn *c);
+/* This turn's commit failed and its work is lost (server.h, hooks.commit):
+ * before its flush, every success reply queued this turn is replaced by a
+ * -32000 error with data.code data_code (jsonrpc_retract) — nothing it
+ * said happened did; error replies and events (committed ones) stay, in
+ * order.  A subscription made this turn is undone: its reply is now an
+ * error.  Out of memory closes the connection (nothing false is sent). */
+void relmd_conn_retract_turn(struct relmd_conn *c, const char *message, const char *data_code);
 
 /* Deliver events from seq `next` on, of the types in `mask` (bit i:
  * relmd_event_types[i]); replaces an earlier subscription.  Delivery

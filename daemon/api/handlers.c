@@ -461,6 +461,71 @@ static int api_device_list(struct relmd_call *call, const cJSON *params, cJSON *
 	return 0;
 }
 
+/* ---- store.check ---------------------------------------------------------- */
+
+enum { CHECK_LIST_MAX = 100 };         /* problems listed in one reply; the totals count all */
+
+struct check_ctx {
+	cJSON *integrity, *rows;
+	unsigned nrows;
+	int bad;                           /* out of memory */
+};
+
+static void check_integrity_cb(void *ctx, const char *line)
+{
+	struct check_ctx *k = ctx;
+	cJSON *s;
+	if (cJSON_GetArraySize(k->integrity) >= CHECK_LIST_MAX)
+		return;
+	if (!(s = cJSON_CreateString(line)))
+		k->bad = 1;
+	else
+		cJSON_AddItemToArray(k->integrity, s);
+}
+
+static void check_row_cb(void *ctx, const struct relm_event *ev)
+{
+	struct check_ctx *k = ctx;
+	cJSON *o;
+	if (k->nrows++ >= CHECK_LIST_MAX)
+		return;
+	if (!(o = cJSON_CreateObject()) || !cJSON_AddStringToObject(o, "table", ev->table) ||
+	    ((ev->has & RELM_EVF_ROW) && !cJSON_AddNumberToObject(o, "row", (double)ev->row)) ||
+	    !cJSON_AddStringToObject(o, "reason", ev->reason) ||
+	    ((ev->has & RELM_EVF_REL) && !add_hex(o, "relationship", ev->rel, RELM_ID_LEN)) ||
+	    ((ev->has & RELM_EVF_MSG) && !add_hex(o, "message", ev->msg, RELM_ID_LEN)) ||
+	    ((ev->has & RELM_EVF_PROTON) && !add_hex(o, "proton", ev->proton, RELM_ID_LEN))) {
+		cJSON_Delete(o);
+		k->bad = 1;
+		return;
+	}
+	cJSON_AddItemToArray(k->rows, o);
+}
+
+/* Reads only, on the loop: a whole pass over the file (proto/api.md). */
+static int api_store_check(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	int quick = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "quick"));
+	struct check_ctx k = { NULL, NULL, 0, 0 };
+	cJSON *r = cJSON_CreateObject();
+	int rc;
+
+	if (!r || !(k.integrity = cJSON_AddArrayToObject(r, "integrity")) ||
+	    !(k.rows = cJSON_AddArrayToObject(r, "corrupt_rows")))
+		return nomem(r);
+	if ((rc = relm_store_check(be->store, quick, check_integrity_cb, check_row_cb, &k)) != 0) {
+		cJSON_Delete(r);
+		return rc;
+	}
+	if (k.bad || !cJSON_AddStringToObject(r, "check", quick ? "quick_check" : "integrity_check") ||
+	    !cJSON_AddNumberToObject(r, "corrupt_total", k.nrows) ||
+	    !cJSON_AddBoolToObject(r, "ok", cJSON_GetArraySize(k.integrity) == 0 && k.nrows == 0))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
 int relmd_api_bind(struct relmd_methods *ms, struct relmd_api_backend *b)
 {
 	static const struct {
@@ -477,6 +542,7 @@ int relmd_api_bind(struct relmd_methods *ms, struct relmd_api_backend *b)
 		{ "message.send", api_message_send },
 		{ "message.list", api_message_list },
 		{ "device.list", api_device_list },
+		{ "store.check", api_store_check },
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
 		if (relmd_methods_bind(ms, tab[i].name, tab[i].fn, b) != 0)

@@ -498,3 +498,49 @@ char *jsonrpc_error_line(const cJSON *id, int code, const char *message,
 		return s;
 	return NULL;
 }
+
+/* A success response of this line's as an error response; NULL for
+ * anything else (events, errors), which stays. */
+static cJSON *retract_one(const cJSON *r, int code, const char *message, const char *data_code)
+{
+	cJSON *data;
+
+	if (!cJSON_IsObject(r) || !cJSON_GetObjectItemCaseSensitive(r, "result"))
+		return NULL;
+	if (!(data = cJSON_CreateObject()) || !cJSON_AddStringToObject(data, "code", data_code)) {
+		cJSON_Delete(data);
+		return NULL;
+	}
+	return error_response(cJSON_GetObjectItemCaseSensitive(r, "id"), code, message, data);
+}
+
+int jsonrpc_retract(const char *line, size_t len, int code, const char *message,
+		    const char *data_code, char **out)
+{
+	cJSON *v = cJSON_ParseWithLength(line, len), *e;
+	int changed = 0;
+
+	*out = NULL;
+	if (!v)
+		return 0;                 /* not a line of ours: leave it */
+	if (cJSON_IsArray(v)) {
+		for (int i = 0; i < cJSON_GetArraySize(v); i++) {
+			if (!(e = retract_one(cJSON_GetArrayItem(v, i), code, message, data_code)))
+				continue;
+			if (!cJSON_ReplaceItemInArray(v, i, e)) {
+				cJSON_Delete(e);
+				cJSON_Delete(v);
+				return RELM_ENOMEM;
+			}
+			changed = 1;
+		}
+		if (!changed) {
+			cJSON_Delete(v);
+			return 0;
+		}
+		return print_out(v, out);
+	}
+	e = retract_one(v, code, message, data_code);
+	cJSON_Delete(v);
+	return e ? print_out(e, out) : 0;
+}

@@ -82,4 +82,12 @@ int jsonrpc_process(const char *line, size_t len, jsonrpc_handler_fn h, void *ct
 char *jsonrpc_error_line(const cJSON *id, int code, const char *message,
 			 const char *data_code);
 
+/* A response line whose success replies must be withdrawn (its turn was
+ * lost: server.h, hooks.commit): *out = the line with every success
+ * response — alone, or in a batch — replaced by an error response of
+ * code, message and data {"code": data_code}, keeping its id; *out NULL
+ * when nothing changes (an event, an error response).  0 or RELM_ENOMEM. */
+int jsonrpc_retract(const char *line, size_t len, int code, const char *message,
+		    const char *data_code, char **out);
+
 #endif

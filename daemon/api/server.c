@@ -400,7 +400,15 @@ static void on_flush(uv_prepare_t *h)
 	struct relmd *d = relmd_container_of(h, struct relmd, flush);
 	if (d->hooks.commit) {
 		int r = d->hooks.commit(d->hooks.ctx);
-		if (r < 0) {
+		if (r == RELM_EDISKFULL) {
+			/* The turn is lost, the daemon goes on (a full disk: the
+			 * application refuses writes until it takes them again).
+			 * No client is told that anything of it happened. */
+			for (struct relmd_conn *c = d->conns; c; c = c->next)
+				relmd_conn_retract_turn(c, "the store's disk is full: nothing of this was stored; "
+							"retry when daemon.status says the store is ok",
+							relm_errname(RELM_EDISKFULL));
+		} else if (r < 0) {
 			log_err("commit failed: %s; withholding replies and stopping",
 				relm_strerror(r));
 			for (struct relmd_conn *c = d->conns; c; c = c->next)
@@ -493,6 +501,16 @@ static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON
 		goto nomem;
 	cJSON_AddItemToObject(r, "mailbox", mb);
 	mb = NULL;
+	{
+		struct relmd_store_status ss = { "ok", 0, 0, 0 };
+		if (d->hooks.store_status)
+			d->hooks.store_status(d->hooks.ctx, &ss);
+		if (!cJSON_AddStringToObject(r, "store_state", ss.state) ||
+		    (ss.since_ms && !cJSON_AddNumberToObject(r, "store_state_since", (double)ss.since_ms)) ||
+		    (ss.retry_ms && !cJSON_AddNumberToObject(r, "store_retry_at", (double)ss.retry_ms)) ||
+		    !cJSON_AddNumberToObject(r, "corrupt_rows", ss.corrupt_rows))
+			goto nomem;
+	}
 	if (!cJSON_AddNumberToObject(r, "uptime_s",
 				     (double)((uv_hrtime() - d->start_hrtime) / 1000000000u)) ||
 	    !cJSON_AddStringToObject(r, "store", d->cfg.store_path) ||

@@ -72,7 +72,17 @@ struct relmd_config {
 	int notify;             /* speak sd_notify when NOTIFY_SOCKET is set */
 	unsigned conn_max;      /* RELMD_CONN_MAX */
 	unsigned conn_per_uid_max; /* RELMD_CONN_PER_UID_MAX */
+	unsigned store_retry_ms;  /* first retry of a store that refused writes (0: the default; tests lower it) */
+	const char *store_vfs;    /* SQLite VFS of the store (NULL: the default; tests inject faults) */
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
+};
+
+/* daemon.status's view of the store (proto/api.md §4). */
+struct relmd_store_status {
+	const char *state;           /* "ok", or the data.code writes are refused with ("disk_full") */
+	uint64_t since_ms;           /* when it stopped being ok (0 when ok) */
+	uint64_t retry_ms;           /* when relmd next tries a write (0 when ok) */
+	unsigned corrupt_rows;       /* rows that failed their check, reported since start */
 };
 
 /* How the application plugs the engine, store and mailbox in.  Every
@@ -89,10 +99,16 @@ struct relmd_hooks {
 	void (*stop)(struct relmd *d, void *ctx);
 	/* Once per loop turn, before any reply queued in that turn is handed to
 	 * the kernel (uv_prepare_t): commit the turn's transaction(s) — group
-	 * commit.  Return 0 fast when nothing is dirty.  On failure the queued
-	 * replies are dropped unsent and the daemon stops with exit code 1
-	 * (nothing reaches a client before its transaction commits). */
+	 * commit.  Return 0 fast when nothing is dirty.  RELM_EDISKFULL: the
+	 * turn's work is lost but the application stays up (it refuses writes
+	 * until the disk takes them: proto/api.md §3): every success reply of
+	 * the turn is replaced by a -32000 disk_full error, and the rest is
+	 * written.  Any other failure: the queued replies are dropped unsent
+	 * and the daemon stops with exit code 1.  Either way nothing reaches a
+	 * client before its transaction commits. */
 	int (*commit)(void *ctx);
+	/* daemon.status: the store's condition (NULL: "ok"). */
+	void (*store_status)(void *ctx, struct relmd_store_status *out);
 	/* SIGHUP, after the log file is reopened. */
 	void (*reopen)(void *ctx);
 	/* daemon.status: number of protons (NULL: 0). */

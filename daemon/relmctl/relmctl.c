@@ -153,6 +153,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %s\n      %s\n", syn, m->help);
 	}
 	fprintf(f,
+		"  check [--quick]\n"
+		"      store.check, and exit %d when the store is damaged\n"
 		"  listen [--since N] [--events T1,T2]\n"
 		"      subscribe and print every event as one JSON line\n"
 		"  tree RELATIONSHIP [--dot]\n"
@@ -168,7 +170,7 @@ static void usage(FILE *f)
 		"  COMMAND --help details of one command\n"
 		"\n"
 		"exit codes: 0 ok, %d relmd reported an error, %d usage, %d cannot connect\n",
-		EXIT_RPC, EXIT_USAGE, EXIT_CONNECT);
+		EXIT_RPC, EXIT_RPC, EXIT_USAGE, EXIT_CONNECT);
 }
 
 static void method_help(FILE *f, const struct relmd_method *m)
@@ -929,6 +931,11 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[i++];
 	const struct relmd_method *m = NULL;
+	/* `check` is store.check that fails (exit 1) when the store is not
+	 * sound, for scripts and cron */
+	int check = !strcmp(cmd, "check");
+	if (check)
+		cmd = "store.check";
 	cJSON *params = NULL;
 	if (strcmp(cmd, "listen") && strcmp(cmd, "tree") && strcmp(cmd, "web")) {
 		m = relmd_method_find(cmd);
@@ -981,6 +988,12 @@ int main(int argc, char **argv)
 	} else {
 		cJSON *reply = call(&cl, m->name, params);
 		code = reply ? report(m->name, reply) : EXIT_CONNECT;
+		if (check && code == 0 &&
+		    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+			    cJSON_GetObjectItemCaseSensitive(reply, "result"), "ok"))) {
+			fprintf(stderr, "%s: check: the store is damaged (see above)\n", prog);
+			code = EXIT_RPC;
+		}
 		cJSON_Delete(reply);
 	}
 	cJSON_Delete(params);

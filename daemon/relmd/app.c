@@ -2,7 +2,8 @@
  * app.c — relmd's application (see app.h for the turn model): the store and
  * the engine bound to it, the mailbox clients (one per mailbox server we
  * post to or read from: federation), the embedded mailbox server, the
- * engine's timer, the outbox pump and the event publisher.
+ * engine's timer, the outbox pump and the event publisher.  The store's
+ * health (a full disk, damaged rows) is app_store.c's.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 #include <sys/stat.h>
 #include <sodium.h>
 
-#include "relmd/app.h"
+#include "relmd/app_int.h"
 #include "relmd/event_json.h"
 #include "api/handlers.h"
 #include "wire/addr.h"
@@ -24,68 +25,6 @@
 #include "store/store.h"
 #include "system_env.h"
 
-enum relmd_app_limits {
-	APP_INFLIGHT_MAX = 4096,   /* posts handed to clients, not yet acked: bounds client queues */
-	APP_PUMP_BATCH   = 512,    /* outbox rows read per pump */
-	APP_PEERS_MAX    = 64,     /* mailbox servers we talk to at once */
-	APP_TIMER_MAX_MS = 60000,  /* re-check deadlines at least every minute */
-};
-
-struct inflight {
-	uint64_t post_id;          /* 0: acknowledged out of order, waiting to be popped */
-	int64_t seq;
-	uint8_t rel[RELM_ID_LEN], msg[RELM_ID_LEN];
-	int has_rel, has_msg;
-};
-
-/* Posts handed to a peer's client and not acknowledged yet, oldest first.
- * The client numbers posts in the order we hand them over and the server
- * acknowledges in that order, so an ack is nearly always the head: a ring
- * makes it O(1) (a flat array shifted on each ack cost O(window) per ack),
- * and the ids being increasing make any other one a binary search. */
-struct peer {
-	struct relmd_app *app;
-	char hostport[RELMD_ADDR_MAX];
-	struct relm_mbox_client *c;
-	int connected;
-	struct inflight *q;        /* ring: q[(head + i) % cap], i < len */
-	size_t head, len, cap;
-};
-
-/* One per subscription: the signing callback's argument. */
-struct sub {
-	struct relmd_app *app;
-	uint8_t id[RELM_SIGN_PK_LEN];
-	struct sub *next;
-};
-
-struct relmd_app {
-	struct relmd *d;
-	struct relmd_config cfg;
-	struct relm_env env;
-	struct relm_store *st;
-	struct relm_core *core;
-	struct relm_mbox_server *server;
-	struct relmd_api_backend api;   /* what the API handlers reach us through */
-	struct peer *peers[APP_PEERS_MAX];
-	size_t npeers;
-	struct peer *home;              /* the server our mailboxes live on */
-	uv_timer_t timer;
-	int timer_init;
-	int batch;                      /* a store batch is open this turn */
-	int dirty;                      /* post-commit work is due even without a batch */
-	int64_t outbox_after;           /* last outbox seq handed to a client */
-	size_t ninfl;                   /* live entries over every peer's ring */
-	int64_t events_last;            /* last store event published */
-	unsigned published;             /* events recorded by this commit's publish */
-	uint8_t (*watch)[RELM_SIGN_PK_LEN];
-	size_t nwatch, capwatch;
-	struct sub *subs;
-	int closing;
-	int closes;                     /* handles still closing */
-	uint64_t purge_at;              /* next outbox purge (uv_now) */
-};
-
 static void app_fatal(struct relmd_app *app, const char *what, int rc)
 {
 	log_err("%s: %s — stopping (the store is unchanged since the last commit)",
@@ -94,10 +33,29 @@ static void app_fatal(struct relmd_app *app, const char *what, int rc)
 		relmd_stop(app->d, 1);
 }
 
-/* Open the turn's batch before a write (idempotent). */
-static int relmd_app_txn(struct relmd_app *app)
+/* A step of the turn failed.  A full disk is the commit's to handle (the
+ * whole turn is lost: hook_commit); a damaged row of ours keeps that one
+ * step from running, and is reported by the store; anything else stops. */
+static void step_failed(struct relmd_app *app, const char *what, int rc)
+{
+	if (rc == RELM_EDISKFULL || (app->st && relm_store_error(app->st) == RELM_EDISKFULL)) {
+		app->dirty = 1;
+		return;
+	}
+	if (rc == RELM_EBADROW) {
+		log_warn("%s: a row it needs is damaged; left for a repair", what);
+		return;
+	}
+	app_fatal(app, what, rc);
+}
+
+/* Open the turn's batch before a write (idempotent): 0, RELM_EDISKFULL
+ * while the disk is full, or the store's error. */
+static int app_txn(struct relmd_app *app)
 {
 	int rc;
+	if ((rc = relmd__store_writable(app)) != 0)
+		return rc;
 	if (app->batch)
 		return 0;
 	if ((rc = relm_store_batch_begin(app->st)) != 0)
@@ -207,14 +165,25 @@ static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], ui
 	if (infl_take(p, post_id, &f) != 0)
 		return;
 	app->ninfl--;
+	app->dirty = 1;   /* room in the window: pump more after the commit */
+	if (relmd__store_writable(app) != 0) {
+		/* not recorded: the row is posted again when the disk takes
+		 * writes (at least once, mailbox.md §5.1) */
+		if (!app->repump_from || f.seq < app->repump_from)
+			app->repump_from = f.seq;
+		return;
+	}
 	if (err)
 		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
 			 (long long)f.seq, relm_strerror(err));
-	if ((rc = relmd_app_txn(app)) != 0 ||
+	if ((rc = app_txn(app)) != 0 ||
 	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
-	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0)
-		app_fatal(app, "recording a posted envelope", rc);
-	app->dirty = 1;   /* room in the window: pump more after the commit */
+	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0) {
+		step_failed(app, "recording a posted envelope", rc);
+		return;
+	}
+	if (!app->turn_posted_min || f.seq < app->turn_posted_min)
+		app->turn_posted_min = f.seq;
 }
 
 static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
@@ -224,9 +193,13 @@ static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
 	struct relmd_app *app = p->app;
 	int rc;
 
-	if ((rc = relmd_app_txn(app)) != 0 ||
+	if (relmd__store_writable(app) != 0) {
+		app->rewind = 1;          /* dropped unread: the mailbox delivers it again */
+		return;
+	}
+	if ((rc = app_txn(app)) != 0 ||
 	    (rc = relm_core_envelope(app->core, mailbox, seq, env, len)) != 0)
-		app_fatal(app, "processing an envelope", rc);
+		step_failed(app, "processing an envelope", rc);
 }
 
 static void on_subscribed(void *arg, const uint8_t mailbox[32], int err, uint64_t head,
@@ -383,7 +356,7 @@ static void pump(struct relmd_app *app)
 		int64_t before = app->outbox_after;
 		rc = relm_store_outbox_next(app->st, app->outbox_after, APP_PUMP_BATCH, pump_cb, &pc);
 		if (rc < 0) {
-			app_fatal(app, "reading the outbox", rc);
+			step_failed(app, "reading the outbox", rc);
 			return;
 		}
 		if (app->outbox_after == before)
@@ -439,13 +412,24 @@ static int hook_commit(void *ctx)
 
 	if (!app->batch && !app->dirty)
 		return 0;
+	if (relmd__store_writable(app) == 0) {
+		/* rows found damaged this turn: their events join it */
+		if (app->nqueue && ((rc = app_txn(app)) != 0 ||
+		                    (rc = relmd__store_report_rows(app)) != 0) && relm_store_error(app->st))
+			return relmd__store_failed(app, rc, "recording damaged rows");
+		/* a step failed on a full disk with no batch to commit (its
+		 * begin, or a read, met it) */
+		if ((rc = relm_store_error(app->st)) != 0 && !app->batch)
+			return relmd__store_failed(app, rc, "a step");
+	}
 	if (app->batch) {
 		app->batch = 0;
 		if ((rc = relm_store_batch_commit(app->st)) != 0) {
 			log_err("commit failed: %s (%s)", relm_strerror(rc), relm_store_errmsg(app->st));
-			return rc;
+			return relmd__store_failed(app, rc, "commit");
 		}
 	}
+	app->turn_posted_min = 0;
 	app->dirty = 0;
 	/* Durable now: tell subscribers, read new mailboxes, post, re-arm.
 	 * The subscriptions and posts of this commit leave in one write per
@@ -463,10 +447,20 @@ static int hook_commit(void *ctx)
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;
-	pump(app);
+	if (relmd__store_writable(app) == 0)
+		pump(app);          /* while the disk is full, an ack could not be recorded */
 	for (size_t i = 0; i < npeers; i++)
 		relm_mbox_client_uncork(app->peers[i]->c);
 	arm_timer(app);
+	return 0;
+}
+
+/* An expired invite's mailbox: nobody reads it any more. */
+static int unwatch_cb(void *ctx, const uint8_t id[32])
+{
+	struct relmd_app *app = ctx;
+	if (app->home)
+		relm_mbox_client_unsubscribe(app->home->c, id);
 	return 0;
 }
 
@@ -476,25 +470,86 @@ static void on_timer(uv_timer_t *t)
 	uint64_t next = 0;
 	int rc;
 
-	if ((rc = relmd_app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
-		app_fatal(app, "running timers", rc);
+	if (relmd__store_writable(app) != 0) {
+		/* the deadlines are stored: app_resume runs them */
+		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
+		return;
+	}
+	if ((rc = app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
+		step_failed(app, "running timers", rc);
+		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
 	}
 	/* Posted outbox rows are done (the mailbox has them): drop them at most
-	 * once a minute, so the outbox does not grow for ever. */
+	 * once a minute, so the outbox does not grow for ever.  Expired invites
+	 * go too, their secrets with them, and their mailboxes are no longer
+	 * read (the first run is at start). */
 	if (uv_now(&app->d->loop) >= app->purge_at) {
 		int n;
 		app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
 		if ((rc = relm_store_begin(app->st)) != 0 ||
 		    (n = relm_store_outbox_purge_posted(app->st)) < 0 ||
 		    (rc = relm_store_commit(app->st)) != 0) {
-			app_fatal(app, "purging the outbox", rc ? rc : n);
+			if (!rc)
+				relm_store_rollback(app->st);
+			step_failed(app, "purging the outbox", rc ? rc : n);
 			return;
 		}
+		if ((n = relm_core_invites_expire(app->core, unwatch_cb, app)) < 0) {
+			step_failed(app, "deleting expired invites", n);
+			return;
+		}
+		if (n > 0)
+			log_info("%d expired invite%s deleted", n, n == 1 ? "" : "s");
 	}
 	app->dirty = 1;
 	/* the commit hook re-arms (the prepare handle runs next turn) */
 	uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
+}
+
+/* A mailbox whose deliveries were dropped (or processed in a lost turn):
+ * the client's cursor is past the stored one; subscribing again from the
+ * stored cursor restarts it there (mailbox.md §5.2: deliveries of the
+ * superseded subscription are ignored).  Few mailboxes move while the
+ * disk is full, so the signer is a new one (the old stays on the list). */
+static int rewind_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	struct relmd_app *app = ctx;
+	uint64_t have = 0;
+	struct sub *s;
+
+	if (!app->home || relm_mbox_client_cursor(app->home->c, id, &have) != 0 || have <= cursor)
+		return 0;
+	if (!(s = calloc(1, sizeof *s)))
+		return 0;                 /* read again after a restart */
+	s->app = app;
+	memcpy(s->id, id, 32);
+	s->next = app->subs;
+	app->subs = s;
+	if (relm_mbox_client_subscribe(app->home->c, id, cursor, NULL, sub_sign, s) != 0)
+		log_warn("cannot read a mailbox again from its stored cursor (until a restart)");
+	return 0;
+}
+
+/* The store stopped refusing writes (app_store.c calls it): mailboxes
+ * that were read meanwhile are read again from the stored cursors, posts
+ * whose acknowledgement was not recorded are posted again, the timers
+ * run. */
+static void app_resume(struct relmd_app *app)
+{
+	int rc;
+
+	if (app->rewind) {
+		app->rewind = 0;
+		if ((rc = relm_core_mailboxes(app->core, rewind_cb, app)) != 0)
+			log_warn("rereading the mailboxes: %s (until a restart)", relm_strerror(rc));
+	}
+	if (app->repump_from && app->repump_from - 1 < app->outbox_after)
+		app->outbox_after = app->repump_from - 1;
+	app->repump_from = 0;
+	if (app->timer_init)
+		uv_timer_start(&app->timer, on_timer, 0, 0);
+	app->dirty = 1;
 }
 
 /* ---- hooks --------------------------------------------------------------- */
@@ -531,6 +586,7 @@ static int hook_start(struct relmd *d, void *ctx)
 	uv_timer_init(&d->loop, &app->timer);
 	app->timer.data = app;
 	app->timer_init = 1;
+	relmd__store_start(app);
 	uv_timer_start(&app->timer, on_timer, 0, 0);   /* catch up on missed deadlines */
 	{
 		int64_t oldest = 0;
@@ -565,6 +621,10 @@ static void hook_stop(struct relmd *d, void *ctx)
 	if (app->timer_init) {
 		app->closes++;
 		uv_close((uv_handle_t *)&app->timer, timer_closed);
+	}
+	if (app->retry_init) {
+		app->closes++;
+		relmd__store_stop(app, timer_closed);
 	}
 	for (size_t i = 0; i < app->npeers; i++) {
 		app->closes++;
@@ -646,7 +706,7 @@ static int ev_load(void *ctx, uint64_t seq, char **line, size_t *len, int *type)
 
 static int api_txn(void *ctx)
 {
-	return relmd_app_txn(ctx);
+	return app_txn(ctx);
 }
 
 static void api_watch_mailbox(void *ctx, const uint8_t id[32])
@@ -660,10 +720,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
                     struct relmd_hooks *hooks)
 {
 	struct relmd_app *app;
-	char errbuf[256] = "";
-	struct relm_store_opts opts = { .errbuf = errbuf, .errlen = sizeof errbuf };
 	struct relm_addr a;
-	char mailbox_host[RELMD_ADDR_MAX];
 	int rc;
 
 	if ((rc = relm_crypto_init()) != 0)
@@ -671,28 +728,19 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	if (!(app = calloc(1, sizeof *app)))
 		return RELM_ENOMEM;
 	app->cfg = *cfg;
+	app->resume = app_resume;
 	relm_env_init_system(&app->env);
-	if ((rc = relm_store_open(&app->st, cfg->store_path, &opts)) != 0) {
-		log_err("store %s: %s%s%s", cfg->store_path, relm_strerror(rc),
-			errbuf[0] ? ": " : "", errbuf);
-		free(app);
-		return rc;
-	}
 	/* Our mailboxes live on cfg->mailbox; normalise it as lib/wire/addr.h spells it. */
 	if (relm_addr_parse(&a, cfg->mailbox, strlen(cfg->mailbox)) != 0 || a.has_id ||
-	    relm_addr_format(mailbox_host, sizeof mailbox_host, &a) < 0) {
+	    relm_addr_format(app->mailbox_host, sizeof app->mailbox_host, &a) < 0) {
 		log_err("--mailbox %s: not HOST:PORT", cfg->mailbox);
-		relm_store_close(app->st);
 		free(app);
 		return RELM_EINVAL;
 	}
-	if ((rc = relm_core_new(&app->core, app->st, &app->env, mailbox_host, RELM_MODE_TREE)) != 0) {
-		relm_store_close(app->st);
+	if ((rc = relmd__store_open(app)) != 0) {
 		free(app);
 		return rc;
 	}
-	app->api.core = app->core;
-	app->api.store = app->st;
 	app->api.ctx = app;
 	app->api.txn = api_txn;
 	app->api.watch_mailbox = api_watch_mailbox;
@@ -702,6 +750,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	hooks->commit = hook_commit;
 	hooks->protons_count = hook_protons_count;
 	hooks->mailbox_status = hook_mailbox_status;
+	hooks->store_status = relmd__store_status;
 	hooks->events.ctx = app;
 	hooks->events.save = NULL;          /* the store's log already has it */
 	hooks->events.load = ev_load;
@@ -732,8 +781,10 @@ void relmd_app_free(struct relmd_app *app)
 		free(s);
 	}
 	free(app->watch);
-	relm_core_free(app->core);
-	relm_store_close(app->st);
+	free(app->bad);
+	free(app->bad_queue);
+	free(app->bad_reason);
+	relmd__store_close(app);
 	sodium_memzero(app, sizeof *app);
 	free(app);
 }

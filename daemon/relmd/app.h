@@ -14,8 +14,11 @@
  *
  * So nothing reaches a client or the network before the transaction that
  * produced it is durable, and a kill -9 at any instant loses nothing that
- * was acknowledged.  A failed commit stops the daemon (exit 1): the store is
- * in its sticky error state and the in-memory view may be ahead of it.
+ * was acknowledged.  A commit that fails for a full disk loses the turn
+ * (its success replies are withdrawn) and the daemon stays up, refusing
+ * writes until the disk takes them again (app_store.c); any other failed
+ * commit stops the daemon (exit 1): the store is in its sticky error state
+ * and the in-memory view may be ahead of it.
  */
 #ifndef RELMD_APP_H
 #define RELMD_APP_H

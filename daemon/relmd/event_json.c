@@ -118,6 +118,10 @@ static void members(struct sink *k, struct relm_store *st, const struct relm_eve
 		put_hex(k, "envelope", ev->envelope, RELM_ID_LEN);
 	if (h & RELM_EVF_CODE)
 		put_str(k, "reason", relm_errname(ev->code));
+	if (h & RELM_EVF_TABLE)
+		put_str(k, "table", ev->table);
+	if (h & RELM_EVF_ROW)
+		put_uint(k, "row", ev->row);
 }
 
 char *relmd_event_json(struct relm_store *st, int64_t seq, uint64_t ts,

@@ -218,12 +218,6 @@ static int local_ipk_cb(void *ctx, const struct relm_store_proton *p)
 	return sodium_memcmp(p->ipk, ctx, RELM_SIGN_PK_LEN) == 0;
 }
 
-/* rel_list callback: stop (1) at a relationship with the remote IPK ctx. */
-static int same_remote_cb(void *ctx, const struct relm_store_rel *r)
-{
-	return sodium_memcmp(r->remote_ipk, ctx, RELM_SIGN_PK_LEN) == 0;
-}
-
 int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const char *text, size_t len, const char *label,
                             uint8_t rel_out[RELM_ID_LEN])
@@ -233,7 +227,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	struct relm_invite inv;
 	struct relm_effects fx;
 	struct relm_rel *rel = NULL;
-	uint8_t *blob = NULL;
+	uint8_t *blob = NULL, rel_out_probe[RELM_ID_LEN];
 	size_t blen = 0;
 	int rc;
 
@@ -260,9 +254,9 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		rc = rc == 1 ? RELM_ESAMEDAEMON : rc;
 		goto out;
 	}
-	rc = relm_store_rel_list(c->st, proton, NULL, 0, same_remote_cb, inv.ipk);
-	if (rc != 0) {
-		rc = rc == 1 ? RELM_EEXIST : rc;
+	rc = relm_store_rel_by_remote(c->st, proton, inv.ipk, rel_out_probe);
+	if (rc != RELM_ENOTFOUND) {
+		rc = rc == 0 ? RELM_EEXIST : rc;
 		goto out;
 	}
 	if ((rc = relm_rel_accept(&rel, c->env, c->mode, p.isk, &inv, c->mailbox_host, &fx)) != 0)
@@ -297,7 +291,7 @@ out:
 /* ---- the inviter's side: the first envelope makes the relationship ---- */
 
 int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                            uint32_t spk_id, const uint8_t *buf, size_t len)
+                            uint32_t spk_id, const uint8_t *buf, size_t len, uint64_t arrived_ms)
 {
 	struct relm_store_invite si;
 	struct relm_store_proton p;
@@ -306,7 +300,7 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	struct relm_envelope e;
 	struct relm_effects fx;
 	struct relm_rel *rel = NULL;
-	uint8_t rel_id[RELM_ID_LEN], *blob = NULL;
+	uint8_t rel_id[RELM_ID_LEN], other[RELM_ID_LEN], *blob = NULL;
 	size_t blen = 0;
 	int rc;
 
@@ -331,7 +325,11 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	}
 	if ((rc = relm_store_invite_get(c->st, proton, spk_id, &si)) != 0)
 		goto out;
-	if (si.expires && si.expires <= relm__core_now(c)) {
+	/* When the envelope arrived, where that is known (and not after now):
+	 * an accepter whose hello reached the mailbox in time is not refused
+	 * for being read late (ratchet.md §8.3 step 3). */
+	if (si.expires && si.expires <= (arrived_ms && arrived_ms < relm__core_now(c) ? arrived_ms
+	                                                                             : relm__core_now(c))) {
 		rc = RELM_EEXPIRED;
 		goto out;
 	}
@@ -339,7 +337,17 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		rc = RELM_EREPLAY;            /* a single-use invite makes one relationship */
 		goto out;
 	}
-	if (e.ext.opk_id && e.ext.opk_id != si.opk_id) {
+	/* One relationship per pair of protons, on this side too (the accepter
+	 * checks it in relm_core_invite_accept): another accepter's hello with
+	 * the identity key of a proton this one is already related to — its
+	 * second device, or a client that does not check — makes none. */
+	rc = relm_store_rel_by_remote(c->st, proton, e.ext.ipk, other);
+	if (rc != RELM_ENOTFOUND) {
+		rc = rc == 0 ? RELM_EEXIST : rc;
+		goto out;
+	}
+	/* the invite's one-time prekey, or 0 exactly when it has none */
+	if (e.ext.opk_id != si.opk_id) {
 		rc = RELM_ENOTFOUND;
 		goto out;
 	}
@@ -378,6 +386,20 @@ out:
 	relm_store_proton_clear(&p);
 	sodium_memzero(&sec, sizeof sec);
 	return rc;
+}
+
+/* ---- expiry -------------------------------------------------------------------- */
+
+int relm_core_invites_expire(struct relm_core *c,
+                             int (*cb)(void *ctx, const uint8_t mailbox[RELM_SIGN_PK_LEN]), void *ctx)
+{
+	int rc, n;
+
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	n = relm_store_invite_expire(c->st, relm__core_now(c), cb, ctx);
+	rc = relm__core_finish(c, n < 0 ? n : 0);
+	return rc ? rc : n;
 }
 
 /* ---- mailboxes -------------------------------------------------------------- */

@@ -70,6 +70,18 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel[RELM_ID_LEN],
  * return an error (then nothing advanced, and redelivery retries). */
 int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                        uint64_t seq, const uint8_t *buf, size_t len);
+/* The same, knowing when the envelope reached the mailbox (arrived_ms, ms
+ * since the epoch; 0 = not known, as relm_core_envelope): an invite's
+ * expiry is judged at that time when it is earlier than now
+ * (proto/ratchet.md §8.3 step 3). */
+int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint64_t seq, const uint8_t *buf, size_t len, uint64_t arrived_ms);
+
+/* Delete every invite that has expired (expires <= now), secrets and all,
+ * in one step; cb (may be NULL) is told each one's mailbox id first, to
+ * stop reading it.  Returns how many (>= 0) or an error (nothing deleted). */
+int relm_core_invites_expire(struct relm_core *c,
+                             int (*cb)(void *ctx, const uint8_t mailbox[RELM_SIGN_PK_LEN]), void *ctx);
 
 /* Run every relationship timer that is due (receipts, retransmissions,
  * expiry).  *next (may be NULL) gets the next deadline, 0 if none. */

@@ -39,8 +39,9 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 
 /* core.c */
 /* The inviter's side: an initial envelope at invite (proton, spk_id)'s
- * mailbox makes the relationship, inside the open step. */
+ * mailbox makes the relationship, inside the open step.  arrived_ms: when
+ * it reached the mailbox, 0 if not known. */
 int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                            uint32_t spk_id, const uint8_t *buf, size_t len);
+                            uint32_t spk_id, const uint8_t *buf, size_t len, uint64_t arrived_ms);
 
 #endif

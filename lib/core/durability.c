@@ -219,8 +219,10 @@ static int report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LE
 static int is_final(int rc)
 {
 	switch (rc) {
-	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EFULL: case RELM_ECORRUPT: case RELM_EBUSY:
+	case RELM_ENOMEM: case RELM_ESTORE: case RELM_EDISKFULL: case RELM_ECORRUPT: case RELM_EBUSY:
 		return 0;              /* the store or memory failed: retry on redelivery */
+	case RELM_EBADROW:
+		return 0;              /* our own row is damaged, not these bytes: kept for after a repair */
 	default:
 		return rc <= -1000;    /* a protocol verdict on these bytes */
 	}
@@ -255,6 +257,12 @@ out:
 int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                        uint64_t seq, const uint8_t *buf, size_t len)
 {
+	return relm_core_envelope_at(c, mailbox, seq, buf, len, 0);
+}
+
+int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint64_t seq, const uint8_t *buf, size_t len, uint64_t arrived_ms)
+{
 	uint8_t rel_id[RELM_ID_LEN], proton[RELM_ID_LEN];
 	uint64_t cursor = 0;
 	uint32_t spk_id = 0;
@@ -269,7 +277,7 @@ int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_L
 	if ((have_rel = relm_store_rel_by_mailbox(c->st, mailbox, rel_id) == 0))
 		rc = relm__core_receive_on(c, rel_id, buf, len);
 	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
-		rc = relm__core_open_initial(c, proton, spk_id, buf, len);
+		rc = relm__core_open_initial(c, proton, spk_id, buf, len, arrived_ms);
 	else
 		rc = RELM_ENOTFOUND;
 	if (rc != 0 && is_final(rc)) {
@@ -308,6 +316,19 @@ static int due_cb(void *ctx, const uint8_t id[RELM_ID_LEN])
 	return 0;
 }
 
+/* A relationship whose row fails its check (reported by the store) cannot
+ * step; its timers are stopped (deadline 0) so that it is not due at every
+ * tick, and the others go on.  A repaired row is stepped again by its next
+ * envelope or send. */
+static int park(struct relm_core *c, const uint8_t id[RELM_ID_LEN])
+{
+	int rc;
+
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	return relm__core_finish(c, relm_store_rel_set_deadline(c->st, id, 0));
+}
+
 int relm_core_tick(struct relm_core *c, uint64_t *next)
 {
 	struct due d = { 0 };
@@ -336,6 +357,8 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		rc = relm__core_finish(c, rc);
 		relm_effects_clear(&fx);
 		relm_rel_free(rel);
+		if (rc == RELM_EBADROW && (rc = park(c, d.ids[i])) == 0)
+			continue;
 		if (rc != 0)
 			goto out;
 	}

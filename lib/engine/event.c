@@ -54,6 +54,19 @@ void relm_event_fields(int type, unsigned *need, unsigned *may)
 	*may = ok ? type_fields[type].may : 0;
 }
 
+/* A store table's name: 1..RELM_EVENT_TABLE_MAX bytes of [a-z_]. */
+static int table_name_ok(const char *t)
+{
+	size_t n = t ? strnlen(t, RELM_EVENT_TABLE_MAX + 1) : 0;
+
+	if (n == 0 || n > RELM_EVENT_TABLE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || t[i] == '_'))
+			return 0;
+	return 1;
+}
+
 int relm_event_check(const struct relm_event *ev)
 {
 	unsigned need, may;
@@ -69,6 +82,8 @@ int relm_event_check(const struct relm_event *ev)
 		return RELM_EINVAL;
 	if ((ev->has & RELM_EVF_REASON) &&
 	    (!ev->reason || strnlen(ev->reason, RELM_EVENT_REASON_MAX + 1) > RELM_EVENT_REASON_MAX))
+		return RELM_EINVAL;
+	if ((ev->has & RELM_EVF_TABLE) && !table_name_ok(ev->table))
 		return RELM_EINVAL;
 	return 0;
 }

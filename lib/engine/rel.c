@@ -885,26 +885,43 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		struct relm_outgoing *o = &rel->out[i];
 		struct relm_payload p;
 		uint8_t on[RELM_ID_LEN];
+		char reason[96];
 
 		if (o->next_ms > now) {
 			i++;
 			continue;
 		}
-		if (o->tries >= env->params.retx_max_tries) {
-			char reason[96];
+		/* Tries are counted across siblings (a copy of each retry is one,
+		 * rel_sibling.c), and the message's age bounds them all: a sibling
+		 * that takes over never starts a new round (ratchet.md §6.4). */
+		if (o->tries >= env->params.retx_max_tries)
 			snprintf(reason, sizeof reason, "no receipt after %u tries", o->tries);
+		else if (now > o->ts && now - o->ts >= (uint64_t)RELM_RETX_MAX_AGE_MS)
+			snprintf(reason, sizeof reason, "no receipt within %u h of sending",
+			         (unsigned)(RELM_RETX_MAX_AGE_MS / 3600000));
+		else
+			reason[0] = '\0';
+		if (!reason[0]) {
+			/* A sibling's message left without a receipt past the
+			 * takeover time: this device retransmits it from now on
+			 * (devices.md §5.3). */
+			o->sibling = 0;
+			payload_of_outgoing(&p, o);
+			rc = send_payload(rel, env, &p, 0, o->last_node, on, fx);
+			if (rc == RELM_ENOMEM)
+				return rc;
+			/* one that cannot be sent (a damaged body, a tree that is
+			 * full) fails now, rather than stop every timer of the
+			 * relationship at each tick for ever */
+			if (rc != 0 && rc != RELM_ENOSEND)
+				snprintf(reason, sizeof reason, "cannot be sent: %s", relm_errname(rc));
+		}
+		if (reason[0]) {
 			relm__emit_status(fx, o->id, RELM_STATUS_FAILED, reason);
 			relm__emit_out_del(fx, o->id);
 			relm__outgoing_remove(rel, (int)i);
 			continue;
 		}
-		/* A sibling's message left without a receipt past the takeover
-		 * time: this device retransmits it from now on (devices.md §5.3). */
-		o->sibling = 0;
-		payload_of_outgoing(&p, o);
-		rc = send_payload(rel, env, &p, 0, o->last_node, on, fx);
-		if (rc != 0 && rc != RELM_ENOSEND)
-			return rc;
 		o->tries++;
 		o->next_ms = now + relm__backoff(env, o->tries);
 		if (rc == 0) {

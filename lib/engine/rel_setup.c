@@ -52,6 +52,21 @@ static int mailbox_with_id(char out[RELM_MAILBOX_ADDR_MAX + 1], const char *host
 	return relm_addr_format(out, RELM_MAILBOX_ADDR_MAX + 1, &a) < 0 ? RELM_EINVAL : 0;
 }
 
+/* Is s exactly the mailbox address of `pk` (proto/wire.md §7): it parses,
+ * names that id, and is spelt the one way the codec writes it?  A hello's
+ * `mailbox` (host:port) becomes the inviter's remote address with the id
+ * appended; garbage, an address with an id of its own, or one too long to
+ * hold the id all fail here. */
+static int is_mailbox_of(const char *s, const uint8_t pk[RELM_SIGN_PK_LEN])
+{
+	struct relm_addr a;
+	char canon[RELM_MAILBOX_ADDR_MAX + 1];
+
+	return relm_addr_parse(&a, s, strlen(s)) == 0 && a.has_id &&
+	       memcmp(a.id, pk, RELM_SIGN_PK_LEN) == 0 &&
+	       relm_addr_format(canon, sizeof canon, &a) >= 0 && strcmp(canon, s) == 0;
+}
+
 int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm_mode mode,
                     const uint8_t ipk_sk[RELM_SIGN_SK_LEN], const struct relm_invite *inv,
                     const char *my_mailbox_host, struct relm_effects *fx)
@@ -73,6 +88,13 @@ int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm
 	if (!my_mailbox_host || relm_addr_parse(&chk, my_mailbox_host, strlen(my_mailbox_host)) != 0 ||
 	    chk.has_id)
 		return RELM_EINVAL;
+	{
+		/* the inviter appends "/<id>" to it: there must be room */
+		char full[RELM_MAILBOX_ADDR_MAX + 1];
+		uint8_t any[RELM_SIGN_PK_LEN] = { 0 };
+		if (mailbox_with_id(full, my_mailbox_host, any) != 0)
+			return RELM_EINVAL;
+	}
 	if (inv->expires_ms && inv->expires_ms <= relm__now(env))
 		return RELM_EEXPIRED;
 	if (memcmp(inv->ipk, ipk_b, RELM_SIGN_PK_LEN) == 0)
@@ -173,7 +195,11 @@ int relm_rel_open_initial(struct relm_rel **out, const struct relm_env *env, enu
 		return rc;
 	if (!(e.h.flags & RELM_ENV_F_INITIAL))
 		return RELM_EMALFORMED;
-	if (e.ext.opk_id != 0 && !sec->has_opk)
+	/* opk_id names the invite's one-time prekey, and is 0 exactly when
+	 * the invite has none (ratchet.md §8.3 step 5): an initial envelope
+	 * without it for an invite that carried one would make a relationship
+	 * without DH4, the one-time prekey's forward secrecy and single use */
+	if ((e.ext.opk_id != 0) != (sec->has_opk != 0))
 		return RELM_ENOTFOUND;
 	if (memcmp(e.ext.ipk, ipk_a, RELM_SIGN_PK_LEN) == 0)
 		return RELM_EINVAL;
@@ -206,7 +232,9 @@ int relm_rel_open_initial(struct relm_rel **out, const struct relm_env *env, enu
 		rc = rc == RELM_EPENDING || rc == RELM_EREJECTED ? RELM_EAUTH : rc;
 		goto fail;
 	}
-	if (!rel->remote_mailbox[0]) {       /* the first message must be the hello */
+	/* the first message must be the hello, and its mailbox an address:
+	 * it is where every envelope to b goes (ratchet.md §8.3 step 7) */
+	if (!rel->remote_mailbox[0] || !is_mailbox_of(rel->remote_mailbox, rel->remote_mbox_pk)) {
 		rc = RELM_EMALFORMED;
 		goto fail;
 	}

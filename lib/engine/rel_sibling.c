@@ -469,8 +469,10 @@ static int record_sibling_message(struct relm_rel *rel, const struct relm_env *e
 		struct relm_outgoing *out = &rel->out[o], was = *out;
 		if (!out->sibling)
 			return 0;              /* ours (or taken over): we retransmit it */
-		/* the sibling tried again: the takeover waits from now */
+		/* the sibling tried again: one more try of the message, and the
+		 * takeover waits from now */
 		out->next_ms = next;
+		out->tries++;
 		memcpy(out->last_node, node, RELM_ID_LEN);
 		if ((rc = relm__emit_out_put(fx, out)) != 0) {
 			*out = was;

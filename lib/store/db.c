@@ -98,7 +98,7 @@ int relm__store_map_rc(int rc)
 	case SQLITE_BUSY: case SQLITE_LOCKED:
 		return RELM_EBUSY;
 	case SQLITE_FULL:
-		return RELM_EFULL;
+		return RELM_EDISKFULL;
 	case SQLITE_CORRUPT: case SQLITE_NOTADB:
 		return RELM_ECORRUPT;
 	case SQLITE_NOMEM:
@@ -294,6 +294,36 @@ static int was_closed_cleanly(sqlite3 *db)
 	       strcmp(row, "1") == 0;
 }
 
+/* Is the file at `path` (user_version v, opened read-only) a relm store?  A
+ * store is only ever put in place complete (create_store), so version 0 —
+ * an empty file, or an SQLite database without a version — is never one;
+ * nor is a database that names another application or lacks relm's tables
+ * (a store made before application_id was set has 0 there).  0, or
+ * RELM_ENOTSTORE with a sentence that says how to start afresh. */
+static int judge_relm(sqlite3 *db, const char *path, int v, const struct relm_store_opts *o)
+{
+	char app[32], tables[32];
+	struct stat sb;
+	int rc;
+	const char *what = NULL;
+
+	if (v == 0)
+		what = stat(path, &sb) == 0 && sb.st_size == 0 ? "the file is empty (0 bytes)"
+		                                                : "an SQLite database without relm's schema";
+	else if (one_text(db, "PRAGMA application_id", app, sizeof app, &rc) != 0 ||
+	         one_text(db, "SELECT count(*) FROM sqlite_schema WHERE type='table' AND name IN "
+	                      "('meta','protons','relationships','messages')", tables, sizeof tables, &rc) != 0)
+		return relm__store_map_rc(rc) == RELM_ECORRUPT ? RELM_ECORRUPT : RELM_ESTORE;
+	else if ((atoll(app) != 0 && atoll(app) != RELM_STORE_APPLICATION_ID) || atoi(tables) != 4)
+		what = "an SQLite database of another program";
+	if (!what)
+		return 0;
+	set_errbuf(o, "%s: not a relm store: %s.  relm creates a store only where no file exists and "
+	           "left this one untouched; to start afresh on purpose, move it away (with any -wal "
+	           "and -shm file beside it)", path, what);
+	return RELM_ENOTSTORE;
+}
+
 /* Probe an existing file read-only: version and integrity, modifying nothing.
  *
  * The check reads the whole file: 1.4 s warm (33 s cold) for a store of
@@ -325,6 +355,8 @@ static int probe_readonly(const char *path, const struct relm_store_opts *o, uns
 		err = RELM_ESTORE_NEWER;
 		goto out;
 	}
+	if ((err = judge_relm(db, path, v, o)) != 0)
+		goto out;
 	if (!(flags & (RELM_STORE_F_INTEGRITY | RELM_STORE_F_NOCHECK)) &&
 	    stat(path, &sb) == 0 && (uint64_t)sb.st_size > always && was_closed_cleanly(db))
 		flags |= RELM_STORE_F_NOCHECK;
@@ -332,7 +364,8 @@ static int probe_readonly(const char *path, const struct relm_store_opts *o, uns
 	    run_check(db, !!(flags & RELM_STORE_F_INTEGRITY), &rc) != 0) {
 		if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_CORRUPT && (rc & 0xff) != SQLITE_NOTADB)
 			goto sqlfail;
-		set_errbuf(o, "%s: integrity check failed: the file is corrupt and was left untouched", path);
+		set_errbuf(o, "%s: integrity check failed: the file is corrupt and was left untouched "
+		           "(restore a copy, or move it away to start afresh)", path);
 		err = RELM_ECORRUPT;
 	}
 	goto out;
@@ -341,7 +374,8 @@ sqlfail:
 	if ((rc & 0xff) == SQLITE_CANTOPEN)
 		err = RELM_EPERM;
 	if (err == RELM_ECORRUPT)
-		set_errbuf(o, "%s: not a valid store (%s); left untouched", path, sqlite3_errstr(rc));
+		set_errbuf(o, "%s: not a valid store (%s); left untouched (restore a copy, or move it "
+		           "away to start afresh)", path, sqlite3_errstr(rc));
 	else
 		set_errbuf(o, "%s: cannot read the store (%s)", path, sqlite3_errstr(rc));
 out:
@@ -349,14 +383,14 @@ out:
 	return err;
 }
 
-/* The folder (created 0700 if missing) and the file (created 0600 if
- * missing), both ours and closed to others; *fresh = the file was made. */
-static int check_paths(const char *path, const struct relm_store_opts *opts, int *fresh)
+/* The folder (created 0700 if missing), ours and closed to others, and
+ * the file if it exists (*exists): a regular file of ours, mode 0600. */
+static int check_paths(const char *path, const struct relm_store_opts *opts, int *exists)
 {
 	char dir[4096];
 	struct stat sb;
 	char *slash;
-	int err, fd;
+	int err;
 
 	strcpy(dir, path);
 	slash = strrchr(dir, '/');
@@ -377,24 +411,18 @@ static int check_paths(const char *path, const struct relm_store_opts *opts, int
 		set_errbuf(opts, "%s: the store folder must be a directory owned by this user with mode 0700 (no group/world access)", dir);
 		return RELM_EPERM;
 	}
-	*fresh = 0;
+	*exists = 1;
 	if (lstat(path, &sb) != 0) {
 		if (errno != ENOENT)
 			return -errno;
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			err = -errno;
+		*exists = 0;
+		if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
 			set_errbuf(opts, "%s: cannot create the store (%s)", path, strerror(errno));
-			return err == -EACCES || err == -EROFS ? RELM_EPERM : err;
+			return RELM_EPERM;
 		}
-		if (fchmod(fd, 0600) != 0) {
-			err = -errno;
-			close(fd);
-			return err;
-		}
-		close(fd);
-		*fresh = 1;
-	} else if (check_owner_mode(&sb, 0) != 0) {
+		return 0;
+	}
+	if (check_owner_mode(&sb, 0) != 0) {
 		set_errbuf(opts, "%s: the store must be a regular file owned by this user with mode 0600", path);
 		return RELM_EPERM;
 	}
@@ -436,25 +464,19 @@ static int configure(struct relm_store *st, const struct relm_store_opts *opts)
 	           "PRAGMA cache_size=-16384", "pragmas");
 }
 
-int relm_store_open(struct relm_store **out, const char *path, const struct relm_store_opts *opts)
+/* A handle in IDLE on `path`, read-write, configured and migrated: the
+ * handle (also when *err says a step failed: st->msg tells which; close
+ * it), or NULL and *err = RELM_ENOMEM. */
+static struct relm_store *open_migrated(const char *path, const struct relm_store_opts *opts, int *err)
 {
-	struct relm_store *st = NULL;
-	unsigned flags = opts ? opts->flags : 0;
-	int err = 0, rc, fresh = 0;
+	struct relm_store *st = calloc(1, sizeof *st);
+	int rc;
 
-	*out = NULL;
-	if (!path || (flags & ~(unsigned)RELM_STORE_F_KNOWN) || strlen(path) >= 4096 - 8)
-		return RELM_EINVAL;
-	if (opts && opts->errbuf && opts->errlen)
-		opts->errbuf[0] = '\0';
-	if ((err = check_paths(path, opts, &fresh)) != 0)
-		return err;
-	/* An existing file is judged read-only before anything can write to it. */
-	if (!fresh && (err = probe_readonly(path, opts, flags)) != 0)
-		return err;
-
-	if (!(st = calloc(1, sizeof *st)))
-		return RELM_ENOMEM;
+	*err = 0;
+	if (!st) {
+		*err = RELM_ENOMEM;
+		return NULL;
+	}
 	enter_state(st, RELM__ST_IDLE);
 	st->event_keep = opts && opts->event_keep ? opts->event_keep : RELM_STORE_EVENT_KEEP;
 	/* NOMUTEX: a handle is used by one thread at a time (store.h), so the
@@ -463,13 +485,121 @@ int relm_store_open(struct relm_store **out, const char *path, const struct relm
 	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW |
 	                     SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX, opts ? opts->vfs : NULL);
 	if (rc != SQLITE_OK)
-		err = relm__store_fail(st, rc, "open");
+		*err = relm__store_fail(st, rc, "open");
+	if (!*err)
+		*err = configure(st, opts);
+	if (!*err)
+		*err = relm__store_migrate(st);
+	return st;
+}
+
+/* meta 'clean' reads 0 on the read-write connection. */
+static int is_marked_unclean(struct relm_store *st)
+{
+	char row[8];
+	int rc;
+
+	return one_text(st->db, "SELECT value FROM meta WHERE key='clean'", row, sizeof row, &rc) == 0 &&
+	       strcmp(row, "0") == 0;
+}
+
+static void unlink_family(const char *p)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
+	char f[4096 + 16];
+
+	for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+		snprintf(f, sizeof f, "%s%s", p, sfx[i]);
+		unlink(f);
+	}
+}
+
+/* A new store is made whole beside its name — schema, WAL mode,
+ * application_id, checkpointed — and only then linked to `path`, which
+ * link(2) refuses to replace.  So `path` never names an empty or half-made
+ * store, even after a crash in the middle: an existing file that is empty
+ * is damage, never a store being made, and is refused (judge_relm).  A
+ * stale `<path>.new` left by such a crash is only ever ours and is
+ * removed first.  The file is created 0600 with O_EXCL|O_NOFOLLOW before
+ * SQLite sees it, so the -wal/-shm files SQLite makes inherit 0600. */
+static int create_store(const char *path, const struct relm_store_opts *opts)
+{
+	char tmp[4096 + 8], dir[4096], *slash;
+	struct relm_store *st;
+	int fd, err = 0;
+
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	unlink_family(tmp);
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, 0600) != 0) {
+		err = -errno;
+		set_errbuf(opts, "%s: cannot create the store (%s)", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		return err == -EACCES || err == -EROFS ? RELM_EPERM : err;
+	}
+	close(fd);
+	if (!(st = open_migrated(tmp, opts, &err))) {
+		unlink(tmp);
+		return err;
+	}
+	if (!err) {
+		char sql[48];
+		snprintf(sql, sizeof sql, "PRAGMA application_id=%d", (int)RELM_STORE_APPLICATION_ID);
+		err = relm__store_exec(st, sql, "application_id");
+	}
+	/* everything into the main file: it is linked without its WAL */
 	if (!err)
-		err = configure(st, opts);
-	if (!err)
-		err = relm__store_migrate(st);
-	/* open now: a kill from here on means the next open checks */
-	if (!err)
+		err = relm__store_exec(st, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpoint");
+	if (err)
+		set_errbuf(opts, "%s: cannot create the store: %s", path, st->msg);
+	relm_store_close(st);
+	if (!err && link(tmp, path) != 0 && errno != EEXIST) {
+		err = -errno;
+		set_errbuf(opts, "%s: cannot put the new store in place (%s)", path, strerror(errno));
+	}
+	/* EEXIST: another process made one meanwhile; that one is judged */
+	unlink_family(tmp);
+	if (!err) {
+		snprintf(dir, sizeof dir, "%s", path);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		if ((fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			fsync(fd);             /* the new name survives a power loss */
+			close(fd);
+		}
+	}
+	return err;
+}
+
+int relm_store_open(struct relm_store **out, const char *path, const struct relm_store_opts *opts)
+{
+	struct relm_store *st = NULL;
+	unsigned flags = opts ? opts->flags : 0;
+	int err = 0, exists = 0;
+
+	*out = NULL;
+	if (!path || (flags & ~(unsigned)RELM_STORE_F_KNOWN) || strlen(path) >= 4096 - 8)
+		return RELM_EINVAL;
+	if (opts && opts->errbuf && opts->errlen)
+		opts->errbuf[0] = '\0';
+	if ((err = check_paths(path, opts, &exists)) != 0)
+		return err;
+	if (!exists && ((err = create_store(path, opts)) != 0 ||
+	                (err = check_paths(path, opts, &exists)) != 0))
+		return err;
+	/* The file is judged read-only before anything can write to it. */
+	if ((err = probe_readonly(path, opts, flags)) != 0)
+		return err;
+
+	if (!(st = open_migrated(path, opts, &err)))
+		return err;
+	/* open now: a kill from here on means the next open checks.  Written
+	 * only when it is not 0 already, so reopening a store that was not
+	 * closed cleanly (relmd does after a full disk) writes nothing. */
+	if (!err && !is_marked_unclean(st))
 		err = relm__store_exec(st, "INSERT OR REPLACE INTO meta(key, value) VALUES('clean', 0)",
 		                       "clean mark");
 	if (err) {
@@ -627,6 +757,24 @@ int relm_store_in_txn(const struct relm_store *st)
 {
 	return st->state == RELM__ST_STEP || st->state == RELM__ST_BATCH ||
 	       st->state == RELM__ST_BATCH_STEP;
+}
+
+int relm_store_probe_write(struct relm_store *st, uint64_t now_ms)
+{
+	char sql[96];
+
+	CHECK_USABLE(st);
+	require_state(st, IN(IDLE), "relm_store_probe_write");
+	snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta(key, value) VALUES('probe', %llu)",
+	         (unsigned long long)now_ms);
+	if (relm_store_begin(st) != 0)
+		return relm_store_error(st) ? relm_store_error(st) : RELM_EBUSY;
+	if (relm__store_exec(st, sql, "probe") != 0) {
+		if (st->state == RELM__ST_STEP)
+			relm_store_rollback(st);
+		return relm_store_error(st) ? relm_store_error(st) : RELM_ESTORE;
+	}
+	return relm_store_commit(st);
 }
 
 /* ---- buffers and test internals ---------------------------------------------- */

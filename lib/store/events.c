@@ -13,9 +13,9 @@
 #include <string.h>
 #include "store/store_int.h"
 
-RELM__SQL(EVENT_ADD, "INSERT INTO events(type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)");
+RELM__SQL(EVENT_ADD, "INSERT INTO events(type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason,tbl,row) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)");
 RELM__SQL(EVENT_TRIM, "DELETE FROM events WHERE seq<=?1");
-RELM__SQL(EVENT_LIST, "SELECT seq,type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason FROM events WHERE seq>?1 ORDER BY seq LIMIT ?2");
+RELM__SQL(EVENT_LIST, "SELECT seq,type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason,tbl,row FROM events WHERE seq>?1 ORDER BY seq LIMIT ?2");
 RELM__SQL(EVENT_BOUNDS, "SELECT (SELECT min(seq) FROM events), (SELECT seq FROM sqlite_sequence WHERE name='events')");
 
 /* The id- and key-sized fields, in column order from `rel` on (EVENT_ADD
@@ -37,7 +37,7 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 	int rc;
 
 	CHECK_WRITABLE(st);
-	if (relm_event_check(ev) != 0)
+	if (relm_event_check(ev) != 0 || ((ev->has & RELM_EVF_ROW) && ev->row > INT64_MAX))
 		return RELM_EINVAL;
 	rc = Q_EXEC(st, EVENT_ADD, A_TEXT(relm_event_name(ev->type)), A_INT(ts),
 	            EV_BLOB(RELM_EVF_REL, rel), EV_BLOB(RELM_EVF_MSG, msg), EV_BLOB(RELM_EVF_NODE, node),
@@ -46,7 +46,8 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 	            EV_INT(RELM_EVF_MBOX_SEQ, mailbox_seq), EV_BLOB(RELM_EVF_ENVELOPE, envelope),
 	            EV_INT(RELM_EVF_EPOCH, epoch), EV_INT(RELM_EVF_PRUNED, pruned),
 	            EV_TEXT(RELM_EVF_STATUS, relm_status_name(ev->status)),
-	            EV_TEXT(RELM_EVF_CODE, relm_errname(ev->code)), EV_TEXT(RELM_EVF_REASON, ev->reason));
+	            EV_TEXT(RELM_EVF_CODE, relm_errname(ev->code)), EV_TEXT(RELM_EVF_REASON, ev->reason),
+	            EV_TEXT(RELM_EVF_TABLE, ev->table), EV_INT(RELM_EVF_ROW, row));
 	if (rc != 0)
 		return rc;
 	seq = sqlite3_last_insert_rowid(st->db);
@@ -96,6 +97,9 @@ static void read_event(const struct relm__q *q, struct relm_event *ev)
 		ev->has |= RELM_EVF_CODE;
 	if ((ev->reason = q_str(q, 16)) != NULL)
 		ev->has |= RELM_EVF_REASON;
+	if ((ev->table = q_str(q, 17)) != NULL)
+		ev->has |= RELM_EVF_TABLE;
+	read_uint(q, 18, RELM_EVF_ROW, &ev->row, &ev->has);
 	/* only what the type may carry, whatever the row holds */
 	relm_event_fields(ev->type, &need, &may);
 	ev->has &= need | may;

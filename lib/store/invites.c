@@ -11,7 +11,8 @@ RELM__SQL(INVITE_GET, "SELECT proton,spk_id,opk_id,multi_use,expires,mailbox_id,
 RELM__SQL(INVITE_BY_MBOX, "SELECT proton,spk_id FROM invites WHERE mailbox_id=?1");
 /* secure_delete zeroes the one-time prekey's private half in the file */
 RELM__SQL(INVITE_USED, "UPDATE invites SET used=used+1, opk_priv=NULL WHERE proton=?1 AND spk_id=?2");
-RELM__SQL(INVITE_EXPIRE, "DELETE FROM invites WHERE expires<?1");
+RELM__SQL(INVITE_EXPIRE, "DELETE FROM invites WHERE expires<=?1");
+RELM__SQL(INVITE_EXPIRED, "SELECT mailbox_id FROM invites WHERE expires<=?1");
 RELM__SQL(REPLAY_INS, "INSERT OR IGNORE INTO replay_guard(proton,ek,rel,seen) VALUES(?1,?2,?3,?4)");
 
 int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv)
@@ -81,9 +82,23 @@ int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM
 	return Q_EXEC_ONE(st, INVITE_USED, A_ID(proton), A_INT(spk_id));
 }
 
-int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms)
+int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms,
+                             int (*cb)(void *ctx, const uint8_t mailbox_id[RELM_SIGN_PK_LEN]),
+                             void *ctx)
 {
+	struct relm__q q;
+	uint8_t id[RELM_SIGN_PK_LEN];
+	int rc;
+
 	CHECK_WRITABLE(st);
+	if (cb) {
+		Q_OPEN(&q, st, INVITE_EXPIRED, A_INT(now_ms));
+		while ((rc = q_step(&q)) > 0)
+			if ((rc = q_fixed(&q, 0, id, sizeof id)) != 0 || (rc = cb(ctx, id)) != 0)
+				break;
+		if ((rc = q_end(&q, rc)) != 0)
+			return rc;
+	}
 	return Q_CHANGES(st, INVITE_EXPIRE, A_INT(now_ms));
 }
 

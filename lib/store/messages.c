@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "store/store_int.h"
+#include "text.h"
 
 RELM__SQL(MSG_INS, "INSERT OR IGNORE INTO messages(rel,id,direction,origin,kind,body,ts,status,reason,created,updated) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?10)");
 RELM__SQL(MSG_LIST, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND seq<?2 ORDER BY seq DESC LIMIT ?3");
@@ -20,6 +21,7 @@ RELM__SQL(MSG_ADVANCE, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHE
           " AND direction='out' AND status<>?3 AND status<>'delivered' AND status<>'failed'"
           " AND (?3<>'posted' OR status='queued')");
 RELM__SQL(MSG_HAS, "SELECT 1 FROM messages WHERE rel=?1 AND id=?2");
+RELM__SQL(MSG_ALL, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages");
 
 int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m)
 {
@@ -37,24 +39,48 @@ int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m)
 	return rc < 0 ? rc : rc == 1;
 }
 
-static int read_msg(const struct relm__q *q, struct relm_store_msg *m)
+/* One row of MSG_LIST / MSG_GET(_BODY) / MSG_ALL, checked as the API
+ * checks what it takes in (check.c): 0, or RELM_EBADROW (reported). */
+static int read_msg(const struct relm__q *q, struct relm_store_msg *m, int with_body)
 {
-	const char *dir = q_str(q, 3);
-	int o, s;
+	const char *dir = q_str(q, 3), *why = NULL;
+	int o, s, rel_ok, id_ok;
 
 	memset(m, 0, sizeof *m);
 	m->seq = q_i64(q, 0);
-	if (q_fixed(q, 1, m->rel, RELM_ID_LEN) || q_fixed(q, 2, m->id, RELM_ID_LEN))
-		return RELM_ESTATE;
+	rel_ok = q_fixed(q, 1, m->rel, RELM_ID_LEN) == 0;
+	id_ok = q_fixed(q, 2, m->id, RELM_ID_LEN) == 0;
 	o = relm_origin_from_name(q_str(q, 4));
 	s = relm_status_from_name(q_str(q, 8));
-	if (!dir || o < 0 || s < 0)
-		return RELM_ESTATE;
+	if (!rel_ok || !id_ok)
+		why = "an id is not 16 bytes";
+	else if (!dir || (strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0))
+		why = "direction is neither in nor out";
+	else if (o < 0)
+		why = "origin is not an origin";
+	else if (s < 0)
+		why = "status is not a status";
+	else if (!relm__col_text_ok(q, 5, RELM_STORE_KIND_MAX, 0) || !sqlite3_column_bytes(q->s, 5))
+		why = "kind is not 1-31 bytes of UTF-8";
+	else if (with_body && !q_isnull(q, 6) &&
+	         (sqlite3_column_type(q->s, 6) != SQLITE_BLOB ||
+	          (size_t)sqlite3_column_bytes(q->s, 6) > RELM_BODY_MAX ||
+	          !relm_text_ok(sqlite3_column_blob(q->s, 6), (size_t)sqlite3_column_bytes(q->s, 6))))
+		why = "body is not UTF-8 text within the limit";
+	else if (!relm__col_text_ok(q, 9, RELM_STORE_REASON_MAX, 1))
+		why = "reason is not UTF-8 text within the limit";
+	else if (!relm__col_int_ok(q, 0) || !relm__col_int_ok(q, 7) || !relm__col_int_ok(q, 10) ||
+	         !relm__col_int_ok(q, 11))
+		why = "a time or number is not an integer";
+	if (why)
+		return relm__store_bad_row(q->st, "messages", m->seq, why, rel_ok ? m->rel : NULL,
+		                           rel_ok && id_ok ? m->id : NULL, NULL, NULL);
 	m->direction_in = strcmp(dir, "in") == 0;
 	m->origin = o;
 	m->status = s;
 	q_textcpy(q, 5, m->kind, sizeof m->kind);
-	m->body = q_blobv(q, 6, &m->body_len);
+	if (with_body)
+		m->body = q_blobv(q, 6, &m->body_len);
 	m->ts = q_col_u64(q, 7);
 	q_textcpy(q, 9, m->reason, sizeof m->reason);
 	m->created = q_col_u64(q, 10);
@@ -73,9 +99,24 @@ int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 	CHECK_USABLE(st);
 	Q_OPEN(&q, st, MSG_LIST, A_ID(rel), A_INT(before > 0 ? before : INT64_MAX),
 	       A_INT(limit ? (int64_t)limit : -1));
-	while ((rc = q_step(&q)) > 0)
-		if ((rc = read_msg(&q, &m)) != 0 || (rc = cb(ctx, &m)) != 0)
+	while ((rc = q_step(&q)) > 0) {
+		if ((rc = read_msg(&q, &m, 1)) == RELM_EBADROW)
+			continue;                      /* reported, and left out */
+		if ((rc = cb(ctx, &m)) != 0)
 			break;
+	}
+	return q_end(&q, rc);
+}
+
+int relm__msg_scan(struct relm_store *st)
+{
+	struct relm_store_msg m;
+	struct relm__q q;
+	int rc;
+
+	q_begin(&q, st, MSG_ALL);
+	while ((rc = q_step(&q)) > 0)
+		read_msg(&q, &m, 1);
 	return q_end(&q, rc);
 }
 
@@ -96,7 +137,7 @@ static int msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 	else
 		Q_OPEN(&q, st, MSG_GET, A_ID(rel), A_ID(id));
 	if ((rc = q_row(&q)) == 0)
-		rc = read_msg(&q, &m);
+		rc = read_msg(&q, &m, body != NULL);
 	if (rc == 0 && body) {
 		if (!(b = malloc(m.body_len + 1))) {
 			rc = RELM_ENOMEM;

@@ -10,12 +10,13 @@
 #include "store/store_int.h"
 
 RELM__SQL(PROTON_PUT, "INSERT INTO protons(id,label,ipk,isk,strategy,created) VALUES(?1,?2,?3,?4,?5,?6)");
-RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,isk FROM protons WHERE id=?1");
-RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created FROM protons ORDER BY id");
+RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,rowid,isk FROM protons WHERE id=?1");
+RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created,rowid FROM protons ORDER BY id");
 RELM__SQL(PROTON_STRATEGY, "UPDATE protons SET strategy=?2 WHERE id=?1");
 RELM__SQL(DEVICE_PUT, "INSERT OR REPLACE INTO devices(proton,device,label,self,pk,sk,epoch,added) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
 RELM__SQL(DEVICE_LIST, "SELECT proton,device,label,self,pk,epoch,added FROM devices WHERE proton=?1 ORDER BY device");
 RELM__SQL(DEVICE_SELF, "SELECT proton,device,label,self,pk,epoch,added,sk FROM devices WHERE proton=?1 AND self=1");
+RELM__SQL(DEVICE_ALL, "SELECT proton,device,label,self,pk,epoch,added FROM devices");
 
 /* ---- protons ---------------------------------------------------------- */
 
@@ -30,15 +31,49 @@ int relm_store_proton_put(struct relm_store *st, const struct relm_store_proton 
 	              A_INT(p->created));
 }
 
+/* A strategy's name (proto/api.md, proton.set_strategy). */
+static int strategy_ok(const char *s)
+{
+	return s && (!strcmp(s, "leaderless") || !strcmp(s, "leader") || !strcmp(s, "fanout"));
+}
+
+/* One row of PROTON_GET / PROTON_LIST, checked (check.c): 0 or
+ * RELM_EBADROW (reported). */
 static int read_proton(const struct relm__q *q, struct relm_store_proton *p)
 {
+	const char *why = NULL;
+	int id_ok;
+
 	memset(p, 0, sizeof *p);
-	if (q_fixed(q, 0, p->id, RELM_ID_LEN) || q_fixed(q, 2, p->ipk, RELM_SIGN_PK_LEN))
-		return RELM_ESTATE;
+	id_ok = q_fixed(q, 0, p->id, RELM_ID_LEN) == 0;
+	if (!id_ok || q_fixed(q, 2, p->ipk, RELM_SIGN_PK_LEN))
+		why = "an id or key is not of its size";
+	else if (!relm__col_text_ok(q, 1, RELM_STORE_LABEL_MAX, 0))
+		why = "label is not UTF-8 text within the limit";
+	else if (!strategy_ok(q_str(q, 3)))
+		why = "strategy is not a strategy";
+	else if (!relm__col_int_ok(q, 4))
+		why = "a time is not an integer";
+	if (why)
+		return relm__store_bad_row(q->st, "protons", q_i64(q, 5), why, NULL, NULL,
+		                           id_ok ? p->id : NULL, NULL);
 	q_textcpy(q, 1, p->label, sizeof p->label);
 	q_textcpy(q, 3, p->strategy, sizeof p->strategy);
 	p->created = q_col_u64(q, 4);
 	return 0;
+}
+
+int relm__proton_scan(struct relm_store *st)
+{
+	struct relm_store_proton p;
+	struct relm__q q;
+	int rc;
+
+	q_begin(&q, st, PROTON_LIST);
+	while ((rc = q_step(&q)) > 0)
+		read_proton(&q, &p);
+	sodium_memzero(&p, sizeof p);
+	return q_end(&q, rc);
 }
 
 int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
@@ -52,7 +87,7 @@ int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 	Q_OPEN(&q, st, PROTON_GET, A_ID(id));
 	if ((rc = q_row(&q)) == 0 && (rc = read_proton(&q, &p)) == 0 &&
 	    (flags & RELM_STORE_WITH_SECRETS))
-		rc = q_fixed(&q, 5, p.isk, RELM_SIGN_SK_LEN);
+		rc = q_fixed(&q, 6, p.isk, RELM_SIGN_SK_LEN);
 	if ((rc = q_end(&q, rc)) == 0)
 		*out = p;
 	sodium_memzero(&p, sizeof p);
@@ -77,9 +112,12 @@ int relm_store_proton_list(struct relm_store *st,
 
 	CHECK_USABLE(st);
 	q_begin(&q, st, PROTON_LIST);
-	while ((rc = q_step(&q)) > 0)
-		if ((rc = read_proton(&q, &p)) != 0 || (rc = cb(ctx, &p)) != 0)
+	while ((rc = q_step(&q)) > 0) {
+		if ((rc = read_proton(&q, &p)) == RELM_EBADROW)
+			continue;                      /* reported, and left out */
+		if ((rc = cb(ctx, &p)) != 0)
 			break;
+	}
 	return q_end(&q, rc);
 }
 
@@ -101,17 +139,41 @@ int relm_store_device_put(struct relm_store *st, const struct relm_store_device 
 	              A_INT(d->epoch), A_INT(d->added));
 }
 
+/* One row of DEVICE_LIST / DEVICE_SELF / DEVICE_ALL, checked: 0 or
+ * RELM_EBADROW (reported; devices has no row numbers). */
 static int read_device(const struct relm__q *q, struct relm_store_device *d)
 {
+	const char *why = NULL;
+	int ids_ok;
+
 	memset(d, 0, sizeof *d);
-	if (q_fixed(q, 0, d->proton, RELM_ID_LEN) || q_fixed(q, 1, d->device, RELM_ID_LEN) ||
-	    q_fixed(q, 4, d->pk, RELM_SIGN_PK_LEN))
-		return RELM_ESTATE;
+	ids_ok = q_fixed(q, 0, d->proton, RELM_ID_LEN) == 0 && q_fixed(q, 1, d->device, RELM_ID_LEN) == 0;
+	if (!ids_ok || q_fixed(q, 4, d->pk, RELM_SIGN_PK_LEN))
+		why = "an id or key is not of its size";
+	else if (!relm__col_text_ok(q, 2, RELM_STORE_LABEL_MAX, 0))
+		why = "label is not UTF-8 text within the limit";
+	else if (!relm__col_int_ok(q, 3) || !relm__col_int_ok(q, 5) || !relm__col_int_ok(q, 6))
+		why = "a number is not an integer";
+	if (why)
+		return relm__store_bad_row(q->st, "devices", 0, why, NULL, NULL,
+		                           ids_ok ? d->proton : NULL, ids_ok ? d->device : NULL);
 	q_textcpy(q, 2, d->label, sizeof d->label);
 	d->self = (int)q_i64(q, 3);
 	d->epoch = q_col_u64(q, 5);
 	d->added = q_col_u64(q, 6);
 	return 0;
+}
+
+int relm__device_scan(struct relm_store *st)
+{
+	struct relm_store_device d;
+	struct relm__q q;
+	int rc;
+
+	q_begin(&q, st, DEVICE_ALL);
+	while ((rc = q_step(&q)) > 0)
+		read_device(&q, &d);
+	return q_end(&q, rc);
 }
 
 int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
@@ -123,9 +185,12 @@ int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_L
 
 	CHECK_USABLE(st);
 	Q_OPEN(&q, st, DEVICE_LIST, A_ID(proton));
-	while ((rc = q_step(&q)) > 0)
-		if ((rc = read_device(&q, &d)) != 0 || (rc = cb(ctx, &d)) != 0)
+	while ((rc = q_step(&q)) > 0) {
+		if ((rc = read_device(&q, &d)) == RELM_EBADROW)
+			continue;                      /* reported, and left out */
+		if ((rc = cb(ctx, &d)) != 0)
 			break;
+	}
 	return q_end(&q, rc);
 }
 

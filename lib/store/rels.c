@@ -14,13 +14,15 @@
 #include "store/store_int.h"
 
 RELM__SQL(REL_PUT, "INSERT INTO relationships(id,proton,label,remote_ipk,mode,mailbox_id,mailbox_sk,remote_addr,created,last_activity,unread,state) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
-RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread FROM relationships WHERE id=?1");
+RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE id=?1");
 /* the secret columns, each by its own statement: a plain get never reads
  * the state's overflow pages or copies a secret it was not asked for */
 RELM__SQL(REL_GET_SECRET, "SELECT mailbox_sk FROM relationships WHERE id=?1");
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
-RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread FROM relationships WHERE proton=?1 AND id>?2 ORDER BY proton,id LIMIT ?3");
+RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2 LIMIT 1");
+RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2 ORDER BY proton,id LIMIT ?3");
+RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships");
 RELM__SQL(REL_DUE, "SELECT id,deadline FROM relationships WHERE deadline>0 AND deadline<=?1 ORDER BY deadline LIMIT ?2");
 RELM__SQL(REL_NEXT_DEADLINE, "SELECT min(deadline) FROM relationships WHERE deadline>0");
 RELM__SQL(REL_DEADLINES, "SELECT id,deadline FROM relationships WHERE deadline>0 ORDER BY deadline");
@@ -43,14 +45,47 @@ int relm_store_rel_put(struct relm_store *st, const struct relm_store_rel *r)
 	              A_INT(r->unread), A_BLOB(r->state, r->state_len));
 }
 
-/* The columns of REL_GET / REL_LIST, with the staged ones over them. */
+/* remote_addr: "" (not known yet) or what a mailbox string may be on the
+ * wire (proto/wire.md §3: printable ASCII without space, 255 bytes at
+ * most) — what the engine writes there always is; whether it parses is
+ * the poster's business (an outbox row with a bad destination is
+ * dropped, app.c). */
+static int remote_addr_ok(const struct relm__q *q, int col)
+{
+	const unsigned char *s = (const unsigned char *)q_str(q, col);
+	size_t n = s ? (size_t)sqlite3_column_bytes(q->s, col) : 0;
+
+	if (sqlite3_column_type(q->s, col) != SQLITE_TEXT || n > RELM_MAILBOX_ADDR_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* The columns of REL_GET / REL_LIST / REL_ALL, checked (check.c), with
+ * the staged ones over them: 0 or RELM_EBADROW (reported). */
 static int read_rel(struct relm_store *st, const struct relm__q *q, struct relm_store_rel *r)
 {
+	const char *why = NULL;
+	int id_ok, proton_ok;
+
 	memset(r, 0, sizeof *r);
-	if (q_fixed(q, 0, r->id, RELM_ID_LEN) || q_fixed(q, 1, r->proton, RELM_ID_LEN) ||
-	    q_fixed(q, 3, r->remote_ipk, RELM_SIGN_PK_LEN) ||
+	id_ok = q_fixed(q, 0, r->id, RELM_ID_LEN) == 0;
+	proton_ok = q_fixed(q, 1, r->proton, RELM_ID_LEN) == 0;
+	if (!id_ok || !proton_ok || q_fixed(q, 3, r->remote_ipk, RELM_SIGN_PK_LEN) ||
 	    q_fixed(q, 5, r->mailbox_id, RELM_SIGN_PK_LEN))
-		return RELM_ESTATE;
+		why = "an id or key is not of its size";
+	else if (!relm__col_text_ok(q, 2, RELM_STORE_LABEL_MAX, 0))
+		why = "label is not UTF-8 text within the limit";
+	else if (!remote_addr_ok(q, 6))
+		why = "remote_addr is not a mailbox address";
+	else if (!relm__col_int_ok(q, 4) || !relm__col_int_ok(q, 7) || !relm__col_int_ok(q, 8) ||
+	         !relm__col_int_ok(q, 9))
+		why = "a number is not an integer";
+	if (why)
+		return relm__store_bad_row(st, "relationships", q_i64(q, 10), why, id_ok ? r->id : NULL,
+		                           NULL, proton_ok ? r->proton : NULL, NULL);
 	q_textcpy(q, 2, r->label, sizeof r->label);
 	r->mode = (int)q_i64(q, 4);
 	q_textcpy(q, 6, r->remote_addr, sizeof r->remote_addr);
@@ -59,6 +94,19 @@ static int read_rel(struct relm_store *st, const struct relm__q *q, struct relm_
 	r->unread = (uint32_t)q_col_u64(q, 9);
 	relm__stage_overlay(&st->stage, r);
 	return 0;
+}
+
+int relm__rel_scan(struct relm_store *st)
+{
+	struct relm_store_rel r;
+	struct relm__q q;
+	int rc;
+
+	q_begin(&q, st, REL_ALL);
+	while ((rc = q_step(&q)) > 0)
+		read_rel(st, &q, &r);
+	sodium_memzero(&r, sizeof r);
+	return q_end(&q, rc);
 }
 
 static int get_secret(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
@@ -143,6 +191,20 @@ int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RE
 	return q_end(&q, rc);
 }
 
+int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t remote_ipk[RELM_SIGN_PK_LEN], uint8_t rel[RELM_ID_LEN])
+{
+	uint8_t id[RELM_ID_LEN];
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, REL_BY_REMOTE, A_ID(proton), A_BLOB(remote_ipk, RELM_SIGN_PK_LEN));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0)
+		memcpy(rel, id, RELM_ID_LEN);
+	return q_end(&q, rc);
+}
+
 int relm_store_rel_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t after[RELM_ID_LEN], unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_rel *r), void *ctx)
@@ -155,9 +217,12 @@ int relm_store_rel_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN]
 	/* an empty BLOB sorts before every id */
 	Q_OPEN(&q, st, REL_LIST, A_ID(proton), A_BLOB(after, after ? RELM_ID_LEN : 0),
 	       A_INT(limit ? (int64_t)limit : -1));
-	while ((rc = q_step(&q)) > 0)
-		if ((rc = read_rel(st, &q, &r)) != 0 || (rc = cb(ctx, &r)) != 0)
+	while ((rc = q_step(&q)) > 0) {
+		if ((rc = read_rel(st, &q, &r)) == RELM_EBADROW)
+			continue;                      /* reported, and left out */
+		if ((rc = cb(ctx, &r)) != 0)
 			break;
+	}
 	return q_end(&q, rc);
 }
 

@@ -217,6 +217,13 @@ static const char schema_v6[] =
 	" status TEXT, code TEXT, reason TEXT);";
 static int migrate_v6(struct relm_store *st);
 
+/* v7: store.corrupt_row events name a table and a row (engine/event.h's
+ * table and row fields).  Two columns added at the end: the rows already
+ * there have neither. */
+static const char schema_v7[] =
+	"ALTER TABLE events ADD COLUMN tbl TEXT;"
+	"ALTER TABLE events ADD COLUMN row INTEGER;";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -228,6 +235,7 @@ static const struct migration {
 	{ schema_v4, NULL },      /* 3 → 4 */
 	{ NULL, migrate_v5 },     /* 4 → 5 */
 	{ schema_v6, migrate_v6 },    /* 5 → 6 */
+	{ schema_v7, NULL },      /* 6 → 7 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

@@ -56,7 +56,7 @@
  *          SQLITE_NOTADB, SQLITE_NOMEM, SQLITE_READONLY*, SQLITE_CANTOPEN,
  *          SQLITE_PROTOCOL from any statement, and on any failed COMMIT.
  *          Every later call (reads too)
- *          returns the code that caused it (RELM_EFULL for a full disk,
+ *          returns the code that caused it (RELM_EDISKFULL for a full disk,
  *          RELM_ECORRUPT, RELM_ESTORE otherwise) until relm_store_close;
  *          the caller reopens.  Why sticky rather than "retry": SQLite has
  *          rolled back (all of the batch, not only the failing step), so the
@@ -85,7 +85,7 @@
  * row, RELM_EEXIST for a duplicate key on insert, RELM_EINVAL for arguments
  * out of range (labels, sizes), RELM_EBUSY when another process holds the
  * write lock past busy_timeout (not sticky), RELM_EPERM for permissions and
- * read-only folders, RELM_ECORRUPT, RELM_ESTORE_NEWER, RELM_EFULL,
+ * read-only folders, RELM_ECORRUPT, RELM_ESTORE_NEWER, RELM_EDISKFULL, RELM_ENOTSTORE,
  * RELM_ESTORE for any other SQLite failure.  relm_store_errmsg() says more.
  *
  * Secrets (identity keys, device keys, prekeys, mailbox keys, ratchet state)
@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v6
+ * ---------------------------------------------------------------- schema v7
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -151,7 +151,7 @@
  *           the state blob until v3, which every step rewrites)
  *   events(seq INTEGER PK AUTOINCREMENT, type, ts, rel, msg, node, proton,
  *           device, ipk, mailbox, mailbox_seq, envelope, epoch, pruned,
- *           status, code, reason) [v6]  one typed column per field of a
+ *           status, code, reason [v6], tbl, row [v7])  one typed column per field of a
  *           struct relm_event (NULL = not carried; v5 had a json column);
  *           seq never reused, so subscribe{since} is exact; trimmed to a
  *           retention count
@@ -167,7 +167,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 6,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 7,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -176,6 +176,7 @@ enum relm_store_consts {
 	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
 	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
 	                                       * bigger ones only after an unclean close */
+	RELM_STORE_APPLICATION_ID = 0x72656c6d, /* PRAGMA application_id of a relm store: "relm" */
 };
 
 /* relm_store_opts.flags */
@@ -206,7 +207,10 @@ struct relm_store_opts {
 /* ---- lifecycle ------------------------------------------------------- */
 
 /* Open or create the store file `path`.  Its folder is created with mode
- * 0700 if missing (only the last component); the file is created 0600.  A
+ * 0700 if missing (only the last component).  A store is created only
+ * where no file exists, whole: made as `<path>.new` (0600), then linked to
+ * `path` (proto/store.md §1).  An existing file that is empty or another
+ * program's SQLite database gives RELM_ENOTSTORE, untouched.  A
  * folder or file that is group/world accessible, owned by another uid, a
  * symlink, or not a folder/regular file is refused with RELM_EPERM and
  * nothing is touched.  An existing non-empty file is first opened
@@ -250,6 +254,10 @@ int relm_store_batch_commit(struct relm_store *st);
 int relm_store_batch_rollback(struct relm_store *st);
 /* 1 while a step or batch is open. */
 int relm_store_in_txn(const struct relm_store *st);
+/* A write of one small row (meta 'probe' = now_ms) in a transaction of
+ * its own (IDLE only): does the file take writes again (after a full
+ * disk)?  0, or the error (a failure is sticky like any other). */
+int relm_store_probe_write(struct relm_store *st, uint64_t now_ms);
 
 /* ---- protons ---------------------------------------------------------- */
 
@@ -326,8 +334,14 @@ int relm_store_invite_by_mailbox(struct relm_store *st, const uint8_t mailbox_id
  * zeroes it in the file).  RELM_ENOTFOUND. */
 int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                                 uint32_t spk_id);
-/* Delete invites that expired before now_ms; returns how many (≥ 0). */
-int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms);
+/* Delete the invites expired at now_ms (expires <= now_ms: the moment
+ * they stop working) with every secret of theirs (secure_delete zeroes
+ * them in the file); cb (may be NULL) is first told each one's mailbox id,
+ * which nobody needs to read any more (a nonzero return stops and is
+ * returned, nothing deleted).  Returns how many were deleted (≥ 0). */
+int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms,
+                             int (*cb)(void *ctx, const uint8_t mailbox_id[RELM_SIGN_PK_LEN]),
+                             void *ctx);
 void relm_store_invite_clear(struct relm_store_invite *inv);   /* wipes */
 
 /* ---- replay guard ------------------------------------------------------ */
@@ -367,6 +381,10 @@ int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 /* Which relationship owns our mailbox `mailbox_id`.  RELM_ENOTFOUND. */
 int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
                               uint8_t rel[RELM_ID_LEN]);
+/* A relationship of proton with the remote identity key remote_ipk (one
+ * index probe: relationships_by_remote).  RELM_ENOTFOUND. */
+int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t remote_ipk[RELM_SIGN_PK_LEN], uint8_t rel[RELM_ID_LEN]);
 /* Relationships of a proton in id order, starting after `after` (NULL =
  * from the start), at most `limit` rows (0 = no limit), without secrets or
  * state.  A nonzero return from cb stops the walk and is returned. */
@@ -569,6 +587,31 @@ int relm_store_ack_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN],
                                   const uint8_t dh[RELM_KEY_LEN], uint32_t n),
                         void *ctx);
+
+/* ---- checking what is read back (proto/store.md §5.1) ------------------- */
+
+/* Every reader of history, protons, devices and relationships checks the
+ * values it is about to return as input is checked — text is strict UTF-8
+ * without NUL and within its length, names are of their enumerations, ids
+ * and keys of their size, numbers integers.  A row that fails is left out
+ * of lists and refused by getters (RELM_EBADROW), and reported: fn is
+ * called with a store.corrupt_row record (engine/event.h: table, row when
+ * the table has row numbers, reason, and the ids that could be read),
+ * valid during the call.  It may be called from any reader, inside or
+ * outside a transaction, and must not call the store.  NULL: not told. */
+typedef void (*relm_store_bad_row_fn)(void *ctx, const struct relm_event *ev);
+void relm_store_on_bad_row(struct relm_store *st, relm_store_bad_row_fn fn, void *ctx);
+
+/* On-demand check: PRAGMA integrity_check (or quick_check when quick),
+ * then every row of the tables above through its reader.  integrity(ctx,
+ * line) is called for each problem SQLite names (at most 100; none when
+ * the file is sound); bad(ctx, ev) for each row that fails (the hook of
+ * relm_store_on_bad_row is told too).  Either may be NULL.  Reads only
+ * (a whole pass over the file: seconds on a big store).  0, or an error
+ * of the store (the sticky one included). */
+int relm_store_check(struct relm_store *st, int quick,
+                     void (*integrity)(void *ctx, const char *line), relm_store_bad_row_fn bad,
+                     void *ctx);
 
 /* ---- internals for tests ---------------------------------------------- */
 struct sqlite3;

@@ -105,15 +105,15 @@ struct relm__stage {
 #define RELM__STORE_SLOTS(X)                                                    \
 	/* db.c */       X(STEP_BEGIN) X(STEP_RELEASE) X(STEP_UNDO)                  \
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
-	                 X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF)                  \
+	                 X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL)    \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
-	                 X(INVITE_EXPIRE) X(REPLAY_INS)                               \
+	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
-	                 X(REL_BY_MBOX) X(REL_LIST) X(REL_DUE) X(REL_NEXT_DEADLINE)   \
+	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_GET) X(MSG_GET_BODY)           \
-	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS)                      \
+	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
 	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_LIST) X(EVENT_BOUNDS)     \
@@ -143,6 +143,10 @@ struct relm_store {
 	int err;                     /* sticky error (ERROR state) */
 	uint32_t event_keep;
 	char msg[256];
+	relm_store_bad_row_fn bad_row;   /* told of each row that fails its check */
+	void *bad_row_ctx;
+	relm_store_bad_row_fn check_sink; /* relm_store_check's own listener, while it runs */
+	void *check_ctx;
 	sqlite3_stmt *stmt[RELM__S_COUNT];
 	const char *stmt_text[RELM__S_COUNT];   /* the text each slot was prepared from */
 	struct relm__stage stage;
@@ -175,6 +179,29 @@ int relm__store_text_ok(const char *s, size_t max);
 	assert(((st)->state == RELM__ST_STEP || (st)->state == RELM__ST_BATCH_STEP) && \
 	       "store write outside relm_store_begin/commit"); \
 } while (0)
+
+/* ---- check.c: values read back are checked like input (store.md §5.1) -- */
+
+struct relm__q;
+
+/* Column col is TEXT (or NULL when may_null) of at most max bytes of
+ * relm_text_ok text: 1 yes, 0 no. */
+int relm__col_text_ok(const struct relm__q *q, int col, size_t max, int may_null);
+/* Column col is an INTEGER. */
+int relm__col_int_ok(const struct relm__q *q, int col);
+/* Row `row` of `table` failed its check (why: a short phrase, no row data):
+ * the listeners are told, with the ids the record holds that were read
+ * (rel, msg, proton, device, each NULL if not).  Returns RELM_EBADROW. */
+int relm__store_bad_row(struct relm_store *st, const char *table, int64_t row, const char *why,
+                        const uint8_t *rel, const uint8_t *msg, const uint8_t *proton,
+                        const uint8_t *device);
+
+/* Every row of a table through its reader (relm_store_check): 0 or an
+ * error of the statement; bad rows go to the listeners. */
+int relm__msg_scan(struct relm_store *st);
+int relm__proton_scan(struct relm_store *st);
+int relm__device_scan(struct relm_store *st);
+int relm__rel_scan(struct relm_store *st);
 
 /* ---- schema.c ---------------------------------------------------------- */
 

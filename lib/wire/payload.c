@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <cjson/cJSON.h>
 #include "wire/payload.h"
+#include "text.h"
 #include "crypto/crypto.h"
 #include "error.h"
 
@@ -54,46 +55,6 @@ enum relm_kind relm_kind_from_name(const char *s)
 static int kind_has_body(enum relm_kind k)
 {
 	return k == RELM_KIND_TEXT || k == RELM_KIND_HEAL || k == RELM_KIND_IDENTITY;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, ≤ U+10FFFF.
- * NUL bytes are rejected too: every string here ends up NUL-terminated. */
-static int utf8_ok(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp, min;
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			n = 1; cp = c & 0x1f; min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2; cp = c & 0x0f; min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3; cp = c & 0x07; min = 0x10000;
-		} else {
-			return 0;
-		}
-		if (len - i - 1 < n)
-			return 0;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
 }
 
 /* Mailbox strings: 1..255 bytes of printable ASCII without space (as in
@@ -220,7 +181,7 @@ static int payload_check(const struct relm_payload *p)
 			return RELM_EINVAL;
 		if (p->body_len > RELM_BODY_MAX)
 			return RELM_ETOOBIG;
-		if (!utf8_ok((const uint8_t *)p->body, p->body_len))
+		if (!relm_text_ok(p->body, p->body_len))
 			return RELM_EINVAL;
 	}
 	if (p->kind == RELM_KIND_RECEIPT &&
@@ -421,7 +382,7 @@ static int decode_fields(struct relm_payload *p, const cJSON *root)
 		n = strlen(s);
 		/* The whole input was checked as UTF-8, and cJSON only writes
 		 * valid UTF-8 for \u escapes; checked again as it is cheap. */
-		if (n > RELM_BODY_MAX || !utf8_ok((const uint8_t *)s, n))
+		if (n > RELM_BODY_MAX || !relm_text_ok(s, n))
 			return RELM_EMALFORMED;
 		if ((p->body = dup_str(s, n)) == NULL)
 			return RELM_ENOMEM;
@@ -465,7 +426,7 @@ int relm_payload_decode_json(struct relm_payload *out, const uint8_t *buf, size_
 	}
 	/* raw doubles as cJSON's input: a NUL-terminated copy of exactly the
 	 * unpadded bytes. */
-	if (!utf8_ok(buf, jlen) || has_nul_escape((const char *)buf, jlen)) {
+	if (!relm_text_ok(buf, jlen) || has_nul_escape((const char *)buf, jlen)) {
 		err = RELM_EMALFORMED;
 		goto fail;
 	}
