@@ -22,7 +22,7 @@ struct tw_web {
 	pid_t pid;
 	int port;
 	char token[WEB_TOKEN_LEN + 1];
-	char url[160];
+	char url[200];              /* as long as the line it is read from */
 	char out[300], log[300];
 };
 
