@@ -96,8 +96,16 @@ void web_guard_init(struct web_guard *g, const struct web_listen *l, uint16_t po
 	 * http://localhost:PORT/ sends Host: localhost:PORT. */
 	if (!strcmp(l->host, "127.0.0.1") || !strcmp(l->host, "[::1]"))
 		snprintf(g->hosts[g->nhosts++], WEB_HOST_MAX, "localhost:%u", (unsigned)port);
-	for (int i = 0; i < g->nhosts; i++)
-		snprintf(g->origins[i], sizeof g->origins[i], "http://%s", g->hosts[i]);
+	for (int i = 0; i < g->nhosts; i++) {
+		/* origins[i] and hosts[i] are two fields of *g: build the
+		 * origin by hand, not with snprintf of one field into another */
+		size_t n = strlen(g->hosts[i]);
+		if (n + 8 > sizeof g->origins[i])
+			n = sizeof g->origins[i] - 8;
+		memcpy(g->origins[i], "http://", 7);
+		memcpy(g->origins[i] + 7, g->hosts[i], n);
+		g->origins[i][7 + n] = '\0';
+	}
 	snprintf(g->cookie, sizeof g->cookie, "relm_web_%u", (unsigned)port);
 }
 
