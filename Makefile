@@ -141,7 +141,6 @@ $(BUILD)/relm-sim: $(SIM_OBJ) $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
 sim: $(BUILD)/relm-sim
 	$(Q)$(BUILD)/relm-sim --seeds $(SIM_SEEDS) --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --scenario all --seeds 2000 --seed $(SIM_SEED)
-	$(Q)$(BUILD)/relm-sim --seeds 20000 --seed $(SIM_SEED) --crash 0.02
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
@@ -199,7 +198,6 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim purity | $(BROWSER_DEPS_OK)
 	echo "== relm-sim (seed $$seed)"; \
 	$(BUILD)/relm-sim --seeds 2000 --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --scenario all --seeds 40 --seed $$seed || fail=1; \
-	$(BUILD)/relm-sim --seeds 200 --seed $$seed --crash 0.02 || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \

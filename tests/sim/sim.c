@@ -9,8 +9,8 @@
  *            [--mutate NAME] [--expect-fail]
  *
  * Without --devices it runs the grid: A and B from 1 to 4 devices, and B
- * as one strict Double Ratchet peer, with loss 0 and 5 %; the N seeds are
- * dealt over the cells.  Schedule k of a run uses seed S + k, and a
+ * as one strict Double Ratchet peer, with loss 0 and 5 %, without crashes
+ * and with 2 % of steps crashing; the N seeds are dealt over the cells.  Schedule k of a run uses seed S + k, and a
  * failing one is printed with the command that replays it alone (add
  * --trace to watch it).  Exit status 1 when any schedule failed — or,
  * with --expect-fail (used with --mutate, which breaks the world on
@@ -141,7 +141,7 @@ int sim_run(const struct sim_cfg *cfg, struct sim_result *r)
 
 struct cell {
 	int na, nb, strict;
-	double loss;
+	double loss, crash;
 	int runs, failing;
 	int *rounds, *branches, *priv;
 	uint64_t msgs, msgs_a, forks_a, reps_a, retx, acks, dup_acks, keys, repairs, crashes;
@@ -192,7 +192,7 @@ static void print_cell(const struct cell *c, int show_loss)
 		snprintf(dev, sizeof dev, "%dx%d", c->na, c->nb);
 	printf("%-9s", dev);
 	if (show_loss)
-		printf(" %4.0f%%", c->loss * 100);
+		printf(" %4.0f%% %3.0f%%", c->loss * 100, c->crash * 100);
 	printf(" %6d %5d  %d/%d/%d   %2d/%-2d  %2d/%-2d  %6.3f %6.3f %6.3f %6.3f  %6.3f %5.0f\n", c->runs, c->failing,
 	       pct(c->rounds, ok, 0.5), pct(c->rounds, ok, 0.99), pct(c->rounds, ok, 1.0),
 	       pct(c->branches, c->runs, 0.99), pct(c->branches, c->runs, 1.0), pct(c->priv, c->runs, 0.99),
@@ -207,8 +207,8 @@ int main(int argc, char **argv)
 {
 	struct sim_cfg base = { .seed = 1, .profile = -1, .skew = 30000, .clock_sync = 1, .dup = 0.05 };
 	long seeds = 1;
-	int dev_a = 0, dev_b = 0, scenario = 0, grid_loss = 1, expect_fail = 0;
-	struct cell cells[64];
+	int dev_a = 0, dev_b = 0, scenario = 0, grid_loss = 1, grid_crash = 1, expect_fail = 0;
+	struct cell cells[128];
 	int ncells = 0, failed = 0;
 	struct timespec t0, t1;
 
@@ -229,8 +229,10 @@ int main(int argc, char **argv)
 			grid_loss = 0;
 		} else if (!strcmp(a, "--dup"))
 			base.dup = atof(arg(argc, argv, &i));
-		else if (!strcmp(a, "--crash"))
+		else if (!strcmp(a, "--crash")) {
 			base.crash = atof(arg(argc, argv, &i));
+			grid_crash = 0;
+		}
 		else if (!strcmp(a, "--skew"))
 			base.skew = atoi(arg(argc, argv, &i));
 		else if (!strcmp(a, "--no-clock-sync"))
@@ -273,16 +275,19 @@ int main(int argc, char **argv)
 		}
 	} else if (dev_a) {
 		cells[ncells++] = (struct cell){ .na = dev_a, .nb = base.strict ? 1 : dev_b,
-		                                 .strict = base.strict, .loss = base.loss };
+		                                 .strict = base.strict, .loss = base.loss,
+		                                 .crash = base.crash };
 	} else {
-		for (int l = 0; l < (grid_loss ? 2 : 1); l++)
-			for (int a = 1; a <= SIM_MAX_DEV; a++)
-				for (int b = 1; b <= SIM_MAX_DEV + 1; b++)
-					cells[ncells++] = (struct cell){ .na = a, .nb = b > SIM_MAX_DEV ? 1 : b,
-					                                 .strict = b > SIM_MAX_DEV,
-					                                 .loss = grid_loss ? 0.05 * l : base.loss };
+		for (int k = 0; k < (grid_crash ? 2 : 1); k++)
+			for (int l = 0; l < (grid_loss ? 2 : 1); l++)
+				for (int a = 1; a <= SIM_MAX_DEV; a++)
+					for (int b = 1; b <= SIM_MAX_DEV + 1; b++)
+						cells[ncells++] = (struct cell){
+							.na = a, .nb = b > SIM_MAX_DEV ? 1 : b, .strict = b > SIM_MAX_DEV,
+							.loss = grid_loss ? 0.05 * l : base.loss,
+							.crash = grid_crash ? 0.02 * k : base.crash };
 	}
-	int ids[64];
+	int ids[128];
 	for (int c = 0; c < ncells; c++) {
 		ids[c] = scenario ? cells[c].runs : 0;
 		cells[c].runs = 0;
@@ -306,6 +311,7 @@ int main(int argc, char **argv)
 			cfg.n[1] = cl->nb;
 			cfg.strict = cl->strict;
 			cfg.loss = cl->loss;
+			cfg.crash = cl->crash;
 			if (scenario)
 				sim_scenario_cfg(&cfg, ids[c]);
 			sim_run(&cfg, &r);
@@ -350,9 +356,9 @@ int main(int argc, char **argv)
 	long total = 0;
 	uint64_t repairs = 0, crashes = 0, msgs = 0;
 	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s  %6s %6s %6s %6s  %6s %5s\n", scenario ? "scenario" : "devices",
-	       "loss ", "runs", "fail", "rounds", "branch", "keys", "fork/m", "rep/m", "retx/m", "env/m",
+	       "loss crash", "runs", "fail", "rounds", "branch", "keys", "fork/m", "rep/m", "retx/m", "env/m",
 	       "dupack", "ts-err");
-	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s\n", "", "     ", "", "", "med/99/max", "p99/max",
+	printf("%-9s %s %6s %5s  %-7s  %-5s  %-5s\n", "", "          ", "", "", "med/99/max", "p99/max",
 	       "p99/max");
 	for (int c = 0; c < ncells; c++) {
 		if (scenario)
