@@ -153,6 +153,21 @@ static void check_fixture(int version)
 			ck_assert_int_eq(a.id_first[0], 0x33);
 		}
 	}
+	{
+		/* v7's device keys: none before, the fixture's row in v7 */
+		struct relm_store_device_keys k;
+		int rc = relm_store_device_keys_get(st, pid, &k);
+		if (version >= 7) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_uint_eq(k.spk_id, 7);
+			ck_assert_int_eq(k.spk_priv[0], 0x58);
+			ck_assert_int_eq(k.mailbox_id[31], 0xa4);
+			ck_assert_int_eq(k.mailbox_sk[63], 0x59);
+		} else {
+			ck_assert_int_eq(rc, RELM_ENOTFOUND);
+		}
+		relm_store_device_keys_clear(&k);
+	}
 	/* and it keeps working */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_event_append(st, ts_any_event(), 1, NULL), 0);
@@ -193,6 +208,12 @@ END_TEST
 START_TEST(test_fixture_v6)
 {
 	check_fixture(6);
+}
+END_TEST
+
+START_TEST(test_fixture_v7)
+{
+	check_fixture(7);
 }
 END_TEST
 
@@ -689,6 +710,7 @@ int main(void)
 		{ "fixtures", test_fixture_v4, 10 },
 		{ "fixtures", test_fixture_v5, 10 },
 		{ "fixtures", test_fixture_v6, 10 },
+		{ "fixtures", test_fixture_v7, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

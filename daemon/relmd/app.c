@@ -691,6 +691,14 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 		free(app);
 		return rc;
 	}
+	/* protons of a store from before schema v7 get their circle now */
+	if ((rc = relm_core_devices_upgrade(app->core)) != 0) {
+		log_err("store %s: making the device circles: %s", cfg->store_path, relm_strerror(rc));
+		relm_core_free(app->core);
+		relm_store_close(app->st);
+		free(app);
+		return rc;
+	}
 	app->api.core = app->core;
 	app->api.store = app->st;
 	app->api.ctx = app;

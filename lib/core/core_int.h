@@ -5,6 +5,7 @@
  *                 (both ends: invite.accept and the inviter's first envelope)
  *   durability.c  the durability rule: one engine step in one store step
  *   apply.c       an engine step's effects written into that store step
+ *   devices.c     this device in its proton's circle, env->devices
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
@@ -21,12 +22,23 @@ struct relm_core {
 	const struct relm_env *env;
 	enum relm_mode mode;
 	char mailbox_host[RELM_MAILBOX_ADDR_MAX + 1];
+	/* The devices of the proton of the relationship being stepped
+	 * (env_own.devices points here, or is NULL): relm__core_devices_load. */
+	struct relm_devices devs;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
 {
 	return relm__now(c->env);
 }
+
+/* A growing list of ids (free v after); devices.c. */
+struct relm__ids {
+	uint8_t (*v)[RELM_ID_LEN];
+	size_t n, cap;
+};
+/* Append id: 0 or RELM_ENOMEM (the list is as it was). */
+int relm__ids_push(struct relm__ids *ids, const uint8_t id[RELM_ID_LEN]);
 
 /* durability.c */
 /* Commit the open step if rc is 0, else roll it back; the result. */
@@ -42,5 +54,14 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
  * mailbox makes the relationship, inside the open step. */
 int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             uint32_t spk_id, const uint8_t *buf, size_t len);
+
+/* devices.c */
+/* Make what this device of proton lacks, inside the open step: its device
+ * keys, and a circle (epoch 1, or the next) naming it with its device
+ * invite.  0 when both already exist (nothing written), or an error. */
+int relm__core_circle_ensure(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+/* Point env->devices at proton's devices (the rows of the circle held)
+ * for the next engine step.  0 or a store error. */
+int relm__core_devices_load(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
 
 #endif

@@ -42,6 +42,11 @@ static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_
 	memset(&r, 0, sizeof r);
 	if ((rc = relm_store_rel_get(c->st, id, &r, RELM_STORE_WITH_STATE)) != 0)
 		return rc;
+	/* the step sees its proton's devices as the circle held says */
+	if ((rc = relm__core_devices_load(c, r.proton)) != 0) {
+		relm_store_rel_clear(&r);
+		return rc;
+	}
 	rc = relm_rel_decode(&rel, r.state, r.state_len);
 	relm_store_rel_clear(&r);
 	if (rc != 0)
@@ -288,29 +293,16 @@ done:
 
 /* ---- timers ---------------------------------------------------------------- */
 
-struct due {
-	uint8_t (*ids)[RELM_ID_LEN];
-	size_t n, cap;
-};
-
+/* relm_store_rel_due callback: collect the due relationship ids (ctx a
+ * struct relm__ids). */
 static int due_cb(void *ctx, const uint8_t id[RELM_ID_LEN])
 {
-	struct due *d = ctx;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16;
-		void *v = realloc(d->ids, cap * RELM_ID_LEN);
-		if (!v)
-			return RELM_ENOMEM;
-		d->ids = v;
-		d->cap = cap;
-	}
-	memcpy(d->ids[d->n++], id, RELM_ID_LEN);
-	return 0;
+	return relm__ids_push(ctx, id);
 }
 
 int relm_core_tick(struct relm_core *c, uint64_t *next)
 {
-	struct due d = { 0 };
+	struct relm__ids d = { 0 };
 	int rc;
 
 	if ((rc = relm_store_rel_due(c->st, relm__core_now(c), 256, due_cb, &d)) != 0)
@@ -322,15 +314,15 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		relm_effects_init(&fx);
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
-		rc = load(c, d.ids[i], &rel);
+		rc = load(c, d.v[i], &rel);
 		if (rc == 0)
-			rc = relm_store_outgoing_due(c->st, d.ids[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
+			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
 			rc = load_acks(c, rel);
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
 		if (rc == 0)
-			rc = relm_core_apply(c->st, d.ids[i], NULL, &fx, relm__core_now(c));
+			rc = relm_core_apply(c->st, d.v[i], NULL, &fx, relm__core_now(c));
 		if (rc == 0)
 			rc = save(c, rel);
 		rc = relm__core_finish(c, rc);
@@ -342,7 +334,7 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 	if (next)
 		rc = relm_store_next_deadline(c->st, next);
 out:
-	free(d.ids);
+	free(d.v);
 	return rc;
 }
 

@@ -217,6 +217,19 @@ static const char schema_v6[] =
 	" status TEXT, code TEXT, reason TEXT);";
 static int migrate_v6(struct relm_store *st);
 
+/* v7: this device's keys behind its device invite (proto/devices.md §3):
+ * the device prekey and the device mailbox, one row per proton.  A table
+ * of its own rather than columns of devices, whose rows are also the
+ * siblings'.  A proton of v6 gets its row (and its first circle) from
+ * lib/core when it first needs them: a migration draws no randomness. */
+static const char schema_v7[] =
+	"CREATE TABLE device_keys("
+	" proton BLOB PRIMARY KEY REFERENCES protons(id) ON DELETE CASCADE,"
+	" spk_id INTEGER NOT NULL,"
+	" spk_priv BLOB NOT NULL CHECK(length(spk_priv)=32),"
+	" mailbox_id BLOB NOT NULL UNIQUE CHECK(length(mailbox_id)=32),"
+	" mailbox_sk BLOB NOT NULL CHECK(length(mailbox_sk)=64)) WITHOUT ROWID;";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -228,6 +241,7 @@ static const struct migration {
 	{ schema_v4, NULL },      /* 3 → 4 */
 	{ NULL, migrate_v5 },     /* 4 → 5 */
 	{ schema_v6, migrate_v6 },    /* 5 → 6 */
+	{ schema_v7, NULL },      /* 6 → 7 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

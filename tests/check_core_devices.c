@@ -1,0 +1,244 @@
+/*
+ * check_core_devices.c — a proton's devices in lib/core (proto/devices.md
+ * §1–§3): proton.create makes this device's keys and circle epoch 1, a
+ * store from before schema v7 gets them from relm_core_devices_upgrade,
+ * and every relationship step sees the proton's devices as the store's
+ * circle rows say.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include "util_rand.h"
+#include "util_world.h"
+#include "core/core.h"
+#include "crypto/crypto.h"
+#include "wire/addr.h"
+#include "wire/circle.h"
+#include "wire/invite.h"
+#include "error.h"
+
+static uint64_t clock_ms;
+static struct tu_daemon A, B;
+static struct tu_net net;
+static uint8_t pa[16], pb[16], ipk_a[32];
+
+static void setup(void)
+{
+	uint8_t ipk[32];
+	clock_ms = 1700000000000ull;
+	memset(&net, 0, sizeof net);
+	tu_daemon_mkdir(&A, "alice");
+	tu_daemon_mkdir(&B, "bob");
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 2, "127.0.0.2:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
+	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
+}
+
+static void teardown(void)
+{
+	tu_daemon_close(&A);
+	tu_daemon_close(&B);
+	tu_daemon_rmdir(&A);
+	tu_daemon_rmdir(&B);
+	tu_net_free(&net);
+}
+
+static int count_dev_cb(void *ctx, const struct relm_store_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* The held circle of d's proton decodes, is the proton's, and names
+ * exactly this device with a device invite that is its own (devices.md
+ * §2, §3).  Returns its epoch. */
+static uint64_t check_circle(struct tu_daemon *d, const uint8_t proton[16], const uint8_t ipk[32])
+{
+	struct relm_circle *c = calloc(1, sizeof *c);
+	struct relm_store_device self;
+	struct relm_store_device_keys k;
+	struct relm_addr a;
+	uint8_t *buf = NULL, spk[32];
+	size_t len = 0;
+	uint64_t epoch = 0;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(relm_store_circle_get(d->st, proton, &epoch, &buf, &len), 0);
+	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
+	ck_assert_int_eq(relm_circle_accept(NULL, NULL, 0, c, buf, len, ipk), 1);
+	ck_assert_uint_eq(c->epoch, epoch);
+	ck_assert_int_eq(memcmp(c->ipk, ipk, 32), 0);
+	ck_assert_uint_eq(c->count, 1);
+	ck_assert_int_eq(relm_store_device_get_self(d->st, proton, &self), 0);
+	ck_assert_int_eq(memcmp(c->dev[0].id, self.device, 16), 0);
+	ck_assert_int_eq(memcmp(c->dev[0].dpk, self.pk, 32), 0);
+	ck_assert_uint_eq(c->dev[0].added, epoch);
+	ck_assert_str_eq(c->dev[0].label, self.label);
+	/* the device invite: the DPK in place of the IPK, multi-use, never
+	 * expires, no one-time prekey, the device prekey and device mailbox */
+	ck_assert_int_eq(memcmp(c->dev[0].invite.ipk, self.pk, 32), 0);
+	ck_assert_uint_eq(c->dev[0].invite.flags, RELM_INVITE_F_MULTI);
+	ck_assert_uint_eq(c->dev[0].invite.expires_ms, 0);
+	ck_assert_int_eq(relm_store_device_keys_get(d->st, proton, &k), 0);
+	ck_assert_uint_eq(c->dev[0].invite.spk_id, k.spk_id);
+	relm_x25519_public(spk, k.spk_priv);
+	ck_assert_int_eq(memcmp(c->dev[0].invite.spk, spk, 32), 0);
+	ck_assert_int_eq(relm_addr_parse(&a, c->dev[0].invite.mailbox, strlen(c->dev[0].invite.mailbox)), 0);
+	ck_assert(a.has_id);
+	ck_assert_int_eq(memcmp(a.id, k.mailbox_id, 32), 0);
+	ck_assert_str_eq(a.host, "127.0.0.1");
+	/* the device keys are not the proton's or a relationship's */
+	ck_assert(memcmp(self.pk, ipk, 32) != 0);
+	relm_store_device_keys_clear(&k);
+	relm_store_device_clear(&self);
+	free(buf);
+	free(c);
+	return epoch;
+}
+
+START_TEST(test_proton_create_makes_circle)
+{
+	int n = 0;
+
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 1);
+	ck_assert_int_eq(relm_store_device_list(A.st, pa, count_dev_cb, &n), 0);
+	ck_assert_int_eq(n, 1);
+	/* nothing to make: the circle and keys stay as they were */
+	{
+		struct relm_store_device_keys k1, k2;
+		uint8_t *b1, *b2;
+		size_t l1, l2;
+		uint64_t e1, e2;
+		ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k1), 0);
+		ck_assert_int_eq(relm_store_circle_get(A.st, pa, &e1, &b1, &l1), 0);
+		ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+		ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k2), 0);
+		ck_assert_int_eq(relm_store_circle_get(A.st, pa, &e2, &b2, &l2), 0);
+		ck_assert_int_eq(sodium_memcmp(&k1, &k2, sizeof k1), 0);
+		ck_assert_uint_eq(e1, e2);
+		ck_assert_uint_eq(l1, l2);
+		ck_assert_int_eq(memcmp(b1, b2, l1), 0);
+		relm_store_device_keys_clear(&k1);
+		relm_store_device_keys_clear(&k2);
+		free(b1);
+		free(b2);
+	}
+}
+END_TEST
+
+/* Two protons of one daemon: each its own device, keys and circle. */
+START_TEST(test_two_protons_two_circles)
+{
+	uint8_t p2[16], ipk2[32];
+	struct relm_store_device_keys k1, k2;
+	struct relm_store_device d1, d2;
+
+	ck_assert_int_eq(relm_core_proton_create(A.core, "work", p2, ipk2), 0);
+	ck_assert_uint_eq(check_circle(&A, p2, ipk2), 1);
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k1), 0);
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, p2, &k2), 0);
+	ck_assert(memcmp(k1.mailbox_id, k2.mailbox_id, 32) != 0);
+	ck_assert_int_eq(relm_store_device_get_self(A.st, pa, &d1), 0);
+	ck_assert_int_eq(relm_store_device_get_self(A.st, p2, &d2), 0);
+	ck_assert(memcmp(d1.device, d2.device, 16) != 0);
+	ck_assert(memcmp(d1.pk, d2.pk, 32) != 0);
+	relm_store_device_keys_clear(&k1);
+	relm_store_device_keys_clear(&k2);
+	relm_store_device_clear(&d1);
+	relm_store_device_clear(&d2);
+}
+END_TEST
+
+/* A proton as a v6 store held it (a device row, no device keys, no circle
+ * or a placeholder one) gets both from relm_core_devices_upgrade, once. */
+START_TEST(test_upgrade_v6_proton)
+{
+	sqlite3 *db = relm__store_db(A.st);
+
+	ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM device_keys; DELETE FROM circles", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 1);
+	/* a placeholder circle without keys: the next epoch replaces it */
+	ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM device_keys; DELETE FROM circles;"
+	                                  "INSERT INTO circles SELECT id, 3, X'00' FROM protons", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 4);
+	/* bob's store was not touched by alice's upgrade, and is complete */
+	ck_assert_int_eq(relm_core_devices_upgrade(B.core), 0);
+}
+END_TEST
+
+/* Every relationship step takes its proton's devices from the store.
+ * With a sibling in the circle rows, a send makes copies for it
+ * (devices.md §5), which this core does not route yet: the step is
+ * refused and rolled back whole rather than drop the copy; with the
+ * sibling gone the same send goes through. */
+START_TEST(test_steps_see_the_devices)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[2] = { &A, &B };
+	struct relm_store_device sib;
+	uint8_t rb[16], id[16];
+	int was_new = 0;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "one", 3, NULL, id, &was_new), 0);
+	ck_assert_int_eq(was_new, 1);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
+
+	memset(&sib, 0, sizeof sib);
+	memcpy(sib.proton, pa, 16);
+	memset(sib.device, 0x7e, 16);
+	crypto_sign_keypair(sib.pk, sib.sk);
+	sib.epoch = 2;
+	sib.added = clock_ms;
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_device_put(A.st, &sib), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "two", 3, NULL, id, &was_new), RELM_EINVAL);
+	ck_assert_int_eq(was_new, 0);
+	ck_assert_int_eq(tu_history_count(&A, rb, 0), 1);
+
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(A.st), "DELETE FROM devices WHERE self=0", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "two", 3, NULL, id, &was_new), 0);
+	ck_assert_int_eq(was_new, 1);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 2);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core_devices");
+	TCase *tc = tcase_create("circle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_proton_create_makes_circle);
+	tcase_add_test(tc, test_two_protons_two_circles);
+	tcase_add_test(tc, test_upgrade_v6_proton);
+	tcase_add_test(tc, test_steps_see_the_devices);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
