@@ -13,6 +13,8 @@
 #include "util_rand.h"
 #include "util_world.h"
 #include "core/core.h"
+#include "engine/effects.h"
+#include "engine/rel.h"
 #include "crypto/crypto.h"
 #include "wire/addr.h"
 #include "wire/circle.h"
@@ -216,6 +218,163 @@ START_TEST(test_steps_see_the_devices)
 }
 END_TEST
 
+/* The held circle of alice's proton, decoded (free it). */
+static struct relm_circle *held_circle(void)
+{
+	struct relm_circle *c = calloc(1, sizeof *c);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t epoch = 0;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(relm_store_circle_get(A.st, pa, &epoch, &buf, &len), 0);
+	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
+	free(buf);
+	return c;
+}
+
+/* A hello to alice's device invite, sent by whoever holds sign_sk: the
+ * envelope bytes (malloc'd). */
+static uint8_t *hello_to_device(const struct relm_invite *inv, const uint8_t sign_sk[64], size_t *len)
+{
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	uint8_t *out = NULL;
+
+	relm_effects_init(&fx);
+	ck_assert_int_eq(relm_rel_accept(&rel, &B.env, RELM_MODE_STRICT, sign_sk, inv, "127.0.0.9:7427", &fx), 0);
+	for (size_t i = 0; i < fx.n; i++)
+		if (fx.v[i].type == RELM_FX_POST) {
+			ck_assert_str_eq(fx.v[i].to, inv->mailbox);
+			out = malloc(fx.v[i].len);
+			memcpy(out, fx.v[i].data, fx.v[i].len);
+			*len = fx.v[i].len;
+		}
+	ck_assert_ptr_nonnull(out);
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	return out;
+}
+
+struct mb_find {
+	const uint8_t *id;
+	int found;
+	uint64_t cursor;
+};
+
+static int mb_find_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	struct mb_find *f = ctx;
+	if (memcmp(id, f->id, 32) == 0) {
+		f->found++;
+		f->cursor = cursor;
+	}
+	return 0;
+}
+
+static uint64_t device_mailbox_cursor(const uint8_t mbox[32])
+{
+	struct mb_find f = { mbox, 0, 0 };
+	ck_assert_int_eq(relm_core_mailboxes(A.core, mb_find_cb, &f), 0);
+	ck_assert_int_eq(f.found, 1);
+	return f.cursor;
+}
+
+static int count_rels_cb(void *ctx, const struct relm_store_rel *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+struct ev_last {
+	int n;
+	int code;
+	uint64_t seq;
+};
+
+static int undecryptable_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	struct ev_last *e = ctx;
+	(void)seq;
+	(void)ts;
+	if (ev->type == RELM_EV_ENVELOPE_UNDECRYPTABLE) {
+		e->n++;
+		e->code = ev->code;
+		e->seq = ev->mailbox_seq;
+	}
+	return 0;
+}
+
+/* The device mailbox (devices.md §3) is read like every mailbox of ours:
+ * it is in the list with its cursor, its key signs subscriptions, and
+ * what arrives there is judged by the circle.  A hello from a key that is
+ * not a sibling's DPK (here bob's IPK, who learnt the device invite) is
+ * refused with auth_failed, and nothing is made; so is junk; a sibling's
+ * is refused as not implemented until sibling sessions are made.  Each
+ * advances the cursor and is reported once. */
+START_TEST(test_device_mailbox)
+{
+	struct relm_circle *circ = held_circle();
+	struct relm_store_device_keys k;
+	struct relm_store_proton bob;
+	struct relm_store_device sib;
+	struct ev_last ev = { 0, 0, 0 };
+	uint8_t sig[64], *hello;
+	size_t len = 0;
+	int nrels = 0;
+
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k), 0);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 0);
+	ck_assert_int_eq(relm_core_mailbox_sign(A.core, k.mailbox_id, (const uint8_t *)"x", 1, sig), 0);
+	ck_assert_int_eq(crypto_sign_verify_detached(sig, (const uint8_t *)"x", 1, k.mailbox_id), 0);
+
+	/* a stranger's hello */
+	ck_assert_int_eq(relm_store_proton_get(B.st, pb, &bob, RELM_STORE_WITH_SECRETS), 0);
+	hello = hello_to_device(&circ->dev[0].invite, bob.isk, &len);
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 1, hello, len), 0);
+	free(hello);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 1);
+	ck_assert_int_eq(relm_store_event_list(A.st, 0, 0, undecryptable_cb, &ev), 0);
+	ck_assert_int_eq(ev.n, 1);
+	ck_assert_int_eq(ev.code, RELM_EAUTH);
+	ck_assert_uint_eq(ev.seq, 1);
+
+	/* junk */
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 2, (const uint8_t *)"junk", 4), 0);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 2);
+
+	/* a sibling's, by the DPK the circle rows hold */
+	memset(&sib, 0, sizeof sib);
+	memcpy(sib.proton, pa, 16);
+	memset(sib.device, 0x7e, 16);
+	crypto_sign_keypair(sib.pk, sib.sk);
+	sib.epoch = 2;
+	sib.added = clock_ms;
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_device_put(A.st, &sib), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	hello = hello_to_device(&circ->dev[0].invite, sib.sk, &len);
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 3, hello, len), 0);
+	/* redelivered: already judged */
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 3, hello, len), 0);
+	free(hello);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 3);
+	memset(&ev, 0, sizeof ev);
+	ck_assert_int_eq(relm_store_event_list(A.st, 0, 0, undecryptable_cb, &ev), 0);
+	ck_assert_int_eq(ev.n, 3);
+	ck_assert_int_eq(ev.code, RELM_ENOTIMPL);
+	ck_assert_uint_eq(ev.seq, 3);
+	ck_assert_int_eq(relm_store_rel_list(A.st, pa, NULL, 0, count_rels_cb, &nrels), 0);
+	ck_assert_int_eq(nrels, 0);
+
+	relm_store_proton_clear(&bob);
+	relm_store_device_keys_clear(&k);
+	relm_store_device_clear(&sib);
+	free(circ);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_devices");
@@ -226,6 +385,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_two_protons_two_circles);
 	tcase_add_test(tc, test_upgrade_v6_proton);
 	tcase_add_test(tc, test_steps_see_the_devices);
+	tcase_add_test(tc, test_device_mailbox);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -84,6 +84,14 @@ START_TEST(test_protons_devices)
 }
 END_TEST
 
+static int count_mbox_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	(void)id;
+	ck_assert_uint_eq(cursor, 0);
+	++*(int *)ctx;
+	return 0;
+}
+
 /* This device's invite keys and the signed circles (devices.c). */
 START_TEST(test_device_keys_circles)
 {
@@ -131,6 +139,19 @@ START_TEST(test_device_keys_circles)
 	relm_store_device_keys_clear(&g);
 	ck_assert(sodium_is_zero((const unsigned char *)&g, sizeof g));
 	ck_assert_int_eq(relm_store_device_keys_get(st, q.id, &g), RELM_ENOTFOUND);
+	/* the device mailbox: whose it is, read like every mailbox of ours */
+	{
+		uint8_t who[16], sk[64];
+		int n = 0;
+		ck_assert_int_eq(relm_store_device_keys_by_mailbox(st, k.mailbox_id, who), 0);
+		ck_assert_int_eq(memcmp(who, p.id, 16), 0);
+		ck_assert_int_eq(relm_store_device_keys_by_mailbox(st, k.spk_priv, who), RELM_ENOTFOUND);
+		ck_assert_int_eq(relm_store_mailbox_list(st, 0, count_mbox_cb, &n), 0);
+		ck_assert_int_eq(n, 1);
+		ck_assert_int_eq(relm_store_mailbox_secret(st, k.mailbox_id, sk), 0);
+		ck_assert_int_eq(memcmp(sk, k.mailbox_sk, 64), 0);
+		sodium_memzero(sk, sizeof sk);
+	}
 
 	/* the newest epoch, bytes as given */
 	ck_assert_int_eq(relm_store_circle_get(st, p.id, &epoch, &buf, &len), 0);

@@ -63,5 +63,12 @@ int relm__core_circle_ensure(struct relm_core *c, const uint8_t proton[RELM_ID_L
 /* Point env->devices at proton's devices (the rows of the circle held)
  * for the next engine step.  0 or a store error. */
 int relm__core_devices_load(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+/* An envelope at proton's device mailbox, inside the open step: a hello
+ * that opens a sibling session (devices.md §3).  RELM_EAUTH unless its
+ * sender's key is a sibling's DPK in the circle held; RELM_ENOTFOUND for
+ * another device prekey; decoding errors as relm_envelope_decode; and,
+ * while sibling sessions are not made, RELM_ENOTIMPL for a sibling's. */
+int relm__core_device_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                              const uint8_t *buf, size_t len);
 
 #endif

@@ -15,6 +15,7 @@
 #include "crypto/crypto.h"
 #include "wire/addr.h"
 #include "wire/circle.h"
+#include "wire/envelope.h"
 #include "error.h"
 
 /* Fresh device keys for proton: a device prekey and a device mailbox. */
@@ -166,6 +167,53 @@ int relm_core_devices_upgrade(struct relm_core *c)
 out:
 	free(ids.v);
 	return rc;
+}
+
+/* ---- the device mailbox ------------------------------------------------------ */
+
+struct find_dpk {
+	const uint8_t *dpk;
+	int sibling;                 /* 1: a sibling's, -1: this device's own */
+};
+
+static int find_dpk_cb(void *ctx, const struct relm_store_device *d)
+{
+	struct find_dpk *f = ctx;
+
+	if (sodium_memcmp(d->pk, f->dpk, RELM_SIGN_PK_LEN) != 0)
+		return 0;
+	f->sibling = d->self ? -1 : 1;
+	return 1;
+}
+
+int relm__core_device_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                              const uint8_t *buf, size_t len)
+{
+	struct relm_store_device_keys k;
+	struct relm_envelope e;
+	struct find_dpk f = { NULL, 0 };
+	int rc;
+
+	if ((rc = relm_envelope_decode(&e, buf, len)) != 0)
+		return rc;
+	if (!(e.h.flags & RELM_ENV_F_INITIAL))
+		return RELM_EMALFORMED;      /* a device mailbox only ever gets hellos */
+	if ((rc = relm_store_device_keys_get(c->st, proton, &k)) != 0)
+		return rc;
+	rc = e.ext.spk_id == k.spk_id && e.ext.opk_id == 0 ? 0 : RELM_ENOTFOUND;
+	relm_store_device_keys_clear(&k);
+	if (rc != 0)
+		return rc;
+	/* devices.md §3: only a device of the circle held may open a sibling
+	 * session; anyone else is refused before anything is kept */
+	f.dpk = e.ext.ipk;
+	if ((rc = relm_store_device_list(c->st, proton, find_dpk_cb, &f)) < 0)
+		return rc;
+	if (f.sibling != 1)
+		return RELM_EAUTH;
+	/* Sibling sessions are not made yet (issue 15, routing between
+	 * devices): a sibling's hello is refused, and reported. */
+	return RELM_ENOTIMPL;
 }
 
 /* ---- the devices the engine ranks ------------------------------------------ */

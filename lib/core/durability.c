@@ -275,6 +275,8 @@ int relm_core_envelope(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_L
 		rc = relm__core_receive_on(c, rel_id, buf, len);
 	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
 		rc = relm__core_open_initial(c, proton, spk_id, buf, len);
+	else if (relm_store_device_keys_by_mailbox(c->st, mailbox, proton) == 0)
+		rc = relm__core_device_initial(c, proton, buf, len);
 	else
 		rc = RELM_ENOTFOUND;
 	if (rc != 0 && is_final(rc)) {

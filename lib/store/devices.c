@@ -25,6 +25,7 @@ RELM__SQL(DEVKEYS_PUT, "INSERT INTO device_keys(proton,spk_id,spk_priv,mailbox_i
                        " ON CONFLICT(proton) DO UPDATE SET spk_id=excluded.spk_id,spk_priv=excluded.spk_priv,"
                        "mailbox_id=excluded.mailbox_id,mailbox_sk=excluded.mailbox_sk");
 RELM__SQL(DEVKEYS_GET, "SELECT spk_id,spk_priv,mailbox_id,mailbox_sk FROM device_keys WHERE proton=?1");
+RELM__SQL(DEVKEYS_BY_MBOX, "SELECT proton FROM device_keys WHERE mailbox_id=?1");
 RELM__SQL(CIRCLE_PUT, "INSERT OR REPLACE INTO circles(proton,epoch,signed) VALUES(?1,?2,?3)");
 RELM__SQL(CIRCLE_GET, "SELECT epoch,signed FROM circles WHERE proton=?1 ORDER BY epoch DESC LIMIT 1");
 
@@ -126,6 +127,20 @@ int relm_store_device_keys_get(struct relm_store *st, const uint8_t proton[RELM_
 		*out = k;
 	sodium_memzero(&k, sizeof k);
 	return rc;
+}
+
+int relm_store_device_keys_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                      uint8_t proton[RELM_ID_LEN])
+{
+	uint8_t p[RELM_ID_LEN];
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, DEVKEYS_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, p, RELM_ID_LEN)) == 0)
+		memcpy(proton, p, RELM_ID_LEN);
+	return q_end(&q, rc);
 }
 
 void relm_store_device_keys_clear(struct relm_store_device_keys *k)

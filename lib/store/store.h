@@ -316,6 +316,9 @@ int relm_store_device_keys_put(struct relm_store *st, const struct relm_store_de
  * none until lib/core makes them). */
 int relm_store_device_keys_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                                struct relm_store_device_keys *out);
+/* The proton whose device mailbox mailbox_id is.  RELM_ENOTFOUND. */
+int relm_store_device_keys_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                      uint8_t proton[RELM_ID_LEN]);
 void relm_store_device_keys_clear(struct relm_store_device_keys *k);   /* wipes */
 
 /* Keep a signed circle (bytes as signed, lib/wire/circle.h) of epoch ≥ 1;
@@ -525,8 +528,9 @@ int relm_store_cursor_get(struct relm_store *st, const uint8_t mailbox[RELM_SIGN
 int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                           uint64_t cursor);
 
-/* Every mailbox this daemon reads — relationships' own mailboxes and the
- * mailboxes of invites not expired at now_ms — with its cursor (0 if none). */
+/* Every mailbox this daemon reads — relationships' own mailboxes, the
+ * mailboxes of invites not expired at now_ms, and this device's device
+ * mailboxes — with its cursor (0 if none). */
 int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
                             int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                             void *ctx);
