@@ -102,6 +102,21 @@ static uint64_t check_circle(struct tu_daemon *d, const uint8_t proton[16], cons
 	return epoch;
 }
 
+/* A sibling of alice's in her circle rows (device 7e…, fresh keys, not
+ * signed into a circle: the rows are what steps read). */
+static void add_sibling(struct relm_store_device *sib)
+{
+	memset(sib, 0, sizeof *sib);
+	memcpy(sib->proton, pa, 16);
+	memset(sib->device, 0x7e, 16);
+	crypto_sign_keypair(sib->pk, sib->sk);
+	sib->epoch = 2;
+	sib->added = clock_ms;
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_device_put(A.st, sib), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+}
+
 START_TEST(test_proton_create_makes_circle)
 {
 	int n = 0;
@@ -196,15 +211,7 @@ START_TEST(test_steps_see_the_devices)
 	tu_settle(ds, 2, &net, 5, 3000);
 	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
 
-	memset(&sib, 0, sizeof sib);
-	memcpy(sib.proton, pa, 16);
-	memset(sib.device, 0x7e, 16);
-	crypto_sign_keypair(sib.pk, sib.sk);
-	sib.epoch = 2;
-	sib.added = clock_ms;
-	ck_assert_int_eq(relm_store_begin(A.st), 0);
-	ck_assert_int_eq(relm_store_device_put(A.st, &sib), 0);
-	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	add_sibling(&sib);
 	ck_assert_int_eq(relm_core_message_send(A.core, rb, "two", 3, NULL, id, &was_new), RELM_EINVAL);
 	ck_assert_int_eq(was_new, 0);
 	ck_assert_int_eq(tu_history_count(&A, rb, 0), 1);
@@ -345,15 +352,7 @@ START_TEST(test_device_mailbox)
 	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 2);
 
 	/* a sibling's, by the DPK the circle rows hold */
-	memset(&sib, 0, sizeof sib);
-	memcpy(sib.proton, pa, 16);
-	memset(sib.device, 0x7e, 16);
-	crypto_sign_keypair(sib.pk, sib.sk);
-	sib.epoch = 2;
-	sib.added = clock_ms;
-	ck_assert_int_eq(relm_store_begin(A.st), 0);
-	ck_assert_int_eq(relm_store_device_put(A.st, &sib), 0);
-	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	add_sibling(&sib);
 	hello = hello_to_device(&circ->dev[0].invite, sib.sk, &len);
 	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 3, hello, len), 0);
 	/* redelivered: already judged */
