@@ -217,6 +217,12 @@ START_TEST(test_fixture_v7)
 }
 END_TEST
 
+START_TEST(test_fixture_v8)
+{
+	check_fixture(8);
+}
+END_TEST
+
 /* The text of a schema object of the handle's file, as a malloc'd string. */
 static char *schema_sql(struct relm_store *st, const char *name)
 {
@@ -711,6 +717,7 @@ int main(void)
 		{ "fixtures", test_fixture_v5, 10 },
 		{ "fixtures", test_fixture_v6, 10 },
 		{ "fixtures", test_fixture_v7, 10 },
+		{ "fixtures", test_fixture_v8, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

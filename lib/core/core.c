@@ -284,7 +284,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	if (rc == 0)
 		rc = created(c, rel->id);
 	if (rc == 0)
-		rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c));
+		rc = relm__core_step_apply(c, rel, &fx);
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 	if ((rc = relm__core_finish(c, rc)) == 0)
@@ -372,7 +372,7 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	 * learn of the relationship before its first message.received. */
 	if ((rc = created(c, rel->id)) != 0)
 		goto out;
-	if ((rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c))) != 0)
+	if ((rc = relm__core_step_apply(c, rel, &fx)) != 0)
 		goto out;
 	rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 out:

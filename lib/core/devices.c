@@ -174,6 +174,7 @@ out:
 struct find_dpk {
 	const uint8_t *dpk;
 	int sibling;                 /* 1: a sibling's, -1: this device's own */
+	uint8_t device[RELM_ID_LEN];
 };
 
 static int find_dpk_cb(void *ctx, const struct relm_store_device *d)
@@ -183,6 +184,7 @@ static int find_dpk_cb(void *ctx, const struct relm_store_device *d)
 	if (sodium_memcmp(d->pk, f->dpk, RELM_SIGN_PK_LEN) != 0)
 		return 0;
 	f->sibling = d->self ? -1 : 1;
+	memcpy(f->device, d->device, RELM_ID_LEN);
 	return 1;
 }
 
@@ -191,7 +193,7 @@ int relm__core_device_initial(struct relm_core *c, const uint8_t proton[RELM_ID_
 {
 	struct relm_store_device_keys k;
 	struct relm_envelope e;
-	struct find_dpk f = { NULL, 0 };
+	struct find_dpk f;
 	int rc;
 
 	if ((rc = relm_envelope_decode(&e, buf, len)) != 0)
@@ -206,14 +208,13 @@ int relm__core_device_initial(struct relm_core *c, const uint8_t proton[RELM_ID_
 		return rc;
 	/* devices.md §3: only a device of the circle held may open a sibling
 	 * session; anyone else is refused before anything is kept */
+	memset(&f, 0, sizeof f);
 	f.dpk = e.ext.ipk;
 	if ((rc = relm_store_device_list(c->st, proton, find_dpk_cb, &f)) < 0)
 		return rc;
 	if (f.sibling != 1)
 		return RELM_EAUTH;
-	/* Sibling sessions are not made yet (issue 15, routing between
-	 * devices): a sibling's hello is refused, and reported. */
-	return RELM_ENOTIMPL;
+	return relm__core_session_initial(c, proton, f.device, buf, len);
 }
 
 /* ---- the devices the engine ranks ------------------------------------------ */
@@ -240,6 +241,7 @@ int relm__core_devices_load(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	if ((rc = relm_store_device_list(c->st, proton, dev_id_cb, &ds)) != 0)
 		return rc;
 	c->devs = ds;
+	memcpy(c->devs_proton, proton, RELM_ID_LEN);
 	/* no device rows (a store that never had them): one device, as before */
 	c->env_own.devices = ds.count ? &c->devs : NULL;
 	return 0;

@@ -33,7 +33,7 @@ static int pending_cb(void *ctx, const uint8_t hash[RELM_ID_LEN], const uint8_t 
 	return relm_rel_pending_load(ctx, bytes, len, received_ms);
 }
 
-static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
+int relm__core_load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
 {
 	struct relm_store_rel r;
 	struct relm_rel *rel = NULL;
@@ -91,7 +91,7 @@ static int due_out_cb(void *ctx, const struct relm_store_outgoing *o)
 	                              o->body_len, o->tries, o->next_ms, o->last_node);
 }
 
-static int save(struct relm_core *c, struct relm_rel *rel)
+int relm__core_save(struct relm_core *c, struct relm_rel *rel)
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
@@ -178,17 +178,21 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 			goto done;
 		}
 	}
-	if ((rc = load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
 		goto done;
+	if (rel->sibling_session) {
+		rc = RELM_ENOTFOUND;         /* not a relationship of the proton */
+		goto done;
+	}
 	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
 	if (rc == RELM_EEXIST) {
 		rc = 0;
 		goto done;
 	}
 	if (rc == 0)
-		rc = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+		rc = relm__core_step_apply(c, rel, &fx);
 	if (rc == 0)
-		rc = save(c, rel);
+		rc = relm__core_save(c, rel);
 	if (rc == 0)
 		*was_new = 1;
 done:
@@ -239,13 +243,13 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 	int rc;
 
 	relm_effects_init(&fx);
-	if ((rc = load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
 		goto out;
 	rc = relm_rel_receive(rel, c->env, buf, len, &fx);
 	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING) {
-		int r2 = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+		int r2 = relm__core_step_apply(c, rel, &fx);
 		if (r2 == 0)
-			r2 = save(c, rel);
+			r2 = relm__core_save(c, rel);
 		if (r2 != 0)
 			rc = r2;
 		else
@@ -316,7 +320,7 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		relm_effects_init(&fx);
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
-		rc = load(c, d.v[i], &rel);
+		rc = relm__core_load(c, d.v[i], &rel);
 		if (rc == 0)
 			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
@@ -324,9 +328,9 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
 		if (rc == 0)
-			rc = relm_core_apply(c->st, d.v[i], NULL, &fx, relm__core_now(c));
+			rc = relm__core_step_apply(c, rel, &fx);
 		if (rc == 0)
-			rc = save(c, rel);
+			rc = relm__core_save(c, rel);
 		rc = relm__core_finish(c, rc);
 		relm_effects_clear(&fx);
 		relm_rel_free(rel);
@@ -393,5 +397,5 @@ int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg
 
 int relm_core_rel_load(struct relm_core *c, const uint8_t rel[RELM_ID_LEN], struct relm_rel **out)
 {
-	return load(c, rel, out);
+	return relm__core_load(c, rel, out);
 }

@@ -26,6 +26,9 @@ RELM__SQL(DEVKEYS_PUT, "INSERT INTO device_keys(proton,spk_id,spk_priv,mailbox_i
                        "mailbox_id=excluded.mailbox_id,mailbox_sk=excluded.mailbox_sk");
 RELM__SQL(DEVKEYS_GET, "SELECT spk_id,spk_priv,mailbox_id,mailbox_sk FROM device_keys WHERE proton=?1");
 RELM__SQL(DEVKEYS_BY_MBOX, "SELECT proton FROM device_keys WHERE mailbox_id=?1");
+RELM__SQL(SIB_PUT, "INSERT INTO sibling_sessions(rel,proton,device) VALUES(?1,?2,?3)");
+RELM__SQL(SIB_FIND, "SELECT rel FROM sibling_sessions WHERE proton=?1 AND device=?2 ORDER BY rel LIMIT 1");
+RELM__SQL(SIB_GET, "SELECT proton,device FROM sibling_sessions WHERE rel=?1");
 RELM__SQL(CIRCLE_PUT, "INSERT OR REPLACE INTO circles(proton,epoch,signed) VALUES(?1,?2,?3)");
 RELM__SQL(CIRCLE_GET, "SELECT epoch,signed FROM circles WHERE proton=?1 ORDER BY epoch DESC LIMIT 1");
 
@@ -188,4 +191,45 @@ int relm_store_circle_get(struct relm_store *st, const uint8_t proton[RELM_ID_LE
 	*buf = copy;
 	*len = n;
 	return 0;
+}
+
+/* ---- sibling sessions ------------------------------------------------------ */
+
+int relm_store_sibling_session_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   const uint8_t proton[RELM_ID_LEN], const uint8_t device[RELM_ID_LEN])
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC(st, SIB_PUT, A_ID(rel), A_ID(proton), A_ID(device));
+}
+
+int relm_store_sibling_session_find(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                                    const uint8_t device[RELM_ID_LEN], uint8_t rel[RELM_ID_LEN])
+{
+	uint8_t r[RELM_ID_LEN];
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, SIB_FIND, A_ID(proton), A_ID(device));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, r, RELM_ID_LEN)) == 0)
+		memcpy(rel, r, RELM_ID_LEN);
+	return q_end(&q, rc);
+}
+
+int relm_store_sibling_session_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   uint8_t proton[RELM_ID_LEN], uint8_t device[RELM_ID_LEN])
+{
+	uint8_t p[RELM_ID_LEN], d[RELM_ID_LEN];
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, SIB_GET, A_ID(rel));
+	if ((rc = q_row(&q)) == 0 && (q_fixed(&q, 0, p, RELM_ID_LEN) || q_fixed(&q, 1, d, RELM_ID_LEN)))
+		rc = RELM_ESTATE;
+	if ((rc = q_end(&q, rc)) == 0) {
+		memcpy(proton, p, RELM_ID_LEN);
+		memcpy(device, d, RELM_ID_LEN);
+	}
+	return rc;
 }

@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v7
+ * ---------------------------------------------------------------- schema v8
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -115,6 +115,9 @@
  *   circles(proton→protons, epoch, signed; PK(proton, epoch))
  *   device_keys(proton PK→protons, spk_id, spk_priv[S], mailbox_id UNIQUE,
  *           mailbox_sk[S])                        this device's device invite
+ *   sibling_sessions(rel PK→relationships, proton→protons, device)
+ *           index (proton, device, rel)           relationships that are
+ *           sibling sessions: never listed as the proton's
  *   invites(proton→protons, spk_id, spk_priv[S], opk_id, opk_priv[S] (NULL
  *           once used), multi_use, expires, mailbox_id UNIQUE,
  *           mailbox_sk[S], used, created; PK(proton, spk_id))
@@ -169,7 +172,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 7,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 8,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -320,6 +323,18 @@ int relm_store_device_keys_get(struct relm_store *st, const uint8_t proton[RELM_
 int relm_store_device_keys_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
                                       uint8_t proton[RELM_ID_LEN]);
 void relm_store_device_keys_clear(struct relm_store_device_keys *k);   /* wipes */
+
+/* Relationship rel is a sibling session with device of proton
+ * (devices.md §3).  RELM_EEXIST if it is already one. */
+int relm_store_sibling_session_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   const uint8_t proton[RELM_ID_LEN], const uint8_t device[RELM_ID_LEN]);
+/* The session to send to device on: the one with the smallest id when
+ * there are two (§3).  RELM_ENOTFOUND if none. */
+int relm_store_sibling_session_find(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                                    const uint8_t device[RELM_ID_LEN], uint8_t rel[RELM_ID_LEN]);
+/* Whose session rel is (proton, device).  RELM_ENOTFOUND: not a session. */
+int relm_store_sibling_session_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   uint8_t proton[RELM_ID_LEN], uint8_t device[RELM_ID_LEN]);
 
 /* Keep a signed circle (bytes as signed, lib/wire/circle.h) of epoch ≥ 1;
  * a circle of the same epoch is replaced (the winner of a conflict,

@@ -108,7 +108,7 @@ struct relm__stage {
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
 	/* devices.c */  X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF)                  \
 	                 X(DEVKEYS_PUT) X(DEVKEYS_GET) X(DEVKEYS_BY_MBOX)            \
-	                 X(CIRCLE_PUT) X(CIRCLE_GET)                                  \
+	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
