@@ -212,7 +212,9 @@ START_TEST(protons)
 	ck_assert(is_hex(str(d, "device"), 32));
 	ck_assert(cJSON_IsString(get(d, "label")));
 	ck_assert(cJSON_IsTrue(get(d, "self")));
-	ck_assert(num(d, "epoch") >= 0);
+	/* proton.create made circle epoch 1, which names this device */
+	ck_assert_int_eq((int)num(d, "epoch"), 1);
+	ck_assert(num(d, "added") > 0);
 	cJSON_Delete(r);
 
 	/* set_strategy: leaderless is served, the others come later */

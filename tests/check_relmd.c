@@ -300,6 +300,12 @@ START_TEST(relmctl_cli)
 	char *a9[] = { prog, "message.send", "--help", NULL };
 	ck_assert_int_eq(td_run(a9, out, sizeof out, NULL, 0, TD_START_MS), 0);
 	ck_assert_ptr_nonnull(strstr(out, "--body"));
+	/* a method's name as words: "device list" is device.list */
+	char *a11[] = { prog, "device", "list", "--help", NULL };
+	ck_assert_int_eq(td_run(a11, out, sizeof out, NULL, 0, TD_START_MS), 0);
+	ck_assert_ptr_nonnull(strstr(out, "device.list"));
+	char *a12[] = { prog, "device", "bogus", "--help", NULL };
+	ck_assert_int_eq(td_run(a12, out, sizeof out, NULL, 0, TD_START_MS), 2);
 	/* listen --since 0 replays the event from a7; it ends when relmd stops */
 	char *a10[] = { prog, "--socket", TR.sock, "listen", "--since", "0", NULL };
 	int fd;

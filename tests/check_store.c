@@ -84,6 +84,97 @@ START_TEST(test_protons_devices)
 }
 END_TEST
 
+static int count_mbox_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	(void)id;
+	ck_assert_uint_eq(cursor, 0);
+	++*(int *)ctx;
+	return 0;
+}
+
+/* This device's invite keys and the signed circles (devices.c). */
+START_TEST(test_device_keys_circles)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_proton p, q;
+	struct relm_store_device_keys k, g;
+	uint8_t *buf = NULL, c1[40], c2[50];
+	size_t len = 0;
+	uint64_t epoch = 0;
+
+	ts_mk_proton(&p, 1);
+	ts_mk_proton(&q, 2);
+	memset(&k, 0, sizeof k);
+	memcpy(k.proton, p.id, 16);
+	k.spk_id = 9;
+	ts_fill(k.spk_priv, 32, 6);
+	ts_fill(k.mailbox_id, 32, 7);
+	ts_fill(k.mailbox_sk, 64, 8);
+	ts_fill(c1, sizeof c1, 9);
+	ts_fill(c2, sizeof c2, 10);
+	ck_assert_int_eq(relm_store_device_keys_get(st, p.id, &g), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_circle_get(st, p.id, &epoch, &buf, &len), RELM_ENOTFOUND);
+	ck_assert_ptr_null(buf);
+
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &q), 0);
+	ck_assert_int_eq(relm_store_device_keys_put(st, &k), 0);
+	k.spk_id = 0;
+	ck_assert_int_eq(relm_store_device_keys_put(st, &k), RELM_EINVAL);
+	k.spk_id = 9;
+	/* one device mailbox is one proton's */
+	memcpy(k.proton, q.id, 16);
+	ck_assert_int_eq(relm_store_device_keys_put(st, &k), RELM_EEXIST);
+	memcpy(k.proton, p.id, 16);
+	ck_assert_int_eq(relm_store_circle_put(st, p.id, 0, c1, sizeof c1), RELM_EINVAL);
+	ck_assert_int_eq(relm_store_circle_put(st, p.id, 1, c1, 0), RELM_EINVAL);
+	ck_assert_int_eq(relm_store_circle_put(st, p.id, 1, c1, sizeof c1), 0);
+	ck_assert_int_eq(relm_store_circle_put(st, p.id, 2, c2, sizeof c2), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_device_keys_get(st, p.id, &g), 0);
+	ck_assert_uint_eq(g.spk_id, 9);
+	ck_assert_int_eq(sodium_memcmp(&g, &k, sizeof g), 0);
+	relm_store_device_keys_clear(&g);
+	ck_assert(sodium_is_zero((const unsigned char *)&g, sizeof g));
+	ck_assert_int_eq(relm_store_device_keys_get(st, q.id, &g), RELM_ENOTFOUND);
+	/* the device mailbox: whose it is, read like every mailbox of ours */
+	{
+		uint8_t who[16], sk[64];
+		int n = 0;
+		ck_assert_int_eq(relm_store_device_keys_by_mailbox(st, k.mailbox_id, who), 0);
+		ck_assert_int_eq(memcmp(who, p.id, 16), 0);
+		ck_assert_int_eq(relm_store_device_keys_by_mailbox(st, k.spk_priv, who), RELM_ENOTFOUND);
+		ck_assert_int_eq(relm_store_mailbox_list(st, 0, count_mbox_cb, &n), 0);
+		ck_assert_int_eq(n, 1);
+		ck_assert_int_eq(relm_store_mailbox_secret(st, k.mailbox_id, sk), 0);
+		ck_assert_int_eq(memcmp(sk, k.mailbox_sk, 64), 0);
+		sodium_memzero(sk, sizeof sk);
+	}
+
+	/* the newest epoch, bytes as given */
+	ck_assert_int_eq(relm_store_circle_get(st, p.id, &epoch, &buf, &len), 0);
+	ck_assert_uint_eq(epoch, 2);
+	ck_assert_uint_eq(len, sizeof c2);
+	ck_assert_int_eq(memcmp(buf, c2, len), 0);
+	free(buf);
+	/* a conflict's winner replaces its epoch */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_circle_put(st, p.id, 2, c1, sizeof c1), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_circle_get(st, p.id, &epoch, &buf, &len), 0);
+	ck_assert_uint_eq(epoch, 2);
+	ck_assert_uint_eq(len, sizeof c1);
+	ck_assert_int_eq(memcmp(buf, c1, len), 0);
+	free(buf);
+	ck_assert_int_eq(relm_store_circle_get(st, q.id, &epoch, &buf, &len), RELM_ENOTFOUND);
+	relm_store_proton_clear(&p);
+	relm_store_proton_clear(&q);
+	relm_store_close(st);
+}
+END_TEST
+
 START_TEST(test_invites_replay)
 {
 	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
@@ -1016,6 +1107,7 @@ int main(void)
 {
 	const struct ts_test tests[] = {
 		{ "protons_devices", test_protons_devices, 10 },
+		{ "protons_devices", test_device_keys_circles, 10 },
 		{ "invites_replay", test_invites_replay, 10 },
 		{ "relationships", test_relationships, 10 },
 		{ "relationships", test_timers_mailboxes, 10 },

@@ -162,6 +162,21 @@ static void check_fixture(int version)
 			ck_assert_int_eq(a.id_first[0], 0x33);
 		}
 	}
+	{
+		/* v8's device keys: none before, the fixture's row from v8 */
+		struct relm_store_device_keys k;
+		int rc = relm_store_device_keys_get(st, pid, &k);
+		if (version >= 8) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_uint_eq(k.spk_id, 7);
+			ck_assert_int_eq(k.spk_priv[0], 0x58);
+			ck_assert_int_eq(k.mailbox_id[31], 0xa4);
+			ck_assert_int_eq(k.mailbox_sk[63], 0x59);
+		} else {
+			ck_assert_int_eq(rc, RELM_ENOTFOUND);
+		}
+		relm_store_device_keys_clear(&k);
+	}
 	/* and it keeps working */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_event_append(st, ts_any_event(), 1, NULL), 0);
@@ -208,6 +223,18 @@ END_TEST
 START_TEST(test_fixture_v7)
 {
 	check_fixture(7);
+}
+END_TEST
+
+START_TEST(test_fixture_v8)
+{
+	check_fixture(8);
+}
+END_TEST
+
+START_TEST(test_fixture_v9)
+{
+	check_fixture(9);
 }
 END_TEST
 
@@ -705,6 +732,8 @@ int main(void)
 		{ "fixtures", test_fixture_v5, 10 },
 		{ "fixtures", test_fixture_v6, 10 },
 		{ "fixtures", test_fixture_v7, 10 },
+		{ "fixtures", test_fixture_v8, 10 },
+		{ "fixtures", test_fixture_v9, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

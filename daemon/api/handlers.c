@@ -433,7 +433,8 @@ static int dev_cb(void *ctx, const struct relm_store_device *d)
 	if (!o || !add_hex(o, "device", d->device, RELM_ID_LEN) ||
 	    !cJSON_AddStringToObject(o, "label", d->label) ||
 	    !cJSON_AddBoolToObject(o, "self", d->self) ||
-	    !cJSON_AddNumberToObject(o, "epoch", (double)d->epoch)) {
+	    !cJSON_AddNumberToObject(o, "epoch", (double)d->epoch) ||
+	    !cJSON_AddNumberToObject(o, "added", (double)d->added)) {
 		cJSON_Delete(o);
 		return RELM_ENOMEM;
 	}

@@ -937,8 +937,25 @@ int main(int argc, char **argv)
 	if (check)
 		cmd = "store.check";
 	cJSON *params = NULL;
+	char joined[64];
 	if (strcmp(cmd, "listen") && strcmp(cmd, "tree") && strcmp(cmd, "web")) {
 		m = relmd_method_find(cmd);
+		/* "device list" is "device.list": a method's name may also be
+		 * typed as words (up to three) */
+		for (int w = 0; !m && w < 2 && i + w < argc && argv[i + w][0] != '-'; w++) {
+			size_t n = 0;
+			int ok = 1;
+			for (int k = -1; k <= w && ok; k++) {
+				const char *word = k < 0 ? cmd : argv[i + k];
+				int r = snprintf(joined + n, sizeof joined - n, "%s%s", k < 0 ? "" : ".", word);
+				ok = r > 0 && (size_t)r < sizeof joined - n;
+				n += ok ? (size_t)r : 0;
+			}
+			if (ok && (m = relmd_method_find(joined)) != NULL) {
+				cmd = m->name;
+				i += w + 1;
+			}
+		}
 		if (!m) {
 			fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", prog, cmd, prog);
 			return EXIT_USAGE;

@@ -159,6 +159,14 @@ static int store_open(struct relmd_app *app, unsigned flags)
 		relm_store_close(st);
 		return rc;
 	}
+	/* protons of a store from before schema v8 get their circle now (at
+	 * start; a reopen finds them made) */
+	if (!(flags & RELM_STORE_F_NOCHECK) && (rc = relm_core_devices_upgrade(core)) != 0) {
+		log_err("store %s: making the device circles: %s", app->cfg.store_path, relm_strerror(rc));
+		relm_core_free(core);
+		relm_store_close(st);
+		return rc;
+	}
 	relm_store_on_bad_row(st, on_bad_row, app);
 	relmd__store_close(app);
 	app->st = st;

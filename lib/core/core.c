@@ -118,6 +118,9 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
 	rc = relm_store_proton_put(c->st, &p);
 	if (rc == 0)
 		rc = relm_store_device_put(c->st, &d);
+	/* the device keys and circle epoch 1, signed by the new IPK */
+	if (rc == 0)
+		rc = relm__core_circle_ensure(c, p.id);
 	if ((rc = relm__core_finish(c, rc)) == 0) {
 		memcpy(id, p.id, RELM_ID_LEN);
 		memcpy(ipk, p.ipk, RELM_SIGN_PK_LEN);
@@ -259,6 +262,8 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		rc = rc == 0 ? RELM_EEXIST : rc;
 		goto out;
 	}
+	if ((rc = relm__core_devices_load(c, proton)) != 0)
+		goto out;
 	if ((rc = relm_rel_accept(&rel, c->env, c->mode, p.isk, &inv, c->mailbox_host, &fx)) != 0)
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
@@ -273,7 +278,7 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	if (rc == 0)
 		rc = created(c, rel->id);
 	if (rc == 0)
-		rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c));
+		rc = relm__core_step_apply(c, rel, &fx);
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 	if ((rc = relm__core_finish(c, rc)) == 0)
@@ -358,6 +363,8 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		sec.has_opk = 1;
 	}
 	snprintf(sec.mailbox_host, sizeof sec.mailbox_host, "%s", c->mailbox_host);
+	if ((rc = relm__core_devices_load(c, proton)) != 0)
+		goto out;
 	if ((rc = relm_rel_open_initial(&rel, c->env, c->mode, &sec, buf, len, &fx)) != 0)
 		goto out;
 	if ((rc = relm_store_replay_check_insert(c->st, proton, e.ext.ek, rel->id, relm__core_now(c))) != 0)
@@ -373,7 +380,7 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	 * learn of the relationship before its first message.received. */
 	if ((rc = created(c, rel->id)) != 0)
 		goto out;
-	if ((rc = relm_core_apply(c->st, rel->id, NULL, &fx, relm__core_now(c))) != 0)
+	if ((rc = relm__core_step_apply(c, rel, &fx)) != 0)
 		goto out;
 	rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 out:

@@ -42,9 +42,17 @@ int relm_core_new(struct relm_core **out, struct relm_store *st, const struct re
 void relm_core_free(struct relm_core *c);
 const char *relm_core_mailbox_host(const struct relm_core *c);
 
-/* proton.create: fresh identity key and this device's keys. */
+/* proton.create: fresh identity key, this device's keys (DPK, device
+ * prekey, device mailbox) and circle epoch 1 naming this device, signed
+ * by the IPK. */
 int relm_core_proton_create(struct relm_core *c, const char *label,
                             uint8_t id[RELM_ID_LEN], uint8_t ipk[RELM_SIGN_PK_LEN]);
+
+/* Make what the protons of a store older than schema v7 lack: this
+ * device's device keys and a circle naming it (proto/devices.md §2, §3).
+ * One store step; protons that have both are left alone.  The daemon
+ * calls it once at start. */
+int relm_core_devices_upgrade(struct relm_core *c);
 
 /* invite.create: ttl_s 0 = default.  text receives "relm:..." (cap ≥
  * RELM_INVITE_TEXT_MAX).  mailbox_id (may be NULL): the invite's mailbox,

@@ -33,7 +33,7 @@ static int pending_cb(void *ctx, const uint8_t hash[RELM_ID_LEN], const uint8_t 
 	return relm_rel_pending_load(ctx, bytes, len, received_ms);
 }
 
-static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
+int relm__core_load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_rel **out)
 {
 	struct relm_store_rel r;
 	struct relm_rel *rel = NULL;
@@ -42,6 +42,11 @@ static int load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct relm_
 	memset(&r, 0, sizeof r);
 	if ((rc = relm_store_rel_get(c->st, id, &r, RELM_STORE_WITH_STATE)) != 0)
 		return rc;
+	/* the step sees its proton's devices as the circle held says */
+	if ((rc = relm__core_devices_load(c, r.proton)) != 0) {
+		relm_store_rel_clear(&r);
+		return rc;
+	}
 	rc = relm_rel_decode(&rel, r.state, r.state_len);
 	relm_store_rel_clear(&r);
 	if (rc != 0)
@@ -86,7 +91,7 @@ static int due_out_cb(void *ctx, const struct relm_store_outgoing *o)
 	                              o->body_len, o->tries, o->next_ms, o->last_node);
 }
 
-static int save(struct relm_core *c, struct relm_rel *rel)
+int relm__core_save(struct relm_core *c, struct relm_rel *rel)
 {
 	uint8_t *blob = NULL;
 	size_t len = 0;
@@ -173,17 +178,21 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 			goto done;
 		}
 	}
-	if ((rc = load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
 		goto done;
+	if (rel->sibling_session) {
+		rc = RELM_ENOTFOUND;         /* not a relationship of the proton */
+		goto done;
+	}
 	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
 	if (rc == RELM_EEXIST) {
 		rc = 0;
 		goto done;
 	}
 	if (rc == 0)
-		rc = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+		rc = relm__core_step_apply(c, rel, &fx);
 	if (rc == 0)
-		rc = save(c, rel);
+		rc = relm__core_save(c, rel);
 	if (rc == 0)
 		*was_new = 1;
 done:
@@ -236,13 +245,13 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 	int rc;
 
 	relm_effects_init(&fx);
-	if ((rc = load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
 		goto out;
 	rc = relm_rel_receive(rel, c->env, buf, len, &fx);
 	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING) {
-		int r2 = relm_core_apply(c->st, rel_id, NULL, &fx, relm__core_now(c));
+		int r2 = relm__core_step_apply(c, rel, &fx);
 		if (r2 == 0)
-			r2 = save(c, rel);
+			r2 = relm__core_save(c, rel);
 		if (r2 != 0)
 			rc = r2;
 		else
@@ -278,6 +287,8 @@ int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_P
 		rc = relm__core_receive_on(c, rel_id, buf, len);
 	else if (relm_store_invite_by_mailbox(c->st, mailbox, proton, &spk_id) == 0)
 		rc = relm__core_open_initial(c, proton, spk_id, buf, len, arrived_ms);
+	else if (relm_store_device_keys_by_mailbox(c->st, mailbox, proton) == 0)
+		rc = relm__core_device_initial(c, proton, buf, len);
 	else
 		rc = RELM_ENOTFOUND;
 	if (rc != 0 && is_final(rc)) {
@@ -296,24 +307,11 @@ done:
 
 /* ---- timers ---------------------------------------------------------------- */
 
-struct due {
-	uint8_t (*ids)[RELM_ID_LEN];
-	size_t n, cap;
-};
-
+/* relm_store_rel_due callback: collect the due relationship ids (ctx a
+ * struct relm__ids). */
 static int due_cb(void *ctx, const uint8_t id[RELM_ID_LEN])
 {
-	struct due *d = ctx;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16;
-		void *v = realloc(d->ids, cap * RELM_ID_LEN);
-		if (!v)
-			return RELM_ENOMEM;
-		d->ids = v;
-		d->cap = cap;
-	}
-	memcpy(d->ids[d->n++], id, RELM_ID_LEN);
-	return 0;
+	return relm__ids_push(ctx, id);
 }
 
 /* A relationship whose row fails its check (reported by the store) cannot
@@ -331,7 +329,7 @@ static int park(struct relm_core *c, const uint8_t id[RELM_ID_LEN])
 
 int relm_core_tick(struct relm_core *c, uint64_t *next)
 {
-	struct due d = { 0 };
+	struct relm__ids d = { 0 };
 	int rc;
 
 	if ((rc = relm_store_rel_due(c->st, relm__core_now(c), 256, due_cb, &d)) != 0)
@@ -343,21 +341,21 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		relm_effects_init(&fx);
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
-		rc = load(c, d.ids[i], &rel);
+		rc = relm__core_load(c, d.v[i], &rel);
 		if (rc == 0)
-			rc = relm_store_outgoing_due(c->st, d.ids[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
+			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
 			rc = load_acks(c, rel);
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
 		if (rc == 0)
-			rc = relm_core_apply(c->st, d.ids[i], NULL, &fx, relm__core_now(c));
+			rc = relm__core_step_apply(c, rel, &fx);
 		if (rc == 0)
-			rc = save(c, rel);
+			rc = relm__core_save(c, rel);
 		rc = relm__core_finish(c, rc);
 		relm_effects_clear(&fx);
 		relm_rel_free(rel);
-		if (rc == RELM_EBADROW && (rc = park(c, d.ids[i])) == 0)
+		if (rc == RELM_EBADROW && (rc = park(c, d.v[i])) == 0)
 			continue;
 		if (rc != 0)
 			goto out;
@@ -365,7 +363,7 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 	if (next)
 		rc = relm_store_next_deadline(c->st, next);
 out:
-	free(d.ids);
+	free(d.v);
 	return rc;
 }
 
@@ -422,5 +420,5 @@ int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg
 
 int relm_core_rel_load(struct relm_core *c, const uint8_t rel[RELM_ID_LEN], struct relm_rel **out)
 {
-	return load(c, rel, out);
+	return relm__core_load(c, rel, out);
 }

@@ -1,9 +1,6 @@
 /*
- * protons.c — protons (the contextual identities) and their devices.
- *
- * The device rows are the columns of the circle as single-device relm
- * needs them (this device, created with its proton); pairing and sibling
- * sessions will get a file of their own beside this one.
+ * protons.c — protons (the contextual identities).  Their devices and
+ * circles are in devices.c.
  */
 #include <string.h>
 #include <sodium.h>
@@ -13,10 +10,6 @@ RELM__SQL(PROTON_PUT, "INSERT INTO protons(id,label,ipk,isk,strategy,created) VA
 RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,rowid,isk FROM protons WHERE id=?1");
 RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created,rowid FROM protons ORDER BY id");
 RELM__SQL(PROTON_STRATEGY, "UPDATE protons SET strategy=?2 WHERE id=?1");
-RELM__SQL(DEVICE_PUT, "INSERT OR REPLACE INTO devices(proton,device,label,self,pk,sk,epoch,added) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
-RELM__SQL(DEVICE_LIST, "SELECT proton,device,label,self,pk,epoch,added FROM devices WHERE proton=?1 ORDER BY device");
-RELM__SQL(DEVICE_SELF, "SELECT proton,device,label,self,pk,epoch,added,sk FROM devices WHERE proton=?1 AND self=1");
-RELM__SQL(DEVICE_ALL, "SELECT proton,device,label,self,pk,epoch,added FROM devices");
 
 /* ---- protons ---------------------------------------------------------- */
 
@@ -125,96 +118,4 @@ void relm_store_proton_clear(struct relm_store_proton *p)
 {
 	if (p)
 		sodium_memzero(p, sizeof *p);
-}
-
-/* ---- devices ------------------------------------------------------------- */
-
-int relm_store_device_put(struct relm_store *st, const struct relm_store_device *d)
-{
-	CHECK_WRITABLE(st);
-	if (!relm__store_text_ok(d->label, RELM_STORE_LABEL_MAX))
-		return RELM_EINVAL;
-	return Q_EXEC(st, DEVICE_PUT, A_ID(d->proton), A_ID(d->device), A_TEXT(d->label), A_INT(!!d->self),
-	              A_BLOB(d->pk, RELM_SIGN_PK_LEN), A_BLOB_IF(d->has_sk, d->sk, RELM_SIGN_SK_LEN),
-	              A_INT(d->epoch), A_INT(d->added));
-}
-
-/* One row of DEVICE_LIST / DEVICE_SELF / DEVICE_ALL, checked: 0 or
- * RELM_EBADROW (reported; devices has no row numbers). */
-static int read_device(const struct relm__q *q, struct relm_store_device *d)
-{
-	const char *why = NULL;
-	int ids_ok;
-
-	memset(d, 0, sizeof *d);
-	ids_ok = q_fixed(q, 0, d->proton, RELM_ID_LEN) == 0 && q_fixed(q, 1, d->device, RELM_ID_LEN) == 0;
-	if (!ids_ok || q_fixed(q, 4, d->pk, RELM_SIGN_PK_LEN))
-		why = "an id or key is not of its size";
-	else if (!relm__col_text_ok(q, 2, RELM_STORE_LABEL_MAX, 0))
-		why = "label is not UTF-8 text within the limit";
-	else if (!relm__col_int_ok(q, 3) || !relm__col_int_ok(q, 5) || !relm__col_int_ok(q, 6))
-		why = "a number is not an integer";
-	if (why)
-		return relm__store_bad_row(q->st, "devices", 0, why, NULL, NULL,
-		                           ids_ok ? d->proton : NULL, ids_ok ? d->device : NULL);
-	q_textcpy(q, 2, d->label, sizeof d->label);
-	d->self = (int)q_i64(q, 3);
-	d->epoch = q_col_u64(q, 5);
-	d->added = q_col_u64(q, 6);
-	return 0;
-}
-
-int relm__device_scan(struct relm_store *st)
-{
-	struct relm_store_device d;
-	struct relm__q q;
-	int rc;
-
-	q_begin(&q, st, DEVICE_ALL);
-	while ((rc = q_step(&q)) > 0)
-		read_device(&q, &d);
-	return q_end(&q, rc);
-}
-
-int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
-                           int (*cb)(void *ctx, const struct relm_store_device *d), void *ctx)
-{
-	struct relm_store_device d;
-	struct relm__q q;
-	int rc;
-
-	CHECK_USABLE(st);
-	Q_OPEN(&q, st, DEVICE_LIST, A_ID(proton));
-	while ((rc = q_step(&q)) > 0) {
-		if ((rc = read_device(&q, &d)) == RELM_EBADROW)
-			continue;                      /* reported, and left out */
-		if ((rc = cb(ctx, &d)) != 0)
-			break;
-	}
-	return q_end(&q, rc);
-}
-
-int relm_store_device_get_self(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
-                               struct relm_store_device *out)
-{
-	struct relm_store_device d;
-	struct relm__q q;
-	int rc;
-
-	CHECK_USABLE(st);
-	Q_OPEN(&q, st, DEVICE_SELF, A_ID(proton));
-	if ((rc = q_row(&q)) == 0 && (rc = read_device(&q, &d)) == 0 && !q_isnull(&q, 7)) {
-		rc = q_fixed(&q, 7, d.sk, RELM_SIGN_SK_LEN);
-		d.has_sk = 1;
-	}
-	if ((rc = q_end(&q, rc)) == 0)
-		*out = d;
-	sodium_memzero(&d, sizeof d);
-	return rc;
-}
-
-void relm_store_device_clear(struct relm_store_device *d)
-{
-	if (d)
-		sodium_memzero(d, sizeof *d);
 }

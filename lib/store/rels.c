@@ -20,8 +20,10 @@ RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_add
 RELM__SQL(REL_GET_SECRET, "SELECT mailbox_sk FROM relationships WHERE id=?1");
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
-RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2 LIMIT 1");
-RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2 ORDER BY proton,id LIMIT ?3");
+RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2"
+                         " AND id NOT IN (SELECT rel FROM sibling_sessions) LIMIT 1");
+RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2"
+                    " AND id NOT IN (SELECT rel FROM sibling_sessions) ORDER BY proton,id LIMIT ?3");
 RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships");
 RELM__SQL(REL_DUE, "SELECT id,deadline FROM relationships WHERE deadline>0 AND deadline<=?1 ORDER BY deadline LIMIT ?2");
 RELM__SQL(REL_NEXT_DEADLINE, "SELECT min(deadline) FROM relationships WHERE deadline>0");

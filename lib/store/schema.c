@@ -224,6 +224,31 @@ static const char schema_v7[] =
 	"ALTER TABLE events ADD COLUMN tbl TEXT;"
 	"ALTER TABLE events ADD COLUMN row INTEGER;";
 
+/* v8: this device's keys behind its device invite (proto/devices.md §3):
+ * the device prekey and the device mailbox, one row per proton.  A table
+ * of its own rather than columns of devices, whose rows are also the
+ * siblings'.  A proton of v6 gets its row (and its first circle) from
+ * lib/core when it first needs them: a migration draws no randomness. */
+static const char schema_v8[] =
+	"CREATE TABLE device_keys("
+	" proton BLOB PRIMARY KEY REFERENCES protons(id) ON DELETE CASCADE,"
+	" spk_id INTEGER NOT NULL,"
+	" spk_priv BLOB NOT NULL CHECK(length(spk_priv)=32),"
+	" mailbox_id BLOB NOT NULL UNIQUE CHECK(length(mailbox_id)=32),"
+	" mailbox_sk BLOB NOT NULL CHECK(length(mailbox_sk)=64)) WITHOUT ROWID;";
+
+/* v9: sibling sessions (proto/devices.md §3) are relationships of the
+ * ratchet — rows of relationships, so that loading, saving, mailboxes and
+ * the outbox are the same code — that are not the proton's: this table
+ * names them, with the sibling each is with, and relationship lists leave
+ * them out. */
+static const char schema_v9[] =
+	"CREATE TABLE sibling_sessions("
+	" rel BLOB PRIMARY KEY REFERENCES relationships(id) ON DELETE CASCADE,"
+	" proton BLOB NOT NULL REFERENCES protons(id) ON DELETE CASCADE,"
+	" device BLOB NOT NULL CHECK(length(device)=16)) WITHOUT ROWID;"
+	"CREATE INDEX sibling_sessions_by_device ON sibling_sessions(proton, device, rel);";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -236,6 +261,8 @@ static const struct migration {
 	{ NULL, migrate_v5 },     /* 4 → 5 */
 	{ schema_v6, migrate_v6 },    /* 5 → 6 */
 	{ schema_v7, NULL },      /* 6 → 7 */
+	{ schema_v8, NULL },      /* 7 → 8 */
+	{ schema_v9, NULL },      /* 8 → 9 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v7
+ * ---------------------------------------------------------------- schema v9
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -113,6 +113,11 @@
  *           session[S] (sibling ratchet session, later), epoch, added;
  *           PK(proton, device))                   this device and siblings
  *   circles(proton→protons, epoch, signed; PK(proton, epoch))
+ *   device_keys(proton PK→protons, spk_id, spk_priv[S], mailbox_id UNIQUE,
+ *           mailbox_sk[S]) [v8]                   this device's device invite
+ *   sibling_sessions(rel PK→relationships, proton→protons, device) [v9]
+ *           index (proton, device, rel)           relationships that are
+ *           sibling sessions: never listed as the proton's
  *   invites(proton→protons, spk_id, spk_priv[S], opk_id, opk_priv[S] (NULL
  *           once used), multi_use, expires, mailbox_id UNIQUE,
  *           mailbox_sk[S], used, created; PK(proton, spk_id))
@@ -167,7 +172,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 7,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 9,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -283,7 +288,7 @@ int relm_store_proton_list(struct relm_store *st,
                            int (*cb)(void *ctx, const struct relm_store_proton *p), void *ctx);
 void relm_store_proton_clear(struct relm_store_proton *p);   /* wipes */
 
-/* ---- devices (the circle; columns now, used by pairing later) --------- */
+/* ---- devices and circles (devices.c; proto/devices.md §1–§3) --------- */
 
 struct relm_store_device {
 	uint8_t proton[RELM_ID_LEN];
@@ -305,6 +310,49 @@ int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_L
 int relm_store_device_get_self(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                                struct relm_store_device *out);
 void relm_store_device_clear(struct relm_store_device *d);   /* wipes */
+
+/* This device's keys behind its device invite (devices.md §3): the device
+ * prekey (X25519) and the device mailbox, one row per proton. */
+struct relm_store_device_keys {
+	uint8_t proton[RELM_ID_LEN];
+	uint32_t spk_id;                        /* nonzero */
+	uint8_t spk_priv[RELM_KEY_LEN];         /* secret */
+	uint8_t mailbox_id[RELM_SIGN_PK_LEN];
+	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];   /* secret */
+};
+/* Insert or replace.  RELM_EINVAL for spk_id 0; RELM_EEXIST if the mailbox
+ * is another proton's. */
+int relm_store_device_keys_put(struct relm_store *st, const struct relm_store_device_keys *k);
+/* With the secrets.  RELM_ENOTFOUND (a proton made before schema v8 has
+ * none until lib/core makes them). */
+int relm_store_device_keys_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                               struct relm_store_device_keys *out);
+/* The proton whose device mailbox mailbox_id is.  RELM_ENOTFOUND. */
+int relm_store_device_keys_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                      uint8_t proton[RELM_ID_LEN]);
+void relm_store_device_keys_clear(struct relm_store_device_keys *k);   /* wipes */
+
+/* Relationship rel is a sibling session with device of proton
+ * (devices.md §3).  RELM_EEXIST if it is already one. */
+int relm_store_sibling_session_put(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   const uint8_t proton[RELM_ID_LEN], const uint8_t device[RELM_ID_LEN]);
+/* The session to send to device on: the one with the smallest id when
+ * there are two (§3).  RELM_ENOTFOUND if none. */
+int relm_store_sibling_session_find(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                                    const uint8_t device[RELM_ID_LEN], uint8_t rel[RELM_ID_LEN]);
+/* Whose session rel is (proton, device).  RELM_ENOTFOUND: not a session. */
+int relm_store_sibling_session_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                   uint8_t proton[RELM_ID_LEN], uint8_t device[RELM_ID_LEN]);
+
+/* Keep a signed circle (bytes as signed, lib/wire/circle.h) of epoch ≥ 1;
+ * a circle of the same epoch is replaced (the winner of a conflict,
+ * devices.md §2).  The store does not judge circles: lib/core accepts. */
+int relm_store_circle_put(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t epoch,
+                          const uint8_t *buf, size_t len);
+/* The newest circle: *buf malloc'd (free it), *len, *epoch.  RELM_ENOTFOUND
+ * if the proton has none. */
+int relm_store_circle_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                          uint64_t *epoch, uint8_t **buf, size_t *len);
 
 /* ---- invites and their prekeys ---------------------------------------- */
 
@@ -513,8 +561,9 @@ int relm_store_cursor_get(struct relm_store *st, const uint8_t mailbox[RELM_SIGN
 int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                           uint64_t cursor);
 
-/* Every mailbox this daemon reads — relationships' own mailboxes and the
- * mailboxes of invites not expired at now_ms — with its cursor (0 if none). */
+/* Every mailbox this daemon reads — relationships' own mailboxes, the
+ * mailboxes of invites not expired at now_ms, and this device's device
+ * mailboxes — with its cursor (0 if none). */
 int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
                             int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                             void *ctx);

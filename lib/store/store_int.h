@@ -9,7 +9,8 @@
  *               machine, the statement cache
  *   schema.c    the schema and its forward migrations
  *   stage.c     relationship columns staged in memory during a transaction
- *   protons.c   protons and devices      invites.c   invites, replay guard
+ *   protons.c   protons                  invites.c   invites, replay guard
+ *   devices.c   devices, this device's invite keys, circles
  *   rels.c      relationships, timers, pending envelopes
  *   messages.c  history                  outbox.c    outbox, cursors, mailboxes
  *   events.c    the event log            outgoing.c  retransmissions, acks
@@ -105,7 +106,9 @@ struct relm__stage {
 #define RELM__STORE_SLOTS(X)                                                    \
 	/* db.c */       X(STEP_BEGIN) X(STEP_RELEASE) X(STEP_UNDO)                  \
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
-	                 X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL)    \
+	/* devices.c */  X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL)     \
+	                 X(DEVKEYS_PUT) X(DEVKEYS_GET) X(DEVKEYS_BY_MBOX)            \
+	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \

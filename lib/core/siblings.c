@@ -1,0 +1,323 @@
+/*
+ * siblings.c — routing between the devices of one proton (proto/devices.md
+ * §3–§5): sibling sessions made from device invites, the engine's copies
+ * sent on them in the step that made them, and the sibling frames a
+ * session delivers handed back to the engine.
+ *
+ * A sibling session is a relationship row in strict mode with the device
+ * keys in place of identity keys (rel->sibling_session = 1), named in
+ * sibling_sessions so that it is never listed as the proton's.  Its own
+ * effects are applied as a relationship's are, except that it has no
+ * history and raises no message events: DELIVER, STATUS and EVENT effects
+ * of a session are dropped, SIBLING effects dispatched.
+ *
+ * Everything runs inside the caller's open store step: a relationship
+ * step, its copies on every session, the sessions' posts and the sibling's
+ * reading of them commit together or not at all (the durability rule).
+ *
+ * Not yet: state_req / state (repair, §5.6) and circle messages are
+ * received and ignored; a STATE_REQ effect is sent.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "core/core_int.h"
+#include "core/apply.h"
+#include "crypto/crypto.h"
+#include "wire/circle.h"
+#include "wire/envelope.h"
+#include "wire/sibling.h"
+#include "error.h"
+
+/* The row of a new session (strict, no label; proton's). */
+static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN])
+{
+	struct relm_store_rel sr;
+	uint8_t *blob = NULL;
+	size_t blen = 0;
+	int rc;
+
+	rel->sibling_session = 1;
+	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
+		return rc;
+	memset(&sr, 0, sizeof sr);
+	memcpy(sr.id, rel->id, RELM_ID_LEN);
+	memcpy(sr.proton, proton, RELM_ID_LEN);
+	memcpy(sr.remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
+	sr.mode = rel->mode;
+	memcpy(sr.mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
+	memcpy(sr.mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
+	memcpy(sr.remote_addr, rel->remote_mailbox, sizeof sr.remote_addr);
+	sr.created = sr.last_activity = relm__core_now(c);
+	sr.state = blob;
+	sr.state_len = blen;
+	rc = relm_store_rel_put(c->st, &sr);
+	if (rc == 0)
+		rc = relm_store_sibling_session_put(c->st, rel->id, proton, device);
+	if (rc == 0)
+		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
+	sr.state = NULL;
+	relm_store_rel_clear(&sr);
+	relm_rel_blob_free(blob, blen);
+	return rc;
+}
+
+/* A session's own effects: what goes to the store as for any relationship
+ * (posts, timers), minus history and message events; sibling frames to
+ * dispatch. */
+static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], struct relm_effects *fx);
+
+int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx)
+{
+	int rc;
+
+	if (rel->sibling_session)
+		return session_effects(c, rel->id, fx);
+	if ((rc = relm__core_route(c, rel->id, fx)) != 0)
+		return rc;
+	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
+}
+
+/* ---- opening a session (the device that must send: devices.md §3) ------- */
+
+static int open_session(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                        const uint8_t device[RELM_ID_LEN], uint8_t sess[RELM_ID_LEN])
+{
+	struct relm_circle *circ = NULL;
+	struct relm_store_device self;
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t epoch = 0;
+	int rc, i;
+
+	memset(&self, 0, sizeof self);
+	relm_effects_init(&fx);
+	if ((rc = relm_store_circle_get(c->st, proton, &epoch, &buf, &len)) != 0)
+		goto out;
+	if (!(circ = malloc(sizeof *circ))) {
+		rc = RELM_ENOMEM;
+		goto out;
+	}
+	if ((rc = relm_circle_decode(circ, buf, len)) != 0)
+		goto out;
+	if ((i = relm_circle_find(circ, device)) < 0) {
+		rc = RELM_ESTATE;             /* a device row the circle held does not name */
+		goto out;
+	}
+	if ((rc = relm_store_device_get_self(c->st, proton, &self)) != 0)
+		goto out;
+	if (!self.has_sk) {
+		rc = RELM_ESTATE;
+		goto out;
+	}
+	if ((rc = relm_rel_accept(&rel, c->env, RELM_MODE_STRICT, self.sk, &circ->dev[i].invite,
+	                          c->mailbox_host, &fx)) != 0)
+		goto out;
+	if ((rc = session_store(c, rel, proton, device)) != 0)
+		goto out;
+	if ((rc = session_effects(c, rel->id, &fx)) != 0)
+		goto out;
+	memcpy(sess, rel->id, RELM_ID_LEN);
+out:
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	relm_store_device_clear(&self);
+	free(circ);
+	free(buf);
+	return rc;
+}
+
+int relm__core_session_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                               const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len)
+{
+	struct relm_invite_secrets sec;
+	struct relm_store_device self;
+	struct relm_store_device_keys k;
+	struct relm_store_rel sr;
+	struct relm_envelope e;
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	uint8_t rel_id[RELM_ID_LEN];
+	int rc;
+
+	memset(&sec, 0, sizeof sec);
+	memset(&self, 0, sizeof self);
+	memset(&k, 0, sizeof k);
+	relm_effects_init(&fx);
+	if ((rc = relm_envelope_decode(&e, buf, len)) != 0)
+		return rc;
+	if ((rc = relm_store_device_get_self(c->st, proton, &self)) != 0)
+		goto out;
+	/* a retransmitted hello belongs to the session it made */
+	relm_rel_id(rel_id, self.pk, e.ext.ipk, e.ext.ek);
+	if (relm_store_rel_get(c->st, rel_id, &sr, 0) == 0) {
+		relm_store_rel_clear(&sr);
+		rc = relm__core_receive_on(c, rel_id, buf, len);
+		goto out;
+	}
+	if ((rc = relm_store_device_keys_get(c->st, proton, &k)) != 0)
+		goto out;
+	if (!self.has_sk) {
+		rc = RELM_ESTATE;
+		goto out;
+	}
+	memcpy(sec.ipk_sk, self.sk, RELM_SIGN_SK_LEN);
+	memcpy(sec.spk_priv, k.spk_priv, RELM_KEY_LEN);
+	memcpy(sec.mailbox_host, c->mailbox_host, sizeof sec.mailbox_host);
+	if ((rc = relm_rel_open_initial(&rel, c->env, RELM_MODE_STRICT, &sec, buf, len, &fx)) != 0)
+		goto out;
+	if ((rc = session_store(c, rel, proton, device)) != 0)
+		goto out;
+	rc = session_effects(c, rel->id, &fx);
+out:
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	relm_store_device_clear(&self);
+	relm_store_device_keys_clear(&k);
+	sodium_memzero(&sec, sizeof sec);
+	return rc;
+}
+
+/* ---- sending on a session ---------------------------------------------- */
+
+static int send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                      const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len)
+{
+	struct relm_effects fx;
+	struct relm_rel *sess = NULL;
+	uint8_t sid[RELM_ID_LEN];
+	int rc;
+
+	relm_effects_init(&fx);
+	rc = relm_store_sibling_session_find(c->st, proton, device, sid);
+	if (rc == RELM_ENOTFOUND)
+		rc = open_session(c, proton, device, sid);
+	if (rc == 0)
+		rc = relm__core_load(c, sid, &sess);
+	if (rc == 0)
+		rc = relm_rel_send_sibling(sess, c->env, frame, len, &fx);
+	if (rc == 0)
+		rc = session_effects(c, sid, &fx);
+	if (rc == 0)
+		rc = relm__core_save(c, sess);
+	relm_effects_clear(&fx);
+	relm_rel_free(sess);
+	return rc;
+}
+
+int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], struct relm_effects *fx)
+{
+	struct relm_devices ds;
+	uint8_t proton[RELM_ID_LEN];
+	int rc = 0;
+
+	/* the relationship's devices: nested steps on sessions reload c->devs */
+	ds = c->devs;
+	memcpy(proton, c->devs_proton, RELM_ID_LEN);
+	for (size_t i = 0; i < fx->n && rc == 0; i++) {
+		struct relm_fx *f = &fx->v[i];
+		if (f->type == RELM_FX_COPY) {
+			for (uint32_t d = 0; d < ds.count && rc == 0; d++)
+				if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
+					rc = send_frame(c, proton, ds.ids[d], f->data, f->len);
+		} else if (f->type == RELM_FX_STATE_REQ) {
+			uint8_t *req = NULL;
+			size_t rlen = 0;
+			if ((rc = relm_sib_state_req_encode(&req, &rlen, rel_id)) == 0)
+				rc = send_frame(c, proton, f->dev, req, rlen);
+			relm_sib_buf_free(req, rlen);
+		} else {
+			continue;
+		}
+		f->type = RELM_FX_NONE;      /* routed: relm_core_apply refuses the unrouted */
+	}
+	return rc;
+}
+
+/* ---- receiving on a session --------------------------------------------- */
+
+/* A copy or carry of relationship rel from sibling device (same proton). */
+static int dispatch_copy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
+                         const uint8_t *buf, size_t len, int carry)
+{
+	struct relm_store_rel r;
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	int rc;
+
+	relm_effects_init(&fx);
+	/* a sibling speaks only of its own proton's relationships */
+	if ((rc = relm_store_rel_get(c->st, rel_id, &r, 0)) != 0)
+		return rc;
+	rc = sodium_memcmp(r.proton, proton, RELM_ID_LEN) == 0 ? 0 : RELM_EAUTH;
+	relm_store_rel_clear(&r);
+	if (rc == 0)
+		rc = relm__core_load(c, rel_id, &rel);
+	if (rc == 0 && rel->sibling_session)
+		rc = RELM_EAUTH;
+	if (rc == 0)
+		rc = carry ? relm_rel_carry(rel, c->env, buf, len, &fx)
+		           : relm_rel_copy(rel, c->env, device, buf, len, &fx);
+	if (rc == 0)
+		rc = relm__core_step_apply(c, rel, &fx);
+	if (rc == 0)
+		rc = relm__core_save(c, rel);
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	return rc;
+}
+
+static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const struct relm_fx *f)
+{
+	struct relm_sib_msg m;
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
+	int rc;
+
+	if ((rc = relm_store_sibling_session_get(c->st, sess, proton, device)) != 0)
+		return rc;
+	if (relm_sib_decode(&m, f->data, f->len) != 0)
+		return 0;                    /* a bad frame from a sibling: dropped */
+	switch (m.type) {
+	case RELM_SIB_COPY:
+		rc = dispatch_copy(c, proton, device, m.u.copy.rel, f->data, f->len, 0);
+		break;
+	case RELM_SIB_CARRY:
+		rc = dispatch_copy(c, proton, device, m.u.carry.rel, f->data, f->len, 1);
+		break;
+	default:
+		return 0;                    /* not yet: state_req, state, circle; unknown types */
+	}
+	/* A copy the engine refuses (bad, or of a relationship this device
+	 * does not hold) is dropped: it cannot become good by retrying, and
+	 * the session's later frames must still be read. */
+	if (rc == RELM_ENOTFOUND || rc == RELM_EAUTH || rc == RELM_EMALFORMED || rc == RELM_EINVAL)
+		rc = 0;
+	return rc;
+}
+
+static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], struct relm_effects *fx)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < fx->n && rc == 0; i++) {
+		struct relm_fx *f = &fx->v[i];
+		switch (f->type) {
+		case RELM_FX_DELIVER: case RELM_FX_STATUS: case RELM_FX_EVENT:
+			f->type = RELM_FX_NONE;      /* no history, no message events */
+			break;
+		case RELM_FX_SIBLING:
+			rc = dispatch(c, sess, f);
+			f->type = RELM_FX_NONE;
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc == 0)
+		rc = relm_core_apply(c->st, sess, NULL, fx, relm__core_now(c));
+	return rc;
+}

@@ -1,0 +1,615 @@
+/*
+ * check_core_devices.c — a proton's devices in lib/core (proto/devices.md
+ * §1–§3): proton.create makes this device's keys and circle epoch 1, a
+ * store from before schema v7 gets them from relm_core_devices_upgrade,
+ * and every relationship step sees the proton's devices as the store's
+ * circle rows say.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include "util_rand.h"
+#include "util_world.h"
+#include "core/core.h"
+#include "engine/effects.h"
+#include "engine/rel.h"
+#include "crypto/crypto.h"
+#include "wire/addr.h"
+#include "wire/circle.h"
+#include "wire/invite.h"
+#include "error.h"
+
+enum { ROUNDS = 5 };
+
+static uint64_t clock_ms;
+static struct tu_daemon A, B, A2;     /* A2: a second device of alice's */
+static struct tu_net net;
+static uint8_t pa[16], pb[16], ipk_a[32];
+
+static void setup(void)
+{
+	uint8_t ipk[32];
+	clock_ms = 1700000000000ull;
+	memset(&net, 0, sizeof net);
+	tu_daemon_mkdir(&A, "alice");
+	tu_daemon_mkdir(&B, "bob");
+	tu_daemon_mkdir(&A2, "alice2");
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 2, "127.0.0.2:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
+	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
+}
+
+static void teardown(void)
+{
+	tu_daemon_close(&A);
+	tu_daemon_close(&B);
+	tu_daemon_rmdir(&A);
+	tu_daemon_rmdir(&B);
+	tu_daemon_rmdir(&A2);
+	tu_net_free(&net);
+}
+
+static int count_dev_cb(void *ctx, const struct relm_store_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* The held circle of d's proton decodes, is the proton's, and names
+ * exactly this device with a device invite that is its own (devices.md
+ * §2, §3).  Returns its epoch. */
+static uint64_t check_circle(struct tu_daemon *d, const uint8_t proton[16], const uint8_t ipk[32])
+{
+	struct relm_circle *c = calloc(1, sizeof *c);
+	struct relm_store_device self;
+	struct relm_store_device_keys k;
+	struct relm_addr a;
+	uint8_t *buf = NULL, spk[32];
+	size_t len = 0;
+	uint64_t epoch = 0;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(relm_store_circle_get(d->st, proton, &epoch, &buf, &len), 0);
+	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
+	ck_assert_int_eq(relm_circle_accept(NULL, NULL, 0, c, buf, len, ipk), 1);
+	ck_assert_uint_eq(c->epoch, epoch);
+	ck_assert_int_eq(memcmp(c->ipk, ipk, 32), 0);
+	ck_assert_uint_eq(c->count, 1);
+	ck_assert_int_eq(relm_store_device_get_self(d->st, proton, &self), 0);
+	ck_assert_int_eq(memcmp(c->dev[0].id, self.device, 16), 0);
+	ck_assert_int_eq(memcmp(c->dev[0].dpk, self.pk, 32), 0);
+	ck_assert_uint_eq(c->dev[0].added, epoch);
+	ck_assert_str_eq(c->dev[0].label, self.label);
+	/* the device invite: the DPK in place of the IPK, multi-use, never
+	 * expires, no one-time prekey, the device prekey and device mailbox */
+	ck_assert_int_eq(memcmp(c->dev[0].invite.ipk, self.pk, 32), 0);
+	ck_assert_uint_eq(c->dev[0].invite.flags, RELM_INVITE_F_MULTI);
+	ck_assert_uint_eq(c->dev[0].invite.expires_ms, 0);
+	ck_assert_int_eq(relm_store_device_keys_get(d->st, proton, &k), 0);
+	ck_assert_uint_eq(c->dev[0].invite.spk_id, k.spk_id);
+	relm_x25519_public(spk, k.spk_priv);
+	ck_assert_int_eq(memcmp(c->dev[0].invite.spk, spk, 32), 0);
+	ck_assert_int_eq(relm_addr_parse(&a, c->dev[0].invite.mailbox, strlen(c->dev[0].invite.mailbox)), 0);
+	ck_assert(a.has_id);
+	ck_assert_int_eq(memcmp(a.id, k.mailbox_id, 32), 0);
+	ck_assert_str_eq(a.host, "127.0.0.1");
+	/* the device keys are not the proton's or a relationship's */
+	ck_assert(memcmp(self.pk, ipk, 32) != 0);
+	relm_store_device_keys_clear(&k);
+	relm_store_device_clear(&self);
+	free(buf);
+	free(c);
+	return epoch;
+}
+
+/* A sibling of alice's in her circle rows (device 7e…, fresh keys, not
+ * signed into a circle: the rows are what steps read). */
+static void add_sibling(struct relm_store_device *sib)
+{
+	memset(sib, 0, sizeof *sib);
+	memcpy(sib->proton, pa, 16);
+	memset(sib->device, 0x7e, 16);
+	crypto_sign_keypair(sib->pk, sib->sk);
+	sib->epoch = 2;
+	sib->added = clock_ms;
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_device_put(A.st, sib), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+}
+
+START_TEST(test_proton_create_makes_circle)
+{
+	int n = 0;
+
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 1);
+	ck_assert_int_eq(relm_store_device_list(A.st, pa, count_dev_cb, &n), 0);
+	ck_assert_int_eq(n, 1);
+	/* nothing to make: the circle and keys stay as they were */
+	{
+		struct relm_store_device_keys k1, k2;
+		uint8_t *b1, *b2;
+		size_t l1, l2;
+		uint64_t e1, e2;
+		ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k1), 0);
+		ck_assert_int_eq(relm_store_circle_get(A.st, pa, &e1, &b1, &l1), 0);
+		ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+		ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k2), 0);
+		ck_assert_int_eq(relm_store_circle_get(A.st, pa, &e2, &b2, &l2), 0);
+		ck_assert_int_eq(sodium_memcmp(&k1, &k2, sizeof k1), 0);
+		ck_assert_uint_eq(e1, e2);
+		ck_assert_uint_eq(l1, l2);
+		ck_assert_int_eq(memcmp(b1, b2, l1), 0);
+		relm_store_device_keys_clear(&k1);
+		relm_store_device_keys_clear(&k2);
+		free(b1);
+		free(b2);
+	}
+}
+END_TEST
+
+/* Two protons of one daemon: each its own device, keys and circle. */
+START_TEST(test_two_protons_two_circles)
+{
+	uint8_t p2[16], ipk2[32];
+	struct relm_store_device_keys k1, k2;
+	struct relm_store_device d1, d2;
+
+	ck_assert_int_eq(relm_core_proton_create(A.core, "work", p2, ipk2), 0);
+	ck_assert_uint_eq(check_circle(&A, p2, ipk2), 1);
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k1), 0);
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, p2, &k2), 0);
+	ck_assert(memcmp(k1.mailbox_id, k2.mailbox_id, 32) != 0);
+	ck_assert_int_eq(relm_store_device_get_self(A.st, pa, &d1), 0);
+	ck_assert_int_eq(relm_store_device_get_self(A.st, p2, &d2), 0);
+	ck_assert(memcmp(d1.device, d2.device, 16) != 0);
+	ck_assert(memcmp(d1.pk, d2.pk, 32) != 0);
+	relm_store_device_keys_clear(&k1);
+	relm_store_device_keys_clear(&k2);
+	relm_store_device_clear(&d1);
+	relm_store_device_clear(&d2);
+}
+END_TEST
+
+/* A proton as a v6 store held it (a device row, no device keys, no circle
+ * or a placeholder one) gets both from relm_core_devices_upgrade, once. */
+START_TEST(test_upgrade_v6_proton)
+{
+	sqlite3 *db = relm__store_db(A.st);
+
+	ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM device_keys; DELETE FROM circles", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 1);
+	/* a placeholder circle without keys: the next epoch replaces it */
+	ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM device_keys; DELETE FROM circles;"
+	                                  "INSERT INTO circles SELECT id, 3, X'00' FROM protons", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(relm_core_devices_upgrade(A.core), 0);
+	ck_assert_uint_eq(check_circle(&A, pa, ipk_a), 4);
+	/* bob's store was not touched by alice's upgrade, and is complete */
+	ck_assert_int_eq(relm_core_devices_upgrade(B.core), 0);
+}
+END_TEST
+
+/* Every relationship step takes its proton's devices from the store.
+ * With a sibling in the device rows, a send makes a copy for it
+ * (devices.md §5), to go on a sibling session opened from the sibling's
+ * device invite in the circle; a row the signed circle does not name has
+ * no invite, so the step is refused (bad_state) and rolled back whole
+ * rather than drop the copy; with the row gone the same send goes
+ * through. */
+START_TEST(test_steps_see_the_devices)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[2] = { &A, &B };
+	struct relm_store_device sib;
+	uint8_t rb[16], id[16];
+	int was_new = 0;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "one", 3, NULL, id, &was_new), 0);
+	ck_assert_int_eq(was_new, 1);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
+
+	add_sibling(&sib);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "two", 3, NULL, id, &was_new), RELM_ESTATE);
+	ck_assert_int_eq(was_new, 0);
+	ck_assert_int_eq(tu_history_count(&A, rb, 0), 1);
+
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(A.st), "DELETE FROM devices WHERE self=0", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "two", 3, NULL, id, &was_new), 0);
+	ck_assert_int_eq(was_new, 1);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 2);
+}
+END_TEST
+
+/* The held circle of alice's proton, decoded (free it). */
+static struct relm_circle *held_circle(void)
+{
+	struct relm_circle *c = calloc(1, sizeof *c);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t epoch = 0;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(relm_store_circle_get(A.st, pa, &epoch, &buf, &len), 0);
+	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
+	free(buf);
+	return c;
+}
+
+/* A hello to alice's device invite, sent by whoever holds sign_sk: the
+ * envelope bytes (malloc'd). */
+static uint8_t *hello_to_device(const struct relm_invite *inv, const uint8_t sign_sk[64], size_t *len)
+{
+	struct relm_effects fx;
+	struct relm_rel *rel = NULL;
+	uint8_t *out = NULL;
+
+	relm_effects_init(&fx);
+	ck_assert_int_eq(relm_rel_accept(&rel, &B.env, RELM_MODE_STRICT, sign_sk, inv, "127.0.0.9:7427", &fx), 0);
+	for (size_t i = 0; i < fx.n; i++)
+		if (fx.v[i].type == RELM_FX_POST) {
+			ck_assert_str_eq(fx.v[i].to, inv->mailbox);
+			out = malloc(fx.v[i].len);
+			memcpy(out, fx.v[i].data, fx.v[i].len);
+			*len = fx.v[i].len;
+		}
+	ck_assert_ptr_nonnull(out);
+	relm_effects_clear(&fx);
+	relm_rel_free(rel);
+	return out;
+}
+
+struct mb_find {
+	const uint8_t *id;
+	int found;
+	uint64_t cursor;
+};
+
+static int mb_find_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	struct mb_find *f = ctx;
+	if (memcmp(id, f->id, 32) == 0) {
+		f->found++;
+		f->cursor = cursor;
+	}
+	return 0;
+}
+
+static uint64_t device_mailbox_cursor(const uint8_t mbox[32])
+{
+	struct mb_find f = { mbox, 0, 0 };
+	ck_assert_int_eq(relm_core_mailboxes(A.core, mb_find_cb, &f), 0);
+	ck_assert_int_eq(f.found, 1);
+	return f.cursor;
+}
+
+static int count_rels_cb(void *ctx, const struct relm_store_rel *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+struct ev_last {
+	int n;
+	int code;
+	uint64_t seq;
+};
+
+static int undecryptable_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	struct ev_last *e = ctx;
+	(void)seq;
+	(void)ts;
+	if (ev->type == RELM_EV_ENVELOPE_UNDECRYPTABLE) {
+		e->n++;
+		e->code = ev->code;
+		e->seq = ev->mailbox_seq;
+	}
+	return 0;
+}
+
+static int count_type_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	int *n = ctx;
+	(void)seq;
+	(void)ts;
+	if (ev->type == n[1])
+		n[0]++;
+	return 0;
+}
+
+static int count_events_of(struct tu_daemon *d, int type)
+{
+	int n[2] = { 0, type };
+	ck_assert_int_eq(relm_store_event_list(d->st, 0, 0, count_type_cb, n), 0);
+	return n[0];
+}
+
+/* The device mailbox (devices.md §3) is read like every mailbox of ours:
+ * it is in the list with its cursor, its key signs subscriptions, and
+ * what arrives there is judged by the circle.  A hello from a key that is
+ * not a sibling's DPK (here bob's IPK, who learnt the device invite) is
+ * refused with auth_failed, and nothing is made; so is junk (each
+ * reported once, the cursor advanced); a sibling's makes a sibling
+ * session, which is not listed, raises no relationship.created and takes
+ * no message.send. */
+START_TEST(test_device_mailbox)
+{
+	struct relm_circle *circ = held_circle();
+	struct relm_store_device_keys k;
+	struct relm_store_proton bob;
+	struct relm_store_device sib;
+	struct ev_last ev = { 0, 0, 0 };
+	uint8_t sig[64], *hello;
+	size_t len = 0;
+	int nrels = 0;
+
+	ck_assert_int_eq(relm_store_device_keys_get(A.st, pa, &k), 0);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 0);
+	ck_assert_int_eq(relm_core_mailbox_sign(A.core, k.mailbox_id, (const uint8_t *)"x", 1, sig), 0);
+	ck_assert_int_eq(crypto_sign_verify_detached(sig, (const uint8_t *)"x", 1, k.mailbox_id), 0);
+
+	/* a stranger's hello */
+	ck_assert_int_eq(relm_store_proton_get(B.st, pb, &bob, RELM_STORE_WITH_SECRETS), 0);
+	hello = hello_to_device(&circ->dev[0].invite, bob.isk, &len);
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 1, hello, len), 0);
+	free(hello);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 1);
+	ck_assert_int_eq(relm_store_event_list(A.st, 0, 0, undecryptable_cb, &ev), 0);
+	ck_assert_int_eq(ev.n, 1);
+	ck_assert_int_eq(ev.code, RELM_EAUTH);
+	ck_assert_uint_eq(ev.seq, 1);
+
+	/* junk */
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 2, (const uint8_t *)"junk", 4), 0);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 2);
+
+	/* a sibling's, by the DPK the circle rows hold */
+	add_sibling(&sib);
+	hello = hello_to_device(&circ->dev[0].invite, sib.sk, &len);
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 3, hello, len), 0);
+	/* redelivered: already judged */
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 3, hello, len), 0);
+	/* the same hello at a later position: the session it made, not a second */
+	ck_assert_int_eq(relm_core_envelope(A.core, k.mailbox_id, 4, hello, len), 0);
+	free(hello);
+	ck_assert_uint_eq(device_mailbox_cursor(k.mailbox_id), 4);
+	memset(&ev, 0, sizeof ev);
+	ck_assert_int_eq(relm_store_event_list(A.st, 0, 0, undecryptable_cb, &ev), 0);
+	ck_assert_int_eq(ev.n, 2);                 /* the stranger's and the junk */
+	/* a sibling session, which is not a relationship of the proton */
+	{
+		uint8_t sess[16], who[16], dev[16];
+		struct relm_store_rel r;
+		ck_assert_int_eq(relm_store_sibling_session_find(A.st, pa, sib.device, sess), 0);
+		ck_assert_int_eq(relm_store_sibling_session_get(A.st, sess, who, dev), 0);
+		ck_assert_int_eq(memcmp(who, pa, 16), 0);
+		ck_assert_int_eq(memcmp(dev, sib.device, 16), 0);
+		ck_assert_int_eq(relm_store_rel_get(A.st, sess, &r, 0), 0);
+		ck_assert_int_eq(memcmp(r.remote_ipk, sib.pk, 32), 0);
+		relm_store_rel_clear(&r);
+		ck_assert_int_eq(relm_core_message_send(A.core, sess, "x", 1, NULL, dev, &nrels), RELM_ENOTFOUND);
+		nrels = 0;
+	}
+	ck_assert_int_eq(relm_store_rel_list(A.st, pa, NULL, 0, count_rels_cb, &nrels), 0);
+	ck_assert_int_eq(nrels, 0);
+	ck_assert_int_eq(count_events_of(&A, RELM_EV_RELATIONSHIP_CREATED), 0);
+
+	relm_store_proton_clear(&bob);
+	relm_store_device_keys_clear(&k);
+	relm_store_device_clear(&sib);
+	free(circ);
+}
+END_TEST
+
+/* ---- two devices of alice ------------------------------------------------ */
+
+/* Make A2 a second device of alice's proton, as pairing will (issue 15):
+ * the proton's keys, a device of its own with its device keys, circle
+ * epoch 2 naming both devices signed by the IPK on both, and a copy of
+ * relationship rb as A holds it (its cursor too).  Nothing has been
+ * exchanged since the copy, so both devices start from one state. */
+static void make_a2(const uint8_t rb[16])
+{
+	struct relm_store_proton p;
+	struct relm_store_device d1, d2, row;
+	struct relm_store_rel r;
+	struct relm_circle *c1 = held_circle(), *c2 = calloc(1, sizeof *c2);
+	uint8_t seed[32], *buf = NULL, *out = malloc(RELM_CIRCLE_MAX);
+	uint64_t epoch, cursor = 0;
+	size_t len;
+	int n;
+
+	ck_assert_int_eq(tu_daemon_open(&A2, &clock_ms, 3, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(relm_store_proton_get(A.st, pa, &p, RELM_STORE_WITH_SECRETS), 0);
+	memset(&d2, 0, sizeof d2);
+	memcpy(d2.proton, pa, 16);
+	memset(d2.device, 0xd2, 16);
+	snprintf(d2.label, sizeof d2.label, "tablet");
+	d2.self = 1;
+	randombytes_buf(seed, sizeof seed);
+	relm_sign_keypair_from_seed(d2.pk, d2.sk, seed);
+	d2.has_sk = 1;
+	d2.epoch = 2;
+	d2.added = clock_ms;
+	ck_assert_int_eq(relm_store_begin(A2.st), 0);
+	ck_assert_int_eq(relm_store_proton_put(A2.st, &p), 0);
+	ck_assert_int_eq(relm_store_device_put(A2.st, &d2), 0);
+	ck_assert_int_eq(relm_store_commit(A2.st), 0);
+	/* its device keys and a circle of its own, which epoch 2 replaces */
+	ck_assert_int_eq(relm_core_devices_upgrade(A2.core), 0);
+	ck_assert_int_eq(relm_store_circle_get(A2.st, pa, &epoch, &buf, &len), 0);
+	ck_assert_int_eq(relm_circle_decode(c2, buf, len), 0);
+	free(buf);
+	ck_assert_uint_eq(c1->count, 1);
+	c1->dev[1] = c2->dev[0];
+	c1->dev[1].added = 2;
+	c1->count = 2;
+	c1->epoch = 2;
+	n = relm_circle_sign(out, RELM_CIRCLE_MAX, c1, p.isk);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(relm_store_device_get_self(A.st, pa, &d1), 0);
+	for (int i = 0; i < 2; i++) {
+		struct tu_daemon *d = i ? &A2 : &A;
+		row = i ? d1 : d2;           /* the other device, as a sibling row */
+		row.self = 0;
+		row.has_sk = 0;
+		memset(row.sk, 0, sizeof row.sk);
+		ck_assert_int_eq(relm_store_begin(d->st), 0);
+		ck_assert_int_eq(relm_store_circle_put(d->st, pa, 2, out, (size_t)n), 0);
+		ck_assert_int_eq(relm_store_device_put(d->st, &row), 0);
+		ck_assert_int_eq(relm_store_commit(d->st), 0);
+	}
+	/* the relationship, as A holds it */
+	ck_assert_int_eq(relm_store_rel_get(A.st, rb, &r, RELM_STORE_WITH_STATE | RELM_STORE_WITH_SECRETS), 0);
+	ck_assert_int_eq(relm_store_cursor_get(A.st, r.mailbox_id, &cursor), 0);
+	ck_assert_int_eq(relm_store_begin(A2.st), 0);
+	ck_assert_int_eq(relm_store_rel_put(A2.st, &r), 0);
+	ck_assert_int_eq(relm_store_cursor_set(A2.st, r.mailbox_id, cursor), 0);
+	ck_assert_int_eq(relm_store_commit(A2.st), 0);
+	relm_store_rel_clear(&r);
+	relm_store_proton_clear(&p);
+	relm_store_device_clear(&d1);
+	relm_store_device_clear(&d2);
+	sodium_memzero(seed, sizeof seed);
+	free(out);
+	free(c1);
+	free(c2);
+}
+
+static int origin_cb(void *ctx, const struct relm_store_msg *m)
+{
+	int *n = ctx;               /* [self, sibling] of sent messages */
+	if (!m->direction_in)
+		n[m->origin == RELM_ORIGIN_SIBLING]++;
+	return 0;
+}
+
+/* Sent messages of d in rb: how many it sent itself, how many a sibling. */
+static void sent_origins(struct tu_daemon *d, const uint8_t rb[16], int *self, int *sibling)
+{
+	int n[2] = { 0, 0 };
+	ck_assert_int_eq(relm_store_msg_list(d->st, rb, 0, 0, origin_cb, n), 0);
+	*self = n[0];
+	*sibling = n[1];
+}
+
+static int chosen_of(struct tu_daemon *d, const uint8_t rb[16], uint8_t node[16])
+{
+	struct relm_rel *rel = NULL;
+	struct relm_rel_info info;
+	int i;
+
+	ck_assert_int_eq(relm_core_rel_load(d->core, rb, &rel), 0);
+	relm_rel_describe(rel, &info);
+	i = info.chosen;
+	if (i >= 0)
+		memcpy(node, info.nodes[i].id, 16);
+	relm_rel_free(rel);
+	return i;
+}
+
+/* Two devices of alice and bob (devices.md §5): both alice devices send at
+ * the same moment, before either hears of the other's send.  Bob gets each
+ * message once; each alice device holds both sends (its own as self, the
+ * sibling's, from the copy, as sibling) and bob's replies; after one more
+ * exchange each way both choose the same node. */
+START_TEST(test_two_devices_converge)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[3] = { &A, &B, &A2 };
+	uint8_t rb[16], id[16], n1[16], n2[16];
+	int was_new = 0, rounds = ROUNDS;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	make_a2(rb);
+	for (int k = 0; k < rounds; k++) {
+		char body[32];
+		snprintf(body, sizeof body, "a1 %d", k);
+		ck_assert_int_eq(relm_core_message_send(A.core, rb, body, strlen(body), NULL, id, &was_new), 0);
+		snprintf(body, sizeof body, "a2 %d", k);
+		ck_assert_int_eq(relm_core_message_send(A2.core, rb, body, strlen(body), NULL, id, &was_new), 0);
+		tu_settle(ds, 3, &net, 10, 1000);
+	}
+	tu_settle(ds, 3, &net, 20, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 2 * rounds);
+	ck_assert_int_eq(tu_history_count(&A, rb, 0), 2 * rounds);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 2 * rounds);
+	/* one more exchange each way */
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b", 1, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 20, 3000);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "a", 1, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 20, 3000);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b", 1, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 20, 3000);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 2 * rounds + 1);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 2);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 1), 2);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 2 * rounds + 1);
+	{
+		int self = 0, sib = 0, nrels = 0;
+		uint8_t sess[16];
+		sent_origins(&A, rb, &self, &sib);
+		ck_assert_int_eq(self, rounds + 1);
+		ck_assert_int_eq(sib, rounds);
+		sent_origins(&A2, rb, &self, &sib);
+		ck_assert_int_eq(self, rounds);
+		ck_assert_int_eq(sib, rounds + 1);
+		/* bob sees one peer; alice's sessions are not relationships */
+		ck_assert_int_eq(relm_store_rel_list(B.st, pb, NULL, 0, count_rels_cb, &nrels), 0);
+		ck_assert_int_eq(nrels, 1);
+		nrels = 0;
+		ck_assert_int_eq(relm_store_rel_list(A2.st, pa, NULL, 0, count_rels_cb, &nrels), 0);
+		ck_assert_int_eq(nrels, 1);
+		ck_assert_int_eq(relm_store_sibling_session_find(A.st, pa, (uint8_t[16]){ 0xd2, 0xd2, 0xd2, 0xd2,
+		                 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2 }, sess), 0);
+	}
+	ck_assert_int_ge(chosen_of(&A, rb, n1), 0);
+	ck_assert_int_ge(chosen_of(&A2, rb, n2), 0);
+	ck_assert_int_eq(memcmp(n1, n2, 16), 0);
+	tu_daemon_close(&A2);
+	tu_daemon_rmdir(&A2);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core_devices");
+	TCase *tc = tcase_create("circle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_proton_create_makes_circle);
+	tcase_add_test(tc, test_two_protons_two_circles);
+	tcase_add_test(tc, test_upgrade_v6_proton);
+	tcase_add_test(tc, test_steps_see_the_devices);
+	tcase_add_test(tc, test_device_mailbox);
+	tcase_add_test(tc, test_two_devices_converge);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
