@@ -15,6 +15,7 @@
 #include "error.h"
 #include "crypto/crypto.h"
 #include "wire/envelope.h"
+#include "wire/payload.h"
 
 /* State blob layout (lib/engine/rel_blob.c), for the tests that build
  * older versions:  "RLS" v id mode side ad ipk_self ipk_remote mbox_pk
@@ -536,6 +537,49 @@ START_TEST(test_retransmit_then_fail)
 }
 END_TEST
 
+/* A payload must fit a sibling's copy (RELM_COPY_PAYLOAD_MAX, devices.md
+ * §4.2) whatever the device count: bodies of control characters (six
+ * bytes of JSON each) around that limit are sent exactly while their
+ * unpadded payload fits, and refused with RELM_ETOOBIG after, nothing
+ * sent. */
+START_TEST(test_send_copy_limit)
+{
+	struct tu_party a, b;
+	uint8_t id[16];
+	char *body = malloc(11000);
+	int fits_seen = 0, over_seen = 0;
+
+	ck_assert_ptr_nonnull(body);
+	memset(body, 1, 11000);
+	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
+	for (size_t n = 10800; n < 10860; n++) {
+		struct relm_payload p = { .kind = RELM_KIND_TEXT, .body = body, .body_len = n,
+		                          .ts = a.env.now_ms(a.env.ctx) };
+		struct relm_effects fx;
+		uint8_t *pt = NULL;
+		size_t ptlen = 0, ulen = 0;
+		int want, rc;
+
+		ck_assert_int_eq(relm_payload_encode(&pt, &ptlen, &p), 0);
+		ck_assert_int_eq(sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK), 0);
+		relm_payload_buf_free(pt, ptlen);
+		want = ulen > RELM_COPY_PAYLOAD_MAX ? RELM_ETOOBIG : 0;
+		fits_seen |= want == 0;
+		over_seen |= want != 0;
+		relm_effects_init(&fx);
+		rc = relm_rel_send(a.rel, &a.env, body, n, NULL, id, &fx);
+		ck_assert_msg(rc == want, "body of %zu: payload %zu bytes, send gave %d, want %d", n, ulen, rc, want);
+		if (rc != 0)
+			ck_assert_int_eq(fx.n, 0);
+		relm_effects_clear(&fx);
+	}
+	ck_assert(fits_seen && over_seen);             /* the range crosses the limit */
+	free(body);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 START_TEST(test_pending_then_undecryptable)
 {
 	struct tu_party a, b, b2;
@@ -867,6 +911,7 @@ static Suite *rel_suite(void)
 	tc = tcase_create("delivery");
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_retransmit_then_fail);
+	tcase_add_test(tc, test_send_copy_limit);
 	tcase_add_test(tc, test_pending_then_undecryptable);
 	tcase_add_test(tc, test_acks_out_of_the_blob);
 	tcase_add_test(tc, test_acks_in_a_v3_blob);

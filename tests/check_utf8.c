@@ -3,7 +3,10 @@
  * plain decoder (tests/util_text.c) — exhaustively for every string of up
  * to two bytes, for every lead byte followed by the edge bytes of each
  * continuation range, and on random strings (RELM_SEED) — plus the table
- * of Unicode's edge cases by name, and relmd_utf8_cut.
+ * of Unicode's edge cases by name, and relmd_utf8_cut; and lib's
+ * relm_text_ok (text.h: the same rule without NUL, with an eight-byte
+ * ASCII path) against the reference, every bad byte at every offset of
+ * ASCII runs around its eight-byte blocks.
  */
 #include <check.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "api/utf8.h"
+#include "text.h"
 #include "util_rand.h"
 #include "util_text.h"
 
@@ -18,6 +22,8 @@ static void same(const unsigned char *s, size_t n)
 {
 	int want = tu_utf8_valid((const char *)s, n);
 	int got = relmd_utf8_valid(s, n);
+	int lib_want = want && !memchr(s, 0, n);
+	ck_assert_msg(relm_text_ok(s, n) == lib_want, "relm_text_ok differs from the reference (length %zu)", n);
 	if (got != want) {
 		char hex[64] = "";
 		for (size_t i = 0; i < n && i < 16; i++)
@@ -126,6 +132,30 @@ START_TEST(random_strings)
 }
 END_TEST
 
+/* relm_text_ok's ASCII path: ASCII runs of every length up to 40 with one
+ * intruder (NUL, a lone continuation byte, a cut lead, a valid é) at every
+ * offset, so that each lands in and around the eight-byte blocks. */
+START_TEST(ascii_runs)
+{
+	static const char *const in[] = { "\x00", "\x80", "\xc3", "\xc3\xa9", "\x7f", "\xff" };
+	unsigned char buf[48];
+
+	for (size_t len = 0; len <= 40; len++) {
+		memset(buf, 'a', len);
+		same(buf, len);
+		for (size_t at = 0; at < len; at++)
+			for (size_t k = 0; k < sizeof in / sizeof in[0]; k++) {
+				size_t l = in[k][0] ? strlen(in[k]) : 1;
+				memset(buf, 'a', sizeof buf);
+				if (at + l > len)
+					continue;
+				memcpy(buf + at, in[k], l);
+				same(buf, len);
+			}
+	}
+}
+END_TEST
+
 START_TEST(cut)
 {
 	ck_assert_int_eq(relmd_utf8_cut("abc", 64), 3);
@@ -156,6 +186,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, exhaustive_short);
 	tcase_add_test(tc, edges_long);
 	tcase_add_test(tc, random_strings);
+	tcase_add_test(tc, ascii_runs);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("cut");
 	tcase_add_test(tc, cut);
