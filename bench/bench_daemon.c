@@ -14,8 +14,16 @@
  * Saturation runs K rounds of N messages (median, min–max); each round
  * waits for the previous one's receipts, so no round starts with a backlog.
  *
+ * --devices D: the sending proton (bob) on D daemons, paired
+ * (device.pair.begin / device.pair.join, proto/devices.md §12) once the
+ * relationship exists; the first sends, every device receives the
+ * receipts and its siblings' copies, so "sender" is then the CPU of all
+ * D daemons together (also daemon.e2e.cpu_us_per_msg.sender_first, the
+ * one that sends).  The keys get the prefix daemon.devD. instead of
+ * daemon.e2e. and the paced run is left out.
+ *
  * Usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] [--seconds S]
- *                     [--quick] [--json PATH] [--trace PATH]
+ *                     [--devices D] [--quick] [--json PATH] [--trace PATH]
  *
  *   --trace PATH            the paced run's messages, one line each: ms from
  *                           the start of the run when sent, latency in ms
@@ -37,7 +45,8 @@
 
 static char build[256] = "build";
 static char tmp[256];
-static pid_t kids[3];
+enum { MAX_DEV = 4 };
+static pid_t kids[3 + MAX_DEV];
 static int nkids;
 
 static double now_ms(void)
@@ -277,9 +286,34 @@ static void wait_delivered(struct conn *b, struct conn *ev, struct conn *evb, in
 	}
 }
 
+/* --devices D > 1: saturation only, keys daemon.devD.* */
+static int report_devices(const char *json, int devices, int rounds, int n, double msgs_per_s,
+                          double rate_min, double rate_max, const double cpu[4])
+{
+	printf("relm daemon end to end, the sending proton on %d paired devices: relm-mailbox + %d relmd\n",
+	       devices, devices + 1);
+	printf("saturation: %d rounds of %d messages pipelined: median %.0f messages/s (min %.0f, max %.0f)\n",
+	       rounds, n, msgs_per_s, rate_min, rate_max);
+	printf("CPU per message (median): sending proton %.0f µs (its sending device %.0f µs), "
+	       "relm-mailbox %.0f µs, receiver relmd %.0f µs\n", cpu[0], cpu[3], cpu[1], cpu[2]);
+	if (json) {
+		FILE *f = fopen(json, "w");
+		if (!f)
+			die("cannot write the json file");
+		fprintf(f, "{\n  \"daemon.dev%d.msgs_per_s\": %.1f,\n"
+		        "  \"daemon.dev%d.cpu_us_per_msg.sender\": %.1f,\n"
+		        "  \"daemon.dev%d.cpu_us_per_msg.sender_first\": %.1f,\n"
+		        "  \"daemon.dev%d.cpu_us_per_msg.mailbox\": %.1f,\n"
+		        "  \"daemon.dev%d.cpu_us_per_msg.receiver\": %.1f\n}\n",
+		        devices, msgs_per_s, devices, cpu[0], devices, cpu[3], devices, cpu[1], devices, cpu[2]);
+		fclose(f);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	int n = 3000, rate = 1000, seconds = 5, rounds = 3;
+	int n = 3000, rate = 1000, seconds = 5, rounds = 3, devices = 1;
 	const char *json = NULL, *trace = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
 	struct conn a, b, ev, evb;
@@ -295,6 +329,8 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--devices") && i + 1 < argc)
+			devices = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
 		else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
@@ -305,9 +341,13 @@ int main(int argc, char **argv)
 			rounds = 1;
 		} else {
 			fprintf(stderr, "usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] "
-			        "[--seconds S] [--quick] [--json PATH] [--trace PATH]\n");
+			        "[--seconds S] [--devices D] [--quick] [--json PATH] [--trace PATH]\n");
 			return 2;
 		}
+	}
+	if (devices < 1 || devices > MAX_DEV) {
+		fprintf(stderr, "bench_daemon: --devices is 1 to %d\n", MAX_DEV);
+		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(tmp, sizeof tmp, "/tmp/relm-bench-XXXXXX");
@@ -380,17 +420,59 @@ int main(int argc, char **argv)
 			break;
 	}
 
+	/* ---- bob's other devices: paired now, each until it holds the relationship ---- */
+	pid_t bob_dev[MAX_DEV];
+	bob_dev[0] = kids[2];
+	for (int d = 1; d < devices; d++) {
+		char pd[300], sd[300], code[1024];
+		struct conn c;
+		snprintf(pd, sizeof pd, "%s/bob%d", tmp, d + 1);
+		snprintf(sd, sizeof sd, "%s/bob%d.sock", tmp, d + 1);
+		char *av[] = { mbox, "--state", pd, "--socket", sd, "--mailbox", mb_addr, "--log-level", "err", NULL };
+		bob_dev[d] = spawn(av, -1);
+		if (wait_socket(sd, &c))
+			die("relmd (another device of bob) did not start");
+		snprintf(params, sizeof params, "{\"proton\":\"%s\"}", pb);
+		r = rpc(&b, "device.pair.begin", params);
+		snprintf(code, sizeof code, "%s", res_str(r, "code"));
+		cJSON_Delete(r);
+		snprintf(params, sizeof params, "{\"code\":\"%s\",\"label\":\"bench %d\"}", code, d + 1);
+		r = rpc(&c, "device.pair.join", params);
+		cJSON_Delete(r);
+		/* the bulk state brings the relationship */
+		for (int tries = 0;; tries++) {
+			char line[512];
+			snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"relationship.show\","
+			         "\"params\":{\"relationship\":\"%s\"}}\n", rel);
+			conn_send(&c, line);
+			char *l = conn_line(&c);
+			int ok = strstr(l, "\"result\"") != NULL;
+			free(l);
+			if (ok)
+				break;
+			if (tries > 3000)
+				die("a paired device never got the relationship");
+			usleep(10000);
+		}
+		close(c.fd);
+		free(c.buf);
+	}
+
 	/* ---- saturation: pipelined sends, until every event arrived ---- */
 	if (n < 1 || rounds < 1 || rounds > 32)
 		die("--n and --rounds must be positive (rounds at most 32)");
-	double rate_r[32], cpu_r[3][32];
+	double rate_r[32], cpu_r[4][32];
 	int delivered = 0;
-	pid_t who[3] = { kids[2], kids[0], kids[1] };   /* bob sends, the mailbox, alice receives */
+	/* bob sends (all his devices; the first alone), the mailbox, alice receives */
+	pid_t who[3] = { kids[2], kids[0], kids[1] };
 	for (int round = 0; round < rounds; round++) {
-		double c0[3], t0 = now_ms();
+		double c0[4], t0 = now_ms();
 		int sent = 0, received = 0;
 		for (int k = 0; k < 3; k++)
 			c0[k] = cpu_us(who[k]);
+		c0[3] = 0;
+		for (int d = 1; d < devices; d++)
+			c0[3] += cpu_us(bob_dev[d]);
 		while (received < n) {
 			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
 			                        { evb.fd, POLLIN, 0 } };
@@ -432,6 +514,11 @@ int main(int argc, char **argv)
 		rate_r[round] = n * 1000.0 / ms;
 		for (int k = 0; k < 3; k++)
 			cpu_r[k][round] = (cpu_us(who[k]) - c0[k]) / n;
+		double others = 0;
+		for (int d = 1; d < devices; d++)
+			others += cpu_us(bob_dev[d]);
+		cpu_r[3][round] = cpu_r[0][round];                 /* the first device alone */
+		cpu_r[0][round] += (others - c0[3]) / n;           /* the whole proton */
 		/* the next round (and the paced run) starts with bob's queue empty */
 		wait_delivered(&b, &ev, &evb, &delivered, (round + 1) * n);
 	}
@@ -441,9 +528,11 @@ int main(int argc, char **argv)
 		rate_max = rate_r[round] > rate_max ? rate_r[round] : rate_max;
 	}
 	double msgs_per_s = median(rate_r, rounds);
-	double cpu_med[3];
-	for (int k = 0; k < 3; k++)
+	double cpu_med[4];
+	for (int k = 0; k < 4; k++)
 		cpu_med[k] = median(cpu_r[k], rounds);
+	if (devices > 1)
+		return report_devices(json, devices, rounds, n, msgs_per_s, rate_min, rate_max, cpu_med);
 
 	/* ---- latency at a paced rate ---- */
 	int total = rate * seconds, next = 0, got = 0;
