@@ -243,6 +243,37 @@ START_TEST(round_trip_bodies)
 }
 END_TEST
 
+/* The writer's eight-byte path: ASCII bodies of every length up to 40 with
+ * one byte JSON escapes (or a multi-byte character) at every offset come
+ * back byte for byte, so none was copied raw. */
+START_TEST(round_trip_escapes_at_every_offset)
+{
+	static const char *const in[] = { "\"", "\\", "\x01", "\x1f", "\n", "\x7f", "\xc3\xa9", " " };
+	char body[48];
+
+	for (size_t n = 0; n <= 40; n++)
+		for (size_t at = 0; at < n; at++)
+			for (size_t k = 0; k < sizeof in / sizeof in[0]; k++) {
+				struct relm_payload p = { .kind = RELM_KIND_TEXT, .ts = 1 }, back;
+				size_t l = strlen(in[k]), len = 0;
+				uint8_t *buf = NULL;
+
+				if (at + l > n)
+					continue;
+				memset(body, 'q', sizeof body);
+				memcpy(body + at, in[k], l);
+				p.body = body;
+				p.body_len = n;
+				ck_assert_int_eq(relm_payload_encode(&buf, &len, &p), 0);
+				ck_assert_msg(relm_payload_decode(&back, buf, len) == 0, "length %zu, %zu at %zu", n, k, at);
+				ck_assert_uint_eq(back.body_len, n);
+				ck_assert_mem_eq(back.body, body, n);
+				relm_payload_clear(&back);
+				relm_payload_buf_free(buf, len);
+			}
+}
+END_TEST
+
 START_TEST(round_trip_receipt)
 {
 	struct relm_ack acks[RELM_MAX_ACKS];
@@ -664,6 +695,7 @@ static Suite *payload_suite(void)
 
 	tc = tcase_create("round_trip");
 	tcase_add_test(tc, round_trip_bodies);
+	tcase_add_test(tc, round_trip_escapes_at_every_offset);
 	tcase_add_test(tc, round_trip_receipt);
 	tcase_add_test(tc, round_trip_hello);
 	tcase_add_test(tc, unknown_kind_kept);

@@ -111,6 +111,22 @@ static void jw_hex(struct jw *w, const uint8_t *b, size_t n)
 
 /* A JSON string: escapes " \ and every byte < 0x20 (\b \f \n \r \t, else
  * \u00xx, lowercase); all other bytes, UTF-8 included, are copied as is. */
+#define JW_ONES  0x0101010101010101ull
+#define JW_HIGHS 0x8080808080808080ull
+
+/* Eight bytes none of which JSON escapes: no byte < 0x20 (one with its
+ * high bit set passes: ~v clears it), none '"' or '\\' (a byte that xors
+ * to zero). */
+static int jw_plain8(const char *s)
+{
+	uint64_t v, q, b;
+
+	memcpy(&v, s, sizeof v);
+	q = v ^ (JW_ONES * '"');
+	b = v ^ (JW_ONES * '\\');
+	return (((v - JW_ONES * 0x20) & ~v) | ((q - JW_ONES) & ~q) | ((b - JW_ONES) & ~b)) & JW_HIGHS ? 0 : 1;
+}
+
 static void jw_str(struct jw *w, const char *s, size_t n)
 {
 	static const char hexd[] = "0123456789abcdef";
@@ -118,7 +134,13 @@ static void jw_str(struct jw *w, const char *s, size_t n)
 
 	jw_raw(w, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
-		uint8_t c = (uint8_t)s[i];
+		uint8_t c;
+
+		while (n - i >= 8 && jw_plain8(s + i))   /* text: eight bytes a turn */
+			i += 8;
+		if (i == n)
+			break;
+		c = (uint8_t)s[i];
 		char e[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
 
 		if (c >= 0x20 && c != '"' && c != '\\')
