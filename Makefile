@@ -131,16 +131,23 @@ $(foreach m,$(PROG_MAIN),$(eval $(call program,$(m))))
 # ---- the deterministic simulator (tests/sim, proto/invariants.md) ---------
 # Many devices of two protons in one process, on the real engine; `make
 # check` runs a few thousand schedules, `make sim` the big grid.
-SIM_SRC   = $(sort $(wildcard tests/sim/*.c))
+SIM_SRC   = $(sort $(filter-out tests/sim/core_sim.c,$(wildcard tests/sim/*.c)))
 SIM_OBJ   = $(SIM_SRC:%.c=$(BUILD)/%.o)
 SIM_SEEDS ?= 100000
 SIM_SEED  ?= 1
 $(BUILD)/relm-sim: $(SIM_OBJ) $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
 
-sim: $(BUILD)/relm-sim
+# relm-sim-core: whole daemons (lib/core on lib/store) instead of the engine
+# on a model of the store; slower, so fewer schedules.
+$(BUILD)/relm-sim-core: $(BUILD)/tests/sim/core_sim.o $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
+
+sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 	$(Q)$(BUILD)/relm-sim --seeds $(SIM_SEEDS) --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --scenario all --seeds 2000 --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim-core --seeds 900 --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim-core --seeds 300 --seed $(SIM_SEED) --steps 600
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
@@ -190,7 +197,7 @@ $(BROWSER_DEPS_OK): | $(DEPS_OK)
 
 # ---- tests -----------------------------------------------------------------
 # Every suite runs even if an earlier one fails; the exit status is the OR.
-check: $(TESTS) $(PROGS) $(BUILD)/relm-sim purity | $(BROWSER_DEPS_OK)
+check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BROWSER_DEPS_OK)
 	$(Q)fail=0; for t in $(TESTS); do \
 	  echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; \
 	done; \
@@ -198,6 +205,7 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim purity | $(BROWSER_DEPS_OK)
 	echo "== relm-sim (seed $$seed)"; \
 	$(BUILD)/relm-sim --seeds 2000 --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --scenario all --seeds 40 --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim-core --seeds 90 --seed $$seed || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \

@@ -463,8 +463,8 @@ static int record_sibling_message(struct relm_rel *rel, const struct relm_env *e
 	if (!relm__is_dup(rel, env, p->id, fx) &&
 	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SIBLING)) != 0)
 		return rc;
-	if (acked_has(rel, p->id, NULL))
-		return 0;                      /* the remote receipted it already */
+	if (acked_has(rel, p->id, NULL))   /* the remote receipted it already: */
+		return relm__emit_status(fx, p->id, RELM_STATUS_DELIVERED, NULL);   /* before the copy came */
 	if ((o = relm__find_outgoing(rel, p->id)) >= 0) {
 		struct relm_outgoing *out = &rel->out[o], was = *out;
 		if (!out->sibling)
