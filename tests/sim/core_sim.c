@@ -32,10 +32,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <sodium.h>
+#include <sqlite3.h>
 #include "util_rand.h"
 #include "core/core.h"
 #include "store/store.h"
 #include "engine/rel.h"
+#include "engine/rel_state.h"
 #include "crypto/crypto.h"
 #include "wire/addr.h"
 #include "wire/circle.h"
@@ -51,8 +53,18 @@ struct mail {
 	size_t len;
 };
 
+/* an ours private key the device held on the relationship, and whether it
+ * still does (forward secrecy: once gone from the tree, gone from the file) */
+struct key {
+	uint8_t pub[RELM_KEY_LEN];
+	uint8_t priv[RELM_KEY_LEN];
+	int held;
+};
+
 struct dev {
 	char name[8];
+	struct key *keys;
+	size_t nkeys, capkeys;
 	char dir[256], path[320];
 	struct relm_store *st;
 	struct relm_core *core;
@@ -486,6 +498,87 @@ out:
 	return rc;
 }
 
+/* Which ours private keys d holds on the relationship now (lib/core's
+ * committed state, loaded as a step would). */
+static int note_keys(struct world *w, struct dev *d)
+{
+	struct relm_rel *rel = NULL;
+
+	if (relm_core_rel_load(d->core, w->rel, &rel) != 0)
+		return 0;                       /* not made yet (set-up) */
+	for (size_t k = 0; k < d->nkeys; k++)
+		d->keys[k].held = 0;
+	for (uint32_t i = 0; i < rel->tree.count; i++) {
+		const struct relm_node *n = &rel->tree.nodes[i];
+		size_t k;
+		if (!(n->flags & RELM_NODE_PRIV))
+			continue;
+		for (k = 0; k < d->nkeys; k++)
+			if (memcmp(d->keys[k].pub, n->pub, RELM_KEY_LEN) == 0)
+				break;
+		if (k == d->nkeys) {
+			if (d->nkeys == d->capkeys) {
+				void *v = realloc(d->keys, (d->capkeys = d->capkeys ? 2 * d->capkeys : 16) * sizeof *d->keys);
+				if (!v)
+					abort();
+				d->keys = v;
+			}
+			memcpy(d->keys[k].pub, n->pub, RELM_KEY_LEN);
+			d->nkeys++;
+		}
+		memcpy(d->keys[k].priv, n->priv, RELM_KEY_LEN);
+		d->keys[k].held = 1;
+	}
+	relm_rel_free(rel);
+	return 0;
+}
+
+/* The signed prekeys of d's invites still held: the inviter's first
+ * ratchet key is its invite's SPK, whose private half stays while the
+ * invite lives (proto/ratchet.md §8.4), so it is not one the step wiped. */
+static int invite_keys(struct dev *d)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(relm__store_db(d->st), "SELECT spk_priv FROM invites", -1, &q, NULL);
+
+	while (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+		const void *priv = sqlite3_column_blob(q, 0);
+		if (!priv || sqlite3_column_bytes(q, 0) != RELM_KEY_LEN)
+			continue;
+		for (size_t k = 0; k < d->nkeys; k++)
+			if (!d->keys[k].held && sodium_memcmp(d->keys[k].priv, priv, RELM_KEY_LEN) == 0)
+				d->keys[k].held = 2;           /* kept by its invite */
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* After the device closed (SQLite checkpoints and removes the WAL): no
+ * private key it no longer holds is anywhere in its store file. */
+static int check_wiped(struct world *w, struct dev *d)
+{
+	FILE *f = fopen(d->path, "rb");
+	uint8_t *buf = NULL;
+	long len = 0;
+	int rc = 0;
+
+	if (!f)
+		return fail(w, "%s: cannot read %s", d->name, d->path);
+	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
+	    !(buf = malloc((size_t)len + 1)) || fread(buf, 1, (size_t)len, f) != (size_t)len)
+		rc = fail(w, "%s: cannot read %s", d->name, d->path);
+	fclose(f);
+	for (size_t k = 0; rc == 0 && k < d->nkeys; k++) {
+		const uint8_t *at;
+		if (!d->keys[k].held && (at = memmem(buf, (size_t)len, d->keys[k].priv, RELM_KEY_LEN)))
+			rc = fail(w, "forward secrecy: %s's store file still holds the private key of %s, "
+			          "which its state no longer does (offset %ld of %s)", d->name, hex8(d->keys[k].pub),
+			          (long)(at - buf), d->path);
+	}
+	free(buf);
+	return rc;
+}
+
 /* Everything posted, read and ticked until nothing moves: rounds of pump /
  * deliver on every device, the clock moving step_ms between rounds. */
 static int settle(struct world *w, int rounds, uint64_t step_ms)
@@ -501,7 +594,7 @@ static int settle(struct world *w, int rounds, uint64_t step_ms)
 			for (int s = 0; s < 2; s++)
 				for (int i = 0; i < w->n[s] && w->dev[s][i].st; i++) {
 					int g = deliver(w, &w->dev[s][i], 0, 0);
-					if (g < 0)
+					if (g < 0 || note_keys(w, &w->dev[s][i]) != 0)
 						return -1;
 					got += g;
 				}
@@ -511,7 +604,7 @@ static int settle(struct world *w, int rounds, uint64_t step_ms)
 		w->clock += step_ms;
 		for (int s = 0; s < 2; s++)
 			for (int i = 0; i < w->n[s] && w->dev[s][i].st; i++)
-				if (tick(w, &w->dev[s][i]) != 0)
+				if (tick(w, &w->dev[s][i]) != 0 || note_keys(w, &w->dev[s][i]) != 0)
 					return -1;
 	}
 	return 0;
@@ -630,7 +723,7 @@ static int run_schedule(struct world *w, int steps, double restart_p)
 			rc = restart(w, d);
 		else
 			w->clock += 50 + below(w, 3000);
-		if (rc != 0)
+		if (rc != 0 || note_keys(w, d) != 0)
 			return -1;
 	}
 	return 0;
@@ -717,6 +810,14 @@ static int check(struct world *w)
 			if (rc != 0)
 				return -1;
 		}
+	for (int s = 0; s < 2; s++)
+		for (int i = 0; i < w->n[s]; i++) {
+			if (invite_keys(&w->dev[s][i]) != 0)
+				return fail(w, "%s: cannot read its invites", w->dev[s][i].name);
+			dev_close(&w->dev[s][i]);
+			if (check_wiped(w, &w->dev[s][i]) != 0)
+				return -1;
+		}
 	return 0;
 }
 
@@ -756,7 +857,11 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, int t
 	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < MAX_DEV; i++) {
 			*restarts += w->dev[s][i].restarts;
-			dev_remove(&w->dev[s][i]);
+			if (rc == 0 || !getenv("RELM_SIM_KEEP"))
+				dev_remove(&w->dev[s][i]);
+			if (w->dev[s][i].keys)
+				sodium_memzero(w->dev[s][i].keys, w->dev[s][i].nkeys * sizeof *w->dev[s][i].keys);
+			free(w->dev[s][i].keys);
 		}
 	for (size_t i = 0; i < w->nmail; i++)
 		free(w->mail[i].buf);
