@@ -140,7 +140,8 @@ $(BUILD)/relm-sim: $(SIM_OBJ) $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
 
 # relm-sim-core: whole daemons (lib/core on lib/store) instead of the engine
 # on a model of the store; slower, so fewer schedules.
-$(BUILD)/relm-sim-core: $(BUILD)/tests/sim/core_sim.o $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
+$(BUILD)/relm-sim-core: $(BUILD)/tests/sim/core_sim.o $(BUILD)/tests/util_rand.o $(BUILD)/tests/util_faultvfs.o \
+                        $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
 
 sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core

@@ -10,7 +10,7 @@
  * store are all the product's own code.
  *
  *   relm-sim-core [--seeds N] [--seed S] [--devices A,B] [--steps K]
- *                 [--restart P] [--trace]
+ *                 [--restart P] [--crash P] [--trace]
  *
  * A schedule: proton A on A devices and B on B (1–4 each) made by copying
  * the first device's proton, a circle naming every device signed by the
@@ -18,7 +18,8 @@
  * hands over, proto/devices.md §12); then K random actions — a user
  * sends on a device, a device posts its outbox, reads some of one of its
  * mailboxes (in order, from its cursor), ticks, restarts from its store,
- * the clock moves — then quiescence, one more exchange each way, and the
+ * the clock moves, or crashes inside a step (its disk fails from one of
+ * the step's writes on, and it restarts) — then quiescence, one more exchange each way, and the
  * checks of proto/invariants.md §9 that this level can see: every message
  * typed is in the history of every device of both sides exactly once (with
  * the origin self, sibling or remote it has there) and delivered; each
@@ -34,6 +35,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include "util_rand.h"
+#include "util_faultvfs.h"
 #include "core/core.h"
 #include "store/store.h"
 #include "engine/rel.h"
@@ -89,6 +91,8 @@ struct world {
 	size_t nmail, capmail;
 	struct sent sent[MAX_SENT];
 	size_t nsent;
+	int crashing;                      /* a crash in a step: its errors are expected */
+	uint64_t crashes;
 	char why[512];
 };
 
@@ -127,7 +131,7 @@ static int fail(struct world *w, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (w->why[0])
+	if (w->why[0] || w->crashing)
 		return -1;
 	va_start(ap, fmt);
 	vsnprintf(w->why, sizeof w->why, fmt, ap);
@@ -160,7 +164,7 @@ static const char *tmp_root(void)
 static int dev_open(struct world *w, struct dev *d)
 {
 	char errbuf[256] = "";
-	struct relm_store_opts o = { .errbuf = errbuf, .errlen = sizeof errbuf };
+	struct relm_store_opts o = { .errbuf = errbuf, .errlen = sizeof errbuf, .vfs = TU_FAULTVFS_NAME };
 	int rc;
 
 	/* a restarted device draws from a fresh stream: the system's
@@ -703,7 +707,54 @@ static int restart(struct world *w, struct dev *d)
 	return dev_open(w, d);
 }
 
-static int run_schedule(struct world *w, int steps, double restart_p)
+/* A crash inside a step (kill -9 or a dead disk at one of the step's
+ * writes): d's disk fails from its k-th write op on, d takes one step
+ * (a send with the id a client would retry with, a post, a read or a tick)
+ * whose errors are expected, then restarts from its store.  The step's
+ * transaction is rolled back, or committed if the failure came after its
+ * commit: a send whose call failed counts as typed when d's history holds
+ * its id after the restart (a client retrying by id would be told so). */
+static int crash_step(struct world *w, int s, int i)
+{
+	struct dev *d = &w->dev[s][i];
+	struct relm_store_msg m;
+	uint8_t id[RELM_ID_LEN], out[RELM_ID_LEN];
+	unsigned what = below(w, 4);
+	int was_new = 0;
+
+	for (int b = 0; b < RELM_ID_LEN; b += 8) {
+		uint64_t r = rnd(w);
+		memcpy(id + b, &r, 8);
+	}
+	trace(w, "%s: CRASH in a %s step", d->name, (const char *[]){ "send", "post", "read", "tick" }[what]);
+	w->crashing = 1;
+	tu_faultvfs_fail_after(1 + (int)below(w, 8), SQLITE_IOERR);
+	if (what == 0 && w->nsent < MAX_SENT) {
+		char body[48];
+		snprintf(body, sizeof body, "%s says %zu", d->name, w->nsent);
+		(void)relm_core_message_send(d->core, w->rel, body, strlen(body), id, out, &was_new);
+	} else if (what == 1)
+		(void)pump(w, d);
+	else if (what == 2)
+		(void)deliver(w, d, 1 + below(w, 4), 1);
+	else
+		(void)tick(w, d);
+	tu_faultvfs_fail_after(0, 0);
+	w->crashing = 0;
+	w->crashes++;
+	if (restart(w, d) != 0)
+		return -1;
+	if (what == 0 && w->nsent < MAX_SENT && relm_store_msg_get(d->st, w->rel, id, &m) == 0) {
+		memcpy(w->sent[w->nsent].id, id, RELM_ID_LEN);
+		w->sent[w->nsent].side = s;
+		w->sent[w->nsent].dev = i;
+		w->nsent++;
+		trace(w, "%s: the send survived the crash: %s", d->name, hex8(id));
+	}
+	return 0;
+}
+
+static int run_schedule(struct world *w, int steps, double restart_p, double crash_p)
 {
 	for (int k = 0; k < steps; k++) {
 		int s = (int)below(w, 2), i = (int)below(w, (unsigned)w->n[s]);
@@ -711,7 +762,9 @@ static int run_schedule(struct world *w, int steps, double restart_p)
 		unsigned a = below(w, 100);
 		int rc = 0;
 
-		if (a < 12)
+		if ((double)below(w, 10000) < crash_p * 10000)
+			rc = crash_step(w, s, i);
+		else if (a < 12)
 			rc = user_send(w, s, i);
 		else if (a < 40)
 			rc = pump(w, d);
@@ -822,8 +875,8 @@ static int check(struct world *w)
 }
 
 /* One schedule: 0 when every invariant held. */
-static int one(uint64_t seed, int na, int nb, int steps, double restart_p, int tr, char *why, size_t whylen,
-               uint64_t *restarts)
+static int one(uint64_t seed, int na, int nb, int steps, double restart_p, double crash_p, int tr,
+               char *why, size_t whylen, uint64_t *restarts, uint64_t *crashes)
 {
 	struct world *w = calloc(1, sizeof *w);
 	int rc;
@@ -839,7 +892,7 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, int t
 	tu_seed_set(seed);
 	rc = setup(w);
 	if (rc == 0)
-		rc = run_schedule(w, steps, restart_p);
+		rc = run_schedule(w, steps, restart_p, crash_p);
 	/* quiescence, then one more exchange each way */
 	if (rc == 0)
 		rc = quiesce(w);
@@ -854,6 +907,7 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, int t
 	if (rc == 0)
 		rc = check(w);
 	snprintf(why, whylen, "%s", w->why);
+	*crashes += w->crashes;
 	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < MAX_DEV; i++) {
 			*restarts += w->dev[s][i].restarts;
@@ -873,15 +927,15 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, int t
 static void usage(void)
 {
 	fprintf(stderr, "usage: relm-sim-core [--seeds N] [--seed S] [--devices A,B] [--steps K] "
-	        "[--restart P] [--trace]\n");
+	        "[--restart P] [--crash P] [--trace]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	uint64_t seed = 1, seeds = 20, restarts = 0;
+	uint64_t seed = 1, seeds = 20, restarts = 0, crashes = 0;
 	int da = 0, db = 0, steps = 200, tr = 0, failed = 0;
-	double restart_p = 0.02;
+	double restart_p = 0.02, crash_p = 0.01;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -897,27 +951,30 @@ int main(int argc, char **argv)
 			steps = atoi(argv[++i]);
 		else if (!strcmp(a, "--restart"))
 			restart_p = atof(argv[++i]);
+		else if (!strcmp(a, "--crash"))
+			crash_p = atof(argv[++i]);
 		else if (!strcmp(a, "--devices")) {
 			if (sscanf(argv[++i], "%d,%d", &da, &db) != 2 || da < 1 || da > MAX_DEV || db < 1 || db > MAX_DEV)
 				usage();
 		} else
 			usage();
 	}
-	if (relm_crypto_init() != 0)
+	if (relm_crypto_init() != 0 || tu_faultvfs_register() != SQLITE_OK)
 		return 1;
 	for (uint64_t k = 0; k < seeds; k++) {
 		uint64_t s = seed + k;
 		/* without --devices, the grid 1–3 × 1–3 by seed */
 		int na = da ? da : 1 + (int)(k % 3), nb = db ? db : 1 + (int)(k / 3 % 3);
 		char why[512] = "";
-		if (one(s, na, nb, steps, restart_p, tr, why, sizeof why, &restarts) != 0) {
+		if (one(s, na, nb, steps, restart_p, crash_p, tr, why, sizeof why, &restarts, &crashes) != 0) {
 			failed++;
 			printf("FAIL seed %llu (%dx%d): %s\n  replay: relm-sim-core --seed %llu --seeds 1 "
-			       "--devices %d,%d --steps %d --restart %g --trace\n", (unsigned long long)s, na, nb, why,
-			       (unsigned long long)s, na, nb, steps, restart_p);
+			       "--devices %d,%d --steps %d --restart %g --crash %g --trace\n", (unsigned long long)s, na, nb,
+			       why, (unsigned long long)s, na, nb, steps, restart_p, crash_p);
 		}
 	}
-	printf("relm-sim-core: %llu schedules, %d failing (seed %llu, %d steps each, %llu restarts)\n",
-	       (unsigned long long)seeds, failed, (unsigned long long)seed, steps, (unsigned long long)restarts);
+	printf("relm-sim-core: %llu schedules, %d failing (seed %llu, %d steps each, %llu restarts, "
+	       "%llu of them crashes inside a step)\n", (unsigned long long)seeds, failed, (unsigned long long)seed,
+	       steps, (unsigned long long)restarts, (unsigned long long)crashes);
 	return failed ? 1 : 0;
 }
