@@ -204,6 +204,7 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim purity | $(BROWSER_DEPS_OK)
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --revoke 1 --mutate leak-removed --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --seeds 100 --revoke 1 --mutate clone --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --scenario ce4 --seeds 300 --mutate no-carry --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 40 --no-clock-sync --expect-fail >/dev/null || fail=1; \
 	for s in $(sort $(wildcard tests/test_*.sh)); do \

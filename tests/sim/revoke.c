@@ -131,8 +131,9 @@ void sim_check_revoke(struct sim_world *w)
 	struct sim_dev *x;
 
 	if (w->res->clones)
-		sim_fail(w, "clone.suspected raised %llu time(s) with no clone in the world",
-		         (unsigned long long)w->res->clones);
+		sim_fail(w, "clone.suspected raised %llu time(s)%s", (unsigned long long)w->res->clones,
+		         (w->cfg.mutate & SIM_M_CLONE) ? ": the clone was seen"
+		                                       : " with no clone in the world");
 	if (w->removed < 0)
 		return;
 	x = &w->dev[0][w->removed];

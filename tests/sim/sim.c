@@ -175,7 +175,7 @@ static void usage(void)
 	        "usage: relm-sim [--seeds N] [--seed S] [--devices A,B] [--strict] [--loss P]\n"
 	        "                [--dup P] [--crash P] [--skew MS] [--no-clock-sync]\n"
 	        "                [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]\n"
-	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss|leak-removed]\n"
+	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss|leak-removed|clone]\n"
 	        "                [--expect-fail]\n"
 	        "                [--revoke P]\n"
 	        "profiles: mixed simultaneous crossing pingpong returning stream\n"
@@ -362,6 +362,7 @@ int main(int argc, char **argv)
 			rv.revoked += r.revoked;
 			rv.sealed += r.sealed;
 			rv.read_after += r.read_after;
+			rv.clones += r.clones > 0;
 			if (r.max_ts_error_ms > cl->ts_err)
 				cl->ts_err = r.max_ts_error_ms;
 		}
@@ -397,6 +398,15 @@ int main(int argc, char **argv)
 		       "built after it, none read by it; %llu typed after the removal it still read "
 		       "(the heal's window)\n", (unsigned long long)rv.revoked,
 		       (unsigned long long)rv.sealed, (unsigned long long)rv.read_after);
+	if (base.mutate & SIM_M_CLONE)
+		printf("clone: clone.suspected raised in %llu of %llu schedules with a clone "
+		       "(a clone that only sends on nodes the circle holds is not seen)\n",
+		       (unsigned long long)rv.clones, (unsigned long long)rv.revoked);
+	if (expect_fail && (base.mutate & SIM_M_CLONE) && rv.clones == 0) {
+		/* a clone: the clone rule itself must have seen it, somewhere */
+		printf("ERROR: no clone.suspected in any schedule with a clone\n");
+		return 1;
+	}
 	if (expect_fail) {
 		/* a mutation run: the checks must have noticed */
 		printf("%s\n", failed ? "the checks caught the broken world, as they must"

@@ -63,6 +63,8 @@ enum {
 	SIM_M_NO_REPAIR = 1u << 2,  /* state requests go unanswered */
 	SIM_M_SIB_LOSS  = 1u << 3,  /* the sibling channel loses 10 % of its frames */
 	SIM_M_LEAK_REMOVED = 1u << 4, /* a removed device still gets its siblings' copies */
+	SIM_M_CLONE     = 1u << 5,  /* a removed device goes on typing and posting to the
+	                             * remote: a clone outside the circle */
 };
 const char *sim_mutation_name(unsigned m);
 unsigned sim_mutation_id(const char *name);     /* 0: unknown */

@@ -647,7 +647,7 @@ static void post_sibling(struct sim_dev *d, const struct sim_post *p)
 static void pump(struct sim_dev *d)
 {
 	for (size_t i = 0; i < d->noutbox; i++) {
-		if (d->removed)
+		if (d->removed && (d->outbox[i].sib >= 0 || !(d->w->cfg.mutate & SIM_M_CLONE)))
 			;                                  /* out of the circle, and silent */
 		else if (d->outbox[i].sib < 0)
 			post_remote(d, &d->outbox[i]);
@@ -733,7 +733,7 @@ static void schedule_tick(struct sim_dev *d)
 
 	sim_dev_clock(d);
 	dl = relm_rel_deadline(d->rel, &d->env);
-	if (!dl || d->removed)
+	if (!dl || (d->removed && !(d->w->cfg.mutate & SIM_M_CLONE)))
 		return;
 	dl = world_time(d, dl);
 	if (d->tick_at && d->tick_at <= dl && d->tick_at >= d->w->now)
@@ -873,7 +873,7 @@ int sim_event(struct sim_world *w)
 			schedule_tick(d);
 		break;
 	case SIM_EV_SEND:
-		if (d->removed)
+		if (d->removed && !(w->cfg.mutate & SIM_M_CLONE))
 			break;                          /* its person stopped using it */
 		if (d->down) {
 			sim_push(w, w->now + 1000, SIM_EV_SEND, e.side, e.dev, 0);
@@ -882,7 +882,7 @@ int sim_event(struct sim_world *w)
 		sim_type_now(w, d);
 		break;
 	case SIM_EV_SEND_ONLINE:
-		if (d->removed)
+		if (d->removed && !(w->cfg.mutate & SIM_M_CLONE))
 			break;
 		if (!d->online || d->down) {
 			d->send_when_online++;
