@@ -5,7 +5,8 @@
  * device leaves (the removed device reads nothing the remote sends once
  * the remote built on a heal's node), and the clone rule (a node the remote
  * acknowledges that no copy explains; none in ordinary traffic, none for a
- * copy that is only late).
+ * copy that is only late).  The heal runs against a tree and a strict remote,
+ * with the remote or this proton speaking last before the removal.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -374,13 +375,15 @@ static void tick_all(uint64_t ms)
 	flow();
 }
 
+static enum relm_mode remote_mode = RELM_MODE_TREE;
+
 static void devices_setup(void)
 {
 	clock_ms = 1700000000000ull;
 	memset(&a3, 0, sizeof a3);
 	tu_party_init(&a1, &clock_ms, 11);
 	tu_party_init(&r, &clock_ms, 12);
-	tu_pair(&a1, &r, RELM_MODE_TREE, RELM_MODE_TREE, 1);
+	tu_pair(&a1, &r, RELM_MODE_TREE, remote_mode, 1);
 	nA = 1;
 	late_copies = 0;
 	for (int i = 0; i < 4; i++)
@@ -394,6 +397,14 @@ static void devices_setup(void)
 		A[i]->env.params.heal_max_ms = 20000;
 		A[i]->env.params.clone_window_ms = 60000;
 	}
+}
+
+/* The remote a plain single-device Double Ratchet (ratchet.md §7). */
+static void strict_setup(void)
+{
+	remote_mode = RELM_MODE_STRICT;
+	devices_setup();
+	remote_mode = RELM_MODE_TREE;
 }
 
 static void devices_teardown(void)
@@ -589,6 +600,11 @@ static Suite *revoke_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_loop_test(tc, test_heal_locks_out_the_removed_device, 0, 2);
 	tcase_add_test(tc, test_heal_arm_refuses);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("heal_strict");
+	tcase_add_checked_fixture(tc, strict_setup, devices_teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_loop_test(tc, test_heal_locks_out_the_removed_device, 0, 2);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("clone");
 	tcase_add_checked_fixture(tc, devices_setup, devices_teardown);
