@@ -61,6 +61,9 @@ enum relm_limits {
 	RELM_RETX_TAKEOVER_MS = 600000,    /* a sibling's unreceipted message: another device retransmits after 10 min */
 	RELM_REPAIR_AFTER_MS = 60000,      /* a sibling's node unplaced this long: ask it for its state */
 	RELM_REPAIR_GAP_MS  = 30000,       /* at most one state request per sibling and relationship this often */
+	RELM_HEAL_MIN_MS    = 60000,       /* a relationship's heal after a revocation: at the earliest */
+	RELM_HEAL_MAX_MS    = 3600000,     /* and at the latest (uniform between, per relationship) */
+	RELM_CLONE_WINDOW_MS = 600000,     /* an acknowledged ours node nothing explains this long: clone.suspected */
 
 	/* --- daemon / API (proto/api.md §1) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */

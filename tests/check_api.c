@@ -709,10 +709,11 @@ static const struct {
 	{ "fork.resolved", "relationship pruned", "" },
 	{ "device.added", "proton device epoch", "" },
 	{ "device.removed", "proton device epoch", "" },
-	{ "identity.rotated", "proton ipk", "" },
+	{ "identity.rotated", "ipk", "proton relationship" },
 	{ "identity.conflict", "relationship ipk", "" },
-	{ "clone.suspected", "proton relationship node", "" },
+	{ "clone.suspected", "relationship node", "proton" },
 	{ "store.corrupt_row", "table reason", "row relationship message proton device" },
+	{ "identity.rejected", "relationship reason", "ipk" },
 };
 enum { NSHAPES = sizeof documented / sizeof documented[0], EVLINES = 64 };
 
@@ -828,6 +829,7 @@ static void full_event(struct relm_event *ev, int type, const uint8_t rel[16])
 	ev->reason = "kind is not UTF-8";
 	ev->table = "messages";
 	ev->row = 12;
+	ev->code = RELM_EBADSIG;
 }
 
 /* Live lines of the served events, a junk envelope's report among them;

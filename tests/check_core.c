@@ -585,8 +585,9 @@ END_TEST
  * then (v5) has_gate(1) gate_key(32), which v3 does not have */
 enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
 /* and ends with the multi-device tail, empty for one device: three zero
- * counts, batch_first(16), repair_ms(8), sibling_session(1) */
-enum { MULTI_TAIL = 3 + 16 + 8 + 1 };
+ * counts, batch_first(16), repair_ms(8), sibling_session(1), and (v6) the
+ * fixed revocation tail (proto/revocation.md §5), neither of which v3 has */
+enum { MULTI_TAIL = 3 + 16 + 8 + 1 + 194 };
 
 /* B's side of rb as a relationship from before the gate (both sides of
  * such a relationship have none). */

@@ -22,8 +22,11 @@
  * mbox_sk remote_mbox_pk, then (v5) has_gate gate_key ... */
 enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
 /* ... and (v5) ends with the multi-device tail; empty for one device: three
- * zero counts, batch_first(16), repair_ms(8), sibling_session(1) */
-enum { MULTI_TAIL = 3 + 16 + 8 + 1 };
+ * zero counts, batch_first(16), repair_ms(8), sibling_session(1); then (v6)
+ * the revocation tail, fixed-size (proto/revocation.md §5).  MULTI_TAIL is
+ * both: everything after the statistics. */
+enum { REVOKE_TAIL = 8 + 32 + 1 + 64 + 1 + 8 + 8 + 16 + 8 + 16 + 32 };
+enum { MULTI_TAIL = 3 + 16 + 8 + 1 + REVOKE_TAIL };
 
 static uint64_t clock_ms;
 
@@ -823,7 +826,7 @@ START_TEST(test_acks_in_a_v3_blob)
 	sodium_memzero(b.rel->gate_key, sizeof b.rel->gate_key);
 	memset(b.rel->batch_first, 0, RELM_ID_LEN);      /* nor a batch's first id */
 	ck_assert_int_eq(relm_rel_encode(b.rel, &s.buf, &s.len), 0);
-	ck_assert_int_eq(s.buf[3], 5);
+	ck_assert_int_eq(s.buf[3], 6);
 	ck_assert_int_eq(s.buf[GATE_AT], 0);
 	/* v3 = v5 without the gate fields, with the version byte 3 and
 	 * "u32 n, n × {id dh n}" before receipt_due(8), which the recent ids

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <sodium.h>
 #include "util_rand.h"
+#include "util_engine.h"
 #include "wire/sibling.h"
 #include "wire/circle.h"
 #include "wire/invite.h"
@@ -249,29 +250,6 @@ END_TEST
 
 static uint8_t ipk_pk[32], ipk_sk[64];
 
-static void device(struct relm_circle_device *d, uint8_t first, uint64_t added, const char *label)
-{
-	uint8_t dsk[64], seed[32], spk_priv[32];
-
-	memset(d, 0, sizeof *d);
-	tu_rand_bytes(d->id, 16);
-	d->id[0] = first;
-	tu_rand_bytes(seed, 32);
-	relm_sign_keypair_from_seed(d->dpk, dsk, seed);
-	d->added = added;
-	snprintf(d->label, sizeof d->label, "%s", label);
-	d->invite.version = RELM_WIRE_VERSION;
-	d->invite.flags = RELM_INVITE_F_MULTI;
-	memcpy(d->invite.ipk, d->dpk, 32);
-	d->invite.spk_id = 1;
-	tu_rand_bytes(spk_priv, 32);
-	relm_x25519_public(d->invite.spk, spk_priv);
-	snprintf(d->invite.mailbox, sizeof d->invite.mailbox,
-	         "127.0.0.1:7427/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-	ck_assert_int_eq(relm_invite_sign(&d->invite, dsk), 0);
-	sodium_memzero(dsk, sizeof dsk);
-}
-
 static void circle_setup(void)
 {
 	uint8_t seed[32];
@@ -289,9 +267,9 @@ START_TEST(test_circle_round_trip)
 	memcpy(c.ipk, ipk_pk, 32);
 	c.epoch = 3;
 	c.count = 3;
-	device(&c.dev[0], 0xc0, 3, "tablet");
-	device(&c.dev[1], 0x10, 1, "phone");
-	device(&c.dev[2], 0x80, 2, "laptop \xc3\xa9t\xc3\xa9");
+	tu_circle_device(&c.dev[0], 0xc0, 3, "tablet");
+	tu_circle_device(&c.dev[1], 0x10, 1, "phone");
+	tu_circle_device(&c.dev[2], 0x80, 2, "laptop \xc3\xa9t\xc3\xa9");
 	len = relm_circle_sign(buf, sizeof buf, &c, ipk_sk);
 	ck_assert_int_gt(len, 0);
 	ck_assert_int_eq(relm_circle_decode(&d, buf, (size_t)len), 0);
@@ -322,8 +300,8 @@ START_TEST(test_circle_refuses_bad_fields)
 	memcpy(c.ipk, ipk_pk, 32);
 	c.epoch = 1;
 	c.count = 2;
-	device(&c.dev[0], 1, 1, "a");
-	device(&c.dev[1], 2, 1, "b");
+	tu_circle_device(&c.dev[0], 1, 1, "a");
+	tu_circle_device(&c.dev[1], 2, 1, "b");
 	/* a duplicate id */
 	memcpy(c.dev[1].id, c.dev[0].id, 16);
 	ck_assert_int_eq(relm_circle_sign(buf, sizeof buf, &c, ipk_sk), RELM_EINVAL);
@@ -358,15 +336,15 @@ START_TEST(test_circle_acceptance)
 	memcpy(c1.ipk, ipk_pk, 32);
 	c1.epoch = 1;
 	c1.count = 1;
-	device(&c1.dev[0], 1, 1, "one");
+	tu_circle_device(&c1.dev[0], 1, 1, "one");
 	c2 = c1;
 	c2.epoch = 2;
 	c2.count = 2;
-	device(&c2.dev[1], 2, 2, "two");
+	tu_circle_device(&c2.dev[1], 2, 2, "two");
 	c2b = c1;                       /* a concurrent epoch 2 with another device */
 	c2b.epoch = 2;
 	c2b.count = 2;
-	device(&c2b.dev[1], 3, 2, "three");
+	tu_circle_device(&c2b.dev[1], 3, 2, "three");
 	ck_assert_int_gt(l1 = relm_circle_sign(b1, sizeof b1, &c1, ipk_sk), 0);
 	ck_assert_int_gt(l2 = relm_circle_sign(b2, sizeof b2, &c2, ipk_sk), 0);
 	ck_assert_int_gt(l2b = relm_circle_sign(b2b, sizeof b2b, &c2b, ipk_sk), 0);

@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "error.h"
 #include "wire/payload.h"
+#include "wire/circle.h"
 
 static int hist_has_cb(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id[16])
 {
@@ -106,6 +107,10 @@ void tu_apply(struct tu_party *p, struct relm_effects *fx)
 				p->resolved++;
 			else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE)
 				p->undecryptable++;
+			if (f->ev.type > RELM_EV_NONE && f->ev.type < RELM_EV_COUNT) {
+				p->events[f->ev.type]++;
+				p->last_event[f->ev.type] = f->ev;
+			}
 			break;
 		case RELM_FX_PENDING_ADD:
 			p->pending_adds++;
@@ -352,4 +357,27 @@ void tu_copies_to(struct tu_party *p, struct tu_party **sibs, size_t n)
 				ck_assert_int_eq(tu_copy_in(sibs[i], p, c.buf, c.len), 0);
 		tu_blob_free(&c);
 	}
+}
+
+void tu_circle_device(struct relm_circle_device *d, uint8_t first, uint64_t added, const char *label)
+{
+	uint8_t dsk[64], seed[32], spk_priv[32];
+
+	memset(d, 0, sizeof *d);
+	tu_rand_bytes(d->id, 16);
+	d->id[0] = first;
+	tu_rand_bytes(seed, 32);
+	relm_sign_keypair_from_seed(d->dpk, dsk, seed);
+	d->added = added;
+	snprintf(d->label, sizeof d->label, "%s", label);
+	d->invite.version = RELM_WIRE_VERSION;
+	d->invite.flags = RELM_INVITE_F_MULTI;
+	memcpy(d->invite.ipk, d->dpk, 32);
+	d->invite.spk_id = 1;
+	tu_rand_bytes(spk_priv, 32);
+	relm_x25519_public(d->invite.spk, spk_priv);
+	snprintf(d->invite.mailbox, sizeof d->invite.mailbox,
+	         "127.0.0.1:7427/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	ck_assert_int_eq(relm_invite_sign(&d->invite, dsk), 0);
+	sodium_memzero(dsk, sizeof dsk);
 }

@@ -43,6 +43,9 @@ struct tu_party {
 	size_t state_reqs;
 	uint8_t state_req_dev[RELM_ID_LEN];
 	size_t sibling_deliveries;     /* DELIVER with origin sibling */
+	/* every EVENT effect: a count per type and the last record of each */
+	size_t events[RELM_EV_COUNT];
+	struct relm_event last_event[RELM_EV_COUNT];
 };
 
 /* A party whose env draws from stream `stream` and reads *clock. */
@@ -91,5 +94,10 @@ void tu_copies_to(struct tu_party *p, struct tu_party **sibs, size_t n);
 /* A deep copy of p's relationship (a second device holding the same state)
  * into q, which gets stream `stream`. */
 void tu_clone(struct tu_party *q, const struct tu_party *p, uint64_t *clock, uint64_t stream);
+
+/* A circle device (wire/circle.h) with a random id whose first byte is
+ * first, a fresh device key and a device invite signed by it. */
+struct relm_circle_device;
+void tu_circle_device(struct relm_circle_device *d, uint8_t first, uint64_t added, const char *label);
 
 #endif

@@ -24,6 +24,9 @@ void relm_params_default(struct relm_params *p)
 	p->retx_takeover_ms = RELM_RETX_TAKEOVER_MS;
 	p->repair_after_ms = RELM_REPAIR_AFTER_MS;
 	p->repair_gap_ms = RELM_REPAIR_GAP_MS;
+	p->heal_min_ms = RELM_HEAL_MIN_MS;
+	p->heal_max_ms = RELM_HEAL_MAX_MS;
+	p->clone_window_ms = RELM_CLONE_WINDOW_MS;
 }
 
 uint64_t relm__now(const struct relm_env *env)

@@ -32,6 +32,9 @@ struct relm_params {
 	uint32_t retx_takeover_ms;    /* RELM_RETX_TAKEOVER_MS */
 	uint32_t repair_after_ms;     /* RELM_REPAIR_AFTER_MS */
 	uint32_t repair_gap_ms;       /* RELM_REPAIR_GAP_MS */
+	uint32_t heal_min_ms;         /* RELM_HEAL_MIN_MS (proto/revocation.md §2) */
+	uint32_t heal_max_ms;         /* RELM_HEAL_MAX_MS */
+	uint32_t clone_window_ms;     /* RELM_CLONE_WINDOW_MS (proto/revocation.md §4) */
 };
 
 /* The devices of this proton as the engine needs them (proto/devices.md

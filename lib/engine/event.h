@@ -63,16 +63,21 @@ enum {
 	X(FORK_RESOLVED,          "fork.resolved",          RELM_EVF_REL | RELM_EVF_PRUNED, 0) \
 	X(DEVICE_ADDED,           "device.added",           RELM__EV_DEV, 0)                 \
 	X(DEVICE_REMOVED,         "device.removed",         RELM__EV_DEV, 0)                 \
-	X(IDENTITY_ROTATED,       "identity.rotated",       RELM_EVF_PROTON | RELM_EVF_IPK, 0) \
+	/* a remote's roll names the relationship; the proton's own, the proton */ \
+	X(IDENTITY_ROTATED,       "identity.rotated",       RELM_EVF_IPK,                    \
+	                                                    RELM_EVF_PROTON | RELM_EVF_REL)  \
 	X(IDENTITY_CONFLICT,      "identity.conflict",      RELM_EVF_REL | RELM_EVF_IPK, 0)  \
 	/* envelope and code are absent only on rows migrated from a v5 store */ \
 	X(ENVELOPE_UNDECRYPTABLE, "envelope.undecryptable", 0,                               \
 	  RELM_EVF_REL | RELM_EVF_MAILBOX | RELM_EVF_MBOX_SEQ | RELM_EVF_ENVELOPE | RELM_EVF_CODE) \
-	X(CLONE_SUSPECTED,        "clone.suspected",        RELM_EVF_PROTON | RELM_EVF_REL | \
-	                                                    RELM_EVF_NODE, 0)                \
+	X(CLONE_SUSPECTED,        "clone.suspected",        RELM_EVF_REL | RELM_EVF_NODE,    \
+	                                                    RELM_EVF_PROTON)                 \
 	/* a stored row failed its check as it was read: left out (proto/store.md §5.1) */ \
 	X(STORE_CORRUPT_ROW,      "store.corrupt_row",      RELM_EVF_TABLE | RELM_EVF_REASON, \
-	  RELM_EVF_ROW | RELM_EVF_REL | RELM_EVF_MSG | RELM_EVF_PROTON | RELM_EVF_DEVICE)
+	  RELM_EVF_ROW | RELM_EVF_REL | RELM_EVF_MSG | RELM_EVF_PROTON | RELM_EVF_DEVICE) \
+	/* a successor statement refused: code says why (proto/revocation.md §3.2) */ \
+	X(IDENTITY_REJECTED,      "identity.rejected",      RELM_EVF_REL | RELM_EVF_CODE,    \
+	                                                    RELM_EVF_IPK)
 
 enum relm_event_type {
 	RELM_EV_NONE = 0,          /* no event (a zeroed record; a type this build does not know) */

@@ -73,10 +73,16 @@ int relm__ratchet_seal(const struct relm_rel *rel, const struct relm_env *env,
                        const struct relm_node *node, const uint8_t *pt, size_t ptlen,
                        uint8_t **out, size_t *outlen, uint8_t ck_next[RELM_KEY_LEN]);
 
-/* rel.c: send p (non-automated) and track it until a receipt covers it. */
+/* How rel.c's send goes (flags): automated (never makes a node, never
+ * acknowledged), and fresh (a heal: always a new ours node,
+ * proto/revocation.md §2). */
+enum { RELM__SEND_AUTOMATED = 1, RELM__SEND_FRESH = 2 };
+
+/* rel.c: send p (non-automated) and track it until a receipt covers it;
+ * fresh: on a new ours node. */
 int relm__rel_send_tracked(struct relm_rel *rel, const struct relm_env *env,
                            const struct relm_payload *p, const char *body, size_t len,
-                           uint8_t on[RELM_ID_LEN], struct relm_effects *fx);
+                           int fresh, uint8_t on[RELM_ID_LEN], struct relm_effects *fx);
 
 /* Strict mode: the current sending (DHs) and receiving (DHr) nodes. */
 int relm__strict_dhs(const struct relm_rel *rel);

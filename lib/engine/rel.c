@@ -200,9 +200,20 @@ static int send_pt(struct relm_rel *rel, const struct relm_env *env,
 		if (idx < 0 || !(rel->tree.nodes[idx].flags & RELM_NODE_CHAIN))
 			return RELM_ENOSEND;
 	} else {
-		idx = relm_tree_pick(&rel->tree, automated, prev_try, &create);
+		idx = relm_tree_pick(&rel->tree, automated & RELM__SEND_AUTOMATED, prev_try, &create);
 		if (idx < 0)
 			return RELM_ENOSEND;
+		if ((automated & RELM__SEND_FRESH) && !create) {
+			/* a heal: a new ours node under the theirs node the send
+			 * would build on, whatever ours nodes it already has
+			 * (proto/revocation.md §2) */
+			idx = relm_tree_choose(&rel->tree);
+			if (idx >= 0 && (rel->tree.nodes[idx].flags & RELM_NODE_OURS))
+				idx = relm_tree_parent(&rel->tree, idx);
+			if (idx < 0 || (rel->tree.nodes[idx].flags & RELM_NODE_OURS))
+				return RELM_ENOSEND;
+			create = 1;
+		}
 		if (create) {
 			if (rel->tree.count >= RELM_MAX_NODES)
 				return RELM_ELIMIT;
@@ -347,12 +358,12 @@ static int outgoing_add(struct relm_rel *rel, const struct relm_env *env,
  * changed and no effect is left. */
 int relm__rel_send_tracked(struct relm_rel *rel, const struct relm_env *env,
                            const struct relm_payload *p, const char *body, size_t len,
-                           uint8_t on[RELM_ID_LEN], struct relm_effects *fx)
+                           int fresh, uint8_t on[RELM_ID_LEN], struct relm_effects *fx)
 {
 	size_t mark = fx->n;
 	int rc;
 
-	if ((rc = send_payload(rel, env, p, 0, NULL, on, fx)) != 0)
+	if ((rc = send_payload(rel, env, p, fresh ? RELM__SEND_FRESH : 0, NULL, on, fx)) != 0)
 		goto fail;
 	if ((rc = outgoing_add(rel, env, p->id, p->kind, p->ts, body, len, on)) != 0)
 		goto fail;
@@ -398,7 +409,7 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 	p.ts = relm__now(env);
 	p.body = (char *)(uintptr_t)body;
 	p.body_len = body_len;
-	if ((rc = relm__rel_send_tracked(rel, env, &p, body, body_len, on, fx)) != 0)
+	if ((rc = relm__rel_send_tracked(rel, env, &p, body, body_len, 0, on, fx)) != 0)
 		return rc;
 	memcpy(id_out, p.id, RELM_ID_LEN);
 	return 0;
@@ -526,6 +537,7 @@ static void on_receipt(struct relm_rel *rel, const struct relm_env *env,
 		const struct relm_ack *a = &p->acks[i];
 		int n = relm_tree_find_pub(&rel->tree, a->dh, 1), o;
 		relm__note_acked(rel, env, a->id, a->dh);
+		relm__clone_on_ack(rel, env, a->id, a->dh);
 		/* The receipt names the envelope: only the node it was accepted
 		 * on becomes valid (proto/ratchet.md §3.1), not every node the id was sent on. */
 		if (n >= 0)
@@ -779,6 +791,8 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			rel->stats.forks++;
 			relm__emit_fork(fx, rel, rel->tree.nodes[parent].id);
 		}
+		if (rel->tree.count > before)
+			relm__heal_on_node(rel, env, node);
 	}
 	if (rel->mode == RELM_MODE_STRICT && o.how == RELM__OPEN_NEW && node >= 0) {
 		/* Strict: eager dh_ratchet — a fresh sending key at once, and only
@@ -820,6 +834,8 @@ static int receive_one(struct relm_rel *rel, const struct relm_env *env,
 			rel->stats.dups++;
 		} else {
 			relm__note_recent(rel, p.id);
+			if (p.kind == RELM_KIND_IDENTITY)
+				relm__identity_received(rel, &p, fx);
 			if (p.kind == RELM_KIND_HELLO && rel->side == 'a' && !rel->remote_mailbox[0] &&
 			    p.mailbox) {
 				char b64[64];
@@ -939,6 +955,9 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		i++;
 	}
 	relm__tick_pcopies(rel, env, fx);
+	if ((rc = relm__heal_tick(rel, env, fx)) != 0)
+		return rc;
+	relm__clone_tick(rel, env, fx);
 	/* expiry: pending envelopes and skipped keys */
 	for (uint32_t i = 0; i < rel->npending; ) {
 		if (rel->pending[i].t_ms + env->params.pending_ttl_ms <= now) {
@@ -977,6 +996,8 @@ uint64_t relm_rel_deadline(const struct relm_rel *rel, const struct relm_env *en
 		MIN_D(rel->skipped[i].t_ms + (rel->skipped[i].used ? env->params.used_key_ttl_ms
 		                                                    : env->params.skipped_ttl_ms));
 	MIN_D(relm__pcopies_deadline(rel, env));
+	MIN_D(relm__heal_deadline(rel));
+	MIN_D(relm__clone_deadline(rel, env));
 #undef MIN_D
 	return d;
 }

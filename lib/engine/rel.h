@@ -198,6 +198,32 @@ int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
 int relm_rel_send_sibling(struct relm_rel *rel, const struct relm_env *env,
                           const uint8_t *frame, size_t len, struct relm_effects *fx);
 
+/* ---- revocation and identity roll (proto/revocation.md) ----------------- */
+
+/* A device left the circle at epoch (proto/revocation.md §2): arm this
+ * relationship's heal, a `heal` message on a fresh ours node sent
+ * relm_rel_tick after a delay drawn from env in [heal_min_ms,
+ * heal_max_ms] (relm_rel_deadline includes it).  An epoch not above the
+ * last one armed is a no-op.  0, or RELM_EINVAL (a sibling session, not a
+ * tree, epoch 0).  No effect: the caller saves the state. */
+int relm_rel_heal_arm(struct relm_rel *rel, const struct relm_env *env, uint64_t epoch);
+
+/* This proton rolled its identity key: send the successor statement stmt
+ * (wire/successor.h, binary, RELM_SUCCESSOR_LEN bytes) as an `identity`
+ * message, tracked like a text, and from now on present its new key
+ * (ipk_self).  0, or RELM_EINVAL (its old key is not this side's, or a
+ * sibling session), a decode error of the statement (nothing sent),
+ * RELM_ELIMIT, RELM_ENOSEND, RELM_ENOMEM. */
+int relm_rel_send_identity(struct relm_rel *rel, const struct relm_env *env,
+                           const uint8_t *stmt, size_t len, uint8_t id_out[RELM_ID_LEN],
+                           struct relm_effects *fx);
+
+/* The person decided an identity.conflict: pin ipk, one of the two
+ * successors reported (emits identity.rotated).  0, RELM_EINVAL (no
+ * conflict), RELM_ENOTFOUND (ipk is not one of the two), RELM_ENOMEM. */
+int relm_rel_identity_accept(struct relm_rel *rel, const uint8_t ipk[RELM_SIGN_PK_LEN],
+                             struct relm_effects *fx);
+
 /* The node the fork rule chooses (index into rel->tree.nodes, see
  * engine/rel_state.h) or -1. */
 int relm_rel_chosen(const struct relm_rel *rel);

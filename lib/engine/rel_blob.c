@@ -5,7 +5,7 @@
  * retransmission queue and the acknowledgements waiting for the receipt
  * timer (rows of their own).  Layout, all integers big-endian:
  *
- *   "RLS" version(1)=4
+ *   "RLS" version(1)=6
  *   id(16) mode(1) side(1) ad(64) ipk_self(32) ipk_remote(32)
  *   mbox_pk(32) mbox_sk(64) remote_mbox_pk(32)
  *   [v5: has_gate(1) gate_key(32) — v1–v4 relationships have no gate key]
@@ -25,6 +25,9 @@
  *        u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
  *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8),
  *        sibling_session(1)]
+ *   [v6: the revocation tail (proto/revocation.md): ipk_seq(8) ipk_prev(32)
+ *        ipk_conflict(1) ipk_cand(2×32) heal_state(1) heal_epoch(8)
+ *        heal_due(8) heal_node(16) clone_since(8) clone_id(16) clone_dh(32)]
  *   str = u16 length + bytes (no NUL)
  *
  * Decoding never trusts a count: every one is range-checked against the
@@ -40,8 +43,9 @@
  * (it was half of a typical blob); 4: no acknowledgements waiting for the
  * receipt timer (a busy relationship held up to 4,096 of them, 52 bytes
  * each, decoded and re-encoded at every step); 5: the gate key (proto/wire.md
- * §5.1).  1 to 4 still decode, without a gate key. */
-enum { BLOB_VERSION = 5 };
+ * §5.1); 6: the revocation tail (proto/revocation.md).  1 to 4 still
+ * decode, without a gate key; 1 to 5 without the revocation tail (all zero). */
+enum { BLOB_VERSION = 6 };
 
 /* Encoded sizes of the repeated records (layout above). */
 enum {
@@ -49,6 +53,7 @@ enum {
 	BLOB_SKIPPED_LEN = 32 + 4 + 32 + 8 + 1,
 	BLOB_ACK_LEN     = 16 + 32 + 4,
 	BLOB_PCOPY_LEN   = 16 + 16 + 4 + 16 + 32 + 32 + 4 + 8,
+	BLOB_REVOKE_LEN  = 8 + 32 + 1 + 2 * 32 + 1 + 8 + 8 + 16 + 8 + 16 + 32,
 };
 
 struct wbuf {
@@ -107,7 +112,7 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
 	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)rel->npruned * 16 + (size_t)rel->nacked * 48 +
-	        16 + 8 + 1;
+	        16 + 8 + 1 + BLOB_REVOKE_LEN;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
@@ -198,6 +203,17 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	w_put(&w, rel->batch_first, RELM_ID_LEN);
 	w_u64(&w, rel->repair_ms);
 	w_u8(&w, rel->sibling_session);
+	w_u64(&w, rel->ipk_seq);
+	w_put(&w, rel->ipk_prev, RELM_SIGN_PK_LEN);
+	w_u8(&w, rel->ipk_conflict);
+	w_put(&w, rel->ipk_cand, sizeof rel->ipk_cand);
+	w_u8(&w, rel->heal_state);
+	w_u64(&w, rel->heal_epoch);
+	w_u64(&w, rel->heal_due_ms);
+	w_put(&w, rel->heal_node, RELM_ID_LEN);
+	w_u64(&w, rel->clone_since_ms);
+	w_put(&w, rel->clone_id, RELM_ID_LEN);
+	w_put(&w, rel->clone_dh, RELM_KEY_LEN);
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
@@ -454,6 +470,21 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->repair_ms = r_u64(&r);
 		if ((rel->sibling_session = r_u8(&r)) > 1)
 			goto fail;
+	}
+	if (version >= 6) {
+		rel->ipk_seq = r_u64(&r);
+		r_get(&r, rel->ipk_prev, RELM_SIGN_PK_LEN);
+		if ((rel->ipk_conflict = r_u8(&r)) > 1)
+			goto fail;
+		r_get(&r, rel->ipk_cand, sizeof rel->ipk_cand);
+		if ((rel->heal_state = r_u8(&r)) > RELM_HEAL_SENT)
+			goto fail;
+		rel->heal_epoch = r_u64(&r);
+		rel->heal_due_ms = r_u64(&r);
+		r_get(&r, rel->heal_node, RELM_ID_LEN);
+		rel->clone_since_ms = r_u64(&r);
+		r_get(&r, rel->clone_id, RELM_ID_LEN);
+		r_get(&r, rel->clone_dh, RELM_KEY_LEN);
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
 		goto fail;

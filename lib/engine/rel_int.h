@@ -74,4 +74,22 @@ void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct
 /* Earliest pending-copy deadline, 0 if none. */
 uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env);
 
+/* ---- rel_revoke.c (proto/revocation.md) ------------------------------------ */
+
+/* The heal: send it when due (0 or RELM_ENOMEM); its deadline (0: none);
+ * a new node placed at index node (healed when the remote built on the
+ * heal's node); a sibling's heal copy that made node. */
+int relm__heal_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+uint64_t relm__heal_deadline(const struct relm_rel *rel);
+void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int node);
+void relm__heal_sibling(struct relm_rel *rel, const uint8_t node[RELM_ID_LEN]);
+/* An identity payload arrived (not a duplicate): the successor rule. */
+void relm__identity_received(struct relm_rel *rel, const struct relm_payload *p,
+                             struct relm_effects *fx);
+/* The clone rule: an acknowledgement the remote sent; the window's timer. */
+void relm__clone_on_ack(struct relm_rel *rel, const struct relm_env *env,
+                        const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN]);
+uint64_t relm__clone_deadline(const struct relm_rel *rel, const struct relm_env *env);
+void relm__clone_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+
 #endif

@@ -157,7 +157,7 @@ int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm
 		snprintf(host, sizeof host, "%s", my_mailbox_host);
 		p.mailbox = host;
 		/* relm__send_hello lives in rel.c: it seals, posts, and tracks */
-		if ((rc = relm__rel_send_tracked(rel, env, &p, host, strlen(host), on, fx)) != 0)
+		if ((rc = relm__rel_send_tracked(rel, env, &p, host, strlen(host), 0, on, fx)) != 0)
 			goto fail;
 	}
 	*out = rel;

@@ -545,6 +545,8 @@ int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
 		if (par < 0 || place_node(rel, env, par, c->pub, c->priv, c->pn, c->n, fx) < 0)
 			pcopy_add(rel, env, from, c);
 	}
+	if (p.kind == RELM_KIND_HEAL && (c->flags & RELM_SIB_F_CREATED))
+		relm__heal_sibling(rel, c->node);
 	relm__rel_changed(rel, env, fx);
 	rc = 0;
 	goto out;

@@ -63,6 +63,13 @@ struct relm_pending {
 	uint8_t hash[RELM_ID_LEN];
 };
 
+/* A relationship's heal after a revocation (proto/revocation.md §2). */
+enum relm_heal_state {
+	RELM_HEAL_NONE  = 0,            /* nothing to heal, or healed */
+	RELM_HEAL_ARMED = 1,            /* send a heal at heal_due_ms */
+	RELM_HEAL_SENT  = 2,            /* sent on heal_node: waiting for the remote's node on it */
+};
+
 enum {
 	RELM_RECENT_IDS = 64,           /* accepted incoming ids kept in the state */
 	RELM_ACKED_RING = 16,           /* acks the remote sent lately (multi-device) */
@@ -151,6 +158,20 @@ struct relm_rel {
 	/* A sibling session (devices.md §3): a strict relationship between two
 	 * devices of one proton, carrying sibling frames. */
 	uint8_t sibling_session;
+
+	/* Revocation and identity roll (proto/revocation.md), blob v6. */
+	uint64_t ipk_seq;               /* roll number of ipk_remote (0: the key the
+	                                 * relationship was made with) */
+	uint8_t ipk_prev[RELM_SIGN_PK_LEN]; /* the key ipk_remote succeeded (zero if none) */
+	uint8_t ipk_conflict;           /* two successors of ipk_remote seen: both below */
+	uint8_t ipk_cand[2][RELM_SIGN_PK_LEN];
+	uint8_t heal_state;             /* enum relm_heal_state */
+	uint64_t heal_epoch;            /* the circle epoch the heal is for */
+	uint64_t heal_due_ms;           /* HEAL_ARMED: when the heal goes out */
+	uint8_t heal_node[RELM_ID_LEN]; /* HEAL_SENT: the fresh node it went on */
+	uint64_t clone_since_ms;        /* an acknowledgement nothing explains: since (0: none) */
+	uint8_t clone_id[RELM_ID_LEN];  /* its message id */
+	uint8_t clone_dh[RELM_KEY_LEN]; /* and the ratchet key of the ours node it names */
 
 	/* Not part of the encoded state: the store keeps them as rows and puts
 	 * them back with relm_rel_pending_load(). */

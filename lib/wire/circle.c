@@ -235,3 +235,31 @@ int relm_circle_accept(const struct relm_circle *cur, const uint8_t *cb, size_t 
 	crypto_generichash(hn, sizeof hn, nb, nlen, NULL, 0);
 	return memcmp(hn, hc, sizeof hn) < 0;
 }
+
+int relm_circle_without(uint8_t *out, size_t cap, struct relm_circle *next,
+                        const struct relm_circle *cur, const uint8_t id[RELM_ID_LEN],
+                        const uint8_t ipk_sk[RELM_SIGN_SK_LEN])
+{
+	int k = relm_circle_find(cur, id), rc;
+	uint32_t j = 0;
+
+	if (k < 0)
+		return RELM_ENOTFOUND;
+	if (cur->count < 2 || cur->epoch == UINT64_MAX)
+		return RELM_EINVAL;
+	memset(next, 0, sizeof *next);
+	memcpy(next->ipk, cur->ipk, RELM_SIGN_PK_LEN);
+	next->epoch = cur->epoch + 1;
+	for (uint32_t i = 0; i < cur->count; i++)
+		if ((int)i != k)
+			next->dev[j++] = cur->dev[i];
+	next->count = j;
+	if ((rc = relm_circle_sign(out, cap, next, ipk_sk)) < 0)
+		sodium_memzero(out, cap < RELM_CIRCLE_MAX ? cap : RELM_CIRCLE_MAX);
+	return rc;
+}
+
+int relm_circle_removed(const struct relm_circle *c, const uint8_t self[RELM_ID_LEN])
+{
+	return relm_circle_find(c, self) < 0;
+}

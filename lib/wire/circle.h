@@ -68,4 +68,20 @@ int relm_circle_accept(const struct relm_circle *cur, const uint8_t *cb, size_t 
 /* Index of device id in c, or -1. */
 int relm_circle_find(const struct relm_circle *c, const uint8_t id[RELM_ID_LEN]);
 
+/* Revocation (proto/revocation.md §1): the next circle of cur without
+ * device id, signed with the proton's secret key: epoch cur->epoch + 1,
+ * every other device as it was.  *next receives the circle, out/cap its
+ * bytes as relm_circle_sign writes them.  Returns the length, or
+ * RELM_ENOTFOUND (id is not in cur), RELM_EINVAL (id is cur's only device:
+ * a circle is never empty; an epoch at its limit; a key that is not
+ * cur->ipk's). */
+int relm_circle_without(uint8_t *out, size_t cap, struct relm_circle *next,
+                        const struct relm_circle *cur, const uint8_t id[RELM_ID_LEN],
+                        const uint8_t ipk_sk[RELM_SIGN_SK_LEN]);
+
+/* For a device that verified and accepted circle c (relm_circle_accept):
+ * 1 if its own id `self` is not in it — it was removed and must stop
+ * acting for the proton (proto/revocation.md §1) — else 0. */
+int relm_circle_removed(const struct relm_circle *c, const uint8_t self[RELM_ID_LEN]);
+
 #endif

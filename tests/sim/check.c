@@ -202,6 +202,10 @@ static void check_histories(struct sim_world *w)
 	for (size_t k = 0; k < w->nsent; k++) {
 		const struct sim_sent *m = &w->sent_ids[k];
 
+		/* typed on the device that left: no promise (its copies and
+		 * retransmissions may have gone with it) */
+		if (m->side == 0 && m->dev == w->removed)
+			continue;
 		for (int s = 0; s < SIM_SIDES; s++)
 			for (int i = 0; i < w->cfg.n[s]; i++) {
 				struct sim_dev *d = &w->dev[s][i];
@@ -301,4 +305,5 @@ void sim_check(struct sim_world *w)
 	check_histories(w);
 	check_privacy(w);
 	check_wiped(w);
+	sim_check_revoke(w);
 }

@@ -6,7 +6,7 @@
  *   relm-sim [--seeds N] [--seed S] [--devices A,B] [--strict] [--loss P]
  *            [--dup P] [--crash P] [--skew MS] [--no-clock-sync]
  *            [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]
- *            [--mutate NAME] [--expect-fail]
+ *            [--mutate NAME] [--expect-fail] [--revoke P]
  *
  * Without --devices it runs the grid: A and B from 1 to 4 devices, and B
  * as one strict Double Ratchet peer, with loss 0 and 5 %, without crashes
@@ -14,7 +14,8 @@
  * failing one is printed with the command that replays it alone (add
  * --trace to watch it).  Exit status 1 when any schedule failed — or,
  * with --expect-fail (used with --mutate, which breaks the world on
- * purpose), when none did.
+ * purpose), when none did.  --revoke P: each schedule removes A's last
+ * device at a random moment with probability P (revoke.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,9 @@
 static int dev_quiet(const struct sim_world *w, const struct sim_dev *d)
 {
 	if (!d->online || d->down || d->noutbox || d->nout || d->nacks || d->npend ||
-	    d->cursor < w->box[d->side].n || d->rel->npcopies)
+	    d->cursor < w->box[d->side].n || d->rel->npcopies || d->rel->heal_state == RELM_HEAL_ARMED)
 		return 0;
-	for (int s = 0; s < w->cfg.n[d->side]; s++)
+	for (int s = 0; s < sim_devices_all(w, d->side); s++)
 		if (d->sib_cursor[s] < w->chan[d->side][s][d->idx].n)
 			return 0;
 	return 1;
@@ -107,6 +108,8 @@ int sim_run(const struct sim_cfg *cfg, struct sim_result *r)
 		sim_scenario(w, cfg->scenario);
 	else
 		sim_workload(w, cfg);
+	if (!cfg->scenario)
+		sim_maybe_revoke(w);
 	if (drain(w) == 0) {
 		int k = 0;
 		while (!sim_converged(w, why, sizeof why) && k < ROUNDS_MAX && r->ok) {
@@ -124,6 +127,10 @@ int sim_run(const struct sim_cfg *cfg, struct sim_result *r)
 		/* one more exchange: the chain they agree on carries messages */
 		if (r->ok)
 			exchange(w, k);
+		/* after a removal, B's next messages build on the heal's node
+		 * (or the heal goes again): a few exchanges at most */
+		for (int h = 0; r->ok && !sim_revoke_healed(w) && h < 3; h++)
+			exchange(w, ++k);
 	}
 	if (r->ok)
 		sim_check(w);
@@ -168,7 +175,9 @@ static void usage(void)
 	        "usage: relm-sim [--seeds N] [--seed S] [--devices A,B] [--strict] [--loss P]\n"
 	        "                [--dup P] [--crash P] [--skew MS] [--no-clock-sync]\n"
 	        "                [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]\n"
-	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss] [--expect-fail]\n"
+	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss|leak-removed|clone]\n"
+	        "                [--expect-fail]\n"
+	        "                [--revoke P]\n"
 	        "profiles: mixed simultaneous crossing pingpong returning stream\n"
 	        "scenarios: ce1 .. ce6, or all\n");
 	exit(2);
@@ -211,6 +220,7 @@ int main(int argc, char **argv)
 	struct cell cells[128];
 	int ncells = 0, failed = 0;
 	struct timespec t0, t1;
+	struct sim_result rv = { 0 };        /* revocation totals */
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -256,6 +266,8 @@ int main(int argc, char **argv)
 			expect_fail = 1;
 		else if (!strcmp(a, "--trace"))
 			base.trace = 1;
+		else if (!strcmp(a, "--revoke"))
+			base.revoke = atof(arg(argc, argv, &i));
 		else
 			usage();
 	}
@@ -319,11 +331,11 @@ int main(int argc, char **argv)
 				cl->failing++;
 				failed++;
 				printf("FAIL seed %llu: %s\n  replay: relm-sim --seed %llu %s%s --devices %d,%d "
-				       "--loss %g --dup %g --crash %g --skew %d%s --trace\n",
+				       "--loss %g --dup %g --crash %g --skew %d%s%s --trace\n",
 				       (unsigned long long)cfg.seed, r.why, (unsigned long long)cfg.seed,
 				       scenario ? "--scenario " : "", scenario ? sim_scenario_name(ids[c]) : "",
 				       cfg.n[0], cfg.n[1], cfg.loss, cfg.dup, cfg.crash, cfg.skew,
-				       cfg.strict ? " --strict" : "");
+				       cfg.strict ? " --strict" : "", cfg.revoke > 0 ? " --revoke 1" : "");
 			} else {
 				cl->rounds[cl->runs - cl->failing] = r.rounds;
 			}
@@ -347,6 +359,10 @@ int main(int argc, char **argv)
 			cl->dup_acks += r.dup_acks[0] + r.dup_acks[1];
 			cl->repairs += r.repairs;
 			cl->crashes += r.crashes;
+			rv.revoked += r.revoked;
+			rv.sealed += r.sealed;
+			rv.read_after += r.read_after;
+			rv.clones += r.clones > 0;
 			if (r.max_ts_error_ms > cl->ts_err)
 				cl->ts_err = r.max_ts_error_ms;
 		}
@@ -377,6 +393,20 @@ int main(int argc, char **argv)
 	       "%llu repairs by state, %llu crashes\n", total, failed, secs, secs > 0 ? (double)total / secs : 0,
 	       secs > 0 ? (double)msgs / secs : 0,
 	       (unsigned long long)base.seed, (unsigned long long)repairs, (unsigned long long)crashes);
+	if (base.revoke > 0)
+		printf("revocation: %llu schedules removed a device; %llu of B's messages went on nodes "
+		       "built after it, none read by it; %llu typed after the removal it still read "
+		       "(the heal's window)\n", (unsigned long long)rv.revoked,
+		       (unsigned long long)rv.sealed, (unsigned long long)rv.read_after);
+	if (base.mutate & SIM_M_CLONE)
+		printf("clone: clone.suspected raised in %llu of %llu schedules with a clone "
+		       "(a clone that only sends on nodes the circle holds is not seen)\n",
+		       (unsigned long long)rv.clones, (unsigned long long)rv.revoked);
+	if (expect_fail && (base.mutate & SIM_M_CLONE) && rv.clones == 0) {
+		/* a clone: the clone rule itself must have seen it, somewhere */
+		printf("ERROR: no clone.suspected in any schedule with a clone\n");
+		return 1;
+	}
 	if (expect_fail) {
 		/* a mutation run: the checks must have noticed */
 		printf("%s\n", failed ? "the checks caught the broken world, as they must"

@@ -51,6 +51,8 @@ struct sim_cfg {
 	int trace;               /* print what happens */
 	int scenario;            /* 0, or a named scenario (scenarios.c) */
 	unsigned mutate;         /* SIM_M_*: break the world on purpose */
+	double revoke;           /* probability a schedule removes A's last device
+	                          * at a random time (A with ≥ 2 devices; revoke.c) */
 };
 
 /* Mutations: each breaks one thing the rules rely on, to show that the
@@ -60,6 +62,9 @@ enum {
 	SIM_M_NO_CARRY  = 1u << 1,  /* receipts' carries are dropped (siblings do not share what they accept) */
 	SIM_M_NO_REPAIR = 1u << 2,  /* state requests go unanswered */
 	SIM_M_SIB_LOSS  = 1u << 3,  /* the sibling channel loses 10 % of its frames */
+	SIM_M_LEAK_REMOVED = 1u << 4, /* a removed device still gets its siblings' copies */
+	SIM_M_CLONE     = 1u << 5,  /* a removed device goes on typing and posting to the
+	                             * remote: a clone outside the circle */
 };
 const char *sim_mutation_name(unsigned m);
 unsigned sim_mutation_id(const char *name);     /* 0: unknown */
@@ -83,6 +88,12 @@ struct sim_result {
 	uint64_t retx;
 	uint64_t repairs;             /* state requests answered */
 	double max_ts_error_ms;       /* |ts − true send time| at the remote, worst */
+	uint64_t revoked;             /* schedules that removed a device (0 or 1) */
+	uint64_t sealed;              /* B's messages sent on a node built after the
+	                               * removal: the removed device must read none */
+	uint64_t read_after;          /* B's messages typed after the removal that the
+	                               * removed device still read (the heal window) */
+	uint64_t clones;              /* clone.suspected raised (must stay 0) */
 };
 
 /* Run one schedule.  Returns 0 when every invariant held (r->ok = 1). */
@@ -101,6 +112,8 @@ void sim_at_send(struct sim_world *w, uint64_t t, int side, int dev, int until_o
 void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t ms);
 /* world.c: from t, for ms, nothing posted between the protons arrives. */
 void sim_at_partition(struct sim_world *w, uint64_t t, uint64_t ms);
+/* revoke.c: A's last device leaves the circle at t. */
+void sim_at_revoke(struct sim_world *w, uint64_t t);
 /* world.c: random numbers of the world (not of any device). */
 uint64_t sim_rand(struct sim_world *w);
 double sim_uniform(struct sim_world *w, double lo, double hi);

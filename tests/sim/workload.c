@@ -127,6 +127,8 @@ static const struct { unsigned m; const char *name; } mutations[] = {
 	{ SIM_M_NO_CARRY, "no-carry" },
 	{ SIM_M_NO_REPAIR, "no-repair" },
 	{ SIM_M_SIB_LOSS, "sibling-loss" },
+	{ SIM_M_LEAK_REMOVED, "leak-removed" },
+	{ SIM_M_CLONE, "clone" },
 };
 
 const char *sim_mutation_name(unsigned m)

@@ -89,6 +89,11 @@ static uint64_t net_delay(struct sim_world *w, double lo, double hi)
 	return (uint64_t)sim_uniform(w, lo, hi);
 }
 
+int sim_devices_all(const struct sim_world *w, int s)
+{
+	return w->cfg.n[s] + (s == 0 && w->removed >= 0);
+}
+
 int sim_devices(const struct sim_world *w, int side)
 {
 	return w->cfg.n[side];
@@ -379,7 +384,10 @@ static void outbox_add(struct sim_dev *d, int sib, int kind, const uint8_t *buf,
 
 static void copies_out(struct sim_dev *d, int kind, const uint8_t *buf, size_t len)
 {
-	for (int i = 0; i < d->w->cfg.n[d->side]; i++)
+	int n = (d->w->cfg.mutate & SIM_M_LEAK_REMOVED) ? sim_devices_all(d->w, d->side)
+	                                                : d->w->cfg.n[d->side];
+
+	for (int i = 0; i < n; i++)
 		if (i != d->idx)
 			outbox_add(d, i, kind, buf, len);
 }
@@ -427,8 +435,12 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 				int p = relm_tree_find(&d->rel->tree, f->ev.node);
 				if (p >= 0 && (d->rel->tree.nodes[p].flags & RELM_NODE_OURS))
 					d->w->res->forks_by[1 - d->side]++;
-			} else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE)
+			} else if (f->ev.type == RELM_EV_ENVELOPE_UNDECRYPTABLE) {
 				d->undecryptable++;
+			} else if (f->ev.type == RELM_EV_CLONE_SUSPECTED) {
+				d->w->res->clones++;
+				sim_trace(d->w, d, "clone.suspected");
+			}
 			break;
 		case RELM_FX_PENDING_ADD:
 		case RELM_FX_PENDING_DEL:
@@ -635,7 +647,9 @@ static void post_sibling(struct sim_dev *d, const struct sim_post *p)
 static void pump(struct sim_dev *d)
 {
 	for (size_t i = 0; i < d->noutbox; i++) {
-		if (d->outbox[i].sib < 0)
+		if (d->removed && (d->outbox[i].sib >= 0 || !(d->w->cfg.mutate & SIM_M_CLONE)))
+			;                                  /* out of the circle, and silent */
+		else if (d->outbox[i].sib < 0)
 			post_remote(d, &d->outbox[i]);
 		else
 			post_sibling(d, &d->outbox[i]);
@@ -685,14 +699,16 @@ static void read_all(struct sim_dev *d)
 		sim_trace(w, d, "read #%zu: %s", d->cursor + 1, rc == 0 ? "accepted" : relm_strerror(rc));
 		d->cursor++;
 	}
-	for (int s = 0; s < w->cfg.n[d->side] && d->online && !d->down; s++) {
+	for (int s = 0; s < sim_devices_all(w, d->side) && d->online && !d->down; s++) {
 		struct sim_chan *c = &w->chan[d->side][s][d->idx];
 		while (d->sib_cursor[s] < c->n && c->v[d->sib_cursor[s]].avail <= w->now &&
 		       d->online && !d->down) {
 			struct sim_frame *f = &c->v[d->sib_cursor[s]];
 			int rc = 0;
 			if (f->kind == SIM_F_STATE_REQ) {
-				if (!(w->cfg.mutate & SIM_M_NO_REPAIR))
+				/* never to a device that left the circle (its request
+				 * may still be on the way) */
+				if (!(w->cfg.mutate & SIM_M_NO_REPAIR) && !w->dev[d->side][s].removed)
 					answer_state(d, s);
 			} else if (f->kind == SIM_F_STATE) {
 				rc = step(d, ST_MERGE, f->buf + 1, f->len - 1, NULL, NULL);
@@ -717,13 +733,19 @@ static void schedule_tick(struct sim_dev *d)
 
 	sim_dev_clock(d);
 	dl = relm_rel_deadline(d->rel, &d->env);
-	if (!dl)
+	if (!dl || (d->removed && !(d->w->cfg.mutate & SIM_M_CLONE)))
 		return;
 	dl = world_time(d, dl);
 	if (d->tick_at && d->tick_at <= dl && d->tick_at >= d->w->now)
 		return;                                 /* an earlier tick is queued */
 	d->tick_at = dl;
 	sim_push(d->w, dl, SIM_EV_TICK, d->side, d->idx, 0);
+}
+
+void sim_dev_saved(struct sim_dev *d)
+{
+	commit(d);
+	schedule_tick(d);
 }
 
 void sim_crash(struct sim_dev *d)
@@ -769,8 +791,12 @@ void sim_type_now(struct sim_world *w, struct sim_dev *d)
 	GROW(w->sent_ids, w->nsent, w->capsent);
 	memcpy(w->sent_ids[w->nsent].id, id, RELM_ID_LEN);
 	w->sent_ids[w->nsent].side = d->side;
+	w->sent_ids[w->nsent].dev = d->idx;
+	w->sent_ids[w->nsent].napath = 0;
 	w->sent_ids[w->nsent++].t = w->now;
 	user_send(d, id);
+	if (d->side == 1 && w->removed >= 0)
+		sim_revoke_note_send(d, &w->sent_ids[w->nsent - 1]);
 }
 
 /* Schedule times are relative to the end of the set-up (w->t0). */
@@ -826,7 +852,7 @@ int sim_event(struct sim_world *w)
 		box->v[box->n++] = *m;
 		m->buf = NULL;
 		w->in_transit--;
-		for (int i = 0; i < w->cfg.n[m->to]; i++)
+		for (int i = 0; i < sim_devices_all(w, m->to); i++)
 			want_read(&w->dev[m->to][i]);
 		break;
 	}
@@ -847,6 +873,8 @@ int sim_event(struct sim_world *w)
 			schedule_tick(d);
 		break;
 	case SIM_EV_SEND:
+		if (d->removed && !(w->cfg.mutate & SIM_M_CLONE))
+			break;                          /* its person stopped using it */
 		if (d->down) {
 			sim_push(w, w->now + 1000, SIM_EV_SEND, e.side, e.dev, 0);
 			break;
@@ -854,11 +882,16 @@ int sim_event(struct sim_world *w)
 		sim_type_now(w, d);
 		break;
 	case SIM_EV_SEND_ONLINE:
+		if (d->removed && !(w->cfg.mutate & SIM_M_CLONE))
+			break;
 		if (!d->online || d->down) {
 			d->send_when_online++;
 			break;
 		}
 		sim_type_now(w, d);
+		break;
+	case SIM_EV_REVOKE:
+		sim_revoke(w);
 		break;
 	case SIM_EV_PARTITION:
 		if (w->now + (uint64_t)e.arg > w->partition_until)
@@ -919,6 +952,8 @@ static void dev_init(struct sim_world *w, struct sim_dev *d, int side, int idx, 
 	d->env.observe_sent = observe_cb;
 	d->env.observe_ctx = d;
 	d->online = 1;
+	d->env.params.heal_min_ms = 1000;      /* the heal within the schedule */
+	d->env.params.heal_max_ms = 30000;
 	d->pace_ms = sim_uniform(w, 200, 4000);
 	if (w->cfg.skew) {
 		d->skew = (int64_t)sim_uniform(w, -w->cfg.skew, w->cfg.skew);
@@ -943,6 +978,7 @@ void sim_world_init(struct sim_world *w, const struct sim_cfg *cfg, struct sim_r
 	w->cfg = *cfg;
 	w->res = res;
 	w->crashy = cfg->crash > 0;
+	w->removed = -1;
 	w->rng = cfg->seed * 0x2545f4914f6cdd1dull + 1;
 	w->now = 1700000000000ull;
 	tu_seed_set(cfg->seed);
@@ -1011,6 +1047,7 @@ void sim_world_free(struct sim_world *w)
 	free(w->transit);
 	free(w->ev);
 	free(w->sent_ids);
+	free(w->before);
 	sim_remote_free(w);
 	memset(w, 0, sizeof *w);
 }

@@ -27,7 +27,8 @@ enum {
 	SIM_EV_OFFLINE,      /* the device goes off-line for arg ms */
 	SIM_EV_ONLINE,
 	SIM_EV_RESTART,      /* a crashed device comes back */
-	SIM_EV_PARTITION     /* the protons cannot reach each other for arg ms */
+	SIM_EV_PARTITION,    /* the protons cannot reach each other for arg ms */
+	SIM_EV_REVOKE        /* A's last device leaves the circle (revoke.c) */
 };
 
 /* Frames on a sibling channel. */
@@ -158,6 +159,7 @@ struct sim_dev {
 	uint8_t (*retry)[RELM_ID_LEN];     /* sends a crash interrupted */
 	size_t nretry, capretry;
 	int online, down, read_armed;
+	int removed;                       /* out of the circle: reads, sends nothing */
 	int send_when_online;
 	double pace_ms;                    /* how soon it reads after new mail */
 	uint64_t tick_at;                  /* the queued timer, 0: none */
@@ -178,7 +180,11 @@ struct sim_dev {
 /* A message a user typed. */
 struct sim_sent {
 	uint8_t id[RELM_ID_LEN];
-	int side;
+	int side, dev;                     /* typed on device (side, dev) */
+	/* B's, after a removal: the ratchet keys of the A nodes on the path of
+	 * the node it went on, nearest first (revoke.c) */
+	uint8_t apath[8][RELM_KEY_LEN];
+	int napath;
 	uint64_t t;                        /* world time it was typed */
 };
 
@@ -221,6 +227,11 @@ struct sim_world {
 	size_t in_transit;                 /* posts not yet in a mailbox */
 	int crashy;                        /* the schedule crashes devices */
 	uint64_t partition_until;          /* posts between the protons wait until then */
+	int removed;                       /* A's device that left the circle, or -1; it
+	                                    * is then no longer counted in cfg.n[0] */
+	uint64_t removed_at;
+	uint8_t (*before)[RELM_KEY_LEN];   /* A's ratchet keys made before the removal */
+	size_t nbefore, capbefore;
 	struct sim_remote remote[SIM_SIDES];  /* [s]: what side s sent to the other */
 };
 
@@ -238,6 +249,19 @@ void sim_trace(struct sim_world *w, const struct sim_dev *d, const char *fmt, ..
 	__attribute__((format(printf, 3, 4)));
 const char *sim_short(const uint8_t *id);
 void sim_push(struct sim_world *w, uint64_t t, int type, int side, int dev, intptr_t arg);
+/* Every device of side s, a removed one included. */
+int sim_devices_all(const struct sim_world *w, int s);
+/* d's state changed outside a step: save it and re-arm its timer. */
+void sim_dev_saved(struct sim_dev *d);
+/* revoke.c: the removal; note a B user message sent (sealed or not); the
+ * checks at the end. */
+void sim_revoke(struct sim_world *w);
+void sim_revoke_note_send(struct sim_dev *d, struct sim_sent *m);
+void sim_check_revoke(struct sim_world *w);
+/* revoke.c: with probability cfg.revoke, schedule the removal; 1 when no
+ * device was removed or every remaining one is healed. */
+void sim_maybe_revoke(struct sim_world *w);
+int sim_revoke_healed(const struct sim_world *w);
 void sim_dev_clock(struct sim_dev *d);
 struct sim_msg *sim_hist_find(struct sim_dev *d, const uint8_t id[RELM_ID_LEN]);
 void sim_crash(struct sim_dev *d);

@@ -1,0 +1,315 @@
+/*
+ * rel_revoke.c — what a relationship does about revocation
+ * (proto/revocation.md): the heal after a device left the circle, the
+ * identity roll a remote announces with a successor statement, and the
+ * clone rule.  Internal hooks are in rel_int.h; the entry points in rel.h.
+ */
+#include <string.h>
+#include <sodium.h>
+#include "engine/rel_int.h"
+#include "engine/ratchet.h"
+#include "crypto/crypto.h"
+#include "wire/successor.h"
+#include "error.h"
+
+/* ---- heal (§2) --------------------------------------------------------------- */
+
+static void heal_draw(struct relm_rel *rel, const struct relm_env *env)
+{
+	rel->heal_state = RELM_HEAL_ARMED;
+	rel->heal_due_ms = relm__now(env) +
+	                   relm__random_between(env, env->params.heal_min_ms, env->params.heal_max_ms);
+	memset(rel->heal_node, 0, RELM_ID_LEN);
+}
+
+/* Cannot go now: try again later, never in a loop of due timers. */
+static void heal_later(struct relm_rel *rel, const struct relm_env *env)
+{
+	uint32_t gap = env->params.heal_min_ms > 1000 ? env->params.heal_min_ms : 1000;
+	rel->heal_due_ms = relm__now(env) + gap;
+}
+
+int relm_rel_heal_arm(struct relm_rel *rel, const struct relm_env *env, uint64_t epoch)
+{
+	if (rel->sibling_session || rel->mode != RELM_MODE_TREE || epoch == 0)
+		return RELM_EINVAL;
+	if (epoch <= rel->heal_epoch)
+		return 0;                  /* that revocation (or a later one) is in hand */
+	rel->heal_epoch = epoch;
+	heal_draw(rel, env);
+	return 0;
+}
+
+int relm__heal_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+{
+	struct relm_payload p;
+	uint8_t on[RELM_ID_LEN];
+	int rc;
+
+	if (rel->heal_state != RELM_HEAL_ARMED || relm__now(env) < rel->heal_due_ms)
+		return 0;
+	if (rel->nout >= RELM_MAX_OUTGOING) {
+		heal_later(rel, env);
+		return 0;
+	}
+	memset(&p, 0, sizeof p);
+	relm__random(env, p.id, RELM_ID_LEN);
+	p.kind = RELM_KIND_HEAL;
+	snprintf(p.kind_str, sizeof p.kind_str, "heal");
+	p.ts = relm__now(env);
+	p.body = (char *)"";
+	rc = relm__rel_send_tracked(rel, env, &p, "", 0, 1, on, fx);
+	if (rc == RELM_ENOSEND || rc == RELM_ELIMIT) {
+		heal_later(rel, env);      /* nothing to build on yet */
+		return 0;
+	}
+	if (rc != 0)
+		return rc;
+	rel->heal_state = RELM_HEAL_SENT;
+	rel->heal_due_ms = 0;
+	memcpy(rel->heal_node, on, RELM_ID_LEN);
+	return 0;
+}
+
+uint64_t relm__heal_deadline(const struct relm_rel *rel)
+{
+	return rel->heal_state == RELM_HEAL_ARMED ? rel->heal_due_ms : 0;
+}
+
+void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int node)
+{
+	const struct relm_node *n;
+	int h;
+
+	if (rel->heal_state != RELM_HEAL_SENT || node < 0)
+		return;
+	n = &rel->tree.nodes[node];
+	if (n->flags & RELM_NODE_OURS)
+		return;
+	if (memcmp(n->parent, rel->heal_node, RELM_ID_LEN) == 0) {
+		/* the remote built on the heal's node: healed */
+		rel->heal_state = RELM_HEAL_NONE;
+		memset(rel->heal_node, 0, RELM_ID_LEN);
+		return;
+	}
+	/* The remote replied on another branch, as deep as the heal's or
+	 * deeper (it chose a node older than the revocation): heal again, on
+	 * a node built on this reply. */
+	h = relm_tree_find(&rel->tree, rel->heal_node);
+	if (h < 0 || n->depth > rel->tree.nodes[h].depth)
+		heal_draw(rel, env);
+}
+
+void relm__heal_sibling(struct relm_rel *rel, const uint8_t node[RELM_ID_LEN])
+{
+	if (rel->heal_state == RELM_HEAL_NONE)
+		return;
+	/* a sibling healed: its node is as fresh as ours would be */
+	rel->heal_state = RELM_HEAL_SENT;
+	rel->heal_due_ms = 0;
+	memcpy(rel->heal_node, node, RELM_ID_LEN);
+}
+
+/* ---- identity roll (§3) ---------------------------------------------------------- */
+
+static void emit_identity(struct relm_effects *fx, const struct relm_rel *rel, int type,
+                          const uint8_t ipk[RELM_SIGN_PK_LEN], int code)
+{
+	struct relm_fx *f = relm__emit_rel_event(fx, rel, type);
+
+	if (!f)
+		return;
+	if (ipk) {
+		memcpy(f->ev.ipk, ipk, RELM_SIGN_PK_LEN);
+		f->ev.has |= RELM_EVF_IPK;
+	}
+	if (code) {
+		f->ev.code = code;
+		f->ev.has |= RELM_EVF_CODE;
+	}
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	uint8_t acc = 0;
+	for (size_t i = 0; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+/* The rule of §3.2 for a verified statement s. */
+static void identity_apply(struct relm_rel *rel, const struct relm_successor *s,
+                           struct relm_effects *fx)
+{
+	int cur_old = !memcmp(s->old_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
+	int prev_old = !is_zero(rel->ipk_prev, RELM_SIGN_PK_LEN) &&
+	               !memcmp(s->old_ipk, rel->ipk_prev, RELM_SIGN_PK_LEN);
+
+	if (rel->ipk_conflict) {
+		/* undecided: the pin stays; a statement of another successor of
+		 * the pinned key is another conflict report */
+		if (cur_old && s->seq == rel->ipk_seq + 1 &&
+		    memcmp(s->new_ipk, rel->ipk_cand[0], RELM_SIGN_PK_LEN) &&
+		    memcmp(s->new_ipk, rel->ipk_cand[1], RELM_SIGN_PK_LEN))
+			emit_identity(fx, rel, RELM_EV_IDENTITY_CONFLICT, s->new_ipk, 0);
+		else
+			emit_identity(fx, rel, RELM_EV_IDENTITY_REJECTED, s->new_ipk, RELM_EREPLAY);
+		return;
+	}
+	if (cur_old && s->seq == rel->ipk_seq + 1) {
+		memcpy(rel->ipk_prev, rel->ipk_remote, RELM_SIGN_PK_LEN);
+		memcpy(rel->ipk_remote, s->new_ipk, RELM_SIGN_PK_LEN);
+		rel->ipk_seq = s->seq;
+		emit_identity(fx, rel, RELM_EV_IDENTITY_ROTATED, s->new_ipk, 0);
+		return;
+	}
+	if (prev_old && s->seq == rel->ipk_seq) {
+		if (!memcmp(s->new_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN)) {
+			emit_identity(fx, rel, RELM_EV_IDENTITY_REJECTED, s->new_ipk, RELM_EREPLAY);
+			return;
+		}
+		/* a second successor of the key we rolled from: back to it until
+		 * the person decides (relm_rel_identity_accept) */
+		memcpy(rel->ipk_cand[0], rel->ipk_remote, RELM_SIGN_PK_LEN);
+		memcpy(rel->ipk_cand[1], s->new_ipk, RELM_SIGN_PK_LEN);
+		memcpy(rel->ipk_remote, rel->ipk_prev, RELM_SIGN_PK_LEN);
+		memset(rel->ipk_prev, 0, RELM_SIGN_PK_LEN);
+		rel->ipk_seq--;
+		rel->ipk_conflict = 1;
+		emit_identity(fx, rel, RELM_EV_IDENTITY_CONFLICT, s->new_ipk, 0);
+		return;
+	}
+	/* an older roll again, or one whose old key this relationship never
+	 * pinned */
+	emit_identity(fx, rel, RELM_EV_IDENTITY_REJECTED, s->new_ipk,
+	              cur_old || prev_old || s->seq <= rel->ipk_seq ? RELM_EREPLAY : RELM_ENOTFOUND);
+}
+
+void relm__identity_received(struct relm_rel *rel, const struct relm_payload *p,
+                             struct relm_effects *fx)
+{
+	uint8_t st[RELM_SUCCESSOR_LEN];
+	struct relm_successor s;
+	int rc;
+
+	if (!p->body || p->body_len != RELM_SUCCESSOR_HEX)
+		rc = RELM_EMALFORMED;
+	else if ((rc = relm_unhex(st, sizeof st, p->body, p->body_len)) == 0)
+		rc = relm_successor_decode(&s, st, sizeof st);
+	if (rc != 0) {
+		emit_identity(fx, rel, RELM_EV_IDENTITY_REJECTED, NULL, rc);
+		return;
+	}
+	identity_apply(rel, &s, fx);
+}
+
+int relm_rel_send_identity(struct relm_rel *rel, const struct relm_env *env,
+                           const uint8_t *stmt, size_t len, uint8_t id_out[RELM_ID_LEN],
+                           struct relm_effects *fx)
+{
+	struct relm_successor s;
+	struct relm_payload p;
+	char hex[RELM_SUCCESSOR_HEX + 1];
+	uint8_t on[RELM_ID_LEN];
+	int rc;
+
+	if (rel->sibling_session)
+		return RELM_EINVAL;
+	if ((rc = relm_successor_decode(&s, stmt, len)) != 0)
+		return rc;
+	if (memcmp(s.old_ipk, rel->ipk_self, RELM_SIGN_PK_LEN) != 0)
+		return RELM_EINVAL;
+	if (rel->nout >= RELM_MAX_OUTGOING)
+		return RELM_ELIMIT;
+	relm_hex(hex, stmt, len);
+	memset(&p, 0, sizeof p);
+	relm__random(env, p.id, RELM_ID_LEN);
+	p.kind = RELM_KIND_IDENTITY;
+	snprintf(p.kind_str, sizeof p.kind_str, "identity");
+	p.ts = relm__now(env);
+	p.body = hex;
+	p.body_len = RELM_SUCCESSOR_HEX;
+	if ((rc = relm__rel_send_tracked(rel, env, &p, hex, RELM_SUCCESSOR_HEX, 0, on, fx)) != 0)
+		return rc;
+	memcpy(rel->ipk_self, s.new_ipk, RELM_SIGN_PK_LEN);
+	memcpy(id_out, p.id, RELM_ID_LEN);
+	return 0;
+}
+
+int relm_rel_identity_accept(struct relm_rel *rel, const uint8_t ipk[RELM_SIGN_PK_LEN],
+                             struct relm_effects *fx)
+{
+	int k;
+
+	if (!rel->ipk_conflict)
+		return RELM_EINVAL;
+	if (!memcmp(ipk, rel->ipk_cand[0], RELM_SIGN_PK_LEN))
+		k = 0;
+	else if (!memcmp(ipk, rel->ipk_cand[1], RELM_SIGN_PK_LEN))
+		k = 1;
+	else
+		return RELM_ENOTFOUND;
+	if (!relm__emit_rel_event(fx, rel, RELM_EV_IDENTITY_ROTATED))
+		return RELM_ENOMEM;
+	memcpy(fx->v[fx->n - 1].ev.ipk, ipk, RELM_SIGN_PK_LEN);
+	fx->v[fx->n - 1].ev.has |= RELM_EVF_IPK;
+	memcpy(rel->ipk_prev, rel->ipk_remote, RELM_SIGN_PK_LEN);
+	memcpy(rel->ipk_remote, rel->ipk_cand[k], RELM_SIGN_PK_LEN);
+	rel->ipk_seq++;
+	rel->ipk_conflict = 0;
+	memset(rel->ipk_cand, 0, sizeof rel->ipk_cand);
+	return 0;
+}
+
+/* ---- clone rule (§4) -------------------------------------------------------------- */
+
+/* Does something this device knows explain an acknowledgement of (id, dh):
+ * an ours node of the tree or a sibling's pending copy on that key, or the
+ * message in this device's record (outgoing, de-duplication ring,
+ * history)? */
+static int explained(const struct relm_rel *rel, const struct relm_env *env,
+                     const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN])
+{
+	if (relm_tree_find_pub(&rel->tree, dh, 1) >= 0)
+		return 1;
+	for (uint32_t i = 0; i < rel->npcopies; i++)
+		if (!memcmp(rel->pcopies[i].pub, dh, RELM_KEY_LEN))
+			return 1;
+	if (relm__find_outgoing(rel, id) >= 0 || relm__seen_recent(rel, id))
+		return 1;
+	return env->history_has && env->history_has(env->history_ctx, rel->id, id) == 1;
+}
+
+void relm__clone_on_ack(struct relm_rel *rel, const struct relm_env *env,
+                        const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN])
+{
+	if (rel->clone_since_ms || rel->sibling_session || rel->mode != RELM_MODE_TREE ||
+	    (rel->out_partial && !env->history_has) || explained(rel, env, id, dh))
+		return;
+	rel->clone_since_ms = relm__now(env);
+	memcpy(rel->clone_id, id, RELM_ID_LEN);
+	memcpy(rel->clone_dh, dh, RELM_KEY_LEN);
+}
+
+uint64_t relm__clone_deadline(const struct relm_rel *rel, const struct relm_env *env)
+{
+	return rel->clone_since_ms ? rel->clone_since_ms + env->params.clone_window_ms : 0;
+}
+
+void relm__clone_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+{
+	struct relm_fx *f;
+
+	if (!rel->clone_since_ms || relm__now(env) < relm__clone_deadline(rel, env))
+		return;
+	if (!explained(rel, env, rel->clone_id, rel->clone_dh) &&
+	    (f = relm__emit_rel_event(fx, rel, RELM_EV_CLONE_SUSPECTED)) != NULL) {
+		/* the node's parent is not known here: the node is named by its
+		 * ratchet key, BLAKE2b-128(dh) (proto/revocation.md §4) */
+		crypto_generichash(f->ev.node, RELM_ID_LEN, rel->clone_dh, RELM_KEY_LEN, NULL, 0);
+		f->ev.has |= RELM_EVF_NODE;
+	}
+	rel->clone_since_ms = 0;
+	memset(rel->clone_id, 0, RELM_ID_LEN);
+	memset(rel->clone_dh, 0, RELM_KEY_LEN);
+}
