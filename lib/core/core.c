@@ -15,7 +15,31 @@
 #include "crypto/crypto.h"
 #include "crypto/x3dh.h"
 #include "wire/envelope.h"
+#include "wire/payload.h"
 #include "error.h"
+
+/* struct relm_env.history_get on the store (ctx): message id of rel's
+ * history — its kind, the sender's ts and a malloc'd copy of its body
+ * (the engine wipes and frees it).  With it a device's receipt copies
+ * carry the payloads they acknowledge to its siblings (proto/devices.md
+ * §5.4); without it a sibling that could not open an envelope itself lost
+ * the message.  RELM_ENOTFOUND, or a store error. */
+static int history_get_cb(void *ctx, const uint8_t rel[RELM_ID_LEN], const uint8_t id[RELM_ID_LEN],
+                          int *kind, uint64_t *ts, uint8_t **body, size_t *len)
+{
+	struct relm_store_msg m;
+	uint8_t *b = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = relm_store_msg_get_body(ctx, rel, id, &m, &b, &n)) != 0)
+		return rc;
+	*kind = (int)relm_kind_from_name(m.kind);
+	*ts = m.ts;
+	*body = b;
+	*len = b ? n : 0;
+	return 0;
+}
 
 int relm_core_new(struct relm_core **out, struct relm_store *st, const struct relm_env *env,
                   const char *mailbox_host, enum relm_mode mode)
@@ -33,6 +57,7 @@ int relm_core_new(struct relm_core **out, struct relm_store *st, const struct re
 	c->env_own = *env;
 	/* de-duplication reaches the whole history through the store */
 	c->env_own.history_has = relm_store_history_has_cb;
+	c->env_own.history_get = history_get_cb;
 	c->env_own.history_ctx = st;
 	c->env = &c->env_own;
 	c->mode = mode;
