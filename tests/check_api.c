@@ -713,6 +713,7 @@ static const struct {
 	{ "identity.conflict", "relationship ipk", "" },
 	{ "clone.suspected", "proton relationship node", "" },
 	{ "store.corrupt_row", "table reason", "row relationship message proton device" },
+	{ "sibling.refused", "proton device reason", "relationship" },
 };
 enum { NSHAPES = sizeof documented / sizeof documented[0], EVLINES = 64 };
 
@@ -828,6 +829,7 @@ static void full_event(struct relm_event *ev, int type, const uint8_t rel[16])
 	ev->reason = "kind is not UTF-8";
 	ev->table = "messages";
 	ev->row = 12;
+	ev->code = RELM_EMALFORMED;
 }
 
 /* Live lines of the served events, a junk envelope's report among them;

@@ -54,6 +54,18 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
  * calls it once at start. */
 int relm_core_devices_upgrade(struct relm_core *c);
 
+/* Add a device to proton's circle (proto/devices.md §2, §12.4, §12.7):
+ * the next epoch, the held circle plus dev (its `added` set to the new
+ * epoch; dev->invite must be signed by dev->dpk), signed by the IPK and
+ * stored, the devices rows following it (device.added), and the circle
+ * sent to every other sibling on its session — one store step.  *epoch
+ * (may be NULL) receives the new epoch.  RELM_EEXIST (its id or DPK is in
+ * the circle already), RELM_ELIMIT (RELM_MAX_DEVICES), RELM_EINVAL (a
+ * field out of range, an invite not signed by its device). */
+struct relm_circle_device;
+int relm_core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const struct relm_circle_device *dev, uint64_t *epoch);
+
 /* invite.create: ttl_s 0 = default.  text receives "relm:..." (cap ≥
  * RELM_INVITE_TEXT_MAX).  mailbox_id (may be NULL): the invite's mailbox,
  * which the daemon must now read. */

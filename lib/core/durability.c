@@ -252,6 +252,9 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 		int r2 = relm__core_step_apply(c, rel, &fx);
 		if (r2 == 0)
 			r2 = relm__core_save(c, rel);
+		/* what a sibling session's frames asked of it, on it */
+		if (r2 == 0)
+			r2 = relm__core_flush_deferred(c);
 		if (r2 != 0)
 			rc = r2;
 		else

@@ -72,7 +72,10 @@ enum {
 	                                                    RELM_EVF_NODE, 0)                \
 	/* a stored row failed its check as it was read: left out (proto/store.md §5.1) */ \
 	X(STORE_CORRUPT_ROW,      "store.corrupt_row",      RELM_EVF_TABLE | RELM_EVF_REASON, \
-	  RELM_EVF_ROW | RELM_EVF_REL | RELM_EVF_MSG | RELM_EVF_PROTON | RELM_EVF_DEVICE)
+	  RELM_EVF_ROW | RELM_EVF_REL | RELM_EVF_MSG | RELM_EVF_PROTON | RELM_EVF_DEVICE) \
+	/* a sibling's frame that failed to decode or was refused: passed over, nothing kept */ \
+	X(SIBLING_REFUSED,        "sibling.refused",        RELM_EVF_PROTON | RELM_EVF_DEVICE | \
+	                                                    RELM_EVF_CODE, RELM_EVF_REL)
 
 enum relm_event_type {
 	RELM_EV_NONE = 0,          /* no event (a zeroed record; a type this build does not know) */

@@ -303,6 +303,9 @@ struct relm_store_device {
 };
 /* Insert or replace. */
 int relm_store_device_put(struct relm_store *st, const struct relm_store_device *d);
+/* Delete a sibling's row (never this device's own: a no-op then). */
+int relm_store_device_delete(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN]);
 /* Calls cb for every device of a proton (no secrets). */
 int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                            int (*cb)(void *ctx, const struct relm_store_device *d), void *ctx);
