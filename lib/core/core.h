@@ -66,6 +66,27 @@ struct relm_circle_device;
 int relm_core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                          const struct relm_circle_device *dev, uint64_t *epoch);
 
+/* Pairing (proto/devices.md §12).  pair_begin, on a device of proton:
+ * a fresh code (text into code, cap ≥ RELM_PAIR_CODE_MAX) good until
+ * *expires, for this daemon's mailbox server; the pairing mailbox M_E is
+ * now in the mailbox list.  pair_join, on the joiner: the code checked
+ * (malformed, truncated, bad_version, expired; invalid_argument for
+ * another mailbox server than this daemon's), J's device keys made and
+ * its JOIN posted — or, for a code already joining, the stored JOIN
+ * posted again.  *pairing gets the pairing's id.  Returns 0 with *proton
+ * once joined, RELM_EPENDING while the WELCOME is awaited.
+ * pair_status: 0 (joined, *proton), RELM_EPENDING, RELM_EEXPIRED, the
+ * code of a REFUSE (exists, limit, expired, replay, bad_signature), or
+ * RELM_ENOTFOUND.  pairings_expire deletes every pairing past its code's
+ * expiry (relmd: every minute). */
+int relm_core_pair_begin(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         char *code, size_t cap, uint64_t *expires);
+int relm_core_pair_join(struct relm_core *c, const char *code, size_t len, const char *label,
+                        uint8_t pairing[RELM_ID_LEN], uint8_t proton[RELM_ID_LEN]);
+int relm_core_pair_status(struct relm_core *c, const uint8_t pairing[RELM_ID_LEN],
+                          uint8_t proton[RELM_ID_LEN]);
+int relm_core_pairings_expire(struct relm_core *c);
+
 /* invite.create: ttl_s 0 = default.  text receives "relm:..." (cap ≥
  * RELM_INVITE_TEXT_MAX).  mailbox_id (may be NULL): the invite's mailbox,
  * which the daemon must now read. */

@@ -7,6 +7,7 @@
  *   apply.c       an engine step's effects written into that store step
  *   devices.c     this device in its proton's circle, env->devices
  *   siblings.c    sibling sessions, and routing between the devices
+ *   pairing.c     adding a device (both sides of devices.md §12)
  *   sibling_state.c  what siblings say of the proton: state_req / state
  *                 (repair) and circle frames
  */
@@ -70,6 +71,10 @@ struct relm_core {
 	struct relm__xfer xfers[RELM__XFERS];
 	struct relm__answered answered[RELM__ANSWERED];
 	unsigned answered_next;
+	/* The last pairing that ended without joining (a REFUSE, or expiry) and
+	 * why, for relm_core_pair_status: its row is gone. */
+	uint8_t refused_pairing[RELM_ID_LEN];
+	int refused_code;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
@@ -86,6 +91,10 @@ struct relm__ids {
 int relm__ids_push(struct relm__ids *ids, const uint8_t id[RELM_ID_LEN]);
 
 /* durability.c */
+/* envelope.undecryptable for bytes refused at (mailbox, seq), with the
+ * relationship (may be NULL), in the open step. */
+int relm__core_report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                          const uint8_t *rel, const uint8_t *buf, size_t len, int why);
 /* One relationship, decoded for a step (with its pending envelopes; the
  * retransmission queue and acks stay in the store), env->devices set to
  * its proton's.  Free with relm_rel_free. */
@@ -166,6 +175,11 @@ int relm__core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 /* 1 if rc is a verdict on a sibling's frame (reported as sibling.refused
  * and passed over), 0 if it is this device's own failure. */
 int relm__core_sib_refusal(int rc);
+/* pairing.c: bytes at the pairing mailbox of pairing id, inside the open
+ * step (a JOIN on E; a WELCOME or REFUSE on J).  0 or a verdict. */
+int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],
+                             const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                             const uint8_t *buf, size_t len);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 
