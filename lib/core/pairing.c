@@ -345,6 +345,10 @@ int relm_core_pair_join(struct relm_core *c, const char *code, size_t len, const
 	}
 	relm_pair_derive(&k, pc.secret);
 	memcpy(pairing, k.id, RELM_ID_LEN);
+	if (c->refused_code && !memcmp(c->refused_pairing, k.id, RELM_ID_LEN)) {
+		rc = c->refused_code;        /* this code was refused: asking again changes nothing */
+		goto out;
+	}
 	if ((rc = relm_store_begin(c->st)) != 0)
 		goto out;
 	rc = relm_store_pairing_get(c->st, k.id, &p);
