@@ -2,8 +2,8 @@
  * check_pairing.c — pairing through the programs (proto/devices.md §12,
  * proto/api.md device.pair.*): relm-mailbox and relmd processes on
  * loopback.  alice's relmd (A) offers a code; a fresh relmd (J) joins
- * with it — killed with SIGKILL after its JOIN was posted, restarted, the
- * same code resumes; both then list the same two devices.  The code
+ * with it — both killed with SIGKILL after J's JOIN was posted, restarted,
+ * the same code resumes; both then list the same two devices.  The code
  * again on a third relmd is refused (replay), through relmctl; junk codes
  * and another mailbox server are refused before anything is stored; the
  * circle does not change.
@@ -113,12 +113,17 @@ START_TEST(test_pair_two_commands)
 	ck_assert_str_eq(data_code(r), "invalid_argument");
 	cJSON_Delete(r);
 
-	/* J joins; killed after its JOIN is posted, restarted, resumes */
+	/* J joins; both daemons killed right after J's JOIN was posted —
+	 * before or after A accepted it, whichever came first — restarted,
+	 * and the same code resumes */
 	r = td_callf(J.sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"tablet\"}", code);
 	ck_assert_str_eq(data_code(r), "pending");
 	cJSON_Delete(r);
 	td_stop(&J.pid, SIGKILL, 5000);
+	td_stop(&A.pid, SIGKILL, 5000);
 	ck_assert_int_eq(J.pid, 0);
+	ck_assert_int_eq(A.pid, 0);
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
 	ck_assert_int_eq(td_relmd_restart(&J), 0);
 	r = join_until(&J, code, "tablet");
 	ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL, "join: %s", data_code(r));

@@ -276,6 +276,10 @@ START_TEST(test_pairings)
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM pairings WHERE eph IS NOT NULL OR keys IS NOT NULL"), 0);
 	ck_assert_int_eq(relm_store_pairing_ids(st, pid_cb, &n), 0);
 	ck_assert_int_eq(n, 1);
+	/* joined: J no longer reads its pairing mailbox */
+	mb[32] = 0;
+	ck_assert_int_eq(relm_store_mailbox_list(st, 0, mb_seen_cb, mb), 0);
+	ck_assert_int_eq(mb[32], 0);
 
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_pairing_delete(st, p.id), 0);

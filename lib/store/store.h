@@ -615,8 +615,8 @@ int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN
 
 /* Every mailbox this daemon reads — relationships' own mailboxes, the
  * mailboxes of invites not expired at now_ms, this device's device
- * mailboxes and the pairing mailboxes of pairings in progress — with its
- * cursor (0 if none). */
+ * mailboxes and the pairing mailboxes of pairings that still wait (E
+ * offered or welcomed, J joining) — with its cursor (0 if none). */
 int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
                             int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                             void *ctx);
