@@ -175,6 +175,122 @@ START_TEST(test_device_keys_circles)
 }
 END_TEST
 
+/* pairings (v10): put, the update of a transition, get with secrets and
+ * owned copies, lookup by mailbox, the mailbox in the list with its key,
+ * refusals, delete; a device row follows a circle (delete, never self). */
+static int pid_cb(void *ctx, const uint8_t id[16])
+{
+	(void)id;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int mb_seen_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	uint8_t *want = ctx;
+	(void)cursor;
+	if (memcmp(id, want, 32) == 0)
+		want[32]++;
+	return 0;
+}
+
+START_TEST(test_pairings)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_pairing p, g, o;
+	uint8_t join[40], keys[70], id[16], mb[33], sk[64];
+	int n = 0;
+
+	memset(&p, 0, sizeof p);
+	ts_fill(p.id, 16, 1);
+	p.role = RELM_PAIR_ROLE_J;
+	p.state = RELM_PAIR_JOINING;
+	ts_fill(p.secret, 32, 2);
+	ts_fill(p.eph, 32, 3);
+	p.has_eph = 1;
+	p.expires = 1700000600000ULL;
+	snprintf(p.host, sizeof p.host, "127.0.0.1:7427");
+	ts_fill(p.mailbox, 32, 4);
+	ts_fill(p.mailbox_sk, 64, 5);
+	ts_fill(join, sizeof join, 6);
+	ts_fill(keys, sizeof keys, 7);
+	p.message = join;
+	p.message_len = sizeof join;
+	p.keys = keys;
+	p.keys_len = sizeof keys;
+	snprintf(p.label, sizeof p.label, "tablet");
+	p.created = 1700000000000ULL;
+	ck_assert_int_eq(relm_store_pairing_get(st, p.id, &g), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_pairing_put(st, &p), 0);
+	o = p;
+	o.state = 9;
+	ck_assert_int_eq(relm_store_pairing_put(st, &o), RELM_EINVAL);
+	o = p;
+	o.role = 0;
+	ck_assert_int_eq(relm_store_pairing_put(st, &o), RELM_EINVAL);
+	/* another pairing may not read the same mailbox */
+	o = p;
+	ts_fill(o.id, 16, 8);
+	ck_assert_int_lt(relm_store_pairing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_pairing_get(st, p.id, &g), 0);
+	ck_assert_int_eq(g.role, RELM_PAIR_ROLE_J);
+	ck_assert_int_eq(g.state, RELM_PAIR_JOINING);
+	ck_assert_int_eq(memcmp(g.secret, p.secret, 32), 0);
+	ck_assert(g.has_eph && !g.has_proton && !g.has_join_hash);
+	ck_assert_int_eq(memcmp(g.eph, p.eph, 32), 0);
+	ck_assert_uint_eq(g.message_len, sizeof join);
+	ck_assert_int_eq(memcmp(g.message, join, sizeof join), 0);
+	ck_assert_uint_eq(g.keys_len, sizeof keys);
+	ck_assert_int_eq(memcmp(g.keys, keys, sizeof keys), 0);
+	ck_assert_str_eq(g.label, "tablet");
+	ck_assert_str_eq(g.host, "127.0.0.1:7427");
+	ck_assert_uint_eq(g.expires, p.expires);
+	relm_store_pairing_clear(&g);
+	ck_assert_int_eq(relm_store_pairing_by_mailbox(st, p.mailbox, id), 0);
+	ck_assert_int_eq(memcmp(id, p.id, 16), 0);
+	memcpy(mb, p.mailbox, 32);
+	mb[32] = 0;
+	ck_assert_int_eq(relm_store_mailbox_list(st, 0, mb_seen_cb, mb), 0);
+	ck_assert_int_eq(mb[32], 1);
+	ck_assert_int_eq(relm_store_mailbox_secret(st, p.mailbox, sk), 0);
+	ck_assert_int_eq(memcmp(sk, p.mailbox_sk, 64), 0);
+
+	/* the transition to JOINED: e_J and the device keys wiped, the proton */
+	p.state = RELM_PAIR_JOINED;
+	p.has_eph = 0;
+	p.keys = NULL;
+	p.keys_len = 0;
+	ts_fill(p.proton, 16, 9);
+	p.has_proton = 1;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_pairing_put(st, &p), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_pairing_get(st, p.id, &g), 0);
+	ck_assert_int_eq(g.state, RELM_PAIR_JOINED);
+	ck_assert(!g.has_eph && g.has_proton && g.keys == NULL && g.keys_len == 0);
+	ck_assert_uint_eq(g.message_len, sizeof join);
+	relm_store_pairing_clear(&g);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM pairings WHERE eph IS NOT NULL OR keys IS NOT NULL"), 0);
+	ck_assert_int_eq(relm_store_pairing_ids(st, pid_cb, &n), 0);
+	ck_assert_int_eq(n, 1);
+	/* joined: J no longer reads its pairing mailbox */
+	mb[32] = 0;
+	ck_assert_int_eq(relm_store_mailbox_list(st, 0, mb_seen_cb, mb), 0);
+	ck_assert_int_eq(mb[32], 0);
+
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_pairing_delete(st, p.id), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_pairing_get(st, p.id, &g), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_pairing_by_mailbox(st, p.mailbox, id), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_mailbox_secret(st, p.mailbox, sk), RELM_ENOTFOUND);
+	relm_store_close(st);
+}
+END_TEST
+
 START_TEST(test_invites_replay)
 {
 	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
@@ -1108,6 +1224,7 @@ int main(void)
 	const struct ts_test tests[] = {
 		{ "protons_devices", test_protons_devices, 10 },
 		{ "protons_devices", test_device_keys_circles, 10 },
+		{ "protons_devices", test_pairings, 10 },
 		{ "invites_replay", test_invites_replay, 10 },
 		{ "relationships", test_relationships, 10 },
 		{ "relationships", test_timers_mailboxes, 10 },

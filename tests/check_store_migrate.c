@@ -177,6 +177,38 @@ static void check_fixture(int version)
 		}
 		relm_store_device_keys_clear(&k);
 	}
+	{
+		/* v10's pairings: an E pairing that welcomed its joiner */
+		struct relm_store_pairing pr;
+		uint8_t prid[16], mb[32], sk[64], got[16];
+		int rc;
+		memset(prid, 0x61, 16);
+		memset(mb, 0xa5, 32);
+		rc = relm_store_pairing_get(st, prid, &pr);
+		if (version >= 10) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_int_eq(pr.role, RELM_PAIR_ROLE_E);
+			ck_assert_int_eq(pr.state, RELM_PAIR_WELCOMED);
+			ck_assert_int_eq(pr.secret[31], 0x62);
+			ck_assert(!pr.has_eph && pr.has_proton && pr.has_join_hash);
+			ck_assert_int_eq(pr.proton[0], 0x11);
+			ck_assert_uint_eq(pr.expires, 1700000600000ULL);
+			ck_assert_str_eq(pr.host, "127.0.0.1:7427");
+			ck_assert_int_eq(pr.mailbox_sk[63], 0x63);
+			ck_assert_int_eq(pr.join_hash[0], 0x64);
+			ck_assert_uint_eq(pr.message_len, 2);
+			ck_assert_int_eq(pr.message[1], 0x02);
+			ck_assert_uint_eq(pr.keys_len, 0);
+			relm_store_pairing_clear(&pr);
+			ck_assert_int_eq(relm_store_pairing_by_mailbox(st, mb, got), 0);
+			ck_assert_int_eq(memcmp(got, prid, 16), 0);
+			ck_assert_int_eq(relm_store_mailbox_secret(st, mb, sk), 0);
+			ck_assert_int_eq(sk[0], 0x63);
+		} else {
+			ck_assert_int_eq(rc, RELM_ENOTFOUND);
+			ck_assert_int_eq(relm_store_pairing_by_mailbox(st, mb, got), RELM_ENOTFOUND);
+		}
+	}
 	/* and it keeps working */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_event_append(st, ts_any_event(), 1, NULL), 0);
@@ -235,6 +267,12 @@ END_TEST
 START_TEST(test_fixture_v9)
 {
 	check_fixture(9);
+}
+END_TEST
+
+START_TEST(test_fixture_v10)
+{
+	check_fixture(10);
 }
 END_TEST
 
@@ -734,6 +772,7 @@ int main(void)
 		{ "fixtures", test_fixture_v7, 10 },
 		{ "fixtures", test_fixture_v8, 10 },
 		{ "fixtures", test_fixture_v9, 10 },
+		{ "fixtures", test_fixture_v10, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

@@ -18,6 +18,7 @@
 #include "crypto/crypto.h"
 #include "error.h"
 #include "wire/invite.h"
+#include "wire/pairing.h"
 #include "store/store.h"
 
 static struct relmd_api_backend *backend_of(struct relmd_call *call)
@@ -462,6 +463,87 @@ static int api_device_list(struct relmd_call *call, const cJSON *params, cJSON *
 	return 0;
 }
 
+/* ---- pairing (proto/devices.md §12) ---------------------------------------- */
+
+/* The pairing mailboxes a code names (M_E, M_J). */
+static int code_mailboxes(const char *code, uint8_t m_e[RELM_SIGN_PK_LEN], uint8_t m_j[RELM_SIGN_PK_LEN])
+{
+	struct relm_pair_code pc;
+	struct relm_pair_keys k;
+	int rc;
+
+	if ((rc = relm_pair_code_decode(&pc, code, strlen(code), 0)) != 0)
+		return rc;
+	relm_pair_derive(&k, pc.secret);
+	memcpy(m_e, k.mbox_e_pk, RELM_SIGN_PK_LEN);
+	memcpy(m_j, k.mbox_j_pk, RELM_SIGN_PK_LEN);
+	sodium_memzero(&pc, sizeof pc);
+	sodium_memzero(&k, sizeof k);
+	return 0;
+}
+
+static int api_device_pair_begin(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	uint8_t proton[RELM_ID_LEN], m_e[RELM_SIGN_PK_LEN], m_j[RELM_SIGN_PK_LEN];
+	char code[RELM_PAIR_CODE_MAX];
+	uint64_t expires = 0;
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = proton_exists(be, proton)) != 0 || (rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_pair_begin(be->core, proton, code, sizeof code, &expires)) != 0)
+		return rc;
+	if ((rc = code_mailboxes(code, m_e, m_j)) == 0)
+		be->watch_mailbox(be->ctx, m_e);
+	if (rc != 0 || !(r = cJSON_CreateObject()) || !cJSON_AddStringToObject(r, "code", code) ||
+	    !cJSON_AddNumberToObject(r, "expires_at", (double)expires)) {
+		sodium_memzero(code, sizeof code);
+		return rc ? rc : RELM_ENOMEM;
+	}
+	sodium_memzero(code, sizeof code);
+	*result = r;
+	return 0;
+}
+
+static int self_cb(void *ctx, const struct relm_store_device *d)
+{
+	if (d->self)
+		memcpy(ctx, d->device, RELM_ID_LEN);
+	return 0;
+}
+
+/* Never waits: while the WELCOME is awaited the call fails with `pending`
+ * (the JOIN is stored and posted; calling again with the same code
+ * resumes), and relmctl calls again until RELM_PAIR_WAIT_MS have passed. */
+static int api_device_pair_join(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	const char *code = param_str(params, "code");
+	uint8_t pairing[RELM_ID_LEN], proton[RELM_ID_LEN], device[RELM_ID_LEN] = { 0 };
+	uint8_t m_e[RELM_SIGN_PK_LEN], m_j[RELM_SIGN_PK_LEN];
+	cJSON *r;
+	int rc;
+
+	if ((rc = begin_txn(be)) != 0)
+		return rc;
+	rc = relm_core_pair_join(be->core, code, strlen(code), param_str(params, "label"), pairing, proton);
+	if (rc == RELM_EPENDING && code_mailboxes(code, m_e, m_j) == 0)
+		be->watch_mailbox(be->ctx, m_j);
+	if (rc == RELM_EPENDING || rc == RELM_ENOTFOUND)
+		rc = relm_core_pair_status(be->core, pairing, proton);
+	if (rc != 0)
+		return rc;
+	if ((rc = relm_store_device_list(be->store, proton, self_cb, device)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "proton", proton, RELM_ID_LEN) ||
+	    !add_hex(r, "device", device, RELM_ID_LEN))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
 /* ---- store.check ---------------------------------------------------------- */
 
 enum { CHECK_LIST_MAX = 100 };         /* problems listed in one reply; the totals count all */
@@ -543,6 +625,8 @@ int relmd_api_bind(struct relmd_methods *ms, struct relmd_api_backend *b)
 		{ "message.send", api_message_send },
 		{ "message.list", api_message_list },
 		{ "device.list", api_device_list },
+		{ "device.pair.begin", api_device_pair_begin },
+		{ "device.pair.join", api_device_pair_join },
 		{ "store.check", api_store_check },
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)

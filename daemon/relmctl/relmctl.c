@@ -581,6 +581,32 @@ static int report(const char *method, const cJSON *reply)
 	return 0;
 }
 
+/* ---- device pair / join ---------------------------------------------------------------------- */
+
+/* device.pair.join never waits in relmd: while the WELCOME is awaited it
+ * fails with `pending`, and calling again with the same code resumes.
+ * Call until it answers otherwise, for at most RELM_PAIR_WAIT_MS (the
+ * environment may shorten it), then report `timeout`. */
+static cJSON *call_join(struct client *cl, cJSON *params)
+{
+	const char *env = getenv("RELM_PAIR_WAIT_MS");
+	long wait_ms = env && *env ? atol(env) : 60000;
+	for (long waited = 0;; waited += 200) {
+		cJSON *reply = call(cl, "device.pair.join", params);
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(err, "data"), "code");
+		if (!reply || !cJSON_IsString(code) || strcmp(code->valuestring, "pending") != 0)
+			return reply;
+		cJSON_Delete(reply);
+		if (waited >= wait_ms) {
+			fprintf(stderr, "%s: device.pair.join: no answer from the paired device (timeout); "
+			        "the same command resumes\n", prog);
+			return NULL;
+		}
+		usleep(200 * 1000);
+	}
+}
+
 /* ---- tree ---------------------------------------------------------------------------------- */
 
 static const char *str_of(const cJSON *o, const char *k)
@@ -938,6 +964,14 @@ int main(int argc, char **argv)
 		cmd = "store.check";
 	cJSON *params = NULL;
 	char joined[64];
+	/* `device pair PROTON` and `device join CODE` (README) */
+	if (!strcmp(cmd, "device") && i < argc && !strcmp(argv[i], "pair")) {
+		cmd = "device.pair.begin";
+		i++;
+	} else if (!strcmp(cmd, "device") && i < argc && !strcmp(argv[i], "join")) {
+		cmd = "device.pair.join";
+		i++;
+	}
 	if (strcmp(cmd, "listen") && strcmp(cmd, "tree") && strcmp(cmd, "web")) {
 		m = relmd_method_find(cmd);
 		/* "device list" is "device.list": a method's name may also be
@@ -1003,8 +1037,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "tree")) {
 		code = cmd_tree(&cl, argc - i, argv + i);
 	} else {
-		cJSON *reply = call(&cl, m->name, params);
-		code = reply ? report(m->name, reply) : EXIT_CONNECT;
+		int joining = !strcmp(m->name, "device.pair.join");
+		cJSON *reply = joining ? call_join(&cl, params) : call(&cl, m->name, params);
+		code = reply ? report(m->name, reply) : joining ? EXIT_RPC : EXIT_CONNECT;
 		if (check && code == 0 &&
 		    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
 			    cJSON_GetObjectItemCaseSensitive(reply, "result"), "ok"))) {

@@ -501,6 +501,12 @@ static void on_timer(uv_timer_t *t)
 		}
 		if (n > 0)
 			log_info("%d expired invite%s deleted", n, n == 1 ? "" : "s");
+		/* pairing codes past their expiry (proto/devices.md §12.8); their
+		 * mailboxes leave the list at the next restart */
+		if ((n = relm_core_pairings_expire(app->core)) < 0) {
+			step_failed(app, "deleting expired pairings", n);
+			return;
+		}
 	}
 	app->dirty = 1;
 	/* the commit hook re-arms (the prepare handle runs next turn) */

@@ -68,6 +68,9 @@ int relm_core_new(struct relm_core **out, struct relm_store *st, const struct re
 
 void relm_core_free(struct relm_core *c)
 {
+	if (!c)
+		return;
+	relm__core_siblings_free(c);
 	free(c);
 }
 

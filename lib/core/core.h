@@ -54,6 +54,39 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
  * calls it once at start. */
 int relm_core_devices_upgrade(struct relm_core *c);
 
+/* Add a device to proton's circle (proto/devices.md §2, §12.4, §12.7):
+ * the next epoch, the held circle plus dev (its `added` set to the new
+ * epoch; dev->invite must be signed by dev->dpk), signed by the IPK and
+ * stored, the devices rows following it (device.added), and the circle
+ * sent to every other sibling on its session — one store step.  *epoch
+ * (may be NULL) receives the new epoch.  RELM_EEXIST (its id or DPK is in
+ * the circle already), RELM_ELIMIT (RELM_MAX_DEVICES), RELM_EINVAL (a
+ * field out of range, an invite not signed by its device). */
+struct relm_circle_device;
+int relm_core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const struct relm_circle_device *dev, uint64_t *epoch);
+
+/* Pairing (proto/devices.md §12).  pair_begin, on a device of proton:
+ * a fresh code (text into code, cap ≥ RELM_PAIR_CODE_MAX) good until
+ * *expires, for this daemon's mailbox server; the pairing mailbox M_E is
+ * now in the mailbox list.  pair_join, on the joiner: the code checked
+ * (malformed, truncated, bad_version, expired; invalid_argument for
+ * another mailbox server than this daemon's), J's device keys made and
+ * its JOIN posted — or, for a code already joining, the stored JOIN
+ * posted again.  *pairing gets the pairing's id.  Returns 0 with *proton
+ * once joined, RELM_EPENDING while the WELCOME is awaited.
+ * pair_status: 0 (joined, *proton), RELM_EPENDING, RELM_EEXPIRED, the
+ * code of a REFUSE (exists, limit, expired, replay, bad_signature), or
+ * RELM_ENOTFOUND.  pairings_expire deletes every pairing past its code's
+ * expiry (relmd: every minute). */
+int relm_core_pair_begin(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         char *code, size_t cap, uint64_t *expires);
+int relm_core_pair_join(struct relm_core *c, const char *code, size_t len, const char *label,
+                        uint8_t pairing[RELM_ID_LEN], uint8_t proton[RELM_ID_LEN]);
+int relm_core_pair_status(struct relm_core *c, const uint8_t pairing[RELM_ID_LEN],
+                          uint8_t proton[RELM_ID_LEN]);
+int relm_core_pairings_expire(struct relm_core *c);
+
 /* invite.create: ttl_s 0 = default.  text receives "relm:..." (cap ≥
  * RELM_INVITE_TEXT_MAX).  mailbox_id (may be NULL): the invite's mailbox,
  * which the daemon must now read. */

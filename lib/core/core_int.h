@@ -7,12 +7,45 @@
  *   apply.c       an engine step's effects written into that store step
  *   devices.c     this device in its proton's circle, env->devices
  *   siblings.c    sibling sessions, and routing between the devices
+ *   pairing.c     adding a device (both sides of devices.md §12)
+ *   sibling_state.c  what siblings say of the proton: state_req / state
+ *                 (repair) and circle frames
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
 
 #include "core/core.h"
 #include "engine/rel_state.h"
+#include "wire/sibling.h"
+
+enum {
+	RELM__XFERS    = 8,       /* state transfers being reassembled at once */
+	RELM__ANSWERED = 32,      /* state answers remembered for RELM_REPAIR_GAP_MS */
+};
+
+/* A frame for a sibling session that is being stepped: sent once that
+ * step has saved the session (sibling_state.c). */
+struct relm__deferred {
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
+	uint8_t *buf;                 /* may hold secrets: wiped when freed */
+	size_t len;
+};
+
+/* A state transfer (devices.md §4.4) whose parts are arriving. */
+struct relm__xfer {
+	uint8_t device[RELM_ID_LEN], rel[RELM_ID_LEN], xfer[RELM_ID_LEN];
+	uint16_t parts;
+	uint32_t total;
+	uint64_t got;                 /* bit i: part i arrived */
+	uint64_t t_ms;                /* first part */
+	uint8_t *buf;                 /* total bytes, secret; NULL = slot free */
+};
+
+/* A state this device sent (device, relationship, when). */
+struct relm__answered {
+	uint8_t device[RELM_ID_LEN], rel[RELM_ID_LEN];
+	uint64_t t_ms;
+};
 
 struct relm_core {
 	struct relm_store *st;
@@ -27,6 +60,21 @@ struct relm_core {
 	 * (env_own.devices points here, or is NULL): relm__core_devices_load. */
 	struct relm_devices devs;
 	uint8_t devs_proton[RELM_ID_LEN];
+	/* The sibling session being stepped (busy): frames for it wait in
+	 * defer until the step has saved it. */
+	uint8_t busy_sess[RELM_ID_LEN];
+	int busy;
+	struct relm__deferred *defer;
+	size_t ndefer, capdefer;
+	/* In memory only: a restart loses a partial transfer (the repair asks
+	 * again) and the answers' rate limit. */
+	struct relm__xfer xfers[RELM__XFERS];
+	struct relm__answered answered[RELM__ANSWERED];
+	unsigned answered_next;
+	/* The last pairing that ended without joining (a REFUSE, or expiry) and
+	 * why, for relm_core_pair_status: its row is gone. */
+	uint8_t refused_pairing[RELM_ID_LEN];
+	int refused_code;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
@@ -43,6 +91,10 @@ struct relm__ids {
 int relm__ids_push(struct relm__ids *ids, const uint8_t id[RELM_ID_LEN]);
 
 /* durability.c */
+/* envelope.undecryptable for bytes refused at (mailbox, seq), with the
+ * relationship (may be NULL), in the open step. */
+int relm__core_report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                          const uint8_t *rel, const uint8_t *buf, size_t len, int why);
 /* One relationship, decoded for a step (with its pending envelopes; the
  * retransmission queue and acks stay in the store), env->devices set to
  * its proton's.  Free with relm_rel_free. */
@@ -93,5 +145,42 @@ int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], str
  * against the circle rows: device is whose): make the session. */
 int relm__core_session_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                                const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* Send one binary sibling message to device of proton on its session
+ * (opened when missing); deferred while that session is being stepped. */
+int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
+/* Send the frames deferred during a session's step (after it saved). */
+int relm__core_flush_deferred(struct relm_core *c);
+
+/* sibling_state.c — each inside the open step, from sibling device of
+ * proton.  0, a refusal (the frame is bad or not for this device:
+ * relm__core_sib_refusal says so; nothing was kept) or a store error. */
+int relm__core_sib_state_req(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN]);
+int relm__core_sib_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_state *s);
+int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* The devices rows of proton made to follow an accepted circle `next`
+ * (this device's own row kept): rows added with device.added, dropped
+ * with device.removed. */
+struct relm_circle;
+int relm__core_circle_follow(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const struct relm_circle *next);
+/* relm_core_device_add inside the open step (c->devs loaded for
+ * proton); *circle (may be NULL; malloc'd) receives the signed bytes. */
+int relm__core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const struct relm_circle_device *dev, uint8_t **circle, size_t *clen,
+                          uint64_t *epoch_out);
+/* 1 if rc is a verdict on a sibling's frame (reported as sibling.refused
+ * and passed over), 0 if it is this device's own failure. */
+int relm__core_sib_refusal(int rc);
+/* pairing.c: bytes at the pairing mailbox of pairing id, inside the open
+ * step (a JOIN on E; a WELCOME or REFUSE on J).  0 or a verdict. */
+int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],
+                             const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                             const uint8_t *buf, size_t len);
+/* What relm_core_free frees of the above. */
+void relm__core_siblings_free(struct relm_core *c);
 
 #endif

@@ -206,8 +206,8 @@ done:
 
 /* envelope.undecryptable for bytes refused at (mailbox, seq): why, and the
  * relationship when the mailbox is one's. */
-static int report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
-                      const uint8_t *rel, const uint8_t *buf, size_t len, int why)
+int relm__core_report_bad(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
+                          const uint8_t *rel, const uint8_t *buf, size_t len, int why)
 {
 	struct relm_event ev;
 
@@ -252,6 +252,9 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 		int r2 = relm__core_step_apply(c, rel, &fx);
 		if (r2 == 0)
 			r2 = relm__core_save(c, rel);
+		/* what a sibling session's frames asked of it, on it */
+		if (r2 == 0)
+			r2 = relm__core_flush_deferred(c);
 		if (r2 != 0)
 			rc = r2;
 		else
@@ -289,6 +292,8 @@ int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_P
 		rc = relm__core_open_initial(c, proton, spk_id, buf, len, arrived_ms);
 	else if (relm_store_device_keys_by_mailbox(c->st, mailbox, proton) == 0)
 		rc = relm__core_device_initial(c, proton, buf, len);
+	else if (relm_store_pairing_by_mailbox(c->st, mailbox, proton) == 0)
+		rc = relm__core_pair_envelope(c, proton, mailbox, seq, buf, len);   /* proton: the pairing's id */
 	else
 		rc = RELM_ENOTFOUND;
 	if (rc != 0 && is_final(rc)) {
@@ -297,7 +302,7 @@ int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_P
 		relm_store_rollback(c->st);
 		if ((rc = relm_store_begin(c->st)) != 0)
 			return rc;
-		rc = report_bad(c, mailbox, seq, have_rel ? rel_id : NULL, buf, len, why);
+		rc = relm__core_report_bad(c, mailbox, seq, have_rel ? rel_id : NULL, buf, len, why);
 	}
 	if (rc == 0)
 		rc = relm_store_cursor_set(c->st, mailbox, seq);

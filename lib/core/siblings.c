@@ -15,8 +15,14 @@
  * step, its copies on every session, the sessions' posts and the sibling's
  * reading of them commit together or not at all (the durability rule).
  *
- * Not yet: state_req / state (repair, §5.6) and circle messages are
- * received and ignored; a STATE_REQ effect is sent.
+ * state_req, state and circle frames are handled in sibling_state.c.  A
+ * frame that fails to decode, or that the engine or the circle rule
+ * refuses, is reported (sibling.refused) and passed over: nothing of it is
+ * kept, and the session's later frames are still read.
+ *
+ * A frame for the session being stepped (an answer to the frame it
+ * delivered) waits until that step has saved the session: sending on it
+ * from inside the step would advance a ratchet the step then overwrites.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +78,17 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 {
 	int rc;
 
-	if (rel->sibling_session)
-		return session_effects(c, rel->id, fx);
+	if (rel->sibling_session) {
+		uint8_t was[RELM_ID_LEN];
+		int was_busy = c->busy;
+		memcpy(was, c->busy_sess, RELM_ID_LEN);
+		memcpy(c->busy_sess, rel->id, RELM_ID_LEN);
+		c->busy = 1;
+		rc = session_effects(c, rel->id, fx);
+		memcpy(c->busy_sess, was, RELM_ID_LEN);
+		c->busy = was_busy;
+		return rc;
+	}
 	if ((rc = relm__core_route(c, rel->id, fx)) != 0)
 		return rc;
 	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
@@ -171,7 +186,8 @@ int relm__core_session_initial(struct relm_core *c, const uint8_t proton[RELM_ID
 		goto out;
 	if ((rc = session_store(c, rel, proton, device)) != 0)
 		goto out;
-	rc = session_effects(c, rel->id, &fx);
+	if ((rc = relm__core_step_apply(c, rel, &fx)) == 0)
+		rc = relm__core_flush_deferred(c);
 out:
 	relm_effects_clear(&fx);
 	relm_rel_free(rel);
@@ -183,8 +199,61 @@ out:
 
 /* ---- sending on a session ---------------------------------------------- */
 
-static int send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                      const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len)
+static int defer_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                       const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len)
+{
+	struct relm__deferred *d;
+
+	if (c->ndefer == c->capdefer) {
+		size_t cap = c->capdefer ? 2 * c->capdefer : 4;
+		void *v = realloc(c->defer, cap * sizeof *c->defer);
+		if (!v)
+			return RELM_ENOMEM;
+		c->defer = v;
+		c->capdefer = cap;
+	}
+	d = &c->defer[c->ndefer];
+	if (!(d->buf = malloc(len)))
+		return RELM_ENOMEM;
+	memcpy(d->buf, frame, len);
+	d->len = len;
+	memcpy(d->proton, proton, RELM_ID_LEN);
+	memcpy(d->device, device, RELM_ID_LEN);
+	c->ndefer++;
+	return 0;
+}
+
+static void drop_deferred(struct relm_core *c)
+{
+	for (size_t i = 0; i < c->ndefer; i++)
+		relm_sib_buf_free(c->defer[i].buf, c->defer[i].len);
+	c->ndefer = 0;
+}
+
+int relm__core_flush_deferred(struct relm_core *c)
+{
+	int rc = 0;
+
+	/* sending may defer nothing more: no session is being stepped now */
+	for (size_t i = 0; i < c->ndefer && rc == 0; i++)
+		rc = relm__core_send_frame(c, c->defer[i].proton, c->defer[i].device,
+		                           c->defer[i].buf, c->defer[i].len);
+	drop_deferred(c);
+	return rc;
+}
+
+void relm__core_siblings_free(struct relm_core *c)
+{
+	drop_deferred(c);
+	free(c->defer);
+	for (int i = 0; i < RELM__XFERS; i++)
+		if (c->xfers[i].buf)
+			relm_sib_buf_free(c->xfers[i].buf, c->xfers[i].total);
+	sodium_memzero(c->xfers, sizeof c->xfers);
+}
+
+int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len)
 {
 	struct relm_effects fx;
 	struct relm_rel *sess = NULL;
@@ -193,6 +262,8 @@ static int send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 
 	relm_effects_init(&fx);
 	rc = relm_store_sibling_session_find(c->st, proton, device, sid);
+	if (rc == 0 && c->busy && memcmp(sid, c->busy_sess, RELM_ID_LEN) == 0)
+		return defer_frame(c, proton, device, frame, len);
 	if (rc == RELM_ENOTFOUND)
 		rc = open_session(c, proton, device, sid);
 	if (rc == 0)
@@ -222,12 +293,12 @@ int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], str
 		if (f->type == RELM_FX_COPY) {
 			for (uint32_t d = 0; d < ds.count && rc == 0; d++)
 				if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
-					rc = send_frame(c, proton, ds.ids[d], f->data, f->len);
+					rc = relm__core_send_frame(c, proton, ds.ids[d], f->data, f->len);
 		} else if (f->type == RELM_FX_STATE_REQ) {
 			uint8_t *req = NULL;
 			size_t rlen = 0;
 			if ((rc = relm_sib_state_req_encode(&req, &rlen, rel_id)) == 0)
-				rc = send_frame(c, proton, f->dev, req, rlen);
+				rc = relm__core_send_frame(c, proton, f->dev, req, rlen);
 			relm_sib_buf_free(req, rlen);
 		} else {
 			continue;
@@ -271,6 +342,33 @@ static int dispatch_copy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return rc;
 }
 
+int relm__core_sib_refusal(int rc)
+{
+	switch (rc) {
+	case RELM_ENOTFOUND: case RELM_EAUTH: case RELM_EMALFORMED: case RELM_EINVAL:
+	case RELM_ETRUNCATED: case RELM_ETOOBIG: case RELM_EVERSION: case RELM_EBADKEY:
+	case RELM_EBADSIG:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* sibling.refused: a frame of session sess from device was passed over. */
+static int report_refused(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t sess[RELM_ID_LEN], int why)
+{
+	struct relm_event ev;
+
+	relm_event_init(&ev, RELM_EV_SIBLING_REFUSED);
+	ev.has |= RELM_EVF_PROTON | RELM_EVF_DEVICE | RELM_EVF_REL | RELM_EVF_CODE;
+	memcpy(ev.proton, proton, RELM_ID_LEN);
+	memcpy(ev.device, device, RELM_ID_LEN);
+	memcpy(ev.rel, sess, RELM_ID_LEN);
+	ev.code = why;
+	return relm_store_event_append(c->st, &ev, relm__core_now(c), NULL);
+}
+
 static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const struct relm_fx *f)
 {
 	struct relm_sib_msg m;
@@ -279,8 +377,8 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 
 	if ((rc = relm_store_sibling_session_get(c->st, sess, proton, device)) != 0)
 		return rc;
-	if (relm_sib_decode(&m, f->data, f->len) != 0)
-		return 0;                    /* a bad frame from a sibling: dropped */
+	if ((rc = relm_sib_decode(&m, f->data, f->len)) != 0)
+		return report_refused(c, proton, device, sess, rc);
 	switch (m.type) {
 	case RELM_SIB_COPY:
 		rc = dispatch_copy(c, proton, device, m.u.copy.rel, f->data, f->len, 0);
@@ -288,14 +386,25 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 	case RELM_SIB_CARRY:
 		rc = dispatch_copy(c, proton, device, m.u.carry.rel, f->data, f->len, 1);
 		break;
+	case RELM_SIB_STATE_REQ:
+		rc = relm__core_sib_state_req(c, proton, device, m.u.state_req.rel);
+		break;
+	case RELM_SIB_STATE:
+		rc = relm__core_sib_state(c, proton, device, &m.u.state);
+		break;
+	case RELM_SIB_CIRCLE:
+		rc = relm__core_sib_circle(c, proton, device, m.u.circle.buf, m.u.circle.len);
+		break;
 	default:
-		return 0;                    /* not yet: state_req, state, circle; unknown types */
+		rc = 0;                      /* request, deliver (other strategies), unknown types */
+		break;
 	}
-	/* A copy the engine refuses (bad, or of a relationship this device
-	 * does not hold) is dropped: it cannot become good by retrying, and
-	 * the session's later frames must still be read. */
-	if (rc == RELM_ENOTFOUND || rc == RELM_EAUTH || rc == RELM_EMALFORMED || rc == RELM_EINVAL)
-		rc = 0;
+	sodium_memzero(&m, sizeof m);
+	/* A frame refused (bad, or of a relationship this device does not
+	 * hold) cannot become good by retrying, and the session's later
+	 * frames must still be read: reported, passed over. */
+	if (relm__core_sib_refusal(rc))
+		rc = report_refused(c, proton, device, sess, rc);
 	return rc;
 }
 

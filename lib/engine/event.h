@@ -77,7 +77,10 @@ enum {
 	  RELM_EVF_ROW | RELM_EVF_REL | RELM_EVF_MSG | RELM_EVF_PROTON | RELM_EVF_DEVICE) \
 	/* a successor statement refused: code says why (proto/revocation.md §3.2) */ \
 	X(IDENTITY_REJECTED,      "identity.rejected",      RELM_EVF_REL | RELM_EVF_CODE,    \
-	                                                    RELM_EVF_IPK)
+	                                                    RELM_EVF_IPK) \
+	/* a sibling's frame that failed to decode or was refused: passed over, nothing kept */ \
+	X(SIBLING_REFUSED,        "sibling.refused",        RELM_EVF_PROTON | RELM_EVF_DEVICE | \
+	                                                    RELM_EVF_CODE, RELM_EVF_REL)
 
 enum relm_event_type {
 	RELM_EV_NONE = 0,          /* no event (a zeroed record; a type this build does not know) */

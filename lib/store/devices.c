@@ -19,6 +19,7 @@
 RELM__SQL(DEVICE_PUT, "INSERT OR REPLACE INTO devices(proton,device,label,self,pk,sk,epoch,added) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
 RELM__SQL(DEVICE_LIST, "SELECT proton,device,label,self,pk,epoch,added FROM devices WHERE proton=?1 ORDER BY device");
 RELM__SQL(DEVICE_SELF, "SELECT proton,device,label,self,pk,epoch,added,sk FROM devices WHERE proton=?1 AND self=1");
+RELM__SQL(DEVICE_DEL, "DELETE FROM devices WHERE proton=?1 AND device=?2 AND self=0");
 RELM__SQL(DEVICE_ALL, "SELECT proton,device,label,self,pk,epoch,added FROM devices");
 /* an UPSERT: OR REPLACE would also delete another proton's row that held
  * the same mailbox, where this must be refused */
@@ -43,6 +44,13 @@ int relm_store_device_put(struct relm_store *st, const struct relm_store_device 
 	return Q_EXEC(st, DEVICE_PUT, A_ID(d->proton), A_ID(d->device), A_TEXT(d->label), A_INT(!!d->self),
 	              A_BLOB(d->pk, RELM_SIGN_PK_LEN), A_BLOB_IF(d->has_sk, d->sk, RELM_SIGN_SK_LEN),
 	              A_INT(d->epoch), A_INT(d->added));
+}
+
+int relm_store_device_delete(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN])
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC(st, DEVICE_DEL, A_ID(proton), A_ID(device));
 }
 
 /* One row of DEVICE_LIST / DEVICE_SELF / DEVICE_ALL, checked: 0 or

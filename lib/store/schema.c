@@ -249,6 +249,27 @@ static const char schema_v9[] =
 	" device BLOB NOT NULL CHECK(length(device)=16)) WITHOUT ROWID;"
 	"CREATE INDEX sibling_sessions_by_device ON sibling_sessions(proton, device, rel);";
 
+/* v10: pairings in progress (proto/devices.md §12.8), with the pairing
+ * mailbox this side reads (derived from S) and its secret key, which
+ * signs the subscription like every mailbox's. */
+static const char schema_v10[] =
+	"CREATE TABLE pairings("
+	" id BLOB PRIMARY KEY CHECK(length(id)=16),"
+	" role TEXT NOT NULL CHECK(role='e' OR role='j'),"
+	" state TEXT NOT NULL,"
+	" secret BLOB NOT NULL CHECK(length(secret)=32),"
+	" eph BLOB CHECK(eph IS NULL OR length(eph)=32),"
+	" expires INTEGER NOT NULL,"
+	" proton BLOB CHECK(proton IS NULL OR length(proton)=16),"
+	" host TEXT NOT NULL,"
+	" mailbox BLOB NOT NULL UNIQUE CHECK(length(mailbox)=32),"
+	" mailbox_sk BLOB NOT NULL CHECK(length(mailbox_sk)=64),"
+	" join_hash BLOB CHECK(join_hash IS NULL OR length(join_hash)=32),"
+	" message BLOB,"
+	" keys BLOB,"
+	" label TEXT NOT NULL DEFAULT '',"
+	" created INTEGER NOT NULL) WITHOUT ROWID;";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -263,6 +284,7 @@ static const struct migration {
 	{ schema_v7, NULL },      /* 6 → 7 */
 	{ schema_v8, NULL },      /* 7 → 8 */
 	{ schema_v9, NULL },      /* 8 → 9 */
+	{ schema_v10, NULL },     /* 9 → 10 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * ---------------------------------------------------------------- schema v9
+ * --------------------------------------------------------------- schema v10
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -115,6 +115,10 @@
  *   circles(proton→protons, epoch, signed; PK(proton, epoch))
  *   device_keys(proton PK→protons, spk_id, spk_priv[S], mailbox_id UNIQUE,
  *           mailbox_sk[S]) [v8]                   this device's device invite
+ *   pairings(id PK, role, state, secret[S], eph[S], expires, proton, host,
+ *           mailbox UNIQUE, mailbox_sk[S], join_hash, message, keys[S],
+ *           label, created) [v10]
+ *                                                 pairings in progress
  *   sibling_sessions(rel PK→relationships, proton→protons, device) [v9]
  *           index (proton, device, rel)           relationships that are
  *           sibling sessions: never listed as the proton's
@@ -172,7 +176,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 9,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 10,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -303,6 +307,9 @@ struct relm_store_device {
 };
 /* Insert or replace. */
 int relm_store_device_put(struct relm_store *st, const struct relm_store_device *d);
+/* Delete a sibling's row (never this device's own: a no-op then). */
+int relm_store_device_delete(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN]);
 /* Calls cb for every device of a proton (no secrets). */
 int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                            int (*cb)(void *ctx, const struct relm_store_device *d), void *ctx);
@@ -353,6 +360,51 @@ int relm_store_circle_put(struct relm_store *st, const uint8_t proton[RELM_ID_LE
  * if the proton has none. */
 int relm_store_circle_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                           uint64_t *epoch, uint8_t **buf, size_t *len);
+
+/* ---- pairings (pairings.c; proto/devices.md §12.8; schema v10) -------- */
+
+enum relm_pair_role { RELM_PAIR_ROLE_E = 1, RELM_PAIR_ROLE_J = 2 };
+enum relm_pair_state {
+	RELM_PAIR_OFFERED = 1, RELM_PAIR_WELCOMED, RELM_PAIR_JOINING, RELM_PAIR_JOINED, RELM_PAIR_SYNCED,
+};
+struct relm_store_pairing {
+	uint8_t id[RELM_ID_LEN];                /* derived from S */
+	int role;                               /* enum relm_pair_role */
+	int state;                              /* enum relm_pair_state */
+	uint8_t secret[32];                     /* S, secret */
+	uint8_t eph[32];                        /* J: e_J until joined, secret */
+	int has_eph;
+	uint64_t expires;
+	uint8_t proton[RELM_ID_LEN];            /* E: the proton offered; J: once joined */
+	int has_proton;
+	char host[RELM_STORE_LABEL_MAX + 1];    /* the mailbox server, "host:port" */
+	uint8_t mailbox[RELM_SIGN_PK_LEN];      /* the pairing mailbox this side reads */
+	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];   /* its secret key (signs subscriptions), secret */
+	uint8_t join_hash[32];
+	int has_join_hash;
+	uint8_t *message;                       /* E: the WELCOME sent; J: its JOIN (owned) */
+	size_t message_len;
+	uint8_t *keys;                          /* J: its device keys until joined (owned, secret) */
+	size_t keys_len;
+	char label[RELM_STORE_LABEL_MAX + 1];   /* J: the label it asked for */
+	uint64_t created;
+};
+/* Insert, or update the row of the same id (role, secret, host, mailbox
+ * and created stay as first written).  RELM_EINVAL for a role or state
+ * out of range or bad text; RELM_EEXIST if the mailbox is another's. */
+int relm_store_pairing_put(struct relm_store *st, const struct relm_store_pairing *p);
+/* With the secrets and owned copies (relm_store_pairing_clear).
+ * RELM_ENOTFOUND, RELM_EBADROW (a damaged row). */
+int relm_store_pairing_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                           struct relm_store_pairing *out);
+/* The pairing whose mailbox this is.  RELM_ENOTFOUND. */
+int relm_store_pairing_by_mailbox(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                                  uint8_t id[RELM_ID_LEN]);
+int relm_store_pairing_delete(struct relm_store *st, const uint8_t id[RELM_ID_LEN]);
+/* Every pairing's id, in id order. */
+int relm_store_pairing_ids(struct relm_store *st,
+                           int (*cb)(void *ctx, const uint8_t id[RELM_ID_LEN]), void *ctx);
+void relm_store_pairing_clear(struct relm_store_pairing *p);   /* wipes, frees */
 
 /* ---- invites and their prekeys ---------------------------------------- */
 
@@ -562,8 +614,9 @@ int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN
                           uint64_t cursor);
 
 /* Every mailbox this daemon reads — relationships' own mailboxes, the
- * mailboxes of invites not expired at now_ms, and this device's device
- * mailboxes — with its cursor (0 if none). */
+ * mailboxes of invites not expired at now_ms, this device's device
+ * mailboxes and the pairing mailboxes of pairings that still wait (E
+ * offered or welcomed, J joining) — with its cursor (0 if none). */
 int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
                             int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                             void *ctx);

@@ -106,9 +106,10 @@ struct relm__stage {
 #define RELM__STORE_SLOTS(X)                                                    \
 	/* db.c */       X(STEP_BEGIN) X(STEP_RELEASE) X(STEP_UNDO)                  \
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
-	/* devices.c */  X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL)     \
+	/* devices.c */  X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL) X(DEVICE_DEL)     \
 	                 X(DEVKEYS_PUT) X(DEVKEYS_GET) X(DEVKEYS_BY_MBOX)            \
 	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
+	/* pairings.c */ X(PAIRING_PUT) X(PAIRING_GET) X(PAIRING_BY_MBOX) X(PAIRING_DEL) X(PAIRING_IDS) \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \

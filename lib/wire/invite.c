@@ -188,18 +188,35 @@ static int is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+void relm_wire_trim(const char **text, size_t *len)
+{
+	while (*len > 0 && is_space((*text)[0])) {
+		(*text)++;
+		(*len)--;
+	}
+	while (*len > 0 && is_space((*text)[*len - 1]))
+		(*len)--;
+}
+
+int relm_wire_b64url_decode(uint8_t *out, size_t cap, size_t *outlen, const char *text, size_t len)
+{
+	const char *end = NULL;
+
+	/* libsodium rejects characters outside the alphabet, a length of 1 mod 4
+	 * and non-zero trailing bits, so each text has one spelling. */
+	if (!is_b64url(text, len) ||
+	    sodium_base642bin(out, cap, text, len, NULL, outlen, &end,
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || end != text + len)
+		return RELM_EMALFORMED;
+	return 0;
+}
+
 int relm_invite_decode(struct relm_invite *out, const char *text, size_t len)
 {
 	uint8_t bin[INVITE_BIN_MAX];
-	const char *b64_end = NULL;
 	size_t binlen = 0, b64len;
 
-	while (len > 0 && is_space(text[0])) {
-		text++;
-		len--;
-	}
-	while (len > 0 && is_space(text[len - 1]))
-		len--;
+	relm_wire_trim(&text, &len);
 	if (len < PREFIX_LEN) {
 		/* A prefix of "relm:" is a truncated invite; anything else is not one. */
 		return len == 0 || memcmp(text, PREFIX, len) == 0 ? RELM_ETRUNCATED : RELM_EMALFORMED;
@@ -210,12 +227,7 @@ int relm_invite_decode(struct relm_invite *out, const char *text, size_t len)
 	b64len = len - PREFIX_LEN;
 	if (b64len > INVITE_B64_MAX)
 		return RELM_EMALFORMED;
-	/* libsodium rejects characters outside the alphabet, a length of 1 mod 4
-	 * and non-zero trailing bits, so each invite has one spelling. */
-	if (!is_b64url(text, b64len) ||
-	    sodium_base642bin(bin, sizeof bin, text, b64len, NULL, &binlen, &b64_end,
-	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-	    b64_end != text + b64len)
+	if (relm_wire_b64url_decode(bin, sizeof bin, &binlen, text, b64len) != 0)
 		return RELM_EMALFORMED;
 
 	return relm_invite_from_bin(out, bin, binlen);

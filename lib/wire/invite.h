@@ -59,6 +59,12 @@ int relm_invite_decode(struct relm_invite *out, const char *text, size_t len);
  * returns the length or RELM_EINVAL.  from_bin: as relm_invite_decode,
  * after the base64url step. */
 #define RELM_INVITE_BIN_MAX 434
+
+/* The text forms' shared steps (invites, pairing codes): strip
+ * surrounding whitespace; strict base64url without padding (one spelling
+ * per text) into out, 0 or RELM_EMALFORMED. */
+void relm_wire_trim(const char **text, size_t *len);
+int relm_wire_b64url_decode(uint8_t *out, size_t cap, size_t *outlen, const char *text, size_t len);
 int relm_invite_to_bin(uint8_t *out, const struct relm_invite *inv);
 int relm_invite_from_bin(struct relm_invite *out, const uint8_t *buf, size_t len);
 

@@ -1,0 +1,311 @@
+/*
+ * check_core_pairing.c — pairing in lib/core (proto/devices.md §12): whole
+ * daemons in one process (tests/util_world.h) on one mailbox network.  A
+ * device of alice (A) offers a code, a fresh daemon (J) joins with it:
+ * both end with the same circle naming both devices, J holds the proton.
+ * Each bad code — malformed, expired, another mailbox server, reused, a
+ * wrong secret, junk at the pairing mailbox — gets its error and leaves
+ * the circle as it was.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include "util_rand.h"
+#include "util_world.h"
+#include "core/core.h"
+#include "wire/addr.h"
+#include "wire/circle.h"
+#include "wire/pairing.h"
+#include "error.h"
+
+static uint64_t clock_ms;
+static struct tu_daemon A, J, K;       /* K: a second joiner */
+static struct tu_net net;
+static uint8_t pa[16], ipk_a[32];
+
+static void setup(void)
+{
+	clock_ms = 1700000000000ull;
+	memset(&net, 0, sizeof net);
+	tu_daemon_mkdir(&A, "alice");
+	tu_daemon_mkdir(&J, "joiner");
+	tu_daemon_mkdir(&K, "other");
+	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&J, &clock_ms, 2, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(tu_daemon_open(&K, &clock_ms, 3, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
+}
+
+static void teardown(void)
+{
+	tu_daemon_close(&A);
+	tu_daemon_close(&J);
+	tu_daemon_close(&K);
+	tu_daemon_rmdir(&A);
+	tu_daemon_rmdir(&J);
+	tu_daemon_rmdir(&K);
+	tu_net_free(&net);
+}
+
+static int count_cb(void *ctx, const struct relm_store_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int rows_of(struct tu_daemon *d)
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_device_list(d->st, pa, count_cb, &n), 0);
+	return n;
+}
+
+/* The circle d holds for alice: its epoch, and its bytes (malloc'd). */
+static uint64_t circle_of(struct tu_daemon *d, uint8_t **buf, size_t *len)
+{
+	uint64_t epoch = 0;
+	ck_assert_int_eq(relm_store_circle_get(d->st, pa, &epoch, buf, len), 0);
+	return epoch;
+}
+
+static int count_where(struct tu_daemon *d, const char *where)
+{
+	char sql[200];
+	sqlite3_stmt *q;
+	int n;
+
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pairings WHERE %s", where);
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(d->st), sql, -1, &q, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+	n = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	return n;
+}
+
+static int pairings_of(struct tu_daemon *d)
+{
+	return count_where(d, "1");
+}
+
+static void settle(void)
+{
+	struct tu_daemon *ds[3] = { &A, &J, &K };
+	tu_settle(ds, 3, &net, 10, 1000);
+}
+
+static int ev_count_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	int *n = ctx;
+	(void)seq;
+	(void)ts;
+	if (ev->type == n[1]) {
+		n[0]++;
+		n[2] = ev->code;
+	}
+	return 0;
+}
+
+/* How many events of type d has; *code the last one's code. */
+static int events_of(struct tu_daemon *d, int type, int *code)
+{
+	int n[3] = { 0, type, 0 };
+	ck_assert_int_eq(relm_store_event_list(d->st, 0, 0, ev_count_cb, n), 0);
+	if (code)
+		*code = n[2];
+	return n[0];
+}
+
+START_TEST(test_pair)
+{
+	char code[RELM_PAIR_CODE_MAX];
+	uint8_t pid[16], proton[16], *b1 = NULL, *b2 = NULL;
+	size_t l1 = 0, l2 = 0;
+	uint64_t expires = 0;
+	struct relm_store_proton p;
+	struct relm_circle *c = calloc(1, sizeof *c);
+
+	ck_assert_int_eq(relm_core_pair_begin(A.core, pa, code, sizeof code, &expires), 0);
+	ck_assert_uint_eq(expires, clock_ms + RELM_PAIR_TTL_MS);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), RELM_EPENDING);
+	ck_assert_int_eq(relm_core_pair_status(J.core, pid, proton), RELM_EPENDING);
+	settle();
+	ck_assert_int_eq(relm_core_pair_status(J.core, pid, proton), 0);
+	ck_assert_int_eq(memcmp(proton, pa, 16), 0);
+	/* J holds alice's proton, her identity key and the circle A holds */
+	ck_assert_int_eq(relm_store_proton_get(J.st, pa, &p, RELM_STORE_WITH_SECRETS), 0);
+	ck_assert_int_eq(memcmp(p.ipk, ipk_a, 32), 0);
+	ck_assert_str_eq(p.label, "alice");
+	relm_store_proton_clear(&p);
+	ck_assert_uint_eq(circle_of(&A, &b1, &l1), 2);
+	ck_assert_uint_eq(circle_of(&J, &b2, &l2), 2);
+	ck_assert_uint_eq(l1, l2);
+	ck_assert_int_eq(memcmp(b1, b2, l1), 0);
+	ck_assert_int_eq(relm_circle_decode(c, b1, l1), 0);
+	ck_assert_uint_eq(c->count, 2);
+	ck_assert_int_eq(rows_of(&A), 2);
+	ck_assert_int_eq(rows_of(&J), 2);
+	ck_assert_int_eq(events_of(&A, RELM_EV_DEVICE_ADDED, NULL), 1);
+	ck_assert_int_eq(events_of(&J, RELM_EV_DEVICE_ADDED, NULL), 1);
+	{
+		struct relm_store_device self;
+		struct relm_store_device_keys k;
+		ck_assert_int_eq(relm_store_device_get_self(J.st, pa, &self), 0);
+		ck_assert(self.has_sk);
+		ck_assert_str_eq(self.label, "tablet");
+		ck_assert_int_ge(relm_circle_find(c, self.device), 0);
+		ck_assert_int_eq(relm_store_device_keys_get(J.st, pa, &k), 0);
+		relm_store_device_keys_clear(&k);
+		relm_store_device_clear(&self);
+	}
+	/* J's ephemeral and device keys are gone from its pairing row */
+	ck_assert_int_eq(count_where(&J, "eph IS NOT NULL OR keys IS NOT NULL"), 0);
+	/* the same code again on J: joined already */
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), 0);
+	/* and on another daemon: the code paired one device (replay) */
+	ck_assert_int_eq(relm_core_pair_join(K.core, code, strlen(code), "phone", pid, proton), RELM_EPENDING);
+	settle();
+	ck_assert_int_eq(relm_core_pair_status(K.core, pid, proton), RELM_EREPLAY);
+	ck_assert_int_eq(pairings_of(&K), 0);
+	ck_assert_int_eq(rows_of(&A), 2);
+	free(b2);
+	ck_assert_uint_eq(circle_of(&A, &b2, &l2), 2);
+	free(b1);
+	free(b2);
+	free(c);
+	/* the code expires: E's row goes, and so does J's */
+	clock_ms = expires;
+	ck_assert_int_eq(relm_core_pairings_expire(A.core), 0);
+	ck_assert_int_eq(relm_core_pairings_expire(J.core), 0);
+	ck_assert_int_eq(pairings_of(&A), 0);
+	ck_assert_int_eq(pairings_of(&J), 0);
+}
+END_TEST
+
+/* Each bad code: its error, and no change to A's circle. */
+START_TEST(test_bad_codes)
+{
+	char code[RELM_PAIR_CODE_MAX], wrong[RELM_PAIR_CODE_MAX];
+	uint8_t pid[16], proton[16], *b = NULL;
+	size_t l = 0;
+	uint64_t expires = 0;
+	struct relm_pair_code pc;
+	struct relm_pair_keys k;
+	int why = 0;
+
+	ck_assert_int_eq(relm_core_pair_begin(A.core, pa, code, sizeof code, &expires), 0);
+	ck_assert_int_eq(relm_core_pair_join(J.core, "relm-pair:%%", 12, NULL, pid, proton), RELM_EMALFORMED);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, 22, NULL, pid, proton), RELM_ETRUNCATED);
+	ck_assert_int_eq(pairings_of(&J), 0);
+	ck_assert_int_eq(relm_pair_code_decode(&pc, code, strlen(code), clock_ms), 0);
+
+	/* another mailbox server */
+	{
+		struct tu_daemon X;
+		tu_daemon_mkdir(&X, "elsewhere");
+		ck_assert_int_eq(tu_daemon_open(&X, &clock_ms, 4, "127.0.0.2:7427"), 0);
+		ck_assert_int_eq(relm_core_pair_join(X.core, code, strlen(code), NULL, pid, proton), RELM_EINVAL);
+		ck_assert_int_eq(pairings_of(&X), 0);
+		tu_daemon_close(&X);
+		tu_daemon_rmdir(&X);
+	}
+	/* junk at E's pairing mailbox: reported, the pairing still offered */
+	relm_pair_derive(&k, pc.secret);
+	{
+		struct tu_mail *m;
+		uint8_t junk[] = { 1, 1, 2, 3 };
+		struct tu_daemon *one[1] = { &A };
+		net.cap = net.n + 8;
+		net.v = realloc(net.v, net.cap * sizeof *net.v);
+		m = &net.v[net.n++];
+		memset(m, 0, sizeof *m);
+		memcpy(m->mailbox, k.mbox_e_pk, 32);
+		m->seq = 1;
+		m->buf = malloc(sizeof junk);
+		memcpy(m->buf, junk, sizeof junk);
+		m->len = sizeof junk;
+		tu_settle(one, 1, &net, 2, 100);
+	}
+	ck_assert_int_eq(events_of(&A, RELM_EV_ENVELOPE_UNDECRYPTABLE, &why), 1);
+	ck_assert_int_eq(why, RELM_ETRUNCATED);
+	ck_assert_int_eq(pairings_of(&A), 1);
+	ck_assert_uint_eq(circle_of(&A, &b, &l), 1);
+	free(b);
+
+	/* a mistyped secret: mailboxes nobody reads — waiting, then expired */
+	pc.secret[5] ^= 0x20;
+	ck_assert_int_gt(relm_pair_code_encode(wrong, sizeof wrong, &pc), 0);
+	ck_assert_int_eq(relm_core_pair_join(K.core, wrong, strlen(wrong), NULL, pid, proton), RELM_EPENDING);
+	settle();
+	ck_assert_int_eq(relm_core_pair_status(K.core, pid, proton), RELM_EPENDING);
+	clock_ms = expires;
+	ck_assert_int_eq(relm_core_pair_status(K.core, pid, proton), RELM_EEXPIRED);
+	ck_assert_int_eq(relm_core_pairings_expire(K.core), 0);
+	ck_assert_int_eq(relm_core_pair_status(K.core, pid, proton), RELM_EEXPIRED);
+	/* the real code, now expired */
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), NULL, pid, proton), RELM_EEXPIRED);
+	ck_assert_int_eq(pairings_of(&J), 0);
+	ck_assert_int_eq(rows_of(&A), 1);
+	ck_assert_uint_eq(circle_of(&A, &b, &l), 1);
+	free(b);
+	sodium_memzero(&pc, sizeof pc);
+	sodium_memzero(&k, sizeof k);
+}
+END_TEST
+
+/* J's daemon stops after its JOIN is stored and before it is posted, and
+ * again after the WELCOME was committed by E but before J read it:
+ * reopened, the same code resumes (the stored JOIN, not a new one) and
+ * the pairing completes once. */
+START_TEST(test_resume)
+{
+	char code[RELM_PAIR_CODE_MAX];
+	uint8_t pid[16], proton[16];
+	uint64_t expires = 0;
+	struct tu_daemon *ae[1] = { &A };
+
+	ck_assert_int_eq(relm_core_pair_begin(A.core, pa, code, sizeof code, &expires), 0);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), RELM_EPENDING);
+	tu_daemon_close(&J);                      /* J killed: its outbox holds the JOIN */
+	ck_assert_int_eq(tu_daemon_open(&J, &clock_ms, 2, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), RELM_EPENDING);
+	ck_assert_int_eq(tu_pump(&J, &net), 0);   /* both JOINs (the same bytes) posted */
+	tu_settle(ae, 1, &net, 3, 100);           /* E welcomes the first, sends the WELCOME again for the second */
+	ck_assert_int_eq(rows_of(&A), 2);
+	tu_daemon_close(&J);
+	ck_assert_int_eq(tu_daemon_open(&J, &clock_ms, 2, "127.0.0.1:7427"), 0);
+	settle();
+	ck_assert_int_eq(relm_core_pair_status(J.core, pid, proton), 0);
+	ck_assert_int_eq(rows_of(&A), 2);
+	ck_assert_int_eq(rows_of(&J), 2);
+	ck_assert_int_eq(events_of(&A, RELM_EV_DEVICE_ADDED, NULL), 1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core_pairing");
+	TCase *tc = tcase_create("pairing");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_pair);
+	tcase_add_test(tc, test_bad_codes);
+	tcase_add_test(tc, test_resume);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,170 @@
+/*
+ * check_pairing.c — pairing through the programs (proto/devices.md §12,
+ * proto/api.md device.pair.*): relm-mailbox and relmd processes on
+ * loopback.  alice's relmd (A) offers a code; a fresh relmd (J) joins
+ * with it — both killed with SIGKILL after J's JOIN was posted, restarted,
+ * the same code resumes; both then list the same two devices.  The code
+ * again on a third relmd is refused (replay), through relmctl; junk codes
+ * and another mailbox server are refused before anything is stored; the
+ * circle does not change.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <check.h>
+#include <cjson/cJSON.h>
+#include "util_daemon.h"
+#include "util_rand.h"
+
+static char dir[256];
+static struct td_mbox mb, mb2;
+static struct td_relmd A, J, K, X;
+
+static void setup(void)
+{
+	td_base_new("pairing");
+	td_dir_new(dir, sizeof dir);
+	ck_assert_int_eq(td_mbox_start(&mb, dir, "mbox", 0), 0);
+	ck_assert_int_eq(td_relmd_start(&A, dir, "alice", mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&J, dir, "tablet", mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&K, dir, "phone", mb.port), 0);
+}
+
+static void teardown(void)
+{
+	td_kill_all();
+	td_base_free();
+}
+
+static const char *data_code(const cJSON *r)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "data"), "code");
+	return cJSON_IsString(c) ? c->valuestring : "";
+}
+
+/* device.pair.join on d until it answers other than `pending` (20 s at
+ * most): the reply. */
+static cJSON *join_until(struct td_relmd *d, const char *code, const char *label)
+{
+	for (int i = 0; i < 100; i++) {
+		cJSON *r = td_callf(d->sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"%s\"}", code, label);
+		ck_assert_ptr_nonnull(r);
+		if (strcmp(data_code(r), "pending") != 0)
+			return r;
+		cJSON_Delete(r);
+		usleep(200 * 1000);
+	}
+	ck_abort_msg("device.pair.join still pending after 20 s");
+	return NULL;
+}
+
+/* The devices d lists for proton: how many, and the self one's label. */
+static int devices(struct td_relmd *d, const char *proton, char *self_label, size_t n)
+{
+	cJSON *r = td_must(d->sock, "device.list", "{\"proton\":\"%s\"}", proton);
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(td_res(r), "devices"), *it;
+	int count = 0;
+
+	cJSON_ArrayForEach(it, arr) {
+		count++;
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "self")) && self_label)
+			snprintf(self_label, n, "%s", cJSON_GetObjectItemCaseSensitive(it, "label")->valuestring);
+	}
+	cJSON_Delete(r);
+	return count;
+}
+
+START_TEST(test_pair_two_commands)
+{
+	char proton[33], code[1100], label[80], out[4096], err[1024], prog[512];
+	cJSON *r;
+
+	r = td_must(A.sock, "proton.create", "{\"label\":\"alice\"}");
+	snprintf(proton, sizeof proton, "%s", cJSON_GetObjectItemCaseSensitive(td_res(r), "proton")->valuestring);
+	cJSON_Delete(r);
+
+	/* relmctl device pair PROTON prints the code */
+	td_prog(prog, sizeof prog, "relmctl");
+	{
+		char *argv[] = { prog, "--socket", A.sock, "--json", "device", "pair", proton, NULL };
+		ck_assert_int_eq(td_run(argv, out, sizeof out, err, sizeof err, 10000), 0);
+		r = cJSON_Parse(out);
+		ck_assert_ptr_nonnull(r);
+		snprintf(code, sizeof code, "%s", cJSON_GetObjectItemCaseSensitive(r, "code")->valuestring);
+		ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
+		ck_assert(cJSON_GetObjectItemCaseSensitive(r, "expires_at")->valuedouble > 0);
+		cJSON_Delete(r);
+	}
+
+	/* bad codes: refused before anything is stored */
+	r = td_call(J.sock, "device.pair.join", "{\"code\":\"relm-pair:%%%\"}");
+	ck_assert_str_eq(data_code(r), "malformed");
+	cJSON_Delete(r);
+	r = td_call(J.sock, "device.pair.join", "{\"code\":\"relm-pai\"}");
+	ck_assert_str_eq(data_code(r), "truncated");
+	cJSON_Delete(r);
+	/* a relmd of another mailbox server */
+	ck_assert_int_eq(td_mbox_start(&mb2, dir, "mbox2", 0), 0);
+	ck_assert_int_eq(td_relmd_start(&X, dir, "elsewhere", mb2.port), 0);
+	r = td_callf(X.sock, "device.pair.join", "{\"code\":\"%s\"}", code);
+	ck_assert_str_eq(data_code(r), "invalid_argument");
+	cJSON_Delete(r);
+
+	/* J joins; both daemons killed right after J's JOIN was posted —
+	 * before or after A accepted it, whichever came first — restarted,
+	 * and the same code resumes */
+	r = td_callf(J.sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"tablet\"}", code);
+	ck_assert_str_eq(data_code(r), "pending");
+	cJSON_Delete(r);
+	td_stop(&J.pid, SIGKILL, 5000);
+	td_stop(&A.pid, SIGKILL, 5000);
+	ck_assert_int_eq(J.pid, 0);
+	ck_assert_int_eq(A.pid, 0);
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
+	ck_assert_int_eq(td_relmd_restart(&J), 0);
+	r = join_until(&J, code, "tablet");
+	ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL, "join: %s", data_code(r));
+	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(td_res(r), "proton")->valuestring, proton);
+	cJSON_Delete(r);
+	ck_assert_int_eq(devices(&A, proton, label, sizeof label), 2);
+	ck_assert_int_eq(devices(&J, proton, label, sizeof label), 2);
+	ck_assert_str_eq(label, "tablet");
+
+	/* the same code on a third daemon, through relmctl: replay */
+	{
+		char *argv[] = { prog, "--socket", K.sock, "device", "join", code, NULL };
+		setenv("RELM_PAIR_WAIT_MS", "20000", 1);
+		ck_assert_int_ne(td_run(argv, out, sizeof out, err, sizeof err, 30000), 0);
+		ck_assert_msg(strstr(err, "(replay)") != NULL, "relmctl said: %s", err);
+	}
+	ck_assert_int_eq(devices(&A, proton, NULL, 0), 2);
+	ck_assert_int_eq(devices(&J, proton, NULL, 0), 2);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("pairing");
+	TCase *tc = tcase_create("programs");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, test_pair_two_commands);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
