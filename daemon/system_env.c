@@ -88,11 +88,11 @@ static uint64_t sys_now(void *ctx)
 
 void relm_env_init_system(struct relm_env *env)
 {
-	env->ctx = NULL;
+	/* every optional hook NULL, also those added after this was written
+	 * (observe_sent, history_get): a caller's env on the stack held
+	 * garbage there, which the engine then called */
+	memset(env, 0, sizeof *env);
 	env->random = sys_random;
 	env->now_ms = sys_now;
-	env->history_has = NULL;
-	env->history_ctx = NULL;
-	env->devices = NULL;
 	relm_params_default(&env->params);
 }

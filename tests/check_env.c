@@ -65,7 +65,13 @@ END_TEST
 START_TEST(test_defaults_and_between)
 {
 	struct relm_env env;
+	/* what a stack holds before: every optional hook must come out NULL */
+	memset(&env, 0xa5, sizeof env);
 	relm_env_init_system(&env);
+	ck_assert_ptr_null(env.history_get);
+	ck_assert_ptr_null(env.history_ctx);
+	ck_assert_ptr_null(env.observe_sent);
+	ck_assert_ptr_null(env.devices);
 	ck_assert_uint_eq(env.params.max_skip, RELM_MAX_SKIP);
 	ck_assert_uint_eq(env.params.prune_w, RELM_PRUNE_W);
 	ck_assert_uint_eq(env.params.retain_r, RELM_RETAIN_R);
