@@ -1,20 +1,11 @@
 /* text.c — relm_text_ok (text.h). */
-#include <stdint.h>
-#include <string.h>
 #include "text.h"
 
-#define ONES  0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* Eight bytes that are all ASCII and none NUL: no high bit, and no zero
- * byte (the classic "has a zero byte" test, exact once no byte has its
- * high bit set). */
+/* Eight bytes that are all ASCII and none NUL. */
 static int ascii8(const uint8_t *s)
 {
-	uint64_t v;
-
-	memcpy(&v, s, sizeof v);
-	return ((v | ((v - ONES) & ~v)) & HIGHS) == 0;
+	uint64_t v = relm_w8_load(s);
+	return ((v & RELM_W8_HIGHS) | relm_w8_below(v, 1)) == 0;
 }
 
 int relm_text_ok(const void *p, size_t len)

@@ -111,20 +111,12 @@ static void jw_hex(struct jw *w, const uint8_t *b, size_t n)
 
 /* A JSON string: escapes " \ and every byte < 0x20 (\b \f \n \r \t, else
  * \u00xx, lowercase); all other bytes, UTF-8 included, are copied as is. */
-#define JW_ONES  0x0101010101010101ull
-#define JW_HIGHS 0x8080808080808080ull
-
-/* Eight bytes none of which JSON escapes: no byte < 0x20 (one with its
- * high bit set passes: ~v clears it), none '"' or '\\' (a byte that xors
- * to zero). */
+/* Eight bytes none of which JSON escapes: no byte < 0x20, none '"' or
+ * '\\' (bytes of UTF-8 sequences pass). */
 static int jw_plain8(const char *s)
 {
-	uint64_t v, q, b;
-
-	memcpy(&v, s, sizeof v);
-	q = v ^ (JW_ONES * '"');
-	b = v ^ (JW_ONES * '\\');
-	return (((v - JW_ONES * 0x20) & ~v) | ((q - JW_ONES) & ~q) | ((b - JW_ONES) & ~b)) & JW_HIGHS ? 0 : 1;
+	uint64_t v = relm_w8_load(s);
+	return (relm_w8_below(v, 0x20) | relm_w8_equal(v, '"') | relm_w8_equal(v, '\\')) == 0;
 }
 
 static void jw_str(struct jw *w, const char *s, size_t n)

@@ -579,6 +579,8 @@ static int check_wiped(struct world *w, struct dev *d)
 			          "which its state no longer does (offset %ld of %s)", d->name, hex8(d->keys[k].pub),
 			          (long)(at - buf), d->path);
 	}
+	if (buf)
+		sodium_memzero(buf, (size_t)len);       /* the file holds the device's live keys */
 	free(buf);
 	return rc;
 }
