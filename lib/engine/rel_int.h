@@ -74,6 +74,12 @@ void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct
 /* Earliest pending-copy deadline, 0 if none. */
 uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env);
 
+/* ---- rel_strategy.c (proto/devices.md §11) ------------------------------------ */
+
+/* 1 when this device posts to the remote in rel under env's view (a
+ * sibling session always). */
+int relm__sends(const struct relm_rel *rel, const struct relm_env *env);
+
 /* ---- rel_revoke.c (proto/revocation.md) ------------------------------------ */
 
 /* The heal: send it when due (0 or RELM_ENOMEM); its deadline (0: none);

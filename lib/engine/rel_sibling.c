@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sodium.h>
 #include "engine/rel_int.h"
+#include "engine/rel_strategy.h"
 #include "engine/ratchet.h"
 #include "wire/sibling.h"
 #include "crypto/crypto.h"
@@ -22,7 +23,10 @@
 
 int relm__multi(const struct relm_rel *rel, const struct relm_env *env)
 {
-	return rel->mode == RELM_MODE_TREE && env->devices && env->devices->count > 1;
+	/* under fanout the hub is the only device holding state: it copies to
+	 * nobody (its siblings get delivers, rel_strategy.c) */
+	return rel->mode == RELM_MODE_TREE && env->devices && env->devices->count > 1 &&
+	       env->devices->strategy != RELM_STRATEGY_FANOUT;
 }
 
 /* ---- copies out ----------------------------------------------------------- */
@@ -168,7 +172,8 @@ uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *e
 	uint8_t mine[RELM_ID_LEN], h[RELM_ID_LEN];
 	uint32_t rank = 0;
 
-	if (!relm__multi(rel, env))
+	/* leader: one device answers, the holder, and at once (§11.3) */
+	if (!relm__multi(rel, env) || env->devices->strategy == RELM_STRATEGY_LEADER)
 		return 0;
 	rank_hash(mine, rel->id, first_ack, env->devices->self);
 	for (uint32_t i = 0; i < env->devices->count; i++) {
@@ -460,6 +465,14 @@ static int record_sibling_message(struct relm_rel *rel, const struct relm_env *e
 	if (p->kind != RELM_KIND_TEXT && p->kind != RELM_KIND_HEAL &&
 	    p->kind != RELM_KIND_IDENTITY && p->kind != RELM_KIND_HELLO)
 		return 0;                      /* we never send other kinds */
+	/* a request this device made is done: the sender's copy is here
+	 * (devices.md §11.5); the caller drops the row if it has one */
+	if (p->kind == RELM_KIND_TEXT) {
+		struct relm_fx *f = relm__fx_push(fx, RELM_FX_REQ_DEL);
+		if (!f)
+			return RELM_ENOMEM;
+		memcpy(f->msg_id, p->id, RELM_ID_LEN);
+	}
 	if (!relm__is_dup(rel, env, p->id, fx) &&
 	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SIBLING)) != 0)
 		return rc;
