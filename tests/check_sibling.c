@@ -312,12 +312,14 @@ START_TEST(test_request_round_trip)
 	size_t len;
 
 	sample_request(&q, body, _i ? blen : 0);
+	q.flags = _i ? RELM_SIB_R_AGAIN : 0;
 	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), 0);
-	ck_assert_uint_eq(len, 1 + 16 + 16 + 1 + 4 + 8 + 4 + q.body_len);
+	ck_assert_uint_eq(len, 1 + 16 + 16 + 1 + 1 + 4 + 8 + 4 + q.body_len);
 	ck_assert_uint_eq(buf[0], RELM_SIB_REQUEST);
 	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), 0);
 	ck_assert(memcmp(got.rel, q.rel, 16) == 0);
 	ck_assert(memcmp(got.id, q.id, 16) == 0);
+	ck_assert_uint_eq(got.flags, q.flags);
 	ck_assert_str_eq(got.kind, "text");
 	ck_assert(got.ts == q.ts);
 	ck_assert_uint_eq(got.body_len, q.body_len);
@@ -359,17 +361,24 @@ START_TEST(test_request_refuses_bad_fields)
 	body[3] = 0;                            /* a NUL */
 	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
 	body[3] = 'x';
+	q.flags = 0x02;                         /* an unknown flag */
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	q.flags = 0;
 	q.body_len = RELM_REQUEST_BODY_MAX + 1;
 	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
 	q.body_len = sizeof body;
 	/* decoder: the same fields broken in the bytes */
 	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), 0);
-	buf[33] = 17;                           /* kind_len over 16 */
+	buf[33] = 0x80;                         /* an unknown flag */
 	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
-	buf[33] = 4;
-	buf[34] = 0x01;                         /* a control byte in the kind */
+	buf[33] = RELM_SIB_R_AGAIN;
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), 0);
+	buf[34] = 17;                           /* kind_len over 16 */
 	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
-	buf[34] = 't';
+	buf[34] = 4;
+	buf[35] = 0x01;                         /* a control byte in the kind */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[35] = 't';
 	buf[len - 1] = 0x80;                    /* a lone continuation byte */
 	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
 	buf[len - 1] = 'x';

@@ -129,9 +129,10 @@ START_TEST(test_strategy_newer)
 }
 END_TEST
 
-/* leader: the non-holder posts nothing — no send, no receipt, no
- * retransmission — and its deadline holds none of them; the holder
- * answers at once (no stagger). */
+/* leader: the non-holder posts nothing — no send, no receipt.  With the
+ * holder known it drops what it owes when its timer fires (the holder owes
+ * the same); with none known it keeps it, its timer asleep, for when it
+ * leads.  The holder answers at once (no stagger). */
 START_TEST(test_leader_non_holder_is_silent)
 {
 	uint8_t id[RELM_ID_LEN];
@@ -147,21 +148,83 @@ START_TEST(test_leader_non_holder_is_silent)
 	/* rank 0 for everyone under leader: within the plain receipt delay */
 	ck_assert_uint_le(a1.rel->receipt_due_ms, clock_ms + RELM_RECEIPT_DELAY_MAX_MS);
 	ck_assert_uint_le(a2.rel->receipt_due_ms, clock_ms + RELM_RECEIPT_DELAY_MAX_MS);
-	/* its timer does not wake it for the receipt it may not send */
+	clock_ms += RELM_RECEIPT_DELAY_MAX_MS + 1;
+	tu_tick(&a2);
+	ck_assert_uint_eq(a2.nout, 0);
+	ck_assert_uint_eq(a2.rel->nacks_due, 0);        /* dropped: a1 answers */
+	ck_assert_uint_eq(a2.rel->receipt_due_ms, 0);
+	tu_tick(&a1);
+	ck_assert_uint_eq(a1.nout, 1);                  /* the receipt */
+
+	/* nobody holds the lease: a2 keeps what it owes, asleep */
+	view(RELM_STRATEGY_LEADER, NULL);
+	tu_send(&b, "again", NULL);
+	b_to_a();
+	ck_assert_uint_eq(a2.rel->nacks_due, 1);
 	ck_assert(relm_rel_deadline(a2.rel, &a2.env) == 0 ||
 	          relm_rel_deadline(a2.rel, &a2.env) > a2.rel->receipt_due_ms);
 	clock_ms += RELM_RECEIPT_DELAY_MAX_MS + 1;
 	tu_tick(&a2);
 	ck_assert_uint_eq(a2.nout, 0);
-	ck_assert_uint_eq(a2.rel->nacks_due, 1);        /* kept for when it leads */
-	tu_tick(&a1);
-	ck_assert_uint_eq(a1.nout, 1);                  /* the receipt */
-	/* it becomes the holder: the receipt it owes goes at its next tick */
+	ck_assert_uint_eq(a2.rel->nacks_due, 1);
+	/* it takes the lease: the receipt goes at its next tick */
 	view(RELM_STRATEGY_LEADER, &a2);
 	ck_assert_uint_le(relm_rel_deadline(a2.rel, &a2.env), clock_ms);
 	tu_tick(&a2);
 	ck_assert_uint_eq(a2.nout, 1);
 	relm_effects_clear(&fx);
+}
+END_TEST
+
+/* leader: a non-holder's retransmission is a request with AGAIN to the
+ * holder, who sends it again although it holds the message. */
+START_TEST(test_leader_non_holder_asks_again)
+{
+	struct relm_effects fx, fs;
+	struct relm_sib_request q;
+	const struct relm_fx *f;
+	uint8_t id[RELM_ID_LEN];
+	int k;
+
+	view(RELM_STRATEGY_LEADER, &a1);
+	relm_effects_init(&fx);
+	relm_effects_init(&fs);
+	tu_send(&a1, "lost receipt", id);
+	while (a1.nout) {                       /* the envelope is lost */
+		struct tu_blob e = tu_take(&a1, 0);
+		tu_blob_free(&e);
+	}
+	tu_copies_to(&a1, A, 2);
+	ck_assert_int_ge(k = tu_outgoing_index(a2.rel, id), 0);
+	clock_ms = a2.rel->out[k].next_ms;
+	ck_assert_int_eq(relm_rel_tick(a2.rel, &a2.env, &fx), 0);
+	ck_assert_uint_eq(count(&fx, RELM_FX_POST), 0);
+	ck_assert_ptr_nonnull(f = find(&fx, RELM_FX_SIB_TO));
+	ck_assert(memcmp(f->dev, a1.devs.self, RELM_ID_LEN) == 0);
+	ck_assert_int_eq(relm_sib_request_decode(&q, f->data, f->len), 0);
+	ck_assert(memcmp(q.id, id, RELM_ID_LEN) == 0 && (q.flags & RELM_SIB_R_AGAIN));
+	ck_assert_ptr_nonnull(find(&fx, RELM_FX_OUT_PUT));      /* backed off */
+	/* a1 has it queued itself: nothing more */
+	ck_assert_int_eq(relm_rel_serve(a1.rel, &a1.env, f->data, f->len, 0, &fs), RELM_EDUP);
+	/* once a1 dropped its record (say it failed there), AGAIN sends it,
+	 * with no second history row */
+	{
+		struct relm_effects fd;
+		relm_effects_init(&fd);
+		while (a1.rel->nout) {
+			clock_ms += RELM_RETX_MAX_AGE_MS;
+			ck_assert_int_eq(relm_rel_tick(a1.rel, &a1.env, &fd), 0);
+		}
+		tu_apply(&a1, &fd);
+		relm_effects_clear(&fd);
+	}
+	ck_assert_int_eq(relm_rel_serve(a1.rel, &a1.env, f->data, f->len, 0, &fs), 0);
+	ck_assert_uint_eq(count(&fs, RELM_FX_POST), 1);
+	ck_assert_uint_eq(count(&fs, RELM_FX_DELIVER), 0);
+	ck_assert_int_eq(post_to_b(&fs), 0);
+	ck_assert(tu_hist_has(&b, id, 1));
+	relm_effects_clear(&fx);
+	relm_effects_clear(&fs);
 }
 END_TEST
 
@@ -503,6 +566,7 @@ static Suite *strategy_suite(void)
 	tcase_add_test(tc, test_views);
 	tcase_add_test(tc, test_strategy_newer);
 	tcase_add_test(tc, test_leader_non_holder_is_silent);
+	tcase_add_test(tc, test_leader_non_holder_asks_again);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("requests");

@@ -79,6 +79,14 @@ uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_en
 /* 1 when this device posts to the remote in rel under env's view (a
  * sibling session always). */
 int relm__sends(const struct relm_rel *rel, const struct relm_env *env);
+/* 1 when this device does not send under `leader` and knows the holder:
+ * its due receipts are dropped, its retransmissions asked of the holder. */
+int relm__holder_elsewhere(const struct relm_rel *rel, const struct relm_env *env);
+/* Ask the holder to send p again (a request with AGAIN, SIB_TO effect).
+ * 0, RELM_ENOSEND (not a text: the holder retransmits it itself),
+ * RELM_ENOMEM. */
+int relm__request_again(const struct relm_rel *rel, const struct relm_env *env,
+                        const struct relm_payload *p, struct relm_effects *fx);
 
 /* ---- rel_revoke.c (proto/revocation.md) ------------------------------------ */
 

@@ -60,6 +60,14 @@ int relm__sends(const struct relm_rel *rel, const struct relm_env *env)
 	return rel->sibling_session || rel->mode != RELM_MODE_TREE || relm_strategy_sends(env);
 }
 
+int relm__holder_elsewhere(const struct relm_rel *rel, const struct relm_env *env)
+{
+	static const uint8_t zero[RELM_ID_LEN];
+
+	return !relm__sends(rel, env) && env->devices->strategy == RELM_STRATEGY_LEADER &&
+	       memcmp(env->devices->holder, zero, RELM_ID_LEN) != 0;
+}
+
 int relm_strategy_newer(const struct relm_sib_strategy *held, const struct relm_sib_strategy *got)
 {
 	if (!held)
@@ -150,6 +158,34 @@ out:
 	return rc;
 }
 
+int relm__request_again(const struct relm_rel *rel, const struct relm_env *env,
+                        const struct relm_payload *p, struct relm_effects *fx)
+{
+	struct relm_sib_request q;
+	struct relm_fx *f;
+	int rc;
+
+	if (p->kind != RELM_KIND_TEXT)
+		return RELM_ENOSEND;
+	memset(&q, 0, sizeof q);
+	memcpy(q.rel, rel->id, RELM_ID_LEN);
+	memcpy(q.id, p->id, RELM_ID_LEN);
+	q.flags = RELM_SIB_R_AGAIN;
+	snprintf(q.kind, sizeof q.kind, "text");
+	q.ts = p->ts;
+	q.body = (const uint8_t *)p->body;
+	q.body_len = p->body_len;
+	if (!(f = relm__fx_push(fx, RELM_FX_SIB_TO)))
+		return RELM_ENOMEM;
+	if ((rc = relm_sib_request_encode(&f->data, &f->len, &q)) != 0) {
+		fx->n--;
+		return rc == RELM_ENOMEM ? rc : RELM_ENOSEND;
+	}
+	memcpy(f->dev, env->devices->holder, RELM_ID_LEN);
+	memcpy(f->msg_id, p->id, RELM_ID_LEN);
+	return 0;
+}
+
 int relm_request_due(const struct relm_env *env, const uint8_t *req, size_t len,
                      const uint8_t to[RELM_ID_LEN], uint64_t next_ms, struct relm_effects *fx)
 {
@@ -190,7 +226,7 @@ int relm_rel_serve(struct relm_rel *rel, const struct relm_env *env, const uint8
 	uint8_t on[RELM_ID_LEN];
 	char *body = NULL;
 	size_t mark = fx->n;
-	int rc;
+	int rc, held;
 
 	if ((rc = relm_sib_request_decode(&q, req, len)) != 0)
 		return rc;
@@ -198,10 +234,19 @@ int relm_rel_serve(struct relm_rel *rel, const struct relm_env *env, const uint8
 	    !relm__sends(rel, env))
 		return RELM_EINVAL;
 	/* de-duplication by message id: sent already (by this device or, as
-	 * its copy said, a sibling), or queued here */
-	if (relm__find_outgoing(rel, q.id) >= 0 ||
-	    (!own && env->history_has && env->history_has(env->history_ctx, rel->id, q.id) > 0))
+	 * its copy said, a sibling), or queued here.  AGAIN: the requester
+	 * saw no receipt — send it again unless it is queued here. */
+	held = env->history_has && env->history_has(env->history_ctx, rel->id, q.id) > 0;
+	if (relm__find_outgoing(rel, q.id) >= 0 || (!own && held && !(q.flags & RELM_SIB_R_AGAIN))) {
+		struct relm_fx *f;
+		if (!own)
+			return RELM_EDUP;
+		/* an own request already queued here: its row has done its job */
+		if (!(f = relm__fx_push(fx, RELM_FX_REQ_DEL)))
+			return RELM_ENOMEM;
+		memcpy(f->msg_id, q.id, RELM_ID_LEN);
 		return RELM_EDUP;
+	}
 	if (rel->nout >= RELM_MAX_OUTGOING)
 		return RELM_ELIMIT;
 	/* the body as the retransmission record keeps it (a C string) */
@@ -233,7 +278,7 @@ int relm_rel_serve(struct relm_rel *rel, const struct relm_env *env, const uint8
 	 * history already */
 	for (size_t i = mark; i < fx->n; i++)
 		if (fx->v[i].type == RELM_FX_DELIVER) {
-			if (own)
+			if (own || held)
 				fx_drop(fx, i);
 			else
 				fx->v[i].origin = RELM_ORIGIN_SIBLING;

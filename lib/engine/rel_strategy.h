@@ -75,8 +75,10 @@ int relm_request_due(const struct relm_env *env, const uint8_t *req, size_t len,
  * sibling's request, recorded as origin sibling, not sent again if its
  * id is in the history or the retransmission queue (de-duplication by
  * message id).  own = 1: this device's own pending request (already in its
- * history), sent and its row deleted (REQ_DEL).  Returns 0 (sent),
- * RELM_EDUP (already sent: nothing done), RELM_EINVAL (another
+ * history), sent and its row deleted (REQ_DEL).  A request with AGAIN (a
+ * non-holder's retransmission) is sent again unless it is queued here.  Returns 0 (sent),
+ * RELM_EDUP (already sent or queued: nothing sent; for an own request its
+ * row is deleted, REQ_DEL), RELM_EINVAL (another
  * relationship's, a kind other than text, or this device does not send:
  * nothing done — the requester re-sends to the right device), a decode
  * error, or one of relm_rel_send's; on error rel is unchanged. */

@@ -447,10 +447,10 @@ static int entry_args_ok(const char *kind, int empty_kind_ok, const uint8_t *bod
 	       (blen == 0 || body) && relm_text_ok(body, blen);
 }
 
-/* The head of a request or deliver: the type byte, rel, id, and with fs
- * deliver's flags and status.  0 or an error. */
+/* The head of a request or deliver: the type byte, rel, id, and nfs bytes
+ * into fs (request: flags; deliver: flags, status).  0 or an error. */
 static int get_head(struct rd *r, int type, uint8_t rel[RELM_ID_LEN], uint8_t id[RELM_ID_LEN],
-                    uint8_t fs[2])
+                    uint8_t *fs, size_t nfs)
 {
 	const uint8_t *t;
 
@@ -462,8 +462,7 @@ static int get_head(struct rd *r, int type, uint8_t rel[RELM_ID_LEN], uint8_t id
 		return RELM_EMALFORMED;
 	get(r, rel, RELM_ID_LEN);
 	get(r, id, RELM_ID_LEN);
-	if (fs)
-		get(r, fs, 2);
+	get(r, fs, nfs);
 	return r->err ? RELM_ETRUNCATED : 0;
 }
 
@@ -474,8 +473,10 @@ int relm_sib_request_decode(struct relm_sib_request *out, const uint8_t *buf, si
 	int rc;
 
 	memset(&q, 0, sizeof q);
-	if ((rc = get_head(&r, RELM_SIB_REQUEST, q.rel, q.id, 0)) != 0)
+	if ((rc = get_head(&r, RELM_SIB_REQUEST, q.rel, q.id, &q.flags, 1)) != 0)
 		return rc;
+	if (q.flags & ~(unsigned)RELM_SIB_R_KNOWN)
+		return RELM_EMALFORMED;
 	if ((rc = get_entry(&r, q.kind, 0, &q.ts, &q.body, &q.body_len)) != 0)
 		return rc;
 	if (is_zero(q.rel, RELM_ID_LEN) || is_zero(q.id, RELM_ID_LEN))
@@ -490,14 +491,15 @@ int relm_sib_request_encode(uint8_t **out, size_t *outlen, const struct relm_sib
 	int rc;
 
 	if (is_zero(q->rel, RELM_ID_LEN) || is_zero(q->id, RELM_ID_LEN) ||
-	    !entry_args_ok(q->kind, 0, q->body, q->body_len))
+	    (q->flags & ~(unsigned)RELM_SIB_R_KNOWN) || !entry_args_ok(q->kind, 0, q->body, q->body_len))
 		return RELM_EINVAL;
-	if ((rc = alloc(out, outlen, 1 + 2 * RELM_ID_LEN + entry_len(q->kind, q->body_len))) != 0)
+	if ((rc = alloc(out, outlen, 1 + 2 * RELM_ID_LEN + 1 + entry_len(q->kind, q->body_len))) != 0)
 		return rc;
 	p = *out;
 	*p++ = RELM_SIB_REQUEST;
 	p = put(p, q->rel, RELM_ID_LEN);
 	p = put(p, q->id, RELM_ID_LEN);
+	*p++ = q->flags;
 	put_entry(p, q->kind, q->ts, q->body, q->body_len);
 	return 0;
 }
@@ -524,7 +526,7 @@ int relm_sib_deliver_decode(struct relm_sib_deliver *out, const uint8_t *buf, si
 	int rc;
 
 	memset(&d, 0, sizeof d);
-	if ((rc = get_head(&r, RELM_SIB_DELIVER, d.rel, d.id, fs)) != 0)
+	if ((rc = get_head(&r, RELM_SIB_DELIVER, d.rel, d.id, fs, 2)) != 0)
 		return rc;
 	d.flags = fs[0];
 	d.status = fs[1];

@@ -122,11 +122,16 @@ void relm_sib_buf_free(uint8_t *buf, size_t len);
  * Kept apart from the codecs above: relm_sib_decode leaves these types raw
  * (u.raw), and these decoders take the whole message, type byte included.
  *
- *   request   rel(16) id(16) kind_len(1) kind ts(8) u32 body_len, body
+ *   request   rel(16) id(16) flags(1) kind_len(1) kind ts(8) u32 body_len, body
  *   deliver   rel(16) id(16) flags(1) status(1) kind_len(1) kind ts(8) u32 body_len, body
  *   strategy  seq(8) strategy(1) pinned(16) by(16)
  */
 enum { RELM_SIB_STRATEGY = 12 };
+
+enum relm_sib_request_flags {
+	RELM_SIB_R_AGAIN  = 0x01,    /* a retransmission: send it even if already sent */
+	RELM_SIB_R_KNOWN  = 0x01,
+};
 
 enum relm_sib_deliver_flags {
 	RELM_SIB_D_IN     = 0x01,    /* received from the remote */
@@ -138,6 +143,7 @@ enum relm_sib_deliver_flags {
 struct relm_sib_request {
 	uint8_t rel[RELM_ID_LEN];
 	uint8_t id[RELM_ID_LEN];
+	uint8_t flags;                       /* RELM_SIB_R_* */
 	char kind[RELM_SIB_KIND_MAX + 1];    /* 1 … 16 printable ASCII bytes, NUL-terminated */
 	uint64_t ts;
 	const uint8_t *body;                 /* view; UTF-8 without NUL, ≤ RELM_REQUEST_BODY_MAX */
