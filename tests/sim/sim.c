@@ -82,10 +82,15 @@ static int drain(struct sim_world *w)
 		for (int i = 0; i < w->cfg.n[s]; i++) {
 			const struct sim_dev *d = &w->dev[s][i];
 			if (!dev_quiet(w, d)) {
+				size_t unread = 0;
+				for (int k = 0; k < sim_devices_all(w, s); k++)
+					unread += w->chan[s][k][i].n - d->sib_cursor[k];
 				sim_fail(w, "no quiescence %.0f s after the schedule: %s (outbox %zu, "
-				         "unacknowledged %zu, acks %zu, pending %zu, requests %zu, %s state)",
+				         "unacknowledged %zu, acks %zu, pending %zu, requests %zu, stashed %zu, "
+				         "unread %zu + %zu, %s state%s)",
 				         (double)(w->now - w->sched_end) / 1000.0, d->name, d->noutbox, d->nout,
-				         d->nacks, d->npend, d->nreqs, d->rel ? "holds" : "holds no");
+				         d->nacks, d->npend, d->nreqs, d->nstash, w->box[s].n - d->cursor, unread,
+				         d->rel ? "holds" : "holds no", d->online ? "" : ", off line");
 				return -1;
 			}
 		}

@@ -277,6 +277,9 @@ void sim_strat_posting(struct sim_dev *d, const struct relm_effects *fx)
 			sim_fail(w, "leader: %s posted to the remote without holding the lease", d->name);
 }
 
+static void send_history(struct sim_dev *d, int to);
+static void replay(struct sim_dev *d);
+
 /* ---- views change ----------------------------------------------------------------- */
 
 static void ask_state(struct sim_dev *d)
@@ -302,6 +305,10 @@ static void view_changed(struct sim_dev *d, int holder_changed)
 	uint8_t (*ids)[RELM_ID_LEN];
 	size_t n = d->nreqs;
 
+	if (d->down)
+		return;
+	if (d->rel && d->nstash)
+		replay(d);                               /* a crash cut the last replay short */
 	if (d->down)
 		return;
 	now_sends = d->rel && sends(d);
@@ -346,6 +353,13 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 		return;
 	if (d->strat == RELM_STRATEGY_LEADER && w->lease[d->side].holder == d->idx)
 		w->lease[d->side].holder = -1;           /* released */
+	/* a hub that stops being one made nodes no sibling holds (it copied
+	 * to nobody): its state goes to each, merged there (devices.md §5.6) */
+	if (d->strat == RELM_STRATEGY_FANOUT && d->hub == d->idx && d->rel &&
+	    !(m->strategy == RELM_STRATEGY_FANOUT && sim_dev_index(d, m->pinned) == d->idx))
+		for (int i = 0; i < w->cfg.n[d->side]; i++)
+			if (i != d->idx)
+				sim_send_state(d, i);
 	d->strat = m->strategy;
 	d->strat_seq = m->seq;
 	d->strat_by = by;
@@ -354,6 +368,15 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 	sim_trace(w, d, "adopts strategy %d", m->strategy);
 	if (m->strategy == RELM_STRATEGY_FANOUT) {
 		d->hub = sim_dev_index(d, m->pinned);
+		/* the new hub catches its siblings up: a copy they read after
+		 * they wiped their state is lost to them, not to the hub */
+		if (d->hub == d->idx && d->rel) {
+			for (int i = 0; i < w->cfg.n[d->side]; i++)
+				if (i != d->idx)
+					send_history(d, i);
+			if (d->online && !d->down)
+				sim_pump(d);
+		}
 		if (d->hub != d->idx) {
 			d->state_src = d->hub;
 			if (d->rel) {
@@ -498,18 +521,20 @@ static void put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)v;
 }
 
-/* A device with state answers SIM_F_ADOPT_REQ: its history as delivers,
- * then SIM_F_ADOPT. */
-static void answer_adopt(struct sim_dev *d, int to)
+/* d's whole history to sibling `to` as delivers, with each message's
+ * status (the receiver adds what it lacks and takes the statuses). */
+static void send_history(struct sim_dev *d, int to)
 {
-	uint8_t *blob, *f;
-	size_t bl, n = 13 + 4, off;
-
 	for (size_t i = 0; i < d->nhist; i++) {
 		const struct sim_msg *m = &d->hist[i];
 		struct relm_sib_deliver e;
 		uint8_t *buf;
 		size_t len;
+		/* its own pending requests are not sent messages yet: a sibling
+		 * holding one in its history would take the request for a
+		 * duplicate (devices.md §11.5) */
+		if (req_find(d, m->id))
+			continue;
 		memset(&e, 0, sizeof e);
 		memcpy(e.rel, d->rel->id, RELM_ID_LEN);
 		memcpy(e.id, m->id, RELM_ID_LEN);
@@ -525,6 +550,16 @@ static void answer_adopt(struct sim_dev *d, int to)
 		sim_outbox_add(d, to, SIM_F_SIB, buf, len);
 		relm_sib_buf_free(buf, len);
 	}
+}
+
+/* A device with state answers SIM_F_ADOPT_REQ: its history as delivers,
+ * then SIM_F_ADOPT. */
+static void answer_adopt(struct sim_dev *d, int to)
+{
+	uint8_t *blob, *f;
+	size_t bl, n = 13 + 4, off;
+
+	send_history(d, to);
 	if (relm_rel_encode(d->rel, &blob, &bl) != 0)
 		abort();
 	n += bl;
@@ -595,8 +630,8 @@ int sim_strat_frame(struct sim_dev *d, int from, const struct sim_frame *f, int 
 			answer_adopt(d, from);
 		return 1;
 	case SIM_F_ADOPT:
-		if (d->rel)
-			return 1;                        /* state arrived another way */
+		if (d->rel || !needs_state(d))
+			return 1;                        /* it has it, or no longer wants it (fanout again) */
 		*rc = sim_step(d, SIM_ST_ADOPT, f->buf + 1, f->len - 1, NULL, NULL);
 		if (*rc == 0) {
 			d->cursor = (size_t)rd64(f->buf + 1);
@@ -604,6 +639,7 @@ int sim_strat_frame(struct sim_dev *d, int from, const struct sim_frame *f, int 
 			          w->dev[d->side][from].name, d->cursor);
 			replay(d);
 			view_changed(d, 1);
+			sim_want_read(d);                /* its mailbox, from the hub's cursor */
 		}
 		return 1;
 	case SIM_F_STATE_REQ:

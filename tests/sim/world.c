@@ -690,7 +690,7 @@ void sim_pump(struct sim_dev *d)
 
 /* ---- reading ------------------------------------------------------------------------- */
 
-static void answer_state(struct sim_dev *d, int to)
+void sim_send_state(struct sim_dev *d, int to)
 {
 	uint8_t *blob, *frame;
 	size_t len;
@@ -738,7 +738,7 @@ static void read_all(struct sim_dev *d)
 				/* never to a device that left the circle (its request
 				 * may still be on the way) */
 				if (!(w->cfg.mutate & SIM_M_NO_REPAIR) && !w->dev[d->side][s].removed)
-					answer_state(d, s);
+					sim_send_state(d, s);
 			} else if (f->kind == SIM_F_STATE) {
 				rc = step(d, ST_MERGE, f->buf + 1, f->len - 1, NULL, NULL);
 			} else {
@@ -883,7 +883,7 @@ void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t
 	sim_push(w, w->t0 + t, SIM_EV_OFFLINE, side, dev, (intptr_t)ms);
 }
 
-static void want_read(struct sim_dev *d)
+void sim_want_read(struct sim_dev *d)
 {
 	struct sim_world *w = d->w;
 	if (!d->online || d->down || d->read_armed)
@@ -912,11 +912,11 @@ int sim_event(struct sim_world *w)
 		m->buf = NULL;
 		w->in_transit--;
 		for (int i = 0; i < sim_devices_all(w, m->to); i++)
-			want_read(&w->dev[m->to][i]);
+			sim_want_read(&w->dev[m->to][i]);
 		break;
 	}
 	case SIM_EV_READ:
-		want_read(d);
+		sim_want_read(d);
 		break;
 	case SIM_EV_DOREAD:
 		d->read_armed = 0;
@@ -990,7 +990,7 @@ int sim_event(struct sim_world *w)
 		if (!d->down) {
 			sim_pump(d);
 			schedule_tick(d);
-			want_read(d);
+			sim_want_read(d);
 			sim_strat_wake(d);
 		}
 		break;

@@ -329,6 +329,10 @@ int sim_step(struct sim_dev *d, int kind, const uint8_t *buf, size_t len, const 
 void sim_dev_replace(struct sim_dev *d, struct relm_rel *rel);
 /* Queue a post on d's outbox: to the remote (sib < 0) or to sibling sib. */
 void sim_outbox_add(struct sim_dev *d, int sib, int kind, const uint8_t *buf, size_t len);
+/* d sends sibling `to` its state (SIM_F_STATE: a repair, merged there). */
+void sim_send_state(struct sim_dev *d, int to);
+/* d reads what it can, soon (at its pace). */
+void sim_want_read(struct sim_dev *d);
 /* Post d's outbox if it is on line. */
 void sim_pump(struct sim_dev *d);
 /* The index of d's sibling with device id `id`, or -1. */
