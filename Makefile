@@ -152,6 +152,7 @@ sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 	$(Q)$(BUILD)/relm-sim --seeds 2000 --revoke 1 --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy leader --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy fanout --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy mixed --seed $(SIM_SEED)
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
@@ -213,6 +214,7 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	$(BUILD)/relm-sim --seeds 300 --revoke 1 --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --seeds 400 --strategy leader --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --seeds 400 --strategy fanout --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --seeds 300 --strategy mixed --seed $$seed || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \

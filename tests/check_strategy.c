@@ -474,7 +474,7 @@ START_TEST(test_fanout_delivers)
 	ck_assert(memcmp(d.id, id, RELM_ID_LEN) == 0 && d.flags == 0 && d.status == RELM_STATUS_QUEUED);
 	ck_assert(d.body_len == 8 && memcmp(d.body, "hub says", 8) == 0);
 	/* a2 holds no state: its history from the deliver */
-	ck_assert_int_eq(relm_deliver_apply(&a2.env, f->data, f->len, rel, &fa), 0);
+	ck_assert_int_eq(relm_deliver_apply(&a2.env, NULL, f->data, f->len, rel, &fa), 0);
 	ck_assert(memcmp(rel, a1.rel->id, RELM_ID_LEN) == 0);
 	ck_assert_ptr_nonnull(f = find(&fa, RELM_FX_DELIVER));
 	ck_assert(!f->direction_in && f->origin == RELM_ORIGIN_SIBLING);
@@ -499,7 +499,7 @@ START_TEST(test_fanout_delivers)
 		if (fx.v[i].type != RELM_FX_COPY)
 			continue;
 		nd++;
-		ck_assert_int_eq(relm_deliver_apply(&a2.env, fx.v[i].data, fx.v[i].len, rel, &fa), 0);
+		ck_assert_int_eq(relm_deliver_apply(&a2.env, NULL, fx.v[i].data, fx.v[i].len, rel, &fa), 0);
 	}
 	ck_assert_uint_eq(nd, 2);               /* b's message in, "hub says" delivered */
 	ck_assert_uint_eq(count(&fa, RELM_FX_DELIVER), 1);
@@ -519,14 +519,14 @@ START_TEST(test_fanout_delivers)
 	tu_apply(&a2, &fa);
 	ck_assert_int_eq(relm_rel_fanout(a1.rel, &a1.env, &fx, 0), 0);
 	ck_assert_ptr_nonnull(f = find(&fx, RELM_FX_COPY));
-	ck_assert_int_eq(relm_deliver_apply(&a2.env, f->data, f->len, rel, &fa), 0);
+	ck_assert_int_eq(relm_deliver_apply(&a2.env, NULL, f->data, f->len, rel, &fa), 0);
 	ck_assert_uint_eq(count(&fa, RELM_FX_DELIVER), 0);
 	ck_assert_ptr_nonnull(f = find(&fa, RELM_FX_REQ_DEL));
 	ck_assert(memcmp(f->msg_id, mine, RELM_ID_LEN) == 0);
 	tu_apply(&a2, &fa);
 	ck_assert_uint_eq(a2.dup_deliveries, 0);
 	/* bytes that are not a deliver change nothing */
-	ck_assert_int_eq(relm_deliver_apply(&a2.env, (const uint8_t *)"\x06", 1, rel, &fa), RELM_ETRUNCATED);
+	ck_assert_int_eq(relm_deliver_apply(&a2.env, NULL, (const uint8_t *)"\x06", 1, rel, &fa), RELM_ETRUNCATED);
 	ck_assert_uint_eq(fa.n, 0);
 	relm_effects_clear(&fx);
 	relm_effects_clear(&fa);
@@ -556,6 +556,90 @@ START_TEST(test_fanout_only_the_hub_delivers)
 }
 END_TEST
 
+/* a1's history, as far as the hub's own request goes (tu parties keep ids
+ * only) */
+static uint8_t own_id[RELM_ID_LEN];
+static uint64_t own_ts;
+
+static int own_get(void *ctx, const uint8_t rel[16], const uint8_t id[16], int *kind, uint64_t *ts,
+                   uint8_t **body, size_t *len)
+{
+	(void)ctx;
+	(void)rel;
+	if (memcmp(id, own_id, RELM_ID_LEN) != 0)
+		return RELM_ENOTFOUND;
+	*kind = RELM_KIND_TEXT;
+	*ts = own_ts;
+	*body = malloc(4);
+	ck_assert_ptr_nonnull(*body);
+	memcpy(*body, "mine", 4);
+	*len = 4;
+	return 0;
+}
+
+/* A hub's own request, sent once it is the hub, reaches its siblings as a
+ * deliver; a sibling that still holds state keeps it as a sibling's
+ * message, delivered when the remote's receipt comes. */
+START_TEST(test_fanout_hub_own_request)
+{
+	struct relm_effects fx, fa;
+	const struct relm_fx *f;
+	uint8_t id[RELM_ID_LEN], rel[RELM_ID_LEN], *req;
+	size_t reqlen;
+	int k;
+
+	relm_effects_init(&fx);
+	relm_effects_init(&fa);
+	view(RELM_STRATEGY_LEADER, &a2);        /* a1 asks a2 ... */
+	ck_assert_int_eq(relm_request_make(&a1.env, a1.rel->id, "mine", 4, NULL, id, &fx), 0);
+	memcpy(own_id, id, RELM_ID_LEN);
+	own_ts = clock_ms;
+	a1.env.history_get = own_get;
+	f = find(&fx, RELM_FX_REQ_PUT);
+	req = malloc(f->len);
+	ck_assert_ptr_nonnull(req);
+	memcpy(req, f->data, f->len);
+	reqlen = f->len;
+	tu_apply(&a1, &fx);
+	view(RELM_STRATEGY_FANOUT, &a1);        /* ... then becomes the hub */
+	ck_assert_int_eq(relm_rel_serve(a1.rel, &a1.env, req, reqlen, 1, &fx), 0);
+	ck_assert_int_eq(relm_rel_fanout(a1.rel, &a1.env, &fx, 0), 0);
+	ck_assert_uint_eq(count(&fx, RELM_FX_COPY), 1);
+	f = find(&fx, RELM_FX_COPY);
+	{
+		struct relm_sib_deliver d;
+		ck_assert_int_eq(relm_sib_deliver_decode(&d, f->data, f->len), 0);
+		ck_assert(memcmp(d.id, id, RELM_ID_LEN) == 0 && d.ts == own_ts);
+		ck_assert(d.body_len == 4 && memcmp(d.body, "mine", 4) == 0);
+	}
+	/* a2 never adopted fanout: it holds state, and records the message */
+	a2.devs.strategy = RELM_STRATEGY_LEADERLESS;
+	ck_assert_int_eq(relm_deliver_apply(&a2.env, a2.rel, f->data, f->len, rel, &fa), 0);
+	ck_assert_ptr_nonnull(find(&fa, RELM_FX_DELIVER));
+	ck_assert_ptr_nonnull(find(&fa, RELM_FX_OUT_PUT));
+	ck_assert_int_ge(k = tu_outgoing_index(a2.rel, id), 0);
+	ck_assert(a2.rel->out[k].sibling);
+	tu_apply(&a2, &fa);
+	/* a deliver for another relationship than rel is refused (both sides
+	 * share the id: a2's state made to look like another one's) */
+	a2.rel->id[0] ^= 0xff;
+	ck_assert_int_eq(relm_deliver_apply(&a2.env, a2.rel, f->data, f->len, rel, &fa), RELM_EINVAL);
+	a2.rel->id[0] ^= 0xff;
+	ck_assert_uint_eq(fa.n, 0);
+	/* the remote's receipt marks it delivered on a2 too */
+	ck_assert_int_eq(post_to_b(&fx), 0);
+	tu_apply(&a1, &fx);
+	clock_ms += 3000;
+	tu_tick(&b);
+	b_to_a();
+	ck_assert_int_lt(tu_outgoing_index(a2.rel, id), 0);
+	ck_assert_uint_ge(a2.delivered, 1);
+	free(req);
+	relm_effects_clear(&fx);
+	relm_effects_clear(&fa);
+}
+END_TEST
+
 static Suite *strategy_suite(void)
 {
 	Suite *s = suite_create("strategy");
@@ -581,6 +665,7 @@ static Suite *strategy_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_fanout_delivers);
 	tcase_add_test(tc, test_fanout_only_the_hub_delivers);
+	tcase_add_test(tc, test_fanout_hub_own_request);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -452,9 +452,9 @@ static int suppress_acks(struct relm_rel *rel, const struct relm_env *env,
 
 /* A sibling's message: history (origin sibling) and a retransmission
  * record that this device acts on only after the takeover time. */
-static int record_sibling_message(struct relm_rel *rel, const struct relm_env *env,
-                                  const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
-                                  struct relm_effects *fx)
+int relm__record_sibling(struct relm_rel *rel, const struct relm_env *env,
+                         const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
+                         struct relm_effects *fx)
 {
 	const char *body = p->kind == RELM_KIND_HELLO ? p->mailbox : p->body;
 	size_t blen = p->kind == RELM_KIND_HELLO ? (body ? strlen(body) : 0) : p->body_len;
@@ -545,7 +545,7 @@ int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
 	if (p.kind == RELM_KIND_RECEIPT) {
 		if ((rc = suppress_acks(rel, env, &p, fx)) != 0)
 			goto fail;
-	} else if ((rc = record_sibling_message(rel, env, &p, c->node, fx)) != 0) {
+	} else if ((rc = relm__record_sibling(rel, env, &p, c->node, fx)) != 0) {
 		goto fail;
 	}
 

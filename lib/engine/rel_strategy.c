@@ -205,6 +205,28 @@ int relm_request_due(const struct relm_env *env, const uint8_t *req, size_t len,
 	return send_request(env, req, len, q.id, holder, fx);
 }
 
+/* A text payload p of id, ts and a copy of body (a C string, returned:
+ * the caller wipes and frees it), or NULL when out of memory. */
+static char *text_payload(struct relm_payload *p, const uint8_t id[RELM_ID_LEN], uint64_t ts,
+                          const uint8_t *b, size_t n)
+{
+	char *body = malloc(n + 1);
+
+	if (!body)
+		return NULL;
+	if (n)
+		memcpy(body, b, n);
+	body[n] = '\0';
+	memset(p, 0, sizeof *p);
+	memcpy(p->id, id, RELM_ID_LEN);
+	p->kind = RELM_KIND_TEXT;
+	snprintf(p->kind_str, sizeof p->kind_str, "text");
+	p->ts = ts;
+	p->body = body;
+	p->body_len = n;
+	return body;
+}
+
 /* Drop effect i (wiped), keeping the order of the others. */
 static void fx_drop(struct relm_effects *fx, size_t i)
 {
@@ -249,18 +271,8 @@ int relm_rel_serve(struct relm_rel *rel, const struct relm_env *env, const uint8
 	}
 	if (rel->nout >= RELM_MAX_OUTGOING)
 		return RELM_ELIMIT;
-	/* the body as the retransmission record keeps it (a C string) */
-	if (!(body = malloc(q.body_len + 1)))
+	if (!(body = text_payload(&p, q.id, q.ts, q.body, q.body_len)))
 		return RELM_ENOMEM;
-	memcpy(body, q.body, q.body_len);
-	body[q.body_len] = '\0';
-	memset(&p, 0, sizeof p);
-	memcpy(p.id, q.id, RELM_ID_LEN);
-	p.kind = RELM_KIND_TEXT;
-	snprintf(p.kind_str, sizeof p.kind_str, "text");
-	p.ts = q.ts;
-	p.body = body;
-	p.body_len = q.body_len;
 	if (own) {
 		struct relm_fx *f = relm__fx_push(fx, RELM_FX_REQ_DEL);
 		if (!f) {
@@ -341,6 +353,45 @@ static int push_deliver(struct relm_effects *fx, const struct relm_sib_deliver *
 	return 0;
 }
 
+/* Is there a DELIVER of id among fx[mark, end)? */
+static int delivered_in(const struct relm_effects *fx, size_t mark, size_t end,
+                        const uint8_t id[RELM_ID_LEN])
+{
+	for (size_t i = mark; i < end; i++)
+		if (fx->v[i].type == RELM_FX_DELIVER && memcmp(fx->v[i].msg_id, id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+/* d (rel, id set): the history entry of an own message, from the history. */
+static int deliver_own(const struct relm_rel *rel, const struct relm_env *env,
+                       struct relm_effects *fx, struct relm_sib_deliver *d)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+	uint64_t ts = 0;
+	int kind = 0, rc;
+	const char *name;
+
+	if (env->history_get(env->history_ctx, rel->id, d->id, &kind, &ts, &body, &len) != 0)
+		return 0;                       /* no such message here: a sibling's copy */
+	name = relm_kind_name(kind);
+	rc = 0;
+	if (name && strlen(name) <= RELM_SIB_KIND_MAX && len <= RELM_REQUEST_BODY_MAX) {
+		d->status = RELM_STATUS_QUEUED;
+		memcpy(d->kind, name, strlen(name) + 1);
+		d->ts = ts;
+		d->body = body;
+		d->body_len = len;
+		rc = push_deliver(fx, d);
+	}
+	if (body) {
+		sodium_memzero(body, len);
+		free(body);
+	}
+	return rc;
+}
+
 int relm_rel_fanout(const struct relm_rel *rel, const struct relm_env *env,
                     struct relm_effects *fx, size_t mark)
 {
@@ -371,6 +422,12 @@ int relm_rel_fanout(const struct relm_rel *rel, const struct relm_env *env,
 			d.body = f->data;
 			d.body_len = f->len;
 			rc = push_deliver(fx, &d);
+		} else if (f->type == RELM_FX_REQ_DEL && env->history_get &&
+		           !delivered_in(fx, mark, end, f->msg_id)) {
+			/* the hub's own request, sent now (by itself or, as a copy
+			 * says, by a former holder): in its history since it was
+			 * typed, never delivered to its siblings */
+			rc = deliver_own(rel, env, fx, &d);
 		} else if (f->type == RELM_FX_STATUS && f->status > RELM_STATUS_QUEUED &&
 		           f->status < RELM_STATUS_COUNT) {
 			d.flags = RELM_SIB_D_STATUS;
@@ -387,18 +444,45 @@ int relm_rel_fanout(const struct relm_rel *rel, const struct relm_env *env,
 	return 0;
 }
 
-int relm_deliver_apply(const struct relm_env *env, const uint8_t *buf, size_t len,
-                       uint8_t rel_out[RELM_ID_LEN], struct relm_effects *fx)
+int relm_deliver_apply(const struct relm_env *env, struct relm_rel *rel, const uint8_t *buf,
+                       size_t len, uint8_t rel_out[RELM_ID_LEN], struct relm_effects *fx)
 {
+	static const uint8_t unknown_node[RELM_ID_LEN];
 	struct relm_sib_deliver d;
 	size_t mark = fx->n;
 	struct relm_fx *f;
-	int rc, have;
+	int rc, have, o;
 
 	if ((rc = relm_sib_deliver_decode(&d, buf, len)) != 0)
 		return rc;
+	if (rel && memcmp(rel->id, d.rel, RELM_ID_LEN) != 0)
+		return RELM_EINVAL;
 	have = (d.flags & RELM_SIB_D_STATUS) ||
 	       (env->history_has && env->history_has(env->history_ctx, d.rel, d.id) > 0);
+	if (rel && !(d.flags & (RELM_SIB_D_IN | RELM_SIB_D_STATUS)) && d.status < RELM_STATUS_DELIVERED &&
+	    !strcmp(d.kind, "text")) {
+		/* a device holding state keeps a sent message it never saw a
+		 * copy of as a copy would have it: so the remote's receipt marks
+		 * it delivered here too (a hub copied to nobody) */
+		struct relm_payload p;
+		char *body = text_payload(&p, d.id, d.ts, d.body, d.body_len);
+		if (!body)
+			return RELM_ENOMEM;
+		rc = relm__record_sibling(rel, env, &p, unknown_node, fx);
+		sodium_memzero(body, d.body_len + 1);
+		free(body);
+		if (rc != 0)
+			return rc;
+		memcpy(rel_out, d.rel, RELM_ID_LEN);
+		return 0;
+	}
+	if (rel && d.status >= RELM_STATUS_DELIVERED && (o = relm__find_outgoing(rel, d.id)) >= 0 &&
+	    rel->out[o].sibling) {
+		/* the hub saw the receipt: nothing of it is left to do here */
+		if ((rc = relm__emit_out_del(fx, d.id)) != 0)
+			return rc;
+		relm__outgoing_remove(rel, o);
+	}
 	if (!have) {
 		struct relm_payload p;
 		char *body = malloc(d.body_len + 1);

@@ -104,13 +104,18 @@ int relm_rel_lead(struct relm_rel *rel, const struct relm_env *env, struct relm_
 int relm_rel_fanout(const struct relm_rel *rel, const struct relm_env *env,
                     struct relm_effects *fx, size_t mark);
 
-/* A device without state applies a deliver (buf: the message, type byte
- * included): a history entry it does not hold (DELIVER: origin remote if
- * received, else sibling — its own requests are in its history already),
- * its status (STATUS, when posted or later), and the request it settles
- * (REQ_DEL).  rel_out gets the relationship.  0, or a decode error (fx
- * unchanged), RELM_ENOMEM. */
-int relm_deliver_apply(const struct relm_env *env, const uint8_t *buf, size_t len,
-                       uint8_t rel_out[RELM_ID_LEN], struct relm_effects *fx);
+/* A device applies a deliver (buf: the message, type byte included): a
+ * history entry it does not hold (DELIVER: origin remote if received, else
+ * sibling — its own requests are in its history already), its status
+ * (STATUS, when posted or later), and the request it settles (REQ_DEL).
+ * rel: NULL on a device without state; a device that holds the
+ * relationship's state (a sibling that never adopted fanout, devices.md
+ * §11.6) records a sent text not yet delivered as a sibling's message
+ * (history and retransmission record, as from a copy), and drops that
+ * record when a deliver says delivered.  rel_out gets the relationship.
+ * 0, a decode error, RELM_EINVAL (rel is another relationship), or
+ * RELM_ENOMEM; on error fx and rel are unchanged. */
+int relm_deliver_apply(const struct relm_env *env, struct relm_rel *rel, const uint8_t *buf,
+                       size_t len, uint8_t rel_out[RELM_ID_LEN], struct relm_effects *fx);
 
 #endif

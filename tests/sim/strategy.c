@@ -241,7 +241,7 @@ int sim_strat_engine(struct sim_dev *d, int kind, const uint8_t *buf, size_t len
 	case SIM_ST_LEAD:
 		return d->rel ? relm_rel_lead(d->rel, &d->env, fx) : 0;
 	case SIM_ST_DELIVER:
-		return relm_deliver_apply(&d->env, buf, len, rel_id, fx);
+		return relm_deliver_apply(&d->env, d->rel, buf, len, rel_id, fx);
 	case SIM_ST_DUE: {
 		struct sim_req *r = NULL;
 		int rc;
@@ -334,7 +334,17 @@ static void view_changed(struct sim_dev *d, int holder_changed)
 			break;
 	}
 	free(ids);
-	if (!d->down && needs_state(d))
+	if (d->down)
+		return;
+	/* a fanout non-hub holds no state: once its requests went to the hub
+	 * (here, or after a crash cut adopt() short), it wipes it */
+	if (d->rel && d->strat == RELM_STRATEGY_FANOUT && d->hub != d->idx) {
+		sim_dev_replace(d, NULL);
+		d->asked_at = 0;
+		d->was_sender = 0;
+		sim_trace(w, d, "wipes its relationship state (fanout)");
+	}
+	if (needs_state(d))
 		ask_state(d);
 }
 
@@ -377,18 +387,8 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 			if (d->online && !d->down)
 				sim_pump(d);
 		}
-		if (d->hub != d->idx) {
+		if (d->hub != d->idx)
 			d->state_src = d->hub;
-			if (d->rel) {
-				/* its requests go to the hub first, then the state goes */
-				view_changed(d, 1);
-				if (d->down)
-					return;
-				sim_dev_replace(d, NULL);
-				d->asked_at = 0;
-				sim_trace(w, d, "wipes its relationship state (fanout)");
-			}
-		}
 	}
 	view_changed(d, 1);
 }
