@@ -7,6 +7,7 @@
  *            [--dup P] [--crash P] [--skew MS] [--no-clock-sync]
  *            [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]
  *            [--mutate NAME] [--expect-fail] [--revoke P]
+ *            [--strategy leaderless|leader|fanout|mixed]
  *
  * Without --devices it runs the grid: A and B from 1 to 4 devices, and B
  * as one strict Double Ratchet peer, with loss 0 and 5 %, without crashes
@@ -15,7 +16,10 @@
  * --trace to watch it).  Exit status 1 when any schedule failed — or,
  * with --expect-fail (used with --mutate, which breaks the world on
  * purpose), when none did.  --revoke P: each schedule removes A's last
- * device at a random moment with probability P (revoke.c).
+ * device at a random moment with probability P (revoke.c).  --strategy:
+ * every side with two devices or more runs the leader or fanout strategy,
+ * or switches between the three under load (strategy.c; not with
+ * --revoke or --scenario).
  */
 #include <stdio.h>
 #include <stdlib.h>

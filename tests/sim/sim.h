@@ -16,6 +16,8 @@
  *   check.c      invariants and metrics at the end of a schedule
  *   scenarios.c  the named regression scenarios (six counter-examples of
  *                an earlier draft of the fork rules)
+ *   revoke.c     a device removed under traffic (--revoke)
+ *   strategy.c   the leader and fanout strategies, and switches (--strategy)
  *   sim.c        relm-sim: the command line, the grid, the report
  */
 #ifndef RELM_SIM_H
