@@ -389,6 +389,8 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 		}
 		if (d->hub != d->idx)
 			d->state_src = d->hub;
+		else
+			d->was_sender = 0;               /* the new hub takes over (§11.2) */
 	}
 	view_changed(d, 1);
 }
