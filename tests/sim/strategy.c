@@ -63,7 +63,9 @@ static void effective(const struct sim_dev *d, int *strat, int *holder)
 		return;
 	}
 	*strat = d->strat;
-	if (d->strat == RELM_STRATEGY_LEADER)
+	if (d->strat == RELM_STRATEGY_LEADER && d->pinned >= 0)
+		*holder = d->pinned;
+	else if (d->strat == RELM_STRATEGY_LEADER)
 		*holder = d->holder == d->idx && d->w->now >= d->lease_until ? -1 : d->holder;
 	else if (d->strat == RELM_STRATEGY_FANOUT)
 		*holder = d->hub;
@@ -219,6 +221,37 @@ static int adopt_step(struct sim_dev *d, const uint8_t *buf, size_t len, struct 
 		memcpy(f->node, r + 37, RELM_ID_LEN);
 		off += 57 + blen;
 	}
+	/* and every sent message of its own history still waiting for its
+	 * receipt that the hub did not know of yet (a copy it had not read):
+	 * the receipt may lie before the hub's cursor, so only a
+	 * retransmission (asked of the holder, §11.3) brings one again */
+	for (size_t i = 0; i < d->nhist; i++) {
+		const struct sim_msg *m = &d->hist[i];
+		uint64_t next = d->clock + d->env.params.retx_takeover_ms;
+		struct relm_fx *f;
+		int known = 0;
+		if (m->in || m->delivered || m->failed || m->kind != RELM_KIND_TEXT || req_find(d, m->id))
+			continue;
+		for (uint32_t k = 0; k < rel->nout && !known; k++)
+			known = !memcmp(rel->out[k].id, m->id, RELM_ID_LEN);
+		if (known)
+			continue;
+		static const uint8_t unknown_node[RELM_ID_LEN];
+		if (relm_rel_outgoing_load(rel, m->id, m->kind, m->ts, (const char *)m->body, m->len, 1,
+		                           next, unknown_node) != 0)
+			abort();
+		rel->out[rel->nout - 1].sibling = 1;
+		if (!(f = relm__fx_push(fx, RELM_FX_OUT_PUT)) || !(f->data = malloc(m->len + 1)))
+			abort();
+		memcpy(f->msg_id, m->id, RELM_ID_LEN);
+		memcpy(f->data, m->body, m->len);
+		f->len = m->len;
+		f->kind = m->kind;
+		f->ts = m->ts;
+		f->tries = 1;
+		f->next_ms = next;
+		f->sibling = 1;
+	}
 	d->rel = rel;
 	return 0;
 }
@@ -271,7 +304,8 @@ void sim_strat_posting(struct sim_dev *d, const struct relm_effects *fx)
 
 	if (!active(w, d->side) || d->strat != RELM_STRATEGY_LEADER || !d->rel)
 		return;
-	own = w->lease[d->side].holder == d->idx && w->lease[d->side].exp > w->now;
+	own = d->pinned >= 0 ? d->pinned == d->idx
+	                     : w->lease[d->side].holder == d->idx && w->lease[d->side].exp > w->now;
 	for (size_t i = 0; i < fx->n && !own; i++)
 		if (fx->v[i].type == RELM_FX_POST)
 			sim_fail(w, "leader: %s posted to the remote without holding the lease", d->name);
@@ -361,7 +395,7 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 		memcpy(held.by, dev_id(d, d->strat_by), RELM_ID_LEN);
 	if (by < 0 || !relm_strategy_newer(&held, m))
 		return;
-	if (d->strat == RELM_STRATEGY_LEADER && w->lease[d->side].holder == d->idx)
+	if (d->strat == RELM_STRATEGY_LEADER && w->lease[d->side].holder == d->idx && d->pinned < 0)
 		w->lease[d->side].holder = -1;           /* released */
 	/* a hub that stops being one made nodes no sibling holds (it copied
 	 * to nobody): its state goes to each, merged there (devices.md §5.6) */
@@ -375,6 +409,9 @@ static void adopt(struct sim_dev *d, const struct relm_sib_strategy *m)
 	d->strat_by = by;
 	d->holder = -1;
 	d->lease_until = 0;
+	d->pinned = -1;
+	if (m->strategy == RELM_STRATEGY_LEADER && !sodium_is_zero(m->pinned, RELM_ID_LEN))
+		d->pinned = d->holder = sim_dev_index(d, m->pinned);
 	sim_trace(w, d, "adopts strategy %d", m->strategy);
 	if (m->strategy == RELM_STRATEGY_FANOUT) {
 		d->hub = sim_dev_index(d, m->pinned);
@@ -427,7 +464,7 @@ static void periodic(struct sim_dev *d)
 	arm(d, PERIOD);
 	if (!d->online || d->down)
 		return;                          /* no server: no lease, nothing posted */
-	if (d->strat == RELM_STRATEGY_LEADER && d->rel)
+	if (d->strat == RELM_STRATEGY_LEADER && d->pinned < 0 && d->rel)
 		lease_op(d);
 	else
 		view_changed(d, 0);
@@ -478,7 +515,8 @@ static void do_switch(struct sim_world *w, int side, int to)
 	if (m.seq <= d->strat_seq)
 		m.seq = w->strat_seq[side] = d->strat_seq + 1;
 	m.strategy = (uint8_t)to;
-	if (to == RELM_STRATEGY_FANOUT)
+	/* fanout names its hub; a leader is pinned now and then */
+	if (to == RELM_STRATEGY_FANOUT || (to == RELM_STRATEGY_LEADER && sim_rand(w) % 3 == 0))
 		memcpy(m.pinned, d->devs.self, RELM_ID_LEN);
 	memcpy(m.by, d->devs.self, RELM_ID_LEN);
 	sim_trace(w, d, "switches side %c to strategy %d", side ? 'B' : 'A', to);
@@ -639,9 +677,19 @@ int sim_strat_frame(struct sim_dev *d, int from, const struct sim_frame *f, int 
 			d->cursor = (size_t)rd64(f->buf + 1);
 			sim_trace(w, d, "holds the relationship again (from %s, cursor %zu)",
 			          w->dev[d->side][from].name, d->cursor);
+			/* copies it read before it wiped its state are lost to it,
+			 * and the hub may have answered before reading them: every
+			 * other sibling's state too (§5.6) */
+			for (int i = 0; i < w->cfg.n[d->side]; i++)
+				if (i != d->idx && i != from) {
+					uint8_t k = SIM_F_STATE_REQ;
+					sim_outbox_add(d, i, SIM_F_STATE_REQ, &k, 1);
+				}
 			replay(d);
 			view_changed(d, 1);
 			sim_want_read(d);                /* its mailbox, from the hub's cursor */
+			if (d->online && !d->down)
+				sim_pump(d);
 		}
 		return 1;
 	case SIM_F_STATE_REQ:
@@ -699,6 +747,7 @@ void sim_strat_start(struct sim_world *w)
 			d->strat_by = 0;
 			d->holder = -1;
 			d->hub = 0;
+			d->pinned = -1;
 			d->state_src = -1;
 			d->was_sender = 1;               /* leaderless until now: nothing to take over */
 			memcpy(d->rel_id, d->rel->id, RELM_ID_LEN);

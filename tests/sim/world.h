@@ -196,6 +196,7 @@ struct sim_dev {
 	int strat;                         /* enum relm_strategy it holds */
 	int holder;                        /* the device it believes sends (index), -1: none */
 	int hub;                           /* fanout's hub in its view (index) */
+	int pinned;                        /* leader pinned to a device (index), -1: the lease */
 	uint64_t lease_until;              /* world time: the holder in its own view until then */
 	uint64_t strat_seq;                /* (seq, by) of the strategy message it adopted */
 	int strat_by;
