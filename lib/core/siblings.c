@@ -15,7 +15,8 @@
  * step, its copies on every session, the sessions' posts and the sibling's
  * reading of them commit together or not at all (the durability rule).
  *
- * state_req, state and circle frames are handled in sibling_state.c.  A
+ * state_req, state and circle frames are handled in sibling_state.c, the
+ * bulk state's rel, history, invites and synced in bulk.c.  A
  * frame that fails to decode, or that the engine or the circle rule
  * refuses, is reported (sibling.refused) and passed over: nothing of it is
  * kept, and the session's later frames are still read.
@@ -394,6 +395,18 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 		break;
 	case RELM_SIB_CIRCLE:
 		rc = relm__core_sib_circle(c, proton, device, m.u.circle.buf, m.u.circle.len);
+		break;
+	case RELM_SIB_REL:
+		rc = relm__core_bulk_rel(c, proton, device, &m.u.rel);
+		break;
+	case RELM_SIB_HISTORY:
+		rc = relm__core_bulk_history(c, proton, &m.u.history);
+		break;
+	case RELM_SIB_INVITES:
+		rc = relm__core_bulk_invites(c, proton, &m.u.invites);
+		break;
+	case RELM_SIB_SYNCED:
+		rc = relm__core_bulk_synced(c, proton, device, &m.u.synced);
 		break;
 	default:
 		rc = 0;                      /* request, deliver (other strategies), unknown types */
