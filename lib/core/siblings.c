@@ -64,6 +64,10 @@ static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_
 		rc = relm_store_sibling_session_put(c->st, rel->id, proton, device);
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
+	/* the session's own mailbox, which the sibling posts to from its
+	 * second envelope on: no event announces it (relm_core_mailboxes_changed) */
+	if (rc == 0)
+		c->mailboxes_new = 1;
 	sr.state = NULL;
 	relm_store_rel_clear(&sr);
 	relm_rel_blob_free(blob, blen);
