@@ -16,8 +16,10 @@
 #include <sqlite3.h>
 #include "util_rand.h"
 #include "util_world.h"
+#include "util_xdev.h"
 #include "core/core.h"
 #include "engine/rel.h"
+#include "wire/sibling.h"
 #include "wire/addr.h"
 #include "wire/circle.h"
 #include "wire/pairing.h"
@@ -558,6 +560,130 @@ START_TEST(test_bulk_interrupted)
 }
 END_TEST
 
+static int inv_count_cb(void *ctx, const struct relm_store_invite *inv)
+{
+	(void)inv;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int invites_of(struct tu_daemon *d)
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_invite_list(d->st, pa, clock_ms, inv_count_cb, &n), 0);
+	return n;
+}
+
+/* Bulk-state frames from a sibling (x, a device of alice's circle that the
+ * test plays) to A, which is not joining: what is bad is refused and
+ * nothing of it kept; what is good adds only what A lacks; a `synced`
+ * changes nothing. */
+START_TEST(test_bulk_frames)
+{
+	struct tu_xdev x;
+	struct relm_sib_invite v;
+	struct relm_sib_hmsg h;
+	struct relm_sib_rel r;
+	struct relm_sib_state st;
+	struct relm_sib_synced sy = { 99, 999 };
+	struct relm_rel *rel = NULL;
+	struct relm_store_msg m;
+	uint8_t *frame = NULL, *blob = NULL, unknown[16], nid[16];
+	size_t flen = 0, blen = 0;
+	uint8_t v4[4][16];
+	int codes[16] = { 0 }, inv0, hist0;
+
+	two_friends();
+	tu_xdev_make(&x, 0x3c, "phone");
+	ck_assert_int_eq(relm_core_device_add(A.core, pa, &x.cd, NULL), 0);
+	tu_xdev_open(&x, &A, pa, &B.env, &net);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	inv0 = invites_of(&A);
+	hist0 = tu_history_count(&A, rb, 0) + tu_history_count(&A, rb, 1);
+
+	/* an invite whose mailbox key is not a key pair: malformed */
+	memset(&v, 0, sizeof v);
+	v.spk_id = 4242;
+	randombytes_buf(v.spk_priv, 32);
+	randombytes_buf(v.mailbox_sk, 64);
+	v.expires = clock_ms + 3600000;
+	ck_assert_int_eq(relm_sib_invites_encode(&frame, &flen, &v, 1), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(invites_of(&A), inv0);
+
+	/* history of a relationship A does not hold: not_found */
+	randombytes_buf(unknown, 16);
+	memset(&h, 0, sizeof h);
+	randombytes_buf(nid, 16);
+	memcpy(h.id, nid, 16);
+	h.origin = RELM_ORIGIN_SELF;
+	h.status = RELM_STATUS_DELIVERED;
+	snprintf(h.kind, sizeof h.kind, "text");
+	h.body = (const uint8_t *)"from x";
+	h.body_len = 6;
+	h.ts = clock_ms;
+	ck_assert_int_eq(relm_sib_history_new(&frame, &flen, unknown), 0);
+	ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+
+	/* a rel A does not hold, and a state under its id that is another
+	 * relationship's (bob's): invalid_argument, no relationship made */
+	memset(&r, 0, sizeof r);
+	memcpy(r.rel, unknown, 16);
+	r.created = clock_ms;
+	ck_assert_int_eq(relm_sib_rel_encode(&frame, &flen, &r), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &rel), 0);
+	ck_assert_int_eq(relm_rel_encode(rel, &blob, &blen), 0);
+	memset(&st, 0, sizeof st);
+	memcpy(st.rel, unknown, 16);
+	randombytes_buf(st.xfer, 16);
+	st.parts = 1;
+	st.total = (uint32_t)blen;
+	st.chunk = blob;
+	st.chunk_len = blen;
+	ck_assert_int_eq(relm_sib_state_encode(&frame, &flen, &st), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	relm_rel_blob_free(blob, blen);
+	relm_rel_free(rel);
+	ck_assert_int_eq(rels_of(&A, pa, v4), 2);
+
+	/* history of bob's relationship: one message A lacks (kept, x's send
+	 * is A's sibling's) and one it holds (kept once) */
+	{
+		struct hist_list *l = calloc(1, sizeof *l);
+		history_of(&A, rb, l);
+		ck_assert_int_eq(relm_sib_history_new(&frame, &flen, rb), 0);
+		ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+		memcpy(h.id, l->v[0].id, 16);
+		ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+		tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+		relm_sib_buf_free(frame, flen);
+		free(l);
+	}
+	ck_assert_int_eq(tu_history_count(&A, rb, 0) + tu_history_count(&A, rb, 1), hist0 + 1);
+	ck_assert_int_eq(relm_store_msg_get(A.st, rb, nid, &m), 0);
+	ck_assert_int_eq(m.origin, RELM_ORIGIN_SIBLING);
+	ck_assert_int_eq(m.status, RELM_STATUS_DELIVERED);
+
+	/* synced on a device that is not joining: nothing */
+	ck_assert_int_eq(relm_sib_synced_encode(&frame, &flen, &sy), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(events_of(&A, RELM_EV_DEVICE_SYNCED, NULL), 0);
+
+	ck_assert_int_eq(tu_refused_codes(&A, codes + 1, 15), 3);
+	ck_assert_int_eq(codes[1], RELM_EMALFORMED);
+	ck_assert_int_eq(codes[2], RELM_ENOTFOUND);
+	ck_assert_int_eq(codes[3], RELM_EINVAL);
+	tu_xdev_clear(&x);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_pairing");
@@ -573,6 +699,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_bulk);
 	tcase_add_test(tc, test_bulk_interrupted);
+	tcase_add_test(tc, test_bulk_frames);
 	suite_add_tcase(s, tc);
 	return s;
 }

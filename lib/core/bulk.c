@@ -325,7 +325,10 @@ static int adopt_store(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	sr.last_activity = relm__core_now(c);
 	sr.state = blob;
 	sr.state_len = blen;
-	if ((rc = relm_store_rel_put(c->st, &sr)) == 0 &&
+	rc = relm_store_rel_put(c->st, &sr);
+	if (rc == RELM_EEXIST)
+		rc = RELM_EINVAL;         /* its mailbox is another relationship's: refused */
+	if (rc == 0 &&
 	    (rc = relm_store_cursor_set(c->st, rel->mbox_pk, h->cursor)) == 0 &&
 	    (rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env))) == 0) {
 		relm_event_init(&ev, RELM_EV_RELATIONSHIP_CREATED);
@@ -439,8 +442,6 @@ static int invite_take(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	si.created = relm__core_now(c);
 	rc = relm_store_invite_put(c->st, &si);
 	relm_store_invite_clear(&si);
-	if (rc == RELM_EEXIST)
-		return RELM_EINVAL;       /* its mailbox is another invite's */
 	if (rc == 0 && (rc = relm_store_cursor_get(c->st, pk, &cursor)) == 0 && v->cursor > cursor)
 		rc = relm_store_cursor_set(c->st, pk, v->cursor);
 	if (rc == 0)
@@ -457,11 +458,16 @@ int relm__core_bulk_invites(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 
 	/* checked whole first: a refused message keeps nothing */
 	while (rc == 0 && relm_sib_invites_next(v, &it, &inv)) {
-		uint8_t pk[RELM_SIGN_PK_LEN], sk[RELM_SIGN_SK_LEN];
+		uint8_t pk[RELM_SIGN_PK_LEN], sk[RELM_SIGN_SK_LEN], owner[RELM_ID_LEN];
+		uint32_t spk_id = 0;
+		int r2;
 		relm_sign_keypair_from_seed(pk, sk, inv.mailbox_sk);
 		if (sodium_memcmp(sk, inv.mailbox_sk, RELM_SIGN_SK_LEN) != 0)
 			rc = RELM_EMALFORMED;
 		sodium_memzero(sk, sizeof sk);
+		/* a mailbox another invite of this store reads */
+		if (rc == 0 && (r2 = relm_store_invite_by_mailbox(c->st, pk, owner, &spk_id)) != RELM_ENOTFOUND)
+			rc = r2 < 0 ? r2 : memcmp(owner, proton, RELM_ID_LEN) || spk_id != inv.spk_id ? RELM_EINVAL : 0;
 	}
 	for (it = 0; rc == 0 && relm_sib_invites_next(v, &it, &inv);)
 		rc = invite_take(c, proton, &inv);
