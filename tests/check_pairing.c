@@ -225,8 +225,31 @@ static int has_rel(void *arg)
 	return lists_rel(w->d, w->proton, w->rel);
 }
 
+/* device.synced events of proton that arrive on c (subscribed to them)
+ * within ms. */
+static int synced_events(struct td_conn *c, const char *proton, int ms)
+{
+	long long until = td_now_ms() + ms;
+	int n = 0;
+
+	for (;;) {
+		long long left = until - td_now_ms();
+		cJSON *e = left > 0 ? td_conn_read(c, (int)left) : NULL;
+		const cJSON *p;
+		if (!e)
+			return n;
+		p = cJSON_GetObjectItemCaseSensitive(e, "params");
+		if (strcmp(td_str(e, "method"), "event") == 0 && strcmp(td_str(p, "type"), "device.synced") == 0) {
+			ck_assert_str_eq(td_str(p, "proton"), proton);
+			n++;
+		}
+		cJSON_Delete(e);
+	}
+}
+
 START_TEST(test_bulk_state)
 {
+	struct td_conn ev;
 	char pa[33], pb[33], rel[33], code[1100];
 	struct rel_want rw = { &J, pa, rel };
 	int with = 0, n;
@@ -248,6 +271,10 @@ START_TEST(test_bulk_state)
 	r = join_until(&J, code, "tablet");
 	ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL, "join: %s", data_code(r));
 	cJSON_Delete(r);
+	ck_assert_int_eq(td_conn_open(&ev, J.sock), 0);
+	r = td_conn_call(&ev, "subscribe", "{\"since\":0,\"events\":[\"device.synced\"]}", NULL);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	cJSON_Delete(r);
 
 	/* the tablet lists the relationship, with its history */
 	ck_assert_msg(td_wait(has_rel, &rw, 20000), "the tablet does not list the relationship");
@@ -265,6 +292,9 @@ START_TEST(test_bulk_state)
 	ck_assert_int_eq(msgs_count(K.sock, rel, "from the tablet", &with), n + 2);
 	ck_assert_int_eq(with, 1);
 	ck_assert_int_eq(lists_rel(&K, pb, rel), 1);
+	/* the tablet said once that it holds everything */
+	ck_assert_int_eq(synced_events(&ev, pa, 1000), 1);
+	td_conn_close(&ev);
 	{
 		cJSON *l = td_must(K.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
 		ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(l), "relationships")), 1);
