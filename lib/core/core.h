@@ -142,6 +142,12 @@ int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                         void *ctx);
+/* 1 if a step since the last call made mailboxes to read that no API
+ * call announced (relationships and invites from a sibling's bulk state,
+ * a joined device's device mailbox), then 0 until the next: the daemon
+ * calls relm_core_mailboxes again and reads the ones it does not read
+ * yet, from their stored cursors.  May say 1 for a step rolled back. */
+int relm_core_mailboxes_changed(struct relm_core *c);
 /* Sign data with the secret key of one of our mailboxes (subscription
  * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
