@@ -793,7 +793,7 @@ START_TEST(test_circle_frames)
 		ck_assert_int_eq(relm_sib_bundle_encode(&frame, &flen, two, lens, 2), 0);
 		xdev_send(&x, frame, flen);
 		relm_sib_buf_free(frame, flen);
-		xdev_send(&x, (const uint8_t *)"\x0c\x00\x01\x00\x00\x00\x01\x03", 8);   /* one message */
+		xdev_send(&x, (const uint8_t *)"\x0d\x00\x01\x00\x00\x00\x01\x03", 8);   /* one message */
 	}
 	ck_assert_int_eq(tu_refused_codes(&A2, codes + 1, 15), 7);
 	ck_assert_int_eq(codes[1], RELM_EVERSION);

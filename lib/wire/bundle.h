@@ -1,8 +1,8 @@
 /*
  * bundle.h — several sibling messages for one sibling in one (sibling
- * type 12, proto/devices.md §4.5):
+ * type 13, proto/devices.md §4.5):
  *
- *     type(1) = 12 ‖ count(2) ‖ count × ( len(4) ‖ message )
+ *     type(1) = 13 ‖ count(2) ‖ count × ( len(4) ‖ message )
  *
  * 2 ≤ count; each message is a whole binary sibling message of 1 …
  * RELM_SIBLING_MAX bytes that is not itself a bundle; the bundle is at
@@ -33,7 +33,7 @@ static inline size_t relm_sib_bundle_size(size_t n, size_t bytes)
 int relm_sib_bundle_encode(uint8_t **out, size_t *outlen, const uint8_t *const *msgs,
                            const size_t *lens, size_t n);
 
-/* Check a bundle's framing (buf[0] is 12): 0, RELM_ETRUNCATED,
+/* Check a bundle's framing (buf[0] is 13): 0, RELM_ETRUNCATED,
  * RELM_ETOOBIG or RELM_EMALFORMED. */
 int relm_sib_bundle_check(const uint8_t *buf, size_t len);
 
