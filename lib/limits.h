@@ -70,7 +70,6 @@ enum relm_limits {
 	RELM_LEASE_MARGIN_MS = 2000,       /* a holder stops sending 2 s before its lease could expire */
 	RELM_REQUEST_RESEND_MS = 60000,    /* a pending request goes again to the current holder */
 	RELM_REQUEST_BODY_MAX = RELM_BODY_MAX, /* a request or delivery carries a whole text body */
-	RELM_SIB_KIND_MAX   = 16,          /* a kind's name in a request or delivery */
 
 	/* --- daemon / API (proto/api.md §1) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */

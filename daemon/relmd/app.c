@@ -444,6 +444,12 @@ static int hook_commit(void *ctx)
 	npeers = app->npeers;
 	for (size_t i = 0; i < npeers; i++)
 		relm_mbox_client_cork(app->peers[i]->c);
+	/* A step made mailboxes no API call announced (a joined device's
+	 * device mailbox, relationships and invites from a sibling's bulk
+	 * state): read the ones not read yet, from their stored cursors. */
+	if (relm_core_mailboxes_changed(app->core) &&
+	    (rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
+		log_warn("listing the mailboxes to read: %s (until a restart)", relm_strerror(rc));
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;

@@ -74,6 +74,14 @@ void relm_core_free(struct relm_core *c)
 	free(c);
 }
 
+int relm_core_mailboxes_changed(struct relm_core *c)
+{
+	int was = c->mailboxes_new;
+
+	c->mailboxes_new = 0;
+	return was;
+}
+
 const char *relm_core_mailbox_host(const struct relm_core *c)
 {
 	return c->mailbox_host;

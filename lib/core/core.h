@@ -138,10 +138,26 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
 int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                              const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
 
+/* Bundling (proto/devices.md §4.5): with on = 1, while a batch is open
+ * (relm_store_batch_begin) the sibling frames its steps make — copies,
+ * mostly — are held and sent per sibling as bundles (as few sibling
+ * envelopes as fit RELM_SIBLING_MAX) by one step that runs just before the
+ * batch commits, inside it: the durability rule holds as without bundling.
+ * A step rolled back takes its frames with it.  The core sets the store's
+ * hooks (relm_store_set_hooks) for this; on = 0 takes them away.  relmd
+ * turns it on; without it every frame is sent in the step that made it. */
+int relm_core_bundle(struct relm_core *c, int on);
+
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                         void *ctx);
+/* 1 if a step since the last call made mailboxes to read that no API
+ * call announced (relationships and invites from a sibling's bulk state,
+ * a joined device's device mailbox), then 0 until the next: the daemon
+ * calls relm_core_mailboxes again and reads the ones it does not read
+ * yet, from their stored cursors.  May say 1 for a step rolled back. */
+int relm_core_mailboxes_changed(struct relm_core *c);
 /* Sign data with the secret key of one of our mailboxes (subscription
  * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],

@@ -10,6 +10,7 @@
  *   pairing.c     adding a device (both sides of devices.md §12)
  *   sibling_state.c  what siblings say of the proton: state_req / state
  *                 (repair) and circle frames
+ *   bulk.c        the bulk state a new device receives (devices.md §12.6)
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
@@ -21,6 +22,16 @@
 enum {
 	RELM__XFERS    = 8,       /* state transfers being reassembled at once */
 	RELM__ANSWERED = 32,      /* state answers remembered for RELM_REPAIR_GAP_MS */
+	RELM__BULK_RELS = 8,      /* bulk `rel`s whose state is still arriving */
+};
+
+/* A relationship a sibling's bulk state announced (`rel`), kept until its
+ * `state` is whole (bulk.c).  In memory only: a restart loses it, and the
+ * count at `synced` asks for the bulk again. */
+struct relm__bulk_rel {
+	uint8_t device[RELM_ID_LEN];
+	struct relm_sib_rel r;
+	uint64_t t_ms;                /* 0 = slot free */
 };
 
 /* A frame for a sibling session that is being stepped: sent once that
@@ -29,6 +40,15 @@ struct relm__deferred {
 	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
 	uint8_t *buf;                 /* may hold secrets: wiped when freed */
 	size_t len;
+};
+
+/* A sibling frame held for the batch's bundle (bundle.c). */
+struct relm__held {
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
+	uint8_t *buf;                 /* may hold secrets: wiped when freed */
+	size_t len;
+	int sent;                     /* sent already, in this batch */
+	int step_sent;                /* … by the step now open (undone with it) */
 };
 
 /* A state transfer (devices.md §4.4) whose parts are arriving. */
@@ -75,6 +95,14 @@ struct relm_core {
 	 * why, for relm_core_pair_status: its row is gone. */
 	uint8_t refused_pairing[RELM_ID_LEN];
 	int refused_code;
+	struct relm__bulk_rel bulk[RELM__BULK_RELS];
+	/* A step made mailboxes to read (relm_core_mailboxes_changed). */
+	int mailboxes_new;
+	/* Bundling (relm_core_bundle, bundle.c): the open batch's frames to
+	 * siblings, sent at its end; held_mark = the first of the open step. */
+	int bundling, flushing;
+	struct relm__held *held;
+	size_t nheld, capheld, held_mark, held_bytes;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
@@ -149,6 +177,14 @@ int relm__core_session_initial(struct relm_core *c, const uint8_t proton[RELM_ID
  * (opened when missing); deferred while that session is being stepped. */
 int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
+/* Bundling (bundle.c): frame for device held for the batch's bundle
+ * (1), or to be sent now (0: not bundling, or a frame that goes alone —
+ * the device's held frames were sent first, to keep their order); < 0
+ * an error. */
+int relm__core_hold(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                    const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
+void relm__core_held_free(struct relm_core *c);
+
 /* Send the frames deferred during a session's step (after it saved). */
 int relm__core_flush_deferred(struct relm_core *c);
 
@@ -175,6 +211,38 @@ int relm__core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 /* 1 if rc is a verdict on a sibling's frame (reported as sibling.refused
  * and passed over), 0 if it is this device's own failure. */
 int relm__core_sib_refusal(int rc);
+/* rel_id is a relationship of proton (not a session): 0, or
+ * RELM_ENOTFOUND / RELM_EAUTH. */
+int relm__core_proton_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t rel_id[RELM_ID_LEN]);
+/* rel's whole state to sibling device, in parts (devices.md §4.4). */
+int relm__core_send_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN]);
+
+/* bulk.c (devices.md §12.6), inside the open step.  bulk_send: the whole
+ * bulk state of proton to sibling device on its session.  The others
+ * take the frames from sibling device: 0, a refusal, or a store error.
+ * bulk_pending: 1 if device announced rel (a `rel` whose state has not
+ * come); bulk_adopt makes it a relationship from its whole state. */
+int relm__core_bulk_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN]);
+int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                        const uint8_t device[RELM_ID_LEN], const struct relm_sib_rel *r);
+int relm__core_bulk_pending(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
+                            const uint8_t rel[RELM_ID_LEN]);
+int relm__core_bulk_adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
+                          const uint8_t *blob, size_t len);
+int relm__core_bulk_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const struct relm_sib_history *h);
+int relm__core_bulk_invites(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const struct relm_sib_invites *v);
+int relm__core_bulk_synced(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const uint8_t device[RELM_ID_LEN], const struct relm_sib_synced *s);
+
+/* pairing.c: J's pairing of proton that is JOINED: 1 if there is one
+ * (moved to SYNCED when synced is set), 0 if none, or a store error. */
+int relm__core_pair_joined(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], int synced);
 /* pairing.c: bytes at the pairing mailbox of pairing id, inside the open
  * step (a JOIN on E; a WELCOME or REFUSE on J).  0 or a verdict. */
 int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],

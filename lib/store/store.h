@@ -263,6 +263,26 @@ int relm_store_batch_commit(struct relm_store *st);
 int relm_store_batch_rollback(struct relm_store *st);
 /* 1 while a step or batch is open. */
 int relm_store_in_txn(const struct relm_store *st);
+/* 1 inside a step of an open batch (BATCH_STEP). */
+int relm_store_in_batch_step(const struct relm_store *st);
+
+/* Listeners to the transaction's life, for what the caller keeps beside
+ * the store and must commit or undo with it (lib/core's held sibling
+ * frames).  Any may be NULL.
+ *   step_begin    a step began (standalone or in a batch);
+ *   step_undo     the step of a batch that began last was rolled back;
+ *   txn_end       the transaction ended: committed (1) or not (0) — a
+ *                 standalone step, a batch, or a sticky failure;
+ *   before_commit a batch is about to commit (state BATCH): it may run
+ *                 steps of its own; an error rolls the whole batch back
+ *                 and relm_store_batch_commit returns it. */
+struct relm_store_hooks {
+	void (*step_begin)(void *ctx);
+	void (*step_undo)(void *ctx);
+	void (*txn_end)(void *ctx, int committed);
+	int (*before_commit)(void *ctx);
+};
+void relm_store_set_hooks(struct relm_store *st, const struct relm_store_hooks *h, void *ctx);
 /* A write of one small row (meta 'probe' = now_ms) in a transaction of
  * its own (IDLE only): does the file take writes again (after a full
  * disk)?  0, or the error (a failure is sticky like any other). */
@@ -421,8 +441,13 @@ struct relm_store_invite {
 	uint32_t used;                          /* times accepted */
 	uint64_t created;
 };
-/* Insert.  RELM_EEXIST for a duplicate (proton, spk_id) or mailbox id. */
+/* Insert (used as given: 0 for a new invite).  RELM_EEXIST for a
+ * duplicate (proton, spk_id) or mailbox id. */
 int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv);
+/* proton's invites not expired at now_ms, by spk_id, with secrets (inv is
+ * wiped after each cb; a nonzero return stops and is returned). */
+int relm_store_invite_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t now_ms,
+                           int (*cb)(void *ctx, const struct relm_store_invite *inv), void *ctx);
 /* With secrets.  RELM_ENOTFOUND.  Wipe with relm_store_invite_clear. */
 int relm_store_invite_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                           uint32_t spk_id, struct relm_store_invite *out);
@@ -553,6 +578,11 @@ int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m)
 int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int64_t before, unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
+/* Oldest first, seq > after, at most limit (0 = all): how a sibling's
+ * bulk state carries a history (proto/devices.md §12.6). */
+int relm_store_msg_list_after(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                              int64_t after, unsigned limit,
+                              int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
 /* One message into *out (body not returned).  RELM_ENOTFOUND. */
 int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                        const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out);
