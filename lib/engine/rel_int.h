@@ -95,6 +95,21 @@ int relm__holder_elsewhere(const struct relm_rel *rel, const struct relm_env *en
 int relm__request_again(const struct relm_rel *rel, const struct relm_env *env,
                         const struct relm_payload *p, struct relm_effects *fx);
 
+/* ---- shared by rel.c and rel_receive.c ---------------------------------------- */
+
+/* envelope.undecryptable: the envelope with this hash is given up, why. */
+void relm__emit_undecryptable(struct relm_effects *fx, const struct relm_rel *rel,
+                              const uint8_t hash[RELM_ID_LEN], int why);
+/* Encode payload p and send it. */
+int relm__send_payload(struct relm_rel *rel, const struct relm_env *env,
+                       const struct relm_payload *p, int automated,
+                       const uint8_t *prev_try, uint8_t on[RELM_ID_LEN],
+                       struct relm_effects *fx);
+/* Send every receipt due (one automated message per RELM_MAX_ACKS). */
+int relm__send_receipts(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+/* Drop pending envelope i (wiped). */
+void relm__pending_remove(struct relm_rel *rel, uint32_t i);
+
 /* ---- rel_revoke.c (proto/revocation.md) ------------------------------------ */
 
 /* The heal: send it when due (0 or RELM_ENOMEM); its deadline (0: none);
