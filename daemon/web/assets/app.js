@@ -23,7 +23,9 @@ import { showTree, hideTree, touched } from './tree_view.js';
 // The token came in the address; the cookie carries it from now on.
 if (location.search) history.replaceState(null, '', location.pathname + location.hash);
 
-const state = { protons: [], proton: null, rels: [], loaded: false };
+// readOnly: the protons this device was removed from (daemon.status
+// read_only_protons): it keeps what it has and can no longer send.
+const state = { protons: [], proton: null, rels: [], loaded: false, readOnly: new Set() };
 const seen = load('relm.seen', {});
 
 function load(key, dflt) {
@@ -120,6 +122,7 @@ function openRel(r) {
   $('tab-tree').setAttribute('aria-selected', String(r.view === 'tree'));
   $('pane-conv').hidden = r.view !== 'conv';
   $('pane-tree').hidden = r.view !== 'tree';
+  conv.setReadOnly(state.readOnly.has(r.proton));
   if (r.view === 'conv') {
     conv.open(r.rel, label);
     markSeen(r.rel);
@@ -134,6 +137,7 @@ function openRel(r) {
 async function loadProtons() {
   try {
     state.protons = (await call('proton.list')).protons;
+    state.readOnly = new Set((await call('daemon.status')).read_only_protons || []);
   } catch (e) {
     toast(e);
   }
@@ -149,7 +153,9 @@ function renderProtons() {
     },
     h('span.avatar', { 'aria-hidden': 'true' }, initial(p.label)),
     h('span.proton-label', {}, p.label),
-    h('span.muted.small', {}, p.devices === 1 ? '1 device' : `${p.devices} devices`)))));
+    state.readOnly.has(p.proton)
+      ? h('span.pill', { title: 'This device was removed from this proton' }, 'read-only')
+      : h('span.muted.small', {}, p.devices === 1 ? '1 device' : `${p.devices} devices`)))));
 }
 
 async function createProton(e) {
@@ -240,7 +246,8 @@ function onEvent(ev) {
     case 'device.added':
     case 'device.removed':
     case 'identity.rotated':
-      loadProtons();
+      // a removal may be of this device: the proton turns read-only
+      loadProtons().then(() => { if (ev.type === 'device.removed') route(); });
       pv.onDeviceEvent(ev);
       break;
     default:

@@ -68,6 +68,17 @@ export async function open(rel, label) {
 
 export function close() { cur = null; }
 
+// A proton this device was removed from: what it holds stays readable,
+// sending is refused (read_only), so the message box says so instead.
+export function setReadOnly(ro) {
+  $('message-box').disabled = ro;
+  $('send').disabled = ro;
+  $('composer-note').hidden = !ro;
+  $('composer-note').textContent = ro
+    ? 'This device was removed from this proton: it keeps what it has, and can no longer send.'
+    : '';
+}
+
 // Re-read the history (after a gap in the event stream).
 export async function reload() {
   if (!cur) return;
