@@ -10,6 +10,7 @@
  *   pairing.c     adding a device (both sides of devices.md §12)
  *   sibling_state.c  what siblings say of the proton: state_req / state
  *                 (repair) and circle frames
+ *   revoke.c      removing a device, the heal, the identity roll, read-only
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
@@ -180,6 +181,20 @@ int relm__core_sib_refusal(int rc);
 int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],
                              const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
                              const uint8_t *buf, size_t len);
+/* revoke.c */
+/* 1 if this device is not in proton's held circle (removed), 0, or an
+ * error; relm__core_writable: RELM_EREADONLY for 1. */
+int relm__core_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+int relm__core_writable(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+/* An `identity` sibling message (wire/sib_identity.h) from device of
+ * proton, inside the open step: 0 (applied, or already in hand), a
+ * refusal, or a store error. */
+int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* After a step on rel: the row's remote_ipk follows the engine's pin when
+ * fx holds identity.rotated or identity.conflict. */
+int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel,
+                          const struct relm_effects *fx);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

@@ -184,6 +184,8 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 		rc = RELM_ENOTFOUND;         /* not a relationship of the proton */
 		goto done;
 	}
+	if ((rc = relm__core_writable(c, c->devs_proton)) != 0)
+		goto done;                   /* this device was removed (revocation.md §1) */
 	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
 	if (rc == RELM_EEXIST) {
 		rc = 0;

@@ -308,14 +308,14 @@ int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	}
 	if (rc == 0)
 		goto out;                    /* older, a duplicate, or a conflict it loses */
-	/* A circle without this device removes it (devices.md §9): not served
-	 * before revocation, so refused and this device goes on as it was. */
-	if (relm_circle_find(next, self.device) < 0) {
-		rc = RELM_EINVAL;
-		goto out;
-	}
 	if ((rc = relm_store_circle_put(c->st, proton, next->epoch, buf, len)) == 0)
 		rc = relm__core_circle_follow(c, proton, next);
+	/* A circle without this device removes it (proto/revocation.md §1):
+	 * kept, so the proton is read-only here from now on (relm__core_removed
+	 * reads it from the held circle), and said with device.removed naming
+	 * this device. */
+	if (rc == 0 && relm_circle_removed(next, self.device))
+		rc = device_event(c, RELM_EV_DEVICE_REMOVED, proton, self.device, next->epoch);
 out:
 	relm_store_device_clear(&self);
 	relm_store_proton_clear(&p);

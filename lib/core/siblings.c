@@ -33,6 +33,7 @@
 #include "wire/circle.h"
 #include "wire/envelope.h"
 #include "wire/sibling.h"
+#include "wire/sib_identity.h"
 #include "error.h"
 
 /* The row of a new session (strict, no label; proton's). */
@@ -89,7 +90,7 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 		c->busy = was_busy;
 		return rc;
 	}
-	if ((rc = relm__core_route(c, rel->id, fx)) != 0)
+	if ((rc = relm__core_route(c, rel->id, fx)) != 0 || (rc = relm__core_pin_follow(c, rel, fx)) != 0)
 		return rc;
 	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
 }
@@ -379,7 +380,9 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 		return rc;
 	if ((rc = relm_sib_decode(&m, f->data, f->len)) != 0)
 		return report_refused(c, proton, device, sess, rc);
-	switch (m.type) {
+	if ((int)m.type == RELM_SIB_IDENTITY)
+		rc = relm__core_sib_identity(c, proton, device, f->data, f->len);
+	else switch (m.type) {
 	case RELM_SIB_COPY:
 		rc = dispatch_copy(c, proton, device, m.u.copy.rel, f->data, f->len, 0);
 		break;
