@@ -113,6 +113,9 @@ struct relmd_hooks {
 	void (*reopen)(void *ctx);
 	/* daemon.status: number of protons (NULL: 0). */
 	int (*protons_count)(void *ctx);
+	/* daemon.status: the protons this device was removed from (read-only,
+	 * proto/revocation.md §1): add(actx, id) for each (NULL: none). */
+	int (*read_only_protons)(void *ctx, void (*add)(void *actx, const uint8_t id[16]), void *actx);
 	/* daemon.status: mailbox state; *address may be left NULL. */
 	void (*mailbox_status)(void *ctx, int *connected, const char **address);
 	/* Event persistence (see events.h). */

@@ -650,6 +650,28 @@ static int count_cb(void *c, const struct relm_store_proton *pp)
 	return 0;
 }
 
+struct ro_walk {
+	struct relmd_app *app;
+	void (*add)(void *actx, const uint8_t id[16]);
+	void *actx;
+};
+
+static int ro_cb(void *ctx, const struct relm_store_proton *p)
+{
+	struct ro_walk *w = ctx;
+
+	if (relm_core_proton_read_only(w->app->core, p->id) == 1)
+		w->add(w->actx, p->id);
+	return 0;
+}
+
+static int hook_read_only_protons(void *ctx, void (*add)(void *actx, const uint8_t id[16]), void *actx)
+{
+	struct ro_walk w = { ctx, add, actx };
+
+	return relm_store_proton_list(w.app->st, ro_cb, &w);
+}
+
 static int hook_protons_count(void *ctx)
 {
 	struct relmd_app *app = ctx;
@@ -755,6 +777,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	hooks->stop = hook_stop;
 	hooks->commit = hook_commit;
 	hooks->protons_count = hook_protons_count;
+	hooks->read_only_protons = hook_read_only_protons;
 	hooks->mailbox_status = hook_mailbox_status;
 	hooks->store_status = relmd__store_status;
 	hooks->events.ctx = app;
