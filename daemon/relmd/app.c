@@ -447,6 +447,13 @@ static int hook_commit(void *ctx)
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;
+	/* mailboxes no event announced (sibling sessions, a joined device's
+	 * device mailbox): subscribe() skips those already read */
+	if (relm_core_mailboxes_gen(app->core) != app->mailboxes_gen) {
+		app->mailboxes_gen = relm_core_mailboxes_gen(app->core);
+		if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
+			log_err("listing mailboxes: %s", relm_strerror(rc));
+	}
 	if (relmd__store_writable(app) == 0)
 		pump(app);          /* while the disk is full, an ack could not be recorded */
 	for (size_t i = 0; i < npeers; i++)

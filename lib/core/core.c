@@ -74,6 +74,11 @@ void relm_core_free(struct relm_core *c)
 	free(c);
 }
 
+uint64_t relm_core_mailboxes_gen(const struct relm_core *c)
+{
+	return c->mailboxes_gen;
+}
+
 const char *relm_core_mailbox_host(const struct relm_core *c)
 {
 	return c->mailbox_host;

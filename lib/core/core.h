@@ -178,6 +178,13 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
 int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                              const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
 
+/* A number that changes whenever a step may have made a mailbox to read
+ * that no event announces — a sibling session's (proto/devices.md §3), a
+ * joined device's device mailbox: the daemon lists relm_core_mailboxes
+ * again after a commit when it changed (a rolled-back step may bump it
+ * too: listing again is harmless). */
+uint64_t relm_core_mailboxes_gen(const struct relm_core *c);
+
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),

@@ -76,6 +76,10 @@ struct relm_core {
 	 * why, for relm_core_pair_status: its row is gone. */
 	uint8_t refused_pairing[RELM_ID_LEN];
 	int refused_code;
+	/* Bumped whenever a step makes a mailbox the daemon must start to
+	 * read that no event announces (a sibling session's, a joined
+	 * device's device mailbox): relm_core_mailboxes_gen. */
+	uint64_t mailboxes_gen;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)

@@ -62,6 +62,7 @@ static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_
 	rc = relm_store_rel_put(c->st, &sr);
 	if (rc == 0)
 		rc = relm_store_sibling_session_put(c->st, rel->id, proton, device);
+	c->mailboxes_gen++;                  /* its mailbox is one to read */
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
 	sr.state = NULL;

@@ -1,0 +1,264 @@
+/*
+ * check_revoke_relmd.c — revocation and the identity roll through the
+ * programs (proto/revocation.md §7, proto/api.md device.revoke,
+ * identity.rotate): relm-mailbox and three relmd on loopback.  alice's
+ * relmd (A) is related to bob's (B) and pairs a second device (J); A
+ * revokes J with rotate_identity: bob's relationship pins the new key
+ * (relationship.show, identity.rotated), J reports the proton read-only
+ * in daemon.status and refuses to write for it, A goes on talking to bob.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <check.h>
+#include <cjson/cJSON.h>
+#include "util_daemon.h"
+#include "util_rand.h"
+
+enum { WAIT_MS = 20000 };
+
+static char dir[256];
+static struct td_mbox mb;
+static struct td_relmd A, B, J;
+
+static void setup(void)
+{
+	td_base_new("revoke");
+	td_dir_new(dir, sizeof dir);
+	ck_assert_int_eq(td_mbox_start(&mb, dir, "mbox", 0), 0);
+	ck_assert_int_eq(td_relmd_start(&A, dir, "alice", mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&B, dir, "bob", mb.port), 0);
+	ck_assert_int_eq(td_relmd_start(&J, dir, "tablet", mb.port), 0);
+}
+
+static void teardown(void)
+{
+	td_kill_all();
+	td_base_free();
+}
+
+/* ---- waiting for what another daemon does ---- */
+
+struct want {
+	const char *sock, *method, *params, *field, *value;
+};
+
+/* td_wait predicate: the result of method(params) on sock has field (a
+ * path "a.b", or "a[]" for an array of strings) equal to / holding value. */
+static int has_value(void *arg)
+{
+	struct want *w = arg;
+	cJSON *r = td_call(w->sock, w->method, w->params);
+	const cJSON *v = td_res(r), *it;
+	char path[64], *p, *save = NULL;
+	int ok = 0;
+
+	snprintf(path, sizeof path, "%s", w->field);
+	for (p = strtok_r(path, ".", &save); p && v; p = strtok_r(NULL, ".", &save)) {
+		size_t n = strlen(p);
+		if (n > 2 && !strcmp(p + n - 2, "[]")) {
+			p[n - 2] = '\0';
+			cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(v, p))
+				ok |= cJSON_IsString(it) && !strcmp(it->valuestring, w->value);
+			v = NULL;
+			break;
+		}
+		v = cJSON_GetObjectItemCaseSensitive(v, p);
+	}
+	if (v && cJSON_IsString(v))
+		ok = !strcmp(v->valuestring, w->value);
+	cJSON_Delete(r);
+	return ok;
+}
+
+static void wait_value(const char *sock, const char *method, const char *params,
+                       const char *field, const char *value, const char *what)
+{
+	struct want w = { sock, method, params, field, value };
+	ck_assert_msg(td_wait(has_value, &w, WAIT_MS), "%s never came", what);
+}
+
+/* The params of the last event of type on sock (subscribe since 0, the
+ * replayed lines), a copy; NULL if none. */
+static cJSON *last_event(const char *sock, const char *type)
+{
+	struct td_conn c;
+	cJSON *r, *found = NULL;
+	int last;
+
+	ck_assert_int_eq(td_conn_open(&c, sock), 0);
+	r = td_conn_call(&c, "subscribe", "{\"since\":0}", NULL);
+	ck_assert_ptr_nonnull(td_res(r));
+	last = (int)cJSON_GetObjectItemCaseSensitive(td_res(r), "replay")->valuedouble;
+	cJSON_Delete(r);
+	for (int i = 0; i < last; i++) {
+		cJSON *j = td_conn_read(&c, WAIT_MS);
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+		ck_assert_ptr_nonnull(p);
+		if (!strcmp(td_str(p, "type"), type)) {
+			cJSON_Delete(found);
+			found = cJSON_Duplicate(p, 1);
+		}
+		cJSON_Delete(j);
+	}
+	td_conn_close(&c);
+	return found;
+}
+
+static cJSON *join_until(struct td_relmd *d, const char *code)
+{
+	for (int i = 0; i < 100; i++) {
+		cJSON *r = td_callf(d->sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"tablet\"}", code);
+		ck_assert_ptr_nonnull(r);
+		if (!td_err_name(r) || strcmp(td_err_name(r), "pending") != 0)
+			return r;
+		cJSON_Delete(r);
+		td_sleep_ms(200);
+	}
+	ck_abort_msg("device.pair.join still pending after 20 s");
+	return NULL;
+}
+
+/* The id of proton's device on d that is not d itself. */
+static void other_device(struct td_relmd *d, const char *proton, char out[33])
+{
+	cJSON *r = td_must(d->sock, "device.list", "{\"proton\":\"%s\"}", proton);
+	const cJSON *it;
+
+	out[0] = '\0';
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "devices"))
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "self")))
+			td_copy_id(out, td_str(it, "device"));
+	cJSON_Delete(r);
+	ck_assert_int_eq((int)strlen(out), 32);
+}
+
+static void send_text(const char *from, const char *rel, const char *body)
+{
+	cJSON *r = td_must(from, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", rel, body);
+	cJSON_Delete(r);
+}
+
+/* The newest message's body of rel on sock. */
+static int newest_is(void *arg)
+{
+	struct want *w = arg;
+	cJSON *r = td_call(w->sock, "message.list", w->params);
+	const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"), 0);
+	int ok = m && td_str(m, "body") && !strcmp(td_str(m, "body"), w->value);
+	cJSON_Delete(r);
+	return ok;
+}
+
+static void wait_newest(const char *sock, const char *rel, const char *body)
+{
+	char params[200];
+	struct want w = { sock, NULL, params, NULL, body };
+	snprintf(params, sizeof params, "{\"relationship\":\"%s\",\"limit\":1}", rel);
+	ck_assert_msg(td_wait(newest_is, &w, WAIT_MS), "\"%s\" never reached the other side", body);
+}
+
+START_TEST(test_revoke_with_roll)
+{
+	char pa[33], pb[33], rel[33], dev_j[33], code[1100], params[200], ipk_old[65], ipk_new[65];
+	cJSON *r, *ev;
+
+	td_relate(A.sock, B.sock, pa, pb, rel, WAIT_MS);
+	send_text(A.sock, rel, "hello bob");
+	wait_newest(B.sock, rel, "hello bob");
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	snprintf(ipk_old, sizeof ipk_old, "%s", td_str(td_res(r), "remote_ipk"));
+	cJSON_Delete(r);
+
+	/* J joins alice's proton; A's next send opens their sibling session */
+	r = td_must(A.sock, "device.pair.begin", "{\"proton\":\"%s\"}", pa);
+	snprintf(code, sizeof code, "%s", td_str(td_res(r), "code"));
+	cJSON_Delete(r);
+	r = join_until(&J, code);
+	ck_assert_msg(td_res(r) != NULL, "join: %s", td_err_name(r));
+	cJSON_Delete(r);
+	other_device(&A, pa, dev_j);
+	send_text(A.sock, rel, "now with a tablet");
+	wait_newest(B.sock, rel, "now with a tablet");
+	r = td_must(J.sock, "daemon.status", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "read_only_protons")), 0);
+	cJSON_Delete(r);
+
+	/* refused: alice's own device; a device not in the circle */
+	{
+		char self[33];
+		other_device(&J, pa, self);  /* J's other device is A */
+		r = td_callf(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", pa, self);
+		ck_assert_str_eq(td_err_name(r), "invalid_argument");
+		cJSON_Delete(r);
+	}
+
+	/* the revocation with the roll */
+	r = td_must(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\",\"rotate_identity\":true}",
+	            pa, dev_j);
+	ck_assert_int_ge((int)cJSON_GetObjectItemCaseSensitive(td_res(r), "epoch")->valuedouble, 3);
+	snprintf(ipk_new, sizeof ipk_new, "%s", td_str(td_res(r), "ipk"));
+	cJSON_Delete(r);
+	ck_assert_int_eq((int)strlen(ipk_new), 64);
+	ck_assert_str_ne(ipk_new, ipk_old);
+	r = td_must(A.sock, "device.list", "{\"proton\":\"%s\"}", pa);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "devices")), 1);
+	cJSON_Delete(r);
+
+	/* bob pins the new key */
+	snprintf(params, sizeof params, "{\"relationship\":\"%s\"}", rel);
+	wait_value(B.sock, "relationship.show", params, "remote_ipk", ipk_new, "bob's new pin");
+	ev = last_event(B.sock, "identity.rotated");
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(td_str(ev, "ipk"), ipk_new);
+	ck_assert_str_eq(td_str(ev, "relationship"), rel);
+	cJSON_Delete(ev);
+	ck_assert_ptr_null(last_event(B.sock, "identity.conflict"));
+
+	/* J learnt it was removed (the circle A sent it once, signed by the
+	 * key J knew) */
+	wait_value(J.sock, "daemon.status", "{}", "read_only_protons[]", pa, "J's read-only proton");
+	r = td_callf(J.sock, "invite.create", "{\"proton\":\"%s\"}", pa);
+	ck_assert_str_eq(td_err_name(r), "read_only");
+	cJSON_Delete(r);
+	ev = last_event(J.sock, "device.removed");
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(td_str(ev, "proton"), pa);
+	cJSON_Delete(ev);
+	r = td_must(A.sock, "daemon.status", NULL);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "read_only_protons")), 0);
+	cJSON_Delete(r);
+
+	/* A and bob go on */
+	send_text(A.sock, rel, "after the roll");
+	wait_newest(B.sock, rel, "after the roll");
+	send_text(B.sock, rel, "got it");
+	wait_newest(A.sock, rel, "got it");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("revoke_relmd");
+	TCase *tc = tcase_create("programs");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_revoke_with_roll);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	tu_seed_from_env();
+	sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
