@@ -64,7 +64,10 @@ PROG_MAIN = daemon/relmd/relmd.c daemon/relmctl/relmctl.c daemon/mailbox_server/
 PROGRAMS = $(basename $(notdir $(PROG_MAIN)))
 #   daemon/web             relm-web, the browser front end (its own libraries:
 #                          libmicrohttpd, libqrencode; see the relm-web section)
-DMN_SRC  = $(filter-out $(PROG_MAIN) daemon/web/%,$(sort $(wildcard daemon/*.c daemon/*/*.c)))
+DMN_SRC  = $(filter-out $(PROG_MAIN) daemon/web/% daemon/relmctl/%,$(sort $(wildcard daemon/*.c daemon/*/*.c)))
+#   relmctl's parts (daemon/relmctl/*.c) link only into relmctl, with
+#   libqrencode for `device pair`'s QR code (see the relm-web section)
+CTL_SRC  = $(filter-out daemon/relmctl/relmctl.c,$(sort $(wildcard daemon/relmctl/*.c)))
 # tests/: one Check suite per module (tests/check_<module>.c), helpers in
 # tests/util_*.c, shell/integration drivers in tests/*.sh
 TEST_SRC = $(sort $(wildcard tests/check_*.c))
@@ -126,7 +129,7 @@ define program
 $(BUILD)/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$$(call say,LD,$$@)$$(CC) $$(CFLAGS) $$(LDFLAGS) $$< $(BUILD)/libdaemon.a $(BUILD)/librelm.a $$(PKG_LIBS) -o $$@
 endef
-$(foreach m,$(PROG_MAIN),$(eval $(call program,$(m))))
+$(foreach m,$(filter-out daemon/relmctl/relmctl.c,$(PROG_MAIN)),$(eval $(call program,$(m))))
 
 # ---- the deterministic simulator (tests/sim, proto/invariants.md) ---------
 # Many devices of two protons in one process, on the real engine; `make
@@ -183,6 +186,13 @@ $(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 
 $(BUILD)/relm-web: $(WEB_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $(WEB_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(WEB_LIBS) -o $@
+
+$(BUILD)/daemon/relmctl/%.o: daemon/relmctl/%.c | $(WEB_DEPS_OK)
+	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) $(WEB_CFLAGS) -c $< -o $@
+
+$(BUILD)/relmctl: $(BUILD)/daemon/relmctl/relmctl.o $(CTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $(filter %.o,$^) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) \
+	  $(shell $(PKG_CONFIG) --libs libqrencode) -o $@
 
 # check_web also links relm-web's pure checks (guard.c) to test them directly.
 $(BUILD)/tests/check_web: $(BUILD)/tests/check_web.o $(BUILD)/daemon/web/guard.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a

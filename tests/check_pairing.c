@@ -4,7 +4,8 @@
  * loopback.  alice's relmd (A) offers a code; a fresh relmd (J) joins
  * with it — both killed with SIGKILL after J's JOIN was posted, restarted,
  * the same code resumes; both then list the same two devices.  The code
- * again on a third relmd is refused (replay), through relmctl; junk codes
+ * again on a third relmd is refused (replay), through relmctl, whose
+ * `device pair` also draws the code as a QR code that zbarimg reads back; junk codes
  * and another mailbox server are refused before anything is stored; the
  * circle does not change.
  */
@@ -77,9 +78,55 @@ static int devices(struct td_relmd *d, const char *proton, char *self_label, siz
 	return count;
 }
 
+/* The QR code in relmctl's text output (block characters, two rows of
+ * modules per line, qr_text.c) drawn into a PBM image, 4 pixels per
+ * module, and read back with zbarimg (zbar-tools, installed with the browser test's
+ * packages): what it holds, in text. */
+static void qr_read(const char *out, char *text, size_t cap)
+{
+	static const char *glyph[4] = { " ", "\u2584", "\u2580", "\u2588" };
+	static unsigned char rows[512][256];
+	char pbm[300], err[512];
+	int h = 0, w = 0;
+
+	for (const char *l = out; *l && h < 510; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		int x = 0, bits = -1;
+		const char *p = l;
+		while (*p && *p != '\n' && x < 256) {
+			for (bits = 3; bits >= 0; bits--)
+				if (!strncmp(p, glyph[bits], strlen(glyph[bits])))
+					break;
+			if (bits < 0)
+				break;
+			rows[h][x] = (unsigned char)(bits >> 1);
+			rows[h + 1][x++] = (unsigned char)(bits & 1);
+			p += strlen(glyph[bits]);
+		}
+		if (bits >= 0 && x > 20 && (*p == '\n' || !*p)) {
+			ck_assert(w == 0 || w == x);
+			w = x;
+			h += 2;
+		}
+	}
+	ck_assert_msg(w > 20 && h > 20, "no QR code in: %s", out);
+	snprintf(pbm, sizeof pbm, "%s/qr.pbm", dir);
+	FILE *f = fopen(pbm, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "P1\n%d %d\n", w * 4, h * 4);
+	for (int y = 0; y < h * 4; y++) {
+		for (int x = 0; x < w * 4; x++)
+			fputs(rows[y / 4][x / 4] ? "1 " : "0 ", f);
+		fputc('\n', f);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	char *argv[] = { "/usr/bin/zbarimg", "--raw", "-q", pbm, NULL };
+	ck_assert_msg(td_run(argv, text, cap, err, sizeof err, 10000) == 0, "zbarimg: %s", err);
+	text[strcspn(text, "\n")] = '\0';
+}
+
 START_TEST(test_pair_two_commands)
 {
-	char proton[33], code[1100], label[80], out[4096], err[1024], prog[512];
+	char proton[33], code[1100], label[80], out[16384], err[1024], prog[512];
 	cJSON *r;
 
 	r = td_must(A.sock, "proton.create", "{\"label\":\"alice\"}");
@@ -97,6 +144,17 @@ START_TEST(test_pair_two_commands)
 		ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
 		ck_assert(cJSON_GetObjectItemCaseSensitive(r, "expires_at")->valuedouble > 0);
 		cJSON_Delete(r);
+	}
+	/* and, as text, a QR code of it for a phone camera */
+	{
+		char *argv[] = { prog, "--socket", A.sock, "device", "pair", proton, NULL };
+		char shown[1100] = "", read[1100] = "";
+		ck_assert_int_eq(td_run(argv, out, sizeof out, err, sizeof err, 10000), 0);
+		ck_assert_int_eq(sscanf(out, "code: %1099s", shown), 1);
+		ck_assert_int_eq(strncmp(shown, "relm-pair:", 10), 0);
+		ck_assert_str_ne(shown, code);         /* a fresh code each time */
+		qr_read(out, read, sizeof read);
+		ck_assert_str_eq(read, shown);
 	}
 
 	/* bad codes: refused before anything is stored */

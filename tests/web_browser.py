@@ -3,7 +3,8 @@
 Selenium (Debian's chromium, chromium-driver, python3-selenium).
 
 Two relmd (alice, bob) share a relm-mailbox; each has its own relm-web and
-its own browser.  The tests run in order (test_01 … test_11) on that one
+its own browser (test_08a adds a third relmd, alice's tablet, with its own
+relm-web and browser, which joins alice's proton through its page).  The tests run in order (test_01 … test_11) on that one
 world, as a person would use it: create protons, invite and accept through
 the pages, talk, reload, look at the chain tree and the devices, and try the
 attacks relm-web must refuse.  Every wait is bounded (TIMEOUT); the whole
@@ -364,31 +365,52 @@ class WebTest(unittest.TestCase):
         self.assertEqual([c.get_attribute('data-node') for c in chosen], [tree['chosen']])
         self.assertIn(f'{len(tree["nodes"])} nodes', svg.accessible_name)
 
-    def pairing_served(self):
-        r = rpc(self.alice_sock, 'device.pair.begin', {'proton': self.pa})
-        return r.get('error', {}).get('data', {}).get('code') != 'not_implemented'
-
-    def test_08a_devices_and_pairing_not_served(self):
-        if self.pairing_served():
-            self.skipTest('device.pair.begin is served: test_08b checks its QR code')
+    def test_08a_join_from_a_new_device(self):
+        """A fresh relmd (the tablet) joins alice's proton through its own
+        page: the pairing code from alice's Devices view typed into the
+        tablet's Join view; alice's device list shows the tablet without a
+        reload."""
         a = self.a
         self.go(a, self.alice_base, f'#/p/{self.pa}/devices')
         item = self.visible(a, '#devices li.device')
         self.assertIn('this device', item.text)
         self.visible(a, '#pair-begin').click()
-        err = self.visible(a, '#pair-error')
-        self.assertIn('not_implemented', err.text)
-        self.assertIn('device.pair.begin', err.text)
-        self.assertEqual(err.get_attribute('role'), 'alert')
-        self.assertFalse(self.el(a, '#pair-result').is_displayed())
+        code = wait_for('the pairing code', lambda: self.el(a, '#pair-code').get_attribute('value'))
+        self.assertTrue(code.startswith('relm-pair:'), code)
+        _, tsock = self.w.start_relmd('tablet')
+        _, turl = self.w.start_web('tablet', tsock)
+        t = browser(os.path.join(self.w.dir, 'chrome-tablet'))
+        try:
+            t.get(turl)
+            wait_for('the tablet page to connect',
+                     lambda: t.find_element(By.ID, 'conn').get_attribute('data-state') == 'live')
+            self.visible(t, '#act-join').click()
+            box = self.visible(t, '#join-code')
+            self.assertEqual(box.accessible_name, 'Pairing code')
+            box.send_keys(code)
+            self.el(t, '#join-label').send_keys('tablet')
+            self.el(t, '#join-submit').click()
+            link = wait_for("alice's proton in the tablet's list", lambda: [
+                e for e in t.find_elements(By.CSS_SELECTOR, '#protons a.proton')
+                if e.get_attribute('data-proton') == self.pa])[0]
+            self.assertEqual(link.find_element(By.CSS_SELECTOR, '.proton-label').text, 'alice')
+            wait_for("the tablet in alice's device list, without a reload", lambda: [
+                e for e in a.find_elements(By.CSS_SELECTOR, '#devices li.device .device-label')
+                if e.text == 'tablet'])
+            self.assertEqual(len(result(tsock, 'device.list', {'proton': self.pa})['devices']), 2)
+            errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
+            self.assertEqual(errors, [])
+        finally:
+            t.quit()
 
-    def test_08b_pairing_qr_when_served(self):
-        if not self.pairing_served():
-            self.skipTest('device.pair.begin answers not_implemented: test_08a checks the error shown')
+    def test_08b_pairing_qr(self):
         a = self.a
         self.go(a, self.alice_base, f'#/p/{self.pa}/devices')
+        before = self.el(a, '#pair-code').get_attribute('value')
         self.visible(a, '#pair-begin').click()
-        code = wait_for('the pairing code', lambda: self.el(a, '#pair-code').get_attribute('value'))
+        code = wait_for('a fresh pairing code', lambda: (
+            self.el(a, '#pair-code').get_attribute('value') not in (before, '')
+            and self.el(a, '#pair-code').get_attribute('value')))
         svg = self.visible(a, '#pair-qr svg[role=img]')
         self.assertEqual(svg.accessible_name, 'QR code of the pairing code')
         self.assertEqual(self.qr_text(a, '#pair-qr'), code)

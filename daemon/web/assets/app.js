@@ -5,6 +5,7 @@
 // Where things are:  #/p/PROTON                      the proton
 //                    #/p/PROTON/r/REL[/tree]        a conversation / its chain tree
 //                    #/p/PROTON/invite|accept|devices
+//                    #/join                         join a proton with a pairing code
 // The address says what is shown, so a reload comes back to the same view.
 //
 // Unread counts: relationship.list's `unread` counts received messages and
@@ -36,7 +37,7 @@ function save(key, v) {
 
 function parse() {
   const p = location.hash.replace(/^#\/?/, '').split('/');
-  const r = { proton: null, rel: null, view: 'welcome' };
+  const r = { proton: null, rel: null, view: p[0] === 'join' ? 'join' : 'welcome' };
   if (p[0] === 'p' && /^[0-9a-f]{32}$/.test(p[1] || '')) {
     r.proton = p[1];
     r.view = 'proton';
@@ -50,13 +51,22 @@ function parse() {
   return r;
 }
 
-const VIEWS = ['view-welcome', 'view-rel', 'view-invite', 'view-accept', 'view-devices'];
+const VIEWS = ['view-welcome', 'view-rel', 'view-invite', 'view-accept', 'view-devices', 'view-join'];
 function showView(id) {
   for (const v of VIEWS) $(v).hidden = v !== id;
 }
 
 async function route() {
   const r = parse();
+  if (r.view === 'join') {
+    // a device that holds no proton yet can join one: no proton needed
+    conv.close();
+    hideTree();
+    $('proton-actions').hidden = true;
+    showView('view-join');
+    pv.showJoin();
+    return;
+  }
   if (!r.proton || !state.protons.some((p) => p.proton === r.proton)) {
     if (state.protons.length) { location.replace(`#/p/${state.protons[0].proton}`); return; }
     state.proton = null;

@@ -90,7 +90,6 @@ export async function showDevices(p) {
   if (proton !== p) {
     $('pair-result').hidden = true;
     showError($('pair-error'), null);
-    showError($('join-error'), null);
   }
   proton = p;
   await loadDevices();
@@ -168,15 +167,37 @@ async function pairBegin() {
   }
 }
 
+export function showJoin() {
+  showError($('join-error'), null);
+  $('join-code').focus();
+}
+
+// device.pair.join never waits in relmd: while the other device has not
+// answered it fails with `pending`, and the same call resumes.  Ask again
+// every half second for at most a minute (RELM_PAIR_WAIT_MS).
 async function join() {
   showError($('join-error'), null);
   const code = $('join-code').value.trim();
   const label = $('join-label').value.trim();
+  const give_up = Date.now() + 60e3;
+  $('join-submit').disabled = true;
   try {
-    const r = await call('device.pair.join', { code, ...(label ? { label } : {}) });
-    $('join-code').value = '';
-    hooks.joined(r.proton);
+    for (;;) {
+      try {
+        const r = await call('device.pair.join', { code, ...(label ? { label } : {}) });
+        $('join-code').value = '';
+        hooks.joined(r.proton);
+        return;
+      } catch (e) {
+        if (e.name_ !== 'pending' || Date.now() > give_up) throw e;
+        $('join-wait').hidden = false;
+        await new Promise((res) => setTimeout(res, 500));
+      }
+    }
   } catch (e) {
     showError($('join-error'), e);
+  } finally {
+    $('join-wait').hidden = true;
+    $('join-submit').disabled = false;
   }
 }
