@@ -236,6 +236,30 @@ START_TEST(test_revoke_with_roll)
 	wait_newest(B.sock, rel, "after the roll");
 	send_text(B.sock, rel, "got it");
 	wait_newest(A.sock, rel, "got it");
+
+	/* a second roll, through relmctl (identity rotate PROTON): bob pins
+	 * it too (its statement has sequence 2) */
+	{
+		char prog[512], out[4096], err[1024], ipk2[65];
+		char *argv[] = { prog, "--socket", A.sock, "--json", "identity", "rotate", pa, NULL };
+		td_prog(prog, sizeof prog, "relmctl");
+		ck_assert_int_eq(td_run(argv, out, sizeof out, err, sizeof err, 10000), 0);
+		r = cJSON_Parse(out);
+		ck_assert_ptr_nonnull(r);
+		snprintf(ipk2, sizeof ipk2, "%s", td_str(r, "ipk"));
+		cJSON_Delete(r);
+		ck_assert_str_ne(ipk2, ipk_new);
+		wait_value(B.sock, "relationship.show", params, "remote_ipk", ipk2, "bob's second pin");
+		ck_assert_ptr_null(last_event(B.sock, "identity.rejected"));
+	}
+	/* relmctl device revoke on the removed device: read_only */
+	{
+		char prog[512], out[4096], err[1024];
+		char *argv[] = { prog, "--socket", J.sock, "device", "revoke", pa, dev_j, "--rotate-identity", NULL };
+		td_prog(prog, sizeof prog, "relmctl");
+		ck_assert_int_eq(td_run(argv, out, sizeof out, err, sizeof err, 10000), 1);
+		ck_assert_msg(strstr(err, "read_only") != NULL, "relmctl said: %s", err);
+	}
 }
 END_TEST
 
