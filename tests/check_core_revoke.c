@@ -530,6 +530,9 @@ START_TEST(test_conflict_and_clone)
 	f = events_of(&A, RELM_EV_CLONE_SUSPECTED);
 	ck_assert_int_ge(f.n, 1);
 	ck_assert_int_eq(memcmp(f.last.rel, rb, 16), 0);
+	ck_assert(f.last.has & RELM_EVF_PROTON);
+	ck_assert_int_eq(memcmp(f.last.proton, pa, 16), 0);
+	ck_assert(f.last.has & RELM_EVF_NODE);
 }
 END_TEST
 

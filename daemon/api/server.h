@@ -75,6 +75,7 @@ struct relmd_config {
 	unsigned store_retry_ms;  /* first retry of a store that refused writes (0: the default; tests lower it) */
 	const char *store_vfs;    /* SQLite VFS of the store (NULL: the default; tests inject faults) */
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
+	uint32_t heal_min_ms, heal_max_ms; /* --heal-delay (0, 0: RELM_HEAL_MIN_MS, _MAX_MS) */
 };
 
 /* daemon.status's view of the store (proto/api.md §4). */

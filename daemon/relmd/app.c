@@ -765,6 +765,10 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	app->cfg = *cfg;
 	app->resume = app_resume;
 	relm_env_init_system(&app->env);
+	if (cfg->heal_min_ms) {
+		app->env.params.heal_min_ms = cfg->heal_min_ms;
+		app->env.params.heal_max_ms = cfg->heal_max_ms;
+	}
 	/* Our mailboxes live on cfg->mailbox; normalise it as lib/wire/addr.h spells it. */
 	if (relm_addr_parse(&a, cfg->mailbox, strlen(cfg->mailbox)) != 0 || a.has_id ||
 	    relm_addr_format(app->mailbox_host, sizeof app->mailbox_host, &a) < 0) {

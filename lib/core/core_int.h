@@ -195,10 +195,11 @@ int relm__core_writable(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
  * refusal, or a store error. */
 int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
-/* After a step on rel: the row's remote_ipk follows the engine's pin when
- * fx holds identity.rotated or identity.conflict. */
+/* After a step on rel (c->devs loaded for its proton): the row's
+ * remote_ipk follows the engine's pin when fx holds identity.rotated or
+ * identity.conflict; a clone.suspected of fx gets the proton. */
 int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel,
-                          const struct relm_effects *fx);
+                          struct relm_effects *fx);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

@@ -329,17 +329,25 @@ out:
 
 /* ---- the remote's pin (§3.2) ---------------------------------------------------- */
 
-int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel, const struct relm_effects *fx)
+int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx)
 {
+	int pin = 0;
+
 	for (size_t i = 0; i < fx->n; i++) {
-		const struct relm_fx *f = &fx->v[i];
+		struct relm_fx *f = &fx->v[i];
+		if (f->type != RELM_FX_EVENT)
+			continue;
 		/* a roll accepted, or a conflict back on the old pin: the
 		 * relationship row names the key the engine now pins */
-		if (f->type == RELM_FX_EVENT && (f->ev.type == RELM_EV_IDENTITY_ROTATED ||
-		                                 f->ev.type == RELM_EV_IDENTITY_CONFLICT))
-			return relm_store_rel_set_remote_ipk(c->st, rel->id, rel->ipk_remote);
+		pin |= f->ev.type == RELM_EV_IDENTITY_ROTATED || f->ev.type == RELM_EV_IDENTITY_CONFLICT;
+		/* the engine knows the relationship, the core its proton too
+		 * (c->devs_proton: loaded for this step) */
+		if (f->ev.type == RELM_EV_CLONE_SUSPECTED && !(f->ev.has & RELM_EVF_PROTON)) {
+			memcpy(f->ev.proton, c->devs_proton, RELM_ID_LEN);
+			f->ev.has |= RELM_EVF_PROTON;
+		}
 	}
-	return 0;
+	return pin ? relm_store_rel_set_remote_ipk(c->st, rel->id, rel->ipk_remote) : 0;
 }
 
 int relm_core_identity_accept(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
