@@ -25,6 +25,8 @@
 #include "wire/addr.h"
 #include "wire/circle.h"
 #include "wire/successor.h"
+#include "wire/sib_identity.h"
+#include "wire/sibling.h"
 #include "error.h"
 
 enum { ROUNDS = 6, STEP_MS = 1000, HOUR_MS = 3600 * 1000 + 1 };
@@ -411,6 +413,42 @@ START_TEST(test_revoke_rotate)
 }
 END_TEST
 
+/* Append an envelope to the network at mailbox address `to`, as a
+ * mailbox server would (the next sequence number there). */
+static void net_put(const char *to, const uint8_t *buf, size_t len)
+{
+	struct relm_addr a;
+	struct tu_mail *m;
+
+	ck_assert_int_eq(relm_addr_parse(&a, to, strlen(to)), 0);
+	if (net.n == net.cap) {
+		net.cap = net.cap ? 2 * net.cap : 64;
+		net.v = realloc(net.v, net.cap * sizeof *net.v);
+		ck_assert_ptr_nonnull(net.v);
+	}
+	m = &net.v[net.n];
+	memcpy(m->mailbox, a.id, 32);
+	m->seq = 0;
+	for (size_t k = 0; k < net.n; k++)
+		if (!memcmp(net.v[k].mailbox, a.id, 32) && net.v[k].seq > m->seq)
+			m->seq = net.v[k].seq;
+	m->seq++;
+	m->len = len;
+	m->buf = malloc(len);
+	ck_assert_ptr_nonnull(m->buf);
+	memcpy(m->buf, buf, len);
+	net.n++;
+}
+
+/* The posts of fx onto the network (to: where the effect does not say). */
+static void post_fx(struct relm_effects *fx, const char *to)
+{
+	for (size_t i = 0; i < fx->n; i++)
+		if (fx->v[i].type == RELM_FX_POST)
+			net_put(fx->v[i].to[0] ? fx->v[i].to : to, fx->v[i].data, fx->v[i].len);
+	relm_effects_clear(fx);
+}
+
 /* A successor whose old key is not the one bob pins (alice's side made to
  * present a forged key) is rejected: identity.rejected not_found, the pin
  * kept. */
@@ -432,31 +470,12 @@ START_TEST(test_forged_successor)
 	ck_assert_int_eq(relm_rel_send_identity(rel, &A.env, stmt, sizeof stmt, id, &fx), RELM_EINVAL);
 	memcpy(rel->ipk_self, fpk, 32);
 	ck_assert_int_eq(relm_rel_send_identity(rel, &A.env, stmt, sizeof stmt, id, &fx), 0);
-	for (size_t i = 0; i < fx.n; i++)
-		if (fx.v[i].type == RELM_FX_POST) {
-			struct relm_store_rel r;
-			struct relm_addr a;
-			struct tu_mail *m;
-			ck_assert_int_eq(relm_store_rel_get(A.st, rb, &r, 0), 0);
-			ck_assert_int_eq(relm_addr_parse(&a, r.remote_addr, strlen(r.remote_addr)), 0);
-			relm_store_rel_clear(&r);
-			if (net.n == net.cap) {
-				net.cap = net.cap ? 2 * net.cap : 64;
-				net.v = realloc(net.v, net.cap * sizeof *net.v);
-				ck_assert_ptr_nonnull(net.v);
-			}
-			m = &net.v[net.n];
-			memcpy(m->mailbox, a.id, 32);
-			m->seq = 0;
-			for (size_t k = 0; k < net.n; k++)
-				if (!memcmp(net.v[k].mailbox, a.id, 32) && net.v[k].seq > m->seq)
-					m->seq = net.v[k].seq;
-			m->seq++;
-			m->len = fx.v[i].len;
-			m->buf = malloc(m->len);
-			memcpy(m->buf, fx.v[i].data, m->len);
-			net.n++;
-		}
+	{
+		struct relm_store_rel r;
+		ck_assert_int_eq(relm_store_rel_get(A.st, rb, &r, 0), 0);
+		post_fx(&fx, r.remote_addr);
+		relm_store_rel_clear(&r);
+	}
 	relm_effects_clear(&fx);
 	relm_rel_free(rel);
 	ck_assert_int_eq(tu_deliver(&B, &net), 0);
@@ -536,6 +555,116 @@ START_TEST(test_conflict_and_clone)
 }
 END_TEST
 
+/* ---- the identity sibling message ---------------------------------------- */
+
+/* Round trip; every shorter input truncated, one more byte malformed, an
+ * empty circle or another type malformed. */
+START_TEST(test_sib_identity_codec)
+{
+	uint8_t isk[64], stmt[RELM_SUCCESSOR_LEN], circle[300], *buf = NULL, *longer;
+	struct relm_sib_identity m;
+	size_t len = 0;
+
+	randombytes_buf(isk, sizeof isk);
+	randombytes_buf(stmt, sizeof stmt);
+	randombytes_buf(circle, sizeof circle);
+	ck_assert_int_eq(relm_sib_identity_encode(&buf, &len, isk, stmt, circle, 0), RELM_EINVAL);
+	ck_assert_int_eq(relm_sib_identity_encode(&buf, &len, isk, stmt, circle, sizeof circle), 0);
+	ck_assert_uint_eq(len, RELM_SIB_IDENTITY_MIN + sizeof circle);
+	ck_assert_int_eq(relm_sib_identity_decode(&m, buf, len), 0);
+	ck_assert_int_eq(memcmp(m.isk, isk, 64), 0);
+	ck_assert_int_eq(memcmp(m.stmt, stmt, sizeof stmt), 0);
+	ck_assert_uint_eq(m.circle_len, sizeof circle);
+	ck_assert_int_eq(memcmp(m.circle, circle, sizeof circle), 0);
+	for (size_t n = 0; n < len; n++)
+		ck_assert_int_eq(relm_sib_identity_decode(&m, buf, n), n == 0 || buf[0] == RELM_SIB_IDENTITY
+		                 ? RELM_ETRUNCATED : RELM_EMALFORMED);
+	longer = malloc(len + 1);
+	memcpy(longer, buf, len);
+	longer[len] = 0;
+	ck_assert_int_eq(relm_sib_identity_decode(&m, longer, len + 1), RELM_EMALFORMED);
+	longer[0] = RELM_SIB_CIRCLE;
+	ck_assert_int_eq(relm_sib_identity_decode(&m, longer, len), RELM_EMALFORMED);
+	memcpy(longer, buf, len);
+	memset(longer + 1 + 64 + RELM_SUCCESSOR_LEN, 0, 4);       /* circle_len 0 */
+	ck_assert_int_eq(relm_sib_identity_decode(&m, longer, RELM_SIB_IDENTITY_MIN), RELM_EMALFORMED);
+	free(longer);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+/* One `identity` message sent on sess (effects into fx). */
+static void forge(struct relm_rel *sess, struct relm_effects *fx, const uint8_t isk[64],
+                  const uint8_t stmt[RELM_SUCCESSOR_LEN], const uint8_t *circle, int clen)
+{
+	uint8_t *frame = NULL;
+	size_t flen = 0;
+
+	ck_assert_int_eq(relm_sib_identity_encode(&frame, &flen, isk, stmt, circle, (size_t)clen), 0);
+	ck_assert_int_eq(relm_rel_send_sibling(sess, &A.env, frame, flen, fx), 0);
+	relm_sib_buf_free(frame, flen);
+}
+
+/* A forged `identity` message from a sibling's session: the secret key
+ * not the new key's, a statement from a key the proton does not hold, a
+ * circle not newer than the one held — each refused (sibling.refused,
+ * the proton's key and circle unchanged); the genuine one after them is
+ * taken. */
+START_TEST(test_sib_identity_forged)
+{
+	struct relm_store_proton p, p2;
+	struct relm_successor s;
+	struct relm_circle *c;
+	struct relm_effects fx;
+	struct relm_rel *sess = NULL;
+	uint8_t d2[16], sid[16], npk[32], nsk[64], xpk[32], xsk[64], stmt[RELM_SUCCESSOR_LEN], bad[RELM_SUCCESSOR_LEN];
+	uint8_t *circ = malloc(RELM_CIRCLE_MAX), *same = malloc(RELM_CIRCLE_MAX);
+	int n, nsame, refused_before;
+
+	two_devices();
+	self_device(&A2, d2);
+	ck_assert_int_eq(relm_store_proton_get(A.st, pa, &p, RELM_STORE_WITH_SECRETS), 0);
+	crypto_sign_keypair(npk, nsk);
+	crypto_sign_keypair(xpk, xsk);
+	ck_assert_int_eq(relm_successor_sign(stmt, &s, p.isk, nsk, 1), 0);
+	ck_assert_int_eq(relm_successor_sign(bad, &s, xsk, nsk, 1), 0);
+	c = circle_of(&A);
+	memcpy(c->ipk, npk, 32);
+	nsame = relm_circle_sign(same, RELM_CIRCLE_MAX, c, nsk);       /* the held epoch again */
+	c->epoch++;
+	n = relm_circle_sign(circ, RELM_CIRCLE_MAX, c, nsk);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_gt(nsame, 0);
+	refused_before = events_of(&A2, RELM_EV_SIBLING_REFUSED).n;
+
+	/* A's session with A2, stepped here as a forger would */
+	ck_assert_int_eq(relm_store_sibling_session_find(A.st, pa, d2, sid), 0);
+	ck_assert_int_eq(relm_core_rel_load(A.core, sid, &sess), 0);
+	relm_effects_init(&fx);
+	forge(sess, &fx, xsk, stmt, circ, n);          /* the secret key of another key */
+	forge(sess, &fx, nsk, bad, circ, n);           /* a roll from a key alice never had */
+	forge(sess, &fx, nsk, stmt, same, nsame);      /* not the next circle */
+	forge(sess, &fx, nsk, stmt, circ, n);          /* the genuine one */
+	post_fx(&fx, sess->remote_mailbox);
+	relm_effects_clear(&fx);
+	relm_rel_free(sess);
+	ck_assert_int_eq(tu_deliver(&A2, &net), 0);
+	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, refused_before + 3);
+	ck_assert_int_eq(events_of(&A2, RELM_EV_IDENTITY_ROTATED).n, 1);
+	ck_assert_int_eq(relm_store_proton_get(A2.st, pa, &p2, RELM_STORE_WITH_SECRETS), 0);
+	ck_assert_int_eq(memcmp(p2.ipk, npk, 32), 0);
+	ck_assert_int_eq(memcmp(p2.isk, nsk, 64), 0);
+	free(c);
+	c = circle_of(&A2);
+	ck_assert_int_eq(memcmp(c->ipk, npk, 32), 0);
+	relm_store_proton_clear(&p);
+	relm_store_proton_clear(&p2);
+	free(c);
+	free(circ);
+	free(same);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_revoke");
@@ -546,6 +675,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_revoke_rotate);
 	tcase_add_test(tc, test_forged_successor);
 	tcase_add_test(tc, test_conflict_and_clone);
+	tcase_add_test(tc, test_sib_identity_forged);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("codec");
+	tcase_add_test(tc, test_sib_identity_codec);
 	suite_add_tcase(s, tc);
 	return s;
 }
