@@ -252,6 +252,10 @@ START_TEST(test_revoke_with_roll)
 		wait_value(B.sock, "relationship.show", params, "remote_ipk", ipk2, "bob's second pin");
 		ck_assert_ptr_null(last_event(B.sock, "identity.rejected"));
 	}
+	/* nothing A read was nobody's (relmd stops reading the removed
+	 * device's sessions; whether anything would have come there depends
+	 * on timing, so this does not prove that part) */
+	ck_assert_ptr_null(last_event(A.sock, "envelope.undecryptable"));
 	/* relmctl device revoke on the removed device: read_only */
 	{
 		char prog[512], out[4096], err[1024];

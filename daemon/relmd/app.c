@@ -364,6 +364,24 @@ static void pump(struct relmd_app *app)
 	}
 }
 
+/* Stop reading the mailboxes that are no longer ours (a removed device's
+ * sibling sessions): whatever still arrives there is nobody's. */
+static void unsubscribe_gone(struct relmd_app *app)
+{
+	uint8_t sk[RELM_SIGN_SK_LEN];
+	uint64_t have;
+
+	if (!app->home)
+		return;
+	for (struct sub *s = app->subs; s; s = s->next) {
+		if (relm_mbox_client_cursor(app->home->c, s->id, &have) != 0)
+			continue;                  /* not being read */
+		if (relm_store_mailbox_secret(app->st, s->id, sk) == RELM_ENOTFOUND)
+			relm_mbox_client_unsubscribe(app->home->c, s->id);
+		sodium_memzero(sk, sizeof sk);
+	}
+}
+
 static int publish_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
 {
 	struct relmd_app *app = ctx;
@@ -453,6 +471,7 @@ static int hook_commit(void *ctx)
 		app->mailboxes_gen = relm_core_mailboxes_gen(app->core);
 		if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
 			log_err("listing mailboxes: %s", relm_strerror(rc));
+		unsubscribe_gone(app);
 	}
 	if (relmd__store_writable(app) == 0)
 		pump(app);          /* while the disk is full, an ack could not be recorded */

@@ -180,9 +180,11 @@ int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg
 
 /* A number that changes whenever a step may have made a mailbox to read
  * that no event announces — a sibling session's (proto/devices.md §3), a
- * joined device's device mailbox: the daemon lists relm_core_mailboxes
- * again after a commit when it changed (a rolled-back step may bump it
- * too: listing again is harmless). */
+ * joined device's device mailbox — or deleted one (a removed device's
+ * sessions, proto/revocation.md §1): the daemon lists relm_core_mailboxes
+ * again after a commit when it changed, and stops reading those that are
+ * no longer ours (a rolled-back step may bump it too: listing again is
+ * harmless). */
 uint64_t relm_core_mailboxes_gen(const struct relm_core *c);
 
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */

@@ -78,7 +78,8 @@ struct relm_core {
 	int refused_code;
 	/* Bumped whenever a step makes a mailbox the daemon must start to
 	 * read that no event announces (a sibling session's, a joined
-	 * device's device mailbox): relm_core_mailboxes_gen. */
+	 * device's device mailbox), or deletes one it must stop reading (a
+	 * removed device's sessions): relm_core_mailboxes_gen. */
 	uint64_t mailboxes_gen;
 };
 

@@ -428,6 +428,7 @@ static int drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	uint8_t sid[RELM_ID_LEN];
 	int rc;
 
+	c->mailboxes_gen++;                  /* their mailboxes are no longer read */
 	while ((rc = relm_store_sibling_session_find(c->st, proton, device, sid)) == 0)
 		if ((rc = relm_store_rel_delete(c->st, sid)) != 0)
 			return rc;
