@@ -81,6 +81,11 @@ struct relm_core {
 	 * device's device mailbox), or deletes one it must stop reading (a
 	 * removed device's sessions): relm_core_mailboxes_gen. */
 	uint64_t mailboxes_gen;
+	/* relm__core_removed's answer for the circle last judged (its
+	 * proton and BLAKE2b-128 of its bytes): a send does not verify the
+	 * circle's signatures again. */
+	uint8_t ro_proton[RELM_ID_LEN], ro_hash[16];
+	int ro_valid, ro_removed;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
