@@ -281,6 +281,7 @@ START_TEST(test_revoke_heal)
 	char inv[RELM_INVITE_TEXT_MAX];
 	uint8_t d1[16], d2[16], id[16], rnd[16];
 	uint64_t epoch = 0;
+	int64_t posted;
 	struct ev_find f;
 	int was_new;
 
@@ -313,11 +314,20 @@ START_TEST(test_revoke_heal)
 	ck_assert_int_eq(relm_core_device_revoke(A2.core, pa, d1, 0, &epoch, NULL), RELM_EREADONLY);
 	ck_assert_int_eq(relm_core_identity_rotate(A2.core, pa, NULL), RELM_EREADONLY);
 
-	/* A keeps working, and copies nothing to A2 any more */
+	/* A keeps working, and copies nothing to A2 any more; A2 still reads
+	 * what bob sends before the heal (the window), and sends nothing
+	 * itself, not even a receipt */
+	posted = A2.outbox_after;
 	send_text(&A, "after the revocation");
+	send_text(&B, "before the heal");
+	settle(ds, 3);
+	clock_ms += 60 * 1000;
 	settle(ds, 3);
 	ck_assert_int_eq(has_body(&B, "after the revocation"), 1);
 	ck_assert_int_eq(has_body(&A2, "after the revocation"), 0);
+	ck_assert_int_eq(has_body(&A2, "before the heal"), 1);
+	ck_assert_int_eq(has_body(&A, "before the heal"), 1);
+	ck_assert_int_eq(A2.outbox_after, posted);
 
 	/* the heal goes within the hour; bob's reply builds on it */
 	clock_ms += HOUR_MS;

@@ -349,6 +349,16 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
 		rc = relm__core_load(c, d.v[i], &rel);
+		if (rc == 0 && !rel->sibling_session && (rc = relm__core_removed(c, c->devs_proton)) == 1) {
+			/* this device was removed (proto/revocation.md §1): it sends
+			 * nothing more for the proton — no receipt, retransmission
+			 * or heal — and its timers stop */
+			rc = relm__core_finish(c, relm_store_rel_set_deadline(c->st, d.v[i], 0));
+			relm_rel_free(rel);
+			if (rc != 0)
+				goto out;
+			continue;
+		}
 		if (rc == 0)
 			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
