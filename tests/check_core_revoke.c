@@ -254,6 +254,31 @@ static int device_rows(struct tu_daemon *d)
 	return n;
 }
 
+static int heal_state_of(struct tu_daemon *d)
+{
+	struct relm_rel *rel = NULL;
+	int h;
+	ck_assert_int_eq(relm_core_rel_load(d->core, rb, &rel), 0);
+	h = rel->heal_state;
+	relm_rel_free(rel);
+	return h;
+}
+
+static int heal_cb(void *ctx, const struct relm_store_msg *m)
+{
+	if (m->direction_in && !strcmp(m->kind, "heal"))
+		(*(int *)ctx)++;
+	return 0;
+}
+
+/* Heal messages d received in rb. */
+static int heals_of(struct tu_daemon *d)
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_msg_list(d->st, rb, 0, 0, heal_cb, &n), 0);
+	return n;
+}
+
 /* A and A2 of alice, each having sent once in rb (so their sibling
  * session exists), bob having read both. */
 static void two_devices(void)
@@ -402,6 +427,9 @@ START_TEST(test_revoke_rotate)
 	ck_assert_int_eq(events_of(&A, RELM_EV_IDENTITY_ROTATED).n, 1);
 	ck_assert_int_eq(events_of(&A2, RELM_EV_IDENTITY_ROTATED).n, 1);
 	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, 0);
+	/* A2 armed the heal too (it goes even if A is offline) */
+	ck_assert_int_eq(heal_state_of(&A2), RELM_HEAL_ARMED);
+	ck_assert_int_eq(heal_state_of(&A), RELM_HEAL_ARMED);
 	/* A3: removed, by a circle it could verify */
 	ck_assert_int_eq(relm_core_proton_read_only(A3.core, pa), 1);
 	ck_assert_int_eq(relm_core_proton_read_only(A2.core, pa), 0);
@@ -414,6 +442,12 @@ START_TEST(test_revoke_rotate)
 	ck_assert_int_eq(has_body(&B, "tablet after"), 1);
 	ck_assert_int_eq(has_body(&B, "phone after"), 1);
 	ck_assert_int_eq(has_body(&A, "tablet after"), 1);
+	/* the heal goes within the hour, from one device or both */
+	clock_ms += HOUR_MS;
+	settle(ds, 4);
+	ck_assert_int_gt(heals_of(&B), 0);
+	ck_assert_int_ne(heal_state_of(&A), RELM_HEAL_ARMED);
+	ck_assert_int_ne(heal_state_of(&A2), RELM_HEAL_ARMED);
 	ck_assert_int_eq(relm_core_identity_rotate(A2.core, pa, nipk), 0);
 	settle(ds, 4);
 	f = events_of(&B, RELM_EV_IDENTITY_ROTATED);

@@ -201,6 +201,10 @@ int relm__core_writable(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
  * refusal, or a store error. */
 int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* The heal of every tree-mode relationship of proton (revocation.md §2)
+ * armed for circle epoch: each sent by relm_rel_tick after its own random
+ * delay, by whichever device of the circle comes first. */
+int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t epoch);
 /* After a step on rel (c->devs loaded for its proton): the row's
  * remote_ipk follows the engine's pin when fx holds identity.rotated or
  * identity.conflict; a clone.suspected of fx gets the proton. */

@@ -444,9 +444,7 @@ static int drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return rc == RELM_ENOTFOUND ? 0 : rc;
 }
 
-/* The heal of every relationship of proton (§2): armed for epoch, sent by
- * relm_rel_tick after its own random delay. */
-static int heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t epoch)
+int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t epoch)
 {
 	struct relm__ids ids = { 0 };
 	int rc;
@@ -503,7 +501,7 @@ static int device_revoke(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if (rc == 0)
 		rc = relm__core_devices_load(c, proton);
 	if (rc == 0)
-		rc = heal_all(c, proton, next->epoch);
+		rc = relm__core_heal_all(c, proton, next->epoch);
 	if (rc == 0 && epoch_out)
 		*epoch_out = next->epoch;
 out:

@@ -310,6 +310,16 @@ int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 		goto out;                    /* older, a duplicate, or a conflict it loses */
 	if ((rc = relm_store_circle_put(c->st, proton, next->epoch, buf, len)) == 0)
 		rc = relm__core_circle_follow(c, proton, next);
+	/* A circle that drops a device this one held: a revocation.  Every
+	 * remaining device arms the heal of every relationship, so that it
+	 * goes even when the revoking device is offline (revocation.md §2). */
+	if (rc == 0 && held_ok && !relm_circle_removed(next, self.device)) {
+		int dropped = 0;
+		for (uint32_t i = 0; i < cur->count; i++)
+			dropped |= relm_circle_find(next, cur->dev[i].id) < 0;
+		if (dropped && (rc = relm__core_devices_load(c, proton)) == 0)
+			rc = relm__core_heal_all(c, proton, next->epoch);
+	}
 	/* A circle without this device removes it (proto/revocation.md §1):
 	 * kept, so the proton is read-only here from now on (relm__core_removed
 	 * reads it from the held circle), and said with device.removed naming
