@@ -396,6 +396,10 @@ START_TEST(test_revoke_rotate)
 	settle(ds, 4);
 	ck_assert_int_eq(has_body(&A2, "three"), 1);
 	self_device(&A3, d3);
+	{
+		uint8_t sid[16];             /* A3's copy opened a session with A2 */
+		ck_assert_int_eq(relm_store_sibling_session_find(A2.st, pa, d3, sid), 0);
+	}
 	ck_assert_int_eq(relm_core_device_revoke(A.core, pa, d3, 1, &epoch, nipk), 0);
 	ck_assert_uint_eq(epoch, 5);            /* 4 without A3, 5 re-signed by the new key */
 	ck_assert(memcmp(nipk, ipk_a, 32) != 0);
@@ -427,6 +431,12 @@ START_TEST(test_revoke_rotate)
 	ck_assert_int_eq(events_of(&A, RELM_EV_IDENTITY_ROTATED).n, 1);
 	ck_assert_int_eq(events_of(&A2, RELM_EV_IDENTITY_ROTATED).n, 1);
 	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, 0);
+	/* neither remaining device keeps a session with A3 */
+	{
+		uint8_t sid[16];
+		ck_assert_int_eq(relm_store_sibling_session_find(A.st, pa, d3, sid), RELM_ENOTFOUND);
+		ck_assert_int_eq(relm_store_sibling_session_find(A2.st, pa, d3, sid), RELM_ENOTFOUND);
+	}
 	/* A2 armed the heal too (it goes even if A is offline) */
 	ck_assert_int_eq(heal_state_of(&A2), RELM_HEAL_ARMED);
 	ck_assert_int_eq(heal_state_of(&A), RELM_HEAL_ARMED);

@@ -201,6 +201,12 @@ int relm__core_writable(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
  * refusal, or a store error. */
 int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                             const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* Every sibling session with device of proton deleted (rows and
+ * sibling_sessions; there may be two, one opened from each side): the
+ * device left the circle.  The session being stepped, if it is one of
+ * them, stays (its step saves it). */
+int relm__core_drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN]);
 /* The heal of every tree-mode relationship of proton (revocation.md §2)
  * armed for circle epoch: each sent by relm_rel_tick after its own random
  * delay, by whichever device of the circle comes first. */

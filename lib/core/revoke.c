@@ -429,18 +429,19 @@ static int tell_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return rc;
 }
 
-/* Every sibling session with device of proton deleted (there may be two,
- * one opened from each side). */
-static int drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                         const uint8_t device[RELM_ID_LEN])
+int relm__core_drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN])
 {
 	uint8_t sid[RELM_ID_LEN];
 	int rc;
 
 	c->mailboxes_gen++;                  /* their mailboxes are no longer read */
-	while ((rc = relm_store_sibling_session_find(c->st, proton, device, sid)) == 0)
+	while ((rc = relm_store_sibling_session_find(c->st, proton, device, sid)) == 0) {
+		if (c->busy && !memcmp(sid, c->busy_sess, RELM_ID_LEN))
+			return 0;            /* the one being stepped stays (see core_int.h) */
 		if ((rc = relm_store_rel_delete(c->st, sid)) != 0)
 			return rc;
+	}
 	return rc == RELM_ENOTFOUND ? 0 : rc;
 }
 
@@ -486,17 +487,16 @@ static int device_revoke(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		rc = n;
 		goto out;
 	}
+	/* the removed device is told before its sessions go with its row
+	 * (relm__core_circle_follow) */
 	if ((rc = relm_store_circle_put(c->st, proton, next->epoch, out, (size_t)n)) != 0 ||
-	    (rc = relm__core_circle_follow(c, proton, next)) != 0 ||
-	    (rc = relm_sib_circle_encode(&frame, &flen, out, (size_t)n)) != 0)
+	    (rc = relm_sib_circle_encode(&frame, &flen, out, (size_t)n)) != 0 ||
+	    (rc = tell_removed(c, proton, device, frame, flen)) != 0 ||
+	    (rc = relm__core_circle_follow(c, proton, next)) != 0)
 		goto out;
 	for (uint32_t i = 0; i < next->count && rc == 0; i++)
 		if (memcmp(next->dev[i].id, c->devs.self, RELM_ID_LEN) != 0)
 			rc = relm__core_send_frame(c, proton, next->dev[i].id, frame, flen);
-	if (rc == 0)
-		rc = tell_removed(c, proton, device, frame, flen);
-	if (rc == 0)
-		rc = drop_sessions(c, proton, device);
 	/* the step's relationships see the circle without it */
 	if (rc == 0)
 		rc = relm__core_devices_load(c, proton);

@@ -243,10 +243,13 @@ int relm__core_circle_follow(struct relm_core *c, const uint8_t proton[RELM_ID_L
 		return RELM_ENOMEM;
 	if ((rc = relm_store_device_list(c->st, proton, rows_cb, old)) != 0)
 		goto out;
-	/* dropped: every sibling row the circle no longer names */
+	/* dropped: every sibling row the circle no longer names, and its
+	 * sibling sessions (revocation.md §1: nothing goes to it, nothing of
+	 * it is read) */
 	for (uint32_t i = 0; i < old->n && rc == 0; i++)
 		if (!old->v[i].self && relm_circle_find(next, old->v[i].device) < 0 &&
-		    (rc = relm_store_device_delete(c->st, proton, old->v[i].device)) == 0)
+		    (rc = relm_store_device_delete(c->st, proton, old->v[i].device)) == 0 &&
+		    (rc = relm__core_drop_sessions(c, proton, old->v[i].device)) == 0)
 			rc = device_event(c, RELM_EV_DEVICE_REMOVED, proton, old->v[i].device, next->epoch);
 	/* named: a row each, as the circle has it; new ones announced */
 	for (uint32_t i = 0; i < next->count && rc == 0; i++) {
