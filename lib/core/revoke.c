@@ -302,7 +302,10 @@ int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 	if ((rc = relm_circle_decode(next, m.circle, m.circle_len)) != 0 ||
 	    (rc = held_circle(c, proton, &cur)) != 0)
 		goto out;
-	if (relm_circle_accept(cur, NULL, 0, next, m.circle, m.circle_len, s.new_ipk) != 1 ||
+	/* a roll re-signs at a newer epoch, never at the held one (no
+	 * same-epoch conflict to judge: refused) */
+	if (next->epoch <= cur->epoch ||
+	    relm_circle_accept(cur, NULL, 0, next, m.circle, m.circle_len, s.new_ipk) != 1 ||
 	    relm_circle_find(next, self.device) < 0) {
 		rc = RELM_EINVAL;            /* not the next circle, or one without this device */
 		goto out;
