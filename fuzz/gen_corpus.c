@@ -165,6 +165,53 @@ static void addrs(void)
 	}
 }
 
+/* The bulk state's messages (devices.md §12.6), one of each. */
+static void bulk(const uint8_t rel[16])
+{
+	struct relm_sib_rel r;
+	struct relm_sib_hmsg h;
+	struct relm_sib_invite v;
+	struct relm_sib_synced sy = { 2, 7 };
+	uint8_t *buf;
+	size_t len;
+
+	memset(&r, 0, sizeof r);
+	memcpy(r.rel, rel, 16);
+	r.created = 1700000000000ull;
+	r.cursor = 5;
+	snprintf(r.label, sizeof r.label, "bob");
+	snprintf(r.addr, sizeof r.addr, "127.0.0.1:7427/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	if (relm_sib_rel_encode(&buf, &len, &r) == 0) {
+		put("sibling", "rel", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+	memset(&h, 0, sizeof h);
+	fill(h.id, 16, 4);
+	h.origin = 1;
+	h.status = 3;
+	h.ts = 1700000000000ull;
+	snprintf(h.kind, sizeof h.kind, "text");
+	h.body = (const uint8_t *)"hi";
+	h.body_len = 2;
+	if (relm_sib_history_new(&buf, &len, rel) == 0 && relm_sib_history_append(&buf, &len, &h) == 0) {
+		put("sibling", "history", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+	memset(&v, 0, sizeof v);
+	v.spk_id = 9;
+	fill(v.spk_priv, 32, 5);
+	fill(v.mailbox_sk, 64, 6);
+	v.expires = 1800000000000ull;
+	if (relm_sib_invites_encode(&buf, &len, &v, 1) == 0) {
+		put("sibling", "invites", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+	if (relm_sib_synced_encode(&buf, &len, &sy) == 0) {
+		put("sibling", "synced", buf, len);
+		relm_sib_buf_free(buf, len);
+	}
+}
+
 static void siblings(void)
 {
 	static const char pl[] = "{\"id\":\"00112233445566778899aabbccddeeff\",\"kind\":\"text\",\"ts\":1,\"body\":\"hi\"}";
@@ -195,6 +242,7 @@ static void siblings(void)
 		put("sibling", "state_req", buf, len);
 		relm_sib_buf_free(buf, len);
 	}
+	bulk(c.rel);
 }
 
 int main(int argc, char **argv)

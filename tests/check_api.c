@@ -731,6 +731,7 @@ static const struct {
 	{ "store.corrupt_row", "table reason", "row relationship message proton device" },
 	{ "identity.rejected", "relationship reason", "ipk" },
 	{ "sibling.refused", "proton device reason", "relationship" },
+	{ "device.synced", "proton", "" },
 };
 enum { NSHAPES = sizeof documented / sizeof documented[0], EVLINES = 64 };
 

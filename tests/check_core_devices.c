@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 #include "util_rand.h"
 #include "util_world.h"
+#include "util_xdev.h"
 #include "core/core.h"
 #include "engine/effects.h"
 #include "engine/rel.h"
@@ -590,112 +591,21 @@ END_TEST
 
 /* ---- what siblings say of the proton: circle, state_req, state ---------- */
 
-/* A device the test plays itself: its keys, its entry in a circle, and its
- * sibling session with A2 (opened from A2's device invite). */
-struct xdev {
-	struct relm_circle_device cd;
-	uint8_t sk[64];
-	struct relm_rel *sess;
-};
-
-static void xdev_make(struct xdev *x, uint8_t fill, const char *label)
+/* A device the test plays itself (util_xdev.h), sending to A2. */
+static void xdev_open(struct tu_xdev *x)
 {
-	uint8_t spk_priv[32], mb_pk[32], mb_sk[64];
-	struct relm_addr a;
-
-	memset(x, 0, sizeof *x);
-	memset(x->cd.id, fill, 16);
-	crypto_sign_keypair(x->cd.dpk, x->sk);
-	snprintf(x->cd.label, sizeof x->cd.label, "%s", label);
-	x->cd.invite.version = RELM_WIRE_VERSION;
-	x->cd.invite.flags = RELM_INVITE_F_MULTI;
-	memcpy(x->cd.invite.ipk, x->cd.dpk, 32);
-	x->cd.invite.spk_id = 77;
-	randombytes_buf(spk_priv, sizeof spk_priv);
-	relm_x25519_public(x->cd.invite.spk, spk_priv);
-	crypto_sign_keypair(mb_pk, mb_sk);
-	ck_assert_int_eq(relm_addr_parse(&a, "127.0.0.1:7427", 14), 0);
-	memcpy(a.id, mb_pk, 32);
-	a.has_id = 1;
-	ck_assert_int_gt(relm_addr_format(x->cd.invite.mailbox, sizeof x->cd.invite.mailbox, &a), 0);
-	ck_assert_int_eq(relm_invite_sign(&x->cd.invite, x->sk), 0);
+	tu_xdev_open(x, &A2, pa, &B.env, &net);
 }
 
-/* Append an envelope to the network at mailbox `to` (an address). */
-static void net_post(const char *to, const uint8_t *buf, size_t len)
+static void xdev_send(struct tu_xdev *x, const uint8_t *frame, size_t len)
 {
-	struct relm_addr a;
-	uint64_t seq = 0;
-	struct tu_mail *m;
-
-	ck_assert_int_eq(relm_addr_parse(&a, to, strlen(to)), 0);
-	for (size_t i = 0; i < net.n; i++)
-		if (!memcmp(net.v[i].mailbox, a.id, 32) && net.v[i].seq > seq)
-			seq = net.v[i].seq;
-	if (net.n == net.cap) {
-		net.cap = net.cap ? 2 * net.cap : 64;
-		net.v = realloc(net.v, net.cap * sizeof *net.v);
-		ck_assert_ptr_nonnull(net.v);
-	}
-	m = &net.v[net.n++];
-	memcpy(m->mailbox, a.id, 32);
-	m->seq = seq + 1;
-	m->buf = malloc(len);
-	memcpy(m->buf, buf, len);
-	m->len = len;
-}
-
-static void post_effects(struct relm_effects *fx)
-{
-	for (size_t i = 0; i < fx->n; i++)
-		if (fx->v[i].type == RELM_FX_POST)
-			net_post(fx->v[i].to, fx->v[i].data, fx->v[i].len);
-	relm_effects_clear(fx);
-}
-
-/* x opens its session with A2 (the hello to A2's device mailbox). */
-static void xdev_open(struct xdev *x)
-{
-	struct relm_store_device_keys k;
-	struct relm_circle *c = calloc(1, sizeof *c);
-	struct relm_effects fx;
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	uint64_t epoch;
-	int i;
-
-	ck_assert_int_eq(relm_store_circle_get(A2.st, pa, &epoch, &buf, &len), 0);
-	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
-	ck_assert_int_eq(relm_store_device_keys_get(A2.st, pa, &k), 0);
-	for (i = 0; i < (int)c->count; i++)
-		if (c->dev[i].invite.spk_id == k.spk_id)
-			break;
-	ck_assert_int_lt(i, (int)c->count);
-	relm_effects_init(&fx);
-	ck_assert_int_eq(relm_rel_accept(&x->sess, &B.env, RELM_MODE_STRICT, x->sk, &c->dev[i].invite,
-	                                 "127.0.0.1:7427", &fx), 0);
-	x->sess->sibling_session = 1;        /* as relmd keeps its sessions */
-	post_effects(&fx);
-	relm_store_device_keys_clear(&k);
-	free(buf);
-	free(c);
-}
-
-/* x sends one binary sibling frame to A2, and A2 reads it. */
-static void xdev_send(struct xdev *x, const uint8_t *frame, size_t len)
-{
-	struct relm_effects fx;
-
-	relm_effects_init(&fx);
-	ck_assert_int_eq(relm_rel_send_sibling(x->sess, &B.env, frame, len, &fx), 0);
-	post_effects(&fx);
-	ck_assert_int_eq(tu_deliver(&A2, &net), 0);
+	tu_xdev_send(x, &A2, &B.env, &net, frame, len);
 }
 
 /* x reads what A2 posted on its session: the state frames' reassembled
  * state of relationship rel (malloc'd; NULL if none came), and how many
  * transfers came. */
-static uint8_t *xdev_read_state(struct xdev *x, const uint8_t rel[16], size_t *len, int *transfers,
+static uint8_t *xdev_read_state(struct tu_xdev *x, const uint8_t rel[16], size_t *len, int *transfers,
                                 size_t *from)
 {
 	uint8_t *st = NULL;
@@ -727,16 +637,6 @@ static uint8_t *xdev_read_state(struct xdev *x, const uint8_t rel[16], size_t *l
 	return st;
 }
 
-static int refused_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
-{
-	int *codes = ctx;          /* [0] count, [1..] codes */
-	(void)seq;
-	(void)ts;
-	if (ev->type == RELM_EV_SIBLING_REFUSED && codes[0] < 15)
-		codes[1 + codes[0]++] = ev->code;
-	return 0;
-}
-
 static int rows_of(struct tu_daemon *d)
 {
 	int n = 0;
@@ -765,7 +665,7 @@ START_TEST(test_circle_frames)
 {
 	char inv[RELM_INVITE_TEXT_MAX];
 	struct tu_daemon *ds[3] = { &A, &B, &A2 };
-	struct xdev x;
+	struct tu_xdev x;
 	uint8_t rb[16], *frame = NULL, *old = NULL;
 	size_t flen = 0, olen = 0;
 	uint64_t epoch = 0, e;
@@ -776,7 +676,7 @@ START_TEST(test_circle_frames)
 	tu_settle(ds, 2, &net, 5, 3000);
 	make_a2(rb);
 	ck_assert_int_eq(relm_store_circle_get(A2.st, pa, &e, &old, &olen), 0);
-	xdev_make(&x, 0x3c, "phone");
+	tu_xdev_make(&x, 0x3c, "phone");
 	ck_assert_int_eq(relm_core_device_add(A.core, pa, &x.cd, &epoch), 0);
 	ck_assert_uint_eq(epoch, 3);
 	/* the same device again, or its key under another id: exists */
@@ -819,8 +719,7 @@ START_TEST(test_circle_frames)
 	ck_assert_int_eq(relm_sib_state_req_encode(&frame, &flen, pb), 0);     /* no such relationship */
 	xdev_send(&x, frame, flen);
 	relm_sib_buf_free(frame, flen);
-	ck_assert_int_eq(relm_store_event_list(A2.st, 0, 0, refused_cb, codes), 0);
-	ck_assert_int_eq(codes[0], 4);
+	ck_assert_int_eq(tu_refused_codes(&A2, codes + 1, 15), 4);
 	ck_assert_int_eq(codes[1], RELM_EVERSION);
 	ck_assert_int_eq(codes[2], RELM_ETRUNCATED);
 	ck_assert_int_eq(codes[3], RELM_EAUTH);
@@ -830,8 +729,7 @@ START_TEST(test_circle_frames)
 	ck_assert_int_eq(count_events_of(&A2, RELM_EV_DEVICE_ADDED), 1);
 	ck_assert_int_eq(count_events_of(&A2, RELM_EV_DEVICE_REMOVED), 0);
 	free(old);
-	relm_rel_free(x.sess);
-	sodium_memzero(x.sk, sizeof x.sk);
+	tu_xdev_clear(&x);
 	tu_daemon_close(&A2);
 	tu_daemon_rmdir(&A2);
 }
@@ -860,7 +758,7 @@ START_TEST(test_state_repair)
 	struct tu_daemon *ds[3] = { &A, &B, &A2 };
 	struct relm_store_rel r;
 	struct relm_sib_state s;
-	struct xdev x;
+	struct tu_xdev x;
 	uint8_t rb[16], id[16], n1[16], n2[16], *frame = NULL, *st;
 	size_t flen = 0, slen = 0, from = 0;
 	int was_new = 0, transfers = 0, codes[16] = { 0 };
@@ -869,7 +767,7 @@ START_TEST(test_state_repair)
 	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
 	tu_settle(ds, 2, &net, 5, 3000);
 	make_a2(rb);
-	xdev_make(&x, 0x3c, "phone");
+	tu_xdev_make(&x, 0x3c, "phone");
 	ck_assert_int_eq(relm_core_device_add(A.core, pa, &x.cd, NULL), 0);
 	tu_settle(ds, 3, &net, 10, 1000);
 	xdev_open(&x);
@@ -939,8 +837,7 @@ START_TEST(test_state_repair)
 		xdev_send(&x, frame, flen);
 		relm_sib_buf_free(frame, flen);
 		ck_assert_int_eq(node_count(&A2, rb), before);
-		ck_assert_int_eq(relm_store_event_list(A2.st, 0, 0, refused_cb, codes), 0);
-		ck_assert_int_eq(codes[0], 1);
+		ck_assert_int_eq(tu_refused_codes(&A2, codes + 1, 15), 1);
 		ck_assert_int_eq(codes[1], RELM_EMALFORMED);
 	}
 	/* and the relationship goes on: A's send reaches bob, A2 follows */
@@ -948,8 +845,7 @@ START_TEST(test_state_repair)
 	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
 	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 1);
 	ck_assert_int_eq(tu_history_count(&A2, rb, 1), 1);
-	relm_rel_free(x.sess);
-	sodium_memzero(x.sk, sizeof x.sk);
+	tu_xdev_clear(&x);
 	tu_daemon_close(&A2);
 	tu_daemon_rmdir(&A2);
 }

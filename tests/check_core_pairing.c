@@ -5,7 +5,9 @@
  * both end with the same circle naming both devices, J holds the proton.
  * Each bad code — malformed, expired, another mailbox server, reused, a
  * wrong secret, junk at the pairing mailbox — gets its error and leaves
- * the circle as it was.
+ * the circle as it was.  The bulk state (§12.6): J ends with every
+ * relationship of A, the same history and tree, reads and sends in them,
+ * and is synced once — also when its daemon restarts in the middle.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +16,17 @@
 #include <sqlite3.h>
 #include "util_rand.h"
 #include "util_world.h"
+#include "util_xdev.h"
 #include "core/core.h"
+#include "engine/rel.h"
+#include "wire/sibling.h"
 #include "wire/addr.h"
 #include "wire/circle.h"
 #include "wire/pairing.h"
 #include "error.h"
 
 static uint64_t clock_ms;
-static struct tu_daemon A, J, K;       /* K: a second joiner */
+static struct tu_daemon A, J, K, B;    /* K: a second joiner; B: bob, alice's friend */
 static struct tu_net net;
 static uint8_t pa[16], ipk_a[32];
 
@@ -36,6 +41,8 @@ static void setup(void)
 	ck_assert_int_eq(tu_daemon_open(&J, &clock_ms, 2, "127.0.0.1:7427"), 0);
 	ck_assert_int_eq(tu_daemon_open(&K, &clock_ms, 3, "127.0.0.1:7427"), 0);
 	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
+	tu_daemon_mkdir(&B, "bob");
+	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 4, "127.0.0.1:7427"), 0);
 }
 
 static void teardown(void)
@@ -43,10 +50,19 @@ static void teardown(void)
 	tu_daemon_close(&A);
 	tu_daemon_close(&J);
 	tu_daemon_close(&K);
+	tu_daemon_close(&B);
+	tu_daemon_rmdir(&B);
 	tu_daemon_rmdir(&A);
 	tu_daemon_rmdir(&J);
 	tu_daemon_rmdir(&K);
 	tu_net_free(&net);
+}
+
+static int count_rels_cb(void *ctx, const struct relm_store_rel *r)
+{
+	(void)r;
+	(*(int *)ctx)++;
+	return 0;
 }
 
 static int count_cb(void *ctx, const struct relm_store_device *d)
@@ -284,6 +300,390 @@ START_TEST(test_resume)
 }
 END_TEST
 
+
+/* ---- the bulk state (devices.md §12.6) ----------------------------------- */
+
+static int rel_ids_cb(void *ctx, const struct relm_store_rel *r)
+{
+	uint8_t (*v)[16] = ctx;
+	for (int i = 0; i < 4; i++)
+		if (sodium_is_zero(v[i], 16)) {
+			memcpy(v[i], r->id, 16);
+			return 0;
+		}
+	return 1;
+}
+
+/* d's relationships of proton (at most 4) into v; how many. */
+static int rels_of(struct tu_daemon *d, const uint8_t proton[16], uint8_t v[4][16])
+{
+	int n = 0;
+	memset(v, 0, 4 * 16);
+	ck_assert_int_eq(relm_store_rel_list(d->st, proton, NULL, 0, rel_ids_cb, v), 0);
+	while (n < 4 && !sodium_is_zero(v[n], 16))
+		n++;
+	return n;
+}
+
+struct hist_row {
+	uint8_t id[16];
+	int in, origin, status;
+	char body[64];
+};
+
+struct hist_list {
+	struct hist_row v[64];
+	int n;
+};
+
+static int hist_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct hist_list *h = ctx;
+	struct hist_row *r;
+	ck_assert_int_lt(h->n, 64);
+	r = &h->v[h->n++];
+	memcpy(r->id, m->id, 16);
+	r->in = m->direction_in;
+	r->origin = m->origin;
+	r->status = m->status;
+	snprintf(r->body, sizeof r->body, "%.*s", (int)m->body_len, (const char *)m->body);
+	return 0;
+}
+
+/* d's history of rel, oldest first. */
+static void history_of(struct tu_daemon *d, const uint8_t rel[16], struct hist_list *h)
+{
+	memset(h, 0, sizeof *h);
+	ck_assert_int_eq(relm_store_msg_list_after(d->st, rel, 0, 0, hist_cb, h), 0);
+}
+
+/* A's and J's history of rel are the same messages in the same order;
+ * what A sent is J's sibling's. */
+static void same_history(const uint8_t rel[16])
+{
+	struct hist_list *a = calloc(1, sizeof *a), *j = calloc(1, sizeof *j);
+
+	history_of(&A, rel, a);
+	history_of(&J, rel, j);
+	ck_assert_int_eq(a->n, j->n);
+	for (int i = 0; i < a->n; i++) {
+		ck_assert_int_eq(memcmp(a->v[i].id, j->v[i].id, 16), 0);
+		ck_assert_int_eq(a->v[i].in, j->v[i].in);
+		ck_assert_int_eq(j->v[i].origin, a->v[i].origin == RELM_ORIGIN_SELF ? RELM_ORIGIN_SIBLING
+		                                                                     : a->v[i].origin);
+		ck_assert_int_eq(a->v[i].status, j->v[i].status);
+		ck_assert_str_eq(a->v[i].body, j->v[i].body);
+	}
+	free(a);
+	free(j);
+}
+
+/* A's and J's trees of rel hold the same nodes and choose the same one;
+ * J made none of them. */
+static void same_tree(const uint8_t rel[16])
+{
+	struct relm_rel *ra = NULL, *rj = NULL;
+	struct relm_rel_info *ia = calloc(1, sizeof *ia), *ij = calloc(1, sizeof *ij);
+
+	ck_assert_int_eq(relm_core_rel_load(A.core, rel, &ra), 0);
+	ck_assert_int_eq(relm_core_rel_load(J.core, rel, &rj), 0);
+	relm_rel_describe(ra, ia);
+	relm_rel_describe(rj, ij);
+	ck_assert_uint_eq(ia->nnodes, ij->nnodes);
+	for (uint32_t i = 0; i < ia->nnodes; i++) {
+		ck_assert_int_eq(memcmp(ia->nodes[i].id, ij->nodes[i].id, 16), 0);
+		ck_assert_uint_eq(ia->nodes[i].n, ij->nodes[i].n);
+		ck_assert(!ij->nodes[i].own);
+	}
+	ck_assert_int_ge(ia->chosen, 0);
+	ck_assert_int_eq(ia->chosen, ij->chosen);
+	relm_rel_free(ra);
+	relm_rel_free(rj);
+	free(ia);
+	free(ij);
+}
+
+static void settle_all(void)
+{
+	struct tu_daemon *ds[4] = { &A, &B, &K, &J };
+	tu_settle(ds, 4, &net, 10, 1000);
+}
+
+static uint8_t pb[16], pk[16], rb[16], rk[16];
+static char inv_open[RELM_INVITE_TEXT_MAX];     /* alice's invite nobody accepted yet */
+
+/* alice has two friends: bob (three messages, both ways) and K (one). */
+static void two_friends(void)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	uint8_t ipk[32], id[16];
+	struct tu_daemon *ds[3] = { &A, &B, &K };
+	int was_new;
+
+	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
+	ck_assert_int_eq(relm_core_proton_create(K.core, "kim", pk, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(K.core, pk, inv, strlen(inv), "alice", rk), 0);
+	tu_settle(ds, 3, &net, 5, 3000);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "a1", 2, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 5, 1000);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b1", 2, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 5, 1000);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "a2", 2, NULL, id, &was_new), 0);
+	ck_assert_int_eq(relm_core_message_send(K.core, rk, "k1", 2, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 5, 3000);
+	ck_assert_int_eq(tu_history_count(&A, rb, 0), 2);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 1);
+	ck_assert_int_eq(tu_history_count(&A, rk, 1), 1);
+	/* one invite nobody accepted yet: J must be able to answer it too */
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 0, inv_open, sizeof inv_open, NULL), 0);
+}
+
+/* J holds what A holds, in both relationships; J reads and sends.
+ * refused: whether J passed frames over (a bulk interrupted). */
+static void check_synced_and_live(int refused)
+{
+	uint8_t v[4][16], id[16];
+	int was_new, nrels = 0;
+	struct relm_store_rel sr;
+
+	ck_assert_int_eq(rels_of(&J, pa, v), 2);
+	ck_assert_int_eq(relm_store_rel_get(J.st, rb, &sr, 0), 0);
+	ck_assert_str_eq(sr.label, "");
+	relm_store_rel_clear(&sr);
+	same_history(rb);
+	same_history(rk);
+	same_tree(rb);
+	same_tree(rk);
+	ck_assert_int_eq(events_of(&J, RELM_EV_DEVICE_SYNCED, NULL), 1);
+	ck_assert_int_eq(count_where(&J, "state='synced'"), 1);
+	ck_assert_int_eq(events_of(&J, RELM_EV_RELATIONSHIP_CREATED, NULL), 2);
+	/* bob's next message reaches J (and A) */
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b2", 2, NULL, id, &was_new), 0);
+	settle_all();
+	ck_assert_int_eq(tu_history_count(&J, rb, 1), 2);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 2);
+	/* J sends: bob gets it once, from the one alice he knows */
+	ck_assert_int_eq(relm_core_message_send(J.core, rb, "from the tablet", 15, NULL, id, &was_new), 0);
+	settle_all();
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 3);
+	ck_assert_int_eq(relm_store_msg_get(B.st, rb, id, &(struct relm_store_msg){ 0 }), 0);
+	ck_assert_int_eq(relm_store_rel_list(B.st, pb, NULL, 0, count_rels_cb, &nrels), 0);
+	ck_assert_int_eq(nrels, 1);
+	ck_assert_int_eq(tu_history_count(&A, rb, 0), 3);    /* A has J's send from its copy */
+	/* and bob answers: all three agree */
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b3", 2, NULL, id, &was_new), 0);
+	settle_all();
+	ck_assert_int_eq(tu_history_count(&J, rb, 1), 3);
+	ck_assert_int_eq(tu_history_count(&A, rb, 1), 3);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 3);
+	ck_assert_int_eq(events_of(&J, RELM_EV_DEVICE_SYNCED, NULL), 1);
+	if (refused)
+		ck_assert_int_gt(events_of(&J, RELM_EV_SIBLING_REFUSED, NULL), 0);
+	else
+		ck_assert_int_eq(events_of(&J, RELM_EV_SIBLING_REFUSED, NULL), 0);
+}
+
+START_TEST(test_bulk)
+{
+	char code[RELM_PAIR_CODE_MAX];
+	uint8_t pid[16], proton[16];
+	uint64_t expires = 0;
+
+	two_friends();
+	ck_assert_int_eq(relm_core_pair_begin(A.core, pa, code, sizeof code, &expires), 0);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), RELM_EPENDING);
+	settle_all();
+	ck_assert_int_eq(relm_core_pair_status(J.core, pid, proton), 0);
+	check_synced_and_live(0);
+	/* J reads the invite's mailbox too: carol accepting the invite alice
+	 * made before the pairing makes the relationship on J as on A */
+	{
+		uint8_t ipk[32], pc[16], rcar[16], v[4][16];
+		struct tu_daemon C;
+		tu_daemon_mkdir(&C, "carol");
+		ck_assert_int_eq(tu_daemon_open(&C, &clock_ms, 5, "127.0.0.1:7427"), 0);
+		ck_assert_int_eq(relm_core_proton_create(C.core, "carol", pc, ipk), 0);
+		ck_assert_int_eq(relm_core_invite_accept(C.core, pc, inv_open, strlen(inv_open), "alice", rcar), 0);
+		ck_assert_int_eq(tu_pump(&C, &net), 0);
+		ck_assert_int_eq(tu_deliver(&J, &net), 0);
+		ck_assert_int_eq(rels_of(&J, pa, v), 3);
+		ck_assert_int_eq(relm_store_rel_get(J.st, rcar, &(struct relm_store_rel){ 0 }, 0), 0);
+		tu_daemon_close(&C);
+		tu_daemon_rmdir(&C);
+	}
+}
+END_TEST
+
+/* J's daemon stops in the middle of the bulk state (it had read the
+ * WELCOME and the first few frames): what it kept in memory is lost, the
+ * count at `synced` falls short, J asks again, and ends as if nothing had
+ * happened — synced once. */
+START_TEST(test_bulk_interrupted)
+{
+	char code[RELM_PAIR_CODE_MAX];
+	uint8_t pid[16], proton[16], v[4][16];
+	uint64_t expires = 0;
+	struct tu_daemon *ae[1] = { &A };
+	size_t all, cut;
+	int extra;
+
+	two_friends();
+	ck_assert_int_eq(relm_core_pair_begin(A.core, pa, code, sizeof code, &expires), 0);
+	ck_assert_int_eq(relm_core_pair_join(J.core, code, strlen(code), "tablet", pid, proton), RELM_EPENDING);
+	ck_assert_int_eq(tu_pump(&J, &net), 0);
+	tu_settle(ae, 1, &net, 1, 10);             /* A welcomes J: the WELCOME and the bulk are posted */
+	all = net.n;
+	/* J sees the mailboxes only up to a cut: the WELCOME, then two more
+	 * envelopes (the session's first frames: a `rel` whose state has not
+	 * come) */
+	for (cut = 1, extra = -1; cut <= all && extra < 2; cut++) {
+		net.n = cut;
+		ck_assert_int_eq(tu_deliver(&J, &net), 0);
+		net.n = all;
+		if (extra >= 0)
+			extra++;
+		else if (relm_core_pair_status(J.core, pid, proton) == 0)
+			extra = 0;
+	}
+	ck_assert_int_eq(relm_core_pair_status(J.core, pid, proton), 0);
+	ck_assert_int_lt(rels_of(&J, pa, v), 2);
+	tu_daemon_close(&J);                       /* killed mid-bulk */
+	ck_assert_int_eq(tu_daemon_open(&J, &clock_ms, 2, "127.0.0.1:7427"), 0);
+	ck_assert_int_eq(events_of(&J, RELM_EV_DEVICE_SYNCED, NULL), 0);
+	settle_all();
+	/* what the restart lost was refused when it came (a state and a
+	 * history of a relationship J did not know), then asked for again */
+	check_synced_and_live(1);
+}
+END_TEST
+
+static int inv_count_cb(void *ctx, const struct relm_store_invite *inv)
+{
+	(void)inv;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int invites_of(struct tu_daemon *d)
+{
+	int n = 0;
+	ck_assert_int_eq(relm_store_invite_list(d->st, pa, clock_ms, inv_count_cb, &n), 0);
+	return n;
+}
+
+/* Bulk-state frames from a sibling (x, a device of alice's circle that the
+ * test plays) to A, which is not joining: what is bad is refused and
+ * nothing of it kept; what is good adds only what A lacks; a `synced`
+ * changes nothing. */
+START_TEST(test_bulk_frames)
+{
+	struct tu_xdev x;
+	struct relm_sib_invite v;
+	struct relm_sib_hmsg h;
+	struct relm_sib_rel r;
+	struct relm_sib_state st;
+	struct relm_sib_synced sy = { 99, 999 };
+	struct relm_rel *rel = NULL;
+	struct relm_store_msg m;
+	uint8_t *frame = NULL, *blob = NULL, unknown[16], nid[16];
+	size_t flen = 0, blen = 0;
+	uint8_t v4[4][16];
+	int codes[16] = { 0 }, inv0, hist0;
+
+	two_friends();
+	tu_xdev_make(&x, 0x3c, "phone");
+	ck_assert_int_eq(relm_core_device_add(A.core, pa, &x.cd, NULL), 0);
+	tu_xdev_open(&x, &A, pa, &B.env, &net);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	inv0 = invites_of(&A);
+	hist0 = tu_history_count(&A, rb, 0) + tu_history_count(&A, rb, 1);
+
+	/* an invite whose mailbox key is not a key pair: malformed */
+	memset(&v, 0, sizeof v);
+	v.spk_id = 4242;
+	randombytes_buf(v.spk_priv, 32);
+	randombytes_buf(v.mailbox_sk, 64);
+	v.expires = clock_ms + 3600000;
+	ck_assert_int_eq(relm_sib_invites_encode(&frame, &flen, &v, 1), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(invites_of(&A), inv0);
+
+	/* history of a relationship A does not hold: not_found */
+	randombytes_buf(unknown, 16);
+	memset(&h, 0, sizeof h);
+	randombytes_buf(nid, 16);
+	memcpy(h.id, nid, 16);
+	h.origin = RELM_ORIGIN_SELF;
+	h.status = RELM_STATUS_DELIVERED;
+	snprintf(h.kind, sizeof h.kind, "text");
+	h.body = (const uint8_t *)"from x";
+	h.body_len = 6;
+	h.ts = clock_ms;
+	ck_assert_int_eq(relm_sib_history_new(&frame, &flen, unknown), 0);
+	ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+
+	/* a rel A does not hold, and a state under its id that is another
+	 * relationship's (bob's): invalid_argument, no relationship made */
+	memset(&r, 0, sizeof r);
+	memcpy(r.rel, unknown, 16);
+	r.created = clock_ms;
+	ck_assert_int_eq(relm_sib_rel_encode(&frame, &flen, &r), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &rel), 0);
+	ck_assert_int_eq(relm_rel_encode(rel, &blob, &blen), 0);
+	memset(&st, 0, sizeof st);
+	memcpy(st.rel, unknown, 16);
+	randombytes_buf(st.xfer, 16);
+	st.parts = 1;
+	st.total = (uint32_t)blen;
+	st.chunk = blob;
+	st.chunk_len = blen;
+	ck_assert_int_eq(relm_sib_state_encode(&frame, &flen, &st), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	relm_rel_blob_free(blob, blen);
+	relm_rel_free(rel);
+	ck_assert_int_eq(rels_of(&A, pa, v4), 2);
+
+	/* history of bob's relationship: one message A lacks (kept, x's send
+	 * is A's sibling's) and one it holds (kept once) */
+	{
+		struct hist_list *l = calloc(1, sizeof *l);
+		history_of(&A, rb, l);
+		ck_assert_int_eq(relm_sib_history_new(&frame, &flen, rb), 0);
+		ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+		memcpy(h.id, l->v[0].id, 16);
+		ck_assert_int_eq(relm_sib_history_append(&frame, &flen, &h), 0);
+		tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+		relm_sib_buf_free(frame, flen);
+		free(l);
+	}
+	ck_assert_int_eq(tu_history_count(&A, rb, 0) + tu_history_count(&A, rb, 1), hist0 + 1);
+	ck_assert_int_eq(relm_store_msg_get(A.st, rb, nid, &m), 0);
+	ck_assert_int_eq(m.origin, RELM_ORIGIN_SIBLING);
+	ck_assert_int_eq(m.status, RELM_STATUS_DELIVERED);
+
+	/* synced on a device that is not joining: nothing */
+	ck_assert_int_eq(relm_sib_synced_encode(&frame, &flen, &sy), 0);
+	tu_xdev_send(&x, &A, &B.env, &net, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	ck_assert_int_eq(events_of(&A, RELM_EV_DEVICE_SYNCED, NULL), 0);
+
+	ck_assert_int_eq(tu_refused_codes(&A, codes + 1, 15), 3);
+	ck_assert_int_eq(codes[1], RELM_EMALFORMED);
+	ck_assert_int_eq(codes[2], RELM_ENOTFOUND);
+	ck_assert_int_eq(codes[3], RELM_EINVAL);
+	tu_xdev_clear(&x);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_pairing");
@@ -293,6 +693,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_pair);
 	tcase_add_test(tc, test_bad_codes);
 	tcase_add_test(tc, test_resume);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("bulk");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_bulk);
+	tcase_add_test(tc, test_bulk_interrupted);
+	tcase_add_test(tc, test_bulk_frames);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include "util_world.h"
 #include "util_rand.h"
+#include "util_xdev.h"
 #include "core/core.h"
 #include "engine/effects.h"
 #include "engine/rel.h"
@@ -28,7 +29,6 @@
 #include "wire/payload.h"
 #include "crypto/crypto.h"
 #include "wire/addr.h"
-#include "wire/invite.h"
 #include "wire/circle.h"
 #include "wire/successor.h"
 #include "wire/sib_identity.h"
@@ -491,66 +491,13 @@ START_TEST(test_revoke_rotate)
 }
 END_TEST
 
-/* Append an envelope to the network at mailbox address `to`, as a
- * mailbox server would (the next sequence number there). */
-static void net_put(const char *to, const uint8_t *buf, size_t len)
-{
-	struct relm_addr a;
-	struct tu_mail *m;
-
-	ck_assert_int_eq(relm_addr_parse(&a, to, strlen(to)), 0);
-	if (net.n == net.cap) {
-		net.cap = net.cap ? 2 * net.cap : 64;
-		net.v = realloc(net.v, net.cap * sizeof *net.v);
-		ck_assert_ptr_nonnull(net.v);
-	}
-	m = &net.v[net.n];
-	memcpy(m->mailbox, a.id, 32);
-	m->seq = 0;
-	for (size_t k = 0; k < net.n; k++)
-		if (!memcmp(net.v[k].mailbox, a.id, 32) && net.v[k].seq > m->seq)
-			m->seq = net.v[k].seq;
-	m->seq++;
-	m->len = len;
-	m->buf = malloc(len);
-	ck_assert_ptr_nonnull(m->buf);
-	memcpy(m->buf, buf, len);
-	net.n++;
-}
-
 /* The posts of fx onto the network (to: where the effect does not say). */
 static void post_fx(struct relm_effects *fx, const char *to)
 {
 	for (size_t i = 0; i < fx->n; i++)
 		if (fx->v[i].type == RELM_FX_POST)
-			net_put(fx->v[i].to[0] ? fx->v[i].to : to, fx->v[i].data, fx->v[i].len);
+			tu_net_post(&net, fx->v[i].to[0] ? fx->v[i].to : to, fx->v[i].data, fx->v[i].len);
 	relm_effects_clear(fx);
-}
-
-/* A device that is only its entry in a circle: keys, label, a device
- * invite it signed (nobody reads its mailbox). */
-static void outside_device(struct relm_circle_device *cd, uint8_t fill)
-{
-	uint8_t sk[64], spk_priv[32], mb_pk[32], mb_sk[64];
-	struct relm_addr a;
-
-	memset(cd, 0, sizeof *cd);
-	memset(cd->id, fill, 16);
-	keypair(cd->dpk, sk);
-	snprintf(cd->label, sizeof cd->label, "laptop");
-	cd->invite.version = RELM_WIRE_VERSION;
-	cd->invite.flags = RELM_INVITE_F_MULTI;
-	memcpy(cd->invite.ipk, cd->dpk, 32);
-	cd->invite.spk_id = 77;
-	tu_rand_bytes(spk_priv, sizeof spk_priv);
-	relm_x25519_public(cd->invite.spk, spk_priv);
-	keypair(mb_pk, mb_sk);
-	ck_assert_int_eq(relm_addr_parse(&a, "127.0.0.1:7427", 14), 0);
-	memcpy(a.id, mb_pk, 32);
-	a.has_id = 1;
-	ck_assert_int_gt(relm_addr_format(cd->invite.mailbox, sizeof cd->invite.mailbox, &a), 0);
-	ck_assert_int_eq(relm_invite_sign(&cd->invite, sk), 0);
-	sodium_memzero(sk, sizeof sk);
 }
 
 /* A revocation and an addition at once: A removes A3 while A2 adds a
@@ -561,7 +508,7 @@ static void outside_device(struct relm_circle_device *cd, uint8_t fill)
 START_TEST(test_concurrent_change)
 {
 	struct tu_daemon *ds[4] = { &A, &B, &A2, &A3 };
-	struct relm_circle_device lap;
+	struct tu_xdev lap;
 	struct relm_circle *c1, *c2;
 	uint8_t d3[16], *b1 = NULL, *b2 = NULL;
 	size_t l1 = 0, l2 = 0;
@@ -569,9 +516,9 @@ START_TEST(test_concurrent_change)
 
 	three_devices(&A2, "two");
 	self_device(&A3, d3);
-	outside_device(&lap, 0xd4);
+	tu_xdev_make(&lap, 0xd4, "laptop");
 	ck_assert_int_eq(relm_core_device_revoke(A.core, pa, d3, 0, &e1, NULL), 0);
-	ck_assert_int_eq(relm_core_device_add(A2.core, pa, &lap, &e2), 0);
+	ck_assert_int_eq(relm_core_device_add(A2.core, pa, &lap.cd, &e2), 0);
 	ck_assert_uint_eq(e1, 4);
 	ck_assert_uint_eq(e2, 4);
 	settle(ds, 4);
@@ -581,7 +528,7 @@ START_TEST(test_concurrent_change)
 	ck_assert_uint_eq(c2->epoch, 5);
 	ck_assert_uint_eq(c1->count, 3);
 	ck_assert_int_lt(relm_circle_find(c1, d3), 0);
-	ck_assert_int_ge(relm_circle_find(c1, lap.id), 0);
+	ck_assert_int_ge(relm_circle_find(c1, lap.cd.id), 0);
 	ck_assert_int_eq(relm_store_circle_get(A.st, pa, &e1, &b1, &l1), 0);
 	ck_assert_int_eq(relm_store_circle_get(A2.st, pa, &e2, &b2, &l2), 0);
 	ck_assert_uint_eq(l1, l2);
@@ -590,6 +537,7 @@ START_TEST(test_concurrent_change)
 	 * best effort, revocation.md §1) */
 	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, 0);
 	ck_assert_int_eq(events_of(&A, RELM_EV_SIBLING_REFUSED).n, 0);
+	tu_xdev_clear(&lap);
 	free(b1);
 	free(b2);
 	free(c1);

@@ -7,7 +7,10 @@
  * again on a third relmd is refused (replay), through relmctl, whose
  * `device pair` also draws the code as a QR code that zbarimg reads back; junk codes
  * and another mailbox server are refused before anything is stored; the
- * circle does not change.
+ * circle does not change.  The bulk state (§12.6): alice (A) and bob (B,
+ * the daemon K) exchange a few messages; the tablet (J) pairs and lists
+ * the relationship with its history, receives bob's next message, and bob
+ * receives the tablet's message once.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -203,6 +206,161 @@ START_TEST(test_pair_two_commands)
 }
 END_TEST
 
+
+/* ---- the bulk state (proto/devices.md §12.6) ------------------------------- */
+
+struct msgs_want {
+	const char *sock, *rel, *body;
+	int n;                        /* at least this many messages */
+};
+
+/* How many messages d's message.list of rel has, and how many of them
+ * have body (NULL: none counted). */
+static int msgs_count(const char *sock, const char *rel, const char *body, int *with_body)
+{
+	cJSON *r = td_callf(sock, "message.list", "{\"relationship\":\"%s\",\"limit\":100}", rel);
+	const cJSON *arr, *it;
+	int n = 0;
+
+	if (with_body)
+		*with_body = 0;
+	if (!r || !cJSON_GetObjectItemCaseSensitive(r, "result")) {
+		cJSON_Delete(r);
+		return -1;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(td_res(r), "messages");
+	cJSON_ArrayForEach(it, arr) {
+		n++;
+		if (body && with_body && strcmp(td_str(it, "body"), body) == 0)
+			(*with_body)++;
+	}
+	cJSON_Delete(r);
+	return n;
+}
+
+static int has_msgs(void *arg)
+{
+	struct msgs_want *w = arg;
+	int with = 0, n = msgs_count(w->sock, w->rel, w->body, &with);
+	return n >= w->n && (!w->body || with > 0);
+}
+
+static void wait_msgs(const char *sock, const char *rel, int n, const char *body)
+{
+	struct msgs_want w = { sock, rel, body, n };
+	ck_assert_msg(td_wait(has_msgs, &w, 20000), "%s: no %d messages with \"%s\" in %s after 20 s",
+	              sock, n, body ? body : "", rel);
+}
+
+static void send_msg(const char *sock, const char *rel, const char *body)
+{
+	cJSON *r = td_must(sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", rel, body);
+	cJSON_Delete(r);
+}
+
+/* d lists relationship rel of proton: 1, else 0. */
+static int lists_rel(struct td_relmd *d, const char *proton, const char *rel)
+{
+	cJSON *r = td_callf(d->sock, "relationship.list", "{\"proton\":\"%s\"}", proton);
+	const cJSON *it;
+	int found = 0;
+
+	if (r && cJSON_GetObjectItemCaseSensitive(r, "result"))
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships"))
+			found += strcmp(td_str(it, "relationship"), rel) == 0;
+	cJSON_Delete(r);
+	return found;
+}
+
+struct rel_want {
+	struct td_relmd *d;
+	const char *proton, *rel;
+};
+
+static int has_rel(void *arg)
+{
+	struct rel_want *w = arg;
+	return lists_rel(w->d, w->proton, w->rel);
+}
+
+/* device.synced events of proton that arrive on c (subscribed to them)
+ * within ms. */
+static int synced_events(struct td_conn *c, const char *proton, int ms)
+{
+	long long until = td_now_ms() + ms;
+	int n = 0;
+
+	for (;;) {
+		long long left = until - td_now_ms();
+		cJSON *e = left > 0 ? td_conn_read(c, (int)left) : NULL;
+		const cJSON *p;
+		if (!e)
+			return n;
+		p = cJSON_GetObjectItemCaseSensitive(e, "params");
+		if (strcmp(td_str(e, "method"), "event") == 0 && strcmp(td_str(p, "type"), "device.synced") == 0) {
+			ck_assert_str_eq(td_str(p, "proton"), proton);
+			n++;
+		}
+		cJSON_Delete(e);
+	}
+}
+
+START_TEST(test_bulk_state)
+{
+	struct td_conn ev;
+	char pa[33], pb[33], rel[33], code[1100];
+	struct rel_want rw = { &J, pa, rel };
+	int with = 0, n;
+	cJSON *r;
+
+	td_relate(A.sock, K.sock, pa, pb, rel, 20000);
+	send_msg(A.sock, rel, "a1");
+	wait_msgs(K.sock, rel, 2, "a1");          /* bob's hello, a1 */
+	send_msg(K.sock, rel, "b1");
+	wait_msgs(A.sock, rel, 3, "b1");
+	send_msg(A.sock, rel, "a2");
+	wait_msgs(K.sock, rel, 4, "a2");
+	n = msgs_count(A.sock, rel, NULL, NULL);
+	ck_assert_int_eq(n, 4);
+
+	r = td_must(A.sock, "device.pair.begin", "{\"proton\":\"%s\"}", pa);
+	snprintf(code, sizeof code, "%s", td_str(td_res(r), "code"));
+	cJSON_Delete(r);
+	r = join_until(&J, code, "tablet");
+	ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL, "join: %s", data_code(r));
+	cJSON_Delete(r);
+	ck_assert_int_eq(td_conn_open(&ev, J.sock), 0);
+	r = td_conn_call(&ev, "subscribe", "{\"since\":0,\"events\":[\"device.synced\"]}", NULL);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	cJSON_Delete(r);
+
+	/* the tablet lists the relationship, with its history */
+	ck_assert_msg(td_wait(has_rel, &rw, 20000), "the tablet does not list the relationship");
+	wait_msgs(J.sock, rel, n, "b1");
+	ck_assert_int_eq(msgs_count(J.sock, rel, "a2", &with), n);
+	ck_assert_int_eq(with, 1);
+	/* it reads bob's next message */
+	send_msg(K.sock, rel, "b2");
+	wait_msgs(J.sock, rel, n + 1, "b2");
+	/* and bob gets the tablet's once, from the one alice he knows */
+	send_msg(J.sock, rel, "from the tablet");
+	wait_msgs(K.sock, rel, n + 2, "from the tablet");
+	wait_msgs(A.sock, rel, n + 2, "from the tablet");
+	td_sleep_ms(1000);
+	ck_assert_int_eq(msgs_count(K.sock, rel, "from the tablet", &with), n + 2);
+	ck_assert_int_eq(with, 1);
+	ck_assert_int_eq(lists_rel(&K, pb, rel), 1);
+	/* the tablet said once that it holds everything */
+	ck_assert_int_eq(synced_events(&ev, pa, 1000), 1);
+	td_conn_close(&ev);
+	{
+		cJSON *l = td_must(K.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
+		ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(l), "relationships")), 1);
+		cJSON_Delete(l);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pairing");
@@ -210,6 +368,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_pair_two_commands);
+	tcase_add_test(tc, test_bulk_state);
 	suite_add_tcase(s, tc);
 	return s;
 }

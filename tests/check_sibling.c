@@ -246,6 +246,216 @@ START_TEST(test_state_req_and_unknown)
 }
 END_TEST
 
+/* ---- the bulk state (devices.md §12.6) ------------------------------------ */
+
+/* Every cut of a message short of its end is refused. */
+static void all_cuts_refused(const uint8_t *buf, size_t len)
+{
+	struct relm_sib_msg m;
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_ne(relm_sib_decode(&m, buf, cut), 0);
+}
+
+START_TEST(test_bulk_rel)
+{
+	struct relm_sib_rel r, bad;
+	struct relm_sib_msg m;
+	uint8_t *buf, *longer;
+	size_t len;
+
+	memset(&r, 0, sizeof r);
+	tu_rand_bytes(r.rel, 16);
+	r.created = 0x0102030405060708ull;
+	r.cursor = tu_rand64();
+	snprintf(r.label, sizeof r.label, "bob ✓");
+	snprintf(r.addr, sizeof r.addr, "127.0.0.1:7427/%064d", 7);
+	ck_assert_int_eq(relm_sib_rel_encode(&buf, &len, &r), 0);
+	ck_assert_uint_eq(len, 1 + 16 + 8 + 8 + 1 + strlen(r.label) + 1 + strlen(r.addr));
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_REL);
+	ck_assert(memcmp(m.u.rel.rel, r.rel, 16) == 0);
+	ck_assert_uint_eq(m.u.rel.created, r.created);
+	ck_assert_uint_eq(m.u.rel.cursor, r.cursor);
+	ck_assert_str_eq(m.u.rel.label, r.label);
+	ck_assert_str_eq(m.u.rel.addr, r.addr);
+	all_cuts_refused(buf, len);
+	/* a byte past the end; a label length past the message; bad UTF-8 */
+	longer = malloc(len + 1);
+	memcpy(longer, buf, len);
+	longer[len] = 0;
+	ck_assert_int_eq(relm_sib_decode(&m, longer, len + 1), RELM_EMALFORMED);
+	free(longer);
+	buf[33] = 255;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_ETRUNCATED);
+	buf[33] = (uint8_t)strlen(r.label);
+	buf[34] = 0xff;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+	/* the zero id and bad text are not encoded */
+	bad = r;
+	memset(bad.rel, 0, 16);
+	ck_assert_int_eq(relm_sib_rel_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = r;
+	bad.label[0] = (char)0xc3;
+	bad.label[1] = 0;
+	ck_assert_int_eq(relm_sib_rel_encode(&buf, &len, &bad), RELM_EINVAL);
+}
+END_TEST
+
+START_TEST(test_bulk_history)
+{
+	static uint8_t big[RELM_SIBLING_MAX / 2];
+	struct relm_sib_hmsg h[3], got;
+	struct relm_sib_msg m;
+	uint8_t rel[16], *buf = NULL;
+	size_t len, it = 0;
+
+	tu_rand_bytes(rel, 16);
+	memset(big, 'b', sizeof big);
+	memset(h, 0, sizeof h);
+	for (int i = 0; i < 3; i++) {
+		tu_rand_bytes(h[i].id, 16);
+		h[i].direction_in = (uint8_t)(i & 1);
+		h[i].origin = (uint8_t)(1 + i);
+		h[i].status = (uint8_t)(i + 2);
+		h[i].ts = tu_rand64();
+		snprintf(h[i].kind, sizeof h[i].kind, i ? "text" : "reaction");
+	}
+	h[0].body = (const uint8_t *)"hello";
+	h[0].body_len = 5;
+	h[2].body = big;
+	h[2].body_len = 1000;                /* h[1]: an empty body */
+	ck_assert_int_eq(relm_sib_history_new(&buf, &len, rel), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(relm_sib_history_append(&buf, &len, &h[i]), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_HISTORY);
+	ck_assert(memcmp(m.u.history.rel, rel, 16) == 0);
+	ck_assert_uint_eq(m.u.history.count, 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert(relm_sib_history_next(&m.u.history, &it, &got));
+		ck_assert(memcmp(got.id, h[i].id, 16) == 0);
+		ck_assert_uint_eq(got.direction_in, h[i].direction_in);
+		ck_assert_uint_eq(got.origin, h[i].origin);
+		ck_assert_uint_eq(got.status, h[i].status);
+		ck_assert_uint_eq(got.ts, h[i].ts);
+		ck_assert_str_eq(got.kind, h[i].kind);
+		ck_assert_uint_eq(got.body_len, h[i].body_len);
+		ck_assert(got.body_len == 0 || memcmp(got.body, h[i].body, got.body_len) == 0);
+	}
+	ck_assert(!relm_sib_history_next(&m.u.history, &it, &got));
+	all_cuts_refused(buf, len);
+	/* a count that claims one more message than there is */
+	buf[18]++;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_ETRUNCATED);
+	buf[18]--;
+	/* an origin, a status, a direction out of range */
+	buf[19 + 17] = 4;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	buf[19 + 17] = 1;
+	buf[19 + 16] = 2;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	buf[19 + 16] = 0;
+	buf[19 + 19 + 8 + 8] = 5;            /* after id, dir, origin, kind_len, "reaction", ts */
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	buf[19 + 19 + 8 + 8] = 2;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	/* no message past RELM_SIBLING_MAX: the one that does not fit is refused */
+	h[2].body_len = sizeof big;
+	ck_assert_int_eq(relm_sib_history_append(&buf, &len, &h[2]), 0);
+	ck_assert_int_eq(relm_sib_history_append(&buf, &len, &h[2]), RELM_ETOOBIG);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_uint_eq(m.u.history.count, 4);
+	/* fields out of range are not encoded */
+	h[0].origin = 0;
+	ck_assert_int_eq(relm_sib_history_append(&buf, &len, &h[0]), RELM_EINVAL);
+	h[0].origin = 1;
+	h[0].kind[0] = 0;
+	ck_assert_int_eq(relm_sib_history_append(&buf, &len, &h[0]), RELM_EINVAL);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+START_TEST(test_bulk_invites)
+{
+	static struct relm_sib_invite v[RELM_SIB_INVITES_MAX + 1];
+	struct relm_sib_invite got;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len, it = 0;
+
+	memset(v, 0, sizeof v);
+	for (size_t i = 0; i <= RELM_SIB_INVITES_MAX; i++) {
+		v[i].spk_id = (uint32_t)i + 1;
+		tu_rand_bytes(v[i].spk_priv, 32);
+		if (i & 1) {
+			v[i].opk_id = 9;
+			tu_rand_bytes(v[i].opk_priv, 32);
+		}
+		v[i].multi_use = (uint8_t)(i % 3 == 0);
+		v[i].expires = tu_rand64();
+		tu_rand_bytes(v[i].mailbox_sk, 64);
+		v[i].used = (uint32_t)i;
+		v[i].cursor = tu_rand64();
+	}
+	ck_assert_int_eq(relm_sib_invites_encode(&buf, &len, v, 3), 0);
+	ck_assert_uint_eq(len, 2 + 3 * RELM_SIB_INVITE_LEN);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_INVITES);
+	ck_assert_uint_eq(m.u.invites.count, 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert(relm_sib_invites_next(&m.u.invites, &it, &got));
+		ck_assert(memcmp(&got, &v[i], sizeof got) == 0);
+	}
+	ck_assert(!relm_sib_invites_next(&m.u.invites, &it, &got));
+	all_cuts_refused(buf, len);
+	/* an over-long count; spk_id 0; a private one-time prekey without an id */
+	buf[1] = 4;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_ETRUNCATED);
+	buf[1] = 2;
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	buf[1] = 3;
+	memset(buf + 2, 0, 4);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+	v[0].opk_priv[5] = 1;
+	ck_assert_int_eq(relm_sib_invites_encode(&buf, &len, v, 1), RELM_EINVAL);
+	v[0].opk_priv[5] = 0;
+	/* 255 in one message, not 256; none is a message too */
+	ck_assert_int_eq(relm_sib_invites_encode(&buf, &len, v, RELM_SIB_INVITES_MAX + 1), RELM_EINVAL);
+	ck_assert_int_eq(relm_sib_invites_encode(&buf, &len, v, RELM_SIB_INVITES_MAX), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_uint_eq(m.u.invites.count, RELM_SIB_INVITES_MAX);
+	relm_sib_buf_free(buf, len);
+	ck_assert_int_eq(relm_sib_invites_encode(&buf, &len, v, 0), 0);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_uint_eq(m.u.invites.count, 0);
+	relm_sib_buf_free(buf, len);
+	sodium_memzero(v, sizeof v);
+}
+END_TEST
+
+START_TEST(test_bulk_synced)
+{
+	struct relm_sib_synced s = { 0xdeadbeefu, 0x0123456789abcdefull };
+	struct relm_sib_msg m;
+	uint8_t *buf, longer[14];
+	size_t len;
+
+	ck_assert_int_eq(relm_sib_synced_encode(&buf, &len, &s), 0);
+	ck_assert_uint_eq(len, 13);
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_SYNCED);
+	ck_assert_uint_eq(m.u.synced.rels, s.rels);
+	ck_assert_uint_eq(m.u.synced.messages, s.messages);
+	all_cuts_refused(buf, len);
+	memcpy(longer, buf, len);
+	longer[13] = 0;
+	ck_assert_int_eq(relm_sib_decode(&m, longer, sizeof longer), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
 /* ---- the circle -------------------------------------------------------------------- */
 
 static uint8_t ipk_pk[32], ipk_sk[64];
@@ -383,6 +593,13 @@ static Suite *sibling_suite(void)
 	tcase_add_test(tc, test_carry);
 	tcase_add_test(tc, test_state_parts);
 	tcase_add_test(tc, test_state_req_and_unknown);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bulk");
+	tcase_add_test(tc, test_bulk_rel);
+	tcase_add_test(tc, test_bulk_history);
+	tcase_add_test(tc, test_bulk_invites);
+	tcase_add_test(tc, test_bulk_synced);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("circle");

@@ -1,7 +1,9 @@
 #!/bin/sh
 # demo.sh — `make demo`: a mailbox and two daemons (alice, bob) on this
 # machine, an invite, a short conversation through relmctl, the transcript
-# with delivery statuses and each side's chain tree.  Everything lives in a
+# with delivery statuses and each side's chain tree; then alice pairs a
+# second device (a third relmd), both her devices send at the same moment,
+# bob sees one peer, and both her devices' trees converge on one leaf.  Everything lives in a
 # temporary folder that goes, with every process, on any exit (trap).
 #
 #   sh tests/demo.sh [BUILD]      BUILD: where the programs are (default build)
@@ -169,5 +171,69 @@ for who in alice bob; do
 	"$B/relmctl" --socket "$T/$who.sock" tree "$REL" 2>"$T/ctl.err" | sed 's/^/  /' ||
 		die "relmctl tree: $(cat "$T/ctl.err")"
 done
+
+# ---- alice on two devices: pair a laptop, both send at the same moment ------
+"$B/relmd" --state "$T/laptop" --socket "$T/laptop.sock" --mailbox "127.0.0.1:$PORT" \
+	2>"$T/laptop.log" &
+PIDS="$PIDS $!"
+i=0
+until "$B/relmctl" --socket "$T/laptop.sock" daemon.status >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -le $((TIMEOUT * 5)) ] || die "relmd (laptop) did not start"
+	nap
+done
 echo
-echo "demo: ok — 6 messages, each delivered once; cleaning up"
+echo "== alice pairs a laptop (a third relmd): two commands"
+CODE=$(field code "$(ctl alice device pair "$PA")")
+[ -n "$CODE" ] || die "device pair gave no code"
+echo "alice:  relmctl device pair        → $(printf '%.34s' "$CODE")… (and a QR code, on a terminal)"
+JOINED=$(field proton "$(ctl laptop device join "$CODE" --label laptop)")
+[ "$JOINED" = "$PA" ] || die "the laptop joined another proton: $JOINED"
+echo "laptop: relmctl device join CODE   → proton $PA, $(ctl laptop device.list "$PA" | grep -o '"device"' | wc -l) devices"
+i=0
+until ctl laptop message.list "$REL" --limit 20 | grep -q '"kind":"text"'; do
+	i=$((i + 1)); [ $i -le $((TIMEOUT * 5)) ] || die "the laptop never got the conversation"
+	nap
+done
+echo "laptop: holds the relationship with bob and its history ($(messages laptop | wc -l) messages)"
+
+# both alice devices send at the same moment: two sends on one chain state
+ctl alice message.send "$REL" "From alice's phone." >"$T/send.phone" &
+P1=$!
+ctl laptop message.send "$REL" "From alice's laptop, at the same moment." >"$T/send.laptop" &
+P2=$!
+wait $P1 && wait $P2 || die "a concurrent send failed"
+for f in phone laptop; do
+	id=$(field message "$(cat "$T/send.$f")")
+	i=0
+	until ctl bob message.list "$REL" --limit 20 | grep -q "\"$id\""; do
+		i=$((i + 1)); [ $i -le $((TIMEOUT * 5)) ] || die "bob never received alice's $f message"
+		nap
+	done
+done
+PEERS=$(ctl bob relationship.list "$PB" | grep -o '"relationship":' | wc -l)
+[ "$PEERS" = 1 ] || die "bob sees $PEERS relationships, not one peer"
+echo "bob:    got both, in his one relationship with alice: one peer, no sign of two devices"
+say bob alice "Got both of those."
+i=0
+until ctl laptop message.list "$REL" --limit 20 | grep -q "Got both of those."; do
+	i=$((i + 1)); [ $i -le $((TIMEOUT * 5)) ] || die "the laptop never received bob's reply"
+	nap
+done
+say alice bob "Good: my two devices agree."
+
+# the two devices' trees converge: the same chosen leaf
+leaf() { field chosen "$(ctl "$1" relationship.show "$REL")"; }
+i=0
+until [ -n "$(leaf alice)" ] && [ "$(leaf alice)" = "$(leaf laptop)" ]; do
+	i=$((i + 1)); [ $i -le $((TIMEOUT * 5)) ] || die "alice's devices chose different leaves"
+	nap
+done
+for who in alice laptop; do
+	echo
+	echo "== alice's chain tree, as her $( [ $who = alice ] && echo phone || echo laptop ) sees it"
+	"$B/relmctl" --socket "$T/$who.sock" tree "$REL" 2>"$T/ctl.err" | sed 's/^/  /' ||
+		die "relmctl tree: $(cat "$T/ctl.err")"
+done
+echo
+echo "demo: ok — 6 messages, each delivered once; then alice on two devices sent"
+echo "two messages at once, bob saw one peer, and both devices choose leaf $(printf '%.12s' "$(leaf alice)"); cleaning up"

@@ -462,17 +462,17 @@ static int hook_commit(void *ctx)
 	npeers = app->npeers;
 	for (size_t i = 0; i < npeers; i++)
 		relm_mbox_client_cork(app->peers[i]->c);
+	/* A step made mailboxes no API call announced (a joined device's
+	 * device mailbox, relationships and invites from a sibling's bulk
+	 * state): read the ones not read yet, from their stored cursors. */
+	if (relm_core_mailboxes_changed(app->core)) {
+		if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
+			log_warn("listing the mailboxes to read: %s (until a restart)", relm_strerror(rc));
+		unsubscribe_gone(app);
+	}
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;
-	/* mailboxes no event announced (sibling sessions, a joined device's
-	 * device mailbox): subscribe() skips those already read */
-	if (relm_core_mailboxes_gen(app->core) != app->mailboxes_gen) {
-		app->mailboxes_gen = relm_core_mailboxes_gen(app->core);
-		if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
-			log_err("listing mailboxes: %s", relm_strerror(rc));
-		unsubscribe_gone(app);
-	}
 	if (relmd__store_writable(app) == 0)
 		pump(app);          /* while the disk is full, an ack could not be recorded */
 	for (size_t i = 0; i < npeers; i++)

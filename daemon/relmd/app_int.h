@@ -112,7 +112,6 @@ struct relmd_app {
 	unsigned published;             /* events recorded by this commit's publish */
 	uint8_t (*watch)[RELM_SIGN_PK_LEN];
 	size_t nwatch, capwatch;
-	uint64_t mailboxes_gen;       /* relm_core_mailboxes_gen at the last listing */
 	struct sub *subs;
 	int closing;
 	int closes;                     /* handles still closing */

@@ -74,9 +74,12 @@ void relm_core_free(struct relm_core *c)
 	free(c);
 }
 
-uint64_t relm_core_mailboxes_gen(const struct relm_core *c)
+int relm_core_mailboxes_changed(struct relm_core *c)
 {
-	return c->mailboxes_gen;
+	int was = c->mailboxes_new;
+
+	c->mailboxes_new = 0;
+	return was;
 }
 
 const char *relm_core_mailbox_host(const struct relm_core *c)

@@ -178,19 +178,18 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
 int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                              const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
 
-/* A number that changes whenever a step may have made a mailbox to read
- * that no event announces — a sibling session's (proto/devices.md §3), a
- * joined device's device mailbox — or deleted one (a removed device's
- * sessions, proto/revocation.md §1): the daemon lists relm_core_mailboxes
- * again after a commit when it changed, and stops reading those that are
- * no longer ours (a rolled-back step may bump it too: listing again is
- * harmless). */
-uint64_t relm_core_mailboxes_gen(const struct relm_core *c);
-
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                         void *ctx);
+/* 1 if a step since the last call made mailboxes to read that no API
+ * call announced (relationships and invites from a sibling's bulk state,
+ * a joined device's device mailbox), or deleted some (a removed device's
+ * sibling sessions, proto/revocation.md §1), then 0 until the next: the
+ * daemon calls relm_core_mailboxes again and reads the ones it does not
+ * read yet, from their stored cursors, and stops reading those that are
+ * no longer ours.  May say 1 for a step rolled back. */
+int relm_core_mailboxes_changed(struct relm_core *c);
 /* Sign data with the secret key of one of our mailboxes (subscription
  * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],

@@ -11,6 +11,7 @@
  *   sibling_state.c  what siblings say of the proton: state_req / state
  *                 (repair) and circle frames
  *   revoke.c      removing a device, the heal, the identity roll, read-only
+ *   bulk.c        the bulk state a new device receives (devices.md §12.6)
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
@@ -22,6 +23,16 @@
 enum {
 	RELM__XFERS    = 8,       /* state transfers being reassembled at once */
 	RELM__ANSWERED = 32,      /* state answers remembered for RELM_REPAIR_GAP_MS */
+	RELM__BULK_RELS = 8,      /* bulk `rel`s whose state is still arriving */
+};
+
+/* A relationship a sibling's bulk state announced (`rel`), kept until its
+ * `state` is whole (bulk.c).  In memory only: a restart loses it, and the
+ * count at `synced` asks for the bulk again. */
+struct relm__bulk_rel {
+	uint8_t device[RELM_ID_LEN];
+	struct relm_sib_rel r;
+	uint64_t t_ms;                /* 0 = slot free */
 };
 
 /* A frame for a sibling session that is being stepped: sent once that
@@ -76,11 +87,9 @@ struct relm_core {
 	 * why, for relm_core_pair_status: its row is gone. */
 	uint8_t refused_pairing[RELM_ID_LEN];
 	int refused_code;
-	/* Bumped whenever a step makes a mailbox the daemon must start to
-	 * read that no event announces (a sibling session's, a joined
-	 * device's device mailbox), or deletes one it must stop reading (a
-	 * removed device's sessions): relm_core_mailboxes_gen. */
-	uint64_t mailboxes_gen;
+	struct relm__bulk_rel bulk[RELM__BULK_RELS];
+	/* A step made mailboxes to read (relm_core_mailboxes_changed). */
+	int mailboxes_new;
 	/* relm__core_removed's answer for the circle last judged (its
 	 * proton and BLAKE2b-128 of its bytes): a send does not verify the
 	 * circle's signatures again. */
@@ -186,6 +195,38 @@ int relm__core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 /* 1 if rc is a verdict on a sibling's frame (reported as sibling.refused
  * and passed over), 0 if it is this device's own failure. */
 int relm__core_sib_refusal(int rc);
+/* rel_id is a relationship of proton (not a session): 0, or
+ * RELM_ENOTFOUND / RELM_EAUTH. */
+int relm__core_proton_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t rel_id[RELM_ID_LEN]);
+/* rel's whole state to sibling device, in parts (devices.md §4.4). */
+int relm__core_send_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN]);
+
+/* bulk.c (devices.md §12.6), inside the open step.  bulk_send: the whole
+ * bulk state of proton to sibling device on its session.  The others
+ * take the frames from sibling device: 0, a refusal, or a store error.
+ * bulk_pending: 1 if device announced rel (a `rel` whose state has not
+ * come); bulk_adopt makes it a relationship from its whole state. */
+int relm__core_bulk_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN]);
+int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                        const uint8_t device[RELM_ID_LEN], const struct relm_sib_rel *r);
+int relm__core_bulk_pending(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
+                            const uint8_t rel[RELM_ID_LEN]);
+int relm__core_bulk_adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
+                          const uint8_t *blob, size_t len);
+int relm__core_bulk_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const struct relm_sib_history *h);
+int relm__core_bulk_invites(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const struct relm_sib_invites *v);
+int relm__core_bulk_synced(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const uint8_t device[RELM_ID_LEN], const struct relm_sib_synced *s);
+
+/* pairing.c: J's pairing of proton that is JOINED: 1 if there is one
+ * (moved to SYNCED when synced is set), 0 if none, or a store error. */
+int relm__core_pair_joined(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], int synced);
 /* pairing.c: bytes at the pairing mailbox of pairing id, inside the open
  * step (a JOIN on E; a WELCOME or REFUSE on J).  0 or a verdict. */
 int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],

@@ -5,12 +5,11 @@
  * REFUSE, the circle to siblings) is in that step's outbox.
  *
  *   E:  OFFERED ──JOIN ok──> WELCOMED ──expires──> (deleted)
- *   J:  JOINING ──WELCOME ok──> JOINED
+ *   J:  JOINING ──WELCOME ok──> JOINED ──synced──> SYNCED
  *             └──REFUSE──> (deleted)
  *
- * Not yet: the bulk state (§12.6: rel, history, invites, synced; J's
- * SYNCED) — J joins with the proton, the circle and its device keys, and
- * learns each relationship's state from the usual sibling traffic.
+ * E sends the bulk state (§12.6, bulk.c) in the step that commits the
+ * WELCOME; J's `synced` moves its row to SYNCED (relm__core_pair_joined).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +250,9 @@ static int e_join(struct relm_core *c, struct relm_store_pairing *p, const struc
 	rc = transition(c, p, RELM_PAIR_WELCOMED);
 	if (rc == 0)
 		rc = post_to(c, p->host, k->mbox_j_pk, w, wlen);
+	/* the new device's session opens, with everything it must hold */
+	if (rc == 0)
+		rc = relm__core_bulk_send(c, p->proton, j.device_id);
 	return rc;
 }
 
@@ -432,7 +434,7 @@ static int j_store(struct relm_core *c, struct relm_store_pairing *p, const stru
 	memcpy(dk.mailbox_id, keys + 116 + 32, 32);       /* an Ed25519 sk ends with its pk */
 	if ((rc = relm_store_proton_put(c->st, &pr)) == 0 &&
 	    (rc = relm_store_device_put(c->st, &d)) == 0 &&
-	    (c->mailboxes_gen++, (rc = relm_store_device_keys_put(c->st, &dk)) == 0) &&
+	    (rc = relm_store_device_keys_put(c->st, &dk)) == 0 &&
 	    (rc = relm_store_circle_put(c->st, w->proton, circ->epoch, w->circle, w->circle_len)) == 0)
 		rc = relm__core_circle_follow(c, w->proton, circ);
 	relm_store_proton_clear(&pr);
@@ -484,6 +486,7 @@ static int j_welcome(struct relm_core *c, struct relm_store_pairing *p, const st
 	p->keys = NULL;
 	p->keys_len = 0;
 	rc = transition(c, p, RELM_PAIR_JOINED);
+	c->mailboxes_new = 1;            /* the device mailbox: siblings' sessions */
 out:
 	sodium_memzero(&w, sizeof w);
 	relm_pair_buf_free(pt, ptlen);
@@ -554,6 +557,34 @@ int relm_core_pair_status(struct relm_core *c, const uint8_t pairing[RELM_ID_LEN
 		memcpy(proton, p.proton, RELM_ID_LEN);
 	relm_store_pairing_clear(&p);
 	return rc;
+}
+
+/* ---- J: synced ------------------------------------------------------------ */
+
+static int id_cb(void *ctx, const uint8_t id[RELM_ID_LEN]);
+
+int relm__core_pair_joined(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], int synced)
+{
+	struct relm__ids ids = { 0 };
+	int rc, found = 0;
+
+	if ((rc = relm_store_pairing_ids(c->st, id_cb, &ids)) != 0)
+		goto out;
+	for (size_t i = 0; i < ids.n && rc == 0 && !found; i++) {
+		struct relm_store_pairing p;
+		if ((rc = relm_store_pairing_get(c->st, ids.v[i], &p)) != 0)
+			break;
+		if (p.role == RELM_PAIR_ROLE_J && p.state == RELM_PAIR_JOINED && p.has_proton &&
+		    memcmp(p.proton, proton, RELM_ID_LEN) == 0) {
+			found = 1;
+			if (synced)
+				rc = transition(c, &p, RELM_PAIR_SYNCED);
+		}
+		relm_store_pairing_clear(&p);
+	}
+out:
+	free(ids.v);
+	return rc ? rc : found;
 }
 
 static int id_cb(void *ctx, const uint8_t id[RELM_ID_LEN])

@@ -438,7 +438,7 @@ int relm__core_drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_L
 	uint8_t sid[RELM_ID_LEN];
 	int rc;
 
-	c->mailboxes_gen++;                  /* their mailboxes are no longer read */
+	c->mailboxes_new = 1;                /* their mailboxes are no longer read */
 	while ((rc = relm_store_sibling_session_find(c->st, proton, device, sid)) == 0) {
 		if (c->busy && !memcmp(sid, c->busy_sess, RELM_ID_LEN))
 			return 0;            /* the one being stepped stays (see core_int.h) */

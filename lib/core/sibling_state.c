@@ -5,9 +5,11 @@
  *
  *   state_req  answered with the relationship's whole state (§8), in parts
  *              of RELM_SIB_STATE_CHUNK bytes, at most once per
- *              RELM_REPAIR_GAP_MS per sibling and relationship;
+ *              RELM_REPAIR_GAP_MS per sibling and relationship; the zero
+ *              id with the whole bulk state (§12.6, bulk.c);
  *   state      parts kept until the transfer is whole (at most
- *              RELM_PENDING_TTL_MS), then merged (relm_rel_merge);
+ *              RELM_PENDING_TTL_MS), then merged (relm_rel_merge), or made
+ *              a relationship when a bulk state's `rel` announced it;
  *   circle     accepted by lib/wire/circle.c's rule; the devices rows
  *              follow the accepted circle, with device.added / .removed.
  *
@@ -25,9 +27,7 @@
 #include "wire/circle.h"
 #include "error.h"
 
-/* rel_id is a relationship of proton (not a session): 0, or
- * RELM_ENOTFOUND / RELM_EAUTH. */
-static int proton_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+int relm__core_proton_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                       const uint8_t rel_id[RELM_ID_LEN])
 {
 	struct relm_store_rel r;
@@ -56,21 +56,15 @@ static struct relm__answered *answered_find(struct relm_core *c, const uint8_t d
 	return NULL;
 }
 
-int relm__core_sib_state_req(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                             const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
+int relm__core_send_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
 {
-	struct relm__answered *a;
 	struct relm_sib_state s;
 	struct relm_rel *rel = NULL;
 	uint8_t *blob = NULL, *frame = NULL;
 	size_t blen = 0, flen = 0;
-	uint64_t now = relm__core_now(c);
 	int rc;
 
-	if ((rc = proton_rel(c, proton, rel_id)) != 0)
-		return rc;
-	if ((a = answered_find(c, device, rel_id)) && now < a->t_ms + RELM_REPAIR_GAP_MS)
-		return 0;                    /* answered lately: devices.md §4.3 */
 	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
 		return rc;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
@@ -91,18 +85,35 @@ int relm__core_sib_state_req(struct relm_core *c, const uint8_t proton[RELM_ID_L
 		relm_sib_buf_free(frame, flen);
 		frame = NULL;
 	}
+out:
+	relm_rel_blob_free(blob, blen);
+	relm_rel_free(rel);
+	return rc;
+}
+
+int relm__core_sib_state_req(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
+{
+	static const uint8_t all[RELM_ID_LEN];
+	struct relm__answered *a;
+	uint64_t now = relm__core_now(c);
+	int rc, bulk = sodium_is_zero(rel_id, RELM_ID_LEN);
+
+	/* the zero id asks for the whole bulk state (devices.md §12.6) */
+	if (!bulk && (rc = relm__core_proton_rel(c, proton, rel_id)) != 0)
+		return rc;
+	if ((a = answered_find(c, device, rel_id)) && now < a->t_ms + RELM_REPAIR_GAP_MS)
+		return 0;                    /* answered lately: devices.md §4.3 */
+	rc = bulk ? relm__core_bulk_send(c, proton, device) : relm__core_send_state(c, proton, device, rel_id);
 	if (rc == 0) {
 		if (!a) {
 			a = &c->answered[c->answered_next];
 			c->answered_next = (c->answered_next + 1) % RELM__ANSWERED;
 		}
 		memcpy(a->device, device, RELM_ID_LEN);
-		memcpy(a->rel, rel_id, RELM_ID_LEN);
+		memcpy(a->rel, bulk ? all : rel_id, RELM_ID_LEN);
 		a->t_ms = now ? now : 1;
 	}
-out:
-	relm_rel_blob_free(blob, blen);
-	relm_rel_free(rel);
 	return rc;
 }
 
@@ -187,9 +198,13 @@ int relm__core_sib_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 {
 	struct relm__xfer *x;
 	uint64_t all;
-	int rc;
+	int rc, adopt = 0;
 
-	if ((rc = proton_rel(c, proton, s->rel)) != 0)
+	/* a relationship this device holds, or one a bulk state announced */
+	if ((rc = relm__core_proton_rel(c, proton, s->rel)) == RELM_ENOTFOUND &&
+	    relm__core_bulk_pending(c, device, s->rel))
+		adopt = 1;
+	else if (rc != 0)
 		return rc;
 	if (!(x = xfer_slot(c, device, s, relm__core_now(c), &rc)))
 		return rc;
@@ -198,7 +213,8 @@ int relm__core_sib_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	all = x->parts == 64 ? ~0ull : (1ull << x->parts) - 1;
 	if (x->got != all)
 		return 0;
-	rc = merge_state(c, s->rel, x->buf, x->total);
+	rc = adopt ? relm__core_bulk_adopt(c, proton, device, s->rel, x->buf, x->total)
+	           : merge_state(c, s->rel, x->buf, x->total);
 	xfer_free(x);
 	return rc;
 }

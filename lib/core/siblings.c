@@ -15,7 +15,8 @@
  * step, its copies on every session, the sessions' posts and the sibling's
  * reading of them commit together or not at all (the durability rule).
  *
- * state_req, state and circle frames are handled in sibling_state.c.  A
+ * state_req, state and circle frames are handled in sibling_state.c, the
+ * bulk state's rel, history, invites and synced in bulk.c.  A
  * frame that fails to decode, or that the engine or the circle rule
  * refuses, is reported (sibling.refused) and passed over: nothing of it is
  * kept, and the session's later frames are still read.
@@ -62,9 +63,12 @@ static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_
 	rc = relm_store_rel_put(c->st, &sr);
 	if (rc == 0)
 		rc = relm_store_sibling_session_put(c->st, rel->id, proton, device);
-	c->mailboxes_gen++;                  /* its mailbox is one to read */
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, relm_rel_deadline(rel, c->env));
+	/* the session's own mailbox, which the sibling posts to from its
+	 * second envelope on: no event announces it (relm_core_mailboxes_changed) */
+	if (rc == 0)
+		c->mailboxes_new = 1;
 	sr.state = NULL;
 	relm_store_rel_clear(&sr);
 	relm_rel_blob_free(blob, blen);
@@ -398,6 +402,18 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 		break;
 	case RELM_SIB_CIRCLE:
 		rc = relm__core_sib_circle(c, proton, device, m.u.circle.buf, m.u.circle.len);
+		break;
+	case RELM_SIB_REL:
+		rc = relm__core_bulk_rel(c, proton, device, &m.u.rel);
+		break;
+	case RELM_SIB_HISTORY:
+		rc = relm__core_bulk_history(c, proton, &m.u.history);
+		break;
+	case RELM_SIB_INVITES:
+		rc = relm__core_bulk_invites(c, proton, &m.u.invites);
+		break;
+	case RELM_SIB_SYNCED:
+		rc = relm__core_bulk_synced(c, proton, device, &m.u.synced);
 		break;
 	default:
 		rc = 0;                      /* request, deliver (other strategies), unknown types */

@@ -6,8 +6,9 @@
 #include <sodium.h>
 #include "store/store_int.h"
 
-RELM__SQL(INVITE_PUT, "INSERT INTO invites(proton,spk_id,spk_priv,opk_id,opk_priv,multi_use,expires,mailbox_id,mailbox_sk,used,created) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,0,?10)");
+RELM__SQL(INVITE_PUT, "INSERT INTO invites(proton,spk_id,spk_priv,opk_id,opk_priv,multi_use,expires,mailbox_id,mailbox_sk,used,created) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?11,?10)");
 RELM__SQL(INVITE_GET, "SELECT proton,spk_id,opk_id,multi_use,expires,mailbox_id,used,created,spk_priv,opk_priv,mailbox_sk FROM invites WHERE proton=?1 AND spk_id=?2");
+RELM__SQL(INVITE_LIST, "SELECT proton,spk_id,opk_id,multi_use,expires,mailbox_id,used,created,spk_priv,opk_priv,mailbox_sk FROM invites WHERE proton=?1 AND expires>?2 ORDER BY spk_id");
 RELM__SQL(INVITE_BY_MBOX, "SELECT proton,spk_id FROM invites WHERE mailbox_id=?1");
 /* secure_delete zeroes the one-time prekey's private half in the file */
 RELM__SQL(INVITE_USED, "UPDATE invites SET used=used+1, opk_priv=NULL WHERE proton=?1 AND spk_id=?2");
@@ -21,7 +22,7 @@ int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite 
 	return Q_EXEC(st, INVITE_PUT, A_ID(inv->proton), A_INT(inv->spk_id), A_BLOB(inv->spk_priv, RELM_KEY_LEN),
 	              A_INT(inv->opk_id), A_BLOB_IF(inv->opk_id != 0, inv->opk_priv, RELM_KEY_LEN),
 	              A_INT(!!inv->multi_use), A_INT(inv->expires), A_BLOB(inv->mailbox_id, RELM_SIGN_PK_LEN),
-	              A_BLOB(inv->mailbox_sk, RELM_SIGN_SK_LEN), A_INT(inv->created));
+	              A_BLOB(inv->mailbox_sk, RELM_SIGN_SK_LEN), A_INT(inv->created), A_INT(inv->used));
 }
 
 static int read_invite(const struct relm__q *q, struct relm_store_invite *inv)
@@ -57,6 +58,23 @@ int relm_store_invite_get(struct relm_store *st, const uint8_t proton[RELM_ID_LE
 		*out = inv;
 	sodium_memzero(&inv, sizeof inv);
 	return rc;
+}
+
+int relm_store_invite_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t now_ms,
+                           int (*cb)(void *ctx, const struct relm_store_invite *inv), void *ctx)
+{
+	struct relm_store_invite inv;
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, INVITE_LIST, A_ID(proton), A_INT(now_ms));
+	while ((rc = q_step(&q)) > 0) {
+		if ((rc = read_invite(&q, &inv)) != 0 || (rc = cb(ctx, &inv)) != 0)
+			break;
+	}
+	sodium_memzero(&inv, sizeof inv);
+	return q_end(&q, rc);
 }
 
 int relm_store_invite_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],

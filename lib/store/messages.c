@@ -12,6 +12,7 @@
 
 RELM__SQL(MSG_INS, "INSERT OR IGNORE INTO messages(rel,id,direction,origin,kind,body,ts,status,reason,created,updated) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?10)");
 RELM__SQL(MSG_LIST, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND seq<?2 ORDER BY seq DESC LIMIT ?3");
+RELM__SQL(MSG_LIST_ASC, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND seq>?2 ORDER BY seq LIMIT ?3");
 RELM__SQL(MSG_GET, "SELECT seq,rel,id,direction,origin,kind,NULL,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2");
 RELM__SQL(MSG_GET_BODY, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages WHERE rel=?1 AND id=?2");
 RELM__SQL(MSG_STATUS, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2");
@@ -88,24 +89,44 @@ static int read_msg(const struct relm__q *q, struct relm_store_msg *m, int with_
 	return 0;
 }
 
+static int msg_walk(struct relm__q *q, int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
+
 int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int64_t before, unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx)
 {
-	struct relm_store_msg m;
 	struct relm__q q;
-	int rc;
 
 	CHECK_USABLE(st);
 	Q_OPEN(&q, st, MSG_LIST, A_ID(rel), A_INT(before > 0 ? before : INT64_MAX),
 	       A_INT(limit ? (int64_t)limit : -1));
-	while ((rc = q_step(&q)) > 0) {
-		if ((rc = read_msg(&q, &m, 1)) == RELM_EBADROW)
+	return msg_walk(&q, cb, ctx);
+}
+
+int relm_store_msg_list_after(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                              int64_t after, unsigned limit,
+                              int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx)
+{
+	struct relm__q q;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, MSG_LIST_ASC, A_ID(rel), A_INT(after), A_INT(limit ? (int64_t)limit : -1));
+	return msg_walk(&q, cb, ctx);
+}
+
+/* Rows of an open MSG_LIST(_ASC) to cb; damaged ones reported and left out. */
+static int msg_walk(struct relm__q *q, int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx)
+{
+	struct relm_store_msg m;
+	int rc;
+
+	while ((rc = q_step(q)) > 0) {
+		if ((rc = read_msg(q, &m, 1)) == RELM_EBADROW)
 			continue;                      /* reported, and left out */
 		if ((rc = cb(ctx, &m)) != 0)
 			break;
 	}
-	return q_end(&q, rc);
+	return q_end(q, rc);
 }
 
 int relm__msg_scan(struct relm_store *st)

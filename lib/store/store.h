@@ -427,8 +427,13 @@ struct relm_store_invite {
 	uint32_t used;                          /* times accepted */
 	uint64_t created;
 };
-/* Insert.  RELM_EEXIST for a duplicate (proton, spk_id) or mailbox id. */
+/* Insert (used as given: 0 for a new invite).  RELM_EEXIST for a
+ * duplicate (proton, spk_id) or mailbox id. */
 int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv);
+/* proton's invites not expired at now_ms, by spk_id, with secrets (inv is
+ * wiped after each cb; a nonzero return stops and is returned). */
+int relm_store_invite_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t now_ms,
+                           int (*cb)(void *ctx, const struct relm_store_invite *inv), void *ctx);
 /* With secrets.  RELM_ENOTFOUND.  Wipe with relm_store_invite_clear. */
 int relm_store_invite_get(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                           uint32_t spk_id, struct relm_store_invite *out);
@@ -570,6 +575,11 @@ int relm_store_msg_insert(struct relm_store *st, const struct relm_store_msg *m)
 int relm_store_msg_list(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                         int64_t before, unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
+/* Oldest first, seq > after, at most limit (0 = all): how a sibling's
+ * bulk state carries a history (proto/devices.md §12.6). */
+int relm_store_msg_list_after(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                              int64_t after, unsigned limit,
+                              int (*cb)(void *ctx, const struct relm_store_msg *m), void *ctx);
 /* One message into *out (body not returned).  RELM_ENOTFOUND. */
 int relm_store_msg_get(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                        const uint8_t id[RELM_ID_LEN], struct relm_store_msg *out);

@@ -111,14 +111,14 @@ struct relm__stage {
 	                 X(DEVKEYS_PUT) X(DEVKEYS_GET) X(DEVKEYS_BY_MBOX)            \
 	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
 	/* pairings.c */ X(PAIRING_PUT) X(PAIRING_GET) X(PAIRING_BY_MBOX) X(PAIRING_DEL) X(PAIRING_IDS) \
-	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_BY_MBOX) X(INVITE_USED) \
+	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_LIST) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	                 X(REL_DEL) X(REL_REMOTE_IPK)                                \
-	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_GET) X(MSG_GET_BODY)           \
+	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_LIST_ASC) X(MSG_GET) X(MSG_GET_BODY)           \
 	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \

@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include "wire/sibling.h"
 #include "crypto/crypto.h"
+#include "text.h"
 #include "error.h"
 
 struct rd {
@@ -52,6 +53,18 @@ static uint16_t get16(struct rd *r)
 	return q ? (uint16_t)(q[0] << 8 | q[1]) : 0;
 }
 
+static uint64_t get64(struct rd *r)
+{
+	uint64_t hi = get32(r);
+	return hi << 32 | get32(r);
+}
+
+static uint8_t get8(struct rd *r)
+{
+	const uint8_t *q = take(r, 1);
+	return q ? q[0] : 0;
+}
+
 static uint8_t *put(uint8_t *p, const void *d, size_t n)
 {
 	memcpy(p, d, n);
@@ -65,6 +78,11 @@ static uint8_t *put32(uint8_t *p, uint32_t v)
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
 	return p + 4;
+}
+
+static uint8_t *put64(uint8_t *p, uint64_t v)
+{
+	return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
 }
 
 static uint8_t *put16(uint8_t *p, uint16_t v)
@@ -163,6 +181,131 @@ static int decode_state(struct relm_sib_state *s, struct rd *r)
 	return r->off == r->len ? 0 : RELM_EMALFORMED;
 }
 
+/* A length-prefixed text (one byte) into dst (cap > 255): UTF-8, no NUL. */
+static int get_text(struct rd *r, char *dst, size_t cap)
+{
+	size_t n = get8(r);
+	const uint8_t *q = take(r, n);
+
+	if (!q)
+		return RELM_ETRUNCATED;
+	if (n >= cap || !relm_text_ok(q, n))
+		return RELM_EMALFORMED;
+	memcpy(dst, q, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+static int decode_rel(struct relm_sib_rel *m, struct rd *r)
+{
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	get(r, m->rel, RELM_ID_LEN);
+	m->created = get64(r);
+	m->cursor = get64(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if ((rc = get_text(r, m->label, sizeof m->label)) != 0 ||
+	    (rc = get_text(r, m->addr, sizeof m->addr)) != 0)
+		return rc;
+	if (is_zero(m->rel, RELM_ID_LEN))
+		return RELM_EMALFORMED;
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+/* One history entry at the cursor, checked; body a view. */
+static int read_hmsg(struct rd *r, struct relm_sib_hmsg *m)
+{
+	size_t kl;
+	const uint8_t *k;
+
+	memset(m, 0, sizeof *m);
+	get(r, m->id, RELM_ID_LEN);
+	m->direction_in = get8(r);
+	m->origin = get8(r);
+	kl = get8(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (!(k = take(r, kl)))
+		return RELM_ETRUNCATED;
+	m->ts = get64(r);
+	m->status = get8(r);
+	m->body_len = get32(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (m->direction_in > 1 || m->origin < RELM_SIB_ORIGIN_MIN || m->origin > RELM_SIB_ORIGIN_MAX ||
+	    m->status > RELM_SIB_STATUS_MAX || kl == 0 || kl > RELM_SIB_KIND_MAX || !relm_text_ok(k, kl) ||
+	    m->body_len > RELM_PAYLOAD_MAX)
+		return RELM_EMALFORMED;
+	memcpy(m->kind, k, kl);
+	m->kind[kl] = '\0';
+	if (!(m->body = take(r, m->body_len)))
+		return RELM_ETRUNCATED;
+	return 0;
+}
+
+static int decode_history(struct relm_sib_history *h, struct rd *r)
+{
+	struct relm_sib_hmsg m;
+	int rc;
+
+	memset(h, 0, sizeof *h);
+	get(r, h->rel, RELM_ID_LEN);
+	h->count = get16(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (is_zero(h->rel, RELM_ID_LEN))
+		return RELM_EMALFORMED;
+	h->list = r->p + r->off;
+	for (uint16_t i = 0; i < h->count; i++)
+		if ((rc = read_hmsg(r, &m)) != 0)
+			return rc;
+	h->list_len = (size_t)(r->p + r->off - h->list);
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+static void read_invite(struct rd *r, struct relm_sib_invite *v)
+{
+	v->spk_id = get32(r);
+	get(r, v->spk_priv, RELM_KEY_LEN);
+	v->opk_id = get32(r);
+	get(r, v->opk_priv, RELM_KEY_LEN);
+	v->multi_use = get8(r);
+	v->expires = get64(r);
+	get(r, v->mailbox_sk, RELM_SIGN_SK_LEN);
+	v->used = get32(r);
+	v->cursor = get64(r);
+}
+
+static int invite_ok(const struct relm_sib_invite *v)
+{
+	return v->spk_id != 0 && v->multi_use <= 1 && (v->opk_id != 0 || is_zero(v->opk_priv, RELM_KEY_LEN));
+}
+
+static int decode_invites(struct relm_sib_invites *v, struct rd *r)
+{
+	struct relm_sib_invite inv;
+	int rc = 0;
+
+	memset(v, 0, sizeof *v);
+	v->count = get8(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	v->list = r->p + r->off;
+	for (unsigned i = 0; i < v->count && rc == 0; i++) {
+		read_invite(r, &inv);
+		if (r->err)
+			rc = RELM_ETRUNCATED;
+		else if (!invite_ok(&inv))
+			rc = RELM_EMALFORMED;
+	}
+	sodium_memzero(&inv, sizeof inv);
+	if (rc)
+		return rc;
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
 int relm_sib_decode(struct relm_sib_msg *out, const uint8_t *buf, size_t len)
 {
 	struct relm_sib_msg m;
@@ -184,6 +327,20 @@ int relm_sib_decode(struct relm_sib_msg *out, const uint8_t *buf, size_t len)
 		break;
 	case RELM_SIB_STATE:
 		rc = decode_state(&m.u.state, &r);
+		break;
+	case RELM_SIB_REL:
+		rc = decode_rel(&m.u.rel, &r);
+		break;
+	case RELM_SIB_HISTORY:
+		rc = decode_history(&m.u.history, &r);
+		break;
+	case RELM_SIB_INVITES:
+		rc = decode_invites(&m.u.invites, &r);
+		break;
+	case RELM_SIB_SYNCED:
+		m.u.synced.rels = get32(&r);
+		m.u.synced.messages = get64(&r);
+		rc = r.err ? RELM_ETRUNCATED : r.off == len ? 0 : RELM_EMALFORMED;
 		break;
 	case RELM_SIB_STATE_REQ:
 		get(&r, m.u.state_req.rel, RELM_ID_LEN);
@@ -252,17 +409,23 @@ int relm_sib_copy_encode(uint8_t **out, size_t *outlen, const struct relm_sib_co
 	return 0;
 }
 
-enum { CARRY_HDR = 1 + RELM_ID_LEN + 2 };
+/* carry and history: type(1) rel(16) count(2), then the entries */
+enum { LIST_HDR = 1 + RELM_ID_LEN + 2, CARRY_HDR = LIST_HDR, HISTORY_HDR = LIST_HDR };
 
-int relm_sib_carry_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN])
+static int list_new(uint8_t **out, size_t *outlen, uint8_t type, const uint8_t rel[RELM_ID_LEN])
 {
-	int rc = alloc(out, outlen, CARRY_HDR);
+	int rc = alloc(out, outlen, LIST_HDR);
 	if (rc)
 		return rc;
-	(*out)[0] = RELM_SIB_CARRY;
+	(*out)[0] = type;
 	memcpy(*out + 1, rel, RELM_ID_LEN);
 	put16(*out + 1 + RELM_ID_LEN, 0);
 	return 0;
+}
+
+int relm_sib_carry_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN])
+{
+	return list_new(out, outlen, RELM_SIB_CARRY, rel);
 }
 
 int relm_sib_carry_append(uint8_t **buf, size_t *len, const uint8_t *payload, size_t plen)
@@ -350,6 +513,130 @@ int relm_sib_circle_encode(uint8_t **out, size_t *outlen, const uint8_t *circle,
 		return rc;
 	(*out)[0] = RELM_SIB_CIRCLE;
 	memcpy(*out + 1, circle, len);
+	return 0;
+}
+
+/* ---- the bulk state ------------------------------------------------------ */
+
+int relm_sib_rel_encode(uint8_t **out, size_t *outlen, const struct relm_sib_rel *m)
+{
+	size_t ll = strnlen(m->label, sizeof m->label), al = strnlen(m->addr, sizeof m->addr);
+	uint8_t *p;
+	int rc;
+
+	if (ll > 255 || al > 255 || !relm_text_ok(m->label, ll) || !relm_text_ok(m->addr, al) ||
+	    is_zero(m->rel, RELM_ID_LEN))
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 1 + 16 + 8 + 8 + 1 + ll + 1 + al)) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_REL;
+	p = put(p, m->rel, RELM_ID_LEN);
+	p = put64(p, m->created);
+	p = put64(p, m->cursor);
+	*p++ = (uint8_t)ll;
+	p = put(p, m->label, ll);
+	*p++ = (uint8_t)al;
+	put(p, m->addr, al);
+	return 0;
+}
+
+int relm_sib_history_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN])
+{
+	return list_new(out, outlen, RELM_SIB_HISTORY, rel);
+}
+
+int relm_sib_history_append(uint8_t **buf, size_t *len, const struct relm_sib_hmsg *m)
+{
+	size_t kl = strnlen(m->kind, sizeof m->kind), add = 16 + 1 + 1 + 1 + kl + 8 + 1 + 4 + m->body_len;
+	uint8_t *nb, *p;
+	uint16_t count;
+
+	if (*len < HISTORY_HDR || (*buf)[0] != RELM_SIB_HISTORY || m->direction_in > 1 ||
+	    m->origin < RELM_SIB_ORIGIN_MIN || m->origin > RELM_SIB_ORIGIN_MAX ||
+	    m->status > RELM_SIB_STATUS_MAX || kl == 0 || kl > RELM_SIB_KIND_MAX ||
+	    !relm_text_ok(m->kind, kl) || m->body_len > RELM_PAYLOAD_MAX)
+		return RELM_EINVAL;
+	count = (uint16_t)((*buf)[1 + RELM_ID_LEN] << 8 | (*buf)[2 + RELM_ID_LEN]);
+	if (count == UINT16_MAX || *len + add > RELM_SIBLING_MAX)
+		return RELM_ETOOBIG;
+	if (!(nb = malloc(*len + add)))
+		return RELM_ENOMEM;
+	memcpy(nb, *buf, *len);
+	p = put(nb + *len, m->id, RELM_ID_LEN);
+	*p++ = m->direction_in;
+	*p++ = m->origin;
+	*p++ = (uint8_t)kl;
+	p = put(p, m->kind, kl);
+	p = put64(p, m->ts);
+	*p++ = m->status;
+	p = put32(p, (uint32_t)m->body_len);
+	if (m->body_len)
+		put(p, m->body, m->body_len);
+	put16(nb + 1 + RELM_ID_LEN, (uint16_t)(count + 1));
+	relm_sib_buf_free(*buf, *len);
+	*buf = nb;
+	*len += add;
+	return 0;
+}
+
+int relm_sib_history_next(const struct relm_sib_history *h, size_t *it, struct relm_sib_hmsg *m)
+{
+	struct rd r = { h->list, h->list_len, *it, 0 };
+
+	if (*it >= h->list_len || read_hmsg(&r, m) != 0)
+		return 0;
+	*it = r.off;
+	return 1;
+}
+
+int relm_sib_invites_encode(uint8_t **out, size_t *outlen, const struct relm_sib_invite *v, size_t n)
+{
+	uint8_t *p;
+	int rc;
+
+	if (n > RELM_SIB_INVITES_MAX)
+		return RELM_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!invite_ok(&v[i]))
+			return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 2 + n * RELM_SIB_INVITE_LEN)) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_INVITES;
+	*p++ = (uint8_t)n;
+	for (size_t i = 0; i < n; i++) {
+		p = put32(p, v[i].spk_id);
+		p = put(p, v[i].spk_priv, RELM_KEY_LEN);
+		p = put32(p, v[i].opk_id);
+		p = put(p, v[i].opk_priv, RELM_KEY_LEN);
+		*p++ = v[i].multi_use;
+		p = put64(p, v[i].expires);
+		p = put(p, v[i].mailbox_sk, RELM_SIGN_SK_LEN);
+		p = put32(p, v[i].used);
+		p = put64(p, v[i].cursor);
+	}
+	return 0;
+}
+
+int relm_sib_invites_next(const struct relm_sib_invites *v, size_t *it, struct relm_sib_invite *inv)
+{
+	struct rd r = { v->list, (size_t)v->count * RELM_SIB_INVITE_LEN, *it * RELM_SIB_INVITE_LEN, 0 };
+
+	if (*it >= v->count)
+		return 0;
+	read_invite(&r, inv);
+	(*it)++;
+	return 1;
+}
+
+int relm_sib_synced_encode(uint8_t **out, size_t *outlen, const struct relm_sib_synced *s)
+{
+	int rc = alloc(out, outlen, 1 + 4 + 8);
+	if (rc)
+		return rc;
+	(*out)[0] = RELM_SIB_SYNCED;
+	put64(put32(*out + 1, s->rels), s->messages);
 	return 0;
 }
 

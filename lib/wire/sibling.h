@@ -10,6 +10,14 @@
  *   state_req  rel(16)
  *   state      rel(16) xfer(16) part(2) parts(2) total(4) chunk
  *   carry      rel(16) u16 count, count × (u32 len, payload)
+ *   rel        rel(16) created(8) cursor(8) label_len(1) label addr_len(1) addr
+ *   history    rel(16) u16 count, count × (id(16) direction(1) origin(1)
+ *              kind_len(1) kind ts(8) status(1) u32 body_len, body)
+ *   invites    u8 count, count × (spk_id(4) spk_priv(32) opk_id(4) opk_priv(32)
+ *              multi_use(1) expires(8) mailbox_sk(64) used(4) cursor(8))
+ *   synced     rels(4) messages(8)
+ *
+ * The last four are the bulk state a new device receives (§12.6).
  *
  * Decoders take bytes and return views into them (nothing is allocated);
  * every length is checked before it is used.
@@ -30,6 +38,10 @@ enum relm_sib_type {
 	RELM_SIB_REQUEST   = 5,
 	RELM_SIB_DELIVER   = 6,
 	RELM_SIB_CARRY     = 7,
+	RELM_SIB_REL       = 8,
+	RELM_SIB_HISTORY   = 9,
+	RELM_SIB_INVITES   = 10,
+	RELM_SIB_SYNCED    = 11,
 };
 
 enum relm_sib_copy_flags {
@@ -75,6 +87,68 @@ struct relm_sib_state {
 	size_t chunk_len;
 };
 
+/* One relationship of the bulk state (§12.6): its store row's fields and
+ * the sender's cursor on its mailbox.  label and addr are copied, NUL
+ * terminated; label is UTF-8 without NUL (relm_text_ok). */
+struct relm_sib_rel {
+	uint8_t rel[RELM_ID_LEN];
+	uint64_t created, cursor;
+	char label[256];
+	char addr[RELM_MAILBOX_ADDR_MAX + 1];
+};
+
+enum {
+	RELM_SIB_KIND_MAX    = 31,      /* bytes of a history message's kind (the store's limit) */
+	RELM_SIB_INVITE_LEN  = 4 + 32 + 4 + 32 + 1 + 8 + 64 + 4 + 8,
+	RELM_SIB_INVITES_MAX = 255,     /* invites in one message (count is one byte) */
+	RELM_SIB_ORIGIN_MIN  = 1,       /* history origins: enum relm_origin's self … remote */
+	RELM_SIB_ORIGIN_MAX  = 3,
+	RELM_SIB_STATUS_MAX  = 4,       /* history statuses: enum relm_msg_status's none … failed */
+};
+
+/* One message of a history list: body is a view. */
+struct relm_sib_hmsg {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t direction_in;            /* 1 received, 0 sent */
+	uint8_t origin;                  /* enum relm_origin: 1 self, 2 sibling, 3 remote */
+	uint8_t status;                  /* enum relm_msg_status: 0 none … 4 failed */
+	char kind[RELM_SIB_KIND_MAX + 1];
+	uint64_t ts;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/* A history message: views, framing checked by relm_sib_decode. */
+struct relm_sib_history {
+	uint8_t rel[RELM_ID_LEN];
+	uint16_t count;
+	const uint8_t *list;
+	size_t list_len;
+};
+
+/* One invite of the invites message (secrets). */
+struct relm_sib_invite {
+	uint32_t spk_id;
+	uint8_t spk_priv[RELM_KEY_LEN];
+	uint32_t opk_id;                 /* 0: none (opk_priv all zero) */
+	uint8_t opk_priv[RELM_KEY_LEN];
+	uint8_t multi_use;
+	uint64_t expires;
+	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];
+	uint32_t used;
+	uint64_t cursor;                 /* the sender's cursor on its mailbox */
+};
+
+struct relm_sib_invites {
+	uint8_t count;
+	const uint8_t *list;             /* count × RELM_SIB_INVITE_LEN */
+};
+
+struct relm_sib_synced {
+	uint32_t rels;
+	uint64_t messages;
+};
+
 struct relm_sib_msg {
 	enum relm_sib_type type;
 	union {
@@ -83,6 +157,10 @@ struct relm_sib_msg {
 		struct { uint8_t rel[RELM_ID_LEN]; } state_req;
 		struct relm_sib_state state;
 		struct relm_sib_carry carry;
+		struct relm_sib_rel rel;
+		struct relm_sib_history history;
+		struct relm_sib_invites invites;
+		struct relm_sib_synced synced;
 		struct { const uint8_t *buf; size_t len; } raw;   /* request, deliver, unknown */
 	} u;
 };
@@ -114,6 +192,22 @@ int relm_sib_carry_next(const struct relm_sib_carry *c, size_t *it,
 int relm_sib_state_req_encode(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN]);
 int relm_sib_state_encode(uint8_t **out, size_t *outlen, const struct relm_sib_state *s);
 int relm_sib_circle_encode(uint8_t **out, size_t *outlen, const uint8_t *circle, size_t len);
+
+/* The bulk state (§12.6).  rel, invites (n ≤ RELM_SIB_INVITES_MAX) and
+ * synced into fresh buffers: 0, RELM_EINVAL (a field out of range) or
+ * RELM_ENOMEM.  A history message is made like a carry: _new, then
+ * _append per message (RELM_ETOOBIG when it would take the message past
+ * RELM_SIBLING_MAX or 65,535 messages: start another; RELM_EINVAL for a
+ * field out of range; *buf unchanged on error). */
+int relm_sib_rel_encode(uint8_t **out, size_t *outlen, const struct relm_sib_rel *r);
+int relm_sib_history_new(uint8_t **out, size_t *outlen, const uint8_t rel[RELM_ID_LEN]);
+int relm_sib_history_append(uint8_t **buf, size_t *len, const struct relm_sib_hmsg *m);
+int relm_sib_invites_encode(uint8_t **out, size_t *outlen, const struct relm_sib_invite *v, size_t n);
+int relm_sib_synced_encode(uint8_t **out, size_t *outlen, const struct relm_sib_synced *s);
+/* Iterate a decoded history or invites message: *it starts at 0; 1 with
+ * *m set, 0 at the end (the framing was checked by relm_sib_decode). */
+int relm_sib_history_next(const struct relm_sib_history *h, size_t *it, struct relm_sib_hmsg *m);
+int relm_sib_invites_next(const struct relm_sib_invites *v, size_t *it, struct relm_sib_invite *inv);
 
 /* Wipe and free a buffer made here.  NULL is a no-op. */
 void relm_sib_buf_free(uint8_t *buf, size_t len);

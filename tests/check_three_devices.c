@@ -1,0 +1,253 @@
+/*
+ * check_three_devices.c — one proton on three daemons, one peer to the
+ * world (proto/devices.md): relm-mailbox, three relmd of alice paired
+ * with each other (device.pair.begin / join, the second pairing from the
+ * second device), and bob's relmd.  Ten rounds in which all three alice
+ * devices send at once and bob answers; alice's third daemon is killed
+ * with SIGKILL in the middle of the stream and restarted.  Then:
+ *
+ *   - bob holds every alice message exactly once, in one relationship
+ *     (one peer);
+ *   - every alice device holds the whole conversation, both directions,
+ *     each message once, with the right origin (self / sibling / remote);
+ *   - after one more exchange each way, the three alice devices send on
+ *     the same leaf of the chain tree.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <check.h>
+#include <cjson/cJSON.h>
+#include "util_daemon.h"
+
+enum {
+	DEVICES = 3,
+	ROUNDS = 10,
+	KILL_ROUND = 5,                  /* alice's third device dies after its send here */
+	WAIT_MS = 60000,
+};
+
+static char dir[256];
+static struct td_mbox mb;
+static struct td_relmd A[DEVICES], B;
+
+static void setup(void)
+{
+	td_base_new("three");
+	td_dir_new(dir, sizeof dir);
+	ck_assert_int_eq(td_mbox_start(&mb, dir, "mbox", 0), 0);
+	for (int d = 0; d < DEVICES; d++) {
+		char name[16];
+		snprintf(name, sizeof name, "alice%d", d);
+		ck_assert_int_eq(td_relmd_start(&A[d], dir, name, mb.port), 0);
+	}
+	ck_assert_int_eq(td_relmd_start(&B, dir, "bob", mb.port), 0);
+}
+
+static void teardown(void)
+{
+	td_kill_all();
+	td_base_free();
+}
+
+/* Pair `to` (a fresh daemon) with proton through `from`: the code from
+ * device.pair.begin, device.pair.join called again while it is pending. */
+static void pair(struct td_relmd *from, struct td_relmd *to, const char *proton, const char *label)
+{
+	cJSON *r = td_must(from->sock, "device.pair.begin", "{\"proton\":\"%s\"}", proton);
+	char *code = strdup(td_str(td_res(r), "code"));
+	cJSON_Delete(r);
+	ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
+	long long until = td_now_ms() + WAIT_MS;
+	for (;;) {
+		r = td_callf(to->sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"%s\"}", code, label);
+		ck_assert_ptr_nonnull(r);
+		if (strcmp(td_err_name(r), "pending") != 0)
+			break;
+		cJSON_Delete(r);
+		ck_assert_msg(td_now_ms() < until, "device.pair.join still pending");
+		td_sleep_ms(100);
+	}
+	ck_assert_msg(td_res(r) != NULL, "device.pair.join: %s", td_err_name(r));
+	ck_assert_str_eq(td_str(td_res(r), "proton"), proton);
+	cJSON_Delete(r);
+	free(code);
+}
+
+/* ---- a device's view of the conversation ---- */
+
+struct seen {
+	int count;                       /* text messages */
+	int dup;                         /* bodies seen twice */
+	char bodies[64][40];
+	char origin[64][10];
+};
+
+/* Every text message of rel on d (newest first, as message.list gives). */
+static void history(const struct td_relmd *d, const char *rel, struct seen *s)
+{
+	cJSON *r = td_must(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", rel);
+	const cJSON *m;
+	memset(s, 0, sizeof *s);
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages")) {
+		if (strcmp(td_str(m, "kind"), "text") != 0)
+			continue;
+		const char *body = td_str(m, "body");
+		for (int i = 0; i < s->count; i++)
+			s->dup += !strcmp(s->bodies[i], body);
+		ck_assert_int_lt(s->count, 64);
+		snprintf(s->bodies[s->count], sizeof s->bodies[0], "%s", body);
+		snprintf(s->origin[s->count], sizeof s->origin[0], "%s", td_str(m, "origin"));
+		s->count++;
+	}
+	cJSON_Delete(r);
+}
+
+static const char *origin_of(const struct seen *s, const char *body)
+{
+	for (int i = 0; i < s->count; i++)
+		if (!strcmp(s->bodies[i], body))
+			return s->origin[i];
+	return NULL;
+}
+
+struct want {
+	const struct td_relmd *d;
+	const char *rel;
+	int count;
+};
+
+static int has_count(void *arg)
+{
+	struct want *w = arg;
+	struct seen s;
+	history(w->d, w->rel, &s);
+	return s.count >= w->count;
+}
+
+static int lists_rel(void *arg)
+{
+	struct want *w = arg;
+	cJSON *r = td_callf(w->d->sock, "relationship.show", "{\"relationship\":\"%s\"}", w->rel);
+	int ok = r && td_res(r) != NULL;
+	cJSON_Delete(r);
+	return ok;
+}
+
+static void chosen(const struct td_relmd *d, const char *rel, char out[33])
+{
+	cJSON *r = td_must(d->sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	const char *c = td_str(cJSON_GetObjectItemCaseSensitive(td_res(r), "tree"), "chosen");
+	snprintf(out, 33, "%s", c);
+	cJSON_Delete(r);
+}
+
+static void send_text(const struct td_relmd *d, const char *rel, const char *body)
+{
+	cJSON *r = td_must(d->sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", rel, body);
+	cJSON_Delete(r);
+}
+
+START_TEST(test_three_devices_one_peer)
+{
+	char pa[33], pb[33], rel[33], rel_b[33], body[40];
+	struct seen s;
+	cJSON *r;
+
+	/* alice (device 0) and bob meet, and say one thing each */
+	td_relate(A[0].sock, B.sock, pa, pb, rel_b, WAIT_MS);
+	r = td_must(A[0].sock, "relationship.list", "{\"proton\":\"%s\"}", pa);
+	td_copy_id(rel, td_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships"), 0),
+	                       "relationship"));
+	cJSON_Delete(r);
+	send_text(&B, rel_b, "b-hello");
+	ck_assert(td_wait(has_count, &(struct want){ &A[0], rel, 1 }, WAIT_MS));
+	send_text(&A[0], rel, "a0-hello");
+	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 2 }, WAIT_MS));
+
+	/* devices 1 and 2 join: the first through device 0, the second
+	 * through device 1; each then holds the relationship and its history */
+	pair(&A[0], &A[1], pa, "laptop");
+	pair(&A[1], &A[2], pa, "tablet");
+	for (int d = 1; d < DEVICES; d++) {
+		ck_assert_msg(td_wait(lists_rel, &(struct want){ &A[d], rel, 0 }, WAIT_MS),
+		              "alice%d never got the relationship", d);
+		ck_assert_msg(td_wait(has_count, &(struct want){ &A[d], rel, 2 }, WAIT_MS),
+		              "alice%d never got the history", d);
+	}
+
+	/* ten rounds: the three alice devices send at once, bob answers */
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int d = 0; d < DEVICES; d++) {
+			snprintf(body, sizeof body, "a%d-r%d", d, round);
+			send_text(&A[d], rel, body);
+		}
+		if (round == KILL_ROUND) {
+			td_stop(&A[2].pid, SIGKILL, 5000);
+			ck_assert_int_eq(td_relmd_restart(&A[2]), 0);
+		}
+		snprintf(body, sizeof body, "b-r%d", round);
+		send_text(&B, rel_b, body);
+	}
+
+	/* bob: every alice message once, in his one relationship with alice */
+	int total_a = 1 + DEVICES * ROUNDS, total = total_a + 1 + ROUNDS;
+	ck_assert_msg(td_wait(has_count, &(struct want){ &B, rel_b, total }, WAIT_MS),
+	              "bob never got every message");
+	history(&B, rel_b, &s);
+	ck_assert_int_eq(s.count, total);
+	ck_assert_int_eq(s.dup, 0);
+	r = td_must(B.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships")), 1);
+	cJSON_Delete(r);
+
+	/* every alice device: the whole conversation, once, origins right */
+	for (int d = 0; d < DEVICES; d++) {
+		ck_assert_msg(td_wait(has_count, &(struct want){ &A[d], rel, total }, WAIT_MS),
+		              "alice%d never got the whole conversation", d);
+		history(&A[d], rel, &s);
+		ck_assert_int_eq(s.count, total);
+		ck_assert_int_eq(s.dup, 0);
+		for (int from = 0; from < DEVICES; from++) {
+			snprintf(body, sizeof body, "a%d-r%d", from, ROUNDS - 1);
+			ck_assert_str_eq(origin_of(&s, body), from == d ? "self" : "sibling");
+		}
+		ck_assert_str_eq(origin_of(&s, "b-r0"), "remote");
+	}
+
+	/* one more exchange each way: the three choose the same leaf */
+	send_text(&A[1], rel, "a1-last");
+	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, total + 1 }, WAIT_MS));
+	send_text(&B, rel_b, "b-last");
+	char leaf[DEVICES][33];
+	for (int d = 0; d < DEVICES; d++)
+		ck_assert(td_wait(has_count, &(struct want){ &A[d], rel, total + 2 }, WAIT_MS));
+	long long until = td_now_ms() + WAIT_MS;
+	for (;;) {
+		for (int d = 0; d < DEVICES; d++)
+			chosen(&A[d], rel, leaf[d]);
+		if ((!strcmp(leaf[0], leaf[1]) && !strcmp(leaf[1], leaf[2]) && leaf[0][0]) || td_now_ms() > until)
+			break;
+		td_sleep_ms(100);
+	}
+	ck_assert_str_eq(leaf[0], leaf[1]);
+	ck_assert_str_eq(leaf[1], leaf[2]);
+	ck_assert_int_eq((int)strlen(leaf[0]), 32);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("three_devices");
+	TCase *tc = tcase_create("loopback");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_three_devices_one_peer);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
