@@ -6,6 +6,9 @@
  * revokes J with rotate_identity: bob's relationship pins the new key
  * (relationship.show, identity.rotated), J reports the proton read-only
  * in daemon.status and refuses to write for it, A goes on talking to bob.
+ * Then the heal (relmd --heal-delay 1:2): the revoked tablet, holding the
+ * relationship from the bulk state, opens nothing bob sends once the
+ * relationship is healed (bob replied on a heal's node).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -160,24 +163,32 @@ static void wait_newest(const char *sock, const char *rel, const char *body)
 	ck_assert_msg(td_wait(newest_is, &w, WAIT_MS), "\"%s\" never reached the other side", body);
 }
 
-START_TEST(test_revoke_with_roll)
+/* alice (A) and bob (B) related, alice's first message read by bob, and
+ * the tablet (J) paired into alice's proton. */
+static void alice_bob_tablet(char pa[33], char pb[33], char rel[33])
 {
-	char pa[33], pb[33], rel[33], dev_j[33], code[1100], params[200], ipk_old[65], ipk_new[65];
-	cJSON *r, *ev;
+	char code[1100];
+	cJSON *r;
 
 	td_relate(A.sock, B.sock, pa, pb, rel, WAIT_MS);
 	send_text(A.sock, rel, "hello bob");
 	wait_newest(B.sock, rel, "hello bob");
-	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
-	snprintf(ipk_old, sizeof ipk_old, "%s", td_str(td_res(r), "remote_ipk"));
-	cJSON_Delete(r);
-
-	/* J joins alice's proton; A's next send opens their sibling session */
 	r = td_must(A.sock, "device.pair.begin", "{\"proton\":\"%s\"}", pa);
 	snprintf(code, sizeof code, "%s", td_str(td_res(r), "code"));
 	cJSON_Delete(r);
 	r = join_until(&J, code);
 	ck_assert_msg(td_res(r) != NULL, "join: %s", td_err_name(r));
+	cJSON_Delete(r);
+}
+
+START_TEST(test_revoke_with_roll)
+{
+	char pa[33], pb[33], rel[33], dev_j[33], params[200], ipk_old[65], ipk_new[65];
+	cJSON *r, *ev;
+
+	alice_bob_tablet(pa, pb, rel);
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	snprintf(ipk_old, sizeof ipk_old, "%s", td_str(td_res(r), "remote_ipk"));
 	cJSON_Delete(r);
 	other_device(&A, pa, dev_j);
 	send_text(A.sock, rel, "now with a tablet");
@@ -267,6 +278,124 @@ START_TEST(test_revoke_with_roll)
 }
 END_TEST
 
+struct msg_want {
+	const char *sock, *rel, *field, *value;
+};
+
+/* td_wait predicate: sock's history of rel (the newest 50) has a message
+ * whose field is value. */
+static int has_msg(void *arg)
+{
+	struct msg_want *w = arg;
+	cJSON *r = td_callf(w->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", w->rel);
+	const cJSON *it;
+	int ok = 0;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		ok |= td_str(it, w->field) && !strcmp(td_str(it, w->field), w->value);
+	cJSON_Delete(r);
+	return ok;
+}
+
+/* Messages of kind in sock's history of rel (the newest 50). */
+static int count_kind(const char *sock, const char *rel, const char *kind)
+{
+	cJSON *r = td_callf(sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", rel);
+	const cJSON *it;
+	int n = 0;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		n += td_str(it, "kind") && !strcmp(td_str(it, "kind"), kind);
+	cJSON_Delete(r);
+	return n;
+}
+
+static int holds(const char *sock, const char *rel, const char *field, const char *value)
+{
+	struct msg_want w = { sock, rel, field, value };
+	return has_msg(&w);
+}
+
+/* td_wait predicate: sock read bob's last message without opening it —
+ * kept pending (its parent node, built on the heal's, is one it cannot
+ * know), or reported undecryptable. */
+static int unopened(void *arg)
+{
+	struct msg_want *w = arg;
+	cJSON *r = td_callf(w->sock, "relationship.show", "{\"relationship\":\"%s\"}", w->rel);
+	const cJSON *tree = cJSON_GetObjectItemCaseSensitive(td_res(r), "tree");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(tree, "pending");
+	cJSON *ev = last_event(w->sock, "envelope.undecryptable");
+	int ok = (cJSON_IsNumber(p) && p->valuedouble >= 1) ||
+	         (ev && td_str(ev, "relationship") && !strcmp(td_str(ev, "relationship"), w->rel));
+	cJSON_Delete(ev);
+	cJSON_Delete(r);
+	return ok;
+}
+
+/* The heal through relmd (heal delay 1 to 2 s): alice's tablet, which
+ * holds the relationship with bob from the bulk state, is revoked without
+ * a roll; alice's relmd heals the relationship until bob replied on a
+ * heal's node, and the tablet — still reading the relationship's mailbox
+ * — opens nothing bob sends from then on, while alice reads all of it. */
+START_TEST(test_revoke_heal_relmd)
+{
+	char pa[33], pb[33], rel[33], dev_j[33];
+	struct msg_want w;
+	cJSON *r;
+
+	td_stop(&A.pid, SIGTERM, 5000);
+	td_stop(&J.pid, SIGTERM, 5000);
+	snprintf(A.heal_delay, sizeof A.heal_delay, "1:2");
+	snprintf(J.heal_delay, sizeof J.heal_delay, "1:2");
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
+	ck_assert_int_eq(td_relmd_restart(&J), 0);
+	alice_bob_tablet(pa, pb, rel);
+	w = (struct msg_want){ J.sock, rel, "body", "hello bob" };
+	ck_assert_msg(td_wait(has_msg, &w, WAIT_MS), "the tablet never got the relationship");
+	send_text(J.sock, rel, "from the tablet");
+	wait_newest(B.sock, rel, "from the tablet");
+	other_device(&A, pa, dev_j);
+
+	r = td_must(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", pa, dev_j);
+	cJSON_Delete(r);
+	wait_value(J.sock, "daemon.status", "{}", "read_only_protons[]", pa, "the tablet's read-only proton");
+	r = td_callf(J.sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"x\"}", rel);
+	ck_assert_str_eq(td_err_name(r), "read_only");
+	cJSON_Delete(r);
+
+	/* The heal reaches bob within 2 s.  His reply may build on the node
+	 * the tablet knows rather than on the heal's (bob's fork rule chose
+	 * the older branch): alice then heals again, on his reply
+	 * (proto/revocation.md §2).  Bob replies to each heal until no new
+	 * one comes. */
+	w = (struct msg_want){ B.sock, rel, "kind", "heal" };
+	ck_assert_msg(td_wait(has_msg, &w, WAIT_MS), "no heal reached bob");
+	for (int k = 0, heals = 0; ; k++) {
+		char body[32];
+		int now = count_kind(B.sock, rel, "heal");
+		ck_assert_msg(k < 6, "still healing after %d replies", k);
+		if (now == heals)
+			break;
+		heals = now;
+		snprintf(body, sizeof body, "reply %d", k);
+		send_text(B.sock, rel, body);
+		wait_newest(A.sock, rel, body);
+		td_sleep_ms(3000);           /* past the heal delay: a new heal would be there */
+	}
+	send_text(B.sock, rel, "a secret for alice");
+	wait_newest(A.sock, rel, "a secret for alice");
+	w = (struct msg_want){ J.sock, rel, NULL, NULL };
+	ck_assert_msg(td_wait(unopened, &w, WAIT_MS), "the tablet never read bob's message");
+	td_sleep_ms(500);
+	ck_assert(!holds(J.sock, rel, "body", "a secret for alice"));
+	ck_assert(holds(J.sock, rel, "body", "from the tablet"));
+	/* alice goes on with bob */
+	send_text(A.sock, rel, "thanks");
+	wait_newest(B.sock, rel, "thanks");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("revoke_relmd");
@@ -274,6 +403,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_revoke_with_roll);
+	tcase_add_test(tc, test_revoke_heal_relmd);
 	suite_add_tcase(s, tc);
 	return s;
 }
