@@ -436,9 +436,24 @@ int main(int argc, char **argv)
 		r = rpc(&b, "device.pair.begin", params);
 		snprintf(code, sizeof code, "%s", res_str(r, "code"));
 		cJSON_Delete(r);
-		snprintf(params, sizeof params, "{\"code\":\"%s\",\"label\":\"bench %d\"}", code, d + 1);
-		r = rpc(&c, "device.pair.join", params);
-		cJSON_Delete(r);
+		/* device.pair.join answers `pending` until the WELCOME is read:
+		 * the same call again resumes */
+		for (int tries = 0;; tries++) {
+			char line[2048];
+			snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"device.pair.join\","
+			         "\"params\":{\"code\":\"%s\",\"label\":\"bench %d\"}}\n", code, d + 1);
+			conn_send(&c, line);
+			char *l = conn_line(&c);
+			int ok = strstr(l, "\"result\"") != NULL, pending = strstr(l, "\"pending\"") != NULL;
+			if (!ok && !pending)
+				fprintf(stderr, "device.pair.join: %s\n", l);
+			free(l);
+			if (ok)
+				break;
+			if (!pending || tries > 3000)
+				die("a device could not join bob's proton");
+			usleep(10000);
+		}
 		/* the bulk state brings the relationship */
 		for (int tries = 0;; tries++) {
 			char line[512];

@@ -19,6 +19,7 @@
 #include "engine/rel_state.h"
 #include "crypto/crypto.h"
 #include "wire/addr.h"
+#include "wire/bundle.h"
 #include "wire/circle.h"
 #include "wire/invite.h"
 #include "wire/sibling.h"
@@ -589,6 +590,72 @@ START_TEST(test_two_devices_converge)
 END_TEST
 
 
+/* Bundling (devices.md §4.5): a turn's copies to a sibling leave as one
+ * bundle, sent by the step that runs just before the batch commits; a
+ * turn rolled back sends nothing; outside a batch every copy goes alone. */
+START_TEST(test_bundled_turn)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[3] = { &A, &B, &A2 };
+	uint8_t rb[16], id[16];
+	int was_new = 0;
+	size_t before;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	make_a2(rb);
+	ck_assert_int_eq(relm_core_bundle(A.core, 1), 0);
+	/* the first copy to A2 opens the session to it (its hello) */
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "first", 5, NULL, id, &was_new), 0);
+	tu_settle(ds, 3, &net, 10, 1000);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 1);
+
+	/* three sends in one turn: three envelopes to bob, one to A2 */
+	before = net.n;
+	ck_assert_int_eq(relm_store_batch_begin(A.st), 0);
+	ck_assert_int_eq(relm_core_bundle(A.core, 0), RELM_EBUSY);   /* only between turns */
+	for (int k = 0; k < 3; k++) {
+		char body[16];
+		snprintf(body, sizeof body, "turn %d", k);
+		ck_assert_int_eq(relm_core_message_send(A.core, rb, body, strlen(body), NULL, id, &was_new), 0);
+	}
+	ck_assert_int_eq(relm_store_batch_commit(A.st), 0);
+	ck_assert_int_eq(tu_pump(&A, &net), 0);
+	ck_assert_uint_eq(net.n - before, 4);
+
+	/* a turn rolled back: its copies go with it */
+	before = net.n;
+	ck_assert_int_eq(relm_store_batch_begin(A.st), 0);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "lost", 4, NULL, id, &was_new), 0);
+	ck_assert_int_eq(relm_store_batch_rollback(A.st), 0);
+	ck_assert_int_eq(tu_pump(&A, &net), 0);
+	ck_assert_uint_eq(net.n - before, 0);
+
+	/* A2 applies the bundle: each copy once, as a sibling's */
+	tu_settle(ds, 3, &net, 20, 1000);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 4);
+	ck_assert_int_eq(tu_history_count(&B, rb, 1), 4);
+	{
+		int self = 0, sib = 0;
+		sent_origins(&A2, rb, &self, &sib);
+		ck_assert_int_eq(sib, 4);
+		ck_assert_int_eq(self, 0);
+	}
+
+	/* outside a turn, a send's copy goes at once, alone */
+	before = net.n;
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "alone", 5, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&A, &net), 0);
+	ck_assert_uint_eq(net.n - before, 2);
+	tu_settle(ds, 3, &net, 20, 1000);
+	ck_assert_int_eq(tu_history_count(&A2, rb, 0), 5);
+	ck_assert_int_eq(count_events_of(&A2, RELM_EV_SIBLING_REFUSED), 0);
+	tu_daemon_close(&A2);
+	tu_daemon_rmdir(&A2);
+}
+END_TEST
+
 /* ---- what siblings say of the proton: circle, state_req, state ---------- */
 
 /* A device the test plays itself (util_xdev.h), sending to A2. */
@@ -719,11 +786,23 @@ START_TEST(test_circle_frames)
 	ck_assert_int_eq(relm_sib_state_req_encode(&frame, &flen, pb), 0);     /* no such relationship */
 	xdev_send(&x, frame, flen);
 	relm_sib_buf_free(frame, flen);
-	ck_assert_int_eq(tu_refused_codes(&A2, codes + 1, 15), 4);
+	/* a bundle (§4.5): each message judged alone; a bad bundle once */
+	{
+		const uint8_t *two[2] = { (const uint8_t *)"\x02junk", (const uint8_t *)"\x03\x01\x02" };
+		const size_t lens[2] = { 5, 3 };
+		ck_assert_int_eq(relm_sib_bundle_encode(&frame, &flen, two, lens, 2), 0);
+		xdev_send(&x, frame, flen);
+		relm_sib_buf_free(frame, flen);
+		xdev_send(&x, (const uint8_t *)"\x0d\x00\x01\x00\x00\x00\x01\x03", 8);   /* one message */
+	}
+	ck_assert_int_eq(tu_refused_codes(&A2, codes + 1, 15), 7);
 	ck_assert_int_eq(codes[1], RELM_EVERSION);
 	ck_assert_int_eq(codes[2], RELM_ETRUNCATED);
 	ck_assert_int_eq(codes[3], RELM_EAUTH);
 	ck_assert_int_eq(codes[4], RELM_ENOTFOUND);
+	ck_assert_int_eq(codes[5], RELM_EVERSION);
+	ck_assert_int_eq(codes[6], RELM_ETRUNCATED);
+	ck_assert_int_eq(codes[7], RELM_EMALFORMED);
 	ck_assert_uint_eq(epoch_of(&A2), 3);
 	ck_assert_int_eq(rows_of(&A2), 3);
 	ck_assert_int_eq(count_events_of(&A2, RELM_EV_DEVICE_ADDED), 1);
@@ -863,6 +942,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_steps_see_the_devices);
 	tcase_add_test(tc, test_device_mailbox);
 	tcase_add_test(tc, test_two_devices_converge);
+	tcase_add_test(tc, test_bundled_turn);
 	tcase_add_test(tc, test_circle_frames);
 	tcase_add_test(tc, test_state_repair);
 	suite_add_tcase(s, tc);

@@ -163,6 +163,44 @@ static void wait_newest(const char *sock, const char *rel, const char *body)
 	ck_assert_msg(td_wait(newest_is, &w, WAIT_MS), "\"%s\" never reached the other side", body);
 }
 
+struct msg_want {
+	const char *sock, *rel, *field, *value;
+};
+
+/* td_wait predicate: sock's history of rel (the newest 50) has a message
+ * whose field is value. */
+static int has_msg(void *arg)
+{
+	struct msg_want *w = arg;
+	cJSON *r = td_callf(w->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", w->rel);
+	const cJSON *it;
+	int ok = 0;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		ok |= td_str(it, w->field) && !strcmp(td_str(it, w->field), w->value);
+	cJSON_Delete(r);
+	return ok;
+}
+
+/* Messages of kind in sock's history of rel (the newest 50). */
+static int count_kind(const char *sock, const char *rel, const char *kind)
+{
+	cJSON *r = td_callf(sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", rel);
+	const cJSON *it;
+	int n = 0;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		n += td_str(it, "kind") && !strcmp(td_str(it, "kind"), kind);
+	cJSON_Delete(r);
+	return n;
+}
+
+static int holds(const char *sock, const char *rel, const char *field, const char *value)
+{
+	struct msg_want w = { sock, rel, field, value };
+	return has_msg(&w);
+}
+
 /* alice (A) and bob (B) related, alice's first message read by bob, and
  * the tablet (J) paired into alice's proton. */
 static void alice_bob_tablet(char pa[33], char pb[33], char rel[33])
@@ -206,12 +244,35 @@ START_TEST(test_revoke_with_roll)
 		cJSON_Delete(r);
 	}
 
-	/* the revocation with the roll */
-	r = td_must(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\",\"rotate_identity\":true}",
-	            pa, dev_j);
+	/* the revocation with the roll, written in one go right after a
+	 * message.send (one relmd turn, most likely: the copy for J it holds
+	 * must not go out once J has left the circle) */
+	{
+		struct td_conn c;
+		char lines[600];
+		cJSON *r1;
+		ck_assert_int_eq(td_conn_open(&c, A.sock), 0);
+		snprintf(lines, sizeof lines,
+		         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"message.send\",\"params\":"
+		         "{\"relationship\":\"%s\",\"body\":\"just before\"}}\n"
+		         "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"device.revoke\",\"params\":"
+		         "{\"proton\":\"%s\",\"device\":\"%s\",\"rotate_identity\":true}}",
+		         rel, pa, dev_j);
+		ck_assert_int_eq(td_conn_send(&c, lines), 0);
+		r1 = td_conn_read(&c, WAIT_MS);
+		r = td_conn_read(&c, WAIT_MS);
+		td_conn_close(&c);
+		ck_assert_msg(td_res(r1) != NULL, "message.send: %s", td_err_name(r1));
+		ck_assert_msg(td_res(r) != NULL, "device.revoke: %s", td_err_name(r));
+		cJSON_Delete(r1);
+	}
 	ck_assert_int_ge((int)cJSON_GetObjectItemCaseSensitive(td_res(r), "epoch")->valuedouble, 3);
 	snprintf(ipk_new, sizeof ipk_new, "%s", td_str(td_res(r), "ipk"));
 	cJSON_Delete(r);
+	{
+		struct msg_want w = { B.sock, rel, "body", "just before" };
+		ck_assert_msg(td_wait(has_msg, &w, WAIT_MS), "\"just before\" never reached bob");
+	}
 	ck_assert_int_eq((int)strlen(ipk_new), 64);
 	ck_assert_str_ne(ipk_new, ipk_old);
 	r = td_must(A.sock, "device.list", "{\"proton\":\"%s\"}", pa);
@@ -277,44 +338,6 @@ START_TEST(test_revoke_with_roll)
 	}
 }
 END_TEST
-
-struct msg_want {
-	const char *sock, *rel, *field, *value;
-};
-
-/* td_wait predicate: sock's history of rel (the newest 50) has a message
- * whose field is value. */
-static int has_msg(void *arg)
-{
-	struct msg_want *w = arg;
-	cJSON *r = td_callf(w->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", w->rel);
-	const cJSON *it;
-	int ok = 0;
-
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
-		ok |= td_str(it, w->field) && !strcmp(td_str(it, w->field), w->value);
-	cJSON_Delete(r);
-	return ok;
-}
-
-/* Messages of kind in sock's history of rel (the newest 50). */
-static int count_kind(const char *sock, const char *rel, const char *kind)
-{
-	cJSON *r = td_callf(sock, "message.list", "{\"relationship\":\"%s\",\"limit\":50}", rel);
-	const cJSON *it;
-	int n = 0;
-
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
-		n += td_str(it, "kind") && !strcmp(td_str(it, "kind"), kind);
-	cJSON_Delete(r);
-	return n;
-}
-
-static int holds(const char *sock, const char *rel, const char *field, const char *value)
-{
-	struct msg_want w = { sock, rel, field, value };
-	return has_msg(&w);
-}
 
 /* td_wait predicate: sock read bob's last message without opening it —
  * kept pending (its parent node, built on the heal's, is one it cannot

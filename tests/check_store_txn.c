@@ -76,6 +76,93 @@ START_TEST(test_transactions_batch)
 }
 END_TEST
 
+/* The transaction's listeners (relm_store_set_hooks): each hook in its
+ * place, as a letter — b step begin, u step undone, C/R transaction
+ * committed / not, P before a batch commits; a before_commit hook runs a
+ * step of its own inside the batch, and its error rolls the batch back. */
+struct hook_log {
+	char s[64];
+	int fail;                          /* before_commit's answer */
+	struct relm_store *st;
+};
+
+static void log_c(struct hook_log *l, char c)
+{
+	size_t n = strlen(l->s);
+	ck_assert_uint_lt(n, sizeof l->s - 1);
+	l->s[n] = c;
+}
+
+static void on_begin(void *ctx) { log_c(ctx, 'b'); }
+static void on_undo(void *ctx) { log_c(ctx, 'u'); }
+static void on_end(void *ctx, int committed) { log_c(ctx, committed ? 'C' : 'R'); }
+
+static int on_before(void *ctx)
+{
+	struct hook_log *l = ctx;
+	uint8_t mb[32];
+	log_c(l, 'P');
+	ts_fill(mb, 32, 7);
+	ck_assert_int_eq(relm_store_begin(l->st), 0);
+	ck_assert_int_eq(relm_store_cursor_set(l->st, mb, 7), 0);
+	ck_assert_int_eq(relm_store_commit(l->st), 0);
+	return l->fail;
+}
+
+START_TEST(test_hooks)
+{
+	static const struct relm_store_hooks h = { on_begin, on_undo, on_end, on_before };
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct hook_log l = { .st = st };
+	uint8_t mb[32];
+	uint64_t c;
+
+	relm_store_set_hooks(st, &h, &l);
+	ck_assert_int_eq(relm_store_begin(st), 0);                 /* standalone */
+	ck_assert_int_eq(relm_store_in_batch_step(st), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_str_eq(l.s, "bCbR");
+
+	memset(l.s, 0, sizeof l.s);
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);          /* a batch that commits */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_in_batch_step(st), 1);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_int_eq(relm_store_batch_commit(st), 0);
+	ck_assert_str_eq(l.s, "bbuPbC");
+	ts_fill(mb, 32, 7);
+	ck_assert_int_eq(relm_store_cursor_get(st, mb, &c), 0);
+	ck_assert_uint_eq(c, 7);                                     /* the hook's step committed */
+
+	memset(l.s, 0, sizeof l.s);
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);          /* the hook fails */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ts_fill(mb, 32, 8);
+	ck_assert_int_eq(relm_store_cursor_set(st, mb, 8), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	l.fail = RELM_ENOMEM;
+	ck_assert_int_eq(relm_store_batch_commit(st), RELM_ENOMEM);
+	ck_assert_str_eq(l.s, "bPbR");
+	ck_assert_int_eq(relm_store_in_txn(st), 0);
+	ck_assert_int_eq(relm_store_error(st), 0);
+	ck_assert_int_eq(relm_store_cursor_get(st, mb, &c), 0);
+	ck_assert_uint_eq(c, 0);                                     /* nothing of the batch */
+
+	memset(l.s, 0, sizeof l.s);
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);          /* rolled back */
+	ck_assert_int_eq(relm_store_batch_rollback(st), 0);
+	relm_store_set_hooks(st, NULL, NULL);                        /* and gone */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_str_eq(l.s, "R");
+	relm_store_close(st);
+}
+END_TEST
+
 /* The state machine refuses what its diagram does not draw: each of these
  * calls is a programmer error, and aborts rather than run SQL that would
  * commit, nest or lose a transaction behind the caller's back. */
@@ -852,6 +939,7 @@ int main(void)
 {
 	const struct ts_test tests[] = {
 		{ "txn_state_machine", test_transactions_batch, 10 },
+		{ "txn_hooks", test_hooks, 10 },
 		{ "txn_state_machine", test_legal_transitions, 10 },
 		{ "txn_state_machine", test_refuse, 10, SIGABRT, NREFUSALS },
 		{ "staging", test_stage_steps, 10 },

@@ -369,7 +369,8 @@ class WebTest(unittest.TestCase):
         """A fresh relmd (the tablet) joins alice's proton through its own
         page: the pairing code from alice's Devices view typed into the
         tablet's Join view; alice's device list shows the tablet without a
-        reload."""
+        reload, and the tablet's page shows alice's conversation with bob,
+        her own messages marked as sent from another of her devices."""
         a = self.a
         self.go(a, self.alice_base, f'#/p/{self.pa}/devices')
         item = self.visible(a, '#devices li.device')
@@ -398,6 +399,13 @@ class WebTest(unittest.TestCase):
                 e for e in a.find_elements(By.CSS_SELECTOR, '#devices li.device .device-label')
                 if e.text == 'tablet'])
             self.assertEqual(len(result(tsock, 'device.list', {'proton': self.pa})['devices']), 2)
+            # the tablet holds alice's conversation with bob (the bulk state)
+            self.go(t, None, f'#/p/{self.pa}/r/{self.rel}')
+            wait_for("alice's first message in the tablet's page", lambda:
+                     'Hello Bob! Is this thing on?' in self.bodies(t, 'out'))
+            li = [e for e in t.find_elements(By.CSS_SELECTOR, '#messages li.msg.out')
+                  if e.find_element(By.CSS_SELECTOR, '.body').text == 'Hello Bob! Is this thing on?'][0]
+            self.assertEqual(li.get_attribute('data-origin'), 'sibling')
             errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
             self.assertEqual(errors, [])
         finally:

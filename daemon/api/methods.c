@@ -373,8 +373,12 @@ int relmd_methods_call(void *ctx, const char *method, const cJSON *params,
 	if (r < 0) {
 		cJSON_Delete(res);
 		log_debug("%s: %s", m->name, relm_errname(r));
-		return jsonrpc_error_set(err, JSONRPC_ENGINE_ERROR, relm_errname(r), "%s",
-					 relm_strerror(r));
+		/* `pending` names an engine condition (an envelope waiting for
+		 * its node); from device.pair.join it means something else */
+		const char *text = r == RELM_EPENDING && !strcmp(m->name, "device.pair.join")
+			? "waiting for the paired device's answer: call again with the same code"
+			: relm_strerror(r);
+		return jsonrpc_error_set(err, JSONRPC_ENGINE_ERROR, relm_errname(r), "%s", text);
 	}
 	*result = res;
 	return 0;

@@ -167,6 +167,8 @@ static int store_open(struct relmd_app *app, unsigned flags)
 		relm_store_close(st);
 		return rc;
 	}
+	/* a turn's copies to siblings leave as one bundle per sibling */
+	relm_core_bundle(core, 1);
 	relm_store_on_bad_row(st, on_bad_row, app);
 	relmd__store_close(app);
 	app->st = st;

@@ -169,7 +169,9 @@ int relm_core_invites_expire(struct relm_core *c,
 int relm_core_tick(struct relm_core *c, uint64_t *next);
 
 /* The outbox row seq was accepted by its mailbox server: the row is done
- * and its message (if any, and still queued) becomes `posted`. */
+ * and its message (if any, and still queued) becomes `posted`.  A row no
+ * longer there (its relationship was deleted meanwhile: a revoked
+ * device's sibling session) is nothing to record: 0. */
 int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                             const uint8_t rel[RELM_ID_LEN], int has_msg);
 /* The server refused the row for good (reason < 0: too big, bad mailbox):
@@ -177,6 +179,16 @@ int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_
  * longer retransmitted. */
 int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                              const uint8_t rel[RELM_ID_LEN], int has_msg, int reason);
+
+/* Bundling (proto/devices.md §4.5): with on = 1, while a batch is open
+ * (relm_store_batch_begin) the sibling frames its steps make — copies,
+ * mostly — are held and sent per sibling as bundles (as few sibling
+ * envelopes as fit RELM_SIBLING_MAX) by one step that runs just before the
+ * batch commits, inside it: the durability rule holds as without bundling.
+ * A step rolled back takes its frames with it.  The core sets the store's
+ * hooks (relm_store_set_hooks) for this; on = 0 takes them away.  relmd
+ * turns it on; without it every frame is sent in the step that made it. */
+int relm_core_bundle(struct relm_core *c, int on);
 
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,

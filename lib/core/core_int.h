@@ -43,6 +43,15 @@ struct relm__deferred {
 	size_t len;
 };
 
+/* A sibling frame held for the batch's bundle (bundle.c). */
+struct relm__held {
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
+	uint8_t *buf;                 /* may hold secrets: wiped when freed */
+	size_t len;
+	int sent;                     /* sent already, in this batch */
+	int step_sent;                /* … by the step now open (undone with it) */
+};
+
 /* A state transfer (devices.md §4.4) whose parts are arriving. */
 struct relm__xfer {
 	uint8_t device[RELM_ID_LEN], rel[RELM_ID_LEN], xfer[RELM_ID_LEN];
@@ -90,6 +99,11 @@ struct relm_core {
 	struct relm__bulk_rel bulk[RELM__BULK_RELS];
 	/* A step made mailboxes to read (relm_core_mailboxes_changed). */
 	int mailboxes_new;
+	/* Bundling (relm_core_bundle, bundle.c): the open batch's frames to
+	 * siblings, sent at its end; held_mark = the first of the open step. */
+	int bundling, flushing;
+	struct relm__held *held;
+	size_t nheld, capheld, held_mark, held_bytes;
 	/* relm__core_removed's answer for the circle last judged (its
 	 * proton and BLAKE2b-128 of its bytes): a send does not verify the
 	 * circle's signatures again. */
@@ -169,6 +183,19 @@ int relm__core_session_initial(struct relm_core *c, const uint8_t proton[RELM_ID
  * (opened when missing); deferred while that session is being stepped. */
 int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
+/* Bundling (bundle.c): frame for device held for the batch's bundle
+ * (1), or to be sent now (0: not bundling, or a frame that goes alone —
+ * the device's held frames were sent first, to keep their order); < 0
+ * an error. */
+int relm__core_hold(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                    const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
+void relm__core_held_free(struct relm_core *c);
+/* Frames held for device of proton and not yet sent are not sent: the
+ * device left the circle in the open step (revocation.md §1).  Undone
+ * with the step, like a send. */
+void relm__core_held_forget(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN]);
+
 /* Send the frames deferred during a session's step (after it saved). */
 int relm__core_flush_deferred(struct relm_core *c);
 

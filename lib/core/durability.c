@@ -391,7 +391,9 @@ static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RE
 
 	if ((rc = relm_store_begin(c->st)) != 0)
 		return rc;
-	rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c));
+	if ((rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c))) == RELM_ENOTFOUND)
+		return relm__core_finish(c, 0);   /* its relationship is gone, rows and all: a
+		                                   * revoked device's session (revocation.md §1) */
 	if (rc == 0 && has_msg) {
 		struct relm_store_msg m;
 		memset(&m, 0, sizeof m);

@@ -439,6 +439,7 @@ int relm__core_drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_L
 	int rc;
 
 	c->mailboxes_new = 1;                /* their mailboxes are no longer read */
+	relm__core_held_forget(c, proton, device);   /* nor are frames held for it sent */
 	while ((rc = relm_store_sibling_session_find(c->st, proton, device, sid)) == 0) {
 		if (c->busy && !memcmp(sid, c->busy_sess, RELM_ID_LEN))
 			return 0;            /* the one being stepped stays (see core_int.h) */

@@ -32,6 +32,7 @@
 #include "core/apply.h"
 #include "crypto/crypto.h"
 #include "wire/circle.h"
+#include "wire/bundle.h"
 #include "wire/envelope.h"
 #include "wire/sibling.h"
 #include "wire/sib_identity.h"
@@ -250,6 +251,11 @@ int relm__core_flush_deferred(struct relm_core *c)
 
 void relm__core_siblings_free(struct relm_core *c)
 {
+	if (c->bundling) {
+		c->bundling = 0;
+		relm_store_set_hooks(c->st, NULL, NULL);
+	}
+	relm__core_held_free(c);
 	drop_deferred(c);
 	free(c->defer);
 	for (int i = 0; i < RELM__XFERS; i++)
@@ -266,6 +272,8 @@ int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	uint8_t sid[RELM_ID_LEN];
 	int rc;
 
+	if ((rc = relm__core_hold(c, proton, device, frame, len)) != 0)
+		return rc < 0 ? rc : 0;      /* held for the batch's bundle */
 	relm_effects_init(&fx);
 	rc = relm_store_sibling_session_find(c->st, proton, device, sid);
 	if (rc == 0 && c->busy && memcmp(sid, c->busy_sess, RELM_ID_LEN) == 0)
@@ -316,35 +324,62 @@ int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], str
 
 /* ---- receiving on a session --------------------------------------------- */
 
+/* The relationship the frames of one session message are being applied
+ * to: a bundle's copies of one relationship are applied to one decoded
+ * state, saved once when the run ends (run_end), not once per copy. */
+struct copy_run {
+	uint8_t rel_id[RELM_ID_LEN];
+	struct relm_rel *rel;         /* NULL: no run */
+};
+
+/* End the run: its state saved (save != 0) and freed. */
+static int run_end(struct relm_core *c, struct copy_run *run, int save)
+{
+	int rc = 0;
+
+	if (run->rel && save)
+		rc = relm__core_save(c, run->rel);
+	relm_rel_free(run->rel);
+	run->rel = NULL;
+	return rc;
+}
+
 /* A copy or carry of relationship rel from sibling device (same proton). */
 static int dispatch_copy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
-                         const uint8_t *buf, size_t len, int carry)
+                         const uint8_t *buf, size_t len, int carry, struct copy_run *run)
 {
 	struct relm_store_rel r;
 	struct relm_effects fx;
-	struct relm_rel *rel = NULL;
 	int rc;
 
+	if (!run->rel || memcmp(run->rel_id, rel_id, RELM_ID_LEN) != 0) {
+		struct relm_rel *rel = NULL;
+		if ((rc = run_end(c, run, 1)) != 0)
+			return rc;
+		/* a sibling speaks only of its own proton's relationships */
+		if ((rc = relm_store_rel_get(c->st, rel_id, &r, 0)) != 0)
+			return rc;
+		rc = sodium_memcmp(r.proton, proton, RELM_ID_LEN) == 0 ? 0 : RELM_EAUTH;
+		relm_store_rel_clear(&r);
+		if (rc == 0)
+			rc = relm__core_load(c, rel_id, &rel);
+		if (rc == 0 && rel->sibling_session)
+			rc = RELM_EAUTH;
+		if (rc != 0) {
+			relm_rel_free(rel);
+			return rc;
+		}
+		run->rel = rel;
+		memcpy(run->rel_id, rel_id, RELM_ID_LEN);
+	}
+	/* a copy refused leaves the state as it was (rel.h): the run goes on */
 	relm_effects_init(&fx);
-	/* a sibling speaks only of its own proton's relationships */
-	if ((rc = relm_store_rel_get(c->st, rel_id, &r, 0)) != 0)
-		return rc;
-	rc = sodium_memcmp(r.proton, proton, RELM_ID_LEN) == 0 ? 0 : RELM_EAUTH;
-	relm_store_rel_clear(&r);
+	rc = carry ? relm_rel_carry(run->rel, c->env, buf, len, &fx)
+	           : relm_rel_copy(run->rel, c->env, device, buf, len, &fx);
 	if (rc == 0)
-		rc = relm__core_load(c, rel_id, &rel);
-	if (rc == 0 && rel->sibling_session)
-		rc = RELM_EAUTH;
-	if (rc == 0)
-		rc = carry ? relm_rel_carry(rel, c->env, buf, len, &fx)
-		           : relm_rel_copy(rel, c->env, device, buf, len, &fx);
-	if (rc == 0)
-		rc = relm__core_step_apply(c, rel, &fx);
-	if (rc == 0)
-		rc = relm__core_save(c, rel);
+		rc = relm__core_step_apply(c, run->rel, &fx);
 	relm_effects_clear(&fx);
-	relm_rel_free(rel);
 	return rc;
 }
 
@@ -375,24 +410,28 @@ static int report_refused(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	return relm_store_event_append(c->st, &ev, relm__core_now(c), NULL);
 }
 
-static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const struct relm_fx *f)
+static int dispatch_one(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
+                        const uint8_t proton[RELM_ID_LEN], const uint8_t device[RELM_ID_LEN],
+                        const uint8_t *data, size_t len, struct copy_run *run)
 {
 	struct relm_sib_msg m;
-	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
 	int rc;
 
-	if ((rc = relm_store_sibling_session_get(c->st, sess, proton, device)) != 0)
-		return rc;
-	if ((rc = relm_sib_decode(&m, f->data, f->len)) != 0)
+	if ((rc = relm_sib_decode(&m, data, len)) != 0)
 		return report_refused(c, proton, device, sess, rc);
+	/* anything but a copy reads the store as it is: the run is saved first */
+	if (m.type != RELM_SIB_COPY && m.type != RELM_SIB_CARRY && (rc = run_end(c, run, 1)) != 0) {
+		sodium_memzero(&m, sizeof m);
+		return rc;
+	}
 	if ((int)m.type == RELM_SIB_IDENTITY)
-		rc = relm__core_sib_identity(c, proton, device, f->data, f->len);
+		rc = relm__core_sib_identity(c, proton, device, data, len);
 	else switch (m.type) {
 	case RELM_SIB_COPY:
-		rc = dispatch_copy(c, proton, device, m.u.copy.rel, f->data, f->len, 0);
+		rc = dispatch_copy(c, proton, device, m.u.copy.rel, data, len, 0, run);
 		break;
 	case RELM_SIB_CARRY:
-		rc = dispatch_copy(c, proton, device, m.u.carry.rel, f->data, f->len, 1);
+		rc = dispatch_copy(c, proton, device, m.u.carry.rel, data, len, 1, run);
 		break;
 	case RELM_SIB_STATE_REQ:
 		rc = relm__core_sib_state_req(c, proton, device, m.u.state_req.rel);
@@ -426,6 +465,30 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 	if (relm__core_sib_refusal(rc))
 		rc = report_refused(c, proton, device, sess, rc);
 	return rc;
+}
+
+/* A frame a session delivered: one sibling message, or a bundle of them
+ * (§4.5), each handled as if it had come alone, in order. */
+static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const struct relm_fx *f)
+{
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN];
+	struct copy_run run = { .rel = NULL };
+	const uint8_t *m;
+	size_t off = 0, mlen;
+	int rc;
+
+	if ((rc = relm_store_sibling_session_get(c->st, sess, proton, device)) != 0)
+		return rc;
+	if (f->len < 1 || f->data[0] != RELM_SIB_BUNDLE)
+		rc = dispatch_one(c, sess, proton, device, f->data, f->len, &run);
+	else if ((rc = relm_sib_bundle_check(f->data, f->len)) != 0)
+		return report_refused(c, proton, device, sess, rc);
+	else
+		while (rc == 0 && relm_sib_bundle_next(f->data, f->len, &off, &m, &mlen))
+			rc = dispatch_one(c, sess, proton, device, m, mlen, &run);
+	/* a failure takes the whole step back: nothing of the run is saved */
+	int end = run_end(c, &run, rc == 0);
+	return rc ? rc : end;
 }
 
 static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], struct relm_effects *fx)

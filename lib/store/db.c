@@ -120,6 +120,18 @@ static int is_sticky(int rc)
 	return 0;
 }
 
+static void hook_step_begin(struct relm_store *st)
+{
+	if (st->hooks.step_begin)
+		st->hooks.step_begin(st->hooks_ctx);
+}
+
+static void hook_txn_end(struct relm_store *st, int committed)
+{
+	if (st->hooks.txn_end)
+		st->hooks.txn_end(st->hooks_ctx, committed);
+}
+
 /* The end of everything open: SQLite has rolled back (or is told to), the
  * staged columns go, and every later call returns err. */
 static void enter_error(struct relm_store *st, int err)
@@ -130,6 +142,7 @@ static void enter_error(struct relm_store *st, int err)
 	relm__stage_reset(&st->stage);
 	st->err = err;
 	enter_state(st, RELM__ST_ERROR);
+	hook_txn_end(st, 0);
 }
 
 /* Error messages come from sqlite3_errmsg, which names tables and
@@ -651,12 +664,14 @@ int relm_store_begin(struct relm_store *st)
 			return err;
 		st->stage.gen++;
 		enter_state(st, RELM__ST_BATCH_STEP);
+		hook_step_begin(st);
 		return 0;
 	}
 	if ((err = relm__store_exec(st, "BEGIN IMMEDIATE", "begin")) != 0)
 		return err;
 	st->stage.gen++;
 	enter_state(st, RELM__ST_STEP);
+	hook_step_begin(st);
 	return 0;
 }
 
@@ -673,6 +688,7 @@ static int commit_or_die(struct relm_store *st, const char *what)
 		if (rc == SQLITE_OK) {
 			relm__stage_reset(&st->stage);
 			enter_state(st, RELM__ST_IDLE);
+			hook_txn_end(st, 1);
 			return 0;
 		}
 		err = relm__store_fail(st, rc, what);
@@ -691,6 +707,7 @@ static int rollback_all(struct relm_store *st, const char *what)
 		relm__stage_reset(&st->stage);
 		enter_state(st, RELM__ST_IDLE);
 	}
+	hook_txn_end(st, 0);
 	return err;
 }
 
@@ -722,6 +739,8 @@ int relm_store_rollback(struct relm_store *st)
 			return err;
 		relm__stage_undo(&st->stage);
 		enter_state(st, RELM__ST_BATCH);
+		if (st->hooks.step_undo)
+			st->hooks.step_undo(st->hooks_ctx);
 		return 0;
 	}
 	return rollback_all(st, "rollback");
@@ -743,6 +762,16 @@ int relm_store_batch_commit(struct relm_store *st)
 {
 	CHECK_USABLE(st);
 	require_state(st, IN(BATCH), "relm_store_batch_commit");
+	if (st->hooks.before_commit) {
+		int err = st->hooks.before_commit(st->hooks_ctx);
+		if (err) {
+			if (st->state == RELM__ST_BATCH)
+				rollback_all(st, "batch rollback");
+			return err;
+		}
+		CHECK_USABLE(st);
+		require_state(st, IN(BATCH), "relm_store_batch_commit (after its hook)");
+	}
 	return commit_or_die(st, "batch commit");
 }
 
@@ -751,6 +780,19 @@ int relm_store_batch_rollback(struct relm_store *st)
 	CHECK_USABLE(st);
 	require_state(st, IN(BATCH), "relm_store_batch_rollback");
 	return rollback_all(st, "batch rollback");
+}
+
+int relm_store_in_batch_step(const struct relm_store *st)
+{
+	return st->state == RELM__ST_BATCH_STEP;
+}
+
+void relm_store_set_hooks(struct relm_store *st, const struct relm_store_hooks *h, void *ctx)
+{
+	memset(&st->hooks, 0, sizeof st->hooks);
+	if (h)
+		st->hooks = *h;
+	st->hooks_ctx = ctx;
 }
 
 int relm_store_in_txn(const struct relm_store *st)

@@ -263,6 +263,26 @@ int relm_store_batch_commit(struct relm_store *st);
 int relm_store_batch_rollback(struct relm_store *st);
 /* 1 while a step or batch is open. */
 int relm_store_in_txn(const struct relm_store *st);
+/* 1 inside a step of an open batch (BATCH_STEP). */
+int relm_store_in_batch_step(const struct relm_store *st);
+
+/* Listeners to the transaction's life, for what the caller keeps beside
+ * the store and must commit or undo with it (lib/core's held sibling
+ * frames).  Any may be NULL.
+ *   step_begin    a step began (standalone or in a batch);
+ *   step_undo     the step of a batch that began last was rolled back;
+ *   txn_end       the transaction ended: committed (1) or not (0) — a
+ *                 standalone step, a batch, or a sticky failure;
+ *   before_commit a batch is about to commit (state BATCH): it may run
+ *                 steps of its own; an error rolls the whole batch back
+ *                 and relm_store_batch_commit returns it. */
+struct relm_store_hooks {
+	void (*step_begin)(void *ctx);
+	void (*step_undo)(void *ctx);
+	void (*txn_end)(void *ctx, int committed);
+	int (*before_commit)(void *ctx);
+};
+void relm_store_set_hooks(struct relm_store *st, const struct relm_store_hooks *h, void *ctx);
 /* A write of one small row (meta 'probe' = now_ms) in a transaction of
  * its own (IDLE only): does the file take writes again (after a full
  * disk)?  0, or the error (a failure is sticky like any other). */

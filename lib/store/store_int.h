@@ -156,6 +156,8 @@ struct relm_store {
 	sqlite3_stmt *stmt[RELM__S_COUNT];
 	const char *stmt_text[RELM__S_COUNT];   /* the text each slot was prepared from */
 	struct relm__stage stage;
+	struct relm_store_hooks hooks;   /* relm_store_set_hooks */
+	void *hooks_ctx;
 };
 
 /* ---- db.c -------------------------------------------------------------- */

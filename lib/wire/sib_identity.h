@@ -2,7 +2,7 @@
  * sib_identity.h — the sibling message that tells the other devices of a
  * proton that it rolled its identity key (proto/revocation.md §3.3):
  *
- *   type(1)=12 isk(64) successor(201) circle_len(4) circle
+ *   type(1)=14 isk(64) successor(201) circle_len(4) circle
  *
  * isk: the new identity key pair's Ed25519 secret key (every device holds
  * it, proto/devices.md §1); successor: the statement old → new
@@ -11,8 +11,8 @@
  * (wire/circle.h).  It travels only on sibling sessions, which are
  * end-to-end encrypted between the proton's own devices.
  *
- * Type 12 of the sibling message table (wire/sibling.h; 8–11 are the bulk
- * state of pairing).  relm_sib_decode gives it as a raw view; this file
+ * Type 14 of the sibling message table (wire/sibling.h: 8–11 are the bulk
+ * state of pairing, 12 the strategies' own message, 13 the bundle).  relm_sib_decode gives it as a raw view; this file
  * reads and writes its body.
  */
 #ifndef RELM_SIB_IDENTITY_H
@@ -24,7 +24,7 @@
 #include "wire/successor.h"
 
 enum {
-	RELM_SIB_IDENTITY     = 12,
+	RELM_SIB_IDENTITY     = 14,
 	RELM_SIB_IDENTITY_MIN = 1 + RELM_SIGN_SK_LEN + RELM_SUCCESSOR_LEN + 4,
 };
 

@@ -42,6 +42,7 @@ enum relm_sib_type {
 	RELM_SIB_HISTORY   = 9,
 	RELM_SIB_INVITES   = 10,
 	RELM_SIB_SYNCED    = 11,
+	RELM_SIB_BUNDLE    = 13,   /* several messages in one: wire/bundle.h */
 };
 
 enum relm_sib_copy_flags {

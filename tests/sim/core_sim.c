@@ -181,6 +181,9 @@ static int dev_open(struct world *w, struct dev *d)
 		tu_env_free(&d->env);
 		return fail(w, "%s: core: %s", d->name, relm_strerror(rc));
 	}
+	/* as relmd: a turn's copies leave as one bundle per sibling */
+	if ((rc = relm_core_bundle(d->core, 1)) != 0)
+		return fail(w, "%s: bundle: %s", d->name, relm_strerror(rc));
 	d->outbox_after = 0;
 	return 0;
 }
@@ -709,6 +712,76 @@ static int restart(struct world *w, struct dev *d)
 	return dev_open(w, d);
 }
 
+/* One turn of d as relmd runs it: a batch of 1–6 steps (sends, reads,
+ * ticks) committed together, the copies to siblings sent as bundles by the
+ * step that runs just before the commit (relm_core_bundle).  With crash,
+ * d's disk fails from some write of the turn on, and d restarts: the
+ * whole turn is lost, or committed if the failure came after its commit.
+ * A send counts as typed once its turn committed (relmd withholds the
+ * replies of a turn until then). */
+static int turn(struct world *w, int s, int i, int crash)
+{
+	struct dev *d = &w->dev[s][i];
+	struct relm_store_msg m;
+	uint8_t ids[6][RELM_ID_LEN], out[RELM_ID_LEN];
+	int n = 1 + (int)below(w, 6), nids = 0, rc;
+
+	trace(w, "%s: %sturn of %d steps", d->name, crash ? "CRASH in a " : "", n);
+	if ((rc = relm_store_batch_begin(d->st)) != 0)
+		return fail(w, "%s: batch begin: %s", d->name, relm_strerror(rc));
+	if (crash) {
+		w->crashing = 1;
+		tu_faultvfs_fail_after(1 + (int)below(w, 40), SQLITE_IOERR);
+	}
+	for (int k = 0; k < n; k++) {
+		unsigned a = below(w, 3);
+		if (a == 0 && w->nsent + (size_t)nids < MAX_SENT) {
+			char body[48];
+			int was_new = 0;
+			for (int b = 0; b < RELM_ID_LEN; b += 8) {
+				uint64_t r = rnd(w);
+				memcpy(ids[nids] + b, &r, 8);
+			}
+			snprintf(body, sizeof body, "%s says %zu", d->name, w->nsent + (size_t)nids);
+			rc = relm_core_message_send(d->core, w->rel, body, strlen(body), ids[nids], out, &was_new);
+			if (rc != 0 && !crash)
+				return fail(w, "%s: send in a turn: %s", d->name, relm_strerror(rc));
+			nids++;
+		} else if (a == 1) {
+			if (deliver(w, d, 1 + below(w, 4), 1) < 0 && !crash)
+				return -1;
+		} else if (tick(w, d) != 0 && !crash) {
+			return -1;
+		}
+	}
+	rc = relm_store_batch_commit(d->st);
+	if (!crash) {
+		if (rc != 0)
+			return fail(w, "%s: batch commit: %s", d->name, relm_strerror(rc));
+		for (int k = 0; k < nids; k++) {
+			memcpy(w->sent[w->nsent].id, ids[k], RELM_ID_LEN);
+			w->sent[w->nsent].side = s;
+			w->sent[w->nsent].dev = i;
+			w->nsent++;
+		}
+		return 0;
+	}
+	tu_faultvfs_fail_after(0, 0);
+	w->crashing = 0;
+	w->crashes++;
+	if (restart(w, d) != 0)
+		return -1;
+	for (int k = 0; k < nids; k++)
+		if (relm_store_msg_get(d->st, w->rel, ids[k], &m) == 0) {
+			memcpy(w->sent[w->nsent].id, ids[k], RELM_ID_LEN);
+			w->sent[w->nsent].side = s;
+			w->sent[w->nsent].dev = i;
+			w->nsent++;
+			trace(w, "%s: a send of the turn survived the crash: %s", d->name, hex8(ids[k]));
+		}
+	return 0;
+}
+
 /* A crash inside a step (kill -9 or a dead disk at one of the step's
  * writes): d's disk fails from its k-th write op on, d takes one step
  * (a send with the id a client would retry with, a post, a read or a tick)
@@ -765,7 +838,9 @@ static int run_schedule(struct world *w, int steps, double restart_p, double cra
 		int rc = 0;
 
 		if ((double)below(w, 10000) < crash_p * 10000)
-			rc = crash_step(w, s, i);
+			rc = below(w, 3) ? crash_step(w, s, i) : turn(w, s, i, 1);
+		else if (a < 6)
+			rc = turn(w, s, i, 0);
 		else if (a < 12)
 			rc = user_send(w, s, i);
 		else if (a < 40)
