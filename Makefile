@@ -153,6 +153,9 @@ sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 	$(Q)$(BUILD)/relm-sim-core --seeds 900 --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim-core --seeds 300 --seed $(SIM_SEED) --steps 600
 	$(Q)$(BUILD)/relm-sim --seeds 2000 --revoke 1 --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy leader --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy fanout --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy mixed --seed $(SIM_SEED)
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
@@ -219,6 +222,9 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	$(BUILD)/relm-sim --scenario all --seeds 40 --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim-core --seeds 90 --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --seeds 300 --revoke 1 --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --seeds 400 --strategy leader --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --seeds 400 --strategy fanout --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim --seeds 300 --strategy mixed --seed $$seed || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \
@@ -226,6 +232,8 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	$(BUILD)/relm-sim --seeds 100 --revoke 1 --mutate clone --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --scenario ce4 --seeds 300 --mutate no-carry --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 40 --no-clock-sync --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --seeds 100 --strategy leader --mutate nonleader-sends --expect-fail >/dev/null || fail=1; \
+	$(BUILD)/relm-sim --seeds 100 --strategy leader --mutate drop-requests --expect-fail >/dev/null || fail=1; \
 	for s in $(sort $(wildcard tests/test_*.sh)); do \
 	  echo "== $$s"; BUILD=$(BUILD) sh $$s || fail=1; \
 	done; \

@@ -65,6 +65,12 @@ enum relm_limits {
 	RELM_HEAL_MAX_MS    = 3600000,     /* and at the latest (uniform between, per relationship) */
 	RELM_CLONE_WINDOW_MS = 600000,     /* an acknowledged ours node nothing explains this long: clone.suspected */
 
+	/* --- strategies (proto/devices.md §11) --- */
+	RELM_LEASE_TTL_MS   = 20000,       /* the send lease: a silent leader is replaced within 20 s */
+	RELM_LEASE_MARGIN_MS = 2000,       /* a holder stops sending 2 s before its lease could expire */
+	RELM_REQUEST_RESEND_MS = 60000,    /* a pending request goes again to the current holder */
+	RELM_REQUEST_BODY_MAX = RELM_BODY_MAX, /* a request or delivery carries a whole text body */
+
 	/* --- daemon / API (proto/api.md §1) --- */
 	RELM_LINE_MAX       = 1 << 20, /* JSON-RPC line limit, enforced while reading */
 };

@@ -63,15 +63,6 @@ static void tick_all(uint64_t ms)
 	flow();
 }
 
-/* The retransmission record of id in rel, or -1. */
-static int outgoing_index(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
-{
-	for (uint32_t i = 0; i < rel->nout; i++)
-		if (memcmp(rel->out[i].id, id, RELM_ID_LEN) == 0)
-			return (int)i;
-	return -1;
-}
-
 static void setup(void)
 {
 	clock_ms = 1700000000000ull;
@@ -146,7 +137,7 @@ START_TEST(test_every_send_is_copied)
 	}
 	ck_assert(tu_hist_has(&a2, id, 0));
 	ck_assert_uint_eq(a2.sibling_deliveries, 1);
-	ck_assert_int_ge(outgoing_index(a2.rel, id), 0);
+	ck_assert_int_ge(tu_outgoing_index(a2.rel, id), 0);
 	/* a duplicate copy changes nothing */
 	{
 		struct tu_blob before = tu_state(&a2), after;
@@ -301,7 +292,7 @@ START_TEST(test_sibling_takes_over_a_silent_senders_message)
 	tu_blob_free(&e);
 	/* b's receipt reaches a2 (and would reach a1): delivered, no more tries */
 	tick_all(RELM_RECEIPT_DELAY_MAX_MS + 1);
-	ck_assert_int_lt(outgoing_index(a2.rel, id), 0);
+	ck_assert_int_lt(tu_outgoing_index(a2.rel, id), 0);
 }
 END_TEST
 
@@ -334,8 +325,8 @@ START_TEST(test_retransmission_ends_across_siblings)
 		if (m >= 20 * 60)                      /* a2 is off-line the first 20 hours */
 			tu_tick(&a2);
 	}
-	ck_assert_int_lt(outgoing_index(a1.rel, id), 0);
-	ck_assert_int_lt(outgoing_index(a2.rel, id), 0);
+	ck_assert_int_lt(tu_outgoing_index(a1.rel, id), 0);
+	ck_assert_int_lt(tu_outgoing_index(a2.rel, id), 0);
 	ck_assert_uint_eq(a1.failed, 1);
 	ck_assert_uint_le(a2.failed, 1);
 	ck_assert_msg(last_post <= sent + RELM_RETX_MAX_AGE_MS + 60 * 1000,

@@ -246,6 +246,233 @@ START_TEST(test_state_req_and_unknown)
 }
 END_TEST
 
+/* ---- the strategies' messages: request, deliver, strategy (devices.md §11.1) ---------- */
+
+/* A random relationship id and message id, neither all zero. */
+static void sample_ids(uint8_t rel[RELM_ID_LEN], uint8_t id[RELM_ID_LEN])
+{
+	tu_rand_bytes(rel, RELM_ID_LEN);
+	tu_rand_bytes(id, RELM_ID_LEN);
+	rel[0] |= 1;
+	id[0] |= 1;
+}
+
+static void sample_request(struct relm_sib_request *q, uint8_t *body, size_t blen)
+{
+	memset(q, 0, sizeof *q);
+	sample_ids(q->rel, q->id);
+	strcpy(q->kind, "text");
+	q->ts = tu_rand64();
+	for (size_t i = 0; i < blen; i++)
+		body[i] = (uint8_t)('a' + tu_rand64() % 26);
+	q->body = body;
+	q->body_len = blen;
+}
+
+/* Every proper prefix of buf is refused as truncated, one more byte as
+ * malformed; decode is the type's decoder (through a wrapper). */
+static void refuse_prefixes_and_tail(int (*decode)(const uint8_t *, size_t), const uint8_t *buf, size_t len)
+{
+	uint8_t *longer = malloc(len + 1);
+
+	ck_assert_ptr_nonnull(longer);
+	for (size_t k = 0; k < len; k++)
+		ck_assert_msg(decode(buf, k) == RELM_ETRUNCATED, "prefix %zu of %zu", k, len);
+	memcpy(longer, buf, len);
+	longer[len] = 0;
+	ck_assert_int_eq(decode(longer, len + 1), RELM_EMALFORMED);
+	free(longer);
+}
+
+static int dec_request(const uint8_t *b, size_t n)
+{
+	struct relm_sib_request q;
+	return relm_sib_request_decode(&q, b, n);
+}
+
+static int dec_deliver(const uint8_t *b, size_t n)
+{
+	struct relm_sib_deliver d;
+	return relm_sib_deliver_decode(&d, b, n);
+}
+
+static int dec_strategy(const uint8_t *b, size_t n)
+{
+	struct relm_sib_strategy s;
+	return relm_sib_strategy_decode(&s, b, n);
+}
+
+START_TEST(test_request_round_trip)
+{
+	static uint8_t body[300];
+	size_t blen = (size_t)(tu_rand64() % sizeof body);
+	struct relm_sib_request q, got;
+	struct relm_sib_msg m;
+	uint8_t *buf;
+	size_t len;
+
+	sample_request(&q, body, _i ? blen : 0);
+	q.flags = _i ? RELM_SIB_R_AGAIN : 0;
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), 0);
+	ck_assert_uint_eq(len, 1 + 16 + 16 + 1 + 1 + 4 + 8 + 4 + q.body_len);
+	ck_assert_uint_eq(buf[0], RELM_SIB_REQUEST);
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), 0);
+	ck_assert(memcmp(got.rel, q.rel, 16) == 0);
+	ck_assert(memcmp(got.id, q.id, 16) == 0);
+	ck_assert_uint_eq(got.flags, q.flags);
+	ck_assert_str_eq(got.kind, "text");
+	ck_assert(got.ts == q.ts);
+	ck_assert_uint_eq(got.body_len, q.body_len);
+	ck_assert(q.body_len == 0 || memcmp(got.body, body, q.body_len) == 0);
+	/* relm_sib_decode leaves it raw, as the reserved type it is */
+	ck_assert_int_eq(relm_sib_decode(&m, buf, len), 0);
+	ck_assert_int_eq(m.type, RELM_SIB_REQUEST);
+	ck_assert_uint_eq(m.u.raw.len, len - 1);
+	refuse_prefixes_and_tail(dec_request, buf, len);
+	/* another type byte is not a request */
+	buf[0] = RELM_SIB_DELIVER;
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+START_TEST(test_request_refuses_bad_fields)
+{
+	static uint8_t body[8];
+	struct relm_sib_request q, got;
+	uint8_t *buf;
+	size_t len;
+
+	sample_request(&q, body, sizeof body);
+	/* encoder: the decoder's rules */
+	memset(q.rel, 0, 16);
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	sample_request(&q, body, sizeof body);
+	memset(q.id, 0, 16);
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	sample_request(&q, body, sizeof body);
+	q.kind[0] = '\0';
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	strcpy(q.kind, "te xt");
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	strcpy(q.kind, "text");
+	body[3] = 0xff;                         /* not UTF-8 */
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	body[3] = 0;                            /* a NUL */
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	body[3] = 'x';
+	q.flags = 0x02;                         /* an unknown flag */
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	q.flags = 0;
+	q.body_len = RELM_REQUEST_BODY_MAX + 1;
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), RELM_EINVAL);
+	q.body_len = sizeof body;
+	/* decoder: the same fields broken in the bytes */
+	ck_assert_int_eq(relm_sib_request_encode(&buf, &len, &q), 0);
+	buf[33] = 0x80;                         /* an unknown flag */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[33] = RELM_SIB_R_AGAIN;
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), 0);
+	buf[34] = RELM_SIB_KIND_MAX + 1;        /* kind_len over the limit */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[34] = 4;
+	buf[35] = 0x01;                         /* a control byte in the kind */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[35] = 't';
+	buf[len - 1] = 0x80;                    /* a lone continuation byte */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[len - 1] = 'x';
+	memset(buf + 1, 0, 16);                 /* zero rel */
+	ck_assert_int_eq(relm_sib_request_decode(&got, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+	ck_assert_int_eq(relm_sib_request_decode(&got, (const uint8_t *)"", 0), RELM_ETRUNCATED);
+}
+END_TEST
+
+START_TEST(test_deliver_round_trip)
+{
+	/* _i: 0 a sent message, 1 a received one, 2 a status change */
+	static const uint8_t body[] = "caf\xc3\xa9 au lait";
+	struct relm_sib_deliver d, got;
+	uint8_t *buf;
+	size_t len;
+
+	memset(&d, 0, sizeof d);
+	sample_ids(d.rel, d.id);
+	if (_i == 2) {
+		d.flags = RELM_SIB_D_STATUS;
+		d.status = 3;
+	} else {
+		d.flags = _i ? RELM_SIB_D_IN : 0;
+		d.status = _i ? 0 : 1;
+		strcpy(d.kind, "text");
+		d.ts = tu_rand64();
+		d.body = body;
+		d.body_len = sizeof body - 1;
+	}
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &d), 0);
+	ck_assert_uint_eq(buf[0], RELM_SIB_DELIVER);
+	ck_assert_int_eq(relm_sib_deliver_decode(&got, buf, len), 0);
+	ck_assert(memcmp(got.rel, d.rel, 16) == 0 && memcmp(got.id, d.id, 16) == 0);
+	ck_assert_uint_eq(got.flags, d.flags);
+	ck_assert_uint_eq(got.status, d.status);
+	ck_assert_str_eq(got.kind, d.kind);
+	ck_assert(got.ts == d.ts);
+	ck_assert_uint_eq(got.body_len, d.body_len);
+	ck_assert(d.body_len == 0 || memcmp(got.body, body, d.body_len) == 0);
+	refuse_prefixes_and_tail(dec_deliver, buf, len);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
+START_TEST(test_deliver_refuses_bad_fields)
+{
+	static const uint8_t body[] = "hi";
+	struct relm_sib_deliver d, bad, got;
+	uint8_t *buf;
+	size_t len;
+
+	memset(&d, 0, sizeof d);
+	sample_ids(d.rel, d.id);
+	d.status = 3;
+	strcpy(d.kind, "text");
+	d.ts = 5;
+	d.body = body;
+	d.body_len = 2;
+	bad = d;
+	bad.flags = 0x04;                       /* an unknown flag */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = d;
+	bad.status = 5;
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = d;
+	bad.flags = RELM_SIB_D_IN;              /* received with a status */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = d;
+	bad.status = 0;                         /* sent without one */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = d;
+	bad.flags = RELM_SIB_D_STATUS;          /* a status change with a body */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = d;
+	bad.kind[0] = '\0';                     /* an entry without a kind */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &bad), RELM_EINVAL);
+	/* the same in the bytes: flags at 33, status at 34 */
+	ck_assert_int_eq(relm_sib_deliver_encode(&buf, &len, &d), 0);
+	buf[33] = 0x04;
+	ck_assert_int_eq(relm_sib_deliver_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[33] = RELM_SIB_D_IN;
+	ck_assert_int_eq(relm_sib_deliver_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[34] = 0;
+	ck_assert_int_eq(relm_sib_deliver_decode(&got, buf, len), 0);
+	ck_assert_uint_eq(got.flags, RELM_SIB_D_IN);
+	buf[33] = RELM_SIB_D_STATUS;
+	buf[34] = 3;
+	ck_assert_int_eq(relm_sib_deliver_decode(&got, buf, len), RELM_EMALFORMED);
+	relm_sib_buf_free(buf, len);
+}
+END_TEST
+
 /* ---- the bulk state (devices.md §12.6) ------------------------------------ */
 
 /* Every cut of a message short of its end is refused. */
@@ -456,6 +683,49 @@ START_TEST(test_bulk_synced)
 }
 END_TEST
 
+START_TEST(test_strategy_message)
+{
+	struct relm_sib_strategy s, got, bad;
+	uint8_t *buf;
+	size_t len;
+
+	memset(&s, 0, sizeof s);
+	s.seq = 0x0102030405060708ull;
+	s.strategy = 2;
+	sample_ids(s.pinned, s.by);
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &s), 0);
+	ck_assert_uint_eq(len, 1 + 8 + 1 + 16 + 16);
+	ck_assert_uint_eq(buf[0], RELM_SIB_STRATEGY);
+	ck_assert_uint_eq(buf[1], 0x01);        /* big-endian */
+	ck_assert_uint_eq(buf[8], 0x08);
+	ck_assert_int_eq(relm_sib_strategy_decode(&got, buf, len), 0);
+	ck_assert(got.seq == s.seq && got.strategy == 2);
+	ck_assert(memcmp(got.pinned, s.pinned, 16) == 0 && memcmp(got.by, s.by, 16) == 0);
+	refuse_prefixes_and_tail(dec_strategy, buf, len);
+	buf[9] = 3;                             /* no such strategy */
+	ck_assert_int_eq(relm_sib_strategy_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[9] = 0;                             /* leaderless names no device */
+	ck_assert_int_eq(relm_sib_strategy_decode(&got, buf, len), RELM_EMALFORMED);
+	buf[9] = 1;                             /* leader: pinned or not */
+	ck_assert_int_eq(relm_sib_strategy_decode(&got, buf, len), 0);
+	relm_sib_buf_free(buf, len);
+	bad = s;
+	bad.seq = 0;
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad = s;
+	memset(bad.pinned, 0, 16);              /* fanout without a hub */
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &bad), RELM_EINVAL);
+	bad.strategy = 1;                       /* leader by lease */
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &bad), 0);
+	relm_sib_buf_free(buf, len);
+	bad.strategy = 0;
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &bad), 0);
+	relm_sib_buf_free(buf, len);
+	memset(bad.by, 0, 16);
+	ck_assert_int_eq(relm_sib_strategy_encode(&buf, &len, &bad), RELM_EINVAL);
+}
+END_TEST
+
 /* ---- the circle -------------------------------------------------------------------- */
 
 static uint8_t ipk_pk[32], ipk_sk[64];
@@ -593,6 +863,14 @@ static Suite *sibling_suite(void)
 	tcase_add_test(tc, test_carry);
 	tcase_add_test(tc, test_state_parts);
 	tcase_add_test(tc, test_state_req_and_unknown);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strategies");
+	tcase_add_loop_test(tc, test_request_round_trip, 0, 2);
+	tcase_add_test(tc, test_request_refuses_bad_fields);
+	tcase_add_loop_test(tc, test_deliver_round_trip, 0, 3);
+	tcase_add_test(tc, test_deliver_refuses_bad_fields);
+	tcase_add_test(tc, test_strategy_message);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bulk");

@@ -381,3 +381,11 @@ void tu_circle_device(struct relm_circle_device *d, uint8_t first, uint64_t adde
 	ck_assert_int_eq(relm_invite_sign(&d->invite, dsk), 0);
 	sodium_memzero(dsk, sizeof dsk);
 }
+
+int tu_outgoing_index(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+{
+	for (uint32_t i = 0; i < rel->nout; i++)
+		if (memcmp(rel->out[i].id, id, RELM_ID_LEN) == 0)
+			return (int)i;
+	return -1;
+}

@@ -75,6 +75,8 @@ void tu_tick(struct tu_party *p);
 void tu_exchange(struct tu_party *a, struct tu_party *b, uint64_t *clock, int rounds);
 
 int tu_hist_has(const struct tu_party *p, const uint8_t id[RELM_ID_LEN], int in);
+/* The retransmission record of id in rel, or -1. */
+int tu_outgoing_index(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN]);
 
 /* The encoded state of p's relationship (for byte-for-byte comparisons). */
 struct tu_blob tu_state(const struct tu_party *p);

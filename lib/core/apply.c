@@ -176,6 +176,14 @@ static int apply_one(struct apply *a, const struct relm_fx *f)
 		return acks(a, f);
 	case RELM_FX_NONE:
 		return 0;
+	case RELM_FX_REQ_DEL:
+		/* a copy settles a request (devices.md §11.5); relmd makes no
+		 * requests yet (leaderless only), so there is no row to delete */
+		return 0;
+	case RELM_FX_SIB_TO:
+	case RELM_FX_REQ_PUT:
+		/* the leader and fanout strategies: not served by relmd yet */
+		return RELM_EINVAL;
 	case RELM_FX_COPY:
 	case RELM_FX_STATE_REQ:
 	case RELM_FX_SIBLING:

@@ -33,6 +33,12 @@ enum relm_fx_type {
 	                        * message, proto/devices.md §4.2; kind, msg_id: the payload's) */
 	RELM_FX_STATE_REQ,     /* ask sibling device `dev` for its state of the relationship */
 	RELM_FX_SIBLING,       /* a sibling session delivered a sibling frame (data; msg_id: its id) */
+	/* strategies (proto/devices.md §11, engine/rel_strategy.h) */
+	RELM_FX_SIB_TO,        /* send sibling `dev` only this binary sibling message (data) */
+	RELM_FX_REQ_PUT,       /* the pending request msg_id: data (the request message,
+	                        * type byte included), dev (the device it was last sent
+	                        * to, zero: none), next_ms (when it goes again) */
+	RELM_FX_REQ_DEL,       /* no pending request msg_id any more (if there was one) */
 };
 
 /* One acknowledgement in ACK_PUT / ACK_DEL data: message id(16), the
@@ -64,11 +70,11 @@ struct relm_fx {
 	int origin;                    /* DELIVER: enum relm_origin */
 	int status;                    /* STATUS: enum relm_msg_status */
 	uint32_t tries;                /* OUT_PUT */
-	uint64_t next_ms;              /* OUT_PUT */
+	uint64_t next_ms;              /* OUT_PUT, REQ_PUT */
 	uint8_t node[RELM_ID_LEN];     /* OUT_PUT: node of the last try */
 	int sibling;                   /* OUT_PUT: a sibling's message (retransmitted here
 	                                * only after the takeover time) */
-	uint8_t dev[RELM_ID_LEN];      /* STATE_REQ: the sibling to ask */
+	uint8_t dev[RELM_ID_LEN];      /* STATE_REQ: the sibling to ask; SIB_TO, REQ_PUT: the sibling */
 	struct relm_event ev;          /* EVENT: the record (ev.reason unused) */
 	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */
 	char detail[RELM_EVENT_REASON_MAX + 1]; /* STATUS: reason text; DELIVER: an unknown

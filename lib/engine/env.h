@@ -44,6 +44,13 @@ struct relm_devices {
 	uint8_t self[RELM_ID_LEN];
 	uint32_t count;
 	uint8_t ids[RELM_MAX_DEVICES][RELM_ID_LEN];
+	/* The proton's strategy as this device sees it (proto/devices.md §11;
+	 * enum relm_strategy of engine/rel_strategy.h, 0 = leaderless) and the
+	 * device it believes sends for the proton: the lease holder, the
+	 * pinned leader or the hub (all zero: none known).  The engine never
+	 * decides them: the caller reads the lease and the strategy messages. */
+	uint8_t strategy;
+	uint8_t holder[RELM_ID_LEN];
 };
 
 struct relm_env {

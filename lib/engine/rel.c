@@ -389,7 +389,9 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 	uint8_t on[RELM_ID_LEN];
 	int rc;
 
-	if (!body)
+	/* under leader or fanout only the holder sends: the others make a
+	 * request (rel_strategy.h) */
+	if (!body || !relm__sends(rel, env))
 		return RELM_EINVAL;
 	if (body_len > RELM_BODY_MAX)
 		return RELM_ETOOBIG;
@@ -895,15 +897,26 @@ int relm_rel_receive(struct relm_rel *rel, const struct relm_env *env,
 int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
 {
 	uint64_t now = relm__now(env);
-	int rc = 0;
+	int rc = 0, sends = relm__sends(rel, env), asks = !sends && relm__holder_elsewhere(rel, env);
 
 	/* acks_partial: the caller has not loaded the stored ones; sending only
 	 * some and disarming the timer would strand the rest.  The timer stays
-	 * due, so the next tick (which loads them) sends everything. */
-	if (rel->receipt_due_ms && now >= rel->receipt_due_ms && !rel->acks_partial)
+	 * due, so the next tick (which loads them) sends everything.  A device
+	 * that does not send (leader, fanout: devices.md §11.3) keeps its due
+	 * receipts, retransmissions and heal for when it does. */
+	if (sends && rel->receipt_due_ms && now >= rel->receipt_due_ms && !rel->acks_partial)
 		if ((rc = send_receipts(rel, env, fx)) != 0 && rc != RELM_ENOSEND)
 			return rc;
-	for (uint32_t i = 0; i < rel->nout; ) {
+	/* A non-holder drops what it owes once its timer fires: the holder
+	 * reads every envelope too and owes the same acknowledgements (one
+	 * it never sends is asked again by the remote's retransmission). */
+	if (asks && rel->receipt_due_ms && now >= rel->receipt_due_ms && !rel->acks_partial) {
+		if ((rc = relm__emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, rel->nacks_due)) != 0)
+			return rc;
+		rel->nacks_due = 0;
+		rel->receipt_due_ms = 0;
+	}
+	for (uint32_t i = 0; (sends || asks) && i < rel->nout; ) {
 		struct relm_outgoing *o = &rel->out[i];
 		struct relm_payload p;
 		uint8_t on[RELM_ID_LEN];
@@ -929,7 +942,9 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 			 * (devices.md §5.3). */
 			o->sibling = 0;
 			payload_of_outgoing(&p, o);
-			rc = send_payload(rel, env, &p, 0, o->last_node, on, fx);
+			/* a non-holder asks the holder to send it again (§11.3) */
+			rc = sends ? send_payload(rel, env, &p, 0, o->last_node, on, fx)
+			           : relm__request_again(rel, env, &p, fx);
 			if (rc == RELM_ENOMEM)
 				return rc;
 			/* one that cannot be sent (a damaged body, a tree that is
@@ -946,7 +961,7 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		}
 		o->tries++;
 		o->next_ms = now + relm__backoff(env, o->tries);
-		if (rc == 0) {
+		if (rc == 0 && sends) {
 			memcpy(o->last_node, on, RELM_ID_LEN);
 			rel->stats.retx++;
 		}
@@ -955,7 +970,7 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		i++;
 	}
 	relm__tick_pcopies(rel, env, fx);
-	if ((rc = relm__heal_tick(rel, env, fx)) != 0)
+	if (sends && (rc = relm__heal_tick(rel, env, fx)) != 0)
 		return rc;
 	relm__clone_tick(rel, env, fx);
 	/* expiry: pending envelopes and skipped keys */
@@ -986,9 +1001,10 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 
 uint64_t relm_rel_deadline(const struct relm_rel *rel, const struct relm_env *env)
 {
-	uint64_t d = rel->receipt_due_ms;
+	int sends = relm__sends(rel, env), acts = sends || relm__holder_elsewhere(rel, env);
+	uint64_t d = acts ? rel->receipt_due_ms : 0;
 #define MIN_D(x) do { uint64_t v_ = (x); if (v_ && (!d || v_ < d)) d = v_; } while (0)
-	for (uint32_t i = 0; i < rel->nout; i++)
+	for (uint32_t i = 0; acts && i < rel->nout; i++)
 		MIN_D(rel->out[i].next_ms);
 	for (uint32_t i = 0; i < rel->npending; i++)
 		MIN_D(rel->pending[i].t_ms + env->params.pending_ttl_ms);
@@ -996,7 +1012,8 @@ uint64_t relm_rel_deadline(const struct relm_rel *rel, const struct relm_env *en
 		MIN_D(rel->skipped[i].t_ms + (rel->skipped[i].used ? env->params.used_key_ttl_ms
 		                                                    : env->params.skipped_ttl_ms));
 	MIN_D(relm__pcopies_deadline(rel, env));
-	MIN_D(relm__heal_deadline(rel));
+	if (sends)
+		MIN_D(relm__heal_deadline(rel));
 	MIN_D(relm__clone_deadline(rel, env));
 #undef MIN_D
 	return d;

@@ -57,6 +57,13 @@ int relm__emit_copy(struct relm_rel *rel, const struct relm_node *created,
  * effects whose data is a carry).  0 or RELM_ENOMEM (fx unchanged). */
 int relm__emit_carry(const struct relm_rel *rel, const struct relm_env *env,
                      const struct relm_ack *acks, uint32_t k, struct relm_effects *fx);
+/* A sibling's message p, sent on node (zero: unknown): history (origin
+ * sibling, de-duplicated), a retransmission record acted on after the
+ * takeover time unless the remote receipted it already, a request of
+ * this device settled (REQ_DEL).  0 or RELM_ENOMEM (fx as it was). */
+int relm__record_sibling(struct relm_rel *rel, const struct relm_env *env,
+                         const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
+                         struct relm_effects *fx);
 /* Place every pending copy whose parent is now in the tree; 1 if any was. */
 int relm__place_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
 /* Remember ids of nodes about to be deleted (a sibling building on one
@@ -73,6 +80,20 @@ uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *e
 void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
 /* Earliest pending-copy deadline, 0 if none. */
 uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env);
+
+/* ---- rel_strategy.c (proto/devices.md §11) ------------------------------------ */
+
+/* 1 when this device posts to the remote in rel under env's view (a
+ * sibling session always). */
+int relm__sends(const struct relm_rel *rel, const struct relm_env *env);
+/* 1 when this device does not send under `leader` and knows the holder:
+ * its due receipts are dropped, its retransmissions asked of the holder. */
+int relm__holder_elsewhere(const struct relm_rel *rel, const struct relm_env *env);
+/* Ask the holder to send p again (a request with AGAIN, SIB_TO effect).
+ * 0, RELM_ENOSEND (not a text: the holder retransmits it itself),
+ * RELM_ENOMEM. */
+int relm__request_again(const struct relm_rel *rel, const struct relm_env *env,
+                        const struct relm_payload *p, struct relm_effects *fx);
 
 /* ---- rel_revoke.c (proto/revocation.md) ------------------------------------ */
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sodium.h>
 #include "engine/rel_int.h"
+#include "engine/rel_strategy.h"
 #include "engine/ratchet.h"
 #include "wire/sibling.h"
 #include "crypto/crypto.h"
@@ -22,7 +23,10 @@
 
 int relm__multi(const struct relm_rel *rel, const struct relm_env *env)
 {
-	return rel->mode == RELM_MODE_TREE && env->devices && env->devices->count > 1;
+	/* under fanout the hub is the only device holding state: it copies to
+	 * nobody (its siblings get delivers, rel_strategy.c) */
+	return rel->mode == RELM_MODE_TREE && env->devices && env->devices->count > 1 &&
+	       env->devices->strategy != RELM_STRATEGY_FANOUT;
 }
 
 /* ---- copies out ----------------------------------------------------------- */
@@ -168,7 +172,8 @@ uint32_t relm__receipt_rank(const struct relm_rel *rel, const struct relm_env *e
 	uint8_t mine[RELM_ID_LEN], h[RELM_ID_LEN];
 	uint32_t rank = 0;
 
-	if (!relm__multi(rel, env))
+	/* leader: one device answers, the holder, and at once (§11.3) */
+	if (!relm__multi(rel, env) || env->devices->strategy == RELM_STRATEGY_LEADER)
 		return 0;
 	rank_hash(mine, rel->id, first_ack, env->devices->self);
 	for (uint32_t i = 0; i < env->devices->count; i++) {
@@ -447,9 +452,9 @@ static int suppress_acks(struct relm_rel *rel, const struct relm_env *env,
 
 /* A sibling's message: history (origin sibling) and a retransmission
  * record that this device acts on only after the takeover time. */
-static int record_sibling_message(struct relm_rel *rel, const struct relm_env *env,
-                                  const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
-                                  struct relm_effects *fx)
+int relm__record_sibling(struct relm_rel *rel, const struct relm_env *env,
+                         const struct relm_payload *p, const uint8_t node[RELM_ID_LEN],
+                         struct relm_effects *fx)
 {
 	const char *body = p->kind == RELM_KIND_HELLO ? p->mailbox : p->body;
 	size_t blen = p->kind == RELM_KIND_HELLO ? (body ? strlen(body) : 0) : p->body_len;
@@ -460,6 +465,14 @@ static int record_sibling_message(struct relm_rel *rel, const struct relm_env *e
 	if (p->kind != RELM_KIND_TEXT && p->kind != RELM_KIND_HEAL &&
 	    p->kind != RELM_KIND_IDENTITY && p->kind != RELM_KIND_HELLO)
 		return 0;                      /* we never send other kinds */
+	/* a request this device made is done: the sender's copy is here
+	 * (devices.md §11.5); the caller drops the row if it has one */
+	if (p->kind == RELM_KIND_TEXT) {
+		struct relm_fx *f = relm__fx_push(fx, RELM_FX_REQ_DEL);
+		if (!f)
+			return RELM_ENOMEM;
+		memcpy(f->msg_id, p->id, RELM_ID_LEN);
+	}
 	if (!relm__is_dup(rel, env, p->id, fx) &&
 	    (rc = relm__emit_deliver(fx, p, 0, RELM_ORIGIN_SIBLING)) != 0)
 		return rc;
@@ -532,7 +545,7 @@ int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
 	if (p.kind == RELM_KIND_RECEIPT) {
 		if ((rc = suppress_acks(rel, env, &p, fx)) != 0)
 			goto fail;
-	} else if ((rc = record_sibling_message(rel, env, &p, c->node, fx)) != 0) {
+	} else if ((rc = relm__record_sibling(rel, env, &p, c->node, fx)) != 0) {
 		goto fail;
 	}
 

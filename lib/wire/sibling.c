@@ -12,6 +12,7 @@
 #include "crypto/crypto.h"
 #include "text.h"
 #include "error.h"
+#include "text.h"
 
 struct rd {
 	const uint8_t *p;
@@ -646,4 +647,243 @@ void relm_sib_buf_free(uint8_t *buf, size_t len)
 		return;
 	sodium_memzero(buf, len);
 	free(buf);
+}
+
+/* ---- the strategies' messages (devices.md §11.1) ----------------------------
+ * request, deliver and strategy share the entry fields of §12.6's history:
+ * kind_len(1) kind, ts(8), u32 body_len body.  Kept in one section of their
+ * own; relm_sib_decode leaves these types raw. */
+
+/* kind: 1 … RELM_SIB_KIND_MAX printable ASCII bytes (0 allowed with empty_ok). */
+static int kind_ok(const char *k, size_t n, int empty_ok)
+{
+	if (n == 0)
+		return empty_ok;
+	if (n > RELM_SIB_KIND_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (k[i] <= 0x20 || k[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* The entry fields: kind, ts, body.  0 or an error (r->err: truncated). */
+static int get_entry(struct rd *r, char kind[RELM_SIB_KIND_MAX + 1], int empty_kind_ok,
+                     uint64_t *ts, const uint8_t **body, size_t *body_len)
+{
+	const uint8_t *q = take(r, 1);
+	size_t kl = q ? *q : 0;
+	const uint8_t *k;
+
+	if (!q)
+		return RELM_ETRUNCATED;
+	if (kl > RELM_SIB_KIND_MAX)
+		return RELM_EMALFORMED;
+	if (!(k = take(r, kl)))
+		return RELM_ETRUNCATED;
+	memcpy(kind, k, kl);
+	kind[kl] = '\0';
+	if (!kind_ok(kind, kl, empty_kind_ok))
+		return RELM_EMALFORMED;
+	*ts = get64(r);
+	*body_len = get32(r);
+	if (r->err)
+		return RELM_ETRUNCATED;
+	if (*body_len > RELM_REQUEST_BODY_MAX)
+		return RELM_EMALFORMED;
+	if (!(*body = take(r, *body_len)))
+		return RELM_ETRUNCATED;
+	if (!relm_text_ok(*body, *body_len))
+		return RELM_EMALFORMED;
+	return r->off == r->len ? 0 : RELM_EMALFORMED;
+}
+
+static size_t entry_len(const char *kind, size_t body_len)
+{
+	return 1 + strlen(kind) + 8 + 4 + body_len;
+}
+
+static uint8_t *put_entry(uint8_t *p, const char *kind, uint64_t ts, const uint8_t *body, size_t blen)
+{
+	size_t kl = strlen(kind);
+
+	*p++ = (uint8_t)kl;
+	p = put(p, kind, kl);
+	p = put64(p, ts);
+	p = put32(p, (uint32_t)blen);
+	if (blen)
+		p = put(p, body, blen);
+	return p;
+}
+
+static int entry_args_ok(const char *kind, int empty_kind_ok, const uint8_t *body, size_t blen)
+{
+	size_t kl = strnlen(kind, RELM_SIB_KIND_MAX + 1);
+	return kind_ok(kind, kl, empty_kind_ok) && blen <= RELM_REQUEST_BODY_MAX &&
+	       (blen == 0 || body) && relm_text_ok(body, blen);
+}
+
+/* The head of a request or deliver: the type byte, rel, id, and nfs bytes
+ * into fs (request: flags; deliver: flags, status).  0 or an error. */
+static int get_head(struct rd *r, int type, uint8_t rel[RELM_ID_LEN], uint8_t id[RELM_ID_LEN],
+                    uint8_t *fs, size_t nfs)
+{
+	const uint8_t *t;
+
+	if (r->len > RELM_SIBLING_MAX)
+		return RELM_ETOOBIG;
+	if (!(t = take(r, 1)))
+		return RELM_ETRUNCATED;
+	if (*t != type)
+		return RELM_EMALFORMED;
+	get(r, rel, RELM_ID_LEN);
+	get(r, id, RELM_ID_LEN);
+	get(r, fs, nfs);
+	return r->err ? RELM_ETRUNCATED : 0;
+}
+
+int relm_sib_request_decode(struct relm_sib_request *out, const uint8_t *buf, size_t len)
+{
+	struct relm_sib_request q;
+	struct rd r = { buf, len, 0, 0 };
+	int rc;
+
+	memset(&q, 0, sizeof q);
+	if ((rc = get_head(&r, RELM_SIB_REQUEST, q.rel, q.id, &q.flags, 1)) != 0)
+		return rc;
+	if (q.flags & ~(unsigned)RELM_SIB_R_KNOWN)
+		return RELM_EMALFORMED;
+	if ((rc = get_entry(&r, q.kind, 0, &q.ts, &q.body, &q.body_len)) != 0)
+		return rc;
+	if (is_zero(q.rel, RELM_ID_LEN) || is_zero(q.id, RELM_ID_LEN))
+		return RELM_EMALFORMED;
+	*out = q;
+	return 0;
+}
+
+int relm_sib_request_encode(uint8_t **out, size_t *outlen, const struct relm_sib_request *q)
+{
+	uint8_t *p;
+	int rc;
+
+	if (is_zero(q->rel, RELM_ID_LEN) || is_zero(q->id, RELM_ID_LEN) ||
+	    (q->flags & ~(unsigned)RELM_SIB_R_KNOWN) || !entry_args_ok(q->kind, 0, q->body, q->body_len))
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 1 + 2 * RELM_ID_LEN + 1 + entry_len(q->kind, q->body_len))) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_REQUEST;
+	p = put(p, q->rel, RELM_ID_LEN);
+	p = put(p, q->id, RELM_ID_LEN);
+	*p++ = q->flags;
+	put_entry(p, q->kind, q->ts, q->body, q->body_len);
+	return 0;
+}
+
+/* deliver's rules beyond the framing: flags, status, and STATUS entries empty. */
+static int deliver_ok(const struct relm_sib_deliver *d)
+{
+	int in = (d->flags & RELM_SIB_D_IN) != 0, st = (d->flags & RELM_SIB_D_STATUS) != 0;
+
+	if ((d->flags & ~(unsigned)RELM_SIB_D_KNOWN) || d->status > 4 || in != (d->status == 0))
+		return 0;
+	if (st && (d->kind[0] || d->ts || d->body_len))
+		return 0;
+	if (!st && !d->kind[0])
+		return 0;
+	return !is_zero(d->rel, RELM_ID_LEN) && !is_zero(d->id, RELM_ID_LEN);
+}
+
+int relm_sib_deliver_decode(struct relm_sib_deliver *out, const uint8_t *buf, size_t len)
+{
+	struct relm_sib_deliver d;
+	struct rd r = { buf, len, 0, 0 };
+	uint8_t fs[2];
+	int rc;
+
+	memset(&d, 0, sizeof d);
+	if ((rc = get_head(&r, RELM_SIB_DELIVER, d.rel, d.id, fs, 2)) != 0)
+		return rc;
+	d.flags = fs[0];
+	d.status = fs[1];
+	if ((rc = get_entry(&r, d.kind, 1, &d.ts, &d.body, &d.body_len)) != 0)
+		return rc;
+	if (!deliver_ok(&d))
+		return RELM_EMALFORMED;
+	*out = d;
+	return 0;
+}
+
+int relm_sib_deliver_encode(uint8_t **out, size_t *outlen, const struct relm_sib_deliver *d)
+{
+	uint8_t *p;
+	int rc;
+
+	if (!entry_args_ok(d->kind, 1, d->body, d->body_len) || !deliver_ok(d))
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, 1 + 2 * RELM_ID_LEN + 2 + entry_len(d->kind, d->body_len))) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_DELIVER;
+	p = put(p, d->rel, RELM_ID_LEN);
+	p = put(p, d->id, RELM_ID_LEN);
+	*p++ = d->flags;
+	*p++ = d->status;
+	put_entry(p, d->kind, d->ts, d->body, d->body_len);
+	return 0;
+}
+
+enum { STRATEGY_LEN = 1 + 8 + 1 + 2 * RELM_ID_LEN };
+
+/* strategy's rules: seq ≥ 1, a known strategy with its pinned device. */
+static int strategy_ok(const struct relm_sib_strategy *s)
+{
+	if (s->seq == 0 || s->strategy > 2 || is_zero(s->by, RELM_ID_LEN))
+		return 0;
+	if (s->strategy == 0)
+		return is_zero(s->pinned, RELM_ID_LEN);
+	if (s->strategy == 2)
+		return !is_zero(s->pinned, RELM_ID_LEN);
+	return 1;
+}
+
+int relm_sib_strategy_decode(struct relm_sib_strategy *out, const uint8_t *buf, size_t len)
+{
+	struct relm_sib_strategy s;
+	struct rd r = { buf, len, 0, 0 };
+	const uint8_t *t;
+
+	if (!(t = take(&r, 1)))
+		return RELM_ETRUNCATED;
+	if (*t != RELM_SIB_STRATEGY)
+		return RELM_EMALFORMED;
+	memset(&s, 0, sizeof s);
+	s.seq = get64(&r);
+	get(&r, &s.strategy, 1);
+	get(&r, s.pinned, RELM_ID_LEN);
+	get(&r, s.by, RELM_ID_LEN);
+	if (r.err)
+		return RELM_ETRUNCATED;
+	if (r.off != len || !strategy_ok(&s))
+		return RELM_EMALFORMED;
+	*out = s;
+	return 0;
+}
+
+int relm_sib_strategy_encode(uint8_t **out, size_t *outlen, const struct relm_sib_strategy *s)
+{
+	uint8_t *p;
+	int rc;
+
+	if (!strategy_ok(s))
+		return RELM_EINVAL;
+	if ((rc = alloc(out, outlen, STRATEGY_LEN)) != 0)
+		return rc;
+	p = *out;
+	*p++ = RELM_SIB_STRATEGY;
+	p = put64(p, s->seq);
+	*p++ = s->strategy;
+	p = put(p, s->pinned, RELM_ID_LEN);
+	put(p, s->by, RELM_ID_LEN);
+	return 0;
 }

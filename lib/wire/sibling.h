@@ -213,4 +213,67 @@ int relm_sib_invites_next(const struct relm_sib_invites *v, size_t *it, struct r
 /* Wipe and free a buffer made here.  NULL is a no-op. */
 void relm_sib_buf_free(uint8_t *buf, size_t len);
 
+/* ---- the strategies' messages (proto/devices.md §11.1) ----------------------
+ * Kept apart from the codecs above: relm_sib_decode leaves these types raw
+ * (u.raw), and these decoders take the whole message, type byte included.
+ *
+ *   request   rel(16) id(16) flags(1) kind_len(1) kind ts(8) u32 body_len, body
+ *   deliver   rel(16) id(16) flags(1) status(1) kind_len(1) kind ts(8) u32 body_len, body
+ *   strategy  seq(8) strategy(1) pinned(16) by(16)
+ */
+enum { RELM_SIB_STRATEGY = 12 };
+
+enum relm_sib_request_flags {
+	RELM_SIB_R_AGAIN  = 0x01,    /* a retransmission: send it even if already sent */
+	RELM_SIB_R_KNOWN  = 0x01,
+};
+
+enum relm_sib_deliver_flags {
+	RELM_SIB_D_IN     = 0x01,    /* received from the remote */
+	RELM_SIB_D_STATUS = 0x02,    /* a status change only: no kind, no body, ts 0 */
+	RELM_SIB_D_KNOWN  = 0x03,
+};
+
+/* "Send this for me" (a device that does not send, to one that does). */
+struct relm_sib_request {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN];
+	uint8_t flags;                       /* RELM_SIB_R_* */
+	char kind[RELM_SIB_KIND_MAX + 1];    /* 1 … RELM_SIB_KIND_MAX printable ASCII bytes, NUL-terminated */
+	uint64_t ts;
+	const uint8_t *body;                 /* view; UTF-8 without NUL, ≤ RELM_REQUEST_BODY_MAX */
+	size_t body_len;
+};
+
+/* One history entry of the hub, or a status change of one. */
+struct relm_sib_deliver {
+	uint8_t rel[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN];
+	uint8_t flags;                       /* RELM_SIB_D_* */
+	uint8_t status;                      /* enum relm_msg_status (0 … 4), 0 exactly with IN */
+	char kind[RELM_SIB_KIND_MAX + 1];    /* "" with STATUS */
+	uint64_t ts;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/* A change of the proton's strategy (enum relm_strategy, engine/rel_strategy.h). */
+struct relm_sib_strategy {
+	uint64_t seq;                        /* ≥ 1 */
+	uint8_t strategy;                    /* 0 leaderless, 1 leader, 2 fanout */
+	uint8_t pinned[RELM_ID_LEN];         /* leader: pinned holder or zero; fanout: the hub */
+	uint8_t by[RELM_ID_LEN];             /* the device that made the change */
+};
+
+/* Decoders: 0, or RELM_ETRUNCATED / RELM_ETOOBIG / RELM_EMALFORMED (also
+ * for another type byte); out untouched on error.  Encoders: a fresh
+ * buffer (free with relm_sib_buf_free); 0, RELM_EINVAL (a field out of
+ * its range, the decoder's rules), RELM_ETOOBIG or RELM_ENOMEM. */
+int relm_sib_request_decode(struct relm_sib_request *out, const uint8_t *buf, size_t len);
+int relm_sib_request_encode(uint8_t **out, size_t *outlen, const struct relm_sib_request *r);
+int relm_sib_deliver_decode(struct relm_sib_deliver *out, const uint8_t *buf, size_t len);
+int relm_sib_deliver_encode(uint8_t **out, size_t *outlen, const struct relm_sib_deliver *d);
+int relm_sib_strategy_decode(struct relm_sib_strategy *out, const uint8_t *buf, size_t len);
+int relm_sib_strategy_encode(uint8_t **out, size_t *outlen, const struct relm_sib_strategy *s);
+
 #endif

@@ -149,7 +149,11 @@ void sim_remote_free(struct sim_world *w)
 
 static const uint8_t *chosen_id(const struct sim_dev *d)
 {
-	int c = relm_rel_chosen(d->rel);
+	int c;
+
+	if (!d->rel)
+		return NULL;
+	c = relm_rel_chosen(d->rel);
 	return c >= 0 ? d->rel->tree.nodes[c].id : NULL;
 }
 
@@ -166,6 +170,15 @@ static int on_path(const struct sim_dev *d, const uint8_t *id, const uint8_t *an
 	return 0;
 }
 
+/* A device of side s that holds state (the first). */
+static const struct sim_dev *holding(const struct sim_world *w, int s)
+{
+	for (int i = 0; i < w->cfg.n[s]; i++)
+		if (w->dev[s][i].rel)
+			return &w->dev[s][i];
+	return &w->dev[s][0];
+}
+
 /* 1 when every device of each side chooses one node and both sides'
  * choices lie on one chain; else 0 with why. */
 int sim_converged(struct sim_world *w, char *why, size_t n)
@@ -173,22 +186,28 @@ int sim_converged(struct sim_world *w, char *why, size_t n)
 	const uint8_t *c[SIM_SIDES];
 
 	for (int s = 0; s < SIM_SIDES; s++) {
-		c[s] = chosen_id(&w->dev[s][0]);
+		int first = 0;
+		/* devices without state (fanout) choose nothing: the others agree */
+		while (first + 1 < w->cfg.n[s] && !w->dev[s][first].rel)
+			first++;
+		c[s] = chosen_id(&w->dev[s][first]);
 		if (!c[s]) {
-			snprintf(why, n, "%s chooses no node", w->dev[s][0].name);
+			snprintf(why, n, "%s chooses no node", w->dev[s][first].name);
 			return 0;
 		}
-		for (int i = 1; i < w->cfg.n[s]; i++) {
+		for (int i = first + 1; i < w->cfg.n[s]; i++) {
 			const uint8_t *o = chosen_id(&w->dev[s][i]);
+			if (!w->dev[s][i].rel)
+				continue;
 			if (!o || memcmp(o, c[s], RELM_ID_LEN) != 0) {
-				snprintf(why, n, "%s chooses %s, %s chooses %s", w->dev[s][0].name,
+				snprintf(why, n, "%s chooses %s, %s chooses %s", w->dev[s][first].name,
 				         sim_short(c[s]), w->dev[s][i].name, o ? sim_short(o) : "nothing");
 				return 0;
 			}
 		}
 	}
-	if (memcmp(c[0], c[1], RELM_ID_LEN) == 0 || on_path(&w->dev[1][0], c[1], c[0]) ||
-	    on_path(&w->dev[0][0], c[0], c[1]))
+	if (memcmp(c[0], c[1], RELM_ID_LEN) == 0 || on_path(holding(w, 1), c[1], c[0]) ||
+	    on_path(holding(w, 0), c[0], c[1]))
 		return 1;
 	snprintf(why, n, "A chooses %s and B chooses %s, on different chains", sim_short(c[0]),
 	         sim_short(c[1]));
@@ -260,9 +279,9 @@ static void check_wiped(struct sim_world *w)
 	for (int s = 0; s < SIM_SIDES; s++)
 		for (int i = 0; i < w->cfg.n[s]; i++) {
 			struct sim_dev *d = &w->dev[s][i];
-			uint8_t *blob;
-			size_t len;
-			if (relm_rel_encode(d->rel, &blob, &len) != 0)
+			uint8_t *blob = NULL;
+			size_t len = 0;
+			if (d->rel && relm_rel_encode(d->rel, &blob, &len) != 0)
 				abort();
 			for (size_t k = 0; k < d->nkeys; k++)
 				if (!d->keys[k].held && (holds(d->saved, d->saved_len, d->keys[k].priv) ||
@@ -306,4 +325,5 @@ void sim_check(struct sim_world *w)
 	check_privacy(w);
 	check_wiped(w);
 	sim_check_revoke(w);
+	sim_check_strat(w);
 }

@@ -7,6 +7,7 @@
  *            [--dup P] [--crash P] [--skew MS] [--no-clock-sync]
  *            [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]
  *            [--mutate NAME] [--expect-fail] [--revoke P]
+ *            [--strategy leaderless|leader|fanout|mixed]
  *
  * Without --devices it runs the grid: A and B from 1 to 4 devices, and B
  * as one strict Double Ratchet peer, with loss 0 and 5 %, without crashes
@@ -15,7 +16,10 @@
  * --trace to watch it).  Exit status 1 when any schedule failed — or,
  * with --expect-fail (used with --mutate, which breaks the world on
  * purpose), when none did.  --revoke P: each schedule removes A's last
- * device at a random moment with probability P (revoke.c).
+ * device at a random moment with probability P (revoke.c).  --strategy:
+ * every side with two devices or more runs the leader or fanout strategy,
+ * or switches between the three under load (strategy.c; not with
+ * --revoke or --scenario).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +32,11 @@
 
 static int dev_quiet(const struct sim_world *w, const struct sim_dev *d)
 {
-	if (!d->online || d->down || d->noutbox || d->nout || d->nacks || d->npend ||
-	    d->cursor < w->box[d->side].n || d->rel->npcopies || d->rel->heal_state == RELM_HEAL_ARMED)
+	if (!d->online || d->down || d->noutbox || d->nout || d->nacks || d->npend || !sim_strat_quiet(d))
+		return 0;
+	/* a device without state (fanout) reads no relationship mailbox */
+	if (d->rel && (d->cursor < w->box[d->side].n || d->rel->npcopies ||
+	               d->rel->heal_state == RELM_HEAL_ARMED))
 		return 0;
 	for (int s = 0; s < sim_devices_all(w, d->side); s++)
 		if (d->sib_cursor[s] < w->chan[d->side][s][d->idx].n)
@@ -75,8 +82,24 @@ static int drain(struct sim_world *w)
 	}
 	if (healed && quiet(w))
 		return 0;
-	sim_fail(w, "no quiescence %.0f s after the schedule",
-	         (double)(w->now - w->sched_end) / 1000.0);
+	for (int s = 0; s < SIM_SIDES; s++)
+		for (int i = 0; i < w->cfg.n[s]; i++) {
+			const struct sim_dev *d = &w->dev[s][i];
+			if (!dev_quiet(w, d)) {
+				size_t unread = 0;
+				for (int k = 0; k < sim_devices_all(w, s); k++)
+					unread += w->chan[s][k][i].n - d->sib_cursor[k];
+				sim_fail(w, "no quiescence %.0f s after the schedule: %s (outbox %zu, "
+				         "unacknowledged %zu, acks %zu, pending %zu, requests %zu, stashed %zu, "
+				         "unread %zu + %zu, %s state%s)",
+				         (double)(w->now - w->sched_end) / 1000.0, d->name, d->noutbox, d->nout,
+				         d->nacks, d->npend, d->nreqs, d->nstash, w->box[s].n - d->cursor, unread,
+				         d->rel ? "holds" : "holds no", d->online ? "" : ", off line");
+				return -1;
+			}
+		}
+	sim_fail(w, "no quiescence %.0f s after the schedule (in transit: %zu)",
+	         (double)(w->now - w->sched_end) / 1000.0, w->in_transit);
 	return -1;
 }
 
@@ -110,6 +133,7 @@ int sim_run(const struct sim_cfg *cfg, struct sim_result *r)
 		sim_workload(w, cfg);
 	if (!cfg->scenario)
 		sim_maybe_revoke(w);
+	sim_strat_start(w);
 	if (drain(w) == 0) {
 		int k = 0;
 		while (!sim_converged(w, why, sizeof why) && k < ROUNDS_MAX && r->ok) {
@@ -175,9 +199,10 @@ static void usage(void)
 	        "usage: relm-sim [--seeds N] [--seed S] [--devices A,B] [--strict] [--loss P]\n"
 	        "                [--dup P] [--crash P] [--skew MS] [--no-clock-sync]\n"
 	        "                [--profile NAME] [--msgs N] [--scenario NAME|all] [--trace]\n"
-	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss|leak-removed|clone]\n"
+	        "                [--mutate no-copies|no-carry|no-repair|sibling-loss|leak-removed|clone|\n"
+	        "                          nonleader-sends|drop-requests]\n"
 	        "                [--expect-fail]\n"
-	        "                [--revoke P]\n"
+	        "                [--revoke P] [--strategy leaderless|leader|fanout|mixed]\n"
 	        "profiles: mixed simultaneous crossing pingpong returning stream\n"
 	        "scenarios: ce1 .. ce6, or all\n");
 	exit(2);
@@ -268,11 +293,18 @@ int main(int argc, char **argv)
 			base.trace = 1;
 		else if (!strcmp(a, "--revoke"))
 			base.revoke = atof(arg(argc, argv, &i));
+		else if (!strcmp(a, "--strategy")) {
+			const char *n = arg(argc, argv, &i);
+			base.strategy = !strcmp(n, "leader") ? SIM_S_LEADER : !strcmp(n, "fanout") ? SIM_S_FANOUT
+			              : !strcmp(n, "mixed") ? SIM_S_MIXED : !strcmp(n, "leaderless") ? 0 : -1;
+			if (base.strategy < 0)
+				usage();
+		}
 		else
 			usage();
 	}
-	if (seeds < 1)
-		usage();
+	if (seeds < 1 || (base.strategy && (base.revoke > 0 || scenario)))
+		usage();                 /* strategies: not with revocation or the scenarios (yet) */
 
 	/* the cells */
 	if (scenario) {
@@ -331,11 +363,14 @@ int main(int argc, char **argv)
 				cl->failing++;
 				failed++;
 				printf("FAIL seed %llu: %s\n  replay: relm-sim --seed %llu %s%s --devices %d,%d "
-				       "--loss %g --dup %g --crash %g --skew %d%s%s --trace\n",
+				       "--loss %g --dup %g --crash %g --skew %d%s%s%s%s --trace\n",
 				       (unsigned long long)cfg.seed, r.why, (unsigned long long)cfg.seed,
 				       scenario ? "--scenario " : "", scenario ? sim_scenario_name(ids[c]) : "",
 				       cfg.n[0], cfg.n[1], cfg.loss, cfg.dup, cfg.crash, cfg.skew,
-				       cfg.strict ? " --strict" : "", cfg.revoke > 0 ? " --revoke 1" : "");
+				       cfg.strict ? " --strict" : "", cfg.revoke > 0 ? " --revoke 1" : "",
+				       cfg.strategy ? " --strategy " : "",
+				       cfg.strategy == SIM_S_LEADER ? "leader" : cfg.strategy == SIM_S_FANOUT ? "fanout"
+				       : cfg.strategy == SIM_S_MIXED ? "mixed" : "");
 			} else {
 				cl->rounds[cl->runs - cl->failing] = r.rounds;
 			}
@@ -363,6 +398,9 @@ int main(int argc, char **argv)
 			rv.sealed += r.sealed;
 			rv.read_after += r.read_after;
 			rv.clones += r.clones > 0;
+			rv.requests += r.requests;
+			rv.takeovers += r.takeovers;
+			rv.switches += r.switches;
 			if (r.max_ts_error_ms > cl->ts_err)
 				cl->ts_err = r.max_ts_error_ms;
 		}
@@ -398,6 +436,10 @@ int main(int argc, char **argv)
 		       "built after it, none read by it; %llu typed after the removal it still read "
 		       "(the heal's window)\n", (unsigned long long)rv.revoked,
 		       (unsigned long long)rv.sealed, (unsigned long long)rv.read_after);
+	if (base.strategy)
+		printf("strategies: %llu requests made, %llu lease takeovers, %llu strategy switches\n",
+		       (unsigned long long)rv.requests, (unsigned long long)rv.takeovers,
+		       (unsigned long long)rv.switches);
 	if (base.mutate & SIM_M_CLONE)
 		printf("clone: clone.suspected raised in %llu of %llu schedules with a clone "
 		       "(a clone that only sends on nodes the circle holds is not seen)\n",

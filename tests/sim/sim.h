@@ -16,6 +16,8 @@
  *   check.c      invariants and metrics at the end of a schedule
  *   scenarios.c  the named regression scenarios (six counter-examples of
  *                an earlier draft of the fork rules)
+ *   revoke.c     a device removed under traffic (--revoke)
+ *   strategy.c   the leader and fanout strategies, and switches (--strategy)
  *   sim.c        relm-sim: the command line, the grid, the report
  */
 #ifndef RELM_SIM_H
@@ -51,6 +53,7 @@ struct sim_cfg {
 	int trace;               /* print what happens */
 	int scenario;            /* 0, or a named scenario (scenarios.c) */
 	unsigned mutate;         /* SIM_M_*: break the world on purpose */
+	int strategy;            /* SIM_S_*: the protons' strategy (strategy.c) */
 	double revoke;           /* probability a schedule removes A's last device
 	                          * at a random time (A with ≥ 2 devices; revoke.c) */
 };
@@ -65,6 +68,17 @@ enum {
 	SIM_M_LEAK_REMOVED = 1u << 4, /* a removed device still gets its siblings' copies */
 	SIM_M_CLONE     = 1u << 5,  /* a removed device goes on typing and posting to the
 	                             * remote: a clone outside the circle */
+};
+/* Strategies (proto/devices.md §11, tests/sim/strategy.c). */
+enum {
+	SIM_S_LEADERLESS = 0,
+	SIM_S_LEADER,        /* the send lease decides; leaders crash and go off line */
+	SIM_S_FANOUT,        /* device 1 is the hub; it goes off line and comes back */
+	SIM_S_MIXED,         /* switches between the three under load */
+};
+enum {
+	SIM_M_NONLEADER_SENDS = 1u << 6, /* a device that does not hold the lease sends itself */
+	SIM_M_DROP_REQUESTS   = 1u << 7, /* a leader change drops the pending requests */
 };
 const char *sim_mutation_name(unsigned m);
 unsigned sim_mutation_id(const char *name);     /* 0: unknown */
@@ -94,6 +108,9 @@ struct sim_result {
 	uint64_t read_after;          /* B's messages typed after the removal that the
 	                               * removed device still read (the heal window) */
 	uint64_t clones;              /* clone.suspected raised (must stay 0) */
+	uint64_t requests;            /* requests made (strategies) */
+	uint64_t takeovers;           /* the lease changed hands to a live holder */
+	uint64_t switches;            /* strategy changes made */
 };
 
 /* Run one schedule.  Returns 0 when every invariant held (r->ok = 1). */

@@ -129,6 +129,8 @@ static const struct { unsigned m; const char *name; } mutations[] = {
 	{ SIM_M_SIB_LOSS, "sibling-loss" },
 	{ SIM_M_LEAK_REMOVED, "leak-removed" },
 	{ SIM_M_CLONE, "clone" },
+	{ SIM_M_NONLEADER_SENDS, "nonleader-sends" },
+	{ SIM_M_DROP_REQUESTS, "drop-requests" },
 };
 
 const char *sim_mutation_name(unsigned m)

@@ -35,6 +35,7 @@
 #include "error.h"
 #include "engine/event.h"
 #include "wire/invite.h"
+#include "engine/rel_strategy.h"
 
 /* ---- tracing ------------------------------------------------------------------- */
 
@@ -218,10 +219,11 @@ static void observe_cb(void *ctx, const uint8_t *env, size_t len, const uint8_t 
 /* The committed state: the blob, and the rows the store would keep beside it. */
 static void commit(struct sim_dev *d)
 {
-	uint8_t *blob;
-	size_t len;
+	uint8_t *blob = NULL;
+	size_t len = 0;
 
-	if (relm_rel_encode(d->rel, &blob, &len) != 0)
+	/* a device without state (fanout, devices.md §11.4) keeps none */
+	if (d->rel && relm_rel_encode(d->rel, &blob, &len) != 0)
 		abort();
 	relm_rel_blob_free(d->saved, d->saved_len);
 	d->saved = blob;
@@ -233,6 +235,11 @@ static void restore(struct sim_dev *d)
 {
 	struct relm_rel *rel = NULL;
 
+	if (!d->saved) {
+		relm_rel_free(d->rel);
+		d->rel = NULL;
+		return;
+	}
 	if (relm_rel_decode(&rel, d->saved, d->saved_len) != 0)
 		abort();
 	for (size_t i = 0; i < d->nout; i++) {
@@ -370,7 +377,7 @@ static void status(struct sim_dev *d, const struct relm_fx *f)
 }
 
 /* Queue a post: to the remote mailbox (sib < 0) or to sibling sib. */
-static void outbox_add(struct sim_dev *d, int sib, int kind, const uint8_t *buf, size_t len)
+void sim_outbox_add(struct sim_dev *d, int sib, int kind, const uint8_t *buf, size_t len)
 {
 	struct sim_post *p;
 
@@ -389,10 +396,10 @@ static void copies_out(struct sim_dev *d, int kind, const uint8_t *buf, size_t l
 
 	for (int i = 0; i < n; i++)
 		if (i != d->idx)
-			outbox_add(d, i, kind, buf, len);
+			sim_outbox_add(d, i, kind, buf, len);
 }
 
-static int dev_index(const struct sim_dev *d, const uint8_t id[RELM_ID_LEN])
+int sim_dev_index(const struct sim_dev *d, const uint8_t id[RELM_ID_LEN])
 {
 	for (int i = 0; i < d->w->cfg.n[d->side]; i++)
 		if (memcmp(d->w->dev[d->side][i].devs.self, id, RELM_ID_LEN) == 0)
@@ -406,7 +413,7 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 		const struct relm_fx *f = &fx->v[i];
 		switch (f->type) {
 		case RELM_FX_POST:
-			outbox_add(d, -1, f->kind, f->data, f->len);
+			sim_outbox_add(d, -1, f->kind, f->data, f->len);
 			break;
 		case RELM_FX_COPY:
 			if ((d->w->cfg.mutate & SIM_M_NO_COPIES) ||
@@ -415,10 +422,10 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 			copies_out(d, SIM_F_SIB, f->data, f->len);
 			break;
 		case RELM_FX_STATE_REQ: {
-			int s = dev_index(d, f->dev);
+			int s = sim_dev_index(d, f->dev);
 			uint8_t req = SIM_F_STATE_REQ;
 			if (s >= 0)
-				outbox_add(d, s, SIM_F_STATE_REQ, &req, 1);
+				sim_outbox_add(d, s, SIM_F_STATE_REQ, &req, 1);
 			break;
 		}
 		case RELM_FX_DELIVER:
@@ -458,6 +465,11 @@ static void apply_effects(struct sim_dev *d, struct relm_effects *fx)
 		case RELM_FX_ACK_DEL:
 			acks_apply(d, f, f->type == RELM_FX_ACK_PUT);
 			break;
+		case RELM_FX_SIB_TO:
+		case RELM_FX_REQ_PUT:
+		case RELM_FX_REQ_DEL:
+			sim_strat_fx(d, f);
+			break;
 		default:
 			break;
 		}
@@ -470,6 +482,8 @@ static void note_keys(struct sim_dev *d)
 {
 	for (size_t k = 0; k < d->nkeys; k++)
 		d->keys[k].held = 0;
+	if (!d->rel)
+		return;
 	for (uint32_t i = 0; i < d->rel->tree.count; i++) {
 		const struct relm_node *n = &d->rel->tree.nodes[i];
 		size_t k;
@@ -493,7 +507,12 @@ void sim_dump_trees(struct sim_world *w)
 	for (int s = 0; s < SIM_SIDES; s++)
 		for (int i = 0; i < w->cfg.n[s]; i++) {
 			const struct sim_dev *d = &w->dev[s][i];
-			int c = relm_rel_chosen(d->rel);
+			int c;
+			if (!d->rel) {
+				printf("  %s holds no state\n", d->name);
+				continue;
+			}
+			c = relm_rel_chosen(d->rel);
 			printf("  %s's tree (%u nodes; O ours, T theirs, P private key, V valid, * chosen):\n",
 			       d->name, d->rel->tree.count);
 			for (uint32_t k = 0; k < d->rel->tree.count; k++) {
@@ -508,10 +527,10 @@ void sim_dump_trees(struct sim_world *w)
 
 /* ---- one step ---------------------------------------------------------------------- */
 
-enum step_kind { ST_SEND, ST_RECV, ST_TICK, ST_COPY, ST_MERGE };
+enum step_kind { ST_SEND = SIM_ST_SEND, ST_RECV = SIM_ST_RECV, ST_TICK = SIM_ST_TICK,
+                 ST_COPY = SIM_ST_COPY, ST_MERGE = SIM_ST_MERGE };
 
 static void schedule_tick(struct sim_dev *d);
-static void pump(struct sim_dev *d);
 
 /* After a step that committed: note the tree's size, maybe crash before
  * the outbox is posted, else post. */
@@ -521,7 +540,7 @@ static void after_commit(struct sim_dev *d)
 	uint32_t leaves = 0, priv = 0;
 
 	w->res->steps++;
-	for (uint32_t i = 0; i < d->rel->tree.count; i++) {
+	for (uint32_t i = 0; d->rel && i < d->rel->tree.count; i++) {
 		int kids = relm_tree_children(&d->rel->tree, (int)i, NULL, NULL);
 		leaves += kids == 0;
 		priv += (d->rel->tree.nodes[i].flags & RELM_NODE_PRIV) != 0;
@@ -534,12 +553,12 @@ static void after_commit(struct sim_dev *d)
 	commit(d);
 	schedule_tick(d);
 	if (d->online && !d->down)
-		pump(d);
+		sim_pump(d);
 }
 
 /* Run one engine step on d.  Returns the engine's code, or SIM_CRASHED when
  * the device crashed in it (nothing of the step happened). */
-static int step(struct sim_dev *d, enum step_kind k, const uint8_t *buf, size_t len,
+static int step(struct sim_dev *d, int k, const uint8_t *buf, size_t len,
                 const uint8_t *from, uint8_t *id_out)
 {
 	struct sim_world *w = d->w;
@@ -547,7 +566,10 @@ static int step(struct sim_dev *d, enum step_kind k, const uint8_t *buf, size_t 
 	int rc;
 
 	sim_dev_clock(d);
+	sim_strat_view(d);
 	relm_effects_init(&fx);
+	if (!d->rel && k < SIM_ST_REQUEST)
+		return RELM_EINVAL;                      /* no state: nothing to step */
 	switch (k) {
 	case ST_SEND: {
 		char body[64];
@@ -574,8 +596,12 @@ static int step(struct sim_dev *d, enum step_kind k, const uint8_t *buf, size_t 
 		break;
 	}
 	default:
-		abort();
+		rc = sim_strat_engine(d, k, buf, len, id_out, &fx);
+		break;
 	}
+	/* a fanout hub's history goes to the devices without state */
+	if (d->rel && relm_rel_fanout(d->rel, &d->env, &fx, 0) != 0)
+		abort();
 	if (w->cfg.crash > 0 && chance(w, w->cfg.crash)) {
 		/* killed in the step: the transaction never committed */
 		relm_effects_clear(&fx);
@@ -584,6 +610,7 @@ static int step(struct sim_dev *d, enum step_kind k, const uint8_t *buf, size_t 
 		return SIM_CRASHED;
 	}
 	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING || fx.n) {
+		sim_strat_posting(d, &fx);
 		apply_effects(d, &fx);
 		after_commit(d);
 	}
@@ -644,7 +671,7 @@ static void post_sibling(struct sim_dev *d, const struct sim_post *p)
 	sim_push(w, at, SIM_EV_READ, d->side, p->sib, 0);
 }
 
-static void pump(struct sim_dev *d)
+void sim_pump(struct sim_dev *d)
 {
 	for (size_t i = 0; i < d->noutbox; i++) {
 		if (d->removed && (d->outbox[i].sib >= 0 || !(d->w->cfg.mutate & SIM_M_CLONE)))
@@ -663,7 +690,7 @@ static void pump(struct sim_dev *d)
 
 /* ---- reading ------------------------------------------------------------------------- */
 
-static void answer_state(struct sim_dev *d, int to)
+void sim_send_state(struct sim_dev *d, int to)
 {
 	uint8_t *blob, *frame;
 	size_t len;
@@ -675,13 +702,13 @@ static void answer_state(struct sim_dev *d, int to)
 		abort();
 	frame[0] = SIM_F_STATE;
 	memcpy(frame + 1, blob, len);
-	outbox_add(d, to, SIM_F_STATE, frame, len + 1);
+	sim_outbox_add(d, to, SIM_F_STATE, frame, len + 1);
 	relm_rel_blob_free(blob, len);
 	sodium_memzero(frame, len + 1);
 	free(frame);
 	d->w->res->repairs++;
 	if (d->online && !d->down)
-		pump(d);
+		sim_pump(d);
 }
 
 /* Read what is readable now: the side's mailbox past the cursor, then
@@ -691,7 +718,7 @@ static void read_all(struct sim_dev *d)
 	struct sim_world *w = d->w;
 	struct sim_box *box = &w->box[d->side];
 
-	while (d->cursor < box->n && d->online && !d->down) {
+	while (d->rel && d->cursor < box->n && d->online && !d->down) {
 		struct sim_mail *m = &box->v[d->cursor];
 		int rc = step(d, ST_RECV, m->buf, m->len, NULL, NULL);
 		if (rc == SIM_CRASHED)
@@ -705,11 +732,13 @@ static void read_all(struct sim_dev *d)
 		       d->online && !d->down) {
 			struct sim_frame *f = &c->v[d->sib_cursor[s]];
 			int rc = 0;
-			if (f->kind == SIM_F_STATE_REQ) {
+			if (sim_strat_frame(d, s, f, &rc)) {
+				;                            /* the strategies' (strategy.c) */
+			} else if (f->kind == SIM_F_STATE_REQ) {
 				/* never to a device that left the circle (its request
 				 * may still be on the way) */
 				if (!(w->cfg.mutate & SIM_M_NO_REPAIR) && !w->dev[d->side][s].removed)
-					answer_state(d, s);
+					sim_send_state(d, s);
 			} else if (f->kind == SIM_F_STATE) {
 				rc = step(d, ST_MERGE, f->buf + 1, f->len - 1, NULL, NULL);
 			} else {
@@ -732,6 +761,9 @@ static void schedule_tick(struct sim_dev *d)
 	uint64_t dl;
 
 	sim_dev_clock(d);
+	if (!d->rel)
+		return;
+	sim_strat_view(d);
 	dl = relm_rel_deadline(d->rel, &d->env);
 	if (!dl || (d->removed && !(d->w->cfg.mutate & SIM_M_CLONE)))
 		return;
@@ -748,6 +780,30 @@ void sim_dev_saved(struct sim_dev *d)
 	schedule_tick(d);
 }
 
+void sim_dev_replace(struct sim_dev *d, struct relm_rel *rel)
+{
+	relm_rel_free(d->rel);
+	d->rel = rel;
+	if (!rel) {
+		/* the rows that go with the state */
+		for (size_t k = 0; k < d->nout; k++)
+			free(d->outrec[k].body);
+		d->nout = 0;
+		d->nacks = 0;
+		for (size_t k = 0; k < d->npend; k++)
+			free(d->pend[k].buf);
+		d->npend = 0;
+	}
+	note_keys(d);
+	sim_dev_saved(d);
+}
+
+int sim_step(struct sim_dev *d, int kind, const uint8_t *buf, size_t len, const uint8_t *from,
+             uint8_t *id_out)
+{
+	return step(d, kind, buf, len, from, id_out);
+}
+
 void sim_crash(struct sim_dev *d)
 {
 	struct sim_world *w = d->w;
@@ -762,7 +818,10 @@ static void user_send(struct sim_dev *d, const uint8_t *id)
 {
 	struct sim_world *w = d->w;
 	uint8_t got[RELM_ID_LEN];
-	int rc = step(d, ST_SEND, id, 0, NULL, got);
+	/* a device that does not send makes a request (strategy.c) */
+	int rc = step(d, sim_strat_send(d, id) ? SIM_ST_REQUEST : ST_SEND, id, 0, NULL, got);
+
+	d->force_send = 0;
 
 	if (rc == SIM_CRASHED) {
 		/* the person sends it again once the daemon is back (same id:
@@ -824,7 +883,7 @@ void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t
 	sim_push(w, w->t0 + t, SIM_EV_OFFLINE, side, dev, (intptr_t)ms);
 }
 
-static void want_read(struct sim_dev *d)
+void sim_want_read(struct sim_dev *d)
 {
 	struct sim_world *w = d->w;
 	if (!d->online || d->down || d->read_armed)
@@ -853,11 +912,11 @@ int sim_event(struct sim_world *w)
 		m->buf = NULL;
 		w->in_transit--;
 		for (int i = 0; i < sim_devices_all(w, m->to); i++)
-			want_read(&w->dev[m->to][i]);
+			sim_want_read(&w->dev[m->to][i]);
 		break;
 	}
 	case SIM_EV_READ:
-		want_read(d);
+		sim_want_read(d);
 		break;
 	case SIM_EV_DOREAD:
 		d->read_armed = 0;
@@ -893,6 +952,10 @@ int sim_event(struct sim_world *w)
 	case SIM_EV_REVOKE:
 		sim_revoke(w);
 		break;
+	case SIM_EV_STRAT:
+	case SIM_EV_SWITCH:
+		sim_strat_event(w, &e);
+		break;
 	case SIM_EV_PARTITION:
 		if (w->now + (uint64_t)e.arg > w->partition_until)
 			w->partition_until = w->now + (uint64_t)e.arg;
@@ -925,9 +988,10 @@ int sim_event(struct sim_world *w)
 			user_send(d, id);
 		}
 		if (!d->down) {
-			pump(d);
+			sim_pump(d);
 			schedule_tick(d);
-			want_read(d);
+			sim_want_read(d);
+			sim_strat_wake(d);
 		}
 		break;
 	default:
@@ -1026,6 +1090,7 @@ void sim_world_free(struct sim_world *w)
 				free(d->obs[k].pt);
 			free(d->obs);
 			free(d->retry);
+			sim_strat_free(d);
 			if (d->keys)
 				sodium_memzero(d->keys, d->capkeys * sizeof *d->keys);
 			free(d->keys);

@@ -28,14 +28,31 @@ enum {
 	SIM_EV_ONLINE,
 	SIM_EV_RESTART,      /* a crashed device comes back */
 	SIM_EV_PARTITION,    /* the protons cannot reach each other for arg ms */
-	SIM_EV_REVOKE        /* A's last device leaves the circle (revoke.c) */
+	SIM_EV_REVOKE,       /* A's last device leaves the circle (revoke.c) */
+	SIM_EV_STRAT,        /* the device's strategy timer: lease, requests (strategy.c) */
+	SIM_EV_SWITCH        /* a device of side changes the strategy (arg: to) */
+};
+
+/* Engine steps (world.c's step(), sim_step). */
+enum {
+	SIM_ST_SEND = 0, SIM_ST_RECV, SIM_ST_TICK, SIM_ST_COPY, SIM_ST_MERGE,
+	/* strategies (strategy.c) */
+	SIM_ST_REQUEST,      /* the user typed on a device that does not send */
+	SIM_ST_SERVE,        /* a sibling's request (buf) */
+	SIM_ST_OWN,          /* this device's own pending request (buf), now it sends */
+	SIM_ST_LEAD,         /* this device became the one that sends */
+	SIM_ST_DELIVER,      /* a hub's deliver (buf), on a device without state */
+	SIM_ST_DUE,          /* a pending request row (buf: its data) may go again */
+	SIM_ST_ADOPT         /* a SIM_F_ADOPT frame (buf, after the kind byte) */
 };
 
 /* Frames on a sibling channel. */
 enum {
 	SIM_F_SIB = 1,       /* a sibling message (copy or carry, type byte first) */
 	SIM_F_STATE_REQ,     /* "send me your state" */
-	SIM_F_STATE          /* SIM_F_STATE ‖ a state blob (relm_rel_encode) */
+	SIM_F_STATE,         /* SIM_F_STATE ‖ a state blob (relm_rel_encode) */
+	SIM_F_ADOPT_REQ,     /* a device without state asks for the whole relationship */
+	SIM_F_ADOPT          /* the answer: cursor, state, retransmission records (strategy.c) */
 };
 
 /* step() when the device crashed inside the step. */
@@ -131,6 +148,15 @@ struct sim_pend {
 	uint64_t t;
 };
 
+/* A pending request row (the store's, devices.md §11.5). */
+struct sim_req {
+	uint8_t id[RELM_ID_LEN];
+	uint8_t *buf;                      /* the request message */
+	size_t len;
+	uint8_t to[RELM_ID_LEN];           /* the device it was last sent to */
+	uint64_t next_ms;                  /* device time it goes again */
+};
+
 struct sim_world;
 
 struct sim_dev {
@@ -166,6 +192,23 @@ struct sim_dev {
 	size_t cursor;                     /* in its side's mailbox */
 	size_t sib_cursor[SIM_MAX_DEV];    /* in each sibling's channel to it */
 	uint64_t dup_deliveries, undecryptable;
+	/* strategies (strategy.c): this device's view and what it keeps */
+	int strat;                         /* enum relm_strategy it holds */
+	int holder;                        /* the device it believes sends (index), -1: none */
+	int hub;                           /* fanout's hub in its view (index) */
+	int pinned;                        /* leader pinned to a device (index), -1: the lease */
+	uint64_t lease_until;              /* world time: the holder in its own view until then */
+	uint64_t strat_seq;                /* (seq, by) of the strategy message it adopted */
+	int strat_by;
+	int state_src;                     /* without state: the device to get it from */
+	uint64_t asked_at;                 /* when it last asked for the state (0: never) */
+	int was_sender;                    /* it sent, as of its last view */
+	struct sim_req *reqs;
+	size_t nreqs, capreqs;
+	struct sim_mail *stash;            /* copies read while without state (to: from) */
+	size_t nstash, capstash;
+	int force_send;                    /* --mutate nonleader-sends: this send goes direct */
+	uint8_t rel_id[RELM_ID_LEN];       /* the relationship (a device without state too) */
 	/* every ours private key the device held, and whether it still does
 	 * (forward secrecy: a key gone from the tree must be gone from the
 	 * committed state too) */
@@ -233,6 +276,10 @@ struct sim_world {
 	uint8_t (*before)[RELM_KEY_LEN];   /* A's ratchet keys made before the removal */
 	size_t nbefore, capbefore;
 	struct sim_remote remote[SIM_SIDES];  /* [s]: what side s sent to the other */
+	/* strategies: the send lease on each side's mailbox server, and the
+	 * last strategy change made there (its seq) */
+	struct { int holder; uint64_t exp; } lease[SIM_SIDES];
+	uint64_t strat_seq[SIM_SIDES];
 };
 
 /* Make room for one more element of a growing array (abort on no memory). */
@@ -274,6 +321,48 @@ void sim_world_pair(struct sim_world *w);
 void sim_dump_trees(struct sim_world *w);
 /* The user of d types a message now (an id from the world). */
 void sim_type_now(struct sim_world *w, struct sim_dev *d);
+
+/* Run one engine step on d (world.c).  Returns the engine's code, or
+ * SIM_CRASHED when the device crashed in it. */
+int sim_step(struct sim_dev *d, int kind, const uint8_t *buf, size_t len, const uint8_t *from,
+             uint8_t *id_out);
+/* d's committed state is new (adopted or wiped): save it, re-arm its timer. */
+void sim_dev_replace(struct sim_dev *d, struct relm_rel *rel);
+/* Queue a post on d's outbox: to the remote (sib < 0) or to sibling sib. */
+void sim_outbox_add(struct sim_dev *d, int sib, int kind, const uint8_t *buf, size_t len);
+/* d sends sibling `to` its state (SIM_F_STATE: a repair, merged there). */
+void sim_send_state(struct sim_dev *d, int to);
+/* d reads what it can, soon (at its pace). */
+void sim_want_read(struct sim_dev *d);
+/* Post d's outbox if it is on line. */
+void sim_pump(struct sim_dev *d);
+/* The index of d's sibling with device id `id`, or -1. */
+int sim_dev_index(const struct sim_dev *d, const uint8_t id[RELM_ID_LEN]);
+
+/* strategy.c (proto/devices.md §11; cfg.strategy) */
+void sim_strat_start(struct sim_world *w);
+/* Set d->devs.strategy / holder from d's view (before every step). */
+void sim_strat_view(struct sim_dev *d);
+/* The user of d typed: 1 when it became a request (done here). */
+int sim_strat_send(struct sim_dev *d, const uint8_t id[RELM_ID_LEN]);
+/* An engine step of the strategies (kind SIM_ST_REQUEST …). */
+int sim_strat_engine(struct sim_dev *d, int kind, const uint8_t *buf, size_t len, uint8_t *id_out,
+                     struct relm_effects *fx);
+/* A committed step's REQ_PUT / REQ_DEL / SIB_TO. */
+void sim_strat_fx(struct sim_dev *d, const struct relm_fx *f);
+/* Before d's step commits: the leader invariant (only the holder posts). */
+void sim_strat_posting(struct sim_dev *d, const struct relm_effects *fx);
+/* A sibling frame for d from sibling `from`: 1 when handled here (*rc: the
+ * step's code). */
+int sim_strat_frame(struct sim_dev *d, int from, const struct sim_frame *f, int *rc);
+void sim_strat_event(struct sim_world *w, const struct sim_ev *e);
+/* d is back on line or restarted. */
+void sim_strat_wake(struct sim_dev *d);
+/* 1 when d owes nothing of the strategies (no pending request, state held
+ * when it needs it, nothing stashed to replay). */
+int sim_strat_quiet(const struct sim_dev *d);
+void sim_strat_free(struct sim_dev *d);
+void sim_check_strat(struct sim_world *w);
 
 /* check.c */
 /* d posts an envelope to the remote: record what the remote learns. */
