@@ -619,10 +619,27 @@ START_TEST(not_implemented)
 	/* pairing is served (tests/check_pairing.c): a junk code is malformed */
 	expect_err(td_call(W.a.sock, "device.pair.join", "{\"code\":\"x\"}"), -32000, "malformed",
 		   "device.pair.join");
+	/* revocation is served (tests/check_revoke_relmd.c): a device not in
+	 * the circle is not_found; the roll of a lone proton answers its new
+	 * key, which proton.list shows */
 	expect_err(td_callf(W.a.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", W.pa, NOID),
-		   -32000, "not_implemented", "device.revoke");
-	expect_err(td_callf(W.a.sock, "identity.rotate", "{\"proton\":\"%s\"}", W.pa), -32000,
-		   "not_implemented", "identity.rotate");
+		   -32000, "not_found", "device.revoke");
+	{
+		cJSON *r = td_must(W.a.sock, "identity.rotate", "{\"proton\":\"%s\"}", W.pa);
+		const char *ipk = cJSON_GetStringValue(get(td_res(r), "ipk"));
+		cJSON *l = td_must(W.a.sock, "proton.list", NULL);
+		ck_assert_ptr_nonnull(ipk);
+		ck_assert_int_eq((int)strlen(ipk), 64);
+		ck_assert_str_ne(ipk, W.ipk_a);
+		ck_assert_str_eq(cJSON_GetStringValue(get(cJSON_GetArrayItem(get(td_res(l), "protons"), 0),
+		                                          "ipk")), ipk);
+		cJSON_Delete(l);
+		cJSON_Delete(r);
+	}
+	expect_err(td_callf(W.a.sock, "identity.accept", "{\"relationship\":\"%s\",\"ipk\":\"%s%s\"}",
+	                    NOID, NOID, NOID), -32000, "not_found", "identity.accept");
+	expect_err(td_callf(W.a.sock, "identity.accept", "{\"relationship\":\"%s\",\"ipk\":\"%s\"}",
+	                    NOID, NOID), -32602, "invalid_argument", "identity.accept short ipk");
 	/* validated before: a bad param is still -32602 */
 	expect_err(td_call(W.a.sock, "identity.rotate", "{}"), -32602, "invalid_argument",
 		   "identity.rotate without proton");

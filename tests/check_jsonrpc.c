@@ -269,7 +269,7 @@ START_TEST(table_complete)
 		"daemon.status", "store.check", "proton.create", "proton.list", "proton.set_strategy",
 		"invite.create", "invite.accept", "relationship.list", "relationship.show",
 		"message.send", "message.list", "subscribe", "device.list", "device.pair.begin",
-		"device.pair.join", "device.revoke", "identity.rotate",
+		"device.pair.join", "device.revoke", "identity.rotate", "identity.accept",
 	};
 	ck_assert_uint_eq(relmd_method_count, sizeof design / sizeof design[0]);
 	for (size_t i = 0; i < sizeof design / sizeof design[0]; i++) {

@@ -383,7 +383,7 @@ int td_mbox_restart(struct td_mbox *m)
 static int relmd_exec(struct td_relmd *d)
 {
 	char *argv[] = { "relmd", "--state", d->state, "--socket", d->sock, "--mailbox", d->mailbox,
-			 "--log-level", "info", NULL };
+			 "--log-level", "info", d->heal_delay[0] ? "--heal-delay" : NULL, d->heal_delay, NULL };
 	long long end;
 
 	if ((d->pid = spawn("relmd", argv, NULL, d->log)) < 0)
@@ -413,7 +413,14 @@ static int relmd_exec(struct td_relmd *d)
 
 int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port)
 {
+	return td_relmd_start_heal(d, dir, name, port, "");
+}
+
+int td_relmd_start_heal(struct td_relmd *d, const char *dir, const char *name, int port,
+                        const char *heal_delay)
+{
 	memset(d, 0, sizeof *d);
+	snprintf(d->heal_delay, sizeof d->heal_delay, "%s", heal_delay);
 	snprintf(d->name, sizeof d->name, "%s", name);
 	snprintf(d->state, sizeof d->state, "%s/%s", dir, name);
 	snprintf(d->sock, sizeof d->sock, "%s/%s.sock", dir, name);

@@ -56,6 +56,7 @@ struct td_relmd {
 	char sock[TD_PATH_MAX];
 	char log[256];
 	char mailbox[64];            /* "127.0.0.1:PORT" */
+	char heal_delay[24];         /* relmd --heal-delay MIN:MAX, "" = its default */
 };
 
 /* Start relm-mailbox on 127.0.0.1:port (0: a free port, read back from
@@ -68,6 +69,10 @@ int td_mbox_restart(struct td_mbox *m);
  * dir/<name>.log, --mailbox 127.0.0.1:port, and wait until daemon.status
  * answers.  0 or -1. */
 int td_relmd_start(struct td_relmd *d, const char *dir, const char *name, int port);
+/* The same with relmd --heal-delay heal_delay (seconds, "MIN:MAX"), kept
+ * across td_relmd_restart. */
+int td_relmd_start_heal(struct td_relmd *d, const char *dir, const char *name, int port,
+                        const char *heal_delay);
 int td_relmd_restart(struct td_relmd *d);
 
 /* fork + exec argv[0] (a path) with its stdout on a pipe (*out_fd, the

@@ -544,6 +544,65 @@ static int api_device_pair_join(struct relmd_call *call, const cJSON *params, cJ
 	return 0;
 }
 
+/* ---- revocation and the identity roll (proto/revocation.md) ---------------- */
+
+static int api_device_revoke(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	int roll = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "rotate_identity"));
+	uint8_t proton[RELM_ID_LEN], device[RELM_ID_LEN], ipk[RELM_SIGN_PK_LEN];
+	uint64_t epoch = 0;
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	param_id(params, "device", device);
+	if ((rc = proton_exists(be, proton)) != 0 || (rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_device_revoke(be->core, proton, device, roll, &epoch, ipk)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !cJSON_AddNumberToObject(r, "epoch", (double)epoch) ||
+	    (roll && !add_hex(r, "ipk", ipk, sizeof ipk)))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+static int api_identity_rotate(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	uint8_t proton[RELM_ID_LEN], ipk[RELM_SIGN_PK_LEN];
+	cJSON *r;
+	int rc;
+
+	param_id(params, "proton", proton);
+	if ((rc = proton_exists(be, proton)) != 0 || (rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_identity_rotate(be->core, proton, ipk)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "ipk", ipk, sizeof ipk))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
+static int api_identity_accept(struct relmd_call *call, const cJSON *params, cJSON **result)
+{
+	struct relmd_api_backend *be = backend_of(call);
+	const char *hex = param_str(params, "ipk");
+	uint8_t rel[RELM_ID_LEN], ipk[RELM_SIGN_PK_LEN];
+	cJSON *r;
+	int rc;
+
+	param_id(params, "relationship", rel);
+	if (!hex || relm_unhex(ipk, sizeof ipk, hex, strlen(hex)) != 0)
+		return RELM_EINVAL;
+	if ((rc = begin_txn(be)) != 0 || (rc = relm_core_identity_accept(be->core, rel, ipk)) != 0)
+		return rc;
+	if (!(r = cJSON_CreateObject()) || !add_hex(r, "ipk", ipk, sizeof ipk))
+		return nomem(r);
+	*result = r;
+	return 0;
+}
+
 /* ---- store.check ---------------------------------------------------------- */
 
 enum { CHECK_LIST_MAX = 100 };         /* problems listed in one reply; the totals count all */
@@ -627,6 +686,9 @@ int relmd_api_bind(struct relmd_methods *ms, struct relmd_api_backend *b)
 		{ "device.list", api_device_list },
 		{ "device.pair.begin", api_device_pair_begin },
 		{ "device.pair.join", api_device_pair_join },
+		{ "device.revoke", api_device_revoke },
+		{ "identity.rotate", api_identity_rotate },
+		{ "identity.accept", api_identity_accept },
 		{ "store.check", api_store_check },
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)

@@ -100,6 +100,13 @@ static const struct relmd_param p_revoke[] = {
 	END
 };
 
+static const struct relmd_param p_identity_accept[] = {
+	HEXID("relationship", RELMD_P_REQUIRED, "relationship id"),
+	{ "ipk", RELMD_T_HEXID, RELMD_P_REQUIRED, 64, 64, NULL,
+	  "the identity key to pin: one of the two identity.conflict reported" },
+	END
+};
+
 const struct relmd_method relmd_method_table[] = {
 	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox", 0 },
 	{ "store.check", p_store_check, "", "check the store: SQLite's integrity check, then every row (relmctl check)", 0 },
@@ -122,6 +129,8 @@ const struct relmd_method relmd_method_table[] = {
 	{ "device.pair.join", p_pair_join, "code label", "join a proton with a pairing code", 0 },
 	{ "device.revoke", p_revoke, "proton device", "remove a device from a proton", 0 },
 	{ "identity.rotate", p_proton_only, "proton", "replace a proton's identity key", 0 },
+	{ "identity.accept", p_identity_accept, "relationship ipk",
+	  "after identity.conflict: pin the remote's key you trust", 0 },
 };
 const unsigned relmd_method_count = sizeof relmd_method_table / sizeof relmd_method_table[0];
 

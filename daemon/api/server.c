@@ -470,6 +470,17 @@ void relmd_event_deliver(struct relmd *d)
 
 /* ---- the methods the shell serves ------------------------------------------------------ */
 
+static void read_only_add(void *actx, const uint8_t id[16])
+{
+	char hex[33];
+	cJSON *s;
+
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	if ((s = cJSON_CreateString(hex)) != NULL)
+		cJSON_AddItemToArray(actx, s);
+}
+
 static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
 	(void)params;
@@ -501,6 +512,13 @@ static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON
 		goto nomem;
 	cJSON_AddItemToObject(r, "mailbox", mb);
 	mb = NULL;
+	{
+		cJSON *ro = cJSON_AddArrayToObject(r, "read_only_protons");
+		if (!ro)
+			goto nomem;
+		if (d->hooks.read_only_protons)
+			d->hooks.read_only_protons(d->hooks.ctx, read_only_add, ro);
+	}
 	{
 		struct relmd_store_status ss = { "ok", 0, 0, 0 };
 		if (d->hooks.store_status)

@@ -75,6 +75,7 @@ struct relmd_config {
 	unsigned store_retry_ms;  /* first retry of a store that refused writes (0: the default; tests lower it) */
 	const char *store_vfs;    /* SQLite VFS of the store (NULL: the default; tests inject faults) */
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
+	uint32_t heal_min_ms, heal_max_ms; /* --heal-delay (0, 0: RELM_HEAL_MIN_MS, _MAX_MS) */
 };
 
 /* daemon.status's view of the store (proto/api.md §4). */
@@ -113,6 +114,9 @@ struct relmd_hooks {
 	void (*reopen)(void *ctx);
 	/* daemon.status: number of protons (NULL: 0). */
 	int (*protons_count)(void *ctx);
+	/* daemon.status: the protons this device was removed from (read-only,
+	 * proto/revocation.md §1): add(actx, id) for each (NULL: none). */
+	int (*read_only_protons)(void *ctx, void (*add)(void *actx, const uint8_t id[16]), void *actx);
 	/* daemon.status: mailbox state; *address may be left NULL. */
 	void (*mailbox_status)(void *ctx, int *connected, const char **address);
 	/* Event persistence (see events.h). */

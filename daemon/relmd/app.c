@@ -364,6 +364,24 @@ static void pump(struct relmd_app *app)
 	}
 }
 
+/* Stop reading the mailboxes that are no longer ours (a removed device's
+ * sibling sessions): whatever still arrives there is nobody's. */
+static void unsubscribe_gone(struct relmd_app *app)
+{
+	uint8_t sk[RELM_SIGN_SK_LEN];
+	uint64_t have;
+
+	if (!app->home)
+		return;
+	for (struct sub *s = app->subs; s; s = s->next) {
+		if (relm_mbox_client_cursor(app->home->c, s->id, &have) != 0)
+			continue;                  /* not being read */
+		if (relm_store_mailbox_secret(app->st, s->id, sk) == RELM_ENOTFOUND)
+			relm_mbox_client_unsubscribe(app->home->c, s->id);
+		sodium_memzero(sk, sizeof sk);
+	}
+}
+
 static int publish_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
 {
 	struct relmd_app *app = ctx;
@@ -447,9 +465,11 @@ static int hook_commit(void *ctx)
 	/* A step made mailboxes no API call announced (a joined device's
 	 * device mailbox, relationships and invites from a sibling's bulk
 	 * state): read the ones not read yet, from their stored cursors. */
-	if (relm_core_mailboxes_changed(app->core) &&
-	    (rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
-		log_warn("listing the mailboxes to read: %s (until a restart)", relm_strerror(rc));
+	if (relm_core_mailboxes_changed(app->core)) {
+		if ((rc = relm_core_mailboxes(app->core, subscribe_cb, app)) != 0)
+			log_warn("listing the mailboxes to read: %s (until a restart)", relm_strerror(rc));
+		unsubscribe_gone(app);
+	}
 	for (size_t i = 0; i < app->nwatch; i++)
 		subscribe(app, app->watch[i], 0);
 	app->nwatch = 0;
@@ -656,6 +676,28 @@ static int count_cb(void *c, const struct relm_store_proton *pp)
 	return 0;
 }
 
+struct ro_walk {
+	struct relmd_app *app;
+	void (*add)(void *actx, const uint8_t id[16]);
+	void *actx;
+};
+
+static int ro_cb(void *ctx, const struct relm_store_proton *p)
+{
+	struct ro_walk *w = ctx;
+
+	if (relm_core_proton_read_only(w->app->core, p->id) == 1)
+		w->add(w->actx, p->id);
+	return 0;
+}
+
+static int hook_read_only_protons(void *ctx, void (*add)(void *actx, const uint8_t id[16]), void *actx)
+{
+	struct ro_walk w = { ctx, add, actx };
+
+	return relm_store_proton_list(w.app->st, ro_cb, &w);
+}
+
 static int hook_protons_count(void *ctx)
 {
 	struct relmd_app *app = ctx;
@@ -742,6 +784,10 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	app->cfg = *cfg;
 	app->resume = app_resume;
 	relm_env_init_system(&app->env);
+	if (cfg->heal_min_ms) {
+		app->env.params.heal_min_ms = cfg->heal_min_ms;
+		app->env.params.heal_max_ms = cfg->heal_max_ms;
+	}
 	/* Our mailboxes live on cfg->mailbox; normalise it as lib/wire/addr.h spells it. */
 	if (relm_addr_parse(&a, cfg->mailbox, strlen(cfg->mailbox)) != 0 || a.has_id ||
 	    relm_addr_format(app->mailbox_host, sizeof app->mailbox_host, &a) < 0) {
@@ -761,6 +807,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	hooks->stop = hook_stop;
 	hooks->commit = hook_commit;
 	hooks->protons_count = hook_protons_count;
+	hooks->read_only_protons = hook_read_only_protons;
 	hooks->mailbox_status = hook_mailbox_status;
 	hooks->store_status = relmd__store_status;
 	hooks->events.ctx = app;

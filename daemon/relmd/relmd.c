@@ -5,7 +5,8 @@
  * until SIGTERM/SIGINT.
  *
  *   relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]
- *         [--serve-mailbox HOST:PORT] [--log-level L] [-n] [--help] [--version]
+ *         [--serve-mailbox HOST:PORT] [--log-level L] [--heal-delay MIN:MAX]
+ *         [-n] [--help] [--version]
  *
  * Exit codes: 0 clean stop (or -n: configuration fine), 1 runtime or
  * configuration error, 2 usage error.
@@ -33,7 +34,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]\n"
-		"             [--serve-mailbox HOST:PORT] [--log-level L] [-n]\n"
+		"             [--serve-mailbox HOST:PORT] [--log-level L]\n"
+		"             [--heal-delay MIN:MAX] [-n]\n"
 		"\n"
 		"The relm relationship-manager daemon.  Local programs (relmctl, a GUI)\n"
 		"talk to it over JSON-RPC on a Unix socket; see proto/api.md.\n"
@@ -49,6 +51,9 @@ static void usage(FILE *f)
 		"  --serve-mailbox HOST:PORT also serve a mailbox here (default %s\n"
 		"                     when no --mailbox is given)\n"
 		"  --log-level L      err, warn, info (default) or debug\n"
+		"  --heal-delay MIN:MAX  after a device is revoked, each relationship is\n"
+		"                     healed after a random delay in [MIN, MAX] seconds\n"
+		"                     (default 60:3600)\n"
 		"  -n                 check the configuration and exit (0 ok, 1 not)\n"
 		"  --help, --version\n"
 		"\n"
@@ -103,6 +108,28 @@ static int dir_would_work(const char *path)
 	}
 }
 
+enum { HEAL_DELAY_MAX_S = 7 * 86400 };   /* a week: past that a heal is no heal */
+
+/* --heal-delay MIN:MAX (seconds): the bounds of each relationship's
+ * random heal delay after a revocation (proto/revocation.md §2). */
+static int parse_heal_delay(const char *s, struct relmd_config *cfg)
+{
+	char *end;
+	unsigned long lo, hi;
+
+	errno = 0;
+	lo = strtoul(s, &end, 10);
+	if (errno || end == s || *end != ':')
+		return -1;
+	s = end + 1;
+	hi = strtoul(s, &end, 10);
+	if (errno || end == s || *end || lo < 1 || lo > hi || hi > HEAL_DELAY_MAX_S)
+		return -1;
+	cfg->heal_min_ms = (uint32_t)(lo * 1000);
+	cfg->heal_max_ms = (uint32_t)(hi * 1000);
+	return 0;
+}
+
 static int check_addr(const char *opt, const char *v)
 {
 	if (v[0] && relmd_addr_parse(v, NULL, 0, NULL) < 0) {
@@ -120,6 +147,7 @@ int main(int argc, char **argv)
 		{ "mailbox", required_argument, NULL, 'm' },
 		{ "serve-mailbox", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "heal-delay", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -174,6 +202,13 @@ int main(int argc, char **argv)
 		case 'l':
 			if (log_level_parse(optarg, &cfg.log_level) < 0) {
 				fprintf(stderr, "relmd: --log-level %s: expected err, warn, info or debug\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'H':
+			if (parse_heal_delay(optarg, &cfg) < 0) {
+				fprintf(stderr, "relmd: --heal-delay %s: expected MIN:MAX seconds, "
+					"1 <= MIN <= MAX <= %u\n", optarg, HEAL_DELAY_MAX_S);
 				return EXIT_USAGE;
 			}
 			break;

@@ -171,6 +171,19 @@ int relm__core_hold(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return 1;
 }
 
+void relm__core_held_forget(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN])
+{
+	for (size_t i = 0; i < c->nheld; i++) {
+		struct relm__held *h = &c->held[i];
+		if (!h->sent && !memcmp(h->proton, proton, RELM_ID_LEN) &&
+		    !memcmp(h->device, device, RELM_ID_LEN)) {
+			h->sent = h->step_sent = 1;
+			c->held_bytes -= h->len;
+		}
+	}
+}
+
 /* ---- the store's hooks ---------------------------------------------------- */
 
 static void on_step_begin(void *ctx)

@@ -196,7 +196,8 @@ int relm_core_invite_create(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		ttl_s = RELM_INVITE_TTL_DEFAULT_S;
 	if (ttl_s > RELM_INVITE_TTL_MAX_S)
 		return RELM_EINVAL;
-	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
+	if ((rc = relm__core_writable(c, proton)) != 0 ||
+	    (rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
 		return rc;
 
 	memcpy(si.proton, proton, RELM_ID_LEN);
@@ -279,6 +280,8 @@ int relm_core_invite_accept(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		return rc;
 	if (inv.expires_ms && inv.expires_ms <= relm__core_now(c))
 		return RELM_EEXPIRED;
+	if ((rc = relm__core_writable(c, proton)) != 0)
+		return rc;
 	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
 		return rc;
 	/* One relationship per pair of protons (proto/ratchet.md §8.1).  Without this check

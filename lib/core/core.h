@@ -66,6 +66,46 @@ struct relm_circle_device;
 int relm_core_device_add(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                          const struct relm_circle_device *dev, uint64_t *epoch);
 
+/* Revocation (proto/revocation.md §1, §2): remove device from proton's
+ * circle in one store step — the next circle without it, signed by the
+ * IPK and stored (device.removed), sent to every remaining sibling and
+ * once to the removed device on its session (so it can learn it was
+ * removed); its sibling sessions deleted; the heal armed on every
+ * relationship of the proton (each sent by relm_core_tick after its own
+ * random delay in [heal_min_ms, heal_max_ms] of env->params).  With
+ * rotate_identity, relm_core_identity_rotate's roll follows in the same
+ * step (ipk, may be NULL, gets the new key).  *epoch (may be NULL): the
+ * circle's epoch at the end.  RELM_EINVAL (this device itself; the last
+ * device), RELM_ENOTFOUND (not in the circle), RELM_EREADONLY (this
+ * device was removed), and relm_core_identity_rotate's errors. */
+int relm_core_device_revoke(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN], int rotate_identity,
+                            uint64_t *epoch, uint8_t ipk[RELM_SIGN_PK_LEN]);
+
+/* The identity roll (proto/revocation.md §3), one store step: a new IPK
+ * (ipk, may be NULL, gets it); every relationship of the proton sends a
+ * successor statement (identity message, non-automated); the proton row
+ * holds the new key pair; the circle is re-signed by it at the next epoch
+ * and sent, with the new secret key, to every other device of the circle
+ * (sibling message `identity`); identity.rotated (proton, ipk).  Errors of
+ * relm_rel_send_identity for any relationship (RELM_ELIMIT: one whose
+ * remote is not receipting) leave everything as it was; RELM_EREADONLY. */
+int relm_core_identity_rotate(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                              uint8_t ipk[RELM_SIGN_PK_LEN]);
+
+/* identity.conflict decided: relationship rel pins ipk, one of the two
+ * successors reported (identity.rotated; the row's remote_ipk follows).
+ * RELM_EINVAL (no conflict), RELM_ENOTFOUND (not one of the two, or no
+ * such relationship). */
+int relm_core_identity_accept(struct relm_core *c, const uint8_t rel[RELM_ID_LEN],
+                              const uint8_t ipk[RELM_SIGN_PK_LEN]);
+
+/* 1 if this device was removed from proton's circle (it verified a circle
+ * that does not name it: the proton is read-only here — message.send,
+ * invites, pairing and revocation fail with RELM_EREADONLY), 0 if not, or
+ * a store error. */
+int relm_core_proton_read_only(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+
 /* Pairing (proto/devices.md §12).  pair_begin, on a device of proton:
  * a fresh code (text into code, cap ≥ RELM_PAIR_CODE_MAX) good until
  * *expires, for this daemon's mailbox server; the pairing mailbox M_E is
@@ -129,7 +169,9 @@ int relm_core_invites_expire(struct relm_core *c,
 int relm_core_tick(struct relm_core *c, uint64_t *next);
 
 /* The outbox row seq was accepted by its mailbox server: the row is done
- * and its message (if any, and still queued) becomes `posted`. */
+ * and its message (if any, and still queued) becomes `posted`.  A row no
+ * longer there (its relationship was deleted meanwhile: a revoked
+ * device's sibling session) is nothing to record: 0. */
 int relm_core_outbox_posted(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
                             const uint8_t rel[RELM_ID_LEN], int has_msg);
 /* The server refused the row for good (reason < 0: too big, bad mailbox):
@@ -154,9 +196,11 @@ int relm_core_mailboxes(struct relm_core *c,
                         void *ctx);
 /* 1 if a step since the last call made mailboxes to read that no API
  * call announced (relationships and invites from a sibling's bulk state,
- * a joined device's device mailbox), then 0 until the next: the daemon
- * calls relm_core_mailboxes again and reads the ones it does not read
- * yet, from their stored cursors.  May say 1 for a step rolled back. */
+ * a joined device's device mailbox), or deleted some (a removed device's
+ * sibling sessions, proto/revocation.md §1), then 0 until the next: the
+ * daemon calls relm_core_mailboxes again and reads the ones it does not
+ * read yet, from their stored cursors, and stops reading those that are
+ * no longer ours.  May say 1 for a step rolled back. */
 int relm_core_mailboxes_changed(struct relm_core *c);
 /* Sign data with the secret key of one of our mailboxes (subscription
  * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */

@@ -10,6 +10,7 @@
  *   pairing.c     adding a device (both sides of devices.md §12)
  *   sibling_state.c  what siblings say of the proton: state_req / state
  *                 (repair) and circle frames
+ *   revoke.c      removing a device, the heal, the identity roll, read-only
  *   bulk.c        the bulk state a new device receives (devices.md §12.6)
  */
 #ifndef RELM_CORE_INT_H
@@ -103,6 +104,11 @@ struct relm_core {
 	int bundling, flushing;
 	struct relm__held *held;
 	size_t nheld, capheld, held_mark, held_bytes;
+	/* relm__core_removed's answer for the circle last judged (its
+	 * proton and BLAKE2b-128 of its bytes): a send does not verify the
+	 * circle's signatures again. */
+	uint8_t ro_proton[RELM_ID_LEN], ro_hash[16];
+	int ro_valid, ro_removed;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
@@ -184,6 +190,11 @@ int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 int relm__core_hold(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                     const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t len);
 void relm__core_held_free(struct relm_core *c);
+/* Frames held for device of proton and not yet sent are not sent: the
+ * device left the circle in the open step (revocation.md §1).  Undone
+ * with the step, like a send. */
+void relm__core_held_forget(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN]);
 
 /* Send the frames deferred during a session's step (after it saved). */
 int relm__core_flush_deferred(struct relm_core *c);
@@ -248,6 +259,31 @@ int relm__core_pair_joined(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 int relm__core_pair_envelope(struct relm_core *c, const uint8_t id[RELM_ID_LEN],
                              const uint8_t mailbox[RELM_SIGN_PK_LEN], uint64_t seq,
                              const uint8_t *buf, size_t len);
+/* revoke.c */
+/* 1 if this device is not in proton's held circle (removed), 0, or an
+ * error; relm__core_writable: RELM_EREADONLY for 1. */
+int relm__core_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+int relm__core_writable(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
+/* An `identity` sibling message (wire/sib_identity.h) from device of
+ * proton, inside the open step: 0 (applied, or already in hand), a
+ * refusal, or a store error. */
+int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+/* Every sibling session with device of proton deleted (rows and
+ * sibling_sessions; there may be two, one opened from each side): the
+ * device left the circle.  The session being stepped, if it is one of
+ * them, stays (its step saves it). */
+int relm__core_drop_sessions(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN]);
+/* The heal of every tree-mode relationship of proton (revocation.md §2)
+ * armed for circle epoch: each sent by relm_rel_tick after its own random
+ * delay, by whichever device of the circle comes first. */
+int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t epoch);
+/* After a step on rel (c->devs loaded for its proton): the row's
+ * remote_ipk follows the engine's pin when fx holds identity.rotated or
+ * identity.conflict; a clone.suspected of fx gets the proton. */
+int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel,
+                          struct relm_effects *fx);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

@@ -184,6 +184,8 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 		rc = RELM_ENOTFOUND;         /* not a relationship of the proton */
 		goto done;
 	}
+	if ((rc = relm__core_writable(c, c->devs_proton)) != 0)
+		goto done;                   /* this device was removed (revocation.md §1) */
 	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
 	if (rc == RELM_EEXIST) {
 		rc = 0;
@@ -347,6 +349,16 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
 		rc = relm__core_load(c, d.v[i], &rel);
+		if (rc == 0 && !rel->sibling_session && (rc = relm__core_removed(c, c->devs_proton)) == 1) {
+			/* this device was removed (proto/revocation.md §1): it sends
+			 * nothing more for the proton — no receipt, retransmission
+			 * or heal — and its timers stop */
+			rc = relm__core_finish(c, relm_store_rel_set_deadline(c->st, d.v[i], 0));
+			relm_rel_free(rel);
+			if (rc != 0)
+				goto out;
+			continue;
+		}
 		if (rc == 0)
 			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
 		if (rc == 0)
@@ -379,7 +391,9 @@ static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RE
 
 	if ((rc = relm_store_begin(c->st)) != 0)
 		return rc;
-	rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c));
+	if ((rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c))) == RELM_ENOTFOUND)
+		return relm__core_finish(c, 0);   /* its relationship is gone, rows and all: a
+		                                   * revoked device's session (revocation.md §1) */
 	if (rc == 0 && has_msg) {
 		struct relm_store_msg m;
 		memset(&m, 0, sizeof m);

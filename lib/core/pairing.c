@@ -90,6 +90,8 @@ int relm_core_pair_begin(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if ((rc = relm_store_proton_get(c->st, proton, &pr, 0)) != 0)
 		return rc;
 	relm_store_proton_clear(&pr);
+	if ((rc = relm__core_writable(c, proton)) != 0)
+		return rc;                   /* a removed device adds no device */
 	relm__random(c->env, pc.secret, sizeof pc.secret);
 	pc.expires_ms = relm__core_now(c) + RELM_PAIR_TTL_MS;
 	snprintf(pc.host, sizeof pc.host, "%s", c->mailbox_host);

@@ -259,10 +259,13 @@ int relm__core_circle_follow(struct relm_core *c, const uint8_t proton[RELM_ID_L
 		return RELM_ENOMEM;
 	if ((rc = relm_store_device_list(c->st, proton, rows_cb, old)) != 0)
 		goto out;
-	/* dropped: every sibling row the circle no longer names */
+	/* dropped: every sibling row the circle no longer names, and its
+	 * sibling sessions (revocation.md §1: nothing goes to it, nothing of
+	 * it is read) */
 	for (uint32_t i = 0; i < old->n && rc == 0; i++)
 		if (!old->v[i].self && relm_circle_find(next, old->v[i].device) < 0 &&
-		    (rc = relm_store_device_delete(c->st, proton, old->v[i].device)) == 0)
+		    (rc = relm_store_device_delete(c->st, proton, old->v[i].device)) == 0 &&
+		    (rc = relm__core_drop_sessions(c, proton, old->v[i].device)) == 0)
 			rc = device_event(c, RELM_EV_DEVICE_REMOVED, proton, old->v[i].device, next->epoch);
 	/* named: a row each, as the circle has it; new ones announced */
 	for (uint32_t i = 0; i < next->count && rc == 0; i++) {
@@ -289,14 +292,86 @@ out:
 	return rc;
 }
 
+/* The signed circle circ (bytes b) to every device it names but self. */
+static int send_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                       const struct relm_circle *circ, const uint8_t self[RELM_ID_LEN],
+                       const uint8_t *b, size_t blen)
+{
+	uint8_t *frame = NULL;
+	size_t flen = 0;
+	int rc;
+
+	if ((rc = relm_sib_circle_encode(&frame, &flen, b, blen)) != 0)
+		return rc;
+	for (uint32_t i = 0; i < circ->count && rc == 0; i++)
+		if (memcmp(circ->dev[i].id, self, RELM_ID_LEN) != 0)
+			rc = relm__core_send_frame(c, proton, circ->dev[i].id, frame, flen);
+	relm_sib_buf_free(frame, flen);
+	return rc;
+}
+
+/* next, of the held circle cur's epoch, won their conflict (devices.md
+ * §2): the changes cur made and next lacks are made again on top of it,
+ * at the next epoch — a device cur removed (next still names it, from
+ * before that epoch) is removed, a device cur added is added.  Every
+ * device that held cur computes the same circle (Ed25519 signatures are
+ * deterministic), so it arrives as duplicates, not as another conflict.
+ * 0 with *out NULL when nothing is lost; else next becomes the new circle
+ * and *out (malloc'd, *olen bytes) its signed form. */
+static int redo_lost(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                     const struct relm_circle *cur, struct relm_circle *next,
+                     uint8_t **out, size_t *olen)
+{
+	struct relm_store_proton p;
+	uint64_t e = next->epoch;
+	uint32_t k = 0;
+	int changed = 0, rc, n;
+
+	*out = NULL;
+	for (uint32_t i = 0; i < next->count; i++) {
+		if (relm_circle_find(cur, next->dev[i].id) < 0 && next->dev[i].added < e) {
+			changed = 1;             /* removed by cur */
+			continue;
+		}
+		next->dev[k++] = next->dev[i];
+	}
+	next->count = k;
+	for (uint32_t i = 0; i < cur->count && next->count < RELM_MAX_DEVICES; i++)
+		if (cur->dev[i].added == e && relm_circle_find(next, cur->dev[i].id) < 0) {
+			next->dev[next->count] = cur->dev[i];      /* added by cur */
+			next->dev[next->count++].added = e + 1;
+			changed = 1;
+		}
+	if (!changed)
+		return 0;
+	if (next->count == 0 || e == UINT64_MAX)
+		return RELM_EINVAL;          /* nothing left to sign: keep the winner as it is */
+	next->epoch = e + 1;
+	memset(&p, 0, sizeof p);
+	if ((rc = relm_store_proton_get(c->st, proton, &p, RELM_STORE_WITH_SECRETS)) != 0)
+		return rc;
+	if (!(*out = malloc(RELM_CIRCLE_MAX))) {
+		rc = RELM_ENOMEM;
+	} else if ((n = relm_circle_sign(*out, RELM_CIRCLE_MAX, next, p.isk)) < 0) {
+		rc = n;
+		free(*out);
+		*out = NULL;
+	} else {
+		*olen = (size_t)n;
+		rc = 0;
+	}
+	relm_store_proton_clear(&p);
+	return rc;
+}
+
 int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len)
 {
 	struct relm_circle *next = malloc(sizeof *next), *cur = malloc(sizeof *cur);
 	struct relm_store_proton p;
 	struct relm_store_device self;
-	uint8_t *held = NULL;
-	size_t hlen = 0;
+	uint8_t *held = NULL, *mine = NULL;
+	size_t hlen = 0, mlen = 0;
 	uint64_t epoch = 0;
 	int rc, held_ok = 0;
 
@@ -324,17 +399,42 @@ int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	}
 	if (rc == 0)
 		goto out;                    /* older, a duplicate, or a conflict it loses */
-	/* A circle without this device removes it (devices.md §9): not served
-	 * before revocation, so refused and this device goes on as it was. */
-	if (relm_circle_find(next, self.device) < 0) {
-		rc = RELM_EINVAL;
-		goto out;
+	/* a conflict it wins against the held circle: what the held one
+	 * changed is made again on top of it */
+	if (held_ok && next->epoch == cur->epoch) {
+		if ((rc = redo_lost(c, proton, cur, next, &mine, &mlen)) == RELM_EINVAL)
+			rc = 0;
+		if (rc != 0)
+			goto out;
+		if (mine) {
+			buf = mine;
+			len = mlen;
+		}
 	}
 	if ((rc = relm_store_circle_put(c->st, proton, next->epoch, buf, len)) == 0)
 		rc = relm__core_circle_follow(c, proton, next);
+	if (rc == 0 && mine)
+		rc = send_circle(c, proton, next, self.device, mine, mlen);
+	/* A circle that drops a device this one held: a revocation.  Every
+	 * remaining device arms the heal of every relationship, so that it
+	 * goes even when the revoking device is offline (revocation.md §2). */
+	if (rc == 0 && held_ok && !relm_circle_removed(next, self.device)) {
+		int dropped = 0;
+		for (uint32_t i = 0; i < cur->count; i++)
+			dropped |= relm_circle_find(next, cur->dev[i].id) < 0;
+		if (dropped && (rc = relm__core_devices_load(c, proton)) == 0)
+			rc = relm__core_heal_all(c, proton, next->epoch);
+	}
+	/* A circle without this device removes it (proto/revocation.md §1):
+	 * kept, so the proton is read-only here from now on (relm__core_removed
+	 * reads it from the held circle), and said with device.removed naming
+	 * this device. */
+	if (rc == 0 && relm_circle_removed(next, self.device))
+		rc = device_event(c, RELM_EV_DEVICE_REMOVED, proton, self.device, next->epoch);
 out:
 	relm_store_device_clear(&self);
 	relm_store_proton_clear(&p);
+	free(mine);
 	free(held);
 	free(next);
 	free(cur);

@@ -35,6 +35,7 @@
 #include "wire/bundle.h"
 #include "wire/envelope.h"
 #include "wire/sibling.h"
+#include "wire/sib_identity.h"
 #include "error.h"
 
 /* The row of a new session (strict, no label; proton's). */
@@ -95,7 +96,7 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 		c->busy = was_busy;
 		return rc;
 	}
-	if ((rc = relm__core_route(c, rel->id, fx)) != 0)
+	if ((rc = relm__core_route(c, rel->id, fx)) != 0 || (rc = relm__core_pin_follow(c, rel, fx)) != 0)
 		return rc;
 	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
 }
@@ -423,7 +424,9 @@ static int dispatch_one(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
 		sodium_memzero(&m, sizeof m);
 		return rc;
 	}
-	switch (m.type) {
+	if ((int)m.type == RELM_SIB_IDENTITY)
+		rc = relm__core_sib_identity(c, proton, device, data, len);
+	else switch (m.type) {
 	case RELM_SIB_COPY:
 		rc = dispatch_copy(c, proton, device, m.u.copy.rel, data, len, 0, run);
 		break;

@@ -10,6 +10,7 @@ RELM__SQL(PROTON_PUT, "INSERT INTO protons(id,label,ipk,isk,strategy,created) VA
 RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,rowid,isk FROM protons WHERE id=?1");
 RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created,rowid FROM protons ORDER BY id");
 RELM__SQL(PROTON_STRATEGY, "UPDATE protons SET strategy=?2 WHERE id=?1");
+RELM__SQL(PROTON_IDENTITY, "UPDATE protons SET ipk=?2, isk=?3 WHERE id=?1");
 
 /* ---- protons ---------------------------------------------------------- */
 
@@ -94,6 +95,15 @@ int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_
 	if (!relm__store_text_ok(strategy, RELM_STORE_STRATEGY_MAX))
 		return RELM_EINVAL;
 	return Q_EXEC_ONE(st, PROTON_STRATEGY, A_ID(id), A_TEXT(strategy));
+}
+
+int relm_store_proton_set_identity(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                   const uint8_t ipk[RELM_SIGN_PK_LEN],
+                                   const uint8_t isk[RELM_SIGN_SK_LEN])
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC_ONE(st, PROTON_IDENTITY, A_ID(id), A_BLOB(ipk, RELM_SIGN_PK_LEN),
+	                  A_BLOB(isk, RELM_SIGN_SK_LEN));
 }
 
 int relm_store_proton_list(struct relm_store *st,

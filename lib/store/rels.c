@@ -28,6 +28,8 @@ RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_add
 RELM__SQL(REL_DUE, "SELECT id,deadline FROM relationships WHERE deadline>0 AND deadline<=?1 ORDER BY deadline LIMIT ?2");
 RELM__SQL(REL_NEXT_DEADLINE, "SELECT min(deadline) FROM relationships WHERE deadline>0");
 RELM__SQL(REL_DEADLINES, "SELECT id,deadline FROM relationships WHERE deadline>0 ORDER BY deadline");
+RELM__SQL(REL_DEL, "DELETE FROM relationships WHERE id=?1");
+RELM__SQL(REL_REMOTE_IPK, "UPDATE relationships SET remote_ipk=?2 WHERE id=?1");
 RELM__SQL(PENDING_ADD, "INSERT OR IGNORE INTO pending(rel,hash,bytes,received_ms) VALUES(?1,?2,?3,?4)");
 RELM__SQL(PENDING_DEL, "DELETE FROM pending WHERE rel=?1 AND hash=?2");
 RELM__SQL(PENDING_LIST, "SELECT hash,bytes,received_ms FROM pending WHERE rel=?1 ORDER BY received_ms,hash");
@@ -274,6 +276,31 @@ int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_
 	snprintf(e->remote_addr, sizeof e->remote_addr, "%s", addr);
 	e->mask |= RELM__STAGE_ADDR;
 	return 0;
+}
+
+int relm_store_rel_delete(struct relm_store *st, const uint8_t id[RELM_ID_LEN])
+{
+	struct relm__stage_ent *e;
+	int err;
+
+	CHECK_WRITABLE(st);
+	/* Nothing staged for a row that is gone may be written back or seen
+	 * by a reader (a due deadline): the entry is cleared, through the
+	 * undo log, so a rolled-back step gets it back. */
+	if (relm__stage_find(&st->stage, id)) {
+		if ((err = relm__stage_touch(st, id, &e)) != 0)
+			return err;
+		e->mask = 0;
+		e->unread_add = 0;
+	}
+	return Q_EXEC_ONE(st, REL_DEL, A_ID(id));
+}
+
+int relm_store_rel_set_remote_ipk(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                  const uint8_t ipk[RELM_SIGN_PK_LEN])
+{
+	CHECK_WRITABLE(st);
+	return Q_EXEC_ONE(st, REL_REMOTE_IPK, A_ID(id), A_BLOB(ipk, RELM_SIGN_PK_LEN));
 }
 
 int relm_store_rel_set_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN], uint32_t unread)

@@ -306,6 +306,12 @@ int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                           struct relm_store_proton *out, unsigned flags);
 int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                                    const char *strategy);
+/* The proton's identity key pair replaced (an identity roll,
+ * proto/revocation.md §3).  RELM_ENOTFOUND, RELM_EEXIST (another proton's
+ * IPK). */
+int relm_store_proton_set_identity(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                   const uint8_t ipk[RELM_SIGN_PK_LEN],
+                                   const uint8_t isk[RELM_SIGN_SK_LEN]);
 /* Calls cb for every proton in id order, without secrets.  A nonzero
  * return from cb stops the walk and is returned. */
 int relm_store_proton_list(struct relm_store *st,
@@ -516,6 +522,17 @@ int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID
 int relm_store_rel_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t after[RELM_ID_LEN], unsigned limit,
                         int (*cb)(void *ctx, const struct relm_store_rel *r), void *ctx);
+/* Delete a relationship and everything of it (its pending, history,
+ * outbox, outgoing, acks and sibling_sessions rows cascade); what was
+ * staged for it in the open transaction is dropped.  Used for the sibling
+ * sessions of a removed device (proto/revocation.md §1).  0 or
+ * RELM_ENOTFOUND. */
+int relm_store_rel_delete(struct relm_store *st, const uint8_t id[RELM_ID_LEN]);
+/* The remote's pinned identity key changed (an identity roll accepted, or
+ * a conflict back on the old pin: proto/revocation.md §3.2).
+ * RELM_ENOTFOUND. */
+int relm_store_rel_set_remote_ipk(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
+                                  const uint8_t ipk[RELM_SIGN_PK_LEN]);
 /* Replace the state blob and set last_activity.  RELM_ENOTFOUND.  This and
  * the three setters below stage (see "Staging" above): the file changes at
  * commit. */

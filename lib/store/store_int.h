@@ -106,6 +106,7 @@ struct relm__stage {
 #define RELM__STORE_SLOTS(X)                                                    \
 	/* db.c */       X(STEP_BEGIN) X(STEP_RELEASE) X(STEP_UNDO)                  \
 	/* protons.c */  X(PROTON_PUT) X(PROTON_GET) X(PROTON_LIST) X(PROTON_STRATEGY) \
+	                 X(PROTON_IDENTITY)                                          \
 	/* devices.c */  X(DEVICE_PUT) X(DEVICE_LIST) X(DEVICE_SELF) X(DEVICE_ALL) X(DEVICE_DEL)     \
 	                 X(DEVKEYS_PUT) X(DEVKEYS_GET) X(DEVKEYS_BY_MBOX)            \
 	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
@@ -116,6 +117,7 @@ struct relm__stage {
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
+	                 X(REL_DEL) X(REL_REMOTE_IPK)                                \
 	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_LIST_ASC) X(MSG_GET) X(MSG_GET_BODY)           \
 	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
