@@ -4,7 +4,8 @@ Selenium (Debian's chromium, chromium-driver, python3-selenium).
 
 Two relmd (alice, bob) share a relm-mailbox; each has its own relm-web and
 its own browser (test_08a adds a third relmd, alice's tablet, with its own
-relm-web and browser, which joins alice's proton through its page).  The tests run in order (test_01 … test_11) on that one
+relm-web and browser, which joins alice's proton through its page;
+test_08c revokes it from alice's page).  The tests run in order (test_01 … test_11) on that one
 world, as a person would use it: create protons, invite and accept through
 the pages, talk, reload, look at the chain tree and the devices, and try the
 attacks relm-web must refuse.  Every wait is bounded (TIMEOUT); the whole
@@ -163,6 +164,7 @@ def browser(profile):
 
 class WebTest(unittest.TestCase):
     w = None
+    t = None                # the tablet's browser (test_08a … test_08c)
 
     @classmethod
     def setUpClass(cls):
@@ -188,7 +190,7 @@ class WebTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for d in ('a', 'b'):
+        for d in ('a', 'b', 't'):
             drv = getattr(cls, d, None)
             if drv:
                 drv.quit()
@@ -381,35 +383,33 @@ class WebTest(unittest.TestCase):
         _, tsock = self.w.start_relmd('tablet')
         _, turl = self.w.start_web('tablet', tsock)
         t = browser(os.path.join(self.w.dir, 'chrome-tablet'))
-        try:
-            t.get(turl)
-            wait_for('the tablet page to connect',
-                     lambda: t.find_element(By.ID, 'conn').get_attribute('data-state') == 'live')
-            self.visible(t, '#act-join').click()
-            box = self.visible(t, '#join-code')
-            self.assertEqual(box.accessible_name, 'Pairing code')
-            box.send_keys(code)
-            self.el(t, '#join-label').send_keys('tablet')
-            self.el(t, '#join-submit').click()
-            link = wait_for("alice's proton in the tablet's list", lambda: [
-                e for e in t.find_elements(By.CSS_SELECTOR, '#protons a.proton')
-                if e.get_attribute('data-proton') == self.pa])[0]
-            self.assertEqual(link.find_element(By.CSS_SELECTOR, '.proton-label').text, 'alice')
-            wait_for("the tablet in alice's device list, without a reload", lambda: [
-                e for e in a.find_elements(By.CSS_SELECTOR, '#devices li.device .device-label')
-                if e.text == 'tablet'])
-            self.assertEqual(len(result(tsock, 'device.list', {'proton': self.pa})['devices']), 2)
-            # the tablet holds alice's conversation with bob (the bulk state)
-            self.go(t, None, f'#/p/{self.pa}/r/{self.rel}')
-            wait_for("alice's first message in the tablet's page", lambda:
-                     'Hello Bob! Is this thing on?' in self.bodies(t, 'out'))
-            li = [e for e in t.find_elements(By.CSS_SELECTOR, '#messages li.msg.out')
-                  if e.find_element(By.CSS_SELECTOR, '.body').text == 'Hello Bob! Is this thing on?'][0]
-            self.assertEqual(li.get_attribute('data-origin'), 'sibling')
-            errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
-            self.assertEqual(errors, [])
-        finally:
-            t.quit()
+        type(self).t, type(self).tablet_sock = t, tsock      # test_08c revokes it
+        t.get(turl)
+        wait_for('the tablet page to connect',
+                 lambda: t.find_element(By.ID, 'conn').get_attribute('data-state') == 'live')
+        self.visible(t, '#act-join').click()
+        box = self.visible(t, '#join-code')
+        self.assertEqual(box.accessible_name, 'Pairing code')
+        box.send_keys(code)
+        self.el(t, '#join-label').send_keys('tablet')
+        self.el(t, '#join-submit').click()
+        link = wait_for("alice's proton in the tablet's list", lambda: [
+            e for e in t.find_elements(By.CSS_SELECTOR, '#protons a.proton')
+            if e.get_attribute('data-proton') == self.pa])[0]
+        self.assertEqual(link.find_element(By.CSS_SELECTOR, '.proton-label').text, 'alice')
+        wait_for("the tablet in alice's device list, without a reload", lambda: [
+            e for e in a.find_elements(By.CSS_SELECTOR, '#devices li.device .device-label')
+            if e.text == 'tablet'])
+        self.assertEqual(len(result(tsock, 'device.list', {'proton': self.pa})['devices']), 2)
+        # the tablet holds alice's conversation with bob (the bulk state)
+        self.go(t, None, f'#/p/{self.pa}/r/{self.rel}')
+        wait_for("alice's first message in the tablet's page", lambda:
+                 'Hello Bob! Is this thing on?' in self.bodies(t, 'out'))
+        li = [e for e in t.find_elements(By.CSS_SELECTOR, '#messages li.msg.out')
+              if e.find_element(By.CSS_SELECTOR, '.body').text == 'Hello Bob! Is this thing on?'][0]
+        self.assertEqual(li.get_attribute('data-origin'), 'sibling')
+        errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
+        self.assertEqual(errors, [])
 
     def test_08b_pairing_qr(self):
         a = self.a
@@ -422,6 +422,36 @@ class WebTest(unittest.TestCase):
         svg = self.visible(a, '#pair-qr svg[role=img]')
         self.assertEqual(svg.accessible_name, 'QR code of the pairing code')
         self.assertEqual(self.qr_text(a, '#pair-qr'), code)
+
+    def test_08c_revoke(self):
+        """alice revokes the tablet from her page (a confirmation first):
+        her list is back to one device, and the tablet's own page, without
+        a reload, marks the proton read-only and says so where the message
+        box was."""
+        a, t = self.a, self.t
+        self.go(a, self.alice_base, f'#/p/{self.pa}/devices')
+        button = wait_for("the tablet's Revoke button", lambda: [
+            e for e in a.find_elements(By.CSS_SELECTOR, '#devices li.device button')
+            if e.accessible_name == 'Revoke tablet'])[0]
+        button.click()
+        self.visible(a, '#confirm')
+        self.assertEqual(self.el(a, '#confirm-title').text, 'Revoke tablet?')
+        self.el(a, '#confirm-ok').click()
+        wait_for("alice's device list without the tablet", lambda:
+                 len(a.find_elements(By.CSS_SELECTOR, '#devices li.device')) == 1)
+        self.assertEqual(len(result(self.alice_sock, 'device.list', {'proton': self.pa})['devices']), 1)
+        wait_for('the tablet to learn it was removed', lambda:
+                 self.pa in result(self.tablet_sock, 'daemon.status').get('read_only_protons', []))
+        self.go(t, None, f'#/p/{self.pa}/r/{self.rel}')
+        note = self.visible(t, '#composer-note')
+        self.assertIn('removed from this proton', note.text)
+        self.assertFalse(self.el(t, '#message-box').is_enabled())
+        wait_for("the read-only mark in the tablet's protons", lambda: [
+            e for e in t.find_elements(By.CSS_SELECTOR, f'#protons a.proton[data-proton="{self.pa}"] .pill')
+            if e.text == 'read-only'])
+        self.assertIn('Hello Bob! Is this thing on?', self.bodies(t, 'out'))   # what it had, it keeps
+        errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
+        self.assertEqual(errors, [])
 
     def test_09_refusals(self):
         a, b = self.a, self.b
