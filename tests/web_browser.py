@@ -405,9 +405,12 @@ class WebTest(unittest.TestCase):
         self.go(t, None, f'#/p/{self.pa}/r/{self.rel}')
         wait_for("alice's first message in the tablet's page", lambda:
                  'Hello Bob! Is this thing on?' in self.bodies(t, 'out'))
-        li = [e for e in t.find_elements(By.CSS_SELECTOR, '#messages li.msg.out')
-              if e.find_element(By.CSS_SELECTOR, '.body').text == 'Hello Bob! Is this thing on?'][0]
-        self.assertEqual(li.get_attribute('data-origin'), 'sibling')
+        # read in one script: the list may be drawn again between two calls
+        origin = wait_for('its origin', lambda: t.execute_script(
+            "for (const li of document.querySelectorAll('#messages li.msg.out'))"
+            "  if (li.querySelector('.body').textContent === arguments[0]) return li.dataset.origin;"
+            "return null;", 'Hello Bob! Is this thing on?'))
+        self.assertEqual(origin, 'sibling')
         errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
         self.assertEqual(errors, [])
 
@@ -449,7 +452,7 @@ class WebTest(unittest.TestCase):
         wait_for("the read-only mark in the tablet's protons", lambda: [
             e for e in t.find_elements(By.CSS_SELECTOR, f'#protons a.proton[data-proton="{self.pa}"] .pill')
             if e.text == 'read-only'])
-        self.assertIn('Hello Bob! Is this thing on?', self.bodies(t, 'out'))   # what it had, it keeps
+        wait_for('what it had, kept', lambda: 'Hello Bob! Is this thing on?' in self.bodies(t, 'out'))
         errors = [e for e in t.get_log('browser') if e['level'] == 'SEVERE']
         self.assertEqual(errors, [])
 
