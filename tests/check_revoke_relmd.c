@@ -419,6 +419,56 @@ START_TEST(test_revoke_heal_relmd)
 }
 END_TEST
 
+/* A clone (proto/revocation.md §4): alice's store copied while her relmd
+ * was stopped, and the copy run as a second relmd outside the circle.
+ * Once bob has replied, the clone answers on a ratchet key of its own;
+ * alice reads bob's receipt for it, which nothing she holds explains,
+ * and after her clone window (relmd --clone-window 1) raises
+ * clone.suspected on the relationship.  Without the clone's send she
+ * raises nothing. */
+START_TEST(test_clone_relmd)
+{
+	char pa[33], pb[33], rel[33], cmd[700];
+	struct td_relmd C;
+	cJSON *ev;
+
+	td_relate(A.sock, B.sock, pa, pb, rel, WAIT_MS);
+	send_text(A.sock, rel, "hello bob");
+	wait_newest(B.sock, rel, "hello bob");
+	send_text(B.sock, rel, "hello alice");
+	wait_newest(A.sock, rel, "hello alice");
+
+	/* the copy, taken while alice's relmd is stopped */
+	td_stop(&A.pid, SIGTERM, 5000);
+	snprintf(cmd, sizeof cmd, "cp -a '%s' '%s/aliceclone'", A.state, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(A.clone_window, sizeof A.clone_window, "1");
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
+	ck_assert_int_eq(td_relmd_start(&C, dir, "aliceclone", mb.port), 0);
+
+	/* bob speaks; only the clone answers, on a new ratchet key */
+	send_text(B.sock, rel, "are you there?");
+	wait_newest(A.sock, rel, "are you there?");
+	wait_newest(C.sock, rel, "are you there?");
+	td_sleep_ms(1500);
+	ck_assert_ptr_null(last_event(A.sock, "clone.suspected"));   /* nothing to explain yet */
+	send_text(C.sock, rel, "it is me, the copy");
+	wait_newest(B.sock, rel, "it is me, the copy");
+	/* bob's receipt reaches alice too; one window later she suspects */
+	long long until = td_now_ms() + WAIT_MS;
+	while (!(ev = last_event(A.sock, "clone.suspected")) && td_now_ms() < until)
+		td_sleep_ms(200);
+	ck_assert_msg(ev != NULL, "alice never raised clone.suspected");
+	ck_assert_str_eq(td_str(ev, "relationship"), rel);
+	ck_assert_int_eq((int)strlen(td_str(ev, "node")), 32);
+	cJSON_Delete(ev);
+	/* bob saw one peer all along */
+	ev = td_must(B.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(ev), "relationships")), 1);
+	cJSON_Delete(ev);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("revoke_relmd");
@@ -427,6 +477,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_revoke_with_roll);
 	tcase_add_test(tc, test_revoke_heal_relmd);
+	tcase_add_test(tc, test_clone_relmd);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -382,8 +382,18 @@ int td_mbox_restart(struct td_mbox *m)
 
 static int relmd_exec(struct td_relmd *d)
 {
-	char *argv[] = { "relmd", "--state", d->state, "--socket", d->sock, "--mailbox", d->mailbox,
-			 "--log-level", "info", d->heal_delay[0] ? "--heal-delay" : NULL, d->heal_delay, NULL };
+	char *argv[16] = { "relmd", "--state", d->state, "--socket", d->sock, "--mailbox", d->mailbox,
+			   "--log-level", "info" };
+	int n = 9;
+	if (d->heal_delay[0]) {
+		argv[n++] = "--heal-delay";
+		argv[n++] = d->heal_delay;
+	}
+	if (d->clone_window[0]) {
+		argv[n++] = "--clone-window";
+		argv[n++] = d->clone_window;
+	}
+	argv[n] = NULL;
 	long long end;
 
 	if ((d->pid = spawn("relmd", argv, NULL, d->log)) < 0)

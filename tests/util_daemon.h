@@ -57,6 +57,7 @@ struct td_relmd {
 	char log[256];
 	char mailbox[64];            /* "127.0.0.1:PORT" */
 	char heal_delay[24];         /* relmd --heal-delay MIN:MAX, "" = its default */
+	char clone_window[16];       /* relmd --clone-window S, "" = its default (set, then restart) */
 };
 
 /* Start relm-mailbox on 127.0.0.1:port (0: a free port, read back from

@@ -76,6 +76,7 @@ struct relmd_config {
 	const char *store_vfs;    /* SQLite VFS of the store (NULL: the default; tests inject faults) */
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
 	uint32_t heal_min_ms, heal_max_ms; /* --heal-delay (0, 0: RELM_HEAL_MIN_MS, _MAX_MS) */
+	uint32_t clone_window_ms;      /* --clone-window (0: RELM_CLONE_WINDOW_MS) */
 };
 
 /* daemon.status's view of the store (proto/api.md §4). */

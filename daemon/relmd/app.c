@@ -784,6 +784,8 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	app->cfg = *cfg;
 	app->resume = app_resume;
 	relm_env_init_system(&app->env);
+	if (cfg->clone_window_ms)
+		app->env.params.clone_window_ms = cfg->clone_window_ms;
 	if (cfg->heal_min_ms) {
 		app->env.params.heal_min_ms = cfg->heal_min_ms;
 		app->env.params.heal_max_ms = cfg->heal_max_ms;

@@ -6,7 +6,7 @@
  *
  *   relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]
  *         [--serve-mailbox HOST:PORT] [--log-level L] [--heal-delay MIN:MAX]
- *         [-n] [--help] [--version]
+ *         [--clone-window S] [-n] [--help] [--version]
  *
  * Exit codes: 0 clean stop (or -n: configuration fine), 1 runtime or
  * configuration error, 2 usage error.
@@ -35,7 +35,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]\n"
 		"             [--serve-mailbox HOST:PORT] [--log-level L]\n"
-		"             [--heal-delay MIN:MAX] [-n]\n"
+		"             [--heal-delay MIN:MAX] [--clone-window S] [-n]\n"
 		"\n"
 		"The relm relationship-manager daemon.  Local programs (relmctl, a GUI)\n"
 		"talk to it over JSON-RPC on a Unix socket; see proto/api.md.\n"
@@ -54,6 +54,9 @@ static void usage(FILE *f)
 		"  --heal-delay MIN:MAX  after a device is revoked, each relationship is\n"
 		"                     healed after a random delay in [MIN, MAX] seconds\n"
 		"                     (default 60:3600)\n"
+		"  --clone-window S   an acknowledgement of the remote that nothing this\n"
+		"                     device holds explains after S seconds raises\n"
+		"                     clone.suspected (default 600)\n"
 		"  -n                 check the configuration and exit (0 ok, 1 not)\n"
 		"  --help, --version\n"
 		"\n"
@@ -108,7 +111,10 @@ static int dir_would_work(const char *path)
 	}
 }
 
-enum { HEAL_DELAY_MAX_S = 7 * 86400 };   /* a week: past that a heal is no heal */
+enum {
+	HEAL_DELAY_MAX_S   = 7 * 86400,      /* a week: past that a heal is no heal */
+	CLONE_WINDOW_MAX_S = 86400,          /* a day: the state keeps one watch at a time */
+};
 
 /* --heal-delay MIN:MAX (seconds): the bounds of each relationship's
  * random heal delay after a revocation (proto/revocation.md §2). */
@@ -148,6 +154,7 @@ int main(int argc, char **argv)
 		{ "serve-mailbox", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "heal-delay", required_argument, NULL, 'H' },
+		{ "clone-window", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -212,6 +219,19 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'C': {
+			char *end;
+			unsigned long s;
+			errno = 0;
+			s = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || s < 1 || s > CLONE_WINDOW_MAX_S) {
+				fprintf(stderr, "relmd: --clone-window %s: expected seconds, 1 to %u\n",
+					optarg, CLONE_WINDOW_MAX_S);
+				return EXIT_USAGE;
+			}
+			cfg.clone_window_ms = (uint32_t)(s * 1000);
+			break;
+		}
 		case 'n':
 			check_only = 1;
 			break;
