@@ -8,7 +8,10 @@
  * in daemon.status and refuses to write for it, A goes on talking to bob.
  * Then the heal (relmd --heal-delay 1:2): the revoked tablet, holding the
  * relationship from the bulk state, opens nothing bob sends once the
- * relationship is healed (bob replied on a heal's node).
+ * relationship is healed (bob replied on a heal's node).  A copy of
+ * alice's store run as a second relmd (a clone): alice raises
+ * clone.suspected; two copies rolling the key at once: bob raises
+ * identity.conflict and keeps the old key until identity.accept.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -469,6 +472,70 @@ START_TEST(test_clone_relmd)
 }
 END_TEST
 
+/* Two successors of one key (proto/revocation.md §3.2): alice's store is
+ * copied while her relmd is stopped, and both copies roll the identity
+ * key, each to a key of its own.  Bob accepts the first statement
+ * (identity.rotated), then the second is a conflict: identity.conflict,
+ * and bob's relationship back on alice's old key until identity.accept
+ * pins the one bob chooses.  A key that is neither is not_found. */
+START_TEST(test_conflict_relmd)
+{
+	char pa[33], pb[33], rel[33], cmd[700], old[65], k1[65], k2[65];
+	struct td_relmd C;
+	cJSON *r, *ev;
+
+	td_relate(A.sock, B.sock, pa, pb, rel, WAIT_MS);
+	send_text(A.sock, rel, "hello bob");
+	wait_newest(B.sock, rel, "hello bob");
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	snprintf(old, sizeof old, "%s", td_str(td_res(r), "remote_ipk"));
+	cJSON_Delete(r);
+	td_stop(&A.pid, SIGTERM, 5000);
+	snprintf(cmd, sizeof cmd, "cp -a '%s' '%s/aliceclone'", A.state, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
+	ck_assert_int_eq(td_relmd_start(&C, dir, "aliceclone", mb.port), 0);
+
+	r = td_must(A.sock, "identity.rotate", "{\"proton\":\"%s\"}", pa);
+	snprintf(k1, sizeof k1, "%s", td_str(td_res(r), "ipk"));
+	cJSON_Delete(r);
+	snprintf(cmd, sizeof cmd, "{\"relationship\":\"%s\"}", rel);
+	wait_value(B.sock, "relationship.show", cmd, "remote_ipk", k1, "bob pinning the first successor");
+	r = td_must(C.sock, "identity.rotate", "{\"proton\":\"%s\"}", pa);
+	snprintf(k2, sizeof k2, "%s", td_str(td_res(r), "ipk"));
+	cJSON_Delete(r);
+	ck_assert_str_ne(k1, k2);
+	long long until = td_now_ms() + WAIT_MS;
+	while (!(ev = last_event(B.sock, "identity.conflict")) && td_now_ms() < until)
+		td_sleep_ms(200);
+	ck_assert_msg(ev != NULL, "bob never raised identity.conflict");
+	ck_assert_str_eq(td_str(ev, "relationship"), rel);
+	ck_assert_str_eq(td_str(ev, "ipk"), k2);
+	cJSON_Delete(ev);
+	/* back on the old key until bob decides */
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_str(td_res(r), "remote_ipk"), old);
+	cJSON_Delete(r);
+	r = td_callf(B.sock, "identity.accept", "{\"relationship\":\"%s\",\"ipk\":\"%s\"}", rel, old);
+	ck_assert_str_eq(td_err_name(r), "not_found");
+	cJSON_Delete(r);
+	r = td_must(B.sock, "identity.accept", "{\"relationship\":\"%s\",\"ipk\":\"%s\"}", rel, k2);
+	ck_assert_str_eq(td_str(td_res(r), "ipk"), k2);
+	cJSON_Delete(r);
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_str(td_res(r), "remote_ipk"), k2);
+	cJSON_Delete(r);
+	ev = last_event(B.sock, "identity.rotated");
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(td_str(ev, "ipk"), k2);
+	cJSON_Delete(ev);
+	/* decided: accepting again is no conflict */
+	r = td_callf(B.sock, "identity.accept", "{\"relationship\":\"%s\",\"ipk\":\"%s\"}", rel, k1);
+	ck_assert_str_eq(td_err_name(r), "invalid_argument");
+	cJSON_Delete(r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("revoke_relmd");
@@ -478,6 +545,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_revoke_with_roll);
 	tcase_add_test(tc, test_revoke_heal_relmd);
 	tcase_add_test(tc, test_clone_relmd);
+	tcase_add_test(tc, test_conflict_relmd);
 	suite_add_tcase(s, tc);
 	return s;
 }
