@@ -30,11 +30,14 @@
  *
  * Usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] [--seconds S]
  *                     [--devices D] [--quick] [--json PATH] [--trace PATH]
- *                     [--callgrind ROLE PATH]
+ *                     [--warmup W] [--callgrind ROLE PATH]
  *
  *   --trace PATH            the paced run's messages, one line each: ms from
  *                           the start of the run when sent, latency in ms
  *   --seconds 0             no paced run (saturation only; no JSON written)
+ *   --warmup W              first W messages in rounds of N, not measured (the
+ *                           stores in the state of a daemon that has run:
+ *                           the event log at its retention, history rows)
  *   --callgrind ROLE PATH   run one process (ROLE: sender, mailbox or
  *                           receiver) under valgrind --tool=callgrind,
  *                           writing its profile to PATH when it exits
@@ -345,7 +348,7 @@ static int report_devices(const char *json, int devices, int rounds, int n, doub
 
 int main(int argc, char **argv)
 {
-	int n = 3000, rate = 1000, seconds = 5, rounds = 3, devices = 1;
+	int n = 3000, rate = 1000, seconds = 5, rounds = 3, devices = 1, warmup = 0;
 	const char *json = NULL, *trace = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
 	struct conn a, b, ev, evb;
@@ -361,6 +364,8 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+			warmup = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--devices") && i + 1 < argc)
 			devices = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -510,21 +515,24 @@ int main(int argc, char **argv)
 	int delivered = 0;
 	/* bob sends (all his devices; the first alone), the mailbox, alice receives */
 	pid_t who[3] = { kids[2], kids[0], kids[1] };
-	for (int round = 0; round < rounds; round++) {
+	/* rounds < 0: --warmup, in rounds of n, not measured */
+	int wrounds = warmup > 0 ? (warmup + n - 1) / n : 0, target = 0;
+	for (int round = -wrounds; round < rounds; round++) {
 		double c0[4], t0 = now_ms();
 		int sent = 0, received = 0;
+		int nr = round >= 0 ? n : warmup - (round + wrounds) * n < n ? warmup - (round + wrounds) * n : n;
 		for (int k = 0; k < 3; k++)
 			c0[k] = cpu_us(who[k]);
 		c0[3] = 0;
 		for (int d = 1; d < devices; d++)
 			c0[3] += cpu_us(bob_dev[d]);
-		while (received < n) {
-			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
+		while (received < nr) {
+			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < nr ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
 			                        { evb.fd, POLLIN, 0 } };
 			if (poll(pf, 3, 10000 * patience) <= 0)
 				die("no progress for 10 s (times the patience of --callgrind)");
-			if ((pf[0].revents & POLLOUT) && sent < n) {
-				for (int k = 0; k < 64 && sent < n; k++, sent++) {
+			if ((pf[0].revents & POLLOUT) && sent < nr) {
+				for (int k = 0; k < 64 && sent < nr; k++, sent++) {
 					snprintf(params, sizeof params,
 					         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
 					         "{\"relationship\":\"%s\",\"body\":\"saturation message %06d ..........."
@@ -555,6 +563,11 @@ int main(int argc, char **argv)
 			if (pf[2].revents & POLLIN)
 				drain_status(&evb, &delivered);
 		}
+		target += nr;
+		if (round < 0) {
+			wait_delivered(&b, &ev, &evb, &delivered, target);
+			continue;
+		}
 		double ms = now_ms() - t0;
 		rate_r[round] = n * 1000.0 / ms;
 		for (int k = 0; k < 3; k++)
@@ -565,7 +578,7 @@ int main(int argc, char **argv)
 		cpu_r[3][round] = cpu_r[0][round];                 /* the first device alone */
 		cpu_r[0][round] += (others - c0[3]) / n;           /* the whole proton */
 		/* the next round (and the paced run) starts with bob's queue empty */
-		wait_delivered(&b, &ev, &evb, &delivered, (round + 1) * n);
+		wait_delivered(&b, &ev, &evb, &delivered, target);
 	}
 	double rate_min = rate_r[0], rate_max = rate_r[0];
 	for (int round = 1; round < rounds; round++) {

@@ -660,13 +660,16 @@ int relm_store_begin(struct relm_store *st)
 	return 0;
 }
 
-/* The staged relationship columns are written inside the transaction, just
- * before its COMMIT.  COMMIT failing is sticky whatever the code: the
+/* The staged relationship columns are written, and the event log trimmed
+ * (events.c), inside the transaction, just before its COMMIT.  COMMIT failing is sticky whatever the code: the
  * outcome on disk is unknown until reopen.  A failed write-back ends the
  * same way (then the outcome is known: nothing of the transaction). */
 static int commit_or_die(struct relm_store *st, const char *what)
 {
 	int err = relm__stage_flush(st), rc;
+
+	if (!err)
+		err = relm__event_trim_flush(st);
 
 	if (!err) {
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
@@ -688,6 +691,7 @@ static int rollback_all(struct relm_store *st, const char *what)
 	int err = relm__store_exec(st, "ROLLBACK", what);
 
 	if (!err) {
+		st->event_trim_due = 0;
 		relm__stage_reset(&st->stage);
 		enter_state(st, RELM__ST_IDLE);
 	}

@@ -120,7 +120,7 @@ struct relm__stage {
 	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
-	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_LIST) X(EVENT_BOUNDS)     \
+	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
 	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
 	                 X(ACK_PUT) X(ACK_DEL) X(ACK_LIST)
 
@@ -146,6 +146,7 @@ struct relm_store {
 	enum relm__store_state state;
 	int err;                     /* sticky error (ERROR state) */
 	uint32_t event_keep;
+	int event_trim_due;          /* events appended past event_keep in the open transaction */
 	char msg[256];
 	relm_store_bad_row_fn bad_row;   /* told of each row that fails its check */
 	void *bad_row_ctx;
@@ -206,6 +207,12 @@ int relm__msg_scan(struct relm_store *st);
 int relm__proton_scan(struct relm_store *st);
 int relm__device_scan(struct relm_store *st);
 int relm__rel_scan(struct relm_store *st);
+
+/* ---- events.c ---------------------------------------------------------- */
+
+/* The transaction is about to commit: trim the event log to event_keep if
+ * it grew past it (once per transaction, not per event).  0 or an error. */
+int relm__event_trim_flush(struct relm_store *st);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
