@@ -661,65 +661,6 @@ START_TEST(test_events)
 }
 END_TEST
 
-/* The log is trimmed once per transaction, at its commit, to the newest
- * `keep` of what the transaction leaves: a batched step rolled back takes
- * its events (and their seqs) with it, and does not count. */
-START_TEST(test_events_trim_batch)
-{
-	struct relm_store *st = NULL;
-	struct relm_store_opts o = { .event_keep = 10 };
-	struct relm_event ev;
-	uint8_t rel[16];
-	int64_t seq, oldest, last;
-	int i = 0;
-
-	ts_fill(rel, 16, 3);
-	ck_assert_int_eq(relm_store_open(&st, ts_dbpath, &o), 0);
-	ck_assert_int_eq(relm_store_batch_begin(st), 0);
-	for (int step = 0; step < 3; step++) {
-		ck_assert_int_eq(relm_store_begin(st), 0);
-		for (int k = 0; k < (step == 0 ? 8 : 5); k++) {
-			ts_event(&ev, RELM_EV_MESSAGE_RECEIVED, rel);
-			ts_fill(ev.msg, 16, (uint8_t)++i);
-			ev.has |= RELM_EVF_MSG;
-			ck_assert_int_eq(relm_store_event_append(st, &ev, (uint64_t)i, &seq), 0);
-		}
-		if (step == 1) {
-			ck_assert_int_eq(seq, 13);
-			ck_assert_int_eq(relm_store_rollback(st), 0);
-		} else {
-			ck_assert_int_eq(relm_store_commit(st), 0);
-		}
-	}
-	/* steps 1 and 3 kept: seq 1-8 and 9-13 (step 2's 9-13 rolled back) */
-	ck_assert_int_eq(seq, 13);
-	ck_assert_int_eq(relm_store_batch_commit(st), 0);
-	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
-	ck_assert_int_eq(last, 13);
-	ck_assert_int_eq(oldest, 4);
-	/* a transaction that appends nothing trims nothing */
-	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_commit(st), 0);
-	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
-	ck_assert_int_eq(oldest, 4);
-	/* a whole transaction rolled back: nothing trimmed at the next commit
-	 * beyond what that one leaves */
-	ck_assert_int_eq(relm_store_begin(st), 0);
-	for (int k = 0; k < 20; k++) {
-		ts_event(&ev, RELM_EV_MESSAGE_RECEIVED, rel);
-		ev.has |= RELM_EVF_MSG;
-		ck_assert_int_eq(relm_store_event_append(st, &ev, 1, &seq), 0);
-	}
-	ck_assert_int_eq(relm_store_rollback(st), 0);
-	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_commit(st), 0);
-	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
-	ck_assert_int_eq(oldest, 4);
-	ck_assert_int_eq(last, 13);
-	relm_store_close(st);
-}
-END_TEST
-
 /* A record with every field a type may carry, each a distinct value. */
 static void full_record(struct relm_event *ev, int type)
 {
@@ -770,15 +711,7 @@ static int got_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *
 /* The fields the record says it has, compared with the original's. */
 static void same_record(const struct relm_event *a, const struct relm_event *b, const char *reason)
 {
-	ck_assert_int_eq(a->type, b->type);
-	ck_assert_uint_eq(a->has, b->has);
-#define FIELD(bit, f) if (a->has & bit) ck_assert_int_eq(memcmp(&a->f, &b->f, sizeof a->f), 0);
-	FIELD(RELM_EVF_REL, rel) FIELD(RELM_EVF_MSG, msg) FIELD(RELM_EVF_NODE, node)
-	FIELD(RELM_EVF_PROTON, proton) FIELD(RELM_EVF_DEVICE, device) FIELD(RELM_EVF_ENVELOPE, envelope)
-	FIELD(RELM_EVF_IPK, ipk) FIELD(RELM_EVF_MAILBOX, mailbox) FIELD(RELM_EVF_MBOX_SEQ, mailbox_seq)
-	FIELD(RELM_EVF_EPOCH, epoch) FIELD(RELM_EVF_PRUNED, pruned) FIELD(RELM_EVF_STATUS, status)
-	FIELD(RELM_EVF_CODE, code) FIELD(RELM_EVF_ROW, row)
-#undef FIELD
+	ts_same_fields(a, b);
 	if (a->has & RELM_EVF_REASON)
 		ck_assert_str_eq(reason, b->reason);
 	if (a->has & RELM_EVF_TABLE)
@@ -1292,7 +1225,6 @@ int main(void)
 		{ "messages", test_status_forward, 10 },
 		{ "outbox_cursors", test_outbox, 10 },
 		{ "events", test_events, 10 },
-		{ "events_trim_batch", test_events_trim_batch, 10 },
 		{ "events", test_event_records, 10 },
 		{ "outgoing_acks", test_outgoing_queue, 10 },
 		{ "outgoing_acks", test_outgoing_count, 10 },

@@ -435,7 +435,7 @@ static int hook_commit(void *ctx)
 	 * The subscriptions and posts of this commit leave in one write per
 	 * mailbox server (a client created meanwhile is not connected yet). */
 	app->published = 0;
-	if ((rc = relm_store_event_list(app->st, app->events_last, 0, publish_cb, app)) < 0)
+	if ((rc = relm_store_event_drain(app->st, app->events_last, publish_cb, app)) < 0)
 		log_err("reading events: %s", relm_strerror(rc));
 	/* Subscribers move only now: a replay may read the event log (ev_load),
 	 * which must not happen inside the iteration above (one statement). */

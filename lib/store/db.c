@@ -128,6 +128,7 @@ static void enter_error(struct relm_store *st, int err)
 	if (st->db && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	relm__stage_reset(&st->stage);
+	relm__evmem_rollback(&st->evmem);
 	st->err = err;
 	enter_state(st, RELM__ST_ERROR);
 }
@@ -622,6 +623,7 @@ void relm_store_close(struct relm_store *st)
 		sqlite3_exec(st->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('clean', 1)",
 		             NULL, NULL, NULL);
 	relm__stage_destroy(&st->stage);
+	relm__evmem_free(&st->evmem);
 	for (int i = 0; i < RELM__S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
@@ -650,6 +652,7 @@ int relm_store_begin(struct relm_store *st)
 		if ((err = run_plain(st, &sql_STEP_BEGIN)) != 0)
 			return err;
 		st->stage.gen++;
+		relm__evmem_step_begin(&st->evmem);
 		enter_state(st, RELM__ST_BATCH_STEP);
 		return 0;
 	}
@@ -674,6 +677,7 @@ static int commit_or_die(struct relm_store *st, const char *what)
 	if (!err) {
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
 		if (rc == SQLITE_OK) {
+			relm__evmem_commit(&st->evmem);
 			relm__stage_reset(&st->stage);
 			enter_state(st, RELM__ST_IDLE);
 			return 0;
@@ -692,6 +696,7 @@ static int rollback_all(struct relm_store *st, const char *what)
 
 	if (!err) {
 		st->event_trim_due = 0;
+		relm__evmem_rollback(&st->evmem);
 		relm__stage_reset(&st->stage);
 		enter_state(st, RELM__ST_IDLE);
 	}
@@ -725,6 +730,7 @@ int relm_store_rollback(struct relm_store *st)
 		    (err = run_plain(st, &sql_STEP_RELEASE)) != 0)
 			return err;
 		relm__stage_undo(&st->stage);
+		relm__evmem_step_undo(&st->evmem);
 		enter_state(st, RELM__ST_BATCH);
 		return 0;
 	}

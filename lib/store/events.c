@@ -52,6 +52,7 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 	if (rc != 0)
 		return rc;
 	seq = sqlite3_last_insert_rowid(st->db);
+	relm__evmem_append(st, seq, ts, ev);
 	/* Retention by count, once per transaction, just before its COMMIT
 	 * (relm__event_trim_flush): a DELETE per event was a statement, its
 	 * page writes and secure_delete's zeroing for every event of a busy

@@ -639,6 +639,17 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 int relm_store_event_list(struct relm_store *st, int64_t since, unsigned limit,
                           int (*cb)(void *ctx, int64_t seq, uint64_t ts,
                                     const struct relm_event *ev), void *ctx);
+/* What the commits since the last drain added to the log: the events
+ * with seq > since, oldest first, as relm_store_event_list gives them —
+ * from memory when this handle appended them all since its last drain,
+ * else from the log (lib/store/evmem.c).  Called between transactions
+ * (the daemon: after each commit), it delivers each committed event once
+ * to a caller that passes the last seq it was given; inside one it reads
+ * the log.  cb returning nonzero stops the drain (that event counts as
+ * delivered) and is returned; else 0 or an error of the log. */
+int relm_store_event_drain(struct relm_store *st, int64_t since,
+                           int (*cb)(void *ctx, int64_t seq, uint64_t ts,
+                                     const struct relm_event *ev), void *ctx);
 /* Oldest retained seq and the last seq ever given (0, 0 when empty): a
  * subscriber with since < oldest - 1 missed events that were trimmed. */
 int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);

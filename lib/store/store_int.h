@@ -100,6 +100,28 @@ struct relm__stage {
 	uint64_t gen;                /* generation of the open step (0 = none) */
 };
 
+/* ---- events in memory until drained (evmem.c) -------------------------- */
+
+enum { RELM__EVMEM_MAX = 4096 };       /* records between two drains, at most */
+
+struct relm__evrec {
+	int64_t seq;
+	uint64_t ts;
+	struct relm_event ev;          /* as a read of its row gives it back */
+	char reason[RELM_EVENT_REASON_MAX + 1];
+	char table[RELM_EVENT_TABLE_MAX + 1];
+};
+
+struct relm__evmem {
+	struct relm__evrec *v;         /* appended, not drained, in seq order */
+	uint32_t n, cap;
+	uint32_t ncommitted;           /* v[0 .. ncommitted) are committed */
+	uint32_t mark;                 /* n when the open batched step began */
+	int valid;                     /* covered is known (a drain read the log once) */
+	int lost;                      /* a record was not kept: the next drain reads the log */
+	int64_t covered;               /* memory holds every committed event with seq > covered */
+};
+
 /* ---- statements -------------------------------------------------------- */
 
 /* One slot per statement, grouped by the file that defines its text. */
@@ -155,6 +177,7 @@ struct relm_store {
 	sqlite3_stmt *stmt[RELM__S_COUNT];
 	const char *stmt_text[RELM__S_COUNT];   /* the text each slot was prepared from */
 	struct relm__stage stage;
+	struct relm__evmem evmem;
 };
 
 /* ---- db.c -------------------------------------------------------------- */
@@ -213,6 +236,16 @@ int relm__rel_scan(struct relm_store *st);
 /* The transaction is about to commit: trim the event log to event_keep if
  * it grew past it (once per transaction, not per event).  0 or an error. */
 int relm__event_trim_flush(struct relm_store *st);
+
+/* A record just inserted with seq at ts (events.c); the transaction
+ * ends (db.c).  Nothing fails: a record not kept makes the next drain
+ * read the log. */
+void relm__evmem_append(struct relm_store *st, int64_t seq, uint64_t ts, const struct relm_event *ev);
+void relm__evmem_step_begin(struct relm__evmem *m);
+void relm__evmem_step_undo(struct relm__evmem *m);
+void relm__evmem_commit(struct relm__evmem *m);
+void relm__evmem_rollback(struct relm__evmem *m);
+void relm__evmem_free(struct relm__evmem *m);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
