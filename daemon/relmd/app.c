@@ -153,12 +153,68 @@ static int infl_take(struct peer *p, uint64_t post_id, struct inflight *out)
 	return 0;
 }
 
+/* A post's seq is not recorded as posted (the disk is full, or the turn
+ * is lost): it is posted again when the disk takes writes (at least once,
+ * mailbox.md §5.1). */
+static void repump(struct relmd_app *app, int64_t seq)
+{
+	if (!app->repump_from || seq < app->repump_from)
+		app->repump_from = seq;
+}
+
+static void posted_recorded(struct relmd_app *app, int64_t seq)
+{
+	if (!app->turn_posted_min || seq < app->turn_posted_min)
+		app->turn_posted_min = seq;
+}
+
+/* The acknowledgements gathered since the last flush, recorded as ONE
+ * step of the turn's batch (relm_core_outbox_done_many): at saturation
+ * the mailbox acknowledges hundreds of posts per turn, and a step each
+ * cost a savepoint, its release and a copy of every page it touched.
+ * Called before anything else of the turn writes after them — an
+ * envelope (a receipt must find its message posted, as when each ack
+ * was a step of its own), the timers — and before the commit.  If the
+ * step fails for a reason of one row (a damaged one), they are recorded
+ * one step each, so that the row holds back only its own. */
+static void acks_flush(struct relmd_app *app)
+{
+	size_t n = app->nacks;
+	int rc;
+
+	if (!n)
+		return;
+	app->nacks = 0;
+	if ((rc = app_txn(app)) == 0)
+		rc = relm_core_outbox_done_many(app->core, app->acks, n);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			posted_recorded(app, app->acks[i].seq);
+		return;
+	}
+	if (rc == RELM_EDISKFULL || relmd__store_writable(app) != 0 || relm_store_error(app->st)) {
+		for (size_t i = 0; i < n; i++)
+			repump(app, app->acks[i].seq);
+		step_failed(app, "recording posted envelopes", rc);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct relm_core_ack *k = &app->acks[i];
+		if ((rc = relm_core_outbox_done_many(app->core, k, 1)) != 0) {
+			repump(app, k->seq);
+			step_failed(app, "recording a posted envelope", rc);
+			continue;
+		}
+		posted_recorded(app, k->seq);
+	}
+}
+
 static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], uint64_t seq, int err)
 {
 	struct peer *p = arg;
 	struct relmd_app *app = p->app;
+	struct relm_core_ack *k;
 	struct inflight f;
-	int rc;
 
 	(void)mailbox;
 	(void)seq;
@@ -167,23 +223,35 @@ static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], ui
 	app->ninfl--;
 	app->dirty = 1;   /* room in the window: pump more after the commit */
 	if (relmd__store_writable(app) != 0) {
-		/* not recorded: the row is posted again when the disk takes
-		 * writes (at least once, mailbox.md §5.1) */
-		if (!app->repump_from || f.seq < app->repump_from)
-			app->repump_from = f.seq;
+		repump(app, f.seq);       /* not recorded */
 		return;
 	}
 	if (err)
 		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
 			 (long long)f.seq, relm_strerror(err));
-	if ((rc = app_txn(app)) != 0 ||
-	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
-	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0) {
-		step_failed(app, "recording a posted envelope", rc);
-		return;
+	if (app->nacks == app->capacks) {
+		size_t cap = app->capacks ? 2 * app->capacks : 64;
+		void *v = realloc(app->acks, cap * sizeof *app->acks);
+		if (!v) {
+			/* no room for more: record those gathered, and reuse
+			 * their room (none at all: posted again later) */
+			acks_flush(app);
+			if (!app->capacks) {
+				repump(app, f.seq);
+				return;
+			}
+		} else {
+			app->acks = v;
+			app->capacks = cap;
+		}
 	}
-	if (!app->turn_posted_min || f.seq < app->turn_posted_min)
-		app->turn_posted_min = f.seq;
+	k = &app->acks[app->nacks++];
+	memset(k, 0, sizeof *k);
+	k->seq = f.seq;
+	memcpy(k->msg, f.msg, RELM_ID_LEN);
+	memcpy(k->rel, f.rel, RELM_ID_LEN);
+	k->has_msg = f.has_msg && f.has_rel;
+	k->reason = err ? (err < 0 ? err : RELM_EPROTO) : 0;
 }
 
 static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
@@ -197,6 +265,7 @@ static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
 		app->rewind = 1;          /* dropped unread: the mailbox delivers it again */
 		return;
 	}
+	acks_flush(app);
 	if ((rc = app_txn(app)) != 0 ||
 	    (rc = relm_core_envelope(app->core, mailbox, seq, env, len)) != 0)
 		step_failed(app, "processing an envelope", rc);
@@ -413,6 +482,7 @@ static int hook_commit(void *ctx)
 	if (!app->batch && !app->dirty)
 		return 0;
 	if (relmd__store_writable(app) == 0) {
+		acks_flush(app);
 		/* rows found damaged this turn: their events join it */
 		if (app->nqueue && ((rc = app_txn(app)) != 0 ||
 		                    (rc = relmd__store_report_rows(app)) != 0) && relm_store_error(app->st))
@@ -475,6 +545,7 @@ static void on_timer(uv_timer_t *t)
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
 	}
+	acks_flush(app);
 	if ((rc = app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
 		step_failed(app, "running timers", rc);
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
@@ -618,6 +689,8 @@ static void hook_stop(struct relmd *d, void *ctx)
 	struct relmd_app *app = ctx;
 	(void)d;
 	app->closing = 1;
+	if (relmd__store_writable(app) == 0)
+		acks_flush(app);
 	if (app->batch) {
 		int rc;
 		app->batch = 0;
@@ -787,6 +860,7 @@ void relmd_app_free(struct relmd_app *app)
 		free(s);
 	}
 	free(app->watch);
+	free(app->acks);
 	free(app->bad);
 	free(app->bad_queue);
 	free(app->bad_reason);

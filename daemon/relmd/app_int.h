@@ -23,6 +23,7 @@
 
 struct relm_store;
 struct relm_core;
+struct relm_core_ack;
 struct relm_mbox_client;
 struct relm_mbox_server;
 
@@ -125,6 +126,8 @@ struct relmd_app {
 	uv_timer_t retry;
 	int retry_init;
 	int64_t turn_posted_min;        /* lowest outbox seq marked posted in the open batch (0: none) */
+	struct relm_core_ack *acks;     /* acknowledged posts of this turn, not recorded yet (app.c acks_flush) */
+	size_t nacks, capacks;
 	int64_t repump_from;            /* lowest outbox seq whose posted mark was lost (0: none) */
 	int rewind;                     /* deliveries were dropped: resubscribe from the stored cursors */
 	struct bad_row *bad;            /* damaged rows reported: each once */
