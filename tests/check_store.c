@@ -590,7 +590,16 @@ START_TEST(test_outbox)
 	ck_assert_int_eq(a.seq[0], seq[1]);
 	ck_assert_int_eq(a.seq[1], seq[3]);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_outbox_purge_posted(st), 2);
+	/* a slice: the oldest posted row first, the queued ones stay */
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 1), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT min(seq) FROM outbox WHERE state='posted'"), (int)seq[2]);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox WHERE state='queued'"), 3);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 5), 1);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 5), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox"), 3);
+	ck_assert_int_eq(relm_store_outbox_mark_posted(st, seq[1], 5), 0);
+	ck_assert_int_eq(relm_store_outbox_mark_posted(st, seq[3], 5), 0);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 0), 2);     /* 0: all of them */
 	ck_assert_int_eq(relm_store_outbox_add(st, &o, &seq[0]), 0);
 	ck_assert_int_gt(seq[0], seq[4]);      /* AUTOINCREMENT: never reused */
 	o.dest[0] = '\0';

@@ -35,6 +35,8 @@ enum relmd_app_limits {
 	APP_RETRY_MIN_MS = 1000,   /* a full disk: the first retry of a write after 1 s, */
 	APP_RETRY_MAX_MS = 60000,  /* doubling up to a minute (a log line each, not a flood) */
 	APP_BAD_ROWS_MAX = 1024,   /* damaged rows remembered as reported; beyond, reported again */
+	APP_PURGE_SLICE  = 512,    /* posted outbox rows deleted per loop turn (about a millisecond) */
+	APP_PURGE_GAP_MS = 5,      /* between two slices, while rows remain: other work goes first */
 };
 
 struct inflight {
@@ -117,6 +119,7 @@ struct relmd_app {
 	int closing;
 	int closes;                     /* handles still closing */
 	uint64_t purge_at;              /* next outbox purge (uv_now) */
+	int purge_more;                 /* the last slice was full: posted rows remain */
 
 	/* the store's health (app_store.c) */
 	enum app_store_state store_state;

@@ -602,8 +602,10 @@ int relm_store_outbox_next(struct relm_store *st, int64_t after, unsigned limit,
                            int (*cb)(void *ctx, const struct relm_store_outbox *o), void *ctx);
 /* Mark posted (idempotent).  RELM_ENOTFOUND for an unknown seq. */
 int relm_store_outbox_mark_posted(struct relm_store *st, int64_t seq, uint64_t now_ms);
-/* Delete posted rows; returns how many. */
-int relm_store_outbox_purge_posted(struct relm_store *st);
+/* Delete posted rows, the oldest first, at most limit (0 = all): a daemon
+ * deletes them a slice at a time, so that no loop turn deletes a minute's
+ * worth.  Returns how many. */
+int relm_store_outbox_purge_posted(struct relm_store *st, unsigned limit);
 
 /* ---- mailbox cursors --------------------------------------------------- */
 

@@ -140,7 +140,7 @@ struct relm__evmem {
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_GET) X(MSG_GET_BODY)           \
 	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
-	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
+	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) X(OUTBOX_PURGE_SOME) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
 	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
 	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
