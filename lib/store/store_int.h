@@ -139,11 +139,11 @@ struct relm__evmem {
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_GET) X(MSG_GET_BODY)           \
-	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
+	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_ADVANCE_MANY) X(MSG_HAS) X(MSG_ALL)           \
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) X(OUTBOX_PURGE_SOME) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
 	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
-	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
+	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DEL_MANY) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
 	                 X(ACK_PUT) X(ACK_DEL) X(ACK_LIST)
 
 enum relm__slot {
