@@ -59,19 +59,22 @@ run() {
 
 total() { sed -n 's/^summary: *\([0-9]*\)$/\1/p' "$1"; }
 
-# funcs FILE yes|no -> "cost<TAB>function [object]" for every function
-# of callgrind_annotate's listing (source paths and object folders cut;
-# run from / : from a folder where it finds the sources, it leaves some
-# callers out of its call trees)
+# funcs FILE yes|no -> "cost<TAB>file:function [object]<TAB>function [object]"
+# for every function of callgrind_annotate's listing: the second field
+# tells apart static functions of one name (two on_timer in relmd), the
+# third is shown (source path and object folder cut).  Run from / : from
+# a folder where it finds the sources, callgrind_annotate leaves some
+# callers out of its call trees.
 funcs() {
 	(cd / && callgrind_annotate --auto=no --threshold=100 --inclusive="$2" "$1" 2>/dev/null) |
 	awk '/^-+$/ { sep++; next }
 	     sep == 6 && match($0, /^ *[0-9,]+ /) {
 		c = substr($0, RSTART, RLENGTH); gsub(/[ ,]/, "", c)
-		f = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", f)
+		k = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", k)
+		f = k
 		sub(/^[^ ]*:/, "", f)                # the source file
 		gsub(/\[[^]]*\//, "[", f)            # the object folder
-		print c "\t" f
+		print c "\t" k "\t" f
 	     }'
 }
 
@@ -82,7 +85,7 @@ per() {
 	funcs "$2" "$3" >"$dir/.b.$$"
 	awk -F '\t' -v n="$n" -v ir="$4" '
 		FNR == NR { a[$2] = $1; next }
-		{ d = ($1 - a[$2]) / n; if (d > 0 && d < 0.97 * ir) printf "%.0f\t%s\n", d, $2 }' \
+		{ d = ($1 - a[$2]) / n; if (d > 0 && d < 0.97 * ir) printf "%.0f\t%s\n", d, $3 }' \
 		"$dir/.a.$$" "$dir/.b.$$" | sort -t "$(printf '\t')" -k1,1nr | head -n "$top" |
 	awk -F '\t' -v ir="$4" '{ printf "  %9s %5.1f%%  %s\n", $1, 100 * $1 / ir, $2 }'
 	rm -f "$dir/.a.$$" "$dir/.b.$$"
