@@ -289,12 +289,14 @@ bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(BUILD)
 	$(Q)$(BUILD)/bench_engine --json $(BUILD)/bench.engine.json
 	$(Q)sh bench/bench_ir.sh $(BUILD)/bench_engine $(BUILD)/bench.ir.json 2000 200 20
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --json $(BUILD)/bench.daemon.json
+	$(Q)sh bench/profile_daemon.sh $(BUILD) $(BUILD)/bench.profile.json 500
 	$(Q)$(BUILD)/bench_scale --no-cold --dir $(BUILD)/bench-scale --json $(BUILD)/bench.scale.json
 	$(Q)$(BUILD)/bench_mailbox --build $(BUILD) --json $(BUILD)/bench.mailbox.json \
 	  $$( [ -f $(BUILD)/bench-scale/100000/b/relm.db ] && echo --relmd-store $(BUILD)/bench-scale/100000/b/relm.db )
 	$(Q)$(BUILD)/bench_daemon --build $(BUILD) --devices 3 --json $(BUILD)/bench.dev3.json
 	$(Q)sh bench/json_merge.sh $(BUILD)/bench.json $(BUILD)/bench.engine.json $(BUILD)/bench.ir.json \
-	  $(BUILD)/bench.daemon.json $(BUILD)/bench.dev3.json $(BUILD)/bench.scale.json $(BUILD)/bench.mailbox.json
+	  $(BUILD)/bench.daemon.json $(BUILD)/bench.profile.json $(BUILD)/bench.dev3.json \
+	  $(BUILD)/bench.scale.json $(BUILD)/bench.mailbox.json
 	$(Q)sh bench/devices_ratio.sh $(BUILD)/bench.json
 	@echo "  BENCH   $(BUILD)/bench.json"
 

@@ -7,6 +7,12 @@
  *   daemon.e2e.p50_ms/p99_ms  at a paced 1,000 messages/s (or --rate): from
  *                           writing message.send on bob to the event on alice
  *
+ *   daemon.e2e.max_turn_ms  the longest loop turn of either relmd during the
+ *                           paced run, as each measures its own (daemon.status
+ *                           loop, reset when the run starts); also
+ *                           .sender/.receiver, and daemon.e2e.slow_turns
+ *                           (turns over 5 ms, both together)
+ *
  *   daemon.e2e.cpu_us_per_msg.{sender,mailbox,receiver}  CPU time each
  *                           process spent per message during saturation
  *                           (/proc/PID/schedstat), median over rounds
@@ -24,9 +30,19 @@
  *
  * Usage: bench_daemon [--build DIR] [--n N] [--rounds K] [--rate R] [--seconds S]
  *                     [--devices D] [--quick] [--json PATH] [--trace PATH]
+ *                     [--warmup W] [--callgrind ROLE PATH]
  *
  *   --trace PATH            the paced run's messages, one line each: ms from
  *                           the start of the run when sent, latency in ms
+ *   --seconds 0             no paced run (saturation only; no JSON written)
+ *   --warmup W              first W messages in rounds of N, not measured (the
+ *                           stores in the state of a daemon that has run:
+ *                           the event log at its retention, history rows)
+ *   --callgrind ROLE PATH   run one process (ROLE: sender, mailbox or
+ *                           receiver) under valgrind --tool=callgrind,
+ *                           writing its profile to PATH when it exits
+ *                           (bench/profile_daemon.sh); every wait is then
+ *                           twenty times as patient
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +64,11 @@ static char tmp[256];
 enum { MAX_DEV = 4 };
 static pid_t kids[3 + MAX_DEV];
 static int nkids;
+/* --callgrind: which spawn (0 mailbox, 1 receiver, 2 sender) runs under
+ * valgrind, and where its profile goes; `patience` scales every wait */
+static int cg_role = -1;
+static const char *cg_out;
+static int patience = 1;
 
 static double now_ms(void)
 {
@@ -91,6 +112,20 @@ static pid_t spawn(char *const argv[], int out_fd)
 		int devnull = open("/dev/null", O_WRONLY);
 		if (devnull >= 0)
 			dup2(devnull, 2);
+		if (nkids == cg_role) {
+			/* valgrind, its options, then the program's own argv */
+			char opt[600], *av[40];
+			int k = 0;
+			snprintf(opt, sizeof opt, "--callgrind-out-file=%s", cg_out);
+			av[k++] = "valgrind";
+			av[k++] = "--tool=callgrind";
+			av[k++] = opt;
+			for (int i = 0; argv[i] && k < 39; i++)
+				av[k++] = argv[i];
+			av[k] = NULL;
+			execvp(av[0], av);
+			_exit(127);
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -210,7 +245,7 @@ static const char *res_str(cJSON *j, const char *k)
 
 static int wait_socket(const char *path, struct conn *c)
 {
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 200 * patience; i++) {
 		if (conn_open(c, path) == 0)
 			return 0;
 		usleep(20000);
@@ -264,7 +299,7 @@ static void drain_status(struct conn *evb, int *delivered)
 static void wait_delivered(struct conn *b, struct conn *ev, struct conn *evb, int *delivered,
                            int target)
 {
-	double until = now_ms() + 60000;
+	double until = now_ms() + 60000.0 * patience;
 	while (*delivered < target) {
 		struct pollfd pf[3] = { { b->fd, POLLIN, 0 }, { ev->fd, POLLIN, 0 }, { evb->fd, POLLIN, 0 } };
 		if (now_ms() > until)
@@ -313,7 +348,7 @@ static int report_devices(const char *json, int devices, int rounds, int n, doub
 
 int main(int argc, char **argv)
 {
-	int n = 3000, rate = 1000, seconds = 5, rounds = 3, devices = 1;
+	int n = 3000, rate = 1000, seconds = 5, rounds = 3, devices = 1, warmup = 0;
 	const char *json = NULL, *trace = NULL;
 	char port[16] = "", path_a[300], path_b[300], mbox[300], sa[300], sb[300], mb_addr[64];
 	struct conn a, b, ev, evb;
@@ -329,12 +364,27 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+			warmup = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--devices") && i + 1 < argc)
 			devices = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
 		else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
 			trace = argv[++i];
+		else if (!strcmp(argv[i], "--callgrind") && i + 2 < argc) {
+			static const char *const roles[] = { "mailbox", "receiver", "sender" };
+			for (int k = 0; k < 3; k++)
+				if (!strcmp(argv[i + 1], roles[k]))
+					cg_role = k;
+			if (cg_role < 0) {
+				fprintf(stderr, "bench_daemon: --callgrind sender|mailbox|receiver PATH\n");
+				return 2;
+			}
+			cg_out = argv[i + 2];
+			patience = 20;
+			i += 2;
+		}
 		else if (!strcmp(argv[i], "--quick")) {
 			n = 200;
 			seconds = 1;
@@ -480,21 +530,24 @@ int main(int argc, char **argv)
 	int delivered = 0;
 	/* bob sends (all his devices; the first alone), the mailbox, alice receives */
 	pid_t who[3] = { kids[2], kids[0], kids[1] };
-	for (int round = 0; round < rounds; round++) {
+	/* rounds < 0: --warmup, in rounds of n, not measured */
+	int wrounds = warmup > 0 ? (warmup + n - 1) / n : 0, target = 0;
+	for (int round = -wrounds; round < rounds; round++) {
 		double c0[4], t0 = now_ms();
 		int sent = 0, received = 0;
+		int nr = round >= 0 ? n : warmup - (round + wrounds) * n < n ? warmup - (round + wrounds) * n : n;
 		for (int k = 0; k < 3; k++)
 			c0[k] = cpu_us(who[k]);
 		c0[3] = 0;
 		for (int d = 1; d < devices; d++)
 			c0[3] += cpu_us(bob_dev[d]);
-		while (received < n) {
-			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < n ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
+		while (received < nr) {
+			struct pollfd pf[3] = { { b.fd, POLLIN | (sent < nr ? POLLOUT : 0), 0 }, { ev.fd, POLLIN, 0 },
 			                        { evb.fd, POLLIN, 0 } };
-			if (poll(pf, 3, 10000) <= 0)
-				die("no progress for 10 s");
-			if ((pf[0].revents & POLLOUT) && sent < n) {
-				for (int k = 0; k < 64 && sent < n; k++, sent++) {
+			if (poll(pf, 3, 10000 * patience) <= 0)
+				die("no progress for 10 s (times the patience of --callgrind)");
+			if ((pf[0].revents & POLLOUT) && sent < nr) {
+				for (int k = 0; k < 64 && sent < nr; k++, sent++) {
 					snprintf(params, sizeof params,
 					         "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"message.send\",\"params\":"
 					         "{\"relationship\":\"%s\",\"body\":\"saturation message %06d ..........."
@@ -525,6 +578,11 @@ int main(int argc, char **argv)
 			if (pf[2].revents & POLLIN)
 				drain_status(&evb, &delivered);
 		}
+		target += nr;
+		if (round < 0) {
+			wait_delivered(&b, &ev, &evb, &delivered, target);
+			continue;
+		}
 		double ms = now_ms() - t0;
 		rate_r[round] = n * 1000.0 / ms;
 		for (int k = 0; k < 3; k++)
@@ -535,7 +593,7 @@ int main(int argc, char **argv)
 		cpu_r[3][round] = cpu_r[0][round];                 /* the first device alone */
 		cpu_r[0][round] += (others - c0[3]) / n;           /* the whole proton */
 		/* the next round (and the paced run) starts with bob's queue empty */
-		wait_delivered(&b, &ev, &evb, &delivered, (round + 1) * n);
+		wait_delivered(&b, &ev, &evb, &delivered, target);
 	}
 	double rate_min = rate_r[0], rate_max = rate_r[0];
 	for (int round = 1; round < rounds; round++) {
@@ -548,9 +606,20 @@ int main(int argc, char **argv)
 		cpu_med[k] = median(cpu_r[k], rounds);
 	if (devices > 1)
 		return report_devices(json, devices, rounds, n, msgs_per_s, rate_min, rate_max, cpu_med);
+	if (seconds <= 0) {
+		printf("saturation: %d rounds of %d messages pipelined: median %.0f messages/s "
+		       "(min %.0f, max %.0f)\n", rounds, n, msgs_per_s, rate_min, rate_max);
+		return 0;
+	}
 
 	/* ---- latency at a paced rate ---- */
 	int total = rate * seconds, next = 0, got = 0;
+	double turn_max[2], slow_turns = 0;
+	struct conn st_conn[2];
+	if (conn_open(&st_conn[0], sb) || conn_open(&st_conn[1], sa))
+		die("cannot reach relmd for daemon.status");
+	for (int k = 0; k < 2; k++)
+		cJSON_Delete(rpc(&st_conn[k], "daemon.status", "{\"reset_loop\":true}"));
 	double *sent_at = calloc((size_t)total, sizeof *sent_at), *lat = calloc((size_t)total, sizeof *lat);
 	double start = now_ms();
 	while (got < total) {
@@ -593,6 +662,18 @@ int main(int argc, char **argv)
 		if (now_ms() - start > seconds * 1000.0 + 30000)
 			die("paced run did not finish within 30 s of its end");
 	}
+	for (int k = 0; k < 2; k++) {
+		cJSON *j = rpc(&st_conn[k], "daemon.status", "{}");
+		cJSON *lp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "loop");
+		cJSON *mx = cJSON_GetObjectItem(lp, "max_turn_ms"), *sl = cJSON_GetObjectItem(lp, "slow_turns");
+		if (!cJSON_IsNumber(mx) || !cJSON_IsNumber(sl))
+			die("daemon.status has no loop.max_turn_ms");
+		turn_max[k] = mx->valuedouble;
+		slow_turns += sl->valuedouble;
+		cJSON_Delete(j);
+		close(st_conn[k].fd);
+		free(st_conn[k].buf);
+	}
 	if (trace) {
 		FILE *f = fopen(trace, "w");
 		if (!f)
@@ -611,6 +692,8 @@ int main(int argc, char **argv)
 	       cpu_med[0], cpu_med[1], cpu_med[2]);
 	printf("paced %d messages/s for %d s: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       rate, seconds, p50, p99, pmax);
+	printf("longest loop turn meanwhile: sender relmd %.2f ms, receiver relmd %.2f ms (%.0f turns over 5 ms)\n",
+	       turn_max[0], turn_max[1], slow_turns);
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f)
@@ -623,8 +706,14 @@ int main(int argc, char **argv)
 		        "  \"daemon.e2e.cpu_us_per_msg.receiver\": %.1f,\n"
 		        "  \"daemon.e2e.p50_ms\": %.3f,\n"
 		        "  \"daemon.e2e.p99_ms\": %.3f,\n  \"daemon.e2e.max_ms\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_ms\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_ms.sender\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_ms.receiver\": %.3f,\n"
+		        "  \"daemon.e2e.slow_turns\": %.0f,\n"
 		        "  \"daemon.e2e.rate\": %d\n}\n",
-		        msgs_per_s, rate_min, rate_max, cpu_med[0], cpu_med[1], cpu_med[2], p50, p99, pmax, rate);
+		        msgs_per_s, rate_min, rate_max, cpu_med[0], cpu_med[1], cpu_med[2], p50, p99, pmax,
+		        turn_max[0] > turn_max[1] ? turn_max[0] : turn_max[1], turn_max[0], turn_max[1],
+		        slow_turns, rate);
 		fclose(f);
 	}
 	free(sent_at);

@@ -343,7 +343,7 @@ static void tick_all(struct daemon *d)
 static void purge(struct daemon *d)
 {
 	CHECK(relm_store_begin(d->st));
-	int n = relm_store_outbox_purge_posted(d->st);
+	int n = relm_store_outbox_purge_posted(d->st, 0);
 	if (n < 0)
 		die("outbox purge: %s", relm_strerror(n));
 	CHECK(relm_store_commit(d->st));

@@ -166,6 +166,33 @@ START_TEST(status_shape)
 }
 END_TEST
 
+/* daemon.status loop: relmd counts its loop turns and their longest; a
+ * reset starts the count afresh after the answer that reports it. */
+START_TEST(status_loop)
+{
+	start_one();
+	for (int i = 0; i < 20; i++)
+		cJSON_Delete(td_must(W.a.sock, "proton.list", NULL));
+	cJSON *r = td_must(W.a.sock, "daemon.status", "{\"reset_loop\":true}");
+	const cJSON *lp = get(td_res(r), "loop");
+	double turns = num(lp, "turns"), max = num(lp, "max_turn_ms");
+	/* each request is at least one turn (read, answer, write) */
+	ck_assert(turns >= 20);
+	ck_assert(max > 0);
+	ck_assert(num(lp, "slow_turns") >= 0 && num(lp, "slow_turns") <= turns);
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "daemon.status", NULL);
+	lp = get(td_res(r), "loop");
+	/* only the turns since the reset: this request's, and the last one's write */
+	ck_assert(num(lp, "turns") < turns);
+	cJSON_Delete(r);
+	/* not a bool: refused before the handler runs */
+	r = td_call(W.a.sock, "daemon.status", "{\"reset_loop\":1}");
+	ck_assert(get(r, "error") != NULL);
+	cJSON_Delete(r);
+}
+END_TEST
+
 /* ---- protons and devices ---- */
 
 START_TEST(protons)
@@ -965,6 +992,7 @@ static Suite *api_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, status_shape);
+	tcase_add_test(tc, status_loop);
 	tcase_add_test(tc, protons);
 	tcase_add_test(tc, not_found);
 	tcase_add_test(tc, invites);

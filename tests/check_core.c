@@ -332,6 +332,79 @@ START_TEST(test_refused_post_fails_the_message)
 }
 END_TEST
 
+struct rows_got {
+	int n;
+	int64_t seq[8];
+	uint8_t msg[8][16];
+};
+
+static int rows_cb(void *ctx, const struct relm_store_outbox *o)
+{
+	struct rows_got *g = ctx;
+	if (o->has_msg && g->n < 8) {
+		g->seq[g->n] = o->seq;
+		memcpy(g->msg[g->n], o->msg_id, 16);
+		g->n++;
+	}
+	return 0;
+}
+
+static int msg_status(struct tu_daemon *d, const uint8_t rel[16], const uint8_t id[16])
+{
+	struct relm_store_msg m;
+	ck_assert_int_eq(relm_store_msg_get(d->st, rel, id, &m), 0);
+	return m.status;
+}
+
+/* A turn's acknowledgements recorded as one step: each does what a step
+ * of its own does (posted, or failed and no longer retransmitted, with
+ * its message.status event).  One whose outbox row is gone — its
+ * relationship deleted with it, a revoked device's session
+ * (proto/revocation.md §1) — is passed over, the others recorded. */
+START_TEST(test_acks_in_one_step)
+{
+	uint8_t rb[16], id[3][16];
+	int was_new, ev0;
+	uint64_t n = 0;
+	struct rows_got rows = { 0 };
+	struct relm_core_ack acks[4];
+
+	connect_ab(rb, 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "one of three", 12, NULL, id[i], &was_new), 0);
+	ck_assert_int_eq(relm_store_outbox_next(B.st, B.outbox_after, 0, rows_cb, &rows), 0);
+	ck_assert_int_eq(rows.n, 3);
+	memset(acks, 0, sizeof acks);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(memcmp(rows.msg[i], id[i], 16), 0);
+		acks[i].seq = rows.seq[i];
+		memcpy(acks[i].msg, id[i], 16);
+		memcpy(acks[i].rel, rb, 16);
+		acks[i].has_msg = 1;
+	}
+	acks[1].reason = RELM_ETOOBIG;
+	acks[3] = acks[2];
+	acks[3].seq = rows.seq[2] + 1000;               /* no such row */
+	ev0 = count_events(&B, "message.status", NULL);
+	ck_assert_int_eq(relm_store_outgoing_count(B.st, rb, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(relm_core_outbox_done_many(B.core, acks, 4), 0);
+	ck_assert_int_eq(msg_status(&B, rb, id[0]), RELM_STATUS_POSTED);
+	ck_assert_int_eq(msg_status(&B, rb, id[1]), RELM_STATUS_FAILED);
+	ck_assert_int_eq(msg_status(&B, rb, id[2]), RELM_STATUS_POSTED);
+	ck_assert_int_eq(count_events(&B, "message.status", NULL), ev0 + 3);
+	ck_assert_int_eq(relm_store_outgoing_count(B.st, rb, &n), 0);
+	ck_assert_uint_eq(n, 2);                        /* the refused one is not retransmitted */
+	rows.n = 0;
+	ck_assert_int_eq(relm_store_outbox_next(B.st, B.outbox_after, 0, rows_cb, &rows), 0);
+	ck_assert_int_eq(rows.n, 0);                    /* none left queued */
+	/* twice: the rows are done, the messages do not move back */
+	ck_assert_int_eq(relm_core_outbox_done_many(B.core, acks, 3), 0);
+	ck_assert_int_eq(msg_status(&B, rb, id[0]), RELM_STATUS_POSTED);
+	ck_assert_int_eq(count_events(&B, "message.status", NULL), ev0 + 3);
+}
+END_TEST
+
 START_TEST(test_two_protons_of_one_daemon_refused)
 {
 	uint8_t p2[16], ipk[32], rel[16];
@@ -716,6 +789,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_restart_midway);
 	tcase_add_test(tc, test_retransmit_from_the_store);
 	tcase_add_test(tc, test_refused_post_fails_the_message);
+	tcase_add_test(tc, test_acks_in_one_step);
 	tcase_add_test(tc, test_two_protons_of_one_daemon_refused);
 	tcase_add_test(tc, test_expired_invites_deleted);
 	tcase_add_test(tc, test_inviter_one_relationship_per_pair);

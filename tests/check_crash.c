@@ -763,7 +763,7 @@ static void op_purge(struct kid *k, int s)
 {
 	int rc;
 	KCHECK(k, relm_store_begin(k->d[s].st));
-	rc = relm_store_outbox_purge_posted(k->d[s].st);
+	rc = relm_store_outbox_purge_posted(k->d[s].st, 0);
 	KASSERT(k, rc >= 0);
 	KCHECK(k, relm_store_commit(k->d[s].st));
 	kstat(k, ST_PURGE);

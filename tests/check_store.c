@@ -590,7 +590,16 @@ START_TEST(test_outbox)
 	ck_assert_int_eq(a.seq[0], seq[1]);
 	ck_assert_int_eq(a.seq[1], seq[3]);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_outbox_purge_posted(st), 2);
+	/* a slice: the oldest posted row first, the queued ones stay */
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 1), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT min(seq) FROM outbox WHERE state='posted'"), (int)seq[2]);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox WHERE state='queued'"), 3);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 5), 1);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 5), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox"), 3);
+	ck_assert_int_eq(relm_store_outbox_mark_posted(st, seq[1], 5), 0);
+	ck_assert_int_eq(relm_store_outbox_mark_posted(st, seq[3], 5), 0);
+	ck_assert_int_eq(relm_store_outbox_purge_posted(st, 0), 2);     /* 0: all of them */
 	ck_assert_int_eq(relm_store_outbox_add(st, &o, &seq[0]), 0);
 	ck_assert_int_gt(seq[0], seq[4]);      /* AUTOINCREMENT: never reused */
 	o.dest[0] = '\0';
@@ -711,15 +720,7 @@ static int got_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *
 /* The fields the record says it has, compared with the original's. */
 static void same_record(const struct relm_event *a, const struct relm_event *b, const char *reason)
 {
-	ck_assert_int_eq(a->type, b->type);
-	ck_assert_uint_eq(a->has, b->has);
-#define FIELD(bit, f) if (a->has & bit) ck_assert_int_eq(memcmp(&a->f, &b->f, sizeof a->f), 0);
-	FIELD(RELM_EVF_REL, rel) FIELD(RELM_EVF_MSG, msg) FIELD(RELM_EVF_NODE, node)
-	FIELD(RELM_EVF_PROTON, proton) FIELD(RELM_EVF_DEVICE, device) FIELD(RELM_EVF_ENVELOPE, envelope)
-	FIELD(RELM_EVF_IPK, ipk) FIELD(RELM_EVF_MAILBOX, mailbox) FIELD(RELM_EVF_MBOX_SEQ, mailbox_seq)
-	FIELD(RELM_EVF_EPOCH, epoch) FIELD(RELM_EVF_PRUNED, pruned) FIELD(RELM_EVF_STATUS, status)
-	FIELD(RELM_EVF_CODE, code) FIELD(RELM_EVF_ROW, row)
-#undef FIELD
+	ts_same_fields(a, b);
 	if (a->has & RELM_EVF_REASON)
 		ck_assert_str_eq(reason, b->reason);
 	if (a->has & RELM_EVF_TABLE)

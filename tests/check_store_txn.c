@@ -728,7 +728,7 @@ static int seq_txn(struct relm_store *st, int t)
 			if ((err = relm_store_event_append(st, &ev, 1, NULL)) != 0)
 				return err;
 		}
-		if (t == 5 && (err = relm_store_outbox_purge_posted(st)) < 0)
+		if (t == 5 && (err = relm_store_outbox_purge_posted(st, 0)) < 0)
 			return err;
 		if (t == 4) {
 			/* mark the first two posted */

@@ -201,6 +201,19 @@ void ts_event(struct relm_event *ev, int type, const uint8_t rel[16])
 	}
 }
 
+void ts_same_fields(const struct relm_event *a, const struct relm_event *b)
+{
+	ck_assert_int_eq(a->type, b->type);
+	ck_assert_uint_eq(a->has, b->has);
+#define FIELD(bit, f) if (a->has & bit) ck_assert_int_eq(memcmp(&a->f, &b->f, sizeof a->f), 0);
+	FIELD(RELM_EVF_REL, rel) FIELD(RELM_EVF_MSG, msg) FIELD(RELM_EVF_NODE, node)
+	FIELD(RELM_EVF_PROTON, proton) FIELD(RELM_EVF_DEVICE, device) FIELD(RELM_EVF_ENVELOPE, envelope)
+	FIELD(RELM_EVF_IPK, ipk) FIELD(RELM_EVF_MAILBOX, mailbox) FIELD(RELM_EVF_MBOX_SEQ, mailbox_seq)
+	FIELD(RELM_EVF_EPOCH, epoch) FIELD(RELM_EVF_PRUNED, pruned) FIELD(RELM_EVF_STATUS, status)
+	FIELD(RELM_EVF_CODE, code) FIELD(RELM_EVF_ROW, row)
+#undef FIELD
+}
+
 const struct relm_event *ts_any_event(void)
 {
 	static const struct relm_event ev = { .type = RELM_EV_ENVELOPE_UNDECRYPTABLE };

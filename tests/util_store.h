@@ -73,6 +73,9 @@ int ts_count_mismatches(struct relm_store *st);
 
 /* A typed event record of `type` about relationship rel (0 fields else). */
 void ts_event(struct relm_event *ev, int type, const uint8_t rel[16]);
+/* a and b have the same type and fields, field for field (the texts
+ * reason and table are the caller's to compare). */
+void ts_same_fields(const struct relm_event *a, const struct relm_event *b);
 /* Some valid record (an envelope.undecryptable with no field), for tests
  * that need an event row and not what it says. */
 const struct relm_event *ts_any_event(void);

@@ -41,6 +41,10 @@ static const struct relmd_param p_proton_create[] = {
 	{ "label", RELMD_T_STRING, RELMD_P_REQUIRED, 1, RELMD_LABEL_MAX, NULL, "a name for this identity, shown only to you" },
 	END
 };
+static const struct relmd_param p_daemon_status[] = {
+	{ "reset_loop", RELMD_T_BOOL, 0, 0, 0, NULL, "start counting the loop's turns afresh after this answer" },
+	END
+};
 static const struct relmd_param p_store_check[] = {
 	{ "quick", RELMD_T_BOOL, 0, 0, 0, NULL, "SQLite's quick_check instead of integrity_check" },
 	END
@@ -108,7 +112,7 @@ static const struct relmd_param p_identity_accept[] = {
 };
 
 const struct relmd_method relmd_method_table[] = {
-	{ "daemon.status", p_none, "", "show the daemon's version, uptime, store and mailbox", 0 },
+	{ "daemon.status", p_daemon_status, "", "show the daemon's version, uptime, store and mailbox", 0 },
 	{ "store.check", p_store_check, "", "check the store: SQLite's integrity check, then every row (relmctl check)", 0 },
 	{ "proton.create", p_proton_create, "label", "create a proton (a contextual identity)", 0 },
 	{ "proton.list", p_none, "", "list protons", 0 },

@@ -182,6 +182,9 @@ int relmd_init(struct relmd *d, const struct relmd_config *cfg, const struct rel
 		relmd_events_clear(&d->events);
 		return r;
 	}
+	/* the time blocked in epoll, so a turn's own time can be told from
+	 * waiting (relmd_turns); only fails on an unknown option */
+	uv_loop_configure(&d->loop, UV_METRICS_IDLE_TIME);
 	/* These inits cannot fail on Linux for a valid loop (they allocate
 	 * nothing); uv_async_init can (eventfd): checked. */
 	uv_pipe_init(&d->loop, &d->listener, 0);
@@ -391,6 +394,25 @@ static void on_work(uv_idle_t *h)
 			relmd_conn_process(c);
 }
 
+/* The end of a loop turn (the flush is the last thing before the poll):
+ * its time is the time since the end of the previous one, less the time
+ * the loop spent waiting in the kernel meanwhile. */
+static void turn_end(struct relmd_turns *t, uv_loop_t *loop)
+{
+	uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(loop);
+
+	if (t->end_ns) {
+		uint64_t span = now - t->end_ns, waited = idle - t->idle_ns;
+		uint64_t busy = span > waited ? span - waited : 0;
+		t->count++;
+		t->slow += busy > (uint64_t)RELMD_TURN_SLOW_MS * 1000000u;
+		if (busy > t->max_ns)
+			t->max_ns = busy;
+	}
+	t->end_ns = now;
+	t->idle_ns = idle;
+}
+
 /* Prepare (just before the loop polls): commit, then write.  Every reply
  * queued during this turn — by requests, timers, the mailbox — leaves only
  * after hooks.commit succeeded: persist before send, and batch (the
@@ -419,6 +441,7 @@ static void on_flush(uv_prepare_t *h)
 	}
 	for (struct relmd_conn *c = d->conns; c; c = c->next)
 		relmd_conn_flush(c);
+	turn_end(&d->turns, &d->loop);
 }
 
 /* ---- events ----------------------------------------------------------------------- */
@@ -481,9 +504,23 @@ static void read_only_add(void *actx, const uint8_t id[16])
 		cJSON_AddItemToArray(actx, s);
 }
 
+/* daemon.status `loop`, and a new window when asked (reset_loop). */
+static int status_loop(struct relmd *d, const cJSON *params, cJSON *r)
+{
+	cJSON *lp = cJSON_AddObjectToObject(r, "loop");
+
+	if (!lp || !cJSON_AddNumberToObject(lp, "turns", (double)d->turns.count) ||
+	    !cJSON_AddNumberToObject(lp, "slow_turns", (double)d->turns.slow) ||
+	    !cJSON_AddNumberToObject(lp, "max_turn_ms", (double)(d->turns.max_ns / 1000u) / 1e3))
+		return RELM_ENOMEM;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "reset_loop"))) {
+		d->turns.count = d->turns.slow = d->turns.max_ns = 0;
+	}
+	return 0;
+}
+
 static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
-	(void)params;
 	struct relmd *d = call->d;
 	if (!d)
 		return RELM_EINVAL;
@@ -535,7 +572,8 @@ static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON
 	    !cJSON_AddStringToObject(r, "socket", d->sock_path) ||
 	    !cJSON_AddNumberToObject(r, "clients", d->nconns) ||
 	    !cJSON_AddNumberToObject(r, "event_seq", (double)d->events.last_seq) ||
-	    !cJSON_AddNumberToObject(r, "pid", (double)getpid()))
+	    !cJSON_AddNumberToObject(r, "pid", (double)getpid()) ||
+	    status_loop(d, params, r) != 0)
 		goto nomem;
 	*result = r;
 	return 0;

@@ -52,6 +52,18 @@ enum relmd_server_limits {
 	RELMD_EVENT_RETENTION  = 4096,     /* events kept in memory for subscribe {since}; a subscriber further behind is dropped */
 	RELMD_SHUTDOWN_GRACE_MS = 2000,    /* at shutdown, time clients get to read queued replies before being cut */
 	RELMD_ADDR_MAX         = 262,      /* HOST:PORT: 253-byte DNS name or [v6], ':' and 5 digits, NUL */
+	RELMD_TURN_SLOW_MS     = 5,        /* a loop turn longer than this is counted slow (daemon.status loop): issue 19's bound */
+};
+
+/* The loop's own timing (daemon.status `loop`): a turn is the work between
+ * two polls — the I/O callbacks of one poll, then timers, idle work and
+ * the commit-then-write flush — measured as the time between two flushes
+ * less what the loop spent blocked in the kernel (uv_metrics_idle_time).
+ * Counted from the last reset (daemon.status {"reset_loop": true}). */
+struct relmd_turns {
+	uint64_t end_ns, idle_ns;    /* uv_hrtime and idle time at the end of the last turn (0: none yet) */
+	uint64_t count, slow;        /* turns, and those over RELMD_TURN_SLOW_MS */
+	uint64_t max_ns;             /* the longest */
 };
 
 #define relmd_container_of(ptr, type, member) \
@@ -151,6 +163,7 @@ struct relmd {
 	unsigned nqueued;            /* clients with runnable requests (work idle active iff > 0) */
 	uint64_t next_conn_id;
 	uint64_t start_hrtime;
+	struct relmd_turns turns;
 	enum relmd_state state;
 	int exit_code;
 	int stop_requested;          /* set by relmd_stop_async, read on the loop */

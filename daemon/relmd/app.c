@@ -153,12 +153,68 @@ static int infl_take(struct peer *p, uint64_t post_id, struct inflight *out)
 	return 0;
 }
 
+/* A post's seq is not recorded as posted (the disk is full, or the turn
+ * is lost): it is posted again when the disk takes writes (at least once,
+ * mailbox.md §5.1). */
+static void repump(struct relmd_app *app, int64_t seq)
+{
+	if (!app->repump_from || seq < app->repump_from)
+		app->repump_from = seq;
+}
+
+static void posted_recorded(struct relmd_app *app, int64_t seq)
+{
+	if (!app->turn_posted_min || seq < app->turn_posted_min)
+		app->turn_posted_min = seq;
+}
+
+/* The acknowledgements gathered since the last flush, recorded as ONE
+ * step of the turn's batch (relm_core_outbox_done_many): at saturation
+ * the mailbox acknowledges hundreds of posts per turn, and a step each
+ * cost a savepoint, its release and a copy of every page it touched.
+ * Called before anything else of the turn writes after them — an
+ * envelope (a receipt must find its message posted, as when each ack
+ * was a step of its own), the timers — and before the commit.  If the
+ * step fails for a reason of one row (a damaged one), they are recorded
+ * one step each, so that the row holds back only its own. */
+static void acks_flush(struct relmd_app *app)
+{
+	size_t n = app->nacks;
+	int rc;
+
+	if (!n)
+		return;
+	app->nacks = 0;
+	if ((rc = app_txn(app)) == 0)
+		rc = relm_core_outbox_done_many(app->core, app->acks, n);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			posted_recorded(app, app->acks[i].seq);
+		return;
+	}
+	if (rc == RELM_EDISKFULL || relmd__store_writable(app) != 0 || relm_store_error(app->st)) {
+		for (size_t i = 0; i < n; i++)
+			repump(app, app->acks[i].seq);
+		step_failed(app, "recording posted envelopes", rc);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct relm_core_ack *k = &app->acks[i];
+		if ((rc = relm_core_outbox_done_many(app->core, k, 1)) != 0) {
+			repump(app, k->seq);
+			step_failed(app, "recording a posted envelope", rc);
+			continue;
+		}
+		posted_recorded(app, k->seq);
+	}
+}
+
 static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], uint64_t seq, int err)
 {
 	struct peer *p = arg;
 	struct relmd_app *app = p->app;
+	struct relm_core_ack *k;
 	struct inflight f;
-	int rc;
 
 	(void)mailbox;
 	(void)seq;
@@ -167,23 +223,35 @@ static void on_posted(void *arg, uint64_t post_id, const uint8_t mailbox[32], ui
 	app->ninfl--;
 	app->dirty = 1;   /* room in the window: pump more after the commit */
 	if (relmd__store_writable(app) != 0) {
-		/* not recorded: the row is posted again when the disk takes
-		 * writes (at least once, mailbox.md §5.1) */
-		if (!app->repump_from || f.seq < app->repump_from)
-			app->repump_from = f.seq;
+		repump(app, f.seq);       /* not recorded */
 		return;
 	}
 	if (err)
 		log_warn("mailbox %s refused outbox row %lld: %s (its message is marked failed)", p->hostport,
 			 (long long)f.seq, relm_strerror(err));
-	if ((rc = app_txn(app)) != 0 ||
-	    (rc = err ? relm_core_outbox_refused(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel, err)
-	               : relm_core_outbox_posted(app->core, f.seq, f.msg, f.rel, f.has_msg && f.has_rel)) != 0) {
-		step_failed(app, "recording a posted envelope", rc);
-		return;
+	if (app->nacks == app->capacks) {
+		size_t cap = app->capacks ? 2 * app->capacks : 64;
+		void *v = realloc(app->acks, cap * sizeof *app->acks);
+		if (!v) {
+			/* no room for more: record those gathered, and reuse
+			 * their room (none at all: posted again later) */
+			acks_flush(app);
+			if (!app->capacks) {
+				repump(app, f.seq);
+				return;
+			}
+		} else {
+			app->acks = v;
+			app->capacks = cap;
+		}
 	}
-	if (!app->turn_posted_min || f.seq < app->turn_posted_min)
-		app->turn_posted_min = f.seq;
+	k = &app->acks[app->nacks++];
+	memset(k, 0, sizeof *k);
+	k->seq = f.seq;
+	memcpy(k->msg, f.msg, RELM_ID_LEN);
+	memcpy(k->rel, f.rel, RELM_ID_LEN);
+	k->has_msg = f.has_msg && f.has_rel;
+	k->reason = err ? (err < 0 ? err : RELM_EPROTO) : 0;
 }
 
 static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
@@ -197,6 +265,7 @@ static void on_deliver(void *arg, const uint8_t mailbox[32], uint64_t seq,
 		app->rewind = 1;          /* dropped unread: the mailbox delivers it again */
 		return;
 	}
+	acks_flush(app);
 	if ((rc = app_txn(app)) != 0 ||
 	    (rc = relm_core_envelope(app->core, mailbox, seq, env, len)) != 0)
 		step_failed(app, "processing an envelope", rc);
@@ -419,6 +488,8 @@ static void arm_timer(struct relmd_app *app)
 		delay = next > now ? next - now : 0;
 	if (delay > APP_TIMER_MAX_MS)
 		delay = APP_TIMER_MAX_MS;
+	if (app->purge_more && delay > APP_PURGE_GAP_MS)
+		delay = APP_PURGE_GAP_MS;           /* the outbox's next slice */
 	uv_timer_start(&app->timer, on_timer, delay, 0);
 }
 
@@ -431,6 +502,7 @@ static int hook_commit(void *ctx)
 	if (!app->batch && !app->dirty)
 		return 0;
 	if (relmd__store_writable(app) == 0) {
+		acks_flush(app);
 		/* rows found damaged this turn: their events join it */
 		if (app->nqueue && ((rc = app_txn(app)) != 0 ||
 		                    (rc = relmd__store_report_rows(app)) != 0) && relm_store_error(app->st))
@@ -453,7 +525,7 @@ static int hook_commit(void *ctx)
 	 * The subscriptions and posts of this commit leave in one write per
 	 * mailbox server (a client created meanwhile is not connected yet). */
 	app->published = 0;
-	if ((rc = relm_store_event_list(app->st, app->events_last, 0, publish_cb, app)) < 0)
+	if ((rc = relm_store_event_drain(app->st, app->events_last, publish_cb, app)) < 0)
 		log_err("reading events: %s", relm_strerror(rc));
 	/* Subscribers move only now: a replay may read the event log (ev_load),
 	 * which must not happen inside the iteration above (one statement). */
@@ -490,54 +562,71 @@ static int unwatch_cb(void *ctx, const uint8_t id[32])
 	return 0;
 }
 
+/* Once a minute: expired invites go, their secrets with them, and their
+ * mailboxes are no longer read; so do pairing codes past their expiry
+ * (proto/devices.md §12.8; their mailboxes leave the list at the next
+ * restart).  0, or the failure (reported). */
+static int expire_minutely(struct relmd_app *app)
+{
+	int n;
+
+	if ((n = relm_core_invites_expire(app->core, unwatch_cb, app)) < 0) {
+		step_failed(app, "deleting expired invites", n);
+		return n;
+	}
+	if (n > 0)
+		log_info("%d expired invite%s deleted", n, n == 1 ? "" : "s");
+	if ((n = relm_core_pairings_expire(app->core)) < 0) {
+		step_failed(app, "deleting expired pairings", n);
+		return n;
+	}
+	return 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct relmd_app *app = t->data;
 	uint64_t next = 0;
-	int rc;
+	int rc, n, minute;
 
 	if (relmd__store_writable(app) != 0) {
 		/* the deadlines are stored: app_resume runs them */
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
 	}
+	acks_flush(app);
 	if ((rc = app_txn(app)) != 0 || (rc = relm_core_tick(app->core, &next)) != 0) {
 		step_failed(app, "running timers", rc);
 		uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
 		return;
 	}
-	/* Posted outbox rows are done (the mailbox has them): drop them at most
-	 * once a minute, so the outbox does not grow for ever.  Expired invites
-	 * go too, their secrets with them, and their mailboxes are no longer
-	 * read (the first run is at start). */
-	if (uv_now(&app->d->loop) >= app->purge_at) {
-		int n;
-		app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
+	/* Posted outbox rows are done (the mailbox has them): they go once a
+	 * minute (the first time at start), so the outbox does not grow for
+	 * ever — a slice of APP_PURGE_SLICE per turn, every APP_PURGE_GAP_MS
+	 * while rows remain: a minute's rows at once (60,000 at 1,000
+	 * messages/s) made one loop turn of a tenth of a second, every reply
+	 * and event waiting behind it. */
+	minute = uv_now(&app->d->loop) >= app->purge_at;
+	if (minute || app->purge_more) {
+		if (minute)
+			app->purge_at = uv_now(&app->d->loop) + APP_TIMER_MAX_MS;
 		if ((rc = relm_store_begin(app->st)) != 0 ||
-		    (n = relm_store_outbox_purge_posted(app->st)) < 0 ||
+		    (n = relm_store_outbox_purge_posted(app->st, APP_PURGE_SLICE)) < 0 ||
 		    (rc = relm_store_commit(app->st)) != 0) {
 			if (!rc)
 				relm_store_rollback(app->st);
 			step_failed(app, "purging the outbox", rc ? rc : n);
 			return;
 		}
-		if ((n = relm_core_invites_expire(app->core, unwatch_cb, app)) < 0) {
-			step_failed(app, "deleting expired invites", n);
-			return;
-		}
-		if (n > 0)
-			log_info("%d expired invite%s deleted", n, n == 1 ? "" : "s");
-		/* pairing codes past their expiry (proto/devices.md §12.8); their
-		 * mailboxes leave the list at the next restart */
-		if ((n = relm_core_pairings_expire(app->core)) < 0) {
-			step_failed(app, "deleting expired pairings", n);
-			return;
-		}
+		app->purge_more = n == APP_PURGE_SLICE;
 	}
+	if (minute && expire_minutely(app) != 0)
+		return;
 	app->dirty = 1;
 	/* the commit hook re-arms (the prepare handle runs next turn) */
-	uv_timer_start(&app->timer, on_timer, APP_TIMER_MAX_MS, 0);
+	uv_timer_start(&app->timer, on_timer, app->purge_more ? APP_PURGE_GAP_MS : APP_TIMER_MAX_MS, 0);
 }
+
 
 /* A mailbox whose deliveries were dropped (or processed in a lost turn):
  * the client's cursor is past the stored one; subscribing again from the
@@ -644,6 +733,8 @@ static void hook_stop(struct relmd *d, void *ctx)
 	struct relmd_app *app = ctx;
 	(void)d;
 	app->closing = 1;
+	if (relmd__store_writable(app) == 0)
+		acks_flush(app);
 	if (app->batch) {
 		int rc;
 		app->batch = 0;
@@ -842,6 +933,7 @@ void relmd_app_free(struct relmd_app *app)
 		free(s);
 	}
 	free(app->watch);
+	free(app->acks);
 	free(app->bad);
 	free(app->bad_queue);
 	free(app->bad_reason);

@@ -23,6 +23,7 @@
 
 struct relm_store;
 struct relm_core;
+struct relm_core_ack;
 struct relm_mbox_client;
 struct relm_mbox_server;
 
@@ -34,6 +35,8 @@ enum relmd_app_limits {
 	APP_RETRY_MIN_MS = 1000,   /* a full disk: the first retry of a write after 1 s, */
 	APP_RETRY_MAX_MS = 60000,  /* doubling up to a minute (a log line each, not a flood) */
 	APP_BAD_ROWS_MAX = 1024,   /* damaged rows remembered as reported; beyond, reported again */
+	APP_PURGE_SLICE  = 512,    /* posted outbox rows deleted per loop turn (about a millisecond) */
+	APP_PURGE_GAP_MS = 5,      /* between two slices, while rows remain: other work goes first */
 };
 
 struct inflight {
@@ -116,6 +119,7 @@ struct relmd_app {
 	int closing;
 	int closes;                     /* handles still closing */
 	uint64_t purge_at;              /* next outbox purge (uv_now) */
+	int purge_more;                 /* the last slice was full: posted rows remain */
 
 	/* the store's health (app_store.c) */
 	enum app_store_state store_state;
@@ -125,6 +129,8 @@ struct relmd_app {
 	uv_timer_t retry;
 	int retry_init;
 	int64_t turn_posted_min;        /* lowest outbox seq marked posted in the open batch (0: none) */
+	struct relm_core_ack *acks;     /* acknowledged posts of this turn, not recorded yet (app.c acks_flush) */
+	size_t nacks, capacks;
 	int64_t repump_from;            /* lowest outbox seq whose posted mark was lost (0: none) */
 	int rewind;                     /* deliveries were dropped: resubscribe from the stored cursors */
 	struct bad_row *bad;            /* damaged rows reported: each once */

@@ -196,14 +196,66 @@ static int apply_one(struct apply *a, const struct relm_fx *f)
 	return RELM_EINVAL;
 }
 
+/* ---- a receipt's messages, many per statement ---- */
+
+/* f is (STATUS delivered, no reason) and g the OUT_DEL of the same
+ * message: what a receipt emits for each message it covers (rel.c). */
+static int is_delivered_pair(const struct relm_fx *f, const struct relm_fx *g)
+{
+	return f->type == RELM_FX_STATUS && f->status == RELM_STATUS_DELIVERED && !f->detail[0] &&
+	       g->type == RELM_FX_OUT_DEL && memcmp(f->msg_id, g->msg_id, RELM_ID_LEN) == 0;
+}
+
+/* The run of k such pairs at v (k <= RELM_STORE_MANY), applied with one
+ * UPDATE and one DELETE instead of k each: a receipt covers up to
+ * hundreds of messages, and a statement each made it the longest loop
+ * turn of a sending relmd.  The store ends as after the pairs one by one
+ * (the status moves, its event, the retransmission row goes), and the
+ * events come in the same order: one per message that moved, at its
+ * first occurrence (an id given twice moves once). */
+static int delivered_run(struct apply *a, const struct relm_fx *v, size_t k)
+{
+	uint8_t ids[RELM_STORE_MANY][RELM_ID_LEN], moved[RELM_STORE_MANY];
+	int rc;
+
+	for (size_t i = 0; i < k; i++)
+		memcpy(ids[i], v[2 * i].msg_id, RELM_ID_LEN);
+	if ((rc = relm_store_msg_advance_many(a->st, a->rel, (const uint8_t (*)[RELM_ID_LEN])ids, k,
+	                                      RELM_STATUS_DELIVERED, a->now, moved)) != 0)
+		return rc;
+	for (size_t i = 0; i < k; i++) {
+		size_t j = 0;
+		while (j < i && memcmp(ids[j], ids[i], RELM_ID_LEN) != 0)
+			j++;
+		if (!moved[i] || j < i)
+			continue;
+		if ((rc = event(a, RELM_EV_MESSAGE_STATUS, ids[i], RELM_EVF_STATUS, RELM_STATUS_DELIVERED,
+		                NULL)) != 0)
+			return rc;
+	}
+	rc = relm_store_outgoing_del_many(a->st, a->rel, (const uint8_t (*)[RELM_ID_LEN])ids, k);
+	return rc < 0 ? rc : 0;
+}
+
 int relm_core_apply(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], const char *dest,
                     const struct relm_effects *fx, uint64_t now_ms)
 {
 	struct apply a = { .st = st, .rel = rel, .dest = dest, .now = now_ms };
 	int rc = 0;
 
-	for (size_t i = 0; i < fx->n && !rc; i++)
-		rc = apply_one(&a, &fx->v[i]);
+	for (size_t i = 0; i < fx->n && !rc;) {
+		size_t k = 0;
+		while (k < RELM_STORE_MANY && i + 2 * k + 1 < fx->n &&
+		       is_delivered_pair(&fx->v[i + 2 * k], &fx->v[i + 2 * k + 1]))
+			k++;
+		if (k > 1) {
+			rc = delivered_run(&a, &fx->v[i], k);
+			i += 2 * k;
+		} else {
+			rc = apply_one(&a, &fx->v[i]);
+			i++;
+		}
+	}
 	relm_store_rel_clear(&a.row);
 	return rc;
 }

@@ -190,6 +190,22 @@ int relm_core_outbox_refused(struct relm_core *c, int64_t seq, const uint8_t msg
  * turns it on; without it every frame is sent in the step that made it. */
 int relm_core_bundle(struct relm_core *c, int on);
 
+/* Many acknowledgements at once, in ONE step: what relm_core_outbox_posted
+ * (reason 0) or relm_core_outbox_refused (reason < 0) does for each, in
+ * order.  A daemon acknowledged hundreds of posts per turn, each its own
+ * step (a savepoint, its release, and a copy of every page it touched);
+ * the effect on the store is the same as n single steps.  On failure
+ * nothing of the n happened (the step is rolled back whole): the caller
+ * may take them one at a time, so that a damaged row holds back only its
+ * own.  0 or an error. */
+struct relm_core_ack {
+	int64_t seq;
+	uint8_t msg[RELM_ID_LEN], rel[RELM_ID_LEN];
+	int has_msg;                  /* msg and rel are set */
+	int reason;                   /* 0: posted; < 0: refused for good */
+};
+int relm_core_outbox_done_many(struct relm_core *c, const struct relm_core_ack *v, size_t n);
+
 /* Every mailbox this daemon reads, with its cursor: cb(ctx, id, cursor). */
 int relm_core_mailboxes(struct relm_core *c,
                         int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),

@@ -384,16 +384,15 @@ out:
 	return rc;
 }
 
-static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
-                       const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
+/* One acknowledgement, inside the caller's step. */
+static int outbox_done_in(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                          const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
 {
-	int rc;
+	int rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c));
 
-	if ((rc = relm_store_begin(c->st)) != 0)
-		return rc;
-	if ((rc = relm_store_outbox_mark_posted(c->st, seq, relm__core_now(c))) == RELM_ENOTFOUND)
-		return relm__core_finish(c, 0);   /* its relationship is gone, rows and all: a
-		                                   * revoked device's session (revocation.md §1) */
+	if (rc == RELM_ENOTFOUND)
+		return 0;   /* its relationship is gone, rows and all: a revoked
+		             * device's session (revocation.md §1) */
 	if (rc == 0 && has_msg) {
 		struct relm_store_msg m;
 		memset(&m, 0, sizeof m);
@@ -422,6 +421,30 @@ static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RE
 			relm_effects_clear(&fx);
 		}
 	}
+	return rc;
+}
+
+static int outbox_done(struct relm_core *c, int64_t seq, const uint8_t msg_id[RELM_ID_LEN],
+                       const uint8_t rel[RELM_ID_LEN], int has_msg, int refused)
+{
+	int rc;
+
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	return relm__core_finish(c, outbox_done_in(c, seq, msg_id, rel, has_msg, refused));
+}
+
+int relm_core_outbox_done_many(struct relm_core *c, const struct relm_core_ack *v, size_t n)
+{
+	int rc = 0;
+
+	if (!n)
+		return 0;
+	if ((rc = relm_store_begin(c->st)) != 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = outbox_done_in(c, v[i].seq, v[i].msg, v[i].rel, v[i].has_msg,
+		                    v[i].reason < 0 ? v[i].reason : 0);
 	return relm__core_finish(c, rc);
 }
 

@@ -140,6 +140,7 @@ static void enter_error(struct relm_store *st, int err)
 	if (st->db && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	relm__stage_reset(&st->stage);
+	relm__evmem_rollback(&st->evmem);
 	st->err = err;
 	enter_state(st, RELM__ST_ERROR);
 	hook_txn_end(st, 0);
@@ -635,6 +636,7 @@ void relm_store_close(struct relm_store *st)
 		sqlite3_exec(st->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('clean', 1)",
 		             NULL, NULL, NULL);
 	relm__stage_destroy(&st->stage);
+	relm__evmem_free(&st->evmem);
 	for (int i = 0; i < RELM__S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
@@ -663,6 +665,7 @@ int relm_store_begin(struct relm_store *st)
 		if ((err = run_plain(st, &sql_STEP_BEGIN)) != 0)
 			return err;
 		st->stage.gen++;
+		relm__evmem_step_begin(&st->evmem);
 		enter_state(st, RELM__ST_BATCH_STEP);
 		hook_step_begin(st);
 		return 0;
@@ -675,17 +678,21 @@ int relm_store_begin(struct relm_store *st)
 	return 0;
 }
 
-/* The staged relationship columns are written inside the transaction, just
- * before its COMMIT.  COMMIT failing is sticky whatever the code: the
+/* The staged relationship columns are written, and the event log trimmed
+ * (events.c), inside the transaction, just before its COMMIT.  COMMIT failing is sticky whatever the code: the
  * outcome on disk is unknown until reopen.  A failed write-back ends the
  * same way (then the outcome is known: nothing of the transaction). */
 static int commit_or_die(struct relm_store *st, const char *what)
 {
 	int err = relm__stage_flush(st), rc;
 
+	if (!err)
+		err = relm__event_trim_flush(st);
+
 	if (!err) {
 		rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
 		if (rc == SQLITE_OK) {
+			relm__evmem_commit(&st->evmem);
 			relm__stage_reset(&st->stage);
 			enter_state(st, RELM__ST_IDLE);
 			hook_txn_end(st, 1);
@@ -704,6 +711,8 @@ static int rollback_all(struct relm_store *st, const char *what)
 	int err = relm__store_exec(st, "ROLLBACK", what);
 
 	if (!err) {
+		st->event_trim_due = 0;
+		relm__evmem_rollback(&st->evmem);
 		relm__stage_reset(&st->stage);
 		enter_state(st, RELM__ST_IDLE);
 	}
@@ -738,6 +747,7 @@ int relm_store_rollback(struct relm_store *st)
 		    (err = run_plain(st, &sql_STEP_RELEASE)) != 0)
 			return err;
 		relm__stage_undo(&st->stage);
+		relm__evmem_step_undo(&st->evmem);
 		enter_state(st, RELM__ST_BATCH);
 		if (st->hooks.step_undo)
 			st->hooks.step_undo(st->hooks_ctx);

@@ -15,6 +15,7 @@
 
 RELM__SQL(EVENT_ADD, "INSERT INTO events(type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason,tbl,row) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)");
 RELM__SQL(EVENT_TRIM, "DELETE FROM events WHERE seq<=?1");
+RELM__SQL(EVENT_TRIM_KEEP, "DELETE FROM events WHERE seq<=(SELECT max(seq) FROM events)-?1");
 RELM__SQL(EVENT_LIST, "SELECT seq,type,ts,rel,msg,node,proton,device,ipk,mailbox,mailbox_seq,envelope,epoch,pruned,status,code,reason,tbl,row FROM events WHERE seq>?1 ORDER BY seq LIMIT ?2");
 RELM__SQL(EVENT_BOUNDS, "SELECT (SELECT min(seq) FROM events), (SELECT seq FROM sqlite_sequence WHERE name='events')");
 
@@ -51,14 +52,28 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 	if (rc != 0)
 		return rc;
 	seq = sqlite3_last_insert_rowid(st->db);
-	/* Retention by count: seq is dense (AUTOINCREMENT, never reused), so
-	 * the newest `keep` events are exactly seq > seq - keep. */
-	if (seq > (int64_t)st->event_keep &&
-	    (rc = Q_EXEC(st, EVENT_TRIM, A_INT(seq - (int64_t)st->event_keep))) != 0)
-		return rc;
+	relm__evmem_append(st, seq, ts, ev);
+	/* Retention by count, once per transaction, just before its COMMIT
+	 * (relm__event_trim_flush): a DELETE per event was a statement, its
+	 * page writes and secure_delete's zeroing for every event of a busy
+	 * daemon, three per message sent.  Other connections never see more
+	 * than `keep`; this one may, inside its own transaction. */
+	if (seq > (int64_t)st->event_keep)
+		st->event_trim_due = 1;
 	if (seq_out)
 		*seq_out = seq;
 	return 0;
+}
+
+int relm__event_trim_flush(struct relm_store *st)
+{
+	if (!st->event_trim_due)
+		return 0;
+	/* seq is dense (AUTOINCREMENT, never reused), so the newest `keep`
+	 * events are exactly seq > max(seq) - keep; a step rolled back since
+	 * the flag was set took its events with it, and max(seq) says so */
+	st->event_trim_due = 0;
+	return Q_EXEC(st, EVENT_TRIM_KEEP, A_INT(st->event_keep));
 }
 
 /* An integer column into *v (>= 0) and its bit into has. */

@@ -21,6 +21,12 @@ RELM__SQL(MSG_STATUS, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHER
 RELM__SQL(MSG_ADVANCE, "UPDATE messages SET status=?3, reason=?4, updated=?5 WHERE rel=?1 AND id=?2"
           " AND direction='out' AND status<>?3 AND status<>'delivered' AND status<>'failed'"
           " AND (?3<>'posted' OR status='queued')");
+/* MSG_ADVANCE for up to RELM_STORE_MANY ids at once (?5 … ?36, NULL when
+ * unused), telling which moved */
+RELM__SQL(MSG_ADVANCE_MANY, "UPDATE messages SET status=?3, reason=NULL, updated=?4 WHERE rel=?1"
+          " AND id IN (?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35,?36)"
+          " AND direction='out' AND status<>?3 AND status<>'delivered' AND status<>'failed'"
+          " AND (?3<>'posted' OR status='queued') RETURNING id");
 RELM__SQL(MSG_HAS, "SELECT 1 FROM messages WHERE rel=?1 AND id=?2");
 RELM__SQL(MSG_ALL, "SELECT seq,rel,id,direction,origin,kind,body,ts,status,reason,created,updated FROM messages");
 
@@ -221,6 +227,38 @@ int relm_store_msg_advance(struct relm_store *st, const uint8_t rel[RELM_ID_LEN]
 {
 	int rc = set_status(st, &sql_MSG_ADVANCE, rel, id, status, reason, now_ms);
 	return rc < 0 ? rc : rc == 1;
+}
+
+int relm_store_msg_advance_many(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                const uint8_t (*ids)[RELM_ID_LEN], size_t n, int status,
+                                uint64_t now_ms, uint8_t *moved)
+{
+	const char *name = relm_status_name(status);
+	struct relm__arg a[4 + RELM_STORE_MANY];
+	struct relm__q q;
+	int rc;
+
+	CHECK_WRITABLE(st);
+	if (!name || n > RELM_STORE_MANY)
+		return RELM_EINVAL;
+	memset(moved, 0, n);
+	memset(a, 0, sizeof a);                       /* unused ids: NULL, matching nothing */
+	a[0] = (struct relm__arg)A_ID(rel);
+	a[1] = (struct relm__arg)A_NULL;              /* ?2 unused: the same numbering as MSG_ADVANCE */
+	a[2] = (struct relm__arg)A_TEXT(name);
+	a[3] = (struct relm__arg)A_INT(now_ms);
+	for (size_t i = 0; i < n; i++)
+		a[4 + i] = (struct relm__arg)A_ID(ids[i]);
+	q_begin(&q, st, MSG_ADVANCE_MANY);
+	q_args(&q, a, sizeof a / sizeof a[0]);
+	while ((rc = q_step(&q)) > 0) {
+		size_t len;
+		const uint8_t *id = q_blobv(&q, 0, &len);
+		for (size_t i = 0; id && len == RELM_ID_LEN && i < n; i++)
+			if (memcmp(ids[i], id, RELM_ID_LEN) == 0)
+				moved[i] = 1;
+	}
+	return q_end(&q, rc);
 }
 
 int relm_store_history_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],

@@ -11,6 +11,9 @@ RELM__SQL(OUTBOX_ADD, "INSERT INTO outbox(rel,dest,bytes,msg_id,state,created) V
 RELM__SQL(OUTBOX_NEXT, "SELECT seq,rel,dest,bytes,msg_id,created FROM outbox WHERE state='queued' AND seq>?1 ORDER BY seq LIMIT ?2");
 RELM__SQL(OUTBOX_POSTED, "UPDATE outbox SET state='posted', posted=coalesce(posted,?2) WHERE seq=?1");
 RELM__SQL(OUTBOX_PURGE, "DELETE FROM outbox WHERE state='posted'");
+/* the oldest first: rows are posted in about the order they were queued,
+ * so the scan in seq order meets posted rows before the queued ones */
+RELM__SQL(OUTBOX_PURGE_SOME, "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state='posted' ORDER BY seq LIMIT ?1)");
 RELM__SQL(CURSOR_GET, "SELECT cursor FROM cursors WHERE mailbox=?1");
 RELM__SQL(CURSOR_SET, "INSERT INTO cursors(mailbox,cursor) VALUES(?1,?2) ON CONFLICT(mailbox) DO UPDATE SET cursor=excluded.cursor");
 /* the mailboxes of relationships, of invites not expired, this device's
@@ -82,9 +85,11 @@ int relm_store_outbox_mark_posted(struct relm_store *st, int64_t seq, uint64_t n
 	return Q_EXEC_ONE(st, OUTBOX_POSTED, A_INT(seq), A_INT(now_ms));
 }
 
-int relm_store_outbox_purge_posted(struct relm_store *st)
+int relm_store_outbox_purge_posted(struct relm_store *st, unsigned limit)
 {
 	CHECK_WRITABLE(st);
+	if (limit)
+		return Q_CHANGES(st, OUTBOX_PURGE_SOME, A_INT(limit));
 	return q_run(st, &sql_OUTBOX_PURGE, NULL, 0, 2);
 }
 

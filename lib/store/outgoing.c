@@ -10,6 +10,7 @@
  * delete trigger (recursive_triggers is off), so outgoing_count would drift */
 RELM__SQL(OUT_PUT, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET kind=excluded.kind, ts=excluded.ts, body=excluded.body, tries=excluded.tries, next_ms=excluded.next_ms, last_node=excluded.last_node");
 RELM__SQL(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2");
+RELM__SQL(OUT_DEL_MANY, "DELETE FROM outgoing WHERE rel=?1 AND id IN (?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)");
 RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
 RELM__SQL(OUT_NEXT, "SELECT min(next_ms) FROM outgoing WHERE rel=?1");
 RELM__SQL(OUT_COUNT, "SELECT n FROM outgoing_count WHERE rel=?1");
@@ -34,6 +35,21 @@ int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN
 {
 	CHECK_WRITABLE(st);
 	return Q_EXEC_ONE(st, OUT_DEL, A_ID(rel), A_ID(id));
+}
+
+int relm_store_outgoing_del_many(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                 const uint8_t (*ids)[RELM_ID_LEN], size_t n)
+{
+	struct relm__arg a[1 + RELM_STORE_MANY];
+
+	CHECK_WRITABLE(st);
+	if (n > RELM_STORE_MANY)
+		return RELM_EINVAL;
+	memset(a, 0, sizeof a);                       /* unused ids: NULL, matching nothing */
+	a[0] = (struct relm__arg)A_ID(rel);
+	for (size_t i = 0; i < n; i++)
+		a[1 + i] = (struct relm__arg)A_ID(ids[i]);
+	return q_run(st, &sql_OUT_DEL_MANY, a, sizeof a / sizeof a[0], 2);
 }
 
 int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],

@@ -182,6 +182,7 @@ enum relm_store_consts {
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
 	RELM_STORE_REASON_MAX     = RELM_EVENT_REASON_MAX, /* failure reason (as relm_fx.detail) */
 	RELM_STORE_EVENT_KEEP     = 10000,   /* events kept for subscribe{since}; TODO move to limits.h */
+	RELM_STORE_MANY           = 32,      /* ids per statement of the *_many calls (a receipt's messages) */
 	RELM_STORE_BUSY_MS        = 5000,    /* busy_timeout: a second process (relmctl repair) waits */
 	RELM_STORE_CHECK_ALWAYS_BYTES = 64 << 20, /* smaller stores get quick_check at every open (< 0.2 s);
 	                                       * bigger ones only after an unclean close */
@@ -622,6 +623,14 @@ int relm_store_msg_set_status(struct relm_store *st, const uint8_t rel[RELM_ID_L
 int relm_store_msg_advance(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                            const uint8_t id[RELM_ID_LEN], int status, const char *reason,
                            uint64_t now_ms);
+/* relm_store_msg_advance (no reason) of ids[0..n) at once, n at most
+ * RELM_STORE_MANY: one statement instead of n (a receipt covers hundreds
+ * of messages).  moved[i] = 1 if the row of ids[i] changed (an id given
+ * twice: both, though it moved once).  0 or an error (RELM_EINVAL: a
+ * status out of range, n too big). */
+int relm_store_msg_advance_many(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                const uint8_t (*ids)[RELM_ID_LEN], size_t n, int status,
+                                uint64_t now_ms, uint8_t *moved);
 /* 1 if the history of rel has message id, 0 if not, or a negative error. */
 int relm_store_history_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                            const uint8_t id[RELM_ID_LEN]);
@@ -649,8 +658,10 @@ int relm_store_outbox_next(struct relm_store *st, int64_t after, unsigned limit,
                            int (*cb)(void *ctx, const struct relm_store_outbox *o), void *ctx);
 /* Mark posted (idempotent).  RELM_ENOTFOUND for an unknown seq. */
 int relm_store_outbox_mark_posted(struct relm_store *st, int64_t seq, uint64_t now_ms);
-/* Delete posted rows; returns how many. */
-int relm_store_outbox_purge_posted(struct relm_store *st);
+/* Delete posted rows, the oldest first, at most limit (0 = all): a daemon
+ * deletes them a slice at a time, so that no loop turn deletes a minute's
+ * worth.  Returns how many. */
+int relm_store_outbox_purge_posted(struct relm_store *st, unsigned limit);
 
 /* ---- mailbox cursors --------------------------------------------------- */
 
@@ -686,6 +697,17 @@ int relm_store_event_append(struct relm_store *st, const struct relm_event *ev,
 int relm_store_event_list(struct relm_store *st, int64_t since, unsigned limit,
                           int (*cb)(void *ctx, int64_t seq, uint64_t ts,
                                     const struct relm_event *ev), void *ctx);
+/* What the commits since the last drain added to the log: the events
+ * with seq > since, oldest first, as relm_store_event_list gives them —
+ * from memory when this handle appended them all since its last drain,
+ * else from the log (lib/store/evmem.c).  Called between transactions
+ * (the daemon: after each commit), it delivers each committed event once
+ * to a caller that passes the last seq it was given; inside one it reads
+ * the log.  cb returning nonzero stops the drain (that event counts as
+ * delivered) and is returned; else 0 or an error of the log. */
+int relm_store_event_drain(struct relm_store *st, int64_t since,
+                           int (*cb)(void *ctx, int64_t seq, uint64_t ts,
+                                     const struct relm_event *ev), void *ctx);
 /* Oldest retained seq and the last seq ever given (0, 0 when empty): a
  * subscriber with since < oldest - 1 missed events that were trimmed. */
 int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);
@@ -712,6 +734,11 @@ int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgo
 /* 0 or RELM_ENOTFOUND. */
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             const uint8_t id[RELM_ID_LEN]);
+/* Delete the rows of ids[0..n) (n at most RELM_STORE_MANY) in one
+ * statement; those that do not exist are no error.  The rows deleted, or
+ * an error. */
+int relm_store_outgoing_del_many(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                                 const uint8_t (*ids)[RELM_ID_LEN], size_t n);
 /* Rows of rel with next_ms <= now_ms, earliest first, at most limit (0 = all). */
 int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             uint64_t now_ms, unsigned limit,

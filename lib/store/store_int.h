@@ -100,6 +100,28 @@ struct relm__stage {
 	uint64_t gen;                /* generation of the open step (0 = none) */
 };
 
+/* ---- events in memory until drained (evmem.c) -------------------------- */
+
+enum { RELM__EVMEM_MAX = 4096 };       /* records between two drains, at most */
+
+struct relm__evrec {
+	int64_t seq;
+	uint64_t ts;
+	struct relm_event ev;          /* as a read of its row gives it back */
+	char reason[RELM_EVENT_REASON_MAX + 1];
+	char table[RELM_EVENT_TABLE_MAX + 1];
+};
+
+struct relm__evmem {
+	struct relm__evrec *v;         /* appended, not drained, in seq order */
+	uint32_t n, cap;
+	uint32_t ncommitted;           /* v[0 .. ncommitted) are committed */
+	uint32_t mark;                 /* n when the open batched step began */
+	int valid;                     /* covered is known (a drain read the log once) */
+	int lost;                      /* a record was not kept: the next drain reads the log */
+	int64_t covered;               /* memory holds every committed event with seq > covered */
+};
+
 /* ---- statements -------------------------------------------------------- */
 
 /* One slot per statement, grouped by the file that defines its text. */
@@ -118,12 +140,12 @@ struct relm__stage {
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	                 X(REL_DEL) X(REL_REMOTE_IPK)                                \
-	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_LIST_ASC) X(MSG_GET) X(MSG_GET_BODY)           \
-	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_HAS) X(MSG_ALL)           \
-	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) \
+	/* messages.c */ X(MSG_INS) X(MSG_LIST) X(MSG_LIST_ASC) X(MSG_GET) X(MSG_GET_BODY) \
+	                 X(MSG_STATUS) X(MSG_ADVANCE) X(MSG_ADVANCE_MANY) X(MSG_HAS) X(MSG_ALL) \
+	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) X(OUTBOX_PURGE_SOME) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
-	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_LIST) X(EVENT_BOUNDS)     \
-	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
+	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
+	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DEL_MANY) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
 	                 X(ACK_PUT) X(ACK_DEL) X(ACK_LIST)
 
 enum relm__slot {
@@ -148,6 +170,7 @@ struct relm_store {
 	enum relm__store_state state;
 	int err;                     /* sticky error (ERROR state) */
 	uint32_t event_keep;
+	int event_trim_due;          /* events appended past event_keep in the open transaction */
 	char msg[256];
 	relm_store_bad_row_fn bad_row;   /* told of each row that fails its check */
 	void *bad_row_ctx;
@@ -158,6 +181,7 @@ struct relm_store {
 	struct relm__stage stage;
 	struct relm_store_hooks hooks;   /* relm_store_set_hooks */
 	void *hooks_ctx;
+	struct relm__evmem evmem;
 };
 
 /* ---- db.c -------------------------------------------------------------- */
@@ -210,6 +234,22 @@ int relm__msg_scan(struct relm_store *st);
 int relm__proton_scan(struct relm_store *st);
 int relm__device_scan(struct relm_store *st);
 int relm__rel_scan(struct relm_store *st);
+
+/* ---- events.c ---------------------------------------------------------- */
+
+/* The transaction is about to commit: trim the event log to event_keep if
+ * it grew past it (once per transaction, not per event).  0 or an error. */
+int relm__event_trim_flush(struct relm_store *st);
+
+/* A record just inserted with seq at ts (events.c); the transaction
+ * ends (db.c).  Nothing fails: a record not kept makes the next drain
+ * read the log. */
+void relm__evmem_append(struct relm_store *st, int64_t seq, uint64_t ts, const struct relm_event *ev);
+void relm__evmem_step_begin(struct relm__evmem *m);
+void relm__evmem_step_undo(struct relm__evmem *m);
+void relm__evmem_commit(struct relm__evmem *m);
+void relm__evmem_rollback(struct relm__evmem *m);
+void relm__evmem_free(struct relm__evmem *m);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
