@@ -3,9 +3,47 @@
  * the store (one row per relationship, loaded lazily) and for the sibling
  * `state` message later.  Everything but the pending set, the
  * retransmission queue and the acknowledgements waiting for the receipt
- * timer (rows of their own).  Layout, all integers big-endian:
+ * timer (rows of their own).  Layout of version 7, all integers big-endian:
  *
- *   "RLS" version(1)=6
+ *   "RLS" version(1)=7
+ *   id(16) mode(1) side(1) present(2)
+ *   [P_AD: ad(64)] ipk_self(32) ipk_remote(32) mbox_sk(64)
+ *   [P_MBOX_PK: mbox_pk(32)] [P_REMOTE_PK: remote_mbox_pk(32)]
+ *   has_gate(1) [P_GATE: gate_key(32)]
+ *   str remote_mailbox, initial_pending(1), [P_INITIAL: initial ext(72)],
+ *   str invite_mailbox
+ *   u32 nodes   × { id(16) parent(16) depth(4) flags(1) pub(32) [priv(32)]
+ *                   [rk(32)] [ck(32)] n(4) pn(4) created(8) }
+ *   u32 skipped × { dh(32) n(4) mk(32) t(8) used(1) }
+ *   receipt_due(8), u8 k × recent id(16) (oldest first, none all-zero)
+ *   [P_STATS: stats(5×4)]
+ *   u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
+ *   u8 k × pruned id(16), u8 k × acked { id(16) dh(32) }
+ *   [P_BATCH: batch_first(16) repair_ms(8)] sibling_session(1)
+ *   [P_REVOKE: ipk_seq(8) ipk_prev(32) ipk_conflict(1) ipk_cand(2×32)
+ *    heal_state(1) heal_epoch(8) heal_due(8) heal_node(16) clone_since(8)
+ *    clone_id(16) clone_dh(32)]
+ *   str = u16 length + bytes (no NUL)
+ *
+ * A field in [brackets] is written only when it holds something the
+ * decoder could not know without it, and `present` (or, for a node's
+ * keys, high bits of its flags byte) says which are there:
+ *   P_AD        ad is not ipk_a ‖ ipk_b of the current ipks (x3dh.h: an
+ *               identity roll changes an ipk, never the ad)
+ *   P_MBOX_PK   mbox_pk is not the last half of mbox_sk (an Ed25519
+ *               secret key is seed ‖ public key)
+ *   P_REMOTE_PK remote_mbox_pk is not the id in remote_mailbox
+ *   P_GATE, P_INITIAL, P_STATS, P_BATCH, P_REVOKE: not all zero
+ *   node flag bits 0x80 priv, 0x40 rk, 0x20 ck: not all zero
+ * An idle single-device relationship is thus ~480 bytes shorter than in
+ * version 6 (1,708 → ~1,230 bytes; bench_scale counts the store's bytes
+ * per relationship).  Absent fields decode to the derived value or zero,
+ * and a field present where it could have been left out is malformed:
+ * one state, one encoding (fuzz_rel_blob re-encodes every blob).
+ *
+ * Versions 1 to 6, still decoded (relm_rel_encode_version writes 6):
+ *
+ *   "RLS" version(1)
  *   id(16) mode(1) side(1) ad(64) ipk_self(32) ipk_remote(32)
  *   mbox_pk(32) mbox_sk(64) remote_mbox_pk(32)
  *   [v5: has_gate(1) gate_key(32) — v1–v4 relationships have no gate key]
@@ -15,8 +53,8 @@
  *   [v1 only: u32 out × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
  *    — v2 keeps the retransmission queue in the store's `outgoing` table]
  *   [v1–v3 only: u32 acks × { id(16) dh(32) n(4) }
-    — v4 keeps them in the store's `acks` table]
-   receipt_due(8)
+ *    — v4 keeps them in the store's `acks` table]
+ *   receipt_due(8)
  *   v3: u8 k, then the k ids of the recent ring that are in use, oldest
  *       first, none all-zero (the mark of an unused slot) (v1, v2: the
  *       whole ring, 64×16, and recent_next(4))
@@ -25,18 +63,18 @@
  *        u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
  *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8),
  *        sibling_session(1)]
- *   [v6: the revocation tail (proto/revocation.md): ipk_seq(8) ipk_prev(32)
- *        ipk_conflict(1) ipk_cand(2×32) heal_state(1) heal_epoch(8)
- *        heal_due(8) heal_node(16) clone_since(8) clone_id(16) clone_dh(32)]
- *   str = u16 length + bytes (no NUL)
+ *   [v6: the revocation tail (proto/revocation.md), as in v7 but always there]
  *
  * Decoding never trusts a count: every one is range-checked against the
  * limits before anything is allocated, and a malformed blob is RELM_ESTATE.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 #include "engine/rel_state.h"
+#include "crypto/x3dh.h"
+#include "wire/addr.h"
 #include "error.h"
 
 /* 2: no retransmission queue; 3: only the used part of the recent-id ring
@@ -44,8 +82,17 @@
  * receipt timer (a busy relationship held up to 4,096 of them, 52 bytes
  * each, decoded and re-encoded at every step); 5: the gate key (proto/wire.md
  * §5.1); 6: the revocation tail (proto/revocation.md).  1 to 4 still
- * decode, without a gate key; 1 to 5 without the revocation tail (all zero). */
-enum { BLOB_VERSION = 6 };
+ * decode, without a gate key; 1 to 5 without the revocation tail (all zero);
+ * 7: fields left out when derivable or all zero (the layout above). */
+enum { BLOB_VERSION = 7, BLOB_VERSION_FULL = 6 };
+
+/* v7 `present` bits, and a node's high flag bits (above RELM_NODE_KNOWN_FLAGS) */
+enum {
+	P_AD = 0x01, P_MBOX_PK = 0x02, P_REMOTE_PK = 0x04, P_GATE = 0x08,
+	P_INITIAL = 0x10, P_STATS = 0x20, P_BATCH = 0x40, P_REVOKE = 0x80,
+	P_KNOWN = 0xff,
+	N_PRIV = 0x80, N_RK = 0x40, N_CK = 0x20,
+};
 
 /* Encoded sizes of the repeated records (layout above). */
 enum {
@@ -98,14 +145,114 @@ static void w_u32(struct wbuf *w, uint32_t v)
 static void w_u64(struct wbuf *w, uint64_t v) { w_u32(w, (uint32_t)(v >> 32)); w_u32(w, (uint32_t)v); }
 static void w_str(struct wbuf *w, const char *s) { size_t l = strlen(s); w_u16(w, (uint16_t)l); w_put(w, s, l); }
 
+_Static_assert((RELM_NODE_KNOWN_FLAGS & (N_PRIV | N_RK | N_CK)) == 0,
+               "a node's stored-key bits must not be node flags");
+
+/* ---- what version 7 leaves out (the layout above) -------------------- */
+
+/* The ad a relationship starts with: ipk_a ‖ ipk_b (x3dh.h). */
+static void derived_ad(const struct relm_rel *rel, uint8_t ad[RELM_AD_LEN])
+{
+	if (rel->side == 'a')
+		relm_rel_ad(ad, rel->ipk_self, rel->ipk_remote);
+	else
+		relm_rel_ad(ad, rel->ipk_remote, rel->ipk_self);
+}
+
+/* The id in the remote mailbox address: 0, or -1 when it has none. */
+static int derived_remote_pk(const char *mailbox, uint8_t pk[RELM_SIGN_PK_LEN])
+{
+	struct relm_addr a;
+	if (relm_addr_parse(&a, mailbox, strlen(mailbox)) != 0 || !a.has_id)
+		return -1;
+	memcpy(pk, a.id, RELM_SIGN_PK_LEN);
+	return 0;
+}
+
+static int stats_zero(const struct relm_rel *rel)
+{
+	return !(rel->stats.forks | rel->stats.pruned | rel->stats.retx | rel->stats.dups | rel->stats.trials);
+}
+
+static int revoke_zero(const struct relm_rel *rel)
+{
+	return !rel->ipk_seq && !rel->ipk_conflict && !rel->heal_state && !rel->heal_epoch &&
+	       !rel->heal_due_ms && !rel->clone_since_ms &&
+	       sodium_is_zero(rel->ipk_prev, sizeof rel->ipk_prev) &&
+	       sodium_is_zero((const uint8_t *)rel->ipk_cand, sizeof rel->ipk_cand) &&
+	       sodium_is_zero(rel->heal_node, sizeof rel->heal_node) &&
+	       sodium_is_zero(rel->clone_id, sizeof rel->clone_id) &&
+	       sodium_is_zero(rel->clone_dh, sizeof rel->clone_dh);
+}
+
+/* The `present` bits of rel: which fields version 7 must write. */
+static unsigned present_of(const struct relm_rel *rel)
+{
+	uint8_t d[RELM_AD_LEN];
+	unsigned p = 0;
+
+	derived_ad(rel, d);
+	if (memcmp(d, rel->ad, RELM_AD_LEN) != 0)
+		p |= P_AD;
+	if (memcmp(rel->mbox_sk + 32, rel->mbox_pk, RELM_SIGN_PK_LEN) != 0)
+		p |= P_MBOX_PK;
+	if (derived_remote_pk(rel->remote_mailbox, d) != 0 ||
+	    memcmp(d, rel->remote_mbox_pk, RELM_SIGN_PK_LEN) != 0)
+		p |= P_REMOTE_PK;
+	if (!sodium_is_zero(rel->gate_key, sizeof rel->gate_key))
+		p |= P_GATE;
+	if (!sodium_is_zero(rel->initial.ipk, 32) || !sodium_is_zero(rel->initial.ek, 32) ||
+	    rel->initial.spk_id || rel->initial.opk_id)
+		p |= P_INITIAL;
+	if (!stats_zero(rel))
+		p |= P_STATS;
+	if (!sodium_is_zero(rel->batch_first, RELM_ID_LEN) || rel->repair_ms)
+		p |= P_BATCH;
+	if (!revoke_zero(rel))
+		p |= P_REVOKE;
+	return p;
+}
+
+/* A node's stored-key bits (version 7). */
+static uint8_t node_keys_of(const struct relm_node *n)
+{
+	return (uint8_t)((sodium_is_zero(n->priv, 32) ? 0 : N_PRIV) | (sodium_is_zero(n->rk, 32) ? 0 : N_RK) |
+	                 (sodium_is_zero(n->ck, 32) ? 0 : N_CK));
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+static void w_revoke_tail(struct wbuf *w, const struct relm_rel *rel)
+{
+	w_u64(w, rel->ipk_seq);
+	w_put(w, rel->ipk_prev, RELM_SIGN_PK_LEN);
+	w_u8(w, rel->ipk_conflict);
+	w_put(w, rel->ipk_cand, sizeof rel->ipk_cand);
+	w_u8(w, rel->heal_state);
+	w_u64(w, rel->heal_epoch);
+	w_u64(w, rel->heal_due_ms);
+	w_put(w, rel->heal_node, RELM_ID_LEN);
+	w_u64(w, rel->clone_since_ms);
+	w_put(w, rel->clone_id, RELM_ID_LEN);
+	w_put(w, rel->clone_dh, RELM_KEY_LEN);
+}
+
 int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
+{
+	return relm_rel_encode_version(rel, BLOB_VERSION, out, outlen);
+}
+
+int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_t **out, size_t *outlen)
 {
 	struct wbuf w = { 0 };
 	uint8_t ext[RELM_INITIAL_EXT_LEN];
+	const int full = version == BLOB_VERSION_FULL;
+	const unsigned present = full ? P_KNOWN : present_of(rel);
 
+	assert(version == BLOB_VERSION || version == BLOB_VERSION_FULL);
 	/* One allocation of the largest size this state can encode to: growing
 	 * by doubling meant three copies, each wiped, per engine step. */
-	w.cap = 4 + RELM_ID_LEN + 2 + RELM_AD_LEN + 4 * 32 + 64 + 1 + 32 + 2 + strlen(rel->remote_mailbox) +
+	w.cap = 4 + RELM_ID_LEN + 2 + 2 + RELM_AD_LEN + 4 * 32 + 64 + 1 + 32 + 2 + strlen(rel->remote_mailbox) +
 	        1 + RELM_INITIAL_EXT_LEN + 2 + strlen(rel->invite_mailbox) +
 	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
@@ -116,40 +263,58 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
-	w_u8(&w, BLOB_VERSION);
+	w_u8(&w, (uint8_t)version);
 	w_put(&w, rel->id, RELM_ID_LEN);
 	w_u8(&w, rel->mode);
 	w_u8(&w, rel->side);
-	w_put(&w, rel->ad, RELM_AD_LEN);
+	if (!full)
+		w_u16(&w, (uint16_t)present);
+	if (present & P_AD)
+		w_put(&w, rel->ad, RELM_AD_LEN);
 	w_put(&w, rel->ipk_self, 32);
 	w_put(&w, rel->ipk_remote, 32);
-	w_put(&w, rel->mbox_pk, 32);
-	w_put(&w, rel->mbox_sk, 64);
-	w_put(&w, rel->remote_mbox_pk, 32);
+	if (full) {
+		w_put(&w, rel->mbox_pk, 32);
+		w_put(&w, rel->mbox_sk, 64);
+	} else {
+		w_put(&w, rel->mbox_sk, 64);
+		if (present & P_MBOX_PK)
+			w_put(&w, rel->mbox_pk, 32);
+	}
+	if (present & P_REMOTE_PK)
+		w_put(&w, rel->remote_mbox_pk, 32);
 	w_u8(&w, rel->has_gate);
-	w_put(&w, rel->gate_key, 32);
+	if (present & P_GATE)
+		w_put(&w, rel->gate_key, 32);
 	w_str(&w, rel->remote_mailbox);
 	w_u8(&w, rel->initial_pending);
-	memcpy(ext, rel->initial.ipk, 32);
-	memcpy(ext + 32, rel->initial.ek, 32);
-	ext[64] = (uint8_t)(rel->initial.spk_id >> 24); ext[65] = (uint8_t)(rel->initial.spk_id >> 16);
-	ext[66] = (uint8_t)(rel->initial.spk_id >> 8);  ext[67] = (uint8_t)rel->initial.spk_id;
-	ext[68] = (uint8_t)(rel->initial.opk_id >> 24); ext[69] = (uint8_t)(rel->initial.opk_id >> 16);
-	ext[70] = (uint8_t)(rel->initial.opk_id >> 8);  ext[71] = (uint8_t)rel->initial.opk_id;
-	w_put(&w, ext, sizeof ext);
+	if (present & P_INITIAL) {
+		memcpy(ext, rel->initial.ipk, 32);
+		memcpy(ext + 32, rel->initial.ek, 32);
+		ext[64] = (uint8_t)(rel->initial.spk_id >> 24); ext[65] = (uint8_t)(rel->initial.spk_id >> 16);
+		ext[66] = (uint8_t)(rel->initial.spk_id >> 8);  ext[67] = (uint8_t)rel->initial.spk_id;
+		ext[68] = (uint8_t)(rel->initial.opk_id >> 24); ext[69] = (uint8_t)(rel->initial.opk_id >> 16);
+		ext[70] = (uint8_t)(rel->initial.opk_id >> 8);  ext[71] = (uint8_t)rel->initial.opk_id;
+		w_put(&w, ext, sizeof ext);
+		sodium_memzero(ext, sizeof ext);
+	}
 	w_str(&w, rel->invite_mailbox);
 
 	w_u32(&w, rel->tree.count);
 	for (uint32_t i = 0; i < rel->tree.count; i++) {
 		const struct relm_node *n = &rel->tree.nodes[i];
+		const uint8_t keys = full ? (N_PRIV | N_RK | N_CK) : node_keys_of(n);
 		w_put(&w, n->id, 16);
 		w_put(&w, n->parent, 16);
 		w_u32(&w, n->depth);
-		w_u8(&w, n->flags);
+		w_u8(&w, (uint8_t)(n->flags | (full ? 0 : keys)));
 		w_put(&w, n->pub, 32);
-		w_put(&w, n->priv, 32);
-		w_put(&w, n->rk, 32);
-		w_put(&w, n->ck, 32);
+		if (keys & N_PRIV)
+			w_put(&w, n->priv, 32);
+		if (keys & N_RK)
+			w_put(&w, n->rk, 32);
+		if (keys & N_CK)
+			w_put(&w, n->ck, 32);
 		w_u32(&w, n->n);
 		w_u32(&w, n->pn);
 		w_u64(&w, n->created_ms);
@@ -176,11 +341,13 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 				w_put(&w, id, RELM_ID_LEN);
 		}
 	}
-	w_u32(&w, rel->stats.forks);
-	w_u32(&w, rel->stats.pruned);
-	w_u32(&w, rel->stats.retx);
-	w_u32(&w, rel->stats.dups);
-	w_u32(&w, rel->stats.trials);
+	if (present & P_STATS) {
+		w_u32(&w, rel->stats.forks);
+		w_u32(&w, rel->stats.pruned);
+		w_u32(&w, rel->stats.retx);
+		w_u32(&w, rel->stats.dups);
+		w_u32(&w, rel->stats.trials);
+	}
 	w_u8(&w, (uint8_t)rel->npcopies);
 	for (uint32_t i = 0; i < rel->npcopies; i++) {
 		const struct relm_pcopy *pc = &rel->pcopies[i];
@@ -200,20 +367,13 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 		w_put(&w, rel->acked[i].id, RELM_ID_LEN);
 		w_put(&w, rel->acked[i].dh, RELM_KEY_LEN);
 	}
-	w_put(&w, rel->batch_first, RELM_ID_LEN);
-	w_u64(&w, rel->repair_ms);
+	if (present & P_BATCH) {
+		w_put(&w, rel->batch_first, RELM_ID_LEN);
+		w_u64(&w, rel->repair_ms);
+	}
 	w_u8(&w, rel->sibling_session);
-	w_u64(&w, rel->ipk_seq);
-	w_put(&w, rel->ipk_prev, RELM_SIGN_PK_LEN);
-	w_u8(&w, rel->ipk_conflict);
-	w_put(&w, rel->ipk_cand, sizeof rel->ipk_cand);
-	w_u8(&w, rel->heal_state);
-	w_u64(&w, rel->heal_epoch);
-	w_u64(&w, rel->heal_due_ms);
-	w_put(&w, rel->heal_node, RELM_ID_LEN);
-	w_u64(&w, rel->clone_since_ms);
-	w_put(&w, rel->clone_id, RELM_ID_LEN);
-	w_put(&w, rel->clone_dh, RELM_KEY_LEN);
+	if (present & P_REVOKE)
+		w_revoke_tail(&w, rel);
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
@@ -276,6 +436,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	struct relm_rel *rel;
 	uint8_t magic[3], ext[RELM_INITIAL_EXT_LEN];
 	uint32_t cnt;
+	unsigned present = P_KNOWN;    /* versions 1 to 6 write every field */
 	int rc = RELM_ESTATE;
 
 	r_get(&r, magic, 3);
@@ -294,28 +455,50 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	if (r.err || (rel->mode != RELM_MODE_TREE && rel->mode != RELM_MODE_STRICT) ||
 	    (rel->side != 'a' && rel->side != 'b'))
 		goto fail;
-	r_get(&r, rel->ad, RELM_AD_LEN);
+	if (version >= 7) {
+		present = r_u16(&r);
+		if (present & ~(unsigned)P_KNOWN)
+			goto fail;
+	}
+	if (present & P_AD)
+		r_get(&r, rel->ad, RELM_AD_LEN);
 	r_get(&r, rel->ipk_self, 32);
 	r_get(&r, rel->ipk_remote, 32);
-	r_get(&r, rel->mbox_pk, 32);
-	r_get(&r, rel->mbox_sk, 64);
-	r_get(&r, rel->remote_mbox_pk, 32);
+	if (version >= 7) {
+		r_get(&r, rel->mbox_sk, 64);
+		if (present & P_MBOX_PK)
+			r_get(&r, rel->mbox_pk, 32);
+		else
+			memcpy(rel->mbox_pk, rel->mbox_sk + 32, RELM_SIGN_PK_LEN);
+	} else {
+		r_get(&r, rel->mbox_pk, 32);
+		r_get(&r, rel->mbox_sk, 64);
+	}
+	if (present & P_REMOTE_PK)
+		r_get(&r, rel->remote_mbox_pk, 32);
 	if (version >= 5) {
 		rel->has_gate = r_u8(&r);
-		r_get(&r, rel->gate_key, 32);
+		if (present & P_GATE)
+			r_get(&r, rel->gate_key, 32);
 		if (rel->has_gate > 1)
 			goto fail;
 	}
 	r_str(&r, rel->remote_mailbox, sizeof rel->remote_mailbox);
 	rel->initial_pending = r_u8(&r);
-	r_get(&r, ext, sizeof ext);
-	memcpy(rel->initial.ipk, ext, 32);
-	memcpy(rel->initial.ek, ext + 32, 32);
-	rel->initial.spk_id = (uint32_t)ext[64] << 24 | (uint32_t)ext[65] << 16 | (uint32_t)ext[66] << 8 | ext[67];
-	rel->initial.opk_id = (uint32_t)ext[68] << 24 | (uint32_t)ext[69] << 16 | (uint32_t)ext[70] << 8 | ext[71];
-	sodium_memzero(ext, sizeof ext);
+	if (present & P_INITIAL) {
+		r_get(&r, ext, sizeof ext);
+		memcpy(rel->initial.ipk, ext, 32);
+		memcpy(rel->initial.ek, ext + 32, 32);
+		rel->initial.spk_id = (uint32_t)ext[64] << 24 | (uint32_t)ext[65] << 16 | (uint32_t)ext[66] << 8 | ext[67];
+		rel->initial.opk_id = (uint32_t)ext[68] << 24 | (uint32_t)ext[69] << 16 | (uint32_t)ext[70] << 8 | ext[71];
+		sodium_memzero(ext, sizeof ext);
+	}
 	r_str(&r, rel->invite_mailbox, sizeof rel->invite_mailbox);
-	if (rel->initial_pending > 1)
+	if (rel->initial_pending > 1 || r.err)
+		goto fail;
+	if (!(present & P_AD))
+		derived_ad(rel, rel->ad);
+	if (!(present & P_REMOTE_PK) && derived_remote_pk(rel->remote_mailbox, rel->remote_mbox_pk) != 0)
 		goto fail;
 
 	cnt = r_u32(&r);
@@ -327,14 +510,22 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		r_get(&r, n->parent, 16);
 		n->depth = r_u32(&r);
 		n->flags = r_u8(&r);
+		uint8_t keys = version >= 7 ? n->flags & (N_PRIV | N_RK | N_CK) : (N_PRIV | N_RK | N_CK);
+		n->flags &= (uint8_t)~keys;
 		r_get(&r, n->pub, 32);
-		r_get(&r, n->priv, 32);
-		r_get(&r, n->rk, 32);
-		r_get(&r, n->ck, 32);
+		if (keys & N_PRIV)
+			r_get(&r, n->priv, 32);
+		if (keys & N_RK)
+			r_get(&r, n->rk, 32);
+		if (keys & N_CK)
+			r_get(&r, n->ck, 32);
 		n->n = r_u32(&r);
 		n->pn = r_u32(&r);
 		n->created_ms = r_u64(&r);
 		if (n->flags & ~RELM_NODE_KNOWN_FLAGS)
+			goto fail;
+		/* v7: a key written is not all zero (one state, one encoding) */
+		if (version >= 7 && !r.err && node_keys_of(n) != keys)
 			goto fail;
 	}
 	rel->tree.count = cnt;
@@ -434,11 +625,13 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		r_get(&r, rel->recent, sizeof rel->recent);
 		rel->recent_next = r_u32(&r);
 	}
-	rel->stats.forks = r_u32(&r);
-	rel->stats.pruned = r_u32(&r);
-	rel->stats.retx = r_u32(&r);
-	rel->stats.dups = r_u32(&r);
-	rel->stats.trials = r_u32(&r);
+	if (present & P_STATS) {
+		rel->stats.forks = r_u32(&r);
+		rel->stats.pruned = r_u32(&r);
+		rel->stats.retx = r_u32(&r);
+		rel->stats.dups = r_u32(&r);
+		rel->stats.trials = r_u32(&r);
+	}
 	if (version >= 5) {
 		uint8_t k = r_u8(&r);
 		if (k > RELM_MAX_PENDING_COPIES)
@@ -466,12 +659,14 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			r_get(&r, rel->acked[i].dh, RELM_KEY_LEN);
 		}
 		rel->nacked = k;
-		r_get(&r, rel->batch_first, RELM_ID_LEN);
-		rel->repair_ms = r_u64(&r);
+		if (present & P_BATCH) {
+			r_get(&r, rel->batch_first, RELM_ID_LEN);
+			rel->repair_ms = r_u64(&r);
+		}
 		if ((rel->sibling_session = r_u8(&r)) > 1)
 			goto fail;
 	}
-	if (version >= 6) {
+	if (version >= 6 && (present & P_REVOKE)) {
 		rel->ipk_seq = r_u64(&r);
 		r_get(&r, rel->ipk_prev, RELM_SIGN_PK_LEN);
 		if ((rel->ipk_conflict = r_u8(&r)) > 1)
@@ -487,6 +682,9 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		r_get(&r, rel->clone_dh, RELM_KEY_LEN);
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
+		goto fail;
+	/* v7: a field written is one that could not be left out */
+	if (version >= 7 && present_of(rel) != present)
 		goto fail;
 	*out = rel;
 	return 0;
