@@ -82,7 +82,7 @@
 #include "store/store.h"
 
 enum {
-	RECIPE_VERSION = 3,         /* bump when the build below changes (3: blob v7) */
+	RECIPE_VERSION = 4,         /* bump when the build below changes (4: blob v8) */
 	TEMPLATES      = 256,       /* real relationships cloned from */
 	REAL_BUDGET_S  = 120,       /* build for real when it fits in this */
 	BATCH          = 1000,      /* rows per group commit while building */

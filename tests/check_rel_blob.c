@@ -1,13 +1,15 @@
 /*
- * check_rel_blob.c — the state blob's version 7 (engine/rel_blob.c): a
- * field is written only when it holds what the decoder cannot derive or
- * is not all zero.  Every state decodes from version 7 and from version 6
+ * check_rel_blob.c — the state blob's versions 7 and 8 (engine/rel_blob.c):
+ * a field is written only when it holds what the decoder cannot derive or
+ * is not all zero (7), integers are varints and a node's parent is its
+ * index in the tree (8).  Every state decodes from versions 8, 7 and 6
  * (and so from the older ones check_rel builds from 6) to the same state
  * — compared as the full version-6 encoding, every field in it — whatever
  * mix of fields is present; an idle relationship's blob is shorter by
  * exactly the fields left out; a field written where it could have been
- * left out, an unknown `present` bit or a key bit over a zero key is a
- * malformed blob (one state, one encoding); and every blob that decodes
+ * left out, an unknown `present` bit, a key bit over a zero key, a parent
+ * written as an id while it is in the tree or a varint longer than it
+ * needs is a malformed blob (one state, one encoding); and every blob that decodes
  * after any single byte changed re-encodes to itself.
  */
 #include <stdlib.h>
@@ -21,7 +23,7 @@
 #include "error.h"
 
 /* "RLS" version id(16) mode side, then version 7's present(2) */
-enum { PRESENT_AT = 4 + 16 + 1 + 1, V6 = 6, V7 = 7 };
+enum { PRESENT_AT = 4 + 16 + 1 + 1, V6 = 6, V7 = 7, V8 = 8 };
 
 static uint64_t clock_ms;
 
@@ -52,25 +54,28 @@ static struct tu_blob enc(const struct relm_rel *rel, unsigned version)
 	return s;
 }
 
-/* rel, through a version-6 and a version-7 blob, decodes to the same state
- * (its full version-6 encoding), and each blob re-encodes to itself */
+/* rel, through a version-6, 7 and 8 blob, decodes to the same state (its
+ * full version-6 encoding), and each blob re-encodes to itself; relm_rel_encode
+ * writes version 8 */
 static void check_same_state(const struct relm_rel *rel)
 {
-	struct tu_blob full = enc(rel, V6), v7 = enc(rel, V7);
-	struct tu_blob *from[2] = { &full, &v7 };
+	struct tu_blob b[3] = { enc(rel, V6), enc(rel, V7), enc(rel, V8) }, cur;
 
-	for (int i = 0; i < 2; i++) {
+	ck_assert_int_eq(relm_rel_encode(rel, &cur.buf, &cur.len), 0);
+	ck_assert(tu_blob_eq(cur, b[2]));
+	tu_blob_free(&cur);
+	for (int i = 0; i < 3; i++) {
 		struct relm_rel *r = NULL;
-		ck_assert_int_eq(relm_rel_decode(&r, from[i]->buf, from[i]->len), 0);
-		struct tu_blob again6 = enc(r, V6), again7 = enc(r, V7);
-		ck_assert_msg(tu_blob_eq(full, again6), "version %d blob decodes to another state", i ? 7 : 6);
-		ck_assert(tu_blob_eq(v7, again7));
-		tu_blob_free(&again6);
-		tu_blob_free(&again7);
+		ck_assert_int_eq(relm_rel_decode(&r, b[i].buf, b[i].len), 0);
+		struct tu_blob full = enc(r, V6), again = enc(r, (unsigned)(V6 + i));
+		ck_assert_msg(tu_blob_eq(b[0], full), "version %d blob decodes to another state", V6 + i);
+		ck_assert(tu_blob_eq(b[i], again));
+		tu_blob_free(&full);
+		tu_blob_free(&again);
 		relm_rel_free(r);
 	}
-	tu_blob_free(&full);
-	tu_blob_free(&v7);
+	for (int i = 0; i < 3; i++)
+		tu_blob_free(&b[i]);
 }
 
 static size_t zero_node_keys(const struct relm_rel *rel)
@@ -111,6 +116,11 @@ START_TEST(test_idle_leaves_out_what_is_derived)
 		ck_assert_uint_eq(v7.buf[PRESENT_AT + 1], 0x08 | (batch ? 0x40 : 0) | (initial ? 0x10 : 0));
 		ck_assert_uint_eq(full.len - v7.len,
 		                  left_out - (batch ? 16 + 8 : 0) - (initial ? RELM_INITIAL_EXT_LEN : 0) - 2);
+		/* version 8: varints and parents by index, shorter still */
+		struct tu_blob v8 = enc(rel, V8);
+		ck_assert_uint_lt(v8.len, v7.len);
+		ck_assert_uint_eq(v8.buf[PRESENT_AT + 1], v7.buf[PRESENT_AT + 1]);
+		tu_blob_free(&v8);
 		check_same_state(rel);
 		tu_blob_free(&full);
 		tu_blob_free(&v7);
@@ -206,6 +216,61 @@ START_TEST(test_non_canonical_is_malformed)
 }
 END_TEST
 
+/* blob with `ins` bytes put in place of the byte at `at` */
+static struct tu_blob splice(struct tu_blob b, size_t at, const uint8_t *ins, size_t n)
+{
+	struct tu_blob o;
+	o.len = b.len - 1 + n;
+	ck_assert_ptr_nonnull(o.buf = malloc(o.len));
+	memcpy(o.buf, b.buf, at);
+	memcpy(o.buf + at, ins, n);
+	memcpy(o.buf + at + n, b.buf + at + 1, b.len - at - 1);
+	return o;
+}
+
+/* Version 8's two encodings with a choice: a parent in the tree written
+ * as an id rather than by its index, and a varint not in its shortest
+ * form (a node's depth as two bytes), are malformed; as made, it decodes. */
+START_TEST(test_v8_one_encoding)
+{
+	struct tu_party a, b;
+	struct relm_rel *r = NULL;
+	const struct relm_node *n = NULL;
+
+	idle_pair(&a, &b);
+	for (uint32_t i = 0; i < a.rel->tree.count && !n; i++)
+		if (relm_tree_find(&a.rel->tree, a.rel->tree.nodes[i].parent) >= 0)
+			n = &a.rel->tree.nodes[i];
+	ck_assert_ptr_nonnull(n);
+	ck_assert_uint_lt(n->depth, 128);
+	struct tu_blob v8 = enc(a.rel, V8);
+	uint8_t *id = memmem(v8.buf, v8.len, n->id, 16);
+	ck_assert_ptr_nonnull(id);
+	size_t ref = (size_t)(id - v8.buf) + 16;                  /* the parent reference */
+	ck_assert_int_eq(v8.buf[ref], relm_tree_find(&a.rel->tree, n->parent));
+	ck_assert_int_eq(v8.buf[ref + 1], n->depth);
+	ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), 0);
+	relm_rel_free(r);
+
+	uint8_t as_id[17] = { 0xff };
+	memcpy(as_id + 1, n->parent, 16);
+	struct tu_blob bad = splice(v8, ref, as_id, sizeof as_id);
+	r = NULL;
+	ck_assert_int_eq(relm_rel_decode(&r, bad.buf, bad.len), RELM_ESTATE);
+	ck_assert_ptr_null(r);
+	tu_blob_free(&bad);
+
+	uint8_t long_depth[2] = { (uint8_t)(n->depth | 0x80), 0 };
+	bad = splice(v8, ref + 1, long_depth, sizeof long_depth);
+	ck_assert_int_eq(relm_rel_decode(&r, bad.buf, bad.len), RELM_ESTATE);
+	ck_assert_ptr_null(r);
+	tu_blob_free(&bad);
+	tu_blob_free(&v8);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 /* Any one byte changed: the blob is malformed, or it decodes to a state
  * whose encoding is that very blob. */
 START_TEST(test_flip_every_byte)
@@ -214,21 +279,23 @@ START_TEST(test_flip_every_byte)
 	idle_pair(&a, &b);
 	a.rel->heal_epoch = 1;
 	a.rel->stats.forks = 1;
-	struct tu_blob v7 = enc(a.rel, V7);
-	for (size_t i = 0; i < v7.len; i++) {
-		struct relm_rel *r = NULL;
-		uint8_t was = v7.buf[i];
-		v7.buf[i] ^= (uint8_t)(1u << tu_rand_below(8));
-		if (relm_rel_decode(&r, v7.buf, v7.len) == 0) {
-			struct tu_blob again = enc(r, V7);
-			ck_assert_msg(tu_blob_eq(v7, again), "byte %zu: decodes, re-encodes otherwise (" TU_SEED_FMT ")",
-			              i, TU_SEED_ARG);
-			tu_blob_free(&again);
-			relm_rel_free(r);
+	for (unsigned v = V7; v <= V8; v++) {
+		struct tu_blob blob = enc(a.rel, v);
+		for (size_t i = 0; i < blob.len; i++) {
+			struct relm_rel *r = NULL;
+			uint8_t was = blob.buf[i];
+			blob.buf[i] ^= (uint8_t)(1u << tu_rand_below(8));
+			if (relm_rel_decode(&r, blob.buf, blob.len) == 0) {
+				struct tu_blob again = enc(r, v);
+				ck_assert_msg(tu_blob_eq(blob, again), "v%u byte %zu: decodes, re-encodes otherwise ("
+				              TU_SEED_FMT ")", v, i, TU_SEED_ARG);
+				tu_blob_free(&again);
+				relm_rel_free(r);
+			}
+			blob.buf[i] = was;
 		}
-		v7.buf[i] = was;
+		tu_blob_free(&blob);
 	}
-	tu_blob_free(&v7);
 	tu_party_free(&a);
 	tu_party_free(&b);
 }
@@ -237,11 +304,12 @@ END_TEST
 static Suite *suite(void)
 {
 	Suite *s = suite_create("rel_blob");
-	TCase *tc = tcase_create("v7");
+	TCase *tc = tcase_create("v7_v8");
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_idle_leaves_out_what_is_derived);
 	tcase_add_test(tc, test_every_field_present);
 	tcase_add_test(tc, test_non_canonical_is_malformed);
+	tcase_add_test(tc, test_v8_one_encoding);
 	tcase_add_test(tc, test_flip_every_byte);
 	suite_add_tcase(s, tc);
 	return s;
