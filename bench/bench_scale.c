@@ -39,7 +39,9 @@
  * Building.  A relationship made through the core (invite.create on A,
  * invite.accept on B, A opens the hello, receipts, then one message each
  * way with their receipts: X3DH, two DH ratchet steps per side, ~6 history
- * rows) costs what the "real ms/rel" line says.  When N of them would take
+ * rows; then the clock moves past the used keys' lifetime and the timers
+ * run, so the relationships are idle as after ten quiet minutes) costs
+ * what the "real ms/rel" line says.  When N of them would take
  * over two minutes (or with --clone) we build TEMPLATES of them for real
  * and fill the rest with clones: each clone copies one template's row on
  * both sides — state blob, history rows, mailbox cursor, A's replay-guard
@@ -82,7 +84,7 @@
 #include "store/store.h"
 
 enum {
-	RECIPE_VERSION = 4,         /* bump when the build below changes (4: blob v8) */
+	RECIPE_VERSION = 5,         /* bump when the build below changes (5: idle relationships) */
 	TEMPLATES      = 256,       /* real relationships cloned from */
 	REAL_BUDGET_S  = 120,       /* build for real when it fits in this */
 	BATCH          = 1000,      /* rows per group commit while building */
@@ -499,6 +501,22 @@ static void build_real(struct daemon *a, struct daemon *b, size_t count, struct 
 	purge(b);
 }
 
+/* Leave every relationship idle, as relmd would after ten quiet minutes:
+ * the clock moves past the used-key lifetime (the keys kept for a
+ * sibling's colliding message, RELM_USED_KEY_TTL_MS) and the timers run,
+ * so what the store holds is what an idle relationship holds. */
+static void go_idle(struct daemon *a, struct daemon *b)
+{
+	g_clock += a->env.params.used_key_ttl_ms + TICK_STEP_MS;
+	batch_begin(a, b);
+	tick_all(a);
+	tick_all(b);
+	batch_commit(a, b);
+	settle(a, b);
+	purge(a);
+	purge(b);
+}
+
 /* One side of a template, read once. */
 struct side_tpl {
 	struct relm_store_rel row;                 /* with state and secrets */
@@ -742,6 +760,7 @@ static void build_stores(const char *base, size_t n, int force, struct daemon *a
 	double t0 = now_s();
 	size_t first = n < TEMPLATES ? n : TEMPLATES;
 	build_real(a, b, first, &ids);
+	go_idle(a, b);
 	double t1 = now_s();
 	bi->real_ms_per_rel = (t1 - t0) * 1000.0 / (double)first;
 	double est = bi->real_ms_per_rel * (double)n / 1000.0;
@@ -757,6 +776,7 @@ static void build_stores(const char *base, size_t n, int force, struct daemon *a
 				build_real(a, b, n - d < step ? n - d : step, &ids);
 				fprintf(stderr, "\r  real %zu/%zu", ids.n, n);
 			}
+			go_idle(a, b);
 			fprintf(stderr, "\n");
 			bi->real_ms_per_rel = (now_s() - t0) * 1000.0 / (double)n;
 		}
