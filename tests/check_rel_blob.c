@@ -172,6 +172,40 @@ START_TEST(test_every_field_present)
 }
 END_TEST
 
+/* Every node slot used, parents that left the tree, and every integer at
+ * its largest (varints at their longest): the state survives all three
+ * versions, and the encoder's one allocation holds it (an assert in
+ * rel_blob.c). */
+START_TEST(test_largest_values)
+{
+	struct tu_party a, b;
+	struct relm_rel *rel;
+
+	idle_pair(&a, &b);
+	rel = a.rel;
+	for (uint32_t i = rel->tree.count; i < RELM_MAX_NODES; i++) {
+		struct relm_node *n = &rel->tree.nodes[i];
+		*n = rel->tree.nodes[i % rel->tree.count];
+		tu_rand_bytes(n->id, RELM_ID_LEN);
+		tu_rand_bytes(n->parent, RELM_ID_LEN);         /* not in the tree */
+	}
+	rel->tree.count = RELM_MAX_NODES;
+	for (uint32_t i = 0; i < rel->tree.count; i++) {
+		struct relm_node *n = &rel->tree.nodes[i];
+		n->depth = n->n = n->pn = UINT32_MAX;
+		n->created_ms = UINT64_MAX;
+	}
+	for (uint32_t i = 0; i < RELM_RECENT_IDS; i++)           /* the whole ring in use */
+		tu_rand_bytes(rel->recent[i], RELM_ID_LEN);
+	rel->receipt_due_ms = rel->repair_ms = rel->heal_due_ms = UINT64_MAX;
+	rel->ipk_seq = rel->heal_epoch = rel->clone_since_ms = UINT64_MAX;
+	rel->stats.forks = rel->stats.pruned = rel->stats.retx = rel->stats.dups = rel->stats.trials = UINT32_MAX;
+	check_same_state(rel);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 /* A present bit over a field that could have been left out (or is
  * unknown), or a node key bit over zeros, is malformed. */
 START_TEST(test_non_canonical_is_malformed)
@@ -308,6 +342,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_idle_leaves_out_what_is_derived);
 	tcase_add_test(tc, test_every_field_present);
+	tcase_add_test(tc, test_largest_values);
 	tcase_add_test(tc, test_non_canonical_is_malformed);
 	tcase_add_test(tc, test_v8_one_encoding);
 	tcase_add_test(tc, test_flip_every_byte);

@@ -290,7 +290,12 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
 	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)rel->npruned * 16 + (size_t)rel->nacked * 48 +
-	        16 + 8 + 1 + BLOB_REVOKE_LEN;
+	        16 + 8 + 1 + BLOB_REVOKE_LEN +
+	        /* v8: a varint is up to a byte longer than a u32 (5 bytes) and
+	         * two longer than a u64 (10); a parent_ref adds one before an id */
+	        (size_t)rel->tree.count * (1 + 1 + 1 + 1 + 2) + (size_t)rel->nskipped * (1 + 2) +
+	        (size_t)rel->npcopies * (1 + 1 + 2) + 2 + 5 + 2 + 5 * 2 + 4 * 2;
+	const size_t cap0 = w.cap;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
@@ -421,6 +426,7 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
 	}
+	assert(w.cap == cap0);          /* the bound above held: no regrowth */
 	*out = w.p;
 	*outlen = w.n;
 	return 0;
