@@ -1,6 +1,6 @@
 /*
  * bench_scale.c — relmd's store at scale (README.md, Performance, "Scale"): a store with
- * 100,000 relationships against one with 10.
+ * 100,000 relationships (--n; `make bench-1m`: 1,000,000) against one with 10.
  *
  *   startup   what relmd does with its store before it can handle a
  *             message: relm_store_open (default PRAGMA quick_check), then
@@ -28,6 +28,9 @@
  *             10-relationship store that would not in the big one.  The
  *             two stores are measured interleaved, in rounds; every trial
  *             checks that B's history holds the message.
+ *   bytes     the big A store's pages per relationship, and where they go
+ *             (SQLite's dbstat: each table and index), printed; the total
+ *             is scale.<n>.bytes_per_rel.  `--only build` prints it too.
  *
  * The stores (two daemons A and B, each with one proton, N relationships
  * between them) are cached in DIR/<N>/ and rebuilt when missing or when
@@ -36,14 +39,16 @@
  * Building.  A relationship made through the core (invite.create on A,
  * invite.accept on B, A opens the hello, receipts, then one message each
  * way with their receipts: X3DH, two DH ratchet steps per side, ~6 history
- * rows) costs what the "real ms/rel" line says.  When N of them would take
+ * rows; then the clock moves past the used keys' lifetime and the timers
+ * run, so the relationships are idle as after ten quiet minutes) costs
+ * what the "real ms/rel" line says.  When N of them would take
  * over two minutes (or with --clone) we build TEMPLATES of them for real
  * and fill the rest with clones: each clone copies one template's row on
  * both sides — state blob, history rows, mailbox cursor, A's replay-guard
  * row — with a fresh relationship id (the same on both sides, as real ids
- * are), fresh mailbox key pairs on both sides, and the blob patched to
- * match: id, mbox_pk/mbox_sk, remote_mbox_pk and the remote mailbox
- * address.  A clone's ratchet keys are its template's (until its first
+ * are), fresh mailbox key pairs on both sides, and the blob made to
+ * match: decoded, its id, mbox_pk/mbox_sk, remote_mbox_pk and remote
+ * mailbox address set, encoded again (so any blob version works).  A clone's ratchet keys are its template's (until its first
  * message, after which its chains diverge).  This changes nothing the
  * benchmark measures: every row, blob and index entry has the size and
  * shape of a real one, every key column (ids, mailbox ids, replay EKs) is
@@ -69,6 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include <sqlite3.h>
 #include "wire/addr.h"
 #include "core/core.h"
 #include "engine/env.h"
@@ -78,7 +84,7 @@
 #include "store/store.h"
 
 enum {
-	RECIPE_VERSION = 2,         /* bump when the build below changes */
+	RECIPE_VERSION = 5,         /* bump when the build below changes (5: idle relationships) */
 	TEMPLATES      = 256,       /* real relationships cloned from */
 	REAL_BUDGET_S  = 120,       /* build for real when it fits in this */
 	BATCH          = 1000,      /* rows per group commit while building */
@@ -201,6 +207,53 @@ static double file_mb(const char *path)
 	if (stat(p, &sb) == 0)
 		mb += (double)sb.st_size / 1048576.0;
 	return mb;
+}
+
+/* Where the bytes of a store go, per relationship: SQLite's dbstat
+ * (pages of each table and index, with their payload) read-only on the
+ * closed store file, biggest first, and the free pages.  Returns the file's
+ * pages × page size / n (0 when dbstat is not compiled in).  Read directly
+ * with sqlite3: this is a look at the file, not something relmd does. */
+static double store_breakdown(const char *path, size_t n, int print)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	double total = 0;
+	int64_t pages = 0, psize = 0, freep = 0;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		die("open %s: %s", path, sqlite3_errmsg(db));
+	if (sqlite3_prepare_v2(db, "SELECT (SELECT page_count FROM pragma_page_count),"
+	                       " (SELECT page_size FROM pragma_page_size),"
+	                       " (SELECT freelist_count FROM pragma_freelist_count)", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		pages = sqlite3_column_int64(st, 0);
+		psize = sqlite3_column_int64(st, 1);
+		freep = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	total = (double)(pages * psize) / (double)n;
+	if (print) {
+		printf("  store bytes per relationship (%s): %.0f (free pages %.1f)\n", path, total,
+		       (double)(freep * psize) / (double)n);
+		if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize), sum(payload) FROM dbstat GROUP BY name"
+		                       " ORDER BY 2 DESC LIMIT 12", -1, &st, NULL) != SQLITE_OK) {
+			printf("    (no dbstat in this SQLite)\n");
+		} else {
+			printf("    %-36s %10s %10s\n", "table or index", "bytes/rel", "payload");
+			while (sqlite3_step(st) == SQLITE_ROW)
+				printf("    %-36s %10.1f %10.1f\n", (const char *)sqlite3_column_text(st, 0),
+				       (double)sqlite3_column_int64(st, 1) / (double)n,
+				       (double)sqlite3_column_int64(st, 2) / (double)n);
+		}
+		sqlite3_finalize(st);
+		if (sqlite3_prepare_v2(db, "SELECT avg(length(state)) FROM relationships", -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			printf("    %-36s %10.1f\n", "  state blob (mean length)", sqlite3_column_double(st, 0));
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return total;
 }
 
 /* ---- a daemon: store + core + env ------------------------------------------ */
@@ -448,6 +501,22 @@ static void build_real(struct daemon *a, struct daemon *b, size_t count, struct 
 	purge(b);
 }
 
+/* Leave every relationship idle, as relmd would after ten quiet minutes:
+ * the clock moves past the used-key lifetime (the keys kept for a
+ * sibling's colliding message, RELM_USED_KEY_TTL_MS) and the timers run,
+ * so what the store holds is what an idle relationship holds. */
+static void go_idle(struct daemon *a, struct daemon *b)
+{
+	g_clock += a->env.params.used_key_ttl_ms + TICK_STEP_MS;
+	batch_begin(a, b);
+	tick_all(a);
+	tick_all(b);
+	batch_commit(a, b);
+	settle(a, b);
+	purge(a);
+	purge(b);
+}
+
 /* One side of a template, read once. */
 struct side_tpl {
 	struct relm_store_rel row;                 /* with state and secrets */
@@ -504,54 +573,37 @@ static void side_tpl_free(struct side_tpl *s)
 	relm_store_rel_clear(&s->row);
 }
 
-/* Blob layout (lib/engine/rel_blob.c): "RLS" v(1) id(16) mode(1)
- * side(1) ad(64) ipk_self(32) ipk_remote(32) mbox_pk(32) mbox_sk(64)
- * remote_mbox_pk(32) [v5: has_gate(1) gate_key(32)] str remote_mailbox
- * (u16 BE length + bytes) ...  The clones keep the template's gate key:
- * both sides' templates share it, as both sides of one relationship do. */
-enum {
-	BLOB_ID = 4, BLOB_MBOX_PK = 4 + 16 + 1 + 1 + 64 + 32 + 32,
-	BLOB_MBOX_SK = BLOB_MBOX_PK + 32, BLOB_REMOTE_PK = BLOB_MBOX_SK + 64,
-	BLOB_GATE = BLOB_REMOTE_PK + 32, BLOB_GATE_LEN = 1 + 32,
-};
-
-/* A copy of template blob `t` with the clone's identity; checked by
- * decoding it again.  *deadline gets the engine's next timer. */
+/* A copy of template blob `t` with the clone's identity: decoded, the
+ * clone's id, mailbox key pair, remote mailbox key and address set, encoded
+ * again (so any blob version the engine writes works here), and decoded
+ * once more to check.  The clones keep the template's gate key: both
+ * sides' templates share it, as both sides of one relationship do.
+ * *deadline gets the engine's next timer. */
 static uint8_t *patch_blob(const struct side_tpl *t, const uint8_t id[RELM_ID_LEN],
                            const uint8_t mpk[RELM_SIGN_PK_LEN], const uint8_t msk[RELM_SIGN_SK_LEN],
                            const uint8_t rpk[RELM_SIGN_PK_LEN], const char *raddr,
                            size_t *outlen, uint64_t *deadline, const struct relm_env *env)
 {
-	const uint8_t *b = t->row.state;
-	size_t len = t->row.state_len, slen, nlen = strlen(raddr);
-	size_t BLOB_REMOTE_STR = BLOB_GATE + (len > 3 && b[3] >= 5 ? BLOB_GATE_LEN : 0);
 	struct relm_rel *rel = NULL;
-	uint8_t *o;
+	uint8_t *o = NULL;
 
+	CHECK(relm_rel_decode(&rel, t->row.state, t->row.state_len));
 	/* every field we overwrite must hold what the row says it holds */
-	if (len < BLOB_REMOTE_STR + 2 || memcmp(b, "RLS", 3) != 0 ||
-	    memcmp(b + BLOB_ID, t->row.id, RELM_ID_LEN) != 0 ||
-	    memcmp(b + BLOB_MBOX_PK, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||
-	    memcmp(b + BLOB_MBOX_SK, t->row.mailbox_sk, RELM_SIGN_SK_LEN) != 0 ||
-	    memcmp(b + BLOB_REMOTE_PK, t->remote.id, RELM_SIGN_PK_LEN) != 0)
-		die("state blob layout is not the one bench_scale knows (lib/engine/rel_blob.c changed?)");
-	slen = (size_t)b[BLOB_REMOTE_STR] << 8 | b[BLOB_REMOTE_STR + 1];
-	if (BLOB_REMOTE_STR + 2 + slen > len || slen != strlen(t->row.remote_addr) ||
-	    memcmp(b + BLOB_REMOTE_STR + 2, t->row.remote_addr, slen) != 0)
-		die("state blob: remote mailbox is not where bench_scale expects it");
-	*outlen = len - slen + nlen;
-	if (!(o = malloc(*outlen)))
-		die("out of memory");
-	memcpy(o, b, BLOB_REMOTE_STR);
-	memcpy(o + BLOB_ID, id, RELM_ID_LEN);
-	memcpy(o + BLOB_MBOX_PK, mpk, RELM_SIGN_PK_LEN);
-	memcpy(o + BLOB_MBOX_SK, msk, RELM_SIGN_SK_LEN);
-	memcpy(o + BLOB_REMOTE_PK, rpk, RELM_SIGN_PK_LEN);
-	o[BLOB_REMOTE_STR] = (uint8_t)(nlen >> 8);
-	o[BLOB_REMOTE_STR + 1] = (uint8_t)nlen;
-	memcpy(o + BLOB_REMOTE_STR + 2, raddr, nlen);
-	memcpy(o + BLOB_REMOTE_STR + 2 + nlen, b + BLOB_REMOTE_STR + 2 + slen,
-	       len - BLOB_REMOTE_STR - 2 - slen);
+	if (memcmp(rel->id, t->row.id, RELM_ID_LEN) != 0 ||
+	    memcmp(rel->mbox_pk, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||
+	    memcmp(rel->mbox_sk, t->row.mailbox_sk, RELM_SIGN_SK_LEN) != 0 ||
+	    memcmp(rel->remote_mbox_pk, t->remote.id, RELM_SIGN_PK_LEN) != 0 ||
+	    strcmp(rel->remote_mailbox, t->row.remote_addr) != 0)
+		die("template blob does not match its row");
+	if (strlen(raddr) >= sizeof rel->remote_mailbox)
+		die("remote address too long");
+	memcpy(rel->id, id, RELM_ID_LEN);
+	memcpy(rel->mbox_pk, mpk, RELM_SIGN_PK_LEN);
+	memcpy(rel->mbox_sk, msk, RELM_SIGN_SK_LEN);
+	memcpy(rel->remote_mbox_pk, rpk, RELM_SIGN_PK_LEN);
+	snprintf(rel->remote_mailbox, sizeof rel->remote_mailbox, "%s", raddr);
+	CHECK(relm_rel_encode(rel, &o, outlen));
+	relm_rel_free(rel);
 
 	CHECK(relm_rel_decode(&rel, o, *outlen));
 	if (memcmp(rel->id, id, RELM_ID_LEN) != 0 || memcmp(rel->mbox_pk, mpk, RELM_SIGN_PK_LEN) != 0 ||
@@ -594,7 +646,7 @@ static void clone_side(struct daemon *d, const struct side_tpl *t, const uint8_t
 		if (relm_store_msg_insert(d->st, &m) != 1)
 			die("clone: history insert failed");
 	}
-	relm_store_buf_free(blob, blen);
+	relm_rel_blob_free(blob, blen);
 	sodium_memzero(&r, sizeof r);
 }
 
@@ -708,6 +760,7 @@ static void build_stores(const char *base, size_t n, int force, struct daemon *a
 	double t0 = now_s();
 	size_t first = n < TEMPLATES ? n : TEMPLATES;
 	build_real(a, b, first, &ids);
+	go_idle(a, b);
 	double t1 = now_s();
 	bi->real_ms_per_rel = (t1 - t0) * 1000.0 / (double)first;
 	double est = bi->real_ms_per_rel * (double)n / 1000.0;
@@ -723,6 +776,7 @@ static void build_stores(const char *base, size_t n, int force, struct daemon *a
 				build_real(a, b, n - d < step ? n - d : step, &ids);
 				fprintf(stderr, "\r  real %zu/%zu", ids.n, n);
 			}
+			go_idle(a, b);
 			fprintf(stderr, "\n");
 			bi->real_ms_per_rel = (now_s() - t0) * 1000.0 / (double)n;
 		}
@@ -1201,7 +1255,9 @@ static void load_ids(struct daemon *a, struct idlist *ids)
 
 static void label_for(char *out, size_t cap, size_t n)
 {
-	if (n >= 1000 && n % 1000 == 0)
+	if (n >= 1000000 && n % 1000000 == 0)
+		snprintf(out, cap, "%zum", n / 1000000);
+	else if (n >= 1000 && n % 1000 == 0)
 		snprintf(out, cap, "%zuk", n / 1000);
 	else
 		snprintf(out, cap, "%zu", n);
@@ -1280,8 +1336,10 @@ int main(int argc, char **argv)
 	snprintf(tmpdir, sizeof tmpdir, "%s", dir);
 	ensure_stores(dir, small_n, 1, rebuild, &sa, &sb, &sbi);
 	ensure_stores(dir, big_n, force, rebuild, &ba, &bb, &bbi);
-	if (only && !strcmp(only, "build"))
+	if (only && !strcmp(only, "build")) {
+		store_breakdown(ba.path, big_n, 1);
 		return 0;
+	}
 
 	struct idlist sids = { 0 }, bids = { 0 };
 	load_ids(&sa, &sids);
@@ -1311,6 +1369,7 @@ int main(int argc, char **argv)
 	}
 
 	double store_mb_b = file_mb(ba.path), store_mb_s = file_mb(sa.path);
+	double bytes_per_rel = store_breakdown(ba.path, big_n, 1);
 	double ratio = m_s.msg_us > 0 ? m_b.msg_us / m_s.msg_us : 0;
 	double ratio_full = m_s.full_us > 0 ? m_b.full_us / m_s.full_us : 0;
 	double ratio_cpu = m_s.cpu_us > 0 ? m_b.cpu_us / m_s.cpu_us : 0;
@@ -1364,8 +1423,10 @@ int main(int argc, char **argv)
 #define K(suffix) (snprintf(k, sizeof k, "%s.%s", lbl, suffix), k)
 		KV(K("relationships"), "%zu", big_n);
 		KV(K("store_mb"), "%.2f", store_mb_b);
-		KV("build.cloned", "%d", bbi.cloned);
-		KV("build.real_ms_per_rel", "%.3f", bbi.real_ms_per_rel);
+		KV(K("bytes_per_rel"), "%.0f", bytes_per_rel);
+		KV(K("build_cloned"), "%d", bbi.cloned);
+		KV(K("build_real_ms_per_rel"), "%.3f", bbi.real_ms_per_rel);
+		KV(K("build_s"), "%.1f", bbi.build_s);
 		if (do_all || !strcmp(only, "startup")) {
 			KV(K("startup_ms"), "%.2f", su_b.total_ms);
 			KV(K("open_ms"), "%.2f", su_b.open_ms);
@@ -1376,22 +1437,22 @@ int main(int argc, char **argv)
 				KV(K("mailboxes_cold_ms"), "%.2f", su_b.mbox_cold_ms);
 			}
 			KV(K("subscribe_sign_ms"), "%.2f", su_b.sign_ms);
-			KV("10.startup_ms", "%.2f", su_s.total_ms);
+			KV(K("ref10_startup_ms"), "%.2f", su_s.total_ms);
 		}
 		if (do_all || !strcmp(only, "rss")) {
 			KV(K("rss_mb"), "%.2f", rss_b.after_mb);
 			KV(K("rss_startup_mb"), "%.2f", rss_b.startup_mb);
 			KV(K("rss_hwm_mb"), "%.2f", rss_b.hwm_mb);
-			KV("10.rss_mb", "%.2f", rss_s.after_mb);
+			KV(K("ref10_rss_mb"), "%.2f", rss_s.after_mb);
 		}
 		if (do_all || !strcmp(only, "msg")) {
-			KV("10.msg_us", "%.2f", m_s.msg_us);
-			KV("10.msg_full_us", "%.2f", m_s.full_us);
+			KV(K("ref10_msg_us"), "%.2f", m_s.msg_us);
+			KV(K("ref10_msg_full_us"), "%.2f", m_s.full_us);
 			KV(K("msg_us"), "%.2f", m_b.msg_us);
 			KV(K("msg_full_us"), "%.2f", m_b.full_us);
 			KV(K("msg_cost_ratio"), "%.4f", ratio);
 			KV(K("msg_full_cost_ratio"), "%.4f", ratio_full);
-			KV("10.msg_cpu_us", "%.2f", m_s.cpu_us);
+			KV(K("ref10_msg_cpu_us"), "%.2f", m_s.cpu_us);
 			KV(K("msg_cpu_us"), "%.2f", m_b.cpu_us);
 			KV(K("msg_cpu_cost_ratio"), "%.4f", ratio_cpu);
 		}

@@ -654,8 +654,9 @@ START_TEST(test_acks_are_rows)
 }
 END_TEST
 
-/* "RLS" v id mode side ad ipk_self ipk_remote mbox_pk mbox_sk remote_mbox_pk,
- * then (v5) has_gate(1) gate_key(32), which v3 does not have */
+/* Blob version 6 (relm_rel_encode_version): "RLS" v id mode side ad
+ * ipk_self ipk_remote mbox_pk mbox_sk remote_mbox_pk, then (v5)
+ * has_gate(1) gate_key(32), which v3 does not have */
 enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
 /* and ends with the multi-device tail, empty for one device: three zero
  * counts, batch_first(16), repair_ms(8), sibling_session(1), and (v6) the
@@ -696,8 +697,8 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 	struct relm_rel *r = NULL;
 	struct acks_got g;
 	struct tu_daemon *ds[2] = { &A, &B };
-	size_t k = 0, tail, at, len;
-	uint8_t *v3;
+	size_t k = 0, tail, at, len, full_len;
+	uint8_t *v3, *full;
 	int before;
 
 	connect_ab(rb, 0);
@@ -719,13 +720,15 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 		static const uint8_t zero[16];
 		k += memcmp(r->recent[i], zero, 16) != 0;
 	}
+	/* built from version 6, which writes every field */
+	ck_assert_int_eq(relm_rel_encode_version(r, 6, &full, &full_len), 0);
 	relm_rel_free(r);
 	tail = 8 + 1 + 16 * k + 20;
-	at = sr.state_len - tail - GATE_FIELDS - MULTI_TAIL;
-	len = sr.state_len - GATE_FIELDS - MULTI_TAIL + 4 + g.n * 52;
+	at = full_len - tail - GATE_FIELDS - MULTI_TAIL;
+	len = full_len - GATE_FIELDS - MULTI_TAIL + 4 + g.n * 52;
 	ck_assert_ptr_nonnull(v3 = malloc(len));
-	memcpy(v3, sr.state, GATE_AT);
-	memcpy(v3 + GATE_AT, sr.state + GATE_AT + GATE_FIELDS, at - GATE_AT);
+	memcpy(v3, full, GATE_AT);
+	memcpy(v3 + GATE_AT, full + GATE_AT + GATE_FIELDS, at - GATE_AT);
 	v3[3] = 3;
 	v3[at] = 0; v3[at + 1] = 0; v3[at + 2] = 0; v3[at + 3] = (uint8_t)g.n;
 	for (size_t i = 0; i < g.n; i++) {
@@ -735,7 +738,8 @@ START_TEST(test_acks_move_out_of_a_v3_blob)
 		p[48] = (uint8_t)(g.v[i].n >> 24); p[49] = (uint8_t)(g.v[i].n >> 16);
 		p[50] = (uint8_t)(g.v[i].n >> 8);  p[51] = (uint8_t)g.v[i].n;
 	}
-	memcpy(v3 + at + 4 + g.n * 52, sr.state + at + GATE_FIELDS, tail);
+	memcpy(v3 + at + 4 + g.n * 52, full + at + GATE_FIELDS, tail);
+	relm_rel_blob_free(full, full_len);
 	ck_assert_int_eq(relm_store_begin(A.st), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(A.st, rb, v3, len, clock_ms), 0);
 	ck_assert_int_eq(sqlite3_exec(relm__store_db(A.st), "DELETE FROM acks", NULL, NULL, NULL), 0);

@@ -17,8 +17,9 @@
 #include "wire/envelope.h"
 #include "wire/payload.h"
 
-/* State blob layout (lib/engine/rel_blob.c), for the tests that build
- * older versions:  "RLS" v id mode side ad ipk_self ipk_remote mbox_pk
+/* State blob layout of version 6 (lib/engine/rel_blob.c; written by
+ * relm_rel_encode_version), for the tests that build older versions
+ * from it:  "RLS" v id mode side ad ipk_self ipk_remote mbox_pk
  * mbox_sk remote_mbox_pk, then (v5) has_gate gate_key ... */
 enum { GATE_AT = 4 + 16 + 1 + 1 + 64 + 32 + 32 + 32 + 64 + 32, GATE_FIELDS = 1 + 32 };
 /* ... and (v5) ends with the multi-device tail; empty for one device: three
@@ -669,14 +670,22 @@ START_TEST(test_blob_zero_recent_id)
 	ck_assert(tu_blob_eq(s, s2));
 	relm_rel_free(r);
 	tu_blob_free(&s2);
-	/* the last recent id sits just before the five u32 statistics and
-	 * the (empty) multi-device tail */
+	/* the current version: the last recent id zeroed where it is */
+	const uint8_t *newest = b.rel->recent[(b.rel->recent_next + RELM_RECENT_IDS - 1) % RELM_RECENT_IDS];
+	uint8_t *at = memmem(s.buf, s.len, newest, 16);
+	ck_assert_ptr_nonnull(at);
+	memset(at, 0, 16);
+	r = NULL;
+	ck_assert_int_eq(relm_rel_decode(&r, s.buf, s.len), RELM_ESTATE);
+	ck_assert_ptr_null(r);
+	tu_blob_free(&s);
+	/* version 6: the last recent id sits just before the five u32
+	 * statistics and the (empty) multi-device tail */
+	ck_assert_int_eq(relm_rel_encode_version(b.rel, 6, &s.buf, &s.len), 0);
 	ck_assert_uint_gt(s.len, MULTI_TAIL + 20 + 16);
 	uint8_t *last = s.buf + s.len - MULTI_TAIL - 20 - 16;
-	ck_assert_int_eq(memcmp(last, b.rel->recent[(b.rel->recent_next + RELM_RECENT_IDS - 1) %
-	                                            RELM_RECENT_IDS], 16), 0);
+	ck_assert_int_eq(memcmp(last, newest, 16), 0);
 	memset(last, 0, 16);
-	r = NULL;
 	ck_assert_int_eq(relm_rel_decode(&r, s.buf, s.len), RELM_ESTATE);
 	ck_assert_ptr_null(r);
 	tu_blob_free(&s);
@@ -825,7 +834,7 @@ START_TEST(test_acks_in_a_v3_blob)
 	b.rel->has_gate = 0;
 	sodium_memzero(b.rel->gate_key, sizeof b.rel->gate_key);
 	memset(b.rel->batch_first, 0, RELM_ID_LEN);      /* nor a batch's first id */
-	ck_assert_int_eq(relm_rel_encode(b.rel, &s.buf, &s.len), 0);
+	ck_assert_int_eq(relm_rel_encode_version(b.rel, 6, &s.buf, &s.len), 0);
 	ck_assert_int_eq(s.buf[3], 6);
 	ck_assert_int_eq(s.buf[GATE_AT], 0);
 	/* v3 = v5 without the gate fields, with the version byte 3 and
@@ -860,7 +869,7 @@ START_TEST(test_acks_in_a_v3_blob)
 	ck_assert_uint_eq(r->nacks_due, 3);
 	ck_assert(memcmp(r->acks_due, b.rel->acks_due, 3 * sizeof *r->acks_due) == 0);
 	ck_assert_uint_eq(r->receipt_due_ms, b.rel->receipt_due_ms);
-	ck_assert_int_eq(relm_rel_encode(r, &s2.buf, &s2.len), 0);
+	ck_assert_int_eq(relm_rel_encode_version(r, 6, &s2.buf, &s2.len), 0);
 	ck_assert(tu_blob_eq(s, s2));
 	relm_rel_free(r);
 	/* a count beyond the limit is a bad blob, not an allocation */

@@ -99,6 +99,11 @@ void relm_rel_free(struct relm_rel *rel);
  * timer — their deadline, receipt_due_ms, is in it) into a fresh
  * malloc'd buffer.  Returns 0 or RELM_ENOMEM.  Free with relm_rel_blob_free. */
 int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen);
+/* The same in a given blob version: the current one (8, what
+ * relm_rel_encode writes), 7 (fixed-width integers, parents by id), or 6,
+ * the last that wrote every field in full (tests build the older versions
+ * from it).  Any other version is a programmer error. */
+int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_t **out, size_t *outlen);
 void relm_rel_blob_free(uint8_t *buf, size_t len);
 /* Parse a blob made by relm_rel_encode.  Returns 0, RELM_ESTATE (malformed,
  * never a crash), RELM_EVERSION, or RELM_ENOMEM. */

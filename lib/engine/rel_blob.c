@@ -3,9 +3,57 @@
  * the store (one row per relationship, loaded lazily) and for the sibling
  * `state` message later.  Everything but the pending set, the
  * retransmission queue and the acknowledgements waiting for the receipt
- * timer (rows of their own).  Layout, all integers big-endian:
+ * timer (rows of their own).  Layout of version 8 (proto/devices.md §8):
  *
- *   "RLS" version(1)=6
+ *   "RLS" version(1)=8
+ *   id(16) mode(1) side(1) present(2, big-endian)
+ *   [P_AD: ad(64)] ipk_self(32) ipk_remote(32) mbox_sk(64)
+ *   [P_MBOX_PK: mbox_pk(32)] [P_REMOTE_PK: remote_mbox_pk(32)]
+ *   has_gate(1) [P_GATE: gate_key(32)]
+ *   str remote_mailbox, initial_pending(1), [P_INITIAL: initial ext(72)],
+ *   str invite_mailbox
+ *   v nodes   × { id(16) parent_ref(1) [0xff: parent(16)] v depth flags(1)
+ *                 pub(32) [priv(32)] [rk(32)] [ck(32)] v n  v pn  v created }
+ *   v skipped × { dh(32) v n  mk(32) v t  used(1) }
+ *   v receipt_due, u8 k × recent id(16) (oldest first, none all-zero)
+ *   [P_STATS: 5 × v stats]
+ *   u8 k × pending copy { from(16) node(16) v n  parent(16) pub(32) priv(32) v pn  v t }
+ *   u8 k × pruned id(16), u8 k × acked { id(16) dh(32) }
+ *   [P_BATCH: batch_first(16) v repair_ms] sibling_session(1)
+ *   [P_REVOKE: v ipk_seq  ipk_prev(32) ipk_conflict(1) ipk_cand(2×32)
+ *    heal_state(1) v heal_epoch  v heal_due  heal_node(16) v clone_since
+ *    clone_id(16) clone_dh(32)]
+ *   str = u16 length (big-endian) + bytes (no NUL)
+ *   v = varint: 7 bits a byte, least significant first, shortest form
+ *
+ * A field in [brackets] is written only when it holds something the
+ * decoder could not know without it, and `present` (or, for a node's
+ * keys, high bits of its flags byte) says which are there:
+ *   P_AD        ad is not ipk_a ‖ ipk_b of the current ipks (x3dh.h: an
+ *               identity roll changes an ipk, never the ad)
+ *   P_MBOX_PK   mbox_pk is not the last half of mbox_sk (an Ed25519
+ *               secret key is seed ‖ public key)
+ *   P_REMOTE_PK remote_mbox_pk is not the id in remote_mailbox
+ *   P_GATE, P_INITIAL, P_STATS, P_BATCH, P_REVOKE: not all zero
+ *   node flag bits 0x80 priv, 0x40 rk, 0x20 ck: not all zero
+ * parent_ref is the parent's index in the node list (the first node with
+ * its id), 0xfe for the all-zero parent, 0xff with the id when no node of
+ * the list has it.  Version 7 is version 8 with every v a fixed-width
+ * big-endian integer (u32, or u64 for times, epochs and ipk_seq) and
+ * parent(16) in place of parent_ref.
+ *
+ * An idle relationship (hello, one message each way) is 1,708 bytes in
+ * version 6, 1,200 in 7, 1,061 in 8: three rows to a 4 KB store page
+ * instead of two (bench_scale prints the store's bytes per relationship).
+ * Absent fields decode to the derived value or zero, and anything the
+ * encoder would have written otherwise (a field present that could have
+ * been left out, an index where an id was due, a long varint) is
+ * malformed: one state, one encoding (fuzz_rel_blob re-encodes every
+ * current blob).
+ *
+ * Versions 1 to 7 are still decoded (relm_rel_encode_version writes 6 and 7):
+ *
+ *   "RLS" version(1)
  *   id(16) mode(1) side(1) ad(64) ipk_self(32) ipk_remote(32)
  *   mbox_pk(32) mbox_sk(64) remote_mbox_pk(32)
  *   [v5: has_gate(1) gate_key(32) — v1–v4 relationships have no gate key]
@@ -15,8 +63,8 @@
  *   [v1 only: u32 out × { id(16) kind(1) ts(8) tries(4) next(8) last(16) u32 len, body }
  *    — v2 keeps the retransmission queue in the store's `outgoing` table]
  *   [v1–v3 only: u32 acks × { id(16) dh(32) n(4) }
-    — v4 keeps them in the store's `acks` table]
-   receipt_due(8)
+ *    — v4 keeps them in the store's `acks` table]
+ *   receipt_due(8)
  *   v3: u8 k, then the k ids of the recent ring that are in use, oldest
  *       first, none all-zero (the mark of an unused slot) (v1, v2: the
  *       whole ring, 64×16, and recent_next(4))
@@ -25,18 +73,18 @@
  *        u8 k × pending copy { from(16) node(16) n(4) parent(16) pub(32) priv(32) pn(4) t(8) }
  *        u8 k × pruned id(16), u8 k × receipted id(16), batch_first(16), repair_ms(8),
  *        sibling_session(1)]
- *   [v6: the revocation tail (proto/revocation.md): ipk_seq(8) ipk_prev(32)
- *        ipk_conflict(1) ipk_cand(2×32) heal_state(1) heal_epoch(8)
- *        heal_due(8) heal_node(16) clone_since(8) clone_id(16) clone_dh(32)]
- *   str = u16 length + bytes (no NUL)
+ *   [v6: the revocation tail (proto/revocation.md), as in v7 but always there]
  *
  * Decoding never trusts a count: every one is range-checked against the
  * limits before anything is allocated, and a malformed blob is RELM_ESTATE.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 #include "engine/rel_state.h"
+#include "crypto/x3dh.h"
+#include "wire/addr.h"
 #include "error.h"
 
 /* 2: no retransmission queue; 3: only the used part of the recent-id ring
@@ -44,8 +92,21 @@
  * receipt timer (a busy relationship held up to 4,096 of them, 52 bytes
  * each, decoded and re-encoded at every step); 5: the gate key (proto/wire.md
  * §5.1); 6: the revocation tail (proto/revocation.md).  1 to 4 still
- * decode, without a gate key; 1 to 5 without the revocation tail (all zero). */
-enum { BLOB_VERSION = 6 };
+ * decode, without a gate key; 1 to 5 without the revocation tail (all zero);
+ * 7: fields left out when derivable or all zero; 8: integers as varints
+ * and a node's parent by its index in the tree (the layout above). */
+enum { BLOB_VERSION = 8, BLOB_VERSION_FULL = 6, BLOB_VERSION_PRESENT = 7 };
+
+/* v7 `present` bits, and a node's high flag bits (above RELM_NODE_KNOWN_FLAGS) */
+enum {
+	P_AD = 0x01, P_MBOX_PK = 0x02, P_REMOTE_PK = 0x04, P_GATE = 0x08,
+	P_INITIAL = 0x10, P_STATS = 0x20, P_BATCH = 0x40, P_REVOKE = 0x80,
+	P_KNOWN = 0xff,
+	N_PRIV = 0x80, N_RK = 0x40, N_CK = 0x20,
+	/* v8 parent reference: an index into the tree's nodes, or one of these */
+	PARENT_ZERO = 0xfe, PARENT_ID = 0xff,
+};
+_Static_assert((int)RELM_MAX_NODES < (int)PARENT_ZERO, "a node index must fit below the parent markers");
 
 /* Encoded sizes of the repeated records (layout above). */
 enum {
@@ -60,6 +121,7 @@ struct wbuf {
 	uint8_t *p;
 	size_t n, cap;
 	int err;
+	int var;             /* v8: integer fields as varints */
 };
 
 static void w_put(struct wbuf *w, const void *d, size_t len)
@@ -97,72 +159,223 @@ static void w_u32(struct wbuf *w, uint32_t v)
 }
 static void w_u64(struct wbuf *w, uint64_t v) { w_u32(w, (uint32_t)(v >> 32)); w_u32(w, (uint32_t)v); }
 static void w_str(struct wbuf *w, const char *s) { size_t l = strlen(s); w_u16(w, (uint16_t)l); w_put(w, s, l); }
+/* v8: LEB128, 7 bits a byte, least significant first, shortest form */
+static void w_var(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[10];
+	size_t n = 0;
+	do {
+		b[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		b[n++] |= v ? 0x80 : 0;
+	} while (v);
+	w_put(w, b, n);
+}
+/* An integer field: fixed width before v8, a varint from v8 on. */
+static void w_i32(struct wbuf *w, uint32_t v) { if (w->var) w_var(w, v); else w_u32(w, v); }
+static void w_i64(struct wbuf *w, uint64_t v) { if (w->var) w_var(w, v); else w_u64(w, v); }
+
+_Static_assert((RELM_NODE_KNOWN_FLAGS & (N_PRIV | N_RK | N_CK)) == 0,
+               "a node's stored-key bits must not be node flags");
+
+/* ---- what version 7 leaves out (the layout above) -------------------- */
+
+/* The ad a relationship starts with: ipk_a ‖ ipk_b (x3dh.h). */
+static void derived_ad(const struct relm_rel *rel, uint8_t ad[RELM_AD_LEN])
+{
+	if (rel->side == 'a')
+		relm_rel_ad(ad, rel->ipk_self, rel->ipk_remote);
+	else
+		relm_rel_ad(ad, rel->ipk_remote, rel->ipk_self);
+}
+
+/* The id in the remote mailbox address: 0, or -1 when it has none. */
+static int derived_remote_pk(const char *mailbox, uint8_t pk[RELM_SIGN_PK_LEN])
+{
+	struct relm_addr a;
+	if (relm_addr_parse(&a, mailbox, strlen(mailbox)) != 0 || !a.has_id)
+		return -1;
+	memcpy(pk, a.id, RELM_SIGN_PK_LEN);
+	return 0;
+}
+
+static int stats_zero(const struct relm_rel *rel)
+{
+	return !(rel->stats.forks | rel->stats.pruned | rel->stats.retx | rel->stats.dups | rel->stats.trials);
+}
+
+static int revoke_zero(const struct relm_rel *rel)
+{
+	return !rel->ipk_seq && !rel->ipk_conflict && !rel->heal_state && !rel->heal_epoch &&
+	       !rel->heal_due_ms && !rel->clone_since_ms &&
+	       sodium_is_zero(rel->ipk_prev, sizeof rel->ipk_prev) &&
+	       sodium_is_zero((const uint8_t *)rel->ipk_cand, sizeof rel->ipk_cand) &&
+	       sodium_is_zero(rel->heal_node, sizeof rel->heal_node) &&
+	       sodium_is_zero(rel->clone_id, sizeof rel->clone_id) &&
+	       sodium_is_zero(rel->clone_dh, sizeof rel->clone_dh);
+}
+
+/* The `present` bits of rel: which fields version 7 must write. */
+static unsigned present_of(const struct relm_rel *rel)
+{
+	uint8_t d[RELM_AD_LEN];
+	unsigned p = 0;
+
+	derived_ad(rel, d);
+	if (memcmp(d, rel->ad, RELM_AD_LEN) != 0)
+		p |= P_AD;
+	if (memcmp(rel->mbox_sk + 32, rel->mbox_pk, RELM_SIGN_PK_LEN) != 0)
+		p |= P_MBOX_PK;
+	if (derived_remote_pk(rel->remote_mailbox, d) != 0 ||
+	    memcmp(d, rel->remote_mbox_pk, RELM_SIGN_PK_LEN) != 0)
+		p |= P_REMOTE_PK;
+	if (!sodium_is_zero(rel->gate_key, sizeof rel->gate_key))
+		p |= P_GATE;
+	if (!sodium_is_zero(rel->initial.ipk, 32) || !sodium_is_zero(rel->initial.ek, 32) ||
+	    rel->initial.spk_id || rel->initial.opk_id)
+		p |= P_INITIAL;
+	if (!stats_zero(rel))
+		p |= P_STATS;
+	if (!sodium_is_zero(rel->batch_first, RELM_ID_LEN) || rel->repair_ms)
+		p |= P_BATCH;
+	if (!revoke_zero(rel))
+		p |= P_REVOKE;
+	return p;
+}
+
+/* A node's stored-key bits (version 7). */
+static uint8_t node_keys_of(const struct relm_node *n)
+{
+	return (uint8_t)((sodium_is_zero(n->priv, 32) ? 0 : N_PRIV) | (sodium_is_zero(n->rk, 32) ? 0 : N_RK) |
+	                 (sodium_is_zero(n->ck, 32) ? 0 : N_CK));
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+static void w_revoke_tail(struct wbuf *w, const struct relm_rel *rel)
+{
+	w_i64(w, rel->ipk_seq);
+	w_put(w, rel->ipk_prev, RELM_SIGN_PK_LEN);
+	w_u8(w, rel->ipk_conflict);
+	w_put(w, rel->ipk_cand, sizeof rel->ipk_cand);
+	w_u8(w, rel->heal_state);
+	w_i64(w, rel->heal_epoch);
+	w_i64(w, rel->heal_due_ms);
+	w_put(w, rel->heal_node, RELM_ID_LEN);
+	w_i64(w, rel->clone_since_ms);
+	w_put(w, rel->clone_id, RELM_ID_LEN);
+	w_put(w, rel->clone_dh, RELM_KEY_LEN);
+}
 
 int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 {
+	return relm_rel_encode_version(rel, BLOB_VERSION, out, outlen);
+}
+
+int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_t **out, size_t *outlen)
+{
 	struct wbuf w = { 0 };
 	uint8_t ext[RELM_INITIAL_EXT_LEN];
+	const int full = version == BLOB_VERSION_FULL;
+	const unsigned present = full ? P_KNOWN : present_of(rel);
 
+	assert(version == BLOB_VERSION || version == BLOB_VERSION_PRESENT || version == BLOB_VERSION_FULL);
+	w.var = version >= 8;
 	/* One allocation of the largest size this state can encode to: growing
 	 * by doubling meant three copies, each wiped, per engine step. */
-	w.cap = 4 + RELM_ID_LEN + 2 + RELM_AD_LEN + 4 * 32 + 64 + 1 + 32 + 2 + strlen(rel->remote_mailbox) +
+	w.cap = 4 + RELM_ID_LEN + 2 + 2 + RELM_AD_LEN + 4 * 32 + 64 + 1 + 32 + 2 + strlen(rel->remote_mailbox) +
 	        1 + RELM_INITIAL_EXT_LEN + 2 + strlen(rel->invite_mailbox) +
 	        4 + (size_t)rel->tree.count * BLOB_NODE_LEN +
 	        4 + (size_t)rel->nskipped * BLOB_SKIPPED_LEN +
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
 	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)rel->npruned * 16 + (size_t)rel->nacked * 48 +
-	        16 + 8 + 1 + BLOB_REVOKE_LEN;
+	        16 + 8 + 1 + BLOB_REVOKE_LEN +
+	        /* v8: a varint is up to a byte longer than a u32 (5 bytes) and
+	         * two longer than a u64 (10); a parent_ref adds one before an id */
+	        (size_t)rel->tree.count * (1 + 1 + 1 + 1 + 2) + (size_t)rel->nskipped * (1 + 2) +
+	        (size_t)rel->npcopies * (1 + 1 + 2) + 2 + 5 + 2 + 5 * 2 + 4 * 2;
+	const size_t cap0 = w.cap;
 	if (!(w.p = malloc(w.cap)))
 		return RELM_ENOMEM;
 	w_put(&w, "RLS", 3);
-	w_u8(&w, BLOB_VERSION);
+	w_u8(&w, (uint8_t)version);
 	w_put(&w, rel->id, RELM_ID_LEN);
 	w_u8(&w, rel->mode);
 	w_u8(&w, rel->side);
-	w_put(&w, rel->ad, RELM_AD_LEN);
+	if (!full)
+		w_u16(&w, (uint16_t)present);
+	if (present & P_AD)
+		w_put(&w, rel->ad, RELM_AD_LEN);
 	w_put(&w, rel->ipk_self, 32);
 	w_put(&w, rel->ipk_remote, 32);
-	w_put(&w, rel->mbox_pk, 32);
-	w_put(&w, rel->mbox_sk, 64);
-	w_put(&w, rel->remote_mbox_pk, 32);
+	if (full) {
+		w_put(&w, rel->mbox_pk, 32);
+		w_put(&w, rel->mbox_sk, 64);
+	} else {
+		w_put(&w, rel->mbox_sk, 64);
+		if (present & P_MBOX_PK)
+			w_put(&w, rel->mbox_pk, 32);
+	}
+	if (present & P_REMOTE_PK)
+		w_put(&w, rel->remote_mbox_pk, 32);
 	w_u8(&w, rel->has_gate);
-	w_put(&w, rel->gate_key, 32);
+	if (present & P_GATE)
+		w_put(&w, rel->gate_key, 32);
 	w_str(&w, rel->remote_mailbox);
 	w_u8(&w, rel->initial_pending);
-	memcpy(ext, rel->initial.ipk, 32);
-	memcpy(ext + 32, rel->initial.ek, 32);
-	ext[64] = (uint8_t)(rel->initial.spk_id >> 24); ext[65] = (uint8_t)(rel->initial.spk_id >> 16);
-	ext[66] = (uint8_t)(rel->initial.spk_id >> 8);  ext[67] = (uint8_t)rel->initial.spk_id;
-	ext[68] = (uint8_t)(rel->initial.opk_id >> 24); ext[69] = (uint8_t)(rel->initial.opk_id >> 16);
-	ext[70] = (uint8_t)(rel->initial.opk_id >> 8);  ext[71] = (uint8_t)rel->initial.opk_id;
-	w_put(&w, ext, sizeof ext);
+	if (present & P_INITIAL) {
+		memcpy(ext, rel->initial.ipk, 32);
+		memcpy(ext + 32, rel->initial.ek, 32);
+		ext[64] = (uint8_t)(rel->initial.spk_id >> 24); ext[65] = (uint8_t)(rel->initial.spk_id >> 16);
+		ext[66] = (uint8_t)(rel->initial.spk_id >> 8);  ext[67] = (uint8_t)rel->initial.spk_id;
+		ext[68] = (uint8_t)(rel->initial.opk_id >> 24); ext[69] = (uint8_t)(rel->initial.opk_id >> 16);
+		ext[70] = (uint8_t)(rel->initial.opk_id >> 8);  ext[71] = (uint8_t)rel->initial.opk_id;
+		w_put(&w, ext, sizeof ext);
+		sodium_memzero(ext, sizeof ext);
+	}
 	w_str(&w, rel->invite_mailbox);
 
-	w_u32(&w, rel->tree.count);
+	w_i32(&w, rel->tree.count);
 	for (uint32_t i = 0; i < rel->tree.count; i++) {
 		const struct relm_node *n = &rel->tree.nodes[i];
+		const uint8_t keys = full ? (N_PRIV | N_RK | N_CK) : node_keys_of(n);
 		w_put(&w, n->id, 16);
-		w_put(&w, n->parent, 16);
-		w_u32(&w, n->depth);
-		w_u8(&w, n->flags);
+		if (version >= 8) {
+			int at = relm_tree_find(&rel->tree, n->parent);
+			if (sodium_is_zero(n->parent, RELM_ID_LEN)) {
+				w_u8(&w, PARENT_ZERO);
+			} else if (at >= 0) {
+				w_u8(&w, (uint8_t)at);
+			} else {
+				w_u8(&w, PARENT_ID);
+				w_put(&w, n->parent, 16);
+			}
+		} else {
+			w_put(&w, n->parent, 16);
+		}
+		w_i32(&w, n->depth);
+		w_u8(&w, (uint8_t)(n->flags | (full ? 0 : keys)));
 		w_put(&w, n->pub, 32);
-		w_put(&w, n->priv, 32);
-		w_put(&w, n->rk, 32);
-		w_put(&w, n->ck, 32);
-		w_u32(&w, n->n);
-		w_u32(&w, n->pn);
-		w_u64(&w, n->created_ms);
+		if (keys & N_PRIV)
+			w_put(&w, n->priv, 32);
+		if (keys & N_RK)
+			w_put(&w, n->rk, 32);
+		if (keys & N_CK)
+			w_put(&w, n->ck, 32);
+		w_i32(&w, n->n);
+		w_i32(&w, n->pn);
+		w_i64(&w, n->created_ms);
 	}
-	w_u32(&w, rel->nskipped);
+	w_i32(&w, rel->nskipped);
 	for (uint32_t i = 0; i < rel->nskipped; i++) {
 		w_put(&w, rel->skipped[i].dh, 32);
-		w_u32(&w, rel->skipped[i].n);
+		w_i32(&w, rel->skipped[i].n);
 		w_put(&w, rel->skipped[i].mk, 32);
-		w_u64(&w, rel->skipped[i].t_ms);
+		w_i64(&w, rel->skipped[i].t_ms);
 		w_u8(&w, rel->skipped[i].used);
 	}
-	w_u64(&w, rel->receipt_due_ms);
+	w_i64(&w, rel->receipt_due_ms);
 	{
 		static const uint8_t zero[RELM_ID_LEN];
 		uint8_t k = 0;
@@ -176,22 +389,24 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 				w_put(&w, id, RELM_ID_LEN);
 		}
 	}
-	w_u32(&w, rel->stats.forks);
-	w_u32(&w, rel->stats.pruned);
-	w_u32(&w, rel->stats.retx);
-	w_u32(&w, rel->stats.dups);
-	w_u32(&w, rel->stats.trials);
+	if (present & P_STATS) {
+		w_i32(&w, rel->stats.forks);
+		w_i32(&w, rel->stats.pruned);
+		w_i32(&w, rel->stats.retx);
+		w_i32(&w, rel->stats.dups);
+		w_i32(&w, rel->stats.trials);
+	}
 	w_u8(&w, (uint8_t)rel->npcopies);
 	for (uint32_t i = 0; i < rel->npcopies; i++) {
 		const struct relm_pcopy *pc = &rel->pcopies[i];
 		w_put(&w, pc->from, 16);
 		w_put(&w, pc->node, 16);
-		w_u32(&w, pc->n);
+		w_i32(&w, pc->n);
 		w_put(&w, pc->parent, 16);
 		w_put(&w, pc->pub, 32);
 		w_put(&w, pc->priv, 32);
-		w_u32(&w, pc->pn);
-		w_u64(&w, pc->t_ms);
+		w_i32(&w, pc->pn);
+		w_i64(&w, pc->t_ms);
 	}
 	w_u8(&w, (uint8_t)rel->npruned);
 	w_put(&w, rel->pruned, (size_t)rel->npruned * RELM_ID_LEN);
@@ -200,24 +415,18 @@ int relm_rel_encode(const struct relm_rel *rel, uint8_t **out, size_t *outlen)
 		w_put(&w, rel->acked[i].id, RELM_ID_LEN);
 		w_put(&w, rel->acked[i].dh, RELM_KEY_LEN);
 	}
-	w_put(&w, rel->batch_first, RELM_ID_LEN);
-	w_u64(&w, rel->repair_ms);
+	if (present & P_BATCH) {
+		w_put(&w, rel->batch_first, RELM_ID_LEN);
+		w_i64(&w, rel->repair_ms);
+	}
 	w_u8(&w, rel->sibling_session);
-	w_u64(&w, rel->ipk_seq);
-	w_put(&w, rel->ipk_prev, RELM_SIGN_PK_LEN);
-	w_u8(&w, rel->ipk_conflict);
-	w_put(&w, rel->ipk_cand, sizeof rel->ipk_cand);
-	w_u8(&w, rel->heal_state);
-	w_u64(&w, rel->heal_epoch);
-	w_u64(&w, rel->heal_due_ms);
-	w_put(&w, rel->heal_node, RELM_ID_LEN);
-	w_u64(&w, rel->clone_since_ms);
-	w_put(&w, rel->clone_id, RELM_ID_LEN);
-	w_put(&w, rel->clone_dh, RELM_KEY_LEN);
+	if (present & P_REVOKE)
+		w_revoke_tail(&w, rel);
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
 	}
+	assert(w.cap == cap0);          /* the bound above held: no regrowth */
 	*out = w.p;
 	*outlen = w.n;
 	return 0;
@@ -235,6 +444,7 @@ struct rbuf {
 	const uint8_t *p;
 	size_t n, off;
 	int err;
+	int var;             /* v8: integer fields as varints */
 };
 
 static void r_get(struct rbuf *r, void *d, size_t len)
@@ -256,6 +466,28 @@ static uint32_t r_u32(struct rbuf *r)
 	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 static uint64_t r_u64(struct rbuf *r) { uint64_t h = r_u32(r); return h << 32 | r_u32(r); }
+/* A varint no larger than max, in its shortest form (one value, one
+ * encoding); anything else is an error. */
+static uint64_t r_var(struct rbuf *r, uint64_t max)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		uint8_t b = r_u8(r);
+		if (r->err || (shift == 63 && b > 1))
+			break;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			if ((b == 0 && shift) || v > max)
+				break;
+			return v;
+		}
+	}
+	r->err = 1;
+	return 0;
+}
+static uint32_t r_i32(struct rbuf *r) { return r->var ? (uint32_t)r_var(r, UINT32_MAX) : r_u32(r); }
+static uint64_t r_i64(struct rbuf *r) { return r->var ? r_var(r, UINT64_MAX) : r_u64(r); }
+
 static void r_str(struct rbuf *r, char *out, size_t cap)
 {
 	uint16_t l = r_u16(r);
@@ -272,10 +504,12 @@ static void r_str(struct rbuf *r, char *out, size_t cap)
 
 int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 {
-	struct rbuf r = { buf, len, 0, 0 };
+	struct rbuf r = { buf, len, 0, 0, 0 };
 	struct relm_rel *rel;
 	uint8_t magic[3], ext[RELM_INITIAL_EXT_LEN];
 	uint32_t cnt;
+	uint8_t parent_ref[RELM_MAX_NODES];
+	unsigned present = P_KNOWN;    /* versions 1 to 6 write every field */
 	int rc = RELM_ESTATE;
 
 	r_get(&r, magic, 3);
@@ -284,6 +518,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	uint8_t version = r_u8(&r);
 	if (version < 1 || version > BLOB_VERSION)
 		return RELM_EVERSION;
+	r.var = version >= 8;
 	rel = malloc(sizeof *rel);
 	if (!rel)
 		return RELM_ENOMEM;
@@ -294,53 +529,100 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 	if (r.err || (rel->mode != RELM_MODE_TREE && rel->mode != RELM_MODE_STRICT) ||
 	    (rel->side != 'a' && rel->side != 'b'))
 		goto fail;
-	r_get(&r, rel->ad, RELM_AD_LEN);
+	if (version >= 7) {
+		present = r_u16(&r);
+		if (present & ~(unsigned)P_KNOWN)
+			goto fail;
+	}
+	if (present & P_AD)
+		r_get(&r, rel->ad, RELM_AD_LEN);
 	r_get(&r, rel->ipk_self, 32);
 	r_get(&r, rel->ipk_remote, 32);
-	r_get(&r, rel->mbox_pk, 32);
-	r_get(&r, rel->mbox_sk, 64);
-	r_get(&r, rel->remote_mbox_pk, 32);
+	if (version >= 7) {
+		r_get(&r, rel->mbox_sk, 64);
+		if (present & P_MBOX_PK)
+			r_get(&r, rel->mbox_pk, 32);
+		else
+			memcpy(rel->mbox_pk, rel->mbox_sk + 32, RELM_SIGN_PK_LEN);
+	} else {
+		r_get(&r, rel->mbox_pk, 32);
+		r_get(&r, rel->mbox_sk, 64);
+	}
+	if (present & P_REMOTE_PK)
+		r_get(&r, rel->remote_mbox_pk, 32);
 	if (version >= 5) {
 		rel->has_gate = r_u8(&r);
-		r_get(&r, rel->gate_key, 32);
+		if (present & P_GATE)
+			r_get(&r, rel->gate_key, 32);
 		if (rel->has_gate > 1)
 			goto fail;
 	}
 	r_str(&r, rel->remote_mailbox, sizeof rel->remote_mailbox);
 	rel->initial_pending = r_u8(&r);
-	r_get(&r, ext, sizeof ext);
-	memcpy(rel->initial.ipk, ext, 32);
-	memcpy(rel->initial.ek, ext + 32, 32);
-	rel->initial.spk_id = (uint32_t)ext[64] << 24 | (uint32_t)ext[65] << 16 | (uint32_t)ext[66] << 8 | ext[67];
-	rel->initial.opk_id = (uint32_t)ext[68] << 24 | (uint32_t)ext[69] << 16 | (uint32_t)ext[70] << 8 | ext[71];
-	sodium_memzero(ext, sizeof ext);
+	if (present & P_INITIAL) {
+		r_get(&r, ext, sizeof ext);
+		memcpy(rel->initial.ipk, ext, 32);
+		memcpy(rel->initial.ek, ext + 32, 32);
+		rel->initial.spk_id = (uint32_t)ext[64] << 24 | (uint32_t)ext[65] << 16 | (uint32_t)ext[66] << 8 | ext[67];
+		rel->initial.opk_id = (uint32_t)ext[68] << 24 | (uint32_t)ext[69] << 16 | (uint32_t)ext[70] << 8 | ext[71];
+		sodium_memzero(ext, sizeof ext);
+	}
 	r_str(&r, rel->invite_mailbox, sizeof rel->invite_mailbox);
-	if (rel->initial_pending > 1)
+	if (rel->initial_pending > 1 || r.err)
+		goto fail;
+	if (!(present & P_AD))
+		derived_ad(rel, rel->ad);
+	if (!(present & P_REMOTE_PK) && derived_remote_pk(rel->remote_mailbox, rel->remote_mbox_pk) != 0)
 		goto fail;
 
-	cnt = r_u32(&r);
+	cnt = r_i32(&r);
 	if (r.err || cnt > RELM_MAX_NODES)
 		goto fail;
 	for (uint32_t i = 0; i < cnt; i++) {
 		struct relm_node *n = &rel->tree.nodes[i];
 		r_get(&r, n->id, 16);
-		r_get(&r, n->parent, 16);
-		n->depth = r_u32(&r);
+		parent_ref[i] = version >= 8 ? r_u8(&r) : PARENT_ID;
+		if (parent_ref[i] == PARENT_ID)
+			r_get(&r, n->parent, 16);
+		else if (parent_ref[i] != PARENT_ZERO && parent_ref[i] >= cnt)
+			goto fail;
+		n->depth = r_i32(&r);
 		n->flags = r_u8(&r);
+		uint8_t keys = version >= 7 ? n->flags & (N_PRIV | N_RK | N_CK) : (N_PRIV | N_RK | N_CK);
+		n->flags &= (uint8_t)~keys;
 		r_get(&r, n->pub, 32);
-		r_get(&r, n->priv, 32);
-		r_get(&r, n->rk, 32);
-		r_get(&r, n->ck, 32);
-		n->n = r_u32(&r);
-		n->pn = r_u32(&r);
-		n->created_ms = r_u64(&r);
+		if (keys & N_PRIV)
+			r_get(&r, n->priv, 32);
+		if (keys & N_RK)
+			r_get(&r, n->rk, 32);
+		if (keys & N_CK)
+			r_get(&r, n->ck, 32);
+		n->n = r_i32(&r);
+		n->pn = r_i32(&r);
+		n->created_ms = r_i64(&r);
 		if (n->flags & ~RELM_NODE_KNOWN_FLAGS)
+			goto fail;
+		/* v7: a key written is not all zero (one state, one encoding) */
+		if (version >= 7 && !r.err && node_keys_of(n) != keys)
 			goto fail;
 	}
 	rel->tree.count = cnt;
+	/* v8: parents by index, and each reference the one the encoder makes
+	 * (the first node with that id; an id written only when no node has
+	 * it; zero by its marker) */
+	for (uint32_t i = 0; i < cnt && version >= 8; i++) {
+		struct relm_node *n = &rel->tree.nodes[i];
+		if (parent_ref[i] < PARENT_ZERO)
+			memcpy(n->parent, rel->tree.nodes[parent_ref[i]].id, RELM_ID_LEN);
+		int at = relm_tree_find(&rel->tree, n->parent), zero = sodium_is_zero(n->parent, RELM_ID_LEN);
+		if (parent_ref[i] == PARENT_ID ? zero || at >= 0
+		                               : parent_ref[i] < PARENT_ZERO && (zero || at != parent_ref[i]))
+			goto fail;
+	}
 
-	cnt = r_u32(&r);
-	if (r.err || cnt > RELM_MAX_SKIPPED + RELM_MAX_USED_KEYS || (size_t)cnt * 77 > len - r.off)
+	cnt = r_i32(&r);
+	if (r.err || cnt > RELM_MAX_SKIPPED + RELM_MAX_USED_KEYS ||
+	    (size_t)cnt * (r.var ? 32 + 1 + 32 + 1 + 1 : BLOB_SKIPPED_LEN) > len - r.off)
 		goto fail;
 	if (cnt) {
 		rel->skipped = malloc(cnt * sizeof *rel->skipped);
@@ -351,9 +633,9 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->capskipped = cnt;
 		for (uint32_t i = 0; i < cnt; i++) {
 			r_get(&r, rel->skipped[i].dh, 32);
-			rel->skipped[i].n = r_u32(&r);
+			rel->skipped[i].n = r_i32(&r);
 			r_get(&r, rel->skipped[i].mk, 32);
-			rel->skipped[i].t_ms = r_u64(&r);
+			rel->skipped[i].t_ms = r_i64(&r);
 			rel->skipped[i].used = r_u8(&r);
 			if (rel->skipped[i].used > 1)
 				r.err = 1;
@@ -361,7 +643,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->nskipped = cnt;
 	}
 
-	cnt = version == 1 ? r_u32(&r) : 0;
+	cnt = version == 1 ? r_i32(&r) : 0;
 	if (r.err || cnt > RELM_MAX_OUTGOING || (size_t)cnt * 57 > len - r.off)
 		goto fail;
 	rel->out_unsaved = cnt > 0;     /* a v1 blob: the caller moves them to the store */
@@ -376,11 +658,11 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			struct relm_outgoing *o = &rel->out[i];
 			r_get(&r, o->id, 16);
 			o->kind = r_u8(&r);
-			o->ts = r_u64(&r);
-			o->tries = r_u32(&r);
-			o->next_ms = r_u64(&r);
+			o->ts = r_i64(&r);
+			o->tries = r_i32(&r);
+			o->next_ms = r_i64(&r);
 			r_get(&r, o->last_node, 16);
-			o->body_len = r_u32(&r);
+			o->body_len = r_i32(&r);
 			if (r.err || o->body_len > RELM_BODY_MAX || o->body_len > len - r.off) {
 				r.err = 1;
 				break;
@@ -398,7 +680,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			goto fail;
 	}
 
-	cnt = version <= 3 ? r_u32(&r) : 0;
+	cnt = version <= 3 ? r_i32(&r) : 0;
 	if (r.err || cnt > RELM_MAX_OUTGOING || (size_t)cnt * BLOB_ACK_LEN > len - r.off)
 		goto fail;
 	rel->acks_unsaved = cnt > 0;    /* v1–v3: the caller moves them to the store */
@@ -412,11 +694,11 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		for (uint32_t i = 0; i < cnt; i++) {
 			r_get(&r, rel->acks_due[i].id, 16);
 			r_get(&r, rel->acks_due[i].dh, 32);
-			rel->acks_due[i].n = r_u32(&r);
+			rel->acks_due[i].n = r_i32(&r);
 		}
 		rel->nacks_due = cnt;
 	}
-	rel->receipt_due_ms = r_u64(&r);
+	rel->receipt_due_ms = r_i64(&r);
 	if (version >= 3) {
 		uint8_t k = r_u8(&r);
 		if (k > RELM_RECENT_IDS)
@@ -432,13 +714,15 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->recent_next = k % RELM_RECENT_IDS;
 	} else {
 		r_get(&r, rel->recent, sizeof rel->recent);
-		rel->recent_next = r_u32(&r);
+		rel->recent_next = r_i32(&r);
 	}
-	rel->stats.forks = r_u32(&r);
-	rel->stats.pruned = r_u32(&r);
-	rel->stats.retx = r_u32(&r);
-	rel->stats.dups = r_u32(&r);
-	rel->stats.trials = r_u32(&r);
+	if (present & P_STATS) {
+		rel->stats.forks = r_i32(&r);
+		rel->stats.pruned = r_i32(&r);
+		rel->stats.retx = r_i32(&r);
+		rel->stats.dups = r_i32(&r);
+		rel->stats.trials = r_i32(&r);
+	}
 	if (version >= 5) {
 		uint8_t k = r_u8(&r);
 		if (k > RELM_MAX_PENDING_COPIES)
@@ -447,12 +731,12 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			struct relm_pcopy *pc = &rel->pcopies[i];
 			r_get(&r, pc->from, 16);
 			r_get(&r, pc->node, 16);
-			pc->n = r_u32(&r);
+			pc->n = r_i32(&r);
 			r_get(&r, pc->parent, 16);
 			r_get(&r, pc->pub, 32);
 			r_get(&r, pc->priv, 32);
-			pc->pn = r_u32(&r);
-			pc->t_ms = r_u64(&r);
+			pc->pn = r_i32(&r);
+			pc->t_ms = r_i64(&r);
 		}
 		rel->npcopies = k;
 		if ((k = r_u8(&r)) > RELM_PRUNED_RING)
@@ -466,27 +750,32 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 			r_get(&r, rel->acked[i].dh, RELM_KEY_LEN);
 		}
 		rel->nacked = k;
-		r_get(&r, rel->batch_first, RELM_ID_LEN);
-		rel->repair_ms = r_u64(&r);
+		if (present & P_BATCH) {
+			r_get(&r, rel->batch_first, RELM_ID_LEN);
+			rel->repair_ms = r_i64(&r);
+		}
 		if ((rel->sibling_session = r_u8(&r)) > 1)
 			goto fail;
 	}
-	if (version >= 6) {
-		rel->ipk_seq = r_u64(&r);
+	if (version >= 6 && (present & P_REVOKE)) {
+		rel->ipk_seq = r_i64(&r);
 		r_get(&r, rel->ipk_prev, RELM_SIGN_PK_LEN);
 		if ((rel->ipk_conflict = r_u8(&r)) > 1)
 			goto fail;
 		r_get(&r, rel->ipk_cand, sizeof rel->ipk_cand);
 		if ((rel->heal_state = r_u8(&r)) > RELM_HEAL_SENT)
 			goto fail;
-		rel->heal_epoch = r_u64(&r);
-		rel->heal_due_ms = r_u64(&r);
+		rel->heal_epoch = r_i64(&r);
+		rel->heal_due_ms = r_i64(&r);
 		r_get(&r, rel->heal_node, RELM_ID_LEN);
-		rel->clone_since_ms = r_u64(&r);
+		rel->clone_since_ms = r_i64(&r);
 		r_get(&r, rel->clone_id, RELM_ID_LEN);
 		r_get(&r, rel->clone_dh, RELM_KEY_LEN);
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
+		goto fail;
+	/* v7: a field written is one that could not be left out */
+	if (version >= 7 && present_of(rel) != present)
 		goto fail;
 	*out = rel;
 	return 0;
