@@ -5,7 +5,8 @@
  * daemon what each commit added — from memory when it can, from the log
  * when it cannot — and must give exactly what a read of the log gives.
  *
- * The records, their shapes and the log's reading are in check_store.c.
+ * Also the records themselves: every type and field round-trips, and the
+ * log reads back in order (test_events, test_event_records).
  * Randomised tests take their seed from RELM_SEED (default 0x5eed5eed)
  * and print it in every failure.
  */
@@ -316,9 +317,238 @@ START_TEST(test_drain_behind)
 }
 END_TEST
 
+/* ---- the records: every type and field round-trips -------------------------- */
+
+static int ev_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	int64_t *last = ctx;
+	ck_assert_int_eq(seq, *last + 1);
+	ck_assert_int_eq(ev->type, RELM_EV_MESSAGE_RECEIVED);
+	ck_assert_uint_eq(ev->has, RELM_EVF_REL | RELM_EVF_MSG);
+	ck_assert_int_eq(ev->msg[0], (uint8_t)seq);
+	ck_assert_uint_eq(ts, (uint64_t)seq);
+	*last = seq;
+	return 0;
+}
+
+START_TEST(test_events)
+{
+	struct relm_store *st = NULL;
+	struct relm_store_opts o = { .event_keep = 10 };
+	struct relm_event ev;
+	uint8_t rel[16];
+	int64_t seq, oldest, last, cur;
+
+	ts_fill(rel, 16, 3);
+	ck_assert_int_eq(relm_store_open(&st, ts_dbpath, &o), 0);
+	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
+	ck_assert_int_eq(oldest, 0);
+	ck_assert_int_eq(last, 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (int i = 1; i <= 25; i++) {
+		ts_event(&ev, RELM_EV_MESSAGE_RECEIVED, rel);
+		ts_fill(ev.msg, 16, (uint8_t)i);
+		ev.has |= RELM_EVF_MSG;
+		ck_assert_int_eq(relm_store_event_append(st, &ev, (uint64_t)i, &seq), 0);
+		ck_assert_int_eq(seq, i);
+	}
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
+	ck_assert_int_eq(oldest, 16);
+	ck_assert_int_eq(last, 25);
+	cur = 20;
+	ck_assert_int_eq(relm_store_event_list(st, 20, 0, ev_cb, &cur), 0);
+	ck_assert_int_eq(cur, 25);
+	cur = 15;
+	ck_assert_int_eq(relm_store_event_list(st, 0, 3, ev_cb, &cur), 0);
+	ck_assert_int_eq(cur, 18);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_event_trim(st, 4), 6);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_event_bounds(st, &oldest, &last), 0);
+	ck_assert_int_eq(oldest, 22);
+	relm_store_close(st);
+	/* seq survives trimming everything and reopening */
+	st = ts_open_ok(ts_dbpath, 0, NULL);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_event_trim(st, 0), 4);
+	ts_event(&ev, RELM_EV_RELATIONSHIP_CREATED, rel);
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, &seq), 0);
+	ck_assert_int_eq(seq, 26);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	relm_store_close(st);
+}
+END_TEST
+
+/* A record with every field a type may carry, each a distinct value. */
+static void full_record(struct relm_event *ev, int type)
+{
+	unsigned need, may;
+
+	relm_event_init(ev, type);
+	relm_event_fields(type, &need, &may);
+	ev->has = need | may;
+	ts_fill(ev->rel, 16, 0x10);
+	ts_fill(ev->msg, 16, 0x20);
+	ts_fill(ev->node, 16, 0x30);
+	ts_fill(ev->proton, 16, 0x40);
+	ts_fill(ev->device, 16, 0x50);
+	ts_fill(ev->envelope, 16, 0x60);
+	ts_fill(ev->ipk, 32, 0x70);
+	ts_fill(ev->mailbox, 32, 0x90);
+	ev->mailbox_seq = 1ull << 40;
+	ev->epoch = 7;
+	ev->pruned = 3;
+	ev->status = RELM_STATUS_FAILED;
+	ev->code = RELM_EPENDING_EXPIRED;
+	ev->reason = "a \"quoted\"\nreason";
+	ev->table = "messages";
+	ev->row = 1ull << 33;
+}
+
+struct ev_got {
+	int n;
+	struct relm_event ev[RELM_EV_COUNT];
+	char reason[RELM_EV_COUNT][RELM_EVENT_REASON_MAX + 1];
+	char table[RELM_EV_COUNT][RELM_EVENT_TABLE_MAX + 1];
+};
+
+static int got_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
+{
+	struct ev_got *g = ctx;
+	(void)seq;
+	(void)ts;
+	ck_assert_int_lt(g->n, RELM_EV_COUNT);
+	g->ev[g->n] = *ev;
+	snprintf(g->reason[g->n], sizeof g->reason[0], "%s", ev->reason ? ev->reason : "");
+	snprintf(g->table[g->n], sizeof g->table[0], "%s", ev->table ? ev->table : "");
+	g->ev[g->n].table = g->table[g->n];
+	g->n++;
+	return 0;
+}
+
+/* The fields the record says it has, compared with the original's. */
+static void same_record(const struct relm_event *a, const struct relm_event *b, const char *reason)
+{
+	ts_same_fields(a, b);
+	if (a->has & RELM_EVF_REASON)
+		ck_assert_str_eq(reason, b->reason);
+	if (a->has & RELM_EVF_TABLE)
+		ck_assert_str_eq(a->table, b->table);
+}
+
+/* Every type round trips with every field it may carry; a record of a
+ * shape its type does not allow is refused and stores nothing; a row the
+ * reader cannot read whole gives what it can. */
+START_TEST(test_event_records)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_event ev;
+	struct ev_got *got = calloc(1, sizeof *got);
+	char longer[RELM_EVENT_REASON_MAX + 2];
+	unsigned need, may;
+
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (int t = RELM_EV_NONE + 1; t < RELM_EV_COUNT; t++) {
+		full_record(&ev, t);
+		ck_assert_int_eq(relm_event_check(&ev), 0);
+		ck_assert_int_eq(relm_store_event_append(st, &ev, 100 + (uint64_t)t, NULL), 0);
+	}
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_event_list(st, 0, 0, got_cb, got), 0);
+	ck_assert_int_eq(got->n, RELM_EV_COUNT - 1);
+	for (int t = RELM_EV_NONE + 1; t < RELM_EV_COUNT; t++) {
+		full_record(&ev, t);
+		same_record(&got->ev[t - 1], &ev, got->reason[t - 1]);
+	}
+	/* in the file: one column per field, NULL where a type has none */
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events WHERE type='fork.resolved' AND pruned=3"
+	                                 " AND rel IS NOT NULL AND msg IS NULL AND reason IS NULL"), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events WHERE type='envelope.undecryptable'"
+	                                 " AND code='pending_expired' AND mailbox_seq=1099511627776"
+	                                 " AND length(envelope)=16 AND length(mailbox)=32"), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events WHERE type='message.status'"
+	                                 " AND status='failed' AND code IS NULL"), 1);
+
+	/* refused shapes */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	relm_event_init(&ev, RELM_EV_NONE);
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	relm_event_init(&ev, RELM_EV_COUNT);
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	for (int t = RELM_EV_NONE + 1; t < RELM_EV_COUNT; t++) {
+		relm_event_fields(t, &need, &may);
+		for (unsigned bit = 1; bit <= RELM_EVF_ROW; bit <<= 1) {
+			full_record(&ev, t);
+			if (need & bit)
+				ev.has &= ~bit;                 /* a field it must carry, missing */
+			else if (!(may & bit))
+				ev.has |= bit;                  /* a field it cannot carry */
+			else
+				continue;
+			ck_assert_msg(relm_store_event_append(st, &ev, 1, NULL) == RELM_EINVAL,
+			              "%s with has 0x%x", relm_event_name(t), ev.has);
+		}
+	}
+	full_record(&ev, RELM_EV_MESSAGE_STATUS);
+	ev.status = RELM_STATUS_COUNT;
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	full_record(&ev, RELM_EV_MESSAGE_STATUS);
+	ev.reason = NULL;
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	memset(longer, 'x', sizeof longer - 1);
+	longer[sizeof longer - 1] = '\0';
+	ev.reason = longer;
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	longer[RELM_EVENT_REASON_MAX] = '\0';        /* at the limit: fine */
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), 0);
+	full_record(&ev, RELM_EV_ENVELOPE_UNDECRYPTABLE);
+	ev.code = 0;
+	ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	/* a table is one of the store's names, [a-z_] */
+	full_record(&ev, RELM_EV_STORE_CORRUPT_ROW);
+	for (int k = 0; k < 4; k++) {
+		static const char *const bad[] = { "", "Messages", "messages; DROP", NULL };
+		ev.table = bad[k];
+		ck_assert_int_eq(relm_store_event_append(st, &ev, 1, NULL), RELM_EINVAL);
+	}
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), RELM_EV_COUNT);
+
+	/* damaged rows: a field of the wrong size, an unknown status or code,
+	 * a field the type cannot carry, an unknown type */
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(st),
+		"UPDATE events SET rel=x'0102' WHERE type='fork.detected';"
+		"UPDATE events SET status='lost' WHERE type='message.status';"
+		"UPDATE events SET code='no_such_code', msg=randomblob(16) WHERE type='envelope.undecryptable';"
+		"UPDATE events SET type='device.renamed' WHERE type='clone.suspected';",
+		NULL, NULL, NULL), SQLITE_OK);
+	memset(got, 0, sizeof *got);
+	ck_assert_int_eq(relm_store_event_list(st, 0, RELM_EV_COUNT - 1, got_cb, got), 0);
+	for (int k = 0; k < got->n; k++) {
+		const struct relm_event *e = &got->ev[k];
+		full_record(&ev, k + 1);
+		if (k + 1 == RELM_EV_FORK_DETECTED)
+			ck_assert_uint_eq(e->has, ev.has & ~RELM_EVF_REL);
+		else if (k + 1 == RELM_EV_MESSAGE_STATUS)
+			ck_assert_uint_eq(e->has, ev.has & ~RELM_EVF_STATUS);
+		else if (k + 1 == RELM_EV_ENVELOPE_UNDECRYPTABLE)
+			ck_assert_uint_eq(e->has, ev.has & ~RELM_EVF_CODE);
+		else if (k + 1 == RELM_EV_CLONE_SUSPECTED)
+			ck_assert_int_eq(e->type, RELM_EV_NONE);
+		else
+			same_record(e, &ev, got->reason[k]);
+	}
+	free(got);
+	relm_store_close(st);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ts_test tests[] = {
+		{ "records", test_events, 10 },
+		{ "records", test_event_records, 10 },
 		{ "trim", test_events_trim_batch, 10 },
 		{ "drain", test_drain_is_the_log, 60 },
 		{ "drain", test_drain_behind, 10 },
