@@ -376,6 +376,46 @@ static void pcopy_add(struct relm_rel *rel, const struct relm_env *env,
 	pc->t_ms = relm__now(env);
 }
 
+#define RELM__PENDING_ASK(env) (10 * (uint64_t)(env)->params.repair_after_ms)
+
+/* The oldest envelope of the remote still pending (its arrival), 0: none.
+ * Only a relationship of a proton with siblings asks them about it. */
+static uint64_t pending_oldest(const struct relm_rel *rel, const struct relm_env *env)
+{
+	uint64_t t = 0;
+
+	if (rel->sibling_session || !env->devices || env->devices->count < 2)
+		return 0;
+	for (uint32_t i = 0; i < rel->npending; i++)
+		if (!t || rel->pending[i].t_ms < t)
+			t = rel->pending[i].t_ms;
+	return t;
+}
+
+/* An envelope of the remote pending for RELM_PENDING_ASK_MS (10 × the
+ * repair delay: the remote's retransmissions fill a gap of its own well
+ * before) builds on a node only a sibling can give: one whose copy this
+ * device never read (made while it held no state, under fanout, §11).
+ * Every sibling is asked for its state (§5.6), once per oldest pending
+ * envelope (an envelope nothing will ever place waits for its expiry
+ * without asking again and again). */
+static void ask_for_pending(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
+{
+	uint64_t t = pending_oldest(rel, env), now = relm__now(env);
+	int asked = 0;
+
+	/* once per oldest pending envelope: in the repair gap after its time */
+	if (!t || t + RELM__PENDING_ASK(env) > now ||
+	    now >= t + RELM__PENDING_ASK(env) + env->params.repair_gap_ms || !ask_due(rel, env))
+		return;
+	for (uint32_t d = 0; d < env->devices->count; d++)
+		if (memcmp(env->devices->ids[d], env->devices->self, RELM_ID_LEN) != 0 &&
+		    emit_state_req(fx, env->devices->ids[d]) == 0)
+			asked = 1;
+	if (asked)
+		rel->repair_ms = now;
+}
+
 void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
 {
 	uint64_t now = relm__now(env);
@@ -391,11 +431,15 @@ void relm__tick_pcopies(struct relm_rel *rel, const struct relm_env *env, struct
 			rel->repair_ms = now;
 		i++;
 	}
+	ask_for_pending(rel, env, fx);
 }
 
 uint64_t relm__pcopies_deadline(const struct relm_rel *rel, const struct relm_env *env)
 {
-	uint64_t d = 0;
+	uint64_t d = 0, t = pending_oldest(rel, env);
+
+	if (t && relm__now(env) < t + RELM__PENDING_ASK(env))
+		d = t + RELM__PENDING_ASK(env);   /* when the oldest pending envelope asks */
 
 	for (uint32_t i = 0; i < rel->npcopies; i++) {
 		const struct relm_pcopy *pc = &rel->pcopies[i];
