@@ -485,7 +485,12 @@ class WebTest(unittest.TestCase):
 
             def log_message(self, *args):
                 pass
-        srv = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        # One thread per connection: Chromium opens a spare connection it
+        # may never use, and a server that serves one connection at a time
+        # blocks on it (the page then loaded only when Chromium gave the
+        # spare up, up to 100 s later).
+        srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        srv.daemon_threads = True
         th = threading.Thread(target=srv.serve_forever, daemon=True)
         th.start()
         try:
