@@ -81,9 +81,11 @@ static int held_push(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return 0;
 }
 
-static int same_device(const struct relm__held *a, const struct relm__held *b)
+/* A frame held, not yet sent, for that device of that proton. */
+static int unsent_for(const struct relm__held *h, const uint8_t proton[RELM_ID_LEN],
+                      const uint8_t device[RELM_ID_LEN])
 {
-	return !memcmp(a->proton, b->proton, RELM_ID_LEN) && !memcmp(a->device, b->device, RELM_ID_LEN);
+	return !h->sent && !memcmp(h->proton, proton, RELM_ID_LEN) && !memcmp(h->device, device, RELM_ID_LEN);
 }
 
 /* Send one message made of held frames v[0 … n-1] (one device's, in
@@ -119,11 +121,11 @@ static int flush_from(struct relm_core *c, size_t first, int all)
 	for (size_t i = first; i < c->nheld && rc == 0; i++) {
 		struct relm__held *lead = &c->held[i];
 		size_t n = 0, bytes = 0;
-		if (lead->sent || (!all && !same_device(lead, &c->held[first])))
+		if (lead->sent || (!all && !unsent_for(lead, c->held[first].proton, c->held[first].device)))
 			continue;
 		for (size_t j = i; j < c->nheld && rc == 0; j++) {
 			struct relm__held *h = &c->held[j];
-			if (h->sent || !same_device(h, lead))
+			if (!unsent_for(h, lead->proton, lead->device))
 				continue;
 			if (n && (n == RELM__BUNDLE_MAX ||
 			          relm_sib_bundle_size(n + 1, bytes + h->len) > RELM_SIBLING_MAX)) {
@@ -139,7 +141,7 @@ static int flush_from(struct relm_core *c, size_t first, int all)
 		 * that failed takes the batch down with it */
 		for (size_t j = i; j < c->nheld && rc == 0; j++) {
 			struct relm__held *h = &c->held[j];
-			if (!h->sent && same_device(h, lead)) {
+			if (unsent_for(h, lead->proton, lead->device)) {
 				h->sent = h->step_sent = 1;
 				c->held_bytes -= h->len;
 			}
@@ -159,8 +161,7 @@ int relm__core_hold(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if (len > RELM__HOLD_ALONE) {
 		/* goes alone, after what was held for its device */
 		for (size_t i = 0; i < c->nheld; i++)
-			if (!c->held[i].sent && !memcmp(c->held[i].proton, proton, RELM_ID_LEN) &&
-			    !memcmp(c->held[i].device, device, RELM_ID_LEN))
+			if (unsent_for(&c->held[i], proton, device))
 				return flush_from(c, i, 0);
 		return 0;
 	}
@@ -176,8 +177,7 @@ void relm__core_held_forget(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 {
 	for (size_t i = 0; i < c->nheld; i++) {
 		struct relm__held *h = &c->held[i];
-		if (!h->sent && !memcmp(h->proton, proton, RELM_ID_LEN) &&
-		    !memcmp(h->device, device, RELM_ID_LEN)) {
+		if (unsent_for(h, proton, device)) {
 			h->sent = h->step_sent = 1;
 			c->held_bytes -= h->len;
 		}

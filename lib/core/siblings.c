@@ -424,9 +424,10 @@ static int dispatch_one(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
 		sodium_memzero(&m, sizeof m);
 		return rc;
 	}
-	if ((int)m.type == RELM_SIB_IDENTITY)
+	switch (m.type) {
+	case RELM_SIB_IDENTITY:
 		rc = relm__core_sib_identity(c, proton, device, data, len);
-	else switch (m.type) {
+		break;
 	case RELM_SIB_COPY:
 		rc = dispatch_copy(c, proton, device, m.u.copy.rel, data, len, 0, run);
 		break;

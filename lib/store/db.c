@@ -126,6 +126,12 @@ static void hook_step_begin(struct relm_store *st)
 		st->hooks.step_begin(st->hooks_ctx);
 }
 
+static void hook_step_undo(struct relm_store *st)
+{
+	if (st->hooks.step_undo)
+		st->hooks.step_undo(st->hooks_ctx);
+}
+
 static void hook_txn_end(struct relm_store *st, int committed)
 {
 	if (st->hooks.txn_end)
@@ -679,8 +685,9 @@ int relm_store_begin(struct relm_store *st)
 }
 
 /* The staged relationship columns are written, and the event log trimmed
- * (events.c), inside the transaction, just before its COMMIT.  COMMIT failing is sticky whatever the code: the
- * outcome on disk is unknown until reopen.  A failed write-back ends the
+ * (events.c), inside the transaction, just before its COMMIT.  COMMIT
+ * failing is sticky whatever the code: the outcome on disk is unknown
+ * until reopen.  A failed write-back ends the
  * same way (then the outcome is known: nothing of the transaction). */
 static int commit_or_die(struct relm_store *st, const char *what)
 {
@@ -749,8 +756,7 @@ int relm_store_rollback(struct relm_store *st)
 		relm__stage_undo(&st->stage);
 		relm__evmem_step_undo(&st->evmem);
 		enter_state(st, RELM__ST_BATCH);
-		if (st->hooks.step_undo)
-			st->hooks.step_undo(st->hooks_ctx);
+		hook_step_undo(st);
 		return 0;
 	}
 	return rollback_all(st, "rollback");

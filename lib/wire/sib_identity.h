@@ -21,10 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "limits.h"
+#include "wire/sibling.h"
 #include "wire/successor.h"
 
 enum {
-	RELM_SIB_IDENTITY     = 14,
 	RELM_SIB_IDENTITY_MIN = 1 + RELM_SIGN_SK_LEN + RELM_SUCCESSOR_LEN + 4,
 };
 

@@ -42,7 +42,9 @@ enum relm_sib_type {
 	RELM_SIB_HISTORY   = 9,
 	RELM_SIB_INVITES   = 10,
 	RELM_SIB_SYNCED    = 11,
+	RELM_SIB_STRATEGY  = 12,   /* a change of strategy: below */
 	RELM_SIB_BUNDLE    = 13,   /* several messages in one: wire/bundle.h */
+	RELM_SIB_IDENTITY  = 14,   /* the proton's new identity key: wire/sib_identity.h */
 };
 
 enum relm_sib_copy_flags {
@@ -221,8 +223,6 @@ void relm_sib_buf_free(uint8_t *buf, size_t len);
  *   deliver   rel(16) id(16) flags(1) status(1) kind_len(1) kind ts(8) u32 body_len, body
  *   strategy  seq(8) strategy(1) pinned(16) by(16)
  */
-enum { RELM_SIB_STRATEGY = 12 };
-
 enum relm_sib_request_flags {
 	RELM_SIB_R_AGAIN  = 0x01,    /* a retransmission: send it even if already sent */
 	RELM_SIB_R_KNOWN  = 0x01,
