@@ -809,6 +809,13 @@ START_TEST(test_sib_identity_forged)
 	ck_assert_int_eq(relm_core_rel_load(A.core, sid, &sess), 0);
 	relm_effects_init(&fx);
 	forge(sess, &fx, xsk, stmt, circ, n);          /* the secret key of another key */
+	{
+		uint8_t mixed[64];                    /* another key's seed, the new key's public half */
+		memcpy(mixed, xsk, 32);
+		memcpy(mixed + 32, npk, 32);
+		forge(sess, &fx, mixed, stmt, circ, n);
+		sodium_memzero(mixed, sizeof mixed);
+	}
 	forge(sess, &fx, nsk, bad, circ, n);           /* a roll from a key alice never had */
 	forge(sess, &fx, nsk, stmt, same, nsame);      /* not the next circle */
 	forge(sess, &fx, nsk, stmt, circ, n);          /* the genuine one */
@@ -816,7 +823,7 @@ START_TEST(test_sib_identity_forged)
 	relm_effects_clear(&fx);
 	relm_rel_free(sess);
 	ck_assert_int_eq(tu_deliver(&A2, &net), 0);
-	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, refused_before + 3);
+	ck_assert_int_eq(events_of(&A2, RELM_EV_SIBLING_REFUSED).n, refused_before + 4);
 	ck_assert_int_eq(events_of(&A2, RELM_EV_IDENTITY_ROTATED).n, 1);
 	ck_assert_int_eq(relm_store_proton_get(A2.st, pa, &p2, RELM_STORE_WITH_SECRETS), 0);
 	ck_assert_int_eq(memcmp(p2.ipk, npk, 32), 0);

@@ -289,7 +289,17 @@ int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		goto out;                    /* this roll is already in hand */
 	/* the roll must start from the key this device holds, and the secret
 	 * key sent must be the new key's */
-	crypto_sign_ed25519_sk_to_pk(pk, m.isk);
+	/* (the whole key pair from its seed: the public half a sibling sent
+	 * might not be the seed's, and a key stored so would sign nothing
+	 * that verifies) */
+	{
+		uint8_t sk[RELM_SIGN_SK_LEN];
+		relm_sign_keypair_from_seed(pk, sk, m.isk);
+		int bad = sodium_memcmp(sk, m.isk, RELM_SIGN_SK_LEN) != 0;
+		sodium_memzero(sk, sizeof sk);
+		if (bad)
+			memset(pk, 0, sizeof pk);
+	}
 	if (memcmp(s.old_ipk, p.ipk, RELM_SIGN_PK_LEN) != 0 ||
 	    sodium_memcmp(pk, s.new_ipk, RELM_SIGN_PK_LEN) != 0) {
 		rc = RELM_EAUTH;

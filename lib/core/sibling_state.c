@@ -402,8 +402,10 @@ int relm__core_sib_circle(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	/* a conflict it wins against the held circle: what the held one
 	 * changed is made again on top of it */
 	if (held_ok && next->epoch == cur->epoch) {
+		/* redo_lost may have changed next before it gave up: the winner
+		 * as it came is what is stored and followed */
 		if ((rc = redo_lost(c, proton, cur, next, &mine, &mlen)) == RELM_EINVAL)
-			rc = 0;
+			rc = relm_circle_decode(next, buf, len);
 		if (rc != 0)
 			goto out;
 		if (mine) {
