@@ -616,7 +616,7 @@ START_TEST(test_bundled_turn)
 	ck_assert_int_eq(relm_store_batch_begin(A.st), 0);
 	ck_assert_int_eq(relm_core_bundle(A.core, 0), RELM_EBUSY);   /* only between turns */
 	for (int k = 0; k < 3; k++) {
-		char body[16];
+		char body[32];
 		snprintf(body, sizeof body, "turn %d", k);
 		ck_assert_int_eq(relm_core_message_send(A.core, rb, body, strlen(body), NULL, id, &was_new), 0);
 	}
