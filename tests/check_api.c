@@ -244,11 +244,34 @@ START_TEST(protons)
 	ck_assert(num(d, "added") > 0);
 	cJSON_Delete(r);
 
-	/* set_strategy: leaderless is served, the others come later */
+	/* set_strategy: leaderless and leader are served (each a new seq),
+	 * fanout not yet; a leader must be a device of the circle */
+	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", W.pa);
+	ck_assert_str_eq(str(td_res(r), "strategy"), "leaderless");
+	ck_assert_int_eq((int)num(td_res(r), "seq"), 1);
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leader\"}", W.pa);
+	ck_assert_str_eq(str(td_res(r), "strategy"), "leader");
+	ck_assert_int_eq((int)num(td_res(r), "seq"), 2);
+	cJSON_Delete(r);
+	r = td_must(W.a.sock, "daemon.status", "{}");
+	{
+		/* one device: it sends for the proton, whatever the strategy */
+		const cJSON *sa = get(td_res(r), "strategies"), *s0 = cJSON_GetArrayItem(sa, 0);
+		ck_assert_int_eq(cJSON_GetArraySize(sa), 1);
+		ck_assert_str_eq(str(s0, "proton"), W.pa);
+		ck_assert_str_eq(str(s0, "strategy"), "leader");
+		ck_assert(cJSON_IsTrue(get(s0, "sends")));
+		ck_assert_int_eq((int)num(s0, "pending_requests"), 0);
+	}
+	cJSON_Delete(r);
+	expect_err(td_callf(W.a.sock, "proton.set_strategy",
+			    "{\"proton\":\"%s\",\"strategy\":\"leader\",\"leader\":\"%s\"}", W.pa, NOID),
+		   -32000, "not_found", "set_strategy leader not a device");
+	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"fanout\"}", W.pa),
+		   -32000, "not_implemented", "set_strategy fanout");
 	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", W.pa);
 	cJSON_Delete(r);
-	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leader\"}", W.pa),
-		   -32000, "not_implemented", "set_strategy leader");
 	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"bogus\"}", W.pa),
 		   -32602, "invalid_argument", "set_strategy bogus");
 

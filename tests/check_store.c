@@ -45,7 +45,13 @@ START_TEST(test_protons_devices)
 	ck_assert_int_eq(relm_store_proton_put(st, &p), RELM_EEXIST);
 	ts_mk_proton(&q, 2);
 	ck_assert_int_eq(relm_store_proton_put(st, &q), 0);
-	ck_assert_int_eq(relm_store_proton_set_strategy(st, q.id, "fanout"), 0);
+	{
+		uint8_t hub[16], by[16];
+		ts_fill(hub, 16, 7);
+		ts_fill(by, 16, 8);
+		ck_assert_int_eq(relm_store_proton_set_strategy(st, q.id, "fanout", hub, 3, by), 0);
+		ck_assert_int_eq(relm_store_proton_set_strategy(st, q.id, "hub", hub, 3, by), RELM_EINVAL);
+	}
 	memset(&d, 0, sizeof d);
 	memcpy(d.proton, p.id, 16);
 	ts_fill(d.device, 16, 3);
@@ -72,6 +78,14 @@ START_TEST(test_protons_devices)
 	ts_fill(q.id, 16, 2);
 	ck_assert_int_eq(relm_store_proton_get(st, q.id, &q, 0), 0);
 	ck_assert_str_eq(q.strategy, "fanout");
+	{
+		uint8_t hub[16], by[16];
+		ts_fill(hub, 16, 7);
+		ts_fill(by, 16, 8);
+		ck_assert_int_eq(memcmp(q.pinned, hub, 16), 0);
+		ck_assert_int_eq(memcmp(q.strategy_by, by, 16), 0);
+		ck_assert_uint_eq(q.strategy_seq, 3);
+	}
 	ck_assert_int_eq(relm_store_proton_list(st, count_cb_proton, &n), 0);
 	ck_assert_int_eq(n, 2);
 

@@ -94,7 +94,17 @@ static void check_fixture(int version)
 	ck_assert_int_eq(relm_store_proton_get(st, pid, &p, RELM_STORE_WITH_SECRETS), 0);
 	ck_assert_str_eq(p.label, "alice");
 	ck_assert_int_eq(p.isk[0], 0x44);
+	/* v11's strategy columns: defaults before, the fixture's from v11 */
+	ck_assert_str_eq(p.strategy, version >= 11 ? "leader" : "leaderless");
+	ck_assert_uint_eq(p.strategy_seq, version >= 11 ? 2 : 0);
+	ck_assert_int_eq(p.pinned[0], version >= 11 ? 0x55 : 0);
+	ck_assert_int_eq(p.strategy_by[15], version >= 11 ? 0x55 : 0);
 	relm_store_proton_clear(&p);
+	{
+		uint64_t nreq = 9;
+		ck_assert_int_eq(relm_store_request_count(st, pid, &nreq), 0);
+		ck_assert_uint_eq(nreq, version >= 11 ? 1 : 0);
+	}
 	memset(rid, 0x22, 16);
 	ck_assert_int_eq(relm_store_rel_get(st, rid, &r, RELM_STORE_WITH_STATE), 0);
 	ck_assert_str_eq(r.label, "bob");
@@ -273,6 +283,12 @@ END_TEST
 START_TEST(test_fixture_v10)
 {
 	check_fixture(10);
+}
+END_TEST
+
+START_TEST(test_fixture_v11)
+{
+	check_fixture(11);
 }
 END_TEST
 
@@ -773,6 +789,7 @@ int main(void)
 		{ "fixtures", test_fixture_v8, 10 },
 		{ "fixtures", test_fixture_v9, 10 },
 		{ "fixtures", test_fixture_v10, 10 },
+		{ "fixtures", test_fixture_v11, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

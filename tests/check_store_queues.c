@@ -241,6 +241,84 @@ START_TEST(test_timers_mailboxes)
 }
 END_TEST
 
+struct req_seen {
+	int n;
+	uint8_t first_dev[16];
+	uint64_t first_next;
+	size_t first_len;
+};
+
+static int req_cb(void *ctx, const struct relm_store_request *r)
+{
+	struct req_seen *s = ctx;
+
+	if (s->n++ == 0) {
+		memcpy(s->first_dev, r->dev, 16);
+		s->first_next = r->next_ms;
+		s->first_len = r->len;
+	}
+	return 0;
+}
+
+/* Pending requests (v11): put replaces, del, list and count by proton,
+ * and they go with their relationship. */
+START_TEST(test_requests)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_rel r0, r1;
+	struct relm_store_request q;
+	struct req_seen seen;
+	uint8_t pid[16], other[16], data[40];
+	uint64_t n = 9;
+
+	ts_populate(st);
+	ts_fill(pid, 16, 1);
+	ts_fill(other, 16, 99);
+	ts_mk_rel(&r0, pid, 0, NULL, 0);
+	ts_mk_rel(&r1, pid, 1, NULL, 0);
+	memset(&q, 0, sizeof q);
+	memset(data, 5, sizeof data);
+	q.data = data;
+	q.len = sizeof data;
+	q.next_ms = 100;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	for (int k = 0; k < 3; k++) {
+		memcpy(q.rel, k < 2 ? r0.id : r1.id, 16);
+		ts_fill(q.id, 16, (uint8_t)(60 + k));
+		ck_assert_int_eq(relm_store_request_put(st, &q), 0);
+	}
+	/* the same id again: replaced (the device it went to, when again) */
+	memcpy(q.rel, r0.id, 16);
+	ts_fill(q.id, 16, 60);
+	ts_fill(q.dev, 16, 3);
+	q.next_ms = 777;
+	q.len = 20;
+	ck_assert_int_eq(relm_store_request_put(st, &q), 0);
+	q.len = 0;
+	ck_assert_int_eq(relm_store_request_put(st, &q), RELM_EINVAL);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_request_count(st, pid, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(relm_store_request_count(st, other, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(relm_store_request_list(st, pid, req_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 3);
+	/* (rel, id) order: r0's first request is the one replaced */
+	ck_assert_uint_eq(seen.first_next, memcmp(r0.id, r1.id, 16) < 0 ? 777 : 100);
+
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_request_del(st, r0.id, q.id), 0);
+	ck_assert_int_eq(relm_store_request_del(st, r0.id, q.id), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_store_rel_delete(st, r1.id), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_request_count(st, pid, &n), 0);
+	ck_assert_uint_eq(n, 1);                        /* r1's went with it */
+	relm_store_close(st);
+}
+END_TEST
+
 START_TEST(test_outgoing_count)
 {
 	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
@@ -409,6 +487,7 @@ int main(void)
 		{ "messages", test_status_forward, 10 },
 		{ "outgoing_acks", test_outgoing_queue, 10 },
 		{ "outgoing_acks", test_outgoing_count, 10 },
+		{ "outgoing_acks", test_requests, 10 },
 		{ "effects", test_apply_effects, 10 },
 	};
 	return ts_run("store_queues", tests, sizeof tests / sizeof tests[0]);

@@ -102,6 +102,7 @@ static int proton_cb(void *ctx, const struct relm_store_proton *p)
 	    !cJSON_AddStringToObject(o, "label", p->label) ||
 	    !add_hex(o, "ipk", p->ipk, RELM_SIGN_PK_LEN) ||
 	    !cJSON_AddStringToObject(o, "strategy", p->strategy) ||
+	    (!sodium_is_zero(p->pinned, RELM_ID_LEN) && !add_hex(o, "leader", p->pinned, RELM_ID_LEN)) ||
 	    !cJSON_AddNumberToObject(o, "devices", devices) ||
 	    !cJSON_AddNumberToObject(o, "created", (double)p->created)) {
 		cJSON_Delete(o);
@@ -139,31 +140,23 @@ static int proton_exists(struct relmd_api_backend *be, const uint8_t id[RELM_ID_
 static int api_proton_set_strategy(struct relmd_call *call, const cJSON *params, cJSON **result)
 {
 	struct relmd_api_backend *be = backend_of(call);
-	uint8_t id[RELM_ID_LEN];
+	uint8_t id[RELM_ID_LEN], pinned[RELM_ID_LEN];
 	const char *strategy = param_str(params, "strategy");
+	int has_pin = param_id(params, "leader", pinned);
+	uint64_t seq = 0;
+	cJSON *r;
 	int rc;
 
 	param_id(params, "proton", id);
-	if ((rc = proton_exists(be, id)) != 0)
+	if ((rc = proton_exists(be, id)) != 0 || (rc = begin_txn(be)) != 0 ||
+	    (rc = relm_core_strategy_set(be->core, id, relm_core_strategy_parse(strategy),
+	                                 has_pin ? pinned : NULL, &seq)) != 0)
 		return rc;
-	/* Only leaderless exists until the strategies issue: refuse the others
-	 * rather than record a choice the daemon would not honour. */
-	if (strcmp(strategy, "leaderless") != 0)
-		return RELM_ENOTIMPL;
-	if ((rc = begin_txn(be)) != 0)
-		return rc;
-	if ((rc = relm_store_begin(be->store)) != 0)
-		return rc;
-	rc = relm_store_proton_set_strategy(be->store, id, strategy);
-	if (rc == 0)
-		rc = relm_store_commit(be->store);
-	else
-		relm_store_rollback(be->store);
-	if (rc)
-		return rc;
-	*result = cJSON_CreateObject();
-	if (!*result || !cJSON_AddStringToObject(*result, "strategy", strategy))
-		return nomem(*result);
+	if (!(r = cJSON_CreateObject()) || !cJSON_AddStringToObject(r, "strategy", strategy) ||
+	    (has_pin && !add_hex(r, "leader", pinned, RELM_ID_LEN)) ||
+	    !cJSON_AddNumberToObject(r, "seq", (double)seq))
+		return nomem(r);
+	*result = r;
 	return 0;
 }
 

@@ -504,6 +504,31 @@ static void read_only_add(void *actx, const uint8_t id[16])
 		cJSON_AddItemToArray(actx, s);
 }
 
+static int add_id(cJSON *o, const char *name, const uint8_t id[16])
+{
+	char hex[33];
+
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	return cJSON_AddStringToObject(o, name, hex) != NULL;
+}
+
+static void strategy_add(void *actx, const struct relmd_strategy_status *s)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o || !add_id(o, "proton", s->proton) ||
+	    !cJSON_AddStringToObject(o, "strategy", s->strategy) ||
+	    (s->has_leader && !add_id(o, "leader", s->leader)) ||
+	    (s->has_holder ? !add_id(o, "holder", s->holder) : !cJSON_AddNullToObject(o, "holder")) ||
+	    !cJSON_AddBoolToObject(o, "sends", s->sends) ||
+	    !cJSON_AddNumberToObject(o, "pending_requests", (double)s->pending_requests)) {
+		cJSON_Delete(o);
+		return;
+	}
+	cJSON_AddItemToArray(actx, o);
+}
+
 /* daemon.status `loop`, and a new window when asked (reset_loop). */
 static int status_loop(struct relmd *d, const cJSON *params, cJSON *r)
 {
@@ -555,6 +580,13 @@ static int api_daemon_status(struct relmd_call *call, const cJSON *params, cJSON
 			goto nomem;
 		if (d->hooks.read_only_protons)
 			d->hooks.read_only_protons(d->hooks.ctx, read_only_add, ro);
+	}
+	{
+		cJSON *sa = cJSON_AddArrayToObject(r, "strategies");
+		if (!sa)
+			goto nomem;
+		if (d->hooks.strategies)
+			d->hooks.strategies(d->hooks.ctx, strategy_add, sa);
 	}
 	{
 		struct relmd_store_status ss = { "ok", 0, 0, 0 };

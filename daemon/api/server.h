@@ -89,6 +89,18 @@ struct relmd_config {
 	size_t event_retention; /* RELMD_EVENT_RETENTION */
 	uint32_t heal_min_ms, heal_max_ms; /* --heal-delay (0, 0: RELM_HEAL_MIN_MS, _MAX_MS) */
 	uint32_t clone_window_ms;      /* --clone-window (0: RELM_CLONE_WINDOW_MS) */
+	uint32_t lease_ttl_ms;         /* --lease-ttl (0: RELM_LEASE_TTL_MS) */
+};
+
+/* daemon.status's view of a proton's strategy on this device. */
+struct relmd_strategy_status {
+	uint8_t proton[16];
+	const char *strategy;          /* "leader", "fanout" */
+	int has_leader, has_holder;
+	uint8_t leader[16];            /* the pinned leader or the hub */
+	uint8_t holder[16];            /* the device that sends, as this one sees it */
+	int sends;                     /* this device sends to the remotes */
+	uint64_t pending_requests;     /* its requests not yet seen sent */
 };
 
 /* daemon.status's view of the store (proto/api.md §4). */
@@ -130,6 +142,10 @@ struct relmd_hooks {
 	/* daemon.status: the protons this device was removed from (read-only,
 	 * proto/revocation.md §1): add(actx, id) for each (NULL: none). */
 	int (*read_only_protons)(void *ctx, void (*add)(void *actx, const uint8_t id[16]), void *actx);
+	/* daemon.status: the protons whose strategy is not leaderless
+	 * (proto/devices.md §11): add(actx, s) for each (NULL: none). */
+	int (*strategies)(void *ctx, void (*add)(void *actx, const struct relmd_strategy_status *s),
+	                  void *actx);
 	/* daemon.status: mailbox state; *address may be left NULL. */
 	void (*mailbox_status)(void *ctx, int *connected, const char **address);
 	/* Event persistence (see events.h). */

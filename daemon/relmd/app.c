@@ -64,6 +64,16 @@ static int app_txn(struct relmd_app *app)
 	return 0;
 }
 
+int relmd__app_txn(struct relmd_app *app)
+{
+	return app_txn(app);
+}
+
+void relmd__step_failed(struct relmd_app *app, const char *what, int rc)
+{
+	step_failed(app, what, rc);
+}
+
 /* Read mailbox id after the commit (our new ones: invites, relationships). */
 static void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32])
 {
@@ -708,6 +718,7 @@ static int hook_start(struct relmd *d, void *ctx)
 	app->timer.data = app;
 	app->timer_init = 1;
 	relmd__store_start(app);
+	relmd__lease_start(app);
 	uv_timer_start(&app->timer, on_timer, 0, 0);   /* catch up on missed deadlines */
 	{
 		int64_t oldest = 0;
@@ -749,6 +760,10 @@ static void hook_stop(struct relmd *d, void *ctx)
 		app->closes++;
 		relmd__store_stop(app, timer_closed);
 	}
+	if (app->lease_init) {
+		app->closes++;
+		relmd__lease_stop(app, timer_closed);
+	}
 	for (size_t i = 0; i < app->npeers; i++) {
 		app->closes++;
 		relm_mbox_client_close(app->peers[i]->c, closed_one, app);
@@ -787,6 +802,43 @@ static int hook_read_only_protons(void *ctx, void (*add)(void *actx, const uint8
 	struct ro_walk w = { ctx, add, actx };
 
 	return relm_store_proton_list(w.app->st, ro_cb, &w);
+}
+
+struct strat_walk {
+	struct relmd_app *app;
+	void (*add)(void *actx, const struct relmd_strategy_status *s);
+	void *actx;
+};
+
+static int strat_cb(void *ctx, const struct relm_store_proton *p)
+{
+	struct strat_walk *w = ctx;
+	struct relmd_strategy_status s;
+	struct relm_core_strategy cs;
+
+	if (strcmp(p->strategy, "leaderless") == 0 ||
+	    relm_core_strategy_get(w->app->core, p->id, &cs) != 0)
+		return 0;
+	memset(&s, 0, sizeof s);
+	memcpy(s.proton, p->id, 16);
+	s.strategy = relm_core_strategy_name(cs.strategy);
+	s.has_leader = !sodium_is_zero(cs.pinned, 16);
+	memcpy(s.leader, cs.pinned, 16);
+	s.has_holder = !sodium_is_zero(cs.holder, 16);
+	memcpy(s.holder, cs.holder, 16);
+	s.sends = cs.sends;
+	s.pending_requests = cs.pending_requests;
+	if (s.strategy)
+		w->add(w->actx, &s);
+	return 0;
+}
+
+static int hook_strategies(void *ctx, void (*add)(void *actx, const struct relmd_strategy_status *s),
+                           void *actx)
+{
+	struct strat_walk w = { ctx, add, actx };
+
+	return relm_store_proton_list(w.app->st, strat_cb, &w);
 }
 
 static int hook_protons_count(void *ctx)
@@ -901,6 +953,7 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 	hooks->commit = hook_commit;
 	hooks->protons_count = hook_protons_count;
 	hooks->read_only_protons = hook_read_only_protons;
+	hooks->strategies = hook_strategies;
 	hooks->mailbox_status = hook_mailbox_status;
 	hooks->store_status = relmd__store_status;
 	hooks->events.ctx = app;

@@ -4,6 +4,7 @@
  *
  *   app.c        the mailbox clients, the outbox pump, the timer, events,
  *                the hooks of the daemon shell
+ *   app_lease.c  the send lease and the strategy timer (devices.md §11)
  *   app_store.c  the store's health: opening (and reopening) it, the full
  *                disk (writes refused, reads served, retried with backoff
  *                until the disk takes them), and rows that fail their
@@ -107,6 +108,8 @@ struct relmd_app {
 	struct peer *home;              /* the server our mailboxes live on */
 	uv_timer_t timer;
 	int timer_init;
+	uv_timer_t lease_timer;         /* app_lease.c: every lease TTL / 3 */
+	int lease_init;
 	int batch;                      /* a store batch is open this turn */
 	int dirty;                      /* post-commit work is due even without a batch */
 	int64_t outbox_after;           /* last outbox seq handed to a client */
@@ -143,6 +146,20 @@ struct relmd_app {
 	 * (a pointer: app_store.c depends on nothing of app.c) */
 	void (*resume)(struct relmd_app *app);
 };
+
+/* ---- app.c, for app_lease.c ---- */
+/* Open the turn's batch before a write (idempotent): 0, RELM_EDISKFULL, or
+ * the store's error. */
+int relmd__app_txn(struct relmd_app *app);
+/* A step of the turn failed with rc: handled as app.c handles its own. */
+void relmd__step_failed(struct relmd_app *app, const char *what, int rc);
+
+/* ---- app_lease.c ---- */
+/* After the core and the home peer exist: the lease TTL given to the
+ * core, the timer started.  stop: leases held given back (best effort),
+ * the timer closed with closed. */
+void relmd__lease_start(struct relmd_app *app);
+void relmd__lease_stop(struct relmd_app *app, uv_close_cb closed);
 
 /* ---- app_store.c (app.c uses it; it uses nothing of app.c) ---- */
 /* Open the store (cfg->store_path) and the engine bound to it; the API

@@ -6,7 +6,7 @@
  *
  *   relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]
  *         [--serve-mailbox HOST:PORT] [--log-level L] [--heal-delay MIN:MAX]
- *         [--clone-window S] [-n] [--help] [--version]
+ *         [--clone-window S] [--lease-ttl S] [-n] [--help] [--version]
  *
  * Exit codes: 0 clean stop (or -n: configuration fine), 1 runtime or
  * configuration error, 2 usage error.
@@ -35,7 +35,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: relmd [--state DIR] [--socket PATH] [--mailbox HOST:PORT]\n"
 		"             [--serve-mailbox HOST:PORT] [--log-level L]\n"
-		"             [--heal-delay MIN:MAX] [--clone-window S] [-n]\n"
+		"             [--heal-delay MIN:MAX] [--clone-window S] [--lease-ttl S] [-n]\n"
 		"\n"
 		"The relm relationship-manager daemon.  Local programs (relmctl, a GUI)\n"
 		"talk to it over JSON-RPC on a Unix socket; see proto/api.md.\n"
@@ -57,6 +57,9 @@ static void usage(FILE *f)
 		"  --clone-window S   an acknowledgement of the remote that nothing this\n"
 		"                     device holds explains after S seconds raises\n"
 		"                     clone.suspected (default 600)\n"
+		"  --lease-ttl S      the `leader` strategy's send lease lasts S seconds\n"
+		"                     (2 to 120, default 20): a silent leader is\n"
+		"                     replaced within it\n"
 		"  -n                 check the configuration and exit (0 ok, 1 not)\n"
 		"  --help, --version\n"
 		"\n"
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "heal-delay", required_argument, NULL, 'H' },
 		{ "clone-window", required_argument, NULL, 'C' },
+		{ "lease-ttl", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -230,6 +234,18 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			cfg.clone_window_ms = (uint32_t)(s * 1000);
+			break;
+		}
+		case 'L': {
+			char *end;
+			unsigned long s;
+			errno = 0;
+			s = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || s < 2 || s > 120) {
+				fprintf(stderr, "relmd: --lease-ttl %s: expected seconds, 2 to 120\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg.lease_ttl_ms = (uint32_t)(s * 1000);
 			break;
 		}
 		case 'n':

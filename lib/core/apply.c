@@ -151,6 +151,21 @@ static int tolerate(int rc, int ok)
 	return rc == ok ? 0 : rc;
 }
 
+/* A pending request: its row (devices.md §11.5). */
+static int req_put(struct apply *a, const struct relm_fx *f)
+{
+	struct relm_store_request r;
+
+	memset(&r, 0, sizeof r);
+	memcpy(r.rel, a->rel, RELM_ID_LEN);
+	memcpy(r.id, f->msg_id, RELM_ID_LEN);
+	memcpy(r.dev, f->dev, RELM_ID_LEN);
+	r.data = f->data;
+	r.len = f->len;
+	r.next_ms = f->next_ms;
+	return relm_store_request_put(a->st, &r);
+}
+
 static int apply_one(struct apply *a, const struct relm_fx *f)
 {
 	switch (f->type) {
@@ -176,14 +191,13 @@ static int apply_one(struct apply *a, const struct relm_fx *f)
 		return acks(a, f);
 	case RELM_FX_NONE:
 		return 0;
-	case RELM_FX_REQ_DEL:
-		/* a copy settles a request (devices.md §11.5); relmd makes no
-		 * requests yet (leaderless only), so there is no row to delete */
-		return 0;
-	case RELM_FX_SIB_TO:
 	case RELM_FX_REQ_PUT:
-		/* the leader and fanout strategies: not served by relmd yet */
-		return RELM_EINVAL;
+		return req_put(a, f);
+	case RELM_FX_REQ_DEL:
+		/* a copy or deliver settles a request (devices.md §11.5), if
+		 * this device made it */
+		return tolerate(relm_store_request_del(a->st, a->rel, f->msg_id), RELM_ENOTFOUND);
+	case RELM_FX_SIB_TO:
 	case RELM_FX_COPY:
 	case RELM_FX_STATE_REQ:
 	case RELM_FX_SIBLING:

@@ -240,7 +240,9 @@ int relm__core_bulk_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	size_t len = 0;
 	int rc;
 
-	if ((rc = relm_store_rel_list(c->st, proton, NULL, 0, ids_cb, &ids)) != 0)
+	/* the strategy first: J's view is right when the relationships come */
+	if ((rc = relm__core_strategy_send(c, proton, device)) != 0 ||
+	    (rc = relm_store_rel_list(c->st, proton, NULL, 0, ids_cb, &ids)) != 0)
 		goto out;
 	for (size_t i = 0; i < ids.n && rc == 0; i++)
 		rc = send_rel(c, proton, device, ids.v[i], &sy.messages);

@@ -61,6 +61,7 @@ int relm_core_new(struct relm_core **out, struct relm_store *st, const struct re
 	c->env_own.history_ctx = st;
 	c->env = &c->env_own;
 	c->mode = mode;
+	c->lease_ttl_ms = RELM_LEASE_TTL_MS;
 	snprintf(c->mailbox_host, sizeof c->mailbox_host, "%s", mailbox_host);
 	*out = c;
 	return 0;

@@ -106,6 +106,69 @@ int relm_core_identity_accept(struct relm_core *c, const uint8_t rel[RELM_ID_LEN
  * a store error. */
 int relm_core_proton_read_only(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
 
+/* ---- strategies (proto/devices.md §11) ---------------------------------- */
+
+/* Strategy numbers are enum relm_strategy (engine/rel_strategy.h): 0
+ * leaderless, 1 leader, 2 fanout; names as proton.set_strategy's. */
+const char *relm_core_strategy_name(int strategy);          /* NULL: not one */
+int relm_core_strategy_parse(const char *name);              /* -1: not one */
+
+/* proton.set_strategy: the next strategy message (seq one above the held
+ * one, by this device) adopted here and sent to every sibling.  pinned:
+ * `leader`'s pinned holder (NULL: the lease decides) or `fanout`'s hub;
+ * it must be a device of the circle (RELM_ENOTFOUND).  RELM_EINVAL (pinned
+ * with leaderless), RELM_ENOTIMPL (fanout: not served by relmd yet),
+ * RELM_EREADONLY.  *seq gets the strategy's seq. */
+int relm_core_strategy_set(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], int strategy,
+                           const uint8_t *pinned, uint64_t *seq);
+
+/* What daemon.status says of a proton's strategy on this device. */
+struct relm_core_strategy {
+	int strategy;
+	uint64_t seq;
+	uint8_t pinned[RELM_ID_LEN];       /* all zero: none */
+	uint8_t holder[RELM_ID_LEN];       /* the device that sends as this one sees it (zero: none known) */
+	uint32_t devices;
+	int sends;                         /* this device sends to the remotes now */
+	uint64_t pending_requests;         /* this device's requests not yet seen sent */
+};
+int relm_core_strategy_get(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           struct relm_core_strategy *out);
+
+/* The send lease (§11.2), performed by the caller on the mailbox server
+ * (mailbox.md §5.6).  relm_core_leases calls cb for each LEASE to send
+ * now: for every proton whose strategy is `leader` without a pinned
+ * holder (take or renew: expected = its own token when it believes it
+ * holds the lease, else zero — free —; holder = its own token, ttl_ms), for one that left `leader` holding it (release:
+ * expected = its own token, holder zero, ttl 0) and, with stopping set,
+ * only releases of every lease it holds.  l holds the lease mailbox's
+ * secret key: wiped after cb.  Call every TTL / 3
+ * (relm_core_lease_ttl; default RELM_LEASE_TTL_MS). */
+struct relm_core_lease {
+	uint8_t proton[RELM_ID_LEN];
+	uint8_t mailbox[RELM_SIGN_PK_LEN];
+	uint8_t sk[RELM_SIGN_SK_LEN];      /* secret */
+	uint8_t expected[RELM_ID_LEN], holder[RELM_ID_LEN];
+	uint32_t ttl_ms;
+	int release;
+	uint64_t sent_ms;                  /* this clock now: hand it back with the answer */
+};
+int relm_core_leases(struct relm_core *c, int stopping,
+                     int (*cb)(void *ctx, const struct relm_core_lease *l), void *ctx);
+/* The server's answer to l (granted, and the live holder's token when
+ * not): the view follows, and a device that now sends takes over every
+ * relationship and serves its pending requests; requests go to the new
+ * holder.  One store step.  No answer (a closed connection): do not call
+ * — the holder stops sending when its time passes. */
+int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t sent_ms,
+                           int granted, int release, const uint8_t token[RELM_ID_LEN]);
+/* At least every TTL / 3: for every proton not leaderless, the view as
+ * time has moved it (a lease that ran out) and its pending requests sent
+ * again when due (RELM_REQUEST_RESEND_MS) or to a new holder. */
+int relm_core_strategy_tick(struct relm_core *c);
+/* The lease TTL asked for (2 s … 120 s; 0: RELM_LEASE_TTL_MS). */
+void relm_core_lease_ttl(struct relm_core *c, uint32_t ttl_ms);
+
 /* Pairing (proto/devices.md §12).  pair_begin, on a device of proton:
  * a fresh code (text into code, cap ≥ RELM_PAIR_CODE_MAX) good until
  * *expires, for this daemon's mailbox server; the pairing mailbox M_E is

@@ -12,6 +12,7 @@
  *                 (repair) and circle frames
  *   revoke.c      removing a device, the heal, the identity roll, read-only
  *   bulk.c        the bulk state a new device receives (devices.md §12.6)
+ *   strategy.c    the proton's strategy: the view, requests, the lease (§11)
  */
 #ifndef RELM_CORE_INT_H
 #define RELM_CORE_INT_H
@@ -24,6 +25,20 @@ enum {
 	RELM__XFERS    = 8,       /* state transfers being reassembled at once */
 	RELM__ANSWERED = 32,      /* state answers remembered for RELM_REPAIR_GAP_MS */
 	RELM__BULK_RELS = 8,      /* bulk `rel`s whose state is still arriving */
+	RELM__VIEWS    = 16,      /* protons whose lease view is remembered */
+};
+
+/* What this device knows of a proton's send lease (strategy.c; in memory
+ * only, devices.md §11.2). */
+struct relm__view {
+	uint8_t proton[RELM_ID_LEN];
+	int used;
+	uint8_t holder[RELM_ID_LEN];  /* the live holder last read (zero: none known) */
+	uint64_t until;               /* this device the holder: it sends until then */
+	uint64_t lease_read;          /* when the last answer's LEASE was sent */
+	int sender;                   /* it sent for the proton at the last view change (-1: not known) */
+	int release;                  /* it left `leader` holding the lease: give it back */
+	uint64_t stamp;               /* least recently used goes first */
 };
 
 /* A relationship a sibling's bulk state announced (`rel`), kept until its
@@ -109,6 +124,10 @@ struct relm_core {
 	 * circle's signatures again. */
 	uint8_t ro_proton[RELM_ID_LEN], ro_hash[16];
 	int ro_valid, ro_removed;
+	/* strategy.c */
+	struct relm__view views[RELM__VIEWS];
+	uint64_t view_clock;
+	uint32_t lease_ttl_ms;
 };
 
 static inline uint64_t relm__core_now(const struct relm_core *c)
@@ -172,7 +191,7 @@ int relm__core_device_initial(struct relm_core *c, const uint8_t proton[RELM_ID_
  * sibling session, its posts and timers, no history or message events,
  * and the sibling frames it delivered dispatched.  0 or an error. */
 int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx);
-/* Route the COPY and STATE_REQ effects of a step on rel_id (of the proton
+/* Route the COPY, SIB_TO and STATE_REQ effects of a step on rel_id (of the proton
  * whose devices c->devs holds) and mark them done. */
 int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], struct relm_effects *fx);
 /* A sibling's hello at proton's device mailbox (the sender's DPK checked
@@ -284,6 +303,21 @@ int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
  * identity.conflict; a clone.suspected of fx gets the proton. */
 int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel,
                           struct relm_effects *fx);
+/* strategy.c */
+/* ds->strategy and ds->holder from proton's row and the lease view (ds's
+ * other fields filled).  0 or a store error. */
+int relm__core_view_fill(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct relm_devices *ds);
+/* A sibling's `strategy`, `request` or `deliver` (type byte included),
+ * inside the open step: 0, a refusal, or a store error. */
+int relm__core_sib_strategy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                            const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
+int relm__core_sib_request(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const uint8_t *buf, size_t len);
+int relm__core_sib_deliver(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const uint8_t *buf, size_t len);
+/* The strategy held, to a new device (nothing when it never changed). */
+int relm__core_strategy_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                             const uint8_t device[RELM_ID_LEN]);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

@@ -238,7 +238,8 @@ int relm__core_devices_load(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 
 	memset(&ds, 0, sizeof ds);
 	/* the rows come in device id order: the order the engine ranks in */
-	if ((rc = relm_store_device_list(c->st, proton, dev_id_cb, &ds)) != 0)
+	if ((rc = relm_store_device_list(c->st, proton, dev_id_cb, &ds)) != 0 ||
+	    (rc = relm__core_view_fill(c, proton, &ds)) != 0)
 		return rc;
 	c->devs = ds;
 	memcpy(c->devs_proton, proton, RELM_ID_LEN);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <sodium.h>
 #include "core/core_int.h"
+#include "engine/rel_strategy.h"
 #include "core/apply.h"
 #include "error.h"
 
@@ -186,7 +187,11 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 	}
 	if ((rc = relm__core_writable(c, c->devs_proton)) != 0)
 		goto done;                   /* this device was removed (revocation.md §1) */
-	rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
+	/* a device that does not send asks the one that does (devices.md §11.5) */
+	if (relm_strategy_sends(c->env))
+		rc = relm_rel_send(rel, c->env, body, len, id, id_out, &fx);
+	else
+		rc = relm_request_make(c->env, rel_id, body, len, id, id_out, &fx);
 	if (rc == RELM_EEXIST) {
 		rc = 0;
 		goto done;

@@ -308,6 +308,8 @@ int relm__core_route(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], str
 			for (uint32_t d = 0; d < ds.count && rc == 0; d++)
 				if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
 					rc = relm__core_send_frame(c, proton, ds.ids[d], f->data, f->len);
+		} else if (f->type == RELM_FX_SIB_TO) {
+			rc = relm__core_send_frame(c, proton, f->dev, f->data, f->len);
 		} else if (f->type == RELM_FX_STATE_REQ) {
 			uint8_t *req = NULL;
 			size_t rlen = 0;
@@ -455,8 +457,17 @@ static int dispatch_one(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
 	case RELM_SIB_SYNCED:
 		rc = relm__core_bulk_synced(c, proton, device, &m.u.synced);
 		break;
+	case RELM_SIB_STRATEGY:
+		rc = relm__core_sib_strategy(c, proton, device, data, len);
+		break;
+	case RELM_SIB_REQUEST:
+		rc = relm__core_sib_request(c, proton, data, len);
+		break;
+	case RELM_SIB_DELIVER:
+		rc = relm__core_sib_deliver(c, proton, data, len);
+		break;
 	default:
-		rc = 0;                      /* request, deliver (other strategies), unknown types */
+		rc = 0;                      /* unknown types: a newer sibling's */
 		break;
 	}
 	sodium_memzero(&m, sizeof m);

@@ -7,9 +7,9 @@
 #include "store/store_int.h"
 
 RELM__SQL(PROTON_PUT, "INSERT INTO protons(id,label,ipk,isk,strategy,created) VALUES(?1,?2,?3,?4,?5,?6)");
-RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,rowid,isk FROM protons WHERE id=?1");
-RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created,rowid FROM protons ORDER BY id");
-RELM__SQL(PROTON_STRATEGY, "UPDATE protons SET strategy=?2 WHERE id=?1");
+RELM__SQL(PROTON_GET, "SELECT id,label,ipk,strategy,created,rowid,leader,strategy_seq,strategy_by,isk FROM protons WHERE id=?1");
+RELM__SQL(PROTON_LIST, "SELECT id,label,ipk,strategy,created,rowid,leader,strategy_seq,strategy_by FROM protons ORDER BY id");
+RELM__SQL(PROTON_STRATEGY, "UPDATE protons SET strategy=?2, leader=?3, strategy_seq=?4, strategy_by=?5 WHERE id=?1");
 RELM__SQL(PROTON_IDENTITY, "UPDATE protons SET ipk=?2, isk=?3 WHERE id=?1");
 
 /* ---- protons ---------------------------------------------------------- */
@@ -46,14 +46,18 @@ static int read_proton(const struct relm__q *q, struct relm_store_proton *p)
 		why = "label is not UTF-8 text within the limit";
 	else if (!strategy_ok(q_str(q, 3)))
 		why = "strategy is not a strategy";
-	else if (!relm__col_int_ok(q, 4))
-		why = "a time is not an integer";
+	else if (!relm__col_int_ok(q, 4) || !relm__col_int_ok(q, 7))
+		why = "a time or sequence number is not an integer";
+	else if ((!q_isnull(q, 6) && q_fixed(q, 6, p->pinned, RELM_ID_LEN)) ||
+	         (!q_isnull(q, 8) && q_fixed(q, 8, p->strategy_by, RELM_ID_LEN)))
+		why = "leader or strategy_by is not a device id";
 	if (why)
 		return relm__store_bad_row(q->st, "protons", q_i64(q, 5), why, NULL, NULL,
 		                           id_ok ? p->id : NULL, NULL);
 	q_textcpy(q, 1, p->label, sizeof p->label);
 	q_textcpy(q, 3, p->strategy, sizeof p->strategy);
 	p->created = q_col_u64(q, 4);
+	p->strategy_seq = q_col_u64(q, 7);
 	return 0;
 }
 
@@ -81,7 +85,7 @@ int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 	Q_OPEN(&q, st, PROTON_GET, A_ID(id));
 	if ((rc = q_row(&q)) == 0 && (rc = read_proton(&q, &p)) == 0 &&
 	    (flags & RELM_STORE_WITH_SECRETS))
-		rc = q_fixed(&q, 6, p.isk, RELM_SIGN_SK_LEN);
+		rc = q_fixed(&q, 9, p.isk, RELM_SIGN_SK_LEN);
 	if ((rc = q_end(&q, rc)) == 0)
 		*out = p;
 	sodium_memzero(&p, sizeof p);
@@ -89,12 +93,17 @@ int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 }
 
 int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
-                                   const char *strategy)
+                                   const char *strategy, const uint8_t *pinned, uint64_t seq,
+                                   const uint8_t by[RELM_ID_LEN])
 {
+	int has_pin = pinned && !sodium_is_zero(pinned, RELM_ID_LEN);
+
 	CHECK_WRITABLE(st);
-	if (!relm__store_text_ok(strategy, RELM_STORE_STRATEGY_MAX))
+	if (!strategy_ok(strategy) || seq > INT64_MAX)
 		return RELM_EINVAL;
-	return Q_EXEC_ONE(st, PROTON_STRATEGY, A_ID(id), A_TEXT(strategy));
+	return Q_EXEC_ONE(st, PROTON_STRATEGY, A_ID(id), A_TEXT(strategy),
+	                  A_BLOB_IF(has_pin, pinned, RELM_ID_LEN), A_INT(seq),
+	                  A_BLOB_IF(!sodium_is_zero(by, RELM_ID_LEN), by, RELM_ID_LEN));
 }
 
 int relm_store_proton_set_identity(struct relm_store *st, const uint8_t id[RELM_ID_LEN],

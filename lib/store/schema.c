@@ -270,6 +270,22 @@ static const char schema_v10[] =
 	" label TEXT NOT NULL DEFAULT '',"
 	" created INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* v11: the proton's strategy as adopted (proto/devices.md §11.1: the
+ * `(seq, by)` of the strategy message it came from; `leader` already
+ * holds the pinned leader or the hub), and the pending requests of a
+ * device that does not send (§11.5): the request message itself, the
+ * device it was last sent to and when it goes again. */
+static const char schema_v11[] =
+	"ALTER TABLE protons ADD COLUMN strategy_seq INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE protons ADD COLUMN strategy_by BLOB;"
+	"CREATE TABLE requests("
+	" rel BLOB NOT NULL REFERENCES relationships(id) ON DELETE CASCADE,"
+	" id BLOB NOT NULL CHECK(length(id)=16),"
+	" data BLOB NOT NULL,"
+	" dev BLOB NOT NULL CHECK(length(dev)=16),"
+	" next_ms INTEGER NOT NULL,"
+	" PRIMARY KEY(rel, id)) WITHOUT ROWID;";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -285,6 +301,7 @@ static const struct migration {
 	{ schema_v8, NULL },      /* 7 → 8 */
 	{ schema_v9, NULL },      /* 8 → 9 */
 	{ schema_v10, NULL },     /* 9 → 10 */
+	{ schema_v11, NULL },     /* 10 → 11 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

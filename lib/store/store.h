@@ -101,14 +101,15 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * --------------------------------------------------------------- schema v10
+ * --------------------------------------------------------------- schema v11
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
  * layout), times are ms since the epoch.  [S] marks a secret column.
  *
  *   meta(key TEXT PK, value)                      free-form store metadata
- *   protons(id PK, label, ipk UNIQUE, isk[S], strategy, leader, created)
+ *   protons(id PK, label, ipk UNIQUE, isk[S], strategy, leader (the pinned
+ *           leader or the hub), created, strategy_seq, strategy_by [v11])
  *   devices(proton→protons, device, label, self, pk, sk[S] (self only),
  *           session[S] (sibling ratchet session, later), epoch, added;
  *           PK(proton, device))                   this device and siblings
@@ -155,6 +156,9 @@
  *   outgoing_count(rel→relationships PK, n) [v3]  count(*) of outgoing per
  *           relationship, kept by triggers on outgoing insert / delete, so
  *           message.send checks RELM_MAX_OUTGOING with one probe
+ *   requests(rel→relationships, id, data, dev, next_ms; PK(rel, id)) [v11]
+ *           pending requests of a device that does not send (devices.md
+ *           §11.5): the request message, the device it went to last
  *   acks(rel→relationships, dh, n, id; PK(rel, dh, n, id)) [v4]
  *           acknowledgements waiting for the receipt timer (were inside
  *           the state blob until v3, which every step rewrites)
@@ -176,7 +180,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 10,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 11,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -298,6 +302,12 @@ struct relm_store_proton {
 	uint8_t isk[RELM_SIGN_SK_LEN];          /* secret; zero unless asked for */
 	char strategy[RELM_STORE_STRATEGY_MAX + 1];
 	uint64_t created;
+	/* the strategy as adopted (devices.md §11.1; v11): the pinned leader
+	 * or the hub (all zero: none), and the (seq, by) of the strategy
+	 * message it came from (0 and all zero: never changed) */
+	uint8_t pinned[RELM_ID_LEN];
+	uint64_t strategy_seq;
+	uint8_t strategy_by[RELM_ID_LEN];
 };
 /* Insert.  RELM_EEXIST if the id or IPK exists, RELM_EINVAL for a label /
  * strategy too long. */
@@ -305,8 +315,11 @@ int relm_store_proton_put(struct relm_store *st, const struct relm_store_proton 
 /* Read one (flags: RELM_STORE_WITH_SECRETS for isk).  RELM_ENOTFOUND. */
 int relm_store_proton_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                           struct relm_store_proton *out, unsigned flags);
+/* The strategy adopted: its name, pinned (NULL or all zero: none) and the
+ * (seq, by) of its strategy message.  RELM_ENOTFOUND, RELM_EINVAL. */
 int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
-                                   const char *strategy);
+                                   const char *strategy, const uint8_t *pinned, uint64_t seq,
+                                   const uint8_t by[RELM_ID_LEN]);
 /* The proton's identity key pair replaced (an identity roll,
  * proto/revocation.md §3).  RELM_ENOTFOUND, RELM_EEXIST (another proton's
  * IPK). */
@@ -713,6 +726,30 @@ int relm_store_event_drain(struct relm_store *st, int64_t since,
 int relm_store_event_bounds(struct relm_store *st, int64_t *oldest, int64_t *last);
 /* Keep only the newest `keep` events; returns how many were deleted. */
 int relm_store_event_trim(struct relm_store *st, uint32_t keep);
+
+/* ---- requests: sends asked of the device that sends (schema v11) -------- */
+
+/* A pending request (devices.md §11.5): data is the request message
+ * (type byte included), dev the device it was last sent to (all zero:
+ * none), next_ms when it goes again. */
+struct relm_store_request {
+	uint8_t rel[RELM_ID_LEN], id[RELM_ID_LEN], dev[RELM_ID_LEN];
+	const uint8_t *data;           /* valid during the callback only */
+	size_t len;
+	uint64_t next_ms;
+};
+/* Insert or replace.  RELM_EINVAL (too big), RELM_ENOTFOUND (no such
+ * relationship: the foreign key). */
+int relm_store_request_put(struct relm_store *st, const struct relm_store_request *r);
+/* RELM_ENOTFOUND when there was none. */
+int relm_store_request_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN]);
+/* Every pending request of proton's relationships, in (rel, id) order;
+ * cb's nonzero return stops the walk and is returned. */
+int relm_store_request_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                            int (*cb)(void *ctx, const struct relm_store_request *r), void *ctx);
+/* How many proton has (for daemon.status). */
+int relm_store_request_count(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t *n);
 
 /* ---- outgoing: the retransmission queue (schema v2) -------------------- */
 
