@@ -51,30 +51,6 @@ static void teardown(void)
 	td_base_free();
 }
 
-/* Pair `to` (a fresh daemon) with proton through `from`: the code from
- * device.pair.begin, device.pair.join called again while it is pending. */
-static void pair(struct td_relmd *from, struct td_relmd *to, const char *proton, const char *label)
-{
-	cJSON *r = td_must(from->sock, "device.pair.begin", "{\"proton\":\"%s\"}", proton);
-	char *code = strdup(td_str(td_res(r), "code"));
-	cJSON_Delete(r);
-	ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
-	long long until = td_now_ms() + WAIT_MS;
-	for (;;) {
-		r = td_callf(to->sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"%s\"}", code, label);
-		ck_assert_ptr_nonnull(r);
-		if (strcmp(td_err_name(r), "pending") != 0)
-			break;
-		cJSON_Delete(r);
-		ck_assert_msg(td_now_ms() < until, "device.pair.join still pending");
-		td_sleep_ms(100);
-	}
-	ck_assert_msg(td_res(r) != NULL, "device.pair.join: %s", td_err_name(r));
-	ck_assert_str_eq(td_str(td_res(r), "proton"), proton);
-	cJSON_Delete(r);
-	free(code);
-}
-
 /* ---- a device's view of the conversation ---- */
 
 struct seen {
@@ -168,8 +144,8 @@ START_TEST(test_three_devices_one_peer)
 
 	/* devices 1 and 2 join: the first through device 0, the second
 	 * through device 1; each then holds the relationship and its history */
-	pair(&A[0], &A[1], pa, "laptop");
-	pair(&A[1], &A[2], pa, "tablet");
+	td_pair(A[0].sock, A[1].sock, pa, "laptop", WAIT_MS);
+	td_pair(A[1].sock, A[2].sock, pa, "tablet", WAIT_MS);
 	for (int d = 1; d < DEVICES; d++) {
 		ck_assert_msg(td_wait(lists_rel, &(struct want){ &A[d], rel, 0 }, WAIT_MS),
 		              "alice%d never got the relationship", d);

@@ -393,6 +393,10 @@ static int relmd_exec(struct td_relmd *d)
 		argv[n++] = "--clone-window";
 		argv[n++] = d->clone_window;
 	}
+	if (d->lease_ttl[0]) {
+		argv[n++] = "--lease-ttl";
+		argv[n++] = d->lease_ttl;
+	}
 	argv[n] = NULL;
 	long long end;
 
@@ -708,4 +712,28 @@ void td_relate(const char *a_sock, const char *b_sock, char pa[33], char pb[33],
 	td_copy_id(rel, td_str(td_res(r), "relationship"));
 	cJSON_Delete(r);
 	ck_assert_msg(td_wait(has_rel, &w, timeout_ms), "alice never saw bob's acceptance");
+}
+
+void td_pair(const char *from_sock, const char *to_sock, const char *proton, const char *label,
+             int timeout_ms)
+{
+	cJSON *r = td_must(from_sock, "device.pair.begin", "{\"proton\":\"%s\"}", proton);
+	char *code = strdup(td_str(td_res(r), "code"));
+	long long until = td_now_ms() + timeout_ms;
+
+	cJSON_Delete(r);
+	ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
+	for (;;) {
+		r = td_callf(to_sock, "device.pair.join", "{\"code\":\"%s\",\"label\":\"%s\"}", code, label);
+		ck_assert_ptr_nonnull(r);
+		if (strcmp(td_err_name(r), "pending") != 0)
+			break;
+		cJSON_Delete(r);
+		ck_assert_msg(td_now_ms() < until, "device.pair.join still pending");
+		td_sleep_ms(100);
+	}
+	ck_assert_msg(td_res(r) != NULL, "device.pair.join: %s", td_err_name(r));
+	ck_assert_str_eq(td_str(td_res(r), "proton"), proton);
+	cJSON_Delete(r);
+	free(code);
 }

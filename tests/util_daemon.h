@@ -58,6 +58,7 @@ struct td_relmd {
 	char mailbox[64];            /* "127.0.0.1:PORT" */
 	char heal_delay[24];         /* relmd --heal-delay MIN:MAX, "" = its default */
 	char clone_window[16];       /* relmd --clone-window S, "" = its default (set, then restart) */
+	char lease_ttl[8];           /* relmd --lease-ttl S, "" = its default (set, then restart) */
 };
 
 /* Start relm-mailbox on 127.0.0.1:port (0: a free port, read back from
@@ -150,6 +151,12 @@ void td_copy_id(char out[33], const char *s);
  * envelope arrived.  The ids into pa, pb, rel. */
 void td_relate(const char *a_sock, const char *b_sock, char pa[33], char pb[33], char rel[33],
                int timeout_ms);
+
+/* Pair the daemon at to_sock (fresh) with proton through the one at
+ * from_sock: device.pair.begin there, device.pair.join here, called
+ * again while it answers `pending` (timeout_ms, failing the test). */
+void td_pair(const char *from_sock, const char *to_sock, const char *proton, const char *label,
+             int timeout_ms);
 
 /* ---- waiting ---- */
 
