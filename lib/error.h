@@ -49,7 +49,8 @@
 	X(ENOTSTORE,    -1050, "not_a_store",        "not a relm store (an empty file, or another program's)") \
 	X(EDISKFULL,    -1051, "disk_full",          "the store's disk is full: nothing was stored") \
 	X(EBADROW,      -1052, "corrupt_row",        "a stored row fails its check (reported; left out)") \
-	X(EREADONLY,    -1053, "read_only",          "this device was removed from the proton's circle: the proton is read-only here")
+	X(EREADONLY,    -1053, "read_only",          "this device was removed from the proton's circle: the proton is read-only here") \
+	X(ENOSTATE,     -1054, "no_state",           "this device holds no state of the relationship: the fanout strategy's hub does")
 
 enum relm_error {
 	RELM_OK = 0,

@@ -244,8 +244,8 @@ START_TEST(protons)
 	ck_assert(num(d, "added") > 0);
 	cJSON_Delete(r);
 
-	/* set_strategy: leaderless and leader are served (each a new seq),
-	 * fanout not yet; a leader must be a device of the circle */
+	/* set_strategy: each change a new seq; a leader must be a device of
+	 * the circle */
 	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", W.pa);
 	ck_assert_str_eq(str(td_res(r), "strategy"), "leaderless");
 	ck_assert_int_eq((int)num(td_res(r), "seq"), 1);
@@ -268,8 +268,11 @@ START_TEST(protons)
 	expect_err(td_callf(W.a.sock, "proton.set_strategy",
 			    "{\"proton\":\"%s\",\"strategy\":\"leader\",\"leader\":\"%s\"}", W.pa, NOID),
 		   -32000, "not_found", "set_strategy leader not a device");
-	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"fanout\"}", W.pa),
-		   -32000, "not_implemented", "set_strategy fanout");
+	/* fanout without a hub named: this device is the hub */
+	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"fanout\"}", W.pa);
+	ck_assert_str_eq(str(td_res(r), "strategy"), "fanout");
+	ck_assert_int_eq((int)num(td_res(r), "seq"), 3);
+	cJSON_Delete(r);
 	r = td_must(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", W.pa);
 	cJSON_Delete(r);
 	expect_err(td_callf(W.a.sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"bogus\"}", W.pa),

@@ -9,7 +9,11 @@
  * send lease (a server played here: compare-and-set with a TTL on the
  * shared clock) moves to the other device when the holder goes silent,
  * which then sends the requests it had pending; the holder that comes
- * back asks the new one.  Bob sees every message once, from one peer.
+ * back asks the new one.  Under fanout the other device holds no state
+ * and reads no relationship mailbox, gets the hub's history as delivers,
+ * and its messages wait while the hub is away; back to leaderless it
+ * holds the state again from the hub's and sends itself.  Bob sees every
+ * message once, from one peer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -209,8 +213,8 @@ START_TEST(test_strategy_changes)
 	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_LEADERLESS, dev_a, &seq),
 	                 RELM_EINVAL);
 	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, 7, NULL, &seq), RELM_EINVAL);
-	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, dev_a, &seq),
-	                 RELM_ENOTIMPL);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, stranger, &seq),
+	                 RELM_ENOTFOUND);
 	ck_assert_int_eq(view(&A).seq, 0);                     /* nothing changed */
 	/* pinned leader on A, set on J; A's own change at the same time */
 	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADER, dev_a, &seq), 0);
@@ -394,6 +398,116 @@ START_TEST(test_requests_survive_a_restart)
 }
 END_TEST
 
+struct mb_find {
+	uint8_t id[32];
+	int found;
+};
+
+static int mb_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	struct mb_find *f = ctx;
+	(void)cursor;
+	f->found |= memcmp(id, f->id, 32) == 0;
+	return 0;
+}
+
+/* Does d read rb's mailbox? */
+static int reads_rb(struct tu_daemon *d)
+{
+	struct relm_store_rel r;
+	struct mb_find f = { { 0 }, 0 };
+
+	ck_assert_int_eq(relm_store_rel_get(d->st, rb, &r, 0), 0);
+	memcpy(f.id, r.mailbox_id, 32);
+	relm_store_rel_clear(&r);
+	ck_assert_int_eq(relm_core_mailboxes(d->core, mb_cb, &f), 0);
+	return f.found;
+}
+
+static int holds_rb(struct tu_daemon *d)
+{
+	struct relm_rel *rel = NULL;
+	int rc = relm_core_rel_load(d->core, rb, &rel);
+	relm_rel_free(rel);
+	ck_assert(rc == 0 || rc == RELM_ENOSTATE);
+	return rc == 0;
+}
+
+/* fanout: A the hub, J without state; the hub away and back; then
+ * leaderless again, J holding the state once more. */
+START_TEST(test_fanout_hub_away_and_back)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *jb[2] = { &J, &B };
+	struct find f;
+
+	send(&J, "j0 leaderless");
+	settle(all, 3);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert_int_eq(view(&J).strategy, RELM_STRATEGY_FANOUT);
+	ck_assert_int_eq(memcmp(view(&J).pinned, dev_a, 16), 0);
+	ck_assert_int_eq(view(&J).sends, 0);
+	ck_assert_int_eq(view(&A).sends, 1);
+	ck_assert(holds_rb(&A));
+	ck_assert(!holds_rb(&J));
+	ck_assert(reads_rb(&A));
+	ck_assert(!reads_rb(&J));
+	ck_assert_int_eq(find(&J, rb, "j0 leaderless").n, 1);     /* its history stays */
+
+	/* J asks, the hub sends; bob's and the hub's own messages reach J as delivers */
+	send(&J, "j1 via the hub");
+	send(&A, "a1 from the hub");
+	settle(all, 3);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b1 to alice", 11, NULL, (uint8_t[16]){ 0 },
+	                                        &(int){ 0 }), 0);
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j1 via the hub").n, 1);
+	ck_assert_int_eq(find(&B, rb, "a1 from the hub").n, 1);
+	f = find(&J, rb, "j1 via the hub");
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(f.origin, RELM_ORIGIN_SELF);
+	ck_assert_int_eq(f.status, RELM_STATUS_DELIVERED);
+	f = find(&J, rb, "a1 from the hub");
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(f.origin, RELM_ORIGIN_SIBLING);
+	f = find(&J, rb, "b1 to alice");
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(f.origin, RELM_ORIGIN_REMOTE);
+	ck_assert_uint_eq(pending(&J), 0);
+
+	/* the hub away: J's message waits, queued */
+	send(&J, "j2 while the hub is away");
+	tu_settle(jb, 2, &net, 5, 1000);
+	ck_assert_int_eq(find(&B, rb, "j2 while the hub is away").n, 0);
+	ck_assert_uint_eq(pending(&J), 1);
+	ck_assert_int_eq(find(&J, rb, "j2 while the hub is away").status, RELM_STATUS_QUEUED);
+	settle(all, 3);                                        /* and back */
+	ck_assert_int_eq(find(&B, rb, "j2 while the hub is away").n, 1);
+	ck_assert_uint_eq(pending(&J), 0);
+
+	/* leaderless again, set on J: it holds the state again and sends */
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert(holds_rb(&J));
+	ck_assert(reads_rb(&J));
+	ck_assert_int_eq(view(&J).sends, 1);
+	send(&J, "j3 on its own");
+	settle(all, 3);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b2 to both", 10, NULL, (uint8_t[16]){ 0 },
+	                                        &(int){ 0 }), 0);
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j3 on its own").n, 1);
+	ck_assert_int_eq(find(&A, rb, "j3 on its own").n, 1);
+	ck_assert_int_eq(find(&J, rb, "b2 to both").n, 1);
+	ck_assert_int_eq(find(&A, rb, "b2 to both").n, 1);
+	/* bob: each once, one relationship */
+	const char *bodies[] = { "j0 leaderless", "j1 via the hub", "a1 from the hub",
+	                         "j2 while the hub is away", "j3 on its own" };
+	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+		ck_assert_msg(find(&B, rb, bodies[i]).n == 1, "bob: %s", bodies[i]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_strategy");
@@ -405,6 +519,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_pinned_leader);
 	tcase_add_test(tc, test_lease_takeover);
 	tcase_add_test(tc, test_requests_survive_a_restart);
+	tcase_add_test(tc, test_fanout_hub_away_and_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -522,7 +522,8 @@ static void strategy_add(void *actx, const struct relmd_strategy_status *s)
 	    (s->has_leader && !add_id(o, "leader", s->leader)) ||
 	    (s->has_holder ? !add_id(o, "holder", s->holder) : !cJSON_AddNullToObject(o, "holder")) ||
 	    !cJSON_AddBoolToObject(o, "sends", s->sends) ||
-	    !cJSON_AddNumberToObject(o, "pending_requests", (double)s->pending_requests)) {
+	    !cJSON_AddNumberToObject(o, "pending_requests", (double)s->pending_requests) ||
+	    !cJSON_AddNumberToObject(o, "stateless_relationships", (double)s->stateless)) {
 		cJSON_Delete(o);
 		return;
 	}

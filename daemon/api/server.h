@@ -101,6 +101,7 @@ struct relmd_strategy_status {
 	uint8_t holder[16];            /* the device that sends, as this one sees it */
 	int sends;                     /* this device sends to the remotes */
 	uint64_t pending_requests;     /* its requests not yet seen sent */
+	uint64_t stateless;            /* relationships it holds without state (fanout) */
 };
 
 /* daemon.status's view of the store (proto/api.md §4). */

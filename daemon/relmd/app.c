@@ -828,6 +828,7 @@ static int strat_cb(void *ctx, const struct relm_store_proton *p)
 	memcpy(s.holder, cs.holder, 16);
 	s.sends = cs.sends;
 	s.pending_requests = cs.pending_requests;
+	s.stateless = cs.stateless;
 	if (s.strategy)
 		w->add(w->actx, &s);
 	return 0;

@@ -131,6 +131,7 @@ struct relm_core_strategy {
 	uint32_t devices;
 	int sends;                         /* this device sends to the remotes now */
 	uint64_t pending_requests;         /* this device's requests not yet seen sent */
+	uint64_t stateless;                /* relationships it holds without state (fanout) */
 };
 int relm_core_strategy_get(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                            struct relm_core_strategy *out);

@@ -20,6 +20,7 @@
 #include "core/core.h"
 #include "engine/rel_state.h"
 #include "wire/sibling.h"
+#include "error.h"
 
 enum {
 	RELM__XFERS    = 8,       /* state transfers being reassembled at once */
@@ -38,6 +39,7 @@ struct relm__view {
 	uint64_t lease_read;          /* when the last answer's LEASE was sent */
 	int sender;                   /* it sent for the proton at the last view change (-1: not known) */
 	int release;                  /* it left `leader` holding the lease: give it back */
+	uint64_t asked_ms;            /* fanout.c: when it last asked for the states it lacks */
 	uint64_t stamp;               /* least recently used goes first */
 };
 
@@ -133,6 +135,13 @@ struct relm_core {
 static inline uint64_t relm__core_now(const struct relm_core *c)
 {
 	return relm__now(c->env);
+}
+
+/* RELM_ENOSTATE (a relationship held without state, fanout: devices.md
+ * §11.4) as nothing to do, for the steps that only a state holder takes. */
+static inline int relm__no_state_ok(int rc)
+{
+	return rc == RELM_ENOSTATE ? 0 : rc;
 }
 
 /* A growing list of ids (free v after); devices.c. */
@@ -304,6 +313,9 @@ int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 int relm__core_pin_follow(struct relm_core *c, const struct relm_rel *rel,
                           struct relm_effects *fx);
 /* strategy.c */
+/* proton's lease view, made when missing (NULL: never — a slot is
+ * reused). */
+struct relm__view *relm__core_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
 /* ds->strategy and ds->holder from proton's row and the lease view (ds's
  * other fields filled).  0 or a store error. */
 int relm__core_view_fill(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct relm_devices *ds);
@@ -318,6 +330,25 @@ int relm__core_sib_deliver(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 /* The strategy held, to a new device (nothing when it never changed). */
 int relm__core_strategy_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                              const uint8_t device[RELM_ID_LEN]);
+/* fanout.c */
+/* relm__core_load's answer for rel_id held without state: c->devs shows
+ * the view of a requester of the hub it was wiped under (fanout, holder
+ * the hub); RELM_ENOSTATE, or a store error. */
+int relm__core_stateless_view(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]);
+/* The effects of a step taken without state on rel_id (a request made,
+ * a deliver applied): routed and applied, inside the open step. */
+int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], struct relm_effects *fx);
+/* Inside the open step, at every view change of proton (strategy.c):
+ * a non-hub of fanout wipes every relationship it holds (its requests
+ * went to the hub first); a device that must hold state again asks for
+ * it; a hub that adopts fanout sends its history, one that leaves it
+ * its states. was, now: the strategy before and after (-1: no change). */
+int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const struct relm_sib_strategy *was, const struct relm_sib_strategy *now);
+/* A whole state for rel_id held without state: it is held again from it
+ * (the first sibling's answer; the others' merge as usual). */
+int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t rel_id[RELM_ID_LEN], struct relm_rel *state);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

@@ -48,6 +48,12 @@ int relm__core_load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct r
 		relm_store_rel_clear(&r);
 		return rc;
 	}
+	if (r.state_len == 0) {
+		/* held without state (a fanout non-hub, devices.md §11.4): the
+		 * steps that need none see the view of a requester of the hub */
+		relm_store_rel_clear(&r);
+		return relm__core_stateless_view(c, id);
+	}
 	rc = relm_rel_decode(&rel, r.state, r.state_len);
 	relm_store_rel_clear(&r);
 	if (rc != 0)
@@ -179,7 +185,17 @@ int relm_core_message_send(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN
 			goto done;
 		}
 	}
-	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) == RELM_ENOSTATE) {
+		/* no state here: the hub sends it (devices.md §11.4) */
+		if ((rc = relm__core_writable(c, c->devs_proton)) == 0 &&
+		    (rc = relm_request_make(c->env, rel_id, body, len, id, id_out, &fx)) == 0)
+			rc = relm__core_apply_id(c, rel_id, &fx);
+		if (rc == 0)
+			*was_new = 1;
+		rc = rc == RELM_EEXIST ? 0 : rc;
+		goto done;
+	}
+	if (rc != 0)
 		goto done;
 	if (rel->sibling_session) {
 		rc = RELM_ENOTFOUND;         /* not a relationship of the proton */
@@ -252,8 +268,10 @@ int relm__core_receive_on(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN]
 	int rc;
 
 	relm_effects_init(&fx);
-	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) != 0) {
+		rc = relm__no_state_ok(rc);      /* held without state: the hub reads it */
 		goto out;
+	}
 	rc = relm_rel_receive(rel, c->env, buf, len, &fx);
 	if (rc == 0 || rc == RELM_EDUP || rc == RELM_EPENDING) {
 		int r2 = relm__core_step_apply(c, rel, &fx);
@@ -354,6 +372,11 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 		if ((rc = relm_store_begin(c->st)) != 0)
 			goto out;
 		rc = relm__core_load(c, d.v[i], &rel);
+		if (rc == RELM_ENOSTATE) {       /* held without state: no timers */
+			if ((rc = relm__core_finish(c, relm_store_rel_set_deadline(c->st, d.v[i], 0))) != 0)
+				goto out;
+			continue;
+		}
 		if (rc == 0 && !rel->sibling_session && (rc = relm__core_removed(c, c->devs_proton)) == 1) {
 			/* this device was removed (proto/revocation.md §1): it sends
 			 * nothing more for the proton — no receipt, retransmission

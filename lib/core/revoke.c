@@ -336,6 +336,7 @@ int relm__core_sib_identity(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 				memcpy(rel->ipk_self, s.new_ipk, RELM_SIGN_PK_LEN);
 			rc = relm__core_save(c, rel);
 		}
+		rc = relm__no_state_ok(rc);      /* the hub's state presents it (fanout) */
 		relm_rel_free(rel);
 	}
 	if (rc == 0)
@@ -471,6 +472,7 @@ int relm__core_heal_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], 
 		if ((rc = relm__core_load(c, ids.v[i], &rel)) == 0 && rel->mode == RELM_MODE_TREE &&
 		    (rc = relm_rel_heal_arm(rel, c->env, epoch)) == 0)
 			rc = relm__core_save(c, rel);
+		rc = relm__no_state_ok(rc);      /* the hub heals what it holds (fanout) */
 		relm_rel_free(rel);
 	}
 out:

@@ -66,7 +66,7 @@ int relm__core_send_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	int rc;
 
 	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
-		return rc;
+		return relm__no_state_ok(rc);    /* held without state: nothing to tell */
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		goto out;
 	memset(&s, 0, sizeof s);
@@ -167,8 +167,8 @@ static struct relm__xfer *xfer_slot(struct relm_core *c, const uint8_t device[RE
 	return x;
 }
 
-static int merge_state(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
-                       const uint8_t *buf, size_t len)
+static int merge_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                       const uint8_t rel_id[RELM_ID_LEN], const uint8_t *buf, size_t len)
 {
 	struct relm_effects fx;
 	struct relm_rel *other = NULL, *rel = NULL;
@@ -181,12 +181,18 @@ static int merge_state(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN],
 		rc = RELM_EINVAL;            /* another relationship's state under this id */
 	else
 		rc = relm__core_load(c, rel_id, &rel);
+	if (rc == RELM_ENOSTATE) {
+		/* held without state: held again from this one (fanout.c) */
+		rc = relm__core_state_back(c, proton, rel_id, other);
+		goto out;
+	}
 	if (rc == 0)
 		rc = relm_rel_merge(rel, c->env, other, &fx);
 	if (rc == 0)
 		rc = relm__core_step_apply(c, rel, &fx);
 	if (rc == 0)
 		rc = relm__core_save(c, rel);
+out:
 	relm_effects_clear(&fx);
 	relm_rel_free(rel);
 	relm_rel_free(other);
@@ -214,7 +220,7 @@ int relm__core_sib_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if (x->got != all)
 		return 0;
 	rc = adopt ? relm__core_bulk_adopt(c, proton, device, s->rel, x->buf, x->total)
-	           : merge_state(c, s->rel, x->buf, x->total);
+	           : merge_state(c, proton, s->rel, x->buf, x->total);
 	xfer_free(x);
 	return rc;
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "core/core_int.h"
+#include "engine/rel_strategy.h"
 #include "core/apply.h"
 #include "crypto/crypto.h"
 #include "wire/circle.h"
@@ -96,7 +97,9 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 		c->busy = was_busy;
 		return rc;
 	}
-	if ((rc = relm__core_route(c, rel->id, fx)) != 0 || (rc = relm__core_pin_follow(c, rel, fx)) != 0)
+	/* the fanout hub's history to its siblings without state (§11.4) */
+	if ((rc = relm_rel_fanout(rel, c->env, fx, 0)) != 0 ||
+	    (rc = relm__core_route(c, rel->id, fx)) != 0 || (rc = relm__core_pin_follow(c, rel, fx)) != 0)
 		return rc;
 	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
 }
@@ -369,8 +372,10 @@ static int dispatch_copy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		if (rc == 0 && rel->sibling_session)
 			rc = RELM_EAUTH;
 		if (rc != 0) {
+			/* held without state (fanout): its nodes come back with
+			 * the states asked for when it holds it again (fanout.c) */
 			relm_rel_free(rel);
-			return rc;
+			return relm__no_state_ok(rc);
 		}
 		run->rel = rel;
 		memcpy(run->rel_id, rel_id, RELM_ID_LEN);

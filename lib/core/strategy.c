@@ -89,6 +89,11 @@ static int held(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct r
 	return 0;
 }
 
+struct relm__view *relm__core_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
+{
+	return view_get(c, proton);
+}
+
 int relm__core_view_fill(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct relm_devices *ds)
 {
 	struct relm_sib_strategy s;
@@ -131,8 +136,18 @@ static int rel_step(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], cons
 	int rc;
 
 	relm_effects_init(&fx);
-	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) == RELM_ENOSTATE && data) {
+		/* held without state: it asks the hub, and cannot serve */
+		if ((rc = relm_request_due(c->env, data, len, to, next, &fx)) == 1)
+			rc = 0;
+		if (rc == 0)
+			rc = relm__core_apply_id(c, rel_id, &fx);
 		goto out;
+	}
+	if (rc != 0) {
+		rc = relm__no_state_ok(rc);          /* nothing to lead without state */
+		goto out;
+	}
 	if (!data) {
 		rc = relm_rel_lead(rel, c->env, &fx);
 	} else {
@@ -201,7 +216,8 @@ static void reqs_free(struct reqs *q)
  * timer: a device that now sends takes over every relationship (§11.2),
  * and every pending request goes where the view says, or is served here
  * (§11.5). */
-static int view_apply(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
+static int view_apply(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                      const struct relm_sib_strategy *was, const struct relm_sib_strategy *now)
 {
 	struct relm__ids ids = { 0 };
 	struct reqs q = { 0 };
@@ -231,6 +247,10 @@ static int view_apply(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 		goto out;
 	for (size_t i = 0; i < q.n && rc == 0; i++)
 		rc = rel_step(c, q.v[i].r.rel, q.v[i].data, q.v[i].r.len, q.v[i].r.dev, q.v[i].r.next_ms);
+	/* then state: wiped by a fanout non-hub (its requests went to the hub
+	 * first), asked back by a device that must hold it (§11.6) */
+	if (rc == 0 && (rc = relm__core_devices_load(c, proton)) == 0)
+		rc = relm__core_fanout_view(c, proton, was, now);
 out:
 	free(ids.v);
 	reqs_free(&q);
@@ -254,9 +274,11 @@ static int in_circle(const struct relm_core *c, const uint8_t id[RELM_ID_LEN])
 static int adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const struct relm_sib_strategy *s)
 {
 	struct relm__view *v = view_get(c, proton);
+	struct relm_sib_strategy was;
 	int rc;
 
-	if ((rc = relm_store_proton_set_strategy(c->st, proton, relm_core_strategy_name(s->strategy),
+	if ((rc = held(c, proton, &was)) != 0 ||
+	    (rc = relm_store_proton_set_strategy(c->st, proton, relm_core_strategy_name(s->strategy),
 	                                         s->pinned, s->seq, s->by)) != 0)
 		return rc;
 	if (memcmp(v->holder, c->devs.self, RELM_ID_LEN) == 0 && v->until > relm__core_now(c) &&
@@ -264,7 +286,8 @@ static int adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const s
 		v->release = 1;                      /* relm_core_leases gives it back */
 	memset(v->holder, 0, RELM_ID_LEN);
 	v->until = 0;
-	return view_apply(c, proton);
+	v->asked_ms = 0;
+	return view_apply(c, proton, &was, s);
 }
 
 /* The rules of a strategy message's fields against the circle held. */
@@ -291,8 +314,6 @@ int relm_core_strategy_set(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 
 	if (strategy < 0 || strategy > RELM_STRATEGY_FANOUT)
 		return RELM_EINVAL;
-	if (strategy == RELM_STRATEGY_FANOUT)
-		return RELM_ENOTIMPL;                /* not served by relmd yet (devices.md §11.4) */
 	if ((rc = relm_store_begin(c->st)) != 0)
 		return rc;
 	if ((rc = held(c, proton, &h)) != 0 || (rc = relm__core_writable(c, proton)) != 0 ||
@@ -303,6 +324,8 @@ int relm_core_strategy_set(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	s.strategy = (uint8_t)strategy;
 	if (pinned)
 		memcpy(s.pinned, pinned, RELM_ID_LEN);
+	else if (strategy == RELM_STRATEGY_FANOUT && c->devs.count)
+		memcpy(s.pinned, c->devs.self, RELM_ID_LEN);   /* this device is the hub */
 	if (c->devs.count)
 		memcpy(s.by, c->devs.self, RELM_ID_LEN);
 	if (c->devs.count && (rc = strategy_ok(c, &s)) != 0) {
@@ -376,7 +399,15 @@ static int sib_step(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if ((rc = relm__core_proton_rel(c, proton, rel_id)) != 0)
 		return rc;                           /* not a relationship of the proton: refused */
 	relm_effects_init(&fx);
-	if ((rc = relm__core_load(c, rel_id, &rel)) != 0)
+	if ((rc = relm__core_load(c, rel_id, &rel)) == RELM_ENOSTATE) {
+		/* held without state: a deliver goes to the history, a request
+		 * is for the hub (§11.4) */
+		rc = 0;
+		if (deliver && (rc = relm_deliver_apply(c->env, NULL, buf, len, got, &fx)) == 0)
+			rc = relm__core_apply_id(c, rel_id, &fx);
+		goto out;
+	}
+	if (rc != 0)
 		goto out;
 	if (deliver) {
 		rc = relm_deliver_apply(c->env, rel, buf, len, got, &fx);
@@ -544,7 +575,7 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	}
 	relm_lease_keys_clear(&k);
 	v->lease_read = sent_ms;
-	rc = view_apply(c, proton);
+	rc = view_apply(c, proton, NULL, NULL);
 	return relm__core_finish(c, rc);
 }
 
@@ -558,11 +589,19 @@ int relm_core_strategy_tick(struct relm_core *c)
 	for (size_t i = 0; i < ids.n && rc == 0; i++) {
 		if ((rc = relm_store_begin(c->st)) != 0)
 			break;
-		rc = relm__core_finish(c, view_apply(c, ids.v[i]));
+		rc = relm__core_finish(c, view_apply(c, ids.v[i], NULL, NULL));
 	}
 out:
 	free(ids.v);
 	return rc;
+}
+
+static int count_cb(void *ctx, const uint8_t rel[RELM_ID_LEN], const uint8_t src[RELM_ID_LEN])
+{
+	(void)rel;
+	(void)src;
+	++*(uint64_t *)ctx;
+	return 0;
 }
 
 int relm_core_strategy_get(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
@@ -582,7 +621,9 @@ int relm_core_strategy_get(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	out->sends = relm_strategy_sends(c->env);
 	if (c->devs.count <= 1)
 		out->sends = 1;
-	return relm_store_request_count(c->st, proton, &out->pending_requests);
+	if ((rc = relm_store_request_count(c->st, proton, &out->pending_requests)) != 0)
+		return rc;
+	return relm_store_stateless_list(c->st, proton, count_cb, &out->stateless);
 }
 
 void relm_core_lease_ttl(struct relm_core *c, uint32_t ttl_ms)

@@ -16,15 +16,17 @@ RELM__SQL(OUTBOX_PURGE, "DELETE FROM outbox WHERE state='posted'");
 RELM__SQL(OUTBOX_PURGE_SOME, "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state='posted' ORDER BY seq LIMIT ?1)");
 RELM__SQL(CURSOR_GET, "SELECT cursor FROM cursors WHERE mailbox=?1");
 RELM__SQL(CURSOR_SET, "INSERT INTO cursors(mailbox,cursor) VALUES(?1,?2) ON CONFLICT(mailbox) DO UPDATE SET cursor=excluded.cursor");
-/* the mailboxes of relationships, of invites not expired, this device's
+/* the mailboxes of relationships (but those held without state: a fanout
+ * non-hub reads none, devices.md §11.4), of invites not expired, this device's
  * device mailboxes (proto/devices.md §3) and the pairing mailboxes of
  * pairings that still wait for something (§12.8: not J once joined) */
 RELM__SQL(MBOX_LIST, "SELECT r.mailbox_id, coalesce(c.cursor,0) FROM relationships r LEFT JOIN cursors c ON c.mailbox=r.mailbox_id"
+                     " WHERE NOT EXISTS (SELECT 1 FROM stateless s WHERE s.rel=r.id)"
                      " UNION ALL SELECT i.mailbox_id, coalesce(c.cursor,0) FROM invites i LEFT JOIN cursors c ON c.mailbox=i.mailbox_id WHERE i.expires>=?1"
                      " UNION ALL SELECT k.mailbox_id, coalesce(c.cursor,0) FROM device_keys k LEFT JOIN cursors c ON c.mailbox=k.mailbox_id"
                      " UNION ALL SELECT p.mailbox, coalesce(c.cursor,0) FROM pairings p LEFT JOIN cursors c ON c.mailbox=p.mailbox"
                      " WHERE p.state='offered' OR p.state='welcomed' OR p.state='joining'");
-RELM__SQL(MBOX_SECRET, "SELECT mailbox_sk FROM relationships WHERE mailbox_id=?1 UNION ALL SELECT mailbox_sk FROM invites WHERE mailbox_id=?1"
+RELM__SQL(MBOX_SECRET, "SELECT mailbox_sk FROM relationships r WHERE mailbox_id=?1 AND NOT EXISTS (SELECT 1 FROM stateless s WHERE s.rel=r.id) UNION ALL SELECT mailbox_sk FROM invites WHERE mailbox_id=?1"
                        " UNION ALL SELECT mailbox_sk FROM device_keys WHERE mailbox_id=?1"
                        " UNION ALL SELECT mailbox_sk FROM pairings WHERE mailbox=?1 LIMIT 1");
 

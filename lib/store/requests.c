@@ -9,6 +9,7 @@
 RELM__SQL(REQ_PUT, "INSERT INTO requests(rel,id,data,dev,next_ms) VALUES(?1,?2,?3,?4,?5) ON CONFLICT(rel,id) DO UPDATE SET data=excluded.data, dev=excluded.dev, next_ms=excluded.next_ms");
 RELM__SQL(REQ_DEL, "DELETE FROM requests WHERE rel=?1 AND id=?2");
 RELM__SQL(REQ_LIST, "SELECT q.rel,q.id,q.data,q.dev,q.next_ms FROM relationships r JOIN requests q ON q.rel=r.id WHERE r.proton=?1 ORDER BY q.rel,q.id");
+RELM__SQL(REQ_HAS, "SELECT 1 FROM requests WHERE rel=?1 AND id=?2");
 RELM__SQL(REQ_COUNT, "SELECT count(*) FROM relationships r JOIN requests q ON q.rel=r.id WHERE r.proton=?1");
 
 int relm_store_request_put(struct relm_store *st, const struct relm_store_request *r)
@@ -60,4 +61,16 @@ int relm_store_request_count(struct relm_store *st, const uint8_t proton[RELM_ID
 	if ((rc = q_row(&q)) == 0)
 		*n = q_col_u64(&q, 0);
 	return q_end(&q, rc);
+}
+
+int relm_store_request_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN])
+{
+	struct relm__q q;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, REQ_HAS, A_ID(rel), A_ID(id));
+	rc = q_row(&q);
+	return q_end(&q, rc == 0 ? 1 : rc == RELM_ENOTFOUND ? 0 : rc);
 }

@@ -274,7 +274,9 @@ static const char schema_v10[] =
  * `(seq, by)` of the strategy message it came from; `leader` already
  * holds the pinned leader or the hub), and the pending requests of a
  * device that does not send (§11.5): the request message itself, the
- * device it was last sent to and when it goes again. */
+ * device it was last sent to and when it goes again; and the relationships
+ * a fanout non-hub holds without state (§11.4: its state blob is empty,
+ * its mailbox not read), with the hub it wiped it under. */
 static const char schema_v11[] =
 	"ALTER TABLE protons ADD COLUMN strategy_seq INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE protons ADD COLUMN strategy_by BLOB;"
@@ -284,7 +286,10 @@ static const char schema_v11[] =
 	" data BLOB NOT NULL,"
 	" dev BLOB NOT NULL CHECK(length(dev)=16),"
 	" next_ms INTEGER NOT NULL,"
-	" PRIMARY KEY(rel, id)) WITHOUT ROWID;";
+	" PRIMARY KEY(rel, id)) WITHOUT ROWID;"
+	"CREATE TABLE stateless("
+	" rel BLOB PRIMARY KEY REFERENCES relationships(id) ON DELETE CASCADE,"
+	" src BLOB NOT NULL CHECK(length(src)=16)) WITHOUT ROWID;";
 
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {

@@ -159,6 +159,8 @@
  *   requests(rel→relationships, id, data, dev, next_ms; PK(rel, id)) [v11]
  *           pending requests of a device that does not send (devices.md
  *           §11.5): the request message, the device it went to last
+ *   stateless(rel PK→relationships, src) [v11]  relationships a fanout
+ *           non-hub holds without state (its blob empty), and the hub
  *   acks(rel→relationships, dh, n, id; PK(rel, dh, n, id)) [v4]
  *           acknowledgements waiting for the receipt timer (were inside
  *           the state blob until v3, which every step rewrites)
@@ -748,8 +750,31 @@ int relm_store_request_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN]
  * cb's nonzero return stops the walk and is returned. */
 int relm_store_request_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                             int (*cb)(void *ctx, const struct relm_store_request *r), void *ctx);
+/* 1 if (rel, id) is a pending request, 0 if not, or an error. */
+int relm_store_request_has(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                           const uint8_t id[RELM_ID_LEN]);
 /* How many proton has (for daemon.status). */
 int relm_store_request_count(struct relm_store *st, const uint8_t proton[RELM_ID_LEN], uint64_t *n);
+
+/* ---- relationships held without state (schema v11) ------------------- */
+
+/* A fanout non-hub wipes rel's state (devices.md §11.4), in the open
+ * transaction: its retransmission records, acknowledgements owed and
+ * pending envelopes deleted, its timer off, its state blob empty (a
+ * relationship row whose state is empty is held without state), its
+ * mailbox out of the mailbox list; src is the hub it wiped it under. */
+int relm_store_rel_wipe(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                        const uint8_t src[RELM_ID_LEN], uint64_t now_ms);
+/* rel is held with state again (the caller writes the state). */
+int relm_store_rel_held(struct relm_store *st, const uint8_t rel[RELM_ID_LEN]);
+/* The hub rel was wiped under.  RELM_ENOTFOUND: rel holds its state. */
+int relm_store_stateless_src(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                             uint8_t src[RELM_ID_LEN]);
+/* Every relationship of proton held without state, in id order. */
+int relm_store_stateless_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
+                              int (*cb)(void *ctx, const uint8_t rel[RELM_ID_LEN],
+                                        const uint8_t src[RELM_ID_LEN]),
+                              void *ctx);
 
 /* ---- outgoing: the retransmission queue (schema v2) -------------------- */
 

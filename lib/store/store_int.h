@@ -147,7 +147,8 @@ struct relm__evmem {
 	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
 	/* outgoing.c */ X(OUT_PUT) X(OUT_DEL) X(OUT_DEL_MANY) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
 	                 X(ACK_PUT) X(ACK_DEL) X(ACK_LIST)                            \
-	/* requests.c */ X(REQ_PUT) X(REQ_DEL) X(REQ_LIST) X(REQ_COUNT)
+	/* requests.c */ X(REQ_PUT) X(REQ_DEL) X(REQ_LIST) X(REQ_COUNT) X(REQ_HAS)              \
+	/* stateless.c */ X(SL_PUT) X(SL_DEL) X(SL_SRC) X(SL_LIST) X(SL_OUT) X(SL_ACKS) X(SL_PENDING)
 
 enum relm__slot {
 #define X(name) RELM__S_##name,

@@ -1,9 +1,9 @@
 /*
- * check_leader.c — the `leader` strategy on loopback daemons
- * (proto/devices.md §11.2, §11.3, §11.5): relm-mailbox, two relmd of
- * alice (paired) and bob's, every relmd with a 3 s send lease.
+ * check_strategies.c — the `leader` and `fanout` strategies on loopback
+ * daemons (proto/devices.md §11): relm-mailbox, two relmd of alice
+ * (paired) and bob's, every relmd with a 3 s send lease.
  *
- * alice chooses `leader` (no pinned device): within a lease period one
+ * leader: alice chooses `leader` (no pinned device): within a lease period one
  * of her devices takes the lease on the mailbox server and sends for
  * both; the other's messages go to it as requests.  Then both devices
  * send in rounds, and the holder is killed with SIGKILL in the middle of
@@ -15,6 +15,12 @@
  *   - both alice devices hold the whole conversation, each message once;
  *   - no request is left pending, and daemon.status on both names the
  *     same holder, one of them sending.
+ *
+ * fanout: alice's first device is the hub.  The other holds no state
+ * (daemon.status stateless_relationships) and gets the conversation
+ * from the hub; the hub is killed with SIGKILL, a message typed on the
+ * other waits `queued` and is sent once the hub is back; leaderless
+ * again, the other holds the state again and sends by itself.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -38,7 +44,7 @@ static struct td_relmd A[2], B;
 static void start(struct td_relmd *d, const char *name)
 {
 	ck_assert_int_eq(td_relmd_start(d, dir, name, mb.port), 0);
-	snprintf(d->lease_ttl, sizeof d->lease_ttl, "3");
+	snprintf(d->lease_ttl, sizeof d->lease_ttl, "3");   /* leader: a silent holder is replaced in 3 s */
 	ck_assert_int_eq(td_relmd_restart(d), 0);
 }
 
@@ -65,6 +71,7 @@ struct view {
 	char holder[33];                 /* "" when null */
 	int sends;
 	int pending;
+	int stateless;
 };
 
 static struct view view_of(const struct td_relmd *d)
@@ -81,6 +88,7 @@ static struct view view_of(const struct td_relmd *d)
 			snprintf(v.holder, sizeof v.holder, "%s", h->valuestring);
 		v.sends = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "sends"));
 		v.pending = (int)cJSON_GetObjectItemCaseSensitive(s, "pending_requests")->valuedouble;
+		v.stateless = (int)cJSON_GetObjectItemCaseSensitive(s, "stateless_relationships")->valuedouble;
 	}
 	cJSON_Delete(r);
 	return v;
@@ -170,11 +178,11 @@ static void send_text(const struct td_relmd *d, const char *rel, const char *bod
 	cJSON_Delete(r);
 }
 
-START_TEST(test_leader_killed_mid_stream)
+/* alice (device 0) and bob related, one message from bob, alice's
+ * second device paired (label) and holding the history: the ids. */
+static void alice_and_bob(char pa[33], char pb[33], char rel[33], char rel_b[33], char ids[2][33],
+                          const char *label)
 {
-	char pa[33], pb[33], rel[33], rel_b[33], body[24], ids[2][33];
-	struct seen s;
-	int holder, total;
 	cJSON *r;
 
 	td_relate(A[0].sock, B.sock, pa, pb, rel_b, WAIT_MS);
@@ -184,10 +192,20 @@ START_TEST(test_leader_killed_mid_stream)
 	cJSON_Delete(r);
 	send_text(&B, rel_b, "b-hello");
 	ck_assert(td_wait(has_count, &(struct want){ &A[0], rel, 1 }, WAIT_MS));
-	td_pair(A[0].sock, A[1].sock, pa, "laptop", WAIT_MS);
+	td_pair(A[0].sock, A[1].sock, pa, label, WAIT_MS);
 	ck_assert(td_wait(has_count, &(struct want){ &A[1], rel, 1 }, WAIT_MS));
 	self_id(&A[0], pa, ids[0]);
 	self_id(&A[1], pa, ids[1]);
+}
+
+START_TEST(test_leader_killed_mid_stream)
+{
+	char pa[33], pb[33], rel[33], rel_b[33], body[24], ids[2][33];
+	struct seen s;
+	int holder, total;
+	cJSON *r;
+
+	alice_and_bob(pa, pb, rel, rel_b, ids, "laptop");
 
 	/* leader, the lease decides: one holder within a few periods */
 	r = td_must(A[1].sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leader\"}", pa);
@@ -240,13 +258,129 @@ START_TEST(test_leader_killed_mid_stream)
 }
 END_TEST
 
+/* d's status of its message body ("" when it has none). */
+static void status_of(const struct td_relmd *d, const char *rel, const char *body, char out[16])
+{
+	cJSON *r = td_must(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", rel);
+	const cJSON *m;
+	out[0] = 0;
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages"))
+		if (!strcmp(td_str(m, "body"), body))
+			snprintf(out, 16, "%s", td_str(m, "status"));
+	cJSON_Delete(r);
+}
+
+struct st_want {
+	const struct td_relmd *d;
+	const char *rel, *body, *status;
+};
+
+static int has_status(void *arg)
+{
+	struct st_want *w = arg;
+	char st[16];
+	status_of(w->d, w->rel, w->body, st);
+	return strcmp(st, w->status) == 0;
+}
+
+static int shows_tree(void *arg)
+{
+	struct want *w = arg;
+	cJSON *r = td_callf(w->d->sock, "relationship.show", "{\"relationship\":\"%s\"}", w->rel);
+	int ok = r && td_res(r) != NULL;
+	cJSON_Delete(r);
+	return ok;
+}
+
+struct fan_want {
+	const struct td_relmd *d;
+	const char *strategy;
+	int sends, stateless;
+};
+
+static int fan_view(void *arg)
+{
+	struct fan_want *w = arg;
+	struct view v = view_of(w->d);
+	if (!w->strategy)
+		return !v.strategy[0];           /* leaderless: not listed */
+	return !strcmp(v.strategy, w->strategy) && v.sends == w->sends && v.stateless == w->stateless;
+}
+
+START_TEST(test_fanout_hub_away_and_back)
+{
+	char pa[33], pb[33], rel[33], rel_b[33], ids[2][33];
+	struct seen s;
+	cJSON *r;
+
+	alice_and_bob(pa, pb, rel, rel_b, ids, "phone");
+
+	/* set on the phone: the first device is the hub */
+	r = td_must(A[1].sock, "proton.set_strategy",
+	            "{\"proton\":\"%s\",\"strategy\":\"fanout\",\"leader\":\"%s\"}", pa, ids[0]);
+	cJSON_Delete(r);
+	ck_assert_msg(td_wait(fan_view, &(struct fan_want){ &A[1], "fanout", 0, 1 }, WAIT_MS),
+	              "the phone never gave its state up");
+	ck_assert(td_wait(fan_view, &(struct fan_want){ &A[0], "fanout", 1, 0 }, WAIT_MS));
+	ck_assert_str_eq(view_of(&A[1]).holder, ids[0]);
+
+	/* through the hub, both ways */
+	send_text(&A[1], rel, "p-1");
+	send_text(&B, rel_b, "b-1");
+	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 3 }, WAIT_MS));
+	ck_assert(td_wait(has_status, &(struct st_want){ &A[1], rel, "p-1", "delivered" }, WAIT_MS));
+	ck_assert(td_wait(has_count, &(struct want){ &A[1], rel, 3 }, WAIT_MS));
+
+	/* without state, relationship.show has no tree to show */
+	r = td_callf(A[1].sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_err_name(r), "no_state");
+	cJSON_Delete(r);
+
+	/* the hub dies: the phone's message waits, queued */
+	td_stop(&A[0].pid, SIGKILL, 5000);
+	send_text(&A[1], rel, "p-2");
+	td_sleep_ms(1500);
+	ck_assert(has_status(&(struct st_want){ &A[1], rel, "p-2", "queued" }));
+	ck_assert_int_eq(view_of(&A[1]).pending, 1);
+	history(&B, rel_b, &s);
+	ck_assert_int_eq(s.count, 3);
+	/* and comes back: sent once */
+	ck_assert_int_eq(td_relmd_restart(&A[0]), 0);
+	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 4 }, WAIT_MS));
+	ck_assert(td_wait(no_pending, NULL, WAIT_MS));
+	ck_assert(td_wait(has_status, &(struct st_want){ &A[1], rel, "p-2", "delivered" }, WAIT_MS));
+
+	/* leaderless again: the phone holds the state again and sends itself */
+	r = td_must(A[1].sock, "proton.set_strategy", "{\"proton\":\"%s\",\"strategy\":\"leaderless\"}", pa);
+	cJSON_Delete(r);
+	ck_assert_msg(td_wait(fan_view, &(struct fan_want){ &A[1], NULL, 0, 0 }, WAIT_MS),
+	              "the phone never went back to leaderless");
+	ck_assert_msg(td_wait(shows_tree, &(struct want){ &A[1], rel, 0 }, WAIT_MS),
+	              "the phone never held the state again");
+	send_text(&A[1], rel, "p-3");
+	send_text(&B, rel_b, "b-2");
+	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 6 }, WAIT_MS));
+	for (int d = 0; d < 2; d++)
+		ck_assert(td_wait(has_count, &(struct want){ &A[d], rel, 6 }, WAIT_MS));
+	history(&B, rel_b, &s);
+	ck_assert_int_eq(s.count, 6);
+	ck_assert_int_eq(s.dup, 0);
+	for (int d = 0; d < 2; d++) {
+		history(&A[d], rel, &s);
+		ck_assert_int_eq(s.count, 6);
+		ck_assert_int_eq(s.dup, 0);
+	}
+}
+END_TEST
+
 int main(void)
 {
-	Suite *s = suite_create("leader");
+	Suite *s = suite_create("strategies");
 	TCase *tc = tcase_create("loopback");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_leader_killed_mid_stream);
+	tcase_add_test(tc, test_fanout_hub_away_and_back);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

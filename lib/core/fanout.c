@@ -1,0 +1,250 @@
+/*
+ * fanout.c — the fanout strategy's state in relmd (proto/devices.md
+ * §11.4, §11.6): one hub holds every relationship's state and sends;
+ * every other device holds none (its rows, history and requests stay,
+ * store.md `stateless`), gets the hub's history as `deliver`s and asks
+ * the hub to send.
+ *
+ *   - a non-hub wipes each relationship it holds once its requests went
+ *     to the hub (at every view change and strategy tick);
+ *   - a hub that adopts fanout sends every sibling its history; one that
+ *     leaves it sends every sibling its states (nodes nobody else holds);
+ *   - a device that must hold state again (fanout left, or it became the
+ *     hub) asks every sibling for the state of each relationship it
+ *     lacks, every RELM_REQUEST_RESEND_MS until one answers; the first
+ *     whole state makes the relationship held again, later ones merge;
+ *   - the hub, after every step on a relationship, sends its siblings
+ *     what the step added to the history (relm_rel_fanout, in
+ *     relm__core_step_apply).
+ *
+ * What a device without state loses: retransmission records of messages
+ * the hub had not seen acknowledged when the state came back are the
+ * hub's alone (it still sends them), and copies a sibling sent while the
+ * device had no state are not replayed — their nodes come back with the
+ * states it asks every sibling for, their messages with the hub's
+ * delivers.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "core/core_int.h"
+#include "core/apply.h"
+#include "engine/rel_strategy.h"
+#include "wire/payload.h"
+#include "error.h"
+
+int relm__core_stateless_view(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN])
+{
+	uint8_t src[RELM_ID_LEN];
+	int rc = relm_store_stateless_src(c->st, rel_id, src);
+
+	if (rc == RELM_ENOTFOUND)
+		memset(src, 0, sizeof src);          /* an empty blob without its row: no hub known */
+	else if (rc != 0)
+		return rc;
+	c->devs.strategy = RELM_STRATEGY_FANOUT;
+	memcpy(c->devs.holder, src, RELM_ID_LEN);
+	return RELM_ENOSTATE;
+}
+
+int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], struct relm_effects *fx)
+{
+	int rc = relm__core_route(c, rel_id, fx);
+
+	return rc ? rc : relm_core_apply(c->st, rel_id, NULL, fx, relm__core_now(c));
+}
+
+/* ---- the hub's history, and its states ------------------------------------ */
+
+struct hist {
+	struct relm_core *c;
+	const uint8_t *proton;
+	const uint8_t *rel;
+	int rc;
+};
+
+static int hist_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct hist *h = ctx;
+	struct relm_core *c = h->c;
+	struct relm_sib_deliver d;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	/* its own pending requests are not sent messages yet (§11.4) */
+	if ((rc = relm_store_request_has(c->st, m->rel, m->id)) != 0)
+		return rc < 0 ? rc : 0;
+	memset(&d, 0, sizeof d);
+	memcpy(d.rel, m->rel, RELM_ID_LEN);
+	memcpy(d.id, m->id, RELM_ID_LEN);
+	d.flags = m->direction_in ? RELM_SIB_D_IN : 0;
+	d.status = (uint8_t)(m->direction_in ? RELM_STATUS_NONE : m->status);
+	snprintf(d.kind, sizeof d.kind, "%s", m->kind);
+	d.ts = m->ts;
+	d.body = m->body;
+	d.body_len = m->body_len;
+	if (relm_sib_deliver_encode(&buf, &len, &d) != 0)
+		return 0;                            /* not carried (a kind or body out of range) */
+	for (uint32_t i = 0; i < c->devs.count && rc == 0; i++)
+		if (memcmp(c->devs.ids[i], c->devs.self, RELM_ID_LEN) != 0)
+			rc = relm__core_send_frame(c, h->proton, c->devs.ids[i], buf, len);
+	relm_sib_buf_free(buf, len);
+	return rc;
+}
+
+static int rel_id_cb(void *ctx, const struct relm_store_rel *r)
+{
+	return relm__ids_push(ctx, r->id);
+}
+
+/* The hub (c->devs loaded for proton) that adopted fanout: its history of
+ * every relationship to every sibling, as delivers — a sibling that wiped
+ * its state before it read a copy lost that message; the hub did not. */
+static int hub_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
+{
+	struct relm__ids ids = { 0 };
+	int rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &ids);
+
+	for (size_t i = 0; i < ids.n && rc == 0; i++) {
+		struct hist h = { c, proton, ids.v[i], 0 };
+		rc = relm_store_msg_list_after(c->st, ids.v[i], 0, 0, hist_cb, &h);
+	}
+	free(ids.v);
+	return rc;
+}
+
+/* The hub leaving fanout: every state it holds to every sibling (it
+ * copied to nobody; a sibling that never wiped merges, one that did
+ * holds the relationship again from it). */
+static int hub_states(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
+{
+	struct relm__ids ids = { 0 };
+	struct relm_devices ds = c->devs;
+	int rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &ids);
+
+	for (size_t i = 0; i < ids.n && rc == 0; i++)
+		for (uint32_t d = 0; d < ds.count && rc == 0; d++)
+			if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
+				rc = relm__core_send_state(c, proton, ds.ids[d], ids.v[i]);
+	free(ids.v);
+	return rc;
+}
+
+/* ---- wiping, and asking for state back ------------------------------------- */
+
+static int sl_cb(void *ctx, const uint8_t rel[RELM_ID_LEN], const uint8_t src[RELM_ID_LEN])
+{
+	(void)src;
+	return relm__ids_push(ctx, rel);
+}
+
+static int has_id(const struct relm__ids *ids, const uint8_t id[RELM_ID_LEN])
+{
+	for (size_t i = 0; i < ids->n; i++)
+		if (memcmp(ids->v[i], id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+/* A non-hub (c->devs loaded): every relationship it still holds, wiped. */
+static int wipe_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t hub[RELM_ID_LEN])
+{
+	struct relm__ids all = { 0 }, none = { 0 };
+	int rc;
+
+	if ((rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &all)) != 0 ||
+	    (rc = relm_store_stateless_list(c->st, proton, sl_cb, &none)) != 0)
+		goto out;
+	for (size_t i = 0; i < all.n && rc == 0; i++) {
+		if (has_id(&none, all.v[i]))
+			continue;
+		rc = relm_store_rel_wipe(c->st, all.v[i], hub, relm__core_now(c));
+		c->mailboxes_new = 1;                /* its mailbox is no longer read */
+	}
+out:
+	free(all.v);
+	free(none.v);
+	return rc;
+}
+
+/* A device that must hold state (c->devs loaded): for each relationship
+ * it lacks, every sibling asked for its state, again after
+ * RELM_REQUEST_RESEND_MS without an answer. */
+static int ask_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct relm__view *v)
+{
+	struct relm__ids none = { 0 };
+	struct relm_devices ds = c->devs;
+	uint64_t now = relm__core_now(c);
+	int rc;
+
+	if ((rc = relm_store_stateless_list(c->st, proton, sl_cb, &none)) != 0 || none.n == 0)
+		goto out;
+	if (v->asked_ms && now < v->asked_ms + RELM_REQUEST_RESEND_MS)
+		goto out;
+	v->asked_ms = now ? now : 1;
+	for (size_t i = 0; i < none.n && rc == 0; i++) {
+		uint8_t *req = NULL;
+		size_t rlen = 0;
+		if ((rc = relm_sib_state_req_encode(&req, &rlen, none.v[i])) != 0)
+			break;
+		for (uint32_t d = 0; d < ds.count && rc == 0; d++)
+			if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
+				rc = relm__core_send_frame(c, proton, ds.ids[d], req, rlen);
+		relm_sib_buf_free(req, rlen);
+	}
+out:
+	free(none.v);
+	return rc;
+}
+
+static int is_hub(const struct relm_core *c, const struct relm_sib_strategy *s)
+{
+	return s && s->strategy == RELM_STRATEGY_FANOUT && memcmp(s->pinned, c->devs.self, RELM_ID_LEN) == 0;
+}
+
+int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                           const struct relm_sib_strategy *was, const struct relm_sib_strategy *now)
+{
+	struct relm__view *v = relm__core_view(c, proton);
+	int rc = 0;
+
+	if (c->devs.count <= 1 || !v)
+		return v ? 0 : RELM_ENOMEM;
+	if (was && now && is_hub(c, was) && !is_hub(c, now))
+		rc = hub_states(c, proton);
+	else if (was && now && is_hub(c, now) && !is_hub(c, was))
+		rc = hub_history(c, proton);
+	if (rc != 0)
+		return rc;
+	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
+		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_all(c, proton, c->devs.holder);
+	return ask_back(c, proton, v);
+}
+
+int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                          const uint8_t rel_id[RELM_ID_LEN], struct relm_rel *state)
+{
+	struct relm_devices ds;
+	uint8_t *req = NULL;
+	size_t rlen = 0;
+	int rc;
+
+	if ((rc = relm__core_devices_load(c, proton)) != 0)
+		return rc;
+	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
+		return 0;                            /* a non-hub again meanwhile: it wants none */
+	if ((rc = relm_store_rel_held(c->st, rel_id)) != 0 || (rc = relm__core_save(c, state)) != 0)
+		return rc;
+	c->mailboxes_new = 1;                    /* its mailbox is read again, from its cursor */
+	/* copies it did not apply while it had no state, and the other
+	 * siblings' nodes: their states, merged (§5.6) */
+	ds = c->devs;
+	if ((rc = relm_sib_state_req_encode(&req, &rlen, rel_id)) != 0)
+		return rc;
+	for (uint32_t d = 0; d < ds.count && rc == 0; d++)
+		if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
+			rc = relm__core_send_frame(c, proton, ds.ids[d], req, rlen);
+	relm_sib_buf_free(req, rlen);
+	return rc;
+}
