@@ -134,7 +134,7 @@ $(foreach m,$(filter-out daemon/relmctl/relmctl.c,$(PROG_MAIN)),$(eval $(call pr
 # ---- the deterministic simulator (tests/sim, proto/invariants.md) ---------
 # Many devices of two protons in one process, on the real engine; `make
 # check` runs a few thousand schedules, `make sim` the big grid.
-SIM_SRC   = $(sort $(filter-out tests/sim/core_sim.c,$(wildcard tests/sim/*.c)))
+SIM_SRC   = $(sort $(wildcard tests/sim/*.c))
 SIM_OBJ   = $(SIM_SRC:%.c=$(BUILD)/%.o)
 SIM_SEEDS ?= 100000
 SIM_SEED  ?= 1
@@ -143,7 +143,8 @@ $(BUILD)/relm-sim: $(SIM_OBJ) $(BUILD)/tests/util_rand.o $(BUILD)/librelm.a
 
 # relm-sim-core: whole daemons (lib/core on lib/store) instead of the engine
 # on a model of the store; slower, so fewer schedules.
-$(BUILD)/relm-sim-core: $(BUILD)/tests/sim/core_sim.o $(BUILD)/tests/util_rand.o $(BUILD)/tests/util_faultvfs.o \
+SIMCORE_SRC = $(sort $(wildcard tests/sim/core/*.c))
+$(BUILD)/relm-sim-core: $(SIMCORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/util_rand.o $(BUILD)/tests/util_faultvfs.o \
                         $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
 
