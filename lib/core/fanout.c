@@ -42,8 +42,13 @@ int relm__core_stateless_view(struct relm_core *c, const uint8_t rel_id[RELM_ID_
 		memset(src, 0, sizeof src);          /* an empty blob without its row: no hub known */
 	else if (rc != 0)
 		return rc;
-	c->devs.strategy = RELM_STRATEGY_FANOUT;
-	memcpy(c->devs.holder, src, RELM_ID_LEN);
+	/* under fanout the hub is the current one (it may have changed since
+	 * the wipe); after fanout, the hub it was wiped under, until the
+	 * state is back (devices.md §11.6) */
+	if (c->devs.strategy != RELM_STRATEGY_FANOUT) {
+		c->devs.strategy = RELM_STRATEGY_FANOUT;
+		memcpy(c->devs.holder, src, RELM_ID_LEN);
+	}
 	return RELM_ENOSTATE;
 }
 

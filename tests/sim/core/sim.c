@@ -82,6 +82,7 @@ static int turn(struct world *w, int s, int i, int crash)
 			}
 			snprintf(body, sizeof body, "%s says %zu", d->name, w->nsent + (size_t)nids);
 			rc = relm_core_message_send(d->core, w->rel, body, strlen(body), ids[nids], out, &was_new);
+			trace(w, "%s: user sends %s (in the turn)", d->name, hex8(ids[nids]));
 			if (rc != 0 && !crash)
 				return fail(w, "%s: send in a turn: %s", d->name, relm_strerror(rc));
 			nids++;
@@ -175,7 +176,9 @@ static int run_schedule(struct world *w, int steps, double restart_p, double cra
 		unsigned a = below(w, 100);
 		int rc = 0;
 
-		if ((double)below(w, 10000) < crash_p * 10000)
+		if (w->strategy && below(w, 100) < 10)
+			rc = strat_action(w, s, i);
+		else if ((double)below(w, 10000) < crash_p * 10000)
 			rc = below(w, 3) ? crash_step(w, s, i) : turn(w, s, i, 1);
 		else if (a < 6)
 			rc = turn(w, s, i, 0);
@@ -220,6 +223,7 @@ static int hist_cb(void *ctx, const struct relm_store_msg *m)
 static int check(struct world *w)
 {
 	uint8_t chosen[2][RELM_ID_LEN];
+	int holders[2] = { 0, 0 };
 
 	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < w->n[s]; i++) {
@@ -251,16 +255,20 @@ static int check(struct world *w)
 			/* every id above is there, so more would be one not typed */
 			if (rc == 0 && h->n != w->nsent)
 				rc = fail(w, "%s holds %zu messages, %zu were typed", d->name, h->n, w->nsent);
-			if (rc == 0 && (rc = relm_core_rel_load(d->core, w->rel, &rel)) != 0)
-				fail(w, "%s: cannot load the relationship: %s", d->name, relm_strerror(rc));
-			if (rc == 0) {
+			/* a fanout device that is not the hub holds no state: no leaf */
+			if (rc == 0 && (rc = relm_core_rel_load(d->core, w->rel, &rel)) != 0 &&
+			    !(rc == RELM_ENOSTATE && w->strategy))
+				rc = fail(w, "%s: cannot load the relationship: %s", d->name, relm_strerror(rc));
+			if (rc == RELM_ENOSTATE) {
+				rc = 0;
+			} else if (rc == 0) {
 				relm_rel_describe(rel, info);
 				if (info->chosen < 0)
 					rc = fail(w, "%s has no chosen leaf", d->name);
-				else if (i == 0)
+				else if (holders[s]++ == 0)
 					memcpy(chosen[s], info->nodes[info->chosen].id, RELM_ID_LEN);
 				else if (memcmp(chosen[s], info->nodes[info->chosen].id, RELM_ID_LEN) != 0)
-					rc = fail(w, "%s chose %s, %s chose %s", w->dev[s][0].name, hex8(chosen[s]), d->name,
+					rc = fail(w, "another of side %d chose %s, %s chose %s", s, hex8(chosen[s]), d->name,
 					          hex8(info->nodes[info->chosen].id));
 			}
 			if (rc != 0 && w->trace) {
@@ -279,6 +287,11 @@ static int check(struct world *w)
 				return -1;
 		}
 	for (int s = 0; s < 2; s++)
+		if (!holders[s])
+			return fail(w, "no device of side %d holds the relationship's state", s);
+	if (strat_check(w) != 0)
+		return -1;
+	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < w->n[s]; i++) {
 			if (invite_keys(&w->dev[s][i]) != 0)
 				return fail(w, "%s: cannot read its invites", w->dev[s][i].name);
@@ -288,6 +301,10 @@ static int check(struct world *w)
 		}
 	return 0;
 }
+
+/* --strategy (SIM_STRAT_*), for every schedule of the run */
+static int strategy;
+static const char *const strategy_names[] = { "leaderless", "leader", "fanout", "mixed" };
 
 /* One schedule: 0 when every invariant held. */
 static int one(uint64_t seed, int na, int nb, int steps, double restart_p, double crash_p, int tr,
@@ -304,6 +321,7 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, doubl
 	w->n[0] = na;
 	w->n[1] = nb;
 	w->trace = tr;
+	w->strategy = strategy;
 	tu_seed_set(seed);
 	rc = setup(w);
 	if (rc == 0)
@@ -342,6 +360,7 @@ static int one(uint64_t seed, int na, int nb, int steps, double restart_p, doubl
 static void usage(void)
 {
 	fprintf(stderr, "usage: relm-sim-core [--seeds N] [--seed S] [--devices A,B] [--steps K] "
+	        "[--strategy leader|fanout|mixed] "
 	        "[--restart P] [--crash P] [--trace]\n");
 	exit(2);
 }
@@ -362,7 +381,13 @@ int main(int argc, char **argv)
 			seeds = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(a, "--seed"))
 			seed = strtoull(argv[++i], NULL, 10);
-		else if (!strcmp(a, "--steps"))
+		else if (!strcmp(a, "--strategy")) {
+			const char *v = argv[++i];
+			for (strategy = 1; strategy < 4 && strcmp(v, strategy_names[strategy]); strategy++)
+				;
+			if (strategy == 4)
+				usage();
+		} else if (!strcmp(a, "--steps"))
 			steps = atoi(argv[++i]);
 		else if (!strcmp(a, "--restart"))
 			restart_p = atof(argv[++i]);
@@ -384,12 +409,14 @@ int main(int argc, char **argv)
 		if (one(s, na, nb, steps, restart_p, crash_p, tr, why, sizeof why, &restarts, &crashes) != 0) {
 			failed++;
 			printf("FAIL seed %llu (%dx%d): %s\n  replay: relm-sim-core --seed %llu --seeds 1 "
-			       "--devices %d,%d --steps %d --restart %g --crash %g --trace\n", (unsigned long long)s, na, nb,
-			       why, (unsigned long long)s, na, nb, steps, restart_p, crash_p);
+			       "--devices %d,%d --steps %d --restart %g --crash %g%s%s --trace\n", (unsigned long long)s,
+			       na, nb, why, (unsigned long long)s, na, nb, steps, restart_p, crash_p,
+			       strategy ? " --strategy " : "", strategy ? strategy_names[strategy] : "");
 		}
 	}
 	printf("relm-sim-core: %llu schedules, %d failing (seed %llu, %d steps each, %llu restarts, "
-	       "%llu of them crashes inside a step)\n", (unsigned long long)seeds, failed, (unsigned long long)seed,
-	       steps, (unsigned long long)restarts, (unsigned long long)crashes);
+	       "%llu of them crashes inside a step%s%s)\n", (unsigned long long)seeds, failed, (unsigned long long)seed,
+	       steps, (unsigned long long)restarts, (unsigned long long)crashes,
+	       strategy ? ", strategy " : "", strategy ? strategy_names[strategy] : "");
 	return failed ? 1 : 0;
 }

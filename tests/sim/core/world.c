@@ -206,7 +206,11 @@ static int row_cb(void *ctx, const struct relm_store_outbox *o)
 int pump(struct world *w, struct dev *d)
 {
 	struct rows r = { 0 };
-	int rc = relm_store_outbox_next(d->st, d->outbox_after, 0, row_cb, &r);
+	int rc;
+
+	if (d->away_until > w->clock)
+		return 0;                        /* off line (strategy.c) */
+	rc = relm_store_outbox_next(d->st, d->outbox_after, 0, row_cb, &r);
 
 	for (size_t i = 0; rc == 0 && i < r.n; i++) {
 		struct mail *m;
@@ -289,6 +293,8 @@ int deliver(struct world *w, struct dev *d, size_t max, int only_one)
 	int rc;
 
 	mb.n = 0;
+	if (d->away_until > w->clock)
+		return 0;                        /* off line (strategy.c) */
 	if ((rc = relm_core_mailboxes(d->core, mbox_cb, &mb)) != 0)
 		return fail(w, "%s: mailboxes: %s", d->name, relm_strerror(rc));
 	k1 = mb.n;
@@ -538,7 +544,8 @@ int settle(struct world *w, int rounds, uint64_t step_ms)
 		w->clock += step_ms;
 		for (int s = 0; s < 2; s++)
 			for (int i = 0; i < w->n[s] && w->dev[s][i].st; i++)
-				if (tick(w, &w->dev[s][i]) != 0 || note_keys(w, &w->dev[s][i]) != 0)
+				if (tick(w, &w->dev[s][i]) != 0 || strat_period(w, s, i) != 0 ||
+				    note_keys(w, &w->dev[s][i]) != 0)
 					return -1;
 	}
 	return 0;
@@ -562,6 +569,7 @@ int ev_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
  * takeover timers (minutes) run out as they would. */
 int quiesce(struct world *w)
 {
+	strat_all_back(w);
 	for (int k = 0; k < 60; k++) {
 		uint64_t left = 0;
 		size_t before = w->nmail;
@@ -569,10 +577,11 @@ int quiesce(struct world *w)
 			return -1;
 		for (int s = 0; s < 2; s++)
 			for (int i = 0; i < w->n[s]; i++) {
-				uint64_t n = 0;
-				if (relm_store_outgoing_count(w->dev[s][i].st, w->rel, &n) != 0)
+				uint64_t n = 0, pend = 0;
+				if (relm_store_outgoing_count(w->dev[s][i].st, w->rel, &n) != 0 ||
+				    relm_store_request_count(w->dev[s][i].st, w->proton[s], &pend) != 0)
 					return fail(w, "%s: outgoing count", w->dev[s][i].name);
-				left += n;
+				left += n + pend;
 			}
 		if (!left && w->nmail == before)
 			return 0;
@@ -606,7 +615,7 @@ int setup(struct world *w)
 	for (int s = 0; s < 2; s++)
 		if (w->n[s] > 1 && add_siblings(w, s) != 0)
 			return -1;
-	return 0;
+	return w->strategy ? strat_start(w) : 0;
 }
 
 /* ---- what the schedule does ------------------------------------------------------------ */

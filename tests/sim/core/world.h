@@ -44,6 +44,7 @@ struct dev {
 	uint64_t stream;
 	int64_t outbox_after;
 	uint64_t restarts;
+	uint64_t away_until;               /* off line (strategy.c): no posting, reading or lease */
 };
 
 struct sent {
@@ -64,7 +65,15 @@ struct world {
 	int crashing;                      /* a crash in a step: its errors are expected */
 	uint64_t crashes;
 	char why[512];
+	/* strategy.c: --strategy (0 none: leaderless as before), the lease
+	 * server of each side, and what happened */
+	int strategy;
+	uint8_t lease_holder[2][RELM_ID_LEN];
+	uint64_t lease_exp[2];
+	uint64_t switches, aways, periods;
 };
+
+enum { SIM_STRAT_NONE = 0, SIM_STRAT_LEADER, SIM_STRAT_FANOUT, SIM_STRAT_MIXED };
 
 uint64_t rnd(struct world *w);
 unsigned below(struct world *w, unsigned n);
@@ -93,5 +102,19 @@ int quiesce(struct world *w);
 int setup(struct world *w);
 int user_send(struct world *w, int s, int i);
 int ev_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev);
+
+/* strategy.c */
+/* After set-up: each side of two devices or more chooses its strategy. */
+int strat_start(struct world *w);
+/* A strategy action of the schedule on side s's device i (only with
+ * --strategy: it draws from the schedule's stream). */
+int strat_action(struct world *w, int s, int i);
+/* Device d's strategy timer as relmd runs it (every TTL / 3): its lease
+ * round on its side's server, then relm_core_strategy_tick. */
+int strat_period(struct world *w, int s, int i);
+/* Every device back on line (quiescence). */
+void strat_all_back(struct world *w);
+/* The end's checks: no request pending; how many devices hold state. */
+int strat_check(struct world *w);
 
 #endif
