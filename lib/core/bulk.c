@@ -46,6 +46,7 @@ static int ids_cb(void *ctx, const struct relm_store_rel *r)
 /* ---- E: sending ------------------------------------------------------------ */
 
 struct hist {
+	struct relm_store *st;
 	uint8_t *buf;
 	size_t len;
 	unsigned rows, in_frame;
@@ -61,6 +62,15 @@ static int hist_cb(void *ctx, const struct relm_store_msg *m)
 	int rc;
 
 	h->rows++;
+	/* its own pending requests are not sent messages yet: a sibling that
+	 * held one in its history would take the request for a duplicate and
+	 * never send it (devices.md §11.5) */
+	if ((rc = relm_store_request_has(h->st, m->rel, m->id)) != 0) {
+		h->last = m->seq;
+		if (rc < 0)
+			h->err = rc;
+		return rc < 0;
+	}
 	memset(&e, 0, sizeof e);
 	memcpy(e.id, m->id, RELM_ID_LEN);
 	e.direction_in = m->direction_in ? 1 : 0;
@@ -105,6 +115,7 @@ static int send_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	int rc;
 
 	memset(&h, 0, sizeof h);
+	h.st = c->st;
 	if ((rc = relm_sib_history_new(&h.buf, &h.len, rel)) != 0)
 		return rc;
 	for (;;) {
@@ -279,14 +290,34 @@ int relm__core_bulk_pending(struct relm_core *c, const uint8_t device[RELM_ID_LE
 	return pending_find(c, device, rel) != NULL;
 }
 
+int relm__core_bulk_cursor(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
+                           const uint8_t rel[RELM_ID_LEN], uint64_t *cursor)
+{
+	struct relm__bulk_rel *b = pending_find(c, device, rel);
+
+	if (!b)
+		return RELM_ENOTFOUND;
+	*cursor = b->r.cursor;
+	memset(b, 0, sizeof *b);
+	return 0;
+}
+
 int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_rel *r)
 {
 	struct relm__bulk_rel *b, *oldest = &c->bulk[0];
+	uint8_t src[RELM_ID_LEN];
 	int rc = relm__core_proton_rel(c, proton, r->rel);
 
+	/* held (its state merges) or not the proton's — unless it is held
+	 * without state: then its state, and this cursor, make it held again
+	 * (fanout.c, devices.md §11.6) */
+	if (rc == 0 && (rc = relm_store_stateless_src(c->st, r->rel, src)) == 0)
+		rc = RELM_ENOTFOUND;
+	else if (rc == RELM_ENOTFOUND)
+		return 0;
 	if (rc != RELM_ENOTFOUND)
-		return rc;                /* held (its state merges) or not the proton's */
+		return rc;
 	if (!(b = pending_find(c, device, r->rel))) {
 		for (int i = 0; i < RELM__BULK_RELS && !b; i++)
 			if (!c->bulk[i].t_ms)

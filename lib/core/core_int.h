@@ -269,6 +269,10 @@ int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_rel *r);
 int relm__core_bulk_pending(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
                             const uint8_t rel[RELM_ID_LEN]);
+/* The cursor device's `rel` announced for rel (its slot freed), when the
+ * relationship is held here without state.  0 or RELM_ENOTFOUND. */
+int relm__core_bulk_cursor(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
+                           const uint8_t rel[RELM_ID_LEN], uint64_t *cursor);
 int relm__core_bulk_adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
                           const uint8_t *blob, size_t len);
@@ -345,10 +349,13 @@ int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], 
  * its states. was, now: the strategy before and after (-1: no change). */
 int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                            const struct relm_sib_strategy *was, const struct relm_sib_strategy *now);
-/* A whole state for rel_id held without state: it is held again from it
- * (the first sibling's answer; the others' merge as usual). */
+/* A whole state from sibling device for rel_id held without state: it
+ * is held again from it (the first sibling's answer; the others' merge
+ * as usual), reading its mailbox from the cursor device's bulk `rel`
+ * announced with it (what came before is in the history that follows). */
 int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                          const uint8_t rel_id[RELM_ID_LEN], struct relm_rel *state);
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
+                          struct relm_rel *state);
 /* What relm_core_free frees of the above. */
 void relm__core_siblings_free(struct relm_core *c);
 

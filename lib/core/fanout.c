@@ -43,12 +43,16 @@ int relm__core_stateless_view(struct relm_core *c, const uint8_t rel_id[RELM_ID_
 	else if (rc != 0)
 		return rc;
 	/* under fanout the hub is the current one (it may have changed since
-	 * the wipe); after fanout, the hub it was wiped under, until the
-	 * state is back (devices.md §11.6) */
-	if (c->devs.strategy != RELM_STRATEGY_FANOUT) {
-		c->devs.strategy = RELM_STRATEGY_FANOUT;
+	 * the wipe); after fanout — or when this device became the hub and
+	 * its state is not back yet — the hub it was wiped under, until the
+	 * state is back (devices.md §11.6).  A device without state never
+	 * sends: its own messages wait as requests, served once it holds the
+	 * state (strategy.c, at the next view change or strategy tick). */
+	if (c->devs.strategy != RELM_STRATEGY_FANOUT || !memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN))
 		memcpy(c->devs.holder, src, RELM_ID_LEN);
-	}
+	if (!memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN))
+		memset(c->devs.holder, 0, RELM_ID_LEN);
+	c->devs.strategy = RELM_STRATEGY_FANOUT;
 	return RELM_ENOSTATE;
 }
 
@@ -119,20 +123,18 @@ static int hub_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 	return rc;
 }
 
-/* The hub leaving fanout: every state it holds to every sibling (it
- * copied to nobody; a sibling that never wiped merges, one that did
- * holds the relationship again from it). */
+/* The hub leaving fanout: its bulk state to every sibling (it copied to
+ * nobody: a sibling that never wiped merges each state and takes the
+ * history it lacks; one that did holds the relationships again from
+ * them, from the hub's cursors). */
 static int hub_states(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 {
-	struct relm__ids ids = { 0 };
 	struct relm_devices ds = c->devs;
-	int rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &ids);
+	int rc = 0;
 
-	for (size_t i = 0; i < ids.n && rc == 0; i++)
-		for (uint32_t d = 0; d < ds.count && rc == 0; d++)
-			if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
-				rc = relm__core_send_state(c, proton, ds.ids[d], ids.v[i]);
-	free(ids.v);
+	for (uint32_t d = 0; d < ds.count && rc == 0; d++)
+		if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
+			rc = relm__core_bulk_send(c, proton, ds.ids[d]);
 	return rc;
 }
 
@@ -188,11 +190,14 @@ static int ask_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], stru
 	if (v->asked_ms && now < v->asked_ms + RELM_REQUEST_RESEND_MS)
 		goto out;
 	v->asked_ms = now ? now : 1;
-	for (size_t i = 0; i < none.n && rc == 0; i++) {
+	{
+		/* the bulk state (the zero id, §12.6): for each relationship its
+		 * `rel` with the cursor, its state and its history */
+		static const uint8_t all[RELM_ID_LEN];
 		uint8_t *req = NULL;
 		size_t rlen = 0;
-		if ((rc = relm_sib_state_req_encode(&req, &rlen, none.v[i])) != 0)
-			break;
+		if ((rc = relm_sib_state_req_encode(&req, &rlen, all)) != 0)
+			goto out;
 		for (uint32_t d = 0; d < ds.count && rc == 0; d++)
 			if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
 				rc = relm__core_send_frame(c, proton, ds.ids[d], req, rlen);
@@ -228,18 +233,25 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 }
 
 int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                          const uint8_t rel_id[RELM_ID_LEN], struct relm_rel *state)
+                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
+                          struct relm_rel *state)
 {
 	struct relm_devices ds;
 	uint8_t *req = NULL;
 	size_t rlen = 0;
+	uint64_t cursor;
 	int rc;
 
 	if ((rc = relm__core_devices_load(c, proton)) != 0)
 		return rc;
 	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
 		return 0;                            /* a non-hub again meanwhile: it wants none */
-	if ((rc = relm_store_rel_held(c->st, rel_id)) != 0 || (rc = relm__core_save(c, state)) != 0)
+	/* only with the cursor it goes with: a bare `state` (a merge answer)
+	 * could leave out messages before it that the history lacks */
+	if (relm__core_bulk_cursor(c, device, rel_id, &cursor) != 0)
+		return 0;
+	if ((rc = relm_store_rel_held(c->st, rel_id)) != 0 || (rc = relm__core_save(c, state)) != 0 ||
+	    (rc = relm_store_cursor_set(c->st, state->mbox_pk, cursor)) != 0)
 		return rc;
 	c->mailboxes_new = 1;                    /* its mailbox is read again, from its cursor */
 	/* copies it did not apply while it had no state, and the other

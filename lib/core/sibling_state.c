@@ -168,7 +168,8 @@ static struct relm__xfer *xfer_slot(struct relm_core *c, const uint8_t device[RE
 }
 
 static int merge_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                       const uint8_t rel_id[RELM_ID_LEN], const uint8_t *buf, size_t len)
+                       const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
+                       const uint8_t *buf, size_t len)
 {
 	struct relm_effects fx;
 	struct relm_rel *other = NULL, *rel = NULL;
@@ -183,7 +184,7 @@ static int merge_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		rc = relm__core_load(c, rel_id, &rel);
 	if (rc == RELM_ENOSTATE) {
 		/* held without state: held again from this one (fanout.c) */
-		rc = relm__core_state_back(c, proton, rel_id, other);
+		rc = relm__core_state_back(c, proton, device, rel_id, other);
 		goto out;
 	}
 	if (rc == 0)
@@ -220,7 +221,7 @@ int relm__core_sib_state(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if (x->got != all)
 		return 0;
 	rc = adopt ? relm__core_bulk_adopt(c, proton, device, s->rel, x->buf, x->total)
-	           : merge_state(c, proton, s->rel, x->buf, x->total);
+	           : merge_state(c, proton, device, s->rel, x->buf, x->total);
 	xfer_free(x);
 	return rc;
 }
