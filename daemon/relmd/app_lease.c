@@ -29,6 +29,8 @@ struct lease_op {
 	int release;
 };
 
+static int send_lease(void *ctx, const struct relm_core_lease *l);
+
 static void on_lease(void *arg, int err, int granted, const uint8_t holder[RELM_MBOX_TOKEN_LEN],
                      uint32_t remaining_ms)
 {
@@ -42,8 +44,11 @@ static void on_lease(void *arg, int err, int granted, const uint8_t holder[RELM_
 	} else if (!app->closing) {
 		if ((rc = relmd__app_txn(app)) != 0 ||
 		    (rc = relm_core_lease_result(app->core, op->proton, op->sent_ms, granted, op->release,
-		                                 holder)) != 0)
+		                                 holder)) < 0)
 			relmd__step_failed(app, "the send lease's answer", rc);
+		else if (rc == 1 && app->home && app->home->connected &&
+		         (rc = relm_core_leases(app->core, 0, send_lease, app)) != 0)
+			log_warn("lease: %s", relm_strerror(rc));     /* it ran out: take it back now */
 	}
 	free(op);
 }

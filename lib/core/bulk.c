@@ -312,12 +312,12 @@ int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	/* held (its state merges) or not the proton's — unless it is held
 	 * without state: then its state, and this cursor, make it held again
 	 * (fanout.c, devices.md §11.6) */
-	if (rc == 0 && (rc = relm_store_stateless_src(c->st, r->rel, src)) == 0)
-		rc = RELM_ENOTFOUND;
-	else if (rc == RELM_ENOTFOUND)
-		return 0;
-	if (rc != RELM_ENOTFOUND)
+	if (rc == 0) {
+		if ((rc = relm_store_stateless_src(c->st, r->rel, src)) != 0)
+			return rc == RELM_ENOTFOUND ? 0 : rc;
+	} else if (rc != RELM_ENOTFOUND) {
 		return rc;
+	}
 	if (!(b = pending_find(c, device, r->rel))) {
 		for (int i = 0; i < RELM__BULK_RELS && !b; i++)
 			if (!c->bulk[i].t_ms)

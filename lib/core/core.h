@@ -159,8 +159,11 @@ int relm_core_leases(struct relm_core *c, int stopping,
 /* The server's answer to l (granted, and the live holder's token when
  * not): the view follows, and a device that now sends takes over every
  * relationship and serves its pending requests; requests go to the new
- * holder.  One store step.  No answer (a closed connection): do not call
- * — the holder stops sending when its time passes. */
+ * holder.  One store step.  Returns 1 when this device believed it held
+ * the lease and the server found it free (it ran out while the device
+ * was paused): call relm_core_leases again now, to take it back before
+ * another device does.  No answer (a closed connection): do not call —
+ * the holder stops sending when its time passes. */
 int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t sent_ms,
                            int granted, int release, const uint8_t token[RELM_ID_LEN]);
 /* At least every TTL / 3: for every proton not leaderless, the view as

@@ -232,6 +232,38 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	return ask_back(c, proton, v);
 }
 
+/* A sent message of this device's history still waiting for its receipt
+ * gets a retransmission record as a sibling's (due after the takeover
+ * time), unless it has one (§11.6): the records of the state's holder
+ * were not sent with it, and the receipt may lie before the cursor. */
+struct unacked {
+	struct relm_core *c;
+	int rc;
+};
+
+static int unacked_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct unacked *u = ctx;
+	struct relm_store_outgoing o;
+	int rc;
+
+	if (m->direction_in || strcmp(m->kind, "text") != 0 ||
+	    (m->status != RELM_STATUS_QUEUED && m->status != RELM_STATUS_POSTED))
+		return 0;
+	if ((rc = relm_store_request_has(u->c->st, m->rel, m->id)) != 0)
+		return rc < 0 ? rc : 0;              /* a request of its own: not sent yet */
+	memset(&o, 0, sizeof o);
+	memcpy(o.rel, m->rel, RELM_ID_LEN);
+	memcpy(o.id, m->id, RELM_ID_LEN);
+	o.kind = RELM_KIND_TEXT;
+	o.ts = m->ts;
+	o.body = m->body;
+	o.body_len = m->body_len;
+	o.tries = 1;
+	o.next_ms = relm__core_now(u->c) + u->c->env->params.retx_takeover_ms;
+	return relm_store_outgoing_add(u->c->st, &o);
+}
+
 int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
                           struct relm_rel *state)
@@ -253,6 +285,11 @@ int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	if ((rc = relm_store_rel_held(c->st, rel_id)) != 0 || (rc = relm__core_save(c, state)) != 0 ||
 	    (rc = relm_store_cursor_set(c->st, state->mbox_pk, cursor)) != 0)
 		return rc;
+	{
+		struct unacked u = { c, 0 };
+		if ((rc = relm_store_msg_list(c->st, rel_id, 0, 0, unacked_cb, &u)) != 0)
+			return rc;
+	}
 	c->mailboxes_new = 1;                    /* its mailbox is read again, from its cursor */
 	/* copies it did not apply while it had no state, and the other
 	 * siblings' nodes: their states, merged (§5.6) */

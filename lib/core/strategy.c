@@ -549,7 +549,7 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	struct relm_lease_keys k;
 	struct relm__view *v;
 	uint8_t was[RELM_ID_LEN];
-	int rc, idx;
+	int rc, idx, again;
 
 	if ((rc = relm_store_begin(c->st)) != 0)
 		return rc;
@@ -557,6 +557,10 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 		return relm__core_finish(c, rc);
 	v = view_get(c, proton);
 	memcpy(was, v->holder, RELM_ID_LEN);
+	/* it believed it held the lease and the server finds it free (it ran
+	 * out while this device was paused): take it again at once */
+	again = !release && !granted && !memcmp(was, c->devs.self, RELM_ID_LEN) &&
+	        sodium_is_zero(token, RELM_ID_LEN);
 	if (release) {
 		v->release = 0;
 		memset(v->holder, 0, RELM_ID_LEN);
@@ -576,7 +580,8 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	relm_lease_keys_clear(&k);
 	v->lease_read = sent_ms;
 	rc = view_apply(c, proton, NULL, NULL);
-	return relm__core_finish(c, rc);
+	rc = relm__core_finish(c, rc);
+	return rc == 0 && again ? 1 : rc;
 }
 
 int relm_core_strategy_tick(struct relm_core *c)

@@ -9,6 +9,7 @@
 /* an UPSERT, not INSERT OR REPLACE: REPLACE's implicit delete fires no
  * delete trigger (recursive_triggers is off), so outgoing_count would drift */
 RELM__SQL(OUT_PUT, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET kind=excluded.kind, ts=excluded.ts, body=excluded.body, tries=excluded.tries, next_ms=excluded.next_ms, last_node=excluded.last_node");
+RELM__SQL(OUT_ADD, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO NOTHING");
 RELM__SQL(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2");
 RELM__SQL(OUT_DEL_MANY, "DELETE FROM outgoing WHERE rel=?1 AND id IN (?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)");
 RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
@@ -28,6 +29,15 @@ int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgo
 	return Q_EXEC_ONE(st, OUT_PUT, A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
 	                  A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms),
 	                  A_ID(o->last_node));
+}
+
+int relm_store_outgoing_add(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	CHECK_WRITABLE(st);
+	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
+		return RELM_EINVAL;
+	return Q_EXEC(st, OUT_ADD, A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
+	              A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms), A_ID(o->last_node));
 }
 
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],

@@ -793,6 +793,8 @@ struct relm_store_outgoing {
 };
 /* Insert, or update the row (rel, id) if it exists. */
 int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o);
+/* Insert unless (rel, id) has a row (then nothing changes). */
+int relm_store_outgoing_add(struct relm_store *st, const struct relm_store_outgoing *o);
 /* 0 or RELM_ENOTFOUND. */
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             const uint8_t id[RELM_ID_LEN]);

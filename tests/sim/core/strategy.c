@@ -68,15 +68,26 @@ static int lease_cb(void *ctx, const struct relm_core_lease *l)
 	                              granted ? l->holder : live);
 }
 
+/* d's lease round: 0, or an error; a second round when the first says its
+ * lease ran out while it was paused (as relmd does). */
+static int lease_round(struct world *w, int s, int i)
+{
+	struct lease_run r = { w, s, i };
+	int rc = relm_core_leases(w->dev[s][i].core, 0, lease_cb, &r);
+
+	if (rc == 1)
+		rc = relm_core_leases(w->dev[s][i].core, 0, lease_cb, &r);
+	return rc < 0 ? rc : 0;
+}
+
 int strat_period(struct world *w, int s, int i)
 {
 	struct dev *d = &w->dev[s][i];
-	struct lease_run r = { w, s, i };
 
 	if (!active(w, s) || d->away_until > w->clock || !d->st)
 		return 0;
 	w->periods++;
-	TRY(w, relm_core_leases(d->core, 0, lease_cb, &r));
+	TRY(w, lease_round(w, s, i));
 	TRY(w, relm_core_strategy_tick(d->core));
 	return 0;
 }
