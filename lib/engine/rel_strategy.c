@@ -363,6 +363,57 @@ static int delivered_in(const struct relm_effects *fx, size_t mark, size_t end,
 	return 0;
 }
 
+/* d (rel, id, status set): the whole entry, from a DELIVER of the same
+ * message among fx[mark, end) or from the history.  RELM_ENOTFOUND when
+ * neither has it (nothing pushed). */
+static int deliver_entry(const struct relm_rel *rel, const struct relm_env *env,
+                         struct relm_effects *fx, size_t mark, size_t end, struct relm_sib_deliver *d)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+	uint64_t ts = 0;
+	int kind = 0, rc;
+	const char *name;
+
+	for (size_t i = mark; i < end; i++) {
+		const struct relm_fx *f = &fx->v[i];
+		if (f->type != RELM_FX_DELIVER || memcmp(f->msg_id, d->id, RELM_ID_LEN) != 0)
+			continue;
+		name = f->kind == RELM_KIND_UNKNOWN ? f->detail : relm_kind_name(f->kind);
+		if (f->direction_in || !name || strlen(name) > RELM_SIB_KIND_MAX || f->len > RELM_REQUEST_BODY_MAX)
+			return RELM_ENOTFOUND;
+		memcpy(d->kind, name, strlen(name) + 1);
+		d->ts = f->ts;
+		/* the entry's bytes: fx may grow (and move) while pushing */
+		if (!(body = malloc(f->len ? f->len : 1)))
+			return RELM_ENOMEM;
+		memcpy(body, f->data, f->len);
+		d->body = body;
+		d->body_len = f->len;
+		rc = push_deliver(fx, d);
+		sodium_memzero(body, d->body_len);
+		free(body);
+		return rc;
+	}
+	if (!env->history_get ||
+	    env->history_get(env->history_ctx, rel->id, d->id, &kind, &ts, &body, &len) != 0)
+		return RELM_ENOTFOUND;
+	name = relm_kind_name(kind);
+	rc = RELM_ENOTFOUND;
+	if (name && strlen(name) <= RELM_SIB_KIND_MAX && len <= RELM_REQUEST_BODY_MAX) {
+		memcpy(d->kind, name, strlen(name) + 1);
+		d->ts = ts;
+		d->body = body;
+		d->body_len = len;
+		rc = push_deliver(fx, d);
+	}
+	if (body) {
+		sodium_memzero(body, len);
+		free(body);
+	}
+	return rc;
+}
+
 /* d (rel, id set): the history entry of an own message, from the history. */
 static int deliver_own(const struct relm_rel *rel, const struct relm_env *env,
                        struct relm_effects *fx, struct relm_sib_deliver *d)
@@ -430,9 +481,20 @@ int relm_rel_fanout(const struct relm_rel *rel, const struct relm_env *env,
 			rc = deliver_own(rel, env, fx, &d);
 		} else if (f->type == RELM_FX_STATUS && f->status > RELM_STATUS_QUEUED &&
 		           f->status < RELM_STATUS_COUNT) {
-			d.flags = RELM_SIB_D_STATUS;
+			/* the whole entry with its status: a sibling may read it
+			 * before the entry itself (two sessions with one sibling
+			 * deliver in either order), and a status moves only
+			 * forward; the bare STATUS form when the entry is not at
+			 * hand */
 			d.status = (uint8_t)f->status;
-			rc = push_deliver(fx, &d);
+			if ((rc = deliver_entry(rel, env, fx, mark, end, &d)) == RELM_ENOTFOUND) {
+				memset(d.kind, 0, sizeof d.kind);
+				d.ts = 0;
+				d.body = NULL;
+				d.body_len = 0;
+				d.flags = RELM_SIB_D_STATUS;
+				rc = push_deliver(fx, &d);
+			}
 		}
 		/* an entry the codec refuses (a body that is not text) is not
 		 * carried; anything else failing undoes them all */
