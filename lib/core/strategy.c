@@ -135,6 +135,17 @@ static int rel_step(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], cons
 	struct relm_rel *rel = NULL;
 	int rc;
 
+	if (data && len >= 1 + 2 * RELM_ID_LEN) {
+		/* a retransmission's request (AGAIN) whose message the remote
+		 * has receipted since: nothing is left to ask */
+		struct relm_store_msg m;
+		const uint8_t *id = data + 1 + RELM_ID_LEN;
+		if ((rc = relm_store_msg_get(c->st, rel_id, id, &m)) == 0 && !m.direction_in &&
+		    (m.status == RELM_STATUS_DELIVERED || m.status == RELM_STATUS_FAILED))
+			return relm_store_request_del(c->st, rel_id, id);
+		if (rc != 0 && rc != RELM_ENOTFOUND)
+			return rc;
+	}
 	relm_effects_init(&fx);
 	if ((rc = relm__core_load(c, rel_id, &rel)) == RELM_ENOSTATE && data) {
 		/* held without state: it asks the hub, and cannot serve */
