@@ -228,6 +228,9 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	echo "== relm-sim: a schedule that once failed (devices.md §5.6, pending envelopes ask siblings)"; \
 	$(BUILD)/relm-sim --seed 2306 --seeds 1 --devices 1,3 --loss 0 --dup 0.05 --crash 0.02 --skew 30000 \
 	  --strategy mixed >/dev/null || fail=1; \
+	echo "== relm-sim: a schedule that once failed (revocation.md §2, racing heals: a reply on any heal node heals)"; \
+	$(BUILD)/relm-sim --seed 824 --seeds 1 --devices 4,2 --loss 0 --dup 0.05 --crash 0 --skew 30000 \
+	  --revoke 1 >/dev/null || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \

@@ -497,6 +497,55 @@ START_TEST(test_heal_locks_out_the_removed_device)
 }
 END_TEST
 
+/* Two devices' heals race (each goes before the other's copy arrives):
+ * the remote replies on one of the two nodes, and both devices are healed
+ * by that one reply — a device remembers its own heal's node and its
+ * sibling's, and heals no more (relm-sim --revoke 1 seed 824 of 4x2: a
+ * device that kept only the node of the last copy it read took the reply
+ * on its own node for a reply elsewhere and healed again, round after
+ * round). */
+START_TEST(test_racing_heals_heal_on_either_node)
+{
+	uint8_t id[16];
+
+	chat(4);
+	tu_devices(A, 2);
+	nA = 2;
+	for (size_t i = 0; i < 2; i++) {
+		A[i]->env.params.heal_min_ms = A[i]->env.params.heal_max_ms = 5000;
+		ck_assert_int_eq(relm_rel_heal_arm(A[i]->rel, &A[i]->env, 2), 0);
+	}
+	late_copies = 1;
+	tick_all(6000);
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert(memcmp(a1.rel->heal_node, a2.rel->heal_node, 16) != 0);
+	late_copies = 0;
+	flow();
+	/* each keeps its own heal's node and learns the other's */
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a1.rel->nheal_others, 1);
+	ck_assert_uint_eq(a2.rel->nheal_others, 1);
+	ck_assert(memcmp(a1.rel->heal_others[0], a2.rel->heal_node, 16) == 0);
+	ck_assert(memcmp(a2.rel->heal_others[0], a1.rel->heal_node, 16) == 0);
+
+	tu_send(&r, "reply", id);
+	flow();
+	ck_assert(tu_hist_has(&a1, id, 1) && tu_hist_has(&a2, id, 1));
+	ck_assert_msg(a1.rel->heal_state == RELM_HEAL_NONE && a2.rel->heal_state == RELM_HEAL_NONE,
+	              "heal states %u and %u after the reply on one heal's node (" TU_SEED_FMT ")",
+	              a1.rel->heal_state, a2.rel->heal_state, TU_SEED_ARG);
+	ck_assert_uint_eq(a1.rel->nheal_others + a2.rel->nheal_others, 0);
+	tick_all(60000);
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_NONE);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_NONE);
+	/* and the removed device is locked out */
+	ck_assert(!reads(&a3, "after the heal"));
+	ck_assert_uint_eq(a1.failed + a2.failed + r.failed, 0);
+}
+END_TEST
+
 START_TEST(test_heal_arm_refuses)
 {
 	ck_assert_int_eq(relm_rel_heal_arm(a1.rel, &a1.env, 0), RELM_EINVAL);
@@ -600,6 +649,7 @@ static Suite *revoke_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_loop_test(tc, test_heal_locks_out_the_removed_device, 0, 2);
 	tcase_add_test(tc, test_heal_arm_refuses);
+	tcase_add_test(tc, test_racing_heals_heal_on_either_node);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("heal_strict");
 	tcase_add_checked_fixture(tc, strict_setup, devices_teardown);
