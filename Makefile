@@ -159,6 +159,12 @@ sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
+# check_crash's parts (tests/crash: the virtual clock, the mailbox log, the
+# child, the parent's checks) link into it alone.
+CRASH_SRC = $(sort $(wildcard tests/crash/*.c))
+CRASH_OBJ = $(CRASH_SRC:%.c=$(BUILD)/%.o)
+$(BUILD)/tests/check_crash: $(BUILD)/tests/check_crash.o $(CRASH_OBJ) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(CRASH_OBJ) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # ---- relm-web: the browser front end (daemon/web, proto/web.md) ------------
 # HTTP through libmicrohttpd, QR codes through libqrencode; the page's files
