@@ -157,14 +157,13 @@ sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy fanout --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy mixed --seed $(SIM_SEED)
 
-$(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
-	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
-# check_crash's parts (tests/crash: the virtual clock, the mailbox log, the
-# child, the parent's checks) link into it alone.
-CRASH_SRC = $(sort $(wildcard tests/crash/*.c))
-CRASH_OBJ = $(CRASH_SRC:%.c=$(BUILD)/%.o)
-$(BUILD)/tests/check_crash: $(BUILD)/tests/check_crash.o $(CRASH_OBJ) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
-	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(CRASH_OBJ) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
+# A suite too big for one file keeps its parts in a folder named after it
+# (tests/crash for check_crash, tests/mailbox_proto for check_mailbox_proto),
+# linked into that suite alone.
+SUITE_PARTS = $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/$(1)/*.c)))
+.SECONDEXPANSION:
+$(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $$(call SUITE_PARTS,$$*) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(call SUITE_PARTS,$*) $(TUTIL_OBJ) $(BUILD)/libdaemon.a $(BUILD)/librelm.a $(PKG_LIBS) $(TEST_LIBS) -o $@
 
 # ---- relm-web: the browser front end (daemon/web, proto/web.md) ------------
 # HTTP through libmicrohttpd, QR codes through libqrencode; the page's files
