@@ -236,6 +236,9 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	echo "== relm-sim: a schedule that once failed (revocation.md §2, racing heals: a reply on any heal node heals)"; \
 	$(BUILD)/relm-sim --seed 824 --seeds 1 --devices 4,2 --loss 0 --dup 0.05 --crash 0 --skew 30000 \
 	  --revoke 1 >/dev/null || fail=1; \
+	echo "== relm-sim: a schedule that once failed (revocation.md §2, sends stay on the heal; a remote's retry on an older branch is in the window)"; \
+	$(BUILD)/relm-sim --seed 5718 --seeds 1 --devices 4,4 --loss 0.05 --dup 0.05 --crash 0.02 --skew 30000 \
+	  --revoke 1 >/dev/null || fail=1; \
 	echo "== relm-sim: broken worlds must be caught (fixed seeds)"; \
 	$(BUILD)/relm-sim --seeds 100 --mutate no-copies --expect-fail >/dev/null || fail=1; \
 	$(BUILD)/relm-sim --seeds 100 --mutate sibling-loss --expect-fail >/dev/null || fail=1; \

@@ -147,6 +147,31 @@ void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int no
 		heal_draw(rel, env);
 }
 
+/* While the heal waits for the remote's reply, a message goes on a heal
+ * node, never on an ours sibling of one, which the removed device may
+ * hold: the fork rule picks such a sibling when it is valid (this proton
+ * spoke last and the remote acknowledged it) or first in node_id order,
+ * and rotation (ratchet.md §6.3) moves a retry onto it.  Only the heal's
+ * own retries rotate: a strict remote that refused the heal's node is
+ * reached on the older one, and the heal goes again on its reply (§2). */
+int relm__heal_steer(const struct relm_rel *rel, int idx, int kind, int retry)
+{
+	const struct relm_tree *t = &rel->tree;
+	int best = -1;
+
+	if (rel->heal_state != RELM_HEAL_SENT || idx < 0 || !(t->nodes[idx].flags & RELM_NODE_OURS) ||
+	    is_heal_node(rel, t->nodes[idx].id) || (kind == RELM_KIND_HEAL && retry))
+		return idx;
+	for (uint32_t i = 0; i < t->count; i++) {
+		const struct relm_node *n = &t->nodes[i];
+		if ((n->flags & RELM_NODE_OURS) && (n->flags & RELM_NODE_CHAIN) &&
+		    memcmp(n->parent, t->nodes[idx].parent, RELM_ID_LEN) == 0 && is_heal_node(rel, n->id) &&
+		    (best < 0 || memcmp(n->id, t->nodes[best].id, RELM_ID_LEN) < 0))
+			best = (int)i;
+	}
+	return best >= 0 ? best : idx;
+}
+
 void relm__heal_sibling(struct relm_rel *rel, const uint8_t node[RELM_ID_LEN])
 {
 	if (rel->heal_state == RELM_HEAL_NONE)

@@ -49,6 +49,8 @@ static void post_remote(struct sim_dev *d, const struct sim_post *p)
 		sim_trace(w, d, "post lost");
 		return;
 	}
+	if (o)
+		sim_revoke_note_post(d, p->buf, p->len, o->pt, o->ptlen);
 	for (int copies = 1 + sim__chance(w, w->cfg.dup); copies > 0; copies--) {
 		struct sim_mail *m;
 		GROW(w->transit, w->ntransit, w->captransit);

@@ -210,6 +210,7 @@ void sim_type_now(struct sim_world *w, struct sim_dev *d)
 	w->sent_ids[w->nsent].side = d->side;
 	w->sent_ids[w->nsent].dev = d->idx;
 	w->sent_ids[w->nsent].napath = 0;
+	w->sent_ids[w->nsent].open_try = 0;
 	w->sent_ids[w->nsent++].t = w->now;
 	sim__user_send(d, id);
 	if (d->side == 1 && w->removed >= 0)

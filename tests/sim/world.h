@@ -228,6 +228,10 @@ struct sim_sent {
 	 * the node it went on, nearest first (revoke.c) */
 	uint8_t apath[8][RELM_KEY_LEN];
 	int napath;
+	int open_try;                      /* B's, after a removal: an envelope of it reached
+	                                    * A on a node whose path holds only A nodes made
+	                                    * before (a retry the remote built on an older
+	                                    * node: the heal's window, revocation.md §2) */
 	uint64_t t;                        /* world time it was typed */
 };
 
@@ -304,6 +308,9 @@ void sim_dev_saved(struct sim_dev *d);
  * checks at the end. */
 void sim_revoke(struct sim_world *w);
 void sim_revoke_note_send(struct sim_dev *d, struct sim_sent *m);
+/* revoke.c: d posted env (plaintext pt) and the network did not lose it. */
+void sim_revoke_note_post(struct sim_dev *d, const uint8_t *env, size_t len, const uint8_t *pt,
+                          size_t ptlen);
 void sim_check_revoke(struct sim_world *w);
 /* revoke.c: with probability cfg.revoke, schedule the removal; 1 when no
  * device was removed or every remaining one is healed. */
