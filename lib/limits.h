@@ -46,6 +46,7 @@ enum relm_limits {
 	RELM_COPY_PAYLOAD_MAX = RELM_SIBLING_MAX - 126, /* a payload must fit a copy (devices.md §4.2) */
 	RELM_MAX_PENDING_COPIES = 32, /* sibling nodes waiting for their parent; beyond, repair by state */
 	RELM_PRUNED_RING    = 32,   /* ids of pruned nodes remembered: a sibling on one triggers repair */
+	RELM_HEAL_OTHERS    = RELM_MAX_DEVICES, /* other heal nodes of a revocation a device remembers: one per sibling whose heal raced its own (revocation.md §2) */
 
 	/* --- timers, milliseconds (proto/ratchet.md §2.2, §4.4, §5.3, §6.2; proto/devices.md §5) --- */
 	RELM_RECEIPT_DELAY_MIN_MS = 200,   /* automated replies wait 0.2–2 s: one device answers, */

@@ -590,6 +590,55 @@ START_TEST(test_two_devices_converge)
 END_TEST
 
 
+struct tries_seen {
+	uint8_t id[16];
+	int64_t tries;
+};
+
+static int tries_cb(void *ctx, const struct relm_store_outgoing *o)
+{
+	struct tries_seen *t = ctx;
+	if (memcmp(o->id, t->id, 16) == 0)
+		t->tries = o->tries;
+	return 0;
+}
+
+/* The tries of message id in d's retransmission queue (rb), -1 if none. */
+static int64_t tries_of(struct tu_daemon *d, const uint8_t rb[16], const uint8_t id[16])
+{
+	struct tries_seen t = { .tries = -1 };
+	memcpy(t.id, id, 16);
+	ck_assert_int_eq(relm_store_outgoing_due(d->st, rb, UINT64_MAX, 0, tries_cb, &t), 0);
+	return t.tries;
+}
+
+/* Tries are counted over every device (ratchet.md §6.4): each copy of
+ * alice's retransmissions that reaches her tablet is one more try of the
+ * message in the tablet's queue — its row was written with the tries
+ * reset to 1 by every copy, so a tablet taking over would have started
+ * the count again. */
+START_TEST(test_sibling_retries_count)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	struct tu_daemon *ds[3] = { &A, &B, &A2 }, *alice[2] = { &A, &A2 };
+	uint8_t rb[16], id[16];
+	int was_new = 0;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	make_a2(rb);
+	ck_assert_int_eq(relm_core_message_send(A.core, rb, "unanswered", 10, NULL, id, &was_new), 0);
+	/* bob reads nothing: five minutes of alice's retransmissions, under
+	 * the tablet's takeover time (10 min after each copy) */
+	tu_settle(alice, 2, &net, 30, 10000);
+	ck_assert_int_ge(tries_of(&A, rb, id), 4);
+	ck_assert_int_eq(tries_of(&A2, rb, id), tries_of(&A, rb, id));
+	tu_daemon_close(&A2);
+	tu_daemon_rmdir(&A2);
+}
+END_TEST
+
 /* Bundling (devices.md §4.5): a turn's copies to a sibling leave as one
  * bundle, sent by the step that runs just before the batch commits; a
  * turn rolled back sends nothing; outside a batch every copy goes alone. */
@@ -942,6 +991,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_steps_see_the_devices);
 	tcase_add_test(tc, test_device_mailbox);
 	tcase_add_test(tc, test_two_devices_converge);
+	tcase_add_test(tc, test_sibling_retries_count);
 	tcase_add_test(tc, test_bundled_turn);
 	tcase_add_test(tc, test_circle_frames);
 	tcase_add_test(tc, test_state_repair);

@@ -206,6 +206,73 @@ START_TEST(test_largest_values)
 }
 END_TEST
 
+/* The heal's other nodes (P_HEALS, version 8 only): from one to the most
+ * a device keeps, version 8 holds them and re-encodes to itself; version
+ * 7 leaves them out; a count of 0 or above the limit, an all-zero id or
+ * the bit without the record is malformed. */
+START_TEST(test_heal_others)
+{
+	struct tu_party a, b;
+	struct relm_rel *rel, *r;
+
+	idle_pair(&a, &b);
+	rel = a.rel;
+	rel->heal_epoch = 2;
+	rel->heal_state = RELM_HEAL_SENT;
+	tu_rand_bytes(rel->heal_node, RELM_ID_LEN);
+	for (unsigned k = 1; k <= RELM_HEAL_OTHERS; k++) {
+		tu_rand_bytes(rel->heal_others[k - 1], RELM_ID_LEN);
+		rel->nheal_others = (uint8_t)k;
+		struct tu_blob v8 = enc(rel, V8);
+		ck_assert_uint_eq(v8.buf[PRESENT_AT], 0x01);
+		r = NULL;
+		ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), 0);
+		ck_assert_uint_eq(r->nheal_others, k);
+		ck_assert(memcmp(r->heal_others, rel->heal_others, (size_t)k * RELM_ID_LEN) == 0);
+		struct tu_blob again = enc(r, V8);
+		ck_assert(tu_blob_eq(v8, again));
+		tu_blob_free(&again);
+		relm_rel_free(r);
+		tu_blob_free(&v8);
+	}
+
+	struct tu_blob v7 = enc(rel, V7);
+	ck_assert_uint_eq(v7.buf[PRESENT_AT], 0);
+	r = NULL;
+	ck_assert_int_eq(relm_rel_decode(&r, v7.buf, v7.len), 0);
+	ck_assert_uint_eq(r->nheal_others, 0);
+	ck_assert(memcmp(r->heal_node, rel->heal_node, RELM_ID_LEN) == 0);
+	relm_rel_free(r);
+	tu_blob_free(&v7);
+
+	/* the record is the blob's last: count, then the ids */
+	struct tu_blob v8 = enc(rel, V8);
+	size_t at = v8.len - 1 - (size_t)RELM_HEAL_OTHERS * RELM_ID_LEN;
+	ck_assert_uint_eq(v8.buf[at], RELM_HEAL_OTHERS);
+	const uint8_t bad_count[2] = { 0, RELM_HEAL_OTHERS + 1 };
+	for (int i = 0; i < 2; i++) {
+		v8.buf[at] = bad_count[i];
+		r = NULL;
+		ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), RELM_ESTATE);
+		ck_assert_ptr_null(r);
+	}
+	v8.buf[at] = RELM_HEAL_OTHERS;
+	uint8_t keep[RELM_ID_LEN];
+	memcpy(keep, v8.buf + at + 1, RELM_ID_LEN);
+	memset(v8.buf + at + 1, 0, RELM_ID_LEN);
+	ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), RELM_ESTATE);
+	memcpy(v8.buf + at + 1, keep, RELM_ID_LEN);
+	v8.buf[PRESENT_AT] = 0;
+	ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), RELM_ESTATE);
+	v8.buf[PRESENT_AT] = 0x01;
+	ck_assert_int_eq(relm_rel_decode(&r, v8.buf, v8.len), 0);
+	relm_rel_free(r);
+	tu_blob_free(&v8);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 /* A present bit over a field that could have been left out (or is
  * unknown), or a node key bit over zeros, is malformed. */
 START_TEST(test_non_canonical_is_malformed)
@@ -343,6 +410,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_idle_leaves_out_what_is_derived);
 	tcase_add_test(tc, test_every_field_present);
 	tcase_add_test(tc, test_largest_values);
+	tcase_add_test(tc, test_heal_others);
 	tcase_add_test(tc, test_non_canonical_is_malformed);
 	tcase_add_test(tc, test_v8_one_encoding);
 	tcase_add_test(tc, test_flip_every_byte);

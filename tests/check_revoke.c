@@ -497,6 +497,123 @@ START_TEST(test_heal_locks_out_the_removed_device)
 }
 END_TEST
 
+/* a3 leaves the circle (a1, a2, epoch 2); both arm the heal, due in ms. */
+static void remove_a3_heal_in(uint32_t ms)
+{
+	tu_devices(A, 2);
+	nA = 2;
+	for (size_t i = 0; i < 2; i++) {
+		A[i]->env.params.heal_min_ms = A[i]->env.params.heal_max_ms = ms;
+		ck_assert_int_eq(relm_rel_heal_arm(A[i]->rel, &A[i]->env, 2), 0);
+	}
+}
+
+/* Two devices' heals race (each goes before the other's copy arrives):
+ * the remote replies on one of the two nodes, and both devices are healed
+ * by that one reply — a device remembers its own heal's node and its
+ * sibling's, and heals no more (relm-sim --revoke 1 seed 824 of 4x2: a
+ * device that kept only the node of the last copy it read took the reply
+ * on its own node for a reply elsewhere and healed again, round after
+ * round). */
+START_TEST(test_racing_heals_heal_on_either_node)
+{
+	uint8_t id[16];
+
+	chat(4);
+	remove_a3_heal_in(5000);
+	late_copies = 1;
+	tick_all(6000);
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert(memcmp(a1.rel->heal_node, a2.rel->heal_node, 16) != 0);
+	late_copies = 0;
+	flow();
+	/* each keeps its own heal's node and learns the other's */
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a1.rel->nheal_others, 1);
+	ck_assert_uint_eq(a2.rel->nheal_others, 1);
+	ck_assert(memcmp(a1.rel->heal_others[0], a2.rel->heal_node, 16) == 0);
+	ck_assert(memcmp(a2.rel->heal_others[0], a1.rel->heal_node, 16) == 0);
+
+	tu_send(&r, "reply", id);
+	flow();
+	ck_assert(tu_hist_has(&a1, id, 1) && tu_hist_has(&a2, id, 1));
+	ck_assert_msg(a1.rel->heal_state == RELM_HEAL_NONE && a2.rel->heal_state == RELM_HEAL_NONE,
+	              "heal states %u and %u after the reply on one heal's node (" TU_SEED_FMT ")",
+	              a1.rel->heal_state, a2.rel->heal_state, TU_SEED_ARG);
+	ck_assert_uint_eq(a1.rel->nheal_others + a2.rel->nheal_others, 0);
+	tick_all(60000);
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_NONE);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_NONE);
+	/* and the removed device is locked out */
+	ck_assert(!reads(&a3, "after the heal"));
+	ck_assert_uint_eq(a1.failed + a2.failed + r.failed, 0);
+}
+END_TEST
+
+/* A's posts to r now are dropped (r is off line), copies among the circle
+ * flow; each post's ratchet key must not be one of an ours node a3 (the
+ * removed device) holds.  How many posts. */
+static int drop_posts_checking(void)
+{
+	int n = 0, moved = 1;
+
+	while (moved) {
+		moved = 0;
+		for (size_t i = 0; i < nA; i++) {
+			while (A[i]->nout) {
+				struct tu_blob e = tu_take(A[i], 0);
+				ck_assert_uint_ge(e.len, 2 + RELM_KEY_LEN);
+				ck_assert_msg(relm_tree_find_pub(&a3.rel->tree, e.buf + 2, 1) < 0,
+				              "post %d of a%zu went on a node the removed device holds ("
+				              TU_SEED_FMT ")", n, i + 1, TU_SEED_ARG);
+				tu_blob_free(&e);
+				n++;
+				moved = 1;
+			}
+			if (A[i]->ncopy) {
+				tu_copies_to(A[i], A, nA);
+				moved = 1;
+			}
+		}
+	}
+	return n;
+}
+
+/* While the heal waits for r's reply, this proton's messages go on heal
+ * nodes, never on the ours node a3 holds beside them (A spoke last, and r
+ * acknowledged it: the fork rule would choose it), neither first tries
+ * nor retries, which rotation would move onto it (revocation.md §2). */
+START_TEST(test_sends_stay_on_heal_nodes)
+{
+	chat(4);
+	tu_send(&a2, "A's last word", NULL);
+	flow();
+	tick_all(3000);
+	remove_a3_heal_in(5000);
+	tick_all(6000);             /* the heals go, r acknowledges them */
+	tick_all(3000);
+	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
+	ck_assert_uint_eq(a1.nout + a2.nout, 0);
+	/* r is off line from now: every message is tried again and again */
+	for (int k = 0; k < 3; k++) {
+		tu_send(A[k % 2], "after the heal", NULL);
+		ck_assert_int_eq(drop_posts_checking(), 1);
+	}
+	int retries = 0;
+	for (int round = 0; round < 20; round++) {     /* 20 min: tries after 10, 30, 70, 150, 310, 630 s */
+		clock_ms += 60000;
+		tu_tick(&a1);
+		tu_tick(&a2);
+		retries += drop_posts_checking();
+	}
+	ck_assert_int_ge(retries, 3 * 5);
+	ck_assert_uint_eq(a1.failed + a2.failed, 0);
+}
+END_TEST
+
 START_TEST(test_heal_arm_refuses)
 {
 	ck_assert_int_eq(relm_rel_heal_arm(a1.rel, &a1.env, 0), RELM_EINVAL);
@@ -600,6 +717,8 @@ static Suite *revoke_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_loop_test(tc, test_heal_locks_out_the_removed_device, 0, 2);
 	tcase_add_test(tc, test_heal_arm_refuses);
+	tcase_add_test(tc, test_racing_heals_heal_on_either_node);
+	tcase_add_test(tc, test_sends_stay_on_heal_nodes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("heal_strict");
 	tcase_add_checked_fixture(tc, strict_setup, devices_teardown);

@@ -1,7 +1,8 @@
 /*
  * check_store_queues.c — what the store keeps for the engine between
  * steps (lib/store/outgoing.c, messages.c, rels.c, lib/core/apply.c): the
- * retransmission queue and its exact count, relationship timers and the
+ * retransmission queue and its exact count (a sibling's try adds one to
+ * a row's tries), relationship timers and the
  * mailbox list, the forward-only status rule of history, and an engine
  * step's effects written through lib/core/apply.  Randomised tests take
  * their seed from RELM_SEED (default 0x5eed5eed) and print it in every
@@ -480,6 +481,109 @@ START_TEST(test_outgoing_queue)
 }
 END_TEST
 
+struct out_row {
+	uint8_t id[16];
+	int found;
+	struct relm_store_outgoing o;
+	char body[16];
+};
+
+static int row_cb(void *ctx, const struct relm_store_outgoing *o)
+{
+	struct out_row *w = ctx;
+	if (memcmp(o->id, w->id, 16) != 0)
+		return 0;
+	w->found++;
+	w->o = *o;
+	w->o.body = NULL;
+	ck_assert_uint_lt(o->body_len, sizeof w->body);
+	memcpy(w->body, o->body, o->body_len);
+	w->body[o->body_len] = 0;
+	return 0;
+}
+
+static struct out_row row_of(struct relm_store *st, const uint8_t rel[16], const uint8_t id[16])
+{
+	struct out_row w;
+	memset(&w, 0, sizeof w);
+	memcpy(w.id, id, 16);
+	ck_assert_int_eq(relm_store_outgoing_due(st, rel, UINT64_MAX, 0, row_cb, &w), 0);
+	return w;
+}
+
+static void add_try(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_add_try(st, o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+}
+
+/* A sibling's try (ratchet.md §6.4): without a row it is the row as given;
+ * on a row it counts one more try — kind, ts and body stay, next_ms never
+ * moves earlier, last_node is the try's — and the count of rows stays. */
+START_TEST(test_outgoing_add_try)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_rel r;
+	struct relm_store_outgoing o;
+	struct out_row w;
+	uint8_t pid[16];
+
+	ts_populate(st);
+	ts_fill(pid, 16, 1);
+	ts_mk_rel(&r, pid, 1, NULL, 0);
+	memset(&o, 0, sizeof o);
+	memcpy(o.rel, r.id, 16);
+	ts_fill(o.id, 16, 60);
+	o.kind = 1;
+	o.ts = 1000;
+	o.body = (const uint8_t *)"first";
+	o.body_len = 5;
+	o.tries = 1;
+	o.next_ms = 9000;
+	ts_fill(o.last_node, 16, 7);
+	add_try(st, &o);
+	w = row_of(st, r.id, o.id);
+	ck_assert_int_eq(w.found, 1);
+	ck_assert_uint_eq(w.o.tries, 1);
+	ck_assert_uint_eq(w.o.next_ms, 9000);
+	ck_assert_uint_eq(ts_out_count(st, r.id), 1);
+
+	/* two more tries, one with a later deadline, one with an earlier */
+	o.body = (const uint8_t *)"other";
+	o.kind = 2;
+	o.ts = 2000;
+	o.next_ms = 20000;
+	ts_fill(o.last_node, 16, 8);
+	add_try(st, &o);
+	o.next_ms = 15000;
+	ts_fill(o.last_node, 16, 9);
+	add_try(st, &o);
+	w = row_of(st, r.id, o.id);
+	ck_assert_int_eq(w.found, 1);
+	ck_assert_uint_eq(w.o.tries, 3);
+	ck_assert_uint_eq(w.o.next_ms, 20000);
+	ck_assert(memcmp(w.o.last_node, o.last_node, 16) == 0);
+	ck_assert_int_eq(w.o.kind, 1);
+	ck_assert_uint_eq(w.o.ts, 1000);
+	ck_assert_str_eq(w.body, "first");
+	ck_assert_uint_eq(ts_out_count(st, r.id), 1);
+
+	/* a put is still the whole row as given */
+	o.tries = 5;
+	o.next_ms = 100;
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	w = row_of(st, r.id, o.id);
+	ck_assert_uint_eq(w.o.tries, 5);
+	ck_assert_uint_eq(w.o.next_ms, 100);
+	ck_assert_str_eq(w.body, "other");
+	ck_assert_int_eq(ts_count_mismatches(st), 0);
+	relm_store_close(st);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ts_test tests[] = {
@@ -488,6 +592,7 @@ int main(void)
 		{ "outgoing_acks", test_outgoing_queue, 10 },
 		{ "outgoing_acks", test_outgoing_count, 10 },
 		{ "outgoing_acks", test_requests, 10 },
+		{ "outgoing_acks", test_outgoing_add_try, 10 },
 		{ "effects", test_apply_effects, 10 },
 	};
 	return ts_run("store_queues", tests, sizeof tests / sizeof tests[0]);

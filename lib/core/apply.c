@@ -141,7 +141,9 @@ static int out_put(struct apply *a, const struct relm_fx *f)
 	memcpy(o.rel, a->rel, RELM_ID_LEN);
 	memcpy(o.id, f->msg_id, RELM_ID_LEN);
 	memcpy(o.last_node, f->node, RELM_ID_LEN);
-	return relm_store_outgoing_put(a->st, &o);
+	/* a sibling's try of a row the step did not load: one more try of it,
+	 * not a count restarted at 1 */
+	return f->add_try ? relm_store_outgoing_add_try(a->st, &o) : relm_store_outgoing_put(a->st, &o);
 }
 
 /* A duplicate add or the delete of a row already gone is no error: the

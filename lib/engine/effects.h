@@ -74,6 +74,11 @@ struct relm_fx {
 	uint8_t node[RELM_ID_LEN];     /* OUT_PUT: node of the last try */
 	int sibling;                   /* OUT_PUT: a sibling's message (retransmitted here
 	                                * only after the takeover time) */
+	int add_try;                   /* OUT_PUT: a sibling's try of a message whose record
+	                                * the engine did not hold (out_partial): if the
+	                                * store has its row, one more try of it (tries + 1;
+	                                * next_ms no earlier; last_node this try's), else the
+	                                * record as given (proto/ratchet.md §6.4) */
 	uint8_t dev[RELM_ID_LEN];      /* STATE_REQ: the sibling to ask; SIB_TO, REQ_PUT: the sibling */
 	struct relm_event ev;          /* EVENT: the record (ev.reason unused) */
 	char to[RELM_MAILBOX_ADDR_MAX + 1]; /* POST: destination mailbox address */

@@ -206,6 +206,8 @@ static int send_pt(struct relm_rel *rel, const struct relm_env *env,
 			if (idx < 0 || (rel->tree.nodes[idx].flags & RELM_NODE_OURS))
 				return RELM_ENOSEND;
 			create = 1;
+		} else if (!create && !(automated & RELM__SEND_AUTOMATED)) {
+			idx = relm__heal_steer(rel, idx, kind, prev_try != NULL);
 		}
 		if (create) {
 			if (rel->tree.count >= RELM_MAX_NODES)

@@ -23,6 +23,7 @@
  *   [P_REVOKE: v ipk_seq  ipk_prev(32) ipk_conflict(1) ipk_cand(2×32)
  *    heal_state(1) v heal_epoch  v heal_due  heal_node(16) v clone_since
  *    clone_id(16) clone_dh(32)]
+ *   [P_HEALS: u8 k × heal node id(16)] (k 1..RELM_HEAL_OTHERS, none all-zero)
  *   str = u16 length (big-endian) + bytes (no NUL)
  *   v = varint: 7 bits a byte, least significant first, shortest form
  *
@@ -35,6 +36,8 @@
  *               secret key is seed ‖ public key)
  *   P_REMOTE_PK remote_mbox_pk is not the id in remote_mailbox
  *   P_GATE, P_INITIAL, P_STATS, P_BATCH, P_REVOKE: not all zero
+ *   P_HEALS     (0x100, version 8 only) the heal's other nodes are not
+ *               none (proto/revocation.md §2, §5)
  *   node flag bits 0x80 priv, 0x40 rk, 0x20 ck: not all zero
  * parent_ref is the parent's index in the node list (the first node with
  * its id), 0xfe for the all-zero parent, 0xff with the id when no node of
@@ -102,6 +105,7 @@ enum {
 	P_AD = 0x01, P_MBOX_PK = 0x02, P_REMOTE_PK = 0x04, P_GATE = 0x08,
 	P_INITIAL = 0x10, P_STATS = 0x20, P_BATCH = 0x40, P_REVOKE = 0x80,
 	P_KNOWN = 0xff,
+	P_HEALS = 0x100, P_KNOWN_V8 = 0x1ff,       /* v8 only */
 	N_PRIV = 0x80, N_RK = 0x40, N_CK = 0x20,
 	/* v8 parent reference: an index into the tree's nodes, or one of these */
 	PARENT_ZERO = 0xfe, PARENT_ID = 0xff,
@@ -240,6 +244,8 @@ static unsigned present_of(const struct relm_rel *rel)
 		p |= P_BATCH;
 	if (!revoke_zero(rel))
 		p |= P_REVOKE;
+	if (rel->nheal_others)
+		p |= P_HEALS;
 	return p;
 }
 
@@ -277,7 +283,9 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 	struct wbuf w = { 0 };
 	uint8_t ext[RELM_INITIAL_EXT_LEN];
 	const int full = version == BLOB_VERSION_FULL;
-	const unsigned present = full ? P_KNOWN : present_of(rel);
+	/* versions 6 and 7 cannot hold the other heal nodes: they are left
+	 * out (only tests write those versions) */
+	const unsigned present = full ? P_KNOWN : present_of(rel) & (version >= 8 ? P_KNOWN_V8 : P_KNOWN);
 
 	assert(version == BLOB_VERSION || version == BLOB_VERSION_PRESENT || version == BLOB_VERSION_FULL);
 	w.var = version >= 8;
@@ -290,7 +298,7 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 	        8 +
 	        1 + (size_t)RELM_RECENT_IDS * RELM_ID_LEN + 5 * 4 +
 	        1 + (size_t)rel->npcopies * BLOB_PCOPY_LEN + 2 + (size_t)rel->npruned * 16 + (size_t)rel->nacked * 48 +
-	        16 + 8 + 1 + BLOB_REVOKE_LEN +
+	        16 + 8 + 1 + BLOB_REVOKE_LEN + 1 + (size_t)RELM_HEAL_OTHERS * RELM_ID_LEN +
 	        /* v8: a varint is up to a byte longer than a u32 (5 bytes) and
 	         * two longer than a u64 (10); a parent_ref adds one before an id */
 	        (size_t)rel->tree.count * (1 + 1 + 1 + 1 + 2) + (size_t)rel->nskipped * (1 + 2) +
@@ -422,6 +430,10 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 	w_u8(&w, rel->sibling_session);
 	if (present & P_REVOKE)
 		w_revoke_tail(&w, rel);
+	if (present & P_HEALS) {
+		w_u8(&w, rel->nheal_others);
+		w_put(&w, rel->heal_others, (size_t)rel->nheal_others * RELM_ID_LEN);
+	}
 	if (w.err) {
 		relm_rel_blob_free(w.p, w.cap);
 		return RELM_ENOMEM;
@@ -531,7 +543,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		goto fail;
 	if (version >= 7) {
 		present = r_u16(&r);
-		if (present & ~(unsigned)P_KNOWN)
+		if (present & ~(unsigned)(version >= 8 ? P_KNOWN_V8 : P_KNOWN))
 			goto fail;
 	}
 	if (present & P_AD)
@@ -771,6 +783,16 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		rel->clone_since_ms = r_i64(&r);
 		r_get(&r, rel->clone_id, RELM_ID_LEN);
 		r_get(&r, rel->clone_dh, RELM_KEY_LEN);
+	}
+	if (present & P_HEALS) {
+		uint8_t k = r_u8(&r);
+		if (k == 0 || k > RELM_HEAL_OTHERS)
+			goto fail;
+		r_get(&r, rel->heal_others, (size_t)k * RELM_ID_LEN);
+		rel->nheal_others = k;
+		for (uint8_t i = 0; i < k; i++)
+			if (sodium_is_zero(rel->heal_others[i], RELM_ID_LEN))
+				goto fail;
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
 		goto fail;

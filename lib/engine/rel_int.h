@@ -119,6 +119,10 @@ int relm__heal_tick(struct relm_rel *rel, const struct relm_env *env, struct rel
 uint64_t relm__heal_deadline(const struct relm_rel *rel);
 void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int node);
 void relm__heal_sibling(struct relm_rel *rel, const uint8_t node[RELM_ID_LEN]);
+/* The node a non-automated send of kind goes on while a heal waits for
+ * the remote's reply: idx (what the fork rule or rotation picked), or a
+ * heal node in place of an ours sibling the removed device may hold. */
+int relm__heal_steer(const struct relm_rel *rel, int idx, int kind, int retry);
 /* An identity payload arrived (not a duplicate): the successor rule. */
 void relm__identity_received(struct relm_rel *rel, const struct relm_payload *p,
                              struct relm_effects *fx);

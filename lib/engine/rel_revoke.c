@@ -14,11 +14,51 @@
 
 /* ---- heal (§2) --------------------------------------------------------------- */
 
+/* Every node a heal of this revocation went on is fresh: made by a
+ * remaining device after the removal, never copied to the removed one.
+ * Several go when sibling delays end before the first copy arrives, and a
+ * round repeats when the remote replies elsewhere; the remote's reply on
+ * any of them heals, so each is kept (heal_node, and the others oldest
+ * first, the oldest dropped when full: a heal more, never a heal less). */
+static int is_heal_node(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+{
+	if (sodium_is_zero(id, RELM_ID_LEN))
+		return 0;
+	if (memcmp(rel->heal_node, id, RELM_ID_LEN) == 0)
+		return 1;
+	for (uint8_t i = 0; i < rel->nheal_others; i++)
+		if (memcmp(rel->heal_others[i], id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+static void heal_remember(struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
+{
+	if (sodium_is_zero(id, RELM_ID_LEN) || is_heal_node(rel, id))
+		return;
+	if (rel->nheal_others == RELM_HEAL_OTHERS) {
+		memmove(rel->heal_others[0], rel->heal_others[1],
+		        (size_t)(RELM_HEAL_OTHERS - 1) * RELM_ID_LEN);
+		rel->nheal_others--;
+	}
+	memcpy(rel->heal_others[rel->nheal_others++], id, RELM_ID_LEN);
+}
+
+static void heal_forget(struct relm_rel *rel)
+{
+	memset(rel->heal_node, 0, RELM_ID_LEN);
+	memset(rel->heal_others, 0, sizeof rel->heal_others);
+	rel->nheal_others = 0;
+}
+
+/* Armed: the heal goes at a random moment; the node of the round before
+ * (if any) stays a heal node. */
 static void heal_draw(struct relm_rel *rel, const struct relm_env *env)
 {
 	rel->heal_state = RELM_HEAL_ARMED;
 	rel->heal_due_ms = relm__now(env) +
 	                   relm__random_between(env, env->params.heal_min_ms, env->params.heal_max_ms);
+	heal_remember(rel, rel->heal_node);
 	memset(rel->heal_node, 0, RELM_ID_LEN);
 }
 
@@ -36,6 +76,9 @@ int relm_rel_heal_arm(struct relm_rel *rel, const struct relm_env *env, uint64_t
 	if (epoch <= rel->heal_epoch)
 		return 0;                  /* that revocation (or a later one) is in hand */
 	rel->heal_epoch = epoch;
+	/* a new revocation: the heal nodes of the last one may be known to
+	 * the device removed now (it held their copies) */
+	heal_forget(rel);
 	heal_draw(rel, env);
 	return 0;
 }
@@ -81,17 +124,21 @@ void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int no
 	const struct relm_node *n;
 	int h;
 
-	if (rel->heal_state != RELM_HEAL_SENT || node < 0)
+	if (rel->heal_state == RELM_HEAL_NONE || node < 0)
 		return;
 	n = &rel->tree.nodes[node];
 	if (n->flags & RELM_NODE_OURS)
 		return;
-	if (memcmp(n->parent, rel->heal_node, RELM_ID_LEN) == 0) {
-		/* the remote built on the heal's node: healed */
+	if (is_heal_node(rel, n->parent)) {
+		/* the remote built on a heal's node (this device's, a sibling's,
+		 * or a round's before): healed */
 		rel->heal_state = RELM_HEAL_NONE;
-		memset(rel->heal_node, 0, RELM_ID_LEN);
+		rel->heal_due_ms = 0;
+		heal_forget(rel);
 		return;
 	}
+	if (rel->heal_state != RELM_HEAL_SENT)
+		return;                    /* armed: the next heal builds on this reply */
 	/* The remote replied on another branch, as deep as the heal's or
 	 * deeper (it chose a node older than the revocation): heal again, on
 	 * a node built on this reply. */
@@ -100,10 +147,41 @@ void relm__heal_on_node(struct relm_rel *rel, const struct relm_env *env, int no
 		heal_draw(rel, env);
 }
 
+/* While the heal waits for the remote's reply, a message goes on a heal
+ * node, never on an ours sibling of one, which the removed device may
+ * hold: the fork rule picks such a sibling when it is valid (this proton
+ * spoke last and the remote acknowledged it) or first in node_id order,
+ * and rotation (ratchet.md §6.3) moves a retry onto it.  Only the heal's
+ * own retries rotate: a strict remote that refused the heal's node is
+ * reached on the older one, and the heal goes again on its reply (§2). */
+int relm__heal_steer(const struct relm_rel *rel, int idx, int kind, int retry)
+{
+	const struct relm_tree *t = &rel->tree;
+	int best = -1;
+
+	if (rel->heal_state != RELM_HEAL_SENT || idx < 0 || !(t->nodes[idx].flags & RELM_NODE_OURS) ||
+	    is_heal_node(rel, t->nodes[idx].id) || (kind == RELM_KIND_HEAL && retry))
+		return idx;
+	for (uint32_t i = 0; i < t->count; i++) {
+		const struct relm_node *n = &t->nodes[i];
+		if ((n->flags & RELM_NODE_OURS) && (n->flags & RELM_NODE_CHAIN) &&
+		    memcmp(n->parent, t->nodes[idx].parent, RELM_ID_LEN) == 0 && is_heal_node(rel, n->id) &&
+		    (best < 0 || memcmp(n->id, t->nodes[best].id, RELM_ID_LEN) < 0))
+			best = (int)i;
+	}
+	return best >= 0 ? best : idx;
+}
+
 void relm__heal_sibling(struct relm_rel *rel, const uint8_t node[RELM_ID_LEN])
 {
 	if (rel->heal_state == RELM_HEAL_NONE)
 		return;
+	if (rel->heal_state == RELM_HEAL_SENT) {
+		/* this device's heal raced a sibling's: both are heal nodes, and
+		 * the remote may reply on either */
+		heal_remember(rel, node);
+		return;
+	}
 	/* a sibling healed: its node is as fresh as ours would be */
 	rel->heal_state = RELM_HEAL_SENT;
 	rel->heal_due_ms = 0;

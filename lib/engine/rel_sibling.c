@@ -546,6 +546,9 @@ int relm__record_sibling(struct relm_rel *rel, const struct relm_env *env,
 		relm__outgoing_remove(rel, (int)rel->nout - 1);
 		goto fail;
 	}
+	/* only the due records are loaded: the store may hold this one, and
+	 * then the copy is one more try of it, not a first (ratchet.md §6.4) */
+	fx->v[fx->n - 1].add_try = rel->out_partial;
 	return 0;
 fail:
 	relm__fx_truncate(fx, mark);

@@ -169,6 +169,11 @@ struct relm_rel {
 	uint64_t heal_epoch;            /* the circle epoch the heal is for */
 	uint64_t heal_due_ms;           /* HEAL_ARMED: when the heal goes out */
 	uint8_t heal_node[RELM_ID_LEN]; /* HEAL_SENT: the fresh node it went on */
+	/* The revocation's other heal nodes (a sibling's heal that raced
+	 * this device's, an earlier round's), oldest first: the remote's
+	 * reply on any of them heals too (blob v8, P_HEALS). */
+	uint8_t heal_others[RELM_HEAL_OTHERS][RELM_ID_LEN];
+	uint8_t nheal_others;
 	uint64_t clone_since_ms;        /* an acknowledgement nothing explains: since (0: none) */
 	uint8_t clone_id[RELM_ID_LEN];  /* its message id */
 	uint8_t clone_dh[RELM_KEY_LEN]; /* and the ratchet key of the ours node it names */

@@ -10,6 +10,9 @@
  * delete trigger (recursive_triggers is off), so outgoing_count would drift */
 RELM__SQL(OUT_PUT, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET kind=excluded.kind, ts=excluded.ts, body=excluded.body, tries=excluded.tries, next_ms=excluded.next_ms, last_node=excluded.last_node");
 RELM__SQL(OUT_ADD, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO NOTHING");
+/* a sibling's try of a message whose row may be here: one more try, the
+ * takeover no earlier, the node of this try (ratchet.md §6.4) */
+RELM__SQL(OUT_TRY, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET tries=tries+1, next_ms=max(next_ms,excluded.next_ms), last_node=excluded.last_node");
 RELM__SQL(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2");
 RELM__SQL(OUT_DEL_MANY, "DELETE FROM outgoing WHERE rel=?1 AND id IN (?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)");
 RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
@@ -21,14 +24,26 @@ RELM__SQL(ACK_LIST, "SELECT dh,n,id FROM acks WHERE rel=?1 ORDER BY dh,n,id");
 
 /* ---- outgoing ---------------------------------------------------------- */
 
-int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o)
+/* One writer for OUT_PUT and OUT_TRY: same parameters, same checks. */
+static int outgoing_write(struct relm_store *st, const struct relm__sql *sql,
+                          const struct relm_store_outgoing *o)
 {
 	CHECK_WRITABLE(st);
 	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
 		return RELM_EINVAL;
-	return Q_EXEC_ONE(st, OUT_PUT, A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
-	                  A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms),
-	                  A_ID(o->last_node));
+	return q_run(st, sql, Q_ARGS(A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
+	                             A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms),
+	                             A_ID(o->last_node)), 1);
+}
+
+int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	return outgoing_write(st, &sql_OUT_PUT, o);
+}
+
+int relm_store_outgoing_add_try(struct relm_store *st, const struct relm_store_outgoing *o)
+{
+	return outgoing_write(st, &sql_OUT_TRY, o);
 }
 
 int relm_store_outgoing_add(struct relm_store *st, const struct relm_store_outgoing *o)

@@ -795,6 +795,11 @@ struct relm_store_outgoing {
 int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o);
 /* Insert unless (rel, id) has a row (then nothing changes). */
 int relm_store_outgoing_add(struct relm_store *st, const struct relm_store_outgoing *o);
+/* A sibling's try of message (rel, id) (proto/ratchet.md §6.4): insert o
+ * if there is no row; else count one more try on the row (tries + 1),
+ * move next_ms to o->next_ms if that is later, and take o->last_node —
+ * kind, ts, body and the count so far stay. */
+int relm_store_outgoing_add_try(struct relm_store *st, const struct relm_store_outgoing *o);
 /* 0 or RELM_ENOTFOUND. */
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             const uint8_t id[RELM_ID_LEN]);

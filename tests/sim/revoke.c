@@ -11,7 +11,10 @@
  *   - every message B typed on a node whose path holds an A node the
  *     removed device never held a private key of ("sealed": B's reply to a
  *     post-revocation node, and everything built on it) is not in the
- *     removed device's history — it could not decrypt it;
+ *     removed device's history — it could not decrypt it — unless an
+ *     envelope of it that reached A's mailbox went on a node whose path
+ *     holds none (a retry the remote built on an older node, which the
+ *     heal's window allows: proto/revocation.md §2);
  *   - the remaining devices lose nothing (check.c's invariants, which no
  *     longer count the removed device) and end healed;
  *   - no device raised clone.suspected (the removed device is silent, so
@@ -22,6 +25,8 @@
  */
 #include <string.h>
 #include "world.h"
+#include "wire/envelope.h"
+#include "wire/payload.h"
 #include "error.h"
 
 void sim_at_revoke(struct sim_world *w, uint64_t t)
@@ -102,6 +107,18 @@ static int made_before(const struct sim_world *w, const uint8_t pub[RELM_KEY_LEN
 	return 0;
 }
 
+/* Up the path from node i of B's tree t: the A nodes (theirs, for B),
+ * nearest first, at most 8, into apath.  How many. */
+static int a_path(const struct relm_tree *t, int i, uint8_t apath[8][RELM_KEY_LEN])
+{
+	int n = 0;
+
+	for (; i >= 0 && n < 8; i = relm_tree_parent(t, i))
+		if (!(t->nodes[i].flags & RELM_NODE_OURS) && (t->nodes[i].flags & RELM_NODE_CHAIN))
+			memcpy(apath[n++], t->nodes[i].pub, RELM_KEY_LEN);
+	return n;
+}
+
 void sim_revoke_note_send(struct sim_dev *d, struct sim_sent *m)
 {
 	const struct relm_tree *t = &d->rel->tree;
@@ -110,10 +127,32 @@ void sim_revoke_note_send(struct sim_dev *d, struct sim_sent *m)
 	for (size_t k = 0; k < d->nout; k++)
 		if (memcmp(d->outrec[k].id, m->id, RELM_ID_LEN) == 0)
 			i = relm_tree_find(t, d->outrec[k].last_node);
-	/* up the path: the A nodes (theirs, for B) */
-	for (; i >= 0 && m->napath < 8; i = relm_tree_parent(t, i))
-		if (!(t->nodes[i].flags & RELM_NODE_OURS) && (t->nodes[i].flags & RELM_NODE_CHAIN))
-			memcpy(m->apath[m->napath++], t->nodes[i].pub, RELM_KEY_LEN);
+	m->napath = a_path(t, i, m->apath);
+}
+
+void sim_revoke_note_post(struct sim_dev *d, const uint8_t *env, size_t len, const uint8_t *pt,
+                          size_t ptlen)
+{
+	struct sim_world *w = d->w;
+	struct relm_envelope e;
+	struct relm_payload p;
+	uint8_t apath[8][RELM_KEY_LEN];
+	struct sim_sent *m = NULL;
+	int n, open = 1;
+
+	if (d->side != 1 || w->removed < 0 || !d->rel || relm_envelope_decode(&e, env, len) != 0 ||
+	    relm_payload_decode(&p, pt, ptlen) != 0)
+		return;
+	for (size_t k = 0; k < w->nsent && !m; k++)
+		if (w->sent_ids[k].side == 1 && memcmp(w->sent_ids[k].id, p.id, RELM_ID_LEN) == 0)
+			m = &w->sent_ids[k];
+	relm_payload_clear(&p);
+	if (!m)
+		return;
+	n = a_path(&d->rel->tree, relm_tree_find_pub(&d->rel->tree, e.h.dh_pub, 1), apath);
+	for (int k = 0; k < n; k++)
+		open &= made_before(w, apath[k]);
+	m->open_try |= open;
 }
 
 /* B's message m went on a node built on an A node made after the removal
@@ -142,7 +181,9 @@ void sim_check_revoke(struct sim_world *w)
 		int s;
 		if (m->side != 1 || m->t < w->removed_at)
 			continue;
-		s = sealed(w, m);
+		/* one envelope of it on an open path: readable, as the heal's
+		 * window allows (a retry the remote built on an older node) */
+		s = sealed(w, m) && !m->open_try;
 		w->res->sealed += s;
 		if (!sim_hist_find(x, m->id))
 			continue;

@@ -11,7 +11,10 @@
  * every invariant is checked.  What the remote receives is recorded, so
  * privacy is measured, not assumed.
  *
- *   world.c      the clock, the event queue, the network, the devices
+ *   world.c      the clock, the randomness, the event queue, the set-up
+ *   store.c      a device's committed state ("the store") and its outbox
+ *   step.c       a device's engine steps, timers, sends and crashes
+ *   net.c        the network (mailboxes, sibling channels) and reading
  *   workload.c   the profiles (what people type, and when)
  *   check.c      invariants and metrics at the end of a schedule
  *   scenarios.c  the named regression scenarios (six counter-examples of
@@ -123,7 +126,7 @@ struct sim_dev;
 
 /* workload.c: schedule the profile's user messages into the world. */
 void sim_workload(struct sim_world *w, const struct sim_cfg *cfg);
-/* world.c: a user of device (side, i) types a message at time t. */
+/* world.c: a user of device (side, i) types a message at time t (step.c sends it). */
 void sim_at_send(struct sim_world *w, uint64_t t, int side, int dev, int until_online);
 /* world.c: device (side, i) is off-line from t for ms. */
 void sim_at_offline(struct sim_world *w, uint64_t t, int side, int dev, uint64_t ms);

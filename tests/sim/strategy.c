@@ -721,7 +721,7 @@ int sim_strat_frame(struct sim_dev *d, int from, const struct sim_frame *f, int 
 		return 1;
 	default:
 		if (d->rel)
-			return 0;                        /* a copy or carry: world.c */
+			return 0;                        /* a copy or carry: net.c */
 		stash(d, from, f);                       /* for when it holds state again */
 		return 1;
 	}

@@ -33,7 +33,7 @@ enum {
 	SIM_EV_SWITCH        /* a device of side changes the strategy (arg: to) */
 };
 
-/* Engine steps (world.c's step(), sim_step). */
+/* Engine steps (step.c's step(), sim_step). */
 enum {
 	SIM_ST_SEND = 0, SIM_ST_RECV, SIM_ST_TICK, SIM_ST_COPY, SIM_ST_MERGE,
 	/* strategies (strategy.c) */
@@ -228,6 +228,10 @@ struct sim_sent {
 	 * the node it went on, nearest first (revoke.c) */
 	uint8_t apath[8][RELM_KEY_LEN];
 	int napath;
+	int open_try;                      /* B's, after a removal: an envelope of it reached
+	                                    * A on a node whose path holds only A nodes made
+	                                    * before (a retry the remote built on an older
+	                                    * node: the heal's window, revocation.md §2) */
 	uint64_t t;                        /* world time it was typed */
 };
 
@@ -291,7 +295,7 @@ struct sim_world {
 	} \
 } while (0)
 
-/* world.c */
+/* world.c, store.c, step.c, net.c */
 void sim_trace(struct sim_world *w, const struct sim_dev *d, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 const char *sim_short(const uint8_t *id);
@@ -304,6 +308,9 @@ void sim_dev_saved(struct sim_dev *d);
  * checks at the end. */
 void sim_revoke(struct sim_world *w);
 void sim_revoke_note_send(struct sim_dev *d, struct sim_sent *m);
+/* revoke.c: d posted env (plaintext pt) and the network did not lose it. */
+void sim_revoke_note_post(struct sim_dev *d, const uint8_t *env, size_t len, const uint8_t *pt,
+                          size_t ptlen);
 void sim_check_revoke(struct sim_world *w);
 /* revoke.c: with probability cfg.revoke, schedule the removal; 1 when no
  * device was removed or every remaining one is healed. */
@@ -322,7 +329,7 @@ void sim_dump_trees(struct sim_world *w);
 /* The user of d types a message now (an id from the world). */
 void sim_type_now(struct sim_world *w, struct sim_dev *d);
 
-/* Run one engine step on d (world.c).  Returns the engine's code, or
+/* Run one engine step on d (step.c).  Returns the engine's code, or
  * SIM_CRASHED when the device crashed in it. */
 int sim_step(struct sim_dev *d, int kind, const uint8_t *buf, size_t len, const uint8_t *from,
              uint8_t *id_out);
@@ -338,6 +345,29 @@ void sim_want_read(struct sim_dev *d);
 void sim_pump(struct sim_dev *d);
 /* The index of d's sibling with device id `id`, or -1. */
 int sim_dev_index(const struct sim_dev *d, const uint8_t id[RELM_ID_LEN]);
+
+/* Between the world's files (world.c: clock, randomness, events, set-up;
+ * store.c: a device's committed state; step.c: steps, timers, crashes;
+ * net.c: the network and reading). */
+int sim__chance(struct sim_world *w, double p);            /* 1 with probability p */
+uint8_t *sim__dup_bytes(const uint8_t *p, size_t n);       /* a copy (never NULL) */
+/* Device time → world time (its timers are in its own clock). */
+uint64_t sim__world_time(const struct sim_dev *d, uint64_t dev_t);
+/* d's env reads its history (and the world sees what it seals). */
+void sim__store_init(struct sim_dev *d);
+/* d's state as committed now; back to the last commit (a crash). */
+void sim__commit(struct sim_dev *d);
+void sim__restore(struct sim_dev *d);
+/* A committed step's effects, on d's store and outbox. */
+void sim__apply_effects(struct sim_dev *d, struct relm_effects *fx);
+/* Which ours private keys d holds now, and which it no longer does. */
+void sim__note_keys(struct sim_dev *d);
+/* Arm d's timer at its engine's deadline. */
+void sim__schedule_tick(struct sim_dev *d);
+/* The user of d types message id. */
+void sim__user_send(struct sim_dev *d, const uint8_t *id);
+/* d reads everything readable on its mailbox and sibling channels. */
+void sim__read_all(struct sim_dev *d);
 
 /* strategy.c (proto/devices.md §11; cfg.strategy) */
 void sim_strat_start(struct sim_world *w);
