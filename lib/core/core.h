@@ -166,9 +166,11 @@ int relm_core_leases(struct relm_core *c, int stopping,
  * the holder stops sending when its time passes. */
 int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], uint64_t sent_ms,
                            int granted, int release, const uint8_t token[RELM_ID_LEN]);
-/* At least every TTL / 3: for every proton not leaderless, the view as
- * time has moved it (a lease that ran out) and its pending requests sent
- * again when due (RELM_REQUEST_RESEND_MS) or to a new holder. */
+/* At least every TTL / 3: for every proton not leaderless (or leaderless
+ * with requests still pending or relationships still held without state,
+ * after a switch), the view as time has moved it (a lease that ran out),
+ * its pending requests sent again when due (RELM_REQUEST_RESEND_MS), to a
+ * new holder, or served here, and the state a device lacks asked for. */
 int relm_core_strategy_tick(struct relm_core *c);
 /* The lease TTL asked for (2 s … 120 s; 0: RELM_LEASE_TTL_MS). */
 void relm_core_lease_ttl(struct relm_core *c, uint32_t ttl_ms);

@@ -595,12 +595,46 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	return rc == 0 && again ? 1 : rc;
 }
 
-int relm_core_strategy_tick(struct relm_core *c)
+struct tick_walk {
+	struct relm_core *c;
+	struct relm__ids ids;
+};
+
+static int first_cb(void *ctx, const uint8_t rel[RELM_ID_LEN], const uint8_t src[RELM_ID_LEN])
 {
-	struct relm__ids ids = { 0 };
+	(void)ctx;
+	(void)rel;
+	(void)src;
+	return 1;                                 /* one is enough */
+}
+
+/* A proton the strategy tick visits: not leaderless, or leaderless with
+ * what a strategy left behind — requests not yet seen sent, or
+ * relationships held without state (a switch away from fanout). */
+static int tick_cb(void *ctx, const struct relm_store_proton *p)
+{
+	struct tick_walk *t = ctx;
+	uint64_t n = 0;
 	int rc;
 
-	if ((rc = relm_store_proton_list(c->st, leader_cb, &ids)) != 0)
+	if (strcmp(p->strategy, "leaderless") != 0)
+		return relm__ids_push(&t->ids, p->id);
+	if ((rc = relm_store_request_count(t->c->st, p->id, &n)) != 0)
+		return rc;
+	if (n == 0 && (rc = relm_store_stateless_list(t->c->st, p->id, first_cb, NULL)) <= 0)
+		return rc;
+	return relm__ids_push(&t->ids, p->id);
+}
+
+int relm_core_strategy_tick(struct relm_core *c)
+{
+	struct tick_walk t = { c, { 0 } };
+	struct relm__ids ids;
+	int rc;
+
+	rc = relm_store_proton_list(c->st, tick_cb, &t);
+	ids = t.ids;
+	if (rc != 0)
 		goto out;
 	for (size_t i = 0; i < ids.n && rc == 0; i++) {
 		if ((rc = relm_store_begin(c->st)) != 0)
