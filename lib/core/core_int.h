@@ -40,6 +40,12 @@ struct relm__view {
 	int sender;                   /* it sent for the proton at the last view change (-1: not known) */
 	int release;                  /* it left `leader` holding the lease: give it back */
 	uint64_t asked_ms;            /* fanout.c: when it last asked for the states it lacks */
+	/* fanout.c: the relationships the current hub has shown it holds (a
+	 * deliver from it since this strategy was adopted): only those are
+	 * wiped here — two devices that each made the other the hub at once
+	 * must not both wipe */
+	uint8_t (*heard)[RELM_ID_LEN];
+	size_t nheard, capheard;
 	uint64_t stamp;               /* least recently used goes first */
 };
 
@@ -330,7 +336,7 @@ int relm__core_sib_strategy(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 int relm__core_sib_request(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                            const uint8_t *buf, size_t len);
 int relm__core_sib_deliver(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                           const uint8_t *buf, size_t len);
+                           const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len);
 /* The strategy held, to a new device (nothing when it never changed). */
 int relm__core_strategy_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                              const uint8_t device[RELM_ID_LEN]);
@@ -349,6 +355,11 @@ int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], 
  * its states. was, now: the strategy before and after (-1: no change). */
 int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                            const struct relm_sib_strategy *was, const struct relm_sib_strategy *now);
+/* A deliver from sibling device for rel_id, inside the open step: when
+ * device is the hub, it shows the hub holds rel_id, which this device
+ * then wipes (it is not the hub).  0 or a store error. */
+int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN]);
 /* A whole state from sibling device for rel_id held without state: it
  * is held again from it (the first sibling's answer; the others' merge
  * as usual), reading its mailbox from the cursor device's bulk `rel`

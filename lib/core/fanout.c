@@ -107,6 +107,20 @@ static int rel_id_cb(void *ctx, const struct relm_store_rel *r)
 	return relm__ids_push(ctx, r->id);
 }
 
+/* The hub's history of rel_id to every sibling — only when it holds the
+ * state: the delivers also show the siblings that it does, and they wipe
+ * theirs only then. */
+static int rel_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
+{
+	struct hist h = { c, proton, rel_id, 0 };
+	uint8_t src[RELM_ID_LEN];
+	int rc = relm_store_stateless_src(c->st, rel_id, src);
+
+	if (rc != RELM_ENOTFOUND)
+		return rc;                           /* held without state (0), or an error */
+	return relm_store_msg_list_after(c->st, rel_id, 0, 0, hist_cb, &h);
+}
+
 /* The hub (c->devs loaded for proton) that adopted fanout: its history of
  * every relationship to every sibling, as delivers — a sibling that wiped
  * its state before it read a copy lost that message; the hub did not. */
@@ -115,10 +129,8 @@ static int hub_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 	struct relm__ids ids = { 0 };
 	int rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &ids);
 
-	for (size_t i = 0; i < ids.n && rc == 0; i++) {
-		struct hist h = { c, proton, ids.v[i], 0 };
-		rc = relm_store_msg_list_after(c->st, ids.v[i], 0, 0, hist_cb, &h);
-	}
+	for (size_t i = 0; i < ids.n && rc == 0; i++)
+		rc = rel_history(c, proton, ids.v[i]);
 	free(ids.v);
 	return rc;
 }
@@ -154,8 +166,50 @@ static int has_id(const struct relm__ids *ids, const uint8_t id[RELM_ID_LEN])
 	return 0;
 }
 
-/* A non-hub (c->devs loaded): every relationship it still holds, wiped. */
-static int wipe_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t hub[RELM_ID_LEN])
+int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
+{
+	struct relm__view *v = relm__core_view(c, proton);
+	uint8_t src[RELM_ID_LEN];
+	int rc;
+
+	if ((rc = relm__core_devices_load(c, proton)) != 0)
+		return rc;
+	if (c->devs.strategy != RELM_STRATEGY_FANOUT || memcmp(device, c->devs.holder, RELM_ID_LEN) != 0 ||
+	    !memcmp(device, c->devs.self, RELM_ID_LEN))
+		return 0;
+	for (size_t i = 0; i < v->nheard; i++)
+		if (memcmp(v->heard[i], rel_id, RELM_ID_LEN) == 0)
+			return 0;
+	if (v->nheard == v->capheard) {
+		size_t cap = v->capheard ? 2 * v->capheard : 8;
+		void *p = realloc(v->heard, cap * RELM_ID_LEN);
+		if (!p)
+			return 0;                    /* not wiped yet: the safe side */
+		v->heard = p;
+		v->capheard = cap;
+	}
+	memcpy(v->heard[v->nheard++], rel_id, RELM_ID_LEN);
+	/* held here still: wiped now (its requests went to the hub at the
+	 * view change, or go at the next tick with the view of no state) */
+	if ((rc = relm_store_stateless_src(c->st, rel_id, src)) != RELM_ENOTFOUND)
+		return rc;
+	c->mailboxes_new = 1;
+	return relm_store_rel_wipe(c->st, rel_id, device, relm__core_now(c));
+}
+
+static int heard(const struct relm__view *v, const uint8_t rel_id[RELM_ID_LEN])
+{
+	for (size_t i = 0; i < v->nheard; i++)
+		if (memcmp(v->heard[i], rel_id, RELM_ID_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+/* A non-hub (c->devs loaded): every relationship it still holds and the
+ * hub has shown it holds too, wiped. */
+static int wipe_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t hub[RELM_ID_LEN],
+                    const struct relm__view *v)
 {
 	struct relm__ids all = { 0 }, none = { 0 };
 	int rc;
@@ -164,7 +218,7 @@ static int wipe_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], cons
 	    (rc = relm_store_stateless_list(c->st, proton, sl_cb, &none)) != 0)
 		goto out;
 	for (size_t i = 0; i < all.n && rc == 0; i++) {
-		if (has_id(&none, all.v[i]))
+		if (has_id(&none, all.v[i]) || !heard(v, all.v[i]))
 			continue;
 		rc = relm_store_rel_wipe(c->st, all.v[i], hub, relm__core_now(c));
 		c->mailboxes_new = 1;                /* its mailbox is no longer read */
@@ -228,7 +282,7 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	if (rc != 0)
 		return rc;
 	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
-		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_all(c, proton, c->devs.holder);
+		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_all(c, proton, c->devs.holder, v);
 	return ask_back(c, proton, v);
 }
 
@@ -291,6 +345,10 @@ int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 			return rc;
 	}
 	c->mailboxes_new = 1;                    /* its mailbox is read again, from its cursor */
+	/* the hub holding it again shows its siblings it does */
+	if (c->devs.strategy == RELM_STRATEGY_FANOUT && !memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) &&
+	    (rc = rel_history(c, proton, rel_id)) != 0)
+		return rc;
 	/* copies it did not apply while it had no state, and the other
 	 * siblings' nodes: their states, merged (§5.6) */
 	ds = c->devs;

@@ -265,6 +265,8 @@ void relm__core_siblings_free(struct relm_core *c)
 		if (c->xfers[i].buf)
 			relm_sib_buf_free(c->xfers[i].buf, c->xfers[i].total);
 	sodium_memzero(c->xfers, sizeof c->xfers);
+	for (int i = 0; i < RELM__VIEWS; i++)
+		free(c->views[i].heard);
 }
 
 int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
@@ -469,7 +471,7 @@ static int dispatch_one(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
 		rc = relm__core_sib_request(c, proton, data, len);
 		break;
 	case RELM_SIB_DELIVER:
-		rc = relm__core_sib_deliver(c, proton, data, len);
+		rc = relm__core_sib_deliver(c, proton, device, data, len);
 		break;
 	default:
 		rc = 0;                      /* unknown types: a newer sibling's */

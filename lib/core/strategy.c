@@ -63,6 +63,7 @@ static struct relm__view *view_get(struct relm_core *c, const uint8_t proton[REL
 		if (c->views[i].stamp < old->stamp)
 			old = &c->views[i];
 	}
+	free(old->heard);
 	memset(old, 0, sizeof *old);
 	old->used = 1;
 	old->sender = -1;
@@ -298,6 +299,7 @@ static int adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const s
 	memset(v->holder, 0, RELM_ID_LEN);
 	v->until = 0;
 	v->asked_ms = 0;
+	v->nheard = 0;                           /* the new hub must show it holds each */
 	return view_apply(c, proton, &was, s);
 }
 
@@ -451,12 +453,14 @@ int relm__core_sib_request(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 }
 
 int relm__core_sib_deliver(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                           const uint8_t *buf, size_t len)
+                           const uint8_t device[RELM_ID_LEN], const uint8_t *buf, size_t len)
 {
 	struct relm_sib_deliver d;
 	int rc = relm_sib_deliver_decode(&d, buf, len);
 
-	return rc ? rc : sib_step(c, proton, d.rel, buf, len, 1);
+	if (rc == 0 && (rc = sib_step(c, proton, d.rel, buf, len, 1)) == 0)
+		rc = relm__core_hub_heard(c, proton, device, d.rel);
+	return rc;
 }
 
 /* ---- the send lease ------------------------------------------------------------------ */
