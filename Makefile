@@ -153,6 +153,9 @@ sim: $(BUILD)/relm-sim $(BUILD)/relm-sim-core
 	$(Q)$(BUILD)/relm-sim --scenario all --seeds 2000 --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim-core --seeds 900 --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim-core --seeds 300 --seed $(SIM_SEED) --steps 600
+	$(Q)$(BUILD)/relm-sim-core --seeds 600 --strategy leader --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim-core --seeds 600 --strategy fanout --seed $(SIM_SEED)
+	$(Q)$(BUILD)/relm-sim-core --seeds 900 --strategy mixed --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 2000 --revoke 1 --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy leader --seed $(SIM_SEED)
 	$(Q)$(BUILD)/relm-sim --seeds 5000 --strategy fanout --seed $(SIM_SEED)
@@ -231,6 +234,13 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	$(BUILD)/relm-sim --seeds 400 --strategy leader --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --seeds 400 --strategy fanout --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim --seeds 300 --strategy mixed --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim-core --seeds 30 --strategy leader --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim-core --seeds 30 --strategy fanout --seed $$seed || fail=1; \
+	$(BUILD)/relm-sim-core --seeds 45 --strategy mixed --seed $$seed || fail=1; \
+	echo "== relm-sim-core: schedules that once failed (devices.md §11: a stale hub, a status before its entry, both wiped, requests left after a switch)"; \
+	for s in 3:3,1 7:1,3 33:3,2 40:1,2 1193:2,2 1240:1,3 1254:3,1; do \
+	  $(BUILD)/relm-sim-core --seed $${s%%:*} --seeds 1 --devices $${s#*:} --strategy mixed >/dev/null || fail=1; done; \
+	$(BUILD)/relm-sim-core --seed 1101 --seeds 1 --devices 3,1 --strategy fanout >/dev/null || fail=1; \
 	echo "== relm-sim: a schedule that once failed (devices.md §5.6, pending envelopes ask siblings)"; \
 	$(BUILD)/relm-sim --seed 2306 --seeds 1 --devices 1,3 --loss 0 --dup 0.05 --crash 0.02 --skew 30000 \
 	  --strategy mixed >/dev/null || fail=1; \
