@@ -64,16 +64,6 @@ static int app_txn(struct relmd_app *app)
 	return 0;
 }
 
-int relmd__app_txn(struct relmd_app *app)
-{
-	return app_txn(app);
-}
-
-void relmd__step_failed(struct relmd_app *app, const char *what, int rc)
-{
-	step_failed(app, what, rc);
-}
-
 /* Read mailbox id after the commit (our new ones: invites, relationships). */
 static void relmd_app_watch_mailbox(struct relmd_app *app, const uint8_t id[32])
 {
@@ -927,6 +917,8 @@ int relmd_app_setup(struct relmd_app **out, const struct relmd_config *cfg,
 		return RELM_ENOMEM;
 	app->cfg = *cfg;
 	app->resume = app_resume;
+	app->txn = app_txn;
+	app->step_failed = step_failed;
 	relm_env_init_system(&app->env);
 	if (cfg->clone_window_ms)
 		app->env.params.clone_window_ms = cfg->clone_window_ms;

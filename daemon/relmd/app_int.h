@@ -145,14 +145,13 @@ struct relmd_app {
 	/* app.c's, called by app_store.c when the disk takes writes again
 	 * (a pointer: app_store.c depends on nothing of app.c) */
 	void (*resume)(struct relmd_app *app);
+	/* app.c's, for app_lease.c (pointers, for the same reason): open the
+	 * turn's batch before a write (0, RELM_EDISKFULL or the store's
+	 * error); a step of the turn failed with rc, handled as app.c
+	 * handles its own */
+	int (*txn)(struct relmd_app *app);
+	void (*step_failed)(struct relmd_app *app, const char *what, int rc);
 };
-
-/* ---- app.c, for app_lease.c ---- */
-/* Open the turn's batch before a write (idempotent): 0, RELM_EDISKFULL, or
- * the store's error. */
-int relmd__app_txn(struct relmd_app *app);
-/* A step of the turn failed with rc: handled as app.c handles its own. */
-void relmd__step_failed(struct relmd_app *app, const char *what, int rc);
 
 /* ---- app_lease.c ---- */
 /* After the core and the home peer exist: the lease TTL given to the

@@ -42,10 +42,10 @@ static void on_lease(void *arg, int err, int granted, const uint8_t holder[RELM_
 	if (err) {
 		log_debug("lease: no answer (%s); asked again at the next period", relm_strerror(err));
 	} else if (!app->closing) {
-		if ((rc = relmd__app_txn(app)) != 0 ||
+		if ((rc = app->txn(app)) != 0 ||
 		    (rc = relm_core_lease_result(app->core, op->proton, op->sent_ms, granted, op->release,
 		                                 holder)) < 0)
-			relmd__step_failed(app, "the send lease's answer", rc);
+			app->step_failed(app, "the send lease's answer", rc);
 		else if (rc == 1 && app->home && app->home->connected &&
 		         (rc = relm_core_leases(app->core, 0, send_lease, app)) != 0)
 			log_warn("lease: %s", relm_strerror(rc));     /* it ran out: take it back now */
@@ -84,8 +84,8 @@ static void on_lease_timer(uv_timer_t *t)
 	if (app->home && app->home->connected &&
 	    (rc = relm_core_leases(app->core, 0, send_lease, app)) != 0)
 		log_warn("lease: %s", relm_strerror(rc));
-	if ((rc = relmd__app_txn(app)) != 0 || (rc = relm_core_strategy_tick(app->core)) != 0)
-		relmd__step_failed(app, "the strategy timer", rc);
+	if ((rc = app->txn(app)) != 0 || (rc = relm_core_strategy_tick(app->core)) != 0)
+		app->step_failed(app, "the strategy timer", rc);
 }
 
 void relmd__lease_start(struct relmd_app *app)
