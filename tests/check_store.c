@@ -402,22 +402,18 @@ START_TEST(test_relationships)
 	ck_assert_ptr_null(g.state);
 	ck_assert_str_eq(g.label, "rel 7");
 	ck_assert_int_eq(g.mode, 1);
-	ck_assert_str_eq(g.remote_addr, "");
-	ck_assert(sodium_is_zero(g.mailbox_sk, 64));
 	ck_assert_int_eq(memcmp(g.remote_ipk, r.remote_ipk, 32), 0);
 	relm_store_rel_clear(&g);
 	ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, RELM_STORE_WITH_STATE | RELM_STORE_WITH_SECRETS), 0);
 	ts_fill(state, sizeof state, 7);
 	ck_assert_uint_eq(g.state_len, sizeof state);
 	ck_assert_int_eq(memcmp(g.state, state, sizeof state), 0);
-	ck_assert_int_eq(memcmp(g.mailbox_sk, r.mailbox_sk, 64), 0);
 	relm_store_rel_clear(&g);
 	ck_assert_int_eq(relm_store_rel_by_mailbox(st, r.mailbox_id, rid), 0);
 	ck_assert_int_eq(memcmp(rid, r.id, 16), 0);
 
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"new", 3, 99999), 0);
-	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, "example.org:7427/abc"), 0);
 	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 4), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(st, p.id, (const uint8_t *)"x", 1, 1), RELM_ENOTFOUND);
 	ck_assert_int_eq(relm_store_commit(st), 0);
@@ -426,7 +422,6 @@ START_TEST(test_relationships)
 	ck_assert_int_eq(memcmp(g.state, "new", 3), 0);
 	ck_assert_uint_eq(g.last_activity, 99999);
 	ck_assert_uint_eq(g.unread, 4);
-	ck_assert_str_eq(g.remote_addr, "example.org:7427/abc");
 	relm_store_rel_clear(&g);
 
 	/* Pagination: 10 + 10 + 5. */

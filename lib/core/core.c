@@ -99,8 +99,6 @@ static void rel_row(struct relm_core *c, struct relm_store_rel *sr, const struct
 	memcpy(sr->remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
 	sr->mode = rel->mode;
 	memcpy(sr->mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr->mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	snprintf(sr->remote_addr, sizeof sr->remote_addr, "%s", rel->remote_mailbox);
 	sr->created = sr->last_activity = relm__core_now(c);
 	sr->state = blob;
 	sr->state_len = blen;
@@ -458,16 +456,46 @@ int relm_core_mailboxes(struct relm_core *c,
 	return relm_store_mailbox_list(c->st, relm__core_now(c), cb, ctx);
 }
 
+/* A relationship's mailbox secret key, from its state blob: the only copy
+ * since schema v12 (the store reads no blob).  Decoded whole (a few µs;
+ * signing a subscription is not on a message's path). */
+static int rel_mailbox_secret(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                              uint8_t sk[RELM_SIGN_SK_LEN])
+{
+	struct relm_store_rel r;
+	struct relm_rel *rel = NULL;
+	uint8_t id[RELM_ID_LEN];
+	int rc;
+
+	if ((rc = relm_store_rel_by_mailbox(c->st, mailbox, id)) != 0)
+		return rc;
+	if ((rc = relm_store_rel_get(c->st, id, &r, RELM_STORE_WITH_STATE)) != 0)
+		return rc;
+	rc = relm_rel_decode(&rel, r.state, r.state_len);
+	relm_store_rel_clear(&r);
+	if (rc != 0)
+		return rc == RELM_ENOMEM ? rc : RELM_ESTATE;
+	/* the row's mailbox must be the blob's: the key signs for it */
+	if (sodium_memcmp(rel->mbox_pk, mailbox, RELM_SIGN_PK_LEN) != 0)
+		rc = RELM_ESTATE;
+	else
+		memcpy(sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
+	relm_rel_free(rel);
+	return rc;
+}
+
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                            const uint8_t *data, size_t len, uint8_t sig[RELM_SIG_LEN])
 {
 	uint8_t sk[RELM_SIGN_SK_LEN];
 	int rc;
 
-	if ((rc = relm_store_mailbox_secret(c->st, mailbox, sk)) != 0)
-		return rc;
-	crypto_sign_detached(sig, NULL, data, len, sk);
+	rc = relm_store_mailbox_secret(c->st, mailbox, sk);
+	if (rc == RELM_ENOTFOUND)
+		rc = rel_mailbox_secret(c, mailbox, sk);
+	if (rc == 0)
+		crypto_sign_detached(sig, NULL, data, len, sk);
 	sodium_memzero(sk, sizeof sk);
-	return 0;
+	return rc;
 }
 

@@ -69,7 +69,6 @@ enum relm__store_state {
 enum {
 	RELM__STAGE_STATE  = 1u << 0,     /* state + last_activity */
 	RELM__STAGE_DL     = 1u << 1,     /* deadline */
-	RELM__STAGE_ADDR   = 1u << 2,     /* remote_addr */
 	RELM__STAGE_UNREAD = 1u << 3,     /* unread set absolutely (unread_add still adds) */
 };
 
@@ -82,7 +81,6 @@ struct relm__stage_ent {
 	size_t state_len;
 	uint64_t last_activity, deadline;
 	uint32_t unread, unread_add;
-	char remote_addr[RELM_MAILBOX_ADDR_MAX + 1];
 };
 
 struct relm__stage_undo {
