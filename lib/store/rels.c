@@ -22,7 +22,10 @@ RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,la
  * overflow pages or copies a secret it was not asked for */
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
-RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2"
+/* relationships_by_remote holds the key's first 8 bytes (v12): the term on
+ * substr() picks the index, the others check the row */
+RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE substr(remote_ipk,1,8)=substr(?2,1,8)"
+                         " AND proton=?1 AND remote_ipk=?2"
                          " AND id NOT IN (SELECT rel FROM sibling_sessions) LIMIT 1");
 RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2"
                     " AND id NOT IN (SELECT rel FROM sibling_sessions) ORDER BY proton,id LIMIT ?3");

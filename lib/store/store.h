@@ -134,7 +134,8 @@
  *           state[S] BLOB — last, so that reading the other columns never
  *           touches its overflow pages; v12 dropped mailbox_sk and
  *           remote_addr, which the blob holds)
- *           index (proton, id) for pagination, (proton, remote_ipk),
+ *           index (proton, id) for pagination, (substr(remote_ipk,1,8))
+ *           [v12; (proton, remote_ipk) before],
  *           partial index (deadline) WHERE deadline > 0 for timers
  *   pending(rel→relationships, hash, bytes, received_ms; PK(rel, hash))
  *   messages(seq INTEGER PK, rel→relationships, id, direction 'in'|'out',
