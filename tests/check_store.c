@@ -411,6 +411,25 @@ START_TEST(test_relationships)
 	relm_store_rel_clear(&g);
 	ck_assert_int_eq(relm_store_rel_by_mailbox(st, r.mailbox_id, rid), 0);
 	ck_assert_int_eq(memcmp(rid, r.id, 16), 0);
+	{
+		/* the state by mailbox: the file's, then what the open step staged */
+		uint8_t *sb = NULL, nobody[32] = { 0 };
+		size_t sn = 0;
+		memset(rid, 0, sizeof rid);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, r.mailbox_id, rid, &sb, &sn), 0);
+		ck_assert_int_eq(memcmp(rid, r.id, 16), 0);
+		ck_assert_uint_eq(sn, sizeof state);
+		ck_assert_int_eq(memcmp(sb, state, sizeof state), 0);
+		relm_store_buf_free(sb, sn);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, nobody, rid, &sb, &sn), RELM_ENOTFOUND);
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"staged", 6, 99998), 0);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, r.mailbox_id, rid, &sb, &sn), 0);
+		ck_assert_uint_eq(sn, 6);
+		ck_assert_int_eq(memcmp(sb, "staged", 6), 0);
+		relm_store_buf_free(sb, sn);
+		ck_assert_int_eq(relm_store_rollback(st), 0);
+	}
 
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"new", 3, 99999), 0);

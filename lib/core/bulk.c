@@ -150,14 +150,18 @@ static int send_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	int rc;
 
 	memset(&r, 0, sizeof r);
-	if ((rc = relm_store_rel_get(c->st, rel, &sr, 0)) != 0)
+	if ((rc = relm_store_rel_get(c->st, rel, &sr, RELM_STORE_WITH_STATE)) != 0)
 		return rc;
 	memcpy(r.rel, rel, RELM_ID_LEN);
 	r.created = sr.created;
 	snprintf(r.label, sizeof r.label, "%s", sr.label);
-	/* the address is in the state only (schema v12) */
-	if ((rc = relm__core_load(c, rel, &st)) == 0)
+	/* the address is in the state only (schema v12): decoded here, not
+	 * loaded as for a step, which would also reset the devices the step
+	 * sees (relm__core_load) while this one sends to a joining device */
+	if ((rc = relm_rel_decode(&st, sr.state, sr.state_len)) == 0)
 		snprintf(r.addr, sizeof r.addr, "%s", st->remote_mailbox);
+	else if (rc != RELM_ENOMEM)
+		rc = RELM_ESTATE;
 	relm_rel_free(st);
 	if (rc == 0)
 		rc = relm_store_cursor_get(c->st, sr.mailbox_id, &r.cursor);

@@ -22,6 +22,7 @@ RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,la
  * overflow pages or copies a secret it was not asked for */
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
+RELM__SQL(REL_STATE_BY_MBOX, "SELECT id, state FROM relationships WHERE mailbox_id=?1");
 /* relationships_by_remote holds the key's first 8 bytes (v12): the term on
  * substr() picks the index, the others check the row */
 RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE substr(remote_ipk,1,8)=substr(?2,1,8)"
@@ -160,6 +161,32 @@ int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RE
 	Q_OPEN(&q, st, REL_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
 	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0)
 		memcpy(rel, id, RELM_ID_LEN);
+	return q_end(&q, rc);
+}
+
+int relm_store_rel_state_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                    uint8_t rel[RELM_ID_LEN], uint8_t **state, size_t *len)
+{
+	const struct relm__stage_ent *e;
+	const uint8_t *p;
+	uint8_t id[RELM_ID_LEN];
+	struct relm__q q;
+	size_t n;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, REL_STATE_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0) {
+		e = relm__stage_find(&st->stage, id);
+		if (e && (e->mask & RELM__STAGE_STATE)) {   /* staged: the file's is stale */
+			rc = dup_blob(e->state, e->state_len, state, len);
+		} else {
+			p = q_blobv(&q, 1, &n);
+			rc = dup_blob(p, n, state, len);
+		}
+		if (rc == 0)
+			memcpy(rel, id, RELM_ID_LEN);
+	}
 	return q_end(&q, rc);
 }
 

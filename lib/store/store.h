@@ -529,6 +529,13 @@ int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 /* Which relationship owns our mailbox `mailbox_id`.  RELM_ENOTFOUND. */
 int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
                               uint8_t rel[RELM_ID_LEN]);
+/* The relationship that owns our mailbox `mailbox_id` and its state blob
+ * (with what this transaction staged over it), in one index probe: for
+ * lib/core, which signs the mailbox's subscriptions with the key inside
+ * the blob (schema v12).  *state is malloc'd, secret: the caller wipes
+ * and frees it with relm_store_buf_free.  RELM_ENOTFOUND. */
+int relm_store_rel_state_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                    uint8_t rel[RELM_ID_LEN], uint8_t **state, size_t *len);
 /* A relationship of proton with the remote identity key remote_ipk (one
  * index probe: relationships_by_remote).  RELM_ENOTFOUND. */
 int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],

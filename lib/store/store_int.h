@@ -134,7 +134,7 @@ struct relm__evmem {
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_LIST) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
-	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
+	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_STATE) X(REL_STATE_BY_MBOX)  \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	                 X(REL_DEL) X(REL_REMOTE_IPK)                                \
