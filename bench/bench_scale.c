@@ -523,7 +523,8 @@ struct side_tpl {
 	uint64_t cursor;
 	struct relm_store_msg *msgs;               /* oldest first; bodies owned */
 	size_t nmsgs;
-	struct relm_addr remote;                   /* parsed row.remote_addr */
+	struct relm_rel *rel;                      /* the decoded state */
+	struct relm_addr remote;                   /* parsed rel->remote_mailbox */
 };
 
 static int msg_copy_cb(void *ctx, const struct relm_store_msg *m)
@@ -560,7 +561,8 @@ static void side_tpl_load(struct side_tpl *s, struct daemon *d, const uint8_t id
 		s->msgs[i] = s->msgs[s->nmsgs - 1 - i];
 		s->msgs[s->nmsgs - 1 - i] = t;
 	}
-	if (relm_addr_parse(&s->remote, s->row.remote_addr, strlen(s->row.remote_addr)) != 0 ||
+	CHECK(relm_rel_decode(&s->rel, s->row.state, s->row.state_len));
+	if (relm_addr_parse(&s->remote, s->rel->remote_mailbox, strlen(s->rel->remote_mailbox)) != 0 ||
 	    !s->remote.has_id)
 		die("template without a remote mailbox address");
 }
@@ -570,6 +572,7 @@ static void side_tpl_free(struct side_tpl *s)
 	for (size_t i = 0; i < s->nmsgs; i++)
 		free((void *)(uintptr_t)s->msgs[i].body);
 	free(s->msgs);
+	relm_rel_free(s->rel);
 	relm_store_rel_clear(&s->row);
 }
 
@@ -591,9 +594,7 @@ static uint8_t *patch_blob(const struct side_tpl *t, const uint8_t id[RELM_ID_LE
 	/* every field we overwrite must hold what the row says it holds */
 	if (memcmp(rel->id, t->row.id, RELM_ID_LEN) != 0 ||
 	    memcmp(rel->mbox_pk, t->row.mailbox_id, RELM_SIGN_PK_LEN) != 0 ||
-	    memcmp(rel->mbox_sk, t->row.mailbox_sk, RELM_SIGN_SK_LEN) != 0 ||
-	    memcmp(rel->remote_mbox_pk, t->remote.id, RELM_SIGN_PK_LEN) != 0 ||
-	    strcmp(rel->remote_mailbox, t->row.remote_addr) != 0)
+	    memcmp(rel->remote_mbox_pk, t->remote.id, RELM_SIGN_PK_LEN) != 0)
 		die("template blob does not match its row");
 	if (strlen(raddr) >= sizeof rel->remote_mailbox)
 		die("remote address too long");
@@ -631,8 +632,6 @@ static void clone_side(struct daemon *d, const struct side_tpl *t, const uint8_t
 	uint8_t *blob = patch_blob(t, id, mpk, msk, rpk, raddr, &blen, &deadline, &d->env);
 	memcpy(r.id, id, RELM_ID_LEN);
 	memcpy(r.mailbox_id, mpk, RELM_SIGN_PK_LEN);
-	memcpy(r.mailbox_sk, msk, RELM_SIGN_SK_LEN);
-	snprintf(r.remote_addr, sizeof r.remote_addr, "%s", raddr);
 	r.state = blob;
 	r.state_len = blen;
 	CHECK(relm_store_rel_put(d->st, &r));

@@ -12,6 +12,7 @@
 #include "core/core.h"
 #include "engine/rel_state.h"
 #include "wire/invite.h"
+#include "wire/mailbox_proto.h"
 #include "error.h"
 #include <sqlite3.h>
 
@@ -252,6 +253,49 @@ START_TEST(test_bad_envelopes_advance_cursor)
 	/* redelivery of an old position is ignored */
 	ck_assert_int_eq(relm_core_envelope(A.core, mb, 1, junk, 10), 0);
 	ck_assert_int_eq(count_events(&A, "envelope.undecryptable", NULL), before + 9);
+}
+END_TEST
+
+/* A relationship's mailbox subscription is signed with the key from its
+ * state blob (schema v12 keeps no copy in the row), on both sides, and
+ * the signature verifies under the mailbox id; its read key is the blob
+ * key's; a mailbox of nobody's is refused by all three calls. */
+START_TEST(test_rel_mailbox_signs)
+{
+	uint8_t rb[16], sig[64], nobody[32] = { 0 };
+	static const uint8_t msg[] = "subscribe";
+	struct relm_store_rel r;
+	struct tu_daemon *d[2] = { &A, &B };
+
+	connect_ab(rb, 0);
+	for (int i = 0; i < 2; i++) {
+		memset(&r, 0, sizeof r);
+		ck_assert_int_eq(relm_store_rel_get(d[i]->st, rb, &r, 0), 0);
+		ck_assert_int_eq(relm_core_mailbox_sign(d[i]->core, r.mailbox_id, msg, sizeof msg, sig), 0);
+		ck_assert_int_eq(crypto_sign_verify_detached(sig, msg, sizeof msg, r.mailbox_id), 0);
+		ck_assert_int_eq(relm_core_mailbox_ours(d[i]->core, r.mailbox_id), 0);
+		{
+			/* the read key is the one of the blob's secret key */
+			uint8_t realm[32], key[32], want[32], *state = NULL, id[16];
+			struct relm_rel *rel = NULL;
+			size_t len = 0;
+			memset(realm, 0x5a, sizeof realm);
+			ck_assert_int_eq(relm_core_mailbox_read_key(d[i]->core, r.mailbox_id, realm, key), 0);
+			ck_assert_int_eq(relm_store_rel_state_by_mailbox(d[i]->st, r.mailbox_id, id, &state, &len), 0);
+			ck_assert_int_eq(relm_rel_decode(&rel, state, len), 0);
+			relm_mbox_read_key(want, rel->mbox_sk, realm);
+			ck_assert_int_eq(memcmp(key, want, 32), 0);
+			relm_rel_free(rel);
+			relm_store_buf_free(state, len);
+		}
+		relm_store_rel_clear(&r);
+	}
+	ck_assert_int_eq(relm_core_mailbox_sign(A.core, nobody, msg, sizeof msg, sig), RELM_ENOTFOUND);
+	ck_assert_int_eq(relm_core_mailbox_ours(A.core, nobody), RELM_ENOTFOUND);
+	{
+		uint8_t realm[32] = { 0 }, key[32];
+		ck_assert_int_eq(relm_core_mailbox_read_key(A.core, nobody, realm, key), RELM_ENOTFOUND);
+	}
 }
 END_TEST
 
@@ -790,6 +834,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_replayed_initial_makes_nothing);
 	tcase_add_test(tc, test_single_use_invite);
 	tcase_add_test(tc, test_bad_envelopes_advance_cursor);
+	tcase_add_test(tc, test_rel_mailbox_signs);
 	tcase_add_test(tc, test_restart_midway);
 	tcase_add_test(tc, test_retransmit_from_the_store);
 	tcase_add_test(tc, test_refused_post_fails_the_message);

@@ -578,7 +578,6 @@ static void inject(struct relm_rel *rel, char *hex, size_t len)
 {
 	struct relm_effects fx;
 	struct relm_payload p;
-	struct relm_store_rel r;
 	uint8_t on[16];
 
 	memset(&p, 0, sizeof p);
@@ -590,9 +589,7 @@ static void inject(struct relm_rel *rel, char *hex, size_t len)
 	p.body_len = len;
 	relm_effects_init(&fx);
 	ck_assert_int_eq(relm__rel_send_tracked(rel, &A.env, &p, hex, len, 0, on, &fx), 0);
-	ck_assert_int_eq(relm_store_rel_get(A.st, rb, &r, 0), 0);
-	post_fx(&fx, r.remote_addr);
-	relm_store_rel_clear(&r);
+	post_fx(&fx, rel->remote_mailbox);
 	ck_assert_int_eq(tu_deliver(&B, &net), 0);
 }
 

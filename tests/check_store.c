@@ -402,22 +402,37 @@ START_TEST(test_relationships)
 	ck_assert_ptr_null(g.state);
 	ck_assert_str_eq(g.label, "rel 7");
 	ck_assert_int_eq(g.mode, 1);
-	ck_assert_str_eq(g.remote_addr, "");
-	ck_assert(sodium_is_zero(g.mailbox_sk, 64));
 	ck_assert_int_eq(memcmp(g.remote_ipk, r.remote_ipk, 32), 0);
 	relm_store_rel_clear(&g);
 	ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, RELM_STORE_WITH_STATE | RELM_STORE_WITH_SECRETS), 0);
 	ts_fill(state, sizeof state, 7);
 	ck_assert_uint_eq(g.state_len, sizeof state);
 	ck_assert_int_eq(memcmp(g.state, state, sizeof state), 0);
-	ck_assert_int_eq(memcmp(g.mailbox_sk, r.mailbox_sk, 64), 0);
 	relm_store_rel_clear(&g);
 	ck_assert_int_eq(relm_store_rel_by_mailbox(st, r.mailbox_id, rid), 0);
 	ck_assert_int_eq(memcmp(rid, r.id, 16), 0);
+	{
+		/* the state by mailbox: the file's, then what the open step staged */
+		uint8_t *sb = NULL, nobody[32] = { 0 };
+		size_t sn = 0;
+		memset(rid, 0, sizeof rid);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, r.mailbox_id, rid, &sb, &sn), 0);
+		ck_assert_int_eq(memcmp(rid, r.id, 16), 0);
+		ck_assert_uint_eq(sn, sizeof state);
+		ck_assert_int_eq(memcmp(sb, state, sizeof state), 0);
+		relm_store_buf_free(sb, sn);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, nobody, rid, &sb, &sn), RELM_ENOTFOUND);
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"staged", 6, 99998), 0);
+		ck_assert_int_eq(relm_store_rel_state_by_mailbox(st, r.mailbox_id, rid, &sb, &sn), 0);
+		ck_assert_uint_eq(sn, 6);
+		ck_assert_int_eq(memcmp(sb, "staged", 6), 0);
+		relm_store_buf_free(sb, sn);
+		ck_assert_int_eq(relm_store_rollback(st), 0);
+	}
 
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"new", 3, 99999), 0);
-	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, "example.org:7427/abc"), 0);
 	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 4), 0);
 	ck_assert_int_eq(relm_store_rel_set_state(st, p.id, (const uint8_t *)"x", 1, 1), RELM_ENOTFOUND);
 	ck_assert_int_eq(relm_store_commit(st), 0);
@@ -426,7 +441,6 @@ START_TEST(test_relationships)
 	ck_assert_int_eq(memcmp(g.state, "new", 3), 0);
 	ck_assert_uint_eq(g.last_activity, 99999);
 	ck_assert_uint_eq(g.unread, 4);
-	ck_assert_str_eq(g.remote_addr, "example.org:7427/abc");
 	relm_store_rel_clear(&g);
 
 	/* Pagination: 10 + 10 + 5. */
@@ -451,6 +465,58 @@ static int pending_cb(void *ctx, const uint8_t hash[16], const uint8_t *b, size_
 	++*(int *)ctx;
 	return 0;
 }
+
+/* relm_store_rel_by_remote finds the relationship by the whole key and the
+ * proton, through the index on the key's first 8 bytes (v12): keys that
+ * share the prefix, and the same key under another proton, are told apart. */
+START_TEST(test_rel_by_remote)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_proton p, q;
+	struct relm_store_rel r1, r2, r3;
+	uint8_t state[8] = { 0 }, key[32], got[16];
+	sqlite3_stmt *s;
+	int uses_index = 0;
+
+	ts_mk_proton(&p, 1);
+	ts_mk_proton(&q, 2);
+	ts_mk_rel(&r1, p.id, 1, state, sizeof state);
+	ts_mk_rel(&r2, p.id, 2, state, sizeof state);
+	ts_mk_rel(&r3, q.id, 3, state, sizeof state);
+	memcpy(r2.remote_ipk, r1.remote_ipk, 8);          /* the same first 8 bytes */
+	memcpy(r3.remote_ipk, r2.remote_ipk, 32);         /* r2's key, under q */
+	ck_assert_int_ne(memcmp(r1.remote_ipk, r2.remote_ipk, 32), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &q), 0);
+	ck_assert_int_eq(relm_store_rel_put(st, &r1), 0);
+	ck_assert_int_eq(relm_store_rel_put(st, &r2), 0);
+	ck_assert_int_eq(relm_store_rel_put(st, &r3), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+
+	ck_assert_int_eq(relm_store_rel_by_remote(st, p.id, r1.remote_ipk, got), 0);
+	ck_assert_int_eq(memcmp(got, r1.id, 16), 0);
+	ck_assert_int_eq(relm_store_rel_by_remote(st, p.id, r2.remote_ipk, got), 0);
+	ck_assert_int_eq(memcmp(got, r2.id, 16), 0);
+	ck_assert_int_eq(relm_store_rel_by_remote(st, q.id, r3.remote_ipk, got), 0);
+	ck_assert_int_eq(memcmp(got, r3.id, 16), 0);
+	ck_assert_int_eq(relm_store_rel_by_remote(st, q.id, r1.remote_ipk, got), RELM_ENOTFOUND);
+	memcpy(key, r1.remote_ipk, 32);
+	key[31] ^= 1;                                     /* the prefix alone matches nothing */
+	ck_assert_int_eq(relm_store_rel_by_remote(st, p.id, key, got), RELM_ENOTFOUND);
+
+	/* one index probe, not a scan */
+	ck_assert_int_eq(sqlite3_prepare_v2(relm__store_db(st),
+	                                    "EXPLAIN QUERY PLAN SELECT id FROM relationships"
+	                                    " WHERE substr(remote_ipk,1,8)=substr(?2,1,8) AND proton=?1 AND remote_ipk=?2",
+	                                    -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		uses_index |= strstr((const char *)sqlite3_column_text(s, 3), "USING INDEX relationships_by_remote") != NULL;
+	sqlite3_finalize(s);
+	ck_assert(uses_index);
+	relm_store_close(st);
+}
+END_TEST
 
 START_TEST(test_pending_cursor)
 {
@@ -633,6 +699,7 @@ int main(void)
 		{ "protons_devices", test_pairings, 10 },
 		{ "invites_replay", test_invites_replay, 10 },
 		{ "relationships", test_relationships, 10 },
+		{ "relationships", test_rel_by_remote, 10 },
 		{ "pending", test_pending_cursor, 10 },
 		{ "messages", test_messages_dedup, 10 },
 		{ "outbox_cursors", test_outbox, 10 },

@@ -73,6 +73,20 @@ static int fx_event_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_ev
 	return 0;
 }
 
+/* Does the file hold these bytes anywhere? */
+static int file_holds(const char *path, const uint8_t *b, size_t n)
+{
+	size_t len = 0;
+	uint8_t *buf = ts_read_file(path, &len);
+	int found = 0;
+
+	ck_assert_ptr_nonnull(buf);
+	for (size_t i = 0; i + n <= len && !found; i++)
+		found = memcmp(buf + i, b, n) == 0;
+	free(buf);
+	return found;
+}
+
 /* Load tests/fixtures/store-v<version>.sql and open it at the current
  * version: the data of every table survives every migration. */
 static void check_fixture(int version)
@@ -108,7 +122,11 @@ static void check_fixture(int version)
 	memset(rid, 0x22, 16);
 	ck_assert_int_eq(relm_store_rel_get(st, rid, &r, RELM_STORE_WITH_STATE), 0);
 	ck_assert_str_eq(r.label, "bob");
-	ck_assert_str_eq(r.remote_addr, "127.0.0.1:7427/bobbox");
+	/* v12: the blob's copies only — the row lost its secret and address */
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM pragma_table_info('relationships')"
+	                                 " WHERE name='mailbox_sk' OR name='remote_addr'"), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM relationships WHERE mailbox_id=X'"
+	                                 "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2'"), 1);
 	ck_assert_uint_eq(r.state_len, 4);
 	ck_assert_int_eq(memcmp(r.state, "RLM1", 4), 0);
 	relm_store_rel_clear(&r);
@@ -224,6 +242,13 @@ static void check_fixture(int version)
 	ck_assert_int_eq(relm_store_event_append(st, ts_any_event(), 1, NULL), 0);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	relm_store_close(st);
+	{
+		/* the dropped secret column is gone from the file too (secure_delete;
+		 * closed: the WAL is checkpointed) */
+		uint8_t rel_sk[64];
+		memset(rel_sk, 0x4a, sizeof rel_sk);
+		ck_assert(!file_holds(ts_dbpath, rel_sk, sizeof rel_sk));
+	}
 }
 
 START_TEST(test_fixture_v1)
@@ -289,6 +314,12 @@ END_TEST
 START_TEST(test_fixture_v11)
 {
 	check_fixture(11);
+}
+END_TEST
+
+START_TEST(test_fixture_v12)
+{
+	check_fixture(12);
 }
 END_TEST
 
@@ -790,6 +821,7 @@ int main(void)
 		{ "fixtures", test_fixture_v9, 10 },
 		{ "fixtures", test_fixture_v10, 10 },
 		{ "fixtures", test_fixture_v11, 10 },
+		{ "fixtures", test_fixture_v12, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

@@ -257,48 +257,45 @@ END_TEST
 
 /* ---- staging of relationship columns ------------------------------------------- */
 
-/* The state, remote address and unread of rel id as rel_get sees them. */
+/* The state and unread of rel id as rel_get sees them. */
 static void expect_rel(struct relm_store *st, const uint8_t id[16], const char *state,
-                       const char *addr, uint32_t unread, uint64_t last_activity)
+                       uint32_t unread, uint64_t last_activity)
 {
 	struct relm_store_rel g;
 
 	ck_assert_int_eq(relm_store_rel_get(st, id, &g, RELM_STORE_WITH_STATE), 0);
 	ck_assert_uint_eq(g.state_len, strlen(state));
 	ck_assert_int_eq(memcmp(g.state, state, g.state_len), 0);
-	ck_assert_str_eq(g.remote_addr, addr);
 	ck_assert_uint_eq(g.unread, unread);
 	ck_assert_uint_eq(g.last_activity, last_activity);
 	relm_store_rel_clear(&g);
 }
 
 /* The same, read from the file by a second connection (committed data). */
-static void expect_file(const uint8_t id[16], const char *state, const char *addr,
-                        uint32_t unread, uint64_t deadline)
+static void expect_file(const uint8_t id[16], const char *state, uint32_t unread,
+                        uint64_t deadline)
 {
 	sqlite3 *db;
 	sqlite3_stmt *q;
 
 	ck_assert_int_eq(sqlite3_open_v2(ts_dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT state, remote_addr, unread, deadline FROM relationships WHERE id=?1",
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT state, unread, deadline FROM relationships WHERE id=?1",
 	                                    -1, &q, NULL), SQLITE_OK);
 	sqlite3_bind_blob(q, 1, id, 16, SQLITE_STATIC);
 	ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
 	ck_assert_int_eq(sqlite3_column_bytes(q, 0), (int)strlen(state));
 	ck_assert_int_eq(memcmp(sqlite3_column_blob(q, 0), state, strlen(state)), 0);
-	ck_assert_str_eq((const char *)sqlite3_column_text(q, 1), addr);
-	ck_assert_int_eq(sqlite3_column_int64(q, 2), unread);
-	ck_assert_int_eq(sqlite3_column_int64(q, 3), (sqlite3_int64)deadline);
+	ck_assert_int_eq(sqlite3_column_int64(q, 1), unread);
+	ck_assert_int_eq(sqlite3_column_int64(q, 2), (sqlite3_int64)deadline);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 }
 
 static void set_all(struct relm_store *st, const uint8_t id[16], const char *state,
-                    const char *addr, uint64_t deadline, uint64_t t)
+                    uint64_t deadline, uint64_t t)
 {
 	ck_assert_int_eq(relm_store_rel_set_state(st, id, (const uint8_t *)state, strlen(state), t), 0);
 	ck_assert_int_eq(relm_store_rel_set_deadline(st, id, deadline), 0);
-	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, id, addr), 0);
 }
 
 /* Inside a batch: a released step's values are what every reader sees and
@@ -316,26 +313,26 @@ START_TEST(test_stage_steps)
 	ts_fill(pid, 16, 1);
 	ts_mk_rel(&r, pid, 0, NULL, 0);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S0", "h:1/a", 900, 10);
+	set_all(st, r.id, "S0", 900, 10);
 	ck_assert_int_eq(relm_store_commit(st), 0);
-	expect_file(r.id, "S0", "h:1/a", 0, 900);
+	expect_file(r.id, "S0", 0, 900);
 
 	ck_assert_int_eq(relm_store_batch_begin(st), 0);
 	/* step 1: released */
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S1-released", "h:1/b", 800, 11);
+	set_all(st, r.id, "S1-released", 800, 11);
 	ck_assert_int_eq(relm_store_commit(st), 0);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	/* step 2: everything changed, seen inside the step, then rolled back */
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S2-rolled-back", "h:1/c", 700, 12);
+	set_all(st, r.id, "S2-rolled-back", 700, 12);
 	ck_assert_int_eq(relm_store_rel_set_state(st, r.id, (const uint8_t *)"S2-again", 8, 13), 0);
 	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 42), 0);
-	expect_rel(st, r.id, "S2-again", "h:1/c", 42, 13);
+	expect_rel(st, r.id, "S2-again", 42, 13);
 	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
 	ck_assert_uint_eq(next, 700);
 	ck_assert_int_eq(relm_store_rollback(st), 0);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
 	ck_assert_uint_eq(next, 800);
 	/* a later step that touches the entry but not its state keeps the
@@ -344,9 +341,9 @@ START_TEST(test_stage_steps)
 	ck_assert_int_eq(relm_store_rel_set_deadline(st, r.id, 800), 0);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, "h:1/b"), 0);
+	ck_assert_int_eq(relm_store_rel_set_unread(st, r.id, 7), 0);
 	ck_assert_int_eq(relm_store_rollback(st), 0);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	/* a step that touches only another relationship leaves this one be */
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	{
@@ -363,41 +360,41 @@ START_TEST(test_stage_steps)
 		struct relm_store_rel g;
 		ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, 0), 0);
 		ck_assert_ptr_null(g.state);
-		ck_assert_str_eq(g.remote_addr, "h:1/b");
+		ck_assert_uint_eq(g.last_activity, 11);
 		relm_store_rel_clear(&g);
 	}
 	/* nothing reached the file yet */
-	expect_file(r.id, "S0", "h:1/a", 0, 900);
+	expect_file(r.id, "S0", 0, 900);
 	ck_assert_int_eq(relm_store_batch_commit(st), 0);
-	expect_file(r.id, "S1-released", "h:1/b", 0, 800);
+	expect_file(r.id, "S1-released", 0, 800);
 	relm_store_close(st);
 
 	st = ts_open_ok(ts_dbpath, RELM_STORE_F_INTEGRITY, NULL);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
 	ck_assert_uint_eq(next, 800);
 
 	/* batch rollback drops released steps too */
 	ck_assert_int_eq(relm_store_batch_begin(st), 0);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S3-batch-rolled-back", "h:1/d", 600, 14);
+	set_all(st, r.id, "S3-batch-rolled-back", 600, 14);
 	ck_assert_int_eq(relm_store_commit(st), 0);
-	expect_rel(st, r.id, "S3-batch-rolled-back", "h:1/d", 0, 14);
+	expect_rel(st, r.id, "S3-batch-rolled-back", 0, 14);
 	ck_assert_int_eq(relm_store_batch_rollback(st), 0);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
 	ck_assert_uint_eq(next, 800);
 
 	/* a standalone step: staged until its commit, dropped by its rollback */
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S4-standalone-rolled-back", "h:1/e", 500, 15);
-	expect_rel(st, r.id, "S4-standalone-rolled-back", "h:1/e", 0, 15);
+	set_all(st, r.id, "S4-standalone-rolled-back", 500, 15);
+	expect_rel(st, r.id, "S4-standalone-rolled-back", 0, 15);
 	ck_assert_int_eq(relm_store_rollback(st), 0);
-	expect_rel(st, r.id, "S1-released", "h:1/b", 0, 11);
+	expect_rel(st, r.id, "S1-released", 0, 11);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	set_all(st, r.id, "S5", "h:1/f", 0, 16);
+	set_all(st, r.id, "S5", 0, 16);
 	ck_assert_int_eq(relm_store_commit(st), 0);
-	expect_file(r.id, "S5", "h:1/f", 0, 0);
+	expect_file(r.id, "S5", 0, 0);
 	ck_assert_int_eq(relm_store_next_deadline(st, &next), 0);
 	ck_assert_uint_eq(next, 0);
 	/* unknown relationships are refused as before, inside a batch too */
@@ -577,7 +574,7 @@ END_TEST
 
 /* One batch over 1,000 relationships (the staging table grows several
  * times), every 7th step rolled back: after commit and reopen each holds
- * its last released state, deadline and address. */
+ * its last released state and deadline. */
 START_TEST(test_stage_many)
 {
 	enum { N = 1000 };
@@ -585,7 +582,6 @@ START_TEST(test_stage_many)
 	struct relm_store_proton p;
 	struct relm_store_rel r, g;
 	uint8_t state[600];
-	char addr[64];
 	uint64_t next = 0;
 	int n = 0;
 
@@ -605,11 +601,9 @@ START_TEST(test_stage_many)
 			int drop = (i + (uint32_t)pass) % 7 == 0;
 			ts_mk_rel(&r, p.id, i, NULL, 0);
 			ts_fill(state, sizeof state, (uint8_t)(i + 31 * (uint32_t)pass + 100 * drop));
-			snprintf(addr, sizeof addr, "h:1/%u.%d.%d", i, pass, drop);
 			ck_assert_int_eq(relm_store_begin(st), 0);
 			ck_assert_int_eq(relm_store_rel_set_state(st, r.id, state, 200 + i % 300, 1000 + i), 0);
 			ck_assert_int_eq(relm_store_rel_set_deadline(st, r.id, 5000 + i + (uint64_t)pass), 0);
-			ck_assert_int_eq(relm_store_rel_set_remote_addr(st, r.id, addr), 0);
 			ck_assert_int_eq(drop ? relm_store_rollback(st) : relm_store_commit(st), 0);
 		}
 	}
@@ -626,13 +620,10 @@ START_TEST(test_stage_many)
 		ck_assert_int_eq(relm_store_rel_get(st, r.id, &g, RELM_STORE_WITH_STATE), 0);
 		if (pass < 0) {
 			ck_assert_uint_eq(g.state_len, 100);
-			ck_assert_str_eq(g.remote_addr, "");
 		} else {
 			ts_fill(state, sizeof state, (uint8_t)(i + 31 * (uint32_t)pass));
-			snprintf(addr, sizeof addr, "h:1/%u.%d.0", i, pass);
 			ck_assert_uint_eq(g.state_len, 200 + i % 300);
 			ck_assert_int_eq(memcmp(g.state, state, g.state_len), 0);
-			ck_assert_str_eq(g.remote_addr, addr);
 			ck_assert_uint_eq(g.last_activity, 1000 + i);
 		}
 		relm_store_rel_clear(&g);

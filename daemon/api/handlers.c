@@ -281,7 +281,7 @@ static int api_relationship_show(struct relmd_call *call, const cJSON *params, c
 	    !cJSON_AddStringToObject(r, "label", sr.label) ||
 	    !add_hex(r, "remote_ipk", sr.remote_ipk, RELM_SIGN_PK_LEN) ||
 	    !cJSON_AddStringToObject(r, "mode", info->mode == RELM_MODE_STRICT ? "strict" : "tree") ||
-	    !cJSON_AddStringToObject(r, "remote_mailbox", sr.remote_addr) ||
+	    !cJSON_AddStringToObject(r, "remote_mailbox", info->remote_mailbox) ||
 	    !(tree = cJSON_AddObjectToObject(r, "tree")) ||
 	    !(nodes = cJSON_AddArrayToObject(tree, "nodes")))
 		goto out;

@@ -291,13 +291,8 @@ static int on_read_key(void *arg, const uint8_t mailbox[32], const uint8_t realm
                        uint8_t key[RELM_MBOX_READ_KEY_LEN])
 {
 	struct peer *p = arg;
-	uint8_t sk[RELM_SIGN_SK_LEN];
-	int rc = relm_store_mailbox_secret(p->app->st, mailbox, sk);
 
-	if (rc == 0)
-		relm_mbox_read_key(key, sk, realm);
-	sodium_memzero(sk, sizeof sk);
-	return rc;
+	return relm_core_mailbox_read_key(p->app->core, mailbox, realm, key);
 }
 
 static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t port)
@@ -437,7 +432,6 @@ static void pump(struct relmd_app *app)
  * sibling sessions): whatever still arrives there is nobody's. */
 static void unsubscribe_gone(struct relmd_app *app)
 {
-	uint8_t sk[RELM_SIGN_SK_LEN];
 	uint64_t have;
 
 	if (!app->home)
@@ -445,9 +439,8 @@ static void unsubscribe_gone(struct relmd_app *app)
 	for (struct sub *s = app->subs; s; s = s->next) {
 		if (relm_mbox_client_cursor(app->home->c, s->id, &have) != 0)
 			continue;                  /* not being read */
-		if (relm_store_mailbox_secret(app->st, s->id, sk) == RELM_ENOTFOUND)
+		if (relm_core_mailbox_ours(app->core, s->id) == RELM_ENOTFOUND)
 			relm_mbox_client_unsubscribe(app->home->c, s->id);
-		sodium_memzero(sk, sizeof sk);
 	}
 }
 

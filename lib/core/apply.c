@@ -14,8 +14,7 @@
 struct apply {
 	struct relm_store *st;
 	const uint8_t *rel;
-	const char *dest;              /* NULL until known */
-	struct relm_store_rel row;     /* the relationship, read for its remote_addr */
+	const char *dest;              /* the relationship's remote mailbox; NULL or "" if not known */
 	uint64_t now;
 };
 
@@ -44,16 +43,10 @@ static int event(struct apply *a, int type, const uint8_t msg[RELM_ID_LEN], unsi
 static int post(struct apply *a, const struct relm_fx *f)
 {
 	struct relm_store_outbox o;
-	int rc;
 
 	memset(&o, 0, sizeof o);
-	if (!f->to[0] && !a->dest) {      /* the engine's own choice wins */
-		if ((rc = relm_store_rel_get(a->st, a->rel, &a->row, 0)) != 0)
-			return rc;
-		if (!a->row.remote_addr[0])
-			return RELM_ESTATE;
-		a->dest = a->row.remote_addr;
-	}
+	if (!f->to[0] && (!a->dest || !a->dest[0]))   /* the engine's own choice wins */
+		return RELM_ESTATE;
 	memcpy(o.rel, a->rel, RELM_ID_LEN);
 	o.has_rel = 1;
 	snprintf(o.dest, sizeof o.dest, "%s", f->to[0] ? f->to : a->dest);
@@ -272,6 +265,5 @@ int relm_core_apply(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], const
 			i++;
 		}
 	}
-	relm_store_rel_clear(&a.row);
 	return rc;
 }

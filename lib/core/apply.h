@@ -13,8 +13,10 @@
 
 /* Write the effects of one engine step on relationship rel into the open
  * step, through the store's typed functions:
- *   POST         → outbox (to the effect's own address, else dest, else the
- *                  relationship's remote_addr; RELM_ESTATE if none is known)
+ *   POST         → outbox (to the effect's own address, else dest — the
+ *                  relationship's remote mailbox, from its state: the row has
+ *                  no address since schema v11; RELM_ESTATE if neither is
+ *                  known: NULL or "")
  *   DELIVER      → history (insert-or-ignore by id); a new message also
  *                  appends message.received (and unread + 1) or message.sent
  *   STATUS       → relm_store_msg_advance (forward only); a row that moved

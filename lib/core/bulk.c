@@ -155,18 +155,27 @@ static int send_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 {
 	struct relm_store_rel sr;
 	struct relm_sib_rel r;
+	struct relm_rel *st = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	int rc;
 
 	memset(&r, 0, sizeof r);
-	if ((rc = relm_store_rel_get(c->st, rel, &sr, 0)) != 0)
+	if ((rc = relm_store_rel_get(c->st, rel, &sr, RELM_STORE_WITH_STATE)) != 0)
 		return rc;
 	memcpy(r.rel, rel, RELM_ID_LEN);
 	r.created = sr.created;
 	snprintf(r.label, sizeof r.label, "%s", sr.label);
-	snprintf(r.addr, sizeof r.addr, "%s", sr.remote_addr);
-	rc = relm_store_cursor_get(c->st, sr.mailbox_id, &r.cursor);
+	/* the address is in the state only (schema v12): decoded here, not
+	 * loaded as for a step, which would also reset the devices the step
+	 * sees (relm__core_load) while this one sends to a joining device */
+	if ((rc = relm_rel_decode(&st, sr.state, sr.state_len)) == 0)
+		snprintf(r.addr, sizeof r.addr, "%s", st->remote_mailbox);
+	else if (rc != RELM_ENOMEM)
+		rc = RELM_ESTATE;
+	relm_rel_free(st);
+	if (rc == 0)
+		rc = relm_store_cursor_get(c->st, sr.mailbox_id, &r.cursor);
 	relm_store_rel_clear(&sr);
 	if (rc == 0)
 		rc = relm_sib_rel_encode(&buf, &len, &r);
@@ -343,6 +352,10 @@ static int adopt_store(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	size_t blen = 0;
 	int rc;
 
+	/* where to post: the sibling's address wins, as its row's did (v12:
+	 * the address lives in the blob only) */
+	if (h->addr[0])
+		snprintf(rel->remote_mailbox, sizeof rel->remote_mailbox, "%s", h->addr);
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		return rc;
 	memset(&sr, 0, sizeof sr);
@@ -352,8 +365,6 @@ static int adopt_store(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	memcpy(sr.remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
 	sr.mode = rel->mode;
 	memcpy(sr.mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr.mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	snprintf(sr.remote_addr, sizeof sr.remote_addr, "%s", h->addr[0] ? h->addr : rel->remote_mailbox);
 	sr.created = h->created;
 	sr.last_activity = relm__core_now(c);
 	sr.state = blob;

@@ -16,6 +16,7 @@
 #include "crypto/x3dh.h"
 #include "wire/envelope.h"
 #include "wire/payload.h"
+#include "wire/mailbox_proto.h"
 #include "error.h"
 
 /* struct relm_env.history_get on the store (ctx): message id of rel's
@@ -99,8 +100,6 @@ static void rel_row(struct relm_core *c, struct relm_store_rel *sr, const struct
 	memcpy(sr->remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
 	sr->mode = rel->mode;
 	memcpy(sr->mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr->mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	snprintf(sr->remote_addr, sizeof sr->remote_addr, "%s", rel->remote_mailbox);
 	sr->created = sr->last_activity = relm__core_now(c);
 	sr->state = blob;
 	sr->state_len = blen;
@@ -458,16 +457,85 @@ int relm_core_mailboxes(struct relm_core *c,
 	return relm_store_mailbox_list(c->st, relm__core_now(c), cb, ctx);
 }
 
+/* A relationship's mailbox secret key, from its state blob: the only copy
+ * since schema v12 (the store reads no blob): the row by one probe of the
+ * mailbox index, as the key column was read, then the blob decoded whole
+ * (~5 µs; signing a subscription is not on a message's path). */
+static int rel_mailbox_secret(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                              uint8_t sk[RELM_SIGN_SK_LEN])
+{
+	struct relm_rel *rel = NULL;
+	uint8_t id[RELM_ID_LEN], *state = NULL;
+	size_t len = 0;
+	int rc;
+
+	if ((rc = relm_store_rel_state_by_mailbox(c->st, mailbox, id, &state, &len)) != 0)
+		return rc;
+	if (len == 0) {
+		relm_store_buf_free(state, len);
+		return RELM_ENOTFOUND;               /* held without state (fanout): not read here */
+	}
+	rc = relm_rel_decode(&rel, state, len);
+	relm_store_buf_free(state, len);
+	if (rc != 0)
+		return rc == RELM_ENOMEM ? rc : RELM_ESTATE;
+	/* the row's mailbox must be the blob's: the key signs for it */
+	if (sodium_memcmp(rel->mbox_pk, mailbox, RELM_SIGN_PK_LEN) != 0)
+		rc = RELM_ESTATE;
+	else
+		memcpy(sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
+	relm_rel_free(rel);
+	return rc;
+}
+
+/* The secret key of any mailbox of ours: an invite's, device or pairing
+ * mailbox's from the store, a relationship's from its blob. */
+static int mailbox_secret(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                          uint8_t sk[RELM_SIGN_SK_LEN])
+{
+	int rc = relm_store_mailbox_secret(c->st, mailbox, sk);
+
+	return rc == RELM_ENOTFOUND ? rel_mailbox_secret(c, mailbox, sk) : rc;
+}
+
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                            const uint8_t *data, size_t len, uint8_t sig[RELM_SIG_LEN])
 {
 	uint8_t sk[RELM_SIGN_SK_LEN];
 	int rc;
 
-	if ((rc = relm_store_mailbox_secret(c->st, mailbox, sk)) != 0)
-		return rc;
-	crypto_sign_detached(sig, NULL, data, len, sk);
+	if ((rc = mailbox_secret(c, mailbox, sk)) == 0)
+		crypto_sign_detached(sig, NULL, data, len, sk);
 	sodium_memzero(sk, sizeof sk);
-	return 0;
+	return rc;
+}
+
+_Static_assert(RELM_MBOX_REALM_LEN == 32 && RELM_MBOX_READ_KEY_LEN == 32, "core.h spells them 32");
+
+int relm_core_mailbox_read_key(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                               const uint8_t realm[RELM_MBOX_REALM_LEN],
+                               uint8_t key[RELM_MBOX_READ_KEY_LEN])
+{
+	uint8_t sk[RELM_SIGN_SK_LEN];
+	int rc;
+
+	if ((rc = mailbox_secret(c, mailbox, sk)) == 0)
+		relm_mbox_read_key(key, sk, realm);
+	sodium_memzero(sk, sizeof sk);
+	return rc;
+}
+
+int relm_core_mailbox_ours(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN])
+{
+	uint8_t sk[RELM_SIGN_SK_LEN], rel[RELM_ID_LEN];
+	int rc = relm_store_mailbox_secret(c->st, mailbox, sk);
+
+	sodium_memzero(sk, sizeof sk);
+	if (rc != RELM_ENOTFOUND || (rc = relm_store_rel_by_mailbox(c->st, mailbox, rel)) != 0)
+		return rc;
+	/* a relationship held without state (fanout) is not read here */
+	rc = relm_store_stateless_src(c->st, rel, sk);
+	sodium_memzero(sk, sizeof sk);
+	return rc == 0 ? RELM_ENOTFOUND : rc == RELM_ENOTFOUND ? 0 : rc;
 }
 

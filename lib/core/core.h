@@ -291,6 +291,15 @@ int relm_core_mailboxes_changed(struct relm_core *c);
  * challenge).  RELM_ENOTFOUND for a mailbox that is not ours. */
 int relm_core_mailbox_sign(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                            const uint8_t *data, size_t len, uint8_t sig[RELM_SIG_LEN]);
+/* The read key of one of our mailboxes for a server's realm (batched
+ * subscription, proto/mailbox.md §5.7: relm_mbox_read_key of its secret
+ * key, which never leaves lib/core; a relationship's is in its state blob
+ * since store schema v12).  RELM_ENOTFOUND for a mailbox that is not ours. */
+int relm_core_mailbox_read_key(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN],
+                               const uint8_t realm[32], uint8_t key[32]);
+/* 0 if mailbox is still one of ours (one index probe per table, no blob
+ * decoded), RELM_ENOTFOUND if not. */
+int relm_core_mailbox_ours(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_PK_LEN]);
 
 /* Read access for relationship.show: the decoded relationship (free with
  * relm_rel_free). */

@@ -145,8 +145,6 @@ int relm__core_save(struct relm_core *c, struct relm_rel *rel)
 		deadline = out_next;
 	if (rc == 0)
 		rc = relm_store_rel_set_deadline(c->st, rel->id, deadline);
-	if (rc == 0 && rel->remote_mailbox[0])
-		rc = relm_store_rel_set_remote_addr(c->st, rel->id, rel->remote_mailbox);
 	return rc;
 }
 

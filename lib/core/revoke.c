@@ -404,19 +404,15 @@ int relm_core_identity_accept(struct relm_core *c, const uint8_t rel_id[RELM_ID_
 static int tell_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t device[RELM_ID_LEN], const uint8_t *frame, size_t flen)
 {
-	struct relm_store_rel row;
 	struct relm_effects fx;
 	struct relm_rel *sess = NULL;
 	uint8_t sid[RELM_ID_LEN];
 	int rc;
 
-	memset(&row, 0, sizeof row);
 	relm_effects_init(&fx);
 	rc = relm_store_sibling_session_find(c->st, proton, device, sid);
 	if (rc == RELM_ENOTFOUND)
 		return 0;
-	if (rc == 0)
-		rc = relm_store_rel_get(c->st, sid, &row, 0);
 	if (rc == 0)
 		rc = relm__core_load(c, sid, &sess);
 	if (rc == 0)
@@ -429,7 +425,7 @@ static int tell_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		if (f->type != RELM_FX_POST)
 			continue;
 		memset(&o, 0, sizeof o);
-		snprintf(o.dest, sizeof o.dest, "%s", f->to[0] ? f->to : row.remote_addr);
+		snprintf(o.dest, sizeof o.dest, "%s", f->to[0] ? f->to : sess->remote_mailbox);
 		if (!o.dest[0])
 			continue;                /* nowhere to post it */
 		o.bytes = f->data;
@@ -439,7 +435,6 @@ static int tell_removed(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	}
 	relm_effects_clear(&fx);
 	relm_rel_free(sess);
-	relm_store_rel_clear(&row);
 	return rc;
 }
 

@@ -57,8 +57,6 @@ static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_
 	memcpy(sr.remote_ipk, rel->ipk_remote, RELM_SIGN_PK_LEN);
 	sr.mode = rel->mode;
 	memcpy(sr.mailbox_id, rel->mbox_pk, RELM_SIGN_PK_LEN);
-	memcpy(sr.mailbox_sk, rel->mbox_sk, RELM_SIGN_SK_LEN);
-	memcpy(sr.remote_addr, rel->remote_mailbox, sizeof sr.remote_addr);
 	sr.created = sr.last_activity = relm__core_now(c);
 	sr.state = blob;
 	sr.state_len = blen;
@@ -80,7 +78,7 @@ static int session_store(struct relm_core *c, struct relm_rel *rel, const uint8_
 /* A session's own effects: what goes to the store as for any relationship
  * (posts, timers), minus history and message events; sibling frames to
  * dispatch. */
-static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], struct relm_effects *fx);
+static int session_effects(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx);
 
 int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx)
 {
@@ -92,7 +90,7 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 		memcpy(was, c->busy_sess, RELM_ID_LEN);
 		memcpy(c->busy_sess, rel->id, RELM_ID_LEN);
 		c->busy = 1;
-		rc = session_effects(c, rel->id, fx);
+		rc = session_effects(c, rel, fx);
 		memcpy(c->busy_sess, was, RELM_ID_LEN);
 		c->busy = was_busy;
 		return rc;
@@ -101,7 +99,7 @@ int relm__core_step_apply(struct relm_core *c, const struct relm_rel *rel, struc
 	if ((rc = relm_rel_fanout(rel, c->env, fx, 0)) != 0 ||
 	    (rc = relm__core_route(c, rel->id, fx)) != 0 || (rc = relm__core_pin_follow(c, rel, fx)) != 0)
 		return rc;
-	return relm_core_apply(c->st, rel->id, NULL, fx, relm__core_now(c));
+	return relm_core_apply(c->st, rel->id, rel->remote_mailbox, fx, relm__core_now(c));
 }
 
 /* ---- opening a session (the device that must send: devices.md §3) ------- */
@@ -143,7 +141,7 @@ static int open_session(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		goto out;
 	if ((rc = session_store(c, rel, proton, device)) != 0)
 		goto out;
-	if ((rc = session_effects(c, rel->id, &fx)) != 0)
+	if ((rc = session_effects(c, rel, &fx)) != 0)
 		goto out;
 	memcpy(sess, rel->id, RELM_ID_LEN);
 out:
@@ -290,7 +288,7 @@ int relm__core_send_frame(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	if (rc == 0)
 		rc = relm_rel_send_sibling(sess, c->env, frame, len, &fx);
 	if (rc == 0)
-		rc = session_effects(c, sid, &fx);
+		rc = session_effects(c, sess, &fx);
 	if (rc == 0)
 		rc = relm__core_save(c, sess);
 	relm_effects_clear(&fx);
@@ -510,8 +508,9 @@ static int dispatch(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], const 
 	return rc ? rc : end;
 }
 
-static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN], struct relm_effects *fx)
+static int session_effects(struct relm_core *c, const struct relm_rel *rel, struct relm_effects *fx)
 {
+	const uint8_t *sess = rel->id;
 	int rc = 0;
 
 	for (size_t i = 0; i < fx->n && rc == 0; i++) {
@@ -529,6 +528,6 @@ static int session_effects(struct relm_core *c, const uint8_t sess[RELM_ID_LEN],
 		}
 	}
 	if (rc == 0)
-		rc = relm_core_apply(c->st, sess, NULL, fx, relm__core_now(c));
+		rc = relm_core_apply(c->st, sess, rel->remote_mailbox, fx, relm__core_now(c));
 	return rc;
 }

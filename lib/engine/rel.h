@@ -83,6 +83,7 @@ struct relm_rel_info {
 	uint32_t pruned;                /* losing branches deleted */
 	uint32_t retransmissions;
 	uint32_t duplicates;            /* duplicates received */
+	char remote_mailbox[RELM_MAILBOX_ADDR_MAX + 1]; /* where we post; "" until known */
 };
 
 /* Fill *info from rel: no key, no message content, no mailbox key.  Never

@@ -49,4 +49,5 @@ void relm_rel_describe(const struct relm_rel *rel, struct relm_rel_info *info)
 	info->pruned = rel->stats.pruned;
 	info->retransmissions = rel->stats.retx;
 	info->duplicates = rel->stats.dups;
+	memcpy(info->remote_mailbox, rel->remote_mailbox, sizeof info->remote_mailbox);
 }

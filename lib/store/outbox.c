@@ -26,7 +26,7 @@ RELM__SQL(MBOX_LIST, "SELECT r.mailbox_id, coalesce(c.cursor,0) FROM relationshi
                      " UNION ALL SELECT k.mailbox_id, coalesce(c.cursor,0) FROM device_keys k LEFT JOIN cursors c ON c.mailbox=k.mailbox_id"
                      " UNION ALL SELECT p.mailbox, coalesce(c.cursor,0) FROM pairings p LEFT JOIN cursors c ON c.mailbox=p.mailbox"
                      " WHERE p.state='offered' OR p.state='welcomed' OR p.state='joining'");
-RELM__SQL(MBOX_SECRET, "SELECT mailbox_sk FROM relationships r WHERE mailbox_id=?1 AND NOT EXISTS (SELECT 1 FROM stateless s WHERE s.rel=r.id) UNION ALL SELECT mailbox_sk FROM invites WHERE mailbox_id=?1"
+RELM__SQL(MBOX_SECRET, "SELECT mailbox_sk FROM invites WHERE mailbox_id=?1"
                        " UNION ALL SELECT mailbox_sk FROM device_keys WHERE mailbox_id=?1"
                        " UNION ALL SELECT mailbox_sk FROM pairings WHERE mailbox=?1 LIMIT 1");
 

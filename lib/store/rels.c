@@ -2,8 +2,8 @@
  * rels.c — relationships (the row, its staged columns, the timers) and the
  * envelopes kept pending for them.
  *
- * A relationship's state blob, last_activity, deadline, remote_addr and
- * unread are staged during a transaction (stage.c): the setters here write
+ * A relationship's state blob, last_activity, deadline and unread are
+ * staged during a transaction (stage.c): the setters here write
  * the staging entry, and every reader overlays it, so the file's stale
  * values are never seen.
  */
@@ -13,18 +13,24 @@
 #include <sodium.h>
 #include "store/store_int.h"
 
-RELM__SQL(REL_PUT, "INSERT INTO relationships(id,proton,label,remote_ipk,mode,mailbox_id,mailbox_sk,remote_addr,created,last_activity,unread,state) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
-RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE id=?1");
-/* the secret columns, each by its own statement: a plain get never reads
- * the state's overflow pages or copies a secret it was not asked for */
-RELM__SQL(REL_GET_SECRET, "SELECT mailbox_sk FROM relationships WHERE id=?1");
+/* Schema v12: the mailbox secret key and the remote's mailbox address are
+ * only in the state blob (the engine's mbox_sk and remote_mailbox), which
+ * the store does not read; lib/core takes them from there. */
+RELM__SQL(REL_PUT, "INSERT INTO relationships(id,proton,label,remote_ipk,mode,mailbox_id,created,last_activity,unread,state) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
+RELM__SQL(REL_GET, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,last_activity,unread,rowid FROM relationships WHERE id=?1");
+/* the state by its own statement: a plain get never reads the state's
+ * overflow pages or copies a secret it was not asked for */
 RELM__SQL(REL_GET_STATE, "SELECT state FROM relationships WHERE id=?1");
 RELM__SQL(REL_BY_MBOX, "SELECT id FROM relationships WHERE mailbox_id=?1");
-RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE proton=?1 AND remote_ipk=?2"
+RELM__SQL(REL_STATE_BY_MBOX, "SELECT id, state FROM relationships WHERE mailbox_id=?1");
+/* relationships_by_remote holds the key's first 8 bytes (v12): the term on
+ * substr() picks the index, the others check the row */
+RELM__SQL(REL_BY_REMOTE, "SELECT id FROM relationships WHERE substr(remote_ipk,1,8)=substr(?2,1,8)"
+                         " AND proton=?1 AND remote_ipk=?2"
                          " AND id NOT IN (SELECT rel FROM sibling_sessions) LIMIT 1");
-RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2"
+RELM__SQL(REL_LIST, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,last_activity,unread,rowid FROM relationships WHERE proton=?1 AND id>?2"
                     " AND id NOT IN (SELECT rel FROM sibling_sessions) ORDER BY proton,id LIMIT ?3");
-RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,remote_addr,created,last_activity,unread,rowid FROM relationships");
+RELM__SQL(REL_ALL, "SELECT id,proton,label,remote_ipk,mode,mailbox_id,created,last_activity,unread,rowid FROM relationships");
 RELM__SQL(REL_DUE, "SELECT id,deadline FROM relationships WHERE deadline>0 AND deadline<=?1 ORDER BY deadline LIMIT ?2");
 RELM__SQL(REL_NEXT_DEADLINE, "SELECT min(deadline) FROM relationships WHERE deadline>0");
 RELM__SQL(REL_DEADLINES, "SELECT id,deadline FROM relationships WHERE deadline>0 ORDER BY deadline");
@@ -39,32 +45,12 @@ RELM__SQL(PENDING_LIST, "SELECT hash,bytes,received_ms FROM pending WHERE rel=?1
 int relm_store_rel_put(struct relm_store *st, const struct relm_store_rel *r)
 {
 	CHECK_WRITABLE(st);
-	if (!relm__store_text_ok(r->label, RELM_STORE_LABEL_MAX) ||
-	    !relm__store_text_ok(r->remote_addr, RELM_MAILBOX_ADDR_MAX) || r->state_len > INT32_MAX)
+	if (!relm__store_text_ok(r->label, RELM_STORE_LABEL_MAX) || r->state_len > INT32_MAX)
 		return RELM_EINVAL;
 	return Q_EXEC(st, REL_PUT, A_ID(r->id), A_ID(r->proton), A_TEXT(r->label),
 	              A_BLOB(r->remote_ipk, RELM_SIGN_PK_LEN), A_INT(r->mode),
-	              A_BLOB(r->mailbox_id, RELM_SIGN_PK_LEN), A_BLOB(r->mailbox_sk, RELM_SIGN_SK_LEN),
-	              A_TEXT(r->remote_addr), A_INT(r->created), A_INT(r->last_activity),
+	              A_BLOB(r->mailbox_id, RELM_SIGN_PK_LEN), A_INT(r->created), A_INT(r->last_activity),
 	              A_INT(r->unread), A_BLOB(r->state, r->state_len));
-}
-
-/* remote_addr: "" (not known yet) or what a mailbox string may be on the
- * wire (proto/wire.md §3: printable ASCII without space, 255 bytes at
- * most) — what the engine writes there always is; whether it parses is
- * the poster's business (an outbox row with a bad destination is
- * dropped, app.c). */
-static int remote_addr_ok(const struct relm__q *q, int col)
-{
-	const unsigned char *s = (const unsigned char *)q_str(q, col);
-	size_t n = s ? (size_t)sqlite3_column_bytes(q->s, col) : 0;
-
-	if (sqlite3_column_type(q->s, col) != SQLITE_TEXT || n > RELM_MAILBOX_ADDR_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return 0;
-	return 1;
 }
 
 /* The columns of REL_GET / REL_LIST / REL_ALL, checked (check.c), with
@@ -82,20 +68,17 @@ static int read_rel(struct relm_store *st, const struct relm__q *q, struct relm_
 		why = "an id or key is not of its size";
 	else if (!relm__col_text_ok(q, 2, RELM_STORE_LABEL_MAX, 0))
 		why = "label is not UTF-8 text within the limit";
-	else if (!remote_addr_ok(q, 6))
-		why = "remote_addr is not a mailbox address";
-	else if (!relm__col_int_ok(q, 4) || !relm__col_int_ok(q, 7) || !relm__col_int_ok(q, 8) ||
-	         !relm__col_int_ok(q, 9))
+	else if (!relm__col_int_ok(q, 4) || !relm__col_int_ok(q, 6) || !relm__col_int_ok(q, 7) ||
+	         !relm__col_int_ok(q, 8))
 		why = "a number is not an integer";
 	if (why)
-		return relm__store_bad_row(st, "relationships", q_i64(q, 10), why, id_ok ? r->id : NULL,
+		return relm__store_bad_row(st, "relationships", q_i64(q, 9), why, id_ok ? r->id : NULL,
 		                           NULL, proton_ok ? r->proton : NULL, NULL);
 	q_textcpy(q, 2, r->label, sizeof r->label);
 	r->mode = (int)q_i64(q, 4);
-	q_textcpy(q, 6, r->remote_addr, sizeof r->remote_addr);
-	r->created = q_col_u64(q, 7);
-	r->last_activity = q_col_u64(q, 8);
-	r->unread = (uint32_t)q_col_u64(q, 9);
+	r->created = q_col_u64(q, 6);
+	r->last_activity = q_col_u64(q, 7);
+	r->unread = (uint32_t)q_col_u64(q, 8);
 	relm__stage_overlay(&st->stage, r);
 	return 0;
 }
@@ -110,18 +93,6 @@ int relm__rel_scan(struct relm_store *st)
 	while ((rc = q_step(&q)) > 0)
 		read_rel(st, &q, &r);
 	sodium_memzero(&r, sizeof r);
-	return q_end(&q, rc);
-}
-
-static int get_secret(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
-                      uint8_t sk[RELM_SIGN_SK_LEN])
-{
-	struct relm__q q;
-	int rc;
-
-	Q_OPEN(&q, st, REL_GET_SECRET, A_ID(id));
-	if ((rc = q_row(&q)) == 0)
-		rc = q_fixed(&q, 0, sk, RELM_SIGN_SK_LEN);
 	return q_end(&q, rc);
 }
 
@@ -168,9 +139,7 @@ int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 		rc = read_rel(st, &q, &r);
 	if ((rc = q_end(&q, rc)) != 0)
 		return rc;
-	if (flags & RELM_STORE_WITH_SECRETS)
-		rc = get_secret(st, id, r.mailbox_sk);
-	if (!rc && (flags & RELM_STORE_WITH_STATE))
+	if (flags & RELM_STORE_WITH_STATE)
 		rc = get_state(st, id, &r.state, &r.state_len);
 	if (rc) {
 		relm_store_rel_clear(&r);
@@ -192,6 +161,32 @@ int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RE
 	Q_OPEN(&q, st, REL_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
 	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0)
 		memcpy(rel, id, RELM_ID_LEN);
+	return q_end(&q, rc);
+}
+
+int relm_store_rel_state_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                    uint8_t rel[RELM_ID_LEN], uint8_t **state, size_t *len)
+{
+	const struct relm__stage_ent *e;
+	const uint8_t *p;
+	uint8_t id[RELM_ID_LEN];
+	struct relm__q q;
+	size_t n;
+	int rc;
+
+	CHECK_USABLE(st);
+	Q_OPEN(&q, st, REL_STATE_BY_MBOX, A_BLOB(mailbox_id, RELM_SIGN_PK_LEN));
+	if ((rc = q_row(&q)) == 0 && (rc = q_fixed(&q, 0, id, RELM_ID_LEN)) == 0) {
+		e = relm__stage_find(&st->stage, id);
+		if (e && (e->mask & RELM__STAGE_STATE)) {   /* staged: the file's is stale */
+			rc = dup_blob(e->state, e->state_len, state, len);
+		} else {
+			p = q_blobv(&q, 1, &n);
+			rc = dup_blob(p, n, state, len);
+		}
+		if (rc == 0)
+			memcpy(rel, id, RELM_ID_LEN);
+	}
 	return q_end(&q, rc);
 }
 
@@ -259,22 +254,6 @@ int relm_store_rel_set_state(struct relm_store *st, const uint8_t id[RELM_ID_LEN
 		return err;
 	e->last_activity = last_activity;
 	e->mask |= RELM__STAGE_STATE;
-	return 0;
-}
-
-int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
-                                   const char *addr)
-{
-	struct relm__stage_ent *e;
-	int err;
-
-	CHECK_WRITABLE(st);
-	if (!relm__store_text_ok(addr, RELM_MAILBOX_ADDR_MAX))
-		return RELM_EINVAL;
-	if ((err = relm__stage_touch(st, id, &e)) != 0)
-		return err;
-	snprintf(e->remote_addr, sizeof e->remote_addr, "%s", addr);
-	e->mask |= RELM__STAGE_ADDR;
 	return 0;
 }
 

@@ -291,6 +291,29 @@ static const char schema_v11[] =
 	" rel BLOB PRIMARY KEY REFERENCES relationships(id) ON DELETE CASCADE,"
 	" src BLOB NOT NULL CHECK(length(src)=16)) WITHOUT ROWID;";
 
+/* v12: the relationship row stops repeating its state blob's secret and
+ * address (issue 19: under 1 KB of store per idle relationship).  The
+ * blob holds the mailbox's secret key (mbox_sk) and the remote's mailbox
+ * address (remote_mailbox); lib/core signs a relationship's subscriptions
+ * and posts to its address from the decoded blob, which every step has
+ * anyway.  Without the 64-byte key and the ~90-byte address an idle row
+ * (a ~850-byte blob) fits four to a 4 KB page instead of three.
+ * mailbox_id and remote_ipk stay: they are looked up (by their indexes) and
+ * listed without decoding any blob.  relationships_by_remote keys on the
+ * first 8 bytes of remote_ipk only (an index on an expression): ~17 bytes
+ * an entry instead of ~66 with (proton, remote_ipk); the query compares the
+ * whole key and the proton on the row it finds (a shared prefix is met
+ * there, not missed).  DROP COLUMN rewrites every row in
+ * place (secure_delete zeroes what the rows no longer hold; the WAL keeps
+ * the old pages until a checkpoint, as for every overwritten secret); the
+ * freed space of an existing store's pages is reused as rows are
+ * rewritten, or at once by VACUUM. */
+static const char schema_v12[] =
+	"ALTER TABLE relationships DROP COLUMN mailbox_sk;"
+	"ALTER TABLE relationships DROP COLUMN remote_addr;"
+	"DROP INDEX relationships_by_remote;"
+	"CREATE INDEX relationships_by_remote ON relationships(substr(remote_ipk,1,8));";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -307,6 +330,7 @@ static const struct migration {
 	{ schema_v9, NULL },      /* 8 → 9 */
 	{ schema_v10, NULL },     /* 9 → 10 */
 	{ schema_v11, NULL },     /* 10 → 11 */
+	{ schema_v12, NULL },     /* 11 → 12 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

@@ -229,10 +229,10 @@ void relm__stage_destroy(struct relm__stage *sg)
 /* ---- SQL ---------------------------------------------------------------- */
 
 RELM__SQL(REL_EXISTS, "SELECT 1 FROM relationships WHERE id=?1");
-/* the write-back: one UPDATE per relationship per transaction; ?4..?6
+/* the write-back: one UPDATE per relationship per transaction; ?4, ?5
  * NULL = keep the column */
-RELM__SQL(REL_FLUSH_STATE, "UPDATE relationships SET state=?2, last_activity=?3, deadline=coalesce(?4,deadline), remote_addr=coalesce(?5,remote_addr), unread=coalesce(?6,unread)+?7 WHERE id=?1");
-RELM__SQL(REL_FLUSH, "UPDATE relationships SET deadline=coalesce(?4,deadline), remote_addr=coalesce(?5,remote_addr), unread=coalesce(?6,unread)+?7 WHERE id=?1");
+RELM__SQL(REL_FLUSH_STATE, "UPDATE relationships SET state=?2, last_activity=?3, deadline=coalesce(?4,deadline), unread=coalesce(?5,unread)+?6 WHERE id=?1");
+RELM__SQL(REL_FLUSH, "UPDATE relationships SET deadline=coalesce(?4,deadline), unread=coalesce(?5,unread)+?6 WHERE id=?1");
 
 static int rel_exists(struct relm_store *st, const uint8_t id[RELM_ID_LEN])
 {
@@ -280,7 +280,6 @@ static int flush_ent(struct relm_store *st, const struct relm__stage_ent *e)
 		A_BLOB(e->state, e->state_len),      /* ?2, ?3: REL_FLUSH_STATE only */
 		A_INT(e->last_activity),
 		{ .kind = e->mask & RELM__STAGE_DL ? RELM__A_INT : RELM__A_NULL, .v = (int64_t)e->deadline },
-		A_TEXT(e->mask & RELM__STAGE_ADDR ? e->remote_addr : NULL),
 		{ .kind = e->mask & RELM__STAGE_UNREAD ? RELM__A_INT : RELM__A_NULL, .v = e->unread },
 		A_INT(e->unread_add),
 	};
@@ -311,8 +310,6 @@ void relm__stage_overlay(const struct relm__stage *sg, struct relm_store_rel *r)
 		return;
 	if (e->mask & RELM__STAGE_STATE)
 		r->last_activity = e->last_activity;
-	if (e->mask & RELM__STAGE_ADDR)
-		memcpy(r->remote_addr, e->remote_addr, sizeof r->remote_addr);
 	if (e->mask & RELM__STAGE_UNREAD)
 		r->unread = e->unread;
 	r->unread += e->unread_add;

@@ -68,7 +68,7 @@
  *          nothing was posted before the commit returned 0, both are safe.
  *
  * Staging.  The relationship columns an engine step changes — state and
- * last_activity (rel_set_state), deadline, remote_addr, unread — are kept
+ * last_activity (rel_set_state), deadline, unread — are kept
  * in the handle's memory while the transaction is open and written by ONE
  * UPDATE per relationship just before its COMMIT (batch_commit, or commit
  * of a standalone step), inside the same transaction: the durability rule
@@ -101,7 +101,7 @@
  * check (see RELM_STORE_F_*).  Every per-message lookup is an index probe;
  * lists are paginated or callback-driven.
  *
- * --------------------------------------------------------------- schema v11
+ * --------------------------------------------------------------- schema v12
  * (RELM_STORE_SCHEMA_VERSION; PRAGMA user_version.  proto/store.md has the
  * same text with the reasons; tests/fixtures/store-v<N>.sql one per version.)
  * Ids are 16-byte BLOBs, public keys 32, Ed25519 secret keys 64 (libsodium
@@ -129,11 +129,13 @@
  *   replay_guard(proton, ek, rel, seen; PK(proton, ek))   an initial envelope
  *           whose EK was seen never creates a second relationship
  *   relationships(id PK, proton→protons, label, remote_ipk, mode,
- *           mailbox_id UNIQUE, mailbox_sk[S], remote_addr, created,
- *           last_activity, unread, deadline (engine timer, 0 = none),
+ *           mailbox_id UNIQUE, created, last_activity, unread,
+ *           deadline (engine timer, 0 = none),
  *           state[S] BLOB — last, so that reading the other columns never
- *           touches its overflow pages)
- *           index (proton, id) for pagination, (proton, remote_ipk),
+ *           touches its overflow pages; v12 dropped mailbox_sk and
+ *           remote_addr, which the blob holds)
+ *           index (proton, id) for pagination, (substr(remote_ipk,1,8))
+ *           [v12; (proton, remote_ipk) before],
  *           partial index (deadline) WHERE deadline > 0 for timers
  *   pending(rel→relationships, hash, bytes, received_ms; PK(rel, hash))
  *   messages(seq INTEGER PK, rel→relationships, id, direction 'in'|'out',
@@ -182,7 +184,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 11,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 12,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -205,7 +207,8 @@ enum relm_store_flags {
 /* relm_store_rel_get flags */
 enum relm_store_get_flags {
 	RELM_STORE_WITH_STATE   = 1u << 0,   /* also read the state BLOB (secret) */
-	RELM_STORE_WITH_SECRETS = 1u << 1,   /* also read mailbox_sk / isk / sk (secret) */
+	RELM_STORE_WITH_SECRETS = 1u << 1,   /* also read isk / sk (secret); a relationship has
+	                                      * no secret column (v12): rel_get ignores it */
 };
 
 struct relm_store;
@@ -508,8 +511,8 @@ struct relm_store_rel {
 	uint8_t remote_ipk[RELM_SIGN_PK_LEN];
 	int mode;                               /* the engine's mode (tree / strict), opaque here */
 	uint8_t mailbox_id[RELM_SIGN_PK_LEN];   /* our mailbox for this relationship */
-	uint8_t mailbox_sk[RELM_SIGN_SK_LEN];   /* secret; zero unless RELM_STORE_WITH_SECRETS */
-	char remote_addr[RELM_MAILBOX_ADDR_MAX + 1];   /* "" = not known yet */
+	/* v12: no mailbox secret key and no remote mailbox address here: both
+	 * are in the state blob only (lib/core reads them from there) */
 	uint64_t created;
 	uint64_t last_activity;
 	uint32_t unread;
@@ -528,6 +531,13 @@ int relm_store_rel_get(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 /* Which relationship owns our mailbox `mailbox_id`.  RELM_ENOTFOUND. */
 int relm_store_rel_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
                               uint8_t rel[RELM_ID_LEN]);
+/* The relationship that owns our mailbox `mailbox_id` and its state blob
+ * (with what this transaction staged over it), in one index probe: for
+ * lib/core, which signs the mailbox's subscriptions with the key inside
+ * the blob (schema v12).  *state is malloc'd, secret: the caller wipes
+ * and frees it with relm_store_buf_free.  RELM_ENOTFOUND. */
+int relm_store_rel_state_by_mailbox(struct relm_store *st, const uint8_t mailbox_id[RELM_SIGN_PK_LEN],
+                                    uint8_t rel[RELM_ID_LEN], uint8_t **state, size_t *len);
 /* A relationship of proton with the remote identity key remote_ipk (one
  * index probe: relationships_by_remote).  RELM_ENOTFOUND. */
 int relm_store_rel_by_remote(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
@@ -550,12 +560,10 @@ int relm_store_rel_delete(struct relm_store *st, const uint8_t id[RELM_ID_LEN]);
 int relm_store_rel_set_remote_ipk(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                                   const uint8_t ipk[RELM_SIGN_PK_LEN]);
 /* Replace the state blob and set last_activity.  RELM_ENOTFOUND.  This and
- * the three setters below stage (see "Staging" above): the file changes at
+ * the setters below stage (see "Staging" above): the file changes at
  * commit. */
 int relm_store_rel_set_state(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
                              const uint8_t *state, size_t len, uint64_t last_activity);
-int relm_store_rel_set_remote_addr(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
-                                   const char *addr);
 int relm_store_rel_set_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN], uint32_t unread);
 /* unread += 1 (a message received), staged the same way. */
 int relm_store_rel_inc_unread(struct relm_store *st, const uint8_t id[RELM_ID_LEN]);
@@ -693,8 +701,10 @@ int relm_store_cursor_set(struct relm_store *st, const uint8_t mailbox[RELM_SIGN
 int relm_store_mailbox_list(struct relm_store *st, uint64_t now_ms,
                             int (*cb)(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t cursor),
                             void *ctx);
-/* The secret key of one of those mailboxes (to sign subscriptions).
- * RELM_ENOTFOUND.  The caller wipes sk. */
+/* The secret key of one of those mailboxes (to sign subscriptions) that is
+ * not a relationship's: an invite's, a device mailbox's or a pairing's.  A
+ * relationship's is in its state blob only (schema v12): relm_core reads it
+ * from there.  RELM_ENOTFOUND.  The caller wipes sk. */
 int relm_store_mailbox_secret(struct relm_store *st, const uint8_t mailbox[RELM_SIGN_PK_LEN],
                               uint8_t sk[RELM_SIGN_SK_LEN]);
 

@@ -69,7 +69,6 @@ enum relm__store_state {
 enum {
 	RELM__STAGE_STATE  = 1u << 0,     /* state + last_activity */
 	RELM__STAGE_DL     = 1u << 1,     /* deadline */
-	RELM__STAGE_ADDR   = 1u << 2,     /* remote_addr */
 	RELM__STAGE_UNREAD = 1u << 3,     /* unread set absolutely (unread_add still adds) */
 };
 
@@ -82,7 +81,6 @@ struct relm__stage_ent {
 	size_t state_len;
 	uint64_t last_activity, deadline;
 	uint32_t unread, unread_add;
-	char remote_addr[RELM_MAILBOX_ADDR_MAX + 1];
 };
 
 struct relm__stage_undo {
@@ -136,7 +134,7 @@ struct relm__evmem {
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_LIST) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
-	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_SECRET) X(REL_GET_STATE)     \
+	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_STATE) X(REL_STATE_BY_MBOX)  \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
 	                 X(REL_DEL) X(REL_REMOTE_IPK)                                \
