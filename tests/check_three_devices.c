@@ -38,7 +38,7 @@ static void setup(void)
 	td_dir_new(dir, sizeof dir);
 	ck_assert_int_eq(td_mbox_start(&mb, dir, "mbox", 0), 0);
 	for (int d = 0; d < DEVICES; d++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof name, "alice%d", d);
 		ck_assert_int_eq(td_relmd_start(&A[d], dir, name, mb.port), 0);
 	}
