@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "api/conn.h"
+#include "crypto/crypto.h"
 #include "error.h"
 #include "api/jsonrpc.h"
 #include "relmd/sdnotify.h"
@@ -498,8 +499,7 @@ static void read_only_add(void *actx, const uint8_t id[16])
 	char hex[33];
 	cJSON *s;
 
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	relm_hex(hex, id, 16);
 	if ((s = cJSON_CreateString(hex)) != NULL)
 		cJSON_AddItemToArray(actx, s);
 }
@@ -508,8 +508,7 @@ static int add_id(cJSON *o, const char *name, const uint8_t id[16])
 {
 	char hex[33];
 
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	relm_hex(hex, id, 16);
 	return cJSON_AddStringToObject(o, name, hex) != NULL;
 }
 

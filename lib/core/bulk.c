@@ -386,6 +386,13 @@ static int adopt_store(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return rc;
 }
 
+void relm__core_state_taken(struct relm_rel *rel)
+{
+	for (uint32_t i = 0; i < rel->tree.count; i++)
+		rel->tree.nodes[i].flags &= (uint8_t)~RELM_NODE_OWN;
+	rel->repair_ms = 0;
+}
+
 int relm__core_bulk_adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                           const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN],
                           const uint8_t *blob, size_t len)
@@ -408,10 +415,7 @@ int relm__core_bulk_adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 		rc = RELM_EINVAL;
 		goto out;
 	}
-	/* J's own now: it made no node of it and asked for no repair yet */
-	for (uint32_t i = 0; i < rel->tree.count; i++)
-		rel->tree.nodes[i].flags &= (uint8_t)~RELM_NODE_OWN;
-	rel->repair_ms = 0;
+	relm__core_state_taken(rel);
 	if ((rc = adopt_store(c, proton, &b->r, rel)) == 0) {
 		memset(b, 0, sizeof *b);
 		c->mailboxes_new = 1;

@@ -275,6 +275,10 @@ int relm__core_bulk_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_rel *r);
 int relm__core_bulk_pending(struct relm_core *c, const uint8_t device[RELM_ID_LEN],
                             const uint8_t rel[RELM_ID_LEN]);
+/* A sibling's whole state taken as this device's own (bulk adoption, a
+ * state back after fanout): this device made none of its nodes and has
+ * asked for no repair yet. */
+void relm__core_state_taken(struct relm_rel *rel);
 /* The cursor device's `rel` announced for rel (its slot freed), when the
  * relationship is held here without state.  0 or RELM_ENOTFOUND. */
 int relm__core_bulk_cursor(struct relm_core *c, const uint8_t device[RELM_ID_LEN],

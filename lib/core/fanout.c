@@ -68,8 +68,6 @@ int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], 
 struct hist {
 	struct relm_core *c;
 	const uint8_t *proton;
-	const uint8_t *rel;
-	int rc;
 };
 
 static int hist_cb(void *ctx, const struct relm_store_msg *m)
@@ -112,7 +110,7 @@ static int rel_id_cb(void *ctx, const struct relm_store_rel *r)
  * theirs only then. */
 static int rel_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
 {
-	struct hist h = { c, proton, rel_id, 0 };
+	struct hist h = { c, proton };
 	uint8_t src[RELM_ID_LEN];
 	int rc = relm_store_stateless_src(c->st, rel_id, src);
 
@@ -158,14 +156,6 @@ static int sl_cb(void *ctx, const uint8_t rel[RELM_ID_LEN], const uint8_t src[RE
 	return relm__ids_push(ctx, rel);
 }
 
-static int has_id(const struct relm__ids *ids, const uint8_t id[RELM_ID_LEN])
-{
-	for (size_t i = 0; i < ids->n; i++)
-		if (memcmp(ids->v[i], id, RELM_ID_LEN) == 0)
-			return 1;
-	return 0;
-}
-
 int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN])
 {
@@ -198,34 +188,21 @@ int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return relm_store_rel_wipe(c->st, rel_id, device, relm__core_now(c));
 }
 
-static int heard(const struct relm__view *v, const uint8_t rel_id[RELM_ID_LEN])
+/* A non-hub (c->devs loaded): every relationship the hub has shown it
+ * holds (relm__core_hub_heard, which wipes as it hears) and this device
+ * still holds, wiped — one probe each, not a walk of the proton's
+ * relationships. */
+static int wipe_heard(struct relm_core *c, const uint8_t hub[RELM_ID_LEN], const struct relm__view *v)
 {
-	for (size_t i = 0; i < v->nheard; i++)
-		if (memcmp(v->heard[i], rel_id, RELM_ID_LEN) == 0)
-			return 1;
-	return 0;
-}
+	uint8_t src[RELM_ID_LEN];
+	int rc = 0;
 
-/* A non-hub (c->devs loaded): every relationship it still holds and the
- * hub has shown it holds too, wiped. */
-static int wipe_all(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const uint8_t hub[RELM_ID_LEN],
-                    const struct relm__view *v)
-{
-	struct relm__ids all = { 0 }, none = { 0 };
-	int rc;
-
-	if ((rc = relm_store_rel_list(c->st, proton, NULL, 0, rel_id_cb, &all)) != 0 ||
-	    (rc = relm_store_stateless_list(c->st, proton, sl_cb, &none)) != 0)
-		goto out;
-	for (size_t i = 0; i < all.n && rc == 0; i++) {
-		if (has_id(&none, all.v[i]) || !heard(v, all.v[i]))
-			continue;
-		rc = relm_store_rel_wipe(c->st, all.v[i], hub, relm__core_now(c));
+	for (size_t i = 0; i < v->nheard && rc == 0; i++) {
+		if ((rc = relm_store_stateless_src(c->st, v->heard[i], src)) != RELM_ENOTFOUND)
+			continue;                    /* held without state already (0), or an error */
+		rc = relm_store_rel_wipe(c->st, v->heard[i], hub, relm__core_now(c));
 		c->mailboxes_new = 1;                /* its mailbox is no longer read */
 	}
-out:
-	free(all.v);
-	free(none.v);
 	return rc;
 }
 
@@ -282,7 +259,7 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	if (rc != 0)
 		return rc;
 	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
-		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_all(c, proton, c->devs.holder, v);
+		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_heard(c, c->devs.holder, v);
 	return ask_back(c, proton, v);
 }
 
@@ -336,6 +313,7 @@ int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 	 * could leave out messages before it that the history lacks */
 	if (relm__core_bulk_cursor(c, device, rel_id, &cursor) != 0)
 		return 0;
+	relm__core_state_taken(state);
 	if ((rc = relm_store_rel_held(c->st, rel_id)) != 0 || (rc = relm__core_save(c, state)) != 0 ||
 	    (rc = relm_store_cursor_set(c->st, state->mbox_pk, cursor)) != 0)
 		return rc;
