@@ -38,8 +38,11 @@
  *   --warmup W              first W messages in rounds of N, not measured (the
  *                           stores in the state of a daemon that has run:
  *                           the event log at its retention, history rows)
- *   --callgrind ROLE PATH   run one process (ROLE: sender, mailbox or
- *                           receiver) under valgrind --tool=callgrind,
+ *   --callgrind ROLE PATH   run one process (ROLE: sender, mailbox,
+ *                           receiver, or sibling: the sending proton's
+ *                           second device, with --devices 2 or more, waited
+ *                           for until its history holds every message
+ *                           delivered) under valgrind --tool=callgrind,
  *                           writing its profile to PATH when it exits
  *                           (bench/profile_daemon.sh); every wait is then
  *                           twenty times as patient
@@ -64,7 +67,8 @@ static char tmp[256];
 enum { MAX_DEV = 4 };
 static pid_t kids[3 + MAX_DEV];
 static int nkids;
-/* --callgrind: which spawn (0 mailbox, 1 receiver, 2 sender) runs under
+/* --callgrind: which spawn (0 mailbox, 1 receiver, 2 sender, 3 the sending
+ * proton's second device with --devices 2 or more) runs under
  * valgrind, and where its profile goes; `patience` scales every wait */
 static int cg_role = -1;
 static const char *cg_out;
@@ -373,12 +377,12 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
 			trace = argv[++i];
 		else if (!strcmp(argv[i], "--callgrind") && i + 2 < argc) {
-			static const char *const roles[] = { "mailbox", "receiver", "sender" };
-			for (int k = 0; k < 3; k++)
+			static const char *const roles[] = { "mailbox", "receiver", "sender", "sibling" };
+			for (int k = 0; k < 4; k++)
 				if (!strcmp(argv[i + 1], roles[k]))
 					cg_role = k;
 			if (cg_role < 0) {
-				fprintf(stderr, "bench_daemon: --callgrind sender|mailbox|receiver PATH\n");
+				fprintf(stderr, "bench_daemon: --callgrind sender|mailbox|receiver|sibling PATH\n");
 				return 2;
 			}
 			cg_out = argv[i + 2];
@@ -604,6 +608,33 @@ int main(int argc, char **argv)
 	double cpu_med[4];
 	for (int k = 0; k < 4; k++)
 		cpu_med[k] = median(cpu_r[k], rounds);
+	if (devices > 1 && cg_role == 3) {
+		/* the sibling under callgrind lags: its profile counts only what
+		 * it did, so wait until its history holds the last message
+		 * delivered (its siblings' copy and the remote's receipt read) */
+		char sd[300], want[64];
+		struct conn c;
+		snprintf(sd, sizeof sd, "%s/bob2.sock", tmp);
+		snprintf(want, sizeof want, "saturation message %06d", n - 1);
+		snprintf(params, sizeof params, "{\"relationship\":\"%s\",\"limit\":1}", rel);
+		if (conn_open(&c, sd))
+			die("cannot reach the sibling under callgrind");
+		for (int tries = 0;; tries++) {
+			cJSON *j = rpc(&c, "message.list", params);
+			cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "messages"), 0);
+			cJSON *body = cJSON_GetObjectItem(m, "body"), *status = cJSON_GetObjectItem(m, "status");
+			int done = cJSON_IsString(body) && strstr(body->valuestring, want) && cJSON_IsString(status) &&
+			           !strcmp(status->valuestring, "delivered");
+			cJSON_Delete(j);
+			if (done)
+				break;
+			if (tries > 600 * patience)
+				die("the sibling under callgrind never caught up");
+			usleep(100000);
+		}
+		close(c.fd);
+		free(c.buf);
+	}
 	if (devices > 1)
 		return report_devices(json, devices, rounds, n, msgs_per_s, rate_min, rate_max, cpu_med);
 	if (seconds <= 0) {

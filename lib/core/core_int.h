@@ -104,6 +104,18 @@ struct relm_core {
 	 * (env_own.devices points here, or is NULL): relm__core_devices_load. */
 	struct relm_devices devs;
 	uint8_t devs_proton[RELM_ID_LEN];
+	/* What the store held for one proton — its device rows and its
+	 * strategy row — while relm_store_devices_gen still reads `gen`: a
+	 * step on a proton of several devices read both every time (two
+	 * queries per message on a sending relmd).  `ok` bits: 1 the list,
+	 * 2 the strategy row. */
+	struct {
+		unsigned ok;
+		uint64_t gen;
+		uint8_t proton[RELM_ID_LEN];
+		struct relm_devices list;
+		struct relm_sib_strategy held;
+	} devs_cache;
 	/* The sibling session being stepped (busy): frames for it wait in
 	 * defer until the step has saved it. */
 	uint8_t busy_sess[RELM_ID_LEN];
@@ -333,6 +345,10 @@ struct relm__view *relm__core_view(struct relm_core *c, const uint8_t proton[REL
 /* ds->strategy and ds->holder from proton's row and the lease view (ds's
  * other fields filled).  0 or a store error. */
 int relm__core_view_fill(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct relm_devices *ds);
+/* Does c->devs_cache hold proton's rows of bits `want` (1 the device
+ * list, 2 the strategy row) as the store holds them now?  Empties the
+ * cache first if the store's generation moved or it is another proton's. */
+unsigned relm__core_devs_cached(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], unsigned want);
 /* A sibling's `strategy`, `request` or `deliver` (type byte included),
  * inside the open step: 0, a refusal, or a store error. */
 int relm__core_sib_strategy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],

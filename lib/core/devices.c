@@ -231,15 +231,36 @@ static int dev_id_cb(void *ctx, const struct relm_store_device *d)
 	return 0;
 }
 
+/* The cache of proton's rows (core_int.h), emptied when the store's
+ * generation moved or it holds another proton; `want` its bit. */
+unsigned relm__core_devs_cached(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], unsigned want)
+{
+	uint64_t gen = relm_store_devices_gen(c->st);
+
+	if (c->devs_cache.gen != gen || memcmp(c->devs_cache.proton, proton, RELM_ID_LEN) != 0) {
+		memset(&c->devs_cache, 0, sizeof c->devs_cache);
+		c->devs_cache.gen = gen;
+		memcpy(c->devs_cache.proton, proton, RELM_ID_LEN);
+	}
+	return c->devs_cache.ok & want;
+}
+
 int relm__core_devices_load(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 {
 	struct relm_devices ds;
 	int rc;
 
-	memset(&ds, 0, sizeof ds);
-	/* the rows come in device id order: the order the engine ranks in */
-	if ((rc = relm_store_device_list(c->st, proton, dev_id_cb, &ds)) != 0 ||
-	    (rc = relm__core_view_fill(c, proton, &ds)) != 0)
+	if (relm__core_devs_cached(c, proton, 1)) {
+		ds = c->devs_cache.list;
+	} else {
+		memset(&ds, 0, sizeof ds);
+		/* the rows come in device id order: the order the engine ranks in */
+		if ((rc = relm_store_device_list(c->st, proton, dev_id_cb, &ds)) != 0)
+			return rc;
+		c->devs_cache.list = ds;
+		c->devs_cache.ok |= 1;
+	}
+	if ((rc = relm__core_view_fill(c, proton, &ds)) != 0)
 		return rc;
 	c->devs = ds;
 	memcpy(c->devs_proton, proton, RELM_ID_LEN);

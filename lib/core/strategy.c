@@ -78,6 +78,10 @@ static int held(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct r
 	struct relm_store_proton p;
 	int rc, k;
 
+	if (relm__core_devs_cached(c, proton, 2)) {
+		*s = c->devs_cache.held;
+		return 0;
+	}
 	memset(s, 0, sizeof *s);
 	if ((rc = relm_store_proton_get(c->st, proton, &p, 0)) != 0)
 		return rc;
@@ -87,6 +91,8 @@ static int held(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], struct r
 	memcpy(s->pinned, p.pinned, RELM_ID_LEN);
 	memcpy(s->by, p.strategy_by, RELM_ID_LEN);
 	relm_store_proton_clear(&p);
+	c->devs_cache.held = *s;
+	c->devs_cache.ok |= 2;
 	return 0;
 }
 

@@ -147,6 +147,7 @@ static void enter_error(struct relm_store *st, int err)
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	relm__stage_reset(&st->stage);
 	relm__evmem_rollback(&st->evmem);
+	st->devices_gen++;
 	st->err = err;
 	enter_state(st, RELM__ST_ERROR);
 	hook_txn_end(st, 0);
@@ -717,6 +718,7 @@ static int rollback_all(struct relm_store *st, const char *what)
 {
 	int err = relm__store_exec(st, "ROLLBACK", what);
 
+	st->devices_gen++;
 	if (!err) {
 		st->event_trim_due = 0;
 		relm__evmem_rollback(&st->evmem);
@@ -750,6 +752,7 @@ int relm_store_rollback(struct relm_store *st)
 	CHECK_USABLE(st);
 	require_state(st, IN(STEP) | IN(BATCH_STEP), "relm_store_rollback");
 	if (st->state == RELM__ST_BATCH_STEP) {
+		st->devices_gen++;
 		if ((err = run_plain(st, &sql_STEP_UNDO)) != 0 ||
 		    (err = run_plain(st, &sql_STEP_RELEASE)) != 0)
 			return err;

@@ -36,11 +36,17 @@ RELM__SQL(CIRCLE_GET, "SELECT epoch,signed FROM circles WHERE proton=?1 ORDER BY
 
 /* ---- devices ------------------------------------------------------------- */
 
+uint64_t relm_store_devices_gen(const struct relm_store *st)
+{
+	return st->devices_gen;
+}
+
 int relm_store_device_put(struct relm_store *st, const struct relm_store_device *d)
 {
 	CHECK_WRITABLE(st);
 	if (!relm__store_text_ok(d->label, RELM_STORE_LABEL_MAX))
 		return RELM_EINVAL;
+	st->devices_gen++;
 	return Q_EXEC(st, DEVICE_PUT, A_ID(d->proton), A_ID(d->device), A_TEXT(d->label), A_INT(!!d->self),
 	              A_BLOB(d->pk, RELM_SIGN_PK_LEN), A_BLOB_IF(d->has_sk, d->sk, RELM_SIGN_SK_LEN),
 	              A_INT(d->epoch), A_INT(d->added));
@@ -50,6 +56,7 @@ int relm_store_device_delete(struct relm_store *st, const uint8_t proton[RELM_ID
                              const uint8_t device[RELM_ID_LEN])
 {
 	CHECK_WRITABLE(st);
+	st->devices_gen++;
 	return Q_EXEC(st, DEVICE_DEL, A_ID(proton), A_ID(device));
 }
 

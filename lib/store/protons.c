@@ -20,6 +20,7 @@ int relm_store_proton_put(struct relm_store *st, const struct relm_store_proton 
 	if (!relm__store_text_ok(p->label, RELM_STORE_LABEL_MAX) ||
 	    !relm__store_text_ok(p->strategy, RELM_STORE_STRATEGY_MAX))
 		return RELM_EINVAL;
+	st->devices_gen++;
 	return Q_EXEC(st, PROTON_PUT, A_ID(p->id), A_TEXT(p->label), A_BLOB(p->ipk, RELM_SIGN_PK_LEN),
 	              A_BLOB(p->isk, RELM_SIGN_SK_LEN), A_TEXT(p->strategy[0] ? p->strategy : "leaderless"),
 	              A_INT(p->created));
@@ -101,6 +102,7 @@ int relm_store_proton_set_strategy(struct relm_store *st, const uint8_t id[RELM_
 	CHECK_WRITABLE(st);
 	if (!strategy_ok(strategy) || seq > INT64_MAX)
 		return RELM_EINVAL;
+	st->devices_gen++;
 	return Q_EXEC_ONE(st, PROTON_STRATEGY, A_ID(id), A_TEXT(strategy),
 	                  A_BLOB_IF(has_pin, pinned, RELM_ID_LEN), A_INT(seq),
 	                  A_BLOB_IF(!sodium_is_zero(by, RELM_ID_LEN), by, RELM_ID_LEN));
@@ -111,6 +113,7 @@ int relm_store_proton_set_identity(struct relm_store *st, const uint8_t id[RELM_
                                    const uint8_t isk[RELM_SIGN_SK_LEN])
 {
 	CHECK_WRITABLE(st);
+	st->devices_gen++;
 	return Q_EXEC_ONE(st, PROTON_IDENTITY, A_ID(id), A_BLOB(ipk, RELM_SIGN_PK_LEN),
 	                  A_BLOB(isk, RELM_SIGN_SK_LEN));
 }

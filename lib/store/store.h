@@ -355,6 +355,13 @@ int relm_store_device_put(struct relm_store *st, const struct relm_store_device 
 /* Delete a sibling's row (never this device's own: a no-op then). */
 int relm_store_device_delete(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                              const uint8_t device[RELM_ID_LEN]);
+/* A number that moves whenever what the devices and protons tables hold
+ * may have changed through this handle: every write to either (a device
+ * added or deleted; a proton added, its strategy or identity set) and
+ * every rollback, of a step or of a transaction.  While it stands still,
+ * a caller may keep what it read of those tables (lib/core keeps a
+ * proton's device list and strategy row between steps). */
+uint64_t relm_store_devices_gen(const struct relm_store *st);
 /* Calls cb for every device of a proton (no secrets). */
 int relm_store_device_list(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
                            int (*cb)(void *ctx, const struct relm_store_device *d), void *ctx);

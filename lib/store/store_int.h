@@ -182,6 +182,9 @@ struct relm_store {
 	struct relm_store_hooks hooks;   /* relm_store_set_hooks */
 	void *hooks_ctx;
 	struct relm__evmem evmem;
+	/* relm_store_devices_gen: moved by every write to devices or protons
+	 * and by every rollback (a step's or a transaction's) */
+	uint64_t devices_gen;
 };
 
 /* ---- db.c -------------------------------------------------------------- */
