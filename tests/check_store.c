@@ -100,6 +100,69 @@ START_TEST(test_protons_devices)
 }
 END_TEST
 
+/* relm_store_devices_gen moves on every write to devices or protons and
+ * on every rollback (lib/core keeps what it read while it stands still),
+ * and on nothing else. */
+START_TEST(test_devices_gen)
+{
+	struct relm_store *st = ts_open_ok(ts_dbpath, 0, NULL);
+	struct relm_store_proton p;
+	struct relm_store_device d;
+	uint8_t by[16];
+	uint64_t g;
+
+	ts_mk_proton(&p, 1);
+	ts_fill(by, 16, 8);
+	memset(&d, 0, sizeof d);
+	memcpy(d.proton, p.id, 16);
+	ts_fill(d.device, 16, 3);
+	ts_fill(d.pk, 32, 4);
+	snprintf(d.label, sizeof d.label, "tablet");
+
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_put(st, &p), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_device_put(st, &d), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(relm_store_devices_gen(st), g);       /* a commit changes nothing */
+
+	/* a batched step that wrote nothing of these tables, then undone */
+	ck_assert_int_eq(relm_store_batch_begin(st), 0);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_uint_eq(relm_store_devices_gen(st), g);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_proton_set_strategy(st, p.id, "leader", NULL, 1, by), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_rollback(st), 0);           /* the step's undo */
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_device_delete(st, p.id, d.device), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_batch_rollback(st), 0);     /* the whole batch */
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+
+	/* a standalone step rolled back; the identity set */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_uint_eq(relm_store_devices_gen(st), g);
+	ck_assert_int_eq(relm_store_proton_set_identity(st, p.id, p.ipk, p.isk), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	g = relm_store_devices_gen(st);
+	ck_assert_int_eq(relm_store_rollback(st), 0);
+	ck_assert_uint_gt(relm_store_devices_gen(st), g);
+	relm_store_close(st);
+}
+END_TEST
+
 static int count_mbox_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
 {
 	(void)id;
@@ -695,6 +758,7 @@ int main(void)
 {
 	const struct ts_test tests[] = {
 		{ "protons_devices", test_protons_devices, 10 },
+		{ "protons_devices", test_devices_gen, 10 },
 		{ "protons_devices", test_device_keys_circles, 10 },
 		{ "protons_devices", test_pairings, 10 },
 		{ "invites_replay", test_invites_replay, 10 },
