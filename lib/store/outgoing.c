@@ -6,13 +6,15 @@
 #include <string.h>
 #include "store/store_int.h"
 
-/* an UPSERT, not INSERT OR REPLACE: REPLACE's implicit delete fires no
- * delete trigger (recursive_triggers is off), so outgoing_count would drift */
-RELM__SQL(OUT_PUT, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET kind=excluded.kind, ts=excluded.ts, body=excluded.body, tries=excluded.tries, next_ms=excluded.next_ms, last_node=excluded.last_node");
+/* Every write knows whether it added or removed rows, and tells the
+ * relationship's count (outgoing_count, staged per transaction: stage.c):
+ * an insert is tried first and, where the row is there, the update of
+ * the same parameters follows — an UPSERT could not say which it did. */
 RELM__SQL(OUT_ADD, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO NOTHING");
-/* a sibling's try of a message whose row may be here: one more try, the
+RELM__SQL(OUT_PUT, "UPDATE outgoing SET kind=?3, ts=?4, body=?5, tries=?6, next_ms=?7, last_node=?8 WHERE rel=?1 AND id=?2");
+/* a sibling's try of a message whose row is here: one more try, the
  * takeover no earlier, the node of this try (ratchet.md §6.4) */
-RELM__SQL(OUT_TRY, "INSERT INTO outgoing(rel,id,kind,ts,body,tries,next_ms,last_node) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(rel,id) DO UPDATE SET tries=tries+1, next_ms=max(next_ms,excluded.next_ms), last_node=excluded.last_node");
+RELM__SQL(OUT_TRY, "UPDATE outgoing SET tries=tries+1, next_ms=max(next_ms,?7), last_node=?8 WHERE rel=?1 AND id=?2");
 RELM__SQL(OUT_DEL, "DELETE FROM outgoing WHERE rel=?1 AND id=?2");
 RELM__SQL(OUT_DEL_MANY, "DELETE FROM outgoing WHERE rel=?1 AND id IN (?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)");
 RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
@@ -24,16 +26,26 @@ RELM__SQL(ACK_LIST, "SELECT dh,n,id FROM acks WHERE rel=?1 ORDER BY dh,n,id");
 
 /* ---- outgoing ---------------------------------------------------------- */
 
-/* One writer for OUT_PUT and OUT_TRY: same parameters, same checks. */
-static int outgoing_write(struct relm_store *st, const struct relm__sql *sql,
+/* One writer for the three: the row inserted if it is not there (and
+ * counted); else, with `update` (OUT_PUT or OUT_TRY, the same
+ * parameters), updated.  0 or an error. */
+static int outgoing_write(struct relm_store *st, const struct relm__sql *update,
                           const struct relm_store_outgoing *o)
 {
+	const struct relm__arg a[] = {
+		A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts), A_BLOB(o->body, o->body_len),
+		A_INT(o->tries), A_INT(o->next_ms), A_ID(o->last_node),
+	};
+	int n;
+
 	CHECK_WRITABLE(st);
 	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
 		return RELM_EINVAL;
-	return q_run(st, sql, Q_ARGS(A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
-	                             A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms),
-	                             A_ID(o->last_node)), 1);
+	if ((n = q_run(st, &sql_OUT_ADD, a, sizeof a / sizeof a[0], 2)) < 0)
+		return n;
+	if (n > 0)
+		return relm__stage_outgoing(st, o->rel, 1, 0);
+	return update ? q_run(st, update, a, sizeof a / sizeof a[0], 1) : 0;
 }
 
 int relm_store_outgoing_put(struct relm_store *st, const struct relm_store_outgoing *o)
@@ -48,24 +60,25 @@ int relm_store_outgoing_add_try(struct relm_store *st, const struct relm_store_o
 
 int relm_store_outgoing_add(struct relm_store *st, const struct relm_store_outgoing *o)
 {
-	CHECK_WRITABLE(st);
-	if (o->body_len > RELM_ENVELOPE_MAX || o->ts > INT64_MAX || o->next_ms > INT64_MAX)
-		return RELM_EINVAL;
-	return Q_EXEC(st, OUT_ADD, A_ID(o->rel), A_ID(o->id), A_INT(o->kind), A_INT(o->ts),
-	              A_BLOB(o->body, o->body_len), A_INT(o->tries), A_INT(o->next_ms), A_ID(o->last_node));
+	return outgoing_write(st, NULL, o);
 }
 
 int relm_store_outgoing_del(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                             const uint8_t id[RELM_ID_LEN])
 {
+	int rc;
+
 	CHECK_WRITABLE(st);
-	return Q_EXEC_ONE(st, OUT_DEL, A_ID(rel), A_ID(id));
+	if ((rc = Q_EXEC_ONE(st, OUT_DEL, A_ID(rel), A_ID(id))) != 0)
+		return rc;
+	return relm__stage_outgoing(st, rel, -1, 0);
 }
 
 int relm_store_outgoing_del_many(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
                                  const uint8_t (*ids)[RELM_ID_LEN], size_t n)
 {
 	struct relm__arg a[1 + RELM_STORE_MANY];
+	int rc, err;
 
 	CHECK_WRITABLE(st);
 	if (n > RELM_STORE_MANY)
@@ -74,7 +87,10 @@ int relm_store_outgoing_del_many(struct relm_store *st, const uint8_t rel[RELM_I
 	a[0] = (struct relm__arg)A_ID(rel);
 	for (size_t i = 0; i < n; i++)
 		a[1 + i] = (struct relm__arg)A_ID(ids[i]);
-	return q_run(st, &sql_OUT_DEL_MANY, a, sizeof a / sizeof a[0], 2);
+	if ((rc = q_run(st, &sql_OUT_DEL_MANY, a, sizeof a / sizeof a[0], 2)) <= 0)
+		return rc;
+	err = relm__stage_outgoing(st, rel, -(int64_t)rc, 0);
+	return err ? err : rc;
 }
 
 int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
@@ -130,7 +146,16 @@ int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LE
 
 int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n)
 {
-	return scalar(st, &sql_OUT_COUNT, rel, n);
+	uint64_t held = 0;
+	int64_t v;
+	int rc;
+
+	if ((rc = scalar(st, &sql_OUT_COUNT, rel, &held)) != 0)
+		return rc;
+	v = held > INT64_MAX ? INT64_MAX : (int64_t)held;
+	relm__stage_outgoing_count(&st->stage, rel, &v);
+	*n = v > 0 ? (uint64_t)v : 0;
+	return 0;
 }
 
 /* ---- acks ------------------------------------------------------------------ */

@@ -271,6 +271,7 @@ int relm_store_rel_delete(struct relm_store *st, const uint8_t id[RELM_ID_LEN])
 			return err;
 		e->mask = 0;
 		e->unread_add = 0;
+		e->out_add = 0;
 	}
 	return Q_EXEC_ONE(st, REL_DEL, A_ID(id));
 }

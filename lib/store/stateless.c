@@ -25,7 +25,8 @@ int relm_store_rel_wipe(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
 	int rc;
 
 	CHECK_WRITABLE(st);
-	if ((rc = Q_EXEC(st, SL_OUT, A_ID(rel))) != 0 || (rc = Q_EXEC(st, SL_ACKS, A_ID(rel))) != 0 ||
+	if ((rc = Q_EXEC(st, SL_OUT, A_ID(rel))) != 0 ||
+	    (rc = relm__stage_outgoing(st, rel, 0, 1)) != 0 || (rc = Q_EXEC(st, SL_ACKS, A_ID(rel))) != 0 ||
 	    (rc = Q_EXEC(st, SL_PENDING, A_ID(rel))) != 0 ||
 	    (rc = Q_EXEC(st, SL_PUT, A_ID(rel), A_ID(src))) != 0 ||
 	    (rc = relm_store_rel_set_deadline(st, rel, 0)) != 0)

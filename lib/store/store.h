@@ -154,10 +154,13 @@
  *   outgoing(rel→relationships, id, kind, ts, body[S], tries, next_ms,
  *           last_node; PK(rel, id)) [v2]      sent, not yet receipted: the
  *           retransmission queue (was inside the state blob in v1); written
- *           by UPSERT, never INSERT OR REPLACE (whose delete fires no trigger)
+ *           by outgoing.c alone (no triggers since v13), which counts its
+ *           rows per relationship in outgoing_count
  *   outgoing_count(rel→relationships PK, n) [v3]  count(*) of outgoing per
- *           relationship, kept by triggers on outgoing insert / delete, so
- *           message.send checks RELM_MAX_OUTGOING with one probe
+ *           relationship, so message.send checks RELM_MAX_OUTGOING with one
+ *           probe; v3–v12 kept it by a trigger per row inserted or deleted,
+ *           v13 by the staged difference of each transaction, written once
+ *           per relationship before COMMIT (stage.c)
  *   requests(rel→relationships, id, data, dev, next_ms; PK(rel, id)) [v11]
  *           pending requests of a device that does not send (devices.md
  *           §11.5): the request message, the device it went to last
@@ -184,7 +187,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 12,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 13,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -830,7 +833,7 @@ int relm_store_outgoing_due(struct relm_store *st, const uint8_t rel[RELM_ID_LEN
                             uint64_t now_ms, unsigned limit,
                             int (*cb)(void *ctx, const struct relm_store_outgoing *o), void *ctx);
 /* Earliest next_ms of rel (0 if none) / how many rows rel has (one probe
- * of outgoing_count). */
+ * of outgoing_count, plus what the open transaction staged). */
 int relm_store_outgoing_next(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *next);
 int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], uint64_t *n);
 

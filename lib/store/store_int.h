@@ -70,6 +70,7 @@ enum {
 	RELM__STAGE_STATE  = 1u << 0,     /* state + last_activity */
 	RELM__STAGE_DL     = 1u << 1,     /* deadline */
 	RELM__STAGE_UNREAD = 1u << 3,     /* unread set absolutely (unread_add still adds) */
+	RELM__STAGE_OUT    = 1u << 4,     /* outgoing_count set to 0 (out_add still adds) */
 };
 
 struct relm__stage_ent {
@@ -81,6 +82,7 @@ struct relm__stage_ent {
 	size_t state_len;
 	uint64_t last_activity, deadline;
 	uint32_t unread, unread_add;
+	int64_t out_add;             /* outgoing rows inserted minus deleted (outgoing.c) */
 };
 
 struct relm__stage_undo {
@@ -133,7 +135,7 @@ struct relm__evmem {
 	/* pairings.c */ X(PAIRING_PUT) X(PAIRING_GET) X(PAIRING_BY_MBOX) X(PAIRING_DEL) X(PAIRING_IDS) \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_LIST) X(INVITE_BY_MBOX) X(INVITE_USED) \
 	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
-	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH)                \
+	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH) X(REL_FLUSH_OUT)     \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_STATE) X(REL_STATE_BY_MBOX)  \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
 	                 X(REL_DEADLINES) X(PENDING_ADD) X(PENDING_DEL) X(PENDING_LIST) \
@@ -274,6 +276,13 @@ int relm__stage_touch(struct relm_store *st, const uint8_t id[RELM_ID_LEN],
 int relm__stage_set_state(struct relm__stage_ent *e, const uint8_t *state, size_t len);
 /* Write back every staged entry (the transaction is about to commit). */
 int relm__stage_flush(struct relm_store *st);
+/* outgoing.c's count of rel's rows: `add` more (negative: fewer), after
+ * setting it to 0 if `zero` (every row deleted).  0 or an error (the
+ * relationship's row does not exist: RELM_ENOTFOUND). */
+int relm__stage_outgoing(struct relm_store *st, const uint8_t rel[RELM_ID_LEN], int64_t add, int zero);
+/* *n, the count outgoing_count holds for rel, made what the open
+ * transaction staged. */
+int relm__stage_outgoing_count(const struct relm__stage *sg, const uint8_t rel[RELM_ID_LEN], int64_t *n);
 /* A reader's view of a row: the file's columns overlaid with the staged. */
 void relm__stage_overlay(const struct relm__stage *sg, struct relm_store_rel *r);
 /* The batched step is released / rolled back; the transaction ended; the

@@ -563,6 +563,32 @@ int ev_cb(void *ctx, int64_t seq, uint64_t ts, const struct relm_event *ev)
 	return 0;
 }
 
+/* Each device's outgoing_count is count(*) of its outgoing rows, per
+ * relationship (lib/store keeps it through every write, rollback and
+ * crash; store.md §4): 0, or fail. */
+static int counts_exact(struct world *w)
+{
+	static const char sql[] =
+		"SELECT (SELECT count(*) FROM relationships r LEFT JOIN outgoing_count c ON c.rel=r.id"
+		"  WHERE coalesce(c.n,0) != (SELECT count(*) FROM outgoing o WHERE o.rel=r.id))"
+		" + (SELECT count(*) FROM outgoing_count c WHERE NOT EXISTS"
+		"  (SELECT 1 FROM relationships r WHERE r.id=c.rel))";
+
+	for (int s = 0; s < 2; s++)
+		for (int i = 0; i < w->n[s]; i++) {
+			sqlite3_stmt *q = NULL;
+			int bad = -1;
+			if (sqlite3_prepare_v2(relm__store_db(w->dev[s][i].st), sql, -1, &q, NULL) == SQLITE_OK &&
+			    sqlite3_step(q) == SQLITE_ROW)
+				bad = sqlite3_column_int(q, 0);
+			sqlite3_finalize(q);
+			if (bad != 0)
+				return fail(w, "%s: outgoing_count differs from its rows (%d relationships)",
+				            w->dev[s][i].name, bad);
+		}
+	return 0;
+}
+
 /* Settle until nothing is in flight: no device holds an unreceipted
  * message (its outgoing rows) and a round moves no mail — at most about
  * six hours of virtual time, in growing steps, so retransmission and
@@ -584,9 +610,9 @@ int quiesce(struct world *w)
 				left += n + pend;
 			}
 		if (!left && w->nmail == before)
-			return 0;
+			return counts_exact(w);
 	}
-	return 0;                /* the checks say what did not settle */
+	return counts_exact(w);  /* the checks say what did not settle */
 }
 
 int setup(struct world *w)
