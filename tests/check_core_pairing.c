@@ -7,7 +7,9 @@
  * wrong secret, junk at the pairing mailbox — gets its error and leaves
  * the circle as it was.  The bulk state (§12.6): J ends with every
  * relationship of A, the same history and tree, reads and sends in them,
- * and is synced once — also when its daemon restarts in the middle.
+ * and is synced once — also when its daemon restarts in the middle.  Each
+ * device reads every relationship mailbox and a device mailbox of its
+ * own whose keys share nothing with any other mailbox's (§1).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -486,6 +488,101 @@ static void check_synced_and_live(int refused)
 		ck_assert_int_eq(events_of(&J, RELM_EV_SIBLING_REFUSED, NULL), 0);
 }
 
+/* ---- a device mailbox apart from every other (devices.md §1) ------------- */
+
+enum { MBOX_MAX = 32, RUN = 4 };
+
+struct mbox_list {
+	uint8_t id[MBOX_MAX][32];
+	int n;
+};
+
+static int mbox_cb(void *ctx, const uint8_t id[32], uint64_t cursor)
+{
+	struct mbox_list *l = ctx;
+	(void)cursor;
+	ck_assert_int_lt(l->n, MBOX_MAX);
+	memcpy(l->id[l->n++], id, 32);
+	return 0;
+}
+
+static int mbox_in(const struct mbox_list *l, const uint8_t id[32])
+{
+	int n = 0;
+	for (int i = 0; i < l->n; i++)
+		n += memcmp(l->id[i], id, 32) == 0;
+	return n;
+}
+
+/* 1 if a and b (32 bytes each) have RUN bytes in a row in common, at any
+ * offsets: more than chance (p < 2^-22 for independent random bytes). */
+static int common_run(const uint8_t a[32], const uint8_t b[32])
+{
+	for (int i = 0; i + RUN <= 32; i++)
+		for (int j = 0; j + RUN <= 32; j++)
+			if (!memcmp(a + i, b + j, RUN))
+				return 1;
+	return 0;
+}
+
+/* d's device mailbox of alice: one of the mailboxes d reads (all into
+ * l), and its key pair shares nothing with any other of them — no id,
+ * read key or seed has a run of RUN bytes of another's id or read key.
+ * Its id into dev. */
+static void device_mailbox_apart(struct tu_daemon *d, struct mbox_list *l, uint8_t dev[32])
+{
+	struct relm_store_device_keys k;
+	uint8_t realm[32], mine[3][32], theirs[2][32];
+
+	memset(l, 0, sizeof *l);
+	ck_assert_int_eq(relm_core_mailboxes(d->core, mbox_cb, l), 0);
+	ck_assert_int_eq(relm_store_device_keys_get(d->st, pa, &k), 0);
+	ck_assert_int_eq(mbox_in(l, k.mailbox_id), 1);
+	memset(realm, 0x5a, sizeof realm);
+	memcpy(mine[0], k.mailbox_id, 32);
+	memcpy(mine[1], k.mailbox_sk, 32);           /* the seed */
+	ck_assert_int_eq(relm_core_mailbox_read_key(d->core, k.mailbox_id, realm, mine[2]), 0);
+	for (int i = 0; i < l->n; i++) {
+		if (!memcmp(l->id[i], k.mailbox_id, 32))
+			continue;
+		memcpy(theirs[0], l->id[i], 32);
+		ck_assert_int_eq(relm_core_mailbox_read_key(d->core, l->id[i], realm, theirs[1]), 0);
+		for (int a = 0; a < 3; a++)
+			for (int b = 0; b < 2; b++)
+				ck_assert_msg(!common_run(mine[a], theirs[b]), "device mailbox material %d and mailbox %d's %d", a, i, b);
+	}
+	memcpy(dev, k.mailbox_id, 32);
+	sodium_memzero(mine, sizeof mine);
+	sodium_memzero(theirs, sizeof theirs);
+	relm_store_device_keys_clear(&k);
+}
+
+/* A and J read the same relationship mailboxes, each its own device
+ * mailbox, and nothing of a device mailbox is in another mailbox's keys
+ * or in the other device's. */
+static void device_mailboxes_apart(int rels)
+{
+	struct mbox_list *la = calloc(1, sizeof *la), *lj = calloc(1, sizeof *lj);
+	uint8_t da[32], dj[32], v[4][16];
+
+	ck_assert(la && lj);
+	device_mailbox_apart(&A, la, da);
+	device_mailbox_apart(&J, lj, dj);
+	ck_assert_int_eq(mbox_in(lj, da), 0);
+	ck_assert_int_eq(mbox_in(la, dj), 0);
+	ck_assert(!common_run(da, dj));
+	ck_assert_int_eq(rels_of(&A, pa, v), rels);
+	for (int i = 0; i < rels; i++) {
+		struct relm_store_rel r;
+		ck_assert_int_eq(relm_store_rel_get(A.st, v[i], &r, 0), 0);
+		ck_assert_int_eq(mbox_in(la, r.mailbox_id), 1);
+		ck_assert_int_eq(mbox_in(lj, r.mailbox_id), 1);
+		relm_store_rel_clear(&r);
+	}
+	free(la);
+	free(lj);
+}
+
 START_TEST(test_bulk)
 {
 	char code[RELM_PAIR_CODE_MAX];
@@ -514,6 +611,7 @@ START_TEST(test_bulk)
 		tu_daemon_close(&C);
 		tu_daemon_rmdir(&C);
 	}
+	device_mailboxes_apart(2);      /* carol's is on J only: A has not read her hello yet */
 }
 END_TEST
 

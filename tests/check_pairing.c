@@ -5,12 +5,17 @@
  * with it — both killed with SIGKILL after J's JOIN was posted, restarted,
  * the same code resumes; both then list the same two devices.  The code
  * again on a third relmd is refused (replay), through relmctl, whose
- * `device pair` also draws the code as a QR code that zbarimg reads back; junk codes
- * and another mailbox server are refused before anything is stored; the
- * circle does not change.  The bulk state (§12.6): alice (A) and bob (B,
- * the daemon K) exchange a few messages; the tablet (J) pairs and lists
- * the relationship with its history, receives bob's next message, and bob
- * receives the tablet's message once.
+ * `device pair` also draws the code as a QR code that zbarimg reads back; junk codes,
+ * an expired code and another mailbox server are refused before anything
+ * is stored; a mistyped secret (the code carries no checksum, §12.1)
+ * names mailboxes nobody reads: `relmctl device join` gives up with
+ * `timeout`, and the real code still pairs afterwards; the circle does
+ * not change.  The bulk state (§12.6): alice (A) and bob (B, the daemon
+ * K) exchange a few messages; the tablet (J) pairs with `relmctl device
+ * join`, lists the relationship with its history, receives bob's next
+ * message, and bob receives the tablet's message once; alice's first
+ * device gets a `message.sent` of origin `sibling` for it, the tablet one
+ * of origin `self`.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -18,9 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <check.h>
+#include <sodium.h>
 #include <cjson/cJSON.h>
 #include "util_daemon.h"
 #include "util_rand.h"
+#include "wire/pairing.h"
 
 static char dir[256];
 static struct td_mbox mb, mb2;
@@ -63,6 +70,21 @@ static cJSON *join_until(struct td_relmd *d, const char *code, const char *label
 	}
 	ck_abort_msg("device.pair.join still pending after 20 s");
 	return NULL;
+}
+
+/* `relmctl device join code --label label` on d, waiting wait_ms at most
+ * (RELM_PAIR_WAIT_MS): its exit status, stdout into out, stderr into err. */
+static int relmctl_join(struct td_relmd *d, const char *code, const char *label, const char *wait_ms,
+                        char *out, size_t outn, char *err, size_t errn)
+{
+	char prog[512], c[1100], l[80];
+	char *argv[] = { prog, "--socket", d->sock, "device", "join", c, "--label", l, NULL };
+
+	td_prog(prog, sizeof prog, "relmctl");
+	snprintf(c, sizeof c, "%s", code);
+	snprintf(l, sizeof l, "%s", label);
+	setenv("RELM_PAIR_WAIT_MS", wait_ms, 1);
+	return td_run(argv, out, outn, err, errn, atoi(wait_ms) + 10000);
 }
 
 /* The devices d lists for proton: how many, and the self one's label. */
@@ -130,6 +152,7 @@ static void qr_read(const char *out, char *text, size_t cap)
 START_TEST(test_pair_two_commands)
 {
 	char proton[33], code[1100], label[80], out[16384], err[1024], prog[512];
+	uint64_t expires_at = 0;
 	cJSON *r;
 
 	r = td_must(A.sock, "proton.create", "{\"label\":\"alice\"}");
@@ -145,7 +168,8 @@ START_TEST(test_pair_two_commands)
 		ck_assert_ptr_nonnull(r);
 		snprintf(code, sizeof code, "%s", cJSON_GetObjectItemCaseSensitive(r, "code")->valuestring);
 		ck_assert_int_eq(strncmp(code, "relm-pair:", 10), 0);
-		ck_assert(cJSON_GetObjectItemCaseSensitive(r, "expires_at")->valuedouble > 0);
+		expires_at = (uint64_t)cJSON_GetObjectItemCaseSensitive(r, "expires_at")->valuedouble;
+		ck_assert_uint_gt(expires_at, 0);
 		cJSON_Delete(r);
 	}
 	/* and, as text, a QR code of it for a phone camera */
@@ -174,6 +198,48 @@ START_TEST(test_pair_two_commands)
 	ck_assert_str_eq(data_code(r), "invalid_argument");
 	cJSON_Delete(r);
 
+	/* an expired code: this one with its expiry (the API's expires_at)
+	 * moved back by RELM_PAIR_TTL_MS, to when it was made — the code as a
+	 * joiner sees it ten minutes on: refused before anything is stored or
+	 * posted */
+	{
+		struct relm_pair_code pc;
+		char expired[RELM_PAIR_CODE_MAX];
+		ck_assert_int_eq(relm_pair_code_decode(&pc, code, strlen(code), 0), 0);
+		ck_assert_uint_eq(pc.expires_ms, expires_at);
+		pc.expires_ms = expires_at - RELM_PAIR_TTL_MS;
+		ck_assert_int_gt(relm_pair_code_encode(expired, sizeof expired, &pc), 0);
+		sodium_memzero(&pc, sizeof pc);
+		ck_assert_int_eq(relmctl_join(&J, expired, "tablet", "20000", out, sizeof out, err, sizeof err), 1);
+		ck_assert_msg(strstr(err, "(expired)") != NULL, "relmctl said: %s", err);
+	}
+
+	/* a mistyped secret: one character of S changed, still a well-formed
+	 * code (nothing checks S but the MAC at the existing device), naming
+	 * pairing mailboxes nobody reads — the JOIN is posted and stored,
+	 * nobody answers, relmctl gives up with `timeout` and the call stays
+	 * `pending` until the code expires */
+	{
+		struct relm_pair_code pc, typo_pc;
+		char typo[1100];
+		size_t at = strlen(code) - 20;       /* inside S: its last 32 bytes are the last 43 characters */
+		snprintf(typo, sizeof typo, "%s", code);
+		typo[at] = typo[at] == 'A' ? 'B' : 'A';
+		ck_assert_int_eq(relm_pair_code_decode(&pc, code, strlen(code), 0), 0);
+		ck_assert_int_eq(relm_pair_code_decode(&typo_pc, typo, strlen(typo), 0), 0);
+		ck_assert_str_eq(typo_pc.host, pc.host);
+		ck_assert_uint_eq(typo_pc.expires_ms, pc.expires_ms);
+		ck_assert_int_ne(memcmp(typo_pc.secret, pc.secret, sizeof pc.secret), 0);
+		sodium_memzero(&pc, sizeof pc);
+		sodium_memzero(&typo_pc, sizeof typo_pc);
+		ck_assert_int_eq(relmctl_join(&J, typo, "tablet", "400", out, sizeof out, err, sizeof err), 1);
+		ck_assert_msg(strstr(err, "(timeout)") != NULL, "relmctl said: %s", err);
+		r = td_callf(J.sock, "device.pair.join", "{\"code\":\"%s\"}", typo);
+		ck_assert_str_eq(data_code(r), "pending");
+		cJSON_Delete(r);
+		ck_assert_int_eq(devices(&A, proton, NULL, 0), 1);
+	}
+
 	/* J joins; both daemons killed right after J's JOIN was posted —
 	 * before or after A accepted it, whichever came first — restarted,
 	 * and the same code resumes */
@@ -195,12 +261,8 @@ START_TEST(test_pair_two_commands)
 	ck_assert_str_eq(label, "tablet");
 
 	/* the same code on a third daemon, through relmctl: replay */
-	{
-		char *argv[] = { prog, "--socket", K.sock, "device", "join", code, NULL };
-		setenv("RELM_PAIR_WAIT_MS", "20000", 1);
-		ck_assert_int_ne(td_run(argv, out, sizeof out, err, sizeof err, 30000), 0);
-		ck_assert_msg(strstr(err, "(replay)") != NULL, "relmctl said: %s", err);
-	}
+	ck_assert_int_eq(relmctl_join(&K, code, "phone", "20000", out, sizeof out, err, sizeof err), 1);
+	ck_assert_msg(strstr(err, "(replay)") != NULL, "relmctl said: %s", err);
 	ck_assert_int_eq(devices(&A, proton, NULL, 0), 2);
 	ck_assert_int_eq(devices(&J, proton, NULL, 0), 2);
 }
@@ -283,9 +345,10 @@ static int has_rel(void *arg)
 	return lists_rel(w->d, w->proton, w->rel);
 }
 
-/* device.synced events of proton that arrive on c (subscribed to them)
- * within ms. */
-static int synced_events(struct td_conn *c, const char *proton, int ms)
+/* The events that arrive on c (subscribed to them) within ms, each one's
+ * params given to check (which asserts what they must hold): how many. */
+static int events_within(struct td_conn *c, int ms, void (*check)(const cJSON *params, const void *arg),
+                         const void *arg)
 {
 	long long until = td_now_ms() + ms;
 	int n = 0;
@@ -293,22 +356,51 @@ static int synced_events(struct td_conn *c, const char *proton, int ms)
 	for (;;) {
 		long long left = until - td_now_ms();
 		cJSON *e = left > 0 ? td_conn_read(c, (int)left) : NULL;
-		const cJSON *p;
 		if (!e)
 			return n;
-		p = cJSON_GetObjectItemCaseSensitive(e, "params");
-		if (strcmp(td_str(e, "method"), "event") == 0 && strcmp(td_str(p, "type"), "device.synced") == 0) {
-			ck_assert_str_eq(td_str(p, "proton"), proton);
+		if (strcmp(td_str(e, "method"), "event") == 0) {
+			check(cJSON_GetObjectItemCaseSensitive(e, "params"), arg);
 			n++;
 		}
 		cJSON_Delete(e);
 	}
 }
 
+/* A device.synced of proton (arg). */
+static void is_synced(const cJSON *p, const void *arg)
+{
+	ck_assert_str_eq(td_str(p, "type"), "device.synced");
+	ck_assert_str_eq(td_str(p, "proton"), (const char *)arg);
+}
+
+struct sent_want {
+	const char *rel, *body, *origin;
+};
+
+/* A message.sent of rel with body, of origin (a struct sent_want). */
+static void is_sent(const cJSON *p, const void *arg)
+{
+	const struct sent_want *w = arg;
+	ck_assert_str_eq(td_str(p, "type"), "message.sent");
+	ck_assert_str_eq(td_str(p, "relationship"), w->rel);
+	ck_assert_str_eq(td_str(p, "body"), w->body);
+	ck_assert_str_eq(td_str(p, "origin"), w->origin);
+}
+
+static void subscribe_sent(struct td_conn *c, const char *sock)
+{
+	cJSON *r;
+	ck_assert_int_eq(td_conn_open(c, sock), 0);
+	r = td_conn_call(c, "subscribe", "{\"events\":[\"message.sent\"]}", NULL);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
+	cJSON_Delete(r);
+}
+
 START_TEST(test_bulk_state)
 {
-	struct td_conn ev;
-	char pa[33], pb[33], rel[33], code[1100];
+	struct td_conn ev, sent_a, sent_j;
+	char pa[33], pb[33], rel[33], code[1100], out[1024], err[1024], shown_proton[33], shown_device[33];
+	char label[80];
 	struct rel_want rw = { &J, pa, rel };
 	int with = 0, n;
 	cJSON *r;
@@ -326,9 +418,27 @@ START_TEST(test_bulk_state)
 	r = td_must(A.sock, "device.pair.begin", "{\"proton\":\"%s\"}", pa);
 	snprintf(code, sizeof code, "%s", td_str(td_res(r), "code"));
 	cJSON_Delete(r);
-	r = join_until(&J, code, "tablet");
-	ck_assert_msg(cJSON_GetObjectItemCaseSensitive(r, "result") != NULL, "join: %s", data_code(r));
+	/* the tablet joins with relmctl, which waits for the WELCOME and
+	 * prints the proton and this device */
+	ck_assert_msg(relmctl_join(&J, code, "tablet", "20000", out, sizeof out, err, sizeof err) == 0,
+	              "relmctl device join: %s", err);
+	ck_assert_msg(sscanf(out, "proton %32s device %32s", shown_proton, shown_device) == 2,
+	              "relmctl device join printed: %s", out);
+	ck_assert_str_eq(shown_proton, pa);
+	r = td_must(J.sock, "device.list", "{\"proton\":\"%s\"}", pa);
+	{
+		const cJSON *it;
+		int self = 0;
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(td_res(r), "devices"))
+			if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "self"))) {
+				ck_assert_str_eq(td_str(it, "device"), shown_device);
+				self++;
+			}
+		ck_assert_int_eq(self, 1);
+	}
 	cJSON_Delete(r);
+	ck_assert_int_eq(devices(&J, pa, label, sizeof label), 2);
+	ck_assert_str_eq(label, "tablet");
 	ck_assert_int_eq(td_conn_open(&ev, J.sock), 0);
 	r = td_conn_call(&ev, "subscribe", "{\"since\":0,\"events\":[\"device.synced\"]}", NULL);
 	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(r, "result"));
@@ -342,7 +452,11 @@ START_TEST(test_bulk_state)
 	/* it reads bob's next message */
 	send_msg(K.sock, rel, "b2");
 	wait_msgs(J.sock, rel, n + 1, "b2");
-	/* and bob gets the tablet's once, from the one alice he knows */
+	/* and bob gets the tablet's once, from the one alice he knows; both
+	 * alice devices say it was sent: the tablet by itself, the first
+	 * device by a sibling */
+	subscribe_sent(&sent_a, A.sock);
+	subscribe_sent(&sent_j, J.sock);
 	send_msg(J.sock, rel, "from the tablet");
 	wait_msgs(K.sock, rel, n + 2, "from the tablet");
 	wait_msgs(A.sock, rel, n + 2, "from the tablet");
@@ -350,8 +464,12 @@ START_TEST(test_bulk_state)
 	ck_assert_int_eq(msgs_count(K.sock, rel, "from the tablet", &with), n + 2);
 	ck_assert_int_eq(with, 1);
 	ck_assert_int_eq(lists_rel(&K, pb, rel), 1);
+	ck_assert_int_eq(events_within(&sent_a, 100, is_sent, &(struct sent_want){ rel, "from the tablet", "sibling" }), 1);
+	ck_assert_int_eq(events_within(&sent_j, 100, is_sent, &(struct sent_want){ rel, "from the tablet", "self" }), 1);
+	td_conn_close(&sent_a);
+	td_conn_close(&sent_j);
 	/* the tablet said once that it holds everything */
-	ck_assert_int_eq(synced_events(&ev, pa, 1000), 1);
+	ck_assert_int_eq(events_within(&ev, 1000, is_synced, pa), 1);
 	td_conn_close(&ev);
 	{
 		cJSON *l = td_must(K.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);

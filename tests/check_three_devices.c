@@ -11,7 +11,11 @@
  *   - every alice device holds the whole conversation, both directions,
  *     each message once, with the right origin (self / sibling / remote);
  *   - after one more exchange each way, the three alice devices send on
- *     the same leaf of the chain tree.
+ *     the same leaf of the chain tree;
+ *   - `relmctl tree REL` draws each device's relationship.show tree: every
+ *     node under its parent, its side, the chosen leaf marked; and
+ *     `relmctl tree REL --dot` is a Graphviz digraph of the same nodes and
+ *     edges, the chosen one in bold.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -125,6 +129,177 @@ static void send_text(const struct td_relmd *d, const char *rel, const char *bod
 	cJSON_Delete(r);
 }
 
+/* ---- relmctl tree against relationship.show ---- */
+
+enum { TREE_OUT = 1 << 16, TREE_NODES = 512 };
+
+/* The next line of *p into line (without its "\n", cut to cap): 0 at the
+ * end of the text. */
+static int next_line(const char **p, char *line, size_t cap)
+{
+	size_t n = strcspn(*p, "\n");
+	if (!**p)
+		return 0;
+	snprintf(line, cap, "%.*s", (int)n, *p);
+	*p += n + ((*p)[n] == '\n');
+	return 1;
+}
+
+/* The index in nodes of the one node whose id begins with the n
+ * characters at id; -1 if none (two would fail the test). */
+static int node_index(const cJSON *nodes, const char *id, size_t n)
+{
+	const cJSON *it;
+	int i = 0, found = -1;
+	cJSON_ArrayForEach(it, nodes) {
+		if (!strncmp(td_str(it, "node"), id, n)) {
+			ck_assert_msg(found < 0, "two nodes begin with %.*s", (int)n, id);
+			found = i;
+		}
+		i++;
+	}
+	return found;
+}
+
+/* `relmctl tree rel` (with --dot if dot) on d: its stdout into out. */
+static void relmctl_tree(const struct td_relmd *d, const char *rel, int dot, char *out, size_t cap)
+{
+	char prog[512], err[1024], sock[TD_PATH_MAX], id[33];
+	char *argv[] = { prog, "--socket", sock, "tree", id, dot ? "--dot" : NULL, NULL };
+	td_prog(prog, sizeof prog, "relmctl");
+	snprintf(sock, sizeof sock, "%s", d->sock);
+	td_copy_id(id, rel);
+	ck_assert_msg(td_run(argv, out, cap, err, sizeof err, 10000) == 0, "relmctl tree: %s", err);
+}
+
+/* The text drawing: "relationship REL", then one line per node, each
+ * under its parent two columns in ("●" a root, "└─" a child), with the
+ * first 12 characters of its id, its side, "(unacknowledged)" unless
+ * valid and "← chosen" on the chosen node; then "pending  N". */
+static void check_tree_text(const char *out, const char *rel, const cJSON *tree)
+{
+	const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(tree, "nodes");
+	const char *chosen = td_str(tree, "chosen");
+	int count = cJSON_GetArraySize(nodes), seen[TREE_NODES] = { 0 }, path[TREE_NODES], top = 0, marked = 0;
+	char line[512], want[512];
+
+	ck_assert_int_le(count, TREE_NODES);
+	ck_assert(next_line(&out, line, sizeof line));
+	snprintf(want, sizeof want, "relationship %s", rel);
+	ck_assert_str_eq(line, want);
+	while (next_line(&out, line, sizeof line)) {
+		int indent = (int)strspn(line, " "), depth = indent / 2, i;
+		const char *p = line + indent, *mark = depth ? "└─ " : "● ";
+		if (!strncmp(line, "pending  ", 9)) {
+			snprintf(want, sizeof want, "pending  %d",
+			         cJSON_GetObjectItemCaseSensitive(tree, "pending")->valueint);
+			ck_assert_str_eq(line, want);
+			ck_assert(!*out);
+			break;
+		}
+		ck_assert_msg(indent % 2 == 0 && depth <= top && depth < TREE_NODES &&
+		              !strncmp(p, mark, strlen(mark)), "not a node line: %s", line);
+		p += strlen(mark);
+		ck_assert_msg(strspn(p, "0123456789abcdef") == 12, "no node id: %s", line);
+		i = node_index(nodes, p, 12);
+		ck_assert_msg(i >= 0, "a node relationship.show does not list: %s", line);
+		const cJSON *n = cJSON_GetArrayItem(nodes, i);
+		const cJSON *parent = cJSON_GetObjectItemCaseSensitive(n, "parent");
+		if (depth == 0)
+			ck_assert_msg(cJSON_IsNull(parent), "not a root: %s", line);
+		else
+			ck_assert_str_eq(td_str(n, "parent"), td_str(cJSON_GetArrayItem(nodes, path[depth - 1]), "node"));
+		path[depth] = i;
+		top = depth + 1;
+		seen[i]++;
+		snprintf(want, sizeof want, "  %s%s%s", td_str(n, "side"),
+		         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "valid")) ? "" : " (unacknowledged)",
+		         !strcmp(td_str(n, "node"), chosen) ? "  ← chosen" : "");
+		ck_assert_str_eq(p + 12, want);
+		marked += !strcmp(td_str(n, "node"), chosen);
+	}
+	for (int i = 0; i < count; i++)
+		ck_assert_msg(seen[i] == 1, "node %s drawn %d times", td_str(cJSON_GetArrayItem(nodes, i), "node"), seen[i]);
+	ck_assert_int_eq(marked, 1);
+}
+
+/* The Graphviz drawing: a digraph with one statement per node (its whole
+ * id; the chosen one bold) and one edge "parent" -> "child" per node that
+ * has a parent, nothing else. */
+static void check_tree_dot(const char *out, const cJSON *tree)
+{
+	const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(tree, "nodes");
+	const char *chosen = td_str(tree, "chosen");
+	int count = cJSON_GetArraySize(nodes), seen[TREE_NODES] = { 0 }, edge[TREE_NODES] = { 0 };
+	char line[512], a[33], b[33];
+	int closed = 0;
+
+	ck_assert_int_le(count, TREE_NODES);
+	ck_assert(next_line(&out, line, sizeof line));
+	ck_assert_msg(!strncmp(line, "digraph ", 8) && line[strlen(line) - 1] == '{', "not a digraph: %s", line);
+	while (next_line(&out, line, sizeof line)) {
+		int k = -1, i;
+		ck_assert_msg(!closed, "after the closing brace: %s", line);
+		if (!strcmp(line, "}")) {
+			closed = 1;
+		} else if (sscanf(line, " \"%32[0-9a-f]\" -> \"%32[0-9a-f]\";%n", a, b, &k) == 2 && k == (int)strlen(line)) {
+			i = node_index(nodes, b, 32);
+			ck_assert_msg(i >= 0 && strlen(b) == 32, "an edge to no node: %s", line);
+			ck_assert_str_eq(td_str(cJSON_GetArrayItem(nodes, i), "parent"), a);
+			edge[i]++;
+		} else if (sscanf(line, " \"%32[0-9a-f]\" [%n", a, &k) == 1 && k > 0) {
+			i = node_index(nodes, a, 32);
+			ck_assert_msg(i >= 0 && strlen(a) == 32, "a node relationship.show does not list: %s", line);
+			seen[i]++;
+			ck_assert_int_eq(strstr(line, "style=bold") != NULL, !strcmp(a, chosen));
+		} else {
+			ck_assert_msg(!strcmp(line, "  rankdir=LR;"), "not a node, an edge or rankdir: %s", line);
+		}
+	}
+	ck_assert(closed);
+	for (int i = 0; i < count; i++) {
+		const cJSON *n = cJSON_GetArrayItem(nodes, i);
+		ck_assert_int_eq(seen[i], 1);
+		ck_assert_int_eq(edge[i], !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(n, "parent")));
+	}
+}
+
+/* Both drawings of rel on d, checked against relationship.show — asked
+ * before and after them, again until the tree did not change in between
+ * (a late receipt may still move it). */
+static void check_tree_drawings(const struct td_relmd *d, const char *rel)
+{
+	static char text[TREE_OUT], dot[TREE_OUT];
+	cJSON *before = NULL, *after = NULL;
+	char *s1 = NULL, *s2 = NULL;
+
+	for (int tries = 0; tries < 50; tries++) {
+		cJSON_Delete(before);
+		cJSON_Delete(after);
+		cJSON_free(s1);
+		cJSON_free(s2);
+		before = td_must(d->sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+		relmctl_tree(d, rel, 0, text, sizeof text);
+		relmctl_tree(d, rel, 1, dot, sizeof dot);
+		after = td_must(d->sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+		s1 = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(td_res(before), "tree"));
+		s2 = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(td_res(after), "tree"));
+		ck_assert(s1 && s2);
+		if (!strcmp(s1, s2))
+			break;
+		td_sleep_ms(100);
+	}
+	ck_assert_msg(!strcmp(s1, s2), "%s: the tree kept changing", d->name);
+	const cJSON *tree = cJSON_GetObjectItemCaseSensitive(td_res(after), "tree");
+	ck_assert_int_gt(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tree, "nodes")), 1);
+	check_tree_text(text, rel, tree);
+	check_tree_dot(dot, tree);
+	cJSON_Delete(before);
+	cJSON_Delete(after);
+	cJSON_free(s1);
+	cJSON_free(s2);
+}
+
 START_TEST(test_three_devices_one_peer)
 {
 	char pa[33], pb[33], rel[33], rel_b[33], body[40];
@@ -210,6 +385,10 @@ START_TEST(test_three_devices_one_peer)
 	ck_assert_str_eq(leaf[0], leaf[1]);
 	ck_assert_str_eq(leaf[1], leaf[2]);
 	ck_assert_int_eq((int)strlen(leaf[0]), 32);
+
+	/* relmctl tree, as text and as Graphviz, on every alice device */
+	for (int d = 0; d < DEVICES; d++)
+		check_tree_drawings(&A[d], rel);
 }
 END_TEST
 
