@@ -8,8 +8,10 @@ relm-web and browser, which joins alice's proton through its page;
 test_08c revokes it from alice's page).  The tests run in order (test_01 …
 test_11) on that one world, as a person would use it: create protons,
 invite and accept through the pages, talk, reload, look at the chain tree
-and the devices, try the attacks relm-web must refuse, and use the page
-from the keyboard alone.  Every wait is bounded (TIMEOUT); the whole run
+and the devices, try the attacks relm-web must refuse, use the page from
+the keyboard alone, watch a message go queued → posted → delivered while
+the mailbox and then bob's relmd are stopped and started again, and read
+an API error in the page.  Every wait is bounded (TIMEOUT); the whole run
 takes well under a minute on two cores.
 
 It writes two screenshots: $BUILD/web-conversation.png and
@@ -109,9 +111,11 @@ class World:
         line = wait_for(f'{name} to print its first line', p.stdout.readline)
         return line.decode().strip()
 
-    def start_mailbox(self):
-        p = self.spawn('mailbox', [f'{BUILD}/relm-mailbox', '--listen', '127.0.0.1:0',
+    def start_mailbox(self, port=0):
+        """Start relm-mailbox (again, on its port, when port is given)."""
+        p = self.spawn('mailbox', [f'{BUILD}/relm-mailbox', '--listen', f'127.0.0.1:{port}',
                                    '--state', os.path.join(self.dir, 'mailbox')])
+        self.mailbox = p
         self.mailbox_port = int(self.first_line(p, 'relm-mailbox'))
 
     def start_relmd(self, name, state=None):
@@ -612,6 +616,53 @@ class WebTest(unittest.TestCase):
             raise
         self.assertEqual(sorted(r[0] for r in seen[0]), sorted([self.rel, rel2]))
 
+    def test_09c_statuses(self):
+        """A message's status in the page follows relmd: queued while the
+        mailbox is down, posted once it has the message but bob's relmd is
+        down, delivered when bob's receipt comes back."""
+        a, b = self.a, self.b
+        self.go(a, self.alice_base, f'#/p/{self.pa}/r/{self.rel}')
+        self.w.stop(self.bob_relmd)
+        self.w.stop(self.w.mailbox)
+        wait_for("alice's relmd to lose the mailbox", lambda:
+                 not result(self.alice_sock, 'daemon.status')['mailbox']['connected'])
+        text = 'Sent while the mailbox was down.'
+
+        def status_shown():
+            return a.execute_script(
+                "for (const li of document.querySelectorAll('#messages li.msg.out'))"
+                "  if (li.querySelector('.body').textContent === arguments[0])"
+                "    return [li.dataset.status, li.querySelector('.status').textContent];"
+                "return null;", text)
+        self.send(a, text)
+        wait_for('queued in alice\'s page', lambda: status_shown() == ['queued', 'queued'])
+        self.assertEqual(self.api_status(self.alice_sock, self.rel, text), 'queued')
+        self.w.start_mailbox(self.w.mailbox_port)
+        wait_for('posted in alice\'s page', lambda: status_shown() == ['posted', 'posted'])
+        self.assertEqual(self.api_status(self.alice_sock, self.rel, text), 'posted')
+        type(self).bob_relmd, _ = self.w.start_relmd('bob')
+        wait_for('delivered in alice\'s page', lambda: status_shown() == ['delivered', 'delivered'])
+        wait_for("bob's page live again", lambda: b.find_element(By.ID, 'conn').get_attribute('data-state') == 'live')
+        wait_for("the message in bob's page", lambda: text in self.bodies(b, 'in'))
+
+    def test_09d_api_error(self):
+        """An API error reaches the person as the API said it: a garbage
+        invite accepted shows relmd's message and code in the accept
+        form's alert."""
+        b = self.b
+        garbage = 'relm:this-is-not-an-invite'
+        reply = rpc(self.bob_sock, 'invite.accept', {'proton': self.pb, 'invite': garbage})
+        self.assertIn('error', reply)
+        err = reply['error']
+        self.go(b, self.bob_base, f'#/p/{self.pb}/accept')
+        self.visible(b, '#accept-text').send_keys(garbage)
+        self.el(b, '#accept-form button[type=submit]').click()
+        alert = self.visible(b, '#accept-error')
+        self.assertEqual(alert.get_attribute('role'), 'alert')
+        self.assertEqual(alert.text, f"Error: invite.accept: {err['message']} ({err['data']['code']})")
+        self.assertEqual(len(result(self.bob_sock, 'relationship.list', {'proton': self.pb})['relationships']), 1)
+        self.go(b, self.bob_base, f'#/p/{self.pb}/r/{self.rel}')
+
     def test_10_fork(self):
         """Two copies of alice's device send at the same instant: bob's tree forks.
 
@@ -661,7 +712,9 @@ class WebTest(unittest.TestCase):
             # answers her page's event stream 503 and calls 502
             # (proto/web.md), and the browser logs each; the page
             # reconnects by itself, which test_10 checks.
-            return (t.endswith('test_10_fork') and n == 'alice' and
+            # test_09c stops bob's relmd in the same way.
+            return (((t.endswith('test_10_fork') and n == 'alice') or
+                     (t.endswith('test_09c_statuses') and n == 'bob')) and
                     ('(Service Unavailable)' in msg or '(Bad Gateway)' in msg))
         bad = [(t, n, e['message']) for t, n, e in self.console
                if e['level'] == 'SEVERE' and 'status of 403' not in e['message']
