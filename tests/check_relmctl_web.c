@@ -71,7 +71,7 @@ static int read_until(int fd, char *buf, size_t cap, size_t *len, const char *ne
 	return 1;
 }
 
-/* The child of parent (its only one that is not an opener), from /proc. */
+/* The relm-web that parent started (a child named relm-web, from /proc), or 0. */
 static pid_t child_of(pid_t parent)
 {
 	DIR *d = opendir("/proc");
