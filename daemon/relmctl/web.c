@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,10 +21,13 @@
 
 static pid_t web_child;
 
+/* Ctrl+C and SIGTERM go on to relm-web as they are.  SIGHUP (the terminal
+ * closed) goes on as SIGTERM: relm-web, like a daemon, keeps running on a
+ * hangup, and would otherwise outlive the terminal it was started from. */
 static void web_forward(int sig)
 {
 	if (web_child > 0)
-		kill(web_child, sig);
+		kill(web_child, sig == SIGHUP ? SIGTERM : sig);
 }
 
 /* relm-web beside this program (a build tree, an install), else from PATH. */
@@ -114,8 +118,14 @@ int cmd_web(const char *sock, int argc, char **argv)
 		return EXIT_CONNECT;
 	}
 	fflush(NULL);
+	pid_t self = getpid();
 	web_child = fork();
 	if (web_child == 0) {
+		/* relm-web lives no longer than this relmctl, even one killed
+		 * with SIGKILL (which it cannot forward): else it would go on
+		 * serving, with a token nobody holds, until someone finds it. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != self)
+			_exit(127);
 		dup2(out[1], 1);
 		char *args[8] = { "relm-web", "--socket", (char *)(uintptr_t)sock };
 		int k = 3;

@@ -15,7 +15,7 @@
 // counts as read.
 
 import { call, EventStream } from './api.js';
-import { h, $, ago, short, toast } from './ui.js';
+import { h, $, ago, short, toast, redraw } from './ui.js';
 import * as conv from './conversation.js';
 import * as pv from './proton_views.js';
 import { showTree, hideTree, touched } from './tree_view.js';
@@ -145,7 +145,7 @@ async function loadProtons() {
 }
 
 function renderProtons() {
-  $('protons').replaceChildren(...state.protons.map((p) => h('li', {},
+  redraw($('protons'), 'proton', state.protons.map((p) => h('li', {},
     h('a.proton', {
       href: `#/p/${p.proton}`,
       'aria-current': p.proton === state.proton ? 'true' : null,
@@ -209,7 +209,7 @@ function unread(r) { return Math.max(0, r.unread - (seen[r.relationship] ?? 0));
 function renderRels() {
   const cur = parse().rel;
   $('rels-empty').hidden = !state.proton || state.rels.length > 0;
-  $('relationships').replaceChildren(...sortedRels().map((r) => {
+  redraw($('relationships'), 'relationship', sortedRels().map((r) => {
     const n = unread(r);
     return h('li', {}, h('a.rel', {
       href: `#/p/${state.proton}/r/${r.relationship}`,
@@ -228,7 +228,10 @@ function refreshRels() {
   if (relsTimer) return;
   relsTimer = setTimeout(() => { relsTimer = null; loadRels(); }, 250);
 }
-setInterval(renderRels, 60000);      // "5 min" ages
+// Once a minute: the "5 min" ages, and a fresh relationship.list, since
+// relmd's last_activity also moves with steps no event announces (the
+// receipts this device sends, 0.2-2 s after each message it receives).
+setInterval(loadRels, 60000);
 
 // ---- events ----
 
@@ -238,7 +241,7 @@ function onEvent(ev) {
     case 'message.sent':
     case 'message.status':
       conv.onEvent(ev);
-      if (ev.type !== 'message.status') refreshRels();
+      refreshRels();        // a receipt moves last_activity too
       break;
     case 'relationship.created':
       if (ev.proton === state.proton) refreshRels();

@@ -22,6 +22,18 @@ export function h(tag, attrs, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
+// Put items in list in place of what it held, keeping the keyboard focus:
+// when it was on an item's link, the new link with the same data-KEY gets
+// it back.  Without this a redraw (an event, selecting the item itself)
+// would drop the focus to the top of the page.
+export function redraw(list, key, items) {
+  const had = list.contains(document.activeElement) ? document.activeElement.dataset[key] : undefined;
+  list.replaceChildren(...items);
+  if (had === undefined) return;
+  const again = Array.from(list.querySelectorAll('a')).find((a) => a.dataset[key] === had);
+  if (again) again.focus();
+}
+
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
 const dateFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
