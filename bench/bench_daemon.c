@@ -11,7 +11,13 @@
  *                           paced run, as each measures its own (daemon.status
  *                           loop, reset when the run starts); also
  *                           .sender/.receiver, and daemon.e2e.slow_turns
- *                           (turns over 5 ms, both together)
+ *                           (turns over 5 ms, both together), and
+ *                           .max_turn_commit_ms.sender/.receiver: how much
+ *                           of that longest turn was its end (the commit,
+ *                           publishing its events, posting its envelopes);
+ *                           .max_turn_cpu_ms.sender/.receiver: the most CPU
+ *                           time one turn took (wall time also counts other
+ *                           programs running on a busy machine)
  *
  *   daemon.e2e.cpu_us_per_msg.{sender,mailbox,receiver}  CPU time each
  *                           process spent per message during saturation
@@ -645,7 +651,7 @@ int main(int argc, char **argv)
 
 	/* ---- latency at a paced rate ---- */
 	int total = rate * seconds, next = 0, got = 0;
-	double turn_max[2], slow_turns = 0;
+	double turn_max[2], turn_commit[2], turn_cpu[2], slow_turns = 0;
 	struct conn st_conn[2];
 	if (conn_open(&st_conn[0], sb) || conn_open(&st_conn[1], sa))
 		die("cannot reach relmd for daemon.status");
@@ -697,9 +703,12 @@ int main(int argc, char **argv)
 		cJSON *j = rpc(&st_conn[k], "daemon.status", "{}");
 		cJSON *lp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "loop");
 		cJSON *mx = cJSON_GetObjectItem(lp, "max_turn_ms"), *sl = cJSON_GetObjectItem(lp, "slow_turns");
-		if (!cJSON_IsNumber(mx) || !cJSON_IsNumber(sl))
+		cJSON *mc = cJSON_GetObjectItem(lp, "max_turn_commit_ms"), *mu = cJSON_GetObjectItem(lp, "max_turn_cpu_ms");
+		if (!cJSON_IsNumber(mx) || !cJSON_IsNumber(sl) || !cJSON_IsNumber(mc) || !cJSON_IsNumber(mu))
 			die("daemon.status has no loop.max_turn_ms");
+		turn_cpu[k] = mu->valuedouble;
 		turn_max[k] = mx->valuedouble;
+		turn_commit[k] = mc->valuedouble;
 		slow_turns += sl->valuedouble;
 		cJSON_Delete(j);
 		close(st_conn[k].fd);
@@ -723,8 +732,10 @@ int main(int argc, char **argv)
 	       cpu_med[0], cpu_med[1], cpu_med[2]);
 	printf("paced %d messages/s for %d s: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       rate, seconds, p50, p99, pmax);
-	printf("longest loop turn meanwhile: sender relmd %.2f ms, receiver relmd %.2f ms (%.0f turns over 5 ms)\n",
-	       turn_max[0], turn_max[1], slow_turns);
+	printf("longest loop turn meanwhile: sender relmd %.2f ms (its end: commit, publish, post %.2f ms), "
+	       "receiver relmd %.2f ms (%.2f ms) (%.0f turns over 5 ms)\n",
+	       turn_max[0], turn_commit[0], turn_max[1], turn_commit[1], slow_turns);
+	printf("most CPU in one loop turn: sender relmd %.2f ms, receiver relmd %.2f ms\n", turn_cpu[0], turn_cpu[1]);
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f)
@@ -740,11 +751,15 @@ int main(int argc, char **argv)
 		        "  \"daemon.e2e.max_turn_ms\": %.3f,\n"
 		        "  \"daemon.e2e.max_turn_ms.sender\": %.3f,\n"
 		        "  \"daemon.e2e.max_turn_ms.receiver\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_commit_ms.sender\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_commit_ms.receiver\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_cpu_ms.sender\": %.3f,\n"
+		        "  \"daemon.e2e.max_turn_cpu_ms.receiver\": %.3f,\n"
 		        "  \"daemon.e2e.slow_turns\": %.0f,\n"
 		        "  \"daemon.e2e.rate\": %d\n}\n",
 		        msgs_per_s, rate_min, rate_max, cpu_med[0], cpu_med[1], cpu_med[2], p50, p99, pmax,
 		        turn_max[0] > turn_max[1] ? turn_max[0] : turn_max[1], turn_max[0], turn_max[1],
-		        slow_turns, rate);
+		        turn_commit[0], turn_commit[1], turn_cpu[0], turn_cpu[1], slow_turns, rate);
 		fclose(f);
 	}
 	free(sent_at);

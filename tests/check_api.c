@@ -179,6 +179,8 @@ START_TEST(status_loop)
 	/* each request is at least one turn (read, answer, write) */
 	ck_assert(turns >= 20);
 	ck_assert(max > 0);
+	ck_assert(num(lp, "max_turn_commit_ms") >= 0 && num(lp, "max_turn_commit_ms") <= max);
+	ck_assert(num(lp, "max_turn_cpu_ms") > 0);
 	ck_assert(num(lp, "slow_turns") >= 0 && num(lp, "slow_turns") <= turns);
 	cJSON_Delete(r);
 	r = td_must(W.a.sock, "daemon.status", NULL);

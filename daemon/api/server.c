@@ -400,16 +400,26 @@ static void on_work(uv_idle_t *h)
  * the loop spent waiting in the kernel meanwhile. */
 static void turn_end(struct relmd_turns *t, uv_loop_t *loop)
 {
-	uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(loop);
+	uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(loop), cpu = 0;
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+		cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (t->cpu_ns && cpu > t->cpu_ns && cpu - t->cpu_ns > t->max_cpu_ns)
+		t->max_cpu_ns = cpu - t->cpu_ns;
+	t->cpu_ns = cpu;
 
 	if (t->end_ns) {
 		uint64_t span = now - t->end_ns, waited = idle - t->idle_ns;
 		uint64_t busy = span > waited ? span - waited : 0;
 		t->count++;
 		t->slow += busy > (uint64_t)RELMD_TURN_SLOW_MS * 1000000u;
-		if (busy > t->max_ns)
+		if (busy > t->max_ns) {
 			t->max_ns = busy;
+			t->max_commit_ns = t->commit_ns;
+		}
 	}
+	t->commit_ns = 0;
 	t->end_ns = now;
 	t->idle_ns = idle;
 }
@@ -422,7 +432,9 @@ static void on_flush(uv_prepare_t *h)
 {
 	struct relmd *d = relmd_container_of(h, struct relmd, flush);
 	if (d->hooks.commit) {
+		uint64_t t0 = uv_hrtime();
 		int r = d->hooks.commit(d->hooks.ctx);
+		d->turns.commit_ns = uv_hrtime() - t0;
 		if (r == RELM_EDISKFULL) {
 			/* The turn is lost, the daemon goes on (a full disk: the
 			 * application refuses writes until it takes them again).
@@ -536,10 +548,13 @@ static int status_loop(struct relmd *d, const cJSON *params, cJSON *r)
 
 	if (!lp || !cJSON_AddNumberToObject(lp, "turns", (double)d->turns.count) ||
 	    !cJSON_AddNumberToObject(lp, "slow_turns", (double)d->turns.slow) ||
-	    !cJSON_AddNumberToObject(lp, "max_turn_ms", (double)(d->turns.max_ns / 1000u) / 1e3))
+	    !cJSON_AddNumberToObject(lp, "max_turn_ms", (double)(d->turns.max_ns / 1000u) / 1e3) ||
+	    !cJSON_AddNumberToObject(lp, "max_turn_commit_ms", (double)(d->turns.max_commit_ns / 1000u) / 1e3) ||
+	    !cJSON_AddNumberToObject(lp, "max_turn_cpu_ms", (double)(d->turns.max_cpu_ns / 1000u) / 1e3))
 		return RELM_ENOMEM;
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "reset_loop"))) {
-		d->turns.count = d->turns.slow = d->turns.max_ns = 0;
+		d->turns.count = d->turns.slow = d->turns.max_ns = d->turns.max_commit_ns = 0;
+		d->turns.max_cpu_ns = 0;
 	}
 	return 0;
 }

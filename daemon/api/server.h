@@ -64,6 +64,11 @@ struct relmd_turns {
 	uint64_t end_ns, idle_ns;    /* uv_hrtime and idle time at the end of the last turn (0: none yet) */
 	uint64_t count, slow;        /* turns, and those over RELMD_TURN_SLOW_MS */
 	uint64_t max_ns;             /* the longest */
+	uint64_t commit_ns;          /* this turn's hooks.commit (commit, publish, post) */
+	uint64_t max_commit_ns;      /* the longest turn's */
+	uint64_t cpu_ns;             /* the loop thread's CPU time at the end of the last turn */
+	uint64_t max_cpu_ns;         /* the most CPU time one turn took (on a busy machine a
+	                              * turn's wall time also counts the time others ran) */
 };
 
 #define relmd_container_of(ptr, type, member) \
