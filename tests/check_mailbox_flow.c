@@ -154,19 +154,24 @@ START_TEST(test_coalesced_posts)
 }
 END_TEST
 
-/* The budget: with one smaller than one frame's handling, a backlog of N
- * deliveries is spread over at least N/2 loop turns (one per resume, and a
- * turn can hold a resume and a read), in order, none lost, while with no
- * budget a turn handles what one read brings; closing a client while it is
- * paused leaks nothing. */
+/* The budget is a loop turn's (a turn ends at the prepare phase, where
+ * relmd commits): with one smaller than one frame's handling, a backlog of
+ * N deliveries comes one per turn, in order, none lost; with a budget of
+ * 2 ms and 50 µs per frame, a turn handles at most 41 frames although
+ * libuv calls on_read many times in one turn (a read brings about 4 KB,
+ * some 20 frames, 1 ms of work: each call under the budget, and a budget
+ * per call let a turn take them all); with no budget a turn handles
+ * what its reads bring; closing a client while it is paused leaks
+ * nothing. */
 struct turns {
-	uint64_t iter;                /* loop turns seen by the check handle */
+	uint64_t iter;                /* loop turns seen by the prepare handle */
 	uint64_t last_iter;
 	unsigned in_turn, max_in_turn;
+	uint64_t work_ns;             /* busy time per delivery */
 	struct rec *r;
 };
 
-static void on_turn(uv_check_t *h)
+static void on_turn(uv_prepare_t *h)
 {
 	((struct turns *)h->data)->iter++;
 }
@@ -184,7 +189,7 @@ static void cb_deliver_slow(void *arg, const uint8_t mb[32], uint64_t seq, const
 	}
 	if (++t->in_turn > t->max_in_turn)
 		t->max_in_turn = t->in_turn;
-	while (uv_hrtime() - t0 < 20000)   /* 20 µs of work per envelope */
+	while (uv_hrtime() - t0 < t->work_ns)   /* work per envelope */
 		;
 }
 
@@ -198,6 +203,7 @@ static struct relm_mbox_client *client_budget(uv_loop_t *loop, uint16_t port, st
 	memset(r, 0, sizeof(*r));
 	memset(t, 0, sizeof(*t));
 	t->r = r;
+	t->work_ns = 20000;
 	relm_mbox_client_config_default(&cfg);
 	cfg.turn_budget_us = budget_us;
 	ck_assert_int_eq(relm_mbox_client_new(&c, loop, "127.0.0.1", port, &cbs, &cfg), 0);
@@ -208,7 +214,7 @@ START_TEST(test_client_turn_budget)
 {
 	enum { N = 150 };
 	uv_loop_t loop;
-	uv_check_t chk;
+	uv_prepare_t chk;
 	struct relm_mbox_client *a, *b;
 	struct rec ra, rb;
 	struct turns tb;
@@ -219,9 +225,9 @@ START_TEST(test_client_turn_budget)
 	ck_assert_uint_eq(RELM_MBOX_TURN_BUDGET_US, 2000);
 	key_new(&mb);
 	uv_loop_init(&loop);
-	uv_check_init(&loop, &chk);
+	uv_prepare_init(&loop, &chk);
 	chk.data = &tb;
-	uv_check_start(&chk, on_turn);
+	uv_prepare_start(&chk, on_turn);
 	a = client_new(&loop, port, &ra);
 	for (int i = 0; i < N; i++)
 		post_int(a, mb.pk, i, 200);
@@ -237,7 +243,19 @@ START_TEST(test_client_turn_budget)
 		ck_assert_uint_eq(rb.del_seq[i], (uint64_t)i + 1);
 		ck_assert_int_eq(rb.del_val[i], i);
 	}
-	ck_assert_uint_le(tb.max_in_turn, 2);
+	ck_assert_uint_eq(tb.max_in_turn, 1);
+	client_close(&loop, b, &rb);
+
+	/* 2 ms, 50 µs a frame: the reads of one turn share its budget */
+	b = client_budget(&loop, port, &rb, &tb, 2000);
+	tb.work_ns = 50000;
+	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);
+	RUN_UNTIL(&loop, rb.ndel >= N, 10000);
+	ck_assert_uint_eq(rb.ndel, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(rb.del_val[i], i);
+	ck_assert_uint_le(tb.max_in_turn, 2000 / 50 + 1);
+	ck_assert_uint_gt(tb.max_in_turn, 1);
 	client_close(&loop, b, &rb);
 
 	/* no budget: the backlog comes in a few reads, many per turn */

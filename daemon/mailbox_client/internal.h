@@ -143,7 +143,7 @@ struct relm_mbox_client {
 	enum mbc_state state;
 	int tcp_open, gai_busy;
 	int closing;
-	unsigned open_handles;     /* timer + ping + resume */
+	unsigned open_handles;     /* timer + ping + resume + turn_end */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 
@@ -169,6 +169,8 @@ struct relm_mbox_client {
 	uint8_t *rbuf;
 	size_t rcap, rlen;
 	uv_idle_t resume;          /* runs parse() next turn when a turn's budget ran out */
+	uv_prepare_t turn_end;     /* the end of a loop turn: its budget starts afresh */
+	uint64_t turn_used_ns;     /* parse()'s time in this loop turn, every call together */
 	int paused;                /* reading stopped: rbuf holds frames for the next turn */
 
 	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */

@@ -82,13 +82,14 @@ struct relm_mbox_client_config {
 	uint32_t connect_timeout_ms; /* TCP connect + HELLO/CHALLENGE */
 	uint32_t ping_ms;            /* keepalive period; 0 disables */
 	uint32_t post_window;        /* posts in flight */
-	/* Frames handled in one go (one read, or one resume): after one that
-	 * ends this many µs after the first, the rest wait in the buffer
-	 * (reading paused) for the next loop turn, so a burst — a receipt for
-	 * a thousand messages, a backlog after a reconnect — cannot hold the
-	 * loop: the caller's per-turn commit and its other work run in
-	 * between.  A turn can hold a resume and a read, so at most about
-	 * twice this.  0: no limit.  RELM_MBOX_TURN_BUDGET_US by default. */
+	/* Frames handled in one loop turn (its resume and all its reads
+	 * together; the turn ends at the loop's prepare phase): after one that
+	 * ends this many µs after the turn's first, the rest wait in the
+	 * buffer (reading paused) for the next turn, so a burst — a receipt
+	 * for a thousand messages, a backlog after a reconnect — cannot hold
+	 * the loop: the caller's per-turn commit and its other work run in
+	 * between.  A turn's first frame is always handled.  0: no limit.
+	 * RELM_MBOX_TURN_BUDGET_US by default. */
 	uint32_t turn_budget_us;
 	/* Highest protocol version to offer (1 or 2); 0: RELM_MBOX_VERSION_MAX. */
 	uint8_t max_version;
