@@ -683,11 +683,14 @@ static int merge_node(struct relm_rel *rel, int parent, const struct relm_node *
 int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
                    const struct relm_rel *other, struct relm_effects *fx)
 {
-	int progress = 1;
+	int progress = 1, rc;
 
 	if (memcmp(rel->id, other->id, RELM_ID_LEN) != 0 || rel->mode != RELM_MODE_TREE ||
 	    other->mode != RELM_MODE_TREE)
 		return RELM_EINVAL;
+	/* the remote's pin (the only part that can fail: first) */
+	if ((rc = relm__identity_merge(rel, other, fx)) != 0)
+		return rc;
 	/* nodes both hold: acknowledgements and sending counters */
 	for (uint32_t i = 0; i < other->tree.count; i++) {
 		const struct relm_node *o = &other->tree.nodes[i];
@@ -715,6 +718,8 @@ int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
 			progress = 1;
 		}
 	}
+	/* the heal and the clone rule's watch, against the merged tree */
+	relm__revoke_merge(rel, env, other);
 	relm__rel_changed(rel, env, fx);
 	return 0;
 }
