@@ -290,6 +290,46 @@ static int heals_of(struct tu_daemon *d)
 	return n;
 }
 
+/* What bob could see of a change of alice's devices: his identity.* and
+ * device.* events (a count of each type) and his pin of alice's key, the
+ * relationship row's and the engine's. */
+static const int seen_types[] = { RELM_EV_IDENTITY_ROTATED, RELM_EV_IDENTITY_CONFLICT,
+                                  RELM_EV_IDENTITY_REJECTED, RELM_EV_DEVICE_ADDED,
+                                  RELM_EV_DEVICE_REMOVED, RELM_EV_DEVICE_SYNCED };
+enum { NSEEN = sizeof seen_types / sizeof seen_types[0] };
+
+struct bob_sees {
+	int n[NSEEN];
+	uint8_t row_ipk[32], pin[32];
+};
+
+static struct bob_sees bob_sees(void)
+{
+	struct bob_sees s;
+	struct relm_rel *rel = NULL;
+
+	for (size_t i = 0; i < NSEEN; i++)
+		s.n[i] = events_of(&B, seen_types[i]).n;
+	remote_ipk_of(&B, s.row_ipk);
+	ck_assert_int_eq(relm_core_rel_load(B.core, rb, &rel), 0);
+	memcpy(s.pin, rel->ipk_remote, 32);
+	relm_rel_free(rel);
+	return s;
+}
+
+/* Bob saw nothing since `before`: no event of those types, alice's key
+ * pinned as it was (her first one). */
+static void bob_saw_nothing(const struct bob_sees *before)
+{
+	struct bob_sees now = bob_sees();
+
+	for (size_t i = 0; i < NSEEN; i++)
+		ck_assert_msg(now.n[i] == before->n[i], "bob got %s", relm_event_name(seen_types[i]));
+	ck_assert_int_eq(memcmp(now.row_ipk, ipk_a, 32), 0);
+	ck_assert_int_eq(memcmp(now.pin, ipk_a, 32), 0);
+	ck_assert_int_eq(memcmp(before->pin, ipk_a, 32), 0);
+}
+
 /* A and A2 of alice, each having sent once in rb (so their sibling
  * session exists), bob having read both. */
 static void two_devices(void)
@@ -335,10 +375,12 @@ START_TEST(test_revoke_heal)
 	uint64_t epoch = 0;
 	int64_t posted;
 	struct rows sess_rows;
+	struct bob_sees seen;
 	struct ev_find f;
 	int was_new;
 
 	two_devices();
+	seen = bob_sees();
 	self_device(&A, d1);
 	self_device(&A2, d2);
 	tu_rand_bytes(rnd, sizeof rnd);
@@ -409,6 +451,10 @@ START_TEST(test_revoke_heal)
 	send_text(&A, "thanks");
 	settle(ds, 3);
 	ck_assert_int_eq(has_body(&B, "thanks"), 1);
+	/* bob saw a heal, and nothing of alice's devices: no identity.* or
+	 * device.* event, the same key pinned */
+	ck_assert_int_ge(heals_of(&B), 1);
+	bob_saw_nothing(&seen);
 }
 END_TEST
 

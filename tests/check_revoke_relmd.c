@@ -8,7 +8,8 @@
  * in daemon.status and refuses to write for it, A goes on talking to bob.
  * Then the heal (relmd --heal-delay 1:2): the revoked tablet, holding the
  * relationship from the bulk state, opens nothing bob sends once the
- * relationship is healed (bob replied on a heal's node).  A copy of
+ * relationship is healed (bob replied on a heal's node), and bob sees
+ * nothing of it but the heals (his pin and his events unchanged).  A copy of
  * alice's store run as a second relmd (a clone): alice raises
  * clone.suspected; two copies rolling the key at once: bob raises
  * identity.conflict and keeps the old key until identity.accept.
@@ -86,14 +87,18 @@ static void wait_value(const char *sock, const char *method, const char *params,
 	ck_assert_msg(td_wait(has_value, &w, WAIT_MS), "%s never came", what);
 }
 
-/* The params of the last event of type on sock (subscribe since 0, the
- * replayed lines), a copy; NULL if none. */
-static cJSON *last_event(const char *sock, const char *type)
+/* Walk sock's events (subscribe since 0, the replayed lines): those whose
+ * type begins with the first len bytes of type are counted in *n (if not
+ * NULL); the params of the last of them, a copy, are returned (NULL if
+ * none). */
+static cJSON *scan_events(const char *sock, const char *type, size_t len, int *n)
 {
 	struct td_conn c;
 	cJSON *r, *found = NULL;
 	int last;
 
+	if (n)
+		*n = 0;
 	ck_assert_int_eq(td_conn_open(&c, sock), 0);
 	r = td_conn_call(&c, "subscribe", "{\"since\":0}", NULL);
 	ck_assert_ptr_nonnull(td_res(r));
@@ -103,14 +108,30 @@ static cJSON *last_event(const char *sock, const char *type)
 		cJSON *j = td_conn_read(&c, WAIT_MS);
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
 		ck_assert_ptr_nonnull(p);
-		if (!strcmp(td_str(p, "type"), type)) {
+		if (!strncmp(td_str(p, "type"), type, len)) {
 			cJSON_Delete(found);
 			found = cJSON_Duplicate(p, 1);
+			if (n)
+				(*n)++;
 		}
 		cJSON_Delete(j);
 	}
 	td_conn_close(&c);
 	return found;
+}
+
+/* The params of the last event of type on sock, a copy; NULL if none. */
+static cJSON *last_event(const char *sock, const char *type)
+{
+	return scan_events(sock, type, strlen(type) + 1, NULL);
+}
+
+/* How many events on sock have a type beginning with prefix. */
+static int count_events(const char *sock, const char *prefix)
+{
+	int n;
+	cJSON_Delete(scan_events(sock, prefix, strlen(prefix), &n));
+	return n;
 }
 
 static cJSON *join_until(struct td_relmd *d, const char *code)
@@ -366,8 +387,9 @@ static int unopened(void *arg)
  * — opens nothing bob sends from then on, while alice reads all of it. */
 START_TEST(test_revoke_heal_relmd)
 {
-	char pa[33], pb[33], rel[33], dev_j[33];
+	char pa[33], pb[33], rel[33], dev_j[33], ipk[65];
 	struct msg_want w;
+	int ids, devs;
 	cJSON *r;
 
 	td_stop(&A.pid, SIGTERM, 5000);
@@ -382,6 +404,13 @@ START_TEST(test_revoke_heal_relmd)
 	send_text(J.sock, rel, "from the tablet");
 	wait_newest(B.sock, rel, "from the tablet");
 	other_device(&A, pa, dev_j);
+	/* what bob sees of alice's devices before: his pin, his events */
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	snprintf(ipk, sizeof ipk, "%s", td_str(td_res(r), "remote_ipk"));
+	cJSON_Delete(r);
+	ck_assert_int_eq((int)strlen(ipk), 64);
+	ids = count_events(B.sock, "identity.");
+	devs = count_events(B.sock, "device.");
 
 	r = td_must(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", pa, dev_j);
 	cJSON_Delete(r);
@@ -419,6 +448,14 @@ START_TEST(test_revoke_heal_relmd)
 	/* alice goes on with bob */
 	send_text(A.sock, rel, "thanks");
 	wait_newest(B.sock, rel, "thanks");
+	/* bob saw heals, and nothing of alice's devices: the same key pinned,
+	 * no identity.* or device.* event since the revocation */
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_str(td_res(r), "remote_ipk"), ipk);
+	cJSON_Delete(r);
+	ck_assert_int_eq(count_events(B.sock, "identity."), ids);
+	ck_assert_int_eq(count_events(B.sock, "device."), devs);
+	ck_assert_int_eq(ids, 0);
 }
 END_TEST
 
