@@ -38,7 +38,7 @@
 enum { ROUNDS = 6, STEP_MS = 1000, HOUR_MS = 3600 * 1000 + 1 };
 
 static uint64_t clock_ms;
-static struct tu_daemon A, B, A2, A3;
+static struct tu_daemon A, B, A2, A3, C;
 static struct tu_net net;
 static uint8_t pa[16], pb[16], ipk_a[32], rb[16];
 
@@ -56,12 +56,30 @@ static void settle(struct tu_daemon **ds, size_t n)
 	tu_settle(ds, n, &net, ROUNDS, STEP_MS);
 }
 
+/* Remote d (opened on stream, at host) makes proton `name` (*prot, its
+ * key ipk) and accepts an invite of alice's (*rel); alice's hello has
+ * reached it.  ds[0..n): the daemons to settle, A and d among them. */
+static void relate(struct tu_daemon *d, uint64_t stream, const char *host, const char *name,
+                   uint8_t prot[16], uint8_t ipk[32], uint8_t rel[16], struct tu_daemon **ds, size_t n)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	uint8_t id[16];
+	int was_new;
+
+	ck_assert_int_eq(tu_daemon_open(d, &clock_ms, stream, host), 0);
+	ck_assert_int_eq(relm_core_proton_create(d->core, name, prot, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(d->core, prot, inv, strlen(inv), "alice", rel), 0);
+	settle(ds, n);
+	ck_assert_int_eq(relm_core_message_send(A.core, rel, "hello", 5, NULL, id, &was_new), 0);
+	settle(ds, n);
+	ck_assert_int_eq(tu_history_count(d, rel, 1), 1);
+}
+
 static void setup(void)
 {
 	struct tu_daemon *ds[2] = { &A, &B };
-	char inv[RELM_INVITE_TEXT_MAX];
-	uint8_t ipk[32], id[16];
-	int was_new;
+	uint8_t ipk[32];
 
 	clock_ms = 1700000000000ull;
 	memset(&net, 0, sizeof net);
@@ -69,16 +87,10 @@ static void setup(void)
 	tu_daemon_mkdir(&B, "bob");
 	tu_daemon_mkdir(&A2, "alice2");
 	tu_daemon_mkdir(&A3, "alice3");
+	tu_daemon_mkdir(&C, "carol");
 	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
-	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 2, "127.0.0.2:7427"), 0);
 	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
-	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
-	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
-	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
-	settle(ds, 2);
-	ck_assert_int_eq(relm_core_message_send(A.core, rb, "hello bob", 9, NULL, id, &was_new), 0);
-	settle(ds, 2);
-	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
+	relate(&B, 2, "127.0.0.2:7427", "bob", pb, ipk, rb, ds, 2);
 }
 
 static void teardown(void)
@@ -87,10 +99,12 @@ static void teardown(void)
 	tu_daemon_close(&B);
 	tu_daemon_close(&A2);
 	tu_daemon_close(&A3);
+	tu_daemon_close(&C);
 	tu_daemon_rmdir(&A);
 	tu_daemon_rmdir(&B);
 	tu_daemon_rmdir(&A2);
 	tu_daemon_rmdir(&A3);
+	tu_daemon_rmdir(&C);
 	tu_net_free(&net);
 }
 
@@ -265,14 +279,22 @@ static int device_rows(struct tu_daemon *d)
 	return n;
 }
 
-static int heal_state_of(struct tu_daemon *d)
+/* The heal state of d's relationship rel_id, and when it is due. */
+static int heal_of(struct tu_daemon *d, const uint8_t rel_id[16], uint64_t *due)
 {
 	struct relm_rel *rel = NULL;
 	int h;
-	ck_assert_int_eq(relm_core_rel_load(d->core, rb, &rel), 0);
+	ck_assert_int_eq(relm_core_rel_load(d->core, rel_id, &rel), 0);
 	h = rel->heal_state;
+	if (due)
+		*due = rel->heal_due_ms;
 	relm_rel_free(rel);
 	return h;
+}
+
+static int heal_state_of(struct tu_daemon *d)
+{
+	return heal_of(d, rb, NULL);
 }
 
 static int heal_cb(void *ctx, const struct relm_store_msg *m)
@@ -282,12 +304,17 @@ static int heal_cb(void *ctx, const struct relm_store_msg *m)
 	return 0;
 }
 
-/* Heal messages d received in rb. */
-static int heals_of(struct tu_daemon *d)
+/* Heal messages d received in rel_id. */
+static int heals_in(struct tu_daemon *d, const uint8_t rel_id[16])
 {
 	int n = 0;
-	ck_assert_int_eq(relm_store_msg_list(d->st, rb, 0, 0, heal_cb, &n), 0);
+	ck_assert_int_eq(relm_store_msg_list(d->st, rel_id, 0, 0, heal_cb, &n), 0);
 	return n;
+}
+
+static int heals_of(struct tu_daemon *d)
+{
+	return heals_in(d, rb);
 }
 
 /* What bob could see of a change of alice's devices: his identity.* and
@@ -455,6 +482,100 @@ START_TEST(test_revoke_heal)
 	 * device.* event, the same key pinned */
 	ck_assert_int_ge(heals_of(&B), 1);
 	bob_saw_nothing(&seen);
+}
+END_TEST
+
+/* The remote d replies in rel_id (after the heal's delay) until A's heal
+ * there is done, at most 4 replies; 1 if it is. */
+static int replies_heal(struct tu_daemon *d, const uint8_t rel_id[16])
+{
+	struct tu_daemon *ds[4] = { &A, &B, &C, &A2 };
+	char body[16];
+	uint8_t id[16];
+	int was_new;
+
+	for (int k = 0; k < 4 && heal_of(&A, rel_id, NULL) != RELM_HEAL_NONE; k++) {
+		if (k > 0) {                 /* the heal again: past its delay */
+			clock_ms += HOUR_MS;
+			settle(ds, 4);
+		}
+		snprintf(body, sizeof body, "reply %d", k);
+		ck_assert_int_eq(relm_core_message_send(d->core, rel_id, body, strlen(body), NULL, id,
+		                                        &was_new), 0);
+		settle(ds, 4);
+	}
+	return heal_of(&A, rel_id, NULL) == RELM_HEAL_NONE;
+}
+
+/* Two relationships of alice's: rb with bob and rc with carol (C).  A
+ * revokes A2 with the roll: each relationship is armed with a heal of its
+ * own, due at a time drawn for it (the seeded stream makes them differ
+ * deterministically, and they must); both remotes pin the new key; the
+ * heals go within the hour, one in each relationship, and each is healed
+ * once its remote replied (again, after a heal more, if a reply built on
+ * an older branch: revocation.md §2). */
+START_TEST(test_revoke_two_relationships)
+{
+	struct tu_daemon *ds[4] = { &A, &B, &C, &A2 }, *in[1] = { &A };
+	uint8_t pc[16], ipk_c[32], rc[16], d2[16], nipk[32], pin[32];
+	uint64_t epoch = 0, due_b = 0, due_c = 0;
+	struct ev_find f;
+
+	relate(&C, 5, "127.0.0.3:7427", "carol", pc, ipk_c, rc, ds, 3);
+	join(&A2, 0xd2, 3, in, 1);
+	self_device(&A2, d2);
+
+	ck_assert_int_eq(relm_core_device_revoke(A.core, pa, d2, 1, &epoch, nipk), 0);
+	ck_assert(memcmp(nipk, ipk_a, 32) != 0);
+	ck_assert_int_eq(heal_of(&A, rb, &due_b), RELM_HEAL_ARMED);
+	ck_assert_int_eq(heal_of(&A, rc, &due_c), RELM_HEAL_ARMED);
+	ck_assert_uint_gt(due_b, clock_ms);
+	ck_assert_uint_gt(due_c, clock_ms);
+	ck_assert_uint_le(due_b, clock_ms + RELM_HEAL_MAX_MS);
+	ck_assert_uint_le(due_c, clock_ms + RELM_HEAL_MAX_MS);
+	ck_assert_msg(due_b != due_c, "one heal time for both relationships (" TU_SEED_FMT ")", TU_SEED_ARG);
+	settle(ds, 4);
+
+	/* both remotes pin the new key */
+	f = events_of(&B, RELM_EV_IDENTITY_ROTATED);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(memcmp(f.last.ipk, nipk, 32), 0);
+	ck_assert_int_eq(memcmp(f.last.rel, rb, 16), 0);
+	f = events_of(&C, RELM_EV_IDENTITY_ROTATED);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(memcmp(f.last.ipk, nipk, 32), 0);
+	ck_assert_int_eq(memcmp(f.last.rel, rc, 16), 0);
+	remote_ipk_of(&B, pin);
+	ck_assert_int_eq(memcmp(pin, nipk, 32), 0);
+	{
+		struct relm_store_rel r;
+		ck_assert_int_eq(relm_store_rel_get(C.st, rc, &r, 0), 0);
+		ck_assert_int_eq(memcmp(r.remote_ipk, nipk, 32), 0);
+		relm_store_rel_clear(&r);
+	}
+
+	/* each relationship's heal goes, at its own time */
+	clock_ms += HOUR_MS;
+	settle(ds, 4);
+	ck_assert_int_eq(heals_in(&B, rb), 1);
+	ck_assert_int_eq(heals_in(&C, rc), 1);
+	ck_assert_int_eq(heal_of(&A, rb, NULL), RELM_HEAL_SENT);
+	ck_assert_int_eq(heal_of(&A, rc, NULL), RELM_HEAL_SENT);
+	/* bob replies: rb is healed (or, if his reply built on an older
+	 * branch, heals again, revocation.md §2); rc still waits for carol */
+	ck_assert(replies_heal(&B, rb));
+	ck_assert_int_eq(heal_of(&A, rc, NULL), RELM_HEAL_SENT);
+	ck_assert(replies_heal(&C, rc));
+	ck_assert_int_eq(heal_of(&A, rb, NULL), RELM_HEAL_NONE);
+	ck_assert_int_eq(has_body(&A, "reply 0"), 1);
+	/* healed: no heal more in either */
+	{
+		int hb = heals_in(&B, rb), hc = heals_in(&C, rc);
+		clock_ms += HOUR_MS;
+		settle(ds, 4);
+		ck_assert_int_eq(heals_in(&B, rb), hb);
+		ck_assert_int_eq(heals_in(&C, rc), hc);
+	}
 }
 END_TEST
 
@@ -890,6 +1011,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_revoke_heal);
 	tcase_add_test(tc, test_revoke_rotate);
+	tcase_add_test(tc, test_revoke_two_relationships);
 	tcase_add_test(tc, test_forged_successor);
 	tcase_add_test(tc, test_conflict_and_clone);
 	tcase_add_test(tc, test_sib_identity_forged);
