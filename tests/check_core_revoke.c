@@ -21,6 +21,7 @@
 #include "util_world.h"
 #include "util_rand.h"
 #include "util_xdev.h"
+#include "util_engine.h"
 #include "core/core.h"
 #include "engine/effects.h"
 #include "engine/rel.h"
@@ -41,15 +42,6 @@ static uint64_t clock_ms;
 static struct tu_daemon A, B, A2, A3, C;
 static struct tu_net net;
 static uint8_t pa[16], pb[16], ipk_a[32], rb[16];
-
-/* An Ed25519 key pair from the seeded stream (RELM_SEED). */
-static void keypair(uint8_t pk[32], uint8_t sk[64])
-{
-	uint8_t seed[32];
-	tu_rand_bytes(seed, sizeof seed);
-	relm_sign_keypair_from_seed(pk, sk, seed);
-	sodium_memzero(seed, sizeof seed);
-}
 
 static void settle(struct tu_daemon **ds, size_t n)
 {
@@ -744,32 +736,11 @@ END_TEST
 static void inject(struct relm_rel *rel, char *hex, size_t len)
 {
 	struct relm_effects fx;
-	struct relm_payload p;
-	uint8_t on[16];
 
-	memset(&p, 0, sizeof p);
-	tu_rand_bytes(p.id, sizeof p.id);
-	p.kind = RELM_KIND_IDENTITY;
-	snprintf(p.kind_str, sizeof p.kind_str, "identity");
-	p.ts = clock_ms;
-	p.body = hex;
-	p.body_len = len;
 	relm_effects_init(&fx);
-	ck_assert_int_eq(relm__rel_send_tracked(rel, &A.env, &p, hex, len, 0, on, &fx), 0);
+	ck_assert_int_eq(tu_send_forged_identity(rel, &A.env, hex, len, &fx), 0);
 	post_fx(&fx, rel->remote_mailbox);
 	ck_assert_int_eq(tu_deliver(&B, &net), 0);
-}
-
-struct stmt_find {
-	char hex[RELM_SUCCESSOR_HEX + 1];
-};
-
-static int stmt_cb(void *ctx, const struct relm_store_msg *m)
-{
-	struct stmt_find *f = ctx;
-	if (!m->direction_in && !strcmp(m->kind, "identity") && m->body_len == RELM_SUCCESSOR_HEX)
-		memcpy(f->hex, m->body, RELM_SUCCESSOR_HEX);
-	return 0;
 }
 
 /* Forged successor statements reach bob over the wire after a genuine
@@ -781,38 +752,23 @@ START_TEST(test_forged_successor)
 {
 	struct tu_daemon *ds[2] = { &A, &B };
 	struct relm_rel *rel = NULL;
-	struct relm_successor s;
-	struct stmt_find g;
-	uint8_t fsk[64], fpk[32], nsk[64], npk[32], stmt[RELM_SUCCESSOR_LEN], k1[32], pin[32];
+	uint8_t stmt[RELM_SUCCESSOR_LEN], k1[32], pin[32];
 	char hex[RELM_SUCCESSOR_HEX + 1];
-	static const int want[] = { RELM_ENOTFOUND, RELM_EBADSIG, RELM_EBADSIG, RELM_EMALFORMED, RELM_EREPLAY };
 	struct ev_find f;
+	int want;
 
 	ck_assert_int_eq(relm_core_identity_rotate(A.core, pa, k1), 0);
 	settle(ds, 2);
 	remote_ipk_of(&B, pin);
 	ck_assert_int_eq(memcmp(pin, k1, 32), 0);
-	memset(&g, 0, sizeof g);
-	ck_assert_int_eq(relm_store_msg_list(A.st, rb, 0, 0, stmt_cb, &g), 0);
-	ck_assert_uint_eq(strlen(g.hex), RELM_SUCCESSOR_HEX);
+	tu_sent_statement(A.st, rb, stmt);
 
-	keypair(fpk, fsk);
-	keypair(npk, nsk);
 	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &rel), 0);
-	for (int k = 0; k < 5; k++) {
-		if (k == 0)
-			ck_assert_int_eq(relm_successor_sign(stmt, &s, fsk, nsk, 7), 0);
-		else
-			ck_assert_int_eq(relm_unhex(stmt, sizeof stmt, g.hex, RELM_SUCCESSOR_HEX), 0);
-		if (k == 1)
-			stmt[73 + 5] ^= 0x20;          /* sig_old */
-		if (k == 2)
-			stmt[73 + 64 + 5] ^= 0x20;     /* sig_new */
-		relm_hex(hex, stmt, sizeof stmt);
-		inject(rel, hex, k == 3 ? RELM_SUCCESSOR_HEX - 2 : RELM_SUCCESSOR_HEX);
+	for (int k = 0; k < TU_FORGERIES; k++) {
+		inject(rel, hex, tu_forged_statement(k, stmt, hex, &want));
 		f = events_of(&B, RELM_EV_IDENTITY_REJECTED);
 		ck_assert_int_eq(f.n, k + 1);
-		ck_assert_msg(f.last.code == want[k], "statement %d: %s", k, relm_errname(f.last.code));
+		ck_assert_msg(f.last.code == want, "statement %d: %s", k, relm_errname(f.last.code));
 		remote_ipk_of(&B, pin);
 		ck_assert_int_eq(memcmp(pin, k1, 32), 0);
 	}
@@ -955,8 +911,8 @@ START_TEST(test_sib_identity_forged)
 	two_devices();
 	self_device(&A2, d2);
 	ck_assert_int_eq(relm_store_proton_get(A.st, pa, &p, RELM_STORE_WITH_SECRETS), 0);
-	keypair(npk, nsk);
-	keypair(xpk, xsk);
+	tu_sign_keypair(npk, nsk);
+	tu_sign_keypair(xpk, xsk);
 	ck_assert_int_eq(relm_successor_sign(stmt, &s, p.isk, nsk, 1), 0);
 	ck_assert_int_eq(relm_successor_sign(bad, &s, xsk, nsk, 1), 0);
 	c = circle_of(&A);

@@ -1,11 +1,8 @@
 /* util_trio.c — see util_trio.h. */
 #include <string.h>
 #include <check.h>
-#include <sodium.h>
 #include "util_trio.h"
 #include "util_rand.h"
-#include "crypto/crypto.h"
-#include "wire/successor.h"
 
 void tu_trio_flow(struct tu_trio *t)
 {
@@ -116,25 +113,4 @@ void tu_trio_free(struct tu_trio *t)
 		if (t->A[i]->rel)
 			tu_party_free(t->A[i]);
 	tu_party_free(t->r);
-}
-
-void tu_sign_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_LEN])
-{
-	uint8_t seed[32];
-
-	tu_rand_bytes(seed, sizeof seed);
-	relm_sign_keypair_from_seed(pk, sk, seed);
-	sodium_memzero(seed, sizeof seed);
-}
-
-void tu_send_identity(struct tu_party *p, const uint8_t *st)
-{
-	struct relm_effects fx;
-	uint8_t id[RELM_ID_LEN];
-
-	memcpy(p->rel->ipk_self, st + 1, RELM_SIGN_PK_LEN);     /* old_ipk */
-	relm_effects_init(&fx);
-	ck_assert_int_eq(relm_rel_send_identity(p->rel, &p->env, st, RELM_SUCCESSOR_LEN, id, &fx), 0);
-	tu_apply(p, &fx);
-	relm_effects_clear(&fx);
 }

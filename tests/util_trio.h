@@ -42,11 +42,4 @@ void tu_trio_chat(struct tu_trio *t, int rounds);
  * it took. */
 int tu_trio_heal(struct tu_trio *t, int *rounds);
 
-/* p sends successor statement st (wire/successor.h) as an identity
- * message, presenting its old key first (the effects applied to p). */
-void tu_send_identity(struct tu_party *p, const uint8_t *st);
-
-/* An Ed25519 key pair from the seeded test stream (RELM_SEED). */
-void tu_sign_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_LEN]);
-
 #endif
