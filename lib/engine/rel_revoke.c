@@ -479,9 +479,11 @@ static void heal_merge(struct relm_rel *rel, const struct relm_env *env, const s
 		heal_forget(rel);
 		rel->heal_state = o->heal_state;
 		rel->heal_due_ms = 0;
+		if (o->heal_state == RELM_HEAL_NONE)
+			return;                /* healed there */
 		if (o->heal_state == RELM_HEAL_ARMED)
 			heal_draw(rel, env);   /* its own delay, as relm_rel_heal_arm */
-		else if (o->heal_state == RELM_HEAL_SENT)
+		else
 			memcpy(rel->heal_node, o->heal_node, RELM_ID_LEN);
 	} else if (rel->heal_state == RELM_HEAL_NONE) {
 		return;                    /* healed here */
