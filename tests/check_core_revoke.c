@@ -482,7 +482,7 @@ END_TEST
 static int replies_heal(struct tu_daemon *d, const uint8_t rel_id[16])
 {
 	struct tu_daemon *ds[4] = { &A, &B, &C, &A2 };
-	char body[16];
+	char body[24];           /* "reply " and any int */
 	uint8_t id[16];
 	int was_new;
 
