@@ -2,7 +2,8 @@
  * check_revoke_merge.c — a sibling's state merged (relm_rel_merge, repair
  * and bulk adoption) carries what revocation keeps in a relationship
  * (proto/revocation.md §5.1): the remote's pin, the heal, the clone rule's
- * watched acknowledgement.  Devices a1 and a2 (and a3, removed in the heal
+ * watched acknowledgement; and a statement a sibling carries is judged
+ * (§3.2).  Devices a1 and a2 (and a3, removed in the heal
  * tests) of one proton A talk to a remote r; each test makes one device
  * miss something — the remote's roll, the circle, a receipt — by keeping
  * r's envelopes or the copies from it, then merges its sibling's state and
@@ -17,6 +18,8 @@
 #include "util_trio.h"
 #include "engine/rel.h"
 #include "wire/successor.h"
+#include "wire/sibling.h"
+#include "wire/payload.h"
 #include "crypto/crypto.h"
 #include "error.h"
 
@@ -217,6 +220,60 @@ START_TEST(test_merge_pin_conflict)
 	ck_assert(memcmp(a2.last_event[RELM_EV_IDENTITY_CONFLICT].ipk, ypk, 32) == 0);
 	sodium_memzero(xsk, sizeof xsk);
 	sodium_memzero(ysk, sizeof ysk);
+}
+END_TEST
+
+/* A statement a sibling carries (a payload it accepted) is judged as if
+ * read: a2, which has not read r's roll, gets it from a1 in a carry and
+ * pins the new key; its own read of the envelope afterwards is a
+ * duplicate, which changes nothing and reports nothing. */
+START_TEST(test_carried_roll)
+{
+	uint8_t npk[32], nsk[64], st[RELM_SUCCESSOR_LEN], *pt = NULL, *carry = NULL;
+	char hex[RELM_SUCCESSOR_HEX + 1];
+	size_t ptlen = 0, ulen = 0, clen = 0;
+	struct relm_successor s;
+	struct relm_payload p;
+	struct tu_blob env;
+
+	tu_sign_keypair(npk, nsk);
+	ck_assert_int_eq(relm_successor_sign(st, &s, r.ipk_sk, nsk, 1), 0);
+	tu_send_identity(&r, st);
+	ck_assert_uint_eq(r.nout, 1);
+	env = tu_take(&r, 0);                /* a2's copy of the envelope waits */
+	tu_recv(&a1, env.buf, env.len);
+	ck_assert(memcmp(a1.rel->ipk_remote, npk, 32) == 0);
+
+	/* a1's carry of it, as relm__emit_carry makes it */
+	memset(&p, 0, sizeof p);
+	ck_assert_uint_eq(a1.nhist > 0, 1);
+	memcpy(p.id, a1.hist[a1.nhist - 1], 16);
+	p.kind = RELM_KIND_IDENTITY;
+	snprintf(p.kind_str, sizeof p.kind_str, "identity");
+	p.ts = clock_ms;
+	relm_hex(hex, st, sizeof st);
+	p.body = hex;
+	p.body_len = RELM_SUCCESSOR_HEX;
+	ck_assert_int_eq(relm_payload_encode(&pt, &ptlen, &p), 0);
+	ck_assert_int_eq(sodium_unpad(&ulen, pt, ptlen, RELM_PAD_BLOCK), 0);
+	ck_assert_int_eq(relm_sib_carry_new(&carry, &clen, a2.rel->id), 0);
+	ck_assert_int_eq(relm_sib_carry_append(&carry, &clen, pt, ulen), 0);
+	ck_assert_int_eq(tu_copy_in(&a2, &a1, carry, clen), 0);
+	ck_assert(tu_hist_has(&a2, p.id, 1));
+	ck_assert(memcmp(a2.rel->ipk_remote, npk, 32) == 0);
+	ck_assert_uint_eq(a2.rel->ipk_seq, 1);
+	ck_assert_uint_eq(a2.events[RELM_EV_IDENTITY_ROTATED], 1);
+	ck_assert(memcmp(a2.last_event[RELM_EV_IDENTITY_ROTATED].ipk, npk, 32) == 0);
+	/* the same carry again, then the envelope itself: duplicates */
+	ck_assert_int_eq(tu_copy_in(&a2, &a1, carry, clen), 0);
+	ck_assert_int_eq(tu_recv(&a2, env.buf, env.len), RELM_EDUP);
+	ck_assert_uint_eq(a2.events[RELM_EV_IDENTITY_ROTATED], 1);
+	ck_assert_uint_eq(a2.events[RELM_EV_IDENTITY_REJECTED], 0);
+	ck_assert(memcmp(a2.rel->ipk_remote, npk, 32) == 0);
+	relm_payload_buf_free(pt, ptlen);
+	relm_sib_buf_free(carry, clen);
+	tu_blob_free(&env);
+	sodium_memzero(nsk, sizeof nsk);
 }
 END_TEST
 
@@ -446,6 +503,7 @@ static Suite *revoke_merge_suite(void)
 	tcase_add_test(tc, test_merge_pin_missed_roll);
 	tcase_add_test(tc, test_merge_pin_two_rolls_behind);
 	tcase_add_test(tc, test_merge_pin_conflict);
+	tcase_add_test(tc, test_carried_roll);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("heal");
 	tcase_add_checked_fixture(tc, setup, teardown);

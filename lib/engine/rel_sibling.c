@@ -643,10 +643,22 @@ int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
 			goto fail;
 	}
 	/* commit: the ids join the ring that de-duplicates what the remote
-	 * sends again */
-	for (size_t i = mark; i < fx->n; i++)
-		if (fx->v[i].type == RELM_FX_DELIVER)
-			relm__note_recent(rel, fx->v[i].msg_id);
+	 * sends again — so a statement of the remote's roll is judged here,
+	 * now (revocation.md §3.2): this device's own read of its envelope
+	 * will be a duplicate */
+	for (size_t i = mark, n = fx->n; i < n; i++) {
+		struct relm_payload p;
+		if (fx->v[i].type != RELM_FX_DELIVER)
+			continue;
+		relm__note_recent(rel, fx->v[i].msg_id);
+		if (fx->v[i].kind != RELM_KIND_IDENTITY)
+			continue;
+		memset(&p, 0, sizeof p);
+		p.kind = RELM_KIND_IDENTITY;
+		p.body = (char *)fx->v[i].data;  /* owned by fx: stays put if fx->v grows */
+		p.body_len = fx->v[i].len;
+		relm__identity_received(rel, &p, fx);
+	}
 	return 0;
 fail:
 	relm__fx_truncate(fx, mark);
