@@ -21,6 +21,7 @@
 #include "util_world.h"
 #include "util_rand.h"
 #include "util_xdev.h"
+#include "util_engine.h"
 #include "core/core.h"
 #include "engine/effects.h"
 #include "engine/rel.h"
@@ -38,30 +39,39 @@
 enum { ROUNDS = 6, STEP_MS = 1000, HOUR_MS = 3600 * 1000 + 1 };
 
 static uint64_t clock_ms;
-static struct tu_daemon A, B, A2, A3;
+static struct tu_daemon A, B, A2, A3, C;
 static struct tu_net net;
 static uint8_t pa[16], pb[16], ipk_a[32], rb[16];
-
-/* An Ed25519 key pair from the seeded stream (RELM_SEED). */
-static void keypair(uint8_t pk[32], uint8_t sk[64])
-{
-	uint8_t seed[32];
-	tu_rand_bytes(seed, sizeof seed);
-	relm_sign_keypair_from_seed(pk, sk, seed);
-	sodium_memzero(seed, sizeof seed);
-}
 
 static void settle(struct tu_daemon **ds, size_t n)
 {
 	tu_settle(ds, n, &net, ROUNDS, STEP_MS);
 }
 
+/* Remote d (opened on stream, at host) makes proton `name` (*prot, its
+ * key ipk) and accepts an invite of alice's (*rel); alice's hello has
+ * reached it.  ds[0..n): the daemons to settle, A and d among them. */
+static void relate(struct tu_daemon *d, uint64_t stream, const char *host, const char *name,
+                   uint8_t prot[16], uint8_t ipk[32], uint8_t rel[16], struct tu_daemon **ds, size_t n)
+{
+	char inv[RELM_INVITE_TEXT_MAX];
+	uint8_t id[16];
+	int was_new;
+
+	ck_assert_int_eq(tu_daemon_open(d, &clock_ms, stream, host), 0);
+	ck_assert_int_eq(relm_core_proton_create(d->core, name, prot, ipk), 0);
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
+	ck_assert_int_eq(relm_core_invite_accept(d->core, prot, inv, strlen(inv), "alice", rel), 0);
+	settle(ds, n);
+	ck_assert_int_eq(relm_core_message_send(A.core, rel, "hello", 5, NULL, id, &was_new), 0);
+	settle(ds, n);
+	ck_assert_int_eq(tu_history_count(d, rel, 1), 1);
+}
+
 static void setup(void)
 {
 	struct tu_daemon *ds[2] = { &A, &B };
-	char inv[RELM_INVITE_TEXT_MAX];
-	uint8_t ipk[32], id[16];
-	int was_new;
+	uint8_t ipk[32];
 
 	clock_ms = 1700000000000ull;
 	memset(&net, 0, sizeof net);
@@ -69,16 +79,10 @@ static void setup(void)
 	tu_daemon_mkdir(&B, "bob");
 	tu_daemon_mkdir(&A2, "alice2");
 	tu_daemon_mkdir(&A3, "alice3");
+	tu_daemon_mkdir(&C, "carol");
 	ck_assert_int_eq(tu_daemon_open(&A, &clock_ms, 1, "127.0.0.1:7427"), 0);
-	ck_assert_int_eq(tu_daemon_open(&B, &clock_ms, 2, "127.0.0.2:7427"), 0);
 	ck_assert_int_eq(relm_core_proton_create(A.core, "alice", pa, ipk_a), 0);
-	ck_assert_int_eq(relm_core_proton_create(B.core, "bob", pb, ipk), 0);
-	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 0, 0, inv, sizeof inv, NULL), 0);
-	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
-	settle(ds, 2);
-	ck_assert_int_eq(relm_core_message_send(A.core, rb, "hello bob", 9, NULL, id, &was_new), 0);
-	settle(ds, 2);
-	ck_assert_int_eq(tu_history_count(&B, rb, 1), 1);
+	relate(&B, 2, "127.0.0.2:7427", "bob", pb, ipk, rb, ds, 2);
 }
 
 static void teardown(void)
@@ -87,10 +91,12 @@ static void teardown(void)
 	tu_daemon_close(&B);
 	tu_daemon_close(&A2);
 	tu_daemon_close(&A3);
+	tu_daemon_close(&C);
 	tu_daemon_rmdir(&A);
 	tu_daemon_rmdir(&B);
 	tu_daemon_rmdir(&A2);
 	tu_daemon_rmdir(&A3);
+	tu_daemon_rmdir(&C);
 	tu_net_free(&net);
 }
 
@@ -265,14 +271,22 @@ static int device_rows(struct tu_daemon *d)
 	return n;
 }
 
-static int heal_state_of(struct tu_daemon *d)
+/* The heal state of d's relationship rel_id, and when it is due. */
+static int heal_of(struct tu_daemon *d, const uint8_t rel_id[16], uint64_t *due)
 {
 	struct relm_rel *rel = NULL;
 	int h;
-	ck_assert_int_eq(relm_core_rel_load(d->core, rb, &rel), 0);
+	ck_assert_int_eq(relm_core_rel_load(d->core, rel_id, &rel), 0);
 	h = rel->heal_state;
+	if (due)
+		*due = rel->heal_due_ms;
 	relm_rel_free(rel);
 	return h;
+}
+
+static int heal_state_of(struct tu_daemon *d)
+{
+	return heal_of(d, rb, NULL);
 }
 
 static int heal_cb(void *ctx, const struct relm_store_msg *m)
@@ -282,12 +296,57 @@ static int heal_cb(void *ctx, const struct relm_store_msg *m)
 	return 0;
 }
 
-/* Heal messages d received in rb. */
-static int heals_of(struct tu_daemon *d)
+/* Heal messages d received in rel_id. */
+static int heals_in(struct tu_daemon *d, const uint8_t rel_id[16])
 {
 	int n = 0;
-	ck_assert_int_eq(relm_store_msg_list(d->st, rb, 0, 0, heal_cb, &n), 0);
+	ck_assert_int_eq(relm_store_msg_list(d->st, rel_id, 0, 0, heal_cb, &n), 0);
 	return n;
+}
+
+static int heals_of(struct tu_daemon *d)
+{
+	return heals_in(d, rb);
+}
+
+/* What bob could see of a change of alice's devices: his identity.* and
+ * device.* events (a count of each type) and his pin of alice's key, the
+ * relationship row's and the engine's. */
+static const int seen_types[] = { RELM_EV_IDENTITY_ROTATED, RELM_EV_IDENTITY_CONFLICT,
+                                  RELM_EV_IDENTITY_REJECTED, RELM_EV_DEVICE_ADDED,
+                                  RELM_EV_DEVICE_REMOVED, RELM_EV_DEVICE_SYNCED };
+enum { NSEEN = sizeof seen_types / sizeof seen_types[0] };
+
+struct bob_sees {
+	int n[NSEEN];
+	uint8_t row_ipk[32], pin[32];
+};
+
+static struct bob_sees bob_sees(void)
+{
+	struct bob_sees s;
+	struct relm_rel *rel = NULL;
+
+	for (size_t i = 0; i < NSEEN; i++)
+		s.n[i] = events_of(&B, seen_types[i]).n;
+	remote_ipk_of(&B, s.row_ipk);
+	ck_assert_int_eq(relm_core_rel_load(B.core, rb, &rel), 0);
+	memcpy(s.pin, rel->ipk_remote, 32);
+	relm_rel_free(rel);
+	return s;
+}
+
+/* Bob saw nothing since `before`: no event of those types, alice's key
+ * pinned as it was (her first one). */
+static void bob_saw_nothing(const struct bob_sees *before)
+{
+	struct bob_sees now = bob_sees();
+
+	for (size_t i = 0; i < NSEEN; i++)
+		ck_assert_msg(now.n[i] == before->n[i], "bob got %s", relm_event_name(seen_types[i]));
+	ck_assert_int_eq(memcmp(now.row_ipk, ipk_a, 32), 0);
+	ck_assert_int_eq(memcmp(now.pin, ipk_a, 32), 0);
+	ck_assert_int_eq(memcmp(before->pin, ipk_a, 32), 0);
 }
 
 /* A and A2 of alice, each having sent once in rb (so their sibling
@@ -335,10 +394,12 @@ START_TEST(test_revoke_heal)
 	uint64_t epoch = 0;
 	int64_t posted;
 	struct rows sess_rows;
+	struct bob_sees seen;
 	struct ev_find f;
 	int was_new;
 
 	two_devices();
+	seen = bob_sees();
 	self_device(&A, d1);
 	self_device(&A2, d2);
 	tu_rand_bytes(rnd, sizeof rnd);
@@ -409,6 +470,104 @@ START_TEST(test_revoke_heal)
 	send_text(&A, "thanks");
 	settle(ds, 3);
 	ck_assert_int_eq(has_body(&B, "thanks"), 1);
+	/* bob saw a heal, and nothing of alice's devices: no identity.* or
+	 * device.* event, the same key pinned */
+	ck_assert_int_ge(heals_of(&B), 1);
+	bob_saw_nothing(&seen);
+}
+END_TEST
+
+/* The remote d replies in rel_id (after the heal's delay) until A's heal
+ * there is done, at most 4 replies; 1 if it is. */
+static int replies_heal(struct tu_daemon *d, const uint8_t rel_id[16])
+{
+	struct tu_daemon *ds[4] = { &A, &B, &C, &A2 };
+	char body[24];           /* "reply " and any int */
+	uint8_t id[16];
+	int was_new;
+
+	for (int k = 0; k < 4 && heal_of(&A, rel_id, NULL) != RELM_HEAL_NONE; k++) {
+		if (k > 0) {                 /* the heal again: past its delay */
+			clock_ms += HOUR_MS;
+			settle(ds, 4);
+		}
+		snprintf(body, sizeof body, "reply %d", k);
+		ck_assert_int_eq(relm_core_message_send(d->core, rel_id, body, strlen(body), NULL, id,
+		                                        &was_new), 0);
+		settle(ds, 4);
+	}
+	return heal_of(&A, rel_id, NULL) == RELM_HEAL_NONE;
+}
+
+/* Two relationships of alice's: rb with bob and rc with carol (C).  A
+ * revokes A2 with the roll: each relationship is armed with a heal of its
+ * own, due at a time drawn for it (the seeded stream makes them differ
+ * deterministically, and they must); both remotes pin the new key; the
+ * heals go within the hour, one in each relationship, and each is healed
+ * once its remote replied (again, after a heal more, if a reply built on
+ * an older branch: revocation.md §2). */
+START_TEST(test_revoke_two_relationships)
+{
+	struct tu_daemon *ds[4] = { &A, &B, &C, &A2 }, *in[1] = { &A };
+	uint8_t pc[16], ipk_c[32], rc[16], d2[16], nipk[32], pin[32];
+	uint64_t epoch = 0, due_b = 0, due_c = 0;
+	struct ev_find f;
+
+	relate(&C, 5, "127.0.0.3:7427", "carol", pc, ipk_c, rc, ds, 3);
+	join(&A2, 0xd2, 3, in, 1);
+	self_device(&A2, d2);
+
+	ck_assert_int_eq(relm_core_device_revoke(A.core, pa, d2, 1, &epoch, nipk), 0);
+	ck_assert(memcmp(nipk, ipk_a, 32) != 0);
+	ck_assert_int_eq(heal_of(&A, rb, &due_b), RELM_HEAL_ARMED);
+	ck_assert_int_eq(heal_of(&A, rc, &due_c), RELM_HEAL_ARMED);
+	ck_assert_uint_gt(due_b, clock_ms);
+	ck_assert_uint_gt(due_c, clock_ms);
+	ck_assert_uint_le(due_b, clock_ms + RELM_HEAL_MAX_MS);
+	ck_assert_uint_le(due_c, clock_ms + RELM_HEAL_MAX_MS);
+	ck_assert_msg(due_b != due_c, "one heal time for both relationships (" TU_SEED_FMT ")", TU_SEED_ARG);
+	settle(ds, 4);
+
+	/* both remotes pin the new key */
+	f = events_of(&B, RELM_EV_IDENTITY_ROTATED);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(memcmp(f.last.ipk, nipk, 32), 0);
+	ck_assert_int_eq(memcmp(f.last.rel, rb, 16), 0);
+	f = events_of(&C, RELM_EV_IDENTITY_ROTATED);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_int_eq(memcmp(f.last.ipk, nipk, 32), 0);
+	ck_assert_int_eq(memcmp(f.last.rel, rc, 16), 0);
+	remote_ipk_of(&B, pin);
+	ck_assert_int_eq(memcmp(pin, nipk, 32), 0);
+	{
+		struct relm_store_rel r;
+		ck_assert_int_eq(relm_store_rel_get(C.st, rc, &r, 0), 0);
+		ck_assert_int_eq(memcmp(r.remote_ipk, nipk, 32), 0);
+		relm_store_rel_clear(&r);
+	}
+
+	/* each relationship's heal goes, at its own time */
+	clock_ms += HOUR_MS;
+	settle(ds, 4);
+	ck_assert_int_eq(heals_in(&B, rb), 1);
+	ck_assert_int_eq(heals_in(&C, rc), 1);
+	ck_assert_int_eq(heal_of(&A, rb, NULL), RELM_HEAL_SENT);
+	ck_assert_int_eq(heal_of(&A, rc, NULL), RELM_HEAL_SENT);
+	/* bob replies: rb is healed (or, if his reply built on an older
+	 * branch, heals again, revocation.md §2); rc still waits for carol */
+	ck_assert(replies_heal(&B, rb));
+	ck_assert_int_eq(heal_of(&A, rc, NULL), RELM_HEAL_SENT);
+	ck_assert(replies_heal(&C, rc));
+	ck_assert_int_eq(heal_of(&A, rb, NULL), RELM_HEAL_NONE);
+	ck_assert_int_eq(has_body(&A, "reply 0"), 1);
+	/* healed: no heal more in either */
+	{
+		int hb = heals_in(&B, rb), hc = heals_in(&C, rc);
+		clock_ms += HOUR_MS;
+		settle(ds, 4);
+		ck_assert_int_eq(heals_in(&B, rb), hb);
+		ck_assert_int_eq(heals_in(&C, rc), hc);
+	}
 }
 END_TEST
 
@@ -577,32 +736,11 @@ END_TEST
 static void inject(struct relm_rel *rel, char *hex, size_t len)
 {
 	struct relm_effects fx;
-	struct relm_payload p;
-	uint8_t on[16];
 
-	memset(&p, 0, sizeof p);
-	tu_rand_bytes(p.id, sizeof p.id);
-	p.kind = RELM_KIND_IDENTITY;
-	snprintf(p.kind_str, sizeof p.kind_str, "identity");
-	p.ts = clock_ms;
-	p.body = hex;
-	p.body_len = len;
 	relm_effects_init(&fx);
-	ck_assert_int_eq(relm__rel_send_tracked(rel, &A.env, &p, hex, len, 0, on, &fx), 0);
+	ck_assert_int_eq(tu_send_forged_identity(rel, &A.env, hex, len, &fx), 0);
 	post_fx(&fx, rel->remote_mailbox);
 	ck_assert_int_eq(tu_deliver(&B, &net), 0);
-}
-
-struct stmt_find {
-	char hex[RELM_SUCCESSOR_HEX + 1];
-};
-
-static int stmt_cb(void *ctx, const struct relm_store_msg *m)
-{
-	struct stmt_find *f = ctx;
-	if (!m->direction_in && !strcmp(m->kind, "identity") && m->body_len == RELM_SUCCESSOR_HEX)
-		memcpy(f->hex, m->body, RELM_SUCCESSOR_HEX);
-	return 0;
 }
 
 /* Forged successor statements reach bob over the wire after a genuine
@@ -614,38 +752,23 @@ START_TEST(test_forged_successor)
 {
 	struct tu_daemon *ds[2] = { &A, &B };
 	struct relm_rel *rel = NULL;
-	struct relm_successor s;
-	struct stmt_find g;
-	uint8_t fsk[64], fpk[32], nsk[64], npk[32], stmt[RELM_SUCCESSOR_LEN], k1[32], pin[32];
+	uint8_t stmt[RELM_SUCCESSOR_LEN], k1[32], pin[32];
 	char hex[RELM_SUCCESSOR_HEX + 1];
-	static const int want[] = { RELM_ENOTFOUND, RELM_EBADSIG, RELM_EBADSIG, RELM_EMALFORMED, RELM_EREPLAY };
 	struct ev_find f;
+	int want;
 
 	ck_assert_int_eq(relm_core_identity_rotate(A.core, pa, k1), 0);
 	settle(ds, 2);
 	remote_ipk_of(&B, pin);
 	ck_assert_int_eq(memcmp(pin, k1, 32), 0);
-	memset(&g, 0, sizeof g);
-	ck_assert_int_eq(relm_store_msg_list(A.st, rb, 0, 0, stmt_cb, &g), 0);
-	ck_assert_uint_eq(strlen(g.hex), RELM_SUCCESSOR_HEX);
+	tu_sent_statement(A.st, rb, stmt);
 
-	keypair(fpk, fsk);
-	keypair(npk, nsk);
 	ck_assert_int_eq(relm_core_rel_load(A.core, rb, &rel), 0);
-	for (int k = 0; k < 5; k++) {
-		if (k == 0)
-			ck_assert_int_eq(relm_successor_sign(stmt, &s, fsk, nsk, 7), 0);
-		else
-			ck_assert_int_eq(relm_unhex(stmt, sizeof stmt, g.hex, RELM_SUCCESSOR_HEX), 0);
-		if (k == 1)
-			stmt[73 + 5] ^= 0x20;          /* sig_old */
-		if (k == 2)
-			stmt[73 + 64 + 5] ^= 0x20;     /* sig_new */
-		relm_hex(hex, stmt, sizeof stmt);
-		inject(rel, hex, k == 3 ? RELM_SUCCESSOR_HEX - 2 : RELM_SUCCESSOR_HEX);
+	for (int k = 0; k < TU_FORGERIES; k++) {
+		inject(rel, hex, tu_forged_statement(k, stmt, hex, &want));
 		f = events_of(&B, RELM_EV_IDENTITY_REJECTED);
 		ck_assert_int_eq(f.n, k + 1);
-		ck_assert_msg(f.last.code == want[k], "statement %d: %s", k, relm_errname(f.last.code));
+		ck_assert_msg(f.last.code == want, "statement %d: %s", k, relm_errname(f.last.code));
 		remote_ipk_of(&B, pin);
 		ck_assert_int_eq(memcmp(pin, k1, 32), 0);
 	}
@@ -788,8 +911,8 @@ START_TEST(test_sib_identity_forged)
 	two_devices();
 	self_device(&A2, d2);
 	ck_assert_int_eq(relm_store_proton_get(A.st, pa, &p, RELM_STORE_WITH_SECRETS), 0);
-	keypair(npk, nsk);
-	keypair(xpk, xsk);
+	tu_sign_keypair(npk, nsk);
+	tu_sign_keypair(xpk, xsk);
 	ck_assert_int_eq(relm_successor_sign(stmt, &s, p.isk, nsk, 1), 0);
 	ck_assert_int_eq(relm_successor_sign(bad, &s, xsk, nsk, 1), 0);
 	c = circle_of(&A);
@@ -844,6 +967,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_revoke_heal);
 	tcase_add_test(tc, test_revoke_rotate);
+	tcase_add_test(tc, test_revoke_two_relationships);
 	tcase_add_test(tc, test_forged_successor);
 	tcase_add_test(tc, test_conflict_and_clone);
 	tcase_add_test(tc, test_sib_identity_forged);

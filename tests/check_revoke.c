@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include "util_rand.h"
 #include "util_engine.h"
+#include "util_trio.h"
 #include "engine/rel.h"
 #include "engine/rel_int.h"
 #include "wire/circle.h"
@@ -24,14 +25,6 @@
 
 static uint64_t clock_ms;
 
-static void keypair(uint8_t pk[32], uint8_t sk[64])
-{
-	uint8_t seed[32];
-	tu_rand_bytes(seed, sizeof seed);
-	relm_sign_keypair_from_seed(pk, sk, seed);
-	sodium_memzero(seed, sizeof seed);
-}
-
 /* ---- the circle without a device -------------------------------------------------- */
 
 START_TEST(test_circle_without)
@@ -41,8 +34,8 @@ START_TEST(test_circle_without)
 	uint8_t pk[32], sk[64], opk[32], osk[64];
 	int len, nlen;
 
-	keypair(pk, sk);
-	keypair(opk, osk);
+	tu_sign_keypair(pk, sk);
+	tu_sign_keypair(opk, osk);
 	memset(&c, 0, sizeof c);
 	memcpy(c.ipk, pk, 32);
 	c.epoch = 4;
@@ -93,8 +86,8 @@ START_TEST(test_successor_codec)
 	uint8_t opk[32], osk[64], npk[32], nsk[64], st[RELM_SUCCESSOR_LEN];
 	struct relm_successor s, d;
 
-	keypair(opk, osk);
-	keypair(npk, nsk);
+	tu_sign_keypair(opk, osk);
+	tu_sign_keypair(npk, nsk);
 	ck_assert_int_eq(relm_successor_sign(st, &s, osk, nsk, 1), 0);
 	ck_assert_int_eq(relm_successor_decode(&d, st, sizeof st), 0);
 	ck_assert(memcmp(d.old_ipk, opk, 32) == 0);
@@ -139,14 +132,7 @@ static void pair_teardown(void)
 /* a sends statement st (its old key becomes a's presented key first) */
 static void send_statement(const uint8_t *st)
 {
-	struct relm_effects fx;
-	uint8_t id[16];
-
-	memcpy(a.rel->ipk_self, st + 1, 32);
-	relm_effects_init(&fx);
-	ck_assert_int_eq(relm_rel_send_identity(a.rel, &a.env, st, RELM_SUCCESSOR_LEN, id, &fx), 0);
-	tu_apply(&a, &fx);
-	relm_effects_clear(&fx);
+	tu_send_identity(&a, st);
 	tu_exchange(&a, &b, &clock_ms, 2);
 }
 
@@ -158,7 +144,7 @@ START_TEST(test_identity_roll)
 
 	memcpy(first, a.ipk_pk, 32);
 	ck_assert(memcmp(b.rel->ipk_remote, first, 32) == 0);
-	keypair(npk, nsk);
+	tu_sign_keypair(npk, nsk);
 	ck_assert_int_eq(relm_successor_sign(st, &s, a.ipk_sk, nsk, 1), 0);
 	send_statement(st);
 	ck_assert_uint_eq(b.events[RELM_EV_IDENTITY_ROTATED], 1);
@@ -188,7 +174,7 @@ START_TEST(test_identity_roll)
 	ck_assert_int_eq(relm_event_check(&b.last_event[RELM_EV_IDENTITY_REJECTED]), 0);
 	ck_assert(memcmp(b.rel->ipk_remote, npk, 32) == 0);
 	/* the next roll, from the new key, goes on */
-	keypair(n2pk, n2sk);
+	tu_sign_keypair(n2pk, n2sk);
 	ck_assert_int_eq(relm_successor_sign(st, &s, nsk, n2sk, 2), 0);
 	send_statement(st);
 	ck_assert_uint_eq(b.events[RELM_EV_IDENTITY_ROTATED], 2);
@@ -210,8 +196,8 @@ START_TEST(test_identity_forged)
 
 	/* a statement properly signed by two keys, but the old one is not the
 	 * key b pins: refused, not found */
-	keypair(xpk, xsk);
-	keypair(npk, nsk);
+	tu_sign_keypair(xpk, xsk);
+	tu_sign_keypair(npk, nsk);
 	ck_assert_int_eq(relm_successor_sign(st, &s, xsk, nsk, 1), 0);
 	send_statement(st);
 	ck_assert_uint_eq(b.events[RELM_EV_IDENTITY_ROTATED], 0);
@@ -274,9 +260,9 @@ START_TEST(test_identity_conflict)
 	struct relm_effects fx;
 
 	memcpy(old, a.ipk_pk, 32);
-	keypair(n1pk, n1sk);
-	keypair(n2pk, n2sk);
-	keypair(n3pk, n3sk);
+	tu_sign_keypair(n1pk, n1sk);
+	tu_sign_keypair(n2pk, n2sk);
+	tu_sign_keypair(n3pk, n3sk);
 	ck_assert_int_eq(relm_successor_sign(st1, &s, a.ipk_sk, n1sk, 1), 0);
 	ck_assert_int_eq(relm_successor_sign(st2, &s, a.ipk_sk, n2sk, 1), 0);
 	ck_assert_int_eq(relm_successor_sign(st3, &s, a.ipk_sk, n3sk, 1), 0);
@@ -322,110 +308,39 @@ END_TEST
 
 static struct tu_party a1, a2, a3, r;
 static struct tu_party *A[3] = { &a1, &a2, &a3 };
-static size_t nA;               /* devices of the circle (A[0..nA)) */
-static int late_copies;         /* hold copies back until flow_copies() */
+static struct tu_trio T;        /* T.nA: devices of the circle (A[0..nA)) */
 
-/* Envelopes: the circle's to r, r's to every device of the circle and to
- * a3 (a removed device still reads the mailbox); a3's own output (it is out
- * of the circle, and silent) is dropped.  Copies among the circle. */
 static void flow(void)
 {
-	int moved = 1;
-
-	while (moved) {
-		moved = 0;
-		for (size_t i = 0; i < nA; i++) {
-			while (A[i]->nout) {
-				struct tu_blob e = tu_take(A[i], 0);
-				tu_recv(&r, e.buf, e.len);
-				tu_blob_free(&e);
-				moved = 1;
-			}
-			if (A[i]->ncopy && !late_copies) {
-				tu_copies_to(A[i], A, nA);
-				moved = 1;
-			}
-		}
-		while (r.nout) {
-			struct tu_blob e = tu_take(&r, 0);
-			for (size_t i = 0; i < 3; i++)
-				if (A[i]->rel)
-					tu_recv(A[i], e.buf, e.len);
-			tu_blob_free(&e);
-			moved = 1;
-		}
-		while (nA < 3 && a3.rel && a3.nout) {
-			struct tu_blob e = tu_take(&a3, 0);
-			tu_blob_free(&e);
-		}
-		while (nA < 3 && a3.rel && a3.ncopy) {
-			struct tu_blob e = tu_take_copy(&a3);
-			tu_blob_free(&e);
-		}
-	}
+	tu_trio_flow(&T);
 }
 
 static void tick_all(uint64_t ms)
 {
-	clock_ms += ms;
-	for (size_t i = 0; i < 3; i++)
-		if (A[i]->rel)
-			tu_tick(A[i]);
-	tu_tick(&r);
-	flow();
+	tu_trio_tick(&T, ms);
 }
 
-static enum relm_mode remote_mode = RELM_MODE_TREE;
+static void chat(int rounds)
+{
+	tu_trio_chat(&T, rounds);
+}
 
 static void devices_setup(void)
 {
 	clock_ms = 1700000000000ull;
-	memset(&a3, 0, sizeof a3);
-	tu_party_init(&a1, &clock_ms, 11);
-	tu_party_init(&r, &clock_ms, 12);
-	tu_pair(&a1, &r, RELM_MODE_TREE, remote_mode, 1);
-	nA = 1;
-	late_copies = 0;
-	for (int i = 0; i < 4; i++)
-		tick_all(3000);
-	tu_clone(&a2, &a1, &clock_ms, 13);
-	tu_clone(&a3, &a1, &clock_ms, 14);
-	tu_devices(A, 3);
-	nA = 3;
-	for (size_t i = 0; i < 3; i++) {
-		A[i]->env.params.heal_min_ms = 1000;
-		A[i]->env.params.heal_max_ms = 20000;
-		A[i]->env.params.clone_window_ms = 60000;
-	}
+	tu_trio_init(&T, A, &r, &clock_ms, RELM_MODE_TREE, 11);
 }
 
 /* The remote a plain single-device Double Ratchet (ratchet.md §7). */
 static void strict_setup(void)
 {
-	remote_mode = RELM_MODE_STRICT;
-	devices_setup();
-	remote_mode = RELM_MODE_TREE;
+	clock_ms = 1700000000000ull;
+	tu_trio_init(&T, A, &r, &clock_ms, RELM_MODE_STRICT, 11);
 }
 
 static void devices_teardown(void)
 {
-	tu_party_free(&a1);
-	tu_party_free(&a2);
-	if (a3.rel)
-		tu_party_free(&a3);
-	tu_party_free(&r);
-}
-
-/* Some traffic both ways, every device of the circle speaking. */
-static void chat(int rounds)
-{
-	for (int k = 0; k < rounds; k++) {
-		tu_send(A[(size_t)k % nA], "from A", NULL);
-		flow();
-		tu_send(&r, "from r", NULL);
-		flow();
-		tick_all(3000);
-	}
+	tu_trio_free(&T);
 }
 
 /* r sends one message; 1 if device p decrypted it (it is in p's history). */
@@ -440,7 +355,7 @@ static int reads(struct tu_party *p, const char *text)
 
 START_TEST(test_heal_locks_out_the_removed_device)
 {
-	int rounds = 0;
+	int rounds;
 
 	chat(4);
 	/* before the revocation a3 reads what r sends, like everyone */
@@ -455,7 +370,7 @@ START_TEST(test_heal_locks_out_the_removed_device)
 	}
 	/* a3 is removed: the circle is a1, a2 (epoch 2); a3 is told nothing */
 	tu_devices(A, 2);
-	nA = 2;
+	T.nA = 2;
 	ck_assert_int_eq(relm_rel_heal_arm(a1.rel, &a1.env, 2), 0);
 	ck_assert_int_eq(relm_rel_heal_arm(a2.rel, &a2.env, 2), 0);
 	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_ARMED);
@@ -470,15 +385,8 @@ START_TEST(test_heal_locks_out_the_removed_device)
 	/* the heal goes out (once: the other device sees its copy), and r's
 	 * next message builds on its node — or on an older one, and then the
 	 * heal goes again */
-	while ((a1.rel->heal_state != RELM_HEAL_NONE || a2.rel->heal_state != RELM_HEAL_NONE) &&
-	       rounds++ < 8) {
-		tick_all(21000);
-		tu_send(&r, "reply", NULL);
-		flow();
-		tick_all(3000);
-	}
-	ck_assert_msg(a1.rel->heal_state == RELM_HEAL_NONE && a2.rel->heal_state == RELM_HEAL_NONE,
-	              "not healed after %d rounds (" TU_SEED_FMT ")", rounds, TU_SEED_ARG);
+	ck_assert_msg(tu_trio_heal(&T, &rounds), "not healed after %d rounds (" TU_SEED_FMT ")",
+	              rounds, TU_SEED_ARG);
 	/* from now on a3 reads nothing r sends; a1 and a2 lose nothing */
 	for (int k = 0; k < 5; k++) {
 		uint8_t id[16];
@@ -501,7 +409,7 @@ END_TEST
 static void remove_a3_heal_in(uint32_t ms)
 {
 	tu_devices(A, 2);
-	nA = 2;
+	T.nA = 2;
 	for (size_t i = 0; i < 2; i++) {
 		A[i]->env.params.heal_min_ms = A[i]->env.params.heal_max_ms = ms;
 		ck_assert_int_eq(relm_rel_heal_arm(A[i]->rel, &A[i]->env, 2), 0);
@@ -521,12 +429,12 @@ START_TEST(test_racing_heals_heal_on_either_node)
 
 	chat(4);
 	remove_a3_heal_in(5000);
-	late_copies = 1;
+	T.late_copies = 1;
 	tick_all(6000);
 	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
 	ck_assert_uint_eq(a2.rel->heal_state, RELM_HEAL_SENT);
 	ck_assert(memcmp(a1.rel->heal_node, a2.rel->heal_node, 16) != 0);
-	late_copies = 0;
+	T.late_copies = 0;
 	flow();
 	/* each keeps its own heal's node and learns the other's */
 	ck_assert_uint_eq(a1.rel->heal_state, RELM_HEAL_SENT);
@@ -561,7 +469,7 @@ static int drop_posts_checking(void)
 
 	while (moved) {
 		moved = 0;
-		for (size_t i = 0; i < nA; i++) {
+		for (size_t i = 0; i < T.nA; i++) {
 			while (A[i]->nout) {
 				struct tu_blob e = tu_take(A[i], 0);
 				ck_assert_uint_ge(e.len, 2 + RELM_KEY_LEN);
@@ -573,7 +481,7 @@ static int drop_posts_checking(void)
 				moved = 1;
 			}
 			if (A[i]->ncopy) {
-				tu_copies_to(A[i], A, nA);
+				tu_copies_to(A[i], A, T.nA);
 				moved = 1;
 			}
 		}
@@ -628,16 +536,16 @@ START_TEST(test_no_clone_in_ordinary_traffic)
 {
 	/* copies late but within the window are not a clone */
 	tu_devices(A, 2);
-	nA = 2;
+	T.nA = 2;
 	chat(6);
-	late_copies = 1;
+	T.late_copies = 1;
 	tu_send(&a1, "copy delayed", NULL);
 	tu_send(&a2, "copy delayed too", NULL);
 	flow();
 	tick_all(3000);
 	tick_all(3000);
 	tick_all(20000);
-	late_copies = 0;
+	T.late_copies = 0;
 	flow();
 	chat(4);
 	tick_all(61000);
@@ -656,7 +564,7 @@ START_TEST(test_clone_suspected)
 	/* a3 is not in the circle: a copy of a device's state running outside
 	 * it (its output reaches r, its copies nobody) */
 	tu_devices(A, 2);
-	nA = 2;
+	T.nA = 2;
 	chat(3);
 	/* r speaks last, so the clone makes a node of its own */
 	tu_send(&r, "to everyone", NULL);

@@ -8,10 +8,13 @@
  * in daemon.status and refuses to write for it, A goes on talking to bob.
  * Then the heal (relmd --heal-delay 1:2): the revoked tablet, holding the
  * relationship from the bulk state, opens nothing bob sends once the
- * relationship is healed (bob replied on a heal's node).  A copy of
+ * relationship is healed (bob replied on a heal's node), and bob sees
+ * nothing of it but the heals (his pin and his events unchanged).  A copy of
  * alice's store run as a second relmd (a clone): alice raises
  * clone.suspected; two copies rolling the key at once: bob raises
- * identity.conflict and keeps the old key until identity.accept.
+ * identity.conflict and keeps the old key until identity.accept.  Forged
+ * successor statements put into alice's outbox while her relmd is
+ * stopped (her store opened in-process): bob's relmd rejects each.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +24,16 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include "util_daemon.h"
+#include "util_engine.h"
 #include "util_rand.h"
+#include "util_world.h"
+#include "core/apply.h"
+#include "core/core.h"
+#include "crypto/crypto.h"
+#include "engine/rel_state.h"
+#include "store/store.h"
+#include "wire/successor.h"
+#include "error.h"
 
 enum { WAIT_MS = 20000 };
 
@@ -86,14 +98,19 @@ static void wait_value(const char *sock, const char *method, const char *params,
 	ck_assert_msg(td_wait(has_value, &w, WAIT_MS), "%s never came", what);
 }
 
-/* The params of the last event of type on sock (subscribe since 0, the
- * replayed lines), a copy; NULL if none. */
-static cJSON *last_event(const char *sock, const char *type)
+/* Walk sock's events (subscribe since 0, the replayed lines): those whose
+ * type begins with the first len bytes of type are counted in *n (if not
+ * NULL) and given to each (if not NULL); the params of the last of them, a
+ * copy, are returned (NULL if none). */
+static cJSON *scan_events(const char *sock, const char *type, size_t len, int *n,
+                          void (*each)(const cJSON *params, void *ctx), void *ctx)
 {
 	struct td_conn c;
 	cJSON *r, *found = NULL;
 	int last;
 
+	if (n)
+		*n = 0;
 	ck_assert_int_eq(td_conn_open(&c, sock), 0);
 	r = td_conn_call(&c, "subscribe", "{\"since\":0}", NULL);
 	ck_assert_ptr_nonnull(td_res(r));
@@ -103,14 +120,32 @@ static cJSON *last_event(const char *sock, const char *type)
 		cJSON *j = td_conn_read(&c, WAIT_MS);
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
 		ck_assert_ptr_nonnull(p);
-		if (!strcmp(td_str(p, "type"), type)) {
+		if (!strncmp(td_str(p, "type"), type, len)) {
 			cJSON_Delete(found);
 			found = cJSON_Duplicate(p, 1);
+			if (n)
+				(*n)++;
+			if (each)
+				each(p, ctx);
 		}
 		cJSON_Delete(j);
 	}
 	td_conn_close(&c);
 	return found;
+}
+
+/* The params of the last event of type on sock, a copy; NULL if none. */
+static cJSON *last_event(const char *sock, const char *type)
+{
+	return scan_events(sock, type, strlen(type) + 1, NULL, NULL, NULL);
+}
+
+/* How many events on sock have a type beginning with prefix. */
+static int count_events(const char *sock, const char *prefix)
+{
+	int n;
+	cJSON_Delete(scan_events(sock, prefix, strlen(prefix), &n, NULL, NULL));
+	return n;
 }
 
 static cJSON *join_until(struct td_relmd *d, const char *code)
@@ -366,8 +401,9 @@ static int unopened(void *arg)
  * — opens nothing bob sends from then on, while alice reads all of it. */
 START_TEST(test_revoke_heal_relmd)
 {
-	char pa[33], pb[33], rel[33], dev_j[33];
+	char pa[33], pb[33], rel[33], dev_j[33], ipk[65];
 	struct msg_want w;
+	int ids, devs;
 	cJSON *r;
 
 	td_stop(&A.pid, SIGTERM, 5000);
@@ -382,6 +418,13 @@ START_TEST(test_revoke_heal_relmd)
 	send_text(J.sock, rel, "from the tablet");
 	wait_newest(B.sock, rel, "from the tablet");
 	other_device(&A, pa, dev_j);
+	/* what bob sees of alice's devices before: his pin, his events */
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	snprintf(ipk, sizeof ipk, "%s", td_str(td_res(r), "remote_ipk"));
+	cJSON_Delete(r);
+	ck_assert_int_eq((int)strlen(ipk), 64);
+	ids = count_events(B.sock, "identity.");
+	devs = count_events(B.sock, "device.");
 
 	r = td_must(A.sock, "device.revoke", "{\"proton\":\"%s\",\"device\":\"%s\"}", pa, dev_j);
 	cJSON_Delete(r);
@@ -419,6 +462,14 @@ START_TEST(test_revoke_heal_relmd)
 	/* alice goes on with bob */
 	send_text(A.sock, rel, "thanks");
 	wait_newest(B.sock, rel, "thanks");
+	/* bob saw heals, and nothing of alice's devices: the same key pinned,
+	 * no identity.* or device.* event since the revocation */
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_str(td_res(r), "remote_ipk"), ipk);
+	cJSON_Delete(r);
+	ck_assert_int_eq(count_events(B.sock, "identity."), ids);
+	ck_assert_int_eq(count_events(B.sock, "device."), devs);
+	ck_assert_int_eq(ids, 0);
 }
 END_TEST
 
@@ -536,6 +587,149 @@ START_TEST(test_conflict_relmd)
 }
 END_TEST
 
+/* With alice's relmd (d) stopped: her store opened in-process with
+ * lib/core, and TU_FORGERIES forged successor statements (util_engine.h,
+ * made from the genuine statement her history holds) sent in rel_hex
+ * through the engine as an identity message is — tracked, its envelope a
+ * row of her outbox — each step written to her store (effects but the
+ * history row, state) in one commit, as lib/core writes a step.  relmd posts them when it starts
+ * again.  codes: the identity.rejected reason each must meet. */
+static void forge_in_store(struct td_relmd *d, const char *rel_hex, const char *codes[TU_FORGERIES])
+{
+	char path[300], err[256] = "", hex[RELM_SUCCESSOR_HEX + 1];
+	struct relm_store_opts o = { .errbuf = err, .errlen = sizeof err };
+	struct relm_store *st = NULL;
+	struct relm_core *core = NULL;
+	struct relm_rel *rel = NULL;
+	struct relm_env env;
+	uint8_t rid[16], genuine[RELM_SUCCESSOR_LEN];
+	uint64_t clk = (uint64_t)td_now_ms();
+
+	snprintf(path, sizeof path, "%s/relm.db", d->state);
+	ck_assert_int_eq(relm_unhex(rid, sizeof rid, rel_hex, 32), 0);
+	tu_env_init_stream(&env, &clk, 77);
+	ck_assert_msg(relm_store_open(&st, path, &o) == 0, "store %s: %s", path, err);
+	ck_assert_int_eq(relm_core_new(&core, st, &env, d->mailbox, RELM_MODE_TREE), 0);
+	tu_sent_statement(st, rid, genuine);
+	ck_assert_int_eq(relm_core_rel_load(core, rid, &rel), 0);
+	for (int k = 0; k < TU_FORGERIES; k++) {
+		struct relm_effects fx;
+		uint8_t *blob = NULL;
+		size_t blen = 0, len;
+		int code;
+
+		len = tu_forged_statement(k, genuine, hex, &code);
+		codes[k] = relm_errname(code);
+		relm_effects_init(&fx);
+		ck_assert_int_eq(tu_send_forged_identity(rel, &env, hex, len, &fx), 0);
+		/* not into her history: the forger is one who holds her state
+		 * (a removed device, a clone), not her — and her own next roll
+		 * numbers its statement by those her history holds (§3.3) */
+		for (size_t i = 0; i < fx.n; i++)
+			if (fx.v[i].type == RELM_FX_DELIVER)
+				fx.v[i].type = RELM_FX_NONE;
+		ck_assert_int_eq(relm_rel_encode(rel, &blob, &blen), 0);
+		ck_assert_int_eq(relm_store_begin(st), 0);
+		ck_assert_int_eq(relm_core_apply(st, rid, rel->remote_mailbox, &fx, clk), 0);
+		ck_assert_int_eq(relm_store_rel_set_state(st, rid, blob, blen, clk), 0);
+		ck_assert_int_eq(relm_store_commit(st), 0);
+		relm_rel_blob_free(blob, blen);
+		relm_effects_clear(&fx);
+	}
+	relm_rel_free(rel);
+	relm_core_free(core);
+	relm_store_close(st);
+	tu_env_free(&env);
+}
+
+struct reasons {
+	char v[TU_FORGERIES + 4][32];
+	int n;
+};
+
+static void reason_cb(const cJSON *params, void *ctx)
+{
+	struct reasons *r = ctx;
+	if (r->n < (int)(sizeof r->v / sizeof r->v[0]))
+		snprintf(r->v[r->n++], sizeof r->v[0], "%s", td_str(params, "reason") ? td_str(params, "reason") : "");
+}
+
+struct count_want {
+	const char *sock, *prefix;
+	int n;
+};
+
+static int count_reached(void *arg)
+{
+	struct count_want *w = arg;
+	return count_events(w->sock, w->prefix) >= w->n;
+}
+
+/* Forged successor statements through the programs (the issue's
+ * integration paragraph): after a genuine roll bob pinned, alice's
+ * relmd is stopped, her store made to hold envelopes carrying forged
+ * identity payloads (an old key bob never pinned, a bad signature of the
+ * old key, of the new key, a bad length, the genuine statement again),
+ * and her relmd started again, which posts them.  Bob's relmd reads each
+ * (they are authentic envelopes) and refuses each statement:
+ * identity.rejected with the reason, his pin kept, no identity.rotated
+ * or identity.conflict.  A genuine roll after them still works. */
+START_TEST(test_forged_successor_relmd)
+{
+	char pa[33], pb[33], rel[33], k1[65], k2[65], params[64];
+	const char *codes[TU_FORGERIES];
+	struct reasons got;
+	struct count_want cw;
+	cJSON *r;
+
+	td_relate(A.sock, B.sock, pa, pb, rel, WAIT_MS);
+	send_text(A.sock, rel, "hello bob");
+	wait_newest(B.sock, rel, "hello bob");
+	snprintf(params, sizeof params, "{\"relationship\":\"%s\"}", rel);
+	r = td_must(A.sock, "identity.rotate", "{\"proton\":\"%s\"}", pa);
+	snprintf(k1, sizeof k1, "%s", td_str(td_res(r), "ipk"));
+	cJSON_Delete(r);
+	wait_value(B.sock, "relationship.show", params, "remote_ipk", k1, "bob pinning the genuine roll");
+	ck_assert_int_eq(count_events(B.sock, "identity.rotated"), 1);
+
+	td_stop(&A.pid, SIGTERM, 5000);
+	forge_in_store(&A, rel, codes);
+	ck_assert_int_eq(td_relmd_restart(&A), 0);
+	cw = (struct count_want){ B.sock, "identity.rejected", TU_FORGERIES };
+	ck_assert_msg(td_wait(count_reached, &cw, WAIT_MS), "bob rejected %d of %d forged statements",
+	              count_events(B.sock, "identity.rejected"), TU_FORGERIES);
+	td_sleep_ms(500);                /* nothing more comes of them */
+	memset(&got, 0, sizeof got);
+	cJSON_Delete(scan_events(B.sock, "identity.rejected", sizeof "identity.rejected", NULL,
+	                         reason_cb, &got));
+	ck_assert_int_eq(got.n, TU_FORGERIES);
+	for (int k = 0; k < TU_FORGERIES; k++)
+		ck_assert_msg(!strcmp(got.v[k], codes[k]), "forgery %d: rejected as %s, not %s", k, got.v[k],
+		              codes[k]);
+	r = td_must(B.sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
+	ck_assert_str_eq(td_str(td_res(r), "remote_ipk"), k1);
+	cJSON_Delete(r);
+	ck_assert_int_eq(count_events(B.sock, "identity.rotated"), 1);
+	ck_assert_int_eq(count_events(B.sock, "identity.conflict"), 0);
+	/* bob's history has them as alice's identity messages: authentic
+	 * envelopes, receipted, only their statements refused */
+	ck_assert_int_eq(count_kind(B.sock, rel, "identity"), 1 + TU_FORGERIES);
+
+	/* a genuine roll still works, and alice and bob go on */
+	r = td_must(A.sock, "identity.rotate", "{\"proton\":\"%s\"}", pa);
+	snprintf(k2, sizeof k2, "%s", td_str(td_res(r), "ipk"));
+	cJSON_Delete(r);
+	ck_assert_str_ne(k1, k2);
+	wait_value(B.sock, "relationship.show", params, "remote_ipk", k2, "bob pinning the second roll");
+	ck_assert_int_eq(count_events(B.sock, "identity.rotated"), 2);
+	ck_assert_int_eq(count_events(B.sock, "identity.rejected"), TU_FORGERIES);
+	send_text(A.sock, rel, "after the forgeries");
+	wait_newest(B.sock, rel, "after the forgeries");
+	send_text(B.sock, rel, "fine");
+	wait_newest(A.sock, rel, "fine");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("revoke_relmd");
@@ -546,6 +740,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_revoke_heal_relmd);
 	tcase_add_test(tc, test_clone_relmd);
 	tcase_add_test(tc, test_conflict_relmd);
+	tcase_add_test(tc, test_forged_successor_relmd);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "wire/payload.h"
 #include "wire/circle.h"
+#include "engine/ratchet.h"
 
 static int hist_has_cb(void *ctx, const uint8_t rel_id[16], const uint8_t msg_id[16])
 {
@@ -388,4 +389,67 @@ int tu_outgoing_index(const struct relm_rel *rel, const uint8_t id[RELM_ID_LEN])
 		if (memcmp(rel->out[i].id, id, RELM_ID_LEN) == 0)
 			return (int)i;
 	return -1;
+}
+
+void tu_sign_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_LEN])
+{
+	uint8_t seed[32];
+
+	tu_rand_bytes(seed, sizeof seed);
+	relm_sign_keypair_from_seed(pk, sk, seed);
+	sodium_memzero(seed, sizeof seed);
+}
+
+void tu_send_identity(struct tu_party *p, const uint8_t *st)
+{
+	struct relm_effects fx;
+	uint8_t id[RELM_ID_LEN];
+
+	memcpy(p->rel->ipk_self, st + 1, RELM_SIGN_PK_LEN);     /* old_ipk */
+	relm_effects_init(&fx);
+	ck_assert_int_eq(relm_rel_send_identity(p->rel, &p->env, st, RELM_SUCCESSOR_LEN, id, &fx), 0);
+	tu_apply(p, &fx);
+	relm_effects_clear(&fx);
+}
+
+size_t tu_forged_statement(int k, const uint8_t g[RELM_SUCCESSOR_LEN], char hex[RELM_SUCCESSOR_HEX + 1],
+                           int *code)
+{
+	static const int codes[TU_FORGERIES] = { RELM_ENOTFOUND, RELM_EBADSIG, RELM_EBADSIG,
+	                                         RELM_EMALFORMED, RELM_EREPLAY };
+	uint8_t st[RELM_SUCCESSOR_LEN], fpk[32], fsk[64], npk[32], nsk[64];
+	struct relm_successor s;
+
+	ck_assert(k >= 0 && k < TU_FORGERIES);
+	memcpy(st, g, sizeof st);
+	if (k == 0) {
+		tu_sign_keypair(fpk, fsk);
+		tu_sign_keypair(npk, nsk);
+		ck_assert_int_eq(relm_successor_sign(st, &s, fsk, nsk, 7), 0);
+		sodium_memzero(fsk, sizeof fsk);
+		sodium_memzero(nsk, sizeof nsk);
+	} else if (k == 1) {
+		st[73 + 5] ^= 0x20;                /* sig_old */
+	} else if (k == 2) {
+		st[73 + 64 + 5] ^= 0x20;           /* sig_new */
+	}
+	relm_hex(hex, st, sizeof st);
+	*code = codes[k];
+	return k == 3 ? RELM_SUCCESSOR_HEX - 2 : RELM_SUCCESSOR_HEX;
+}
+
+int tu_send_forged_identity(struct relm_rel *rel, const struct relm_env *env, char *hex, size_t len,
+                            struct relm_effects *fx)
+{
+	struct relm_payload p;
+	uint8_t on[RELM_ID_LEN];
+
+	memset(&p, 0, sizeof p);
+	relm__random(env, p.id, sizeof p.id);
+	p.kind = RELM_KIND_IDENTITY;
+	snprintf(p.kind_str, sizeof p.kind_str, "identity");
+	p.ts = relm__now(env);
+	p.body = hex;
+	p.body_len = len;
+	return relm__rel_send_tracked(rel, env, &p, hex, len, 0, on, fx);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "engine/rel_state.h"
 #include "wire/invite.h"
+#include "wire/successor.h"
 
 struct tu_blob {
 	uint8_t *buf;
@@ -101,5 +102,28 @@ void tu_clone(struct tu_party *q, const struct tu_party *p, uint64_t *clock, uin
  * first, a fresh device key and a device invite signed by it. */
 struct relm_circle_device;
 void tu_circle_device(struct relm_circle_device *d, uint8_t first, uint64_t added, const char *label);
+
+/* ---- revocation (proto/revocation.md §3) ---------------------------------- */
+
+/* An Ed25519 key pair from the seeded test stream (RELM_SEED). */
+void tu_sign_keypair(uint8_t pk[RELM_SIGN_PK_LEN], uint8_t sk[RELM_SIGN_SK_LEN]);
+/* p sends successor statement st (wire/successor.h) as an identity
+ * message, presenting its old key first (the effects applied to p). */
+void tu_send_identity(struct tu_party *p, const uint8_t *st);
+
+/* The forged successor statements a remote must refuse after a genuine
+ * statement g (binary) it accepted, k in [0, TU_FORGERIES): 0 two valid
+ * signatures over an old key never pinned, 1 g with sig_old flipped, 2 g
+ * with sig_new flipped, 3 g cut short by one byte, 4 g again (a replay).
+ * hex receives it in hex (NUL-terminated); returns the hex length; *code:
+ * the identity.rejected code it must meet. */
+enum { TU_FORGERIES = 5 };
+size_t tu_forged_statement(int k, const uint8_t g[RELM_SUCCESSOR_LEN], char hex[RELM_SUCCESSOR_HEX + 1],
+                           int *code);
+/* Send hex (len characters, not checked: relm_rel_send_identity refuses a
+ * statement that does not verify) as an identity message of rel, tracked
+ * like relm_rel_send_identity's.  0 or the engine's error. */
+int tu_send_forged_identity(struct relm_rel *rel, const struct relm_env *env, char *hex, size_t len,
+                            struct relm_effects *fx);
 
 #endif

@@ -7,6 +7,7 @@
 #include "util_world.h"
 #include "util_rand.h"
 #include "wire/addr.h"
+#include "crypto/crypto.h"
 #include "error.h"
 
 void tu_daemon_mkdir(struct tu_daemon *d, const char *name)
@@ -219,4 +220,27 @@ int tu_history_count(struct tu_daemon *d, const uint8_t rel[RELM_ID_LEN], int in
 	int c[2] = { 0, in };
 	ck_assert_int_eq(relm_store_msg_list(d->st, rel, 0, 0, count_cb, c), 0);
 	return c[0];
+}
+
+struct stmt_find {
+	char hex[RELM_SUCCESSOR_HEX + 1];
+};
+
+static int stmt_cb(void *ctx, const struct relm_store_msg *m)
+{
+	struct stmt_find *f = ctx;
+	if (!m->direction_in && !strcmp(m->kind, "identity") && m->body_len == RELM_SUCCESSOR_HEX)
+		memcpy(f->hex, m->body, RELM_SUCCESSOR_HEX);
+	return 0;
+}
+
+void tu_sent_statement(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       uint8_t out[RELM_SUCCESSOR_LEN])
+{
+	struct stmt_find g;
+
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(relm_store_msg_list(st, rel, 0, 0, stmt_cb, &g), 0);
+	ck_assert_uint_eq(strlen(g.hex), RELM_SUCCESSOR_HEX);
+	ck_assert_int_eq(relm_unhex(out, RELM_SUCCESSOR_LEN, g.hex, RELM_SUCCESSOR_HEX), 0);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include "core/core.h"
 #include "store/store.h"
+#include "wire/successor.h"
 
 struct tu_mail {
 	uint8_t mailbox[RELM_SIGN_PK_LEN];
@@ -65,5 +66,10 @@ void tu_net_free(struct tu_net *net);
 
 /* Count rows of history of one relationship with the given direction. */
 int tu_history_count(struct tu_daemon *d, const uint8_t rel[RELM_ID_LEN], int in);
+
+/* The successor statement (binary) of the last identity message st's
+ * history of rel holds as sent; asserts there is one. */
+void tu_sent_statement(struct relm_store *st, const uint8_t rel[RELM_ID_LEN],
+                       uint8_t out[RELM_SUCCESSOR_LEN]);
 
 #endif

@@ -186,7 +186,9 @@ int relm_rel_copy(struct relm_rel *rel, const struct relm_env *env,
                   struct relm_effects *fx);
 
 /* Payloads a sibling accepted (a carry message, type byte included): each
- * one this device does not hold goes to its history.  0 or as above. */
+ * one this device does not hold goes to its history, and an identity
+ * statement among them is judged as if read here (its envelope, read
+ * later, is a duplicate: proto/revocation.md §3.2).  0 or as above. */
 int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
                    const uint8_t *buf, size_t len, struct relm_effects *fx);
 

@@ -131,5 +131,11 @@ void relm__clone_on_ack(struct relm_rel *rel, const struct relm_env *env,
                         const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN]);
 uint64_t relm__clone_deadline(const struct relm_rel *rel, const struct relm_env *env);
 void relm__clone_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx);
+/* A sibling's state o merged (relm_rel_merge, revocation.md §5): the
+ * pin first — 0, or RELM_ENOMEM with rel unchanged; it may emit
+ * identity.rotated or identity.conflict — then, once o's nodes are in
+ * the tree, the heal and the watched acknowledgement (cannot fail). */
+int relm__identity_merge(struct relm_rel *rel, const struct relm_rel *o, struct relm_effects *fx);
+void relm__revoke_merge(struct relm_rel *rel, const struct relm_env *env, const struct relm_rel *o);
 
 #endif

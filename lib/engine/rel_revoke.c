@@ -358,15 +358,24 @@ static int explained(const struct relm_rel *rel, const struct relm_env *env,
 	return env->history_has && env->history_has(env->history_ctx, rel->id, id) == 1;
 }
 
-void relm__clone_on_ack(struct relm_rel *rel, const struct relm_env *env,
-                        const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN])
+/* Watch the acknowledgement of (id, dh) from since, unless one is watched
+ * already or this device can judge it now (it explains it, or cannot tell
+ * its own messages). */
+static void clone_watch(struct relm_rel *rel, const struct relm_env *env,
+                        const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN], uint64_t since)
 {
 	if (rel->clone_since_ms || rel->sibling_session || rel->mode != RELM_MODE_TREE ||
 	    (rel->out_partial && !env->history_has) || explained(rel, env, id, dh))
 		return;
-	rel->clone_since_ms = relm__now(env);
+	rel->clone_since_ms = since;
 	memcpy(rel->clone_id, id, RELM_ID_LEN);
 	memcpy(rel->clone_dh, dh, RELM_KEY_LEN);
+}
+
+void relm__clone_on_ack(struct relm_rel *rel, const struct relm_env *env,
+                        const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN])
+{
+	clone_watch(rel, env, id, dh, relm__now(env));
 }
 
 uint64_t relm__clone_deadline(const struct relm_rel *rel, const struct relm_env *env)
@@ -390,4 +399,114 @@ void relm__clone_tick(struct relm_rel *rel, const struct relm_env *env, struct r
 	rel->clone_since_ms = 0;
 	memset(rel->clone_id, 0, RELM_ID_LEN);
 	memset(rel->clone_dh, 0, RELM_KEY_LEN);
+}
+
+/* ---- a sibling's state merged (§5) ------------------------------------------------ */
+
+static int key_eq(const uint8_t a[RELM_SIGN_PK_LEN], const uint8_t b[RELM_SIGN_PK_LEN])
+{
+	return memcmp(a, b, RELM_SIGN_PK_LEN) == 0;
+}
+
+int relm__identity_merge(struct relm_rel *rel, const struct relm_rel *o, struct relm_effects *fx)
+{
+	uint8_t remote[RELM_SIGN_PK_LEN], prev[RELM_SIGN_PK_LEN], cand[2][RELM_SIGN_PK_LEN];
+	const uint8_t *news;               /* the event's key: the one new here */
+	uint64_t seq;
+	int type;
+
+	memset(cand, 0, sizeof cand);
+	if (o->ipk_conflict) {
+		/* a conflict there is one here, on the older pin of the two */
+		if (rel->ipk_conflict && rel->ipk_seq <= o->ipk_seq)
+			return 0;
+		type = RELM_EV_IDENTITY_CONFLICT;
+		memcpy(remote, o->ipk_remote, RELM_SIGN_PK_LEN);
+		memcpy(prev, o->ipk_prev, RELM_SIGN_PK_LEN);
+		memcpy(cand, o->ipk_cand, sizeof cand);
+		seq = o->ipk_seq;
+		news = key_eq(cand[1], rel->ipk_remote) ? o->ipk_cand[0] : o->ipk_cand[1];
+	} else if (rel->ipk_conflict) {
+		return 0;                  /* the sibling saw only one of the two */
+	} else if (o->ipk_seq > rel->ipk_seq &&
+	           (o->ipk_seq > rel->ipk_seq + 1 || key_eq(o->ipk_prev, rel->ipk_remote))) {
+		/* a later roll, from the key pinned here when it is the next one */
+		type = RELM_EV_IDENTITY_ROTATED;
+		memcpy(remote, o->ipk_remote, RELM_SIGN_PK_LEN);
+		memcpy(prev, o->ipk_prev, RELM_SIGN_PK_LEN);
+		seq = o->ipk_seq;
+		news = o->ipk_remote;
+	} else if (o->ipk_seq == rel->ipk_seq && !is_zero(rel->ipk_prev, RELM_SIGN_PK_LEN) &&
+	           !key_eq(o->ipk_remote, rel->ipk_remote) && key_eq(o->ipk_prev, rel->ipk_prev)) {
+		/* each device accepted another successor of one key: the rule of
+		 * §3.2 had it seen both — back to the old pin until the person
+		 * decides */
+		type = RELM_EV_IDENTITY_CONFLICT;
+		memcpy(remote, rel->ipk_prev, RELM_SIGN_PK_LEN);
+		memset(prev, 0, RELM_SIGN_PK_LEN);
+		memcpy(cand[0], rel->ipk_remote, RELM_SIGN_PK_LEN);
+		memcpy(cand[1], o->ipk_remote, RELM_SIGN_PK_LEN);
+		seq = rel->ipk_seq - 1;
+		news = o->ipk_remote;
+	} else {
+		/* the same pin, an older one, or a chain that cannot be placed
+		 * against this one (a roll from a key never pinned here): kept */
+		return 0;
+	}
+	if (!relm__emit_rel_event(fx, rel, type))
+		return RELM_ENOMEM;
+	memcpy(fx->v[fx->n - 1].ev.ipk, news, RELM_SIGN_PK_LEN);
+	fx->v[fx->n - 1].ev.has |= RELM_EVF_IPK;
+	memcpy(rel->ipk_remote, remote, RELM_SIGN_PK_LEN);
+	memcpy(rel->ipk_prev, prev, RELM_SIGN_PK_LEN);
+	rel->ipk_seq = seq;
+	rel->ipk_conflict = type == RELM_EV_IDENTITY_CONFLICT;
+	memcpy(rel->ipk_cand, cand, sizeof rel->ipk_cand);
+	return 0;
+}
+
+/* The heal (§2): the newest revocation wins, heal nodes of one are all
+ * kept, healed on either side is healed. */
+static void heal_merge(struct relm_rel *rel, const struct relm_env *env, const struct relm_rel *o)
+{
+	if (o->heal_epoch == 0 || o->heal_epoch < rel->heal_epoch)
+		return;                    /* the sibling's heal is for an older revocation */
+	if (o->heal_epoch > rel->heal_epoch) {
+		/* a revocation this device has not armed (its circle is late):
+		 * its heal nodes, of an older one, may be known to the device
+		 * removed now */
+		rel->heal_epoch = o->heal_epoch;
+		heal_forget(rel);
+		rel->heal_state = o->heal_state;
+		rel->heal_due_ms = 0;
+		if (o->heal_state == RELM_HEAL_NONE)
+			return;                /* healed there */
+		if (o->heal_state == RELM_HEAL_ARMED)
+			heal_draw(rel, env);   /* its own delay, as relm_rel_heal_arm */
+		else
+			memcpy(rel->heal_node, o->heal_node, RELM_ID_LEN);
+	} else if (rel->heal_state == RELM_HEAL_NONE) {
+		return;                    /* healed here */
+	} else if (o->heal_state == RELM_HEAL_NONE) {
+		/* healed there: the remote replied on a heal node of this
+		 * revocation, which the merged tree now holds */
+		rel->heal_state = RELM_HEAL_NONE;
+		rel->heal_due_ms = 0;
+		heal_forget(rel);
+		return;
+	} else if (o->heal_state == RELM_HEAL_SENT) {
+		relm__heal_sibling(rel, o->heal_node);
+	}
+	for (uint8_t i = 0; i < o->nheal_others && i < RELM_HEAL_OTHERS; i++)
+		heal_remember(rel, o->heal_others[i]);
+}
+
+void relm__revoke_merge(struct relm_rel *rel, const struct relm_env *env, const struct relm_rel *o)
+{
+	heal_merge(rel, env, o);
+	/* an acknowledgement the sibling watches and this device does not: as
+	 * if it had read the receipt then (it reads the same receipts) —
+	 * judged by what this device knows, the merged tree included */
+	if (o->clone_since_ms)
+		clone_watch(rel, env, o->clone_id, o->clone_dh, o->clone_since_ms);
 }

@@ -643,10 +643,22 @@ int relm_rel_carry(struct relm_rel *rel, const struct relm_env *env,
 			goto fail;
 	}
 	/* commit: the ids join the ring that de-duplicates what the remote
-	 * sends again */
-	for (size_t i = mark; i < fx->n; i++)
-		if (fx->v[i].type == RELM_FX_DELIVER)
-			relm__note_recent(rel, fx->v[i].msg_id);
+	 * sends again — so a statement of the remote's roll is judged here,
+	 * now (revocation.md §3.2): this device's own read of its envelope
+	 * will be a duplicate */
+	for (size_t i = mark, n = fx->n; i < n; i++) {
+		struct relm_payload p;
+		if (fx->v[i].type != RELM_FX_DELIVER)
+			continue;
+		relm__note_recent(rel, fx->v[i].msg_id);
+		if (fx->v[i].kind != RELM_KIND_IDENTITY)
+			continue;
+		memset(&p, 0, sizeof p);
+		p.kind = RELM_KIND_IDENTITY;
+		p.body = (char *)fx->v[i].data;  /* owned by fx: stays put if fx->v grows */
+		p.body_len = fx->v[i].len;
+		relm__identity_received(rel, &p, fx);
+	}
 	return 0;
 fail:
 	relm__fx_truncate(fx, mark);
@@ -683,11 +695,14 @@ static int merge_node(struct relm_rel *rel, int parent, const struct relm_node *
 int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
                    const struct relm_rel *other, struct relm_effects *fx)
 {
-	int progress = 1;
+	int progress = 1, rc;
 
 	if (memcmp(rel->id, other->id, RELM_ID_LEN) != 0 || rel->mode != RELM_MODE_TREE ||
 	    other->mode != RELM_MODE_TREE)
 		return RELM_EINVAL;
+	/* the remote's pin (the only part that can fail: first) */
+	if ((rc = relm__identity_merge(rel, other, fx)) != 0)
+		return rc;
 	/* nodes both hold: acknowledgements and sending counters */
 	for (uint32_t i = 0; i < other->tree.count; i++) {
 		const struct relm_node *o = &other->tree.nodes[i];
@@ -715,6 +730,8 @@ int relm_rel_merge(struct relm_rel *rel, const struct relm_env *env,
 			progress = 1;
 		}
 	}
+	/* the heal and the clone rule's watch, against the merged tree */
+	relm__revoke_merge(rel, env, other);
 	relm__rel_changed(rel, env, fx);
 	return 0;
 }
