@@ -54,9 +54,34 @@ static struct tu_blob enc(const struct relm_rel *rel, unsigned version)
 	return s;
 }
 
+/* The mailbox key pair read from blob's head alone is the decoded one's; a
+ * head cut short anywhere, or another version, is refused and leaves the
+ * output as it was. */
+static void check_mailbox_key(const struct tu_blob b, const struct relm_rel *r)
+{
+	uint8_t sk[64], pk[32], buf[512];
+
+	ck_assert_int_eq(relm_rel_blob_mailbox_key(b.buf, b.len, sk, pk), 0);
+	ck_assert_int_eq(memcmp(sk, r->mbox_sk, 64), 0);
+	ck_assert_int_eq(memcmp(pk, r->mbox_pk, 32), 0);
+	for (size_t n = 0; n < 150 && n < b.len; n++) {     /* every version's head is longer */
+		memset(sk, 0xa5, sizeof sk);
+		ck_assert_int_eq(relm_rel_blob_mailbox_key(b.buf, n, sk, pk), RELM_ESTATE);
+		ck_assert(sk[0] == 0xa5 && sk[63] == 0xa5);
+	}
+	ck_assert_uint_le(b.len, sizeof buf + b.len);
+	memcpy(buf, b.buf, b.len < sizeof buf ? b.len : sizeof buf);
+	buf[3] = 9;
+	ck_assert_int_eq(relm_rel_blob_mailbox_key(buf, b.len < sizeof buf ? b.len : sizeof buf, sk, pk),
+	                 RELM_EVERSION);
+	memcpy(buf, "RLT", 3);
+	ck_assert_int_eq(relm_rel_blob_mailbox_key(buf, b.len < sizeof buf ? b.len : sizeof buf, sk, pk),
+	                 RELM_ESTATE);
+}
+
 /* rel, through a version-6, 7 and 8 blob, decodes to the same state (its
  * full version-6 encoding), and each blob re-encodes to itself; relm_rel_encode
- * writes version 8 */
+ * writes version 8; each blob's head gives the mailbox key */
 static void check_same_state(const struct relm_rel *rel)
 {
 	struct tu_blob b[3] = { enc(rel, V6), enc(rel, V7), enc(rel, V8) }, cur;
@@ -70,6 +95,7 @@ static void check_same_state(const struct relm_rel *rel)
 		struct tu_blob full = enc(r, V6), again = enc(r, (unsigned)(V6 + i));
 		ck_assert_msg(tu_blob_eq(b[0], full), "version %d blob decodes to another state", V6 + i);
 		ck_assert(tu_blob_eq(b[i], again));
+		check_mailbox_key(b[i], r);
 		tu_blob_free(&full);
 		tu_blob_free(&again);
 		relm_rel_free(r);

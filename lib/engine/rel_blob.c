@@ -514,6 +514,51 @@ static void r_str(struct rbuf *r, char *out, size_t cap)
 		r->err = 1;
 }
 
+int relm_rel_blob_mailbox_key(const uint8_t *buf, size_t len, uint8_t sk[64], uint8_t pk[32])
+{
+	struct rbuf r = { buf, len, 0, 0, 0 };
+	uint8_t magic[3], skip[RELM_AD_LEN], key[64], pub[32];
+	unsigned present = P_KNOWN;
+	int mode, side;
+
+	r_get(&r, magic, 3);
+	if (r.err || memcmp(magic, "RLS", 3) != 0)
+		return RELM_ESTATE;
+	uint8_t version = r_u8(&r);
+	if (r.err)
+		return RELM_ESTATE;
+	if (version < 1 || version > BLOB_VERSION)
+		return RELM_EVERSION;
+	r.var = version >= 8;
+	r_get(&r, skip, RELM_ID_LEN);
+	mode = r_u8(&r);
+	side = r_u8(&r);
+	if (version >= 7)
+		present = r_u16(&r);
+	if (r.err || (mode != RELM_MODE_TREE && mode != RELM_MODE_STRICT) || (side != 'a' && side != 'b') ||
+	    (version >= 7 && (present & ~(unsigned)(version >= 8 ? P_KNOWN_V8 : P_KNOWN))))
+		return RELM_ESTATE;
+	if (present & P_AD)
+		r_get(&r, skip, RELM_AD_LEN);
+	r_get(&r, skip, 64);                     /* ipk_self, ipk_remote */
+	if (version >= 7) {
+		r_get(&r, key, 64);
+		if (present & P_MBOX_PK)
+			r_get(&r, pub, 32);
+		else
+			memcpy(pub, key + 32, 32);
+	} else {
+		r_get(&r, pub, 32);
+		r_get(&r, key, 64);
+	}
+	if (!r.err) {
+		memcpy(sk, key, 64);
+		memcpy(pk, pub, 32);
+	}
+	sodium_memzero(key, sizeof key);
+	return r.err ? RELM_ESTATE : 0;
+}
+
 int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 {
 	struct rbuf r = { buf, len, 0, 0, 0 };
