@@ -28,7 +28,9 @@ cJSON *call_join(struct client *cl, cJSON *params)
 			return reply;
 		cJSON_Delete(reply);
 		if (waited >= wait_ms) {
-			fprintf(stderr, "%s: device.pair.join: no answer from the paired device (timeout); "
+			fprintf(stderr, "%s: device.pair.join: no answer from the paired device (timeout): "
+			        "check that the code was copied whole (a mistyped code reaches nobody) and "
+			        "that the device that made it is running, or make a new code there; "
 			        "the same command resumes\n", prog);
 			return NULL;
 		}
