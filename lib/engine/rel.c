@@ -400,7 +400,7 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 	if (id)
 		memcpy(p.id, id, RELM_ID_LEN);
 	else
-		relm__random(env, p.id, RELM_ID_LEN);
+		relm__new_id(env, p.id);
 	p.kind = RELM_KIND_TEXT;
 	snprintf(p.kind_str, sizeof p.kind_str, "text");
 	p.ts = relm__now(env);

@@ -118,7 +118,7 @@ int relm__send_receipts(struct relm_rel *rel, const struct relm_env *env, struct
 		int rc;
 
 		memset(&p, 0, sizeof p);
-		relm__random(env, p.id, RELM_ID_LEN);
+		relm__new_id(env, p.id);
 		p.kind = RELM_KIND_RECEIPT;
 		snprintf(p.kind_str, sizeof p.kind_str, "receipt");
 		p.ts = relm__now(env);

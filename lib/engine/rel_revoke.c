@@ -96,7 +96,7 @@ int relm__heal_tick(struct relm_rel *rel, const struct relm_env *env, struct rel
 		return 0;
 	}
 	memset(&p, 0, sizeof p);
-	relm__random(env, p.id, RELM_ID_LEN);
+	relm__new_id(env, p.id);
 	p.kind = RELM_KIND_HEAL;
 	snprintf(p.kind_str, sizeof p.kind_str, "heal");
 	p.ts = relm__now(env);
@@ -301,7 +301,7 @@ int relm_rel_send_identity(struct relm_rel *rel, const struct relm_env *env,
 		return RELM_ELIMIT;
 	relm_hex(hex, stmt, len);
 	memset(&p, 0, sizeof p);
-	relm__random(env, p.id, RELM_ID_LEN);
+	relm__new_id(env, p.id);
 	p.kind = RELM_KIND_IDENTITY;
 	snprintf(p.kind_str, sizeof p.kind_str, "identity");
 	p.ts = relm__now(env);

@@ -147,7 +147,7 @@ int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm
 
 	/* The hello: carries our mailbox host; retransmitted until receipted. */
 	memset(&p, 0, sizeof p);
-	relm__random(env, p.id, RELM_ID_LEN);
+	relm__new_id(env, p.id);
 	p.kind = RELM_KIND_HELLO;
 	snprintf(p.kind_str, sizeof p.kind_str, "hello");
 	p.ts = relm__now(env);

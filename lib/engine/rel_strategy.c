@@ -128,7 +128,7 @@ int relm_request_make(const struct relm_env *env, const uint8_t rel_id[RELM_ID_L
 	if (id)
 		memcpy(q.id, id, RELM_ID_LEN);
 	else
-		relm__random(env, q.id, RELM_ID_LEN);
+		relm__new_id(env, q.id);
 	if (env->history_has && env->history_has(env->history_ctx, rel_id, q.id) > 0) {
 		memcpy(id_out, q.id, RELM_ID_LEN);
 		return RELM_EEXIST;
