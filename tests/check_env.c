@@ -1,6 +1,7 @@
 /*
  * check_env.c — the system environment relmd uses (env.h): its generator
- * never repeats itself, not across draws, not across a fork; defaults.
+ * never repeats itself, not across draws, not across a fork; defaults;
+ * payload ids in time order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,34 @@
 #include "system_env.h"
 #include "limits.h"
 #include "util_rand.h"
+
+static uint64_t fixed_now(void *ctx)
+{
+	return *(const uint64_t *)ctx;
+}
+
+/* relm__new_id: the time, 48 bits big-endian, then 10 random bytes — ids
+ * made later sort after, ids made in the same millisecond differ. */
+START_TEST(test_ids_in_time_order)
+{
+	struct relm_env env;
+	uint64_t now = 0x0000123456789abcull;
+	uint8_t a[RELM_ID_LEN], b[RELM_ID_LEN], c[RELM_ID_LEN];
+	static const uint8_t want[6] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc };
+
+	relm_env_init_system(&env);
+	env.now_ms = fixed_now;
+	env.ctx = &now;
+	relm__new_id(&env, a);
+	relm__new_id(&env, b);
+	ck_assert_int_eq(memcmp(a, want, 6), 0);
+	ck_assert_int_eq(memcmp(b, want, 6), 0);
+	ck_assert(memcmp(a + 6, b + 6, RELM_ID_LEN - 6) != 0);
+	now++;
+	relm__new_id(&env, c);
+	ck_assert(memcmp(a, c, RELM_ID_LEN) < 0 && memcmp(b, c, RELM_ID_LEN) < 0);
+}
+END_TEST
 
 START_TEST(test_draws_differ)
 {
@@ -96,6 +125,7 @@ int main(void)
 	tcase_add_test(tc, test_draws_differ);
 	tcase_add_test(tc, test_fork_does_not_repeat);
 	tcase_add_test(tc, test_defaults_and_between);
+	tcase_add_test(tc, test_ids_in_time_order);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
