@@ -12,8 +12,9 @@
  * back asks the new one.  Under fanout the other device holds no state
  * and reads no relationship mailbox, gets the hub's history as delivers,
  * and its messages wait while the hub is away; back to leaderless it
- * holds the state again from the hub's and sends itself.  Bob sees every
- * message once, from one peer.
+ * holds the state again from the hub's and sends itself; a hub that
+ * leaves fanout before its own state came back leaves no device without
+ * it.  Bob sees every message once, from one peer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -508,6 +509,37 @@ START_TEST(test_fanout_hub_away_and_back)
 }
 END_TEST
 
+/* fanout: J made the hub while A (the hub) is away, so J holds no state
+ * of rb yet, and it leaves fanout before any comes back.  Leaving, a hub
+ * sends its siblings the states it holds — of rb it holds none, which is
+ * no inconsistency (devices.md §11.6, §12.6).  Once A is back, both hold
+ * the state and send, and bob sees each message once. */
+START_TEST(test_stateless_hub_leaves_fanout)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *jb[2] = { &J, &B };
+
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert(!holds_rb(&J));
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_FANOUT, dev_j, NULL), 0);
+	tu_settle(jb, 2, &net, 5, 1000);
+	ck_assert(!holds_rb(&J));                              /* asked A, which is away */
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert(!holds_rb(&J));
+	settle(all, 3);
+	ck_assert_int_eq(view(&A).strategy, RELM_STRATEGY_LEADERLESS);
+	ck_assert(holds_rb(&A));
+	ck_assert(holds_rb(&J));
+	send(&J, "j after the switches");
+	send(&A, "a after the switches");
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j after the switches").n, 1);
+	ck_assert_int_eq(find(&B, rb, "a after the switches").n, 1);
+	ck_assert_int_eq(find(&A, rb, "j after the switches").status, RELM_STATUS_DELIVERED);
+	ck_assert_int_eq(find(&J, rb, "a after the switches").n, 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_strategy");
@@ -520,6 +552,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_lease_takeover);
 	tcase_add_test(tc, test_requests_survive_a_restart);
 	tcase_add_test(tc, test_fanout_hub_away_and_back);
+	tcase_add_test(tc, test_stateless_hub_leaves_fanout);
 	suite_add_tcase(s, tc);
 	return s;
 }
