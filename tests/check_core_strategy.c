@@ -375,6 +375,43 @@ START_TEST(test_lease_takeover)
 }
 END_TEST
 
+/* The holder's own lease runs out on its side (it stops sending TTL −
+ * margin after the LEASE) while the server still holds it for it: a
+ * receipt it owes waits, its timer asleep (§11.3).  Renewed, it holds the
+ * lease again without any holder in between — and the receipt goes. */
+START_TEST(test_lease_lapsed_then_renewed)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *aj[2] = { &A, &J };
+	uint64_t next = 0;
+	int before;
+
+	memset(&server, 0, sizeof server);
+	relm_core_lease_ttl(A.core, 30000);
+	relm_core_lease_ttl(J.core, 30000);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_LEADER, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert_int_eq(lease_round(&A), 1);
+	ck_assert_int_eq(lease_round(&J), 1);
+	ck_assert_int_eq(view(&A).sends, 1);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b to alice", 10, NULL, (uint8_t[16]){ 0 },
+	                                        &(int){ 0 }), 0);
+	tu_settle(all, 3, &net, 1, 0);                         /* read, the receipt not due yet */
+	ck_assert_int_eq(find(&A, rb, "b to alice").n, 1);
+	before = outbox_to_remote(&A);
+	clock_ms += 29000;                                     /* past A's time, not the server's */
+	ck_assert_int_eq(view(&A).sends, 0);
+	ck_assert_int_eq(relm_core_tick(A.core, &next), 0);
+	ck_assert_int_eq(relm_core_tick(J.core, &next), 0);    /* J knows A holds it: drops its own */
+	ck_assert_int_eq(outbox_to_remote(&A), before);
+	ck_assert_int_eq(lease_round(&A), 1);                  /* renewed: the server still had it */
+	ck_assert_int_eq(view(&A).sends, 1);
+	tu_settle(aj, 2, &net, 2, 1000);
+	ck_assert_int_eq(outbox_to_remote(&A), before + 1);    /* the receipt */
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "b to alice").status, RELM_STATUS_DELIVERED);
+}
+END_TEST
+
 /* Requests wait while no device sends, and go when the proton turns
  * leaderless: the device serves its own. */
 START_TEST(test_requests_survive_a_restart)
@@ -550,6 +587,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_strategy_changes);
 	tcase_add_test(tc, test_pinned_leader);
 	tcase_add_test(tc, test_lease_takeover);
+	tcase_add_test(tc, test_lease_lapsed_then_renewed);
 	tcase_add_test(tc, test_requests_survive_a_restart);
 	tcase_add_test(tc, test_fanout_hub_away_and_back);
 	tcase_add_test(tc, test_stateless_hub_leaves_fanout);

@@ -582,6 +582,13 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	 * out while this device was paused): take it again at once */
 	again = !release && !granted && !memcmp(was, c->devs.self, RELM_ID_LEN) &&
 	        sodium_is_zero(token, RELM_ID_LEN);
+	/* its own time ran out before this answer (§11.2): it stopped sending
+	 * with no view change to say so, and a step meanwhile stored its
+	 * relationships' deadlines without the receipts and retransmissions
+	 * it keeps for a holder (§11.3).  Granted again, it takes over as a
+	 * new holder does, which stores them anew. */
+	if (!memcmp(was, c->devs.self, RELM_ID_LEN) && v->until <= relm__core_now(c))
+		v->sender = 0;
 	if (release) {
 		v->release = 0;
 		memset(v->holder, 0, RELM_ID_LEN);
