@@ -577,6 +577,38 @@ START_TEST(test_stateless_hub_leaves_fanout)
 }
 END_TEST
 
+/* fanout: a deliver the hub sent before it adopted the strategy held —
+ * when it was the hub of an older one — shows nothing of what it holds
+ * now (devices.md §11.6): J, which made A the hub again, keeps its state
+ * through A's old history, and wipes once A has shown it adopted J's
+ * strategy and delivered since. */
+START_TEST(test_old_deliver_shows_nothing)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *a[1] = { &A }, *j[1] = { &J };
+
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	tu_settle(a, 1, &net, 1, 0);                           /* A's frames wait for J */
+	/* J, reading nothing of A's yet, makes A the hub with a later seq */
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_FANOUT, dev_a, NULL), 0);
+	ck_assert_uint_eq(view(&J).seq, 3);
+	tu_settle(j, 1, &net, 2, 1000);                        /* A's fanout, history and leaderless */
+	ck_assert_uint_eq(view(&J).seq, 3);
+	ck_assert_int_eq(view(&J).strategy, RELM_STRATEGY_FANOUT);
+	ck_assert(holds_rb(&J));
+	settle(all, 3);                                        /* A adopts J's, shows it, delivers */
+	ck_assert_int_eq(view(&A).strategy, RELM_STRATEGY_FANOUT);
+	ck_assert(holds_rb(&A));
+	ck_assert(!holds_rb(&J));
+	send(&J, "j through the hub");
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j through the hub").n, 1);
+	ck_assert_int_eq(find(&J, rb, "j through the hub").status, RELM_STATUS_DELIVERED);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_strategy");
@@ -591,6 +623,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_requests_survive_a_restart);
 	tcase_add_test(tc, test_fanout_hub_away_and_back);
 	tcase_add_test(tc, test_stateless_hub_leaves_fanout);
+	tcase_add_test(tc, test_old_deliver_shows_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
