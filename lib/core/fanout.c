@@ -135,11 +135,13 @@ static int hub_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 	return rc;
 }
 
-/* The hub (c->devs loaded for proton) that adopted fanout s: s to every
- * sibling unless it made s (it sent it then), then its history — the
- * siblings count its delivers as showing it holds a state only once it
- * has shown it adopted s (a deliver it sent before, as the hub of an
- * older strategy, shows nothing: it may have wiped since). */
+/* The hub (c->devs loaded for proton) that adopted fanout s, newly the
+ * hub or the hub of the older one too: s to every sibling unless it made
+ * s (it sent it then), then its history.  The siblings count its
+ * delivers as showing it holds a state only once it has shown it adopted
+ * s — a deliver it sent before, as the hub of an older strategy, shows
+ * nothing (it may have wiped since) — and they start again at each
+ * strategy they adopt. */
 static int hub_adopted(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                        const struct relm_sib_strategy *s)
 {
@@ -293,8 +295,8 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 		return v ? 0 : RELM_ENOMEM;
 	if (was && now && is_hub(c, was) && !is_hub(c, now))
 		rc = hub_states(c, proton);
-	else if (was && now && is_hub(c, now) && !is_hub(c, was))
-		rc = hub_adopted(c, proton, now);
+	else if (was && now && is_hub(c, now))
+		rc = hub_adopted(c, proton, now);    /* the hub of a new one too: its siblings must be shown again */
 	if (rc != 0)
 		return rc;
 	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0) {
