@@ -237,8 +237,8 @@ check: $(TESTS) $(PROGS) $(BUILD)/relm-sim $(BUILD)/relm-sim-core purity | $(BRO
 	$(BUILD)/relm-sim-core --seeds 30 --strategy leader --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim-core --seeds 30 --strategy fanout --seed $$seed || fail=1; \
 	$(BUILD)/relm-sim-core --seeds 45 --strategy mixed --seed $$seed || fail=1; \
-	echo "== relm-sim-core: schedules that once failed (devices.md §11: a stale hub, a status before its entry, both wiped, requests left after a switch)"; \
-	for s in 3:3,1 7:1,3 33:3,2 40:1,2 1193:2,2 1240:1,3 1254:3,1; do \
+	echo "== relm-sim-core: schedules that once failed (devices.md §11: a stale hub, a status before its entry, both wiped, requests left after a switch, a hub without state leaving fanout, a leader's receipts after a lapse, an old deliver)"; \
+	for s in 3:3,1 7:1,3 33:3,2 40:1,2 1193:2,2 1240:1,3 1254:3,1 7061:2,3 7368:3,2 7444:3,3 7292:2,2 5539:3,3; do \
 	  $(BUILD)/relm-sim-core --seed $${s%%:*} --seeds 1 --devices $${s#*:} --strategy mixed >/dev/null || fail=1; done; \
 	$(BUILD)/relm-sim-core --seed 1101 --seeds 1 --devices 3,1 --strategy fanout >/dev/null || fail=1; \
 	echo "== relm-sim: a schedule that once failed (devices.md §5.6, pending envelopes ask siblings)"; \

@@ -12,8 +12,9 @@
  * back asks the new one.  Under fanout the other device holds no state
  * and reads no relationship mailbox, gets the hub's history as delivers,
  * and its messages wait while the hub is away; back to leaderless it
- * holds the state again from the hub's and sends itself.  Bob sees every
- * message once, from one peer.
+ * holds the state again from the hub's and sends itself; a hub that
+ * leaves fanout before its own state came back leaves no device without
+ * it.  Bob sees every message once, from one peer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,43 @@ START_TEST(test_lease_takeover)
 }
 END_TEST
 
+/* The holder's own lease runs out on its side (it stops sending TTL −
+ * margin after the LEASE) while the server still holds it for it: a
+ * receipt it owes waits, its timer asleep (§11.3).  Renewed, it holds the
+ * lease again without any holder in between — and the receipt goes. */
+START_TEST(test_lease_lapsed_then_renewed)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *aj[2] = { &A, &J };
+	uint64_t next = 0;
+	int before;
+
+	memset(&server, 0, sizeof server);
+	relm_core_lease_ttl(A.core, 30000);
+	relm_core_lease_ttl(J.core, 30000);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_LEADER, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert_int_eq(lease_round(&A), 1);
+	ck_assert_int_eq(lease_round(&J), 1);
+	ck_assert_int_eq(view(&A).sends, 1);
+	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b to alice", 10, NULL, (uint8_t[16]){ 0 },
+	                                        &(int){ 0 }), 0);
+	tu_settle(all, 3, &net, 1, 0);                         /* read, the receipt not due yet */
+	ck_assert_int_eq(find(&A, rb, "b to alice").n, 1);
+	before = outbox_to_remote(&A);
+	clock_ms += 29000;                                     /* past A's time, not the server's */
+	ck_assert_int_eq(view(&A).sends, 0);
+	ck_assert_int_eq(relm_core_tick(A.core, &next), 0);
+	ck_assert_int_eq(relm_core_tick(J.core, &next), 0);    /* J knows A holds it: drops its own */
+	ck_assert_int_eq(outbox_to_remote(&A), before);
+	ck_assert_int_eq(lease_round(&A), 1);                  /* renewed: the server still had it */
+	ck_assert_int_eq(view(&A).sends, 1);
+	tu_settle(aj, 2, &net, 2, 1000);
+	ck_assert_int_eq(outbox_to_remote(&A), before + 1);    /* the receipt */
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "b to alice").status, RELM_STATUS_DELIVERED);
+}
+END_TEST
+
 /* Requests wait while no device sends, and go when the proton turns
  * leaderless: the device serves its own. */
 START_TEST(test_requests_survive_a_restart)
@@ -508,6 +546,69 @@ START_TEST(test_fanout_hub_away_and_back)
 }
 END_TEST
 
+/* fanout: J made the hub while A (the hub) is away, so J holds no state
+ * of rb yet, and it leaves fanout before any comes back.  Leaving, a hub
+ * sends its siblings the states it holds — of rb it holds none, which is
+ * no inconsistency (devices.md §11.6, §12.6).  Once A is back, both hold
+ * the state and send, and bob sees each message once. */
+START_TEST(test_stateless_hub_leaves_fanout)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *jb[2] = { &J, &B };
+
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, NULL, NULL), 0);
+	settle(all, 3);
+	ck_assert(!holds_rb(&J));
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_FANOUT, dev_j, NULL), 0);
+	tu_settle(jb, 2, &net, 5, 1000);
+	ck_assert(!holds_rb(&J));                              /* asked A, which is away */
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert(!holds_rb(&J));
+	settle(all, 3);
+	ck_assert_int_eq(view(&A).strategy, RELM_STRATEGY_LEADERLESS);
+	ck_assert(holds_rb(&A));
+	ck_assert(holds_rb(&J));
+	send(&J, "j after the switches");
+	send(&A, "a after the switches");
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j after the switches").n, 1);
+	ck_assert_int_eq(find(&B, rb, "a after the switches").n, 1);
+	ck_assert_int_eq(find(&A, rb, "j after the switches").status, RELM_STATUS_DELIVERED);
+	ck_assert_int_eq(find(&J, rb, "a after the switches").n, 1);
+}
+END_TEST
+
+/* fanout: a deliver the hub sent before it adopted the strategy held —
+ * when it was the hub of an older one — shows nothing of what it holds
+ * now (devices.md §11.6): J, which made A the hub again, keeps its state
+ * through A's old history, and wipes once A has shown it adopted J's
+ * strategy and delivered since. */
+START_TEST(test_old_deliver_shows_nothing)
+{
+	struct tu_daemon *all[3] = { &A, &J, &B }, *a[1] = { &A }, *j[1] = { &J };
+
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_FANOUT, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(A.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	tu_settle(a, 1, &net, 1, 0);                           /* A's frames wait for J */
+	/* J, reading nothing of A's yet, makes A the hub with a later seq */
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_LEADERLESS, NULL, NULL), 0);
+	ck_assert_int_eq(relm_core_strategy_set(J.core, pa, RELM_STRATEGY_FANOUT, dev_a, NULL), 0);
+	ck_assert_uint_eq(view(&J).seq, 3);
+	tu_settle(j, 1, &net, 2, 1000);                        /* A's fanout, history and leaderless */
+	ck_assert_uint_eq(view(&J).seq, 3);
+	ck_assert_int_eq(view(&J).strategy, RELM_STRATEGY_FANOUT);
+	ck_assert(holds_rb(&J));
+	settle(all, 3);                                        /* A adopts J's, shows it, delivers */
+	ck_assert_int_eq(view(&A).strategy, RELM_STRATEGY_FANOUT);
+	ck_assert(holds_rb(&A));
+	ck_assert(!holds_rb(&J));
+	send(&J, "j through the hub");
+	settle(all, 3);
+	ck_assert_int_eq(find(&B, rb, "j through the hub").n, 1);
+	ck_assert_int_eq(find(&J, rb, "j through the hub").status, RELM_STATUS_DELIVERED);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_strategy");
@@ -518,8 +619,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_strategy_changes);
 	tcase_add_test(tc, test_pinned_leader);
 	tcase_add_test(tc, test_lease_takeover);
+	tcase_add_test(tc, test_lease_lapsed_then_renewed);
 	tcase_add_test(tc, test_requests_survive_a_restart);
 	tcase_add_test(tc, test_fanout_hub_away_and_back);
+	tcase_add_test(tc, test_stateless_hub_leaves_fanout);
+	tcase_add_test(tc, test_old_deliver_shows_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,8 +6,9 @@
  *
  * E's side (relm__core_bulk_send) runs in the step that commits the
  * WELCOME (pairing.c), and again for a `state_req` with the zero id
- * (sibling_state.c).  It puts on the sibling session to J, in order, per
- * relationship: `rel`, its `state` (the §4.4 parts, sibling_state.c) and
+ * (sibling_state.c), and from a fanout hub that leaves fanout (fanout.c).
+ * It puts on the sibling session to J, in order, per relationship it holds
+ * with state: `rel`, its `state` (the §4.4 parts, sibling_state.c) and
  * its history oldest first in `history` messages; then the `invites`; then
  * `synced` with the counts.  One relationship's state and one history
  * message are in memory at a time; the step holds them all in its outbox
@@ -150,8 +151,13 @@ static int send_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	return rc;
 }
 
+/* rel's `rel`, `state` and history; *sy counts them.  A relationship held
+ * without state (a fanout non-hub, or a hub whose state has not come back
+ * yet: devices.md §11.6) is left out and not counted — it has no state to
+ * carry, and its history is the hub's, which the hub delivers. */
 static int send_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
-                    const uint8_t device[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN], uint64_t *msgs)
+                    const uint8_t device[RELM_ID_LEN], const uint8_t rel[RELM_ID_LEN],
+                    struct relm_sib_synced *sy)
 {
 	struct relm_store_rel sr;
 	struct relm_sib_rel r;
@@ -163,6 +169,10 @@ static int send_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	memset(&r, 0, sizeof r);
 	if ((rc = relm_store_rel_get(c->st, rel, &sr, RELM_STORE_WITH_STATE)) != 0)
 		return rc;
+	if (sr.state_len == 0) {
+		relm_store_rel_clear(&sr);
+		return 0;
+	}
 	memcpy(r.rel, rel, RELM_ID_LEN);
 	r.created = sr.created;
 	snprintf(r.label, sizeof r.label, "%s", sr.label);
@@ -183,7 +193,8 @@ static int send_rel(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		return rc;
 	if ((rc = relm__core_send_state(c, proton, device, rel)) != 0)
 		return rc;
-	return send_history(c, proton, device, rel, msgs);
+	sy->rels++;
+	return send_history(c, proton, device, rel, &sy->messages);
 }
 
 struct invs {
@@ -265,8 +276,7 @@ int relm__core_bulk_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	    (rc = relm_store_rel_list(c->st, proton, NULL, 0, ids_cb, &ids)) != 0)
 		goto out;
 	for (size_t i = 0; i < ids.n && rc == 0; i++)
-		rc = send_rel(c, proton, device, ids.v[i], &sy.messages);
-	sy.rels = (uint32_t)ids.n;
+		rc = send_rel(c, proton, device, ids.v[i], &sy);
 	if (rc == 0)
 		rc = send_invites(c, proton, device);
 	if (rc == 0 && (rc = relm_sib_synced_encode(&buf, &len, &sy)) == 0)

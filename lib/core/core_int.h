@@ -46,6 +46,12 @@ struct relm__view {
 	 * must not both wipe */
 	uint8_t (*heard)[RELM_ID_LEN];
 	size_t nheard, capheard;
+	/* fanout.c: the hub has shown it adopted the strategy held (its
+	 * `strategy` message of it, read from the hub): only delivers read
+	 * since count as heard — one it sent before, when it was the hub of
+	 * an older strategy, shows nothing of what it holds now */
+	int hub_adopted;
+	uint64_t pinged_ms;           /* when it last sent the hub the strategy held, to be shown */
 	uint64_t stamp;               /* least recently used goes first */
 };
 
@@ -376,10 +382,17 @@ int relm__core_apply_id(struct relm_core *c, const uint8_t rel_id[RELM_ID_LEN], 
 int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                            const struct relm_sib_strategy *was, const struct relm_sib_strategy *now);
 /* A deliver from sibling device for rel_id, inside the open step: when
- * device is the hub, it shows the hub holds rel_id, which this device
- * then wipes (it is not the hub).  0 or a store error. */
+ * device is the hub and has shown it adopted the strategy held
+ * (relm__core_hub_shown), it shows the hub holds rel_id, which this
+ * device then wipes (it is not the hub).  0 or a store error. */
 int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
                          const uint8_t device[RELM_ID_LEN], const uint8_t rel_id[RELM_ID_LEN]);
+/* A `strategy` message s of fanout from sibling device, the one held
+ * (adopted now, or asked: held already), inside the open step: from the
+ * hub, it shows the hub adopted it (its delivers count from now on);
+ * asked of this device, the hub, it is answered with it.  0 or an error. */
+int relm__core_hub_shown(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_strategy *s, int asked);
 /* A whole state from sibling device for rel_id held without state: it
  * is held again from it (the first sibling's answer; the others' merge
  * as usual), reading its mailbox from the cursor device's bulk `rel`

@@ -6,7 +6,9 @@
  * the hub to send.
  *
  *   - a non-hub wipes each relationship it holds once its requests went
- *     to the hub (at every view change and strategy tick);
+ *     to the hub and the hub showed it holds it: a deliver of it read
+ *     after the hub's `strategy` message of the strategy held (at every
+ *     view change and strategy tick, and as it hears);
  *   - a hub that adopts fanout sends every sibling its history; one that
  *     leaves it sends every sibling its states (nodes nobody else holds);
  *   - a device that must hold state again (fanout left, or it became the
@@ -133,6 +135,24 @@ static int hub_history(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
 	return rc;
 }
 
+/* The hub (c->devs loaded for proton) that adopted fanout s, newly the
+ * hub or the hub of the older one too: s to every sibling unless it made
+ * s (it sent it then), then its history.  The siblings count its
+ * delivers as showing it holds a state only once it has shown it adopted
+ * s — a deliver it sent before, as the hub of an older strategy, shows
+ * nothing (it may have wiped since) — and they start again at each
+ * strategy they adopt. */
+static int hub_adopted(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                       const struct relm_sib_strategy *s)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < c->devs.count && rc == 0 && memcmp(s->by, c->devs.self, RELM_ID_LEN); i++)
+		if (memcmp(c->devs.ids[i], c->devs.self, RELM_ID_LEN) != 0)
+			rc = relm__core_strategy_send(c, proton, c->devs.ids[i]);
+	return rc ? rc : hub_history(c, proton);
+}
+
 /* The hub leaving fanout: its bulk state to every sibling (it copied to
  * nobody: a sibling that never wiped merges each state and takes the
  * history it lacks; one that did holds the relationships again from
@@ -166,7 +186,7 @@ int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 	if ((rc = relm__core_devices_load(c, proton)) != 0)
 		return rc;
 	if (c->devs.strategy != RELM_STRATEGY_FANOUT || memcmp(device, c->devs.holder, RELM_ID_LEN) != 0 ||
-	    !memcmp(device, c->devs.self, RELM_ID_LEN))
+	    !memcmp(device, c->devs.self, RELM_ID_LEN) || !v->hub_adopted)
 		return 0;
 	for (size_t i = 0; i < v->nheard; i++)
 		if (memcmp(v->heard[i], rel_id, RELM_ID_LEN) == 0)
@@ -186,6 +206,27 @@ int relm__core_hub_heard(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
 		return rc;
 	c->mailboxes_new = 1;
 	return relm_store_rel_wipe(c->st, rel_id, device, relm__core_now(c));
+}
+
+int relm__core_hub_shown(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
+                         const uint8_t device[RELM_ID_LEN], const struct relm_sib_strategy *s, int asked)
+{
+	struct relm__view *v = relm__core_view(c, proton);
+	int rc;
+
+	if (s->strategy != RELM_STRATEGY_FANOUT)
+		return 0;
+	if ((rc = relm__core_devices_load(c, proton)) != 0)
+		return rc;
+	if (!memcmp(device, s->pinned, RELM_ID_LEN)) {
+		v->hub_adopted = 1;                  /* the hub sent the one it holds */
+		return 0;
+	}
+	/* a sibling not shown yet that this hub holds it (it restarted, or
+	 * read this hub's history before the strategy): shown */
+	if (asked && !memcmp(s->pinned, c->devs.self, RELM_ID_LEN))
+		return relm__core_strategy_send(c, proton, device);
+	return 0;
 }
 
 /* A non-hub (c->devs loaded): every relationship the hub has shown it
@@ -254,12 +295,23 @@ int relm__core_fanout_view(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 		return v ? 0 : RELM_ENOMEM;
 	if (was && now && is_hub(c, was) && !is_hub(c, now))
 		rc = hub_states(c, proton);
-	else if (was && now && is_hub(c, now) && !is_hub(c, was))
-		rc = hub_history(c, proton);
+	else if (was && now && is_hub(c, now))
+		rc = hub_adopted(c, proton, now);    /* the hub of a new one too: its siblings must be shown again */
 	if (rc != 0)
 		return rc;
-	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0)
-		return sodium_is_zero(c->devs.holder, RELM_ID_LEN) ? 0 : wipe_heard(c, c->devs.holder, v);
+	if (c->devs.strategy == RELM_STRATEGY_FANOUT && memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) != 0) {
+		uint64_t now_ms = relm__core_now(c);
+		if (sodium_is_zero(c->devs.holder, RELM_ID_LEN))
+			return 0;
+		/* not shown yet that the hub adopted this strategy: ask it
+		 * (it answers with it), at most every RELM_REQUEST_RESEND_MS */
+		if (!v->hub_adopted && (!v->pinged_ms || now_ms >= v->pinged_ms + RELM_REQUEST_RESEND_MS)) {
+			v->pinged_ms = now_ms ? now_ms : 1;
+			if ((rc = relm__core_strategy_send(c, proton, c->devs.holder)) != 0)
+				return rc;
+		}
+		return wipe_heard(c, c->devs.holder, v);
+	}
 	return ask_back(c, proton, v);
 }
 
@@ -323,12 +375,9 @@ int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 			return rc;
 	}
 	c->mailboxes_new = 1;                    /* its mailbox is read again, from its cursor */
-	/* the hub holding it again shows its siblings it does */
-	if (c->devs.strategy == RELM_STRATEGY_FANOUT && !memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN) &&
-	    (rc = rel_history(c, proton, rel_id)) != 0)
-		return rc;
 	/* copies it did not apply while it had no state, and the other
-	 * siblings' nodes: their states, merged (§5.6) */
+	 * siblings' nodes: their states, merged (§5.6) — asked first, so
+	 * that each sibling answers before the history below lets it wipe */
 	ds = c->devs;
 	if ((rc = relm_sib_state_req_encode(&req, &rlen, rel_id)) != 0)
 		return rc;
@@ -336,5 +385,9 @@ int relm__core_state_back(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]
 		if (memcmp(ds.ids[d], ds.self, RELM_ID_LEN) != 0)
 			rc = relm__core_send_frame(c, proton, ds.ids[d], req, rlen);
 	relm_sib_buf_free(req, rlen);
+	/* the hub holding it again shows its siblings it does */
+	if (rc == 0 && c->devs.strategy == RELM_STRATEGY_FANOUT &&
+	    !memcmp(c->devs.holder, c->devs.self, RELM_ID_LEN))
+		rc = rel_history(c, proton, rel_id);
 	return rc;
 }

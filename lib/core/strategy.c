@@ -306,6 +306,8 @@ static int adopt(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], const s
 	v->until = 0;
 	v->asked_ms = 0;
 	v->nheard = 0;                           /* the new hub must show it holds each */
+	v->hub_adopted = 0;                      /* and first that it adopted this strategy */
+	v->pinged_ms = 0;
 	return view_apply(c, proton, &was, s);
 }
 
@@ -379,12 +381,18 @@ int relm__core_sib_strategy(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		return rc;
 	if ((rc = held(c, proton, &h)) != 0 || (rc = relm__core_devices_load(c, proton)) != 0)
 		return rc;
-	(void)device;                            /* any sibling may pass one on */
+	/* any sibling may pass one on; every one a device sends is the one
+	 * it holds (made, adopted, or answering) */
 	if ((rc = strategy_ok(c, &s)) != 0)
 		return rc;
-	if (!relm_strategy_newer(h.seq ? &h : NULL, &s))
-		return 0;                            /* older, or the one held */
-	return adopt(c, proton, &s);
+	if (relm_strategy_newer(h.seq ? &h : NULL, &s)) {
+		if ((rc = adopt(c, proton, &s)) == 0)
+			rc = relm__core_hub_shown(c, proton, device, &s, 0);
+		return rc;
+	}
+	if (h.seq != s.seq || memcmp(h.by, s.by, RELM_ID_LEN) != 0)
+		return 0;                            /* older */
+	return relm__core_hub_shown(c, proton, device, &s, 1);
 }
 
 int relm__core_strategy_send(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
@@ -582,6 +590,13 @@ int relm_core_lease_result(struct relm_core *c, const uint8_t proton[RELM_ID_LEN
 	 * out while this device was paused): take it again at once */
 	again = !release && !granted && !memcmp(was, c->devs.self, RELM_ID_LEN) &&
 	        sodium_is_zero(token, RELM_ID_LEN);
+	/* its own time ran out before this answer (§11.2): it stopped sending
+	 * with no view change to say so, and a step meanwhile stored its
+	 * relationships' deadlines without the receipts and retransmissions
+	 * it keeps for a holder (§11.3).  Granted again, it takes over as a
+	 * new holder does, which stores them anew. */
+	if (!memcmp(was, c->devs.self, RELM_ID_LEN) && v->until <= relm__core_now(c))
+		v->sender = 0;
 	if (release) {
 		v->release = 0;
 		memset(v->holder, 0, RELM_ID_LEN);

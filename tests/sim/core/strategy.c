@@ -7,8 +7,8 @@
  * What relmd does around the core is modelled here: each side's mailbox
  * server holds the send lease (a compare-and-set with a TTL on the
  * world's clock); every device runs its strategy timer (the lease round,
- * then relm_core_strategy_tick) at random points of the schedule and at
- * every settle round; a device goes off line now and then for longer
+ * then relm_core_strategy_tick, then the timers that came due) at random
+ * points of the schedule and at every settle round; a device goes off line now and then for longer
  * than a lease (it posts, reads and asks the lease nothing meanwhile,
  * while its person may still type); with mixed, a device switches its
  * side's strategy under load.  The checks of sim.c hold as they are
@@ -89,7 +89,12 @@ int strat_period(struct world *w, int s, int i)
 	w->periods++;
 	TRY(w, lease_round(w, s, i));
 	TRY(w, relm_core_strategy_tick(d->core));
-	return 0;
+	/* relmd arms its timer from the stored deadlines after every commit
+	 * (daemon/relmd/app.c): what the lease round made due — a device that
+	 * took the lease runs the receipts and retransmissions it kept while
+	 * it knew no holder (devices.md §11.2, §11.3) — runs now, while the
+	 * lease is held, not after the world's next clock step */
+	return tick(w, d);
 }
 
 static int set_strategy(struct world *w, int s, int i, int to)

@@ -110,7 +110,8 @@ int strat_start(struct world *w);
  * --strategy: it draws from the schedule's stream). */
 int strat_action(struct world *w, int s, int i);
 /* Device d's strategy timer as relmd runs it (every TTL / 3): its lease
- * round on its side's server, then relm_core_strategy_tick. */
+ * round on its side's server, then relm_core_strategy_tick, then its
+ * timers that came due (relmd re-arms its timer after every commit). */
 int strat_period(struct world *w, int s, int i);
 /* Every device back on line (quiescence). */
 void strat_all_back(struct world *w);
