@@ -822,16 +822,14 @@ static int relmd_mailbox(void *ctx, const uint8_t id[RELM_SIGN_PK_LEN], uint64_t
 
 static struct relmd_ctx *relmd_cur;
 
+/* As relmd (app.c): through the core, which reads a relationship
+ * mailbox's key from its state blob (store v12 keeps it nowhere else; the
+ * store's own lookup answers for invite, device and pairing mailboxes
+ * only, and with it every start-up registered every mailbox again). */
 static int relmd_read_key(void *arg, const uint8_t mb[32], const uint8_t realm[32], uint8_t key[32])
 {
-	uint8_t sk[RELM_SIGN_SK_LEN];
-	int rc = relm_store_mailbox_secret(relmd_cur->st, mb, sk);
-
 	(void)arg;
-	if (rc == 0)
-		relm_mbox_read_key(key, sk, realm);
-	sodium_memzero(sk, sizeof(sk));
-	return rc;
+	return relm_core_mailbox_read_key(relmd_cur->core, mb, realm, key);
 }
 
 static int relmd_sign(void *arg, uint8_t sig[RELM_SIG_LEN], const uint8_t *m, size_t n)
