@@ -38,6 +38,7 @@ enum relm_limits {
 	RELM_KEEP_BACK      = 8,    /* single-child ancestors kept this far behind the chosen leaf (late messages) */
 	RELM_MAX_USED_KEYS  = 32,   /* used message keys kept for counter collisions (tree mode) */
 	RELM_MAX_ACKS       = 64,   /* acks per receipt: keeps receipts one or two pad blocks */
+	RELM_RECEIPTS_PER_STEP = 8, /* receipts one timer step sends; the rest go in the next (a loop turn each) */
 	RELM_MAX_OUTGOING   = 4096, /* unacknowledged outgoing messages per relationship */
 
 	/* --- devices of one proton (proto/devices.md) --- */

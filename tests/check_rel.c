@@ -810,6 +810,57 @@ START_TEST(test_acks_out_of_the_blob)
 }
 END_TEST
 
+/* A batch of 600 acknowledgements goes out in slices: RELM_RECEIPTS_PER_STEP
+ * receipts of RELM_MAX_ACKS each per tick, the timer left due for the rest,
+ * then the rest in the next tick; every message is delivered once. */
+START_TEST(test_receipts_in_slices)
+{
+	enum { N = 600 };
+	struct tu_party a, b;
+	struct relm_effects fx;
+	uint64_t due;
+	int cnt;
+
+	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
+	relm_effects_init(&fx);
+	for (int k = 0; k < N; k++) {
+		tu_send(&a, "acknowledge me", NULL);
+		struct tu_blob e = tu_take(&a, 0);
+		ck_assert_int_eq(relm_rel_receive(b.rel, &b.env, e.buf, e.len, &fx), 0);
+		tu_apply(&b, &fx);
+		tu_blob_free(&e);
+	}
+	ck_assert_uint_eq(b.rel->nacks_due, N);
+	due = b.rel->receipt_due_ms;
+	advance(RELM_RECEIPT_DELAY_MAX_MS + 1);
+	ck_assert_int_eq(relm_rel_tick(b.rel, &b.env, &fx), 0);
+	only_fx(&fx, RELM_FX_POST, &cnt);
+	ck_assert_int_eq(cnt, RELM_RECEIPTS_PER_STEP);
+	ck_assert_uint_eq(b.rel->nacks_due, N - RELM_RECEIPTS_PER_STEP * RELM_MAX_ACKS);
+	ck_assert_uint_eq(b.rel->receipt_due_ms, due);            /* still due: the next tick */
+	ck_assert_uint_le(relm_rel_deadline(b.rel, &b.env), clock_ms);
+	tu_apply(&b, &fx);
+	ck_assert_int_eq(relm_rel_tick(b.rel, &b.env, &fx), 0);
+	only_fx(&fx, RELM_FX_POST, &cnt);
+	ck_assert_int_eq(cnt, (N - RELM_RECEIPTS_PER_STEP * RELM_MAX_ACKS + RELM_MAX_ACKS - 1) / RELM_MAX_ACKS);
+	ck_assert_uint_eq(b.rel->nacks_due, 0);
+	ck_assert_uint_eq(b.rel->receipt_due_ms, 0);
+	tu_apply(&b, &fx);
+	{
+		size_t before = a.delivered;
+		while (b.nout > 0) {
+			struct tu_blob e = tu_take(&b, 0);
+			ck_assert_int_eq(tu_recv(&a, e.buf, e.len), 0);
+			tu_blob_free(&e);
+		}
+		ck_assert_uint_eq(a.delivered, before + N);
+	}
+	relm_effects_clear(&fx);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 /* A v3 blob carried the acknowledgements: they decode, marked unsaved (the
  * caller moves them to the store), and the re-encoded blob is the one the
  * same state encodes to without them.  A v3 relationship has no gate key
@@ -926,6 +977,7 @@ static Suite *rel_suite(void)
 	tcase_add_test(tc, test_send_copy_limit);
 	tcase_add_test(tc, test_pending_then_undecryptable);
 	tcase_add_test(tc, test_acks_out_of_the_blob);
+	tcase_add_test(tc, test_receipts_in_slices);
 	tcase_add_test(tc, test_acks_in_a_v3_blob);
 	suite_add_tcase(s, tc);
 	return s;

@@ -109,9 +109,17 @@ static int ack_add(struct relm_rel *rel, const struct relm_env *env,
 	return 0;
 }
 
+/* At most RELM_RECEIPTS_PER_STEP receipts: at 1,000 messages a second a
+ * batch holds up to 2,000 acknowledgements, 32 receipts, which in one step
+ * were the longest loop turn of a receiving relmd (~5 ms of CPU).  What
+ * is left stays due (receipt_due_ms unchanged, already past), so the next
+ * tick — the next loop turn — sends on; a sibling whose carry covered part
+ * of the batch keeps the rest as a new batch (rel_sibling.c). */
 int relm__send_receipts(struct relm_rel *rel, const struct relm_env *env, struct relm_effects *fx)
 {
-	while (rel->nacks_due > 0) {
+	for (int sent = 0; rel->nacks_due > 0; sent++) {
+		if (sent == RELM_RECEIPTS_PER_STEP)
+			return 0;
 		struct relm_payload p;
 		uint32_t k = rel->nacks_due < RELM_MAX_ACKS ? rel->nacks_due : RELM_MAX_ACKS;
 		size_t mark = fx->n;
