@@ -135,43 +135,6 @@ static int no_pending(void *arg)
 	return view_of(&A[0]).pending == 0 && view_of(&A[1]).pending == 0;
 }
 
-struct seen {
-	int count, dup;
-	char bodies[64][24];
-};
-
-static void history(const struct td_relmd *d, const char *rel, struct seen *s)
-{
-	cJSON *r = td_must(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", rel);
-	const cJSON *m;
-
-	memset(s, 0, sizeof *s);
-	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages")) {
-		const char *body = td_str(m, "body");
-		if (strcmp(td_str(m, "kind"), "text") != 0)
-			continue;
-		for (int i = 0; i < s->count; i++)
-			s->dup += !strcmp(s->bodies[i], body);
-		ck_assert_int_lt(s->count, 64);
-		snprintf(s->bodies[s->count++], sizeof s->bodies[0], "%s", body);
-	}
-	cJSON_Delete(r);
-}
-
-struct want {
-	const struct td_relmd *d;
-	const char *rel;
-	int count;
-};
-
-static int has_count(void *arg)
-{
-	struct want *w = arg;
-	struct seen s;
-	history(w->d, w->rel, &s);
-	return s.count >= w->count;
-}
-
 static void send_text(const struct td_relmd *d, const char *rel, const char *body)
 {
 	cJSON *r = td_must(d->sock, "message.send", "{\"relationship\":\"%s\",\"body\":\"%s\"}", rel, body);
@@ -191,9 +154,9 @@ static void alice_and_bob(char pa[33], char pb[33], char rel[33], char rel_b[33]
 	                       "relationship"));
 	cJSON_Delete(r);
 	send_text(&B, rel_b, "b-hello");
-	ck_assert(td_wait(has_count, &(struct want){ &A[0], rel, 1 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &A[0], rel, 1 }, WAIT_MS));
 	td_pair(A[0].sock, A[1].sock, pa, label, WAIT_MS);
-	ck_assert(td_wait(has_count, &(struct want){ &A[1], rel, 1 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &A[1], rel, 1 }, WAIT_MS));
 	self_id(&A[0], pa, ids[0]);
 	self_id(&A[1], pa, ids[1]);
 }
@@ -201,7 +164,7 @@ static void alice_and_bob(char pa[33], char pb[33], char rel[33], char rel_b[33]
 START_TEST(test_leader_killed_mid_stream)
 {
 	char pa[33], pb[33], rel[33], rel_b[33], body[24], ids[2][33];
-	struct seen s;
+	struct td_seen s;
 	int holder, total;
 	cJSON *r;
 
@@ -238,18 +201,18 @@ START_TEST(test_leader_killed_mid_stream)
 
 	/* bob: every alice message once, from one peer */
 	total = 1 + 2 * ROUNDS - 2 + 1 + ROUNDS;
-	ck_assert_msg(td_wait(has_count, &(struct want){ &B, rel_b, total }, WAIT_MS),
+	ck_assert_msg(td_wait(td_has_count, &(struct td_want){ &B, rel_b, total }, WAIT_MS),
 	              "bob never got every message");
-	history(&B, rel_b, &s);
+	td_history(&B, rel_b, &s);
 	ck_assert_int_eq(s.count, total);
 	ck_assert_int_eq(s.dup, 0);
 	r = td_must(B.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(td_res(r), "relationships")), 1);
 	cJSON_Delete(r);
 	for (int d = 0; d < 2; d++) {
-		ck_assert_msg(td_wait(has_count, &(struct want){ &A[d], rel, total }, WAIT_MS),
+		ck_assert_msg(td_wait(td_has_count, &(struct td_want){ &A[d], rel, total }, WAIT_MS),
 		              "alice%d never got the whole conversation", d);
-		history(&A[d], rel, &s);
+		td_history(&A[d], rel, &s);
 		ck_assert_int_eq(s.count, total);
 		ck_assert_int_eq(s.dup, 0);
 	}
@@ -285,7 +248,7 @@ static int has_status(void *arg)
 
 static int shows_tree(void *arg)
 {
-	struct want *w = arg;
+	struct td_want *w = arg;
 	cJSON *r = td_callf(w->d->sock, "relationship.show", "{\"relationship\":\"%s\"}", w->rel);
 	int ok = r && td_res(r) != NULL;
 	cJSON_Delete(r);
@@ -310,7 +273,7 @@ static int fan_view(void *arg)
 START_TEST(test_fanout_hub_away_and_back)
 {
 	char pa[33], pb[33], rel[33], rel_b[33], ids[2][33];
-	struct seen s;
+	struct td_seen s;
 	cJSON *r;
 
 	alice_and_bob(pa, pb, rel, rel_b, ids, "phone");
@@ -327,9 +290,9 @@ START_TEST(test_fanout_hub_away_and_back)
 	/* through the hub, both ways */
 	send_text(&A[1], rel, "p-1");
 	send_text(&B, rel_b, "b-1");
-	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 3 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &B, rel_b, 3 }, WAIT_MS));
 	ck_assert(td_wait(has_status, &(struct st_want){ &A[1], rel, "p-1", "delivered" }, WAIT_MS));
-	ck_assert(td_wait(has_count, &(struct want){ &A[1], rel, 3 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &A[1], rel, 3 }, WAIT_MS));
 
 	/* without state, relationship.show has no tree to show */
 	r = td_callf(A[1].sock, "relationship.show", "{\"relationship\":\"%s\"}", rel);
@@ -342,11 +305,11 @@ START_TEST(test_fanout_hub_away_and_back)
 	td_sleep_ms(1500);
 	ck_assert(has_status(&(struct st_want){ &A[1], rel, "p-2", "queued" }));
 	ck_assert_int_eq(view_of(&A[1]).pending, 1);
-	history(&B, rel_b, &s);
+	td_history(&B, rel_b, &s);
 	ck_assert_int_eq(s.count, 3);
 	/* and comes back: sent once */
 	ck_assert_int_eq(td_relmd_restart(&A[0]), 0);
-	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 4 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &B, rel_b, 4 }, WAIT_MS));
 	ck_assert(td_wait(no_pending, NULL, WAIT_MS));
 	ck_assert(td_wait(has_status, &(struct st_want){ &A[1], rel, "p-2", "delivered" }, WAIT_MS));
 
@@ -355,18 +318,18 @@ START_TEST(test_fanout_hub_away_and_back)
 	cJSON_Delete(r);
 	ck_assert_msg(td_wait(fan_view, &(struct fan_want){ &A[1], NULL, 0, 0 }, WAIT_MS),
 	              "the phone never went back to leaderless");
-	ck_assert_msg(td_wait(shows_tree, &(struct want){ &A[1], rel, 0 }, WAIT_MS),
+	ck_assert_msg(td_wait(shows_tree, &(struct td_want){ &A[1], rel, 0 }, WAIT_MS),
 	              "the phone never held the state again");
 	send_text(&A[1], rel, "p-3");
 	send_text(&B, rel_b, "b-2");
-	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 6 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &B, rel_b, 6 }, WAIT_MS));
 	for (int d = 0; d < 2; d++)
-		ck_assert(td_wait(has_count, &(struct want){ &A[d], rel, 6 }, WAIT_MS));
-	history(&B, rel_b, &s);
+		ck_assert(td_wait(td_has_count, &(struct td_want){ &A[d], rel, 6 }, WAIT_MS));
+	td_history(&B, rel_b, &s);
 	ck_assert_int_eq(s.count, 6);
 	ck_assert_int_eq(s.dup, 0);
 	for (int d = 0; d < 2; d++) {
-		history(&A[d], rel, &s);
+		td_history(&A[d], rel, &s);
 		ck_assert_int_eq(s.count, 6);
 		ck_assert_int_eq(s.dup, 0);
 	}

@@ -55,60 +55,11 @@ static void teardown(void)
 	td_base_free();
 }
 
-/* ---- a device's view of the conversation ---- */
-
-struct seen {
-	int count;                       /* text messages */
-	int dup;                         /* bodies seen twice */
-	char bodies[64][40];
-	char origin[64][10];
-};
-
-/* Every text message of rel on d (newest first, as message.list gives). */
-static void history(const struct td_relmd *d, const char *rel, struct seen *s)
-{
-	cJSON *r = td_must(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", rel);
-	const cJSON *m;
-	memset(s, 0, sizeof *s);
-	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages")) {
-		if (strcmp(td_str(m, "kind"), "text") != 0)
-			continue;
-		const char *body = td_str(m, "body");
-		for (int i = 0; i < s->count; i++)
-			s->dup += !strcmp(s->bodies[i], body);
-		ck_assert_int_lt(s->count, 64);
-		snprintf(s->bodies[s->count], sizeof s->bodies[0], "%s", body);
-		snprintf(s->origin[s->count], sizeof s->origin[0], "%s", td_str(m, "origin"));
-		s->count++;
-	}
-	cJSON_Delete(r);
-}
-
-static const char *origin_of(const struct seen *s, const char *body)
-{
-	for (int i = 0; i < s->count; i++)
-		if (!strcmp(s->bodies[i], body))
-			return s->origin[i];
-	return NULL;
-}
-
-struct want {
-	const struct td_relmd *d;
-	const char *rel;
-	int count;
-};
-
-static int has_count(void *arg)
-{
-	struct want *w = arg;
-	struct seen s;
-	history(w->d, w->rel, &s);
-	return s.count >= w->count;
-}
+/* ---- a device's view of the conversation: util_daemon (td_history) ---- */
 
 static int lists_rel(void *arg)
 {
-	struct want *w = arg;
+	struct td_want *w = arg;
 	cJSON *r = td_callf(w->d->sock, "relationship.show", "{\"relationship\":\"%s\"}", w->rel);
 	int ok = r && td_res(r) != NULL;
 	cJSON_Delete(r);
@@ -303,7 +254,7 @@ static void check_tree_drawings(const struct td_relmd *d, const char *rel)
 START_TEST(test_three_devices_one_peer)
 {
 	char pa[33], pb[33], rel[33], rel_b[33], body[40];
-	struct seen s;
+	struct td_seen s;
 	cJSON *r;
 
 	/* alice (device 0) and bob meet, and say one thing each */
@@ -313,18 +264,18 @@ START_TEST(test_three_devices_one_peer)
 	                       "relationship"));
 	cJSON_Delete(r);
 	send_text(&B, rel_b, "b-hello");
-	ck_assert(td_wait(has_count, &(struct want){ &A[0], rel, 1 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &A[0], rel, 1 }, WAIT_MS));
 	send_text(&A[0], rel, "a0-hello");
-	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, 2 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &B, rel_b, 2 }, WAIT_MS));
 
 	/* devices 1 and 2 join: the first through device 0, the second
 	 * through device 1; each then holds the relationship and its history */
 	td_pair(A[0].sock, A[1].sock, pa, "laptop", WAIT_MS);
 	td_pair(A[1].sock, A[2].sock, pa, "tablet", WAIT_MS);
 	for (int d = 1; d < DEVICES; d++) {
-		ck_assert_msg(td_wait(lists_rel, &(struct want){ &A[d], rel, 0 }, WAIT_MS),
+		ck_assert_msg(td_wait(lists_rel, &(struct td_want){ &A[d], rel, 0 }, WAIT_MS),
 		              "alice%d never got the relationship", d);
-		ck_assert_msg(td_wait(has_count, &(struct want){ &A[d], rel, 2 }, WAIT_MS),
+		ck_assert_msg(td_wait(td_has_count, &(struct td_want){ &A[d], rel, 2 }, WAIT_MS),
 		              "alice%d never got the history", d);
 	}
 
@@ -344,9 +295,9 @@ START_TEST(test_three_devices_one_peer)
 
 	/* bob: every alice message once, in his one relationship with alice */
 	int total_a = 1 + DEVICES * ROUNDS, total = total_a + 1 + ROUNDS;
-	ck_assert_msg(td_wait(has_count, &(struct want){ &B, rel_b, total }, WAIT_MS),
+	ck_assert_msg(td_wait(td_has_count, &(struct td_want){ &B, rel_b, total }, WAIT_MS),
 	              "bob never got every message");
-	history(&B, rel_b, &s);
+	td_history(&B, rel_b, &s);
 	ck_assert_int_eq(s.count, total);
 	ck_assert_int_eq(s.dup, 0);
 	r = td_must(B.sock, "relationship.list", "{\"proton\":\"%s\"}", pb);
@@ -355,25 +306,25 @@ START_TEST(test_three_devices_one_peer)
 
 	/* every alice device: the whole conversation, once, origins right */
 	for (int d = 0; d < DEVICES; d++) {
-		ck_assert_msg(td_wait(has_count, &(struct want){ &A[d], rel, total }, WAIT_MS),
+		ck_assert_msg(td_wait(td_has_count, &(struct td_want){ &A[d], rel, total }, WAIT_MS),
 		              "alice%d never got the whole conversation", d);
-		history(&A[d], rel, &s);
+		td_history(&A[d], rel, &s);
 		ck_assert_int_eq(s.count, total);
 		ck_assert_int_eq(s.dup, 0);
 		for (int from = 0; from < DEVICES; from++) {
 			snprintf(body, sizeof body, "a%d-r%d", from, ROUNDS - 1);
-			ck_assert_str_eq(origin_of(&s, body), from == d ? "self" : "sibling");
+			ck_assert_str_eq(td_origin_of(&s, body), from == d ? "self" : "sibling");
 		}
-		ck_assert_str_eq(origin_of(&s, "b-r0"), "remote");
+		ck_assert_str_eq(td_origin_of(&s, "b-r0"), "remote");
 	}
 
 	/* one more exchange each way: the three choose the same leaf */
 	send_text(&A[1], rel, "a1-last");
-	ck_assert(td_wait(has_count, &(struct want){ &B, rel_b, total + 1 }, WAIT_MS));
+	ck_assert(td_wait(td_has_count, &(struct td_want){ &B, rel_b, total + 1 }, WAIT_MS));
 	send_text(&B, rel_b, "b-last");
 	char leaf[DEVICES][33];
 	for (int d = 0; d < DEVICES; d++)
-		ck_assert(td_wait(has_count, &(struct want){ &A[d], rel, total + 2 }, WAIT_MS));
+		ck_assert(td_wait(td_has_count, &(struct td_want){ &A[d], rel, total + 2 }, WAIT_MS));
 	long long until = td_now_ms() + WAIT_MS;
 	for (;;) {
 		for (int d = 0; d < DEVICES; d++)

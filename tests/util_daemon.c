@@ -737,3 +737,42 @@ void td_pair(const char *from_sock, const char *to_sock, const char *proton, con
 	cJSON_Delete(r);
 	free(code);
 }
+
+/* ---- a device's view of a conversation ---- */
+
+void td_history(const struct td_relmd *d, const char *rel, struct td_seen *s)
+{
+	cJSON *r = td_must(d->sock, "message.list", "{\"relationship\":\"%s\",\"limit\":1000}", rel);
+	const cJSON *m;
+
+	memset(s, 0, sizeof *s);
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(td_res(r), "messages")) {
+		if (strcmp(td_str(m, "kind"), "text") != 0)
+			continue;
+		const char *body = td_str(m, "body");
+		for (int i = 0; i < s->count; i++)
+			s->dup += !strcmp(s->bodies[i], body);
+		ck_assert_int_lt(s->count, 64);
+		snprintf(s->bodies[s->count], sizeof s->bodies[0], "%s", body);
+		snprintf(s->origin[s->count], sizeof s->origin[0], "%s", td_str(m, "origin"));
+		s->count++;
+	}
+	cJSON_Delete(r);
+}
+
+const char *td_origin_of(const struct td_seen *s, const char *body)
+{
+	for (int i = 0; i < s->count; i++)
+		if (!strcmp(s->bodies[i], body))
+			return s->origin[i];
+	return NULL;
+}
+
+int td_has_count(void *arg)
+{
+	struct td_want *w = arg;
+	struct td_seen s;
+
+	td_history(w->d, w->rel, &s);
+	return s.count >= w->count;
+}

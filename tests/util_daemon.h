@@ -158,6 +158,27 @@ void td_relate(const char *a_sock, const char *b_sock, char pa[33], char pb[33],
 void td_pair(const char *from_sock, const char *to_sock, const char *proton, const char *label,
              int timeout_ms);
 
+/* ---- a device's view of a conversation ---- */
+
+struct td_seen {
+	int count;                       /* text messages */
+	int dup;                         /* bodies seen twice */
+	char bodies[64][40];
+	char origin[64][10];
+};
+/* Every text message of rel on d (newest first, as message.list gives),
+ * with its origin; at most 64 (failing the test beyond). */
+void td_history(const struct td_relmd *d, const char *rel, struct td_seen *s);
+/* The origin of the message with this body, or NULL. */
+const char *td_origin_of(const struct td_seen *s, const char *body);
+/* For td_wait: rel's history on d holds at least count text messages. */
+struct td_want {
+	const struct td_relmd *d;
+	const char *rel;
+	int count;
+};
+int td_has_count(void *arg);
+
 /* ---- waiting ---- */
 
 /* Poll pred(arg) every 50 ms until it returns nonzero or timeout_ms pass.
