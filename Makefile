@@ -295,7 +295,7 @@ $(BENCH_DEPS_OK): | $(DEPS_OK)
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
 	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -Itests $(BENCH_CFLAGS) -c $< -o $@
 
-$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
+$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/bench/engine_olm.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) $(BENCH_LIBS) -o $@
 
 $(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
