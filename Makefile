@@ -295,14 +295,17 @@ $(BENCH_DEPS_OK): | $(DEPS_OK)
 $(BUILD)/bench/%.o: bench/%.c | $(DEPS_OK) $(BENCH_DEPS_OK)
 	$(call say,CC,$<)mkdir -p $(dir $@) && $(CC) $(ALL_CFLAGS) -Itests $(BENCH_CFLAGS) -c $< -o $@
 
-$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
+$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/bench/engine_olm.o $(BUILD)/daemon/system_env.o $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) $(BENCH_LIBS) -o $@
 
 $(BUILD)/bench_daemon: $(BUILD)/bench/bench_daemon.o
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(PKG_LIBS) -o $@
 
-$(BUILD)/bench_scale: $(BUILD)/bench/bench_scale.o $(BUILD)/librelm.a
-	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/librelm.a $(PKG_LIBS) -o $@
+# bench_scale's parts: the two daemons (scale_pair), the build of their
+# stores (scale_build), the measurements (bench_scale).
+$(BUILD)/bench_scale: $(BUILD)/bench/bench_scale.o $(BUILD)/bench/scale_build.o $(BUILD)/bench/scale_pair.o \
+                      $(BUILD)/librelm.a
+	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
 
 $(BUILD)/bench_mailbox: $(BUILD)/bench/bench_mailbox.o $(BUILD)/tests/util_pg.o $(BUILD)/libdaemon.a $(BUILD)/librelm.a
 	$(call say,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
@@ -326,7 +329,7 @@ bench: $(BUILD)/bench_engine $(BUILD)/bench_daemon $(BUILD)/bench_scale $(BUILD)
 	@echo "  BENCH   $(BUILD)/bench.json"
 
 # The scale goal's store: 1,000,000 relationships (256 built through the
-# core, the rest cloned from them: bench/bench_scale.c; ~10 GB of disk
+# core, the rest cloned from them: bench/scale_build.c; ~10 GB of disk
 # under $(BUILD)/bench-scale/1000000, reused while the stamp matches).
 # Writes the scale.1m.* keys to $(BUILD)/bench.scale-1m.json and into
 # $(BUILD)/bench.json.  Apart from `make bench`: its build takes minutes.
