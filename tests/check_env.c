@@ -18,8 +18,9 @@ static uint64_t fixed_now(void *ctx)
 	return *(const uint64_t *)ctx;
 }
 
-/* relm__new_id: the time, 48 bits big-endian, then 10 random bytes — ids
- * made later sort after, ids made in the same millisecond differ. */
+/* relm__new_id: the payload's time, 48 bits big-endian, then 10 random
+ * bytes — ids made later sort after, ids made in the same millisecond
+ * differ; and a message relm_rel_send makes carries its ts in its id. */
 START_TEST(test_ids_in_time_order)
 {
 	struct relm_env env;
@@ -30,13 +31,13 @@ START_TEST(test_ids_in_time_order)
 	relm_env_init_system(&env);
 	env.now_ms = fixed_now;
 	env.ctx = &now;
-	relm__new_id(&env, a);
-	relm__new_id(&env, b);
+	relm__new_id(&env, now, a);
+	relm__new_id(&env, now, b);
 	ck_assert_int_eq(memcmp(a, want, 6), 0);
 	ck_assert_int_eq(memcmp(b, want, 6), 0);
 	ck_assert(memcmp(a + 6, b + 6, RELM_ID_LEN - 6) != 0);
 	now++;
-	relm__new_id(&env, c);
+	relm__new_id(&env, now, c);
 	ck_assert(memcmp(a, c, RELM_ID_LEN) < 0 && memcmp(b, c, RELM_ID_LEN) < 0);
 }
 END_TEST

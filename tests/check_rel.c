@@ -810,6 +810,40 @@ START_TEST(test_acks_out_of_the_blob)
 }
 END_TEST
 
+/* A message's id begins with its ts (wire.md §5: one clock reading for
+ * both), and ids of later messages sort after. */
+START_TEST(test_id_carries_ts)
+{
+	struct tu_party a, b;
+	struct relm_effects fx;
+	uint8_t prev[RELM_ID_LEN] = { 0 };
+
+	pair(&a, &b, RELM_MODE_TREE, RELM_MODE_TREE);
+	relm_effects_init(&fx);
+	for (int k = 0; k < 3; k++) {
+		uint8_t id[RELM_ID_LEN], be[6];
+		const struct relm_fx *f = NULL;
+		advance(1);
+		ck_assert_int_eq(relm_rel_send(a.rel, &a.env, "hello", 5, NULL, id, &fx), 0);
+		for (size_t i = 0; i < fx.n; i++)
+			if (fx.v[i].type == RELM_FX_DELIVER)
+				f = &fx.v[i];
+		ck_assert_ptr_nonnull(f);
+		ck_assert_int_eq(memcmp(f->msg_id, id, RELM_ID_LEN), 0);
+		ck_assert_uint_eq(f->ts, clock_ms);
+		for (int i = 0; i < 6; i++)
+			be[i] = (uint8_t)(f->ts >> (40 - 8 * i));
+		ck_assert_int_eq(memcmp(id, be, 6), 0);
+		ck_assert(memcmp(prev, id, RELM_ID_LEN) < 0);
+		memcpy(prev, id, RELM_ID_LEN);
+		tu_apply(&a, &fx);
+	}
+	relm_effects_clear(&fx);
+	tu_party_free(&a);
+	tu_party_free(&b);
+}
+END_TEST
+
 /* A batch of 600 acknowledgements goes out in slices: RELM_RECEIPTS_PER_STEP
  * receipts of RELM_MAX_ACKS each per tick, the timer left due for the rest,
  * then the rest in the next tick; every message is delivered once. */
@@ -978,6 +1012,7 @@ static Suite *rel_suite(void)
 	tcase_add_test(tc, test_pending_then_undecryptable);
 	tcase_add_test(tc, test_acks_out_of_the_blob);
 	tcase_add_test(tc, test_receipts_in_slices);
+	tcase_add_test(tc, test_id_carries_ts);
 	tcase_add_test(tc, test_acks_in_a_v3_blob);
 	suite_add_tcase(s, tc);
 	return s;

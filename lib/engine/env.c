@@ -46,12 +46,10 @@ void relm__random(const struct relm_env *env, uint8_t *buf, size_t len)
  * the sending relmd's CPU per message, a 3-device proton 137 -> 100 us.
  * The time is the payload's ts, which the remote reads anyway; 80 random
  * bits keep an id unguessable. */
-void relm__new_id(const struct relm_env *env, uint8_t id[RELM_ID_LEN])
+void relm__new_id(const struct relm_env *env, uint64_t ts, uint8_t id[RELM_ID_LEN])
 {
-	uint64_t t = relm__now(env);
-
 	for (int i = 0; i < 6; i++)
-		id[i] = (uint8_t)(t >> (40 - 8 * i));
+		id[i] = (uint8_t)(ts >> (40 - 8 * i));
 	relm__random(env, id + 6, RELM_ID_LEN - 6);
 }
 

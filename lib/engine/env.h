@@ -90,9 +90,10 @@ void relm_params_default(struct relm_params *p);
 /* Helpers the engine uses. */
 uint64_t relm__now(const struct relm_env *env);
 void relm__random(const struct relm_env *env, uint8_t *buf, size_t len);
-/* A new payload id (proto/wire.md §5): the time (relm__now, ms) in its
- * first 6 bytes, big-endian, and 10 random bytes. */
-void relm__new_id(const struct relm_env *env, uint8_t id[RELM_ID_LEN]);
+/* A new payload id (proto/wire.md §5): ts, the payload's own time (read
+ * once, so that the id and the ts agree to the millisecond), in its first
+ * 6 bytes, big-endian, and 10 random bytes. */
+void relm__new_id(const struct relm_env *env, uint64_t ts, uint8_t id[RELM_ID_LEN]);
 /* Uniform in [lo, hi] from env randomness. */
 uint32_t relm__random_between(const struct relm_env *env, uint32_t lo, uint32_t hi);
 

@@ -397,13 +397,13 @@ int relm_rel_send(struct relm_rel *rel, const struct relm_env *env,
 	if (rel->nout >= RELM_MAX_OUTGOING)
 		return RELM_ELIMIT;
 	memset(&p, 0, sizeof p);
+	p.ts = relm__now(env);
 	if (id)
 		memcpy(p.id, id, RELM_ID_LEN);
 	else
-		relm__new_id(env, p.id);
+		relm__new_id(env, p.ts, p.id);
 	p.kind = RELM_KIND_TEXT;
 	snprintf(p.kind_str, sizeof p.kind_str, "text");
-	p.ts = relm__now(env);
 	p.body = (char *)(uintptr_t)body;
 	p.body_len = body_len;
 	if ((rc = relm__rel_send_tracked(rel, env, &p, body, body_len, 0, on, fx)) != 0)

@@ -126,10 +126,10 @@ int relm__send_receipts(struct relm_rel *rel, const struct relm_env *env, struct
 		int rc;
 
 		memset(&p, 0, sizeof p);
-		relm__new_id(env, p.id);
+		p.ts = relm__now(env);
+		relm__new_id(env, p.ts, p.id);
 		p.kind = RELM_KIND_RECEIPT;
 		snprintf(p.kind_str, sizeof p.kind_str, "receipt");
-		p.ts = relm__now(env);
 		p.acks = rel->acks_due;
 		p.nacks = k;
 		/* the rows go in the same transaction as the receipt */

@@ -96,10 +96,10 @@ int relm__heal_tick(struct relm_rel *rel, const struct relm_env *env, struct rel
 		return 0;
 	}
 	memset(&p, 0, sizeof p);
-	relm__new_id(env, p.id);
+	p.ts = relm__now(env);
+	relm__new_id(env, p.ts, p.id);
 	p.kind = RELM_KIND_HEAL;
 	snprintf(p.kind_str, sizeof p.kind_str, "heal");
-	p.ts = relm__now(env);
 	p.body = (char *)"";
 	rc = relm__rel_send_tracked(rel, env, &p, "", 0, 1, on, fx);
 	if (rc == RELM_ENOSEND || rc == RELM_ELIMIT) {
@@ -301,10 +301,10 @@ int relm_rel_send_identity(struct relm_rel *rel, const struct relm_env *env,
 		return RELM_ELIMIT;
 	relm_hex(hex, stmt, len);
 	memset(&p, 0, sizeof p);
-	relm__new_id(env, p.id);
+	p.ts = relm__now(env);
+	relm__new_id(env, p.ts, p.id);
 	p.kind = RELM_KIND_IDENTITY;
 	snprintf(p.kind_str, sizeof p.kind_str, "identity");
-	p.ts = relm__now(env);
 	p.body = hex;
 	p.body_len = RELM_SUCCESSOR_HEX;
 	if ((rc = relm__rel_send_tracked(rel, env, &p, hex, RELM_SUCCESSOR_HEX, 0, on, fx)) != 0)

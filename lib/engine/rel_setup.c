@@ -147,10 +147,10 @@ int relm_rel_accept(struct relm_rel **out, const struct relm_env *env, enum relm
 
 	/* The hello: carries our mailbox host; retransmitted until receipted. */
 	memset(&p, 0, sizeof p);
-	relm__new_id(env, p.id);
+	p.ts = relm__now(env);
+	relm__new_id(env, p.ts, p.id);
 	p.kind = RELM_KIND_HELLO;
 	snprintf(p.kind_str, sizeof p.kind_str, "hello");
-	p.ts = relm__now(env);
 	{
 		uint8_t on[RELM_ID_LEN];
 		char host[RELM_MAILBOX_ADDR_MAX + 1];

@@ -125,16 +125,16 @@ int relm_request_make(const struct relm_env *env, const uint8_t rel_id[RELM_ID_L
 		return RELM_ETOOBIG;
 	memset(&q, 0, sizeof q);
 	memcpy(q.rel, rel_id, RELM_ID_LEN);
+	q.ts = relm__now(env);
 	if (id)
 		memcpy(q.id, id, RELM_ID_LEN);
 	else
-		relm__new_id(env, q.id);
+		relm__new_id(env, q.ts, q.id);
 	if (env->history_has && env->history_has(env->history_ctx, rel_id, q.id) > 0) {
 		memcpy(id_out, q.id, RELM_ID_LEN);
 		return RELM_EEXIST;
 	}
 	snprintf(q.kind, sizeof q.kind, "text");
-	q.ts = relm__now(env);
 	q.body = (const uint8_t *)body;
 	q.body_len = body_len;
 	if ((rc = relm_sib_request_encode(&req, &len, &q)) != 0)
