@@ -258,6 +258,46 @@ START_TEST(test_client_turn_budget)
 	ck_assert_uint_gt(tb.max_in_turn, 1);
 	client_close(&loop, b, &rb);
 
+	/* two clients sharing one budget (as relmd's, one per server): both
+	 * backlogs drain, every frame once, and a turn holds at most the
+	 * budget's frames plus the other client's one */
+	{
+		struct key mb2;
+		struct relm_mbox_client_cbs cbs = { &tb, NULL, NULL, cb_deliver_slow, NULL };
+		struct relm_mbox_client_config cfg;
+		struct relm_mbox_client *c2[2];
+		uint64_t shared = 0;
+		int seen[2 * N];
+
+		key_new(&mb2);
+		for (int i = 0; i < N; i++)
+			post_int(a, mb2.pk, N + i, 200);
+		RUN_UNTIL(&loop, ra.acked == 2 * N, 5000);
+		memset(&rb, 0, sizeof rb);
+		memset(&tb, 0, sizeof tb);
+		tb.r = &rb;
+		tb.work_ns = 50000;
+		relm_mbox_client_config_default(&cfg);
+		cfg.turn_budget_us = 2000;
+		cfg.turn_shared_ns = &shared;
+		for (int k = 0; k < 2; k++)
+			ck_assert_int_eq(relm_mbox_client_new(&c2[k], &loop, "127.0.0.1", port, &cbs, &cfg), 0);
+		ck_assert_int_eq(relm_mbox_client_subscribe(c2[0], mb.pk, 0, mb.sk, NULL, NULL), 0);
+		ck_assert_int_eq(relm_mbox_client_subscribe(c2[1], mb2.pk, 0, mb2.sk, NULL, NULL), 0);
+		RUN_UNTIL(&loop, rb.ndel >= 2 * N, 20000);
+		ck_assert_uint_eq(rb.ndel, 2 * N);
+		memset(seen, 0, sizeof seen);
+		for (size_t i = 0; i < rb.ndel; i++) {
+			ck_assert(rb.del_val[i] >= 0 && rb.del_val[i] < 2 * N);
+			ck_assert_int_eq(seen[rb.del_val[i]]++, 0);
+		}
+		ck_assert_uint_le(tb.max_in_turn, 2000 / 50 + 2);
+		for (int k = 0; k < 2; k++) {
+			rb.closed = 0;
+			client_close(&loop, c2[k], &rb);
+		}
+	}
+
 	/* no budget: the backlog comes in a few reads, many per turn */
 	b = client_budget(&loop, port, &rb, &tb, 0);
 	ck_assert_int_eq(relm_mbox_client_subscribe(b, mb.pk, 0, mb.sk, NULL, NULL), 0);

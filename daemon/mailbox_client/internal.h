@@ -171,6 +171,7 @@ struct relm_mbox_client {
 	uv_idle_t resume;          /* runs parse() next turn when a turn's budget ran out */
 	uv_prepare_t turn_end;     /* the end of a loop turn: its budget starts afresh */
 	uint64_t turn_used_ns;     /* parse()'s time in this loop turn, every call together */
+	int turn_framed;           /* a frame handled this turn: the next waits for the budget */
 	int paused;                /* reading stopped: rbuf holds frames for the next turn */
 
 	struct cwreq *wout;        /* frames not yet handed to libuv (this connection) */

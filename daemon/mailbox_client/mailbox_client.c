@@ -434,12 +434,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * loop turn's, not one call's: libuv calls on_read up to 32 times in one
  * turn while data keeps coming (a receipt for a thousand messages comes as
  * many frames), and each call had a budget of its own — sending relmd's
- * turns ran to 10 ms of CPU at 1,000 messages/s.  The first call of a
- * turn handles at least one frame, so the buffer always drains. */
+ * turns ran to 10 ms of CPU at 1,000 messages/s.  Each client handles at
+ * least one frame a turn, so every buffer drains even when clients share
+ * one budget (turn_shared_ns) and another spent it first. */
 static void parse(struct relm_mbox_client *c)
 {
 	uint64_t start = uv_hrtime(), budget = (uint64_t)c->cfg.turn_budget_us * 1000u;
-	uint64_t used = c->turn_used_ns;
+	uint64_t *usedp = c->cfg.turn_shared_ns ? c->cfg.turn_shared_ns : &c->turn_used_ns;
+	uint64_t used = *usedp;
 	size_t pos = 0, flen;
 
 	/* Everything the frames of this turn make us send (posts the acks made
@@ -452,7 +454,7 @@ static void parse(struct relm_mbox_client *c)
 
 		if (rc == RELM_ETRUNCATED)
 			break;
-		if (budget && (pos > 0 || used > 0) && used + (uv_hrtime() - start) >= budget) {
+		if (budget && c->turn_framed && used + (uv_hrtime() - start) >= budget) {
 			c->paused = 1;
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			uv_idle_start(&c->resume, on_resume);
@@ -468,13 +470,14 @@ static void parse(struct relm_mbox_client *c)
 			break;
 		}
 		on_frame(c, &f);
+		c->turn_framed = 1;
 		pos += flen;
 	}
 	if (c->state == CS_HELLO || c->state == CS_READY) {
 		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
 		c->rlen -= pos;
 	}
-	c->turn_used_ns = used + (uv_hrtime() - start);
+	*usedp = used + (uv_hrtime() - start);
 	uncork(c);
 }
 
@@ -484,7 +487,9 @@ static void on_turn_end(uv_prepare_t *h)
 {
 	struct relm_mbox_client *c = container_of(h, struct relm_mbox_client, turn_end);
 
-	c->turn_used_ns = 0;
+	/* every client sharing a counter resets it, all in this phase */
+	*(c->cfg.turn_shared_ns ? c->cfg.turn_shared_ns : &c->turn_used_ns) = 0;
+	c->turn_framed = 0;
 }
 
 static void on_resume(uv_idle_t *h)

@@ -88,9 +88,14 @@ struct relm_mbox_client_config {
 	 * buffer (reading paused) for the next turn, so a burst — a receipt
 	 * for a thousand messages, a backlog after a reconnect — cannot hold
 	 * the loop: the caller's per-turn commit and its other work run in
-	 * between.  A turn's first frame is always handled.  0: no limit.
+	 * between.  A client's first frame of a turn is always handled.  0: no limit.
 	 * RELM_MBOX_TURN_BUDGET_US by default. */
 	uint32_t turn_budget_us;
+	/* NULL: the budget is this client's own.  Else the time spent on the
+	 * turn's frames is counted here, shared by every client given the
+	 * same counter (relmd's, one per mailbox server): one budget a turn,
+	 * however many servers sent frames in it. */
+	uint64_t *turn_shared_ns;
 	/* Highest protocol version to offer (1 or 2); 0: RELM_MBOX_VERSION_MAX. */
 	uint8_t max_version;
 };

@@ -299,6 +299,7 @@ static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t p
 {
 	char hp[RELMD_ADDR_MAX];
 	struct relm_mbox_client_cbs cbs;
+	struct relm_mbox_client_config cfg;
 	struct peer *p;
 
 	if (strchr(host, ':'))
@@ -321,7 +322,9 @@ static struct peer *peer_get(struct relmd_app *app, const char *host, uint16_t p
 	cbs.deliver = on_deliver;
 	cbs.subscribed = on_subscribed;
 	cbs.read_key = on_read_key;
-	if (relm_mbox_client_new(&p->c, &app->d->loop, host, port, &cbs, NULL) != 0) {
+	relm_mbox_client_config_default(&cfg);
+	cfg.turn_shared_ns = &app->mbox_turn_ns;     /* one frame budget a turn, all servers together */
+	if (relm_mbox_client_new(&p->c, &app->d->loop, host, port, &cbs, &cfg) != 0) {
 		free(p);
 		return NULL;
 	}

@@ -106,6 +106,7 @@ struct relmd_app {
 	struct peer *peers[APP_PEERS_MAX];
 	size_t npeers;
 	struct peer *home;              /* the server our mailboxes live on */
+	uint64_t mbox_turn_ns;          /* every client's frames this turn: one budget (mailbox_client.h) */
 	uv_timer_t timer;
 	int timer_init;
 	uv_timer_t lease_timer;         /* app_lease.c: every lease TTL / 3 */
