@@ -19,9 +19,13 @@ RELM__SQL(CURSOR_SET, "INSERT INTO cursors(mailbox,cursor) VALUES(?1,?2) ON CONF
 /* the mailboxes of relationships (but those held without state: a fanout
  * non-hub reads none, devices.md §11.4), of invites not expired, this device's
  * device mailboxes (proto/devices.md §3) and the pairing mailboxes of
- * pairings that still wait for something (§12.8: not J once joined) */
+ * pairings that still wait for something (§12.8: not J once joined).  The
+ * relationships' part reads the mailbox_id index alone (covering): the
+ * stateless ones are excluded by their mailbox ids, a list made once,
+ * not by a probe per row with its id, which read every row of the table
+ * (2.7 s instead of 0.35 s of start-up at a million relationships). */
 RELM__SQL(MBOX_LIST, "SELECT r.mailbox_id, coalesce(c.cursor,0) FROM relationships r LEFT JOIN cursors c ON c.mailbox=r.mailbox_id"
-                     " WHERE NOT EXISTS (SELECT 1 FROM stateless s WHERE s.rel=r.id)"
+                     " WHERE r.mailbox_id NOT IN (SELECT r2.mailbox_id FROM stateless s JOIN relationships r2 ON r2.id=s.rel)"
                      " UNION ALL SELECT i.mailbox_id, coalesce(c.cursor,0) FROM invites i LEFT JOIN cursors c ON c.mailbox=i.mailbox_id WHERE i.expires>=?1"
                      " UNION ALL SELECT k.mailbox_id, coalesce(c.cursor,0) FROM device_keys k LEFT JOIN cursors c ON c.mailbox=k.mailbox_id"
                      " UNION ALL SELECT p.mailbox, coalesce(c.cursor,0) FROM pairings p LEFT JOIN cursors c ON c.mailbox=p.mailbox"
