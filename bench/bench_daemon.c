@@ -409,6 +409,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_daemon: --devices is 1 to %d\n", MAX_DEV);
 		return 2;
 	}
+	if (cg_role == 3 && devices < 2) {
+		fprintf(stderr, "bench_daemon: --callgrind sibling needs --devices 2 or more\n");
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(tmp, sizeof tmp, "/tmp/relm-bench-XXXXXX");
 	if (!mkdtemp(tmp))

@@ -69,7 +69,6 @@ static void check_mailbox_key(const struct tu_blob b, const struct relm_rel *r)
 		ck_assert_int_eq(relm_rel_blob_mailbox_key(b.buf, n, sk, pk), RELM_ESTATE);
 		ck_assert(sk[0] == 0xa5 && sk[63] == 0xa5);
 	}
-	ck_assert_uint_le(b.len, sizeof buf + b.len);
 	memcpy(buf, b.buf, b.len < sizeof buf ? b.len : sizeof buf);
 	buf[3] = 9;
 	ck_assert_int_eq(relm_rel_blob_mailbox_key(buf, b.len < sizeof buf ? b.len : sizeof buf, sk, pk),
