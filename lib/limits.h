@@ -39,6 +39,8 @@ enum relm_limits {
 	RELM_MAX_USED_KEYS  = 32,   /* used message keys kept for counter collisions (tree mode) */
 	RELM_MAX_ACKS       = 64,   /* acks per receipt: keeps receipts one or two pad blocks */
 	RELM_RECEIPTS_PER_STEP = 8, /* receipts one timer step sends; the rest go in the next (a loop turn each) */
+	RELM_RETX_PER_STEP  = 256,  /* retransmissions one timer step loads and sends; the rest stay due */
+	RELM_TICK_POSTS     = 64,   /* envelopes one relm_core_tick posts before it stops: the rest are due at once */
 	RELM_MAX_OUTGOING   = 4096, /* unacknowledged outgoing messages per relationship */
 
 	/* --- devices of one proton (proto/devices.md) --- */

@@ -698,6 +698,42 @@ START_TEST(test_acks_are_rows)
 }
 END_TEST
 
+/* More acknowledgements than one step's receipts carry: a tick sends
+ * RELM_RECEIPTS_PER_STEP receipts and leaves the rest in the store, due
+ * at once (*next is now); the next tick sends the rest; every message is
+ * delivered once and no row is left. */
+START_TEST(test_receipts_in_slices_through_the_store)
+{
+	enum { N = RELM_RECEIPTS_PER_STEP * RELM_MAX_ACKS + 8 };
+	uint8_t rb[16], id[16];
+	uint64_t next = 0;
+	size_t posted;
+	int was_new, before;
+
+	connect_ab(rb, 0);
+	before = delivered(&B, rb);
+	for (int k = 0; k < N; k++)
+		ck_assert_int_eq(relm_core_message_send(B.core, rb, "ack me", 6, NULL, id, &was_new), 0);
+	ck_assert_int_eq(tu_pump(&B, &net), 0);
+	ck_assert_int_eq(tu_deliver(&A, &net), 0);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), N);
+	clock_ms += RELM_RECEIPT_DELAY_MAX_MS + 1;
+	posted = net.n;
+	ck_assert_int_eq(relm_core_tick(A.core, &next), 0);
+	ck_assert_int_eq(tu_pump(&A, &net), 0);
+	ck_assert_uint_eq(net.n - posted, RELM_RECEIPTS_PER_STEP);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), N - RELM_RECEIPTS_PER_STEP * RELM_MAX_ACKS);
+	ck_assert(next != 0 && next <= clock_ms);               /* the rest: due now */
+	posted = net.n;
+	ck_assert_int_eq(relm_core_tick(A.core, &next), 0);
+	ck_assert_int_eq(tu_pump(&A, &net), 0);
+	ck_assert_uint_eq(net.n - posted, 1);
+	ck_assert_uint_eq(ack_rows(&A, rb, NULL), 0);
+	ck_assert_int_eq(tu_deliver(&B, &net), 0);
+	ck_assert_int_eq(delivered(&B, rb), before + N);
+}
+END_TEST
+
 /* Blob version 6 (relm_rel_encode_version): "RLS" v id mode side ad
  * ipk_self ipk_remote mbox_pk mbox_sk remote_mbox_pk, then (v5)
  * has_gate(1) gate_key(32), which v3 does not have */
@@ -844,6 +880,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_inviter_one_relationship_per_pair);
 	tcase_add_test(tc, test_expiry_at_arrival);
 	tcase_add_test(tc, test_acks_are_rows);
+	tcase_add_test(tc, test_receipts_in_slices_through_the_store);
 	tcase_add_test(tc, test_acks_move_out_of_a_v3_blob);
 	suite_add_tcase(s, tc);
 	return s;

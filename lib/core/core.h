@@ -233,8 +233,13 @@ int relm_core_envelope_at(struct relm_core *c, const uint8_t mailbox[RELM_SIGN_P
 int relm_core_invites_expire(struct relm_core *c,
                              int (*cb)(void *ctx, const uint8_t mailbox[RELM_SIGN_PK_LEN]), void *ctx);
 
-/* Run every relationship timer that is due (receipts, retransmissions,
- * expiry).  *next (may be NULL) gets the next deadline, 0 if none. */
+/* Run the relationship timers that are due (receipts, retransmissions,
+ * expiry), in bounded slices: at most RELM_RECEIPTS_PER_STEP receipts and
+ * RELM_RETX_PER_STEP retransmissions per relationship, and it stops once
+ * about RELM_TICK_POSTS envelopes are posted.  What is left stays due:
+ * *next (may be NULL) gets the next deadline, 0 if none — not later than
+ * now while anything is left, so the caller ticks again (relmd: next loop
+ * turn). */
 int relm_core_tick(struct relm_core *c, uint64_t *next);
 
 /* The outbox row seq was accepted by its mailbox server: the row is done

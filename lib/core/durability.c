@@ -358,6 +358,7 @@ static int park(struct relm_core *c, const uint8_t id[RELM_ID_LEN])
 int relm_core_tick(struct relm_core *c, uint64_t *next)
 {
 	struct relm__ids d = { 0 };
+	size_t posts = 0;
 	int rc;
 
 	if ((rc = relm_store_rel_due(c->st, relm__core_now(c), 256, due_cb, &d)) != 0)
@@ -385,12 +386,17 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 				goto out;
 			continue;
 		}
+		/* in bounded slices: at most RELM_RETX_PER_STEP retransmissions
+		 * and RELM_RECEIPTS_PER_STEP receipts a step; what is left stays
+		 * due (the deadline saved below is already past) */
 		if (rc == 0)
-			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_MAX_OUTGOING, due_out_cb, rel);
+			rc = relm_store_outgoing_due(c->st, d.v[i], relm__core_now(c), RELM_RETX_PER_STEP, due_out_cb, rel);
 		if (rc == 0)
 			rc = load_acks(c, rel);
 		if (rc == 0)
 			rc = relm_rel_tick(rel, c->env, &fx);
+		for (size_t k = 0; rc == 0 && k < fx.n; k++)
+			posts += fx.v[k].type == RELM_FX_POST;
 		if (rc == 0)
 			rc = relm__core_step_apply(c, rel, &fx);
 		if (rc == 0)
@@ -402,6 +408,11 @@ int relm_core_tick(struct relm_core *c, uint64_t *next)
 			continue;
 		if (rc != 0)
 			goto out;
+		/* many relationships due at once (timers of one burst): one loop
+		 * turn posts at most about RELM_TICK_POSTS envelopes; the others
+		 * are still due, so *next is now and the caller ticks again */
+		if (posts >= RELM_TICK_POSTS)
+			break;
 	}
 	if (next)
 		rc = relm_store_next_deadline(c->st, next);
