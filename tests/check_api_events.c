@@ -49,6 +49,7 @@ static const struct {
 	{ "identity.rejected", "relationship reason", "ipk" },
 	{ "sibling.refused", "proton device reason", "relationship" },
 	{ "device.synced", "proton", "" },
+	{ "proton.created", "proton", "label" },
 };
 enum { NSHAPES = sizeof documented / sizeof documented[0], EVLINES = 64 };
 
@@ -220,6 +221,17 @@ START_TEST(event_shapes)
 		ck_assert_int_lt(relm_errcode(ta_str(p, "reason")), 0);        /* an error.h name */
 		cJSON_Delete(j);
 	}
+	/* proton.created, with the label */
+	r = td_must(ta_w.a.sock, "proton.create", "{\"label\":\"work\"}");
+	live_last = read_until(&c, live, "proton.created", TA_MEET_MS);
+	{
+		cJSON *j = cJSON_Parse(live[live_last]);
+		const cJSON *p = ta_get(j, "params");
+		ck_assert_str_eq(ta_str(p, "proton"), ta_str(td_res(r), "proton"));
+		ck_assert_str_eq(ta_str(p, "label"), "work");
+		cJSON_Delete(j);
+	}
+	cJSON_Delete(r);
 	td_conn_close(&c);
 
 	/* the types nobody emits yet, as later work will store them */
@@ -232,8 +244,8 @@ START_TEST(event_shapes)
 		ck_assert_int_eq(relm_unhex(rel, 16, ta_w.rel, 32), 0);
 		ck_assert_int_eq(relm_store_begin(st), 0);
 		for (int t = RELM_EV_FORK_DETECTED; t < RELM_EV_COUNT; t++) {
-			if (t == RELM_EV_ENVELOPE_UNDECRYPTABLE)
-				continue;
+			if (t == RELM_EV_ENVELOPE_UNDECRYPTABLE || t == RELM_EV_PROTON_CREATED)
+				continue;                /* live above */
 			full_event(&ev, t, rel);
 			ck_assert_int_eq(relm_store_event_append(st, &ev, 1700000000000ULL, NULL), 0);
 		}

@@ -462,6 +462,7 @@ static void check_synced_and_live(int refused)
 	ck_assert_int_eq(events_of(&J, RELM_EV_DEVICE_SYNCED, NULL), 1);
 	ck_assert_int_eq(count_where(&J, "state='synced'"), 1);
 	ck_assert_int_eq(events_of(&J, RELM_EV_RELATIONSHIP_CREATED, NULL), 2);
+	ck_assert_int_eq(events_of(&J, RELM_EV_PROTON_CREATED, NULL), 1);   /* the proton joined */
 	/* bob's next message reaches J (and A) */
 	ck_assert_int_eq(relm_core_message_send(B.core, rb, "b2", 2, NULL, id, &was_new), 0);
 	settle_all();

@@ -574,6 +574,11 @@ class WebTest(unittest.TestCase):
         is relationship.list's last_activity, newest first."""
         a = self.a
         pw = result(self.bob_sock, 'proton.create', {'label': 'bob at work'})['proton']
+        # made through the socket, not the page: bob's page lists it live
+        # (proton.created), without a reload
+        wait_for("bob's page to list the proton made elsewhere", lambda: [
+            e for e in self.b.find_elements(By.CSS_SELECTOR, f'#protons a.proton[data-proton="{pw}"]')
+            if e.find_element(By.CSS_SELECTOR, '.proton-label').text == 'bob at work'])
         invite = result(self.alice_sock, 'invite.create', {'proton': self.pa})['invite']
         rel2 = result(self.bob_sock, 'invite.accept', {'proton': pw, 'invite': invite,
                                                       'label': 'Alice'})['relationship']

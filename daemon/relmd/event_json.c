@@ -78,6 +78,18 @@ static void add_relationship(struct sink *k, struct relm_store *st, const struct
 	relm_store_rel_clear(&r);
 }
 
+/* proton.created: its label, so a client can list it without a second
+ * call. */
+static void add_proton(struct sink *k, struct relm_store *st, const struct relm_event *ev)
+{
+	struct relm_store_proton p;
+
+	memset(&p, 0, sizeof p);
+	if (relm_store_proton_get(st, ev->proton, &p, 0) == 0)
+		put_str(k, "label", p.label);
+	relm_store_proton_clear(&p);
+}
+
 /* Every member after seq, type and ts, in one order for all types (the
  * order of the lines relmd wrote before events were typed). */
 static void members(struct sink *k, struct relm_store *st, const struct relm_event *ev)
@@ -103,6 +115,8 @@ static void members(struct sink *k, struct relm_store *st, const struct relm_eve
 		put_uint(k, "pruned", ev->pruned);
 	if (h & RELM_EVF_PROTON)
 		put_hex(k, "proton", ev->proton, RELM_ID_LEN);
+	if (ev->type == RELM_EV_PROTON_CREATED && (h & RELM_EVF_PROTON))
+		add_proton(k, st, ev);
 	if (h & RELM_EVF_DEVICE)
 		put_hex(k, "device", ev->device, RELM_ID_LEN);
 	if (h & RELM_EVF_EPOCH)

@@ -120,6 +120,16 @@ static int created(struct relm_core *c, const uint8_t rel[RELM_ID_LEN])
 
 /* ---- protons ------------------------------------------------------------ */
 
+int relm__core_proton_created(struct relm_core *c, const uint8_t proton[RELM_ID_LEN])
+{
+	struct relm_event ev;
+
+	relm_event_init(&ev, RELM_EV_PROTON_CREATED);
+	ev.has = RELM_EVF_PROTON;
+	memcpy(ev.proton, proton, RELM_ID_LEN);
+	return relm_store_event_append(c->st, &ev, relm__core_now(c), NULL);
+}
+
 int relm_core_proton_create(struct relm_core *c, const char *label,
                             uint8_t id[RELM_ID_LEN], uint8_t ipk[RELM_SIGN_PK_LEN])
 {
@@ -154,6 +164,8 @@ int relm_core_proton_create(struct relm_core *c, const char *label,
 	rc = relm_store_proton_put(c->st, &p);
 	if (rc == 0)
 		rc = relm_store_device_put(c->st, &d);
+	if (rc == 0)
+		rc = relm__core_proton_created(c, p.id);
 	/* the device keys and circle epoch 1, signed by the new IPK */
 	if (rc == 0)
 		rc = relm__core_circle_ensure(c, p.id);

@@ -355,6 +355,8 @@ int relm__core_view_fill(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],
  * list, 2 the strategy row) as the store holds them now?  Empties the
  * cache first if the store's generation moved or it is another proton's. */
 unsigned relm__core_devs_cached(struct relm_core *c, const uint8_t proton[RELM_ID_LEN], unsigned want);
+/* proton.created for proton, in the open step that stores it. */
+int relm__core_proton_created(struct relm_core *c, const uint8_t proton[RELM_ID_LEN]);
 /* A sibling's `strategy`, `request` or `deliver` (type byte included),
  * inside the open step: 0, a refusal, or a store error. */
 int relm__core_sib_strategy(struct relm_core *c, const uint8_t proton[RELM_ID_LEN],

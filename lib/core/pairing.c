@@ -433,6 +433,7 @@ static int j_store(struct relm_core *c, struct relm_store_pairing *p, const stru
 	memcpy(dk.mailbox_sk, keys + 116, 64);
 	memcpy(dk.mailbox_id, keys + 116 + 32, 32);       /* an Ed25519 sk ends with its pk */
 	if ((rc = relm_store_proton_put(c->st, &pr)) == 0 &&
+	    (rc = relm__core_proton_created(c, w->proton)) == 0 &&
 	    (rc = relm_store_device_put(c->st, &d)) == 0 &&
 	    (rc = relm_store_device_keys_put(c->st, &dk)) == 0 &&
 	    (rc = relm_store_circle_put(c->st, w->proton, circ->epoch, w->circle, w->circle_len)) == 0)

@@ -82,7 +82,9 @@ enum {
 	X(SIBLING_REFUSED,        "sibling.refused",        RELM_EVF_PROTON | RELM_EVF_DEVICE | \
 	                                                    RELM_EVF_CODE, RELM_EVF_REL) \
 	/* a new device holds what its siblings hold (proto/devices.md §12.6) */ \
-	X(DEVICE_SYNCED,          "device.synced",          RELM_EVF_PROTON, 0)
+	X(DEVICE_SYNCED,          "device.synced",          RELM_EVF_PROTON, 0)                \
+	/* a proton made here (proton.create) or joined (device.pair.join) */    \
+	X(PROTON_CREATED,         "proton.created",         RELM_EVF_PROTON, 0)
 
 enum relm_event_type {
 	RELM_EV_NONE = 0,          /* no event (a zeroed record; a type this build does not know) */

@@ -246,6 +246,9 @@ function onEvent(ev) {
     case 'relationship.created':
       if (ev.proton === state.proton) refreshRels();
       break;
+    case 'proton.created':  // made by another client, or joined
+      loadProtons();
+      break;
     case 'device.added':
     case 'device.removed':
     case 'identity.rotated':
