@@ -71,22 +71,44 @@ int relm__core_load(struct relm_core *c, const uint8_t id[RELM_ID_LEN], struct r
 	return 0;
 }
 
+/* The stored acknowledgements, the first one step's receipts carry: the
+ * rest wait in the store (acks_more), read by the next slice.  Reading all
+ * of them at every slice read ~N²/1,024 rows for a batch of N. */
+struct acks_load {
+	struct relm_rel *rel;
+	uint32_t n;
+};
+
+enum { ACKS_ENOUGH = 1 };   /* ack_cb's stop: not an error */
+
 static int ack_cb(void *ctx, const uint8_t id[RELM_ID_LEN], const uint8_t dh[RELM_KEY_LEN],
                   uint32_t n)
 {
-	return relm_rel_ack_load(ctx, id, dh, n);
+	struct acks_load *l = ctx;
+	int rc;
+
+	if (l->n == (uint32_t)RELM_RECEIPTS_PER_STEP * RELM_MAX_ACKS) {
+		l->rel->acks_more = 1;
+		return ACKS_ENOUGH;
+	}
+	if ((rc = relm_rel_ack_load(l->rel, id, dh, n)) == 0)
+		l->n++;
+	return rc;
 }
 
-/* Before a tick: when the receipt is due, every acknowledgement it owes
- * comes back from the store (relm_rel_tick sends none while acks_partial
- * is set, and the timer stays armed). */
+/* Before a tick: when the receipt is due, the acknowledgements it owes
+ * come back from the store, as many as one step sends (relm_rel_tick
+ * sends none while acks_partial is set, and the timer stays armed; with
+ * acks_more it stays due after this step's receipts). */
 static int load_acks(struct relm_core *c, struct relm_rel *rel)
 {
+	struct acks_load l = { rel, 0 };
 	int rc;
 
 	if (!rel->acks_partial || !rel->receipt_due_ms || rel->receipt_due_ms > relm__core_now(c))
 		return 0;
-	if ((rc = relm_store_ack_list(c->st, rel->id, ack_cb, rel)) != 0)
+	rel->acks_more = 0;
+	if ((rc = relm_store_ack_list(c->st, rel->id, ack_cb, &l)) != 0 && rc != ACKS_ENOUGH)
 		return rc;
 	rel->acks_partial = 0;
 	return 0;

@@ -434,7 +434,8 @@ int relm_rel_tick(struct relm_rel *rel, const struct relm_env *env, struct relm_
 		if ((rc = relm__emit_acks(fx, RELM_FX_ACK_DEL, rel->acks_due, rel->nacks_due)) != 0)
 			return rc;
 		rel->nacks_due = 0;
-		rel->receipt_due_ms = 0;
+		if (!rel->acks_more)
+			rel->receipt_due_ms = 0;   /* else the next tick drops the rest */
 	}
 	for (uint32_t i = 0; (sends || asks) && i < rel->nout; ) {
 		struct relm_outgoing *o = &rel->out[i];

@@ -143,7 +143,8 @@ int relm__send_receipts(struct relm_rel *rel, const struct relm_env *env, struct
 		memmove(rel->acks_due, rel->acks_due + k, (rel->nacks_due - k) * sizeof *rel->acks_due);
 		rel->nacks_due -= k;
 	}
-	rel->receipt_due_ms = 0;
+	if (!rel->acks_more)
+		rel->receipt_due_ms = 0;       /* else the rest, still in the store, is due */
 	return 0;
 }
 

@@ -480,7 +480,7 @@ static int suppress_acks(struct relm_rel *rel, const struct relm_env *env,
 		return 0;
 	sodium_memzero(&rel->acks_due[keep], (rel->nacks_due - keep) * sizeof rel->acks_due[0]);
 	rel->nacks_due = keep;
-	if (keep == 0 && !rel->acks_partial) {
+	if (keep == 0 && !rel->acks_partial && !rel->acks_more) {
 		rel->receipt_due_ms = 0;       /* the batch is answered */
 	} else if (keep > 0) {
 		/* what is left is a new batch, ranked afresh */

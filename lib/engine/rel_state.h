@@ -133,6 +133,10 @@ struct relm_rel {
 	struct relm_ack *acks_due;
 	uint32_t nacks_due, capacks;
 	uint8_t acks_partial;           /* acks_due holds only some of them */
+	/* the caller gave back the first stored ones only (a step sends at
+	 * most RELM_RECEIPTS_PER_STEP receipts): more rows wait in the store,
+	 * so the timer stays due when acks_due is empty.  Not in the blob. */
+	uint8_t acks_more;
 	uint8_t acks_unsaved;           /* acks_due came from a v1–v3 blob: write them to the store */
 	uint64_t receipt_due_ms;        /* 0 = no receipt armed */
 	uint8_t recent[RELM_RECENT_IDS][RELM_ID_LEN];
