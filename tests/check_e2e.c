@@ -427,9 +427,10 @@ static void collect_received(struct td_conn *c, cJSON *early, struct rx *rx, int
 	}
 }
 
-/* relationship.created, replayed from the start, is the first event that
- * names the relationship, and names the proton, the remote IPK and the
- * label on each side. */
+/* Replayed from the start: proton.created first (the proton made on this
+ * side), then relationship.created, the first event that names the
+ * relationship, naming the proton, the remote IPK and the label on each
+ * side. */
 static void check_created(struct td_relmd *d, const char *proton, const char *label)
 {
 	struct td_conn c;
@@ -439,9 +440,16 @@ static void check_created(struct td_relmd *d, const char *proton, const char *la
 	ck_assert_ptr_nonnull(td_res(r));
 	cJSON_Delete(r);
 	ev = cJSON_GetArraySize(early) ? cJSON_DetachItemFromArray(early, 0) : td_conn_read(&c, 5000);
-	ck_assert_msg(ev != NULL, "%s: no relationship.created", d->name);
+	ck_assert_msg(ev != NULL, "%s: no proton.created", d->name);
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "params");
 	ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(p, "seq")->valuedouble, 1);
+	ck_assert_str_eq(td_str(p, "type"), "proton.created");
+	ck_assert_str_eq(td_str(p, "proton"), proton);
+	cJSON_Delete(ev);
+	ev = cJSON_GetArraySize(early) ? cJSON_DetachItemFromArray(early, 0) : td_conn_read(&c, 5000);
+	ck_assert_msg(ev != NULL, "%s: no relationship.created", d->name);
+	p = cJSON_GetObjectItemCaseSensitive(ev, "params");
+	ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(p, "seq")->valuedouble, 2);
 	ck_assert_str_eq(td_str(p, "type"), "relationship.created");
 	ck_assert_str_eq(td_str(p, "relationship"), W.rel);
 	ck_assert_str_eq(td_str(p, "proton"), proton);
