@@ -267,12 +267,55 @@ START_TEST(test_check_on_demand)
 }
 END_TEST
 
+/* outgoing_count against the rows it counts (store v13: no trigger keeps
+ * it): a count that differs is reported as a bad row of outgoing_count
+ * with its relationship, none while it agrees, and none for what an open
+ * step has staged but not yet written. */
+START_TEST(test_check_outgoing_count)
+{
+	struct relm_store *st;
+	struct relm_store_outgoing o;
+	struct heard c = { 0 };
+	uint8_t pid[16];
+	struct relm_store_rel r;
+
+	ts_make_closed_store();
+	st = ts_open_ok(ts_dbpath, 0, NULL);
+	ts_fill(pid, 16, 1);
+	ts_mk_rel(&r, pid, 0, NULL, 0);
+	memset(&o, 0, sizeof o);
+	memcpy(o.rel, r.id, 16);
+	ts_fill(o.id, 16, 40);
+	o.body = (const uint8_t *)"body";
+	o.body_len = 4;
+	/* a step with a row added, its count staged: nothing to report */
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_outgoing_put(st, &o), 0);
+	ck_assert_int_eq(relm_store_check(st, 1, NULL, hook, &c), 0);
+	ck_assert_int_eq(c.n, 0);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(relm_store_check(st, 0, NULL, hook, &c), 0);
+	ck_assert_int_eq(c.n, 0);
+	/* the count moved behind the store's back */
+	damage(st, "UPDATE outgoing_count SET n=n+3");
+	ck_assert_int_eq(relm_store_check(st, 0, NULL, hook, &c), 0);
+	ck_assert_int_eq(c.n, 1);
+	ck_assert_str_eq(c.table[0], "outgoing_count");
+	ck_assert(c.has[0] & RELM_EVF_REL);
+	ck_assert(!(c.has[0] & RELM_EVF_ROW));
+	ck_assert_int_eq(memcmp(c.rel[0], r.id, 16), 0);
+	ck_assert_str_eq(c.reason[0], "counts 4 retransmission rows, outgoing holds 1");
+	relm_store_close(st);
+}
+END_TEST
+
 int main(void)
 {
 	const struct ts_test tests[] = {
 		{ "reads", test_history_row_left_out, 10, 0, (int)(sizeof msg_damage / sizeof msg_damage[0]) },
 		{ "reads", test_labels_and_names, 10, 0, 0 },
 		{ "check", test_check_on_demand, 30, 0, 0 },
+		{ "check", test_check_outgoing_count, 30, 0, 0 },
 	};
 	return ts_run("store_rows", tests, sizeof tests / sizeof tests[0]);
 }

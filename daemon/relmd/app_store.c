@@ -47,6 +47,8 @@ static void bad_key(struct bad_row *k, const struct relm_event *ev)
 	else {
 		if (ev->has & RELM_EVF_PROTON)
 			memcpy(k->a, ev->proton, RELM_ID_LEN);
+		else if (ev->has & RELM_EVF_REL)         /* outgoing_count: its relationship */
+			memcpy(k->a, ev->rel, RELM_ID_LEN);
 		if (ev->has & RELM_EVF_DEVICE)
 			memcpy(k->b, ev->device, RELM_ID_LEN);
 	}
@@ -55,7 +57,8 @@ static void bad_key(struct bad_row *k, const struct relm_event *ev)
 /* A table's name of our own, for a record that outlives the call. */
 static const char *table_name(const char *t)
 {
-	static const char *const tables[] = { "messages", "protons", "relationships", "devices" };
+	static const char *const tables[] = { "messages", "protons", "relationships", "devices",
+	                                      "outgoing_count" };
 
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		if (!strcmp(t, tables[i]))

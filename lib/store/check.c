@@ -100,8 +100,8 @@ int relm_store_check(struct relm_store *st, int quick,
 	st->check_sink = bad;
 	st->check_ctx = ctx;
 	if ((rc = relm__msg_scan(st)) == 0 && (rc = relm__proton_scan(st)) == 0 &&
-	    (rc = relm__device_scan(st)) == 0)
-		rc = relm__rel_scan(st);
+	    (rc = relm__device_scan(st)) == 0 && (rc = relm__rel_scan(st)) == 0)
+		rc = relm__outcount_scan(st);
 	st->check_sink = NULL;
 	st->check_ctx = NULL;
 	return rc;

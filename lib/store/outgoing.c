@@ -3,6 +3,7 @@
  * by the remote's receipt; schema v2, counted per relationship since v3)
  * and the acknowledgements waiting for the receipt timer (schema v4).
  */
+#include <stdio.h>
 #include <string.h>
 #include "store/store_int.h"
 
@@ -20,6 +21,8 @@ RELM__SQL(OUT_DEL_MANY, "DELETE FROM outgoing WHERE rel=?1 AND id IN (?2,?3,?4,?
 RELM__SQL(OUT_DUE, "SELECT id,kind,ts,body,tries,next_ms,last_node FROM outgoing WHERE rel=?1 AND next_ms<=?2 ORDER BY next_ms LIMIT ?3");
 RELM__SQL(OUT_NEXT, "SELECT min(next_ms) FROM outgoing WHERE rel=?1");
 RELM__SQL(OUT_COUNT, "SELECT n FROM outgoing_count WHERE rel=?1");
+RELM__SQL(OUT_COUNT_SCAN, "SELECT r.id, coalesce(c.n,0), (SELECT count(*) FROM outgoing o WHERE o.rel=r.id) AS k"
+                          " FROM relationships r LEFT JOIN outgoing_count c ON c.rel=r.id WHERE coalesce(c.n,0) != k");
 RELM__SQL(ACK_PUT, "INSERT OR IGNORE INTO acks(rel,dh,n,id) VALUES(?1,?2,?3,?4)");
 RELM__SQL(ACK_DEL, "DELETE FROM acks WHERE rel=?1 AND dh=?2 AND n=?3 AND id=?4");
 RELM__SQL(ACK_LIST, "SELECT dh,n,id FROM acks WHERE rel=?1 ORDER BY dh,n,id");
@@ -156,6 +159,32 @@ int relm_store_outgoing_count(struct relm_store *st, const uint8_t rel[RELM_ID_L
 	relm__stage_outgoing_count(&st->stage, rel, &v);
 	*n = v > 0 ? (uint64_t)v : 0;
 	return 0;
+}
+
+/* Since v13 no trigger keeps the count: a writer that forgot to tell it
+ * would make message.send refuse too soon or too late, for good.  The
+ * check says so (store.check); the file is not changed. */
+int relm__outcount_scan(struct relm_store *st)
+{
+	struct relm__q q;
+	int rc;
+
+	q_begin(&q, st, OUT_COUNT_SCAN);
+	while ((rc = q_step(&q)) > 0) {
+		uint8_t rel[RELM_ID_LEN];
+		int64_t held = q_i64(&q, 1), rows = q_i64(&q, 2);
+		char why[96];
+
+		if (q_fixed(&q, 0, rel, RELM_ID_LEN))
+			continue;                    /* the relationships scan reports the row */
+		relm__stage_outgoing_count(&st->stage, rel, &held);
+		if (held == rows)
+			continue;                    /* staged, not yet written */
+		snprintf(why, sizeof why, "counts %lld retransmission rows, outgoing holds %lld",
+		         (long long)held, (long long)rows);
+		relm__store_bad_row(st, "outgoing_count", 0, why, rel, NULL, NULL, NULL);
+	}
+	return q_end(&q, rc);
 }
 
 /* ---- acks ------------------------------------------------------------------ */

@@ -145,7 +145,7 @@ struct relm__evmem {
 	/* outbox.c */   X(OUTBOX_ADD) X(OUTBOX_NEXT) X(OUTBOX_POSTED) X(OUTBOX_PURGE) X(OUTBOX_PURGE_SOME) \
 	                 X(CURSOR_GET) X(CURSOR_SET) X(MBOX_LIST) X(MBOX_SECRET)      \
 	/* events.c */   X(EVENT_ADD) X(EVENT_TRIM) X(EVENT_TRIM_KEEP) X(EVENT_LIST) X(EVENT_BOUNDS) \
-	/* outgoing.c */ X(OUT_PUT) X(OUT_ADD) X(OUT_TRY) X(OUT_DEL) X(OUT_DEL_MANY) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT)    \
+	/* outgoing.c */ X(OUT_PUT) X(OUT_ADD) X(OUT_TRY) X(OUT_DEL) X(OUT_DEL_MANY) X(OUT_DUE) X(OUT_NEXT) X(OUT_COUNT) X(OUT_COUNT_SCAN)    \
 	                 X(ACK_PUT) X(ACK_DEL) X(ACK_LIST)                            \
 	/* requests.c */ X(REQ_PUT) X(REQ_DEL) X(REQ_LIST) X(REQ_COUNT) X(REQ_HAS)              \
 	/* stateless.c */ X(SL_PUT) X(SL_DEL) X(SL_SRC) X(SL_LIST) X(SL_OUT) X(SL_ACKS) X(SL_PENDING)
@@ -238,6 +238,10 @@ int relm__store_bad_row(struct relm_store *st, const char *table, int64_t row, c
 int relm__msg_scan(struct relm_store *st);
 int relm__proton_scan(struct relm_store *st);
 int relm__device_scan(struct relm_store *st);
+/* outgoing_count against count(*) of outgoing, every relationship (and
+ * what the open transaction staged): a relationship whose count differs
+ * goes to the listeners, table "outgoing_count". */
+int relm__outcount_scan(struct relm_store *st);
 int relm__rel_scan(struct relm_store *st);
 
 /* ---- events.c ---------------------------------------------------------- */
