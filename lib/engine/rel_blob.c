@@ -514,97 +514,110 @@ static void r_str(struct rbuf *r, char *out, size_t cap)
 		r->err = 1;
 }
 
+/* A blob's head, every version: up to and with the mailbox's key pair.
+ * One reader for relm_rel_decode and relm_rel_blob_mailbox_key, so the
+ * two cannot read a head differently.  mbox_sk is secret. */
+struct blob_head {
+	uint8_t version, mode, side;
+	unsigned present;
+	uint8_t id[RELM_ID_LEN];
+	uint8_t ad[RELM_AD_LEN];               /* when P_AD */
+	uint8_t ipk_self[32], ipk_remote[32];
+	uint8_t mbox_sk[64], mbox_pk[32];
+};
+
+/* 0, RELM_ESTATE (a malformed or short head) or RELM_EVERSION; r is left
+ * after the key pair, its integer form set by the version.  h is wiped by
+ * the caller. */
+static int read_head(struct rbuf *r, struct blob_head *h)
+{
+	uint8_t magic[3];
+
+	memset(h, 0, sizeof *h);
+	h->present = P_KNOWN;                  /* versions 1 to 6 write every field */
+	r_get(r, magic, 3);
+	if (r->err || memcmp(magic, "RLS", 3) != 0)
+		return RELM_ESTATE;
+	h->version = r_u8(r);
+	if (r->err)
+		return RELM_ESTATE;
+	if (h->version < 1 || h->version > BLOB_VERSION)
+		return RELM_EVERSION;
+	r->var = h->version >= 8;
+	r_get(r, h->id, RELM_ID_LEN);
+	h->mode = r_u8(r);
+	h->side = r_u8(r);
+	if (h->version >= 7)
+		h->present = r_u16(r);
+	if (r->err || (h->mode != RELM_MODE_TREE && h->mode != RELM_MODE_STRICT) ||
+	    (h->side != 'a' && h->side != 'b') ||
+	    (h->version >= 7 && (h->present & ~(unsigned)(h->version >= 8 ? P_KNOWN_V8 : P_KNOWN))))
+		return RELM_ESTATE;
+	if (h->present & P_AD)
+		r_get(r, h->ad, RELM_AD_LEN);
+	r_get(r, h->ipk_self, 32);
+	r_get(r, h->ipk_remote, 32);
+	if (h->version >= 7) {
+		r_get(r, h->mbox_sk, 64);
+		if (h->present & P_MBOX_PK)
+			r_get(r, h->mbox_pk, 32);
+		else
+			memcpy(h->mbox_pk, h->mbox_sk + 32, RELM_SIGN_PK_LEN);
+	} else {
+		r_get(r, h->mbox_pk, 32);
+		r_get(r, h->mbox_sk, 64);
+	}
+	return r->err ? RELM_ESTATE : 0;
+}
+
 int relm_rel_blob_mailbox_key(const uint8_t *buf, size_t len, uint8_t sk[64], uint8_t pk[32])
 {
 	struct rbuf r = { buf, len, 0, 0, 0 };
-	uint8_t magic[3], skip[RELM_AD_LEN], key[64], pub[32];
-	unsigned present = P_KNOWN;
-	int mode, side;
+	struct blob_head h;
+	int rc = read_head(&r, &h);
 
-	r_get(&r, magic, 3);
-	if (r.err || memcmp(magic, "RLS", 3) != 0)
-		return RELM_ESTATE;
-	uint8_t version = r_u8(&r);
-	if (r.err)
-		return RELM_ESTATE;
-	if (version < 1 || version > BLOB_VERSION)
-		return RELM_EVERSION;
-	r.var = version >= 8;
-	r_get(&r, skip, RELM_ID_LEN);
-	mode = r_u8(&r);
-	side = r_u8(&r);
-	if (version >= 7)
-		present = r_u16(&r);
-	if (r.err || (mode != RELM_MODE_TREE && mode != RELM_MODE_STRICT) || (side != 'a' && side != 'b') ||
-	    (version >= 7 && (present & ~(unsigned)(version >= 8 ? P_KNOWN_V8 : P_KNOWN))))
-		return RELM_ESTATE;
-	if (present & P_AD)
-		r_get(&r, skip, RELM_AD_LEN);
-	r_get(&r, skip, 64);                     /* ipk_self, ipk_remote */
-	if (version >= 7) {
-		r_get(&r, key, 64);
-		if (present & P_MBOX_PK)
-			r_get(&r, pub, 32);
-		else
-			memcpy(pub, key + 32, 32);
-	} else {
-		r_get(&r, pub, 32);
-		r_get(&r, key, 64);
+	if (rc == 0) {
+		memcpy(sk, h.mbox_sk, 64);
+		memcpy(pk, h.mbox_pk, 32);
 	}
-	if (!r.err) {
-		memcpy(sk, key, 64);
-		memcpy(pk, pub, 32);
-	}
-	sodium_memzero(key, sizeof key);
-	return r.err ? RELM_ESTATE : 0;
+	sodium_memzero(&h, sizeof h);
+	return rc;
 }
 
 int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 {
 	struct rbuf r = { buf, len, 0, 0, 0 };
 	struct relm_rel *rel;
-	uint8_t magic[3], ext[RELM_INITIAL_EXT_LEN];
+	struct blob_head h;
+	uint8_t ext[RELM_INITIAL_EXT_LEN];
 	uint32_t cnt;
 	uint8_t parent_ref[RELM_MAX_NODES];
-	unsigned present = P_KNOWN;    /* versions 1 to 6 write every field */
-	int rc = RELM_ESTATE;
+	unsigned present;
+	uint8_t version;
+	int rc;
 
-	r_get(&r, magic, 3);
-	if (r.err || memcmp(magic, "RLS", 3) != 0)
-		return RELM_ESTATE;
-	uint8_t version = r_u8(&r);
-	if (version < 1 || version > BLOB_VERSION)
-		return RELM_EVERSION;
-	r.var = version >= 8;
+	if ((rc = read_head(&r, &h)) != 0) {
+		sodium_memzero(&h, sizeof h);
+		return rc;
+	}
+	rc = RELM_ESTATE;
+	version = h.version;
+	present = h.present;
 	rel = malloc(sizeof *rel);
-	if (!rel)
+	if (!rel) {
+		sodium_memzero(&h, sizeof h);
 		return RELM_ENOMEM;
+	}
 	memset(rel, 0, sizeof *rel);
-	r_get(&r, rel->id, RELM_ID_LEN);
-	rel->mode = r_u8(&r);
-	rel->side = r_u8(&r);
-	if (r.err || (rel->mode != RELM_MODE_TREE && rel->mode != RELM_MODE_STRICT) ||
-	    (rel->side != 'a' && rel->side != 'b'))
-		goto fail;
-	if (version >= 7) {
-		present = r_u16(&r);
-		if (present & ~(unsigned)(version >= 8 ? P_KNOWN_V8 : P_KNOWN))
-			goto fail;
-	}
-	if (present & P_AD)
-		r_get(&r, rel->ad, RELM_AD_LEN);
-	r_get(&r, rel->ipk_self, 32);
-	r_get(&r, rel->ipk_remote, 32);
-	if (version >= 7) {
-		r_get(&r, rel->mbox_sk, 64);
-		if (present & P_MBOX_PK)
-			r_get(&r, rel->mbox_pk, 32);
-		else
-			memcpy(rel->mbox_pk, rel->mbox_sk + 32, RELM_SIGN_PK_LEN);
-	} else {
-		r_get(&r, rel->mbox_pk, 32);
-		r_get(&r, rel->mbox_sk, 64);
-	}
+	memcpy(rel->id, h.id, RELM_ID_LEN);
+	rel->mode = h.mode;
+	rel->side = h.side;
+	memcpy(rel->ad, h.ad, RELM_AD_LEN);
+	memcpy(rel->ipk_self, h.ipk_self, 32);
+	memcpy(rel->ipk_remote, h.ipk_remote, 32);
+	memcpy(rel->mbox_sk, h.mbox_sk, 64);
+	memcpy(rel->mbox_pk, h.mbox_pk, 32);
+	sodium_memzero(&h, sizeof h);
 	if (present & P_REMOTE_PK)
 		r_get(&r, rel->remote_mbox_pk, 32);
 	if (version >= 5) {
