@@ -19,6 +19,7 @@
 #include <check.h>
 #include <sodium.h>
 #include "util_world.h"
+#include "util_devices.h"
 #include "util_rand.h"
 #include "util_xdev.h"
 #include "util_engine.h"
@@ -102,17 +103,7 @@ static void teardown(void)
 
 static struct relm_circle *circle_of(struct tu_daemon *d)
 {
-	struct relm_circle *c = calloc(1, sizeof *c);
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	uint64_t epoch = 0;
-
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(relm_store_circle_get(d->st, pa, &epoch, &buf, &len), 0);
-	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
-	ck_assert_uint_eq(c->epoch, epoch);
-	free(buf);
-	return c;
+	return tu_held_circle(d, pa);
 }
 
 /* Make d another device of alice's, as pairing and the bulk state will:

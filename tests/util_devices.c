@@ -57,6 +57,7 @@ struct relm_circle *tu_held_circle(struct tu_daemon *d, const uint8_t proton[16]
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(relm_store_circle_get(d->st, proton, &epoch, &buf, &len), 0);
 	ck_assert_int_eq(relm_circle_decode(c, buf, len), 0);
+	ck_assert_uint_eq(c->epoch, epoch);          /* the row's epoch is the circle's */
 	free(buf);
 	return c;
 }
