@@ -89,7 +89,8 @@ all: $(PROGS) $(BUILD)/librelm.a
 # those that are not installed — as root, or through sudo — after saying
 # which; every target that needs a package (build, bench, valgrind, fuzz)
 # goes through it, so a fresh Debian 12 machine needs only the README's two
-# commands.
+# commands.  Targets built in parallel (make -j) may need packages at the
+# same time: flock makes them take turns instead of failing on dpkg's lock.
 define need_debs
 	$(Q)missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed' || echo $$p; done); \
@@ -97,7 +98,9 @@ define need_debs
 	  echo "  DEPS    installing Debian packages:" $$missing; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  lock="flock /tmp/relm-apt.lock"; \
+	  $$lock $$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  $$lock $$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing >/dev/null || \
 	    { echo "error: could not install: $$missing (run as root or with sudo)" >&2; exit 1; }; \
 	fi
 endef
