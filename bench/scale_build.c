@@ -14,7 +14,7 @@
  * over two minutes (or with --clone) we build TEMPLATES of them for real
  * and fill the rest with clones: each clone copies one template's row on
  * both sides — state blob, history rows, mailbox cursor, A's replay-guard
- * row — with a fresh relationship id (the same on both sides, as real ids
+ * row, on one of the templates' invites — with a fresh relationship id (the same on both sides, as real ids
  * are), fresh mailbox key pairs on both sides, and the blob made to
  * match: decoded, its id, mbox_pk/mbox_sk, remote_mbox_pk and remote
  * mailbox address set, encoded again (so any blob version works).  A clone's ratchet keys are its template's (until its first
@@ -25,6 +25,11 @@
  * the secret values repeat.  Each patched blob is decoded again with
  * relm_rel_decode and checked before it is stored.  --real forces a full
  * build through the core (for comparison).
+ *
+ * Last, the invites expire and are deleted, as relmd's sweep does once
+ * their lifetime (a week by default) is over, and their replay-guard rows
+ * with them (store v14): a relationship idle for longer than that holds
+ * no invite and no replay-guard row of its own.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -46,7 +51,8 @@
 #include "scale_build.h"
 
 enum {
-	RECIPE_VERSION = 5,         /* bump when the build below changes (5: idle relationships) */
+	RECIPE_VERSION = 6,         /* bump when the build below changes (5: idle relationships;
+	                               6: the invites expired, store v14) */
 	TEMPLATES      = 256,       /* real relationships cloned from */
 	REAL_BUDGET_S  = 120,       /* build for real when it fits in this */
 	BATCH          = 1000,      /* rows per group commit while building */
@@ -240,9 +246,26 @@ static void clone_side(struct daemon *d, const struct side_tpl *t, const uint8_t
 	sodium_memzero(&r, sizeof r);
 }
 
+struct spks {
+	uint32_t id[TEMPLATES];
+	size_t n;
+};
+
+static int spk_cb(void *ctx, const struct relm_store_invite *inv)
+{
+	struct spks *s = ctx;
+	if (s->n < TEMPLATES)
+		s->id[s->n++] = inv->spk_id;
+	return 0;
+}
+
 static void build_clones(struct daemon *a, struct daemon *b, const struct idlist *tpl, size_t count,
                          struct idlist *out)
 {
+	struct spks spk = { .n = 0 };
+	CHECK(relm_store_invite_list(a->st, a->proton, 0, spk_cb, &spk));
+	if (spk.n == 0)
+		die("clone: the templates left no invite");
 	const size_t nt = tpl->n;         /* out may be tpl: it grows below */
 	struct side_tpl *ta = calloc(nt, sizeof *ta), *tb = calloc(nt, sizeof *tb);
 	if (!ta || !tb)
@@ -265,7 +288,7 @@ static void build_clones(struct daemon *a, struct daemon *b, const struct idlist
 		clone_side(b, &tb[t], id, bpk, bsk, apk);
 		/* A (the inviter) remembers the accepter's EK of every relationship */
 		randombytes_buf(ek, sizeof ek);
-		CHECK(relm_store_replay_check_insert(a->st, a->proton, ek, id, g_clock));
+		CHECK(relm_store_replay_check_insert(a->st, a->proton, spk.id[k % spk.n], ek, id, g_clock));
 		CHECK(relm_store_commit(a->st));
 		CHECK(relm_store_commit(b->st));
 		sodium_memzero(ask, sizeof ask);
@@ -366,6 +389,13 @@ static void build_stores(const char *base, size_t n, int force, struct daemon *a
 		}
 	}
 	free(ids.id);
+	/* the invites' lifetime passes: relmd's sweep deletes them, and the
+	 * replay guard's rows go with them */
+	CHECK(relm_store_begin(a->st));
+	int expired = relm_store_invite_expire(a->st, (uint64_t)INT64_MAX, NULL, NULL);
+	if (expired < 0)
+		die("invite expiry: %s", relm_strerror(expired));
+	CHECK(relm_store_commit(a->st));
 	/* leave the WAL checkpointed so every run starts from the same file */
 	daemon_close(a);
 	daemon_close(b);

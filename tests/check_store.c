@@ -413,12 +413,22 @@ START_TEST(test_invites_replay)
 	ck_assert_int_eq(relm_store_invite_mark_used(st, p.id, 77), 0);
 	ts_fill(ek, 32, 9);
 	ts_fill(rel, 16, 10);
-	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 5), 0);
-	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 6), RELM_EREPLAY);
-	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, NULL, 6), RELM_EREPLAY);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, rel, 5), 0);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, rel, 6), RELM_EREPLAY);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, NULL, 6), RELM_EREPLAY);
+	/* a guard row belongs to an invite that exists (v14) */
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 76, ek, rel, 6), RELM_ENOTFOUND);
 	ek[0] ^= 1;
-	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 6), 0);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, rel, 6), 0);
+	/* a second invite, living longer: its own guard, the same EK new there */
+	inv.spk_id = 80;
+	inv.expires = 20000;
+	ts_fill(inv.mailbox_id, 32, 5);
+	ck_assert_int_eq(relm_store_invite_put(st, &inv), 0);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 80, ek, rel, 6), 0);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 80, ek, rel, 6), RELM_EREPLAY);
 	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 3);
 
 	ck_assert_int_eq(relm_store_invite_get(st, p.id, 77, &got), 0);
 	ck_assert_int_eq(got.used, 1);
@@ -428,11 +438,20 @@ START_TEST(test_invites_replay)
 	relm_store_close(st);
 	st = ts_open_ok(ts_dbpath, 0, NULL);
 	ck_assert_int_eq(relm_store_begin(st), 0);
-	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, ek, rel, 7), RELM_EREPLAY);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, rel, 7), RELM_EREPLAY);
 	ck_assert_int_eq(relm_store_invite_expire(st, 9999, NULL, NULL), 0);
 	ck_assert_int_eq(relm_store_invite_expire(st, 10001, NULL, NULL), 1);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(relm_store_invite_get(st, p.id, 77, &got), RELM_ENOTFOUND);
+	/* the expired invite's guard rows went with it (nothing can ask them:
+	 * ratchet.md §8.3 refuses its envelopes at step 1); the other's stay */
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=77"), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=80"), 1);
+	ck_assert_int_eq(relm_store_begin(st), 0);
+	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 80, ek, rel, 8), RELM_EREPLAY);
+	ck_assert_int_eq(relm_store_invite_expire(st, 20000, NULL, NULL), 1);
+	ck_assert_int_eq(relm_store_commit(st), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 0);
 	relm_store_close(st);
 }
 END_TEST

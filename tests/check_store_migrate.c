@@ -132,6 +132,11 @@ static void check_fixture(int version)
 	relm_store_rel_clear(&r);
 	ck_assert_int_eq(relm_store_invite_get(st, pid, 1, &inv), 0);
 	relm_store_invite_clear(&inv);
+	/* v14: the replay guard's row, seen after its live invite was made,
+	 * is that invite's */
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=1 AND ek=X'"
+	                                 "4949494949494949494949494949494949494949494949494949494949494949'"), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 1);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM messages"), 2);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM outbox WHERE state='queued'"), 1);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM events"), version >= 7 ? 8 : version >= 6 ? 7 : 2);
@@ -326,6 +331,12 @@ END_TEST
 START_TEST(test_fixture_v13)
 {
 	check_fixture(13);
+}
+END_TEST
+
+START_TEST(test_fixture_v14)
+{
+	check_fixture(14);
 }
 END_TEST
 
@@ -599,6 +610,54 @@ START_TEST(test_migrate_v3_acks)
 }
 END_TEST
 
+/* v13's replay guard rows name no invite: v14 keeps each for every live
+ * invite of its proton made at most a day after the EK was seen (the EK
+ * may have come to any of them) and drops the rest, whose invites are
+ * gone; the rows then go with their invite. */
+START_TEST(test_migrate_v14_guard)
+{
+	char *errmsg = NULL;
+	sqlite3 *db;
+	struct relm_store *st;
+
+	db = ts_fixture_db(13);
+	/* the fixture: proton 0x11's invite 1 (made 1700000000001), one row
+	 * seen 1700000000002.  Added: invite 2 made an hour after that row
+	 * (it may have come to 2 as well), invite 3 made a year later (it
+	 * cannot have); a row seen before every invite (theirs were deleted),
+	 * and one of a proton with no invite left */
+	ck_assert_msg(sqlite3_exec(db,
+		"INSERT INTO invites SELECT proton, 2, spk_priv, 0, NULL, 1, expires,"
+		" X'a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6', mailbox_sk, 0, 1700003600000"
+		" FROM invites WHERE spk_id=1;"
+		"INSERT INTO invites SELECT proton, 3, spk_priv, 0, NULL, 1, expires,"
+		" X'a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7', mailbox_sk, 0, 1731536000000"
+		" FROM invites WHERE spk_id=1;"
+		"INSERT INTO replay_guard VALUES(X'11111111111111111111111111111111',"
+		" X'4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a', NULL, 1600000000000);"
+		"INSERT INTO replay_guard VALUES(X'99999999999999999999999999999999',"
+		" X'4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b', NULL, 1700000000005);",
+		NULL, NULL, &errmsg) == SQLITE_OK, "%s", errmsg);
+	sqlite3_close(db);
+	ck_assert_int_eq(chmod(ts_dbpath, 0600), 0);
+
+	st = ts_open_ok(ts_dbpath, RELM_STORE_F_INTEGRITY, NULL);
+	ck_assert_int_eq(ts_exec_int(st, "PRAGMA user_version"), RELM_STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 2);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE ek=X'"
+	                                 "4949494949494949494949494949494949494949494949494949494949494949'"
+	                                 " AND spk_id IN (1, 2) AND rel=X'22222222222222222222222222222222'"
+	                                 " AND seen=1700000000002"), 2);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM pragma_foreign_key_check('replay_guard')"), 0);
+	/* each goes with its invite */
+	ck_assert_int_eq(sqlite3_exec(relm__store_db(st), "DELETE FROM invites WHERE spk_id=1", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=2"), 1);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 1);
+	relm_store_close(st);
+}
+END_TEST
+
 /* Rows of outgoing_count that disagree with count(*) of outgoing, counting
  * a missing row as 0 and a row of a relationship with none as 0. */
 START_TEST(test_migrate_v2_counts)
@@ -829,6 +888,8 @@ int main(void)
 		{ "fixtures", test_fixture_v11, 10 },
 		{ "fixtures", test_fixture_v12, 10 },
 		{ "fixtures", test_fixture_v13, 10 },
+		{ "fixtures", test_fixture_v14, 10 },
+		{ "migrations", test_migrate_v14_guard, 10 },
 		{ "migrations", test_migrate_v2_counts, 10 },
 		{ "migrations", test_migrate_v3_acks, 10 },
 		{ "migrations", test_migrate_v4_checks, 10 },

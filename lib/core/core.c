@@ -418,7 +418,7 @@ int relm__core_open_initial(struct relm_core *c, const uint8_t proton[RELM_ID_LE
 		goto out;
 	if ((rc = relm_rel_open_initial(&rel, c->env, c->mode, &sec, buf, len, &fx)) != 0)
 		goto out;
-	if ((rc = relm_store_replay_check_insert(c->st, proton, e.ext.ek, rel->id, relm__core_now(c))) != 0)
+	if ((rc = relm_store_replay_check_insert(c->st, proton, spk_id, e.ext.ek, rel->id, relm__core_now(c))) != 0)
 		goto out;
 	if ((rc = relm_rel_encode(rel, &blob, &blen)) != 0)
 		goto out;

@@ -14,7 +14,7 @@ RELM__SQL(INVITE_BY_MBOX, "SELECT proton,spk_id FROM invites WHERE mailbox_id=?1
 RELM__SQL(INVITE_USED, "UPDATE invites SET used=used+1, opk_priv=NULL WHERE proton=?1 AND spk_id=?2");
 RELM__SQL(INVITE_EXPIRE, "DELETE FROM invites WHERE expires<=?1");
 RELM__SQL(INVITE_EXPIRED, "SELECT mailbox_id FROM invites WHERE expires<=?1");
-RELM__SQL(REPLAY_INS, "INSERT OR IGNORE INTO replay_guard(proton,ek,rel,seen) VALUES(?1,?2,?3,?4)");
+RELM__SQL(REPLAY_INS, "INSERT OR IGNORE INTO replay_guard(proton,spk_id,ek,rel,seen) VALUES(?1,?5,?2,?3,?4)");
 
 int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv)
 {
@@ -129,13 +129,13 @@ void relm_store_invite_clear(struct relm_store_invite *inv)
 /* ---- replay guard ----------------------------------------------------------- */
 
 int relm_store_replay_check_insert(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
-                                   const uint8_t ek[RELM_KEY_LEN],
+                                   uint32_t spk_id, const uint8_t ek[RELM_KEY_LEN],
                                    const uint8_t rel[RELM_ID_LEN], uint64_t now_ms)
 {
 	int rc;
 
 	CHECK_WRITABLE(st);
 	rc = Q_CHANGES(st, REPLAY_INS, A_ID(proton), A_BLOB(ek, RELM_KEY_LEN),
-	               A_BLOB_IF(rel != NULL, rel, RELM_ID_LEN), A_INT(now_ms));
+	               A_BLOB_IF(rel != NULL, rel, RELM_ID_LEN), A_INT(now_ms), A_INT(spk_id));
 	return rc == 0 ? RELM_EREPLAY : rc < 0 ? rc : 0;       /* ignored: seen before */
 }

@@ -324,6 +324,33 @@ static const char schema_v13[] =
 	"DROP TRIGGER outgoing_count_ins;"
 	"DROP TRIGGER outgoing_count_del;";
 
+/* v14: the replay guard's rows live as long as the invite they guard
+ * (issue 19: a row per relationship ever made, kept for good, was 89 of the
+ * 1,828 bytes an idle relationship cost).  An initial envelope for an
+ * invite that expired or is gone is refused before the guard is asked
+ * (proto/ratchet.md §8.3 steps 1 and 3), and an EK replayed on another
+ * invite of the proton fails there too (its spk_id is not that invite's,
+ * or the AEAD, which covers spk_id), so a row is keyed by its invite and
+ * goes with it (ON DELETE CASCADE, the primary key's prefix being the
+ * child index).  v13's rows do not say their invite: each is kept for
+ * every live invite of its proton that existed when the EK was seen (made
+ * at most a day after it, for devices' clocks that differ), the others —
+ * for invites already deleted — are dropped. */
+static const char schema_v14[] =
+	"CREATE TABLE replay_guard_v14("
+	" proton BLOB NOT NULL,"
+	" spk_id INTEGER NOT NULL,"
+	" ek BLOB NOT NULL CHECK(length(ek)=32),"
+	" rel BLOB,"
+	" seen INTEGER NOT NULL,"
+	" PRIMARY KEY(proton, spk_id, ek),"
+	" FOREIGN KEY(proton, spk_id) REFERENCES invites(proton, spk_id) ON DELETE CASCADE) WITHOUT ROWID;"
+	"INSERT INTO replay_guard_v14(proton,spk_id,ek,rel,seen)"
+	" SELECT g.proton, i.spk_id, g.ek, g.rel, g.seen FROM replay_guard g"
+	" JOIN invites i ON i.proton=g.proton AND i.created<=g.seen+86400000;"
+	"DROP TABLE replay_guard;"
+	"ALTER TABLE replay_guard_v14 RENAME TO replay_guard;";
+
 /* Each step is SQL, C, or both (the SQL first). */
 static const struct migration {
 	const char *sql;
@@ -342,6 +369,7 @@ static const struct migration {
 	{ schema_v11, NULL },     /* 10 → 11 */
 	{ schema_v12, NULL },     /* 11 → 12 */
 	{ schema_v13, NULL },     /* 12 → 13 */
+	{ schema_v14, NULL },     /* 13 → 14 */
 };
 
 /* 4 → 5, inside migrate()'s transaction (see v5_origin_old above).  The

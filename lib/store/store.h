@@ -126,8 +126,10 @@
  *   invites(proton→protons, spk_id, spk_priv[S], opk_id, opk_priv[S] (NULL
  *           once used), multi_use, expires, mailbox_id UNIQUE,
  *           mailbox_sk[S], used, created; PK(proton, spk_id))
- *   replay_guard(proton, ek, rel, seen; PK(proton, ek))   an initial envelope
- *           whose EK was seen never creates a second relationship
+ *   replay_guard(proton, spk_id, ek, rel, seen; PK(proton, spk_id, ek),
+ *           (proton, spk_id)→invites ON DELETE CASCADE) [v14]   an initial
+ *           envelope whose EK was seen never creates a second relationship
+ *           while its invite lives (after that, none can)
  *   relationships(id PK, proton→protons, label, remote_ipk, mode,
  *           mailbox_id UNIQUE, created, last_activity, unread,
  *           deadline (engine timer, 0 = none),
@@ -187,7 +189,7 @@
 #include "engine/event.h"
 
 enum relm_store_consts {
-	RELM_STORE_SCHEMA_VERSION = 13,       /* PRAGMA user_version written by this build */
+	RELM_STORE_SCHEMA_VERSION = 14,       /* PRAGMA user_version written by this build */
 	RELM_STORE_LABEL_MAX      = 255,     /* proton / relationship / device labels, bytes */
 	RELM_STORE_STRATEGY_MAX   = 15,      /* "leaderless", "leader", "fanout" */
 	RELM_STORE_KIND_MAX       = 31,      /* message kind name */
@@ -506,10 +508,14 @@ void relm_store_invite_clear(struct relm_store_invite *inv);   /* wipes */
 
 /* ---- replay guard ------------------------------------------------------ */
 
-/* Records (proton, EK) → rel.  Returns 0 if it was new, RELM_EREPLAY if this
- * EK was seen before for this proton (nothing changes then). */
+/* Records (proton, invite spk_id, EK) → rel.  Returns 0 if it was new,
+ * RELM_EREPLAY if this EK was seen before on this invite (nothing changes
+ * then).  The invite must exist (a foreign key): its row goes with the
+ * invite when that is deleted (relm_store_invite_expire), since an initial
+ * envelope for an invite that is gone is refused before the guard is
+ * asked (proto/ratchet.md §8.3). */
 int relm_store_replay_check_insert(struct relm_store *st, const uint8_t proton[RELM_ID_LEN],
-                                   const uint8_t ek[RELM_KEY_LEN],
+                                   uint32_t spk_id, const uint8_t ek[RELM_KEY_LEN],
                                    const uint8_t rel[RELM_ID_LEN], uint64_t now_ms);
 
 /* ---- relationships ---------------------------------------------------- */
