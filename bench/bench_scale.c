@@ -29,8 +29,14 @@
  *             two stores are measured interleaved, in rounds; every trial
  *             checks that B's history holds the message.
  *   bytes     the big A store's pages per relationship, and where they go
- *             (SQLite's dbstat: each table and index), printed; the total
- *             is scale.<n>.bytes_per_rel.  `--only build` prints it too.
+ *             (SQLite's dbstat: each table and index), printed.  In use
+ *             (the file less its free pages, which SQLite reuses before
+ *             it grows the file) is scale.<n>.bytes_per_rel; of it, the
+ *             history (messages and its indexes: the relationship's three
+ *             messages, which a person keeps) is .bytes_per_rel_history,
+ *             the rest — what the relationship itself costs — is
+ *             .bytes_per_rel_state; the free pages .bytes_per_rel_free.
+ *             `--only build` prints it too.
  *
  * The stores (two daemons A and B, each with one proton, N relationships
  * between them) are cached in DIR/<N>/ and rebuilt when missing or when
@@ -136,12 +142,23 @@ static double file_mb(const char *path)
  * closed store file, biggest first, and the free pages.  Returns the file's
  * pages × page size / n (0 when dbstat is not compiled in).  Read directly
  * with sqlite3: this is a look at the file, not something relmd does. */
-static double store_breakdown(const char *path, size_t n, int print)
+struct bytes_res {
+	double in_use, history, state, free;       /* bytes per relationship */
+};
+
+/* What dbstat says the history takes: the messages table and its indexes. */
+static int is_history(const char *name)
+{
+	return name && (!strcmp(name, "messages") || !strcmp(name, "messages_by_rel") ||
+	                !strncmp(name, "sqlite_autoindex_messages_", 26));
+}
+
+static struct bytes_res store_breakdown(const char *path, size_t n, int print)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	double total = 0;
-	int64_t pages = 0, psize = 0, freep = 0;
+	struct bytes_res b = { 0 };
+	int64_t pages = 0, psize = 0, freep = 0, hist = 0;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
 		die("open %s: %s", path, sqlite3_errmsg(db));
@@ -154,28 +171,37 @@ static double store_breakdown(const char *path, size_t n, int print)
 		freep = sqlite3_column_int64(st, 2);
 	}
 	sqlite3_finalize(st);
-	total = (double)(pages * psize) / (double)n;
+	b.in_use = (double)((pages - freep) * psize) / (double)n;
+	b.free = (double)(freep * psize) / (double)n;
+	if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize), sum(payload) FROM dbstat GROUP BY name"
+	                       " ORDER BY 2 DESC", -1, &st, NULL) != SQLITE_OK)
+		die("dbstat: %s (SQLite built without SQLITE_ENABLE_DBSTAT_VTAB?)", sqlite3_errmsg(db));
 	if (print) {
-		printf("  store bytes per relationship (%s): %.0f (free pages %.1f)\n", path, total,
-		       (double)(freep * psize) / (double)n);
-		if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize), sum(payload) FROM dbstat GROUP BY name"
-		                       " ORDER BY 2 DESC LIMIT 12", -1, &st, NULL) != SQLITE_OK) {
-			printf("    (no dbstat in this SQLite)\n");
-		} else {
-			printf("    %-36s %10s %10s\n", "table or index", "bytes/rel", "payload");
-			while (sqlite3_step(st) == SQLITE_ROW)
-				printf("    %-36s %10.1f %10.1f\n", (const char *)sqlite3_column_text(st, 0),
-				       (double)sqlite3_column_int64(st, 1) / (double)n,
-				       (double)sqlite3_column_int64(st, 2) / (double)n);
-		}
-		sqlite3_finalize(st);
+		printf("  store bytes per relationship (%s): %.0f in use (free pages %.1f more)\n", path,
+		       b.in_use, b.free);
+		printf("    %-36s %10s %10s\n", "table or index", "bytes/rel", "payload");
+	}
+	for (int row = 0; sqlite3_step(st) == SQLITE_ROW; row++) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		if (is_history(name))
+			hist += sqlite3_column_int64(st, 1);
+		if (print && row < 12)
+			printf("    %-36s %10.1f %10.1f%s\n", name, (double)sqlite3_column_int64(st, 1) / (double)n,
+			       (double)sqlite3_column_int64(st, 2) / (double)n, is_history(name) ? "  (history)" : "");
+	}
+	sqlite3_finalize(st);
+	b.history = (double)hist / (double)n;
+	b.state = b.in_use - b.history;
+	if (print) {
+		printf("    %-36s %10.1f\n", "  the history (messages + indexes)", b.history);
+		printf("    %-36s %10.1f\n", "  the relationship without it", b.state);
 		if (sqlite3_prepare_v2(db, "SELECT avg(length(state)) FROM relationships", -1, &st, NULL) == SQLITE_OK &&
 		    sqlite3_step(st) == SQLITE_ROW)
 			printf("    %-36s %10.1f\n", "  state blob (mean length)", sqlite3_column_double(st, 0));
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	return total;
+	return b;
 }
 
 /* ---- start-up --------------------------------------------------------------- */
@@ -724,7 +750,7 @@ int main(int argc, char **argv)
 	}
 
 	double store_mb_b = file_mb(ba.path), store_mb_s = file_mb(sa.path);
-	double bytes_per_rel = store_breakdown(ba.path, big_n, 1);
+	struct bytes_res bytes = store_breakdown(ba.path, big_n, 1);
 	double ratio = m_s.msg_us > 0 ? m_b.msg_us / m_s.msg_us : 0;
 	double ratio_full = m_s.full_us > 0 ? m_b.full_us / m_s.full_us : 0;
 	double ratio_cpu = m_s.cpu_us > 0 ? m_b.cpu_us / m_s.cpu_us : 0;
@@ -778,7 +804,10 @@ int main(int argc, char **argv)
 #define K(suffix) (snprintf(k, sizeof k, "%s.%s", lbl, suffix), k)
 		KV(K("relationships"), "%zu", big_n);
 		KV(K("store_mb"), "%.2f", store_mb_b);
-		KV(K("bytes_per_rel"), "%.0f", bytes_per_rel);
+		KV(K("bytes_per_rel"), "%.0f", bytes.in_use);
+		KV(K("bytes_per_rel_history"), "%.0f", bytes.history);
+		KV(K("bytes_per_rel_state"), "%.0f", bytes.state);
+		KV(K("bytes_per_rel_free"), "%.0f", bytes.free);
 		KV(K("build_cloned"), "%d", bbi.cloned);
 		KV(K("build_real_ms_per_rel"), "%.3f", bbi.real_ms_per_rel);
 		KV(K("build_s"), "%.1f", bbi.build_s);
