@@ -157,6 +157,53 @@ START_TEST(truncations_and_garbage)
 }
 END_TEST
 
+/* The id's decoder against libsodium's (the reference for base64url): the
+ * same bytes for random ids, and the same verdict for an id whose every
+ * character in turn is replaced by each of the 256 byte values. */
+START_TEST(ids_as_libsodium)
+{
+	struct relm_addr a;
+	uint8_t id[32], ref[32];
+	char s[80], *b64;
+	size_t idlen;
+
+	for (int t = 0; t < 24; t++) {
+		memset(&a, 0, sizeof a);
+		strcpy(a.host, "h");
+		a.port = 1;
+		a.has_id = 1;
+		tu_rand_bytes(id, sizeof id);
+		memcpy(a.id, id, sizeof id);
+		ck_assert_int_eq(relm_addr_format(s, sizeof s, &a), 4 + 43);
+		ck_assert_int_eq(parse(&a, s), 0);
+		ck_assert_msg(memcmp(a.id, id, 32) == 0, "id %d (" TU_SEED_FMT ")", t, TU_SEED_ARG);
+		b64 = s + 4;
+		for (size_t k = 0; k < 43; k++) {
+			const char keep = b64[k];
+			for (int c = 1; c < 256; c++) {
+				b64[k] = (char)c;
+				const int ours = relm_addr_parse(&a, s, strlen(s)) == 0;
+				const char *end = NULL;
+				/* libsodium 1.0.18 maps some bytes >= 0x80 onto alphabet
+				 * values: only the alphabet is a candidate */
+				const int in_alphabet = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+				                               c) != NULL;
+				const int theirs = in_alphabet &&
+				                   sodium_base642bin(ref, sizeof ref, b64, 43, NULL, &idlen, &end,
+				                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+				                   idlen == 32 && end == b64 + 43;
+				ck_assert_msg(ours == theirs, "id %d, char %zu = %d: ours %d, libsodium %d (" TU_SEED_FMT ")",
+				              t, k, c, ours, theirs, TU_SEED_ARG);
+				if (ours)
+					ck_assert_msg(memcmp(a.id, ref, 32) == 0, "id %d, char %zu = %d (" TU_SEED_FMT ")", t,
+					              k, c, TU_SEED_ARG);
+			}
+			b64[k] = keep;
+		}
+	}
+}
+END_TEST
+
 static Suite *addr_suite(void)
 {
 	Suite *s = suite_create("addr");
@@ -175,6 +222,7 @@ static Suite *addr_suite(void)
 
 	tc = tcase_create("hostile");
 	tcase_add_test(tc, truncations_and_garbage);
+	tcase_add_test(tc, ids_as_libsodium);
 	suite_add_tcase(s, tc);
 	return s;
 }

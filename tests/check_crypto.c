@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "crypto/crypto.h"
+#include "crypto/ct.h"
 #include "error.h"
 #include "util_rand.h"
 
@@ -360,6 +361,31 @@ END_TEST
 
 /* ---- hex ----------------------------------------------------------------- */
 
+/* relm_ct_is_zero agrees with sodium_is_zero on every length up to 80 at
+ * every alignment, all zero and with any one bit of any byte set. */
+START_TEST(ct_is_zero_as_sodium)
+{
+	uint8_t buf[96];
+
+	for (size_t off = 0; off < 8; off++)
+		for (size_t n = 0; n <= 80; n++) {
+			memset(buf, 0, sizeof buf);
+			ck_assert_int_eq(relm_ct_is_zero(buf + off, n), 1);
+			for (size_t i = 0; i < n; i++)
+				for (int bit = 0; bit < 8; bit++) {
+					buf[off + i] = (uint8_t)(1u << bit);
+					ck_assert_msg(relm_ct_is_zero(buf + off, n) == sodium_is_zero(buf + off, n) &&
+					              relm_ct_is_zero(buf + off, n) == 0,
+					              "off %zu n %zu byte %zu bit %d", off, n, i, bit);
+					buf[off + i] = 0;
+				}
+			/* a set byte just outside the range is not looked at */
+			buf[off + n] = 0xff;
+			ck_assert_int_eq(relm_ct_is_zero(buf + off, n), 1);
+		}
+}
+END_TEST
+
 START_TEST(hex_round_trip)
 {
 	uint8_t in[64], back[64];
@@ -454,6 +480,7 @@ static Suite *crypto_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hex");
+	tcase_add_test(tc, ct_is_zero_as_sodium);
 	tcase_add_test(tc, hex_round_trip);
 	tcase_add_test(tc, hex_rejects);
 	tcase_add_test(tc, hex_exhaustive_pairs);

@@ -86,6 +86,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "engine/rel_state.h"
+#include "crypto/ct.h"
 #include "crypto/x3dh.h"
 #include "wire/addr.h"
 #include "error.h"
@@ -212,11 +213,11 @@ static int revoke_zero(const struct relm_rel *rel)
 {
 	return !rel->ipk_seq && !rel->ipk_conflict && !rel->heal_state && !rel->heal_epoch &&
 	       !rel->heal_due_ms && !rel->clone_since_ms &&
-	       sodium_is_zero(rel->ipk_prev, sizeof rel->ipk_prev) &&
-	       sodium_is_zero((const uint8_t *)rel->ipk_cand, sizeof rel->ipk_cand) &&
-	       sodium_is_zero(rel->heal_node, sizeof rel->heal_node) &&
-	       sodium_is_zero(rel->clone_id, sizeof rel->clone_id) &&
-	       sodium_is_zero(rel->clone_dh, sizeof rel->clone_dh);
+	       relm_ct_is_zero(rel->ipk_prev, sizeof rel->ipk_prev) &&
+	       relm_ct_is_zero((const uint8_t *)rel->ipk_cand, sizeof rel->ipk_cand) &&
+	       relm_ct_is_zero(rel->heal_node, sizeof rel->heal_node) &&
+	       relm_ct_is_zero(rel->clone_id, sizeof rel->clone_id) &&
+	       relm_ct_is_zero(rel->clone_dh, sizeof rel->clone_dh);
 }
 
 /* The `present` bits of rel: which fields version 7 must write. */
@@ -233,14 +234,14 @@ static unsigned present_of(const struct relm_rel *rel)
 	if (derived_remote_pk(rel->remote_mailbox, d) != 0 ||
 	    memcmp(d, rel->remote_mbox_pk, RELM_SIGN_PK_LEN) != 0)
 		p |= P_REMOTE_PK;
-	if (!sodium_is_zero(rel->gate_key, sizeof rel->gate_key))
+	if (!relm_ct_is_zero(rel->gate_key, sizeof rel->gate_key))
 		p |= P_GATE;
-	if (!sodium_is_zero(rel->initial.ipk, 32) || !sodium_is_zero(rel->initial.ek, 32) ||
+	if (!relm_ct_is_zero(rel->initial.ipk, 32) || !relm_ct_is_zero(rel->initial.ek, 32) ||
 	    rel->initial.spk_id || rel->initial.opk_id)
 		p |= P_INITIAL;
 	if (!stats_zero(rel))
 		p |= P_STATS;
-	if (!sodium_is_zero(rel->batch_first, RELM_ID_LEN) || rel->repair_ms)
+	if (!relm_ct_is_zero(rel->batch_first, RELM_ID_LEN) || rel->repair_ms)
 		p |= P_BATCH;
 	if (!revoke_zero(rel))
 		p |= P_REVOKE;
@@ -252,8 +253,8 @@ static unsigned present_of(const struct relm_rel *rel)
 /* A node's stored-key bits (version 7). */
 static uint8_t node_keys_of(const struct relm_node *n)
 {
-	return (uint8_t)((sodium_is_zero(n->priv, 32) ? 0 : N_PRIV) | (sodium_is_zero(n->rk, 32) ? 0 : N_RK) |
-	                 (sodium_is_zero(n->ck, 32) ? 0 : N_CK));
+	return (uint8_t)((relm_ct_is_zero(n->priv, 32) ? 0 : N_PRIV) | (relm_ct_is_zero(n->rk, 32) ? 0 : N_RK) |
+	                 (relm_ct_is_zero(n->ck, 32) ? 0 : N_CK));
 }
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -351,7 +352,7 @@ int relm_rel_encode_version(const struct relm_rel *rel, unsigned version, uint8_
 		w_put(&w, n->id, 16);
 		if (version >= 8) {
 			int at = relm_tree_find(&rel->tree, n->parent);
-			if (sodium_is_zero(n->parent, RELM_ID_LEN)) {
+			if (relm_ct_is_zero(n->parent, RELM_ID_LEN)) {
 				w_u8(&w, PARENT_ZERO);
 			} else if (at >= 0) {
 				w_u8(&w, (uint8_t)at);
@@ -684,7 +685,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		struct relm_node *n = &rel->tree.nodes[i];
 		if (parent_ref[i] < PARENT_ZERO)
 			memcpy(n->parent, rel->tree.nodes[parent_ref[i]].id, RELM_ID_LEN);
-		int at = relm_tree_find(&rel->tree, n->parent), zero = sodium_is_zero(n->parent, RELM_ID_LEN);
+		int at = relm_tree_find(&rel->tree, n->parent), zero = relm_ct_is_zero(n->parent, RELM_ID_LEN);
 		if (parent_ref[i] == PARENT_ID ? zero || at >= 0
 		                               : parent_ref[i] < PARENT_ZERO && (zero || at != parent_ref[i]))
 			goto fail;
@@ -849,7 +850,7 @@ int relm_rel_decode(struct relm_rel **out, const uint8_t *buf, size_t len)
 		r_get(&r, rel->heal_others, (size_t)k * RELM_ID_LEN);
 		rel->nheal_others = k;
 		for (uint8_t i = 0; i < k; i++)
-			if (sodium_is_zero(rel->heal_others[i], RELM_ID_LEN))
+			if (relm_ct_is_zero(rel->heal_others[i], RELM_ID_LEN))
 				goto fail;
 	}
 	if (r.err || r.off != len || rel->recent_next >= RELM_RECENT_IDS)
