@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include "util_rand.h"
 #include "util_world.h"
+#include "util_store.h"
 #include "core/core.h"
 #include "engine/rel_state.h"
 #include "wire/invite.h"
@@ -197,6 +198,49 @@ START_TEST(test_replayed_initial_makes_nothing)
 	}
 	tu_settle(ds, 2, &net, 3, 3000);
 	ck_assert_int_eq(count_rels(&A, pa), 1);
+}
+END_TEST
+
+/* The replay guard's rows go with their invite (store v14), which is sound
+ * only because every initial envelope finds its invite before the guard is
+ * asked (ratchet.md §8.3).  relm has no way to delete a relationship, so
+ * the guard is what refuses a replayed hello only once the relationship's
+ * row is gone: removed here by hand.  While the multi-use invite lives the
+ * guard refuses the replay; once the invite has expired and been swept,
+ * with the guard's row, the replay finds no invite and makes nothing. */
+START_TEST(test_guard_goes_with_invite)
+{
+	char inv[RELM_INVITE_TEXT_MAX], last[256];
+	uint8_t rb[16], mbox[32];
+	struct tu_daemon *ds[2] = { &A, &B };
+	struct tu_mail hello;
+	uint64_t cur = 0;
+
+	ck_assert_int_eq(relm_core_invite_create(A.core, pa, 1, 60, inv, sizeof inv, mbox), 0);
+	ck_assert_int_eq(relm_core_invite_accept(B.core, pb, inv, strlen(inv), "alice", rb), 0);
+	tu_settle(ds, 2, &net, 5, 3000);
+	ck_assert_int_eq(count_rels(&A, pa), 1);
+	hello = net.v[0];
+	ck_assert(memcmp(hello.mailbox, mbox, 32) == 0);
+	ck_assert_int_eq(ts_exec_int(A.st, "SELECT count(*) FROM replay_guard"), 1);
+
+	ck_assert_int_eq(relm_store_begin(A.st), 0);
+	ck_assert_int_eq(relm_store_rel_delete(A.st, rb), 0);
+	ck_assert_int_eq(relm_store_commit(A.st), 0);
+	ck_assert_int_eq(count_rels(&A, pa), 0);
+	ck_assert_int_eq(relm_store_cursor_get(A.st, mbox, &cur), 0);
+	ck_assert_int_eq(relm_core_envelope(A.core, mbox, ++cur, hello.buf, hello.len), 0);
+	ck_assert_int_eq(count_rels(&A, pa), 0);
+	ck_assert_int_ge(count_events(&A, "envelope.undecryptable", last), 1);
+	ck_assert_str_eq(last, "replay");
+
+	clock_ms += 61000;
+	ck_assert_int_eq(relm_core_invites_expire(A.core, NULL, NULL), 1);
+	ck_assert_int_eq(ts_exec_int(A.st, "SELECT count(*) FROM replay_guard"), 0);
+	ck_assert_int_eq(relm_core_envelope(A.core, mbox, ++cur, hello.buf, hello.len), 0);
+	ck_assert_int_eq(count_rels(&A, pa), 0);
+	count_events(&A, "envelope.undecryptable", last);
+	ck_assert_str_eq(last, "not_found");
 }
 END_TEST
 
@@ -868,6 +912,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_env_is_not_modified);
 	tcase_add_test(tc, test_idempotent_send);
 	tcase_add_test(tc, test_replayed_initial_makes_nothing);
+	tcase_add_test(tc, test_guard_goes_with_invite);
 	tcase_add_test(tc, test_single_use_invite);
 	tcase_add_test(tc, test_bad_envelopes_advance_cursor);
 	tcase_add_test(tc, test_rel_mailbox_signs);
