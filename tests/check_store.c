@@ -439,6 +439,15 @@ START_TEST(test_invites_replay)
 	st = ts_open_ok(ts_dbpath, 0, NULL);
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 77, ek, rel, 7), RELM_EREPLAY);
+	/* both invites' mailboxes were read (cursors), and another mailbox */
+	{
+		uint8_t other[32];
+		ts_fill(other, 32, 6);
+		ck_assert_int_eq(relm_store_cursor_set(st, inv.mailbox_id, 4), 0);       /* invite 80 */
+		ts_fill(inv.mailbox_id, 32, 3);
+		ck_assert_int_eq(relm_store_cursor_set(st, inv.mailbox_id, 9), 0);       /* invite 77 */
+		ck_assert_int_eq(relm_store_cursor_set(st, other, 2), 0);
+	}
 	ck_assert_int_eq(relm_store_invite_expire(st, 9999, NULL, NULL), 0);
 	ck_assert_int_eq(relm_store_invite_expire(st, 10001, NULL, NULL), 1);
 	ck_assert_int_eq(relm_store_commit(st), 0);
@@ -447,11 +456,16 @@ START_TEST(test_invites_replay)
 	 * ratchet.md §8.3 refuses its envelopes at step 1); the other's stay */
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=77"), 0);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard WHERE spk_id=80"), 1);
+	/* and its mailbox's cursor; the others stay */
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM cursors"), 2);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT cursor FROM cursors WHERE mailbox=(SELECT mailbox_id FROM invites"
+	                                 " WHERE spk_id=80)"), 4);
 	ck_assert_int_eq(relm_store_begin(st), 0);
 	ck_assert_int_eq(relm_store_replay_check_insert(st, p.id, 80, ek, rel, 8), RELM_EREPLAY);
 	ck_assert_int_eq(relm_store_invite_expire(st, 20000, NULL, NULL), 1);
 	ck_assert_int_eq(relm_store_commit(st), 0);
 	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM replay_guard"), 0);
+	ck_assert_int_eq(ts_exec_int(st, "SELECT count(*) FROM cursors"), 1);
 	relm_store_close(st);
 }
 END_TEST

@@ -14,6 +14,8 @@ RELM__SQL(INVITE_BY_MBOX, "SELECT proton,spk_id FROM invites WHERE mailbox_id=?1
 RELM__SQL(INVITE_USED, "UPDATE invites SET used=used+1, opk_priv=NULL WHERE proton=?1 AND spk_id=?2");
 RELM__SQL(INVITE_EXPIRE, "DELETE FROM invites WHERE expires<=?1");
 RELM__SQL(INVITE_EXPIRED, "SELECT mailbox_id FROM invites WHERE expires<=?1");
+/* the mailbox cursor of an invite that goes: nobody reads that mailbox again */
+RELM__SQL(INVITE_CURSORS, "DELETE FROM cursors WHERE mailbox IN (SELECT mailbox_id FROM invites WHERE expires<=?1)");
 RELM__SQL(REPLAY_INS, "INSERT OR IGNORE INTO replay_guard(proton,spk_id,ek,rel,seen) VALUES(?1,?5,?2,?3,?4)");
 
 int relm_store_invite_put(struct relm_store *st, const struct relm_store_invite *inv)
@@ -117,6 +119,8 @@ int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms,
 		if ((rc = q_end(&q, rc)) != 0)
 			return rc;
 	}
+	if ((rc = Q_EXEC(st, INVITE_CURSORS, A_INT(now_ms))) != 0)
+		return rc;
 	return Q_CHANGES(st, INVITE_EXPIRE, A_INT(now_ms));
 }
 

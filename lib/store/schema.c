@@ -334,7 +334,8 @@ static const char schema_v13[] =
  * goes with it (ON DELETE CASCADE, the primary key's prefix being the
  * child index).  v13's rows do not say their invite: each is kept for
  * every live invite of its proton that existed when the EK was seen (made
- * at most a day after it, for devices' clocks that differ), the others —
+ * at most a day after it: both times are this device's clock, and the day
+ * covers that clock having been set back), the others —
  * for invites already deleted — are dropped. */
 static const char schema_v14[] =
 	"CREATE TABLE replay_guard_v14("

@@ -500,7 +500,9 @@ int relm_store_invite_mark_used(struct relm_store *st, const uint8_t proton[RELM
  * they stop working) with every secret of theirs (secure_delete zeroes
  * them in the file); cb (may be NULL) is first told each one's mailbox id,
  * which nobody needs to read any more (a nonzero return stops and is
- * returned, nothing deleted).  Returns how many were deleted (≥ 0). */
+ * returned, nothing deleted).  Their replay-guard rows (cascade) and
+ * their mailboxes' cursors go with them.  Returns how many were deleted
+ * (≥ 0). */
 int relm_store_invite_expire(struct relm_store *st, uint64_t now_ms,
                              int (*cb)(void *ctx, const uint8_t mailbox_id[RELM_SIGN_PK_LEN]),
                              void *ctx);

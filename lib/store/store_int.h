@@ -134,7 +134,7 @@ struct relm__evmem {
 	                 X(CIRCLE_PUT) X(CIRCLE_GET) X(SIB_PUT) X(SIB_FIND) X(SIB_GET)  \
 	/* pairings.c */ X(PAIRING_PUT) X(PAIRING_GET) X(PAIRING_BY_MBOX) X(PAIRING_DEL) X(PAIRING_IDS) \
 	/* invites.c */  X(INVITE_PUT) X(INVITE_GET) X(INVITE_LIST) X(INVITE_BY_MBOX) X(INVITE_USED) \
-	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(REPLAY_INS)                               \
+	                 X(INVITE_EXPIRE) X(INVITE_EXPIRED) X(INVITE_CURSORS) X(REPLAY_INS)                               \
 	/* stage.c */    X(REL_EXISTS) X(REL_FLUSH_STATE) X(REL_FLUSH) X(REL_FLUSH_OUT)     \
 	/* rels.c */     X(REL_PUT) X(REL_GET) X(REL_GET_STATE) X(REL_STATE_BY_MBOX)  \
 	                 X(REL_BY_MBOX) X(REL_BY_REMOTE) X(REL_LIST) X(REL_ALL) X(REL_DUE) X(REL_NEXT_DEADLINE) \
