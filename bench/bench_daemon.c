@@ -734,8 +734,9 @@ int main(int argc, char **argv)
 	printf("relm daemon end to end: relm-mailbox + 2 relmd on loopback, durable (synchronous=FULL)\n");
 	printf("saturation: %d rounds of %d messages pipelined: median %.0f messages/s (min %.0f, max %.0f)\n",
 	       rounds, n, msgs_per_s, rate_min, rate_max);
+	const double cpu_all = cpu_med[0] + cpu_med[1] + cpu_med[2];
 	printf("CPU per message (median): sender relmd %.0f µs, relm-mailbox %.0f µs, receiver relmd %.0f µs: "
-	       "%.0f µs in all\n", cpu_med[0], cpu_med[1], cpu_med[2], cpu_med[0] + cpu_med[1] + cpu_med[2]);
+	       "%.0f µs in all\n", cpu_med[0], cpu_med[1], cpu_med[2], cpu_all);
 	printf("paced %d messages/s for %d s: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       rate, seconds, p50, p99, pmax);
 	printf("longest loop turn meanwhile: sender relmd %.2f ms (its end: commit, publish, post %.2f ms), "
@@ -764,8 +765,7 @@ int main(int argc, char **argv)
 		        "  \"daemon.e2e.max_turn_cpu_ms.receiver\": %.3f,\n"
 		        "  \"daemon.e2e.slow_turns\": %.0f,\n"
 		        "  \"daemon.e2e.rate\": %d\n}\n",
-		        msgs_per_s, rate_min, rate_max, cpu_med[0] + cpu_med[1] + cpu_med[2], cpu_med[0], cpu_med[1],
-		        cpu_med[2], p50, p99, pmax,
+		        msgs_per_s, rate_min, rate_max, cpu_all, cpu_med[0], cpu_med[1], cpu_med[2], p50, p99, pmax,
 		        turn_max[0] > turn_max[1] ? turn_max[0] : turn_max[1], turn_max[0], turn_max[1],
 		        turn_commit[0], turn_commit[1], turn_cpu[0], turn_cpu[1], slow_turns, rate);
 		fclose(f);
